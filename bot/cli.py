@@ -1,0 +1,397 @@
+"""``xai-usage``: the terminal front end.
+
+Parses with the same grammar as the slash command, calls the same services,
+and renders the same templates. Errors are one clear line on stderr and a
+non-zero exit; nothing is half-saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from bot import formatting, render
+from bot.config import ConfigError, Settings
+from bot.grammar import COMMANDS, OPTIONS, REPORTS, Command, UsageError, parse, tokenize
+from bot.reports import build_report, resolve_period, status_rows
+from bot.runtime import REDACTOR, Runtime, configure_logging
+from bot.sync import ConnectError, SyncResult
+from providers.types import ProviderError
+from storage.crypto import DecryptionError, EncryptionKeyError
+from storage.db import StoreError
+from storage.repo import NotFound, find_connection, resolve_workspace
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class Console:
+    """Where output goes; tests swap the streams."""
+
+    def __init__(
+        self, out: TextIO | None = None, err: TextIO | None = None, stdin: TextIO | None = None
+    ) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.stdin = stdin or sys.stdin
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def note(self, text: str) -> None:
+        print(text, file=self.err)
+
+    def interactive(self) -> bool:
+        return self.stdin.isatty()
+
+
+Handler = Callable[[Command, Runtime, Console], int]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*names: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for name in names:
+            HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    console: Console | None = None,
+    environ: dict[str, str] | None = None,
+) -> int:
+    console = console or Console()
+    configure_logging()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if len(words) == 1 and " " in words[0]:
+        words = tokenize(words[0])  # `xai-usage "today --by model"` works too
+    try:
+        command = parse(words, surface="cli")
+        settings = Settings.from_env(environ)
+    except UsageError as error:
+        console.note(f"xai-usage: {error}")
+        return EXIT_USAGE
+    except ConfigError as error:
+        console.note(f"xai-usage: {error}")
+        return EXIT_FAILED
+    runtime = Runtime(settings, warn=lambda text: console.note(f"warning: {text}"))
+    try:
+        return HANDLERS[command.name](command, runtime, console)
+    except (
+        ConnectError,
+        NotFound,
+        StoreError,
+        ConfigError,
+        EncryptionKeyError,
+        DecryptionError,
+        ProviderError,
+        UsageError,
+    ) as error:
+        console.note(f"xai-usage: {getattr(error, 'message', None) or error}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        console.note("xai-usage: interrupted; nothing half-saved.")
+        return 130
+    finally:
+        runtime.close()
+
+
+# -- reports --------------------------------------------------------------------
+
+
+@handles(*REPORTS)
+def report(command: Command, runtime: Runtime, console: Console) -> int:
+    db = runtime.db
+    with db.transaction() as session:
+        workspace = resolve_workspace(session, command.get("workspace"))
+        connection = (
+            find_connection(session, workspace.id, command.get("connection"))
+            if command.get("connection")
+            else None
+        )
+        period = resolve_period(command, runtime.clock().date())
+        result = build_report(
+            session,
+            workspace.id,
+            period,
+            command.get("by", "model"),
+            connection=connection,
+            model_pattern=command.get("model"),
+            now=runtime.clock(),
+        )
+    fmt = command.get("format", "table")
+    console.print(
+        {"json": render.report_json, "csv": render.report_csv}.get(fmt, render.report_table)(
+            result
+        ).rstrip("\n")
+    )
+    return 0
+
+
+# -- connections ------------------------------------------------------------------
+
+
+@handles("connect")
+def connect(command: Command, runtime: Runtime, console: Console) -> int:
+    provider = runtime.providers.get(command.get("provider", "xai"))
+    credentials: dict[str, str] = {}
+    for spec in provider.credential_fields:
+        option = spec.name.replace("_", "-")
+        value = command.get(option)
+        if value is None and spec.env_var:
+            value = runtime.settings.environ.get(spec.env_var)
+        if value is None and spec.secret:
+            value = _read_secret(spec.label, console)
+        if value is None and console.interactive():
+            value = input(f"{spec.label}: ")
+        if not value:
+            source = (
+                f"--{option}"
+                if not spec.secret
+                else (f"standard input or {spec.env_var}" if spec.env_var else "standard input")
+            )
+            raise ConnectError(f"{spec.label} is required: give it with {source}.", field=spec.name)
+        credentials[spec.name] = value
+        if spec.secret:
+            REDACTOR.add(value.strip())
+    with runtime.db.transaction() as session:
+        workspace_id = resolve_workspace(session, command.get("workspace")).id
+    console.note(f"Testing the credentials with {provider.display_name}…")
+    connected = asyncio.run(
+        runtime.engine.connect(
+            workspace_id,
+            provider.name,
+            credentials,
+            label=command.get("label"),
+            backfill_days=command.get("days", 90),
+            created_by=getpass.getuser(),
+        )
+    )
+    console.print(
+        f"Connected “{connected.label}” ({connected.mask}). The key is stored "
+        "encrypted and will not be shown again."
+    )
+    console.print(_sync_line(connected.backfill, verb="Backfilled"))
+    return 0 if connected.backfill.ok else EXIT_FAILED
+
+
+def _read_secret(label: str, console: Console) -> str | None:
+    if console.interactive():
+        return getpass.getpass(f"{label} (input hidden): ")
+    line = console.stdin.readline()
+    return line.strip() or None
+
+
+@handles("connections", "status")
+def connections(command: Command, runtime: Runtime, console: Console) -> int:
+    with runtime.db.transaction() as session:
+        workspace = resolve_workspace(session, command.get("workspace"))
+        rows = status_rows(session, workspace.id, runtime.clock())
+    if command.get("format") == "json":
+        import json
+
+        console.print(json.dumps([row.as_json() for row in rows], indent=2))
+        return 0
+    console.print(render.render("status.txt.j2", rows=rows, workspace=workspace).rstrip("\n"))
+    return 0
+
+
+@handles("disconnect")
+def disconnect(command: Command, runtime: Runtime, console: Console) -> int:
+    with runtime.db.session() as session:
+        workspace = resolve_workspace(session, command.get("workspace"))
+        connection = find_connection(session, workspace.id, command.args[0])
+        label, connection_id = connection.label, connection.id
+    if not command.get("yes"):
+        if not console.interactive():
+            raise UsageError(
+                f"Disconnecting “{label}” deletes its key and all its cost data. "
+                "Add --yes to confirm."
+            )
+        answer = input(f"Delete “{label}”, its key and all its cost data? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            console.note("Nothing was deleted.")
+            return EXIT_FAILED
+    runtime.engine.disconnect(connection_id)
+    console.print(f"Disconnected “{label}”: its key and cost data are deleted.")
+    return 0
+
+
+@handles("sync")
+def sync(command: Command, runtime: Runtime, console: Console) -> int:
+    engine = runtime.engine
+    with runtime.db.transaction() as session:
+        workspace = resolve_workspace(session, command.get("workspace"))
+        target = (
+            find_connection(session, workspace.id, command.get("connection")).id
+            if command.get("connection")
+            else None
+        )
+
+    def progress(result: SyncResult, done: int, total: int) -> None:
+        console.note(f"[{done}/{total}] {_sync_line(result)}")
+
+    if target is not None:
+        results = asyncio.run(
+            engine.sync_many(
+                [target], trigger="force", force=True, days=command.get("days"), progress=progress
+            )
+        )
+    else:
+        results = asyncio.run(
+            engine.sync_all(
+                workspace.id,
+                trigger="force",
+                force=True,
+                days=command.get("days"),
+                progress=progress,
+            )
+        )
+    if not results:
+        console.print("No connections to sync yet: run `xai-usage connect` first.")
+        return 0
+    failed = [r for r in results if not r.ok]
+    total = sum((r.total_usd for r in results if r.ok), formatting.Decimal(0))
+    console.print(
+        f"Synced {len(results) - len(failed)} of {len(results)} connection"
+        f"{'s' if len(results) != 1 else ''}: {formatting.money(total)} in the "
+        "windows fetched."
+    )
+    return EXIT_FAILED if failed else 0
+
+
+def _sync_line(result: SyncResult, verb: str = "Synced") -> str:
+    if result.skipped:
+        return (
+            f"“{result.label}” skipped: it needs attention ({result.message}) "
+            "Fix the credentials, or force a sync."
+        )
+    if not result.ok:
+        return f"“{result.label}” failed: {result.message}"
+    return (
+        f"{verb} “{result.label}”: {result.days} day{'s' if result.days != 1 else ''} "
+        f"({result.start} to {result.end}), {result.rows} rows, "
+        f"{formatting.money(result.total_usd)}."
+    )
+
+
+# -- operations -------------------------------------------------------------------
+
+
+@handles("providers")
+def providers(command: Command, runtime: Runtime, console: Console) -> int:
+    for provider in runtime.providers:
+        fields = ", ".join(
+            f"{f.name}{' (secret)' if f.secret else ''}" for f in provider.credential_fields
+        )
+        console.print(
+            f"{provider.name:10} {provider.display_name:12} "
+            f"{type(provider).__module__}  fields: {fields}"
+        )
+    return 0
+
+
+@handles("rotate-key")
+def rotate_key(command: Command, runtime: Runtime, console: Console) -> int:
+    changed = runtime.db.rotate_key()
+    console.print(
+        f"Re-encrypted {changed} secret{'s' if changed != 1 else ''} with key "
+        f"{runtime.db.keyring.primary_key_id}. Older keys can now be removed from "
+        "XAI_USAGE_ENCRYPTION_KEY."
+    )
+    return 0
+
+
+@handles("migrate")
+def migrate(command: Command, runtime: Runtime, console: Console) -> int:
+    db = runtime.db  # opening the store migrates it
+    console.print(f"The {db.backend} database is up to date.")
+    return 0
+
+
+@handles("sandbox")
+def sandbox(command: Command, runtime: Runtime, console: Console) -> int:
+    from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, serve_forever
+
+    def ready(url: str) -> None:
+        console.print(f"The xAI stand-in is serving synthetic data at {url}")
+        console.print(f"  export XAI_MANAGEMENT_API_URL={url}")
+        console.print(f"  Team ID {DEMO_TEAM_ID}, management key {DEMO_KEY}")
+        console.print("Stop it with Ctrl-C.")
+        sys.stdout.flush()
+
+    try:
+        serve_forever(
+            "127.0.0.1", command.get("port", 8765), command.get("latency", 0.0), ready=ready
+        )
+    except OSError as error:
+        raise ConfigError(
+            f"cannot listen on port {command.get('port', 8765)}: "
+            f"{error.strerror}. Pick another with --port N."
+        ) from None
+    return 0
+
+
+@handles("demo")
+def demo(command: Command, runtime: Runtime, console: Console) -> int:
+    from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
+
+    console.print(
+        "Demo: everything below runs against a local stand-in for the xAI "
+        "Management API. The data is synthetic.\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="xai-usage-demo-") as data_dir, Sandbox() as stand_in:
+        environ = {
+            "XAI_USAGE_DATA_DIR": data_dir,
+            "XAI_MANAGEMENT_API_URL": stand_in.url,
+            "XAI_MANAGEMENT_KEY": DEMO_KEY,
+            "XAI_USAGE_NO_PLUGINS": "1",
+            "XAI_USAGE_ENCRYPTION_KEY": "",
+        }
+        steps = [
+            ["connect", "--team-id", DEMO_TEAM_ID, "--label", "Demo — xAI"],
+            ["sync"],
+            ["month", "--by", "model"],
+            ["week", "--by", "day"],
+            ["status"],
+        ]
+        environ = {**os.environ, **environ}
+        for step in steps:
+            console.print(f"$ xai-usage {' '.join(step)}")
+            code = main(step, console=console, environ=environ)
+            console.print()
+            if code:
+                return code
+    console.print(
+        f"That was synthetic data in a temporary directory ({Path(data_dir).name}, "
+        "now deleted). Connect your own team with `xai-usage connect --team-id UUID`."
+    )
+    return 0
+
+
+@handles("help")
+def help_(command: Command, runtime: Runtime, console: Console) -> int:
+    console.print(
+        render.render(
+            "help.txt.j2",
+            commands=COMMANDS,
+            options=OPTIONS,
+            topic=command.args[0].lower() if command.args else None,
+            surface="cli",
+        ).rstrip("\n")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Configuration, read once from the environment into a typed object.
+
+Everything has a default that works on one machine with no setup; every
+override is an environment variable named in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage.db import sqlite_url
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names the variable to set."""
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    if environ.get("XAI_USAGE_DATA_DIR"):
+        return Path(environ["XAI_USAGE_DATA_DIR"]).expanduser()
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "xai-usage"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    sync_concurrency: int = 32
+    trailing_days: int = 3
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = dict(os.environ if environ is None else environ)
+        data_dir = default_data_dir(environ)
+        return cls(
+            data_dir=data_dir,
+            database_url=environ.get("DATABASE_URL") or sqlite_url(data_dir),
+            sync_concurrency=_int(environ, "XAI_USAGE_SYNC_CONCURRENCY", 32, 1, 512),
+            trailing_days=_int(environ, "XAI_USAGE_TRAILING_DAYS", 3, 1, 31),
+            environ=environ,
+        )
+
+    @property
+    def provider_config(self) -> Mapping[str, str]:
+        """What provider plugins may see: only their own XAI_/provider settings."""
+        return {k: v for k, v in self.environ.items() if k.endswith("_API_URL")}

@@ -1,0 +1,320 @@
+"""The command grammar shared by the terminal and the ``/xai-usage`` command.
+
+One table of commands and options; ``parse`` turns words into a
+:class:`Command` or raises :class:`UsageError` with the closest valid
+spelling and the usage line. No Slack, no I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+REPORTS = ("today", "yesterday", "week", "month", "last-month", "range")
+GROUPINGS = ("model", "day", "week", "month", "connection", "key")
+FORMATS = ("table", "json", "csv")
+
+_GROUPING_ALIASES = {
+    "models": "model",
+    "days": "day",
+    "daily": "day",
+    "weeks": "week",
+    "weekly": "week",
+    "months": "month",
+    "monthly": "month",
+    "connections": "connection",
+    "keys": "key",
+    "api-key": "key",
+    "api_key": "key",
+    "apikey": "key",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    help: str
+    metavar: str = ""  # empty for a flag
+    choices: tuple[str, ...] = ()
+    aliases: dict[str, str] = field(default_factory=dict)
+    integer: tuple[int, int] | None = None  # inclusive bounds
+
+    @property
+    def is_flag(self) -> bool:
+        return not self.metavar
+
+    def usage(self) -> str:
+        return f"--{self.name}" + (f" {self.metavar}" if self.metavar else "")
+
+
+OPTIONS = {
+    o.name: o
+    for o in (
+        Option(
+            "by",
+            "group rows by this",
+            "model|day|week|month|connection|key",
+            GROUPINGS,
+            _GROUPING_ALIASES,
+        ),
+        Option("connection", "only this connection (its label)", "LABEL"),
+        Option("model", "only models matching (substring, or a glob with * and ?)", "PATTERN"),
+        Option("format", "output format", "table|json|csv", FORMATS),
+        Option("workspace", "the workspace, when there are several", "NAME"),
+        Option("share", "post the answer in the channel instead of only to you"),
+        Option("label", "a name for the connection (default: “Production — xAI”)", "LABEL"),
+        Option("team-id", "the xAI Team ID (a UUID from console.x.ai > Settings)", "UUID"),
+        Option("provider", "the provider (see `providers`)", "NAME"),
+        Option("days", "how many days to fetch", "N", integer=(1, 90)),
+        Option("port", "the port to listen on", "N", integer=(0, 65535)),
+        Option("latency", "seconds of latency to add to each answer", "SECONDS"),
+        Option("yes", "do not ask for confirmation"),
+        Option("http", "serve HTTP even when SLACK_APP_TOKEN is set"),
+    )
+}
+
+_REPORT_OPTIONS = ("by", "connection", "model", "format", "workspace", "share")
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    summary: str
+    args: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    surfaces: frozenset[str] = frozenset({"cli", "slack"})
+    admin: bool = False
+
+    def usage(self, surface: str = "cli") -> str:
+        words = [self.name, *self.args]
+        for name in self.options:
+            if _option_on(name, surface):
+                words.append(f"[{OPTIONS[name].usage()}]")
+        return " ".join(words)
+
+
+def _option_on(name: str, surface: str) -> bool:
+    """Some options only make sense on one surface."""
+    if surface == "slack":
+        return name not in ("format", "workspace", "yes")
+    return name != "share"
+
+
+_CLI = frozenset({"cli"})
+COMMANDS = {
+    c.name: c
+    for c in (
+        CommandSpec("today", "spend so far today (UTC; today is partial)", (), _REPORT_OPTIONS),
+        CommandSpec("yesterday", "spend yesterday (UTC)", (), _REPORT_OPTIONS),
+        CommandSpec("week", "the last 7 days, today included", (), _REPORT_OPTIONS),
+        CommandSpec("month", "this month to date", (), _REPORT_OPTIONS),
+        CommandSpec("last-month", "the whole of last month", (), _REPORT_OPTIONS),
+        CommandSpec(
+            "range", "any range of UTC days, both ends included", ("FROM", "TO"), _REPORT_OPTIONS
+        ),
+        CommandSpec(
+            "connect",
+            "connect an xAI team (key from stdin, a prompt or XAI_MANAGEMENT_KEY)",
+            (),
+            ("label", "team-id", "days", "provider", "workspace"),
+            admin=True,
+        ),
+        CommandSpec(
+            "connections", "list connections with their status", (), ("format", "workspace")
+        ),
+        CommandSpec(
+            "status",
+            "every connection: status, last sync, month to date",
+            (),
+            ("format", "workspace"),
+        ),
+        CommandSpec(
+            "disconnect",
+            "remove a connection, its key and its data",
+            ("LABEL",),
+            ("yes", "workspace"),
+            admin=True,
+        ),
+        CommandSpec("sync", "fetch the latest costs now", (), ("connection", "days", "workspace")),
+        CommandSpec("providers", "list the loaded provider plugins", (), (), _CLI),
+        CommandSpec(
+            "rotate-key",
+            "re-encrypt every secret with the first key of XAI_USAGE_ENCRYPTION_KEY",
+            (),
+            (),
+            _CLI,
+        ),
+        CommandSpec("migrate", "bring the database schema up to date", (), (), _CLI),
+        CommandSpec(
+            "sandbox",
+            "serve a local stand-in for the xAI Management API",
+            (),
+            ("port", "latency"),
+            _CLI,
+        ),
+        CommandSpec(
+            "demo", "the whole path against the stand-in, with synthetic data", (), (), _CLI
+        ),
+        CommandSpec("help", "this help, or one command's", ("[COMMAND]",)),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
+
+
+class UsageError(Exception):
+    """Words that are not a valid command. The message says what to type."""
+
+    def __init__(self, message: str, usage: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+    def __str__(self) -> str:
+        return f"{self.message}\nUsage: {self.usage}" if self.usage else self.message
+
+
+_SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+_SLACK_CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
+
+
+def tokenize(text: str) -> list[str]:
+    """Split a typed command, forgiving phones' curly quotes and lone quotes."""
+    text = text.translate(_SMART_QUOTES).replace("—", "--")
+    try:
+        return shlex.split(text)
+    except ValueError:  # an unbalanced quote: fall back to plain words
+        return text.replace('"', " ").replace("'", " ").split()
+
+
+def _closest(word: str, candidates: list[str] | tuple[str, ...]) -> str | None:
+    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _did_you_mean(word: str, candidates: list[str] | tuple[str, ...], prefix: str = "") -> str:
+    guess = _closest(word, candidates)
+    return f" Did you mean `{prefix}{guess}`?" if guess else ""
+
+
+def parse(words: list[str], *, surface: str = "cli") -> Command:
+    if not words:
+        return Command("help")
+    name, rest = words[0].lower(), words[1:]
+    if name in ("-h", "--help"):
+        return Command("help")
+    available = [n for n, spec in COMMANDS.items() if surface in spec.surfaces]
+    if name not in available:
+        hint = _did_you_mean(name, available)
+        raise UsageError(
+            f"Unknown command “{words[0]}”.{hint} Type `help` for the list.",
+            COMMANDS[_closest(name, available)].usage(surface) if hint else "",
+        )
+    spec = COMMANDS[name]
+    usage = spec.usage(surface)
+    allowed = [o for o in spec.options if _option_on(o, surface)]
+    args: list[str] = []
+    options: dict[str, Any] = {}
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        i += 1
+        if word in ("-h", "--help"):
+            return Command("help", (name,))
+        if not word.startswith("--"):
+            args.append(word)
+            continue
+        key, _, inline = word[2:].partition("=")
+        key = key.lower()
+        if key not in allowed:
+            raise UsageError(
+                f"`{name}` has no option --{key}.{_did_you_mean(key, allowed, '--')}", usage
+            )
+        option = OPTIONS[key]
+        if option.is_flag:
+            options[key] = True
+            continue
+        if inline:
+            value = inline
+        elif i < len(rest) and not rest[i].startswith("--"):
+            value = rest[i]
+            i += 1
+        else:
+            raise UsageError(f"--{key} needs a value ({option.metavar}).", usage)
+        options[key] = _option_value(option, value, usage)
+    _check_args(spec, args, usage)
+    return Command(name, tuple(args), options)
+
+
+def _option_value(option: Option, value: str, usage: str) -> Any:
+    if option.choices:
+        lowered = option.aliases.get(value.lower(), value.lower())
+        if lowered not in option.choices:
+            raise UsageError(
+                f"--{option.name} must be one of {', '.join(option.choices)}; got “{value}”."
+                + _did_you_mean(lowered, option.choices),
+                usage,
+            )
+        return lowered
+    if option.integer:
+        low, high = option.integer
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise UsageError(
+                f"--{option.name} must be a whole number from {low} to {high}; got “{value}”.",
+                usage,
+            )
+        return int(value)
+    if option.name == "latency":
+        try:
+            return float(value)
+        except ValueError:
+            raise UsageError(
+                f"--latency must be a number of seconds; got “{value}”.", usage
+            ) from None
+    return value
+
+
+def _check_args(spec: CommandSpec, args: list[str], usage: str) -> None:
+    required = [a for a in spec.args if not a.startswith("[")]
+    if len(args) < len(required):
+        missing = " ".join(required[len(args) :])
+        raise UsageError(f"`{spec.name}` needs {missing}.", usage)
+    if spec.name == "disconnect":
+        args[:] = [" ".join(args)]  # a label may have spaces without quotes
+        return
+    if len(args) > len(spec.args):
+        extra = args[len(spec.args)]
+        hint = _did_you_mean(extra.lower(), list(COMMANDS))
+        raise UsageError(f"Unexpected “{extra}” after `{spec.name}`.{hint}", usage)
+    if spec.name == "range":
+        for arg in args:
+            parse_day(arg, usage)
+        if parse_day(args[0], usage) > parse_day(args[1], usage):
+            raise UsageError(f"FROM ({args[0]}) is after TO ({args[1]}).", usage)
+
+
+def parse_day(text: str, usage: str = "") -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"“{text}” is not a date: write it as YYYY-MM-DD, e.g. 2026-10-01.", usage
+        ) from None
+
+
+def slack_channel(word: str) -> tuple[str, str] | None:
+    """``<#C123|general>`` (how Slack escapes a channel) as (id, name)."""
+    match = _SLACK_CHANNEL.fullmatch(word)
+    return (match.group(1), match.group(2) or "") if match else None

@@ -1,0 +1,97 @@
+"""Rendering replies from ``templates/``: tables, JSON and CSV.
+
+Replies are data (a :class:`~bot.reports.Report`) rendered by templates; the
+formatting helpers are registered as filters so templates never do maths.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+import templates
+from bot import formatting
+from bot.reports import Report
+
+GROUP_TITLES = {
+    "model": "model",
+    "day": "day",
+    "week": "week",
+    "month": "month",
+    "connection": "connection",
+    "key": "API key",
+}
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(templates.__file__).parent),
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(
+        money=formatting.money,
+        share=formatting.share,
+        delta=formatting.delta,
+        sparkline=formatting.sparkline,
+        clock=formatting.clock,
+    )
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def report_table(report: Report) -> str:
+    costs = [formatting.money(r.cost_usd) for r in report.rows]
+    return render(
+        "report.txt.j2",
+        report=report,
+        group_title=GROUP_TITLES[report.group_by],
+        label_width=max([len(r.label) for r in report.rows] + [len(report.group_by) + 4, 12]),
+        cost_width=max([len(c) for c in costs] + [len(formatting.money(report.total_usd)), 8]),
+    )
+
+
+def report_json(report: Report) -> str:
+    """The stable shape scripts rely on (README documents it)."""
+    return json.dumps(
+        {
+            "start": report.period.start.isoformat(),
+            "end": report.period.end.isoformat(),
+            "group_by": report.group_by,
+            "total_usd": str(report.total_usd),
+            "rows": [
+                {
+                    "key": r.key,
+                    "label": r.label,
+                    "cost_usd": str(r.cost_usd),
+                    "share": str(round(r.share, 4)),
+                }
+                for r in report.rows
+            ],
+            "as_of": report.as_of.isoformat() if report.as_of else None,
+            "partial": report.partial,
+        },
+        indent=2,
+    )
+
+
+def report_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([report.group_by, "label", "cost_usd", "share"])
+    for r in report.rows:
+        writer.writerow([r.key, r.label, str(r.cost_usd), str(round(r.share, 4))])
+    return out.getvalue()

@@ -1,0 +1,288 @@
+"""Cost reports: a period, a grouping and filters in; plain data out.
+
+The terminal and Slack render the same :class:`Report`. Days are UTC days,
+as on xAI invoices; sums happen in SQL on exact integer nano-dollars.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, Select, func, select, type_coerce
+from sqlalchemy.orm import Session
+
+from bot.formatting import day_label
+from bot.grammar import Command, parse_day
+from storage.models import ApiKeyName, Connection, ConnectionStatus, DailyCost, NanoUSD
+
+NO_KEY = "(no key breakdown)"
+
+
+@dataclass(frozen=True)
+class Period:
+    name: str
+    start: date
+    end: date  # inclusive
+    title: str
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
+def resolve_period(command: Command, today: date) -> Period:
+    name = command.name
+    if name == "today":
+        return Period(name, today, today, f"Today, {day_label(today)}")
+    if name == "yesterday":
+        day = today - timedelta(days=1)
+        return Period(name, day, day, f"Yesterday, {day_label(day)}")
+    if name == "week":
+        start = today - timedelta(days=6)
+        return Period(name, start, today, f"Last 7 days, {_span(start, today)}")
+    if name == "month":
+        start = today.replace(day=1)
+        return Period(name, start, today, f"{today:%B %Y} to date")
+    if name == "last-month":
+        end = today.replace(day=1) - timedelta(days=1)
+        return Period(name, end.replace(day=1), end, f"{end:%B %Y}")
+    if name == "range":
+        start, end = (parse_day(a) for a in command.args)
+        return Period(name, start, end, _span(start, end))
+    raise ValueError(f"{name} is not a report")
+
+
+def _span(start: date, end: date) -> str:
+    if start == end:
+        return day_label(start)
+    if start.year == end.year:
+        return f"{start:%d %b}–{end:%d %b %Y}".replace(" 0", " ").lstrip("0")
+    return f"{start:%d %b %Y}–{end:%d %b %Y}".lstrip("0")
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    key: str
+    label: str
+    cost_usd: Decimal
+    share: Decimal  # of the total, 0..1
+
+
+@dataclass(frozen=True)
+class Report:
+    period: Period
+    group_by: str
+    total_usd: Decimal
+    rows: tuple[ReportRow, ...]
+    as_of: datetime | None
+    partial: bool
+    connection_labels: tuple[str, ...]
+    model_pattern: str | None = None
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        return not self.connection_labels
+
+
+def like_pattern(pattern: str) -> str:
+    """A user's ``grok-4*`` or ``fast`` as a case-insensitive LIKE pattern."""
+    escaped = pattern.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if "*" in pattern or "?" in pattern:
+        return escaped.replace("*", "%").replace("?", "_")
+    return f"%{escaped}%"
+
+
+def _sum() -> ColumnElement[Decimal]:
+    return type_coerce(func.sum(DailyCost.cost), NanoUSD())
+
+
+def cost_query(
+    workspace_id: int,
+    start: date,
+    end: date,
+    group: Sequence[ColumnElement],
+    *,
+    connection_id: int | None = None,
+    model_pattern: str | None = None,
+) -> Select:
+    """``SELECT <group>, SUM(cost)`` over a workspace's days: the one aggregate."""
+    query = (
+        select(*group, _sum())
+        .where(
+            DailyCost.workspace_id == workspace_id,
+            DailyCost.day >= start,
+            DailyCost.day <= end,
+        )
+        .group_by(*group)
+    )
+    if connection_id is not None:
+        query = query.where(DailyCost.connection_id == connection_id)
+    if model_pattern:
+        query = query.where(func.lower(DailyCost.model).like(like_pattern(model_pattern), "\\"))
+    return query
+
+
+def build_report(
+    session: Session,
+    workspace_id: int,
+    period: Period,
+    group_by: str = "model",
+    *,
+    connection: Connection | None = None,
+    model_pattern: str | None = None,
+    now: datetime | None = None,
+) -> Report:
+    now = now or datetime.now(UTC)
+    included = (
+        [connection]
+        if connection
+        else list(
+            session.scalars(select(Connection).where(Connection.workspace_id == workspace_id))
+        )
+    )
+    filters = {
+        "connection_id": connection.id if connection else None,
+        "model_pattern": model_pattern,
+    }
+    if group_by == "model":
+        raw = _by(session, workspace_id, period, [DailyCost.model], filters)
+        rows = [(model, model, cost) for (model,), cost in raw]
+    elif group_by == "connection":
+        labels = {c.id: c.label for c in included}
+        raw = _by(session, workspace_id, period, [DailyCost.connection_id], filters)
+        rows = [(labels.get(cid, str(cid)),) * 2 + (cost,) for (cid,), cost in raw]
+    elif group_by == "key":
+        rows = _key_rows(session, workspace_id, period, filters, several=len(included) > 1)
+    else:
+        raw = _by(session, workspace_id, period, [DailyCost.day], filters)
+        rows = _time_rows(dict((day, cost) for (day,), cost in raw), period, group_by)
+    total = sum((cost for _, _, cost in rows), Decimal(0))
+    if group_by in ("model", "connection", "key"):
+        rows.sort(key=lambda r: (-r[2], r[1]))
+    report_rows = tuple(
+        ReportRow(key, label, cost, (cost / total) if total else Decimal(0))
+        for key, label, cost in rows
+    )
+    synced = [c.last_success_at for c in included if c.last_success_at]
+    problems = tuple(
+        f"“{c.label}” is not syncing ({c.status_reason}): its figures may be out of date."
+        for c in included
+        if c.status in (ConnectionStatus.ERROR, ConnectionStatus.FAILING)
+    )
+    return Report(
+        period=period,
+        group_by=group_by,
+        total_usd=total,
+        rows=report_rows,
+        as_of=min(synced) if synced else None,
+        partial=period.end >= now.astimezone(UTC).date(),
+        connection_labels=tuple(c.label for c in included),
+        model_pattern=model_pattern,
+        problems=problems,
+    )
+
+
+def _by(session: Session, workspace_id: int, period: Period, group, filters) -> list:
+    query = cost_query(workspace_id, period.start, period.end, group, **filters)
+    return [(tuple(row[:-1]), row[-1] or Decimal(0)) for row in session.execute(query)]
+
+
+def _key_rows(session, workspace_id, period, filters, *, several: bool) -> list:
+    raw = _by(
+        session, workspace_id, period, [DailyCost.connection_id, DailyCost.api_key_id], filters
+    )
+    names = {
+        (n.connection_id, n.api_key_id): n.name
+        for n in session.scalars(
+            select(ApiKeyName).join(Connection).where(Connection.workspace_id == workspace_id)
+        )
+    }
+    labels = dict(
+        session.execute(
+            select(Connection.id, Connection.label).where(Connection.workspace_id == workspace_id)
+        ).tuples()
+    )
+    rows = []
+    for (cid, key_id), cost in raw:
+        label = names.get((cid, key_id), key_id) if key_id else NO_KEY
+        if several:
+            label = f"{labels.get(cid, cid)}: {label}"
+        rows.append((key_id or "", label, cost))
+    return rows
+
+
+def _time_rows(by_day: dict[date, Decimal], period: Period, group_by: str) -> list:
+    """Every day (week, month) of the period, zero ones included, in order."""
+    buckets: dict[str, tuple[str, Decimal]] = {}
+    day = period.start
+    while day <= period.end:
+        if group_by == "day":
+            key, label = day.isoformat(), day_label(day)
+        elif group_by == "week":
+            monday = day - timedelta(days=day.weekday())
+            key, label = monday.isoformat(), f"week of {day_label(monday)}"
+        else:
+            key, label = f"{day:%Y-%m}", f"{calendar.month_name[day.month]} {day.year}"
+        previous = buckets.get(key, (label, Decimal(0)))[1]
+        buckets[key] = (label, previous + by_day.get(day, Decimal(0)))
+        day += timedelta(days=1)
+    return [(key, label, cost) for key, (label, cost) in buckets.items()]
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    label: str
+    provider: str
+    account: str
+    secret_mask: str
+    status: str
+    reason: str | None
+    message: str | None
+    last_success_at: datetime | None
+    month_to_date_usd: Decimal
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "provider": self.provider,
+            "account": self.account,
+            "key": self.secret_mask,
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+            "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
+            "month_to_date_usd": str(self.month_to_date_usd),
+        }
+
+
+def status_rows(session: Session, workspace_id: int, now: datetime) -> list[StatusRow]:
+    """Every connection of a workspace with its health and month to date."""
+    today = now.astimezone(UTC).date()
+    month = dict(
+        session.execute(
+            cost_query(workspace_id, today.replace(day=1), today, [DailyCost.connection_id])
+        ).tuples()
+    )
+    return [
+        StatusRow(
+            label=c.label,
+            provider=c.provider,
+            account=c.account_ref,
+            secret_mask=c.secret_mask,
+            status=c.status,
+            reason=c.status_reason,
+            message=c.status_message,
+            last_success_at=c.last_success_at,
+            month_to_date_usd=month.get(c.id) or Decimal(0),
+        )
+        for c in session.scalars(
+            select(Connection)
+            .where(Connection.workspace_id == workspace_id)
+            .order_by(Connection.label)
+        )
+    ]

@@ -1,0 +1,115 @@
+"""Building the running application from settings: store, keys, providers.
+
+Shared by the terminal and the Slack app so both start the same way and fail
+the same clear way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+
+from bot.config import Settings
+from bot.sync import SyncEngine
+from providers.manager import ProviderRegistry, load_providers, plugin_manager
+from storage.crypto import KEY_FILE_NAME, KeySource, load_keyring
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV_VARS = (
+    "XAI_MANAGEMENT_KEY",
+    "XAI_USAGE_ENCRYPTION_KEY",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_CLIENT_SECRET",
+)
+
+
+class RedactSecrets(logging.Filter):
+    """Last line of defence: blank known secret values out of every log record."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 8]
+
+    def add(self, secret: str) -> None:
+        if len(secret) >= 8 and secret not in self.secrets:
+            self.secrets.append(secret)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(s in message for s in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, "[redacted]")
+                record.msg, record.args = message, None
+        return True
+
+
+REDACTOR = RedactSecrets([])
+
+
+def configure_logging(level: str | None = None) -> None:
+    level = (level or os.environ.get("XAI_USAGE_LOG_LEVEL") or "WARNING").upper()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(REDACTOR)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in SECRET_ENV_VARS:
+        if os.environ.get(name):
+            REDACTOR.add(os.environ[name])
+
+
+@dataclass
+class Runtime:
+    """Lazily built parts: a command that needs no database opens none."""
+
+    settings: Settings
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    warn: Callable[[str], None] = field(default=lambda message: log.warning("%s", message))
+
+    @cached_property
+    def key_source(self) -> KeySource:
+        key_file = self.settings.data_dir / KEY_FILE_NAME
+        existed = key_file.exists()
+        source = load_keyring(self.settings.environ, self.settings.data_dir)
+        # Said when the key file is made (or is too open), not on every command.
+        if source.warning and (not existed or "chmod" in source.warning):
+            self.warn(source.warning)
+        return source
+
+    @cached_property
+    def db(self) -> Database:
+        db = Database(self.settings.database_url, self.key_source.keyring)
+        db.migrate()
+        db.check_keys()
+        return db
+
+    @cached_property
+    def providers(self) -> ProviderRegistry:
+        load_entry_points = self.settings.environ.get("XAI_USAGE_NO_PLUGINS") != "1"
+        return load_providers(
+            self.settings.provider_config, plugin_manager(load_entry_points=load_entry_points)
+        )
+
+    @cached_property
+    def engine(self) -> SyncEngine:
+        return SyncEngine(
+            self.db,
+            self.providers,
+            concurrency=self.settings.sync_concurrency,
+            trailing_days=self.settings.trailing_days,
+            clock=self.clock,
+        )
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()

@@ -1,0 +1,586 @@
+"""The sync engine: connect, backfill, daily and forced syncs.
+
+The engine, not the provider, owns date windows, concurrency, storage and
+what a failure does to a connection. Network work runs concurrently on the
+event loop; writes go through one writer thread so a slow commit never
+stalls the fetches, and each connection's window is replaced in one
+transaction (no duplicates, nothing partial on failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+from sqlalchemy import delete, insert, select
+
+from providers.manager import ProviderRegistry
+from providers.types import (
+    BillingSnapshot,
+    CheckResult,
+    CostFetch,
+    CostRow,
+    Provider,
+    ProviderError,
+    Reason,
+    ResultTruncated,
+)
+from storage.crypto import DecryptionError
+from storage.db import Database
+from storage.models import (
+    ApiKeyName,
+    BillingState,
+    Connection,
+    ConnectionStatus,
+    DailyCost,
+    ModelSeen,
+    SyncRun,
+)
+from storage.repo import connections as list_connections
+from storage.repo import unique_label
+
+log = logging.getLogger(__name__)
+
+MAX_BACKFILL_DAYS = 90
+
+
+class ConnectError(Exception):
+    """Connecting failed; nothing was saved. ``field`` names the input to fix."""
+
+    def __init__(self, message: str, *, field: str | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    connection_id: int
+    label: str
+    start: date
+    end: date  # inclusive
+    ok: bool
+    rows: int = 0
+    total_usd: Decimal = Decimal(0)
+    reason: str | None = None
+    message: str | None = None
+    skipped: bool = False
+    by_key: bool = False
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
+@dataclass(frozen=True)
+class Connected:
+    connection_id: int
+    label: str
+    mask: str
+    check: CheckResult
+    backfill: SyncResult
+
+
+def day_windows(start: date, end: date, max_days: int) -> list[tuple[date, date]]:
+    """Split ``[start, end)`` into consecutive windows of at most ``max_days``."""
+    windows = []
+    while start < end:
+        stop = min(start + timedelta(days=max_days), end)
+        windows.append((start, stop))
+        start = stop
+    return windows
+
+
+@dataclass
+class _Fetched:
+    rows: list[CostRow]
+    by_key: bool
+    billing: BillingSnapshot | None = None
+    key_names: dict[str, str] = field(default_factory=dict)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        db: Database,
+        providers: ProviderRegistry,
+        *,
+        concurrency: int = 32,
+        trailing_days: int = 3,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.providers = providers
+        self.concurrency = concurrency
+        self.trailing_days = trailing_days
+        self.clock = clock
+
+    # -- HTTP -----------------------------------------------------------------
+
+    def http_client(self) -> httpx.AsyncClient:
+        """One pooled client per run; the pool bounds requests in flight."""
+        limits = httpx.Limits(
+            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+        )
+        return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(20.0, pool=None))
+
+    # -- connect ----------------------------------------------------------------
+
+    def validate_fields(self, provider: Provider, credentials: Mapping[str, str]) -> dict[str, str]:
+        """Trimmed credentials, or ConnectError on the first malformed field."""
+        clean = {}
+        for spec in provider.credential_fields:
+            value = (credentials.get(spec.name) or "").strip()
+            problem = spec.validate(value) if value else f"{spec.label} is required."
+            if problem:
+                raise ConnectError(problem, field=spec.name, reason="invalid_input")
+            clean[spec.name] = value
+        return clean
+
+    async def check(self, provider_name: str, credentials: Mapping[str, str]) -> CheckResult:
+        provider = self.providers.get(provider_name)
+        clean = self.validate_fields(provider, credentials)
+        async with self.http_client() as http:
+            try:
+                return await provider.check_credentials(http, clean)
+            except ProviderError as error:
+                raise ConnectError(error.message, field=error.field, reason=error.reason) from None
+
+    async def connect(
+        self,
+        workspace_id: int,
+        provider_name: str,
+        credentials: Mapping[str, str],
+        *,
+        label: str | None = None,
+        backfill_days: int = MAX_BACKFILL_DAYS,
+        created_by: str = "",
+    ) -> Connected:
+        """Test, save, backfill. Nothing is saved unless the test passes."""
+        if not 1 <= backfill_days <= MAX_BACKFILL_DAYS:
+            raise ConnectError(
+                f"Backfill days must be between 1 and {MAX_BACKFILL_DAYS}, got {backfill_days}.",
+                field="backfill_days",
+                reason="invalid_input",
+            )
+        provider = self.providers.get(provider_name)
+        clean = self.validate_fields(provider, credentials)
+        label = (label or "").strip()
+        with self.db.session() as session:
+            taken = {c.label.lower() for c in list_connections(session, workspace_id)}
+            if label and label.lower() in taken:
+                raise ConnectError(
+                    f"A connection labelled “{label}” already exists. Pick another label, "
+                    "or disconnect the old one first.",
+                    field="label",
+                    reason="label_taken",
+                )
+        check = await self.check(provider_name, clean)
+        mask = provider.mask(clean)
+        with self.db.transaction() as session:
+            label = label or unique_label(session, workspace_id, provider.default_label(clean))
+            public = [clean[f.name] for f in provider.credential_fields if not f.secret]
+            connection = Connection(
+                workspace_id=workspace_id,
+                provider=provider.name,
+                label=label,
+                account_ref=" ".join(public),
+                secret_mask=mask,
+                backfill_days=backfill_days,
+                created_by=created_by,
+                credentials_changed_at=self.clock(),
+                credentials_sealed="",
+                credentials_key_id=self.db.keyring.primary_key_id,
+            )
+            session.add(connection)
+            session.flush()  # assigns uid, which the ciphertext is bound to
+            connection.credentials_sealed = self.db.keyring.seal_json(
+                clean, connection.credentials_aad
+            )
+            connection_id = connection.id
+        log.info("connected %s (%s) as connection %s", label, mask, connection_id)
+        backfill = await self.sync_connection(
+            connection_id, trigger="backfill", days=backfill_days, force=True
+        )
+        return Connected(connection_id, label, mask, check, backfill)
+
+    def disconnect(self, connection_id: int) -> None:
+        """Delete the connection, its credentials and all its data."""
+        with self.db.transaction() as session:
+            for table in (DailyCost, ApiKeyName, ModelSeen, BillingState, SyncRun):
+                session.execute(delete(table).where(table.connection_id == connection_id))
+            session.execute(delete(Connection).where(Connection.id == connection_id))
+
+    # -- sync -------------------------------------------------------------------
+
+    def today(self) -> date:
+        return self.clock().astimezone(UTC).date()
+
+    def window_for(
+        self, connection: Connection, trigger: str, days: int | None
+    ) -> tuple[date, date]:
+        """The UTC days to (re)fetch, ``[start, end]`` inclusive.
+
+        A daily sync re-fetches the trailing days (a day keeps changing for
+        hours after it ends) and, after downtime, every day since the last
+        success, up to the backfill limit.
+        """
+        today = self.today()
+        if days is None:
+            days = self.trailing_days
+            if connection.last_success_at is None:
+                days = connection.backfill_days
+            else:
+                since = (today - connection.last_success_at.date()).days + 1
+                days = max(days, min(since, MAX_BACKFILL_DAYS))
+        days = max(1, min(days, MAX_BACKFILL_DAYS))
+        return today - timedelta(days=days - 1), today
+
+    async def sync_connection(
+        self,
+        connection_id: int,
+        *,
+        trigger: str = "force",
+        days: int | None = None,
+        force: bool = True,
+    ) -> SyncResult:
+        results = await self.sync_many([connection_id], trigger=trigger, days=days, force=force)
+        return results[0]
+
+    async def sync_all(
+        self,
+        workspace_id: int | None = None,
+        *,
+        trigger: str = "daily",
+        days: int | None = None,
+        force: bool = False,
+        progress: Callable[[SyncResult, int, int], None] | None = None,
+    ) -> list[SyncResult]:
+        with self.db.session() as session:
+            query = select(Connection.id).order_by(Connection.id)
+            if workspace_id is not None:
+                query = query.where(Connection.workspace_id == workspace_id)
+            ids = list(session.scalars(query))
+        return await self.sync_many(ids, trigger=trigger, days=days, force=force, progress=progress)
+
+    async def sync_many(
+        self,
+        connection_ids: Iterable[int],
+        *,
+        trigger: str,
+        days: int | None = None,
+        force: bool = False,
+        progress: Callable[[SyncResult, int, int], None] | None = None,
+    ) -> list[SyncResult]:
+        ids = list(connection_ids)
+        with self.db.session() as session:
+            loaded = {
+                c.id: c for c in session.scalars(select(Connection).where(Connection.id.in_(ids)))
+            }
+        missing = [i for i in ids if i not in loaded]
+        if missing:
+            raise LookupError(f"no connection with id {missing[0]}")
+        limit = asyncio.Semaphore(self.concurrency)
+        done = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-usage-writer") as writer:
+            async with self.http_client() as http:
+
+                async def one(connection: Connection) -> SyncResult:
+                    nonlocal done
+                    async with limit:
+                        result = await self._sync_one(
+                            http, writer, connection, trigger, days, force
+                        )
+                    done += 1
+                    if progress:
+                        progress(result, done, len(ids))
+                    return result
+
+                return list(await asyncio.gather(*(one(loaded[i]) for i in ids)))
+
+    async def _sync_one(
+        self,
+        http: httpx.AsyncClient,
+        writer: ThreadPoolExecutor,
+        connection: Connection,
+        trigger: str,
+        days: int | None,
+        force: bool,
+    ) -> SyncResult:
+        start, end = self.window_for(connection, trigger, days)
+        if connection.status == ConnectionStatus.ERROR and not force:
+            return SyncResult(
+                connection.id,
+                connection.label,
+                start,
+                end,
+                ok=False,
+                skipped=True,
+                reason=connection.status_reason,
+                message=connection.status_message,
+            )
+        loop = asyncio.get_running_loop()
+        started = self.clock()
+        began = time.perf_counter()
+        try:
+            provider = self.providers.get(connection.provider)
+            credentials = self.db.keyring.open_json(
+                connection.credentials_sealed, connection.credentials_aad
+            )
+            fetched = await self._fetch(
+                http, provider, credentials, connection, start, end + timedelta(days=1)
+            )
+        except ProviderError as error:
+            result = SyncResult(
+                connection.id,
+                connection.label,
+                start,
+                end,
+                ok=False,
+                reason=str(error.reason),
+                message=error.message,
+            )
+        except Exception as error:  # a bug or an unreadable secret must not stop the others
+            reason = "credentials_unreadable" if isinstance(error, DecryptionError) else "internal"
+            log.exception("sync of connection %s failed", connection.id)
+            result = SyncResult(
+                connection.id,
+                connection.label,
+                start,
+                end,
+                ok=False,
+                reason=reason,
+                message=_internal_message(reason, error),
+            )
+        else:
+            result = SyncResult(
+                connection.id,
+                connection.label,
+                start,
+                end,
+                ok=True,
+                rows=len(fetched.rows),
+                total_usd=sum((r.cost_usd for r in fetched.rows), Decimal(0)),
+                by_key=fetched.by_key,
+            )
+        duration_ms = int((time.perf_counter() - began) * 1000)
+        fetched_or_none = fetched if result.ok else None
+        try:
+            await loop.run_in_executor(
+                writer,
+                self._record,
+                connection,
+                trigger,
+                result,
+                fetched_or_none,
+                started,
+                duration_ms,
+            )
+        except Exception as error:
+            log.exception("storing the sync of connection %s failed", connection.id)
+            result = SyncResult(
+                connection.id,
+                connection.label,
+                start,
+                end,
+                ok=False,
+                reason="store_failed",
+                message=f"Fetched the costs but could not store them: {type(error).__name__}. "
+                "Nothing was changed; the next sync retries.",
+            )
+            await loop.run_in_executor(
+                writer, self._record, connection, trigger, result, None, started, duration_ms
+            )
+        return result
+
+    async def _fetch(
+        self,
+        http: httpx.AsyncClient,
+        provider: Provider,
+        credentials: Mapping[str, str],
+        connection: Connection,
+        start: date,
+        end: date,
+    ) -> _Fetched:
+        by_key = connection.key_breakdown is not False
+        windows = day_windows(start, end, provider.max_window_days)
+        costs, billing = await asyncio.gather(
+            asyncio.gather(
+                *(self._fetch_split(http, provider, credentials, s, e, by_key) for s, e in windows)
+            ),
+            self._billing(http, provider, credentials),
+        )
+        keyed = all(c.by_key for c in costs)
+        rows: list[CostRow] = [row for fetch in costs for row in fetch.rows]
+        if by_key and not keyed:
+            rows = _without_keys(rows)
+        names = {r.api_key_id: r.api_key_label for r in rows if r.api_key_id}
+        return _Fetched(rows, keyed, billing, names)
+
+    async def _fetch_split(
+        self,
+        http: httpx.AsyncClient,
+        provider: Provider,
+        credentials: Mapping[str, str],
+        start: date,
+        end: date,
+        by_key: bool,
+    ) -> CostFetch:
+        """Fetch a window; a cut-off answer is split in halves, never stored."""
+        try:
+            return await provider.fetch_daily_costs(http, credentials, start, end, by_key=by_key)
+        except ResultTruncated:
+            span = (end - start).days
+            if span <= 1:
+                raise ProviderError(
+                    Reason.TRUNCATED,
+                    f"The provider cut off the costs for {start.isoformat()} even for a single "
+                    "day (too many groups). Nothing was stored for that sync.",
+                ) from None
+            middle = start + timedelta(days=span // 2)
+            first, second = await asyncio.gather(
+                self._fetch_split(http, provider, credentials, start, middle, by_key),
+                self._fetch_split(http, provider, credentials, middle, end, by_key),
+            )
+            keyed = first.by_key and second.by_key
+            rows = first.rows + second.rows
+            return CostFetch(rows if keyed or not by_key else tuple(_without_keys(rows)), keyed)
+
+    async def _billing(
+        self, http: httpx.AsyncClient, provider: Provider, credentials: Mapping[str, str]
+    ) -> BillingSnapshot | None:
+        """Live billing figures are a bonus: their failure never fails a sync."""
+        try:
+            return await provider.fetch_billing(http, credentials)
+        except ProviderError as error:
+            log.info("billing figures unavailable: %s", error.reason)
+            return None
+
+    def _record(
+        self,
+        connection: Connection,
+        trigger: str,
+        result: SyncResult,
+        fetched: _Fetched | None,
+        started: datetime,
+        duration_ms: int,
+    ) -> None:
+        """Store one sync's outcome in one transaction (runs on the writer)."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            stored = session.get(Connection, connection.id)
+            if stored is None:  # disconnected while the sync ran
+                return
+            session.add(
+                SyncRun(
+                    connection_id=connection.id,
+                    trigger=trigger,
+                    window_start=result.start,
+                    window_end=result.end,
+                    started_at=started,
+                    finished_at=now,
+                    outcome="ok" if result.ok else "error",
+                    reason=result.reason,
+                    message=result.message,
+                    rows=result.rows,
+                    total_usd=result.total_usd if result.ok else None,
+                    duration_ms=duration_ms,
+                )
+            )
+            stored.last_attempt_at = now
+            if fetched is None:
+                reason = result.reason or ""
+                needs_person = reason in {r.value for r in Reason if r.needs_person} or (
+                    reason == "credentials_unreadable"
+                )
+                stored.status = ConnectionStatus.ERROR if needs_person else ConnectionStatus.FAILING
+                stored.status_reason = reason
+                stored.status_message = result.message
+                return
+            self._replace_costs(session, stored, result.start, result.end, fetched)
+            stored.status = ConnectionStatus.OK
+            stored.status_reason = None
+            stored.status_message = None
+            stored.last_success_at = now
+            stored.key_breakdown = fetched.by_key
+
+    def _replace_costs(
+        self, session, connection: Connection, start: date, end: date, fetched: _Fetched
+    ) -> None:
+        session.execute(
+            delete(DailyCost).where(
+                DailyCost.connection_id == connection.id,
+                DailyCost.day >= start,
+                DailyCost.day <= end,
+            )
+        )
+        if fetched.rows:
+            session.execute(
+                insert(DailyCost),
+                [
+                    {
+                        "connection_id": connection.id,
+                        "workspace_id": connection.workspace_id,
+                        "day": row.day,
+                        "model": row.model,
+                        "api_key_id": row.api_key_id,
+                        "cost": row.cost_usd,
+                    }
+                    for row in fetched.rows
+                ],
+            )
+        first_days: dict[str, date] = {}
+        for row in fetched.rows:
+            if row.model not in first_days or row.day < first_days[row.model]:
+                first_days[row.model] = row.day
+        known = {
+            seen.model: seen
+            for seen in session.scalars(
+                select(ModelSeen).where(ModelSeen.connection_id == connection.id)
+            )
+        }
+        for model, first_day in first_days.items():
+            if model not in known:
+                session.add(
+                    ModelSeen(connection_id=connection.id, model=model, first_day=first_day)
+                )
+            elif first_day < known[model].first_day:
+                known[model].first_day = first_day
+        for key_id, name in fetched.key_names.items():
+            session.merge(ApiKeyName(connection_id=connection.id, api_key_id=key_id, name=name))
+        if fetched.billing is not None:
+            b = fetched.billing
+            session.merge(
+                BillingState(
+                    connection_id=connection.id,
+                    as_of=b.as_of,
+                    month_to_date_usd=b.month_to_date_usd,
+                    prepaid_credit_usd=b.prepaid_credit_usd,
+                    spending_limit_usd=b.spending_limit_usd,
+                )
+            )
+
+
+def _without_keys(rows: Iterable[CostRow]) -> list[CostRow]:
+    """Collapse per-key rows to per-model rows (when some window lacked keys)."""
+    totals: dict[tuple[date, str], Decimal] = {}
+    for row in rows:
+        totals[(row.day, row.model)] = totals.get((row.day, row.model), Decimal(0)) + row.cost_usd
+    return [CostRow(day, model, cost) for (day, model), cost in sorted(totals.items())]
+
+
+def _internal_message(reason: str, error: Exception) -> str:
+    if reason == "credentials_unreadable":
+        return (
+            "The stored credentials could not be decrypted: they were tampered with, or the "
+            "encryption key changed. Check XAI_USAGE_ENCRYPTION_KEY, or connect again."
+        )
+    return f"Internal error ({type(error).__name__}); see the logs. The next sync retries."

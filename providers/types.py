@@ -1,0 +1,186 @@
+"""The small domain types every provider speaks.
+
+A provider returns these, never ORM rows or raw JSON, and raises
+:class:`ProviderError` with a :class:`Reason` the host can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+import httpx
+
+
+class Reason(StrEnum):
+    """Why a credential check or a fetch failed. Stable: stored and shown."""
+
+    INVALID_KEY = "invalid_key"
+    INFERENCE_KEY = "inference_key"
+    MISSING_SCOPE = "missing_scope"
+    TEAM_ID_MALFORMED = "team_id_malformed"
+    TEAM_MISMATCH = "team_mismatch"
+    TEAM_NOT_FOUND = "team_not_found"
+    RATE_LIMITED = "rate_limited"
+    UNREACHABLE = "unreachable"
+    SERVER_ERROR = "server_error"
+    TRUNCATED = "truncated"
+    BAD_RESPONSE = "bad_response"
+    BAD_REQUEST = "bad_request"
+
+    @property
+    def needs_person(self) -> bool:
+        """True when retrying cannot help: someone must fix the credentials."""
+        return self in _NEEDS_PERSON
+
+
+_NEEDS_PERSON = frozenset(
+    {
+        Reason.INVALID_KEY,
+        Reason.INFERENCE_KEY,
+        Reason.MISSING_SCOPE,
+        Reason.TEAM_ID_MALFORMED,
+        Reason.TEAM_MISMATCH,
+        Reason.TEAM_NOT_FOUND,
+    }
+)
+
+
+class ProviderError(Exception):
+    """A failure with a reason code and a message a person can act on.
+
+    ``field`` names the credential field to blame (for a form), when one is.
+    The message must never contain a secret.
+    """
+
+    def __init__(
+        self,
+        reason: Reason,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.field = field
+        self.retry_after = retry_after
+
+    @property
+    def needs_person(self) -> bool:
+        return self.reason.needs_person
+
+
+class ResultTruncated(ProviderError):
+    """The service cut the answer off; the caller should split the range."""
+
+    def __init__(self, message: str = "the usage result was cut off (limitReached)") -> None:
+        super().__init__(Reason.TRUNCATED, message)
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    """One field a provider needs to connect (shown in the modal and the CLI)."""
+
+    name: str
+    label: str
+    secret: bool = False
+    help: str = ""
+    placeholder: str = ""
+    env_var: str | None = None
+    validate: Callable[[str], str | None] = field(default=lambda value: None, compare=False)
+    """Returns an error message for a malformed value, or None. No network."""
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """The cost of one model (and API key, where known) on one UTC day."""
+
+    day: date
+    model: str
+    cost_usd: Decimal
+    api_key_id: str = ""
+    api_key_label: str = ""
+
+
+@dataclass(frozen=True)
+class CostFetch:
+    """What a fetch of a date range returned."""
+
+    rows: tuple[CostRow, ...]
+    by_key: bool
+    """Whether the rows carry the per-API-key breakdown."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of a credential test that passed."""
+
+    team_name: str = ""
+    key_name: str = ""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BillingSnapshot:
+    """Live billing figures, where the provider's API has them. USD."""
+
+    as_of: datetime
+    month_to_date_usd: Decimal | None = None
+    prepaid_credit_usd: Decimal | None = None
+    spending_limit_usd: Decimal | None = None
+
+
+Credentials = Mapping[str, str]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What the host expects of a provider object.
+
+    The host owns the HTTP client (pooling, lifetime), decrypts the
+    credentials and passes them in; the provider never touches the store or
+    the environment. Every method may raise :class:`ProviderError`.
+    """
+
+    name: str
+    display_name: str
+    credential_fields: tuple[CredentialField, ...]
+    max_window_days: int
+    """The largest date range one fetch_daily_costs call may be given."""
+
+    def mask(self, credentials: Credentials) -> str:
+        """A display form of the secret, e.g. ``xai-…beef``."""
+        ...
+
+    def default_label(self, credentials: Credentials) -> str: ...
+
+    async def check_credentials(
+        self, http: httpx.AsyncClient, credentials: Credentials
+    ) -> CheckResult: ...
+
+    async def fetch_daily_costs(
+        self,
+        http: httpx.AsyncClient,
+        credentials: Credentials,
+        start: date,
+        end: date,
+        *,
+        by_key: bool = True,
+    ) -> CostFetch:
+        """Costs for UTC days ``start`` (inclusive) to ``end`` (exclusive).
+
+        With ``by_key`` the provider tries the per-API-key breakdown and falls
+        back to per-model rows (``CostFetch.by_key`` False) if refused. Raises
+        :class:`ResultTruncated` if the answer was cut off.
+        """
+        ...
+
+    async def fetch_billing(
+        self, http: httpx.AsyncClient, credentials: Credentials
+    ) -> BillingSnapshot | None: ...

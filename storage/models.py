@@ -1,0 +1,225 @@
+"""The store's tables, as SQLAlchemy 2.0 typed models.
+
+Money is kept as integer nano-dollars (:class:`NanoUSD`) so sums are exact in
+SQL on SQLite and PostgreSQL alike, and comes back as ``Decimal``.
+Credentials are sealed with AES-256-GCM (``storage.crypto``) bound to the
+row's ``uid`` and the field, so a ciphertext copied to another row fails.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Annotated, Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NANO = Decimal("0.000000001")
+
+
+class NanoUSD(TypeDecorator[Decimal]):
+    """US dollars stored as an integer count of nano-dollars (exact sums)."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        return int(Decimal(value).quantize(NANO, rounding=ROUND_HALF_EVEN) / NANO)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        if value is None:
+            return None
+        return (Decimal(int(value)) * NANO).normalize() if value else Decimal(0)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, whatever the backend keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex
+
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
+timestamp = Annotated[datetime, mapped_column(UTCDateTime, default=utcnow)]
+optional_timestamp = Annotated[datetime | None, mapped_column(UTCDateTime)]
+money = Annotated[Decimal, mapped_column(NanoUSD)]
+optional_money = Annotated[Decimal | None, mapped_column(NanoUSD)]
+short_text = Annotated[str, mapped_column(String(200))]
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {str: String(200), dict[str, Any]: JSON}
+
+
+class Workspace(Base):
+    """A Slack team, or the terminal's own workspace (``slack_team_id`` None)."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[intpk]
+    slack_team_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    name: Mapped[short_text]
+    created_at: Mapped[timestamp]
+
+    connections: Mapped[list[Connection]] = relationship(
+        back_populates="workspace", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ConnectionStatus:
+    PENDING = "pending"  # saved, first backfill not done yet
+    OK = "ok"
+    ERROR = "error"  # needs a person: credentials or team are wrong
+    FAILING = "failing"  # transient trouble; last good data kept, retried
+
+
+class Connection(Base):
+    """One provider account (an xAI team) connected to a workspace."""
+
+    __tablename__ = "connections"
+    __table_args__ = (UniqueConstraint("workspace_id", "label"),)
+
+    id: Mapped[intpk]
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(50))
+    label: Mapped[short_text]
+    account_ref: Mapped[str] = mapped_column(String(200), default="")
+    """The non-secret account id (the xAI Team ID), for display."""
+    secret_mask: Mapped[str] = mapped_column(String(40), default="")
+    credentials_sealed: Mapped[str] = mapped_column(Text)
+    credentials_key_id: Mapped[str] = mapped_column(String(32), index=True)
+    credentials_changed_at: Mapped[timestamp]
+    status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.PENDING)
+    status_reason: Mapped[str | None] = mapped_column(String(40))
+    status_message: Mapped[str | None] = mapped_column(Text)
+    key_breakdown: Mapped[bool | None]
+    """Whether the provider answers per-API-key costs; None until known."""
+    last_success_at: Mapped[optional_timestamp]
+    last_attempt_at: Mapped[optional_timestamp]
+    backfill_days: Mapped[int] = mapped_column(Integer, default=90)
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[timestamp]
+
+    workspace: Mapped[Workspace] = relationship(back_populates="connections")
+
+    CREDENTIALS_FIELD = "credentials"
+
+    @property
+    def credentials_aad(self) -> str:
+        return f"connections/{self.uid}/{self.CREDENTIALS_FIELD}"
+
+
+class DailyCost(Base):
+    """The cost of one model (and API key, where known) on one UTC day."""
+
+    __tablename__ = "daily_costs"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "day", "model", "api_key_id"),
+        # Reports filter a workspace's days and sum by model: covering index.
+        Index("ix_daily_costs_report", "workspace_id", "day", "model", "connection_id", "cost"),
+    )
+
+    id: Mapped[intpk]
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    day: Mapped[date]
+    model: Mapped[short_text]
+    api_key_id: Mapped[str] = mapped_column(String(100), default="")
+    cost: Mapped[money]
+
+
+class ApiKeyName(Base):
+    """The readable name of a provider API key seen in the breakdown."""
+
+    __tablename__ = "api_key_names"
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    api_key_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[short_text]
+
+
+class ModelSeen(Base):
+    """When a model first appeared for a connection (new models are tracked)."""
+
+    __tablename__ = "models_seen"
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    first_day: Mapped[date]
+    first_seen_at: Mapped[timestamp]
+
+
+class BillingState(Base):
+    """The latest live billing figures for a connection, where known."""
+
+    __tablename__ = "billing_states"
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    month_to_date_usd: Mapped[optional_money]
+    prepaid_credit_usd: Mapped[optional_money]
+    spending_limit_usd: Mapped[optional_money]
+
+
+class SyncRun(Base):
+    """One attempt to sync one connection, kept for status and debugging."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[intpk]
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), index=True
+    )
+    trigger: Mapped[str] = mapped_column(String(16))  # backfill | daily | force
+    window_start: Mapped[date]
+    window_end: Mapped[date]  # inclusive
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[optional_timestamp]
+    outcome: Mapped[str] = mapped_column(String(16), default="running")  # ok | error
+    reason: Mapped[str | None] = mapped_column(String(40))
+    message: Mapped[str | None] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    total_usd: Mapped[optional_money]
+    duration_ms: Mapped[int | None]

@@ -1,0 +1,92 @@
+"""Shared fixtures: a real SQLite file and a real PostgreSQL, the xAI stand-in.
+
+Every test that takes ``db`` runs twice, once per backend. PostgreSQL gets a
+fresh database for the session (dropped at the end) and a truncate between
+tests. Without a reachable PostgreSQL the postgres half is skipped locally
+and fails in CI (CI=true), so CI can never silently test one backend.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from storage.crypto import Keyring
+from storage.db import Database
+from storage.models import Base
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "XAI_USAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def store_key() -> bytes:
+    return Keyring.generate_key()
+
+
+@pytest.fixture(scope="session")
+def keyring(store_key: bytes) -> Keyring:
+    return Keyring([store_key])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"xai_usage_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        admin.dispose()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and is unreachable: {error}")
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {error}")
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'xai-usage.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def db(db_url: str, keyring: Keyring) -> Iterator[Database]:
+    database = Database(db_url, keyring)
+    database.migrate()
+    try:
+        yield database
+    finally:
+        if database.backend == "postgresql":
+            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            with database.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        database.dispose()
+
+
+class FixedClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(datetime(2026, 11, 22, 7, 30, tzinfo=UTC))
