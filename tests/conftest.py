@@ -90,3 +90,38 @@ class FixedClock:
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(datetime(2026, 11, 22, 7, 30, tzinfo=UTC))
+
+
+@pytest.fixture
+def sandbox(clock: FixedClock):
+    from providers.xai.sandbox import Sandbox
+
+    with Sandbox(clock=clock) as stand_in:
+        yield stand_in
+
+
+FAST_RETRIES = dict(deadline=3.0, base_delay=0.01, max_delay=0.05, timeout=2.0)
+
+
+@pytest.fixture
+def providers(sandbox):
+    from providers.http import RetryPolicy
+    from providers.manager import ProviderRegistry
+    from providers.xai.provider import XaiProvider
+
+    return ProviderRegistry([XaiProvider(base_url=sandbox.url, retry=RetryPolicy(**FAST_RETRIES))])
+
+
+@pytest.fixture
+def engine(db, providers, clock):
+    from bot.sync import SyncEngine
+
+    return SyncEngine(db, providers, concurrency=8, clock=clock)
+
+
+@pytest.fixture
+def workspace_id(db) -> int:
+    from storage.repo import resolve_workspace
+
+    with db.transaction() as session:
+        return resolve_workspace(session).id

@@ -1,0 +1,519 @@
+"""The xAI provider: costs and billing from xAI's Management API.
+
+Read-only by design: it only calls the validation, usage, invoice preview and
+spending-limit endpoints below, never a write endpoint. The shapes follow
+xAI's protobuf definitions; proto3 JSON may omit any field at its default, so
+every field is read with a default. Error bodies are gRPC-gateway style
+(``{"code": 7, "message": "..."}``) but may be anything, HTML included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+
+from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.types import (
+    BillingSnapshot,
+    CheckResult,
+    CostFetch,
+    CostRow,
+    CredentialField,
+    Credentials,
+    ProviderError,
+    Reason,
+    ResultTruncated,
+)
+
+DEFAULT_BASE_URL = "https://management-api.x.ai"
+EXAMPLE_TEAM_ID = "65c1e471-205f-4566-9c5a-07198bcdf4ce"
+MAX_WINDOW_DAYS = 31
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+# "Chat grok-4-0709" -> "grok-4-0709"; "Web search" and other lines stay as they are.
+_MODEL_LABEL = re.compile(
+    r"(?:Chat|Image|Embedding|Function|API) ([a-z0-9][a-z0-9.]*(?:[-_:][a-z0-9.]+)+)"
+)
+_KEY_PAGE = "console.x.ai > Settings > Management Keys"
+_TEAM_PAGE = "console.x.ai > your team > Settings"
+
+
+def _validate_team_id(value: str) -> str | None:
+    if _UUID.fullmatch(value):
+        return None
+    return (
+        f"That is not a Team ID. A Team ID is a UUID such as {EXAMPLE_TEAM_ID}: "
+        f"copy the whole value from {_TEAM_PAGE}."
+    )
+
+
+def _validate_management_key(value: str) -> str | None:
+    # Never echo the value: it is a secret even when malformed.
+    if not value:
+        return (
+            f"Paste a Management key. Create one in {_KEY_PAGE} "
+            "with only the Billing: Read Only scope."
+        )
+    if any(char.isspace() for char in value):
+        return (
+            "The management key contains spaces or line breaks. "
+            "Copy it again as one unbroken value."
+        )
+    if len(value) < 20:
+        return (
+            "That management key is too short to be complete. xAI shows a key only once, "
+            f"when it is created: copy the whole value, or create a new key in {_KEY_PAGE}."
+        )
+    return None
+
+
+TEAM_ID_FIELD = CredentialField(
+    name="team_id",
+    label="Team ID",
+    help=f"A UUID, shown in {_TEAM_PAGE}.",
+    placeholder=EXAMPLE_TEAM_ID,
+    validate=_validate_team_id,
+)
+MANAGEMENT_KEY_FIELD = CredentialField(
+    name="management_key",
+    label="Management key",
+    secret=True,
+    help=(
+        f"Create it in {_KEY_PAGE} with only the Billing: Read Only scope. "
+        "A regular API key (for chat completions) will not work."
+    ),
+    env_var="XAI_MANAGEMENT_KEY",
+    validate=_validate_management_key,
+)
+
+
+class XaiProvider:
+    """xAI's Management API as a :class:`providers.types.Provider`."""
+
+    name = "xai"
+    display_name = "xAI"
+    credential_fields = (TEAM_ID_FIELD, MANAGEMENT_KEY_FIELD)
+    max_window_days = MAX_WINDOW_DAYS
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing is safe)
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"XaiProvider(base_url={self.base_url!r})"
+
+    def mask(self, credentials: Credentials) -> str:
+        key = str(credentials.get("management_key") or "").strip()
+        if len(key) < 12:
+            return "…"
+        dash = key.find("-")
+        prefix = key[: dash + 1] if 0 <= dash < 5 else key[:4]
+        return f"{prefix}…{key[-4:]}"
+
+    def default_label(self, credentials: Credentials) -> str:
+        return "Production — xAI"
+
+    async def check_credentials(
+        self, http: httpx.AsyncClient, credentials: Credentials
+    ) -> CheckResult:
+        """Validate the fields, ask xAI about the key, then run a one-day usage query."""
+        team_id, key = _read_credentials(credentials)
+        notes: list[str] = []
+        key_name = ""
+        response = await self._call(http, "GET", "/auth/management-keys/validation", key)
+        if response.status_code == 404:
+            notes.append("xAI's key validation endpoint is unavailable; checked usage only.")
+        elif response.status_code == 403:
+            raise ProviderError(
+                Reason.INFERENCE_KEY,
+                "xAI did not accept this as a management key. It looks like a regular API "
+                "key (the kind used for chat completions). Create a Management key in "
+                f"{_KEY_PAGE} with only the Billing: Read Only scope, and paste that instead.",
+                field="management_key",
+            )
+        elif not response.is_success:
+            raise self._error(response, team_id, key)
+        else:
+            info = _json_object(response, self.base_url)
+            key_name = str(info.get("name") or "")
+            key_team = _key_team(info)
+            if key_team and key_team.lower() != team_id.lower():
+                raise ProviderError(
+                    Reason.TEAM_MISMATCH,
+                    f"This management key belongs to team {key_team}, not {team_id}. Use the "
+                    f"Team ID of the key's team ({_TEAM_PAGE}), or create a key in team "
+                    f"{team_id}.",
+                    field="team_id",
+                )
+
+        today = datetime.now(UTC).date()
+        # A cut-off answer still proves the key can read usage: not a credential problem.
+        with contextlib.suppress(ResultTruncated):
+            await self.fetch_daily_costs(
+                http, credentials, today - timedelta(days=1), today, by_key=False
+            )
+        return CheckResult(key_name=key_name, notes=tuple(notes))
+
+    async def fetch_daily_costs(
+        self,
+        http: httpx.AsyncClient,
+        credentials: Credentials,
+        start: date,
+        end: date,
+        *,
+        by_key: bool = True,
+    ) -> CostFetch:
+        """Costs per UTC day and model (and API key, if xAI allows) for [start, end)."""
+        if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
+            raise ValueError(
+                f"a usage window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
+            )
+        team_id, key = _read_credentials(credentials)
+        path = f"/v1/billing/teams/{team_id}/usage"
+        group_by = ["description", "api_key_id"] if by_key else ["description"]
+        response = await self._call(http, "POST", path, key, _usage_body(start, end, group_by))
+        if by_key and response.status_code == 400:
+            # Grouping by api_key_id is undocumented: fall back to per-model rows.
+            by_key = False
+            body = _usage_body(start, end, ["description"])
+            response = await self._call(http, "POST", path, key, body)
+        if not response.is_success:
+            raise self._error(response, team_id, key)
+        rows = _parse_usage(response, start, end, self.base_url)
+        return CostFetch(rows=rows, by_key=by_key)
+
+    async def fetch_billing(
+        self, http: httpx.AsyncClient, credentials: Credentials
+    ) -> BillingSnapshot:
+        """Month to date, prepaid credit left and spending limit; None where unavailable."""
+        team_id, key = _read_credentials(credentials)
+        base = f"/v1/billing/teams/{team_id}/postpaid"
+        results = await asyncio.gather(
+            self._optional_get(http, f"{base}/invoice/preview", team_id, key),
+            self._optional_get(http, f"{base}/spending-limits", team_id, key),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        invoice, limits = results
+        return _billing_snapshot(invoice, limits)
+
+    # -- plumbing --------------------------------------------------------------
+
+    async def _call(
+        self,
+        http: httpx.AsyncClient,
+        method: str,
+        path: str,
+        key: str,
+        body: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """The one place a request is built and sent; transport failures become UNREACHABLE."""
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            return await send_with_retries(
+                http,
+                method,
+                self.base_url + path,
+                policy=self.retry,
+                headers=headers,
+                json=body,
+                sleep=self._sleep,
+            )
+        except httpx.RequestError as exc:
+            # ``from None``: the exception holds the request, and so the key.
+            raise ProviderError(
+                Reason.UNREACHABLE,
+                f"Could not reach xAI's Management API at {self.base_url} "
+                f"({type(exc).__name__}). Check the network connection, and "
+                "XAI_MANAGEMENT_API_URL if it is set.",
+            ) from None
+
+    async def _optional_get(
+        self, http: httpx.AsyncClient, path: str, team_id: str, key: str
+    ) -> dict[str, Any] | None:
+        """A billing endpoint's JSON, or None if this key or team may not see it."""
+        response = await self._call(http, "GET", path, key)
+        if response.status_code in (403, 404):
+            return None
+        if not response.is_success:
+            raise self._error(response, team_id, key)
+        return _json_object(response, self.base_url)
+
+    def _error(self, response: httpx.Response, team_id: str, key: str) -> ProviderError:
+        """Map an error status (after retries) to a reason and a message a person can act on."""
+        status = response.status_code
+        code, said = _error_details(response, key)
+        said_suffix = f" (xAI said: {said})" if said else ""
+        if status == 401:
+            return ProviderError(
+                Reason.INVALID_KEY,
+                "xAI rejected the management key. Check that it is a Management API key "
+                f"({_KEY_PAGE}), not a regular API key used for chat completions, and that "
+                "it has not been revoked; if it was, create a new one and connect again.",
+                field="management_key",
+            )
+        if status == 403:
+            lowered = said.lower()
+            if "mismatch" in lowered or (code == 7 and "team" in lowered):
+                return ProviderError(
+                    Reason.TEAM_MISMATCH,
+                    f"This management key does not belong to team {team_id}. Use the Team ID "
+                    f"of the team the key was created in ({_TEAM_PAGE}), or create a key in "
+                    f"that team.{said_suffix}",
+                    field="team_id",
+                )
+            return ProviderError(
+                Reason.MISSING_SCOPE,
+                f"xAI refused to show team {team_id}'s billing to this key. It needs the "
+                "Billing: Read Only scope, and only Team Admins can create Management keys "
+                "and read billing. Ask a Team Admin to create a new key with that scope in "
+                f"{_KEY_PAGE}, then connect again.{said_suffix}",
+                field="management_key",
+            )
+        if status == 404:
+            return ProviderError(
+                Reason.TEAM_NOT_FOUND,
+                f"xAI found no team {team_id} for this key. Copy the full Team ID from "
+                f"{_TEAM_PAGE} (it is a UUID). A deleted team, or being removed from the "
+                "team, also causes this: check your membership in the xAI Console.",
+                field="team_id",
+            )
+        if status == 429:
+            wait = retry_after_seconds(response)
+            when = f"in {wait:.0f} seconds" if wait is not None else "in a few minutes"
+            return ProviderError(
+                Reason.RATE_LIMITED,
+                f"xAI is rate limiting requests right now. Try again {when}.",
+                retry_after=wait,
+            )
+        if status >= 500:
+            return ProviderError(
+                Reason.SERVER_ERROR,
+                f"xAI's Management API kept failing (HTTP {status}) after retries. This is "
+                f"usually temporary: try again in a few minutes.{said_suffix}",
+            )
+        if status == 400:
+            return ProviderError(
+                Reason.BAD_REQUEST,
+                f"xAI rejected the request (HTTP 400): {said or 'no reason given'}",
+            )
+        return ProviderError(
+            Reason.BAD_RESPONSE,
+            f"xAI's Management API at {self.base_url} answered with unexpected HTTP "
+            f"{status}.{said_suffix}",
+        )
+
+
+# -- requests and responses ----------------------------------------------------
+
+
+def _read_credentials(credentials: Credentials) -> tuple[str, str]:
+    """The stripped (team_id, key), validated before they go near a URL or a header."""
+    team_id = str(credentials.get("team_id") or "").strip()
+    key = str(credentials.get("management_key") or "").strip()
+    if problem := _validate_team_id(team_id):
+        raise ProviderError(Reason.TEAM_ID_MALFORMED, problem, field="team_id")
+    if problem := _validate_management_key(key):
+        raise ProviderError(Reason.INVALID_KEY, problem, field="management_key")
+    return team_id, key
+
+
+def _usage_body(start: date, end: date, group_by: Sequence[str]) -> dict[str, Any]:
+    return {
+        "analyticsRequest": {
+            "timeRange": {
+                "startTime": f"{start.isoformat()} 00:00:00",
+                "endTime": f"{end.isoformat()} 00:00:00",
+                "timezone": "Etc/GMT",  # UTC days, as on invoices
+            },
+            "timeUnit": "TIME_UNIT_DAY",
+            "values": [{"name": "usd", "aggregation": "AGGREGATION_SUM"}],
+            "groupBy": list(group_by),
+            "filters": [],
+        }
+    }
+
+
+def _json_object(response: httpx.Response, base_url: str) -> dict[str, Any]:
+    """The body as a JSON object, numbers as Decimal; BAD_RESPONSE if it is not one."""
+    try:
+        payload = json.loads(
+            response.content, parse_float=Decimal, parse_int=Decimal, parse_constant=Decimal
+        )
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise ProviderError(
+            Reason.BAD_RESPONSE,
+            f"xAI's Management API at {base_url} sent an answer that is not a JSON object "
+            f"(HTTP {response.status_code}). If XAI_MANAGEMENT_API_URL points to a proxy, "
+            "check it; otherwise try again later.",
+        )
+    return payload
+
+
+def _parse_usage(
+    response: httpx.Response, start: date, end: date, base_url: str
+) -> tuple[CostRow, ...]:
+    """Usage series -> rows per (day, model, api key), summed, zero days and strays dropped."""
+    payload = _json_object(response, base_url)
+    if payload.get("limitReached"):
+        raise ResultTruncated()
+    totals: dict[tuple[date, str, str], tuple[Decimal, str]] = {}
+    for series in _list(payload.get("timeSeries")):
+        group = [str(value) for value in _list(series.get("group"))]
+        labels = [str(value) for value in _list(series.get("groupLabels"))]
+        # Index 0 is the description, index 1 the api_key_id (groupBy order).
+        model = model_id(_at(labels, 0) or _at(group, 0) or "unknown")
+        key_id = _at(group, 1)
+        key_label = _at(labels, 1) or key_id
+        for point in _list(series.get("dataPoints")):
+            cost = _usd(_at(_list(point.get("values")), 0), base_url)
+            day = _utc_day(point.get("timestamp"), base_url)
+            if not cost or not start <= day < end:
+                continue
+            slot = (day, model, key_id)
+            total, label = totals.get(slot, (Decimal(0), key_label))
+            totals[slot] = (total + cost, label)
+    return tuple(
+        CostRow(day=day, model=model, cost_usd=cost, api_key_id=key_id, api_key_label=label)
+        for (day, model, key_id), (cost, label) in sorted(totals.items())
+    )
+
+
+def model_id(label: str) -> str:
+    """The model id in a usage label: ``Chat grok-4-0709`` -> ``grok-4-0709``.
+
+    Labels that do not look like a prefixed model id are kept as they come, so
+    new models and non-model lines are tracked without an allow-list.
+    """
+    match = _MODEL_LABEL.fullmatch(label)
+    return match.group(1) if match else label
+
+
+def _billing_snapshot(
+    invoice: dict[str, Any] | None, limits: dict[str, Any] | None
+) -> BillingSnapshot:
+    month_to_date = prepaid_left = spending_limit = None
+    if invoice is not None:
+        core = _dict(invoice.get("coreInvoice"))
+        month_to_date = sum(
+            (_cents(_dict(line).get("amount")) or Decimal(0) for line in _list(core.get("lines"))),
+            Decimal(0),
+        )
+        prepaid = _cents(core.get("prepaidCredits"))
+        if prepaid is not None:
+            # The used figure has been seen both negative and positive.
+            used = _cents(core.get("prepaidCreditsUsed")) or Decimal(0)
+            prepaid_left = max(Decimal(0), abs(prepaid) - abs(used))
+        spending_limit = _cents(invoice.get("effectiveSpendingLimit"))
+    if limits is not None:
+        effective = _cents(_dict(limits.get("spendingLimits")).get("effectiveSl"))
+        spending_limit = effective if effective is not None else spending_limit
+    return BillingSnapshot(
+        as_of=datetime.now(UTC),
+        month_to_date_usd=month_to_date,
+        prepaid_credit_usd=prepaid_left,
+        spending_limit_usd=spending_limit,
+    )
+
+
+def _key_team(info: dict[str, Any]) -> str:
+    """The team a key belongs to, per the validation endpoint ("" if org-wide or unknown)."""
+    scope = info.get("scope")
+    if scope == "SCOPE_TEAM":
+        return str(info.get("scopeId") or info.get("teamId") or "")
+    if not scope:  # proto3 omits a default enum; the deprecated teamId may still be there
+        return str(info.get("teamId") or "")
+    return ""
+
+
+def _error_details(response: httpx.Response, key: str) -> tuple[int | None, str]:
+    """(gRPC code, message) from an error body of any shape, with the key scrubbed."""
+    try:
+        payload = json.loads(response.content)
+    except ValueError:  # HTML from a proxy, an empty body...
+        return None, ""
+    if not isinstance(payload, dict):
+        return None, ""
+    code = payload.get("code")
+    message = payload.get("message") or payload.get("error") or ""
+    message = " ".join(str(message).replace(key, "[redacted]").split())[:300]
+    return (code if isinstance(code, int) else None), message
+
+
+# -- small readers for proto3 JSON --------------------------------------------
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _at(items: Sequence[Any], index: int) -> Any:
+    return items[index] if index < len(items) else ""
+
+
+def _usd(value: Any, base_url: str) -> Decimal:
+    """A usage value in dollars; missing means zero."""
+    if value in (None, ""):
+        return Decimal(0)
+    try:
+        amount = Decimal(str(value)) if isinstance(value, str) else value
+    except InvalidOperation:
+        amount = None
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise _bad_response(f"a usage value is not a number: {str(value)[:40]!r}", base_url)
+    return amount
+
+
+def _utc_day(value: Any, base_url: str) -> date:
+    """The UTC calendar day of an RFC 3339 timestamp (``Z`` or an offset)."""
+    try:
+        moment = datetime.fromisoformat(str(value).upper())
+    except ValueError:
+        raise _bad_response(f"a timestamp is not RFC 3339: {str(value)[:40]!r}", base_url) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).date()
+
+
+def _cents(value: Any) -> Decimal | None:
+    """``{"val": "123"}`` (or a bare "123") cents -> Decimal dollars; None if absent or odd."""
+    if isinstance(value, dict):
+        value = value.get("val", "0")  # proto3 omits a zero val
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        cents = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return cents / 100 if cents.is_finite() else None
+
+
+def _bad_response(what: str, base_url: str) -> ProviderError:
+    return ProviderError(
+        Reason.BAD_RESPONSE,
+        f"xAI's Management API at {base_url} sent a usage answer this app cannot read: {what}.",
+    )

@@ -1,0 +1,204 @@
+"""The sync engine against the xAI stand-in over real sockets, on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.sync import ConnectError, SyncEngine, day_windows
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
+from providers.xai.provider import model_id
+from storage.models import Connection, DailyCost, ModelSeen, SyncRun
+
+DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
+
+
+def connect(engine: SyncEngine, workspace_id: int, days: int = 90, **credentials: str):
+    return asyncio.run(
+        engine.connect(workspace_id, "xai", {**DEMO, **credentials}, backfill_days=days)
+    )
+
+
+def stored(engine: SyncEngine) -> dict[tuple[date, str, str], Decimal]:
+    with engine.db.session() as session:
+        return {
+            (r.day, r.model, r.api_key_id): r.cost for r in session.scalars(select(DailyCost))
+        }
+
+
+def expected(sandbox, start: date, end: date, by_key: bool = True) -> dict:
+    """What the stand-in served, day by day, from its own oracle."""
+    rows = {}
+    day = start
+    while day <= end:
+        for label in MODELS:
+            keys = sandbox.api_keys(DEMO_TEAM_ID) if by_key else [(None, "")]
+            for key_id, _ in keys:
+                cost = sandbox.cost(DEMO_TEAM_ID, label, day, key_id)
+                if cost:
+                    rows[(day, model_id(label), key_id or "")] = cost
+        day += timedelta(days=1)
+    return rows
+
+
+def usage_requests(sandbox) -> list:
+    return [r for r in sandbox.requests if r.path.endswith("/usage")]
+
+
+def test_windows_never_exceed_the_limit_and_cover_the_range() -> None:
+    windows = day_windows(date(2026, 8, 25), date(2026, 11, 23), 31)
+    assert [(e - s).days for s, e in windows] == [31, 31, 28]
+    assert windows[0][0] == date(2026, 8, 25) and windows[-1][1] == date(2026, 11, 23)
+
+
+def test_connect_tests_saves_and_backfills_90_days_exactly(engine, sandbox, workspace_id, clock):
+    connected = connect(engine, workspace_id)
+    today = clock.now.date()
+    assert connected.backfill.ok
+    assert (connected.backfill.start, connected.backfill.end) == (today - timedelta(89), today)
+    assert connected.mask == "xai-…beef"
+    served = expected(sandbox, today - timedelta(89), today)
+    assert len(served) > 900  # six models, two keys, most days: not a vacuous match
+    assert stored(engine) == served
+    windows = [r.body["analyticsRequest"]["timeRange"] for r in usage_requests(sandbox)][1:]
+    assert len(windows) == 3  # 90 days in windows of at most 31, fetched at once
+    with engine.db.session() as session:
+        models = set(session.scalars(select(ModelSeen.model)))
+        connection = session.scalar(select(Connection))
+    assert models == {model_id(label) for label in MODELS}
+    assert connection.status == "ok" and connection.key_breakdown is True
+    assert connected.backfill.total_usd == sum(stored(engine).values())
+
+
+def test_a_rejected_key_saves_nothing(engine, sandbox, workspace_id):
+    with pytest.raises(ConnectError) as caught:
+        connect(engine, workspace_id, management_key="xai-not-a-real-management-key-0000")
+    assert caught.value.reason == "invalid_key"
+    assert "Management" in caught.value.message
+    with engine.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Connection)) == 0
+
+
+def test_a_malformed_team_id_is_caught_before_any_request(engine, sandbox, workspace_id):
+    with pytest.raises(ConnectError) as caught:
+        connect(engine, workspace_id, team_id="65c1e471-205f-4566")
+    assert caught.value.field == "team_id"
+    assert sandbox.requests == []
+
+
+def test_a_key_of_another_team_names_the_team_field(engine, sandbox, workspace_id):
+    sandbox.add_key("xai-mgmt-other-team-key-000000000000", "11111111-2222-3333-4444-555555555555")
+    with pytest.raises(ConnectError) as caught:
+        connect(engine, workspace_id, management_key="xai-mgmt-other-team-key-000000000000")
+    assert caught.value.reason == "team_mismatch" and caught.value.field == "team_id"
+
+
+def test_daily_sync_replaces_the_trailing_window_without_duplicates(
+    engine, sandbox, workspace_id, clock
+):
+    connect(engine, workspace_id, days=10)
+    first = stored(engine)
+    clock.now += timedelta(hours=20)  # the next day, 03:30: yesterday settles, today begins
+    results = asyncio.run(engine.sync_all(workspace_id))
+    assert [r.ok for r in results] == [True]
+    today = clock.now.date()
+    assert (results[0].start, results[0].end) == (today - timedelta(2), today)
+    after = stored(engine)
+    assert after == {**first, **expected(sandbox, today - timedelta(2), today)}
+    with engine.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DailyCost)) == len(after)
+
+
+def test_a_failed_sync_keeps_the_last_good_data_and_commits_nothing_partial(
+    engine, sandbox, workspace_id
+):
+    connect(engine, workspace_id, days=40)
+    before = stored(engine)
+    # The first window answers, the second keeps failing: nothing of the first is stored.
+    sandbox.add_fault("usage", status=503, times=0)
+    result = asyncio.run(engine.sync_all(workspace_id, days=40, force=True))[0]
+    assert not result.ok and result.reason == "server_error"
+    assert stored(engine) == before
+    with engine.db.session() as session:
+        connection = session.scalar(select(Connection))
+        runs = list(session.scalars(select(SyncRun.outcome).order_by(SyncRun.id)))
+    assert connection.status == "failing" and runs == ["ok", "error"]
+    sandbox.clear_faults()
+    assert asyncio.run(engine.sync_all(workspace_id))[0].ok
+
+
+def test_a_revoked_key_stops_daily_retries_until_a_forced_sync_succeeds(
+    engine, sandbox, workspace_id
+):
+    connect(engine, workspace_id, days=5)
+    sandbox.revoke_key(DEMO_KEY)
+    failed = asyncio.run(engine.sync_all(workspace_id))[0]
+    assert failed.reason == "invalid_key" and "revoked" in failed.message
+    calls = len(sandbox.requests)
+    skipped = asyncio.run(engine.sync_all(workspace_id))[0]
+    assert skipped.skipped and len(sandbox.requests) == calls  # no request was made
+    sandbox.add_key(DEMO_KEY, DEMO_TEAM_ID)  # the key works again
+    assert asyncio.run(engine.sync_all(workspace_id, force=True))[0].ok
+
+
+def test_a_cut_off_answer_is_split_until_complete(db, clock, workspace_id):
+    from providers.http import RetryPolicy
+    from providers.manager import ProviderRegistry
+    from providers.xai.provider import XaiProvider
+    from providers.xai.sandbox import Sandbox
+
+    with Sandbox(clock=clock, max_range_days=10) as sandbox:
+        provider = XaiProvider(base_url=sandbox.url, retry=RetryPolicy(base_delay=0.01))
+        engine = SyncEngine(db, ProviderRegistry([provider]), clock=clock)
+        connect(engine, workspace_id, days=30)
+        today = clock.now.date()
+        assert stored(engine) == expected(sandbox, today - timedelta(29), today)
+        spans = sorted(
+            {r.body["analyticsRequest"]["timeRange"]["startTime"] for r in usage_requests(sandbox)}
+        )
+    assert len(spans) > 3  # 30 days were asked for in pieces of at most 10
+
+
+def test_without_the_key_breakdown_the_connection_carries_on_by_model(db, clock, workspace_id):
+    from providers.http import RetryPolicy
+    from providers.manager import ProviderRegistry
+    from providers.xai.provider import XaiProvider
+    from providers.xai.sandbox import Sandbox
+
+    with Sandbox(clock=clock, key_breakdown=False) as sandbox:
+        provider = XaiProvider(base_url=sandbox.url, retry=RetryPolicy(base_delay=0.01))
+        engine = SyncEngine(db, ProviderRegistry([provider]), clock=clock)
+        connected = connect(engine, workspace_id, days=35)
+        today = clock.now.date()
+        assert connected.backfill.ok and not connected.backfill.by_key
+        assert stored(engine) == expected(sandbox, today - timedelta(34), today, by_key=False)
+        before = len(usage_requests(sandbox))
+        asyncio.run(engine.sync_all(workspace_id))
+        bodies = [r.body for r in usage_requests(sandbox)[before:]]
+    assert [b["analyticsRequest"]["groupBy"] for b in bodies] == [["description"]]
+
+
+def test_rate_limits_are_waited_out(engine, sandbox, workspace_id):
+    sandbox.add_fault("usage", status=429, retry_after=0.2, times=2)
+    assert connect(engine, workspace_id, days=3).backfill.ok
+
+
+def test_after_downtime_the_daily_sync_fills_the_gap(engine, sandbox, workspace_id, clock):
+    connect(engine, workspace_id, days=5)
+    clock.now += timedelta(days=12)
+    result = asyncio.run(engine.sync_all(workspace_id))[0]
+    assert result.days == 13 and result.ok
+    today = clock.now.date()
+    assert stored(engine).keys() >= expected(sandbox, today - timedelta(12), today).keys()
+
+
+def test_disconnect_deletes_the_key_and_every_row(engine, sandbox, workspace_id):
+    connected = connect(engine, workspace_id, days=3)
+    engine.disconnect(connected.connection_id)
+    with engine.db.session() as session:
+        for table in (Connection, DailyCost, SyncRun, ModelSeen):
+            assert session.scalar(select(func.count()).select_from(table)) == 0
