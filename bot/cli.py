@@ -8,8 +8,10 @@ non-zero exit; nothing is half-saved.
 from __future__ import annotations
 
 import asyncio
+import base64
 import getpass
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -356,7 +358,8 @@ def demo(command: Command, runtime: Runtime, console: Console) -> int:
             "XAI_MANAGEMENT_API_URL": stand_in.url,
             "XAI_MANAGEMENT_KEY": DEMO_KEY,
             "XAI_USAGE_NO_PLUGINS": "1",
-            "XAI_USAGE_ENCRYPTION_KEY": "",
+            # A throwaway key: the demo's data dies with its directory.
+            "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
         }
         steps = [
             ["connect", "--team-id", DEMO_TEAM_ID, "--label", "Demo — xAI"],
@@ -367,7 +370,7 @@ def demo(command: Command, runtime: Runtime, console: Console) -> int:
         ]
         environ = {**os.environ, **environ}
         for step in steps:
-            console.print(f"$ xai-usage {' '.join(step)}")
+            console.print(f"$ xai-usage {shlex.join(step)}")
             code = main(step, console=console, environ=environ)
             console.print()
             if code:

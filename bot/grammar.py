@@ -187,12 +187,14 @@ class UsageError(Exception):
 
 
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+_PHONE_DASH = re.compile(r"(^|\s)[—–](?=[a-z])")
 _SLACK_CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 
 
 def tokenize(text: str) -> list[str]:
     """Split a typed command, forgiving phones' curly quotes and lone quotes."""
-    text = text.translate(_SMART_QUOTES).replace("—", "--")
+    # Phones turn "--by" into "—by"; a dash inside a label ("Prod — xAI") stays.
+    text = _PHONE_DASH.sub(r"\1--", text.translate(_SMART_QUOTES))
     try:
         return shlex.split(text)
     except ValueError:  # an unbalanced quote: fall back to plain words

@@ -202,11 +202,12 @@ def _key_rows(session, workspace_id, period, filters, *, several: bool) -> list:
             select(ApiKeyName).join(Connection).where(Connection.workspace_id == workspace_id)
         )
     }
-    labels = dict(
-        session.execute(
+    labels = {
+        cid: label
+        for cid, label in session.execute(
             select(Connection.id, Connection.label).where(Connection.workspace_id == workspace_id)
-        ).tuples()
-    )
+        )
+    }
     rows = []
     for (cid, key_id), cost in raw:
         label = names.get((cid, key_id), key_id) if key_id else NO_KEY
@@ -263,11 +264,8 @@ class StatusRow:
 def status_rows(session: Session, workspace_id: int, now: datetime) -> list[StatusRow]:
     """Every connection of a workspace with its health and month to date."""
     today = now.astimezone(UTC).date()
-    month = dict(
-        session.execute(
-            cost_query(workspace_id, today.replace(day=1), today, [DailyCost.connection_id])
-        ).tuples()
-    )
+    month_query = cost_query(workspace_id, today.replace(day=1), today, [DailyCost.connection_id])
+    month = {connection_id: cost for connection_id, cost in session.execute(month_query)}
     return [
         StatusRow(
             label=c.label,

@@ -1,0 +1,1136 @@
+"""A local stand-in for the xAI Management API, served over real HTTP.
+
+It ships with the product (``xai-usage sandbox``, ``xai-usage demo``) and
+backs the end-to-end tests and benchmarks, so it speaks the wire format the
+real service speaks (see ``xai-management-api.md``): gRPC-gateway error
+bodies, proto3 JSON that leaves out default fields, dense daily points and
+exact eight-decimal dollar amounts. The figures are synthetic but
+deterministic (a hash of team, label, day and the clock), so a test can ask
+:meth:`Sandbox.cost` for exactly what the server serves.
+
+Standard library only: a product command must not need test dependencies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs
+
+__all__ = [
+    "DEMO_KEY",
+    "DEMO_TEAM_ID",
+    "MODELS",
+    "RecordedRequest",
+    "Sandbox",
+    "serve_forever",
+]
+
+log = logging.getLogger(__name__)
+
+DEMO_TEAM_ID = "65c1e471-205f-4566-9c5a-07198bcdf4ce"
+DEMO_KEY = "xai-mgmt-demo-4b1f2e9c7d6a5b3e8f0a1c2d3e4fbeef"
+
+IMAGE_LABEL = "grok-2-image-1212"
+MODELS = (
+    "Chat grok-4-0709",
+    "Chat grok-4-fast-reasoning",
+    "Chat grok-4-fast-non-reasoning",
+    "Chat grok-code-fast-1",
+    "Chat grok-3-mini",
+    IMAGE_LABEL,
+)
+
+ENDPOINTS = ("usage", "validation", "invoice", "limits", "balance", "invoices", "any")
+FAULT_KINDS = ("status", "hang", "truncate", "limit_reached")
+HANG_SECONDS = 30.0
+# How often the accept loop looks for a stop request: short, so tests stop fast.
+_POLL_SECONDS = 0.01
+
+_Q8 = Decimal("0.00000001")
+_BILLING_READ_ACL = "team:billing:read"
+_PREPAID_CENTS = 20000
+_SPENDING_LIMIT_CENTS = 100000
+_HARD_LIMIT_CENTS = 150000
+_LATE_MODEL = "Chat grok-code-fast-1"
+_LATE_MODEL_DAYS = 20
+_SPIKE_MODEL = "Chat grok-4-0709"
+_SPIKE_DAYS_AGO = 10
+_SPIKE_FACTOR = Decimal(6)
+_WEEKEND_FACTOR = Decimal("0.4")
+_STAGING_SHARE = Decimal("0.25")
+_IMAGE_PRICE = Decimal("0.07")
+_INVOICE_HISTORY_MONTHS = 12
+_CONTROL_PREFIX = "/__sandbox__/"
+
+
+@dataclass(frozen=True)
+class _ModelSpec:
+    """How a label's synthetic spend is shaped and how its invoice line reads."""
+
+    base_usd: Decimal
+    """Typical weekday spend of a team at scale 1 (images: the most images a day)."""
+    unit_type: str
+    unit_price: int
+    """Per unit, in 1/1_000_000 US cents, as the proto's ``Line.unit_price``."""
+
+
+_SPECS: dict[str, _ModelSpec] = {
+    "Chat grok-4-0709": _ModelSpec(Decimal(12), "tokens", 375),
+    "Chat grok-4-fast-reasoning": _ModelSpec(Decimal("4.5"), "tokens", 21),
+    "Chat grok-4-fast-non-reasoning": _ModelSpec(Decimal("2.8"), "tokens", 21),
+    "Chat grok-code-fast-1": _ModelSpec(Decimal(7), "tokens", 28),
+    "Chat grok-3-mini": _ModelSpec(Decimal("1.6"), "tokens", 27),
+    IMAGE_LABEL: _ModelSpec(Decimal(30), "images", 7_000_000),
+}
+
+_GRPC_CODES = {
+    400: 3,
+    401: 16,
+    403: 7,
+    404: 5,
+    405: 12,
+    409: 10,
+    429: 8,
+    499: 1,
+    500: 13,
+    501: 12,
+    503: 14,
+    504: 4,
+}
+_DEFAULT_MESSAGES = {
+    429: "rate limit exceeded",
+    500: "internal error",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "deadline exceeded",
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One API request as the sandbox saw it. Never holds headers, so never the key.
+
+    ``path`` includes the query string; ``status`` is 0 when the sandbox
+    stopped before answering (a hang cut short).
+    """
+
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    status: int
+
+
+@dataclass
+class _Key:
+    key: str
+    team_id: str
+    name: str
+    kind: str
+    billing_read: bool
+    scope: str
+
+
+@dataclass(eq=False)
+class _Fault:
+    endpoint: str
+    kind: str
+    status: int | None
+    retry_after: float | None
+    message: str | None
+    remaining: int | None
+    """Requests left before the fault is spent; None means forever."""
+
+
+@dataclass
+class _Answer:
+    """What to send back; serialised late so a fault can still amend the payload."""
+
+    status: int
+    payload: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+    truncate: bool = False
+
+    def encode(self) -> bytes:
+        return _dumps(self.payload).encode()
+
+
+class _ApiError(Exception):
+    """An error answer in gRPC-gateway form, raised from deep inside a handler."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def answer(self) -> _Answer:
+        return _error_answer(self.status, self.message)
+
+
+@dataclass(frozen=True)
+class _UsageQuery:
+    start: date
+    days: int
+    per_day: bool
+    group_by: tuple[str, ...]
+    key_filter: frozenset[str] | None
+    """The api_key_id filters ANDed together; None when there were none."""
+
+
+def _grpc_code(status: int) -> int:
+    return _GRPC_CODES.get(status, 2)
+
+
+def _error_answer(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> _Answer:
+    return _Answer(status, {"code": _grpc_code(status), "message": message}, headers)
+
+
+# --- JSON: Decimals must reach the wire digit for digit, never via float ------
+
+
+def _decimal_text(value: Decimal) -> str:
+    """Up to eight decimals, no exponent, no trailing zeros, a zero as ``0``."""
+    quantized = value.quantize(_Q8)
+    if quantized == 0:
+        return "0"
+    return format(quantized.normalize(), "f")
+
+
+def _dumps(value: Any) -> str:
+    """A tiny JSON writer: the standard one can only write a Decimal through float."""
+    if isinstance(value, Decimal):
+        return _decimal_text(value)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | str):
+        return json.dumps(value)
+    if isinstance(value, Mapping):
+        items = (f"{json.dumps(str(k))}:{_dumps(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_dumps(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+# --- synthetic data -----------------------------------------------------------
+
+
+def _unit(*parts: object) -> Decimal:
+    """A stable pseudo-random number in [0, 1): the same inputs, the same figures."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+    return Decimal(int(digest[:14], 16)) / Decimal(16**14)
+
+
+def _stable_uuid(*parts: object) -> str:
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+@functools.lru_cache(maxsize=65536)
+def _team_scale(team_id: str) -> Decimal:
+    """Teams differ in size, so their spend is not the same curve."""
+    return Decimal("0.5") + 2 * _unit("scale", team_id)
+
+
+@functools.lru_cache(maxsize=65536)
+def _full_day_cost(team_id: str, label: str, day: date, today: date) -> Decimal:
+    """The whole-day USD cost of a past or current day, before today's partial cut."""
+    if label == _LATE_MODEL and day < today - timedelta(days=_LATE_MODEL_DAYS):
+        return Decimal(0)
+    weekend = day.weekday() >= 5
+    if label == IMAGE_LABEL:
+        return _image_cost(team_id, day, weekend)
+    amount = _SPECS[label].base_usd * _team_scale(team_id)
+    amount *= Decimal("0.7") + Decimal("0.6") * _unit("jitter", team_id, label, day)
+    if weekend:
+        amount *= _WEEKEND_FACTOR
+    if label == _SPIKE_MODEL and day == today - timedelta(days=_SPIKE_DAYS_AGO):
+        amount *= _SPIKE_FACTOR
+    return amount.quantize(_Q8)
+
+
+def _image_cost(team_id: str, day: date, weekend: bool) -> Decimal:
+    """Images are bought whole and not every day, which gives the zero days."""
+    if weekend or _unit("image-idle", team_id, day) < Decimal("0.2"):
+        return Decimal(0)
+    ceiling = _SPECS[IMAGE_LABEL].base_usd * _team_scale(team_id)
+    count = 1 + int(ceiling * _unit("images", team_id, day))
+    return count * _IMAGE_PRICE
+
+
+def _day_fraction(now: datetime) -> Decimal:
+    midnight = datetime.combine(now.date(), datetime.min.time(), tzinfo=UTC)
+    elapsed = now - midnight
+    micros = (elapsed.days * 86400 + elapsed.seconds) * 1_000_000 + elapsed.microseconds
+    return Decimal(micros) / Decimal(86400 * 1_000_000)
+
+
+def _day_cost(team_id: str, label: str, day: date, now: datetime) -> Decimal:
+    """What has been billed for the day as of ``now``: nothing yet in the future."""
+    today = now.date()
+    if day > today or label not in _SPECS:
+        return Decimal(0)
+    full = _full_day_cost(team_id, label, day, today)
+    if day == today:
+        return (full * _day_fraction(now)).quantize(_Q8)
+    return full
+
+
+@functools.lru_cache(maxsize=65536)
+def _key_ids(team_id: str) -> tuple[str, str]:
+    return _stable_uuid("key", team_id, "production"), _stable_uuid("key", team_id, "staging")
+
+
+def _key_share(total: Decimal, team_id: str, api_key_id: str) -> Decimal:
+    """Split so the two shares add up to the model total to the last digit."""
+    production, staging = _key_ids(team_id)
+    staging_share = (total * _STAGING_SHARE).quantize(_Q8)
+    if api_key_id == staging:
+        return staging_share
+    if api_key_id == production:
+        return total - staging_share
+    return Decimal(0)
+
+
+def _mask(key: str) -> str:
+    return f"{key[:4]}…{key[-4:]}"
+
+
+def _day_timestamp(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def _month_days(year: int, month: int, last: date | None = None) -> list[date]:
+    first = date(year, month, 1)
+    following = date(year + month // 12, month % 12 + 1, 1)
+    end = following if last is None else min(following, last + timedelta(days=1))
+    return [first + timedelta(days=i) for i in range((end - first).days)]
+
+
+def _previous_month(year: int, month: int) -> tuple[int, int]:
+    return (year, month - 1) if month > 1 else (year - 1, 12)
+
+
+def _cents(usd: Decimal) -> int:
+    return int((usd * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+# --- usage request validation -----------------------------------------------
+
+_TIME_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_REQUEST_FIELDS = frozenset({"analyticsRequest", "teamId"})
+_ANALYTICS_FIELDS = frozenset({"timeRange", "timeUnit", "values", "groupBy", "filters"})
+_TIME_RANGE_FIELDS = frozenset({"startTime", "endTime", "timezone"})
+_TIME_UNITS = {"TIME_UNIT_DAY": True, "TIME_UNIT_NONE": False}
+_EXPECTED_VALUES = [{"name": "usd", "aggregation": "AGGREGATION_SUM"}]
+_GROUP_FIELDS = ("description", "api_key_id")
+_KEY_FILTER_PREFIX = "api_key_id:"
+
+
+def _bad(message: str) -> _ApiError:
+    return _ApiError(400, message)
+
+
+def _require_fields(obj: object, allowed: frozenset[str], where: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise _bad(f"{where}: expected an object")
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise _bad(f'{where}: unknown field "{unknown[0]}"')
+    return obj
+
+
+def _parse_time(value: object, name: str) -> datetime:
+    if not isinstance(value, str) or not _TIME_FORMAT.match(value):
+        raise _bad(f"timeRange.{name}: expected YYYY-MM-DD HH:MM:SS, got {value!r}")
+    try:
+        parsed = datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+    except ValueError as exc:
+        raise _bad(f"timeRange.{name}: {exc}") from exc
+    if parsed.time() != datetime.min.time():
+        raise _bad(f"timeRange.{name}: the sandbox serves whole days only (00:00:00)")
+    return parsed
+
+
+def _parse_time_range(obj: object) -> tuple[date, int]:
+    time_range = _require_fields(obj, _TIME_RANGE_FIELDS, "timeRange")
+    timezone = time_range.get("timezone")
+    if timezone != "Etc/GMT":
+        raise _bad(f"timeRange.timezone: the sandbox supports Etc/GMT only, got {timezone!r}")
+    start = _parse_time(time_range.get("startTime"), "startTime")
+    end = _parse_time(time_range.get("endTime"), "endTime")
+    if end <= start:
+        raise _bad("timeRange: endTime must be after startTime")
+    return start.date(), (end - start).days
+
+
+def _parse_group_by(value: object, key_breakdown: bool) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _bad("groupBy: expected a list of strings")
+    for name in value:
+        if name not in _GROUP_FIELDS:
+            raise _bad(f'groupBy: unknown field "{name}"')
+        if name == "api_key_id" and not key_breakdown:
+            raise _bad('groupBy: unsupported field "api_key_id"')
+    if len(set(value)) != len(value):
+        raise _bad("groupBy: duplicate field")
+    return tuple(value)
+
+
+def _parse_filters(value: object) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _bad("filters: expected a list of strings")
+    key_filter: frozenset[str] | None = None
+    for item in value:
+        if item.startswith(_KEY_FILTER_PREFIX):
+            wanted = frozenset({item.removeprefix(_KEY_FILTER_PREFIX)})
+            key_filter = wanted if key_filter is None else key_filter & wanted
+    return key_filter
+
+
+def _parse_usage(raw_body: bytes, key_breakdown: bool) -> _UsageQuery:
+    """Refuse anything the real service would refuse, and what the sandbox cannot serve."""
+    try:
+        body = json.loads(raw_body or b"null")
+    except ValueError as exc:
+        raise _bad(f"invalid JSON body: {exc}") from exc
+    request = _require_fields(body, _REQUEST_FIELDS, "body")
+    analytics = _require_fields(
+        request.get("analyticsRequest"), _ANALYTICS_FIELDS, "analyticsRequest"
+    )
+    start, days = _parse_time_range(analytics.get("timeRange"))
+    unit = analytics.get("timeUnit")
+    if unit not in _TIME_UNITS:
+        raise _bad(f"timeUnit: the sandbox supports TIME_UNIT_DAY and TIME_UNIT_NONE, got {unit!r}")
+    if analytics.get("values") != _EXPECTED_VALUES:
+        raise _bad('values: expected [{"name": "usd", "aggregation": "AGGREGATION_SUM"}]')
+    return _UsageQuery(
+        start=start,
+        days=days,
+        per_day=_TIME_UNITS[unit],
+        group_by=_parse_group_by(analytics.get("groupBy"), key_breakdown),
+        key_filter=_parse_filters(analytics.get("filters")),
+    )
+
+
+# --- routing ------------------------------------------------------------------
+
+_VALIDATION_PATH = "/auth/management-keys/validation"
+_TEAM_PATH = re.compile(r"^/v1/billing/teams/(?P<team>[^/]+)/(?P<rest>.+?)/?$")
+_TEAM_ENDPOINTS = {
+    "usage": ("usage", "POST"),
+    "postpaid/invoice/preview": ("invoice", "GET"),
+    "postpaid/spending-limits": ("limits", "GET"),
+    "prepaid/balance": ("balance", "GET"),
+    "invoices": ("invoices", "GET"),
+}
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_GUARDED_PREFIXES = ("/v1/billing/", "/auth/")
+
+
+def _route(method: str, path: str) -> tuple[str, str]:
+    """The endpoint name and team id for a path; write calls are refused outright."""
+    if path == _VALIDATION_PATH:
+        endpoint, allowed, team_id = "validation", "GET", ""
+    else:
+        match = _TEAM_PATH.match(path)
+        known = _TEAM_ENDPOINTS.get(match["rest"]) if match else None
+        if match is None or known is None:
+            if method in _WRITE_METHODS and path.startswith(_GUARDED_PREFIXES):
+                raise _ApiError(405, "Method Not Allowed")
+            raise _ApiError(404, "Not Found")
+        (endpoint, allowed), team_id = known, match["team"]
+    if method != allowed:
+        raise _ApiError(405, "Method Not Allowed")
+    return endpoint, team_id
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+# --- the sandbox ----------------------------------------------------------------
+
+
+def _real_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Sandbox:
+    """The xAI Management API on 127.0.0.1, with knobs for faults and test oracles."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        clock: Callable[[], datetime] | None = None,
+        max_range_days: int = 62,
+        key_breakdown: bool = True,
+        demo: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.latency = latency
+        self.max_range_days = max_range_days
+        self.key_breakdown = key_breakdown
+        self.url = ""
+        self.requests: list[RecordedRequest] = []
+        self._clock = clock or _real_now
+        self._lock = threading.Lock()
+        self._keys: dict[str, _Key] = {}
+        self._deleted_teams: set[str] = set()
+        self._faults: list[_Fault] = []
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        if demo:
+            self.add_key(DEMO_KEY, DEMO_TEAM_ID, name="xai-usage demo")
+
+    # lifecycle
+
+    def start(self) -> Sandbox:
+        self._stopping.clear()
+        server = _Server((self.host, self.port), self)
+        self._server = server
+        self.url = f"http://{self.host}:{server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": _POLL_SECONDS},
+            daemon=True,
+            name=f"xai-sandbox-{server.server_address[1]}",
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and cut open connections, so a hang or keep-alive never holds a test."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # configuration
+
+    def add_key(
+        self,
+        key: str,
+        team_id: str,
+        *,
+        name: str = "xai-usage",
+        kind: str = "management",
+        billing_read: bool = True,
+        scope: str = "SCOPE_TEAM",
+    ) -> None:
+        """Register a key; adding a known key again replaces it (and un-revokes it)."""
+        if kind not in ("management", "inference"):
+            raise ValueError(f"kind must be 'management' or 'inference', not {kind!r}")
+        if scope not in ("SCOPE_TEAM", "SCOPE_ORGANIZATION"):
+            raise ValueError(f"scope must be SCOPE_TEAM or SCOPE_ORGANIZATION, not {scope!r}")
+        if not key or not team_id:
+            raise ValueError("key and team_id are required")
+        with self._lock:
+            self._keys[key] = _Key(key, team_id, name, kind, billing_read, scope)
+
+    def revoke_key(self, key: str) -> None:
+        with self._lock:
+            self._keys.pop(key, None)
+
+    def delete_team(self, team_id: str) -> None:
+        with self._lock:
+            self._deleted_teams.add(team_id)
+
+    def add_fault(
+        self,
+        endpoint: str = "any",
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        kind: str = "status",
+        times: int = 1,
+        message: str | None = None,
+    ) -> None:
+        """Make the next ``times`` matching requests misbehave (0: until cleared).
+
+        A ``status`` fault defaults to 429 when ``retry_after`` is given, 503 otherwise.
+        Faults apply in the order they were added; one request spends one fault.
+        """
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
+        if status is not None and not 100 <= status <= 599:
+            raise ValueError("status must be an HTTP status code")
+        if times < 0:
+            raise ValueError("times must be 0 (forever) or more")
+        if kind == "status" and status is None:
+            status = 429 if retry_after is not None else 503
+        fault = _Fault(endpoint, kind, status, retry_after, message, times or None)
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    # oracles
+
+    def cost(
+        self, team_id: str, model_label: str, day: date, api_key_id: str | None = None
+    ) -> Decimal:
+        """Exactly what the server serves for that day now (per the clock), or one key's share."""
+        total = _day_cost(team_id, model_label, day, self._now())
+        return total if api_key_id is None else _key_share(total, team_id, api_key_id)
+
+    def api_keys(self, team_id: str) -> list[tuple[str, str]]:
+        """The team's inference keys, (api_key_id, name), that usage splits across."""
+        production, staging = _key_ids(team_id)
+        return [(production, "production"), (staging, "staging")]
+
+    # request handling (called from server threads)
+
+    def _now(self) -> datetime:
+        return self._clock().astimezone(UTC)
+
+    def _respond(
+        self, method: str, target: str, authorization: str | None, raw_body: bytes
+    ) -> _Answer | None:
+        """The answer to one request, or None to drop the connection unanswered."""
+        path, _, query = target.partition("?")
+        if path.startswith(_CONTROL_PREFIX):
+            return self._control(method, path, raw_body)
+        answer = self._api(method, path, query, authorization, raw_body)
+        self._record(method, target, raw_body, answer.status if answer else 0)
+        return answer
+
+    def _record(self, method: str, target: str, raw_body: bytes, status: int) -> None:
+        try:
+            body = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            body = None
+        entry = RecordedRequest(method, target, body if isinstance(body, dict) else None, status)
+        with self._lock:
+            self.requests.append(entry)
+
+    def _api(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        authorization: str | None,
+        raw_body: bytes,
+    ) -> _Answer | None:
+        if self.latency > 0 and self._stopping.wait(self.latency):
+            return None
+        try:
+            endpoint, team_id = _route(method, path)
+        except _ApiError as exc:
+            return exc.answer()
+        fault = self._take_fault(endpoint)
+        if fault is not None and fault.kind == "status":
+            return self._fault_answer(fault)
+        if fault is not None and fault.kind == "hang" and self._stopping.wait(HANG_SECONDS):
+            return None
+        answer = self._serve(endpoint, team_id, query, authorization, raw_body)
+        if fault is not None and fault.kind == "limit_reached" and answer.status == 200:
+            answer.payload["limitReached"] = True
+        if fault is not None and fault.kind == "truncate":
+            answer.truncate = True
+        return answer
+
+    def _take_fault(self, endpoint: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.endpoint not in ("any", endpoint):
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
+
+    @staticmethod
+    def _fault_answer(fault: _Fault) -> _Answer:
+        status = fault.status or 503
+        message = fault.message or _DEFAULT_MESSAGES.get(status, "injected fault")
+        headers: tuple[tuple[str, str], ...] = ()
+        if fault.retry_after is not None:
+            headers = (("Retry-After", f"{fault.retry_after:g}"),)
+        return _error_answer(status, message, headers)
+
+    def _serve(
+        self,
+        endpoint: str,
+        team_id: str,
+        query: str,
+        authorization: str | None,
+        raw_body: bytes,
+    ) -> _Answer:
+        now = self._now()
+        try:
+            if endpoint == "validation":
+                return _Answer(200, self._validation(authorization))
+            self._authorize(authorization, team_id)
+            if endpoint == "usage":
+                usage = _parse_usage(raw_body, self.key_breakdown)
+                return _Answer(200, self._usage(team_id, usage, now))
+            if endpoint == "invoice":
+                return _Answer(200, self._invoice_preview(team_id, now))
+            if endpoint == "limits":
+                return _Answer(200, _spending_limits())
+            if endpoint == "balance":
+                return _Answer(200, {"changes": [], "total": {"val": str(-_PREPAID_CENTS)}})
+            return _Answer(200, self._invoices(team_id, query, now))
+        except _ApiError as exc:
+            return exc.answer()
+
+    # auth
+
+    def _key_for(self, authorization: str | None) -> _Key | None:
+        token = _bearer_token(authorization)
+        with self._lock:
+            return self._keys.get(token) if token else None
+
+    def _validation(self, authorization: str | None) -> dict[str, Any]:
+        key = self._key_for(authorization)
+        if key is None:
+            raise _ApiError(401, "invalid management key")
+        if key.kind != "management":
+            raise _ApiError(403, "this endpoint requires a management key")
+        scope_id = key.team_id if key.scope == "SCOPE_TEAM" else _stable_uuid("org", key.team_id)
+        created = datetime(2025, 1, 1, 9, tzinfo=UTC) + timedelta(
+            days=int(300 * _unit("created", key.key))
+        )
+        payload: dict[str, Any] = {
+            "redactedApiKey": _mask(key.key),
+            "teamId": key.team_id,
+            "scope": key.scope,
+            "scopeId": scope_id,
+            "name": key.name,
+        }
+        if key.billing_read:
+            payload["acls"] = [_BILLING_READ_ACL]
+        payload["createTime"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return payload
+
+    def _authorize(self, authorization: str | None, team_id: str) -> None:
+        """The order of checks decides which reason a user is told first."""
+        key = self._key_for(authorization)
+        if key is None or key.kind != "management":
+            raise _ApiError(401, "invalid management key")
+        with self._lock:
+            deleted = team_id in self._deleted_teams
+        if deleted:
+            raise _ApiError(404, "team not found")
+        if key.team_id != team_id:
+            raise _ApiError(403, "team mismatch")
+        if not key.billing_read:
+            raise _ApiError(403, "missing permission: billing read")
+
+    # payloads
+
+    def _usage(self, team_id: str, query: _UsageQuery, now: datetime) -> dict[str, Any]:
+        served = min(query.days, self.max_range_days)
+        days = [query.start + timedelta(days=i) for i in range(served)]
+        keys = self.api_keys(team_id)
+        if query.key_filter is not None:
+            keys = [k for k in keys if k[0] in query.key_filter]
+        dimensions = {"description": [(label, label) for label in MODELS], "api_key_id": keys}
+        series = []
+        for combo in itertools.product(*(dimensions[name] for name in query.group_by)):
+            chosen = dict(zip(query.group_by, combo, strict=True))
+            one = self._series(team_id, query, chosen, keys, days, now)
+            if one is not None:
+                series.append(one)
+        payload: dict[str, Any] = {}
+        if series:
+            payload["timeSeries"] = series
+        if query.days > served:
+            payload["limitReached"] = True
+        return payload
+
+    def _series(
+        self,
+        team_id: str,
+        query: _UsageQuery,
+        chosen: dict[str, tuple[str, str]],
+        keys: list[tuple[str, str]],
+        days: list[date],
+        now: datetime,
+    ) -> dict[str, Any] | None:
+        """One group's dense points; None when it has nothing to show (the service omits it)."""
+        labels = [chosen["description"][0]] if "description" in chosen else list(MODELS)
+        key_ids: list[str] | None = None
+        if "api_key_id" in chosen:
+            key_ids = [chosen["api_key_id"][0]]
+        elif query.key_filter is not None:
+            key_ids = [key_id for key_id, _ in keys]
+        daily = [self._amount(team_id, labels, key_ids, day, now) for day in days]
+        if not any(daily):
+            return None
+        if query.per_day:
+            points = list(zip((_day_timestamp(d) for d in days), daily, strict=True))
+        else:
+            points = [(_day_timestamp(query.start), sum(daily, Decimal(0)))]
+        omit_zero = labels == [IMAGE_LABEL] and "description" in chosen
+        return {
+            "group": [chosen[name][0] for name in query.group_by],
+            "groupLabels": [chosen[name][1] for name in query.group_by],
+            "dataPoints": [_point(ts, amount, omit_zero) for ts, amount in points],
+        }
+
+    @staticmethod
+    def _amount(
+        team_id: str, labels: Iterable[str], key_ids: list[str] | None, day: date, now: datetime
+    ) -> Decimal:
+        amount = Decimal(0)
+        for label in labels:
+            total = _day_cost(team_id, label, day, now)
+            if key_ids is None:
+                amount += total
+            else:
+                amount += sum((_key_share(total, team_id, k) for k in key_ids), Decimal(0))
+        return amount
+
+    def _invoice_preview(self, team_id: str, now: datetime) -> dict[str, Any]:
+        today = now.date()
+        lines = _invoice_lines(team_id, _month_days(today.year, today.month, today), now)
+        total = sum(int(line["amount"]["val"]) for line in lines)
+        return {
+            "coreInvoice": {
+                "lines": lines,
+                "prepaidCredits": {"val": str(-_PREPAID_CENTS)},
+                "prepaidCreditsUsed": {"val": str(min(total, _PREPAID_CENTS))},
+            },
+            "effectiveSpendingLimit": str(_SPENDING_LIMIT_CENTS),
+            "billingCycle": {"year": today.year, "month": today.month},
+        }
+
+    def _invoices(self, team_id: str, query: str, now: datetime) -> dict[str, Any]:
+        """Closed months since ``since.year``/``since.month`` (default: the last three)."""
+        today = now.date()
+        year, month = _previous_month(today.year, today.month)
+        since = _parse_since(query, today)
+        invoices = []
+        for _ in range(_INVOICE_HISTORY_MONTHS):
+            if (year, month) < since:
+                break
+            invoices.append(_invoice(team_id, year, month, now))
+            year, month = _previous_month(year, month)
+        return {"invoices": invoices} if invoices else {}
+
+    # control over HTTP (for a sandbox in another process)
+
+    def _control(self, method: str, path: str, raw_body: bytes) -> _Answer:
+        action = (method, path.removeprefix(_CONTROL_PREFIX).rstrip("/"))
+        try:
+            body = json.loads(raw_body) if raw_body else {}
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            return self._control_action(action, body)
+        except (ValueError, TypeError) as exc:
+            return _error_answer(400, str(exc))
+
+    def _control_action(self, action: tuple[str, str], body: dict[str, Any]) -> _Answer:
+        ok = _Answer(200, {"ok": True})
+        if action == ("POST", "keys"):
+            self.add_key(
+                str(body.get("key", "")),
+                str(body.get("team_id", "")),
+                name=body.get("name", "xai-usage"),
+                kind=body.get("kind", "management"),
+                billing_read=bool(body.get("billing_read", True)),
+                scope=body.get("scope", "SCOPE_TEAM"),
+            )
+            return ok
+        if action == ("POST", "revoke"):
+            self.revoke_key(str(body.get("key", "")))
+            return ok
+        if action == ("POST", "delete-team"):
+            self.delete_team(str(body.get("team_id", "")))
+            return ok
+        if action == ("POST", "faults"):
+            self.add_fault(**_fault_arguments(body))
+            return ok
+        if action == ("DELETE", "faults"):
+            self.clear_faults()
+            return ok
+        if action == ("GET", "requests"):
+            with self._lock:
+                seen = [
+                    {"method": r.method, "path": r.path, "status": r.status} for r in self.requests
+                ]
+            return _Answer(200, {"count": len(seen), "requests": seen})
+        return _error_answer(404, "Not Found")
+
+
+_FAULT_FIELDS = frozenset({"endpoint", "status", "retry_after", "kind", "times", "message"})
+
+
+def _fault_arguments(body: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(body) - _FAULT_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown fault field {unknown[0]!r}")
+    return dict(body)
+
+
+def _point(timestamp: str, amount: Decimal, omit_zero: bool) -> dict[str, Any]:
+    """Proto3 JSON may drop an all-default repeated field: do so for one model."""
+    if omit_zero and amount == 0:
+        return {"timestamp": timestamp}
+    return {"timestamp": timestamp, "values": [amount]}
+
+
+def _spending_limits() -> dict[str, Any]:
+    soft, hard = str(_SPENDING_LIMIT_CENTS), str(_HARD_LIMIT_CENTS)
+    return {
+        "spendingLimits": {
+            "softSl": {"val": soft},
+            "effectiveSl": {"val": soft},
+            "hardSlAuto": {"val": hard},
+            "effectiveHardSl": {"val": hard},
+        }
+    }
+
+
+def _invoice_lines(team_id: str, days: list[date], now: datetime) -> list[dict[str, Any]]:
+    lines = []
+    for label in MODELS:
+        usd = sum((_day_cost(team_id, label, day, now) for day in days), Decimal(0))
+        cents = _cents(usd)
+        if cents == 0:
+            continue
+        spec = _SPECS[label]
+        units = int(usd * 100 * 1_000_000 / spec.unit_price)
+        lines.append(
+            {
+                "description": label,
+                "unitType": spec.unit_type,
+                "numUnits": str(units),
+                "unitPrice": {"val": str(spec.unit_price)},
+                "amount": {"val": str(cents)},
+            }
+        )
+    return lines
+
+
+def _invoice(team_id: str, year: int, month: int, now: datetime) -> dict[str, Any]:
+    lines = _invoice_lines(team_id, _month_days(year, month), now)
+    total = str(sum(int(line["amount"]["val"]) for line in lines))
+    issued = _month_days(year, month)[-1] + timedelta(days=1)
+    return {
+        "teamId": team_id,
+        "invoiceId": _stable_uuid("invoice", team_id, year, month),
+        "invoiceNumber": f"INV-{year}{month:02d}-{team_id[:8].upper()}",
+        "createTime": _day_timestamp(issued),
+        "invoiceStatus": "PAID",
+        "lines": lines,
+        "subtotal": total,
+        "total": total,
+        "monthly": {"billingCycle": {"year": year, "month": month}},
+    }
+
+
+def _parse_since(query: str, today: date) -> tuple[int, int]:
+    params = parse_qs(query)
+    if "since.year" not in params and "since.month" not in params:
+        year, month = today.year, today.month
+        for _ in range(3):
+            year, month = _previous_month(year, month)
+        return year, month
+    try:
+        year = int(params["since.year"][0])
+        month = int(params.get("since.month", ["1"])[0])
+    except (KeyError, ValueError) as exc:
+        raise _bad("since: expected since.year and since.month as integers") from exc
+    if not 1 <= month <= 12:
+        raise _bad("since.month: expected 1 to 12")
+    return year, month
+
+
+# --- HTTP plumbing ----------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1 with exact Content-Length, so httpx can pool connections."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    timeout = 120
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.untrack(self.connection)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the benchmarks would drown in access lines."""
+
+    def _handle(self, method: str) -> None:
+        try:
+            raw_body = self._read_body()
+        except ValueError as exc:
+            self._write(_error_answer(400, str(exc)))
+            self.close_connection = True
+            return
+        try:
+            answer = self.server.sandbox._respond(
+                method, self.path, self.headers.get("Authorization"), raw_body
+            )
+        except Exception:
+            log.exception("sandbox failed to answer %s %s", method, self.path.partition("?")[0])
+            answer = _error_answer(500, "internal error")
+        if answer is None:
+            self.close_connection = True
+            return
+        try:
+            self._write(answer)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _read_body(self) -> bytes:
+        """Always drain the body, or the next request on the connection would misparse."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        if not length.isdigit():
+            raise ValueError("invalid Content-Length")
+        return self.rfile.read(int(length))
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                break
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline().strip():
+            pass
+        return b"".join(chunks)
+
+    def _write(self, answer: _Answer) -> None:
+        data = answer.encode()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if answer.truncate:
+            self.wfile.write(data[: max(1, len(data) // 2)])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def untrack(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        """Wake handler threads idling on keep-alive connections so they exit."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("sandbox request from %s failed", client_address, exc_info=True)
+
+
+def serve_forever(
+    host: str, port: int, latency: float, *, ready: Callable[[str], None] | None = None
+) -> None:
+    """Run a sandbox until Ctrl-C (``xai-usage sandbox``); ``ready`` gets its URL."""
+    sandbox = Sandbox(host=host, port=port, latency=latency).start()
+    try:
+        if ready is not None:
+            ready(sandbox.url)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()

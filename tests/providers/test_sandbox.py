@@ -1,0 +1,568 @@
+"""The xAI stand-in speaks the real wire format, and its oracle matches what it serves."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS, Sandbox, serve_forever
+
+NOW = datetime(2026, 10, 15, 12, 0, tzinfo=UTC)
+TODAY = NOW.date()
+OTHER_TEAM = "0f6a2d8e-1b3c-4d5e-8f90-a1b2c3d4e5f6"
+DELETED_TEAM = "7d3c9b1a-5e4f-4a2b-9c8d-0e1f2a3b4c5d"
+IMAGE = "grok-2-image-1212"
+USAGE = f"/v1/billing/teams/{DEMO_TEAM_ID}/usage"
+VALIDATION = "/auth/management-keys/validation"
+
+
+def usage_body(
+    start: date,
+    end: date,
+    *,
+    group_by: list[str] | None = None,
+    filters: list[str] | None = None,
+    time_unit: str = "TIME_UNIT_DAY",
+    **time_range: str,
+) -> dict[str, Any]:
+    return {
+        "analyticsRequest": {
+            "timeRange": {
+                "startTime": f"{start} 00:00:00",
+                "endTime": f"{end} 00:00:00",
+                "timezone": "Etc/GMT",
+                **time_range,
+            },
+            "timeUnit": time_unit,
+            "values": [{"name": "usd", "aggregation": "AGGREGATION_SUM"}],
+            "groupBy": ["description"] if group_by is None else group_by,
+            "filters": filters or [],
+        }
+    }
+
+
+def decimal_json(response: httpx.Response) -> Any:
+    return json.loads(response.text, parse_float=Decimal)
+
+
+def point_value(point: dict[str, Any]) -> Decimal:
+    """A missing ``values`` is proto3's way of writing zero."""
+    return Decimal(point.get("values", [0])[0])
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(clock=lambda: NOW) as running:
+        yield running
+
+
+@pytest.fixture
+def client(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sandbox.url, headers=bearer(DEMO_KEY), timeout=5) as http:
+        yield http
+
+
+def series_by_group(payload: dict[str, Any]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    return {tuple(s["group"]): s["dataPoints"] for s in payload.get("timeSeries", [])}
+
+
+# --- usage data -------------------------------------------------------------------
+
+
+def test_points_are_dense_one_per_day_including_zero_days(client: httpx.Client) -> None:
+    start, end = TODAY - timedelta(days=45), TODAY + timedelta(days=5)
+    response = client.post(USAGE, json=usage_body(start, end))
+
+    assert response.status_code == 200
+    series = series_by_group(decimal_json(response))
+    assert set(series) == {(label,) for label in MODELS}
+    expected = [f"{start + timedelta(days=i)}T00:00:00Z" for i in range(50)]
+    for points in series.values():
+        assert [p["timestamp"] for p in points] == expected
+    code = series[("Chat grok-code-fast-1",)]
+    assert point_value(code[0]) == 0 and "values" in code[0]
+    assert point_value(code[-5]) > 0, "today is partial"
+    assert all(point_value(p) == 0 for p in code[-4:])
+    assert "limitReached" not in response.json()
+
+
+def test_served_values_are_exactly_the_oracle(sandbox: Sandbox, client: httpx.Client) -> None:
+    start = TODAY - timedelta(days=30)
+    response = client.post(USAGE, json=usage_body(start, TODAY + timedelta(days=2)))
+
+    for (label,), points in series_by_group(decimal_json(response)).items():
+        for offset, point in enumerate(points):
+            assert point_value(point) == sandbox.cost(
+                DEMO_TEAM_ID, label, start + timedelta(offset)
+            )
+    numbers = re.findall(r'"values":\[([^\]]*)\]', response.text)
+    assert numbers and all(re.fullmatch(r"0|[1-9]\d*(\.\d{1,8})?|0\.\d{1,8}", n) for n in numbers)
+    assert "[0]" in response.text
+
+
+def test_image_zero_days_leave_values_out(sandbox: Sandbox, client: httpx.Client) -> None:
+    start = TODAY - timedelta(days=14)
+    response = client.post(USAGE, json=usage_body(start, TODAY + timedelta(days=1)))
+
+    image = series_by_group(response.json())[(IMAGE,)]
+    bare = [p for p in image if "values" not in p]
+    assert bare, "the image model has zero days (weekends at least)"
+    for point in bare:
+        day = date.fromisoformat(point["timestamp"][:10])
+        assert sandbox.cost(DEMO_TEAM_ID, IMAGE, day) == 0
+
+
+def test_today_is_partial_and_the_future_is_zero() -> None:
+    label = "Chat grok-3-mini"
+    with Sandbox(clock=lambda: NOW) as at_noon:
+        partial = at_noon.cost(DEMO_TEAM_ID, label, TODAY)
+        assert at_noon.cost(DEMO_TEAM_ID, label, TODAY + timedelta(days=1)) == 0
+    with Sandbox(clock=lambda: NOW + timedelta(days=1)) as tomorrow:
+        full = tomorrow.cost(DEMO_TEAM_ID, label, TODAY)
+
+    assert partial == (full / 2).quantize(Decimal("0.00000001"))
+    assert 0 < partial < full
+
+
+def test_synthetic_spend_has_a_shape(sandbox: Sandbox) -> None:
+    grok4 = "Chat grok-4-0709"
+    spike = sandbox.cost(DEMO_TEAM_ID, grok4, TODAY - timedelta(days=10))
+    week_before = sandbox.cost(DEMO_TEAM_ID, grok4, TODAY - timedelta(days=17))
+    assert spike > 3 * week_before
+
+    days = [TODAY - timedelta(days=i) for i in range(1, 29)]
+    mini = {d: sandbox.cost(DEMO_TEAM_ID, "Chat grok-3-mini", d) for d in days}
+    weekend = [v for d, v in mini.items() if d.weekday() >= 5]
+    weekday = [v for d, v in mini.items() if d.weekday() < 5]
+    assert max(weekend) < min(weekday)
+
+    code = "Chat grok-code-fast-1"
+    assert sandbox.cost(DEMO_TEAM_ID, code, TODAY - timedelta(days=21)) == 0
+    assert sandbox.cost(DEMO_TEAM_ID, code, TODAY - timedelta(days=20)) > 0
+
+    ours = sandbox.cost(DEMO_TEAM_ID, grok4, TODAY - timedelta(days=1))
+    assert ours != sandbox.cost(OTHER_TEAM, grok4, TODAY - timedelta(days=1))
+
+
+def test_key_shares_add_up_to_the_model_total(sandbox: Sandbox, client: httpx.Client) -> None:
+    start = TODAY - timedelta(days=20)
+    body = usage_body(start, TODAY + timedelta(days=1), group_by=["description", "api_key_id"])
+    payload = decimal_json(client.post(USAGE, json=body))
+    keys = dict(sandbox.api_keys(DEMO_TEAM_ID))
+    assert sorted(keys.values()) == ["production", "staging"]
+
+    totals: dict[tuple[str, date], Decimal] = {}
+    for series in payload["timeSeries"]:
+        label, key_id = series["group"]
+        assert series["groupLabels"] == [label, keys[key_id]]
+        for offset, point in enumerate(series["dataPoints"]):
+            day = start + timedelta(offset)
+            share = point_value(point)
+            assert share == sandbox.cost(DEMO_TEAM_ID, label, day, api_key_id=key_id)
+            totals[label, day] = totals.get((label, day), Decimal(0)) + share
+    for (label, day), total in totals.items():
+        assert total == sandbox.cost(DEMO_TEAM_ID, label, day)
+
+
+def test_group_by_order_is_respected(sandbox: Sandbox, client: httpx.Client) -> None:
+    body = usage_body(TODAY - timedelta(days=3), TODAY, group_by=["api_key_id", "description"])
+    payload = client.post(USAGE, json=body).json()
+    keys = dict(sandbox.api_keys(DEMO_TEAM_ID))
+
+    for series in payload["timeSeries"]:
+        key_id, label = series["group"]
+        uuid.UUID(key_id)
+        assert label in MODELS
+        assert series["groupLabels"] == [keys[key_id], label]
+
+
+def test_filter_by_key_and_one_bucket_for_the_whole_range(
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
+    staging = sandbox.api_keys(DEMO_TEAM_ID)[1][0]
+    start, end = TODAY - timedelta(days=7), TODAY
+    body = usage_body(start, end, filters=[f"api_key_id:{staging}"], time_unit="TIME_UNIT_NONE")
+    payload = decimal_json(client.post(USAGE, json=body))
+
+    for (label,), points in series_by_group(payload).items():
+        assert [p["timestamp"] for p in points] == [f"{start}T00:00:00Z"]
+        days = [start + timedelta(i) for i in range(7)]
+        expected = sum(sandbox.cost(DEMO_TEAM_ID, label, d, staging) for d in days)
+        assert point_value(points[0]) == expected
+
+
+def test_a_range_with_no_spend_has_no_series(client: httpx.Client) -> None:
+    body = usage_body(TODAY + timedelta(days=1), TODAY + timedelta(days=3))
+    assert client.post(USAGE, json=body).json() == {}
+
+
+# --- auth ---------------------------------------------------------------------------
+
+
+def test_validation_describes_the_key(client: httpx.Client) -> None:
+    response = client.get(VALIDATION)
+
+    assert response.status_code == 200
+    data = response.json()
+    assert data["redactedApiKey"] == "xai-…beef"
+    assert data["teamId"] == data["scopeId"] == DEMO_TEAM_ID
+    assert data["scope"] == "SCOPE_TEAM"
+    assert data["acls"] == ["team:billing:read"]
+    assert data["createTime"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("setup", "header", "status", "code"),
+    [
+        (None, None, 401, 16),
+        (None, "Bearer xai-nobody", 401, 16),
+        (None, "Basic xyz", 401, 16),
+        ("revoked", "Bearer xai-revoked-0001", 401, 16),
+        ("inference", "Bearer xai-chat-0002", 403, 7),
+    ],
+)
+def test_validation_refuses_bad_keys(
+    sandbox: Sandbox, setup: str | None, header: str | None, status: int, code: int
+) -> None:
+    if setup == "revoked":
+        sandbox.add_key("xai-revoked-0001", DEMO_TEAM_ID)
+        sandbox.revoke_key("xai-revoked-0001")
+    if setup == "inference":
+        sandbox.add_key("xai-chat-0002", DEMO_TEAM_ID, kind="inference")
+    headers = {"Authorization": header} if header else {}
+    response = httpx.get(sandbox.url + VALIDATION, headers=headers)
+
+    assert response.status_code == status
+    assert response.json()["code"] == code
+
+
+def test_validation_of_a_key_without_billing_scope_has_no_acl(sandbox: Sandbox) -> None:
+    sandbox.add_key("xai-noscope-0003", DEMO_TEAM_ID, billing_read=False)
+    data = httpx.get(sandbox.url + VALIDATION, headers=bearer("xai-noscope-0003")).json()
+    assert "acls" not in data
+
+
+@pytest.mark.parametrize(
+    ("key", "path_team", "status", "answer"),
+    [
+        ("xai-nobody", DEMO_TEAM_ID, 401, {"code": 16, "message": "invalid management key"}),
+        ("xai-chat-0002", DEMO_TEAM_ID, 401, {"code": 16, "message": "invalid management key"}),
+        (DEMO_KEY, OTHER_TEAM, 403, {"code": 7, "message": "team mismatch"}),
+        ("xai-gone-0004", DELETED_TEAM, 404, {"code": 5, "message": "team not found"}),
+        (
+            "xai-noscope-0003",
+            DEMO_TEAM_ID,
+            403,
+            {"code": 7, "message": "missing permission: billing read"},
+        ),
+    ],
+)
+def test_billing_paths_refuse_with_the_reason(
+    sandbox: Sandbox, key: str, path_team: str, status: int, answer: dict[str, Any]
+) -> None:
+    sandbox.add_key("xai-chat-0002", DEMO_TEAM_ID, kind="inference")
+    sandbox.add_key("xai-noscope-0003", DEMO_TEAM_ID, billing_read=False)
+    sandbox.add_key("xai-gone-0004", DELETED_TEAM)
+    sandbox.delete_team(DELETED_TEAM)
+    url = f"{sandbox.url}/v1/billing/teams/{path_team}"
+
+    with httpx.Client(headers=bearer(key)) as http:
+        for response in (
+            http.post(f"{url}/usage", json=usage_body(TODAY, TODAY + timedelta(1))),
+            http.get(f"{url}/postpaid/invoice/preview"),
+            http.get(f"{url}/postpaid/spending-limits"),
+            http.get(f"{url}/prepaid/balance"),
+        ):
+            assert (response.status_code, response.json()) == (status, answer)
+
+
+# --- strict request validation -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: r["timeRange"].update(startTime="2026-10-01T00:00:00"),
+        lambda r: r["timeRange"].update(endTime="2026-10-02 00:00:00Z"),
+        lambda r: r["timeRange"].update(timezone="UTC"),
+        lambda r: r["timeRange"].update(endTime=r["timeRange"]["startTime"]),
+        lambda r: r.update(groupBy=["model"]),
+        lambda r: r.update(groupBy=["description", "description"]),
+        lambda r: r.update(timeUnit="TIME_UNIT_HOUR"),
+        lambda r: r.update(values=[{"name": "tokens", "aggregation": "AGGREGATION_SUM"}]),
+        lambda r: r.update(filters="api_key_id:x"),
+        lambda r: r.update(limit=10),
+        lambda r: r.pop("timeRange"),
+    ],
+)
+def test_malformed_usage_requests_are_refused(client: httpx.Client, change: Any) -> None:
+    body = usage_body(date(2026, 10, 1), date(2026, 10, 5))
+    change(body["analyticsRequest"])
+
+    response = client.post(USAGE, json=body)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == 3
+
+
+def test_a_body_that_is_not_json_is_refused(client: httpx.Client) -> None:
+    response = client.post(USAGE, content=b"{nope", headers={"Content-Type": "application/json"})
+    assert (response.status_code, response.json()["code"]) == (400, 3)
+
+
+def test_without_key_breakdown_api_key_id_is_refused() -> None:
+    with (
+        Sandbox(clock=lambda: NOW, key_breakdown=False) as sandbox,
+        httpx.Client(base_url=sandbox.url, headers=bearer(DEMO_KEY)) as http,
+    ):
+        start = TODAY - timedelta(days=2)
+        refused = http.post(USAGE, json=usage_body(start, TODAY, group_by=["api_key_id"]))
+        served = http.post(USAGE, json=usage_body(start, TODAY))
+
+    assert (refused.status_code, refused.json()["code"]) == (400, 3)
+    assert served.status_code == 200
+
+
+def test_a_range_longer_than_the_limit_is_cut_off() -> None:
+    with (
+        Sandbox(clock=lambda: NOW, max_range_days=5) as sandbox,
+        httpx.Client(base_url=sandbox.url, headers=bearer(DEMO_KEY)) as http,
+    ):
+        start = TODAY - timedelta(days=20)
+        cut = http.post(USAGE, json=usage_body(start, start + timedelta(days=10))).json()
+        whole = http.post(USAGE, json=usage_body(start, start + timedelta(days=5))).json()
+
+    assert cut["limitReached"] is True
+    assert all(len(s["dataPoints"]) == 5 for s in cut["timeSeries"])
+    assert "limitReached" not in whole
+
+
+# --- faults -------------------------------------------------------------------------
+
+
+def test_status_fault_with_retry_after_then_spent(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.add_fault("validation", status=429, retry_after=2)
+
+    limited = client.get(VALIDATION)
+    after = client.get(VALIDATION)
+
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "2"
+    assert limited.json()["code"] == 8
+    assert after.status_code == 200
+
+
+def test_status_fault_counts_down_and_targets_its_endpoint(
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
+    sandbox.add_fault("usage", status=503, times=2)
+    body = usage_body(TODAY - timedelta(days=1), TODAY)
+
+    assert client.get(VALIDATION).status_code == 200
+    first, second, third = (client.post(USAGE, json=body) for _ in range(3))
+
+    assert [first.status_code, second.status_code, third.status_code] == [503, 503, 200]
+    assert first.json() == {"code": 14, "message": "service unavailable"}
+    assert "Retry-After" not in first.headers
+
+
+def test_a_forever_fault_lasts_until_cleared(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.add_fault(status=500, times=0, message="boom")
+
+    statuses = [client.get(VALIDATION).status_code for _ in range(3)]
+    sandbox.clear_faults()
+
+    assert statuses == [500, 500, 500]
+    assert client.get(VALIDATION).status_code == 200
+
+
+def test_hang_times_out_and_stop_cuts_it_short() -> None:
+    sandbox = Sandbox().start()
+    sandbox.add_fault("validation", kind="hang")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(sandbox.url + VALIDATION, headers=bearer(DEMO_KEY), timeout=0.3)
+
+    began = time.monotonic()
+    sandbox.stop()
+
+    assert time.monotonic() - began < 2
+
+
+def test_truncate_breaks_the_body(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.add_fault("usage", kind="truncate")
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post(USAGE, json=usage_body(TODAY - timedelta(days=3), TODAY))
+    assert client.get(VALIDATION).status_code == 200
+
+
+def test_limit_reached_fault_flags_a_normal_answer(sandbox: Sandbox, client: httpx.Client) -> None:
+    sandbox.add_fault("usage", kind="limit_reached")
+    body = usage_body(TODAY - timedelta(days=3), TODAY)
+
+    flagged = client.post(USAGE, json=body).json()
+
+    assert flagged["limitReached"] is True
+    assert len(flagged["timeSeries"][0]["dataPoints"]) == 3
+    assert "limitReached" not in client.post(USAGE, json=body).json()
+
+
+def test_bad_faults_are_refused(sandbox: Sandbox) -> None:
+    with pytest.raises(ValueError):
+        sandbox.add_fault("usages")
+    with pytest.raises(ValueError):
+        sandbox.add_fault(kind="explode")
+
+
+# --- other endpoints ----------------------------------------------------------------
+
+
+def test_invoice_preview_adds_up_the_month_to_date(sandbox: Sandbox, client: httpx.Client) -> None:
+    data = client.get(f"/v1/billing/teams/{DEMO_TEAM_ID}/postpaid/invoice/preview").json()
+
+    days = [TODAY.replace(day=d) for d in range(1, TODAY.day + 1)]
+    lines = {line["description"]: line for line in data["coreInvoice"]["lines"]}
+    for label in MODELS:
+        usd = sum(sandbox.cost(DEMO_TEAM_ID, label, d) for d in days)
+        assert int(lines[label]["amount"]["val"]) == round(usd * 100)
+    total = sum(int(line["amount"]["val"]) for line in lines.values())
+    assert data["coreInvoice"]["prepaidCreditsUsed"] == {"val": str(min(total, 20000))}
+    assert data["coreInvoice"]["prepaidCredits"] == {"val": "-20000"}
+    assert data["billingCycle"] == {"year": 2026, "month": 10}
+    assert data["effectiveSpendingLimit"] == "100000"
+
+
+def test_limits_balance_and_past_invoices(client: httpx.Client) -> None:
+    team = f"/v1/billing/teams/{DEMO_TEAM_ID}"
+
+    limits = client.get(f"{team}/postpaid/spending-limits").json()["spendingLimits"]
+    balance = client.get(f"{team}/prepaid/balance").json()
+    invoices = client.get(f"{team}/invoices", params={"since.year": 2026, "since.month": 8})
+
+    assert limits["effectiveSl"] == {"val": "100000"}
+    assert limits["effectiveHardSl"] == {"val": "150000"}
+    assert balance == {"changes": [], "total": {"val": "-20000"}}
+    cycles = [i["monthly"]["billingCycle"] for i in invoices.json()["invoices"]]
+    assert cycles == [{"year": 2026, "month": 9}, {"year": 2026, "month": 8}]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/postpaid/invoice/preview"),
+        ("PUT", "/postpaid/spending-limits"),
+        ("POST", "/prepaid/top-up"),
+        ("DELETE", "/prepaid/balance"),
+        ("PATCH", "/usage"),
+        ("GET", "/usage"),
+    ],
+)
+def test_write_methods_are_not_allowed(client: httpx.Client, method: str, path: str) -> None:
+    response = client.request(method, f"/v1/billing/teams/{DEMO_TEAM_ID}{path}", json={})
+    assert (response.status_code, response.json()["code"]) == (405, 12)
+
+
+def test_unknown_paths_are_not_found(client: httpx.Client) -> None:
+    response = client.get("/v1/models")
+    assert (response.status_code, response.json()) == (404, {"code": 5, "message": "Not Found"})
+
+
+# --- control, log, transport ----------------------------------------------------------
+
+
+def test_control_over_http(sandbox: Sandbox) -> None:
+    with httpx.Client(base_url=sandbox.url) as http:
+        added = http.post(
+            "/__sandbox__/keys",
+            json={"key": "xai-remote-0005", "team_id": OTHER_TEAM, "name": "bench"},
+        )
+        valid = http.get(VALIDATION, headers=bearer("xai-remote-0005")).json()
+        http.post("/__sandbox__/faults", json={"endpoint": "validation", "status": 502})
+        faulted = http.get(VALIDATION, headers=bearer("xai-remote-0005"))
+        http.post("/__sandbox__/faults", json={"status": 500, "times": 0})
+        http.delete("/__sandbox__/faults")
+        http.post("/__sandbox__/revoke", json={"key": "xai-remote-0005"})
+        revoked = http.get(VALIDATION, headers=bearer("xai-remote-0005"))
+        bad = http.post("/__sandbox__/faults", json={"kind": "explode"})
+        log = http.get("/__sandbox__/requests").json()
+
+    assert added.json() == {"ok": True}
+    assert (valid["teamId"], valid["name"]) == (OTHER_TEAM, "bench")
+    assert faulted.status_code == 502
+    assert revoked.status_code == 401
+    assert bad.status_code == 400
+    assert log["count"] == 3
+    assert [r["status"] for r in log["requests"]] == [200, 502, 401]
+    assert "body" not in log["requests"][0]
+
+
+def test_the_request_log_never_holds_a_key(sandbox: Sandbox, client: httpx.Client) -> None:
+    httpx.post(sandbox.url + "/__sandbox__/keys", json={"key": "xai-secret-9999", "team_id": "t"})
+    client.get(VALIDATION)
+    client.post(USAGE, json=usage_body(TODAY - timedelta(days=1), TODAY))
+    httpx.get(sandbox.url + VALIDATION, headers=bearer("xai-secret-9999"))
+
+    recorded = repr(sandbox.requests) + httpx.get(sandbox.url + "/__sandbox__/requests").text
+    assert len(sandbox.requests) == 3
+    assert sandbox.requests[1].body == usage_body(TODAY - timedelta(days=1), TODAY)
+    assert DEMO_KEY not in recorded and "xai-secret-9999" not in recorded
+    assert "Bearer" not in recorded
+
+
+def test_many_concurrent_requests_with_latency_overlap() -> None:
+    with (
+        Sandbox(clock=lambda: NOW, latency=0.1) as sandbox,
+        httpx.Client(base_url=sandbox.url, headers=bearer(DEMO_KEY)) as http,
+        ThreadPoolExecutor(max_workers=50) as pool,
+    ):
+        began = time.monotonic()
+        statuses = list(pool.map(lambda _: http.get(VALIDATION).status_code, range(50)))
+        elapsed = time.monotonic() - began
+
+    assert statuses == [200] * 50
+    assert elapsed < 1.5
+
+
+def test_connections_are_kept_alive(sandbox: Sandbox) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", int(sandbox.url.rsplit(":", 1)[1]))
+    try:
+        connection.request("GET", VALIDATION, headers=bearer(DEMO_KEY))
+        first = connection.getresponse()
+        first.read()
+        sock = connection.sock
+        connection.request("GET", VALIDATION, headers=bearer(DEMO_KEY))
+        second = connection.getresponse()
+        second.read()
+        assert first.status == second.status == 200
+        assert connection.sock is sock is not None
+    finally:
+        connection.close()
+
+
+def test_serve_forever_announces_its_url_and_stops_on_ctrl_c() -> None:
+    seen: list[str] = []
+
+    def ready(url: str) -> None:
+        seen.append(url)
+        assert httpx.get(url + VALIDATION, headers=bearer(DEMO_KEY)).status_code == 200
+        raise KeyboardInterrupt
+
+    serve_forever("127.0.0.1", 0, 0.0, ready=ready)
+
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(seen[0] + VALIDATION)
