@@ -44,6 +44,7 @@ class Settings:
     database_url: str
     sync_concurrency: int = 32
     trailing_days: int = 3
+    http_deadline: int = 60
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -55,10 +56,15 @@ class Settings:
             database_url=environ.get("DATABASE_URL") or sqlite_url(data_dir),
             sync_concurrency=_int(environ, "XAI_USAGE_SYNC_CONCURRENCY", 32, 1, 512),
             trailing_days=_int(environ, "XAI_USAGE_TRAILING_DAYS", 3, 1, 31),
+            http_deadline=_int(environ, "XAI_USAGE_HTTP_DEADLINE", 60, 1, 600),
             environ=environ,
         )
 
     @property
     def provider_config(self) -> Mapping[str, str]:
-        """What provider plugins may see: only their own XAI_/provider settings."""
-        return {k: v for k, v in self.environ.items() if k.endswith("_API_URL")}
+        """What provider plugins may see: API URLs and the HTTP deadline, no secrets."""
+        return {
+            k: v
+            for k, v in self.environ.items()
+            if k.endswith("_API_URL") or k == "XAI_USAGE_HTTP_DEADLINE"
+        }

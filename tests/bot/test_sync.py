@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.sync import ConnectError, SyncEngine, day_windows
-from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
 from providers.xai.provider import model_id
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
 from storage.models import Connection, DailyCost, ModelSeen, SyncRun
 
 DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
@@ -25,9 +25,7 @@ def connect(engine: SyncEngine, workspace_id: int, days: int = 90, **credentials
 
 def stored(engine: SyncEngine) -> dict[tuple[date, str, str], Decimal]:
     with engine.db.session() as session:
-        return {
-            (r.day, r.model, r.api_key_id): r.cost for r in session.scalars(select(DailyCost))
-        }
+        return {(r.day, r.model, r.api_key_id): r.cost for r in session.scalars(select(DailyCost))}
 
 
 def expected(sandbox, start: date, end: date, by_key: bool = True) -> dict:

@@ -1,0 +1,185 @@
+"""``xai-usage`` as a user runs it: real processes, the stand-in over sockets."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
+
+
+@pytest.fixture
+def live_sandbox():
+    with Sandbox() as stand_in:  # real clock: the CLI runs in its own process
+        yield stand_in
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, live_sandbox: Sandbox, db) -> dict[str, str]:
+    """The CLI's environment; ``db`` migrates the store and cleans it afterwards."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XAI_", "SLACK_"))}
+    env.update(
+        XAI_USAGE_DATA_DIR=str(tmp_path / "data"),
+        XAI_MANAGEMENT_API_URL=live_sandbox.url,
+        XAI_USAGE_LOG_LEVEL="DEBUG",  # the secrets test reads everything that is logged
+        XAI_USAGE_NO_PLUGINS="1",
+        XAI_USAGE_HTTP_DEADLINE="2",  # an outage is declared after 2 s of retries, not 60
+    )
+    if db.backend == "postgresql":
+        env["DATABASE_URL"] = db.url
+    return env
+
+
+def xai_usage(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+
+
+def connect(env, label="Production — xAI", days="7", key=DEMO_KEY):
+    return xai_usage(
+        env,
+        "connect",
+        "--team-id",
+        DEMO_TEAM_ID,
+        "--label",
+        label,
+        "--days",
+        days,
+        stdin=key + "\n",
+    )
+
+
+def test_connect_reads_the_key_from_stdin_and_never_prints_it(cli_env) -> None:
+    done = connect(cli_env)
+    assert done.returncode == 0, done.stderr
+    assert "Connected “Production — xAI” (xai-…beef)" in done.stdout
+    assert "Backfilled “Production — xAI”: 7 days" in done.stdout
+    assert DEMO_KEY not in done.stdout + done.stderr
+
+
+def test_month_as_json_is_stable_for_scripts(cli_env) -> None:
+    assert connect(cli_env).returncode == 0
+    done = xai_usage(cli_env, "month", "--by", "model", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) >= {"start", "end", "group_by", "total_usd", "rows", "as_of"}
+    assert report["group_by"] == "model" and report["end"] >= report["start"]
+    total = Decimal(report["total_usd"])
+    assert total > 0
+    assert sum(Decimal(r["cost_usd"]) for r in report["rows"]) == total
+    costs = [Decimal(r["cost_usd"]) for r in report["rows"]]
+    assert costs == sorted(costs, reverse=True)
+
+
+def test_csv_and_table_agree_with_json(cli_env) -> None:
+    assert connect(cli_env).returncode == 0
+    as_json = json.loads(xai_usage(cli_env, "week", "--by", "day", "--format", "json").stdout)
+    rows = list(
+        csv.DictReader(
+            io.StringIO(xai_usage(cli_env, "week", "--by", "day", "--format", "csv").stdout)
+        )
+    )
+    assert [r["day"] for r in rows] == [r["key"] for r in as_json["rows"]]
+    assert len(rows) == 7  # every day, zero days included, in order
+    table = xai_usage(cli_env, "week", "--by", "day").stdout
+    assert "Last 7 days" in table and "Today is partial" in table
+
+
+def test_a_typo_is_a_clear_line_and_a_usage_exit(cli_env) -> None:
+    done = xai_usage(cli_env, "tody", "--by", "model")
+    assert done.returncode == 2
+    assert "Did you mean `today`?" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_wrong_key_fails_with_the_fix_and_saves_nothing(cli_env) -> None:
+    done = connect(cli_env, key="xai-this-key-was-revoked-long-ago-0000")
+    assert done.returncode == 1
+    assert "Management API key" in done.stderr and "Traceback" not in done.stderr
+    assert "No connections yet" in xai_usage(cli_env, "status").stdout
+
+
+def test_an_outage_is_reported_and_the_data_is_kept(cli_env, live_sandbox) -> None:
+    assert connect(cli_env).returncode == 0
+    before = xai_usage(cli_env, "week", "--format", "json").stdout
+    live_sandbox.add_fault("usage", status=503, times=0)
+    done = xai_usage(cli_env, "sync")
+    assert done.returncode == 1
+    assert "failed" in done.stderr and "Traceback" not in done.stderr
+    after = json.loads(xai_usage(cli_env, "week", "--format", "json").stdout)
+    assert after["total_usd"] == json.loads(before)["total_usd"]
+    status = xai_usage(cli_env, "status").stdout
+    assert "failing" in status
+
+
+def test_disconnect_needs_confirmation_without_a_terminal(cli_env) -> None:
+    assert connect(cli_env).returncode == 0
+    refused = xai_usage(cli_env, "disconnect", "Production — xAI")
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    done = xai_usage(cli_env, "disconnect", "production — xai", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "No connections yet" in xai_usage(cli_env, "status").stdout
+
+
+def test_a_wrong_encryption_key_is_refused_with_the_fix(cli_env) -> None:
+    assert connect(cli_env).returncode == 0
+    wrong = {**cli_env, "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode()}
+    done = xai_usage(wrong, "status")
+    assert done.returncode == 1
+    assert "XAI_USAGE_ENCRYPTION_KEY" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_help_lists_every_command(cli_env) -> None:
+    done = xai_usage(cli_env, "help")
+    for command in ("today", "range", "connect", "sync", "sandbox", "demo", "rotate-key"):
+        assert f"  {command}" in done.stdout
+    assert "Usage: xai-usage range FROM TO" in xai_usage(cli_env, "help", "range").stdout
+
+
+def test_the_management_key_is_nowhere_after_connect_and_sync(cli_env, db_url, tmp_path) -> None:
+    """Database file, logs at DEBUG and every output: no trace of the key."""
+    outputs = [
+        connect(cli_env, days="40"),
+        xai_usage(cli_env, "sync"),
+        xai_usage(cli_env, "status", "--format", "json"),
+        xai_usage(cli_env, "month", "--by", "key"),
+        xai_usage(cli_env, "sync", "--connection", "nope"),
+    ]
+    assert outputs[0].returncode == 0, outputs[0].stderr
+    printed = "".join(o.stdout + o.stderr for o in outputs)
+    assert "DEBUG" in printed  # the logs really were captured
+    needles = [DEMO_KEY, DEMO_KEY[4:-4], base64.b64encode(DEMO_KEY.encode()).decode()]
+    if "postgresql" in db_url:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(db_url)
+        with engine.connect() as conn:
+            stored = "\n".join(
+                str(row)
+                for table in ("connections", "sync_runs", "daily_costs", "workspaces")
+                for row in conn.execute(text(f"SELECT * FROM {table}"))
+            )
+        engine.dispose()
+    else:
+        stored = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("xai-usage.db*")).decode(
+            "utf-8", errors="replace"
+        )
+    assert "xai-…beef" in stored  # the mask is there, so the search looked at the right data
+    for needle in needles:
+        assert needle not in printed
+        assert needle not in stored
