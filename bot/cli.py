@@ -382,6 +382,27 @@ def demo(command: Command, runtime: Runtime, console: Console) -> int:
     return 0
 
 
+@handles("serve")
+def serve(command: Command, runtime: Runtime, console: Console) -> int:
+    from bot.slack.server import serve as serve_slack
+    from bot.slack.settings import SlackSettings
+
+    environ = runtime.settings.environ
+    settings = SlackSettings.from_env(
+        environ, force_http=command.get("http", False), port=command.get("port")
+    )
+    if not environ.get("XAI_USAGE_LOG_LEVEL"):
+        configure_logging("INFO")
+    runtime.db.check_keys()  # opening migrates; both before any request is accepted
+    serve_slack(
+        runtime,
+        settings,
+        host=environ.get("HOST") or "0.0.0.0",
+        ready=lambda where: console.note(f"xai-usage is serving Slack ({where})."),
+    )
+    return 0
+
+
 @handles("help")
 def help_(command: Command, runtime: Runtime, console: Console) -> int:
     console.print(

@@ -57,3 +57,13 @@ def clock(moment: datetime | None) -> str:
 
 def day_label(moment) -> str:
     return moment.strftime("%a %d %b %Y").replace(" 0", " ")
+
+
+def fit(text: str, width: int) -> str:
+    """Exactly ``width`` characters: padded, or cut with an ellipsis."""
+    return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
+
+
+def mrkdwn(text: str) -> str:
+    """Escape what Slack's mrkdwn treats as markup (&, <, >)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

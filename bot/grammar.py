@@ -118,7 +118,7 @@ COMMANDS = {
         ),
         CommandSpec(
             "connect",
-            "connect an xAI team (key from stdin, a prompt or XAI_MANAGEMENT_KEY)",
+            "connect an xAI team: the key is tested, then stored encrypted",
             (),
             ("label", "team-id", "days", "provider", "workspace"),
             admin=True,
@@ -158,6 +158,13 @@ COMMANDS = {
         ),
         CommandSpec(
             "demo", "the whole path against the stand-in, with synthetic data", (), (), _CLI
+        ),
+        CommandSpec(
+            "serve",
+            "run the Slack app and its scheduler (Socket Mode with SLACK_APP_TOKEN, else HTTP)",
+            (),
+            ("http", "port"),
+            _CLI,
         ),
         CommandSpec("help", "this help, or one command's", ("[COMMAND]",)),
     )

@@ -45,12 +45,19 @@ def environment() -> jinja2.Environment:
         delta=formatting.delta,
         sparkline=formatting.sparkline,
         clock=formatting.clock,
+        fit=formatting.fit,
+        mrkdwn=formatting.mrkdwn,
     )
     return env
 
 
 def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
+
+
+def render_json(template: str, **context: Any) -> Any:
+    """A template that renders JSON (Block Kit messages and views)."""
+    return json.loads(render(template, **context))
 
 
 def report_table(report: Report) -> str:

@@ -138,13 +138,19 @@ def build_report(
     now: datetime | None = None,
 ) -> Report:
     now = now or datetime.now(UTC)
-    included = (
-        [connection]
-        if connection
-        else list(
-            session.scalars(select(Connection).where(Connection.workspace_id == workspace_id))
-        )
+    # Only the columns a report needs: a workspace may have a thousand connections.
+    columns = select(
+        Connection.id,
+        Connection.label,
+        Connection.status,
+        Connection.status_reason,
+        Connection.last_success_at,
     )
+    if connection is not None:
+        columns = columns.where(Connection.id == connection.id)
+    else:
+        columns = columns.where(Connection.workspace_id == workspace_id)
+    included = list(session.execute(columns))
     filters = {
         "connection_id": connection.id if connection else None,
         "model_pattern": model_pattern,

@@ -55,10 +55,42 @@ class RedactSecrets(logging.Filter):
 REDACTOR = RedactSecrets([])
 
 
+class WithholdBodies(logging.Filter):
+    """Slack's libraries log request bodies, views and headers at some levels
+    (Bolt logs the whole body when a signature fails). Keep the first words of
+    such a record, which say what happened, and withhold the rest."""
+
+    LIBRARIES = ("slack_bolt", "slack_sdk", "slack")
+    MARKERS = (
+        "body",
+        "payload",
+        "view",
+        "headers",
+        "token",
+        "Bearer",
+        "state",
+        "query",
+        "params",
+        "response",
+        "private_metadata",
+        "{",
+        "(",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(self.LIBRARIES):
+            message = record.getMessage()
+            cuts = [message.find(m) for m in self.MARKERS if m in message]
+            if cuts:
+                record.msg, record.args = message[: min(cuts)] + " [details withheld]", None
+        return True
+
+
 def configure_logging(level: str | None = None) -> None:
     level = (level or os.environ.get("XAI_USAGE_LOG_LEVEL") or "WARNING").upper()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(WithholdBodies())
     handler.addFilter(REDACTOR)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import cache
+from typing import Any
 
+import certifi
 import httpx
-from sqlalchemy import delete, insert, select
+from sqlalchemy import case, delete, insert, select, update
+from sqlalchemy.orm import Session
 
 from providers.manager import ProviderRegistry
 from providers.types import (
@@ -107,6 +113,87 @@ class _Fetched:
     key_names: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class _Attempt:
+    """One connection's sync between its fetch and its storage."""
+
+    connection: Connection
+    start: date
+    end: date
+    started: datetime
+    result: SyncResult | None = None
+    fetched: _Fetched | None = None
+    duration_ms: int = 0
+
+    def failed(
+        self, reason: str | None, message: str | None, *, skipped: bool = False
+    ) -> SyncResult:
+        c = self.connection
+        return SyncResult(
+            c.id,
+            c.label,
+            self.start,
+            self.end,
+            ok=False,
+            reason=reason,
+            message=message,
+            skipped=skipped,
+        )
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """Built once: loading the CA bundle costs tens of ms per client otherwise."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+class _GatedClient(httpx.AsyncClient):
+    """A client whose requests take a slot in a gate shared by all clients."""
+
+    def __init__(self, gate: asyncio.Semaphore, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._gate = gate
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        async with self._gate:  # held until the body is read (no streaming here)
+            return await super().send(request, **kwargs)
+
+
+class HttpClients:
+    """At most ``concurrency`` requests in flight, over small pooled clients.
+
+    httpcore's pool does work proportional to its connection count on every
+    request: one pool of 32 connections costs several ms of CPU a request,
+    eight pools of a few connections well under one. Each client has room
+    for a connection's whole burst (a 90-day backfill is five requests at
+    once), so the shared gate, not a pool, decides who waits.
+    """
+
+    CONNECTIONS_PER_CLIENT = 8
+    REQUESTS_PER_CLIENT = 4
+
+    def __init__(self, concurrency: int) -> None:
+        gate = asyncio.Semaphore(concurrency)
+        count = max(1, math.ceil(concurrency / self.REQUESTS_PER_CLIENT))
+        size = self.CONNECTIONS_PER_CLIENT
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        self.clients = [
+            _GatedClient(
+                gate, limits=limits, timeout=httpx.Timeout(20.0, pool=None), verify=_tls_context()
+            )
+            for _ in range(count)
+        ]
+
+    def pick(self, index: int) -> httpx.AsyncClient:
+        return self.clients[index % len(self.clients)]
+
+    async def __aenter__(self) -> HttpClients:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(client.aclose() for client in self.clients))
+
+
 class SyncEngine:
     def __init__(
         self,
@@ -125,13 +212,6 @@ class SyncEngine:
 
     # -- HTTP -----------------------------------------------------------------
 
-    def http_client(self) -> httpx.AsyncClient:
-        """One pooled client per run; the pool bounds requests in flight."""
-        limits = httpx.Limits(
-            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
-        )
-        return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(20.0, pool=None))
-
     # -- connect ----------------------------------------------------------------
 
     def validate_fields(self, provider: Provider, credentials: Mapping[str, str]) -> dict[str, str]:
@@ -148,9 +228,9 @@ class SyncEngine:
     async def check(self, provider_name: str, credentials: Mapping[str, str]) -> CheckResult:
         provider = self.providers.get(provider_name)
         clean = self.validate_fields(provider, credentials)
-        async with self.http_client() as http:
+        async with HttpClients(1) as clients:
             try:
-                return await provider.check_credentials(http, clean)
+                return await provider.check_credentials(clients.pick(0), clean)
             except ProviderError as error:
                 raise ConnectError(error.message, field=error.field, reason=error.reason) from None
 
@@ -163,8 +243,13 @@ class SyncEngine:
         label: str | None = None,
         backfill_days: int = MAX_BACKFILL_DAYS,
         created_by: str = "",
+        check: CheckResult | None = None,
     ) -> Connected:
-        """Test, save, backfill. Nothing is saved unless the test passes."""
+        """Test, save, backfill. Nothing is saved unless the test passes.
+
+        ``check`` is a test that already passed moments ago (the Slack modal
+        tests before it closes), so it is not repeated.
+        """
         if not 1 <= backfill_days <= MAX_BACKFILL_DAYS:
             raise ConnectError(
                 f"Backfill days must be between 1 and {MAX_BACKFILL_DAYS}, got {backfill_days}.",
@@ -183,7 +268,7 @@ class SyncEngine:
                     field="label",
                     reason="label_taken",
                 )
-        check = await self.check(provider_name, clean)
+        check = check or await self.check(provider_name, clean)
         mask = provider.mask(clean)
         with self.db.transaction() as session:
             label = label or unique_label(session, workspace_id, provider.default_label(clean))
@@ -291,44 +376,38 @@ class SyncEngine:
         limit = asyncio.Semaphore(self.concurrency)
         done = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-usage-writer") as writer:
-            async with self.http_client() as http:
+            async with HttpClients(self.concurrency) as clients:
 
-                async def one(connection: Connection) -> SyncResult:
+                async def one(index: int, connection: Connection) -> SyncResult:
                     nonlocal done
-                    async with limit:
-                        result = await self._sync_one(
-                            http, writer, connection, trigger, days, force
+                    async with limit:  # held for the network part only
+                        attempt = await self._fetch_one(
+                            clients.pick(index), connection, trigger, days, force
                         )
+                    result = await self._store_one(writer, attempt, trigger)
                     done += 1
                     if progress:
                         progress(result, done, len(ids))
                     return result
 
-                return list(await asyncio.gather(*(one(loaded[i]) for i in ids)))
+                return list(await asyncio.gather(*(one(n, loaded[i]) for n, i in enumerate(ids))))
 
-    async def _sync_one(
+    async def _fetch_one(
         self,
         http: httpx.AsyncClient,
-        writer: ThreadPoolExecutor,
         connection: Connection,
         trigger: str,
         days: int | None,
         force: bool,
-    ) -> SyncResult:
+    ) -> _Attempt:
+        """The network half of a sync: what to store, or why it failed."""
         start, end = self.window_for(connection, trigger, days)
+        attempt = _Attempt(connection, start, end, self.clock())
         if connection.status == ConnectionStatus.ERROR and not force:
-            return SyncResult(
-                connection.id,
-                connection.label,
-                start,
-                end,
-                ok=False,
-                skipped=True,
-                reason=connection.status_reason,
-                message=connection.status_message,
+            attempt.result = attempt.failed(
+                connection.status_reason, connection.status_message, skipped=True
             )
-        loop = asyncio.get_running_loop()
-        started = self.clock()
+            return attempt
         began = time.perf_counter()
         try:
             provider = self.providers.get(connection.provider)
@@ -339,29 +418,14 @@ class SyncEngine:
                 http, provider, credentials, connection, start, end + timedelta(days=1)
             )
         except ProviderError as error:
-            result = SyncResult(
-                connection.id,
-                connection.label,
-                start,
-                end,
-                ok=False,
-                reason=str(error.reason),
-                message=error.message,
-            )
+            attempt.result = attempt.failed(str(error.reason), error.message)
         except Exception as error:  # a bug or an unreadable secret must not stop the others
             reason = "credentials_unreadable" if isinstance(error, DecryptionError) else "internal"
             log.exception("sync of connection %s failed", connection.id)
-            result = SyncResult(
-                connection.id,
-                connection.label,
-                start,
-                end,
-                ok=False,
-                reason=reason,
-                message=_internal_message(reason, error),
-            )
+            attempt.result = attempt.failed(reason, _internal_message(reason, error))
         else:
-            result = SyncResult(
+            attempt.fetched = fetched
+            attempt.result = SyncResult(
                 connection.id,
                 connection.label,
                 start,
@@ -371,35 +435,28 @@ class SyncEngine:
                 total_usd=sum((r.cost_usd for r in fetched.rows), Decimal(0)),
                 by_key=fetched.by_key,
             )
-        duration_ms = int((time.perf_counter() - began) * 1000)
-        fetched_or_none = fetched if result.ok else None
+        attempt.duration_ms = int((time.perf_counter() - began) * 1000)
+        return attempt
+
+    async def _store_one(
+        self, writer: ThreadPoolExecutor, attempt: _Attempt, trigger: str
+    ) -> SyncResult:
+        """The storage half, on the writer thread; a skipped sync stores nothing."""
+        if attempt.result.skipped:
+            return attempt.result
+        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(
-                writer,
-                self._record,
-                connection,
-                trigger,
-                result,
-                fetched_or_none,
-                started,
-                duration_ms,
-            )
+            await loop.run_in_executor(writer, self._record, attempt, trigger)
         except Exception as error:
-            log.exception("storing the sync of connection %s failed", connection.id)
-            result = SyncResult(
-                connection.id,
-                connection.label,
-                start,
-                end,
-                ok=False,
-                reason="store_failed",
-                message=f"Fetched the costs but could not store them: {type(error).__name__}. "
+            log.exception("storing the sync of connection %s failed", attempt.connection.id)
+            attempt.fetched = None
+            attempt.result = attempt.failed(
+                "store_failed",
+                f"Fetched the costs but could not store them: {type(error).__name__}. "
                 "Nothing was changed; the next sync retries.",
             )
-            await loop.run_in_executor(
-                writer, self._record, connection, trigger, result, None, started, duration_ms
-            )
-        return result
+            await loop.run_in_executor(writer, self._record, attempt, trigger)
+        return attempt.result
 
     async def _fetch(
         self,
@@ -464,56 +521,64 @@ class SyncEngine:
             log.info("billing figures unavailable: %s", error.reason)
             return None
 
-    def _record(
-        self,
-        connection: Connection,
-        trigger: str,
-        result: SyncResult,
-        fetched: _Fetched | None,
-        started: datetime,
-        duration_ms: int,
-    ) -> None:
-        """Store one sync's outcome in one transaction (runs on the writer)."""
+    def _record(self, attempt: _Attempt, trigger: str) -> None:
+        """Store one sync's outcome in one transaction (runs on the writer).
+
+        A handful of set-based statements per sync: this runs once per
+        connection per day, hundreds of times in a row.
+        """
+        connection, result, fetched = attempt.connection, attempt.result, attempt.fetched
         now = self.clock()
+        if fetched is None:
+            reason = result.reason or ""
+            needs_person = reason in NEEDS_PERSON
+            status = {
+                "status": ConnectionStatus.ERROR if needs_person else ConnectionStatus.FAILING,
+                "status_reason": reason,
+                "status_message": result.message,
+            }
+        else:
+            status = {
+                "status": ConnectionStatus.OK,
+                "status_reason": None,
+                "status_message": None,
+                "last_success_at": now,
+                "key_breakdown": fetched.by_key,
+            }
         with self.db.transaction() as session:
-            stored = session.get(Connection, connection.id)
-            if stored is None:  # disconnected while the sync ran
+            updated = session.execute(
+                update(Connection)
+                .where(Connection.id == connection.id)
+                .values(last_attempt_at=now, **status)
+            )
+            if updated.rowcount == 0:  # disconnected while the sync ran
                 return
-            session.add(
-                SyncRun(
+            session.execute(
+                insert(SyncRun).values(
                     connection_id=connection.id,
                     trigger=trigger,
                     window_start=result.start,
                     window_end=result.end,
-                    started_at=started,
+                    started_at=attempt.started,
                     finished_at=now,
                     outcome="ok" if result.ok else "error",
                     reason=result.reason,
                     message=result.message,
                     rows=result.rows,
                     total_usd=result.total_usd if result.ok else None,
-                    duration_ms=duration_ms,
+                    duration_ms=attempt.duration_ms,
                 )
             )
-            stored.last_attempt_at = now
-            if fetched is None:
-                reason = result.reason or ""
-                needs_person = reason in {r.value for r in Reason if r.needs_person} or (
-                    reason == "credentials_unreadable"
-                )
-                stored.status = ConnectionStatus.ERROR if needs_person else ConnectionStatus.FAILING
-                stored.status_reason = reason
-                stored.status_message = result.message
-                return
-            self._replace_costs(session, stored, result.start, result.end, fetched)
-            stored.status = ConnectionStatus.OK
-            stored.status_reason = None
-            stored.status_message = None
-            stored.last_success_at = now
-            stored.key_breakdown = fetched.by_key
+            if fetched is not None:
+                self._replace_costs(session, connection, result.start, result.end, fetched)
 
     def _replace_costs(
-        self, session, connection: Connection, start: date, end: date, fetched: _Fetched
+        self,
+        session: Session,
+        connection: Connection,
+        start: date,
+        end: date,
+        fetched: _Fetched,
     ) -> None:
         session.execute(
             delete(DailyCost).where(
@@ -522,51 +587,82 @@ class SyncEngine:
                 DailyCost.day <= end,
             )
         )
-        if fetched.rows:
-            session.execute(
-                insert(DailyCost),
-                [
-                    {
-                        "connection_id": connection.id,
-                        "workspace_id": connection.workspace_id,
-                        "day": row.day,
-                        "model": row.model,
-                        "api_key_id": row.api_key_id,
-                        "cost": row.cost_usd,
-                    }
-                    for row in fetched.rows
-                ],
-            )
+        if not fetched.rows:
+            return
+        session.execute(
+            insert(DailyCost),
+            [
+                {
+                    "connection_id": connection.id,
+                    "workspace_id": connection.workspace_id,
+                    "day": row.day,
+                    "model": row.model,
+                    "api_key_id": row.api_key_id,
+                    "cost": row.cost_usd,
+                }
+                for row in fetched.rows
+            ],
+        )
         first_days: dict[str, date] = {}
         for row in fetched.rows:
-            if row.model not in first_days or row.day < first_days[row.model]:
-                first_days[row.model] = row.day
-        known = {
-            seen.model: seen
-            for seen in session.scalars(
-                select(ModelSeen).where(ModelSeen.connection_id == connection.id)
+            first_days[row.model] = min(row.day, first_days.get(row.model, row.day))
+        seen = upsert(session, ModelSeen)
+        session.execute(
+            seen.on_conflict_do_update(
+                index_elements=["connection_id", "model"],
+                set_={
+                    "first_day": case(
+                        (seen.excluded.first_day < ModelSeen.first_day, seen.excluded.first_day),
+                        else_=ModelSeen.first_day,
+                    )
+                },
+            ),
+            [
+                {
+                    "connection_id": connection.id,
+                    "model": model,
+                    "first_day": day,
+                    "first_seen_at": self.clock(),
+                }
+                for model, day in first_days.items()
+            ],
+        )
+        if fetched.key_names:
+            names = upsert(session, ApiKeyName)
+            session.execute(
+                names.on_conflict_do_update(
+                    index_elements=["connection_id", "api_key_id"],
+                    set_={"name": names.excluded.name},
+                ),
+                [
+                    {"connection_id": connection.id, "api_key_id": key, "name": name}
+                    for key, name in fetched.key_names.items()
+                ],
             )
-        }
-        for model, first_day in first_days.items():
-            if model not in known:
-                session.add(
-                    ModelSeen(connection_id=connection.id, model=model, first_day=first_day)
-                )
-            elif first_day < known[model].first_day:
-                known[model].first_day = first_day
-        for key_id, name in fetched.key_names.items():
-            session.merge(ApiKeyName(connection_id=connection.id, api_key_id=key_id, name=name))
         if fetched.billing is not None:
             b = fetched.billing
-            session.merge(
-                BillingState(
-                    connection_id=connection.id,
-                    as_of=b.as_of,
-                    month_to_date_usd=b.month_to_date_usd,
-                    prepaid_credit_usd=b.prepaid_credit_usd,
-                    spending_limit_usd=b.spending_limit_usd,
-                )
+            figures = {
+                "as_of": b.as_of,
+                "month_to_date_usd": b.month_to_date_usd,
+                "prepaid_credit_usd": b.prepaid_credit_usd,
+                "spending_limit_usd": b.spending_limit_usd,
+            }
+            billing = upsert(session, BillingState).values(connection_id=connection.id, **figures)
+            session.execute(
+                billing.on_conflict_do_update(index_elements=["connection_id"], set_=figures)
             )
+
+
+NEEDS_PERSON = frozenset({r.value for r in Reason if r.needs_person} | {"credentials_unreadable"})
+
+
+def upsert(session: Session, model: type):
+    """An INSERT that can say ON CONFLICT, in the session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(model)
 
 
 def _without_keys(rows: Iterable[CostRow]) -> list[CostRow]:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.crypto import Keyring
-from storage.models import Connection
+from storage.models import SEALED
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,10 @@ class Database:
         Failing here, before anything writes, is what keeps a wrong key from
         overwriting or orphaning what is stored.
         """
+        used: set[str] = set()
         with self.session() as session:
-            used = set(session.scalars(select(Connection.credentials_key_id).distinct()))
+            for sealed in SEALED:
+                used.update(session.scalars(select(sealed.key_id_column).distinct()))
         missing = sorted(used - set(self.keyring.key_ids))
         if missing:
             raise StoreError(
@@ -121,13 +123,14 @@ class Database:
         keyring = self.keyring
         changed = 0
         with self.transaction() as session:
-            for connection in session.scalars(select(Connection)):
-                if connection.credentials_key_id == keyring.primary_key_id:
-                    continue
-                plain = keyring.open(connection.credentials_sealed, connection.credentials_aad)
-                connection.credentials_sealed = keyring.seal(plain, connection.credentials_aad)
-                connection.credentials_key_id = keyring.primary_key_id
-                changed += 1
+            for sealed in SEALED:
+                stale = select(sealed.model).where(sealed.key_id_column != keyring.primary_key_id)
+                for row in session.scalars(stale):
+                    aad = sealed.aad(row)
+                    plain = keyring.open(getattr(row, sealed.token_attr), aad)
+                    setattr(row, sealed.token_attr, keyring.seal(plain, aad))
+                    setattr(row, sealed.key_id_column.key, keyring.primary_key_id)
+                    changed += 1
         return changed
 
     def dispose(self) -> None:

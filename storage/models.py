@@ -9,6 +9,8 @@ row's ``uid`` and the field, so a ciphertext copied to another row fails.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, ClassVar
@@ -24,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -223,3 +226,84 @@ class SyncRun(Base):
     rows: Mapped[int] = mapped_column(Integer, default=0)
     total_usd: Mapped[optional_money]
     duration_ms: Mapped[int | None]
+
+
+# Slack's multi-workspace OAuth: installations and OAuth states.
+# Appended as a unit; `func` builds the installer identity index below.
+
+
+class SlackInstallation(Base):
+    """One Slack installer's install of the app in a workspace or org.
+
+    The tokens, and everything else slack_sdk's ``Installation`` carries, are
+    sealed together in ``sealed`` (AAD ``slack_installations/<uid>/installation``);
+    the plain columns are only what lookups and scheduling need. A workspace
+    install has ``team_id``; an org-wide install has ``enterprise_id`` and, in
+    Slack's data, no team.
+    """
+
+    __tablename__ = "slack_installations"
+
+    id: Mapped[intpk]
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    client_id: Mapped[str] = mapped_column(String(64))
+    app_id: Mapped[str | None] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    team_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    team_name: Mapped[str | None] = mapped_column(String(200))
+    user_id: Mapped[str] = mapped_column(String(32))
+    """The installer."""
+    is_enterprise_install: Mapped[bool] = mapped_column(default=False)
+    installed_at: Mapped[timestamp]
+    bot_token_expires_at: Mapped[optional_timestamp]
+    """Not secret; kept plain to find tokens that are about to expire."""
+    sealed: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+
+    SEALED_FIELD = "installation"
+
+    @property
+    def sealed_aad(self) -> str:
+        return f"slack_installations/{self.uid}/{self.SEALED_FIELD}"
+
+
+class SlackOAuthState(Base):
+    """An OAuth ``state`` issued at the start of an install, usable once."""
+
+    __tablename__ = "slack_oauth_states"
+
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expire_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# One row per installer: re-saving (a reinstall, a token rotation) updates it.
+# coalesce() because NULLs never collide in a unique index, and a workspace
+# install has no enterprise while an org-wide one has no team.
+Index(
+    "uq_slack_installations_installer",
+    SlackInstallation.client_id,
+    func.coalesce(SlackInstallation.enterprise_id, ""),
+    func.coalesce(SlackInstallation.team_id, ""),
+    SlackInstallation.user_id,
+    unique=True,
+)
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A column holding a sealed secret: key checks and rotation cover them all."""
+
+    model: type[Base]
+    token_attr: str
+    key_id_attr: str
+    aad: Callable[[Any], str]
+
+    @property
+    def key_id_column(self) -> Any:
+        return getattr(self.model, self.key_id_attr)
+
+
+SEALED = (
+    Sealed(Connection, "credentials_sealed", "credentials_key_id", lambda row: row.credentials_aad),
+    Sealed(SlackInstallation, "sealed", "key_id", lambda row: row.sealed_aad),
+)

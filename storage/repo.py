@@ -38,8 +38,20 @@ def resolve_workspace(session: Session, name: str | None = None) -> Workspace:
     raise NotFound(f"there are several workspaces ({known}): pick one with --workspace NAME")
 
 
-def workspace_for_slack_team(session: Session, team_id: str, name: str = "") -> Workspace:
+def workspace_for_slack_team(
+    session: Session, team_id: str, name: str = "", *, adopt_local: bool = False
+) -> Workspace:
+    """The workspace of a Slack team, created on first sight.
+
+    With ``adopt_local`` (one-workspace installs), the terminal's workspace is
+    taken over by the first Slack team, so both see the same connections.
+    """
     workspace = session.scalar(select(Workspace).where(Workspace.slack_team_id == team_id))
+    if workspace is None and adopt_local:
+        workspace = session.scalar(select(Workspace).where(Workspace.slack_team_id.is_(None)))
+        if workspace is not None:
+            workspace.slack_team_id = team_id
+            workspace.name = name or workspace.name
     if workspace is None:
         workspace = Workspace(slack_team_id=team_id, name=name or team_id)
         session.add(workspace)

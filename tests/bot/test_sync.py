@@ -60,7 +60,7 @@ def test_connect_tests_saves_and_backfills_90_days_exactly(engine, sandbox, work
     assert (connected.backfill.start, connected.backfill.end) == (today - timedelta(89), today)
     assert connected.mask == "xai-…beef"
     served = expected(sandbox, today - timedelta(89), today)
-    assert len(served) > 900  # six models, two keys, most days: not a vacuous match
+    assert len(served) > 500  # six models, two keys, most days: not a vacuous match
     assert stored(engine) == served
     windows = [r.body["analyticsRequest"]["timeRange"] for r in usage_requests(sandbox)][1:]
     assert len(windows) == 3  # 90 days in windows of at most 31, fetched at once

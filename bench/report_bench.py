@@ -1,0 +1,328 @@
+"""Report benchmark: ``month --by model`` against the SQL it boils down to.
+
+The store holds one workspace with 1,000 connections x 90 days (ending today,
+UTC) x 6 models, without an API key breakdown (``api_key_id`` ""), costs in
+realistic integer nano-dollars: 540,000 ``daily_costs`` rows, bulk loaded
+after ``Database.migrate()`` and followed by ANALYZE (on PostgreSQL ``VACUUM
+ANALYZE``, which also sets the visibility map an index-only scan relies on:
+the state autovacuum leaves a long-lived store in).
+
+Two things are timed, alternately, after a warm-up, 60 times each, each in a
+fresh session/connection from the pool as the product does per command:
+
+* the product: ``build_report(session, workspace_id, resolve_period(
+  Command("month"), today), "model")``, everything included (loading the
+  workspace's connections, the ORM aggregate, Decimal conversion, sorting);
+* the yardstick: the same aggregate as one hand-written query,
+  ``SELECT model, SUM(cost) FROM daily_costs WHERE workspace_id = ? AND day
+  BETWEEN ? AND ? GROUP BY model``, through the same engine with ``text()``.
+
+Targets: the product's p95 within 1.5x of the hand-written query's p95, and
+under 50 ms. Both answers are compared model by model, so neither can be fast
+by being wrong. Month to date depends on today's date (on the 1st it covers a
+single day), so the days and rows covered are printed, along with the plan of
+the hand-written query (to show ``ix_daily_costs_report`` serves it) and, as
+a diagnosis, the two parts of ``build_report`` timed on their own.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Date, bindparam, func, select, text
+
+from bench.stores import STORES, Unavailable
+from bench.table import Column, Scoreboard, Table, count, ms, percentile, ratio
+from bot.grammar import Command
+from bot.reports import Period, build_report, cost_query, resolve_period
+from providers.xai.provider import model_id
+from providers.xai.sandbox import MODELS
+from storage.crypto import Keyring
+from storage.db import Database
+from storage.models import NANO, Connection, ConnectionStatus, DailyCost, Workspace, new_uid
+
+CONNECTIONS = 1000
+DAYS = 90
+MODEL_IDS = tuple(model_id(label) for label in MODELS)
+# Typical weekday dollars per connection (before its own scale), as the stand-in has them.
+MODEL_DAILY_USD = dict(zip(MODEL_IDS, (12.0, 4.5, 2.8, 7.0, 1.6, 2.1), strict=True))
+WARMUP = 5
+ITERATIONS = 60
+TARGET_RATIO = 1.5
+TARGET_P95 = 0.050
+
+HAND_WRITTEN = text(
+    "SELECT model, SUM(cost) FROM daily_costs "
+    "WHERE workspace_id = :workspace_id AND day BETWEEN :start AND :end "
+    "GROUP BY model"
+).bindparams(bindparam("start", type_=Date), bindparam("end", type_=Date))
+
+COLUMNS = (
+    Column("backend", 10, "<"),
+    Column("query", 34, "<"),
+    Column("p50", 9),
+    Column("p95", 9),
+    Column("p95 ratio", 9),
+    Column(f"<={TARGET_RATIO}x", 6),
+    Column(f"<{TARGET_P95 * 1000:.0f} ms", 6),
+)
+
+
+def run(score: Scoreboard) -> None:
+    today = datetime.now(UTC).date()
+    period = resolve_period(Command("month", options={"by": "model"}), today)
+    table = Table(
+        f"Report: `month --by model` on {count(CONNECTIONS)} connections x {DAYS} days x "
+        f"{len(MODEL_IDS)} models; {ITERATIONS} runs each after {WARMUP} warm-up",
+        COLUMNS,
+    )
+    keyring = Keyring([Keyring.generate_key()])
+    for backend, open_store in STORES:
+        try:
+            with open_store() as url:
+                db = Database(url, keyring)
+                try:
+                    _one_backend(table, score, backend, db, today, period)
+                finally:
+                    db.dispose()
+        except Unavailable as why:
+            table.note(f"{backend}: skipped, {why}")
+
+
+def _one_backend(
+    table: Table, score: Scoreboard, backend: str, db: Database, today: date, period: Period
+) -> None:
+    began = time.perf_counter()
+    db.migrate()
+    workspace_id = _load_store(db, today)
+    built = time.perf_counter() - began
+    params = {"workspace_id": workspace_id, "start": period.start, "end": period.end}
+    with db.engine.connect() as conn:
+        covered = conn.scalar(
+            select(func.count())
+            .select_from(DailyCost)
+            .where(
+                DailyCost.workspace_id == workspace_id,
+                DailyCost.day.between(period.start, period.end),
+            )
+        )
+    table.note(
+        f"{backend}: store built in {built:.1f} s; {period.title}: {period.start}..{period.end}, "
+        f"{period.days} days, {count(covered or 0)} of "
+        f"{count(CONNECTIONS * DAYS * len(MODEL_IDS))} rows"
+    )
+    for line in _plan(db, params):
+        table.note(f"{backend} plan: {line}")
+
+    def product() -> Any:
+        with db.session() as session:
+            return build_report(session, workspace_id, period, "model")
+
+    def hand_written() -> Any:
+        with db.engine.connect() as conn:
+            return conn.execute(HAND_WRITTEN, params).all()
+
+    def connections_only() -> Any:
+        with db.session() as session:
+            return list(
+                session.scalars(select(Connection).where(Connection.workspace_id == workspace_id))
+            )
+
+    def aggregate_only() -> Any:
+        with db.session() as session:
+            query = cost_query(workspace_id, period.start, period.end, [DailyCost.model])
+            return session.execute(query).all()
+
+    _check_same_answer(score, backend, product(), hand_written())
+    timings, full_collections = _alternate(
+        {
+            "report": product,
+            "hand": hand_written,
+            "connections": connections_only,
+            "aggregate": aggregate_only,
+        }
+    )
+    hand_p95 = percentile(timings["hand"], 95)
+    report_p95 = percentile(timings["report"], 95)
+    table.row(
+        backend,
+        "hand-written SQL (text())",
+        ms(percentile(timings["hand"], 50)),
+        ms(hand_p95),
+        "1.00x",
+        "",
+        "",
+    )
+    table.row(
+        backend,
+        "build_report month --by model",
+        ms(percentile(timings["report"], 50)),
+        ms(report_p95),
+        ratio(report_p95 / hand_p95),
+        score.target(
+            f"{backend} report p95 within {TARGET_RATIO}x of the hand-written query",
+            report_p95 <= TARGET_RATIO * hand_p95,
+        ),
+        score.target(
+            f"{backend} report p95 under {TARGET_P95 * 1000:.0f} ms", report_p95 < TARGET_P95
+        ),
+    )
+    for name, label in (
+        ("connections", f"  part: load {CONNECTIONS} Connection rows"),
+        ("aggregate", "  part: cost_query via the session"),
+    ):
+        table.row(
+            backend,
+            label,
+            ms(percentile(timings[name], 50)),
+            ms(percentile(timings[name], 95)),
+            ratio(percentile(timings[name], 95) / hand_p95),
+            "",
+            "",
+        )
+    table.note(
+        f"{backend}: ratios are to the hand-written query's p95; full garbage collections "
+        "inside the timed calls: "
+        + ", ".join(f"{name} {n}" for name, n in full_collections.items())
+    )
+
+
+def _alternate(
+    calls: dict[str, Callable[[], Any]],
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Time each call ITERATIONS times, taking turns so drift hits all of them alike.
+
+    Also counts the full (generation 2) garbage collections that ran inside
+    each call's timings: a pause of tens of milliseconds shows in the p95.
+    """
+    for call in calls.values():
+        for _ in range(WARMUP):
+            call()
+    timings: dict[str, list[float]] = {name: [] for name in calls}
+    full_collections = dict.fromkeys(calls, 0)
+    for _ in range(ITERATIONS):
+        for name, call in calls.items():
+            collections = gc.get_stats()[2]["collections"]
+            began = time.perf_counter()
+            call()
+            timings[name].append(time.perf_counter() - began)
+            full_collections[name] += gc.get_stats()[2]["collections"] - collections
+    return timings, full_collections
+
+
+def _check_same_answer(score: Scoreboard, backend: str, report, rows) -> None:
+    """The report and the hand-written query agree to the nano-dollar, and are not empty."""
+    by_hand = {model: Decimal(int(total)) * NANO for model, total in rows}
+    by_report = {row.key: row.cost_usd for row in report.rows}
+    if not by_hand or by_report != by_hand:
+        score.fail(f"{backend}: the report {by_report} differs from the SQL {by_hand}")
+    if len(report.connection_labels) != CONNECTIONS:
+        score.fail(f"{backend}: the report saw {len(report.connection_labels)} connections")
+
+
+def _plan(db: Database, params: dict[str, Any]) -> list[str]:
+    """The plan of the hand-written query, one line per step."""
+    sql = HAND_WRITTEN.text
+    with db.engine.connect() as conn:
+        if db.backend == "sqlite":
+            explain = text(f"EXPLAIN QUERY PLAN {sql}").bindparams(*_date_params())
+            return [row[-1] for row in conn.execute(explain, params)]
+        explain = text(f"EXPLAIN {sql}").bindparams(*_date_params())
+        return [row[0] for row in conn.execute(explain, params)]
+
+
+def _date_params() -> tuple:
+    return bindparam("start", type_=Date), bindparam("end", type_=Date)
+
+
+# -- building the store ---------------------------------------------------------
+
+
+def _load_store(db: Database, today: date) -> int:
+    """One workspace, its connections (sealed as connect seals them), 90 days of costs."""
+    now = datetime.now(UTC)
+    keyring = db.keyring
+    with db.transaction() as session:
+        workspace = Workspace(name="bench report")
+        session.add(workspace)
+        session.flush()
+        workspace_id = workspace.id
+        connections = []
+        for n in range(CONNECTIONS):
+            team = str(uuid.uuid5(uuid.NAMESPACE_URL, f"xai-usage-bench-report-{n}"))
+            key = f"xai-mgmt-report-{n:04d}-5b3e8f0a1c2d"
+            connection = Connection(
+                uid=new_uid(),
+                workspace_id=workspace_id,
+                provider="xai",
+                label=f"Team {n:04d} — xAI",
+                account_ref=team,
+                secret_mask=f"xai-…{key[-4:]}",
+                backfill_days=DAYS,
+                created_by="bench",
+                credentials_changed_at=now,
+                credentials_key_id=keyring.primary_key_id,
+                status=ConnectionStatus.OK,
+                key_breakdown=False,
+                last_success_at=now,
+                last_attempt_at=now,
+            )
+            connection.credentials_sealed = keyring.seal_json(
+                {"management_key": key, "team_id": team}, connection.credentials_aad
+            )
+            session.add(connection)
+            connections.append(connection)
+        session.flush()
+        ids = [c.id for c in connections]
+    _bulk_insert_costs(db, workspace_id, ids, today)
+    _analyze(db)
+    return workspace_id
+
+
+def _cost_rows(workspace_id: int, connection_ids: list[int], today: date):
+    """(connection_id, workspace_id, day, model, api_key_id, nano-dollars), deterministic."""
+    rng = random.Random(2026)
+    days = [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
+    for connection_id in connection_ids:
+        scale = rng.lognormvariate(0, 0.8)  # a few big teams, many small ones
+        for day in days:
+            weekday = 0.4 if day.weekday() >= 5 else 1.0
+            for model, usd in MODEL_DAILY_USD.items():
+                nano = int(usd * scale * weekday * rng.uniform(0.7, 1.3) * 1e9)
+                yield connection_id, workspace_id, day, model, "", nano
+
+
+def _bulk_insert_costs(
+    db: Database, workspace_id: int, connection_ids: list[int], today: date
+) -> None:
+    columns = "connection_id, workspace_id, day, model, api_key_id, cost"
+    rows = _cost_rows(workspace_id, connection_ids, today)
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if db.backend == "sqlite":
+            # SQLAlchemy keeps a SQLite DATE as ISO text: store it the same way.
+            cursor.executemany(
+                f"INSERT INTO daily_costs ({columns}) VALUES (?, ?, ?, ?, ?, ?)",
+                ((c, w, d.isoformat(), m, k, v) for c, w, d, m, k, v in rows),
+            )
+        else:
+            with cursor.copy(f"COPY daily_costs ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        cursor.close()
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def _analyze(db: Database) -> None:
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE" if db.backend == "sqlite" else "VACUUM ANALYZE")

@@ -1,0 +1,96 @@
+"""Building the Bolt app: one workspace (a bot token) or many (OAuth).
+
+Only this package imports Bolt. The app gets our Web API client (so
+SLACK_API_URL reaches every call, OAuth and token rotation included) with
+Slack's 429s retried after Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from slack_bolt import App, BoltContext
+from slack_bolt.error import BoltError
+from slack_bolt.oauth.oauth_settings import OAuthSettings
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+
+from bot.config import ConfigError
+from bot.runtime import REDACTOR, Runtime
+from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallationStore
+from bot.slack.listeners import register_listeners
+from bot.slack.service import SlackService
+from bot.slack.settings import SCOPES, SlackSettings
+
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+
+
+def web_client(settings: SlackSettings, token: str | None = None) -> WebClient:
+    client = WebClient(token=token, base_url=settings.api_url)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
+    client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackService]:
+    for secret in (
+        settings.bot_token,
+        settings.signing_secret,
+        settings.app_token,
+        settings.client_secret,
+    ):
+        if secret:
+            REDACTOR.add(secret)
+    common = dict(
+        process_before_response=False,  # ack first; the work runs after, off the request
+        request_verification_enabled=settings.mode == "http",
+        signing_secret=settings.signing_secret or "",
+        logger=logging.getLogger("slack_bolt.xai_usage"),
+    )
+    forget: Callable[[str], None] | None = None
+    try:
+        if settings.multi_workspace:
+            store = EncryptedInstallationStore(runtime.db, settings.client_id)
+            app = App(
+                client=web_client(settings),
+                oauth_settings=OAuthSettings(
+                    client_id=settings.client_id,
+                    client_secret=settings.client_secret,
+                    scopes=list(SCOPES),
+                    installation_store=store,
+                    state_store=DatabaseOAuthStateStore(runtime.db),
+                    install_path=INSTALL_PATH,
+                    redirect_uri_path=REDIRECT_PATH,
+                ),
+                **common,
+            )
+
+            def forget(team_id: str, enterprise_id: str | None = None) -> None:
+                store.delete_all(enterprise_id=enterprise_id, team_id=team_id)
+        else:
+            app = App(client=web_client(settings, settings.bot_token), **common)
+    except BoltError as error:
+        raise ConfigError(
+            f"Slack refused the app's configuration: {error}. Check "
+            "SLACK_BOT_TOKEN (a bot token of this app, xoxb-…)."
+        ) from None
+    except OSError as error:  # includes urllib's URLError: Slack is unreachable
+        reason = getattr(error, "reason", error)
+        raise ConfigError(
+            f"Could not reach Slack at {settings.api_url} ({reason}). Check the network, "
+            "or SLACK_API_URL if you set it."
+        ) from None
+    service = SlackService(runtime, settings, forget)
+
+    @app.middleware
+    def attach_service(context: BoltContext, next: Callable[[], None]) -> None:
+        context["xai_usage"] = service
+        next()
+
+    register_listeners(app)
+    return app, service

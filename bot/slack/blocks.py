@@ -1,0 +1,114 @@
+"""Block Kit replies: data cut to Slack's limits, rendered by templates/slack/.
+
+Slack allows 50 blocks a message and 3,000 characters a section; however
+many models, days or connections there are, long lists end with "and N
+more" instead of breaking the message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from bot import formatting
+from bot.grammar import COMMANDS
+from bot.render import GROUP_TITLES, render_json
+from bot.reports import Report, StatusRow
+from bot.sync import SyncResult
+
+MAX_TABLE_ROWS = 25  # ~45 characters a line keeps a section far under 3,000
+MAX_STATUS_ROWS = 40
+LABEL_WIDTH = 26
+STATUS_ICONS = {
+    "ok": ":white_check_mark:",
+    "pending": ":hourglass:",
+    "error": ":x:",
+    "failing": ":warning:",
+}
+
+
+def report_message(report: Report) -> dict[str, Any]:
+    shown = list(report.rows[:MAX_TABLE_ROWS])
+    rest = report.rows[MAX_TABLE_ROWS:]
+    if rest:  # keep the last line for "and N more"
+        shown, rest = shown[:-1], report.rows[MAX_TABLE_ROWS - 1 :]
+    hidden_total = sum((r.cost_usd for r in rest), Decimal(0))
+    costs = [formatting.money(r.cost_usd) for r in report.rows] + [formatting.money(hidden_total)]
+    subtitle = [f"by {GROUP_TITLES[report.group_by]}"]
+    if report.model_pattern:
+        subtitle.append(f"models matching “{formatting.mrkdwn(report.model_pattern)}”")
+    count = len(report.connection_labels)
+    subtitle.append(f"{count} connection{'s' if count != 1 else ''}")
+    subtitle.append(f"as of {formatting.clock(report.as_of)}")
+    top = ", ".join(f"{r.label} {formatting.money(r.cost_usd)}" for r in report.rows[:3])
+    header = f"{report.period.title}: {formatting.money(report.total_usd)}"
+    return render_json(
+        "slack/report.json.j2",
+        report=report,
+        rows=shown,
+        hidden=len(rest),
+        hidden_total=hidden_total,
+        header=formatting.fit(header, 150).rstrip(),
+        subtitle="  ·  ".join(subtitle),
+        fallback=f"{header}" + (f" ({top})" if top else ""),
+        problems=report.problems[:5],
+        label_width=min(LABEL_WIDTH, max([len(r.label) for r in shown] + [12])),
+        cost_width=max(len(c) for c in costs),
+    )
+
+
+def status_message(rows: Sequence[StatusRow]) -> dict[str, Any]:
+    fallback = "; ".join(f"{r.label}: {r.status}" for r in rows) or "No xAI team connected yet."
+    return render_json(
+        "slack/status.json.j2",
+        rows=rows[:MAX_STATUS_ROWS],
+        hidden=max(0, len(rows) - MAX_STATUS_ROWS),
+        icons=STATUS_ICONS,
+        fallback=fallback,
+    )
+
+
+def notice(text: str, usage: str = "") -> dict[str, Any]:
+    return render_json("slack/notice.json.j2", text=text[:2900], usage=usage)
+
+
+def help_message(topic: str | None = None) -> dict[str, Any]:
+    commands = {name: spec for name, spec in COMMANDS.items() if "slack" in spec.surfaces}
+    return render_json("slack/help.json.j2", commands=commands, topic=commands.get(topic or ""))
+
+
+def confirm_disconnect(label: str, uid: str) -> dict[str, Any]:
+    return render_json("slack/confirm_disconnect.json.j2", label=label, uid=uid)
+
+
+def connect_modal(
+    metadata: dict[str, str], values: dict[str, str] | None = None, error: str | None = None
+) -> dict[str, Any]:
+    """The connect form; ``values`` refills it, except the key (never echoed)."""
+    values = {k: v for k, v in (values or {}).items() if k != "management_key"}
+    return render_json(
+        "slack/connect_modal.json.j2", metadata=json.dumps(metadata), values=values, error=error
+    )
+
+
+def message_view(title: str, text: str) -> dict[str, Any]:
+    return render_json("slack/message_view.json.j2", title=title[:24], text=text[:2900])
+
+
+def sync_lines(results: Sequence[SyncResult]) -> str:
+    """One line per connection synced, for the reply to `sync`."""
+    lines = []
+    for r in results:
+        label = formatting.mrkdwn(r.label)
+        if r.ok:
+            lines.append(
+                f":white_check_mark: *{label}*: {r.days} days ({r.start} to {r.end}), "
+                f"{r.rows} rows, {formatting.money(r.total_usd)}"
+            )
+        else:
+            lines.append(f":x: *{label}*: {formatting.mrkdwn(r.message or r.reason or '')}")
+    if len(lines) > 30:
+        lines = [*lines[:29], f"and {len(lines) - 29} more"]
+    return "\n".join(lines) or "No xAI team is connected yet."

@@ -1,0 +1,12 @@
+"""Bolt listeners, one module per kind, as in Slack's starter template."""
+
+from slack_bolt import App
+
+from bot.slack.listeners import actions, commands, events, views
+
+
+def register_listeners(app: App) -> None:
+    commands.register(app)
+    views.register(app)
+    actions.register(app)
+    events.register(app)

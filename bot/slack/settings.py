@@ -1,0 +1,109 @@
+"""How the Slack app runs, read from the environment and checked at start.
+
+A missing or contradictory setting is a :class:`ConfigError` naming the
+variable to set, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bot.config import ConfigError
+
+DEFAULT_API_URL = "https://slack.com/api/"
+# What the bot needs and no more: the slash command, replies and DMs, and
+# users:read to tell admins from members and guests (and their time zone).
+SCOPES = ("commands", "chat:write", "users:read")
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    mode: str  # "socket" or "http"
+    port: int
+    api_url: str
+    bot_token: str | None
+    signing_secret: str | None
+    app_token: str | None
+    client_id: str | None
+    client_secret: str | None
+    admins: frozenset[str]
+
+    @property
+    def multi_workspace(self) -> bool:
+        return self.client_id is not None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], *, force_http: bool = False, port: int | None = None
+    ) -> SlackSettings:
+        def get(name: str) -> str | None:
+            value = (environ.get(name) or "").strip()
+            return value or None
+
+        app_token, bot_token = get("SLACK_APP_TOKEN"), get("SLACK_BOT_TOKEN")
+        signing_secret = get("SLACK_SIGNING_SECRET")
+        client_id, client_secret = get("SLACK_CLIENT_ID"), get("SLACK_CLIENT_SECRET")
+        mode = "socket" if app_token and not force_http else "http"
+
+        if bool(client_id) != bool(client_secret):
+            missing = "SLACK_CLIENT_SECRET" if client_id else "SLACK_CLIENT_ID"
+            raise ConfigError(
+                f"{missing} is not set. Installing in many workspaces needs both SLACK_CLIENT_ID "
+                "and SLACK_CLIENT_SECRET (Basic Information > App Credentials)."
+            )
+        if client_id and bot_token:
+            raise ConfigError(
+                "Both SLACK_BOT_TOKEN (one workspace) and SLACK_CLIENT_ID (install in many "
+                "workspaces) are set. Unset SLACK_BOT_TOKEN to use the install flow, or unset "
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to run in one workspace."
+            )
+        if not client_id and not bot_token:
+            raise ConfigError(
+                "SLACK_BOT_TOKEN is not set. Install the app to your workspace (OAuth & "
+                "Permissions > Install) and set SLACK_BOT_TOKEN to its Bot User OAuth Token "
+                "(xoxb-…); or set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install it in "
+                "many workspaces."
+            )
+        if bot_token and not bot_token.startswith("xoxb-"):
+            raise ConfigError("SLACK_BOT_TOKEN must be a bot token, starting with xoxb-.")
+        if app_token and not app_token.startswith("xapp-"):
+            raise ConfigError(
+                "SLACK_APP_TOKEN must be an app-level token with connections:write, starting "
+                "with xapp- (Basic Information > App-Level Tokens)."
+            )
+        if mode == "socket" and client_id:
+            raise ConfigError(
+                "The install flow for many workspaces (SLACK_CLIENT_ID) needs HTTP mode: run "
+                "`xai-usage serve --http`, or unset SLACK_APP_TOKEN."
+            )
+        if mode == "http" and not signing_secret:
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET is not set. HTTP mode verifies every request with it "
+                "(Basic Information > App Credentials > Signing Secret). For Socket Mode, set "
+                "SLACK_APP_TOKEN instead."
+            )
+        api_url = get("SLACK_API_URL") or DEFAULT_API_URL
+        if not api_url.startswith(("http://", "https://")):
+            raise ConfigError(f"SLACK_API_URL must be an http(s) URL, got {api_url!r}.")
+        if not api_url.rstrip("/").endswith("/api"):
+            api_url = api_url.rstrip("/") + "/api"
+        if port is None:
+            raw_port = get("PORT") or "3000"
+            if not raw_port.isdigit() or not 0 <= int(raw_port) <= 65535:
+                raise ConfigError(f"PORT must be a port number, got {raw_port!r}.")
+            port = int(raw_port)
+        admins = frozenset(
+            part.strip() for part in (get("XAI_USAGE_ADMINS") or "").split(",") if part.strip()
+        )
+        return cls(
+            mode=mode,
+            port=port,
+            api_url=api_url.rstrip("/") + "/",
+            bot_token=bot_token,
+            signing_secret=signing_secret,
+            app_token=app_token,
+            client_id=client_id,
+            client_secret=client_secret,
+            admins=admins,
+        )

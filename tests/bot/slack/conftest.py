@@ -1,0 +1,191 @@
+"""The Slack app over real HTTP: signed requests in, the Slack stand-in out.
+
+The app runs on waitress on 127.0.0.1, exactly as `xai-usage serve --http`
+runs it; requests carry real Slack signatures; every Web API call and
+response-URL reply lands in the stand-in, which checks Block Kit limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import waitress
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.slack.app import build_app
+from bot.slack.server import stop_waitress, wsgi_app
+from bot.slack.service import SlackService
+from bot.slack.settings import SlackSettings
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
+from storage.repo import workspace_for_slack_team
+from tests.fakes.slack_api import SlackStandIn
+
+TEAM = "T0001"
+BOT_TOKEN = "xoxb-1111-2222-testtokenvalue"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+ADMIN, MEMBER, GUEST, BOT_USER, VISITOR = "UADMIN", "UMEMBER", "UGUEST", "UBOTX", "UVISITOR"
+
+
+def sign(body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    base = f"v0:{timestamp}:{body}".encode()
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": str(timestamp),
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+@dataclass
+class SlackApp:
+    url: str
+    slack: SlackStandIn
+    xai: Sandbox
+    runtime: Runtime
+    service: SlackService
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
+
+    def post(self, body: str, headers: dict | None = None) -> httpx.Response:
+        return self.http.post(
+            f"{self.url}/slack/events",
+            content=body,
+            headers=headers if headers is not None else sign(body),
+        )
+
+    def command(self, text: str, user: str = ADMIN, team: str = TEAM) -> tuple[httpx.Response, str]:
+        """Run /xai-usage; returns the HTTP answer and the response URL's id."""
+        response_url = self.slack.response_url()
+        body = urlencode(
+            {
+                "command": "/xai-usage",
+                "text": text,
+                "team_id": team,
+                "team_domain": "acme",
+                "user_id": user,
+                "user_name": user.lower(),
+                "channel_id": "CCOSTS",
+                "channel_name": "costs",
+                "response_url": response_url,
+                "trigger_id": f"trig.{time.monotonic_ns()}",
+                "api_app_id": "A0001",
+            }
+        )
+        return self.post(body), response_url.rsplit("/", 1)[-1]
+
+    def replies(self, url_id: str) -> list[dict]:
+        return [r.payload for r in self.slack.responses if r.url_id == url_id]
+
+    def reply(self, url_id: str, count: int = 1, timeout: float = 10) -> dict:
+        """The ``count``-th reply sent to a response URL (waits for it)."""
+        self.slack.wait_for(lambda: len(self.replies(url_id)) >= count, timeout=timeout)
+        return self.replies(url_id)[count - 1]
+
+    def interact(self, payload: dict) -> httpx.Response:
+        body = urlencode({"payload": json.dumps(payload)})
+        return self.post(body)
+
+    def event(self, event: dict, team: str = TEAM) -> httpx.Response:
+        body = json.dumps(
+            {
+                "type": "event_callback",
+                "team_id": team,
+                "api_app_id": "A0001",
+                "event": event,
+                "event_id": f"Ev{time.monotonic_ns()}",
+                "event_time": int(time.time()),
+            }
+        )
+        return self.post(body, {**sign(body), "Content-Type": "application/json"})
+
+
+def text_of(message: dict) -> str:
+    """Everything a person reads in a message: fallback and every block's text."""
+    parts = [message.get("text", "")]
+    for block in message.get("blocks", []):
+        for item in [block.get("text"), *block.get("elements", []), *block.get("fields", [])]:
+            if isinstance(item, dict) and isinstance(item.get("text"), str):
+                parts.append(item["text"])
+            elif isinstance(item, dict) and isinstance(item.get("text"), dict):
+                parts.append(item["text"].get("text", ""))
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def slack_env(tmp_path: Path, db) -> dict[str, str]:
+    env = {
+        "XAI_USAGE_DATA_DIR": str(tmp_path / "data"),
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "XAI_USAGE_HTTP_DEADLINE": "2",
+        "XAI_USAGE_NO_PLUGINS": "1",
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": db.url,
+    }
+    return env
+
+
+@pytest.fixture
+def slack_app(slack_env, db, store_key):
+    with SlackStandIn(team_id=TEAM) as stand_in, Sandbox() as xai:
+        stand_in.add_token(BOT_TOKEN)
+        stand_in.add_user(ADMIN, name="ada", is_admin=True)
+        stand_in.add_user(MEMBER, name="max")
+        stand_in.add_user(GUEST, name="gus", is_restricted=True)
+        stand_in.add_user(BOT_USER, name="robot", is_bot=True)
+        stand_in.add_user(VISITOR, name="val", team_id="T9999")
+        stand_in.add_channel("CCOSTS", "costs")
+        env = {
+            **slack_env,
+            "SLACK_API_URL": stand_in.api_url,
+            "XAI_MANAGEMENT_API_URL": xai.url,
+            "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
+        }
+        runtime = Runtime(Settings.from_env(env))
+        settings = SlackSettings.from_env(env, force_http=True, port=0)
+        app, service = build_app(runtime, settings)
+        server = waitress.create_server(wsgi_app(app, runtime), host="127.0.0.1", port=0, threads=8)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        harness = SlackApp(
+            f"http://127.0.0.1:{server.effective_port}", stand_in, xai, runtime, service
+        )
+        try:
+            yield harness
+        finally:
+            stop_waitress(server)
+            thread.join(timeout=5)
+            assert not thread.is_alive()
+            harness.http.close()
+            runtime.close()
+        assert stand_in.violations == []  # every message and view stayed within Block Kit limits
+
+
+@pytest.fixture
+def connected(slack_app: SlackApp) -> SlackApp:
+    """A workspace with the demo xAI team connected (through the engine, 30 days)."""
+    engine = slack_app.runtime.engine
+    with slack_app.runtime.db.transaction() as session:
+        workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
+    asyncio.run(
+        engine.connect(
+            workspace_id,
+            "xai",
+            {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY},
+            label="Production — xAI",
+            backfill_days=30,
+        )
+    )
+    return slack_app

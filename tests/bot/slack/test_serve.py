@@ -1,0 +1,166 @@
+"""`xai-usage serve` as an operator starts it: a real process, real sockets."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from storage.crypto import Keyring
+from storage.db import Database
+from tests.bot.slack.conftest import BOT_TOKEN, SIGNING_SECRET, TEAM, sign, text_of
+from tests.fakes.slack_api import SlackStandIn
+
+ROOT = Path(__file__).parents[3]
+APP_TOKEN = "xapp-1-A0001-1234-socketmodetoken"
+
+
+@pytest.fixture
+def stand_in():
+    with SlackStandIn(team_id=TEAM) as slack:
+        slack.add_token(BOT_TOKEN)
+        slack.add_user("UADMIN", is_admin=True)
+        yield slack
+
+
+@pytest.fixture
+def env(tmp_path: Path, stand_in: SlackStandIn) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("XAI_", "SLACK_"))}
+    return {
+        **base,
+        "XAI_USAGE_DATA_DIR": str(tmp_path / "data"),
+        "HOST": "127.0.0.1",
+        "SLACK_API_URL": stand_in.api_url,
+        "XAI_USAGE_NO_PLUGINS": "1",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+    }
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", *args],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(process: subprocess.Popen, pattern: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    process.kill()
+    raise AssertionError(f"never saw {pattern!r}; stderr was:\n{''.join(seen)}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_http_mode_serves_health_and_signed_commands(env, stand_in) -> None:
+    process = start(env, "--http", "--port", "0")
+    try:
+        line = wait_for_line(process, r"serving Slack \(http://")
+        url = re.search(r"(http://[\d.]+:\d+)", line).group(1)
+        health = httpx.get(f"{url}/healthz", timeout=5)
+        assert health.status_code == 200 and health.json()["database"] == "up"
+        response_url = stand_in.response_url()
+        body = urlencode(
+            {
+                "command": "/xai-usage",
+                "text": "status",
+                "team_id": TEAM,
+                "user_id": "UADMIN",
+                "response_url": response_url,
+                "trigger_id": "t.1",
+                "channel_id": "C1",
+            }
+        )
+        answer = httpx.post(f"{url}/slack/events", content=body, headers=sign(body), timeout=5)
+        assert answer.status_code == 200
+        stand_in.wait_for(lambda: stand_in.responses)
+        assert "No xAI team is connected yet" in text_of(stand_in.responses[0].payload)
+        unsigned = httpx.post(
+            f"{url}/slack/events",
+            content=body,
+            timeout=5,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert unsigned.status_code == 401
+    finally:
+        stop(process)
+
+
+def test_socket_mode_starts_with_the_app_token(env, stand_in) -> None:
+    stand_in.add_token(APP_TOKEN)
+    process = start({**env, "SLACK_APP_TOKEN": APP_TOKEN})
+    try:
+        wait_for_line(process, r"serving Slack \(Socket Mode\)")
+        stand_in.wait_for(lambda: stand_in.calls_to("apps.connections.open"), timeout=15)
+        assert stand_in.calls_to("apps.connections.open")[0].token == APP_TOKEN
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"SLACK_BOT_TOKEN": ""}, "SLACK_BOT_TOKEN is not set"),
+        ({"SLACK_SIGNING_SECRET": ""}, "SLACK_SIGNING_SECRET is not set"),
+        ({"SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "s"}, "Both SLACK_BOT_TOKEN"),
+        ({"SLACK_CLIENT_ID": "1.2"}, "SLACK_CLIENT_SECRET is not set"),
+        ({"SLACK_BOT_TOKEN": "xoxp-user-token-123"}, "must be a bot token"),
+        ({"SLACK_BOT_TOKEN": "xoxb-not-known-to-slack"}, "SLACK_BOT_TOKEN"),
+        ({"PORT": "eighty"}, "PORT must be a port number"),
+        ({"SLACK_API_URL": "http://127.0.0.1:9/api/"}, "Could not reach Slack"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(env, change, message) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", "--http"],
+        env={**env, **change},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_health_says_503_when_the_database_is_down(tmp_path) -> None:
+    from bot.config import Settings
+    from bot.runtime import Runtime
+    from bot.slack.server import wsgi_app
+
+    runtime = Runtime(Settings.from_env({"XAI_USAGE_DATA_DIR": str(tmp_path)}))
+    runtime.__dict__["db"] = Database(
+        "postgresql://nobody@127.0.0.1:1/none", Keyring([Keyring.generate_key()])
+    )
+    statuses = []
+    body = wsgi_app(None, runtime)(
+        {"PATH_INFO": "/healthz", "REQUEST_METHOD": "GET"},
+        lambda status, headers: statuses.append(status),
+    )
+    assert statuses == ["503 Service Unavailable"] and b'"down"' in b"".join(body)

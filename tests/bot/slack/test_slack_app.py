@@ -1,0 +1,371 @@
+"""/xai-usage end to end: signed HTTP requests, the Slack and xAI stand-ins."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from sqlalchemy import func, select
+
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
+from storage.models import Connection, DailyCost, Workspace
+from tests.bot.slack.conftest import (
+    ADMIN,
+    BOT_USER,
+    GUEST,
+    MEMBER,
+    SIGNING_SECRET,
+    TEAM,
+    VISITOR,
+    SlackApp,
+    sign,
+    text_of,
+)
+
+
+def test_the_ack_comes_at_once_and_the_report_follows(connected: SlackApp) -> None:
+    started = time.perf_counter()
+    response, url_id = connected.command("month --by model")
+    assert response.status_code == 200 and response.text == ""
+    assert time.perf_counter() - started < 3
+    reply = connected.reply(url_id)
+    assert reply["response_type"] == "ephemeral"
+    text = text_of(reply)
+    assert "to date: $" in reply["blocks"][0]["text"]["text"]
+    assert "grok-4-0709" in text and "%" in text and "as of" in text
+    assert reply["text"]  # a text fallback for notifications and screen readers
+
+
+def test_share_posts_in_the_channel(connected: SlackApp) -> None:
+    _, url_id = connected.command("week --by day --share", user=MEMBER)
+    assert connected.reply(url_id)["response_type"] == "in_channel"
+
+
+def test_report_totals_match_the_store(connected: SlackApp) -> None:
+    _, url_id = connected.command("range 2000-01-01 2100-01-01 --by connection")
+    header = connected.reply(url_id)["blocks"][0]["text"]["text"]
+    with connected.runtime.db.session() as session:
+        total = session.scalar(select(func.sum(DailyCost.cost)))
+    assert header.endswith(f"${total.quantize(Decimal('0.01')):,}")
+
+
+def test_a_long_list_is_cut_with_and_n_more(connected: SlackApp) -> None:
+    _, url_id = connected.command("range 2026-01-01 2026-12-31 --by day")
+    reply = connected.reply(url_id)
+    assert "and " in text_of(reply) and " more" in text_of(reply)
+    assert len(reply["blocks"]) <= 50
+
+
+def test_today_refreshes_data_older_than_15_minutes(connected: SlackApp) -> None:
+    with connected.runtime.db.transaction() as session:
+        connection = session.scalar(select(Connection))
+        connection.last_success_at = connection.last_success_at.replace(year=2025)
+    before = len(connected.xai.requests)
+    _, url_id = connected.command("today")
+    connected.reply(url_id)
+    assert len(connected.xai.requests) > before  # today's window was fetched again
+    _, url_id = connected.command("today")
+    connected.reply(url_id)
+    fetched = len(connected.xai.requests)
+    _, url_id = connected.command("today")
+    connected.reply(url_id)
+    assert len(connected.xai.requests) == fetched  # fresh now: no second fetch
+
+
+def test_a_typo_gets_the_closest_command_and_the_usage(slack_app: SlackApp) -> None:
+    _, url_id = slack_app.command("tody --by model")
+    text = text_of(slack_app.reply(url_id))
+    assert "Did you mean `today`?" in text and "Usage: `/xai-usage today" in text
+
+
+def test_help_lists_the_commands(slack_app: SlackApp) -> None:
+    _, url_id = slack_app.command("help")
+    text = text_of(slack_app.reply(url_id))
+    for command in ("today", "month", "connect", "disconnect", "sync", "status"):
+        assert f"`{command}`" in text
+    assert "rotate-key" not in text  # terminal-only commands are not offered in Slack
+
+
+def test_status_shows_every_connection_with_a_masked_key(connected: SlackApp) -> None:
+    _, url_id = connected.command("status", user=MEMBER)
+    text = text_of(connected.reply(url_id))
+    assert "Production — xAI" in text and "xai-…beef" in text and "month to date $" in text
+    assert DEMO_KEY not in text
+
+
+def test_sync_reports_rows_days_and_total(connected: SlackApp) -> None:
+    _, url_id = connected.command("sync")
+    assert "Syncing" in text_of(connected.reply(url_id))
+    text = text_of(connected.reply(url_id, 2))
+    assert "Production — xAI" in text and "3 days" in text and "rows" in text and "$" in text
+
+
+def test_sync_reports_an_outage_and_keeps_the_data(connected: SlackApp) -> None:
+    connected.xai.add_fault("usage", status=503, times=0)
+    _, url_id = connected.command("sync")
+    text = text_of(connected.reply(url_id, 2))
+    assert ":x:" in text and "Production — xAI" in text
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DailyCost)) > 0
+
+
+# -- who may do what ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "user, words", [(GUEST, "guests"), (BOT_USER, "bots"), (VISITOR, "another")]
+)
+def test_guests_bots_and_visitors_are_refused_politely(connected, user, words) -> None:
+    _, url_id = connected.command("month", user=user)
+    text = text_of(connected.reply(url_id))
+    assert text.startswith("Sorry") and words in text
+    assert "$" not in text
+
+
+def test_only_admins_may_connect_or_disconnect(connected: SlackApp) -> None:
+    _, url_id = connected.command("connect", user=MEMBER)
+    assert "only workspace admins" in text_of(connected.reply(url_id))
+    _, url_id = connected.command("disconnect Production — xAI", user=MEMBER)
+    assert "only workspace admins" in text_of(connected.reply(url_id))
+    assert connected.slack.calls_to("views.open") == []
+
+
+def test_people_listed_in_xai_usage_admins_may_connect(connected: SlackApp) -> None:
+    settings = connected.service.settings
+    connected.service.settings = replace(settings, admins=frozenset({MEMBER}))
+    _, url_id = connected.command("connect", user=MEMBER)
+    connected.slack.wait_for(lambda: connected.slack.calls_to("views.open"))
+    assert connected.replies(url_id) == []  # no refusal: the modal opened instead
+
+
+def test_queries_are_scoped_to_the_workspace(connected: SlackApp) -> None:
+    other = "T0002"
+    connected.slack.add_user("UOTHER", team_id=other, is_admin=True)
+    _, url_id = connected.command("month", user="UOTHER", team=other)
+    assert "No xAI team is connected yet" in text_of(connected.reply(url_id))
+
+
+# -- the connect modal ----------------------------------------------------------
+
+
+def open_modal(app: SlackApp) -> tuple[dict, str]:
+    _, url_id = app.command("connect")
+    app.slack.wait_for(lambda: app.slack.calls_to("views.open"))
+    return app.slack.calls_to("views.open")[-1].params["view"], url_id
+
+
+def submit(app: SlackApp, view: dict, user: str = ADMIN, **values: str):
+    state = {
+        block: {"value": {"type": "plain_text_input", "value": value}}
+        for block, value in values.items()
+    }
+    payload = {
+        "type": "view_submission",
+        "team": {"id": TEAM, "domain": "acme"},
+        "user": {"id": user, "team_id": TEAM},
+        "api_app_id": "A0001",
+        "trigger_id": "trig.1",
+        "view": {**view, "id": "V0001", "team_id": TEAM, "state": {"values": state}},
+    }
+    return app.interact(payload)
+
+
+def test_malformed_input_is_shown_on_the_field_at_once(slack_app: SlackApp) -> None:
+    view, _ = open_modal(slack_app)
+    assert view["callback_id"] == "connect"
+    response = submit(
+        slack_app, view, team_id="65c1e471", management_key="short", backfill_days="120"
+    )
+    body = response.json()
+    assert body["response_action"] == "errors"
+    assert set(body["errors"]) == {"team_id", "management_key", "backfill_days"}
+    assert "UUID" in body["errors"]["team_id"]
+    assert slack_app.xai.requests == []  # nothing was sent to xAI
+
+
+def test_a_rejected_key_keeps_the_modal_open_with_the_fix(slack_app: SlackApp) -> None:
+    view, _ = open_modal(slack_app)
+    response = submit(
+        slack_app,
+        view,
+        team_id=DEMO_TEAM_ID,
+        management_key="xai-revoked-key-00000000000000000000",
+        backfill_days="30",
+    )
+    body = response.json()
+    assert body["response_action"] == "errors"
+    assert "Management API key" in body["errors"]["management_key"]
+    with slack_app.runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Connection)) == 0
+
+
+def test_a_key_of_another_team_is_blamed_on_the_team_id(slack_app: SlackApp) -> None:
+    slack_app.xai.add_key(
+        "xai-mgmt-other-team-000000000000000", "11111111-2222-3333-4444-555555555555"
+    )
+    view, _ = open_modal(slack_app)
+    body = submit(
+        slack_app, view, team_id=DEMO_TEAM_ID, management_key="xai-mgmt-other-team-000000000000000"
+    ).json()
+    assert list(body["errors"]) == ["team_id"]
+
+
+def test_a_good_key_closes_the_modal_and_reports_the_backfill(slack_app: SlackApp) -> None:
+    view, url_id = open_modal(slack_app)
+    response = submit(
+        slack_app, view, label="", team_id=DEMO_TEAM_ID, management_key=DEMO_KEY, backfill_days="45"
+    )
+    assert response.status_code == 200 and response.text == ""  # closes the modal
+    done = text_of(slack_app.reply(url_id, 2, timeout=20))
+    assert "Connected *Production — xAI* (`xai-…beef`)" in done
+    assert "Backfilled 45 days: $" in done
+    with slack_app.runtime.db.session() as session:
+        connection = session.scalar(select(Connection))
+        assert connection.created_by == ADMIN and connection.backfill_days == 45
+    assert all(DEMO_KEY not in json.dumps(call.params) for call in slack_app.slack.calls)
+    assert all(DEMO_KEY not in json.dumps(r.payload) for r in slack_app.slack.responses)
+
+
+def test_a_slow_xai_turns_the_modal_into_a_progress_view(slack_app: SlackApp) -> None:
+    slack_app.xai.latency = 1.5  # two round trips: past the 2.3 s budget
+    view, url_id = open_modal(slack_app)
+    response = submit(
+        slack_app, view, team_id=DEMO_TEAM_ID, management_key=DEMO_KEY, backfill_days="3"
+    )
+    assert response.json()["response_action"] == "update"
+    slack_app.slack.wait_for(lambda: slack_app.slack.calls_to("views.update"), timeout=20)
+    slack_app.xai.latency = 0
+    assert "Backfilled 3 days" in text_of(slack_app.reply(url_id, 2, timeout=30))
+
+
+# -- disconnect -------------------------------------------------------------------
+
+
+def click(app: SlackApp, action_id: str, value: str, response_url: str, user: str = ADMIN):
+    return app.interact(
+        {
+            "type": "block_actions",
+            "team": {"id": TEAM},
+            "user": {"id": user, "team_id": TEAM},
+            "api_app_id": "A0001",
+            "response_url": response_url,
+            "trigger_id": "trig.2",
+            "actions": [
+                {"action_id": action_id, "block_id": "disconnect", "value": value, "type": "button"}
+            ],
+        }
+    )
+
+
+def test_disconnect_asks_first_and_cancel_keeps_everything(connected: SlackApp) -> None:
+    _, url_id = connected.command("disconnect production — xai")
+    ask = connected.reply(url_id)
+    buttons = ask["blocks"][1]["elements"]
+    assert [b["action_id"] for b in buttons] == ["disconnect_confirm", "disconnect_cancel"]
+    url = f"{connected.slack.url}/response/{url_id}"
+    click(connected, "disconnect_cancel", buttons[1]["value"], url)
+    assert "nothing was deleted" in text_of(connected.reply(url_id, 2))
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Connection)) == 1
+
+
+def test_confirmed_disconnect_deletes_the_key_and_the_data(connected: SlackApp) -> None:
+    _, url_id = connected.command("disconnect Production — xAI")
+    uid = connected.reply(url_id)["blocks"][1]["elements"][0]["value"]
+    url = f"{connected.slack.url}/response/{url_id}"
+    click(connected, "disconnect_confirm", uid, url, user=MEMBER)  # not an admin: refused
+    assert "only workspace admins" in text_of(connected.reply(url_id, 2))
+    click(connected, "disconnect_confirm", uid, url)
+    assert "Disconnected" in text_of(connected.reply(url_id, 3))
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Connection)) == 0
+        assert session.scalar(select(func.count()).select_from(DailyCost)) == 0
+
+
+def test_unknown_labels_list_the_real_ones(connected: SlackApp) -> None:
+    _, url_id = connected.command("disconnect staging")
+    assert "Production — xAI" in text_of(connected.reply(url_id))
+
+
+# -- security ---------------------------------------------------------------------
+
+
+def test_forged_unsigned_and_replayed_requests_are_refused(connected: SlackApp) -> None:
+    body = "command=%2Fxai-usage&text=month&team_id=T0001&user_id=UADMIN&response_url=x"
+    assert connected.post(body, sign(body, secret="not-the-secret")).status_code == 401
+    assert (
+        connected.post(body, {"Content-Type": "application/x-www-form-urlencoded"}).status_code
+        == 401
+    )
+    stale = sign(body, timestamp=int(time.time()) - 600)  # a captured request, replayed later
+    assert connected.post(body, stale).status_code == 401
+    assert connected.slack.responses == []
+
+
+def test_no_log_line_holds_a_body_a_token_or_a_key(connected: SlackApp) -> None:
+    from bot.runtime import REDACTOR, RedactSecrets, WithholdBodies
+
+    stream = StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(WithholdBodies())
+    handler.addFilter(REDACTOR)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        view, url_id = open_modal(connected)
+        submit(
+            connected,
+            view,
+            label="Second",
+            team_id=DEMO_TEAM_ID,
+            management_key=DEMO_KEY,
+            backfill_days="2",
+        )
+        connected.reply(url_id, 2, timeout=20)
+        body = "command=%2Fxai-usage&text=month+secret-text&team_id=T0001&user_id=UADMIN"
+        connected.post(body, sign(body, secret="forged"))  # Bolt logs the body of these
+        _, url_id = connected.command("month")
+        connected.reply(url_id)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    logged = stream.getvalue()
+    assert "DEBUG" in logged  # the capture really saw the debug logs
+    for secret in (
+        DEMO_KEY,
+        SIGNING_SECRET,
+        "xoxb-1111-2222-testtokenvalue",
+        "secret-text",
+        "private_metadata",
+        "response_url",
+    ):
+        assert secret not in logged, secret
+    assert isinstance(REDACTOR, RedactSecrets)
+
+
+def test_uninstalling_forgets_the_workspace(connected: SlackApp) -> None:
+    response = connected.event({"type": "app_uninstalled"})
+    assert response.status_code == 200
+    connected.slack.wait_for(lambda: _workspaces(connected) == 0)
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Connection)) == 0
+
+
+def _workspaces(app: SlackApp) -> int:
+    with app.runtime.db.session() as session:
+        return session.scalar(select(func.count()).select_from(Workspace))
+
+
+def test_slack_rate_limits_are_waited_out(connected: SlackApp) -> None:
+    connected.slack.rate_limit("users.info", times=1, retry_after=1)
+    _, url_id = connected.command("month")
+    assert "to date" in text_of(connected.reply(url_id, timeout=15))
+    assert len(connected.slack.calls_to("users.info")) >= 2

@@ -1,0 +1,39 @@
+"""app.yaml creates the app the code expects: same command, scopes and events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from bot.slack.listeners.commands import SLASH_COMMAND
+from bot.slack.settings import SCOPES
+
+MANIFEST = yaml.safe_load((Path(__file__).parents[1] / "app.yaml").read_text())
+
+
+def test_the_slash_command_escapes_channels_and_has_a_usage_hint() -> None:
+    [command] = MANIFEST["features"]["slash_commands"]
+    assert command["command"] == SLASH_COMMAND
+    assert command["should_escape"] is True
+    assert "today" in command["usage_hint"] and len(command["usage_hint"]) <= 1000
+    assert len(command["description"]) <= 2000
+
+
+def test_scopes_are_exactly_what_the_code_asks_for() -> None:
+    assert MANIFEST["oauth_config"]["scopes"]["bot"] == list(SCOPES)
+
+
+def test_events_and_interactivity_match_the_listeners() -> None:
+    from bot.slack.listeners import events
+
+    handled = {name for name in ("app_uninstalled", "tokens_revoked") if hasattr(events, name)}
+    assert set(MANIFEST["settings"]["event_subscriptions"]["bot_events"]) == handled
+    assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
+
+
+def test_socket_mode_is_the_default_and_names_fit_slack() -> None:
+    assert MANIFEST["settings"]["socket_mode_enabled"] is True
+    info = MANIFEST["display_information"]
+    assert len(info["name"]) <= 35 and len(info["description"]) <= 140
+    assert 175 <= len(info["long_description"]) <= 4000
