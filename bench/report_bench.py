@@ -47,6 +47,7 @@ from providers.xai.sandbox import MODELS
 from storage.crypto import Keyring
 from storage.db import Database
 from storage.models import NANO, Connection, ConnectionStatus, DailyCost, Workspace, new_uid
+from storage.repo import rebuild_totals
 
 CONNECTIONS = 1000
 DAYS = 90
@@ -57,6 +58,12 @@ WARMUP = 5
 ITERATIONS = 60
 TARGET_RATIO = 1.5
 TARGET_P95 = 0.050
+
+HAND_WRITTEN_ON_ROLLUP = text(
+    "SELECT model, SUM(cost) FROM workspace_daily_totals "
+    "WHERE workspace_id = :workspace_id AND day BETWEEN :start AND :end "
+    "GROUP BY model"
+).bindparams(bindparam("start", type_=Date), bindparam("end", type_=Date))
 
 HAND_WRITTEN = text(
     "SELECT model, SUM(cost) FROM daily_costs "
@@ -129,15 +136,13 @@ def _one_backend(
         with db.engine.connect() as conn:
             return conn.execute(HAND_WRITTEN, params).all()
 
-    def connections_only() -> Any:
-        with db.session() as session:
-            return list(
-                session.scalars(select(Connection).where(Connection.workspace_id == workspace_id))
-            )
+    def hand_written_on_rollup() -> Any:
+        with db.engine.connect() as conn:
+            return conn.execute(HAND_WRITTEN_ON_ROLLUP, params).all()
 
     def aggregate_only() -> Any:
         with db.session() as session:
-            query = cost_query(workspace_id, period.start, period.end, [DailyCost.model])
+            query = cost_query(workspace_id, period.start, period.end, ["model"])
             return session.execute(query).all()
 
     _check_same_answer(score, backend, product(), hand_written())
@@ -145,7 +150,7 @@ def _one_backend(
         {
             "report": product,
             "hand": hand_written,
-            "connections": connections_only,
+            "rollup": hand_written_on_rollup,
             "aggregate": aggregate_only,
         }
     )
@@ -175,7 +180,7 @@ def _one_backend(
         ),
     )
     for name, label in (
-        ("connections", f"  part: load {CONNECTIONS} Connection rows"),
+        ("rollup", "  hand-written SQL on the rollup"),
         ("aggregate", "  part: cost_query via the session"),
     ):
         table.row(
@@ -282,6 +287,8 @@ def _load_store(db: Database, today: date) -> int:
         session.flush()
         ids = [c.id for c in connections]
     _bulk_insert_costs(db, workspace_id, ids, today)
+    with db.transaction() as session:
+        rebuild_totals(session, workspace_id)  # the bulk load bypassed the writer
     _analyze(db)
     return workspace_id
 

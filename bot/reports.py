@@ -12,12 +12,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Select, func, select, type_coerce
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from bot.formatting import day_label
 from bot.grammar import Command, parse_day
-from storage.models import ApiKeyName, Connection, ConnectionStatus, DailyCost, NanoUSD
+from storage.models import (
+    ApiKeyName,
+    Connection,
+    ConnectionStatus,
+    DailyCost,
+    WorkspaceDailyTotal,
+)
 
 NO_KEY = "(no key breakdown)"
 
@@ -97,33 +103,36 @@ def like_pattern(pattern: str) -> str:
     return f"%{escaped}%"
 
 
-def _sum() -> ColumnElement[Decimal]:
-    return type_coerce(func.sum(DailyCost.cost), NanoUSD())
+ROLLUP_GROUPS = frozenset({"model", "day"})
 
 
 def cost_query(
     workspace_id: int,
     start: date,
     end: date,
-    group: Sequence[ColumnElement],
+    group: Sequence[str],
     *,
     connection_id: int | None = None,
     model_pattern: str | None = None,
 ) -> Select:
-    """``SELECT <group>, SUM(cost)`` over a workspace's days: the one aggregate."""
+    """``SELECT <group>, SUM(cost)`` over a workspace's days: the one aggregate.
+
+    ``group`` names columns of daily_costs. Without a connection filter and
+    grouped by model or day, the per-workspace rollup answers the same sums
+    from a few hundred rows instead of one per connection, day and model.
+    """
+    use_rollup = connection_id is None and set(group) <= ROLLUP_GROUPS
+    table = WorkspaceDailyTotal if use_rollup else DailyCost
+    columns = [getattr(table, name) for name in group]
     query = (
-        select(*group, _sum())
-        .where(
-            DailyCost.workspace_id == workspace_id,
-            DailyCost.day >= start,
-            DailyCost.day <= end,
-        )
-        .group_by(*group)
+        select(*columns, func.sum(table.cost))
+        .where(table.workspace_id == workspace_id, table.day >= start, table.day <= end)
+        .group_by(*columns)
     )
     if connection_id is not None:
         query = query.where(DailyCost.connection_id == connection_id)
     if model_pattern:
-        query = query.where(func.lower(DailyCost.model).like(like_pattern(model_pattern), "\\"))
+        query = query.where(func.lower(table.model).like(like_pattern(model_pattern), "\\"))
     return query
 
 
@@ -156,16 +165,16 @@ def build_report(
         "model_pattern": model_pattern,
     }
     if group_by == "model":
-        raw = _by(session, workspace_id, period, [DailyCost.model], filters)
+        raw = _by(session, workspace_id, period, ["model"], filters)
         rows = [(model, model, cost) for (model,), cost in raw]
     elif group_by == "connection":
         labels = {c.id: c.label for c in included}
-        raw = _by(session, workspace_id, period, [DailyCost.connection_id], filters)
+        raw = _by(session, workspace_id, period, ["connection_id"], filters)
         rows = [(labels.get(cid, str(cid)),) * 2 + (cost,) for (cid,), cost in raw]
     elif group_by == "key":
         rows = _key_rows(session, workspace_id, period, filters, several=len(included) > 1)
     else:
-        raw = _by(session, workspace_id, period, [DailyCost.day], filters)
+        raw = _by(session, workspace_id, period, ["day"], filters)
         rows = _time_rows(dict((day, cost) for (day,), cost in raw), period, group_by)
     total = sum((cost for _, _, cost in rows), Decimal(0))
     if group_by in ("model", "connection", "key"):
@@ -199,9 +208,7 @@ def _by(session: Session, workspace_id: int, period: Period, group, filters) -> 
 
 
 def _key_rows(session, workspace_id, period, filters, *, several: bool) -> list:
-    raw = _by(
-        session, workspace_id, period, [DailyCost.connection_id, DailyCost.api_key_id], filters
-    )
+    raw = _by(session, workspace_id, period, ["connection_id", "api_key_id"], filters)
     names = {
         (n.connection_id, n.api_key_id): n.name
         for n in session.scalars(
@@ -270,7 +277,7 @@ class StatusRow:
 def status_rows(session: Session, workspace_id: int, now: datetime) -> list[StatusRow]:
     """Every connection of a workspace with its health and month to date."""
     today = now.astimezone(UTC).date()
-    month_query = cost_query(workspace_id, today.replace(day=1), today, [DailyCost.connection_id])
+    month_query = cost_query(workspace_id, today.replace(day=1), today, ["connection_id"])
     month = {connection_id: cost for connection_id, cost in session.execute(month_query)}
     return [
         StatusRow(

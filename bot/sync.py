@@ -12,19 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import queue
 import ssl
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import certifi
 import httpx
-from sqlalchemy import case, delete, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from providers.manager import ProviderRegistry
@@ -48,6 +50,7 @@ from storage.models import (
     DailyCost,
     ModelSeen,
     SyncRun,
+    WorkspaceDailyTotal,
 )
 from storage.repo import connections as list_connections
 from storage.repo import unique_label
@@ -139,6 +142,73 @@ class _Attempt:
             message=message,
             skipped=skipped,
         )
+
+
+class _Writer:
+    """One thread that stores syncs, committing whatever is queued together.
+
+    A commit per connection is what a daily sync of hundreds of connections
+    would otherwise wait on. If a batch fails, its syncs are stored again one
+    transaction each, so one bad connection never costs the others, and a
+    connection's window is still all-or-nothing.
+    """
+
+    MAX_BATCH = 50
+
+    def __init__(
+        self, store: Callable[[Session, _Attempt], None], transaction: Callable[[], Any]
+    ) -> None:
+        self._store = store
+        self._transaction = transaction
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="xai-usage-writer", daemon=True)
+        self._thread.start()
+
+    async def write(self, attempt: _Attempt) -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._queue.put((attempt, loop, done))
+        await done
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            batch = [item]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    extra = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if extra is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(extra)
+            self._write(batch)
+
+    def _write(self, batch: list) -> None:
+        try:
+            with self._transaction() as session:
+                for attempt, _, _ in batch:
+                    self._store(session, attempt)
+        except Exception:
+            if len(batch) > 1:
+                for item in batch:
+                    self._write([item])
+                return
+            _, loop, done = batch[0]
+            error = sys.exc_info()[1]
+            loop.call_soon_threadsafe(_settle, done, error)
+            return
+        for _, loop, done in batch:
+            loop.call_soon_threadsafe(_settle, done, None)
+
+
+def _settle(done: asyncio.Future, error: BaseException | None) -> None:
+    if not done.done():
+        done.set_exception(error) if error else done.set_result(None)
 
 
 @cache
@@ -300,6 +370,14 @@ class SyncEngine:
     def disconnect(self, connection_id: int) -> None:
         """Delete the connection, its credentials and all its data."""
         with self.db.transaction() as session:
+            workspace_id = session.scalar(
+                select(Connection.workspace_id).where(Connection.id == connection_id)
+            )
+            if workspace_id is not None:
+                removed = session.execute(
+                    _totals_by_day_and_model(DailyCost.connection_id == connection_id)
+                )
+                adjust_totals(session, workspace_id, {(d, m): -c for d, m, c in removed})
             for table in (DailyCost, ApiKeyName, ModelSeen, BillingState, SyncRun):
                 session.execute(delete(table).where(table.connection_id == connection_id))
             session.execute(delete(Connection).where(Connection.id == connection_id))
@@ -375,7 +453,8 @@ class SyncEngine:
             raise LookupError(f"no connection with id {missing[0]}")
         limit = asyncio.Semaphore(self.concurrency)
         done = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-usage-writer") as writer:
+        writer = _Writer(partial(self._record, trigger=trigger), self.db.transaction)
+        try:
             async with HttpClients(self.concurrency) as clients:
 
                 async def one(index: int, connection: Connection) -> SyncResult:
@@ -384,13 +463,15 @@ class SyncEngine:
                         attempt = await self._fetch_one(
                             clients.pick(index), connection, trigger, days, force
                         )
-                    result = await self._store_one(writer, attempt, trigger)
+                    result = await self._store_one(writer, attempt)
                     done += 1
                     if progress:
                         progress(result, done, len(ids))
                     return result
 
                 return list(await asyncio.gather(*(one(n, loaded[i]) for n, i in enumerate(ids))))
+        finally:
+            writer.close()
 
     async def _fetch_one(
         self,
@@ -438,15 +519,12 @@ class SyncEngine:
         attempt.duration_ms = int((time.perf_counter() - began) * 1000)
         return attempt
 
-    async def _store_one(
-        self, writer: ThreadPoolExecutor, attempt: _Attempt, trigger: str
-    ) -> SyncResult:
+    async def _store_one(self, writer: _Writer, attempt: _Attempt) -> SyncResult:
         """The storage half, on the writer thread; a skipped sync stores nothing."""
         if attempt.result.skipped:
             return attempt.result
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(writer, self._record, attempt, trigger)
+            await writer.write(attempt)
         except Exception as error:
             log.exception("storing the sync of connection %s failed", attempt.connection.id)
             attempt.fetched = None
@@ -455,7 +533,7 @@ class SyncEngine:
                 f"Fetched the costs but could not store them: {type(error).__name__}. "
                 "Nothing was changed; the next sync retries.",
             )
-            await loop.run_in_executor(writer, self._record, attempt, trigger)
+            await writer.write(attempt)
         return attempt.result
 
     async def _fetch(
@@ -521,8 +599,8 @@ class SyncEngine:
             log.info("billing figures unavailable: %s", error.reason)
             return None
 
-    def _record(self, attempt: _Attempt, trigger: str) -> None:
-        """Store one sync's outcome in one transaction (runs on the writer).
+    def _record(self, session: Session, attempt: _Attempt, trigger: str) -> None:
+        """Store one sync's outcome (on the writer, inside its transaction).
 
         A handful of set-based statements per sync: this runs once per
         connection per day, hundreds of times in a row.
@@ -545,32 +623,31 @@ class SyncEngine:
                 "last_success_at": now,
                 "key_breakdown": fetched.by_key,
             }
-        with self.db.transaction() as session:
-            updated = session.execute(
-                update(Connection)
-                .where(Connection.id == connection.id)
-                .values(last_attempt_at=now, **status)
+        updated = session.execute(
+            update(Connection)
+            .where(Connection.id == connection.id)
+            .values(last_attempt_at=now, **status)
+        )
+        if updated.rowcount == 0:  # disconnected while the sync ran
+            return
+        session.execute(
+            insert(SyncRun).values(
+                connection_id=connection.id,
+                trigger=trigger,
+                window_start=result.start,
+                window_end=result.end,
+                started_at=attempt.started,
+                finished_at=now,
+                outcome="ok" if result.ok else "error",
+                reason=result.reason,
+                message=result.message,
+                rows=result.rows,
+                total_usd=result.total_usd if result.ok else None,
+                duration_ms=attempt.duration_ms,
             )
-            if updated.rowcount == 0:  # disconnected while the sync ran
-                return
-            session.execute(
-                insert(SyncRun).values(
-                    connection_id=connection.id,
-                    trigger=trigger,
-                    window_start=result.start,
-                    window_end=result.end,
-                    started_at=attempt.started,
-                    finished_at=now,
-                    outcome="ok" if result.ok else "error",
-                    reason=result.reason,
-                    message=result.message,
-                    rows=result.rows,
-                    total_usd=result.total_usd if result.ok else None,
-                    duration_ms=attempt.duration_ms,
-                )
-            )
-            if fetched is not None:
-                self._replace_costs(session, connection, result.start, result.end, fetched)
+        )
+        if fetched is not None:
+            self._replace_costs(session, connection, result.start, result.end, fetched)
 
     def _replace_costs(
         self,
@@ -580,13 +657,18 @@ class SyncEngine:
         end: date,
         fetched: _Fetched,
     ) -> None:
-        session.execute(
-            delete(DailyCost).where(
-                DailyCost.connection_id == connection.id,
-                DailyCost.day >= start,
-                DailyCost.day <= end,
-            )
+        window = (
+            DailyCost.connection_id == connection.id,
+            DailyCost.day >= start,
+            DailyCost.day <= end,
         )
+        deltas: dict[tuple[date, str], Decimal] = {}
+        for row in fetched.rows:
+            deltas[(row.day, row.model)] = deltas.get((row.day, row.model), 0) + row.cost_usd
+        for day, model, old in session.execute(_totals_by_day_and_model(*window)):
+            deltas[(day, model)] = deltas.get((day, model), 0) - old
+        adjust_totals(session, connection.workspace_id, deltas)
+        session.execute(delete(DailyCost).where(*window))
         if not fetched.rows:
             return
         session.execute(
@@ -651,6 +733,35 @@ class SyncEngine:
             session.execute(
                 billing.on_conflict_do_update(index_elements=["connection_id"], set_=figures)
             )
+
+
+def _totals_by_day_and_model(*where: Any) -> Any:
+    return (
+        select(DailyCost.day, DailyCost.model, func.sum(DailyCost.cost))
+        .where(*where)
+        .group_by(DailyCost.day, DailyCost.model)
+    )
+
+
+def adjust_totals(
+    session: Session, workspace_id: int, deltas: Mapping[tuple[date, str], Decimal]
+) -> None:
+    """Add differences to the workspace rollup; atomic under concurrent writers."""
+    changes = [
+        {"workspace_id": workspace_id, "day": day, "model": model, "cost": delta}
+        for (day, model), delta in deltas.items()
+        if delta
+    ]
+    if not changes:
+        return
+    totals = upsert(session, WorkspaceDailyTotal)
+    session.execute(
+        totals.on_conflict_do_update(
+            index_elements=["workspace_id", "day", "model"],
+            set_={"cost": WorkspaceDailyTotal.cost + totals.excluded.cost},
+        ),
+        changes,
+    )
 
 
 NEEDS_PERSON = frozenset({r.value for r in Reason if r.needs_person} | {"credentials_unreadable"})

@@ -167,6 +167,24 @@ class DailyCost(Base):
     cost: Mapped[money]
 
 
+class WorkspaceDailyTotal(Base):
+    """Each workspace's cost per UTC day and model: the rollup reports read.
+
+    Kept exact by the writer, which adds each sync's difference in the same
+    transaction that replaces the connection's rows, so a month's report
+    reads a few hundred rows instead of one per connection.
+    """
+
+    __tablename__ = "workspace_daily_totals"
+
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cost: Mapped[money]
+
+
 class ApiKeyName(Base):
     """The readable name of a provider API key seen in the breakdown."""
 

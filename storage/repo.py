@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from storage.models import Connection, Workspace
+from storage.models import Connection, DailyCost, Workspace, WorkspaceDailyTotal
 
 LOCAL_WORKSPACE_NAME = "local"
 
@@ -94,3 +94,18 @@ def unique_label(session: Session, workspace_id: int, wanted: str) -> str:
         n += 1
         label = f"{wanted} ({n})"
     return label
+
+
+def rebuild_totals(session: Session, workspace_id: int) -> None:
+    """Recompute a workspace's rollup from its rows (after a bulk load)."""
+    session.execute(
+        delete(WorkspaceDailyTotal).where(WorkspaceDailyTotal.workspace_id == workspace_id)
+    )
+    session.execute(
+        insert(WorkspaceDailyTotal).from_select(
+            ["workspace_id", "day", "model", "cost"],
+            select(DailyCost.workspace_id, DailyCost.day, DailyCost.model, func.sum(DailyCost.cost))
+            .where(DailyCost.workspace_id == workspace_id)
+            .group_by(DailyCost.workspace_id, DailyCost.day, DailyCost.model),
+        )
+    )

@@ -200,3 +200,85 @@ def test_disconnect_deletes_the_key_and_every_row(engine, sandbox, workspace_id)
     with engine.db.session() as session:
         for table in (Connection, DailyCost, SyncRun, ModelSeen):
             assert session.scalar(select(func.count()).select_from(table)) == 0
+
+
+def test_a_write_that_fails_costs_only_its_own_connection(engine, sandbox, workspace_id):
+    sandbox.add_key("xai-mgmt-second-team-key-0000000000", "22222222-3333-4444-5555-666666666666")
+    first = connect(engine, workspace_id, days=5)
+    second = asyncio.run(
+        engine.connect(
+            workspace_id,
+            "xai",
+            {
+                "team_id": "22222222-3333-4444-5555-666666666666",
+                "management_key": "xai-mgmt-second-team-key-0000000000",
+            },
+            label="Second",
+            backfill_days=5,
+        )
+    )
+    before = stored(engine)
+    replace_costs = engine._replace_costs
+
+    def broken_for_the_first(session, connection, *args):
+        if connection.id == first.connection_id:
+            raise RuntimeError("disk full")
+        return replace_costs(session, connection, *args)
+
+    engine._replace_costs = broken_for_the_first
+    results = {r.label: r for r in asyncio.run(engine.sync_all(workspace_id, days=5))}
+    assert results[first.label].reason == "store_failed"
+    assert "could not store" in results[first.label].message
+    assert results[second.label].ok
+    with engine.db.session() as session:
+        runs = dict(
+            session.execute(
+                select(SyncRun.connection_id, SyncRun.outcome).order_by(SyncRun.id)
+            ).all()
+        )
+    assert runs == {first.connection_id: "error", second.connection_id: "ok"}
+    assert stored(engine) == before  # nothing of the failed window was half-written
+
+
+def rollup_matches_rows(db) -> dict:
+    from storage.models import WorkspaceDailyTotal
+
+    with db.session() as session:
+        raw = {
+            (w, d, m): c
+            for w, d, m, c in session.execute(
+                select(
+                    DailyCost.workspace_id, DailyCost.day, DailyCost.model, func.sum(DailyCost.cost)
+                ).group_by(DailyCost.workspace_id, DailyCost.day, DailyCost.model)
+            )
+        }
+        rollup = {
+            (t.workspace_id, t.day, t.model): t.cost
+            for t in session.scalars(select(WorkspaceDailyTotal))
+            if t.cost  # a total that went back to zero may stay as a zero row
+        }
+    assert rollup == raw
+    return raw
+
+
+def test_the_report_rollup_stays_equal_to_the_rows(engine, sandbox, workspace_id, clock):
+    sandbox.add_key("xai-mgmt-second-team-key-0000000000", "22222222-3333-4444-5555-666666666666")
+    first = connect(engine, workspace_id, days=40)
+    asyncio.run(
+        engine.connect(
+            workspace_id,
+            "xai",
+            {
+                "team_id": "22222222-3333-4444-5555-666666666666",
+                "management_key": "xai-mgmt-second-team-key-0000000000",
+            },
+            label="Second",
+            backfill_days=10,
+        )
+    )
+    assert len(rollup_matches_rows(engine.db)) > 100
+    clock.now += timedelta(hours=9)  # today grows: its figures change on the next sync
+    asyncio.run(engine.sync_all(workspace_id))
+    rollup_matches_rows(engine.db)
+    engine.disconnect(first.connection_id)
+    assert rollup_matches_rows(engine.db)  # only the second connection's days remain
