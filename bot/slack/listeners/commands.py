@@ -1,4 +1,5 @@
-"""``/xai-usage``: ack at once, then parse, call the service, render, respond.
+"""``/xai-usage``: ack at once, then parse, check who asks, call the service,
+render, respond. Which commands are for admins is said once, in the grammar.
 
 Answers are ephemeral unless ``--share`` asks for the channel: cost data
 is sensitive.
@@ -12,7 +13,7 @@ from logging import Logger
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.grammar import REPORTS, Command, UsageError, parse, tokenize
+from bot.grammar import COMMANDS, REPORTS, Command, UsageError, parse, tokenize
 from bot.slack import blocks
 from bot.slack.service import Invocation, SlackService
 from storage.repo import NotFound
@@ -42,9 +43,13 @@ def xai_usage(
         trigger_id=body.get("trigger_id"),
         response_url=body.get("response_url"),
     )
-    handler = HANDLERS.get(command.name, report)
+    if command.name != "help" and (
+        refusal := service.refusal(client, invocation, admin=COMMANDS[command.name].admin)
+    ):
+        respond(**blocks.notice(refusal))
+        return
     try:
-        handler(service, command, invocation, respond, client)
+        HANDLERS[command.name](service, command, invocation, respond, client)
     except NotFound as error:
         respond(**blocks.notice(str(error)))
 
@@ -59,9 +64,6 @@ def report(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    if refusal := service.refusal(client, invocation):
-        respond(**blocks.notice(refusal))
-        return
     message = blocks.report_message(service.report(invocation, command))
     respond(**message, response_type="in_channel" if command.get("share") else "ephemeral")
 
@@ -73,9 +75,6 @@ def connect(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    if refusal := service.refusal(client, invocation, admin=True):
-        respond(**blocks.notice(refusal))
-        return
     client.views_open(
         trigger_id=invocation.trigger_id,
         view=blocks.connect_modal(service.modal_metadata(invocation)),
@@ -89,9 +88,6 @@ def status(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    if refusal := service.refusal(client, invocation):
-        respond(**blocks.notice(refusal))
-        return
     respond(**blocks.status_message(service.status(invocation)))
 
 
@@ -102,9 +98,6 @@ def sync(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    if refusal := service.refusal(client, invocation):
-        respond(**blocks.notice(refusal))
-        return
     respond(**blocks.notice(":arrows_counterclockwise: Syncing… I'll post the result here."))
     results = service.sync(invocation, command.get("connection"), command.get("days"))
     respond(**blocks.notice(blocks.sync_lines(results)))
@@ -117,9 +110,6 @@ def disconnect(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    if refusal := service.refusal(client, invocation, admin=True):
-        respond(**blocks.notice(refusal))
-        return
     connection = service.find(invocation, command.args[0])
     respond(**blocks.confirm_disconnect(connection.label, connection.uid))
 
