@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import date, datetime
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
+NANO_PLACES = Decimal("0.000000001")
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -67,3 +68,51 @@ def fit(text: str, width: int) -> str:
 def mrkdwn(text: str) -> str:
     """Escape what Slack's mrkdwn treats as markup (&, <, >)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def day_span(start: date, end: date) -> str:
+    """An inclusive span of days, as short as it reads clearly:
+
+    ``Sat 21 Nov 2026``, ``15–21 Nov 2026``, ``28 Oct–3 Nov 2026``, ``28 Dec 2026–3 Jan 2027``.
+    """
+    if start == end:
+        return day_label(start)
+    if (start.year, start.month) == (end.year, end.month):
+        return f"{start.day}–{end.day} {end:%b %Y}"
+    if start.year == end.year:
+        return f"{start.day} {start:%b}–{end.day} {end:%b %Y}"
+    return f"{start.day} {start:%b %Y}–{end.day} {end:%b %Y}"
+
+
+def percent_reached(part: Decimal, total: Decimal) -> str:
+    """How much of a limit is used, rounded down so ``100%`` only shows once reached."""
+    if total == 0:
+        return "–"
+    return f"{(part / total * 100).to_integral_value(ROUND_FLOOR)}%"
+
+
+def times(ratio: Decimal) -> str:
+    """A ratio as ``3.2×``."""
+    return f"{ratio.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}×"
+
+
+def month_label(moment) -> str:
+    """``November 2026``."""
+    return moment.strftime("%B %Y")
+
+
+def decimal_text(value: Decimal) -> str:
+    """An amount for machines: fixed-point, at most nano-dollar places, no exponent."""
+    exact = value.quantize(NANO_PLACES, rounding=ROUND_HALF_UP).normalize()
+    return f"{exact:f}"
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut with an ellipsis, never inside ``&amp;``."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:] and len(cut) - amp < len("&amp;"):
+        cut = cut[:amp]
+    return cut + "…"

@@ -615,6 +615,11 @@ class SyncEngine:
                 "status_reason": reason,
                 "status_message": result.message,
             }
+            if needs_person:  # the start of an incident, kept while it lasts
+                status["error_since"] = case(
+                    (Connection.status == ConnectionStatus.ERROR, Connection.error_since),
+                    else_=now,
+                )
         else:
             status = {
                 "status": ConnectionStatus.OK,
@@ -622,6 +627,7 @@ class SyncEngine:
                 "status_message": None,
                 "last_success_at": now,
                 "key_breakdown": fetched.by_key,
+                "error_since": None,
             }
         updated = session.execute(
             update(Connection)

@@ -93,7 +93,13 @@ class Database:
         used: set[str] = set()
         with self.session() as session:
             for sealed in SEALED:
-                used.update(session.scalars(select(sealed.key_id_column).distinct()))
+                used.update(
+                    session.scalars(
+                        select(sealed.key_id_column)
+                        .where(sealed.key_id_column.is_not(None))
+                        .distinct()
+                    )
+                )
         missing = sorted(used - set(self.keyring.key_ids))
         if missing:
             raise StoreError(

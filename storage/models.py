@@ -131,6 +131,8 @@ class Connection(Base):
     status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(String(40))
     status_message: Mapped[str | None] = mapped_column(Text)
+    error_since: Mapped[optional_timestamp]
+    """When the connection last turned to error; keys its one alert."""
     key_breakdown: Mapped[bool | None]
     """Whether the provider answers per-API-key costs; None until known."""
     last_success_at: Mapped[optional_timestamp]
@@ -307,6 +309,97 @@ Index(
 )
 
 
+class DigestSubscription(Base):
+    """A channel that gets a daily, weekly or monthly spend digest."""
+
+    __tablename__ = "digest_subscriptions"
+
+    id: Mapped[intpk]
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    channel_name: Mapped[str] = mapped_column(String(200), default="")
+    at_time: Mapped[str] = mapped_column(String(5), default="09:00")  # HH:MM local
+    tz: Mapped[str] = mapped_column(String(64), default="UTC")
+    every: Mapped[str] = mapped_column(String(8), default="day")  # day | week | month
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE")
+    )
+    quiet_min_usd: Mapped[optional_money]
+    """Post only when the period's spend passed this amount..."""
+    quiet_change_pct: Mapped[int | None]
+    """...or changed by more than this percentage against the period before."""
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[timestamp]
+
+
+class Budget(Base):
+    """A monthly budget: alerts once per threshold per month, and on forecast."""
+
+    __tablename__ = "budgets"
+
+    id: Mapped[intpk]
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE")
+    )
+    amount_usd: Mapped[money]
+    thresholds: Mapped[str] = mapped_column(String(100), default="50,80,100")
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[timestamp]
+
+    @property
+    def threshold_list(self) -> list[int]:
+        return sorted({int(t) for t in self.thresholds.split(",") if t.strip()})
+
+
+class AlertRoute(Base):
+    """Where a connection's (or, without one, the workspace's) alerts go."""
+
+    __tablename__ = "alert_routes"
+    __table_args__ = (UniqueConstraint("workspace_id", "connection_key"),)
+
+    id: Mapped[intpk]
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE")
+    )
+    connection_key: Mapped[int] = mapped_column(Integer, default=0)
+    """connection_id, or 0 for the workspace default (NULLs never collide)."""
+    channel_id: Mapped[str] = mapped_column(String(32))
+    webhook_sealed: Mapped[str | None] = mapped_column(Text)
+    webhook_key_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+
+    @property
+    def webhook_aad(self) -> str:
+        return f"alert_routes/{self.uid}/webhook"
+
+
+class Delivery(Base):
+    """The exactly-once ledger: one row per digest, alert or job per period.
+
+    A process owns a key once its INSERT wins (or, after the owner died, once
+    its lease ran out); ``done_at`` says the work finished. Every scheduled
+    thing is keyed here, so several processes, restarts and cron runs never
+    repeat it.
+    """
+
+    __tablename__ = "deliveries"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    workspace_id: Mapped[int | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    claimed_by: Mapped[str] = mapped_column(String(100))
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    done_at: Mapped[optional_timestamp]
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
 @dataclass(frozen=True)
 class Sealed:
     """A column holding a sealed secret: key checks and rotation cover them all."""
@@ -324,4 +417,5 @@ class Sealed:
 SEALED = (
     Sealed(Connection, "credentials_sealed", "credentials_key_id", lambda row: row.credentials_aad),
     Sealed(SlackInstallation, "sealed", "key_id", lambda row: row.sealed_aad),
+    Sealed(AlertRoute, "webhook_sealed", "webhook_key_id", lambda row: row.webhook_aad),
 )

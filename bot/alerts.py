@@ -1,0 +1,581 @@
+"""Alert rules: given the store and a moment, which alerts are due.
+
+Plain functions over the store, no Slack and no ledger: each :class:`Alert`
+carries a stable ``key`` naming the situation, and the caller delivers a key
+at most once (``bot.ledger``). So the same situation must always give the
+same key, and a new situation a new one.
+
+Budgets (``budget:<budget>:<YYYY-MM>:<threshold>``)
+    Month to date is the spend of the budget's connections (or all of the
+    workspace's) over the UTC month of ``today``, through ``today``. Each
+    threshold reached (month to date >= threshold% of the budget) has its own
+    key, so crossing 50% and 80% at once gives both, later runs the same ones,
+    and a new month new ones.
+
+Forecast (``budget:<budget>:<YYYY-MM>:forecast``)
+    From the 3rd of the month: month to date + the mean of the 7 finished days
+    before ``today`` x the days after ``today`` left in the month. Once a month
+    when that exceeds the budget while month to date is still under it (once it
+    is over, the threshold alerts say so).
+
+Spikes (``spike:<connection>:<day>:<level>``)
+    For each connection and each finished UTC day ``d`` of the last three
+    (``today - 3 <= d < today``), with missing days counted as $0:
+
+    * ``cost(d) > 1.5 x mean7``, mean7 the mean of the 7 days before ``d``;
+    * ``cost(d) > mean28 + 3 x sd28``, the mean and population standard
+      deviation of the 28 days before ``d``;
+    * ``cost(d) - mean7 >= $10``;
+    * at least 7 days of history: ``d - first day with a cost row >= 7 days``.
+
+    The level is ``floor(log2(cost(d) / max(mean7, $1)))``: the same spike
+    keeps its key as its figure settles, and alerts again only once it doubles.
+
+Sync failures (``syncfail:<connection>:<error_since>``)
+    A connection in ``error`` (it needs a person): one alert per incident,
+    keyed by when the incident began.
+
+Recovery (``recovered:<connection>:<error_since>``)
+    For the latest delivered failure of a connection that is ``ok`` again.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.formatting import (
+    clip,
+    clock,
+    day_label,
+    decimal_text,
+    money,
+    month_label,
+    mrkdwn,
+    percent_reached,
+    times,
+)
+from bot.render import render_json
+from bot.reports import cost_query
+from storage.models import BillingState, Budget, Connection, ConnectionStatus, DailyCost
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+
+FORECAST_FROM_DAY = 3  # one or two days of data would cry wolf
+FORECAST_WINDOW = 7
+
+SPIKE_DAYS = 3
+SPIKE_RATIO = Decimal("1.5")
+SPIKE_WEEK = 7
+SPIKE_MONTH = 28
+SPIKE_SIGMAS = 3
+SPIKE_MIN_IMPACT = Decimal(10)
+SPIKE_MIN_HISTORY = 7
+SPIKE_LEVEL_FLOOR = Decimal(1)  # a baseline under $1 counts as $1 for the level
+
+HEADER_LIMIT = 150  # Slack's header block
+SECTION_LIMIT = 3000  # Slack's section text
+MESSAGE_DETAIL_LIMIT = 500  # of a provider's error message quoted in an alert
+
+FIX_SYNC = (
+    "reconnect with `/xai-usage connect`, or fix the key in console.x.ai; "
+    "`/xai-usage sync` retries now"
+)
+
+EMOJI = {
+    "budget": ":moneybag:",
+    "forecast": ":crystal_ball:",
+    "spike": ":chart_with_upwards_trend:",
+    "sync_failure": ":rotating_light:",
+    "recovered": ":white_check_mark:",
+}
+
+REPEATS = {
+    "budget": "Each threshold alerts once a month.",
+    "forecast": "The forecast alerts once a month.",
+    "spike": "This day alerts again only if its spend doubles.",
+    "sync_failure": "I'll say when it works again.",
+    "recovered": "",
+}
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str
+    kind: str  # budget | forecast | spike | sync_failure | recovered
+    workspace_id: int
+    connection_id: int | None
+    title: str
+    text: str  # plain text, with the fix where there is one
+    facts: dict[str, str] = field(default_factory=dict, hash=False)
+    """For the JSON webhook: amounts as decimal strings, dates ISO 8601."""
+
+
+# Budgets and the month-end forecast
+
+
+@dataclass(frozen=True)
+class _Month:
+    """A budget's month so far, from its connections' daily costs."""
+
+    to_date: Decimal
+    daily_mean: Decimal  # of the finished days before today
+    forecast: Decimal | None  # None before the forecast may speak
+
+
+def _month(by_day: dict[date, Decimal], today: date) -> _Month:
+    first = today.replace(day=1)
+    to_date = sum((c for d, c in by_day.items() if first <= d <= today), ZERO)
+    window = [today - timedelta(days=n) for n in range(1, FORECAST_WINDOW + 1)]
+    daily_mean = sum((by_day.get(d, ZERO) for d in window), ZERO) / FORECAST_WINDOW
+    days_left = calendar.monthrange(today.year, today.month)[1] - today.day
+    forecast = to_date + daily_mean * days_left if today.day >= FORECAST_FROM_DAY else None
+    return _Month(to_date, daily_mean, forecast)
+
+
+def budget_alerts(session: Session, workspace_id: int, today: date) -> list[Alert]:
+    """Thresholds reached this month, and a month-end forecast over budget."""
+    budgets = list(
+        session.scalars(
+            select(Budget).where(Budget.workspace_id == workspace_id).order_by(Budget.id)
+        )
+    )
+    if not budgets:
+        return []
+    rows = session.execute(
+        select(Connection.id, Connection.label, BillingState.spending_limit_usd)
+        .outerjoin(BillingState, BillingState.connection_id == Connection.id)
+        .where(Connection.workspace_id == workspace_id)
+    )
+    labels: dict[int, str] = {}
+    limits: dict[int, Decimal] = {}
+    for connection_id, label, limit in rows:
+        labels[connection_id] = label
+        if limit is not None:
+            limits[connection_id] = limit
+
+    # At most two aggregated queries: the workspace's days from the rollup, and
+    # per connection only for the connections a budget or a limit is about.
+    start = min(today.replace(day=1), today - timedelta(days=FORECAST_WINDOW))
+    whole = any(b.connection_id is None for b in budgets)
+    wanted = {b.connection_id for b in budgets if b.connection_id is not None}
+    if whole and limits and set(limits) != set(labels):
+        wanted |= set(limits)
+    by_day: dict[int | None, dict[date, Decimal]] = defaultdict(dict)
+    if whole:
+        for day, cost in session.execute(cost_query(workspace_id, start, today, ["day"])):
+            by_day[None][day] = cost or ZERO
+    if wanted:
+        query = cost_query(workspace_id, start, today, ["connection_id", "day"])
+        for connection_id, day, cost in session.execute(
+            query.where(DailyCost.connection_id.in_(wanted))
+        ):
+            by_day[connection_id][day] = cost or ZERO
+
+    alerts: list[Alert] = []
+    for budget in budgets:
+        if budget.amount_usd <= 0:
+            continue
+        month = _month(by_day[budget.connection_id], today)
+        included = [budget.connection_id] if budget.connection_id else list(labels)
+        known = [c for c in included if c in limits]
+        limit_line = None
+        if known:
+            used = (
+                month.to_date
+                if len(known) == len(included)
+                else sum((_month(by_day[c], today).to_date for c in known), ZERO)
+            )
+            limit_line = _limit_line(used, sum((limits[c] for c in known), ZERO), len(known))
+        label = labels.get(budget.connection_id) if budget.connection_id else None
+        alerts += _budget_alerts_for(budget, workspace_id, today, month, label, limit_line)
+    return alerts
+
+
+def _limit_line(used: Decimal, limit: Decimal, teams: int) -> str:
+    limits = "limit" if teams == 1 else f"limits of {teams} teams together"
+    reached = percent_reached(used, limit)
+    return f"{money(used)} of xAI's {money(limit)} monthly spending {limits} ({reached})."
+
+
+def _budget_alerts_for(
+    budget: Budget,
+    workspace_id: int,
+    today: date,
+    month: _Month,
+    label: str | None,
+    limit_line: str | None,
+) -> list[Alert]:
+    who = f"“{label}”" if label else "All connections"
+    scope = f"the “{label}” budget" if label else "the workspace budget"
+    period = month_label(today)
+    used = percent_reached(month.to_date, budget.amount_usd)
+    see = "See where it goes: `/xai-usage month --by model" + (
+        f' --connection "{label}"`.' if label else "`."
+    )
+    facts = {
+        "budget_id": str(budget.id),
+        "connection": label or "",
+        "month": f"{today:%Y-%m}",
+        "budget_usd": decimal_text(budget.amount_usd),
+        "month_to_date_usd": decimal_text(month.to_date),
+        "through": today.isoformat(),
+    }
+    if month.forecast is not None:
+        facts["forecast_usd"] = decimal_text(month.forecast.quantize(CENT))
+    extra = [limit_line] if limit_line else []
+    alerts = []
+    for threshold in budget.threshold_list:
+        if month.to_date <= 0 or month.to_date < budget.amount_usd * threshold / 100:
+            continue
+        title = (
+            f"Over budget: {used} of {scope} for {period}"
+            if threshold >= 100
+            else f"{threshold}% of {scope} for {period} used"
+        )
+        lines = [
+            f"{who} spent {money(month.to_date)} of the {money(budget.amount_usd)} monthly "
+            f"budget in {period} so far ({used}, through {day_label(today)} UTC).",
+            *(
+                [f"At the pace of the last 7 days the month ends near {money(month.forecast)}."]
+                if month.forecast is not None
+                else []
+            ),
+            *extra,
+            see,
+        ]
+        alerts.append(
+            Alert(
+                key=f"budget:{budget.id}:{today:%Y-%m}:{threshold}",
+                kind="budget",
+                workspace_id=workspace_id,
+                connection_id=budget.connection_id,
+                title=title,
+                text=" ".join(lines),
+                facts={**facts, "threshold_pct": str(threshold)},
+            )
+        )
+    if (
+        month.forecast is not None
+        and month.forecast > budget.amount_usd
+        and month.to_date < budget.amount_usd
+    ):
+        over = month.forecast - budget.amount_usd
+        lines = [
+            f"At the pace of the last 7 days ({money(month.daily_mean)} a day), "
+            f"{who if label else who.lower()} will spend "
+            f"about {money(month.forecast)} in {period}, {money(over)} over the "
+            f"{money(budget.amount_usd)} monthly budget.",
+            f"Spent so far: {money(month.to_date)} ({used}).",
+            *extra,
+            see,
+        ]
+        alerts.append(
+            Alert(
+                key=f"budget:{budget.id}:{today:%Y-%m}:forecast",
+                kind="forecast",
+                workspace_id=workspace_id,
+                connection_id=budget.connection_id,
+                title=f"Forecast over {scope} for {period}",
+                text=" ".join(lines),
+                facts={**facts, "daily_mean_usd": decimal_text(month.daily_mean.quantize(CENT))},
+            )
+        )
+    return alerts
+
+
+# Spikes
+
+
+@dataclass(frozen=True)
+class _Spike:
+    day: date
+    cost: Decimal
+    mean7: Decimal
+    upper: Decimal  # mean28 + 3 sd28
+
+    @property
+    def level(self) -> int:
+        ratio = self.cost / max(self.mean7, SPIKE_LEVEL_FLOOR)
+        level = 0
+        while ratio >= 2 ** (level + 1):
+            level += 1
+        return level
+
+
+def _spike(costs: dict[date, Decimal], day: date) -> _Spike | None:
+    """The rule's cost conditions (the history condition needs the first day)."""
+    cost = costs.get(day, ZERO)
+    week = [costs.get(day - timedelta(days=n), ZERO) for n in range(1, SPIKE_WEEK + 1)]
+    month = [costs.get(day - timedelta(days=n), ZERO) for n in range(1, SPIKE_MONTH + 1)]
+    mean7 = sum(week, ZERO) / SPIKE_WEEK
+    mean28 = sum(month, ZERO) / SPIKE_MONTH
+    sd28 = (sum(((c - mean28) ** 2 for c in month), ZERO) / SPIKE_MONTH).sqrt()
+    upper = mean28 + SPIKE_SIGMAS * sd28
+    if cost > SPIKE_RATIO * mean7 and cost > upper and cost - mean7 >= SPIKE_MIN_IMPACT:
+        return _Spike(day, cost, mean7, upper)
+    return None
+
+
+def spike_alerts(session: Session, workspace_id: int, today: date) -> list[Alert]:
+    """Finished days of the last three well above their connection's baseline."""
+    days = [today - timedelta(days=n) for n in range(SPIKE_DAYS, 0, -1)]
+    start = days[0] - timedelta(days=SPIKE_MONTH)
+    history: dict[int, dict[date, Decimal]] = defaultdict(dict)
+    query = cost_query(workspace_id, start, days[-1], ["connection_id", "day"])
+    for connection_id, day, cost in session.execute(query):
+        history[connection_id][day] = cost or ZERO
+    candidates = [
+        (connection_id, spike)
+        for connection_id in sorted(history)
+        for day in days
+        if (spike := _spike(history[connection_id], day)) is not None
+    ]
+    if not candidates:
+        return []
+
+    # History: the first cost row in the window settles it, unless it is too
+    # recent; only then ask for the connection's first day ever.
+    first_day = {c: min(history[c]) for c, _ in candidates}
+    unsure = {c for c, s in candidates if (s.day - first_day[c]).days < SPIKE_MIN_HISTORY}
+    if unsure:
+        earliest = (
+            select(DailyCost.connection_id, func.min(DailyCost.day))
+            .where(DailyCost.connection_id.in_(unsure))
+            .group_by(DailyCost.connection_id)
+        )
+        first_day.update({c: day for c, day in session.execute(earliest)})
+    spikes = [(c, s) for c, s in candidates if (s.day - first_day[c]).days >= SPIKE_MIN_HISTORY]
+    if not spikes:
+        return []
+
+    spiking = {c for c, _ in spikes}
+    labels = {
+        c: label
+        for c, label in session.execute(
+            select(Connection.id, Connection.label).where(Connection.id.in_(spiking))
+        )
+    }
+    by_model: dict[int, dict[str, dict[date, Decimal]]] = defaultdict(lambda: defaultdict(dict))
+    models = cost_query(
+        workspace_id,
+        days[0] - timedelta(days=SPIKE_WEEK),
+        days[-1],
+        ["connection_id", "model", "day"],
+    ).where(DailyCost.connection_id.in_(spiking))
+    for connection_id, model, day, cost in session.execute(models):
+        by_model[connection_id][model][day] = cost or ZERO
+    return [_spike_alert(workspace_id, c, labels.get(c, str(c)), s, by_model[c]) for c, s in spikes]
+
+
+def _top_model(by_model: dict[str, dict[date, Decimal]], day: date) -> tuple[str, Decimal] | None:
+    """The model whose cost rose most on ``day`` against its own 7-day mean."""
+    increases = []
+    for model, costs in by_model.items():
+        mean = (
+            sum((costs.get(day - timedelta(days=n), ZERO) for n in range(1, SPIKE_WEEK + 1)), ZERO)
+            / SPIKE_WEEK
+        )
+        increases.append((costs.get(day, ZERO) - mean, model))
+    if not increases:
+        return None
+    increase, model = min(increases, key=lambda pair: (-pair[0], pair[1]))
+    return (model, increase) if increase > 0 else None
+
+
+def _spike_alert(
+    workspace_id: int,
+    connection_id: int,
+    label: str,
+    spike: _Spike,
+    by_model: dict[str, dict[date, Decimal]],
+) -> Alert:
+    day = day_label(spike.day)
+    if spike.mean7 > 0:
+        ratio = spike.cost / spike.mean7
+        against = f"{times(ratio)} its 7-day average of {money(spike.mean7)}"
+    else:
+        ratio = None
+        against = "after 7 days with no spend"
+    lines = [
+        f"“{label}” spent {money(spike.cost)} on {day} (UTC), {against}, and above its "
+        f"28-day normal range (up to {money(spike.upper)}).",
+    ]
+    top = _top_model(by_model, spike.day)
+    if top:
+        lines.append(
+            f"Most of the increase came from {top[0]} (+{money(top[1])} on its 7-day average)."
+        )
+    lines.append(
+        f"See the day by model: `/xai-usage range {spike.day} {spike.day} --by model "
+        f'--connection "{label}"`.'
+    )
+    facts = {
+        "connection": label,
+        "day": spike.day.isoformat(),
+        "cost_usd": decimal_text(spike.cost),
+        "baseline_usd": decimal_text(spike.mean7.quantize(CENT)),
+        "upper_usd": decimal_text(spike.upper.quantize(CENT)),
+        "ratio": decimal_text(ratio.quantize(CENT)) if ratio is not None else "",
+        "level": str(spike.level),
+        "top_model": top[0] if top else "",
+        "top_model_increase_usd": decimal_text(top[1].quantize(CENT)) if top else "",
+    }
+    return Alert(
+        key=f"spike:{connection_id}:{spike.day.isoformat()}:{spike.level}",
+        kind="spike",
+        workspace_id=workspace_id,
+        connection_id=connection_id,
+        title=f"Spend spike: “{label}” on {day}",
+        text=" ".join(lines),
+        facts=facts,
+    )
+
+
+# Sync failures and recovery
+
+
+def sync_failure_alerts(session: Session, workspace_id: int) -> list[Alert]:
+    """One alert per incident of a connection that needs a person."""
+    failing = session.execute(
+        select(
+            Connection.id,
+            Connection.label,
+            Connection.error_since,
+            Connection.status_reason,
+            Connection.status_message,
+        )
+        .where(
+            Connection.workspace_id == workspace_id,
+            Connection.status == ConnectionStatus.ERROR,
+            Connection.error_since.is_not(None),
+        )
+        .order_by(Connection.id)
+    )
+    alerts = []
+    for connection_id, label, since, reason, message in failing:
+        detail = clip(message or reason or "no reason given", MESSAGE_DETAIL_LIMIT)
+        if reason and message:
+            detail += f" ({reason})"
+        alerts.append(
+            Alert(
+                key=f"syncfail:{connection_id}:{since.isoformat()}",
+                kind="sync_failure",
+                workspace_id=workspace_id,
+                connection_id=connection_id,
+                title=f"“{label}” stopped syncing",
+                text=(
+                    f"“{label}” has failed to sync since {clock(since)}: {detail}. "
+                    f"Its figures are not updated until this is fixed. To fix it, {FIX_SYNC}."
+                ),
+                facts={
+                    "connection": label,
+                    "error_since": since.isoformat(),
+                    "reason": reason or "",
+                    "message": message or "",
+                },
+            )
+        )
+    return alerts
+
+
+def _failure(key: str) -> tuple[int, datetime, str] | None:
+    """``syncfail:<connection>:<error_since>`` as (connection, since, suffix)."""
+    kind, _, suffix = key.partition(":")
+    connection, _, since = suffix.partition(":")
+    if kind != "syncfail":
+        return None
+    try:
+        return int(connection), datetime.fromisoformat(since), suffix
+    except ValueError:
+        return None
+
+
+def recovery_alerts(
+    session: Session, workspace_id: int, delivered_failure_keys: Iterable[str]
+) -> list[Alert]:
+    """A "working again" for each connection whose delivered failure is over.
+
+    Only a connection's latest delivered failure gets one, and only once the
+    connection is ``ok``: a connection failing again is no recovery.
+    """
+    latest: dict[int, tuple[datetime, str]] = {}
+    for key in delivered_failure_keys:
+        parsed = _failure(key)
+        if parsed is None:
+            continue
+        connection_id, since, suffix = parsed
+        if connection_id not in latest or since > latest[connection_id][0]:
+            latest[connection_id] = (since, suffix)
+    if not latest:
+        return []
+    recovered = session.execute(
+        select(Connection.id, Connection.label, Connection.last_success_at)
+        .where(
+            Connection.workspace_id == workspace_id,
+            Connection.id.in_(latest),
+            Connection.status == ConnectionStatus.OK,
+        )
+        .order_by(Connection.id)
+    )
+    alerts = []
+    for connection_id, label, last_success in recovered:
+        since, suffix = latest[connection_id]
+        alerts.append(
+            Alert(
+                key=f"recovered:{suffix}",
+                kind="recovered",
+                workspace_id=workspace_id,
+                connection_id=connection_id,
+                title=f"“{label}” is working again",
+                text=(
+                    f"“{label}” is working again: it synced at {clock(last_success)} after "
+                    f"failing since {clock(since)}. Its figures are up to date."
+                ),
+                facts={
+                    "connection": label,
+                    "error_since": since.isoformat(),
+                    "last_success_at": last_success.isoformat() if last_success else "",
+                },
+            )
+        )
+    return alerts
+
+
+# Rendering
+
+
+def alert_message(alert: Alert) -> dict[str, Any]:
+    """The Slack message: a header, the text with its fix, and how often it repeats."""
+    emoji = EMOJI.get(alert.kind, ":bell:")
+    # What a notification shows: the title, unless the text already says it.
+    fallback = alert.text if alert.title in alert.text else f"{alert.title}: {alert.text}"
+    return render_json(
+        "slack/alert.json.j2",
+        fallback=clip(mrkdwn(fallback), SECTION_LIMIT),
+        header=clip(f"{emoji} {alert.title}", HEADER_LIMIT),
+        body=clip(mrkdwn(alert.text), SECTION_LIMIT),
+        note=REPEATS.get(alert.kind, ""),
+    )
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    """The webhook body, for tools outside Slack."""
+    return {
+        "kind": alert.kind,
+        "key": alert.key,
+        "workspace_id": alert.workspace_id,
+        "connection_id": alert.connection_id,
+        "title": alert.title,
+        "text": alert.text,
+        "facts": dict(alert.facts),
+    }

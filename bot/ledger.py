@@ -1,0 +1,108 @@
+"""The exactly-once ledger for scheduled work, shared by every process.
+
+Each digest, alert and daily sync has a key naming what and which period
+(``digest:12:2026-11-22``). A process may do the work only after claiming
+the key: the INSERT that wins the key, or, when the owner died and its lease
+ran out, the UPDATE that takes it over. Both are single atomic statements, so
+on PostgreSQL several processes starting at the same instant still get one
+owner each. ``done`` records the outcome; a failure hands the key back for a
+later run, up to a limit.
+
+The one gap left is a process dying between Slack's answer and ``done``: a
+takeover then posts again. The window is a single commit wide.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from bot.sync import upsert
+from storage.db import Database
+from storage.models import Delivery
+
+MAX_ATTEMPTS = 5
+
+
+def process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Ledger:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.owner = owner or process_name()
+        self.clock = clock
+
+    def claim(
+        self, key: str, *, workspace_id: int | None = None, lease: timedelta = timedelta(minutes=10)
+    ) -> bool:
+        """True when this process now owns ``key`` and must do its work."""
+        now = self.clock()
+        with self.db.transaction() as session:
+            fresh = (
+                upsert(session, Delivery)
+                .values(
+                    key=key,
+                    workspace_id=workspace_id,
+                    claimed_by=self.owner,
+                    lease_until=now + lease,
+                    attempts=1,
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(Delivery.key)
+            )
+            # RETURNING, not rowcount: drivers disagree on rowcount for upserts
+            if session.execute(fresh).first() is not None:
+                return True
+            takeover = (
+                update(Delivery)
+                .where(
+                    Delivery.key == key,
+                    Delivery.done_at.is_(None),
+                    Delivery.lease_until < now,
+                    Delivery.attempts < MAX_ATTEMPTS,
+                )
+                .values(
+                    claimed_by=self.owner, lease_until=now + lease, attempts=Delivery.attempts + 1
+                )
+                .returning(Delivery.key)
+            )
+            return session.execute(takeover).first() is not None
+
+    def done(self, key: str, outcome: str = "ok") -> None:
+        with self.db.transaction() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.key == key, Delivery.claimed_by == self.owner)
+                .values(done_at=self.clock(), outcome=outcome[:2000])
+            )
+
+    def failed(self, key: str, outcome: str, *, retry_in: timedelta = timedelta(minutes=5)) -> None:
+        """Hand the key back: another run may try again once ``retry_in`` passed."""
+        with self.db.transaction() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.key == key, Delivery.claimed_by == self.owner)
+                .values(lease_until=self.clock() + retry_in, outcome=outcome[:2000])
+            )
+
+    def delivered(self, prefix: str, workspace_id: int | None = None) -> list[str]:
+        """Keys starting with ``prefix`` whose work was done."""
+        query = select(Delivery.key).where(
+            Delivery.key.startswith(prefix), Delivery.done_at.is_not(None)
+        )
+        if workspace_id is not None:
+            query = query.where(Delivery.workspace_id == workspace_id)
+        with self.db.session() as session:
+            return list(session.scalars(query))

@@ -1,0 +1,535 @@
+"""Alert rules: which alerts are due, each under a key that names its situation.
+
+Each test runs on SQLite and PostgreSQL. Costs are written straight into the
+store with known amounts, and the rollup rebuilt, as a sync would leave it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import delete, event, update
+
+from bot.alerts import (
+    Alert,
+    alert_json,
+    alert_message,
+    budget_alerts,
+    recovery_alerts,
+    spike_alerts,
+    sync_failure_alerts,
+)
+from storage.db import Database
+from storage.models import BillingState, Budget, Connection, DailyCost, Workspace
+from storage.repo import rebuild_totals
+
+SPIKE_DAY = date(2026, 11, 20)  # a Friday
+NEXT_DAY = SPIKE_DAY + timedelta(days=1)
+T1 = datetime(2026, 11, 20, 6, 0, 3, tzinfo=UTC)
+T2 = datetime(2026, 11, 23, 6, 0, 1, tzinfo=UTC)
+
+
+def days(start: date, end: date) -> Iterator[date]:
+    day = start
+    while day <= end:
+        yield day
+        day += timedelta(days=1)
+
+
+class Store:
+    """A workspace with connections and costs, written as a sync leaves them."""
+
+    def __init__(self, db: Database, name: str = "acme") -> None:
+        self.db = db
+        with db.transaction() as session:
+            workspace = Workspace(name=name)
+            session.add(workspace)
+            session.flush()
+            self.workspace_id = workspace.id
+
+    def connection(self, label: str = "Production — xAI", **fields) -> int:
+        with self.db.transaction() as session:
+            connection = Connection(
+                workspace_id=self.workspace_id,
+                provider="xai",
+                label=label,
+                credentials_sealed="sealed",
+                credentials_key_id="k",
+                status="ok",
+                **fields,
+            )
+            session.add(connection)
+            session.flush()
+            return connection.id
+
+    def spend(self, connection_id: int, costs: dict[date, object], model: str = "grok-4") -> None:
+        """Set a model's cost on some days (replacing what was there)."""
+        with self.db.transaction() as session:
+            session.execute(
+                delete(DailyCost).where(
+                    DailyCost.connection_id == connection_id,
+                    DailyCost.model == model,
+                    DailyCost.day.in_(list(costs)),
+                )
+            )
+            session.add_all(
+                DailyCost(
+                    connection_id=connection_id,
+                    workspace_id=self.workspace_id,
+                    day=day,
+                    model=model,
+                    cost=Decimal(str(cost)),
+                )
+                for day, cost in costs.items()
+            )
+            session.flush()
+            rebuild_totals(session, self.workspace_id)
+
+    def daily(self, connection_id: int, start: date, end: date, cost, model="grok-4") -> None:
+        self.spend(connection_id, dict.fromkeys(days(start, end), cost), model)
+
+    def budget(self, amount, connection_id: int | None = None, thresholds="50,80,100") -> int:
+        with self.db.transaction() as session:
+            budget = Budget(
+                workspace_id=self.workspace_id,
+                connection_id=connection_id,
+                amount_usd=Decimal(amount),
+                thresholds=thresholds,
+            )
+            session.add(budget)
+            session.flush()
+            return budget.id
+
+    def spending_limit(self, connection_id: int, amount) -> None:
+        with self.db.transaction() as session:
+            session.add(
+                BillingState(connection_id=connection_id, as_of=T1, spending_limit_usd=amount)
+            )
+
+    def set(self, connection_id: int, **fields) -> None:
+        with self.db.transaction() as session:
+            session.execute(update(Connection).where(Connection.id == connection_id).values(fields))
+
+    def budgets(self, today: date, kind: str | None = None) -> list[Alert]:
+        with self.db.session() as session:
+            alerts = budget_alerts(session, self.workspace_id, today)
+        return [a for a in alerts if kind is None or a.kind == kind]
+
+    def spikes(self, today: date) -> list[Alert]:
+        with self.db.session() as session:
+            return spike_alerts(session, self.workspace_id, today)
+
+    def failures(self) -> list[Alert]:
+        with self.db.session() as session:
+            return sync_failure_alerts(session, self.workspace_id)
+
+    def recoveries(self, delivered: list[str]) -> list[Alert]:
+        with self.db.session() as session:
+            return recovery_alerts(session, self.workspace_id, delivered)
+
+
+def keys(alerts: list[Alert]) -> list[str]:
+    return [a.key for a in alerts]
+
+
+@contextmanager
+def counting_queries(db: Database) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+# Budgets
+
+
+def test_each_threshold_alerts_once_a_month(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    budget = store.budget(1000, thresholds="50,80,100")
+    store.daily(prod, date(2026, 11, 1), date(2026, 11, 9), 10)
+    assert store.budgets(date(2026, 11, 9)) == []  # $90 of $1,000
+
+    store.spend(prod, {date(2026, 11, 10): 750})  # $840: past 50% and 80% at once
+    crossed = store.budgets(date(2026, 11, 10), "budget")
+    assert keys(crossed) == [f"budget:{budget}:2026-11:50", f"budget:{budget}:2026-11:80"]
+    assert "$840.00 of the $1,000.00 monthly budget" in crossed[1].text
+    assert "(84%" in crossed[1].text
+    again = store.budgets(date(2026, 11, 10), "budget")  # a later run: the same keys
+    assert keys(again) == keys(crossed)
+
+    store.spend(prod, {date(2026, 11, 11): 200})  # $1,040: the next threshold is new
+    over = store.budgets(date(2026, 11, 11), "budget")
+    assert keys(over)[-1] == f"budget:{budget}:2026-11:100"
+    assert keys(over)[:2] == keys(crossed)  # the ledger suppresses these
+    assert over[-1].title.startswith("Over budget: 104%")
+
+    store.spend(prod, {date(2026, 12, 1): 600})  # a new month starts from zero
+    assert keys(store.budgets(date(2026, 12, 1), "budget")) == [f"budget:{budget}:2026-12:50"]
+
+
+def test_a_connection_budget_counts_only_its_connection(db) -> None:
+    store = Store(db)
+    prod, staging = store.connection("Production"), store.connection("Staging")
+    mine = store.budget(100, connection_id=prod, thresholds="50")
+    everyone = store.budget(100, thresholds="50")
+    store.spend(prod, {date(2026, 11, 1): 30})
+    store.spend(staging, {date(2026, 11, 1): 30})
+
+    alerts = store.budgets(date(2026, 11, 1))
+
+    assert keys(alerts) == [f"budget:{everyone}:2026-11:50"]
+    store.spend(prod, {date(2026, 11, 2): 25})
+    alerts = store.budgets(date(2026, 11, 2))
+    assert keys(alerts) == [f"budget:{mine}:2026-11:50", f"budget:{everyone}:2026-11:50"]
+    assert alerts[0].connection_id == prod and "“Production”" in alerts[0].text
+    assert '--connection "Production"' in alerts[0].text  # where to look next
+    assert alerts[1].connection_id is None and alerts[1].text.startswith("All connections")
+
+
+def test_the_forecast_alerts_once_a_month_from_the_third(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    budget = store.budget(1000)
+    store.daily(prod, date(2026, 10, 20), date(2026, 11, 3), 40)  # $40 a day: ~$1,200 a month
+
+    assert store.budgets(date(2026, 11, 2), "forecast") == []  # too early to tell
+    forecast = store.budgets(date(2026, 11, 3), "forecast")
+
+    assert keys(forecast) == [f"budget:{budget}:2026-11:forecast"]
+    # $120 so far + $40 a day (27 Oct–2 Nov) x the 27 days after the 3rd
+    assert forecast[0].facts["forecast_usd"] == "1200"
+    assert "about $1,200.00 in November 2026, $200.00 over" in forecast[0].text
+    assert keys(store.budgets(date(2026, 11, 4), "forecast")) == keys(forecast)
+
+
+def test_no_forecast_while_the_pace_fits_the_budget(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.budget(1000)
+    store.daily(prod, date(2026, 10, 20), date(2026, 11, 3), 30)  # $90 + $30 x 27 = $900
+
+    assert store.budgets(date(2026, 11, 3)) == []
+
+
+def test_a_budget_alert_says_how_close_xais_own_spending_limit_is(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.spending_limit(prod, Decimal(1000))
+    store.budget(500, connection_id=prod, thresholds="80")
+    store.spend(prod, {date(2026, 11, 1): 212, date(2026, 11, 2): 200})
+
+    (alert,) = store.budgets(date(2026, 11, 2))
+
+    assert "$412.00 of xAI's $1,000.00 monthly spending limit (41%)" in alert.text
+
+
+def test_the_spending_limit_compares_only_the_teams_that_have_one(db) -> None:
+    store = Store(db)
+    prod, staging = store.connection("Production"), store.connection("Staging")
+    store.spending_limit(prod, Decimal(1000))
+    store.budget(500, thresholds="80")
+    store.spend(prod, {date(2026, 11, 1): 300})
+    store.spend(staging, {date(2026, 11, 1): 150})
+
+    (alert,) = store.budgets(date(2026, 11, 1))
+
+    assert "$450.00 of the $500.00" in alert.text
+    assert "$300.00 of xAI's $1,000.00 monthly spending limit (30%)" in alert.text
+
+
+def test_budget_alerts_without_budgets_ask_once(db) -> None:
+    store = Store(db)
+    store.connection()
+    with counting_queries(db) as statements:
+        assert store.budgets(date(2026, 11, 10)) == []
+    assert len(statements) == 1
+
+
+# Spikes
+
+
+def steady(store: Store, connection_id: int, cost, days_before: int = 40) -> None:
+    store.daily(
+        connection_id, SPIKE_DAY - timedelta(days=days_before), SPIKE_DAY - timedelta(1), cost
+    )
+
+
+def test_a_day_far_above_its_baseline_is_a_spike(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    steady(store, prod, 20)
+    store.spend(prod, {SPIKE_DAY: 60})
+
+    (alert,) = store.spikes(NEXT_DAY)
+
+    assert alert.key == f"spike:{prod}:2026-11-20:1"  # 3x: one doubling
+    assert alert.kind == "spike" and alert.connection_id == prod
+    assert "“Production — xAI” spent $60.00 on Fri 20 Nov 2026" in alert.text
+    assert "3.0× its 7-day average of $20.00" in alert.text
+    assert "Most of the increase came from grok-4 (+$40.00" in alert.text
+    assert alert.facts["day"] == "2026-11-20"
+    assert alert.facts["cost_usd"] == "60"
+    assert alert.facts["baseline_usd"] == "20"
+
+
+def test_a_rise_under_one_and_a_half_times_the_week_is_no_spike(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    steady(store, prod, 100)
+    store.spend(prod, {SPIKE_DAY: 140})  # above 3 sigma (0) and by $40, but only 1.4x
+
+    assert store.spikes(NEXT_DAY) == []
+
+
+def test_a_day_within_three_sigma_of_the_month_is_no_spike(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    # Alternating $40 and $0: the 28-day mean is $20 with sigma $20, so up to $80 is normal.
+    store.spend(prod, {SPIKE_DAY - timedelta(n): 40 if n % 2 else 0 for n in range(1, 41)})
+    store.spend(prod, {SPIKE_DAY: 70})  # 3x the week's $22.86 and $47 more, but under $80
+
+    assert store.spikes(NEXT_DAY) == []
+    store.spend(prod, {SPIKE_DAY: 90})
+    assert len(store.spikes(NEXT_DAY)) == 1
+
+
+def test_a_rise_under_ten_dollars_is_no_spike(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    steady(store, prod, 4)
+    store.spend(prod, {SPIKE_DAY: 12})  # 3x, but only $8 more
+
+    assert store.spikes(NEXT_DAY) == []
+    store.spend(prod, {SPIKE_DAY: 15})
+    assert len(store.spikes(NEXT_DAY)) == 1
+
+
+def test_under_seven_days_of_history_is_no_spike(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    steady(store, prod, 20, days_before=6)
+    store.spend(prod, {SPIKE_DAY: 60})
+
+    assert store.spikes(NEXT_DAY) == []
+    store.spend(prod, {SPIKE_DAY - timedelta(days=7): 20})  # a seventh day of history
+    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:1"]
+
+
+def test_history_counts_from_the_first_cost_row_ever(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.spend(prod, {date(2026, 9, 1): 5})  # long ago, then quiet for weeks
+    steady(store, prod, 5, days_before=6)  # then six days in the window
+    store.spend(prod, {SPIKE_DAY: 60})
+
+    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:3"]  # 60 / (30 / 7)
+
+
+def test_only_the_last_three_finished_days_are_checked(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    steady(store, prod, 20)
+    store.spend(prod, {SPIKE_DAY: 60})
+
+    assert store.spikes(SPIKE_DAY) == []  # today is not finished
+    for later in (1, 2, 3):  # the same spike, seen on each of the next three days
+        assert keys(store.spikes(SPIKE_DAY + timedelta(later))) == [f"spike:{prod}:2026-11-20:1"]
+    assert store.spikes(SPIKE_DAY + timedelta(4)) == []
+
+
+def test_a_spike_alerts_again_only_when_it_doubles(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    steady(store, prod, 20)
+    store.spend(prod, {SPIKE_DAY: 60})
+    first = keys(store.spikes(NEXT_DAY))
+
+    store.spend(prod, {SPIKE_DAY: 75})  # xAI's figure settles a little higher: 3.75x
+    assert keys(store.spikes(NEXT_DAY)) == first
+
+    store.spend(prod, {SPIKE_DAY: 90})  # 4.5x: the next doubling
+    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:2"]
+
+
+def test_a_spike_names_the_model_behind_the_increase(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    steady(store, prod, 20, days_before=30)
+    store.spend(prod, {SPIKE_DAY: 25})
+    store.spend(prod, {SPIKE_DAY: 40}, model="grok-code-fast")
+
+    (alert,) = store.spikes(NEXT_DAY)
+
+    assert "Most of the increase came from grok-code-fast (+$40.00" in alert.text
+    assert alert.facts["top_model"] == "grok-code-fast"
+
+
+def test_spikes_are_per_connection_in_one_query(db) -> None:
+    store = Store(db)
+    quiet = [store.connection(f"Team {n}") for n in range(5)]
+    for connection_id in quiet:
+        steady(store, connection_id, 20)
+        store.spend(connection_id, {SPIKE_DAY: 21})
+    with counting_queries(db) as statements:
+        assert store.spikes(NEXT_DAY) == []
+    assert len(statements) == 1
+
+    loud = store.connection("Loud")
+    steady(store, loud, 20)
+    store.spend(loud, {SPIKE_DAY: 60})
+    with counting_queries(db) as statements:
+        assert [a.connection_id for a in store.spikes(NEXT_DAY)] == [loud]
+    assert len(statements) <= 3  # the history, the labels, the models behind it
+
+
+# Sync failures and recovery
+
+
+def test_a_failing_connection_alerts_once_per_incident(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.set(prod, status="failing", status_reason="timeout")  # transient: retried, no alert
+    assert store.failures() == []
+
+    store.set(
+        prod,
+        status="error",
+        status_reason="invalid_key",
+        status_message="xAI refused the management key",
+        error_since=T1,
+    )
+    (alert,) = store.failures()
+    assert alert.key == f"syncfail:{prod}:2026-11-20T06:00:03+00:00"
+    assert alert.kind == "sync_failure" and alert.connection_id == prod
+    assert "“Production — xAI”" in alert.title
+    assert "xAI refused the management key (invalid_key)" in alert.text
+    assert "reconnect with `/xai-usage connect`, or fix the key in console.x.ai" in alert.text
+    assert "`/xai-usage sync` retries now" in alert.text
+    assert alert.facts["error_since"] == T1.isoformat()
+
+    store.set(prod, status_message="xAI still refuses the key")  # the incident goes on
+    assert keys(store.failures()) == [alert.key]
+
+    store.set(prod, error_since=T2)  # a new incident
+    assert keys(store.failures()) == [f"syncfail:{prod}:2026-11-23T06:00:01+00:00"]
+
+
+def test_a_delivered_failure_recovers_once_the_connection_works(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.set(prod, status="error", status_reason="invalid_key", error_since=T1)
+    (failure,) = store.failures()
+
+    assert store.recoveries([failure.key]) == []  # still failing
+
+    store.set(prod, status="ok", status_reason=None, error_since=None, last_success_at=T2)
+    (recovered,) = store.recoveries([failure.key])
+
+    assert recovered.key == f"recovered:{prod}:2026-11-20T06:00:03+00:00"
+    assert recovered.kind == "recovered"
+    assert "working again" in recovered.text
+    assert store.failures() == []
+
+
+def test_no_recovery_while_a_new_incident_is_on(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.set(prod, status="error", status_reason="invalid_key", error_since=T2)
+    old = f"syncfail:{prod}:{T1.isoformat()}"
+
+    assert store.recoveries([old]) == []
+
+
+def test_only_the_latest_delivered_failure_of_a_connection_recovers(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    other = Store(db, "elsewhere")
+    theirs = other.connection()
+    store.set(prod, last_success_at=T2)
+    delivered = [
+        f"syncfail:{prod}:{T1.isoformat()}",
+        f"syncfail:{prod}:{T2.isoformat()}",
+        f"syncfail:{theirs}:{T1.isoformat()}",  # another workspace's
+        "syncfail:not-a-connection",
+    ]
+
+    assert keys(store.recoveries(delivered)) == [f"recovered:{prod}:{T2.isoformat()}"]
+
+
+# Messages
+
+
+def every_kind(db) -> list[Alert]:
+    store = Store(db)
+    prod = store.connection()
+    store.budget(100, thresholds="50")
+    store.daily(prod, date(2026, 10, 1), SPIKE_DAY - timedelta(1), 2)
+    store.spend(prod, {SPIKE_DAY: 60})
+    store.set(prod, status="error", status_reason="invalid_key", error_since=T1)
+    alerts = store.budgets(NEXT_DAY) + store.spikes(NEXT_DAY) + store.failures()
+    store.set(prod, status="ok", last_success_at=T2)
+    alerts += store.recoveries([f"syncfail:{prod}:{T1.isoformat()}"])
+    return alerts
+
+
+def test_every_kind_of_alert_renders_a_slack_message_with_its_emoji(db) -> None:
+    alerts = every_kind(db)
+    assert {a.kind for a in alerts} == {"budget", "forecast", "spike", "sync_failure", "recovered"}
+    headers = set()
+    for alert in alerts:
+        message = alert_message(alert)
+        header, section = message["blocks"][0], message["blocks"][1]
+        assert header["type"] == "header"
+        assert alert.title in header["text"]["text"]
+        assert section["text"]["text"] == alert.text.replace("&", "&amp;")
+        assert message["text"].startswith(alert.title)  # the notification's fallback
+        headers.add(header["text"]["text"].split()[0])
+    assert len(headers) == len(alerts)  # an emoji per kind
+
+
+def test_an_alert_message_stays_within_slacks_limits() -> None:
+    label = "R&D <prod> " * 20
+    alert = Alert(
+        key="syncfail:1:2026-11-20T06:00:03+00:00",
+        kind="sync_failure",
+        workspace_id=1,
+        connection_id=1,
+        title=f"“{label}” stopped syncing",
+        text="&" * 5000,
+    )
+
+    message = alert_message(alert)
+
+    header, section = message["blocks"][0]["text"]["text"], message["blocks"][1]["text"]["text"]
+    assert len(header) <= 150 and header.endswith("…")
+    assert len(section) <= 3000 and section.endswith("&amp;…")  # never half an entity
+    assert len(message["text"]) <= 3000
+    assert "<prod>" not in message["text"] and "&lt;prod&gt;" in message["text"]
+    assert len(json.dumps(message["blocks"])) < 10_000
+
+
+def test_alert_json_is_the_webhook_body(db) -> None:
+    for alert in every_kind(db):
+        body = json.loads(json.dumps(alert_json(alert)))
+        assert body == {
+            "kind": alert.kind,
+            "key": alert.key,
+            "workspace_id": alert.workspace_id,
+            "connection_id": alert.connection_id,
+            "title": alert.title,
+            "text": alert.text,
+            "facts": alert.facts,
+        }
+        amounts = [v for k, v in body["facts"].items() if k.endswith("_usd")]
+        assert all(Decimal(v) >= 0 and "E" not in v for v in amounts if v)  # no 1E+3

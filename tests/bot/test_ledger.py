@@ -1,0 +1,103 @@
+"""The exactly-once ledger, on both stores and across real processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.ledger import MAX_ATTEMPTS, Ledger
+from storage.models import Delivery
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_a_key_is_claimed_once_and_done_stays_done(db) -> None:
+    clock = Clock()
+    a, b = Ledger(db, owner="a", clock=clock), Ledger(db, owner="b", clock=clock)
+    assert a.claim("digest:1:2026-11-23")
+    assert not b.claim("digest:1:2026-11-23")
+    a.done("digest:1:2026-11-23")
+    clock.now += timedelta(days=1)
+    assert not b.claim("digest:1:2026-11-23")  # done is final, however late
+    assert a.delivered("digest:") == ["digest:1:2026-11-23"]
+
+
+def test_a_dead_owner_is_taken_over_after_its_lease(db) -> None:
+    clock = Clock()
+    a, b = Ledger(db, owner="a", clock=clock), Ledger(db, owner="b", clock=clock)
+    assert a.claim("alert:1", lease=timedelta(minutes=10))
+    clock.now += timedelta(minutes=9)
+    assert not b.claim("alert:1")
+    clock.now += timedelta(minutes=2)  # a died: its lease ran out
+    assert b.claim("alert:1")
+    a.done("alert:1")  # a late word from the old owner changes nothing
+    assert a.delivered("alert:") == []
+    b.done("alert:1")
+    assert b.delivered("alert:") == ["alert:1"]
+
+
+def test_a_failure_is_retried_later_a_few_times_only(db) -> None:
+    clock = Clock()
+    ledger = Ledger(db, owner="a", clock=clock)
+    assert ledger.claim("digest:2:2026-11-23")
+    for _ in range(MAX_ATTEMPTS - 1):
+        ledger.failed("digest:2:2026-11-23", "ConnectError", retry_in=timedelta(minutes=5))
+        assert not ledger.claim("digest:2:2026-11-23")  # not before the retry time
+        clock.now += timedelta(minutes=6)
+        assert ledger.claim("digest:2:2026-11-23")
+    ledger.failed("digest:2:2026-11-23", "ConnectError")
+    clock.now += timedelta(hours=1)
+    assert not ledger.claim("digest:2:2026-11-23")  # given up: no endless retries
+    with db.session() as session:
+        row = session.get(Delivery, "digest:2:2026-11-23")
+    assert row.attempts == MAX_ATTEMPTS and row.outcome == "ConnectError"
+
+
+def _race(url: str, keys: list[str], owner: str, barrier, results) -> None:
+    from storage.crypto import Keyring
+    from storage.db import Database
+
+    db = Database(url, Keyring([Keyring.generate_key()]))
+    ledger = Ledger(db, owner=owner)
+    with db.engine.connect():
+        pass  # connected before the start line, so nobody gets a head start
+    keys = random.Random(owner).sample(keys, len(keys))  # each in its own order: they collide
+    barrier.wait()  # every process starts claiming at the same instant
+    results.put((owner, [key for key in keys if ledger.claim(key)]))
+    db.dispose()
+
+
+@pytest.mark.parametrize("processes", [6])
+def test_processes_racing_for_the_same_keys_each_get_one_owner(db, processes) -> None:
+    if db.backend != "postgresql":
+        pytest.skip("several processes share one database in production only on PostgreSQL")
+    keys = [f"digest:{n}:2026-11-23" for n in range(200)]
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(target=_race, args=(db.url, keys, f"p{n}", barrier, results))
+        for n in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    claimed = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    winners = [key for _, won in claimed for key in won]
+    assert sorted(winners) == sorted(keys)  # every key once, none twice
+    assert sum(1 for _, won in claimed if won) > 1  # really concurrent, not one process alone
+    with db.session() as session:
+        owners = dict(session.execute(select(Delivery.key, Delivery.claimed_by)).all())
+    assert all(owners[key] == owner for owner, won in claimed for key in won)
