@@ -15,6 +15,7 @@ import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -401,6 +402,56 @@ def serve(command: Command, runtime: Runtime, console: Console) -> int:
         ready=lambda where: console.note(f"xai-usage is serving Slack ({where})."),
     )
     return 0
+
+
+@handles("jobs")
+def jobs(command: Command, runtime: Runtime, console: Console) -> int:
+    from bot.jobs import run_due
+
+    at = _moment(command.get("at")) if command.get("at") else runtime.clock()
+    runtime = Runtime(runtime.settings, clock=lambda: at, warn=runtime.warn)
+    delivery = _slack_delivery(runtime)
+    outcome = run_due(runtime, at, delivery, daily_sync_at=runtime.settings.daily_sync_at)
+    console.print(f"Jobs due at {at.isoformat()}:")
+    console.print(
+        f"  daily sync: {outcome.synced} connections"
+        if outcome.synced
+        else "  daily sync: not due, or already done"
+    )
+    for label, keys in (
+        ("digests sent", outcome.digests),
+        ("alerts sent", outcome.alerts),
+        ("skipped", outcome.skipped),
+        ("problems", outcome.problems),
+    ):
+        if keys:
+            console.print(f"  {label}: {len(keys)}")
+            for key in keys:
+                console.print(f"    {key}")
+    return EXIT_FAILED if outcome.problems else 0
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--at must be an ISO-8601 time such as 2026-11-23T09:00:00Z; got “{text}”."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _slack_delivery(runtime: Runtime):
+    """Slack delivery when Slack is configured; else digests and alerts wait."""
+    environ = runtime.settings.environ
+    if not (environ.get("SLACK_BOT_TOKEN") or environ.get("SLACK_CLIENT_ID")):
+        return None
+    from bot.slack.app import token_resolver
+    from bot.slack.delivery import SlackDelivery
+    from bot.slack.settings import SlackSettings
+
+    settings = SlackSettings.from_env(environ, delivering_only=True)
+    return SlackDelivery(settings, token_resolver(runtime, settings))
 
 
 @handles("help")

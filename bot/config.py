@@ -38,6 +38,14 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     return value
 
 
+def _clock_time(environ: Mapping[str, str], name: str, default: str) -> str:
+    raw = (environ.get(name) or default).strip()
+    hour, _, minute = raw.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise ConfigError(f"{name} must be a UTC time like 06:00, got {raw!r}")
+    return f"{int(hour):02d}:{int(minute):02d}"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -45,6 +53,7 @@ class Settings:
     sync_concurrency: int = 32
     trailing_days: int = 3
     http_deadline: int = 60
+    daily_sync_at: str = "06:00"
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -57,6 +66,7 @@ class Settings:
             sync_concurrency=_int(environ, "XAI_USAGE_SYNC_CONCURRENCY", 32, 1, 512),
             trailing_days=_int(environ, "XAI_USAGE_TRAILING_DAYS", 3, 1, 31),
             http_deadline=_int(environ, "XAI_USAGE_HTTP_DEADLINE", 60, 1, 600),
+            daily_sync_at=_clock_time(environ, "XAI_USAGE_DAILY_SYNC_AT", "06:00"),
             environ=environ,
         )
 

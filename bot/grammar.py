@@ -74,6 +74,22 @@ OPTIONS = {
         Option("latency", "seconds of latency to add to each answer", "SECONDS"),
         Option("yes", "do not ask for confirmation"),
         Option("http", "serve HTTP even when SLACK_APP_TOKEN is set"),
+        Option("at", "when: HH:MM for a digest; an ISO-8601 time for `jobs run`", "TIME"),
+        Option("tz", "the digest's time zone, e.g. Europe/London (default: yours)", "AREA/CITY"),
+        Option(
+            "every",
+            "how often",
+            "day|week|month",
+            ("day", "week", "month"),
+            {"daily": "day", "weekly": "week", "monthly": "month"},
+        ),
+        Option("channel", "the channel to post in", "#CHANNEL"),
+        Option("thresholds", "percentages of the budget that alert", "50,80,100"),
+        Option("webhook", "also send each alert as JSON to this URL", "URL"),
+        Option("quiet-min", "post only if the period's spend passed this many dollars", "USD"),
+        Option(
+            "quiet-change", "...or changed by more than this percentage", "PCT", integer=(1, 1000)
+        ),
     )
 }
 
@@ -88,6 +104,8 @@ class CommandSpec:
     options: tuple[str, ...] = ()
     surfaces: frozenset[str] = frozenset({"cli", "slack"})
     admin: bool = False
+    actions: tuple[str, ...] = ()
+    """For commands with sub-actions (``digest add``): the first argument."""
 
     def usage(self, surface: str = "cli") -> str:
         words = [self.name, *self.args]
@@ -158,6 +176,39 @@ COMMANDS = {
         ),
         CommandSpec(
             "demo", "the whole path against the stand-in, with synthetic data", (), (), _CLI
+        ),
+        CommandSpec(
+            "digest",
+            "channel digests: `digest add [#channel]`, `digest list`, `digest remove ID`",
+            ("ACTION", "[#CHANNEL|ID]"),
+            ("at", "tz", "every", "connection", "quiet-min", "quiet-change"),
+            frozenset({"slack"}),
+            admin=True,
+            actions=("add", "list", "remove"),
+        ),
+        CommandSpec(
+            "budget",
+            "monthly budgets: `budget set AMOUNT`, `budget list`, `budget remove ID`",
+            ("ACTION", "[AMOUNT|ID]"),
+            ("connection", "channel", "thresholds"),
+            frozenset({"slack"}),
+            admin=True,
+            actions=("set", "list", "remove"),
+        ),
+        CommandSpec(
+            "alerts",
+            "where alerts go: `alerts #channel [--connection L] [--webhook URL]`",
+            ("#CHANNEL",),
+            ("connection", "webhook"),
+            frozenset({"slack"}),
+            admin=True,
+        ),
+        CommandSpec(
+            "jobs",
+            "`jobs run [--at TIME]`: run the daily sync, digests and alerts due now, then exit",
+            ("run",),
+            ("at",),
+            _CLI,
         ),
         CommandSpec(
             "serve",
@@ -300,6 +351,17 @@ def _check_args(spec: CommandSpec, args: list[str], usage: str) -> None:
     if len(args) < len(required):
         missing = " ".join(required[len(args) :])
         raise UsageError(f"`{spec.name}` needs {missing}.", usage)
+    if spec.actions:
+        action = args[0].lower()
+        if action not in spec.actions:
+            hint = _did_you_mean(action, spec.actions, f"{spec.name} ")
+            raise UsageError(
+                f"`{spec.name}` can {', '.join(spec.actions)}; got “{args[0]}”.{hint}", usage
+            )
+        args[0] = action
+        if len(args) > 2:
+            raise UsageError(f"Unexpected “{args[2]}” after `{spec.name} {action}`.", usage)
+        return
     if spec.name == "disconnect":
         args[:] = [" ".join(args)]  # a label may have spaces without quotes
         return

@@ -1,37 +1,49 @@
-"""Scheduled work inside `xai-usage serve`: the daily sync at 06:00 UTC."""
+"""Scheduled work inside `xai-usage serve`: everything due, every minute.
+
+The daily sync, digests and alerts all go through ``bot.jobs.run_due``,
+whose ledger makes each happen once however many processes run this.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 
+from bot.jobs import Delivery, run_due
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def daily_sync(runtime: Runtime) -> None:
-    results = asyncio.run(runtime.engine.sync_all(trigger="daily"))
-    failed = [r for r in results if not r.ok and not r.skipped]
-    log.info("daily sync: %d connections, %d failed", len(results), len(failed))
+def tick(runtime: Runtime, delivery: Delivery | None, daily_sync_at: str) -> None:
+    try:
+        outcome = run_due(runtime, datetime.now(UTC), delivery, daily_sync_at=daily_sync_at)
+    except Exception:  # one bad minute must not stop the next
+        log.exception("scheduled work failed; the next minute retries")
+        return
+    if outcome.synced or outcome.digests or outcome.alerts or outcome.problems:
+        log.info(
+            "scheduled: synced %d, digests %d, alerts %d, problems %s",
+            outcome.synced,
+            len(outcome.digests),
+            len(outcome.alerts),
+            outcome.problems,
+        )
 
 
-def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
-    at = os.environ.get("XAI_USAGE_DAILY_SYNC_AT", "06:00")
-    hour, _, minute = at.partition(":")
+def start_scheduler(runtime: Runtime, delivery: Delivery | None) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
-        daily_sync,
-        CronTrigger(hour=int(hour), minute=int(minute or 0), timezone="UTC"),
-        args=[runtime],
-        id="daily_sync",
+        tick,
+        "cron",
+        second=5,
+        args=[runtime, delivery, runtime.settings.daily_sync_at],
+        id="due_work",
         coalesce=True,
         max_instances=1,
-        misfire_grace_time=3600,
+        misfire_grace_time=50,
     )
     scheduler.start()
     return scheduler

@@ -94,3 +94,33 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
 
     register_listeners(app)
     return app, service
+
+
+def token_resolver(runtime: Runtime, settings: SlackSettings) -> Callable[[str | None], str | None]:
+    """A bot token for a workspace when no request brings one (scheduled work).
+
+    With many workspaces, a token about to expire is rotated first and the
+    new one saved, exactly as Bolt does for incoming requests.
+    """
+    if not settings.multi_workspace:
+        return lambda team_id: settings.bot_token
+    from slack_sdk.oauth.token_rotation import TokenRotator
+
+    store = EncryptedInstallationStore(runtime.db, settings.client_id)
+    rotator = TokenRotator(
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        client=web_client(settings),
+    )
+
+    def token_for(team_id: str | None) -> str | None:
+        bot = store.find_bot(enterprise_id=None, team_id=team_id)
+        if bot is None:
+            return None
+        rotated = rotator.perform_bot_token_rotation(bot=bot, minutes_before_expiration=120)
+        if rotated is not None:
+            store.save_bot(rotated)
+            bot = rotated
+        return bot.bot_token
+
+    return token_for

@@ -19,7 +19,8 @@ from sqlalchemy import text
 
 from bot.runtime import Runtime
 from bot.scheduler import start_scheduler
-from bot.slack.app import build_app
+from bot.slack.app import build_app, token_resolver
+from bot.slack.delivery import SlackDelivery
 from bot.slack.settings import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def serve(
     ready: Callable[[str], None] | None = None,
 ) -> None:
     app, _ = build_app(runtime, settings)
-    scheduler = start_scheduler(runtime)
+    scheduler = start_scheduler(runtime, SlackDelivery(settings, token_resolver(runtime, settings)))
     try:
         if settings.mode == "socket":
             handler = SocketModeHandler(app, settings.app_token)

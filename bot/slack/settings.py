@@ -35,8 +35,16 @@ class SlackSettings:
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str], *, force_http: bool = False, port: int | None = None
+        cls,
+        environ: Mapping[str, str],
+        *,
+        force_http: bool = False,
+        port: int | None = None,
+        delivering_only: bool = False,
     ) -> SlackSettings:
+        """``delivering_only``: for posting from `jobs run`, which receives no
+        requests, so neither Socket Mode nor the signing secret matters."""
+
         def get(name: str) -> str | None:
             value = (environ.get(name) or "").strip()
             return value or None
@@ -72,12 +80,14 @@ class SlackSettings:
                 "SLACK_APP_TOKEN must be an app-level token with connections:write, starting "
                 "with xapp- (Basic Information > App-Level Tokens)."
             )
-        if mode == "socket" and client_id:
+        if delivering_only:
+            mode = "http"
+        elif mode == "socket" and client_id:
             raise ConfigError(
                 "The install flow for many workspaces (SLACK_CLIENT_ID) needs HTTP mode: run "
                 "`xai-usage serve --http`, or unset SLACK_APP_TOKEN."
             )
-        if mode == "http" and not signing_secret:
+        if mode == "http" and not signing_secret and not delivering_only:
             raise ConfigError(
                 "SLACK_SIGNING_SECRET is not set. HTTP mode verifies every request with it "
                 "(Basic Information > App Credentials > Signing Secret). For Socket Mode, set "

@@ -13,14 +13,12 @@ Standard library only: a product command must not need test dependencies.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import itertools
 import json
 import logging
 import re
-import socket
 import threading
 import time
 import uuid
@@ -28,10 +26,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs
+
+from providers.standin import Answer, StandIn, StandInHandler
 
 __all__ = [
     "DEMO_KEY",
@@ -60,8 +59,6 @@ MODELS = (
 ENDPOINTS = ("usage", "validation", "invoice", "limits", "balance", "invoices", "any")
 FAULT_KINDS = ("status", "hang", "truncate", "limit_reached")
 HANG_SECONDS = 30.0
-# How often the accept loop looks for a stop request: short, so tests stop fast.
-_POLL_SECONDS = 0.01
 
 _Q8 = Decimal("0.00000001")
 _BILLING_READ_ACL = "team:billing:read"
@@ -281,12 +278,18 @@ def _day_fraction(now: datetime) -> Decimal:
     return Decimal(micros) / Decimal(86400 * 1_000_000)
 
 
-def _day_cost(team_id: str, label: str, day: date, now: datetime) -> Decimal:
-    """What has been billed for the day as of ``now``: nothing yet in the future."""
+def _day_cost(
+    team_id: str, label: str, day: date, now: datetime, anchor: date | None = None
+) -> Decimal:
+    """What has been billed for the day as of ``now``: nothing yet in the future.
+
+    The late model and the spike are placed relative to ``anchor`` when given
+    (so history stays put while a test moves the clock), else to today.
+    """
     today = now.date()
     if day > today or label not in _SPECS:
         return Decimal(0)
-    full = _full_day_cost(team_id, label, day, today)
+    full = _full_day_cost(team_id, label, day, anchor or today)
     if day == today:
         return (full * _day_fraction(now)).quantize(_Q8)
     return full
@@ -479,8 +482,30 @@ def _real_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Sandbox:
+class _Handler(StandInHandler):
+    """Adds what only the xAI stand-in needs: PATCH, and answers cut short on purpose."""
+
+    def do_PATCH(self) -> None:
+        """The real API refuses writes with 405, so PATCH must reach the router."""
+        self._handle("PATCH")
+
+    def _write_body(self, answer: Answer, data: bytes) -> None:
+        """A truncate fault sends half the promised bytes, then hangs up."""
+        if not (isinstance(answer, _Answer) and answer.truncate):
+            super()._write_body(answer, data)
+            return
+        self.wfile.write(data[: max(1, len(data) // 2)])
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class Sandbox(StandIn):
     """The xAI Management API on 127.0.0.1, with knobs for faults and test oracles."""
+
+    _label = "sandbox"
+    _thread_name = "xai-sandbox"
+    _log = log
+    _handler = _Handler
 
     def __init__(
         self,
@@ -490,65 +515,23 @@ class Sandbox:
         latency: float = 0.0,
         clock: Callable[[], datetime] | None = None,
         max_range_days: int = 62,
+        anchor: date | None = None,
         key_breakdown: bool = True,
         demo: bool = True,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.latency = latency
         self.max_range_days = max_range_days
+        self.anchor = anchor
         self.key_breakdown = key_breakdown
-        self.url = ""
         self.requests: list[RecordedRequest] = []
         self._clock = clock or _real_now
         self._lock = threading.Lock()
         self._keys: dict[str, _Key] = {}
         self._deleted_teams: set[str] = set()
         self._faults: list[_Fault] = []
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         if demo:
             self.add_key(DEMO_KEY, DEMO_TEAM_ID, name="xai-usage demo")
-
-    # lifecycle
-
-    def start(self) -> Sandbox:
-        self._stopping.clear()
-        server = _Server((self.host, self.port), self)
-        self._server = server
-        self.url = f"http://{self.host}:{server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": _POLL_SECONDS},
-            daemon=True,
-            name=f"xai-sandbox-{server.server_address[1]}",
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and cut open connections, so a hang or keep-alive never holds a test."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Sandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # configuration
 
@@ -619,7 +602,7 @@ class Sandbox:
         self, team_id: str, model_label: str, day: date, api_key_id: str | None = None
     ) -> Decimal:
         """Exactly what the server serves for that day now (per the clock), or one key's share."""
-        total = _day_cost(team_id, model_label, day, self._now())
+        total = _day_cost(team_id, model_label, day, self._now(), self.anchor)
         return total if api_key_id is None else _key_share(total, team_id, api_key_id)
 
     def api_keys(self, team_id: str) -> list[tuple[str, str]]:
@@ -633,15 +616,22 @@ class Sandbox:
         return self._clock().astimezone(UTC)
 
     def _respond(
-        self, method: str, target: str, authorization: str | None, raw_body: bytes
+        self, method: str, target: str, headers: Message, raw_body: bytes
     ) -> _Answer | None:
         """The answer to one request, or None to drop the connection unanswered."""
         path, _, query = target.partition("?")
         if path.startswith(_CONTROL_PREFIX):
             return self._control(method, path, raw_body)
-        answer = self._api(method, path, query, authorization, raw_body)
+        answer = self._api(method, path, query, headers.get("Authorization"), raw_body)
         self._record(method, target, raw_body, answer.status if answer else 0)
         return answer
+
+    def _unreadable(self, problem: str) -> _Answer:
+        return _error_answer(400, problem)
+
+    def _failed(self, method: str, target: str) -> _Answer:
+        log.exception("sandbox failed to answer %s %s", method, target.partition("?")[0])
+        return _error_answer(500, "internal error")
 
     def _record(self, method: str, target: str, raw_body: bytes, status: int) -> None:
         try:
@@ -820,13 +810,17 @@ class Sandbox:
             "dataPoints": [_point(ts, amount, omit_zero) for ts, amount in points],
         }
 
-    @staticmethod
     def _amount(
-        team_id: str, labels: Iterable[str], key_ids: list[str] | None, day: date, now: datetime
+        self,
+        team_id: str,
+        labels: Iterable[str],
+        key_ids: list[str] | None,
+        day: date,
+        now: datetime,
     ) -> Decimal:
         amount = Decimal(0)
         for label in labels:
-            total = _day_cost(team_id, label, day, now)
+            total = _day_cost(team_id, label, day, now, self.anchor)
             if key_ids is None:
                 amount += total
             else:
@@ -835,7 +829,9 @@ class Sandbox:
 
     def _invoice_preview(self, team_id: str, now: datetime) -> dict[str, Any]:
         today = now.date()
-        lines = _invoice_lines(team_id, _month_days(today.year, today.month, today), now)
+        lines = _invoice_lines(
+            team_id, _month_days(today.year, today.month, today), now, self.anchor
+        )
         total = sum(int(line["amount"]["val"]) for line in lines)
         return {
             "coreInvoice": {
@@ -934,10 +930,12 @@ def _spending_limits() -> dict[str, Any]:
     }
 
 
-def _invoice_lines(team_id: str, days: list[date], now: datetime) -> list[dict[str, Any]]:
+def _invoice_lines(
+    team_id: str, days: list[date], now: datetime, anchor: date | None = None
+) -> list[dict[str, Any]]:
     lines = []
     for label in MODELS:
-        usd = sum((_day_cost(team_id, label, day, now) for day in days), Decimal(0))
+        usd = sum((_day_cost(team_id, label, day, now, anchor) for day in days), Decimal(0))
         cents = _cents(usd)
         if cents == 0:
             continue
@@ -987,137 +985,6 @@ def _parse_since(query: str, today: date) -> tuple[int, int]:
     if not 1 <= month <= 12:
         raise _bad("since.month: expected 1 to 12")
     return year, month
-
-
-# --- HTTP plumbing ----------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Keep-alive HTTP/1.1 with exact Content-Length, so httpx can pool connections."""
-
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    timeout = 120
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the benchmarks would drown in access lines."""
-
-    def _handle(self, method: str) -> None:
-        try:
-            raw_body = self._read_body()
-        except ValueError as exc:
-            self._write(_error_answer(400, str(exc)))
-            self.close_connection = True
-            return
-        try:
-            answer = self.server.sandbox._respond(
-                method, self.path, self.headers.get("Authorization"), raw_body
-            )
-        except Exception:
-            log.exception("sandbox failed to answer %s %s", method, self.path.partition("?")[0])
-            answer = _error_answer(500, "internal error")
-        if answer is None:
-            self.close_connection = True
-            return
-        try:
-            self._write(answer)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _read_body(self) -> bytes:
-        """Always drain the body, or the next request on the connection would misparse."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = self.headers.get("Content-Length")
-        if not length:
-            return b""
-        if not length.isdigit():
-            raise ValueError("invalid Content-Length")
-        return self.rfile.read(int(length))
-
-    def _read_chunked(self) -> bytes:
-        chunks = []
-        while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                break
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline().strip():
-            pass
-        return b"".join(chunks)
-
-    def _write(self, answer: _Answer) -> None:
-        data = answer.encode()
-        self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if answer.truncate:
-            self.wfile.write(data[: max(1, len(data) // 2)])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def track(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(connection)
-
-    def untrack(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        """Wake handler threads idling on keep-alive connections so they exit."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("sandbox request from %s failed", client_address, exc_info=True)
 
 
 def serve_forever(

@@ -13,7 +13,8 @@ tokens, the OAuth app), not the messages and views it was sent: ``chat.update``
 and ``views.update`` accept a ts or view id the test made up, since an
 interaction payload built by a test names messages the stand-in never saw.
 
-Standard library only, threads, keep-alive HTTP/1.1 with exact Content-Length.
+Standard library only; the HTTP plumbing (threads, keep-alive HTTP/1.1 with
+exact Content-Length) is :mod:`providers.standin`, shared with the xAI sandbox.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ import contextlib
 import itertools
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from email.message import Message
+from typing import Any, Self
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from providers.standin import StandIn
 
 __all__ = ["DEFAULT_BOT_SCOPES", "Call", "Response", "SlackStandIn"]
 
@@ -45,8 +46,6 @@ DEFAULT_BOT_SCOPES = (
 SOCKET_MODE_URL = "ws://127.0.0.1:1/"
 """Where ``apps.connections.open`` points: nothing listens there, so a dial fails fast."""
 
-# How often the accept loop looks for a stop request: short, so tests stop fast.
-_POLL_SECONDS = 0.01
 _WAIT_POLL_SECONDS = 0.005
 _JSON_PARAMS = ("blocks", "view", "attachments")
 _RESPONSE_URL_USES = 5
@@ -614,8 +613,13 @@ def _truthy(value: Any) -> bool:
 # --- the stand-in ------------------------------------------------------------------
 
 
-class SlackStandIn:
+class SlackStandIn(StandIn):
     """Slack's Web API on 127.0.0.1: a recorder, a Block Kit linter and fault knobs."""
+
+    _label = "Slack stand-in"
+    _thread_name = "slack-stand-in"
+    _log = log
+    _content_type = "application/json; charset=utf-8"
 
     METHODS = (
         "auth.test",
@@ -645,13 +649,11 @@ class SlackStandIn:
         bot_user_id: str = "UBOT",
         latency: float = 0.0,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.team_id = team_id
         self.team_name = team_name
         self.bot_user_id = bot_user_id
         self.latency = latency
-        self.url = ""
         self.api_url = ""
         self.calls: list[Call] = []
         self.responses: list[Response] = []
@@ -668,50 +670,14 @@ class SlackStandIn:
         """View id to its current hash, for ``hash_conflict``."""
         self._response_uses: dict[str, int] = {}
         self._ids = itertools.count(1)
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.add_user(bot_user_id, name="xai-usage", is_bot=True)
 
     # lifecycle
 
-    def start(self) -> SlackStandIn:
-        self._stopping.clear()
-        server = _Server((self.host, self.port), self)
-        self._server = server
-        self.url = f"http://{self.host}:{server.server_address[1]}"
+    def start(self) -> Self:
+        super().start()
         self.api_url = f"{self.url}/api/"
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": _POLL_SECONDS},
-            daemon=True,
-            name=f"slack-stand-in-{server.server_address[1]}",
-        )
-        self._thread.start()
         return self
-
-    def stop(self) -> None:
-        """Stop serving and cut keep-alive connections, so no handler thread outlives a test."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> SlackStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # the workspace
 
@@ -868,9 +834,7 @@ class SlackStandIn:
 
     # request handling (called from server threads)
 
-    def _respond(
-        self, verb: str, target: str, headers: Mapping[str, str], raw_body: bytes
-    ) -> _Answer | None:
+    def _respond(self, verb: str, target: str, headers: Message, raw_body: bytes) -> _Answer | None:
         """The answer to one request, or None to drop the connection unanswered."""
         at = time.monotonic()
         path, _, query = target.partition("?")
@@ -880,12 +844,19 @@ class SlackStandIn:
             return self._response_post(path.removeprefix("/response/"), raw_body, at)
         return _Answer(404, {"ok": False, "error": "not_found"})
 
+    def _unreadable(self, problem: str) -> _Answer:
+        return _Answer(400, {"ok": False, "error": "invalid_request"})
+
+    def _failed(self, verb: str, target: str) -> _Answer:
+        log.exception("Slack stand-in failed to answer %s %s", verb, target)
+        return _Answer(500, {"ok": False, "error": "internal_error"})
+
     def _api(
         self,
         verb: str,
         method: str,
         query: str,
-        headers: Mapping[str, str],
+        headers: Message,
         raw_body: bytes,
         at: float,
     ) -> _Answer | None:
@@ -1247,124 +1218,3 @@ def _brief(params: Mapping[str, Any]) -> str:
     """The identifying params of a call, short enough for a failure message."""
     keys = ("channel", "user", "user_id", "view_id", "trigger_id", "grant_type")
     return ", ".join(f"{k}={params[k]}" for k in keys if k in params)
-
-
-# --- HTTP plumbing ----------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Keep-alive HTTP/1.1 with exact Content-Length, so a pooling client reuses sockets."""
-
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    timeout = 120
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: benchmarks would drown in access lines."""
-
-    def _handle(self, verb: str) -> None:
-        try:
-            raw_body = self._read_body()
-        except ValueError:
-            self._write(_Answer(400, {"ok": False, "error": "invalid_request"}))
-            self.close_connection = True
-            return
-        try:
-            answer = self.server.stand_in._respond(verb, self.path, self.headers, raw_body)
-        except Exception:
-            log.exception("Slack stand-in failed to answer %s %s", verb, self.path)
-            answer = _Answer(500, {"ok": False, "error": "internal_error"})
-        if answer is None:
-            self.close_connection = True
-            return
-        try:
-            self._write(answer)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _read_body(self) -> bytes:
-        """Always drain the body, or the next request on the connection would misparse."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = self.headers.get("Content-Length")
-        if not length:
-            return b""
-        if not length.isdigit():
-            raise ValueError("invalid Content-Length")
-        return self.rfile.read(int(length))
-
-    def _read_chunked(self) -> bytes:
-        chunks = []
-        while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                break
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline().strip():
-            pass
-        return b"".join(chunks)
-
-    def _write(self, answer: _Answer) -> None:
-        data = answer.encode()
-        self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], stand_in: SlackStandIn) -> None:
-        self.stand_in = stand_in
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def track(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(connection)
-
-    def untrack(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        """Wake handler threads idling on keep-alive connections so they exit."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("Slack stand-in request from %s failed", client_address, exc_info=True)

@@ -13,9 +13,11 @@ from logging import Logger
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
+from bot import formatting
 from bot.grammar import COMMANDS, REPORTS, Command, UsageError, parse, tokenize
 from bot.slack import blocks
-from bot.slack.service import Invocation, SlackService
+from bot.slack.service import Invocation, SetupError, SetupService, SlackService
+from storage.models import Budget, DigestSubscription
 from storage.repo import NotFound
 
 SLASH_COMMAND = "/xai-usage"
@@ -50,7 +52,7 @@ def xai_usage(
         return
     try:
         HANDLERS[command.name](service, command, invocation, respond, client)
-    except NotFound as error:
+    except (NotFound, SetupError) as error:
         respond(**blocks.notice(str(error)))
 
 
@@ -124,7 +126,79 @@ def help_(
     respond(**blocks.help_message(command.args[0].lower() if command.args else None))
 
 
+def digest(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    setup = SetupService(service)
+    action = command.args[0]
+    if action == "add":
+        sub = setup.add_digest(invocation, client, command)
+        respond(
+            **blocks.notice(
+                f":white_check_mark: Digest {sub.id}: <#{sub.channel_id}>, every {sub.every} at "
+                f"{sub.at_time} ({sub.tz}). `/xai-usage digest remove {sub.id}` stops it."
+            )
+        )
+    elif action == "list":
+        respond(**blocks.notice(blocks.digest_lines(setup.digests(invocation))))
+    else:
+        setup.remove(
+            invocation, DigestSubscription, command.args[1] if len(command.args) > 1 else None
+        )
+        respond(**blocks.notice("Removed: that digest won't be posted again."))
+
+
+def budget(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    setup = SetupService(service)
+    action = command.args[0]
+    if action == "set":
+        made = setup.set_budget(invocation, command)
+        respond(
+            **blocks.notice(
+                f":white_check_mark: Budget {made.id}: "
+                f"{formatting.money(made.amount_usd)} a month, "
+                f"alerts at {made.thresholds.replace(',', '%, ')}% and when the month-end forecast "
+                "goes over it."
+            )
+        )
+    elif action == "list":
+        respond(**blocks.notice(blocks.budget_lines(setup.budgets(invocation))))
+    else:
+        setup.remove(invocation, Budget, command.args[1] if len(command.args) > 1 else None)
+        respond(**blocks.notice("Removed: that budget won't alert again."))
+
+
+def alerts(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    route = SetupService(service).route_alerts(invocation, command)
+    target = f"“{command.get('connection')}”" if command.get("connection") else "all connections"
+    webhook = " and to the webhook" if route.webhook_sealed else ""
+    respond(
+        **blocks.notice(
+            f":white_check_mark: Alerts for {target} now go to <#{route.channel_id}>{webhook}."
+        )
+    )
+
+
 HANDLERS: dict[str, Handler] = {
+    "digest": digest,
+    "budget": budget,
+    "alerts": alerts,
     **{name: report for name in REPORTS},
     "connect": connect,
     "status": status,

@@ -1,0 +1,292 @@
+"""Scheduled work: everything due at one moment, each item exactly once.
+
+``run_due(runtime, at, delivery)`` is the whole of it. The scheduler inside
+``xai-usage serve`` calls it every minute; ``xai-usage jobs run [--at T]``
+calls it once (cron deployments, and tests moving through time). Every
+item is claimed in the ledger before it is done, so any number of
+processes may call it at the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+
+from bot.ledger import Ledger
+from bot.runtime import Runtime
+from storage.crypto import DecryptionError
+from storage.models import AlertRoute, Budget, Connection, DigestSubscription, Workspace
+
+log = logging.getLogger(__name__)
+
+CATCH_UP = timedelta(hours=12)
+"""A digest missed (the bot was down) is still sent this long after its time."""
+SYNC_LEASE = timedelta(minutes=30)
+
+
+class ChannelUnavailable(Exception):
+    """Slack will not take posts there: not found, not a member, archived."""
+
+    def __init__(self, error: str, channel: str) -> None:
+        super().__init__(error)
+        self.error = error
+        self.channel = channel
+
+
+class Delivery(Protocol):
+    """Where messages go: Slack in production, a recorder in tests."""
+
+    def post(self, team_id: str | None, channel: str, message: dict) -> None: ...
+
+    def dm(self, team_id: str | None, user_id: str, message: dict) -> None: ...
+
+    def webhook(self, url: str, body: dict) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """What one run did, for the terminal and the logs."""
+
+    synced: int = 0
+    digests: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def latest_occurrence(every: str, at_time: str, tz: str, at: datetime) -> datetime:
+    """The most recent scheduled moment at or before ``at``, in the zone's local time.
+
+    Built from the local date and wall-clock time each time, so a daylight
+    saving change moves the UTC moment, not the local one.
+    """
+    zone = ZoneInfo(tz)
+    local = at.astimezone(zone)
+    hour, minute = (int(part) for part in at_time.split(":"))
+    wall = time(hour, minute)
+
+    def on(day) -> datetime:
+        return datetime.combine(day, wall, tzinfo=zone)
+
+    day = local.date()
+    if every == "week":
+        day -= timedelta(days=day.weekday())
+        step = lambda d: d - timedelta(days=7)  # noqa: E731
+    elif every == "month":
+        day = day.replace(day=1)
+        step = lambda d: (d - timedelta(days=1)).replace(day=1)  # noqa: E731
+    else:
+        step = lambda d: d - timedelta(days=1)  # noqa: E731
+    candidate = on(day)
+    if candidate > local:
+        candidate = on(step(day))
+    return candidate
+
+
+def run_due(
+    runtime: Runtime, at: datetime, delivery: Delivery | None, *, daily_sync_at: str = "06:00"
+) -> Outcome:
+    outcome = Outcome()
+    ledger = Ledger(runtime.db, clock=lambda: at)
+    _daily_sync(runtime, ledger, at, daily_sync_at, outcome)
+    if delivery is None:
+        outcome.skipped.append("digests and alerts: no Slack configured to deliver them")
+        return outcome
+    with runtime.db.session() as session:
+        workspaces = list(session.scalars(select(Workspace)))
+    for workspace in workspaces:
+        _digests(runtime, ledger, workspace, at, delivery, outcome)
+        _alerts(runtime, ledger, workspace, at, delivery, outcome)
+    return outcome
+
+
+def _daily_sync(
+    runtime: Runtime, ledger: Ledger, at: datetime, sync_at: str, outcome: Outcome
+) -> None:
+    hour, minute = (int(part) for part in sync_at.split(":"))
+    due = datetime.combine(at.astimezone(UTC).date(), time(hour, minute), tzinfo=UTC)
+    key = f"sync:{due.date().isoformat()}"
+    if at < due or not ledger.claim(key, lease=SYNC_LEASE):
+        return
+    results = asyncio.run(runtime.engine.sync_all(trigger="daily"))
+    failed = [r for r in results if not r.ok and not r.skipped]
+    outcome.synced = len(results)
+    ledger.done(key, f"{len(results)} connections, {len(failed)} failed")
+
+
+def _digests(
+    runtime: Runtime,
+    ledger: Ledger,
+    workspace: Workspace,
+    at: datetime,
+    delivery: Delivery,
+    outcome: Outcome,
+) -> None:
+    from bot.digests import build_digest, digest_message, quiet_skip
+
+    with runtime.db.session() as session:
+        subscriptions = list(
+            session.scalars(
+                select(DigestSubscription).where(
+                    DigestSubscription.workspace_id == workspace.id,
+                    DigestSubscription.paused_reason.is_(None),
+                )
+            )
+        )
+    for sub in subscriptions:
+        occurrence = latest_occurrence(sub.every, sub.at_time, sub.tz, at)
+        if not (sub.created_at <= occurrence <= at and at - occurrence <= CATCH_UP):
+            continue
+        key = f"digest:{sub.id}:{occurrence.date().isoformat()}"
+        if not ledger.claim(key, workspace_id=workspace.id):
+            continue
+        with runtime.db.session() as session:
+            digest = build_digest(
+                session,
+                workspace.id,
+                sub.every,
+                occurrence.astimezone(UTC).date(),
+                connection_id=sub.connection_id,
+            )
+        if quiet_skip(digest, sub.quiet_min_usd, sub.quiet_change_pct):
+            ledger.done(key, "quiet: below the thresholds")
+            outcome.skipped.append(key)
+            continue
+        try:
+            delivery.post(workspace.slack_team_id, sub.channel_id, digest_message(digest))
+        except ChannelUnavailable as error:
+            _pause(runtime, sub, error, delivery, workspace)
+            ledger.done(key, f"paused: {error.error}")
+            outcome.problems.append(f"{key}: {error.error}")
+            continue
+        except Exception as error:  # Slack down: hand the key back for the next run
+            log.warning("digest %s not delivered: %s", key, type(error).__name__)
+            ledger.failed(key, type(error).__name__)
+            outcome.problems.append(f"{key}: {type(error).__name__}")
+            continue
+        ledger.done(key)
+        outcome.digests.append(key)
+
+
+PAUSE_FIXES = {
+    "channel_not_found": "the channel was deleted or is private: pick another with "
+    "`/xai-usage digest add #channel`",
+    "not_in_channel": "I was removed from it: invite me back with `/invite @xai-usage`, then "
+    "add the digest again",
+    "is_archived": "it was archived: unarchive it, or add the digest to another channel",
+}
+
+
+def _pause(
+    runtime: Runtime,
+    sub: DigestSubscription,
+    error: ChannelUnavailable,
+    delivery: Delivery,
+    workspace: Workspace,
+) -> None:
+    """Stop posting where Slack says no, and tell the person who set it up."""
+    fix = PAUSE_FIXES.get(error.error, "check the channel")
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(DigestSubscription)
+            .where(DigestSubscription.id == sub.id)
+            .values(paused_reason=f"{error.error}: {fix}")
+        )
+    if sub.created_by.startswith("U"):
+        from bot.slack.blocks import notice
+
+        text = f":pause_button: I paused the {sub.every}ly digest for <#{sub.channel_id}>: {fix}."
+        try:
+            delivery.dm(workspace.slack_team_id, sub.created_by, notice(text))
+        except Exception:  # the pause stands even if the DM fails
+            log.warning("could not tell %s about the paused digest", sub.created_by)
+
+
+def _alerts(
+    runtime: Runtime,
+    ledger: Ledger,
+    workspace: Workspace,
+    at: datetime,
+    delivery: Delivery,
+    outcome: Outcome,
+) -> None:
+    from bot.alerts import (
+        alert_json,
+        alert_message,
+        budget_alerts,
+        recovery_alerts,
+        spike_alerts,
+        sync_failure_alerts,
+    )
+
+    today = at.astimezone(UTC).date()
+    with runtime.db.session() as session:
+        alerts = [
+            *budget_alerts(session, workspace.id, today),
+            *spike_alerts(session, workspace.id, today),
+            *sync_failure_alerts(session, workspace.id),
+            *recovery_alerts(session, workspace.id, ledger.delivered("syncfail:", workspace.id)),
+        ]
+    for alert in alerts:
+        if not ledger.claim(alert.key, workspace_id=workspace.id):
+            continue
+        channel, webhook, person = _route(runtime, workspace, alert)
+        sent = []
+        try:
+            if channel:
+                delivery.post(workspace.slack_team_id, channel, alert_message(alert))
+                sent.append(f"#{channel}")
+            if person:
+                delivery.dm(workspace.slack_team_id, person, alert_message(alert))
+                sent.append(f"@{person}")
+            if webhook:
+                delivery.webhook(webhook, alert_json(alert))
+                sent.append("webhook")
+        except ChannelUnavailable as error:
+            outcome.problems.append(f"{alert.key}: {error.error} in {error.channel}")
+        except Exception as error:
+            if not sent:  # nothing went out: try again on a later run
+                ledger.failed(alert.key, type(error).__name__)
+                outcome.problems.append(f"{alert.key}: {type(error).__name__}")
+                continue
+        ledger.done(alert.key, ", ".join(sent) or "no route: set one with /xai-usage alerts")
+        outcome.alerts.append(alert.key)
+
+
+def _route(
+    runtime: Runtime, workspace: Workspace, alert
+) -> tuple[str | None, str | None, str | None]:
+    """Channel, webhook and person for an alert: the connection's route, else the
+    workspace's; a budget's own channel first; sync failures also DM whoever
+    connected the team."""
+    with runtime.db.session() as session:
+        routes = {
+            r.connection_key: r
+            for r in session.scalars(
+                select(AlertRoute).where(AlertRoute.workspace_id == workspace.id)
+            )
+        }
+        route = routes.get(alert.connection_id or 0) or routes.get(0)
+        channel = route.channel_id if route else None
+        webhook = None
+        if route and route.webhook_sealed:
+            try:
+                webhook = runtime.db.keyring.open(route.webhook_sealed, route.webhook_aad).decode()
+            except DecryptionError:
+                log.warning("the webhook of alert route %s cannot be decrypted", route.id)
+        if alert.kind in ("budget", "forecast"):
+            budget = session.get(Budget, int(alert.key.split(":")[1]))
+            channel = (budget.channel_id if budget and budget.channel_id else None) or channel
+        person = None
+        if alert.kind in ("sync_failure", "recovered") and alert.connection_id:
+            creator = session.scalar(
+                select(Connection.created_by).where(Connection.id == alert.connection_id)
+            )
+            person = creator if creator and creator.startswith("U") else None
+    return channel, webhook, person

@@ -1,0 +1,84 @@
+"""Posting scheduled messages to Slack, politely.
+
+Paced to one message a second per channel (Slack's limit for posting);
+429s are waited out by the client's retry handler; a channel Slack refuses
+becomes :class:`~bot.jobs.ChannelUnavailable` so the job can pause what
+posts there instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.jobs import ChannelUnavailable
+from bot.slack.app import web_client
+from bot.slack.settings import SlackSettings
+
+log = logging.getLogger(__name__)
+
+PAUSING_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
+PER_CHANNEL_INTERVAL = 1.0
+
+
+class SlackDelivery:
+    def __init__(
+        self,
+        settings: SlackSettings,
+        token_for: Callable[[str | None], str | None],
+        pause: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.token_for = token_for
+        self.pause = pause
+        self._last_post: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._clients: dict[str, WebClient] = {}
+
+    def _client(self, team_id: str | None) -> WebClient:
+        token = self.token_for(team_id)
+        if not token:
+            raise ChannelUnavailable("not_installed", team_id or "")
+        if token not in self._clients:
+            self._clients[token] = web_client(self.settings, token)
+        return self._clients[token]
+
+    def _pace(self, channel: str) -> None:
+        with self._lock:
+            last = self._last_post.get(channel)
+            now = time.monotonic()
+            wait = 0.0 if last is None else PER_CHANNEL_INTERVAL - (now - last)
+            self._last_post[channel] = now + max(wait, 0.0)
+        if wait > 0:
+            self.pause(wait)
+
+    def post(self, team_id: str | None, channel: str, message: dict) -> None:
+        self._pace(channel)
+        try:
+            self._client(team_id).chat_postMessage(channel=channel, **message)
+        except SlackApiError as error:
+            code = error.response.get("error", "")
+            if code in PAUSING_ERRORS:
+                raise ChannelUnavailable(code, channel) from None
+            raise
+
+    def dm(self, team_id: str | None, user_id: str, message: dict) -> None:
+        self.post(team_id, user_id, message)  # a user id as channel opens the app's DM
+
+    def webhook(self, url: str, body: dict) -> None:
+        for attempt in range(3):
+            try:
+                response = httpx.post(url, json=body, timeout=5)
+                if response.status_code < 500:
+                    response.raise_for_status()
+                    return
+            except httpx.TransportError:
+                pass
+            self.pause(0.5 * 2**attempt)
+        log.warning("the alert webhook did not answer after 3 tries")

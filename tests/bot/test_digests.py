@@ -1,0 +1,491 @@
+"""Digests: every figure against hand-worked numbers, on SQLite and PostgreSQL.
+
+The store holds a small, known history (amounts in dollars):
+
+- “Production”: grok-4 $10 every day from 1 Feb to 19 Mar 2026, $40 on Fri 20 Mar;
+  on 20 Mar also grok-code-fast-1 $8 (new that day), grok-2-image $3, grok-embed $1.
+- “Research”: grok-3-mini $2 a day 13–18 Mar, $6 on 19 Mar, $5 on 20 Mar; on 20 Mar
+  also grok-imagine $2 and grok-vision $0.50. Its key was revoked (status error).
+- “Staging”: no spend, failing (a timeout, no message).
+- Production also knew grok-vision since January, and saw grok-5 first on 21 Mar.
+- Another workspace spends on the same days and must never show up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from slack_sdk import WebClient
+from sqlalchemy import event
+
+from bot import formatting
+from bot.digests import (
+    Digest,
+    build_digest,
+    digest_message,
+    digest_period,
+    digest_text,
+    quiet_skip,
+    same_point_last_month,
+)
+from storage.models import (
+    BillingState,
+    Budget,
+    Connection,
+    DailyCost,
+    ModelSeen,
+    Workspace,
+)
+from storage.repo import rebuild_totals
+from tests.fakes.slack_api import SlackStandIn
+
+D = Decimal
+DAY = date(2026, 3, 20)  # the Friday the daily digest summarises
+SENT = date(2026, 3, 21)  # sent on Saturday morning (UTC date of the occurrence)
+
+
+def days(start: date, end: date):
+    while start <= end:
+        yield start
+        start += timedelta(days=1)
+
+
+def add_connection(session, workspace: Workspace, label: str, **fields) -> Connection:
+    connection = Connection(
+        workspace_id=workspace.id,
+        provider="xai",
+        label=label,
+        credentials_sealed="sealed",
+        credentials_key_id="k1",
+        status=fields.pop("status", "ok"),
+        **fields,
+    )
+    session.add(connection)
+    session.flush()
+    return connection
+
+
+def spend(session, connection: Connection, day: date, model: str, usd: str) -> None:
+    session.add(
+        DailyCost(
+            connection_id=connection.id,
+            workspace_id=connection.workspace_id,
+            day=day,
+            model=model,
+            cost=D(usd),
+        )
+    )
+
+
+def seen(session, connection: Connection, model: str, first_day: date) -> None:
+    session.add(ModelSeen(connection_id=connection.id, model=model, first_day=first_day))
+
+
+@pytest.fixture
+def store(db):
+    """The history above; returns the ids tests need."""
+    with db.transaction() as session:
+        workspace = Workspace(name="acme")
+        elsewhere = Workspace(name="elsewhere")
+        session.add_all([workspace, elsewhere])
+        session.flush()
+        production = add_connection(session, workspace, "Production")
+        research = add_connection(
+            session,
+            workspace,
+            "Research",
+            status="error",
+            status_reason="invalid_key",
+            status_message="The management key was revoked.",
+        )
+        add_connection(session, workspace, "Staging", status="failing", status_reason="timeout")
+        other = add_connection(session, elsewhere, "Theirs")
+
+        for day in days(date(2026, 2, 1), date(2026, 3, 19)):
+            spend(session, production, day, "grok-4", "10")
+        for model, usd in [("grok-4", "40"), ("grok-code-fast-1", "8"), ("grok-2-image", "3")]:
+            spend(session, production, DAY, model, usd)
+        spend(session, production, DAY, "grok-embed", "1")
+        for day in days(date(2026, 3, 13), date(2026, 3, 18)):
+            spend(session, research, day, "grok-3-mini", "2")
+        spend(session, research, date(2026, 3, 19), "grok-3-mini", "6")
+        for model, usd in [("grok-3-mini", "5"), ("grok-imagine", "2"), ("grok-vision", "0.5")]:
+            spend(session, research, DAY, model, usd)
+        for day in days(date(2026, 2, 1), date(2026, 3, 31)):
+            spend(session, other, day, "grok-4", "1000")
+
+        seen(session, production, "grok-4", date(2026, 2, 1))
+        seen(session, production, "grok-code-fast-1", DAY)
+        seen(session, production, "grok-vision", date(2026, 1, 5))  # known before Research saw it
+        seen(session, production, "grok-5", date(2026, 3, 21))  # after the period
+        seen(session, research, "grok-3-mini", date(2026, 3, 13))
+        seen(session, research, "grok-vision", DAY)
+        seen(session, other, "grok-secret", DAY)
+
+        session.add_all(
+            [
+                Budget(workspace_id=workspace.id, amount_usd=D(500)),
+                Budget(workspace_id=workspace.id, connection_id=production.id, amount_usd=D(100)),
+                Budget(workspace_id=elsewhere.id, amount_usd=D(7)),
+            ]
+        )
+        now = datetime(2026, 3, 21, 6, tzinfo=UTC)
+        session.add_all(
+            [
+                BillingState(
+                    connection_id=production.id,
+                    as_of=now,
+                    prepaid_credit_usd=D(200),
+                    spending_limit_usd=D(1000),
+                ),
+                BillingState(connection_id=research.id, as_of=now, prepaid_credit_usd=D(50)),
+            ]
+        )
+        session.flush()
+        rebuild_totals(session, workspace.id)
+        rebuild_totals(session, elsewhere.id)
+        return {
+            "workspace": workspace.id,
+            "production": production.id,
+            "research": research.id,
+        }
+
+
+def digest_of(db, store, every: str = "day", sent: date = SENT, **kwargs) -> Digest:
+    with db.session() as session:
+        return build_digest(session, store["workspace"], every, sent, **kwargs)
+
+
+# -- periods
+
+
+def test_periods_are_finished_utc_days() -> None:
+    assert digest_period("day", SENT) == (DAY, DAY)
+    assert digest_period("week", date(2026, 3, 23)) == (date(2026, 3, 16), date(2026, 3, 22))
+    assert digest_period("month", date(2026, 4, 1)) == (date(2026, 3, 1), date(2026, 3, 31))
+    # Sent later in a month, a monthly digest still covers the last full month.
+    assert digest_period("month", date(2026, 4, 15)) == (date(2026, 3, 1), date(2026, 3, 31))
+    assert digest_period("month", date(2027, 1, 1)) == (date(2026, 12, 1), date(2026, 12, 31))
+    with pytest.raises(ValueError):
+        digest_period("hour", SENT)
+
+
+def test_the_same_point_last_month_is_clipped_to_its_length() -> None:
+    assert same_point_last_month(date(2026, 3, 31)) == date(2026, 2, 28)
+    assert same_point_last_month(date(2028, 3, 30)) == date(2028, 2, 29)
+    assert same_point_last_month(date(2026, 1, 15)) == date(2025, 12, 15)
+
+
+# -- the daily digest, figure by figure
+
+
+def test_a_daily_digest_summarises_yesterday(db, store) -> None:
+    d = digest_of(db, store)
+    assert (d.every, d.period_start, d.period_end) == ("day", DAY, DAY)
+    assert d.title == "Daily xAI spend · Fri 20 Mar 2026"
+    # 40 + 8 + 3 + 1 (Production) + 5 + 2 + 0.50 (Research)
+    assert d.total_usd == D("59.5")
+    assert d.previous_usd == D(16)  # 19 Mar: grok-4 $10 + grok-3-mini $6
+    # 13–18 Mar: $12 a day; 19 Mar: $16
+    assert d.average_usd == D(88) / 7
+    # 1–19 Mar: grok-4 190 + grok-3-mini 18; plus 20 Mar
+    assert d.month_to_date_usd == D("267.5")
+    assert d.month_to_date_last_month_usd == D(200)  # 1–20 Feb at $10
+    # the last 7 finished days, 14–20 Mar: grok-4 100, grok-3-mini 21, the rest of 20 Mar 14.5
+    assert d.forecast_usd == D("267.5") + D("135.5") / 7 * 11  # 11 days left in March
+    assert d.connection_count == 3 and d.connection_label is None and not d.empty
+
+
+def test_the_top_five_models_have_shares_and_sparklines_and_the_rest_is_other(db, store) -> None:
+    d = digest_of(db, store)
+    assert [(line.model, line.cost_usd) for line in d.top] == [
+        ("grok-4", D(40)),
+        ("grok-code-fast-1", D(8)),
+        ("grok-3-mini", D(5)),
+        ("grok-2-image", D(3)),
+        ("grok-imagine", D(2)),
+    ]
+    assert d.other_usd == D("1.5")  # grok-embed $1 + grok-vision $0.50
+    assert d.top[0].share == D(40) / D("59.5")
+    assert sum(line.cost_usd for line in d.top) + d.other_usd == d.total_usd
+    assert all(len(line.spark) == 7 for line in d.top)
+    assert d.top[0].spark == "▃▃▃▃▃▃█"  # $10 for six days, then $40
+    # grok-3-mini over 14–20 Mar: 2, 2, 2, 2, 2, 6, 5
+    assert d.top[2].spark == formatting.sparkline([D(2)] * 5 + [D(6), D(5)])
+    assert d.top[1].spark == "▁▁▁▁▁▁█"  # nothing until the day it appeared
+
+
+def test_new_models_are_those_first_seen_by_any_included_connection_in_the_period(
+    db, store
+) -> None:
+    # grok-vision is new to Research but Production knew it in January;
+    # grok-5 appeared after the period; grok-secret belongs to another workspace.
+    assert digest_of(db, store).new_models == ("grok-code-fast-1",)
+
+
+def test_budget_prepaid_credit_and_spending_limit(db, store) -> None:
+    d = digest_of(db, store)
+    assert d.budget_usd == D(500)  # the workspace budget, not Production's own
+    assert d.budget_share == D("267.5") / D(500)
+    assert d.prepaid_credit_usd == D(250)  # 200 + 50
+    assert d.spending_limit_usd == D(1000)  # only Production's is known
+
+
+def test_failing_connections_each_get_a_line(db, store) -> None:
+    assert digest_of(db, store).failing == (
+        "“Research” failed to sync: The management key was revoked.",
+        "“Staging” failed to sync: timeout",
+    )
+
+
+def test_at_a_month_end_last_month_is_clipped_and_the_forecast_is_the_total(db, store) -> None:
+    d = digest_of(db, store, sent=date(2026, 4, 1))  # summarises Tue 31 Mar
+    assert d.period_end == date(2026, 3, 31) and d.total_usd == 0
+    assert d.previous_usd == 0 and d.average_usd == 0  # nothing spent 24–30 Mar
+    assert d.month_to_date_usd == D("267.5")
+    assert d.month_to_date_last_month_usd == D(280)  # the whole of February, through the 28th
+    assert d.days_left == 0 and d.forecast_usd == d.month_to_date_usd
+    assert d.top == () and d.other_usd == 0
+
+
+# -- weekly and monthly
+
+
+def test_a_weekly_digest_compares_with_the_week_before(db, store) -> None:
+    d = digest_of(db, store, "week", date(2026, 3, 23))  # a Monday
+    assert (d.period_start, d.period_end) == (date(2026, 3, 16), date(2026, 3, 22))
+    assert d.title == "Weekly xAI spend · 16–22 Mar 2026"
+    # 16–20 Mar: grok-4 40 + 40, grok-3-mini 6 + 6 + 5, the rest of 20 Mar 14.5
+    assert d.total_usd == D("111.5")
+    assert d.previous_usd == D(76)  # 9–15 Mar: grok-4 70, grok-3-mini 6
+    assert d.average_usd is None
+    assert d.month_to_date_usd == D("267.5")
+    assert d.month_to_date_last_month_usd == D(220)  # 1–22 Feb
+    assert d.forecast_usd == D("267.5") + D("111.5") / 7 * 9
+    assert d.top[0].model == "grok-4" and d.top[0].cost_usd == D(80)
+    assert d.top[0].spark == formatting.sparkline([D(10)] * 4 + [D(40), D(0), D(0)])
+    assert d.new_models == ("grok-5", "grok-code-fast-1")  # grok-5 first seen on 21 Mar
+
+
+def test_a_monthly_digest_covers_the_last_full_month(db, store) -> None:
+    d = digest_of(db, store, "month", date(2026, 4, 1))
+    assert (d.period_start, d.period_end) == (date(2026, 3, 1), date(2026, 3, 31))
+    assert d.title == "Monthly xAI spend · March 2026"
+    assert d.total_usd == D("267.5")
+    assert d.previous_usd == D(280)  # February
+    assert d.average_usd is None
+    assert d.month_to_date_usd == D("267.5")
+    assert d.month_to_date_last_month_usd == D(280)
+    assert d.forecast_usd == D("267.5")
+    assert [line.model for line in d.top][:2] == ["grok-4", "grok-3-mini"]
+    assert d.top[0].cost_usd == D(230)  # 19 x $10 + $40
+    assert d.new_models == ("grok-3-mini", "grok-5", "grok-code-fast-1")
+
+
+# -- one connection
+
+
+def test_a_digest_for_one_connection_counts_only_it(db, store) -> None:
+    d = digest_of(db, store, connection_id=store["research"])
+    assert d.total_usd == D("7.5")  # grok-3-mini 5, grok-imagine 2, grok-vision 0.50
+    assert d.previous_usd == D(6)
+    assert d.average_usd == D(18) / 7  # 13–18 Mar at $2, 19 Mar $6
+    assert d.month_to_date_usd == D(18) + D("7.5")
+    assert d.month_to_date_last_month_usd == 0
+    assert [line.model for line in d.top] == ["grok-3-mini", "grok-imagine", "grok-vision"]
+    assert d.other_usd == 0
+    assert d.new_models == ("grok-vision",)  # new to Research, whatever Production knew
+    assert d.budget_usd is None and d.budget_share is None  # no budget for Research alone
+    assert (d.prepaid_credit_usd, d.spending_limit_usd) == (D(50), None)
+    assert d.failing == ("“Research” failed to sync: The management key was revoked.",)
+    assert (d.connection_count, d.connection_label) == (1, "Research")
+
+
+def test_a_connections_own_budget_applies_to_its_digest(db, store) -> None:
+    d = digest_of(db, store, connection_id=store["production"])
+    assert d.month_to_date_usd == D(242)  # 19 x $10 + 40 + 8 + 3 + 1
+    assert d.budget_usd == D(100) and d.budget_share == D("2.42")
+    assert d.failing == ()
+
+
+def test_a_connection_of_another_workspace_is_not_summarised(db, store) -> None:
+    with db.session() as session:
+        theirs = session.query(Connection).filter_by(label="Theirs").one().id
+    assert digest_of(db, store, connection_id=theirs).empty
+
+
+def test_a_digest_costs_a_few_aggregate_queries_whatever_the_models(db, store) -> None:
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        digest_of(db, store)  # three connections, seven models, two failing
+        daily = len(statements)
+        statements.clear()
+        digest_of(db, store, "month", date(2026, 4, 1))
+        monthly = len(statements)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert daily <= 5 and monthly <= 6
+
+
+# -- quiet subscriptions
+
+
+@pytest.mark.parametrize(
+    ("total", "previous", "min_usd", "change_pct", "skipped"),
+    [
+        ("5", "5", None, None, False),  # not quiet: always posts
+        ("59.5", "16", "50", None, False),  # passed the amount
+        ("50", "16", "50", None, True),  # reached is not passed
+        ("12", "16", "50", None, True),
+        ("11.01", "10", None, 10, False),  # up 10.1%
+        ("11", "10", None, 10, True),  # up exactly 10%: not more than
+        ("5", "10", None, 10, False),  # down 50%
+        ("1", "0", None, 10, False),  # spend after none is a change
+        ("0", "0", None, 10, True),
+        ("12", "12", "100", 10, True),  # both set, neither met
+        ("12", "6", "100", 10, False),  # both set, the change is enough
+        ("120", "119", "100", 10, False),  # both set, the amount is enough
+    ],
+)
+def test_quiet_skip(db, store, total, previous, min_usd, change_pct, skipped) -> None:
+    d = dataclasses.replace(digest_of(db, store), total_usd=D(total), previous_usd=D(previous))
+    assert quiet_skip(d, D(min_usd) if min_usd else None, change_pct) is skipped
+
+
+# -- rendering
+
+
+def all_text(message: dict) -> str:
+    parts = [message["text"]]
+    for block in message["blocks"]:
+        if "text" in block:
+            parts.append(block["text"]["text"])
+        parts += [e["text"] for e in block.get("elements", [])]
+    return "\n".join(parts)
+
+
+def test_the_slack_message_shows_every_figure(db, store) -> None:
+    message = digest_message(digest_of(db, store))
+    assert message["text"].startswith("Daily xAI spend · Fri 20 Mar 2026: $59.50")
+    header = message["blocks"][0]
+    assert header["type"] == "header"
+    assert header["text"]["text"] == "Daily xAI spend · Fri 20 Mar 2026: $59.50"
+    text = all_text(message)
+    # (59.5 - 16) / 16 = +271.9%; (59.5 - 88/7) / (88/7) = +373.3%
+    assert "vs the day before: +271.9%  ·  vs 7-day average: +373.3%" in text
+    assert "Month to date: *$267.50* vs $200.00 at the same point last month (+33.8%)" in text
+    assert "Month-end forecast for March 2026: *$480.43*" in text
+    table = next(b["text"]["text"] for b in message["blocks"] if "```" in b["text"].get("text", ""))
+    assert "grok-4" in table and "67.2%" in table and "▃▃▃▃▃▃█" in table
+    assert table.index("grok-imagine") < table.index("other")
+    assert "$1.50" in table.split("other")[1]
+    assert ":new: New: grok-code-fast-1" in text
+    assert "53% of the $500.00 budget" in text
+    assert "Prepaid credit left: $250.00" in text
+    assert "xAI spending limit: $1,000.00 (26% used)" in text
+    warnings = [t for t in text.splitlines() if t.startswith(":warning:")]
+    assert warnings == [
+        ":warning: “Research” failed to sync: The management key was revoked. "
+        "Run `/xai-usage status` to see why and how to fix it.",
+        ":warning: “Staging” failed to sync: timeout. "
+        "Run `/xai-usage status` to see why and how to fix it.",
+    ]
+    assert "All 3 connections" in text
+
+
+def test_weekly_and_monthly_messages_name_their_comparison(db, store) -> None:
+    weekly = all_text(digest_message(digest_of(db, store, "week", date(2026, 3, 23))))
+    assert "vs the week before: +46.7%" in weekly and "7-day average" not in weekly
+    monthly = all_text(digest_message(digest_of(db, store, "month", date(2026, 4, 1))))
+    assert "vs the month before: -4.5%" in monthly
+    assert "forecast" not in monthly.lower()  # the month is over
+
+
+def test_the_text_digest_matches(db, store) -> None:
+    text = digest_text(digest_of(db, store))
+    assert text.startswith("Daily xAI spend · Fri 20 Mar 2026\n")
+    assert "Total $59.50  ·  vs the day before: +271.9%  ·  vs 7-day average: +373.3%" in text
+    assert "Month-end forecast for March 2026: $480.43" in text
+    assert "New: grok-code-fast-1" in text
+    assert "Budget: 53% of the $500.00 budget for March 2026" in text
+    assert "Warning: “Staging” failed to sync: timeout. Run /xai-usage status" in text
+    assert "&" not in text  # no Slack escaping in plain text
+
+
+@pytest.fixture
+def crowded(db):
+    """40 models on one day, 30 of them new, and a dozen connections failing at length."""
+    with db.transaction() as session:
+        workspace = Workspace(name="crowded")
+        session.add(workspace)
+        session.flush()
+        main = add_connection(session, workspace, "Main")
+        for n in range(40):
+            model = f"grok-model-{n:02d}-with-a-rather-long-name-for-tables"
+            spend(session, main, DAY, model, str(100 - n))
+            seen(session, main, model, DAY if n >= 10 else date(2026, 1, 1))
+        for n in range(12):
+            add_connection(
+                session,
+                workspace,
+                f"Broken <&> {n}",
+                status="error",
+                status_reason="invalid_key",
+                status_message="The key was revoked. " * 200,
+            )
+        session.flush()
+        rebuild_totals(session, workspace.id)
+        return workspace.id
+
+
+def test_forty_models_and_many_failures_stay_within_slack_limits(db, crowded) -> None:
+    with db.session() as session:
+        d = build_digest(session, crowded, "day", SENT)
+    assert len(d.top) == 5 and len(d.new_models) == 30 and len(d.failing) == 12
+    assert d.other_usd == sum(D(100 - n) for n in range(5, 40))
+    message = digest_message(d)
+    assert message["text"].strip()
+    assert len(message["blocks"]) <= 50
+    for block in message["blocks"]:
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= 150
+        for element in block.get("elements", []):
+            assert len(element["text"]) <= 3000
+    text = all_text(message)
+    assert "and 20 more" in text  # new models beyond the first ten
+    assert "and 4 more connections failed to sync" in text
+    assert "“Broken &lt;&amp;&gt; 0” failed to sync" in text  # escaped for mrkdwn
+    # Slack itself (the stand-in's Block Kit checks) takes it as it is.
+    with SlackStandIn() as slack:
+        slack.add_token("xoxb-digest-test")
+        slack.add_channel("CCOSTS", "costs")
+        WebClient(token="xoxb-digest-test", base_url=slack.api_url).chat_postMessage(
+            channel="CCOSTS", **message
+        )
+        assert slack.violations == []
+
+
+def test_an_empty_workspace_gets_a_helpful_message(db) -> None:
+    with db.transaction() as session:
+        workspace = Workspace(name="new")
+        session.add(workspace)
+        session.flush()
+        workspace_id = workspace.id
+    with db.session() as session:
+        d = build_digest(session, workspace_id, "day", SENT)
+    assert d.empty and d.total_usd == 0 and d.top == ()
+    assert not quiet_skip(d, None, None)
+    message = digest_message(d)
+    assert message["text"] == "Daily xAI spend · Fri 20 Mar 2026: no xAI team is connected yet."
+    assert "`/xai-usage connect`" in all_text(message)
+    assert "xai-usage connect" in digest_text(d)

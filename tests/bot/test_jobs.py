@@ -1,0 +1,231 @@
+"""`xai-usage jobs run --at T`, moving through days: digests, alerts, exactly once.
+
+The xAI stand-in serves costs anchored to a fixed day, so history does not
+shift as the clock moves; the Slack stand-in records every post.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot.cli import Console, main
+from bot.config import Settings
+from bot.jobs import latest_occurrence
+from bot.runtime import Runtime
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
+from storage.models import Budget, DigestSubscription
+from storage.repo import workspace_for_slack_team
+from tests.bot.slack.conftest import BOT_TOKEN, TEAM, text_of
+from tests.conftest import FixedClock
+from tests.fakes.slack_api import SlackStandIn
+
+ROOT = Path(__file__).parents[2]
+ANCHOR = date(2026, 10, 22)  # the stand-in's spike: 10 days before, Monday 12 October
+ADMIN = "UADMIN"
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+class World:
+    """The bot, its store, the xAI and Slack stand-ins, and a clock we move."""
+
+    def __init__(self, env: dict[str, str], clock: FixedClock, xai: Sandbox,
+                 slack: SlackStandIn) -> None:
+        self.env, self.clock, self.xai, self.slack = env, clock, xai, slack
+
+    def runtime(self) -> Runtime:
+        return Runtime(Settings.from_env(self.env), clock=self.clock)
+
+    def jobs(self, when: datetime) -> str:
+        self.clock.now = when
+        out = io.StringIO()
+        main(["jobs", "run", "--at", when.isoformat()], environ=self.env,
+             console=Console(out=out, err=out))
+        return out.getvalue()
+
+    def posts(self, channel: str) -> list[dict]:
+        return [c.params for c in self.slack.calls_to("chat.postMessage")
+                if c.params.get("channel") == channel]
+
+
+@pytest.fixture
+def world(tmp_path, db, store_key):
+    clock = FixedClock(at("2026-10-20T07:00:00"))
+    with Sandbox(clock=clock, anchor=ANCHOR) as xai, SlackStandIn(team_id=TEAM) as slack:
+        slack.add_token(BOT_TOKEN)
+        slack.add_user(ADMIN, is_admin=True, tz="Europe/London")
+        slack.add_channel("CCOSTS", "costs")
+        slack.add_channel("CALERTS", "alerts")
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("XAI_", "SLACK_"))},
+            "XAI_USAGE_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": db.url,
+            "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
+            "XAI_MANAGEMENT_API_URL": xai.url, "SLACK_API_URL": slack.api_url,
+            "SLACK_BOT_TOKEN": BOT_TOKEN, "XAI_USAGE_HTTP_DEADLINE": "2",
+            "XAI_USAGE_NO_PLUGINS": "1",
+        }
+        w = World(env, clock, xai, slack)
+        runtime = w.runtime()
+        with runtime.db.transaction() as session:
+            workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
+        asyncio.run(runtime.engine.connect(
+            workspace_id, "xai", {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY},
+            label="Production — xAI", backfill_days=60, created_by=ADMIN))
+        w.workspace_id = workspace_id
+        runtime.close()
+        yield w
+
+
+def subscribe(w: World, **fields) -> int:
+    runtime = w.runtime()
+    with runtime.db.transaction() as session:
+        sub = DigestSubscription(workspace_id=w.workspace_id, channel_id="CCOSTS",
+                                 created_by=ADMIN, created_at=w.clock.now, **fields)
+        session.add(sub)
+        session.flush()
+        return sub.id
+
+
+def test_the_schedule_follows_local_time_across_daylight_saving() -> None:
+    # Europe/London leaves summer time on Sunday 25 October 2026.
+    before = latest_occurrence("day", "09:00", "Europe/London", at("2026-10-24T08:30:00"))
+    after = latest_occurrence("day", "09:00", "Europe/London", at("2026-10-26T09:30:00"))
+    assert before.astimezone(UTC) == at("2026-10-24T08:00:00")  # 09:00 BST
+    assert after.astimezone(UTC) == at("2026-10-26T09:00:00")  # 09:00 GMT
+    weekly = latest_occurrence("week", "09:00", "Europe/London", at("2026-10-28T12:00:00"))
+    assert weekly.date() == date(2026, 10, 26)  # the Monday
+    monthly = latest_occurrence("month", "08:00", "UTC", at("2026-11-01T07:59:00"))
+    assert monthly.date() == date(2026, 10, 1)
+
+
+def test_a_daily_digest_arrives_on_time_once_across_a_clock_change(world: World) -> None:
+    subscribe(world, at_time="09:00", tz="Europe/London", every="day")
+    world.jobs(at("2026-10-24T07:59:00"))
+    assert world.posts("CCOSTS") == []  # 08:59 in London: not yet
+    world.jobs(at("2026-10-24T08:00:30"))
+    world.jobs(at("2026-10-24T08:05:00"))  # a later run, or another process: no repeat
+    assert len(world.posts("CCOSTS")) == 1
+    assert "Fri 23 Oct 2026" in text_of(world.posts("CCOSTS")[0])  # yesterday, a whole UTC day
+    world.jobs(at("2026-10-25T08:00:30"))  # 08:00 GMT: summer time has ended, not 09:00 yet
+    assert len(world.posts("CCOSTS")) == 1
+    world.jobs(at("2026-10-25T09:00:30"))
+    assert len(world.posts("CCOSTS")) == 2
+    assert "Sat 24 Oct 2026" in text_of(world.posts("CCOSTS")[1])
+
+
+def test_a_digest_missed_while_down_is_caught_up_within_12_hours(world: World) -> None:
+    subscribe(world, at_time="09:00", tz="UTC", every="day")
+    world.jobs(at("2026-10-24T20:30:00"))  # the bot was down at 09:00: still sent
+    world.jobs(at("2026-10-26T08:00:00"))  # Sunday's was missed by 23 h: too stale, skipped
+    days = [text_of(p) for p in world.posts("CCOSTS")]
+    assert len(days) == 1 and "Fri 23 Oct 2026" in days[0]
+
+
+def test_the_daily_sync_runs_once_a_day_after_its_hour(world: World) -> None:
+    out = world.jobs(at("2026-10-21T06:00:10"))
+    assert "daily sync: 1 connections" in out
+    again = world.jobs(at("2026-10-21T06:30:00"))
+    assert "not due, or already done" in again
+
+
+def test_budget_thresholds_alert_once_each(world: World) -> None:
+    runtime = world.runtime()
+    with runtime.db.transaction() as session:
+        session.add(Budget(workspace_id=world.workspace_id, amount_usd=Decimal(900),
+                           thresholds="50,80,100", channel_id="CALERTS", created_by=ADMIN))
+    for day in range(1, 20):
+        world.jobs(at(f"2026-10-{day:02d}T12:00:00"))
+    texts = [text_of(p) for p in world.posts("CALERTS")]
+    budget_texts = [t for t in texts if "budget" in t.lower()]
+    crossed = [t for t in budget_texts if "%" in t]
+    assert 1 <= len(crossed) <= 4  # 50, 80, 100 and the forecast, each at most once
+    assert len(set(crossed)) == len(crossed)
+
+
+def test_a_spike_is_found_once_and_not_repeated(world: World) -> None:
+    runtime = world.runtime()
+    with runtime.db.transaction() as session:
+        from storage.models import AlertRoute
+
+        session.add(AlertRoute(workspace_id=world.workspace_id, connection_key=0,
+                               channel_id="CALERTS", created_by=ADMIN))
+    for day in (13, 14, 15, 16):  # Monday 12 October is among the finished days checked
+        world.jobs(at(f"2026-10-{day:02d}T12:00:00"))
+    spikes = [text_of(p) for p in world.posts("CALERTS") if "spike" in text_of(p).lower()]
+    assert len(spikes) == 1
+    assert "12 Oct" in spikes[0] and "grok-4-0709" in spikes[0]
+
+
+def test_a_revoked_key_alerts_once_and_recovers_once(world: World) -> None:
+    runtime = world.runtime()
+    with runtime.db.transaction() as session:
+        from storage.models import AlertRoute
+
+        session.add(AlertRoute(workspace_id=world.workspace_id, connection_key=0,
+                               channel_id="CALERTS", created_by=ADMIN))
+    world.xai.revoke_key(DEMO_KEY)
+    world.jobs(at("2026-10-21T06:01:00"))  # the daily sync fails: the connection needs a person
+    world.jobs(at("2026-10-21T06:02:00"))
+    world.jobs(at("2026-10-22T06:01:00"))  # another day: still one alert
+    failures = [p for p in world.posts("CALERTS") if "Production — xAI" in text_of(p)]
+    assert len(failures) == 1
+    assert "connect" in text_of(failures[0])  # says how to fix it
+    assert len(world.posts(ADMIN)) == 1  # and the person who connected it heard directly
+    world.xai.add_key(DEMO_KEY, DEMO_TEAM_ID)  # a new key
+    out = io.StringIO()
+    world.clock.now = at("2026-10-22T10:00:00")
+    main(["sync"], environ=world.env, console=Console(out=out, err=out))  # a forced sync succeeds
+    world.jobs(at("2026-10-22T10:01:00"))
+    world.jobs(at("2026-10-22T10:02:00"))
+    recovered = [p for p in world.posts("CALERTS") if "working again" in text_of(p).lower()]
+    assert len(recovered) == 1
+
+
+def test_a_channel_the_bot_left_pauses_the_digest_and_tells_its_creator(world: World) -> None:
+    world.slack.add_channel("CGONE", "gone", is_member=False)
+    runtime = world.runtime()
+    with runtime.db.transaction() as session:
+        session.add(DigestSubscription(workspace_id=world.workspace_id, channel_id="CGONE",
+                                       at_time="09:00", tz="UTC", created_by=ADMIN,
+                                       created_at=world.clock.now))
+    world.jobs(at("2026-10-21T09:00:30"))
+    world.jobs(at("2026-10-22T09:00:30"))
+    with runtime.db.session() as session:
+        sub = session.scalar(select(DigestSubscription))
+    assert sub.paused_reason and "invite me back" in sub.paused_reason
+    assert len(world.slack.calls_to("chat.postMessage")) == 2  # one refused post, one DM
+    assert "/invite @xai-usage" in text_of(world.posts(ADMIN)[0])
+
+
+def test_processes_started_together_deliver_each_digest_once(world: World) -> None:
+    if "postgresql" not in world.env["DATABASE_URL"]:
+        pytest.skip("several processes share one database in production only on PostgreSQL")
+    for n in range(3):
+        subscribe(world, at_time="09:00", tz="UTC", every="day")
+        del n
+    when = at("2026-10-21T09:00:30").isoformat()
+    world.clock.now = at("2026-10-21T09:00:30")
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "bot.cli", "jobs", "run", "--at", when],
+                         env=world.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs
+    assert len(world.posts("CCOSTS")) == 3  # three digests, four processes, no repeats
+    syncs = sum("daily sync: 1 connections" in out for out, _ in outputs)
+    assert syncs == 1
