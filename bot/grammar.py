@@ -311,6 +311,10 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
         elif i < len(rest) and not rest[i].startswith("--"):
             value = rest[i]
             i += 1
+            if option.metavar == "LABEL":  # labels have spaces: "Production — xAI"
+                while i < len(rest) and not rest[i].startswith("--") and not _is_day(rest[i]):
+                    value = f"{value} {rest[i]}"
+                    i += 1
         else:
             raise UsageError(f"--{key} needs a value ({option.metavar}).", usage)
         options[key] = _option_value(option, value, usage)
@@ -374,6 +378,14 @@ def _check_args(spec: CommandSpec, args: list[str], usage: str) -> None:
             parse_day(arg, usage)
         if parse_day(args[0], usage) > parse_day(args[1], usage):
             raise UsageError(f"FROM ({args[0]}) is after TO ({args[1]}).", usage)
+
+
+def _is_day(word: str) -> bool:
+    try:
+        date.fromisoformat(word)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_day(text: str, usage: str = "") -> date:

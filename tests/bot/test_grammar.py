@@ -76,3 +76,10 @@ def test_tokenize_forgives_phone_quotes_and_unbalanced_quotes() -> None:
 def test_slack_channel_escapes() -> None:
     assert slack_channel("<#C0123ABC|costs>") == ("C0123ABC", "costs")
     assert slack_channel("#costs") is None
+
+
+def test_a_label_may_have_spaces_without_quotes() -> None:
+    command = parse(["today", "--connection", "Production", "—", "xAI", "--by", "day"])
+    assert command.options == {"connection": "Production — xAI", "by": "day"}
+    ranged = parse(["range", "--connection", "Prod", "team", "2026-10-01", "2026-10-31"])
+    assert ranged.get("connection") == "Prod team" and ranged.args == ("2026-10-01", "2026-10-31")

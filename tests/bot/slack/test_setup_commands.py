@@ -1,0 +1,108 @@
+"""/xai-usage digest, budget and alerts: set up from Slack, checked as they are saved."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from storage.models import AlertRoute, Budget, DigestSubscription
+from tests.bot.slack.conftest import MEMBER, SlackApp, text_of
+
+
+def test_digest_add_defaults_to_here_at_nine_in_the_askers_time_zone(connected: SlackApp):
+    connected.slack.add_user("UTOKYO", is_admin=True, tz="Asia/Tokyo")
+    _, url_id = connected.command("digest add", user="UTOKYO")
+    reply = text_of(connected.reply(url_id))
+    assert "every day at 09:00 (Asia/Tokyo)" in reply
+    [announcement] = connected.slack.calls_to("chat.postMessage")
+    assert announcement.params["channel"] == "CCOSTS"  # where the command was typed
+    with connected.runtime.db.session() as session:
+        sub = session.scalar(select(DigestSubscription))
+    assert (sub.channel_id, sub.at_time, sub.tz, sub.every) == (
+        "CCOSTS",
+        "09:00",
+        "Asia/Tokyo",
+        "day",
+    )
+
+
+def test_digest_add_with_every_option(connected: SlackApp):
+    connected.slack.add_channel("CWEEK", "weekly")
+    _, url_id = connected.command(
+        "digest add <#CWEEK|weekly> --at 08:30 --tz Europe/Paris --every weekly "
+        "--connection production — xai --quiet-min 25"
+    )
+    assert "every week at 08:30 (Europe/Paris)" in text_of(connected.reply(url_id))
+    with connected.runtime.db.session() as session:
+        sub = session.scalar(select(DigestSubscription))
+    assert sub.channel_id == "CWEEK" and sub.connection_id is not None
+    assert sub.quiet_min_usd == Decimal(25)
+
+
+def test_a_channel_the_bot_is_not_in_is_refused_with_the_fix(connected: SlackApp):
+    connected.slack.add_channel("CPRIV", "private", is_member=False)
+    _, url_id = connected.command("digest add <#CPRIV|private>")
+    assert "/invite @xai-usage" in text_of(connected.reply(url_id))
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(DigestSubscription)) is None  # nothing saved
+
+
+def test_bad_digest_input_says_what_to_type(connected: SlackApp):
+    for words, expected in (
+        ("digest add --at 25:00", "09:00"),
+        ("digest add --tz Mars/Olympus", "Europe/London"),
+        ("digest add #costs", "autocomplete"),
+        ("digest ad", "Did you mean `digest add`?"),
+        ("digest remove 99", "no number 99"),
+    ):
+        _, url_id = connected.command(words)
+        assert expected in text_of(connected.reply(url_id)), words
+
+
+def test_digest_list_and_remove(connected: SlackApp):
+    _, url_id = connected.command("digest add")
+    connected.reply(url_id)
+    _, url_id = connected.command("digest list")
+    listing = text_of(connected.reply(url_id))
+    assert "*1*" in listing and "<#CCOSTS>" in listing
+    _, url_id = connected.command("digest remove 1")
+    assert "Removed" in text_of(connected.reply(url_id))
+    _, url_id = connected.command("digest list")
+    assert "No digests yet" in text_of(connected.reply(url_id))
+
+
+def test_budget_set_list_remove(connected: SlackApp):
+    _, url_id = connected.command("budget set $1,250.50 --thresholds 90,50 --channel <#CCOSTS|c>")
+    assert "$1,250.50 a month, alerts at 50%, 90%" in text_of(connected.reply(url_id))
+    with connected.runtime.db.session() as session:
+        budget = session.scalar(select(Budget))
+    assert budget.amount_usd == Decimal("1250.50") and budget.thresholds == "50,90"
+    _, url_id = connected.command("budget set -5")
+    assert "more than $0" in text_of(connected.reply(url_id))
+    _, url_id = connected.command("budget list")
+    assert "$1,250.50" in text_of(connected.reply(url_id))
+    _, url_id = connected.command(f"budget remove {budget.id}")
+    assert "Removed" in text_of(connected.reply(url_id))
+
+
+def test_alerts_route_to_a_channel_and_keep_the_webhook_sealed(connected: SlackApp):
+    url = "https://hooks.example.com/services/T000/B000/secretpart"
+    _, url_id = connected.command(f"alerts <#CCOSTS|costs> --webhook {url}")
+    assert "now go to <#CCOSTS> and to the webhook" in text_of(connected.reply(url_id))
+    with connected.runtime.db.session() as session:
+        route = session.scalar(select(AlertRoute))
+    assert url not in (route.webhook_sealed or "")
+    assert (
+        connected.runtime.db.keyring.open(route.webhook_sealed, route.webhook_aad).decode() == url
+    )
+    _, url_id = connected.command("alerts <#CCOSTS|costs>")  # again: updated, not duplicated
+    connected.reply(url_id)
+    with connected.runtime.db.session() as session:
+        assert len(list(session.scalars(select(AlertRoute)))) == 1
+
+
+def test_setting_up_is_for_admins(connected: SlackApp):
+    for words in ("digest add", "budget set 100", "alerts <#CCOSTS|costs>"):
+        _, url_id = connected.command(words, user=MEMBER)
+        assert "only workspace admins" in text_of(connected.reply(url_id))
