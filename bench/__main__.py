@@ -1,4 +1,4 @@
-"""``python -m bench [sync] [report]``: run the benchmarks (no argument: both).
+"""``python -m bench [sync] [report] [slack] [digests]``: run the benchmarks (no argument: all).
 
 Exits 0 when every benchmark ran and its checks held, whatever the targets
 say (a MISS is a finding, not a crash); 1 when a check of what was stored or
@@ -13,16 +13,19 @@ import time
 
 from bench.table import Scoreboard
 
-BENCHMARKS = ("sync", "report")
+BENCHMARKS = ("sync", "report", "slack", "digests")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmarks of the sync engine and of reports (see bench/*.py).",
+        description="Benchmarks: sync, reports, the Slack app, digests (see bench/*.py).",
     )
     parser.add_argument(
-        "benchmarks", nargs="*", metavar="sync|report", help="which to run (default: both)"
+        "benchmarks",
+        nargs="*",
+        metavar="sync|report|slack|digests",
+        help="which to run (default: all)",
     )
     args = parser.parse_args(argv)
     unknown = [name for name in args.benchmarks if name not in BENCHMARKS]
@@ -39,10 +42,18 @@ def main(argv: list[str] | None = None) -> int:
             from bench import sync_bench
 
             sync_bench.run(score)
-        else:
+        elif name == "report":
             from bench import report_bench
 
             report_bench.run(score)
+        elif name == "slack":
+            from bench import slack_bench
+
+            slack_bench.run(score)
+        else:
+            from bench import digest_bench
+
+            digest_bench.run(score)
     score.summary()
     print(f"Ran in {time.perf_counter() - began:.0f} s.")
     return 1 if score.failures else 0

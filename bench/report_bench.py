@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import Date, bindparam, func, select, text
 
 from bench.stores import STORES, Unavailable
+from bench.sync_bench import add_connection
 from bench.table import Column, Scoreboard, Table, count, ms, percentile, ratio
 from bot.grammar import Command
 from bot.reports import Period, build_report, cost_query, resolve_period
@@ -46,7 +47,7 @@ from providers.xai.provider import model_id
 from providers.xai.sandbox import MODELS
 from storage.crypto import Keyring
 from storage.db import Database
-from storage.models import NANO, Connection, ConnectionStatus, DailyCost, Workspace, new_uid
+from storage.models import NANO, DailyCost, Workspace
 from storage.repo import rebuild_totals
 
 CONNECTIONS = 1000
@@ -253,7 +254,6 @@ def _date_params() -> tuple:
 def _load_store(db: Database, today: date) -> int:
     """One workspace, its connections (sealed as connect seals them), 90 days of costs."""
     now = datetime.now(UTC)
-    keyring = db.keyring
     with db.transaction() as session:
         workspace = Workspace(name="bench report")
         session.add(workspace)
@@ -263,26 +263,17 @@ def _load_store(db: Database, today: date) -> int:
         for n in range(CONNECTIONS):
             team = str(uuid.uuid5(uuid.NAMESPACE_URL, f"xai-usage-bench-report-{n}"))
             key = f"xai-mgmt-report-{n:04d}-5b3e8f0a1c2d"
-            connection = Connection(
-                uid=new_uid(),
-                workspace_id=workspace_id,
-                provider="xai",
+            connection = add_connection(
+                session,
+                db.keyring,
+                workspace_id,
+                {"management_key": key, "team_id": team},
                 label=f"Team {n:04d} — xAI",
-                account_ref=team,
                 secret_mask=f"xai-…{key[-4:]}",
                 backfill_days=DAYS,
-                created_by="bench",
-                credentials_changed_at=now,
-                credentials_key_id=keyring.primary_key_id,
-                status=ConnectionStatus.OK,
                 key_breakdown=False,
-                last_success_at=now,
-                last_attempt_at=now,
+                now=now,
             )
-            connection.credentials_sealed = keyring.seal_json(
-                {"management_key": key, "team_id": team}, connection.credentials_aad
-            )
-            session.add(connection)
             connections.append(connection)
         session.flush()
         ids = [c.id for c in connections]

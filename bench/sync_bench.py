@@ -42,12 +42,13 @@ import math
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bench.sandbox_process import SandboxProcess, by_endpoint
 from bench.stores import STORES, Unavailable
@@ -163,6 +164,45 @@ def run(score: Scoreboard) -> None:
     table.note("       daily = ceil(requests served / concurrency) x latency.")
 
 
+def add_connection(
+    session: Session,
+    keyring: Keyring,
+    workspace_id: int,
+    credentials: Mapping[str, str],
+    *,
+    label: str,
+    secret_mask: str,
+    backfill_days: int,
+    key_breakdown: bool,
+    now: datetime,
+) -> Connection:
+    """An xAI connection as ``connect`` leaves it after a good sync, written straight in.
+
+    Benchmarks need hundreds of them and must not pay a backfill each; the
+    credentials are sealed exactly as ``connect`` seals them (bound to the
+    connection's uid, under the primary key), so the engine can open them.
+    """
+    connection = Connection(
+        uid=new_uid(),  # set up front: the ciphertext is bound to it
+        workspace_id=workspace_id,
+        provider="xai",
+        label=label,
+        account_ref=credentials["team_id"],
+        secret_mask=secret_mask,
+        backfill_days=backfill_days,
+        created_by="bench",
+        credentials_changed_at=now,
+        credentials_key_id=keyring.primary_key_id,
+        status=ConnectionStatus.OK,
+        key_breakdown=key_breakdown,
+        last_success_at=now,
+        last_attempt_at=now,
+    )
+    connection.credentials_sealed = keyring.seal_json(credentials, connection.credentials_aad)
+    session.add(connection)
+    return connection
+
+
 def _new_workspace(db: Database, name: str) -> int:
     with db.transaction() as session:
         workspace = Workspace(name=name)
@@ -259,30 +299,21 @@ def _add_connections(
 ) -> dict[int, int]:
     """500 connections as ``connect`` leaves them after a good sync; id -> team number."""
     provider = engine.providers.get("xai")
-    keyring = db.keyring
     connections = {}
     with db.transaction() as session:
         for n in range(TEAMS):
             clean = engine.validate_fields(provider, credentials(n))
-            connection = Connection(
-                uid=new_uid(),  # set up front: the ciphertext is bound to it
-                workspace_id=workspace_id,
-                provider=provider.name,
+            connections[n] = add_connection(
+                session,
+                db.keyring,
+                workspace_id,
+                clean,
                 label=f"Bench team {n:03d}",
-                account_ref=clean["team_id"],
                 secret_mask=provider.mask(clean),
                 backfill_days=BACKFILL_DAYS,
-                created_by="bench",
-                credentials_changed_at=now,
-                credentials_key_id=keyring.primary_key_id,
-                status=ConnectionStatus.OK,
                 key_breakdown=True,
-                last_success_at=now,
-                last_attempt_at=now,
+                now=now,
             )
-            connection.credentials_sealed = keyring.seal_json(clean, connection.credentials_aad)
-            session.add(connection)
-            connections[n] = connection
         session.flush()
         return {connection.id: n for n, connection in connections.items()}
 

@@ -139,12 +139,16 @@ def _digests(
                 )
             )
         )
+    due = {}
     for sub in subscriptions:
         occurrence = latest_occurrence(sub.every, sub.at_time, sub.tz, at)
-        if not (sub.created_at <= occurrence <= at and at - occurrence <= CATCH_UP):
-            continue
-        key = f"digest:{sub.id}:{occurrence.date().isoformat()}"
-        if not ledger.claim(key, workspace_id=workspace.id):
+        if sub.created_at <= occurrence <= at and at - occurrence <= CATCH_UP:
+            due[f"digest:{sub.id}:{occurrence.date().isoformat()}"] = (sub, occurrence)
+    # The lease covers posting them all at Slack's pace, so nobody takes over too soon.
+    lease = timedelta(minutes=10) + timedelta(seconds=2) * len(due)
+    won = ledger.claim_many(list(due), workspace_id=workspace.id, lease=lease)
+    for key, (sub, occurrence) in due.items():
+        if key not in won:
             continue
         with runtime.db.session() as session:
             digest = build_digest(

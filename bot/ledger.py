@@ -80,6 +80,59 @@ class Ledger:
             )
             return session.execute(takeover).first() is not None
 
+    def claim_many(
+        self,
+        keys: list[str],
+        *,
+        workspace_id: int | None = None,
+        lease: timedelta = timedelta(minutes=10),
+    ) -> set[str]:
+        """``claim`` for many keys in two statements; returns the keys won.
+
+        A thousand digests due at 09:00 cost one round trip, not a thousand.
+        """
+        if not keys:
+            return set()
+        now = self.clock()
+        with self.db.transaction() as session:
+            fresh = (
+                upsert(session, Delivery)
+                .values(
+                    [
+                        {
+                            "key": key,
+                            "workspace_id": workspace_id,
+                            "claimed_by": self.owner,
+                            "lease_until": now + lease,
+                            "attempts": 1,
+                        }
+                        for key in keys
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(Delivery.key)
+            )
+            won = set(session.scalars(fresh))
+            rest = [key for key in keys if key not in won]
+            if rest:
+                takeover = (
+                    update(Delivery)
+                    .where(
+                        Delivery.key.in_(rest),
+                        Delivery.done_at.is_(None),
+                        Delivery.lease_until < now,
+                        Delivery.attempts < MAX_ATTEMPTS,
+                    )
+                    .values(
+                        claimed_by=self.owner,
+                        lease_until=now + lease,
+                        attempts=Delivery.attempts + 1,
+                    )
+                    .returning(Delivery.key)
+                )
+                won.update(session.scalars(takeover))
+        return won
+
     def done(self, key: str, outcome: str = "ok") -> None:
         with self.db.transaction() as session:
             session.execute(

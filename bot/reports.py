@@ -124,13 +124,19 @@ def cost_query(
     use_rollup = connection_id is None and set(group) <= ROLLUP_GROUPS
     table = WorkspaceDailyTotal if use_rollup else DailyCost
     columns = [getattr(table, name) for name in group]
+    # A connection is always resolved inside its workspace by the caller, so it
+    # is the whole filter then: adding the workspace steers SQLite to the
+    # workspace index, which scans every team's rows.
+    scope = (
+        DailyCost.connection_id == connection_id
+        if connection_id is not None
+        else table.workspace_id == workspace_id
+    )
     query = (
         select(*columns, func.sum(table.cost))
-        .where(table.workspace_id == workspace_id, table.day >= start, table.day <= end)
+        .where(scope, table.day >= start, table.day <= end)
         .group_by(*columns)
     )
-    if connection_id is not None:
-        query = query.where(DailyCost.connection_id == connection_id)
     if model_pattern:
         query = query.where(func.lower(table.model).like(like_pattern(model_pattern), "\\"))
     return query

@@ -16,9 +16,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_providers(
-    register: Callable[[object], None], config: Mapping[str, str]
-) -> None:
+def register_providers(register: Callable[[object], None], config: Mapping[str, str]) -> None:
     """Hand provider objects to the host with ``register(provider)``.
 
     ``config`` is the host's configuration (settings such as a base URL

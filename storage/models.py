@@ -158,6 +158,8 @@ class DailyCost(Base):
         UniqueConstraint("connection_id", "day", "model", "api_key_id"),
         # Reports filter a workspace's days and sum by model: covering index.
         Index("ix_daily_costs_report", "workspace_id", "day", "model", "connection_id", "cost"),
+        # One connection's days (digests and reports filtered to a team): covering index.
+        Index("ix_daily_costs_connection", "connection_id", "day", "model", "cost"),
     )
 
     id: Mapped[intpk]

@@ -42,8 +42,9 @@ def at(text: str) -> datetime:
 class World:
     """The bot, its store, the xAI and Slack stand-ins, and a clock we move."""
 
-    def __init__(self, env: dict[str, str], clock: FixedClock, xai: Sandbox,
-                 slack: SlackStandIn) -> None:
+    def __init__(
+        self, env: dict[str, str], clock: FixedClock, xai: Sandbox, slack: SlackStandIn
+    ) -> None:
         self.env, self.clock, self.xai, self.slack = env, clock, xai, slack
 
     def runtime(self) -> Runtime:
@@ -52,13 +53,19 @@ class World:
     def jobs(self, when: datetime) -> str:
         self.clock.now = when
         out = io.StringIO()
-        main(["jobs", "run", "--at", when.isoformat()], environ=self.env,
-             console=Console(out=out, err=out))
+        main(
+            ["jobs", "run", "--at", when.isoformat()],
+            environ=self.env,
+            console=Console(out=out, err=out),
+        )
         return out.getvalue()
 
     def posts(self, channel: str) -> list[dict]:
-        return [c.params for c in self.slack.calls_to("chat.postMessage")
-                if c.params.get("channel") == channel]
+        return [
+            c.params
+            for c in self.slack.calls_to("chat.postMessage")
+            if c.params.get("channel") == channel
+        ]
 
 
 @pytest.fixture
@@ -71,19 +78,29 @@ def world(tmp_path, db, store_key):
         slack.add_channel("CALERTS", "alerts")
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("XAI_", "SLACK_"))},
-            "XAI_USAGE_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": db.url,
+            "XAI_USAGE_DATA_DIR": str(tmp_path / "data"),
+            "DATABASE_URL": db.url,
             "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
-            "XAI_MANAGEMENT_API_URL": xai.url, "SLACK_API_URL": slack.api_url,
-            "SLACK_BOT_TOKEN": BOT_TOKEN, "XAI_USAGE_HTTP_DEADLINE": "2",
+            "XAI_MANAGEMENT_API_URL": xai.url,
+            "SLACK_API_URL": slack.api_url,
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "XAI_USAGE_HTTP_DEADLINE": "2",
             "XAI_USAGE_NO_PLUGINS": "1",
         }
         w = World(env, clock, xai, slack)
         runtime = w.runtime()
         with runtime.db.transaction() as session:
             workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
-        asyncio.run(runtime.engine.connect(
-            workspace_id, "xai", {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY},
-            label="Production — xAI", backfill_days=60, created_by=ADMIN))
+        asyncio.run(
+            runtime.engine.connect(
+                workspace_id,
+                "xai",
+                {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY},
+                label="Production — xAI",
+                backfill_days=60,
+                created_by=ADMIN,
+            )
+        )
         w.workspace_id = workspace_id
         runtime.close()
         yield w
@@ -92,8 +109,13 @@ def world(tmp_path, db, store_key):
 def subscribe(w: World, **fields) -> int:
     runtime = w.runtime()
     with runtime.db.transaction() as session:
-        sub = DigestSubscription(workspace_id=w.workspace_id, channel_id="CCOSTS",
-                                 created_by=ADMIN, created_at=w.clock.now, **fields)
+        sub = DigestSubscription(
+            workspace_id=w.workspace_id,
+            channel_id="CCOSTS",
+            created_by=ADMIN,
+            created_at=w.clock.now,
+            **fields,
+        )
         session.add(sub)
         session.flush()
         return sub.id
@@ -144,8 +166,15 @@ def test_the_daily_sync_runs_once_a_day_after_its_hour(world: World) -> None:
 def test_budget_thresholds_alert_once_each(world: World) -> None:
     runtime = world.runtime()
     with runtime.db.transaction() as session:
-        session.add(Budget(workspace_id=world.workspace_id, amount_usd=Decimal(900),
-                           thresholds="50,80,100", channel_id="CALERTS", created_by=ADMIN))
+        session.add(
+            Budget(
+                workspace_id=world.workspace_id,
+                amount_usd=Decimal(900),
+                thresholds="50,80,100",
+                channel_id="CALERTS",
+                created_by=ADMIN,
+            )
+        )
     for day in range(1, 20):
         world.jobs(at(f"2026-10-{day:02d}T12:00:00"))
     texts = [text_of(p) for p in world.posts("CALERTS")]
@@ -160,8 +189,14 @@ def test_a_spike_is_found_once_and_not_repeated(world: World) -> None:
     with runtime.db.transaction() as session:
         from storage.models import AlertRoute
 
-        session.add(AlertRoute(workspace_id=world.workspace_id, connection_key=0,
-                               channel_id="CALERTS", created_by=ADMIN))
+        session.add(
+            AlertRoute(
+                workspace_id=world.workspace_id,
+                connection_key=0,
+                channel_id="CALERTS",
+                created_by=ADMIN,
+            )
+        )
     for day in (13, 14, 15, 16):  # Monday 12 October is among the finished days checked
         world.jobs(at(f"2026-10-{day:02d}T12:00:00"))
     spikes = [text_of(p) for p in world.posts("CALERTS") if "spike" in text_of(p).lower()]
@@ -174,8 +209,14 @@ def test_a_revoked_key_alerts_once_and_recovers_once(world: World) -> None:
     with runtime.db.transaction() as session:
         from storage.models import AlertRoute
 
-        session.add(AlertRoute(workspace_id=world.workspace_id, connection_key=0,
-                               channel_id="CALERTS", created_by=ADMIN))
+        session.add(
+            AlertRoute(
+                workspace_id=world.workspace_id,
+                connection_key=0,
+                channel_id="CALERTS",
+                created_by=ADMIN,
+            )
+        )
     world.xai.revoke_key(DEMO_KEY)
     world.jobs(at("2026-10-21T06:01:00"))  # the daily sync fails: the connection needs a person
     world.jobs(at("2026-10-21T06:02:00"))
@@ -198,9 +239,16 @@ def test_a_channel_the_bot_left_pauses_the_digest_and_tells_its_creator(world: W
     world.slack.add_channel("CGONE", "gone", is_member=False)
     runtime = world.runtime()
     with runtime.db.transaction() as session:
-        session.add(DigestSubscription(workspace_id=world.workspace_id, channel_id="CGONE",
-                                       at_time="09:00", tz="UTC", created_by=ADMIN,
-                                       created_at=world.clock.now))
+        session.add(
+            DigestSubscription(
+                workspace_id=world.workspace_id,
+                channel_id="CGONE",
+                at_time="09:00",
+                tz="UTC",
+                created_by=ADMIN,
+                created_at=world.clock.now,
+            )
+        )
     world.jobs(at("2026-10-21T09:00:30"))
     world.jobs(at("2026-10-22T09:00:30"))
     with runtime.db.session() as session:
@@ -219,9 +267,14 @@ def test_processes_started_together_deliver_each_digest_once(world: World) -> No
     when = at("2026-10-21T09:00:30").isoformat()
     world.clock.now = at("2026-10-21T09:00:30")
     processes = [
-        subprocess.Popen([sys.executable, "-m", "bot.cli", "jobs", "run", "--at", when],
-                         env=world.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "jobs", "run", "--at", when],
+            env=world.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     outputs = [p.communicate(timeout=120) for p in processes]

@@ -101,3 +101,15 @@ def test_processes_racing_for_the_same_keys_each_get_one_owner(db, processes) ->
     with db.session() as session:
         owners = dict(session.execute(select(Delivery.key, Delivery.claimed_by)).all())
     assert all(owners[key] == owner for owner, won in claimed for key in won)
+
+
+def test_many_keys_are_claimed_at_once_and_only_the_free_ones_won(db) -> None:
+    clock = Clock()
+    a, b = Ledger(db, owner="a", clock=clock), Ledger(db, owner="b", clock=clock)
+    assert a.claim("digest:1:2026-11-23")
+    assert a.claim("digest:2:2026-11-23", lease=timedelta(minutes=1))
+    a.done("digest:1:2026-11-23")
+    clock.now += timedelta(minutes=2)  # a's claim on digest 2 has run out
+    won = b.claim_many([f"digest:{n}:2026-11-23" for n in (1, 2, 3, 4)])
+    assert won == {"digest:2:2026-11-23", "digest:3:2026-11-23", "digest:4:2026-11-23"}
+    assert a.claim_many(["digest:3:2026-11-23", "digest:5:2026-11-23"]) == {"digest:5:2026-11-23"}
