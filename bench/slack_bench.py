@@ -37,7 +37,7 @@ id, and is sent when the one before it has its HTTP 200. In order:
    few ``help`` while those syncs still run;
 3. without load, for comparison, our app: 50 per command, all but ``sync``
    before step 1, while nothing is queued, and ``sync`` after step 2, once
-   the background sync has stopped and our app's replies are in (up to 20 s).
+   the background sync has stopped and our app's replies are in (up to 15 s).
 
 A series also stops at its first non-200 answer (Bolt answers 404 when a
 listener has not acked within 3 s: every further one would cost 3 s and
@@ -112,9 +112,9 @@ MAX_FAILED = 1
 timeout, and a second would say nothing the first did not."""
 PROBE_REQUESTS = 20
 """The `help` probe right after the `sync` series."""
-DRAIN_BUDGET = 20.0
+DRAIN_BUDGET = 15.0
 """Seconds to wait for a pass's replies before the next pass starts."""
-FINAL_WAIT = 15.0
+FINAL_WAIT = 10.0
 """Seconds to wait for the idle `sync` series' replies before they are counted."""
 THREADS = 16  # as `serve` runs waitress
 TARGET_P99 = 0.300
@@ -605,17 +605,17 @@ def _measure(
     received, expected = _replies(slack, passes)
     wanted_views = sum(len(p[CONNECT.name].timings) for p in (idle, loaded))
     late = [
-        f"{name} pass's after {budget:.0f} s"
+        f"{name} after {budget:.0f} s"
         for name, ok, budget in (
-            ("loaded", loaded_drained, DRAIN_BUDGET),
-            ("idle `sync`", idle_drained, FINAL_WAIT),
+            ("loaded pass", loaded_drained, DRAIN_BUDGET),
+            ("idle `sync` series", idle_drained, FINAL_WAIT),
         )
         if not ok
     ]
     table.note(
         f"{backend}: replies received {count(received)} of {count(expected)} at the response "
         f"URLs, modals opened {views} of {wanted_views} (our app's idle and loaded passes)"
-        + (f"; some still due when counted (the {' and the '.join(late)})" if late else "")
+        + (f"; still due when counted: replies of the {' and of the '.join(late)}" if late else "")
     )
     missing = _missing_by_command(slack, passes)
     if missing:

@@ -297,8 +297,18 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             last_success_at=c.last_success_at,
             month_to_date_usd=month.get(c.id) or Decimal(0),
         )
-        for c in session.scalars(
-            select(Connection)
+        for c in session.execute(  # the columns shown, not whole rows with their secrets
+            select(
+                Connection.id,
+                Connection.label,
+                Connection.provider,
+                Connection.account_ref,
+                Connection.secret_mask,
+                Connection.status,
+                Connection.status_reason,
+                Connection.status_message,
+                Connection.last_success_at,
+            )
             .where(Connection.workspace_id == workspace_id)
             .order_by(Connection.label)
         )

@@ -17,6 +17,7 @@ import ssl
 import sys
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -189,10 +190,16 @@ class _Writer:
             self._write(batch)
 
     def _write(self, batch: list) -> None:
+        # Rows are locked in one order in every transaction (connections by id,
+        # rollup rows by workspace, day and model), so concurrent writers, in
+        # this process or another, wait for each other instead of deadlocking.
+        batch.sort(key=lambda item: item[0].connection.id)
         try:
             with self._transaction() as session:
+                totals: dict[tuple[int, date, str], Decimal] = defaultdict(Decimal)
                 for attempt, _, _ in batch:
-                    self._store(session, attempt)
+                    self._store(session, attempt, totals)
+                adjust_totals(session, totals)
         except Exception:
             if len(batch) > 1:
                 for item in batch:
@@ -377,7 +384,7 @@ class SyncEngine:
                 removed = session.execute(
                     _totals_by_day_and_model(DailyCost.connection_id == connection_id)
                 )
-                adjust_totals(session, workspace_id, {(d, m): -c for d, m, c in removed})
+                adjust_totals(session, {(workspace_id, d, m): -c for d, m, c in removed})
             for table in (DailyCost, ApiKeyName, ModelSeen, BillingState, SyncRun):
                 session.execute(delete(table).where(table.connection_id == connection_id))
             session.execute(delete(Connection).where(Connection.id == connection_id))
@@ -599,7 +606,7 @@ class SyncEngine:
             log.info("billing figures unavailable: %s", error.reason)
             return None
 
-    def _record(self, session: Session, attempt: _Attempt, trigger: str) -> None:
+    def _record(self, session: Session, attempt: _Attempt, totals: dict, trigger: str) -> None:
         """Store one sync's outcome (on the writer, inside its transaction).
 
         A handful of set-based statements per sync: this runs once per
@@ -653,7 +660,7 @@ class SyncEngine:
             )
         )
         if fetched is not None:
-            self._replace_costs(session, connection, result.start, result.end, fetched)
+            self._replace_costs(session, connection, result.start, result.end, fetched, totals)
 
     def _replace_costs(
         self,
@@ -662,7 +669,9 @@ class SyncEngine:
         start: date,
         end: date,
         fetched: _Fetched,
+        totals: dict,
     ) -> None:
+        """Replace the window's rows; the rollup's differences go into ``totals``."""
         window = (
             DailyCost.connection_id == connection.id,
             DailyCost.day >= start,
@@ -673,7 +682,8 @@ class SyncEngine:
             deltas[(row.day, row.model)] = deltas.get((row.day, row.model), 0) + row.cost_usd
         for day, model, old in session.execute(_totals_by_day_and_model(*window)):
             deltas[(day, model)] = deltas.get((day, model), 0) - old
-        adjust_totals(session, connection.workspace_id, deltas)
+        for (day, model), delta in deltas.items():
+            totals[(connection.workspace_id, day, model)] += delta
         session.execute(delete(DailyCost).where(*window))
         if not fetched.rows:
             return
@@ -749,16 +759,18 @@ def _totals_by_day_and_model(*where: Any) -> Any:
     )
 
 
-def adjust_totals(
-    session: Session, workspace_id: int, deltas: Mapping[tuple[date, str], Decimal]
-) -> None:
-    """Add differences to the workspace rollup; atomic under concurrent writers."""
-    changes = [
+def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Decimal]) -> None:
+    """Add differences to the workspace rollup, keyed (workspace, day, model).
+
+    Atomic under concurrent writers, and applied in sorted order so two
+    transactions never lock the same rows in opposite orders.
+    """
+    rows = [
         {"workspace_id": workspace_id, "day": day, "model": model, "cost": delta}
-        for (day, model), delta in deltas.items()
+        for (workspace_id, day, model), delta in sorted(changes.items())
         if delta
     ]
-    if not changes:
+    if not rows:
         return
     totals = upsert(session, WorkspaceDailyTotal)
     session.execute(
@@ -766,7 +778,7 @@ def adjust_totals(
             index_elements=["workspace_id", "day", "model"],
             set_={"cost": WorkspaceDailyTotal.cost + totals.excluded.cost},
         ),
-        changes,
+        rows,
     )
 
 

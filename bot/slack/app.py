@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App, BoltContext
 from slack_bolt.error import BoltError
@@ -48,6 +49,8 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
             REDACTOR.add(secret)
     common = dict(
         process_before_response=False,  # ack first; the work runs after, off the request
+        # Bolt's default pool of 5 lets five slow listeners block every other ack.
+        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="listener"),
         request_verification_enabled=settings.mode == "http",
         signing_secret=settings.signing_secret or "",
         logger=logging.getLogger("slack_bolt.xai_usage"),

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from decimal import Decimal, InvalidOperation
@@ -67,6 +69,11 @@ class SlackService:
         self.settings = settings
         self.forget_installations = forget_installations
         self._workspaces: dict[str, int] = {}
+        # Long work (syncs, backfills) runs here, not on Bolt's listener threads,
+        # and a workspace syncs once at a time: a second `sync` joins the first.
+        self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xai-usage-work")
+        self._syncing: dict[tuple[int, str | None, int | None], Future] = {}
+        self._syncing_lock = threading.Lock()
 
     # -- who and where ---------------------------------------------------------
 
@@ -141,14 +148,36 @@ class SlackService:
         with self.runtime.db.session() as session:
             return status_rows(session, self.workspace_id(invocation), self.runtime.clock())
 
-    def sync(self, invocation: Invocation, label: str | None, days: int | None) -> list[SyncResult]:
+    def sync(
+        self, invocation: Invocation, label: str | None, days: int | None
+    ) -> Future[list[SyncResult]]:
+        """Force a sync in the background; joins one already running for the same ask."""
         workspace_id = self.workspace_id(invocation)
-        engine = self.runtime.engine
+        target = None
         if label:
             with self.runtime.db.session() as session:
                 target = find_connection(session, workspace_id, label).id
-            return asyncio.run(engine.sync_many([target], trigger="force", force=True, days=days))
-        return asyncio.run(engine.sync_all(workspace_id, trigger="force", force=True, days=days))
+        key = (workspace_id, None, target) if target else (workspace_id, None, None)
+        engine = self.runtime.engine
+
+        def run() -> list[SyncResult]:
+            try:
+                if target is not None:
+                    return asyncio.run(
+                        engine.sync_many([target], trigger="force", force=True, days=days)
+                    )
+                return asyncio.run(
+                    engine.sync_all(workspace_id, trigger="force", force=True, days=days)
+                )
+            finally:
+                with self._syncing_lock:
+                    self._syncing.pop(key, None)
+
+        with self._syncing_lock:
+            running = self._syncing.get(key)
+            if running is None:
+                running = self._syncing[key] = self.background.submit(run)
+        return running
 
     # -- connect ----------------------------------------------------------------
 

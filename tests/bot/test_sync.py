@@ -282,3 +282,39 @@ def test_the_report_rollup_stays_equal_to_the_rows(engine, sandbox, workspace_id
     rollup_matches_rows(engine.db)
     engine.disconnect(first.connection_id)
     assert rollup_matches_rows(engine.db)  # only the second connection's days remain
+
+
+def test_syncs_of_one_workspace_running_at_once_neither_deadlock_nor_fail(
+    db, providers, clock, workspace_id, sandbox
+):
+    import threading
+
+    teams = [f"{n:08d}-2222-3333-4444-555555555555" for n in range(6)]
+    setup = SyncEngine(db, providers, clock=clock)
+    for n, team in enumerate(teams):
+        key = f"xai-mgmt-concurrent-{n}-000000000000000"
+        sandbox.add_key(key, team)
+        asyncio.run(
+            setup.connect(
+                workspace_id,
+                "xai",
+                {"team_id": team, "management_key": key},
+                label=f"Team {n}",
+                backfill_days=10,
+            )
+        )
+    results, barrier = [], threading.Barrier(4)
+
+    def run() -> None:
+        engine = SyncEngine(db, providers, clock=clock, concurrency=4)
+        barrier.wait()
+        results.extend(asyncio.run(engine.sync_all(workspace_id, force=True, days=10)))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 24
+    assert [r.reason for r in results if not r.ok] == []
+    rollup_matches_rows(db)

@@ -8,6 +8,7 @@ is sensitive.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from logging import Logger
 
 from slack_bolt import Ack, App, BoltContext, Respond
@@ -101,8 +102,16 @@ def sync(
     client: WebClient,
 ) -> None:
     respond(**blocks.notice(":arrows_counterclockwise: Syncing… I'll post the result here."))
-    results = service.sync(invocation, command.get("connection"), command.get("days"))
-    respond(**blocks.notice(blocks.sync_lines(results)))
+    running = service.sync(invocation, command.get("connection"), command.get("days"))
+    # The result is posted when the sync ends; this listener's thread is free now.
+    running.add_done_callback(lambda done: respond(**blocks.notice(_sync_outcome(done))))
+
+
+def _sync_outcome(done: Future) -> str:
+    error = done.exception()
+    if error is not None:
+        return f":x: The sync failed ({type(error).__name__}); `/xai-usage status` shows why."
+    return blocks.sync_lines(done.result())
 
 
 def disconnect(

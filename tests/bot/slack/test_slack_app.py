@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
-from storage.models import Connection, DailyCost, Workspace
+from storage.models import Connection, DailyCost, SyncRun, Workspace
 from tests.bot.slack.conftest import (
     ADMIN,
     BOT_USER,
@@ -369,3 +369,20 @@ def test_slack_rate_limits_are_waited_out(connected: SlackApp) -> None:
     _, url_id = connected.command("month")
     assert "to date" in text_of(connected.reply(url_id, timeout=15))
     assert len(connected.slack.calls_to("users.info")) >= 2
+
+
+def test_a_burst_of_syncs_is_acked_at_once_and_joined(connected: SlackApp) -> None:
+    connected.xai.latency = 0.3  # each sync takes a while
+    started = time.perf_counter()
+    sent = [connected.command("sync") for _ in range(8)]
+    assert all(response.status_code == 200 for response, _ in sent)
+    assert time.perf_counter() - started < 3  # no ack waited behind a running sync
+    for _, url_id in sent:
+        assert "rows" in text_of(connected.reply(url_id, 2, timeout=30))
+    with connected.runtime.db.session() as session:
+        runs = session.scalar(
+            select(func.count()).select_from(SyncRun).where(SyncRun.trigger == "force")
+        )
+    assert runs < 8  # later asks joined the sync already running
+    _, url_id = connected.command("help")
+    assert "`today`" in text_of(connected.reply(url_id))
