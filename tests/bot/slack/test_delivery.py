@@ -1,0 +1,93 @@
+"""Scheduled posts: paced per channel, 429s waited out, refusals named, webhooks sent."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bot.jobs import ChannelUnavailable
+from bot.slack.delivery import SlackDelivery
+from bot.slack.settings import SlackSettings
+from tests.fakes.slack_api import SlackStandIn
+
+TOKEN = "xoxb-delivery-0000-test"
+MESSAGE = {
+    "text": "hello",
+    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}],
+}
+
+
+@pytest.fixture
+def slack():
+    with SlackStandIn(team_id="T1") as stand_in:
+        stand_in.add_token(TOKEN)
+        stand_in.add_channel("CA", "a")
+        stand_in.add_channel("CB", "b")
+        yield stand_in
+
+
+def delivery(slack: SlackStandIn, waits: list[float] | None = None) -> SlackDelivery:
+    settings = SlackSettings.from_env(
+        {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": slack.api_url}, delivering_only=True
+    )
+    pause = waits.append if waits is not None else (lambda seconds: None)
+    return SlackDelivery(settings, lambda team: TOKEN, pause=pause)
+
+
+def test_posts_to_one_channel_are_paced_a_second_apart(slack) -> None:
+    waits: list[float] = []
+    sender = delivery(slack, waits)
+    sender.post("T1", "CA", MESSAGE)
+    sender.post("T1", "CB", MESSAGE)  # another channel: no wait
+    sender.post("T1", "CA", MESSAGE)
+    assert len(waits) == 1 and 0.9 < waits[0] <= 1.0
+    assert len(slack.calls_to("chat.postMessage")) == 3
+
+
+def test_a_rate_limit_is_waited_out_and_the_post_goes_through(slack) -> None:
+    slack.rate_limit("chat.postMessage", times=1, retry_after=1)
+    delivery(slack).post("T1", "CA", MESSAGE)
+    assert len(slack.calls_to("chat.postMessage")) == 2  # refused once, then delivered
+
+
+@pytest.mark.parametrize(
+    "channel, error",
+    [("CGONE", "channel_not_found"), ("COUT", "not_in_channel"), ("COLD", "is_archived")],
+)
+def test_a_channel_slack_refuses_is_named(slack, channel, error) -> None:
+    slack.add_channel("COUT", "out", is_member=False)
+    slack.add_channel("COLD", "old", is_archived=True)
+    with pytest.raises(ChannelUnavailable) as caught:
+        delivery(slack).post("T1", channel, MESSAGE)
+    assert caught.value.error == error and caught.value.channel == channel
+
+
+def test_alerts_reach_a_webhook_as_json() -> None:
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with SlackStandIn() as slack:
+            delivery(slack).webhook(
+                f"http://127.0.0.1:{server.server_port}/hook",
+                {"kind": "budget", "key": "budget:1:2026-11:80"},
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received == [{"kind": "budget", "key": "budget:1:2026-11:80"}]
