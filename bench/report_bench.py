@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import Date, bindparam, func, select, text
 
-from bench.stores import STORES, Unavailable
+from bench.stores import STORES, Unavailable, bulk_insert_costs
 from bench.sync_bench import add_connection
 from bench.table import Column, Scoreboard, Table, count, ms, percentile, ratio
 from bot.grammar import Command
@@ -277,7 +277,7 @@ def _load_store(db: Database, today: date) -> int:
             connections.append(connection)
         session.flush()
         ids = [c.id for c in connections]
-    _bulk_insert_costs(db, workspace_id, ids, today)
+    bulk_insert_costs(db, _cost_rows(workspace_id, ids, today))
     with db.transaction() as session:
         rebuild_totals(session, workspace_id)  # the bulk load bypassed the writer
     _analyze(db)
@@ -295,30 +295,6 @@ def _cost_rows(workspace_id: int, connection_ids: list[int], today: date):
             for model, usd in MODEL_DAILY_USD.items():
                 nano = int(usd * scale * weekday * rng.uniform(0.7, 1.3) * 1e9)
                 yield connection_id, workspace_id, day, model, "", nano
-
-
-def _bulk_insert_costs(
-    db: Database, workspace_id: int, connection_ids: list[int], today: date
-) -> None:
-    columns = "connection_id, workspace_id, day, model, api_key_id, cost"
-    rows = _cost_rows(workspace_id, connection_ids, today)
-    raw = db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if db.backend == "sqlite":
-            # SQLAlchemy keeps a SQLite DATE as ISO text: store it the same way.
-            cursor.executemany(
-                f"INSERT INTO daily_costs ({columns}) VALUES (?, ?, ?, ?, ?, ?)",
-                ((c, w, d.isoformat(), m, k, v) for c, w, d, m, k, v in rows),
-            )
-        else:
-            with cursor.copy(f"COPY daily_costs ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        cursor.close()
-        raw.commit()
-    finally:
-        raw.close()
 
 
 def _analyze(db: Database) -> None:

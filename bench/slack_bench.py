@@ -78,7 +78,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
 from bench.sandbox_process import SandboxProcess
-from bench.stores import STORES, Unavailable
+from bench.stores import STORES, Unavailable, bulk_insert_costs
 from bench.sync_bench import credentials, management_key, team_id
 from bench.table import Column, Scoreboard, Table, count, ms, percentile, ratio
 from bot.config import Settings
@@ -378,7 +378,7 @@ def _seed(db: Database) -> int:
             connections.append(connection)
         session.flush()
         ids = [c.id for c in connections]
-    _insert_costs(db, workspace_id, ids, now.date())
+    bulk_insert_costs(db, _cost_rows(workspace_id, ids, now.date()))
     with db.transaction() as session:
         rebuild_totals(session, workspace_id)  # the bulk load bypassed the writer
     return workspace_id
@@ -393,28 +393,6 @@ def _cost_rows(
             day = today - timedelta(days=d)
             for m, model in enumerate(MODEL_IDS):
                 yield connection_id, workspace_id, day, model, "", (1 + c % 7) * (3 + m) * 10**9
-
-
-def _insert_costs(db: Database, workspace_id: int, connection_ids: list[int], today: date) -> None:
-    columns = "connection_id, workspace_id, day, model, api_key_id, cost"
-    rows = _cost_rows(workspace_id, connection_ids, today)
-    raw = db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if db.backend == "sqlite":
-            # SQLAlchemy keeps a SQLite DATE as ISO text: store it the same way.
-            cursor.executemany(
-                f"INSERT INTO daily_costs ({columns}) VALUES (?, ?, ?, ?, ?, ?)",
-                ((c, w, d.isoformat(), m, k, v) for c, w, d, m, k, v in rows),
-            )
-        else:
-            with cursor.copy(f"COPY daily_costs ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        cursor.close()
-        raw.commit()
-    finally:
-        raw.close()
 
 
 # -- running -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.jobs import latest_occurrence
 from bot.runtime import Runtime
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
-from storage.models import Budget, DigestSubscription
+from storage.models import AlertRoute, Budget, DigestSubscription
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import BOT_TOKEN, TEAM, text_of
 from tests.conftest import FixedClock
@@ -106,6 +106,16 @@ def world(tmp_path, db, store_key):
         yield w
 
 
+def route_alerts(w: World, channel: str) -> None:
+    """The workspace's alerts go to ``channel``."""
+    with w.runtime().db.transaction() as session:
+        session.add(
+            AlertRoute(
+                workspace_id=w.workspace_id, connection_key=0, channel_id=channel, created_by=ADMIN
+            )
+        )
+
+
 def subscribe(w: World, **fields) -> int:
     runtime = w.runtime()
     with runtime.db.transaction() as session:
@@ -185,18 +195,7 @@ def test_budget_thresholds_alert_once_each(world: World) -> None:
 
 
 def test_a_spike_is_found_once_and_not_repeated(world: World) -> None:
-    runtime = world.runtime()
-    with runtime.db.transaction() as session:
-        from storage.models import AlertRoute
-
-        session.add(
-            AlertRoute(
-                workspace_id=world.workspace_id,
-                connection_key=0,
-                channel_id="CALERTS",
-                created_by=ADMIN,
-            )
-        )
+    route_alerts(world, "CALERTS")
     for day in (13, 14, 15, 16):  # Monday 12 October is among the finished days checked
         world.jobs(at(f"2026-10-{day:02d}T12:00:00"))
     spikes = [text_of(p) for p in world.posts("CALERTS") if "spike" in text_of(p).lower()]
@@ -205,18 +204,7 @@ def test_a_spike_is_found_once_and_not_repeated(world: World) -> None:
 
 
 def test_a_revoked_key_alerts_once_and_recovers_once(world: World) -> None:
-    runtime = world.runtime()
-    with runtime.db.transaction() as session:
-        from storage.models import AlertRoute
-
-        session.add(
-            AlertRoute(
-                workspace_id=world.workspace_id,
-                connection_key=0,
-                channel_id="CALERTS",
-                created_by=ADMIN,
-            )
-        )
+    route_alerts(world, "CALERTS")
     world.xai.revoke_key(DEMO_KEY)
     world.jobs(at("2026-10-21T06:01:00"))  # the daily sync fails: the connection needs a person
     world.jobs(at("2026-10-21T06:02:00"))
