@@ -12,7 +12,7 @@ import io
 import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -270,3 +270,22 @@ def test_processes_started_together_deliver_each_digest_once(world: World) -> No
     assert len(world.posts("CCOSTS")) == 3  # three digests, four processes, no repeats
     syncs = sum("daily sync: 1 connections" in out for out, _ in outputs)
     assert syncs == 1
+
+
+def test_work_a_dead_process_claimed_is_done_by_the_next_run_once(world: World) -> None:
+    from bot.ledger import Ledger
+
+    first = subscribe(world, at_time="09:00", tz="UTC", every="day")
+    second = subscribe(world, at_time="09:00", tz="UTC", every="day")
+    when = at("2026-10-21T09:00:30")
+    runtime = world.runtime()
+    # A process claimed both digests, posted the first, and died before the second.
+    dead = Ledger(runtime.db, owner="dead-process", clock=lambda: when)
+    keys = [f"digest:{first}:2026-10-21", f"digest:{second}:2026-10-21"]
+    assert dead.claim_many(keys, lease=timedelta(minutes=10)) == set(keys)
+    dead.done(keys[0])
+    world.jobs(at("2026-10-21T09:05:00"))  # its lease still holds: nobody steps in
+    assert world.posts("CCOSTS") == []
+    world.jobs(at("2026-10-21T09:11:00"))  # the lease ran out: the next run finishes the work
+    world.jobs(at("2026-10-21T09:12:00"))
+    assert len(world.posts("CCOSTS")) == 1  # the second digest, once; the first is not repeated
