@@ -79,7 +79,7 @@ from sqlalchemy import func, select
 
 from bench.sandbox_process import SandboxProcess
 from bench.stores import STORES, Unavailable, bulk_insert_costs
-from bench.sync_bench import credentials, management_key, team_id
+from bench.sync_bench import add_connection, credentials, management_key, team_id
 from bench.table import Column, Scoreboard, Table, count, ms, percentile, ratio
 from bot.config import Settings
 from bot.runtime import Runtime
@@ -90,7 +90,7 @@ from providers.xai.provider import model_id
 from providers.xai.sandbox import MODELS
 from storage.crypto import Keyring
 from storage.db import Database
-from storage.models import Connection, ConnectionStatus, SyncRun, new_uid
+from storage.models import SyncRun
 from storage.repo import rebuild_totals, workspace_for_slack_team
 from tests.fakes.slack_api import SlackStandIn
 
@@ -350,31 +350,23 @@ def minimal_app(api_url: str) -> App:
 def _seed(db: Database) -> int:
     """The stand-in team's workspace, 200 connections and 30 days of costs; its id."""
     now = datetime.now(UTC)
-    provider_name = "xai"
     keyring = db.keyring
     with db.transaction() as session:
         workspace_id = workspace_for_slack_team(session, SLACK_TEAM, SLACK_DOMAIN).id
         connections = []
         for n in range(TEAMS):
             clean = credentials(n)
-            connection = Connection(
-                uid=new_uid(),  # set up front: the ciphertext is bound to it
-                workspace_id=workspace_id,
-                provider=provider_name,
+            connection = add_connection(
+                session,
+                keyring,
+                workspace_id,
+                clean,
                 label=f"Bench team {n:03d}",
-                account_ref=clean["team_id"],
                 secret_mask=f"xai-…{clean['management_key'][-4:]}",
                 backfill_days=DAYS,
-                created_by="bench",
-                credentials_changed_at=now,
-                credentials_key_id=keyring.primary_key_id,
-                status=ConnectionStatus.OK,
                 key_breakdown=True,
-                last_success_at=now,
-                last_attempt_at=now,
+                now=now,
             )
-            connection.credentials_sealed = keyring.seal_json(clean, connection.credentials_aad)
-            session.add(connection)
             connections.append(connection)
         session.flush()
         ids = [c.id for c in connections]
