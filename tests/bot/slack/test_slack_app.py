@@ -372,7 +372,7 @@ def test_slack_rate_limits_are_waited_out(connected: SlackApp) -> None:
 
 
 def test_a_burst_of_syncs_is_acked_at_once_and_joined(connected: SlackApp) -> None:
-    connected.xai.latency = 0.3  # each sync takes a while
+    connected.xai.latency = 1.5  # each sync outlasts the burst, so later asks can join it
     started = time.perf_counter()
     sent = [connected.command("sync") for _ in range(8)]
     assert all(response.status_code == 200 for response, _ in sent)
