@@ -73,8 +73,5 @@ class Settings:
     @property
     def provider_config(self) -> Mapping[str, str]:
         """What provider plugins may see: API URLs and the HTTP deadline, no secrets."""
-        return {
-            k: v
-            for k, v in self.environ.items()
-            if k.endswith("_API_URL") or k == "XAI_USAGE_HTTP_DEADLINE"
-        }
+        urls = {k: v for k, v in self.environ.items() if k.endswith("_API_URL")}
+        return {**urls, "XAI_USAGE_HTTP_DEADLINE": str(self.http_deadline)}

@@ -7,9 +7,8 @@ daily totals over every day a figure compares (about two months), the
 model-by-day costs of the last 7 days (a month's digest adds the month by
 model), and the new models; the failing connections are read only when
 there are some. Everything else is worked out in Python. The same
-:class:`Digest` renders as Block Kit (:func:`digest_message`) and as text for
-a terminal or a webhook (:func:`digest_text`). Days are UTC days, as on xAI
-invoices; a digest only ever summarises finished days.
+:class:`Digest` renders as Block Kit (:func:`digest_message`). Days are UTC
+days, as on xAI invoices; a digest only ever summarises finished days.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from bot import formatting
-from bot.render import render, render_json
+from bot.render import render_json
 from bot.reports import cost_query
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, ModelSeen
 
@@ -269,11 +268,6 @@ def quiet_skip(digest: Digest, min_usd: Decimal | None, change_pct: int | None) 
 def digest_message(digest: Digest) -> dict[str, Any]:
     """Block Kit for ``chat.postMessage``: ``{"text": fallback, "blocks": [...]}``."""
     return render_json("slack/digest.json.j2", **_view(digest))
-
-
-def digest_text(digest: Digest) -> str:
-    """The same digest for a terminal or a webhook."""
-    return render("digest.txt.j2", **_view(digest))
 
 
 def _view(digest: Digest) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class ChannelUnavailable(Exception):
         self.channel = channel
 
 
-class Delivery(Protocol):
+class Outbox(Protocol):
     """Where messages go: Slack in production, a recorder in tests."""
 
     def post(self, team_id: str | None, channel: str, message: dict) -> None: ...
@@ -90,7 +90,7 @@ def latest_occurrence(every: str, at_time: str, tz: str, at: datetime) -> dateti
 
 
 def run_due(
-    runtime: Runtime, at: datetime, delivery: Delivery | None, *, daily_sync_at: str = "06:00"
+    runtime: Runtime, at: datetime, delivery: Outbox | None, *, daily_sync_at: str = "06:00"
 ) -> Outcome:
     outcome = Outcome()
     ledger = Ledger(runtime.db, clock=lambda: at)
@@ -125,7 +125,7 @@ def _digests(
     ledger: Ledger,
     workspace: Workspace,
     at: datetime,
-    delivery: Delivery,
+    delivery: Outbox,
     outcome: Outcome,
 ) -> None:
     from bot.digests import build_digest, digest_message, quiet_skip
@@ -191,7 +191,7 @@ def _pause(
     runtime: Runtime,
     sub: DigestSubscription,
     error: ChannelUnavailable,
-    delivery: Delivery,
+    delivery: Outbox,
     workspace: Workspace,
 ) -> None:
     """Stop posting where Slack says no, and tell the person who set it up."""
@@ -217,7 +217,7 @@ def _alerts(
     ledger: Ledger,
     workspace: Workspace,
     at: datetime,
-    delivery: Delivery,
+    delivery: Outbox,
     outcome: Outcome,
 ) -> None:
     from bot.alerts import (

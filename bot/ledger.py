@@ -21,8 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from bot.sync import upsert
-from storage.db import Database
+from storage.db import Database, upsert
 from storage.models import Delivery
 
 MAX_ATTEMPTS = 5

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.jobs import Delivery, run_due
+from bot.jobs import Outbox, run_due
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def tick(runtime: Runtime, delivery: Delivery | None, daily_sync_at: str) -> None:
+def tick(runtime: Runtime, delivery: Outbox | None, daily_sync_at: str) -> None:
     try:
         outcome = run_due(runtime, datetime.now(UTC), delivery, daily_sync_at=daily_sync_at)
     except Exception:  # one bad minute must not stop the next
@@ -33,7 +33,7 @@ def tick(runtime: Runtime, delivery: Delivery | None, daily_sync_at: str) -> Non
         )
 
 
-def start_scheduler(runtime: Runtime, delivery: Delivery | None) -> BackgroundScheduler:
+def start_scheduler(runtime: Runtime, delivery: Outbox | None) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
         tick,

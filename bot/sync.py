@@ -42,7 +42,7 @@ from providers.types import (
     ResultTruncated,
 )
 from storage.crypto import DecryptionError
-from storage.db import Database
+from storage.db import Database, upsert
 from storage.models import (
     ApiKeyName,
     BillingState,
@@ -394,9 +394,7 @@ class SyncEngine:
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()
 
-    def window_for(
-        self, connection: Connection, trigger: str, days: int | None
-    ) -> tuple[date, date]:
+    def window_for(self, connection: Connection, days: int | None) -> tuple[date, date]:
         """The UTC days to (re)fetch, ``[start, end]`` inclusive.
 
         A daily sync re-fetches the trailing days (a day keeps changing for
@@ -468,7 +466,7 @@ class SyncEngine:
                     nonlocal done
                     async with limit:  # held for the network part only
                         attempt = await self._fetch_one(
-                            clients.pick(index), connection, trigger, days, force
+                            clients.pick(index), connection, days, force
                         )
                     result = await self._store_one(writer, attempt)
                     done += 1
@@ -484,12 +482,11 @@ class SyncEngine:
         self,
         http: httpx.AsyncClient,
         connection: Connection,
-        trigger: str,
         days: int | None,
         force: bool,
     ) -> _Attempt:
         """The network half of a sync: what to store, or why it failed."""
-        start, end = self.window_for(connection, trigger, days)
+        start, end = self.window_for(connection, days)
         attempt = _Attempt(connection, start, end, self.clock())
         if connection.status == ConnectionStatus.ERROR and not force:
             attempt.result = attempt.failed(
@@ -783,15 +780,6 @@ def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Deci
 
 
 NEEDS_PERSON = frozenset({r.value for r in Reason if r.needs_person} | {"credentials_unreadable"})
-
-
-def upsert(session: Session, model: type):
-    """An INSERT that can say ON CONFLICT, in the session's dialect."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(model)
 
 
 def _without_keys(rows: Iterable[CostRow]) -> list[CostRow]:

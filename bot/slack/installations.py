@@ -188,34 +188,6 @@ class EncryptedInstallationStore(InstallationStore):
         """Forget every installation of the workspace (the app was uninstalled)."""
         self.delete_installation(enterprise_id=enterprise_id, team_id=team_id)
 
-    def installations_expiring(self, before: datetime) -> list[Installation]:
-        """Installations whose bot token expires before ``before``, soonest first."""
-        with self.db.session() as session:
-            rows = session.scalars(
-                select(SlackInstallation)
-                .where(
-                    SlackInstallation.client_id == self.client_id,
-                    SlackInstallation.bot_token_expires_at < before,
-                )
-                .order_by(SlackInstallation.bot_token_expires_at, SlackInstallation.id)
-            )
-            return [self._open(row) for row in rows]
-
-    def team_ids(self) -> list[str]:
-        """The workspaces the app is installed in (org-wide installs have no team)."""
-        with self.db.session() as session:
-            return list(
-                session.scalars(
-                    select(SlackInstallation.team_id)
-                    .where(
-                        SlackInstallation.client_id == self.client_id,
-                        SlackInstallation.team_id.is_not(None),
-                    )
-                    .distinct()
-                    .order_by(SlackInstallation.team_id)
-                )
-            )
-
     def _place(self, enterprise_id: str | None, team_id: str | None) -> list[ColumnElement[bool]]:
         """This app's rows for exactly this enterprise and team (either may be absent).
 

@@ -72,7 +72,7 @@ class SlackService:
         # Long work (syncs, backfills) runs here, not on Bolt's listener threads,
         # and a workspace syncs once at a time: a second `sync` joins the first.
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xai-usage-work")
-        self._syncing: dict[tuple[int, str | None, int | None], Future] = {}
+        self._syncing: dict[tuple[int, int | None], Future] = {}
         self._syncing_lock = threading.Lock()
 
     # -- who and where ---------------------------------------------------------
@@ -157,7 +157,7 @@ class SlackService:
         if label:
             with self.runtime.db.session() as session:
                 target = find_connection(session, workspace_id, label).id
-        key = (workspace_id, None, target) if target else (workspace_id, None, None)
+        key = (workspace_id, target)
         engine = self.runtime.engine
 
         def run() -> list[SyncResult]:
