@@ -413,11 +413,13 @@ def jobs(command: Command, runtime: Runtime, console: Console) -> int:
     delivery = _slack_delivery(runtime)
     outcome = run_due(runtime, at, delivery, daily_sync_at=runtime.settings.daily_sync_at)
     console.print(f"Jobs due at {at.isoformat()}:")
-    console.print(
-        f"  daily sync: {outcome.synced} connections"
-        if outcome.synced
-        else "  daily sync: not due, or already done"
-    )
+    if outcome.synced is None:
+        console.print("  daily sync: not due, or already done")
+    elif outcome.synced == 0:
+        console.print("  daily sync: ran; no connections yet")
+    else:
+        plural = "s" if outcome.synced != 1 else ""
+        console.print(f"  daily sync: {outcome.synced} connection{plural}")
     for label, keys in (
         ("digests sent", outcome.digests),
         ("alerts sent", outcome.alerts),

@@ -53,7 +53,8 @@ class Outbox(Protocol):
 class Outcome:
     """What one run did, for the terminal and the logs."""
 
-    synced: int = 0
+    synced: int | None = None
+    """Connections the daily sync covered; None when it did not run."""
     digests: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)

@@ -23,10 +23,10 @@ def tick(runtime: Runtime, delivery: Outbox | None, daily_sync_at: str) -> None:
     except Exception:  # one bad minute must not stop the next
         log.exception("scheduled work failed; the next minute retries")
         return
-    if outcome.synced or outcome.digests or outcome.alerts or outcome.problems:
+    if outcome.synced is not None or outcome.digests or outcome.alerts or outcome.problems:
         log.info(
             "scheduled: synced %d, digests %d, alerts %d, problems %s",
-            outcome.synced,
+            outcome.synced or 0,
             len(outcome.digests),
             len(outcome.alerts),
             outcome.problems,

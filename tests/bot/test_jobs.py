@@ -168,7 +168,7 @@ def test_a_digest_missed_while_down_is_caught_up_within_12_hours(world: World) -
 
 def test_the_daily_sync_runs_once_a_day_after_its_hour(world: World) -> None:
     out = world.jobs(at("2026-10-21T06:00:10"))
-    assert "daily sync: 1 connections" in out
+    assert "daily sync: 1 connection\n" in out
     again = world.jobs(at("2026-10-21T06:30:00"))
     assert "not due, or already done" in again
 
@@ -268,7 +268,7 @@ def test_processes_started_together_deliver_each_digest_once(world: World) -> No
     outputs = [p.communicate(timeout=120) for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
     assert len(world.posts("CCOSTS")) == 3  # three digests, four processes, no repeats
-    syncs = sum("daily sync: 1 connections" in out for out, _ in outputs)
+    syncs = sum("daily sync: 1 connection" in out for out, _ in outputs)
     assert syncs == 1
 
 
