@@ -1,27 +1,24 @@
 """Channel digests: a period's spend summarised as plain data, then rendered.
 
-:func:`build_digest` reads the store with a handful of aggregate queries,
-however many connections, models and days there are: one row about the
-included connections (count, failures, billing figures, the budget), the
-daily totals over every day a figure compares (about two months), the
-model-by-day costs of the last 7 days (a month's digest adds the month by
-model), and the new models; the failing connections are read only when
-there are some. Everything else is worked out in Python. The same
-:class:`Digest` renders as Block Kit (:func:`digest_message`). Days are UTC
-days, as on xAI invoices; a digest only ever summarises finished days.
+:func:`build_digests` reads the store for a whole batch of due digests at
+once, with a handful of aggregate queries however many digests,
+connections, models and days there are (see there); everything else is
+worked out in Python. The same :class:`Digest` renders as Block Kit
+(:func:`digest_message`). Days are UTC days, as on xAI invoices; a digest
+only ever summarises finished days.
 """
 
 from __future__ import annotations
 
 import calendar
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from bot import formatting
@@ -129,6 +126,15 @@ def same_point_last_month(day: date) -> date:
     return last_month.replace(day=min(day.day, last_month.day))
 
 
+@dataclass(frozen=True)
+class DigestRequest:
+    """One digest to build: its period kind, the UTC date it is sent on, its scope."""
+
+    every: str
+    occurrence: date
+    connection_id: int | None = None  # None: every connection of the workspace
+
+
 def build_digest(
     session: Session,
     workspace_id: int,
@@ -137,110 +143,240 @@ def build_digest(
     *,
     connection_id: int | None = None,
 ) -> Digest:
-    """The digest due on ``occurrence`` (its UTC date), from finished days only.
+    """The digest due on ``occurrence`` (its UTC date), from finished days only."""
+    request = DigestRequest(every, occurrence, connection_id)
+    return build_digests(session, workspace_id, [request])[0]
+
+
+def build_digests(
+    session: Session, workspace_id: int, requests: Sequence[DigestRequest]
+) -> list[Digest]:
+    """Every digest in ``requests``, in order, read from the store at once.
+
+    A thousand digests due at 09:00 cost a handful of statements, not a
+    handful each: the workspace's connections, budgets and first-seen
+    models, then per kind of period the daily totals and the model-by-day
+    costs, once for the whole workspace (from the rollup) and once for all
+    the single connections asked for. The rest is worked out in Python.
 
     The month-end forecast is the month to date plus the mean daily spend of
     the last 7 finished days (those ending with period_end, zero-spend days
     included) times the days left in period_end's month; once that month is
     over, the forecast is simply its total.
     """
-    start, end = digest_period(every, occurrence)
-    before_start, before_end = previous_period(every, start, end)
-    title = _title(every, start, end)
-    params = {"workspace_id": workspace_id, "connection_id": connection_id}
-    scope = session.execute(_SCOPE[connection_id is not None], params).one()
-    if not scope.connections:
-        return _empty(every, start, end, title)
+    facts = _Facts.load(session, workspace_id, requests)
+    return [facts.digest(request) for request in requests]
 
-    month_start = end.replace(day=1)
-    last_month_point = same_point_last_month(end)
-    last_month_start = last_month_point.replace(day=1)
-    average_start = start - timedelta(days=AVERAGE_DAYS)
-    recent_start = end - timedelta(days=max(SPARK_DAYS, FORECAST_DAYS) - 1)
-    first = min(before_start, last_month_start, average_start, recent_start)
 
-    # Few rows, few queries: the daily totals over every day a figure needs
-    # (about two months), the model-by-day costs of the last 7 days only, and
-    # (for a month) the period's costs by model.
-    def costs(a: date, b: date, group: list[str]) -> Any:
-        return session.execute(cost_query(workspace_id, a, b, group, connection_id=connection_id))
+@dataclass(frozen=True)
+class _Span:
+    """The days one digest reads."""
 
-    day_totals = {day: cost or Decimal(0) for day, cost in costs(first, end, ["day"])}
-    recent: dict[date, dict[str, Decimal]] = defaultdict(dict)
-    for day, model, cost in costs(recent_start, end, ["day", "model"]):
-        recent[day][model] = cost or Decimal(0)
-    by_model: dict[str, Decimal] = defaultdict(Decimal)
-    if start >= recent_start:
+    every: str
+    start: date
+    end: date
+    before_start: date
+    before_end: date
+    last_month_start: date
+    last_month_point: date
+    average_start: date
+
+    @classmethod
+    def of(cls, every: str, occurrence: date) -> _Span:
+        start, end = digest_period(every, occurrence)
+        before_start, before_end = previous_period(every, start, end)
+        last_month_point = same_point_last_month(end)
+        return cls(
+            every=every,
+            start=start,
+            end=end,
+            before_start=before_start,
+            before_end=before_end,
+            last_month_start=last_month_point.replace(day=1),
+            last_month_point=last_month_point,
+            average_start=start - timedelta(days=AVERAGE_DAYS),
+        )
+
+    @property
+    def recent_start(self) -> date:
+        """The first of the days the sparklines and the forecast read."""
+        return self.end - timedelta(days=max(SPARK_DAYS, FORECAST_DAYS) - 1)
+
+    @property
+    def first_total(self) -> date:
+        """The first day whose total a figure needs (about two months back)."""
+        return min(self.before_start, self.last_month_start, self.average_start, self.recent_start)
+
+    @property
+    def first_by_model(self) -> date:
+        """The first day whose costs by model are needed: sparklines and the period."""
+        return min(self.start, self.recent_start)
+
+
+# Costs of one scope: by day, and by day and model.
+_Totals = dict[date, Decimal]
+_ByModel = dict[date, dict[str, Decimal]]
+_WORKSPACE = None  # the scope key of a workspace-wide digest
+
+
+@dataclass
+class _Facts:
+    """What a batch of digests reads from the store, loaded once."""
+
+    connections: dict[int, Any]  # id -> row (label, status, billing figures)
+    budgets: dict[int | None, Decimal]  # connection id (None: workspace) -> amount
+    first_seen: dict[int, dict[str, date]]  # connection id -> model -> first day
+    totals: dict[tuple[str, int | None], _Totals]  # (every, scope) -> day -> cost
+    by_model: dict[tuple[str, int | None], _ByModel]
+
+    @classmethod
+    def load(cls, session: Session, workspace_id: int, requests: Sequence[DigestRequest]) -> _Facts:
+        params = {"workspace_id": workspace_id}
+        connections = {row.id: row for row in session.execute(_CONNECTIONS, params)}
+        budgets: dict[int | None, Decimal] = {}
+        for connection_id, amount in session.execute(_BUDGETS, params):
+            budgets.setdefault(connection_id, amount)
+        first_seen: dict[int, dict[str, date]] = defaultdict(dict)
+        for connection_id, model, first_day in session.execute(_FIRST_SEEN, params):
+            first_seen[connection_id][model] = first_day
+        facts = cls(connections, budgets, first_seen, defaultdict(dict), defaultdict(dict))
+        by_every: dict[str, list[DigestRequest]] = defaultdict(list)
+        for request in requests:
+            if request.connection_id is None or request.connection_id in connections:
+                by_every[request.every].append(request)
+        for every, group in by_every.items():
+            facts._load_costs(session, workspace_id, every, group)
+        return facts
+
+    def _load_costs(
+        self, session: Session, workspace_id: int, every: str, group: list[DigestRequest]
+    ) -> None:
+        """Costs over the union of the group's days: the workspace's, then its connections'."""
+        spans = [_Span.of(every, request.occurrence) for request in group]
+        first_total = min(span.first_total for span in spans)
+        first_by_model = min(span.first_by_model for span in spans)
+        last = max(span.end for span in spans)
+        if any(request.connection_id is None for request in group):
+            key = (every, _WORKSPACE)
+            totals = self.totals[key] = {}
+            for day, cost in session.execute(cost_query(workspace_id, first_total, last, ["day"])):
+                totals[day] = cost or Decimal(0)
+            by_model = self.by_model[key] = defaultdict(dict)
+            for day, model, cost in session.execute(
+                cost_query(workspace_id, first_by_model, last, ["day", "model"])
+            ):
+                by_model[day][model] = cost or Decimal(0)
+        ids = sorted({r.connection_id for r in group if r.connection_id is not None})
+        if not ids:
+            return
+        for connection_id in ids:
+            self.totals[(every, connection_id)] = {}
+            self.by_model[(every, connection_id)] = defaultdict(dict)
+        for connection_id, day, cost in session.execute(
+            cost_query(workspace_id, first_total, last, ["connection_id", "day"], connection_id=ids)
+        ):
+            self.totals[(every, connection_id)][day] = cost or Decimal(0)
+        for connection_id, day, model, cost in session.execute(
+            cost_query(
+                workspace_id,
+                first_by_model,
+                last,
+                ["connection_id", "day", "model"],
+                connection_id=ids,
+            )
+        ):
+            self.by_model[(every, connection_id)][day][model] = cost or Decimal(0)
+
+    def digest(self, request: DigestRequest) -> Digest:
+        span = _Span.of(request.every, request.occurrence)
+        start, end, every = span.start, span.end, span.every
+        title = _title(every, start, end)
+        one = request.connection_id
+        if one is None:
+            included = list(self.connections.values())
+        else:
+            included = [self.connections[one]] if one in self.connections else []
+        if not included:
+            return _empty(every, start, end, title)
+        day_totals = self.totals[(every, one)]
+        recent = self.by_model[(every, one)]
+
+        def spent(a: date, b: date) -> Decimal:
+            return sum((day_totals.get(day, Decimal(0)) for day in _days(a, b)), Decimal(0))
+
+        by_model: dict[str, Decimal] = defaultdict(Decimal)
         for day in _days(start, end):
             for model, cost in recent.get(day, {}).items():
                 by_model[model] += cost
-    else:
-        for model, cost in costs(start, end, ["model"]):
-            by_model[model] += cost or Decimal(0)
-
-    def spent(a: date, b: date) -> Decimal:
-        return sum((day_totals.get(day, Decimal(0)) for day in _days(a, b)), Decimal(0))
-
-    total = sum(by_model.values(), Decimal(0))
-    ranked = sorted(
-        ((model, cost) for model, cost in by_model.items() if cost),
-        key=lambda item: (-item[1], item[0]),
-    )
-    spark_days = list(_days(end - timedelta(days=SPARK_DAYS - 1), end))
-    top = tuple(
-        ModelLine(
-            model=model,
-            cost_usd=cost,
-            share=cost / total if total else Decimal(0),
-            spark=formatting.sparkline(
-                [recent.get(day, {}).get(model, Decimal(0)) for day in spark_days]
-            ),
+        total = sum(by_model.values(), Decimal(0))
+        ranked = sorted(
+            ((model, cost) for model, cost in by_model.items() if cost),
+            key=lambda item: (-item[1], item[0]),
         )
-        for model, cost in ranked[:TOP_MODELS]
-    )
-    other = sum((cost for _, cost in ranked[TOP_MODELS:]), Decimal(0))
-
-    month_to_date = spent(month_start, end)
-    days_left = _month_days(end) - end.day
-    recent_mean = spent(end - timedelta(days=FORECAST_DAYS - 1), end) / FORECAST_DAYS
-    budget = scope.budget_usd
-    failing = ()
-    if scope.failing:  # most days none: skip the query
-        failing = tuple(
-            f"“{label}” failed to sync: {message or reason or 'unknown error'}"
-            for label, message, reason in session.execute(
-                _FAILING[connection_id is not None], params
+        spark_days = list(_days(end - timedelta(days=SPARK_DAYS - 1), end))
+        top = tuple(
+            ModelLine(
+                model=model,
+                cost_usd=cost,
+                share=cost / total if total else Decimal(0),
+                spark=formatting.sparkline(
+                    [recent.get(day, {}).get(model, Decimal(0)) for day in spark_days]
+                ),
             )
+            for model, cost in ranked[:TOP_MODELS]
         )
-    new_models = session.scalars(
-        _NEW_MODELS[connection_id is not None], {**params, "start": start, "end": end}
-    )
-    return Digest(
-        every=every,
-        period_start=start,
-        period_end=end,
-        title=title,
-        total_usd=total,
-        previous_usd=spent(before_start, before_end),
-        average_usd=(
-            spent(average_start, start - timedelta(days=1)) / AVERAGE_DAYS
-            if every == "day"
-            else None
-        ),
-        month_to_date_usd=month_to_date,
-        month_to_date_last_month_usd=spent(last_month_start, last_month_point),
-        forecast_usd=month_to_date + recent_mean * days_left,
-        top=top,
-        other_usd=other,
-        new_models=tuple(new_models),
-        budget_usd=budget,
-        budget_share=month_to_date / budget if budget else None,
-        prepaid_credit_usd=scope.prepaid_credit_usd,
-        spending_limit_usd=scope.spending_limit_usd,
-        failing=failing,
-        connection_count=scope.connections,
-        connection_label=scope.label if connection_id is not None else None,
-    )
+        other = sum((cost for _, cost in ranked[TOP_MODELS:]), Decimal(0))
+
+        month_to_date = spent(end.replace(day=1), end)
+        days_left = _month_days(end) - end.day
+        recent_mean = spent(end - timedelta(days=FORECAST_DAYS - 1), end) / FORECAST_DAYS
+        budget = self.budgets.get(one)
+        failing = tuple(
+            f"“{c.label}” failed to sync: {c.status_message or c.status_reason or 'unknown error'}"
+            for c in sorted(included, key=lambda c: c.label)
+            if c.status in _FAILING_STATUSES
+        )
+        return Digest(
+            every=every,
+            period_start=start,
+            period_end=end,
+            title=title,
+            total_usd=total,
+            previous_usd=spent(span.before_start, span.before_end),
+            average_usd=(
+                spent(span.average_start, start - timedelta(days=1)) / AVERAGE_DAYS
+                if every == "day"
+                else None
+            ),
+            month_to_date_usd=month_to_date,
+            month_to_date_last_month_usd=spent(span.last_month_start, span.last_month_point),
+            forecast_usd=month_to_date + recent_mean * days_left,
+            top=top,
+            other_usd=other,
+            new_models=self._new_models(included, start, end),
+            budget_usd=budget,
+            budget_share=month_to_date / budget if budget else None,
+            prepaid_credit_usd=_known_sum(c.prepaid_credit_usd for c in included),
+            spending_limit_usd=_known_sum(c.spending_limit_usd for c in included),
+            failing=failing,
+            connection_count=len(included),
+            connection_label=included[0].label if one is not None else None,
+        )
+
+    def _new_models(self, included: list[Any], start: date, end: date) -> tuple[str, ...]:
+        """Models first seen, by any included connection, during the period."""
+        first: dict[str, date] = {}
+        for connection in included:
+            for model, day in self.first_seen.get(connection.id, {}).items():
+                if model not in first or day < first[model]:
+                    first[model] = day
+        return tuple(sorted(model for model, day in first.items() if start <= day <= end))
+
+
+def _known_sum(values: Iterable[Decimal | None]) -> Decimal | None:
+    """The sum of the figures known; None when none is (unknown is not zero)."""
+    known = [value for value in values if value is not None]
+    return sum(known, Decimal(0)) if known else None
 
 
 def quiet_skip(digest: Digest, min_usd: Decimal | None, change_pct: int | None) -> bool:
@@ -321,73 +457,33 @@ def _view(digest: Digest) -> dict[str, Any]:
     }
 
 
-# The statements that are not cost sums are built once, with bound
-# parameters; each comes in two shapes: the whole workspace, or one
-# connection (index ``True``).
+# The statements that are not cost sums, built once with bound parameters.
 _FAILING_STATUSES = (ConnectionStatus.ERROR, ConnectionStatus.FAILING)
 _IN_WORKSPACE = Connection.workspace_id == bindparam("workspace_id")
-_ONE_CONNECTION = Connection.id == bindparam("connection_id")
-
-
-def _scope(one: bool) -> Select:
-    """The included connections: how many, how many failing, summed billing, the budget.
-
-    SUM over no known figure is NULL, so unknown credit stays None; MIN(label)
-    is the label itself when there is one connection.
-    """
-    budget = (
-        select(Budget.amount_usd)
-        .where(
-            Budget.workspace_id == bindparam("workspace_id"),
-            Budget.connection_id == bindparam("connection_id")
-            if one
-            else Budget.connection_id.is_(None),
-        )
-        .order_by(Budget.id)
-        .limit(1)
-        .scalar_subquery()
+_CONNECTIONS = (
+    select(
+        Connection.id,
+        Connection.label,
+        Connection.status,
+        Connection.status_message,
+        Connection.status_reason,
+        BillingState.prepaid_credit_usd,
+        BillingState.spending_limit_usd,
     )
-    failing = case((Connection.status.in_(_FAILING_STATUSES), 1), else_=0)
-    query = (
-        select(
-            func.count(Connection.id).label("connections"),
-            func.coalesce(func.sum(failing), 0).label("failing"),
-            func.sum(BillingState.prepaid_credit_usd).label("prepaid_credit_usd"),
-            func.sum(BillingState.spending_limit_usd).label("spending_limit_usd"),
-            func.min(Connection.label).label("label"),
-            budget.label("budget_usd"),
-        )
-        .outerjoin(BillingState, BillingState.connection_id == Connection.id)
-        .where(_IN_WORKSPACE)
-    )
-    return query.where(_ONE_CONNECTION) if one else query
-
-
-def _failing(one: bool) -> Select:
-    query = (
-        select(Connection.label, Connection.status_message, Connection.status_reason)
-        .where(_IN_WORKSPACE, Connection.status.in_(_FAILING_STATUSES))
-        .order_by(Connection.label)
-    )
-    return query.where(_ONE_CONNECTION) if one else query
-
-
-def _new_models(one: bool) -> Select:
-    """Models first seen, by any included connection, during the period."""
-    query = (
-        select(ModelSeen.model)
-        .join(Connection, Connection.id == ModelSeen.connection_id)
-        .where(_IN_WORKSPACE)
-        .group_by(ModelSeen.model)
-        .having(func.min(ModelSeen.first_day).between(bindparam("start"), bindparam("end")))
-        .order_by(ModelSeen.model)
-    )
-    return query.where(_ONE_CONNECTION) if one else query
-
-
-_SCOPE = (_scope(False), _scope(True))
-_FAILING = (_failing(False), _failing(True))
-_NEW_MODELS = (_new_models(False), _new_models(True))
+    .outerjoin(BillingState, BillingState.connection_id == Connection.id)
+    .where(_IN_WORKSPACE)
+)
+# The first budget set for each scope (a connection, or None for the workspace).
+_BUDGETS = (
+    select(Budget.connection_id, Budget.amount_usd)
+    .where(Budget.workspace_id == bindparam("workspace_id"))
+    .order_by(Budget.id)
+)
+_FIRST_SEEN = (
+    select(ModelSeen.connection_id, ModelSeen.model, ModelSeen.first_day)
+    .join(Connection, Connection.id == ModelSeen.connection_id)
+    .where(_IN_WORKSPACE)
+)
 
 
 def _empty(every: str, start: date, end: date, title: str) -> Digest:

@@ -129,7 +129,7 @@ def _digests(
     delivery: Outbox,
     outcome: Outcome,
 ) -> None:
-    from bot.digests import build_digest, digest_message, quiet_skip
+    from bot.digests import DigestRequest, build_digests, digest_message, quiet_skip
 
     with runtime.db.session() as session:
         subscriptions = list(
@@ -148,17 +148,14 @@ def _digests(
     # The lease covers posting them all at Slack's pace, so nobody takes over too soon.
     lease = timedelta(minutes=10) + timedelta(seconds=2) * len(due)
     won = ledger.claim_many(list(due), workspace_id=workspace.id, lease=lease)
-    for key, (sub, occurrence) in due.items():
-        if key not in won:
-            continue
-        with runtime.db.session() as session:
-            digest = build_digest(
-                session,
-                workspace.id,
-                sub.every,
-                occurrence.astimezone(UTC).date(),
-                connection_id=sub.connection_id,
-            )
+    mine = [(key, sub) for key, (sub, _) in due.items() if key in won]
+    requests = [
+        DigestRequest(sub.every, due[key][1].astimezone(UTC).date(), sub.connection_id)
+        for key, sub in mine
+    ]
+    with runtime.db.session() as session:
+        digests = build_digests(session, workspace.id, requests)
+    for (key, sub), digest in zip(mine, digests, strict=True):
         if quiet_skip(digest, sub.quiet_min_usd, sub.quiet_change_pct):
             ledger.done(key, "quiet: below the thresholds")
             outcome.skipped.append(key)

@@ -7,7 +7,7 @@ as on xAI invoices; sums happen in SQL on exact integer nano-dollars.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -112,12 +112,13 @@ def cost_query(
     end: date,
     group: Sequence[str],
     *,
-    connection_id: int | None = None,
+    connection_id: int | Collection[int] | None = None,
     model_pattern: str | None = None,
 ) -> Select:
     """``SELECT <group>, SUM(cost)`` over a workspace's days: the one aggregate.
 
-    ``group`` names columns of daily_costs. Without a connection filter and
+    ``group`` names columns of daily_costs. ``connection_id`` narrows it to
+    one connection or to several (a batch of digests). Without a connection filter and
     grouped by model or day, the per-workspace rollup answers the same sums
     from a few hundred rows instead of one per connection, day and model.
     """
@@ -127,11 +128,12 @@ def cost_query(
     # A connection is always resolved inside its workspace by the caller, so it
     # is the whole filter then: adding the workspace steers SQLite to the
     # workspace index, which scans every team's rows.
-    scope = (
-        DailyCost.connection_id == connection_id
-        if connection_id is not None
-        else table.workspace_id == workspace_id
-    )
+    if connection_id is None:
+        scope = table.workspace_id == workspace_id
+    elif isinstance(connection_id, int):
+        scope = DailyCost.connection_id == connection_id
+    else:
+        scope = DailyCost.connection_id.in_(connection_id)
     query = (
         select(*columns, func.sum(table.cost))
         .where(scope, table.day >= start, table.day <= end)

@@ -24,7 +24,9 @@ from sqlalchemy import event
 from bot import formatting
 from bot.digests import (
     Digest,
+    DigestRequest,
     build_digest,
+    build_digests,
     digest_message,
     digest_period,
     quiet_skip,
@@ -316,7 +318,34 @@ def test_a_connection_of_another_workspace_is_not_summarised(db, store) -> None:
     assert digest_of(db, store, connection_id=theirs).empty
 
 
-def test_a_digest_costs_a_few_aggregate_queries_whatever_the_models(db, store) -> None:
+def batch(db, store) -> list[DigestRequest]:
+    """Digests of every kind, scope and day, as a busy 09:00 would bring them."""
+    with db.session() as session:
+        theirs = session.query(Connection).filter_by(label="Theirs").one().id
+    scopes = [None, store["production"], store["research"], theirs, 999_999]
+    sent = [SENT, SENT + timedelta(days=1), date(2026, 4, 1)]
+    return [
+        DigestRequest(every, day, scope)
+        for every in ("day", "week", "month")
+        for day in sent
+        for scope in scopes
+    ]
+
+
+def test_a_batch_of_digests_is_each_digest_built_alone(db, store) -> None:
+    requests = batch(db, store)
+    with db.session() as session:
+        together = build_digests(session, store["workspace"], requests)
+    alone = [
+        digest_of(db, store, r.every, r.occurrence, connection_id=r.connection_id) for r in requests
+    ]
+    assert together == alone
+    # and the batch is not all alike: scopes and periods really differ
+    assert len({d.total_usd for d in together}) > 5
+    assert sum(d.empty for d in together) == 2 * 9  # another workspace's, and a deleted one
+
+
+def test_a_batch_costs_a_few_aggregate_queries_whatever_its_size(db, store) -> None:
     statements: list[str] = []
 
     def count(conn, cursor, statement, *args) -> None:
@@ -325,13 +354,16 @@ def test_a_digest_costs_a_few_aggregate_queries_whatever_the_models(db, store) -
     event.listen(db.engine, "before_cursor_execute", count)
     try:
         digest_of(db, store)  # three connections, seven models, two failing
-        daily = len(statements)
+        one = len(statements)
         statements.clear()
-        digest_of(db, store, "month", date(2026, 4, 1))
-        monthly = len(statements)
+        with db.session() as session:
+            build_digests(session, store["workspace"], batch(db, store) * 20)
+        many = len(statements) - 1  # the batch's own lookup of “Theirs”
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
-    assert daily <= 5 and monthly <= 6
+    # connections, budgets, models seen; then per kind of period two cost
+    # queries for the workspace and two for all the single connections
+    assert one <= 5 and many <= 3 + 3 * 4
 
 
 # -- quiet subscriptions
