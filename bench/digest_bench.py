@@ -121,10 +121,17 @@ class _TimedDelivery:
         self.inner = inner
         self.in_slack = 0.0
 
-    def post(self, team_id, channel, message) -> None:
+    def post(self, team_id, channel, message, *, key=None) -> None:
         began = time.perf_counter()
         try:
-            self.inner.post(team_id, channel, message)
+            self.inner.post(team_id, channel, message, key=key)
+        finally:
+            self.in_slack += time.perf_counter() - began
+
+    def posted(self, team_id, channel, key, since):
+        began = time.perf_counter()
+        try:
+            return self.inner.posted(team_id, channel, key, since)
         finally:
             self.in_slack += time.perf_counter() - began
 

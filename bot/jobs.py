@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 
-from bot.ledger import Ledger
+from bot.ledger import Claim, Ledger
 from bot.runtime import Runtime
 from storage.crypto import DecryptionError
 from storage.models import AlertRoute, Budget, Connection, DigestSubscription, Workspace
@@ -40,9 +40,16 @@ class ChannelUnavailable(Exception):
 
 
 class Outbox(Protocol):
-    """Where messages go: Slack in production, a recorder in tests."""
+    """Where messages go: Slack in production."""
 
-    def post(self, team_id: str | None, channel: str, message: dict) -> None: ...
+    def post(
+        self, team_id: str | None, channel: str, message: dict, *, key: str | None = None
+    ) -> None:
+        """Post ``message``; ``key`` travels with it, for :meth:`posted` to find."""
+
+    def posted(self, team_id: str | None, channel: str, key: str, since: datetime) -> bool | None:
+        """Whether a message carrying ``key`` was posted in ``channel`` since
+        ``since``; None when that cannot be told (then it is posted again)."""
 
     def dm(self, team_id: str | None, user_id: str, message: dict) -> None: ...
 
@@ -148,20 +155,26 @@ def _digests(
     # The lease covers posting them all at Slack's pace, so nobody takes over too soon.
     lease = timedelta(minutes=10) + timedelta(seconds=2) * len(due)
     won = ledger.claim_many(list(due), workspace_id=workspace.id, lease=lease)
-    mine = [(key, sub) for key, (sub, _) in due.items() if key in won]
+    mine = [(won[key], sub) for key, (sub, _) in due.items() if key in won]
     requests = [
-        DigestRequest(sub.every, due[key][1].astimezone(UTC).date(), sub.connection_id)
-        for key, sub in mine
+        DigestRequest(sub.every, due[claim.key][1].astimezone(UTC).date(), sub.connection_id)
+        for claim, sub in mine
     ]
     with runtime.db.session() as session:
         digests = build_digests(session, workspace.id, requests)
-    for (key, sub), digest in zip(mine, digests, strict=True):
+    for (claim, sub), digest in zip(mine, digests, strict=True):
+        key = claim.key
         if quiet_skip(digest, sub.quiet_min_usd, sub.quiet_change_pct):
             ledger.done(key, "quiet: below the thresholds")
             outcome.skipped.append(key)
             continue
         try:
-            delivery.post(workspace.slack_team_id, sub.channel_id, digest_message(digest))
+            if not _post_once(
+                delivery, workspace.slack_team_id, sub.channel_id, digest_message(digest), claim
+            ):
+                ledger.done(key, EARLIER_POST)
+                outcome.digests.append(key)
+                continue
         except ChannelUnavailable as error:
             _pause(runtime, sub, error, delivery, workspace)
             ledger.done(key, f"paused: {error.error}")
@@ -174,6 +187,25 @@ def _digests(
             continue
         ledger.done(key)
         outcome.digests.append(key)
+
+
+EARLIER_POST = "found the post of an earlier attempt: not posted again"
+
+
+def _post_once(
+    delivery: Outbox, team_id: str | None, channel: str, message: dict, claim: Claim
+) -> bool:
+    """Post unless an earlier attempt at the same claim did; True when posted now.
+
+    A first attempt just posts. A later one (its process died, or Slack
+    failed it) first looks in the channel for a message carrying the key;
+    when Slack cannot say, it posts: a rare repeat beats a lost message.
+    """
+    if claim.retry and delivery.posted(team_id, channel, claim.key, claim.since):
+        log.info("%s: an earlier attempt had posted it", claim.key)
+        return False
+    delivery.post(team_id, channel, message, key=claim.key)
+    return True
 
 
 PAUSE_FIXES = {
@@ -236,14 +268,16 @@ def _alerts(
             *recovery_alerts(session, workspace.id, ledger.delivered("syncfail:", workspace.id)),
         ]
     for alert in alerts:
-        if not ledger.claim(alert.key, workspace_id=workspace.id):
+        claim = ledger.claim(alert.key, workspace_id=workspace.id)
+        if claim is None:
             continue
         channel, webhook, person = _route(runtime, workspace, alert)
         sent = []
         try:
             if channel:
-                delivery.post(workspace.slack_team_id, channel, alert_message(alert))
-                sent.append(f"#{channel}")
+                message = alert_message(alert)
+                fresh = _post_once(delivery, workspace.slack_team_id, channel, message, claim)
+                sent.append(f"#{channel}" if fresh else f"#{channel} (by an earlier attempt)")
             if person:
                 delivery.dm(workspace.slack_team_id, person, alert_message(alert))
                 sent.append(f"@{person}")

@@ -8,8 +8,10 @@ on PostgreSQL several processes starting at the same instant still get one
 owner each. ``done`` records the outcome; a failure hands the key back for a
 later run, up to a limit.
 
-The one gap left is a process dying between Slack's answer and ``done``: a
-takeover then posts again. The window is a single commit wide.
+A process may die after Slack took its message and before ``done``. So a
+claim says which attempt it is and when the first began: a later attempt
+first looks for the earlier one's message (``bot.jobs``), and posts only if
+it is not there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -25,6 +28,20 @@ from storage.db import Database, upsert
 from storage.models import Delivery
 
 MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A key this process now owns: which attempt, and since when it is being tried."""
+
+    key: str
+    attempt: int
+    since: datetime  # when the first attempt claimed it
+
+    @property
+    def retry(self) -> bool:
+        """An earlier attempt may have done the work before it died or failed."""
+        return self.attempt > 1
 
 
 def process_name() -> str:
@@ -45,39 +62,9 @@ class Ledger:
 
     def claim(
         self, key: str, *, workspace_id: int | None = None, lease: timedelta = timedelta(minutes=10)
-    ) -> bool:
-        """True when this process now owns ``key`` and must do its work."""
-        now = self.clock()
-        with self.db.transaction() as session:
-            fresh = (
-                upsert(session, Delivery)
-                .values(
-                    key=key,
-                    workspace_id=workspace_id,
-                    claimed_by=self.owner,
-                    lease_until=now + lease,
-                    attempts=1,
-                )
-                .on_conflict_do_nothing(index_elements=["key"])
-                .returning(Delivery.key)
-            )
-            # RETURNING, not rowcount: drivers disagree on rowcount for upserts
-            if session.execute(fresh).first() is not None:
-                return True
-            takeover = (
-                update(Delivery)
-                .where(
-                    Delivery.key == key,
-                    Delivery.done_at.is_(None),
-                    Delivery.lease_until < now,
-                    Delivery.attempts < MAX_ATTEMPTS,
-                )
-                .values(
-                    claimed_by=self.owner, lease_until=now + lease, attempts=Delivery.attempts + 1
-                )
-                .returning(Delivery.key)
-            )
-            return session.execute(takeover).first() is not None
+    ) -> Claim | None:
+        """The claim when this process now owns ``key`` and must do its work, else None."""
+        return self.claim_many([key], workspace_id=workspace_id, lease=lease).get(key)
 
     def claim_many(
         self,
@@ -85,14 +72,15 @@ class Ledger:
         *,
         workspace_id: int | None = None,
         lease: timedelta = timedelta(minutes=10),
-    ) -> set[str]:
-        """``claim`` for many keys in two statements; returns the keys won.
+    ) -> dict[str, Claim]:
+        """The keys won, in two statements at most, each with its :class:`Claim`.
 
         A thousand digests due at 09:00 cost one round trip, not a thousand.
         """
         if not keys:
-            return set()
+            return {}
         now = self.clock()
+        columns = (Delivery.key, Delivery.attempts, Delivery.first_claimed_at)
         with self.db.transaction() as session:
             fresh = (
                 upsert(session, Delivery)
@@ -104,15 +92,18 @@ class Ledger:
                             "claimed_by": self.owner,
                             "lease_until": now + lease,
                             "attempts": 1,
+                            "first_claimed_at": now,
                         }
                         for key in keys
                     ]
                 )
                 .on_conflict_do_nothing(index_elements=["key"])
-                .returning(Delivery.key)
+                # RETURNING, not rowcount: drivers disagree on rowcount for upserts
+                .returning(*columns)
             )
-            won = set(session.scalars(fresh))
-            rest = [key for key in keys if key not in won]
+            won = list(session.execute(fresh))
+            taken = {row.key for row in won}
+            rest = [key for key in keys if key not in taken]
             if rest:
                 takeover = (
                     update(Delivery)
@@ -127,10 +118,14 @@ class Ledger:
                         lease_until=now + lease,
                         attempts=Delivery.attempts + 1,
                     )
-                    .returning(Delivery.key)
+                    .returning(*columns)
                 )
-                won.update(session.scalars(takeover))
-        return won
+                won.extend(session.execute(takeover))
+        # Rows from before first_claimed_at existed: the lease began at most a day before.
+        return {
+            key: Claim(key, attempts, since or now - timedelta(days=1))
+            for key, attempts, since in won
+        }
 
     def done(self, key: str, outcome: str = "ok") -> None:
         # One statement, committed on its own: one round trip instead of three.

@@ -398,6 +398,8 @@ class Delivery(Base):
     claimed_by: Mapped[str] = mapped_column(String(100))
     lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+    first_claimed_at: Mapped[optional_timestamp]
+    """When the first attempt began: an earlier attempt's post is not older."""
     done_at: Mapped[optional_timestamp]
     outcome: Mapped[str | None] = mapped_column(Text)
 

@@ -4,6 +4,10 @@ Paced to one message a second per channel (Slack's limit for posting);
 429s are waited out by the client's retry handler; a channel Slack refuses
 becomes :class:`~bot.jobs.ChannelUnavailable` so the job can pause what
 posts there instead of retrying forever.
+
+Each scheduled message carries its ledger key as Slack message metadata.
+After a crash, the next attempt reads the channel's recent history for that
+key (``channels:history``/``groups:history``) instead of posting blind.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import httpx
 from slack_sdk import WebClient
@@ -25,6 +30,11 @@ log = logging.getLogger(__name__)
 
 PAUSING_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
 PER_CHANNEL_INTERVAL = 1.0
+EVENT_TYPE = "xai_usage_delivery"
+"""The metadata event type our scheduled messages carry, with ``{"key": ledger key}``."""
+HISTORY_PAGES = 5
+"""How much history (pages of 200) an attempt reads looking for an earlier one's post."""
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class SlackDelivery:
@@ -58,8 +68,15 @@ class SlackDelivery:
         if wait > 0:
             self.pause(wait)
 
-    def post(self, team_id: str | None, channel: str, message: dict) -> None:
+    def post(
+        self, team_id: str | None, channel: str, message: dict, *, key: str | None = None
+    ) -> None:
         self._pace(channel)
+        if key is not None:
+            message = {
+                **message,
+                "metadata": {"event_type": EVENT_TYPE, "event_payload": {"key": key}},
+            }
         try:
             self._client(team_id).chat_postMessage(channel=channel, **message)
         except SlackApiError as error:
@@ -67,6 +84,52 @@ class SlackDelivery:
             if code in PAUSING_ERRORS:
                 raise ChannelUnavailable(code, channel) from None
             raise
+
+    def posted(self, team_id: str | None, channel: str, key: str, since: datetime) -> bool | None:
+        """Whether our message carrying ``key`` is in ``channel``, posted since ``since``.
+
+        None when Slack will not say (a scope removed from the app, history
+        too long to read): the caller then posts, and a warning says why.
+        """
+        client = self._client(team_id)
+        oldest = f"{(since - CLOCK_SKEW).timestamp():.6f}"
+        cursor = None
+        try:
+            for _ in range(HISTORY_PAGES):
+                page = client.conversations_history(
+                    channel=channel,
+                    oldest=oldest,
+                    limit=200,
+                    include_all_metadata=True,
+                    cursor=cursor,
+                )
+                for message in page.get("messages") or ():
+                    metadata = message.get("metadata") or {}
+                    payload = metadata.get("event_payload") or {}
+                    if metadata.get("event_type") == EVENT_TYPE and payload.get("key") == key:
+                        return True
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return False
+        except SlackApiError as error:
+            code = error.response.get("error", "")
+            if code in PAUSING_ERRORS:  # posting will say so, and pause what posts there
+                return False
+            hint = (
+                ": add the channels:history and groups:history scopes to the app (app.yaml)"
+                if code == "missing_scope"
+                else ""
+            )
+            log.warning(
+                "cannot tell whether %s was posted in %s before (%s), posting it%s",
+                key,
+                channel,
+                code,
+                hint,
+            )
+            return None
+        log.warning("more than %d messages in %s since %s", HISTORY_PAGES * 200, channel, since)
+        return None
 
     def dm(self, team_id: str | None, user_id: str, message: dict) -> None:
         self.post(team_id, user_id, message)  # a user id as channel opens the app's DM

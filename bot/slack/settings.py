@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from bot.config import ConfigError
 
 DEFAULT_API_URL = "https://slack.com/api/"
-# What the bot needs and no more: the slash command, replies and DMs, and
-# users:read to tell admins from members and guests (and their time zone).
-SCOPES = ("commands", "chat:write", "users:read")
+# What the bot needs and no more: the slash command, replies and DMs;
+# users:read to tell admins from members and guests (and their time zone);
+# channels:history and groups:history so that, after a crash, a scheduled
+# message is looked for in the channel it went to before it is posted again
+# (only in channels the bot was invited to, only for its own messages).
+SCOPES = ("commands", "chat:write", "users:read", "channels:history", "groups:history")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import io
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -24,7 +25,7 @@ from bot.config import Settings
 from bot.jobs import latest_occurrence
 from bot.runtime import Runtime
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
-from storage.models import AlertRoute, Budget, DigestSubscription
+from storage.models import AlertRoute, Budget, Delivery, DigestSubscription
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import BOT_TOKEN, TEAM, text_of
 from tests.conftest import FixedClock
@@ -282,10 +283,82 @@ def test_work_a_dead_process_claimed_is_done_by_the_next_run_once(world: World) 
     # A process claimed both digests, posted the first, and died before the second.
     dead = Ledger(runtime.db, owner="dead-process", clock=lambda: when)
     keys = [f"digest:{first}:2026-10-21", f"digest:{second}:2026-10-21"]
-    assert dead.claim_many(keys, lease=timedelta(minutes=10)) == set(keys)
+    assert set(dead.claim_many(keys, lease=timedelta(minutes=10))) == set(keys)
     dead.done(keys[0])
     world.jobs(at("2026-10-21T09:05:00"))  # its lease still holds: nobody steps in
     assert world.posts("CCOSTS") == []
     world.jobs(at("2026-10-21T09:11:00"))  # the lease ran out: the next run finishes the work
     world.jobs(at("2026-10-21T09:12:00"))
     assert len(world.posts("CCOSTS")) == 1  # the second digest, once; the first is not repeated
+
+
+def _killed_after_slack_took_the_post(world: World, when: datetime) -> None:
+    """``jobs run`` in its own process, killed (SIGKILL) once Slack has the
+    message and before the process hears back: the ledger never learns."""
+    process: list[subprocess.Popen] = []
+    world.slack.after("chat.postMessage", lambda call: process[0].kill())
+    world.clock.now = when
+    process.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "jobs", "run", "--at", when.isoformat()],
+            env=world.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    )
+    out, err = process[0].communicate(timeout=120)
+    world.slack.after("chat.postMessage", None)
+    assert process[0].returncode == -signal.SIGKILL, (out, err)
+
+
+def test_a_digest_slack_took_from_a_killed_process_is_not_posted_again(world: World) -> None:
+    from bot.jobs import EARLIER_POST
+
+    sub = subscribe(world, at_time="09:00", tz="UTC", every="day")
+    _killed_after_slack_took_the_post(world, at("2026-10-21T09:00:30"))
+    assert len(world.posts("CCOSTS")) == 1  # Slack has it; the ledger does not know
+    world.jobs(at("2026-10-21T09:05:00"))  # the dead process's lease still holds
+    out = world.jobs(at("2026-10-21T09:12:00"))  # taken over: looked for, found, not repeated
+    assert len(world.posts("CCOSTS")) == 1, out
+    history = world.slack.calls_to("conversations.history")
+    assert [c.params["channel"] for c in history] == ["CCOSTS"]
+    with world.runtime().db.session() as session:
+        row = session.get(Delivery, f"digest:{sub}:2026-10-21")
+    assert row.done_at is not None and row.outcome == EARLIER_POST and row.attempts == 2
+    world.jobs(at("2026-10-22T09:00:30"))  # the next day is a first attempt: no lookup
+    assert len(world.posts("CCOSTS")) == 2
+    assert len(world.slack.calls_to("conversations.history")) == 1
+
+
+def test_a_revoked_key_alert_from_a_killed_process_reaches_the_channel_once(
+    world: World,
+) -> None:
+    route_alerts(world, "CALERTS")
+    world.xai.revoke_key(DEMO_KEY)
+    # the daily sync finds the key revoked, the alert reaches the channel, the process dies
+    _killed_after_slack_took_the_post(world, at("2026-10-21T06:01:00"))
+    assert len(world.posts("CALERTS")) == 1 and world.posts(ADMIN) == []
+    world.jobs(at("2026-10-21T06:12:00"))
+    # the channel's alert is found, not repeated; the DM the dead process never sent goes out
+    assert len(world.posts("CALERTS")) == 1
+    assert len(world.posts(ADMIN)) == 1
+    assert "revoked" in text_of(world.posts(ADMIN)[0]).lower()
+
+
+def test_without_the_history_scopes_a_killed_process_costs_one_repeat_not_a_loss(
+    world: World, capfd
+) -> None:
+    world.slack.add_token(BOT_TOKEN, scope="commands,chat:write,users:read")
+    subscribe(world, at_time="09:00", tz="UTC", every="day")
+    _killed_after_slack_took_the_post(world, at("2026-10-21T09:00:30"))
+    capfd.readouterr()
+    world.jobs(at("2026-10-21T09:12:00"))
+    assert len(world.posts("CCOSTS")) == 2  # at least once: never lost
+    logged = capfd.readouterr().err  # the CLI's log goes to stderr
+    assert "add the channels:history and groups:history scopes" in logged
+    assert BOT_TOKEN not in logged
+    world.jobs(at("2026-10-21T09:30:00"))
+    assert len(world.posts("CCOSTS")) == 2  # and done after that
+

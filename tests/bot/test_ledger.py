@@ -41,7 +41,8 @@ def test_a_dead_owner_is_taken_over_after_its_lease(db) -> None:
     clock.now += timedelta(minutes=9)
     assert not b.claim("alert:1")
     clock.now += timedelta(minutes=2)  # a died: its lease ran out
-    assert b.claim("alert:1")
+    taken = b.claim("alert:1")
+    assert taken and taken.retry and taken.since == T0  # since a began, not b
     a.done("alert:1")  # a late word from the old owner changes nothing
     assert a.delivered("alert:") == []
     b.done("alert:1")
@@ -111,5 +112,12 @@ def test_many_keys_are_claimed_at_once_and_only_the_free_ones_won(db) -> None:
     a.done("digest:1:2026-11-23")
     clock.now += timedelta(minutes=2)  # a's claim on digest 2 has run out
     won = b.claim_many([f"digest:{n}:2026-11-23" for n in (1, 2, 3, 4)])
-    assert won == {"digest:2:2026-11-23", "digest:3:2026-11-23", "digest:4:2026-11-23"}
-    assert a.claim_many(["digest:3:2026-11-23", "digest:5:2026-11-23"]) == {"digest:5:2026-11-23"}
+    assert set(won) == {"digest:2:2026-11-23", "digest:3:2026-11-23", "digest:4:2026-11-23"}
+    assert set(a.claim_many(["digest:3:2026-11-23", "digest:5:2026-11-23"])) == {
+        "digest:5:2026-11-23"
+    }
+    # digest 2 is a second attempt, begun when a first claimed it: look for a's post
+    taken = won["digest:2:2026-11-23"]
+    assert (taken.attempt, taken.retry, taken.since) == (2, True, T0)
+    fresh = won["digest:3:2026-11-23"]
+    assert (fresh.attempt, fresh.retry, fresh.since) == (1, False, T0 + timedelta(minutes=2))

@@ -41,13 +41,14 @@ __all__ = ["DEFAULT_BOT_SCOPES", "Call", "Response", "SlackStandIn"]
 log = logging.getLogger(__name__)
 
 DEFAULT_BOT_SCOPES = (
-    "commands,chat:write,users:read,channels:read,channels:join,groups:read,im:write"
+    "commands,chat:write,users:read,channels:history,groups:history,"
+    "channels:read,channels:join,groups:read,im:write"
 )
 SOCKET_MODE_URL = "ws://127.0.0.1:1/"
 """Where ``apps.connections.open`` points: nothing listens there, so a dial fails fast."""
 
 _WAIT_POLL_SECONDS = 0.005
-_JSON_PARAMS = ("blocks", "view", "attachments")
+_JSON_PARAMS = ("blocks", "view", "attachments", "metadata")
 _RESPONSE_URL_USES = 5
 """Slack lets an app post to one response URL five times."""
 _DEFAULT_EXPIRES_IN = 43200
@@ -633,6 +634,7 @@ class SlackStandIn(StandIn):
         "chat.update",
         "conversations.info",
         "conversations.join",
+        "conversations.history",
         "oauth.v2.access",
         "apps.connections.open",
         "apps.uninstall",
@@ -669,6 +671,9 @@ class SlackStandIn(StandIn):
         self._views: dict[str, str] = {}
         """View id to its current hash, for ``hash_conflict``."""
         self._response_uses: dict[str, int] = {}
+        self._history: dict[str, list[dict[str, Any]]] = {}
+        """Messages posted in each channel, oldest first, as conversations.history shows them."""
+        self._after: dict[str, Callable[[Call], None]] = {}
         self._ids = itertools.count(1)
         self.add_user(bot_user_id, name="xai-usage", is_bot=True)
 
@@ -745,6 +750,23 @@ class SlackStandIn(StandIn):
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         """The next ``times`` calls to ``method`` answer ``{"ok": false, "error": error}``."""
         self._add_fault(method, _Fault(error, None, times))
+
+    def after(self, method: str, callback: Callable[[Call], None] | None) -> None:
+        """Call ``callback`` once Slack has done a ``method`` call, before it answers.
+
+        This is how a test kills the caller between Slack taking a message and
+        the caller hearing back.
+        """
+        with self._lock:
+            if callback is None:
+                self._after.pop(method, None)
+            else:
+                self._after[method] = callback
+
+    def history(self, channel: str) -> list[dict[str, Any]]:
+        """The messages posted in ``channel``, oldest first."""
+        with self._lock:
+            return list(self._history.get(channel, ()))
 
     def _add_fault(self, method: str, fault: _Fault) -> None:
         if method not in self.METHODS:
@@ -872,9 +894,13 @@ class SlackStandIn(StandIn):
             return None
         if answer is None:
             answer = self._dispatch(verb, method, params, token, authorization)
+        call = Call(method, params, token, at)
         with self._lock:
-            self.calls.append(Call(method, params, token, at))
+            self.calls.append(call)
             self._outcomes.append(answer.outcome)
+            after = self._after.get(method)
+        if after is not None:
+            after(call)
         return answer
 
     def _dispatch(
@@ -1017,7 +1043,17 @@ class SlackStandIn(StandIn):
         }
         if params.get("blocks"):
             message["blocks"] = params["blocks"]
-        return {"channel": channel, "ts": ts, "message": message}
+        metadata = params.get("metadata")
+        if isinstance(metadata, dict):
+            if not isinstance(metadata.get("event_type"), str) or not isinstance(
+                metadata.get("event_payload"), dict
+            ):
+                raise _SlackError("invalid_metadata_format")
+            message["metadata"] = metadata
+        with self._lock:
+            self._history.setdefault(channel, []).append(message)
+        public = {k: v for k, v in message.items() if k != "metadata"}
+        return {"channel": channel, "ts": ts, "message": public}
 
     def _chat_postEphemeral(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
         self._postable_channel(params.get("channel"))
@@ -1045,6 +1081,37 @@ class SlackStandIn(StandIn):
                 raise _SlackError("channel_not_found")
             return {"channel": {"id": ref, "is_im": True, "is_member": True, "is_archived": False}}
         return {"channel": channel.payload()}
+
+    def _conversations_history(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
+        """Newest first, after ``oldest``, in pages of ``limit`` with a cursor;
+        metadata only with ``include_all_metadata``."""
+        channel = self._channel(params.get("channel"))
+        if channel is None:
+            needed = "im:history"
+        else:
+            needed = "groups:history" if channel.id.startswith("G") else "channels:history"
+        if needed not in auth.scope.split(","):
+            raise _SlackError("missing_scope")
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        if not channel.is_member:
+            raise _SlackError("not_in_channel")
+        oldest = float(params.get("oldest") or 0)
+        limit = max(1, min(int(params.get("limit") or 100), 999))
+        start = int(params.get("cursor") or 0)
+        with self._lock:
+            messages = [
+                m for m in reversed(self._history.get(channel.id, ())) if float(m["ts"]) > oldest
+            ]
+        page = messages[start : start + limit]
+        if not _truthy(params.get("include_all_metadata")):
+            page = [{k: v for k, v in m.items() if k != "metadata"} for m in page]
+        more = start + limit < len(messages)
+        return {
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def _conversations_join(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
         channel = self._channel(params.get("channel"))

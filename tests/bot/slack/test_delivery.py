@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -93,3 +94,49 @@ def test_alerts_reach_a_webhook_as_json() -> None:
         server.shutdown()
         server.server_close()
     assert received == [{"kind": "budget", "key": "budget:1:2026-11:80"}]
+
+
+# -- finding an earlier attempt's post
+
+
+SINCE = datetime.now(UTC) - timedelta(minutes=1)
+
+
+def test_a_keyed_post_is_found_in_its_channel_and_nowhere_else(slack) -> None:
+    sender = delivery(slack)
+    sender.post("T1", "CA", MESSAGE, key="digest:1:2026-11-23")
+    [posted] = slack.history("CA")
+    assert posted["metadata"] == {
+        "event_type": "xai_usage_delivery",
+        "event_payload": {"key": "digest:1:2026-11-23"},
+    }
+    assert sender.posted("T1", "CA", "digest:1:2026-11-23", SINCE) is True
+    assert sender.posted("T1", "CA", "digest:2:2026-11-23", SINCE) is False  # another key
+    assert sender.posted("T1", "CB", "digest:1:2026-11-23", SINCE) is False  # another channel
+    # posted before the work began: an older message is not this attempt's
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert sender.posted("T1", "CA", "digest:1:2026-11-23", later) is False
+
+
+def test_the_search_pages_through_a_busy_channel(slack) -> None:
+    sender = delivery(slack)
+    sender.post("T1", "CA", MESSAGE, key="alert:budget:1")
+    for _ in range(450):  # then a busy morning: the post is on the third page
+        sender.post("T1", "CA", MESSAGE)
+    assert sender.posted("T1", "CA", "alert:budget:1", SINCE) is True
+    pages = slack.calls_to("conversations.history")
+    assert len(pages) == 3 and all(p.params["limit"] in ("200", 200) for p in pages)
+
+
+def test_without_the_history_scopes_it_cannot_tell_and_says_how_to_fix_it(slack, caplog) -> None:
+    narrow = "xoxb-delivery-0000-narrow"
+    slack.add_token(narrow, scope="commands,chat:write,users:read")
+    settings = SlackSettings.from_env(
+        {"SLACK_BOT_TOKEN": narrow, "SLACK_API_URL": slack.api_url}, delivering_only=True
+    )
+    sender = SlackDelivery(settings, lambda team: narrow, pause=lambda seconds: None)
+    sender.post("T1", "CA", MESSAGE, key="digest:1:2026-11-23")
+    with caplog.at_level("WARNING"):
+        assert sender.posted("T1", "CA", "digest:1:2026-11-23", SINCE) is None
+    assert "channels:history and groups:history" in caplog.text
+    assert narrow not in caplog.text
