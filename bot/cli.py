@@ -404,6 +404,94 @@ def serve(command: Command, runtime: Runtime, console: Console) -> int:
     return 0
 
 
+# -- digests, budgets, alert routes ----------------------------------------------
+
+
+@handles("digest", "budget", "alerts")
+def setup_command(command: Command, runtime: Runtime, console: Console) -> int:
+    """The admin side of scheduled work, from a terminal: channels are named by id."""
+    from bot.setup import Setup, SetupError
+
+    with runtime.db.transaction() as session:
+        workspace = resolve_workspace(session, command.get("workspace"))
+        workspace_id, team_id = workspace.id, workspace.slack_team_id
+    setup = Setup(runtime.db, workspace_id, f"terminal:{getpass.getuser()}", "cli")
+    action = command.args[0] if command.args else ""
+    ident = command.args[1] if len(command.args) > 1 else None
+    try:
+        if command.name == "alerts":
+            console.print(setup.alerts_routed(setup.route_alerts(command), command))
+        elif action == "add":
+            sub = setup.add_digest(
+                command,
+                here=None,
+                default_tz=_local_zone(runtime.settings.environ),
+                announce=_announcer(runtime, team_id),
+            )
+            console.print(setup.digest_added(sub))
+        elif action == "set":
+            console.print(setup.budget_set(setup.set_budget(command)))
+        elif action == "list" and command.name == "digest":
+            console.print(setup.digest_lines(setup.digests()))
+        elif action == "list":
+            console.print(setup.budget_lines(setup.budgets()))
+        else:
+            from storage.models import Budget, DigestSubscription
+
+            setup.remove(DigestSubscription if command.name == "digest" else Budget, ident)
+            what = "digest won't be posted" if command.name == "digest" else "budget won't alert"
+            console.print(f"Removed: that {what} again.")
+    except SetupError as error:
+        console.note(f"xai-usage: {error}")
+        return EXIT_FAILED
+    return 0
+
+
+def _announcer(runtime: Runtime, team_id: str | None) -> Callable[[str, str], None]:
+    """Posts ``digest add``'s note in its channel, through the bot's own token."""
+    from slack_sdk.errors import SlackApiError
+
+    from bot.jobs import ChannelUnavailable
+    from bot.setup import CannotPost, SetupError
+
+    def announce(channel: str, text: str) -> None:
+        delivery = _slack_delivery(runtime)
+        if delivery is None:
+            raise SetupError(
+                "Digests are posted in Slack: set SLACK_BOT_TOKEN (one workspace) or "
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (installed app) first."
+            )
+        try:
+            delivery.post(team_id, channel, {"text": text})
+        except ChannelUnavailable as error:
+            raise CannotPost(error.error) from None
+        except SlackApiError as error:
+            raise CannotPost(error.response.get("error", "unknown_error")) from None
+        except OSError as error:
+            raise SetupError(
+                f"Slack did not answer ({type(error).__name__}): nothing was saved; try again."
+            ) from None
+
+    return announce
+
+
+def _local_zone(environ: dict[str, str]) -> str:
+    """This machine's IANA time zone (TZ, else /etc/localtime), else UTC."""
+    from zoneinfo import ZoneInfo
+
+    candidates = [environ.get("TZ", "").lstrip(":")]
+    localtime = Path("/etc/localtime")
+    if localtime.is_symlink():
+        candidates.append(str(localtime.resolve()).partition("zoneinfo/")[2])
+    for name in candidates:
+        try:
+            if name and ZoneInfo(name):
+                return name
+        except (ValueError, OSError, KeyError):
+            continue
+    return "UTC"
+
+
 @handles("jobs")
 def jobs(command: Command, runtime: Runtime, console: Console) -> int:
     from bot.jobs import run_due

@@ -112,26 +112,3 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
     if len(lines) > 30:
         lines = [*lines[:29], f"and {len(lines) - 29} more"]
     return "\n".join(lines) or "No xAI team is connected yet."
-
-
-def digest_lines(subscriptions: Sequence[Any]) -> str:
-    if not subscriptions:
-        return "No digests yet: `/xai-usage digest add #channel` sets one up."
-    lines = []
-    for sub in subscriptions[:40]:
-        paused = f"  :pause_button: paused: {sub.paused_reason}" if sub.paused_reason else ""
-        lines.append(
-            f"*{sub.id}*  <#{sub.channel_id}>  every {sub.every} at {sub.at_time} "
-            f"({sub.tz}){paused}"
-        )
-    return "\n".join(lines)
-
-
-def budget_lines(budgets: Sequence[Any]) -> str:
-    if not budgets:
-        return "No budgets yet: `/xai-usage budget set 500` sets one."
-    return "\n".join(
-        f"*{b.id}*  {formatting.money(b.amount_usd)} a month, alerts at {b.thresholds}%"
-        + (f" in <#{b.channel_id}>" if b.channel_id else "")
-        for b in budgets[:40]
-    )

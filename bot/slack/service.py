@@ -14,28 +14,24 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import delete, select
 
-from bot.grammar import Command, slack_channel
+from bot.grammar import Command
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime
+from bot.setup import CannotPost, Setup
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
 from bot.slack.settings import SlackSettings
 from bot.sync import MAX_BACKFILL_DAYS, Connected, SyncResult
 from providers.types import CheckResult
 from storage.models import (
-    AlertRoute,
-    Budget,
     Connection,
     ConnectionStatus,
     DigestSubscription,
     Workspace,
-    new_uid,
 )
 from storage.repo import find_connection, workspace_for_slack_team
 
@@ -301,183 +297,29 @@ def metadata_of(view: dict) -> dict[str, str]:
         return {}
 
 
-class SetupError(Exception):
-    """A digest, budget or alert route that can't be set up as asked; says why."""
+def setup_for(service: SlackService, invocation: Invocation) -> Setup:
+    """Digests, budgets and alert routes of the workspace the command came from."""
+    return Setup(service.runtime.db, service.workspace_id(invocation), invocation.user_id, "slack")
 
 
-def parse_channel(word: str | None, invocation: Invocation) -> tuple[str, str]:
-    """``<#C123|costs>`` (Slack escapes channels) or, without one, where we are."""
-    if not word:
-        if not invocation.channel_id:
-            raise SetupError("Name a channel, e.g. `#costs`.")
-        return invocation.channel_id, ""
-    found = slack_channel(word)
-    if found is None:
-        raise SetupError(
-            f"“{word}” is not a channel I can see: pick it from Slack's #-autocomplete "
-            "so it arrives as a link."
-        )
-    return found
+def add_digest(
+    service: SlackService, invocation: Invocation, client: WebClient, command: Command
+) -> tuple[Setup, DigestSubscription]:
+    """``digest add`` from Slack: here by default, in the time zone Slack knows
+    for the person, once a note in the channel proved the bot can post there."""
+    setup = setup_for(service, invocation)
 
-
-def parse_usd(text: str) -> Decimal:
-    try:
-        amount = Decimal(text.replace("$", "").replace(",", ""))
-    except InvalidOperation:
-        raise SetupError(f"“{text}” is not an amount in dollars, e.g. 500 or 1250.50.") from None
-    if not amount.is_finite() or amount <= 0:
-        raise SetupError("The amount must be more than $0.")
-    return amount.quantize(Decimal("0.01"))
-
-
-class SetupService:
-    """Digests, budgets and alert routes: the admin side of scheduled work."""
-
-    def __init__(self, service: SlackService) -> None:
-        self.service = service
-        self.db = service.runtime.db
-
-    def _connection_id(self, invocation: Invocation, label: str | None) -> int | None:
-        return self.service.find(invocation, label).id if label else None
-
-    def add_digest(
-        self, invocation: Invocation, client: WebClient, command: Command
-    ) -> DigestSubscription:
-        channel_id, channel_name = parse_channel(
-            command.args[1] if len(command.args) > 1 else None, invocation
-        )
-        at = command.get("at", "09:00")
-        hour, _, minute = at.partition(":")
-        if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
-            raise SetupError(f"--at takes a time like 09:00; got “{at}”.")
-        person = self.service.person(client, invocation)
-        tz = command.get("tz") or (person.tz if person else "UTC")
+    def announce(channel: str, text: str) -> None:
         try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SetupError(
-                f"“{tz}” is not a time zone: use one like Europe/London or America/New_York."
-            ) from None
-        every = command.get("every", "day")
-        subscription = DigestSubscription(
-            workspace_id=self.service.workspace_id(invocation),
-            channel_id=channel_id,
-            channel_name=channel_name,
-            at_time=f"{int(hour):02d}:{int(minute):02d}",
-            tz=tz,
-            every=every,
-            connection_id=self._connection_id(invocation, command.get("connection")),
-            quiet_min_usd=parse_usd(command.get("quiet-min")) if command.get("quiet-min") else None,
-            quiet_change_pct=command.get("quiet-change"),
-            created_by=invocation.user_id,
-        )
-        when = {"day": "every day", "week": "every Monday", "month": "on the 1st of each month"}
-        try:  # proves the bot can post there before anything is saved
-            client.chat_postMessage(
-                channel=channel_id,
-                text=(
-                    f":calendar: <@{invocation.user_id}> set up an xAI spend digest here, "
-                    f"{when[every]} at {subscription.at_time} ({tz})."
-                ),
-            )
+            client.chat_postMessage(channel=channel, text=text)
         except SlackApiError as error:
-            code = error.response.get("error", "")
-            fix = {
-                "not_in_channel": "invite me first with `/invite @xai-usage`",
-                "channel_not_found": "for a private channel, invite me first with "
-                "`/invite @xai-usage`",
-                "is_archived": "that channel is archived",
-            }.get(code, code)
-            raise SetupError(f"I can't post in <#{channel_id}>: {fix}. Then try again.") from None
-        with self.db.transaction() as session:
-            session.add(subscription)
-        return subscription
+            raise CannotPost(error.response.get("error", "")) from None
 
-    def digests(self, invocation: Invocation) -> list[DigestSubscription]:
-        with self.db.session() as session:
-            return list(
-                session.scalars(
-                    select(DigestSubscription)
-                    .where(DigestSubscription.workspace_id == self.service.workspace_id(invocation))
-                    .order_by(DigestSubscription.id)
-                )
-            )
-
-    def remove(self, invocation: Invocation, model: type, ident: str | None) -> None:
-        if not ident or not ident.isdigit():
-            raise SetupError("Give the number shown by `list`, e.g. `remove 3`.")
-        with self.db.transaction() as session:
-            gone = session.execute(
-                delete(model).where(
-                    model.id == int(ident),
-                    model.workspace_id == self.service.workspace_id(invocation),
-                )
-            )
-        if gone.rowcount == 0:
-            raise SetupError(f"There is no number {ident} here: see `list`.")
-
-    def set_budget(self, invocation: Invocation, command: Command) -> Budget:
-        if len(command.args) < 2:
-            raise SetupError("Say how much, e.g. `budget set 500`.")
-        amount = parse_usd(command.args[1])
-        raw = command.get("thresholds", "50,80,100")
-        try:
-            thresholds = sorted({int(t) for t in raw.split(",") if t.strip()})
-        except ValueError:
-            thresholds = []
-        if not thresholds or not all(1 <= t <= 1000 for t in thresholds):
-            raise SetupError(f"--thresholds takes percentages like 50,80,100; got “{raw}”.")
-        channel = (
-            parse_channel(command.get("channel"), invocation)[0] if command.get("channel") else None
-        )
-        budget = Budget(
-            workspace_id=self.service.workspace_id(invocation),
-            amount_usd=amount,
-            connection_id=self._connection_id(invocation, command.get("connection")),
-            thresholds=",".join(str(t) for t in thresholds),
-            channel_id=channel,
-            created_by=invocation.user_id,
-        )
-        with self.db.transaction() as session:
-            session.add(budget)
-        return budget
-
-    def budgets(self, invocation: Invocation) -> list[Budget]:
-        with self.db.session() as session:
-            return list(
-                session.scalars(
-                    select(Budget)
-                    .where(Budget.workspace_id == self.service.workspace_id(invocation))
-                    .order_by(Budget.id)
-                )
-            )
-
-    def route_alerts(self, invocation: Invocation, command: Command) -> AlertRoute:
-        channel_id, _ = parse_channel(command.args[0] if command.args else None, invocation)
-        webhook = command.get("webhook")
-        if webhook and not webhook.startswith(("https://", "http://")):
-            raise SetupError("--webhook takes an http(s) URL.")
-        connection_id = self._connection_id(invocation, command.get("connection"))
-        workspace_id = self.service.workspace_id(invocation)
-        with self.db.transaction() as session:
-            route = session.scalar(
-                select(AlertRoute).where(
-                    AlertRoute.workspace_id == workspace_id,
-                    AlertRoute.connection_key == (connection_id or 0),
-                )
-            )
-            if route is None:
-                route = AlertRoute(
-                    workspace_id=workspace_id,
-                    connection_id=connection_id,
-                    connection_key=connection_id or 0,
-                    uid=new_uid(),
-                )
-                session.add(route)
-            route.channel_id = channel_id
-            route.created_by = invocation.user_id
-            if webhook:
-                REDACTOR.add(webhook)
-                route.webhook_sealed = self.db.keyring.seal(webhook.encode(), route.webhook_aad)
-                route.webhook_key_id = self.db.keyring.primary_key_id
-        return route
+    person = service.person(client, invocation)
+    subscription = setup.add_digest(
+        command,
+        here=invocation.channel_id,
+        default_tz=person.tz if person and person.tz else "UTC",
+        announce=announce,
+    )
+    return setup, subscription

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.cli import Console, main
 from bot.config import Settings
@@ -362,3 +362,68 @@ def test_without_the_history_scopes_a_killed_process_costs_one_repeat_not_a_loss
     world.jobs(at("2026-10-21T09:30:00"))
     assert len(world.posts("CCOSTS")) == 2  # and done after that
 
+
+# -- the same setup from a terminal
+
+
+def run_cli(world: World, *words: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(words), environ=world.env, console=Console(out=out, err=out))
+    return code, out.getvalue()
+
+
+def backdate_digests(world: World, when: datetime) -> None:
+    """The CLI stamps a digest with the real time; move it to the test's calendar."""
+    with world.runtime().db.transaction() as session:
+        session.execute(update(DigestSubscription).values(created_at=when))
+
+
+def test_a_digest_set_up_in_a_terminal_is_announced_then_delivered(world: World) -> None:
+    code, out = run_cli(world, "digest", "add", "CCOSTS", "--at", "09:00", "--tz", "UTC")
+    assert code == 0, out
+    assert "Digest 1: CCOSTS, every day at 09:00 (UTC)" in out
+    assert "`xai-usage digest remove 1` stops it" in out
+    [note] = world.posts("CCOSTS")
+    assert note["text"].startswith(":calendar: An admin set up an xAI spend digest here")
+    with world.runtime().db.session() as session:
+        sub = session.scalar(select(DigestSubscription))
+    assert sub.created_by.startswith("terminal:")
+    backdate_digests(world, at("2026-10-20T12:00:00"))
+    world.jobs(at("2026-10-21T09:00:30"))
+    digest = world.posts("CCOSTS")[1]
+    assert digest["text"].startswith("Daily xAI spend · Tue 20 Oct 2026: $")
+    code, out = run_cli(world, "digest", "list")
+    assert (code, out.split()[:3]) == (0, ["1", "CCOSTS", "every"])
+
+
+def test_a_terminal_digest_where_the_bot_cannot_post_is_not_saved(world: World) -> None:
+    world.slack.add_channel("CSECRET", "secret", is_member=False)
+    code, out = run_cli(world, "digest", "add", "CSECRET")
+    assert code == 1
+    assert "I can't post in CSECRET: invite me first with `/invite @xai-usage`" in out
+    code, out = run_cli(world, "digest", "add", "#costs")
+    assert code == 1 and "give the channel's id" in out
+    assert run_cli(world, "digest", "list")[1].startswith("No digests yet")
+
+
+def test_budgets_and_alert_routes_from_a_terminal_reach_slack(world: World) -> None:
+    code, out = run_cli(world, "budget", "set", "$50", "--channel", "CALERTS", "--thresholds", "50")
+    assert code == 0 and "Budget 1: $50.00 a month, alerts at 50% and" in out, out
+    code, out = run_cli(world, "alerts", "CALERTS", "--connection", "production — xai")
+    assert code == 0 and out.strip() == "Alerts for “production — xai” now go to CALERTS."
+    assert run_cli(world, "budget", "list")[1].split()[:2] == ["1", "$50.00"]
+    world.jobs(at("2026-10-21T06:01:00"))  # the month so far is well over $25
+    budget_alerts = [p for p in world.posts("CALERTS") if "50%" in text_of(p)]
+    assert len(budget_alerts) == 1
+    code, out = run_cli(world, "budget", "remove", "1")
+    assert code == 0 and run_cli(world, "budget", "list")[1].startswith("No budgets yet")
+
+
+def test_a_terminal_digest_that_gets_paused_says_so_in_its_list(world: World) -> None:
+    assert run_cli(world, "digest", "add", "CCOSTS", "--tz", "UTC")[0] == 0
+    backdate_digests(world, at("2026-10-20T12:00:00"))
+    world.slack.add_channel("CCOSTS", "costs", is_member=False)  # the bot was removed
+    world.jobs(at("2026-10-21T09:00:30"))
+    assert world.slack.calls_to("chat.postMessage")[-1].params["channel"] == "CCOSTS"
+    code, out = run_cli(world, "digest", "list")
+    assert code == 0 and "paused: not_in_channel" in out and "/invite @xai-usage" in out

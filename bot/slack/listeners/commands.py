@@ -14,10 +14,10 @@ from logging import Logger
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot import formatting
 from bot.grammar import COMMANDS, REPORTS, Command, UsageError, parse, tokenize
+from bot.setup import SetupError
 from bot.slack import blocks
-from bot.slack.service import Invocation, SetupError, SetupService, SlackService
+from bot.slack.service import Invocation, SlackService, add_digest, setup_for
 from storage.models import Budget, DigestSubscription
 from storage.repo import NotFound
 
@@ -142,22 +142,16 @@ def digest(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    setup = SetupService(service)
     action = command.args[0]
     if action == "add":
-        sub = setup.add_digest(invocation, client, command)
-        respond(
-            **blocks.notice(
-                f":white_check_mark: Digest {sub.id}: <#{sub.channel_id}>, every {sub.every} at "
-                f"{sub.at_time} ({sub.tz}). `/xai-usage digest remove {sub.id}` stops it."
-            )
-        )
-    elif action == "list":
-        respond(**blocks.notice(blocks.digest_lines(setup.digests(invocation))))
+        setup, sub = add_digest(service, invocation, client, command)
+        respond(**blocks.notice(f":white_check_mark: {setup.digest_added(sub)}"))
+        return
+    setup = setup_for(service, invocation)
+    if action == "list":
+        respond(**blocks.notice(setup.digest_lines(setup.digests())))
     else:
-        setup.remove(
-            invocation, DigestSubscription, command.args[1] if len(command.args) > 1 else None
-        )
+        setup.remove(DigestSubscription, command.args[1] if len(command.args) > 1 else None)
         respond(**blocks.notice("Removed: that digest won't be posted again."))
 
 
@@ -168,22 +162,15 @@ def budget(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    setup = SetupService(service)
+    setup = setup_for(service, invocation)
     action = command.args[0]
     if action == "set":
-        made = setup.set_budget(invocation, command)
-        respond(
-            **blocks.notice(
-                f":white_check_mark: Budget {made.id}: "
-                f"{formatting.money(made.amount_usd)} a month, "
-                f"alerts at {made.thresholds.replace(',', '%, ')}% and when the month-end forecast "
-                "goes over it."
-            )
-        )
+        made = setup.set_budget(command, here=invocation.channel_id)
+        respond(**blocks.notice(f":white_check_mark: {setup.budget_set(made)}"))
     elif action == "list":
-        respond(**blocks.notice(blocks.budget_lines(setup.budgets(invocation))))
+        respond(**blocks.notice(setup.budget_lines(setup.budgets())))
     else:
-        setup.remove(invocation, Budget, command.args[1] if len(command.args) > 1 else None)
+        setup.remove(Budget, command.args[1] if len(command.args) > 1 else None)
         respond(**blocks.notice("Removed: that budget won't alert again."))
 
 
@@ -194,14 +181,9 @@ def alerts(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    route = SetupService(service).route_alerts(invocation, command)
-    target = f"“{command.get('connection')}”" if command.get("connection") else "all connections"
-    webhook = " and to the webhook" if route.webhook_sealed else ""
-    respond(
-        **blocks.notice(
-            f":white_check_mark: Alerts for {target} now go to <#{route.channel_id}>{webhook}."
-        )
-    )
+    setup = setup_for(service, invocation)
+    route = setup.route_alerts(command, here=invocation.channel_id)
+    respond(**blocks.notice(f":white_check_mark: {setup.alerts_routed(route, command)}"))
 
 
 HANDLERS: dict[str, Handler] = {

@@ -33,7 +33,7 @@ def test_digest_add_with_every_option(connected: SlackApp):
         "digest add <#CWEEK|weekly> --at 08:30 --tz Europe/Paris --every weekly "
         "--connection production — xai --quiet-min 25"
     )
-    assert "every week at 08:30 (Europe/Paris)" in text_of(connected.reply(url_id))
+    assert "every Monday at 08:30 (Europe/Paris)" in text_of(connected.reply(url_id))
     with connected.runtime.db.session() as session:
         sub = session.scalar(select(DigestSubscription))
     assert sub.channel_id == "CWEEK" and sub.connection_id is not None

@@ -1,0 +1,299 @@
+"""Digests, budgets and alert routes: the admin side of scheduled work.
+
+One :class:`Setup` serves both surfaces. Slack passes the channel it was
+typed in and the time zone Slack knows for the person; the terminal passes
+a channel id and the machine's zone. Each surface brings its own way to
+post the note that proves the bot can post in a digest's channel.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import delete, select
+
+from bot import formatting
+from bot.grammar import Command, slack_channel
+from bot.runtime import REDACTOR
+from storage.db import Database
+from storage.models import AlertRoute, Budget, DigestSubscription, new_uid
+from storage.repo import find_connection
+
+WHEN = {"day": "every day", "week": "every Monday", "month": "on the 1st of each month"}
+CANNOT_POST_FIXES = {
+    "not_in_channel": "invite me first with `/invite @xai-usage`",
+    "channel_not_found": "for a private channel, invite me first with `/invite @xai-usage`",
+    "is_archived": "that channel is archived",
+    "not_installed": "the app is not installed in this Slack workspace",
+}
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{4,}")
+
+
+class SetupError(Exception):
+    """A digest, budget or alert route that can't be set up as asked; says why."""
+
+
+Announce = Callable[[str, str], None]
+"""Post ``text`` in channel ``id``; raise :class:`CannotPost` when Slack says no."""
+
+
+class CannotPost(Exception):
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def parse_channel(word: str | None, here: str | None, surface: str) -> tuple[str, str]:
+    """(id, name) of ``<#C123|costs>`` (Slack escapes channels), a bare id
+    (the terminal), or, with no word, the channel the command came from."""
+    if not word:
+        if here:
+            return here, ""
+        example = "`#costs`" if surface == "slack" else "a channel id such as C0123ABCD"
+        raise SetupError(f"Name a channel, e.g. {example}.")
+    found = slack_channel(word)
+    if found is not None:
+        return found
+    if _CHANNEL_ID.fullmatch(word):
+        return word, ""
+    if surface == "slack":
+        raise SetupError(
+            f"“{word}” is not a channel I can see: pick it from Slack's #-autocomplete "
+            "so it arrives as a link."
+        )
+    raise SetupError(
+        f"“{word}” is not a channel id. In the terminal, give the channel's id "
+        "(in Slack: open the channel's name, the id is at the bottom of About), "
+        "e.g. C0123ABCD."
+    )
+
+
+def parse_usd(text: str) -> Decimal:
+    try:
+        amount = Decimal(text.replace("$", "").replace(",", ""))
+    except InvalidOperation:
+        raise SetupError(f"“{text}” is not an amount in dollars, e.g. 500 or 1250.50.") from None
+    if not amount.is_finite() or amount <= 0:
+        raise SetupError("The amount must be more than $0.")
+    return amount.quantize(Decimal("0.01"))
+
+
+def parse_time(text: str) -> str:
+    hour, _, minute = text.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise SetupError(f"--at takes a time like 09:00; got “{text}”.")
+    return f"{int(hour):02d}:{int(minute):02d}"
+
+
+def check_zone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SetupError(
+            f"“{tz}” is not a time zone: use one like Europe/London or America/New_York."
+        ) from None
+    return tz
+
+
+def parse_thresholds(raw: str) -> str:
+    try:
+        thresholds = sorted({int(t) for t in raw.split(",") if t.strip()})
+    except ValueError:
+        thresholds = []
+    if not thresholds or not all(1 <= t <= 1000 for t in thresholds):
+        raise SetupError(f"--thresholds takes percentages like 50,80,100; got “{raw}”.")
+    return ",".join(str(t) for t in thresholds)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One workspace's digests, budgets and alert routes, set up by ``actor``
+    (a Slack user id, or ``terminal:<login>``)."""
+
+    db: Database
+    workspace_id: int
+    actor: str
+    surface: str  # "slack" or "cli": how channels are named in messages
+
+    def _connection_id(self, label: str | None) -> int | None:
+        if not label:
+            return None
+        with self.db.session() as session:
+            return find_connection(session, self.workspace_id, label).id
+
+    def add_digest(
+        self, command: Command, *, here: str | None, default_tz: str, announce: Announce
+    ) -> DigestSubscription:
+        """Save a digest once a note in its channel proved the bot can post there."""
+        channel_id, channel_name = parse_channel(
+            command.args[1] if len(command.args) > 1 else None, here, self.surface
+        )
+        every = command.get("every", "day")
+        subscription = DigestSubscription(
+            workspace_id=self.workspace_id,
+            channel_id=channel_id,
+            channel_name=channel_name,
+            at_time=parse_time(command.get("at", "09:00")),
+            tz=check_zone(command.get("tz") or default_tz),
+            every=every,
+            connection_id=self._connection_id(command.get("connection")),
+            quiet_min_usd=parse_usd(command.get("quiet-min")) if command.get("quiet-min") else None,
+            quiet_change_pct=command.get("quiet-change"),
+            created_by=self.actor,
+        )
+        who = f"<@{self.actor}>" if self.surface == "slack" else "An admin"
+        try:
+            announce(
+                channel_id,
+                f":calendar: {who} set up an xAI spend digest here, "
+                f"{WHEN[every]} at {subscription.at_time} ({subscription.tz}).",
+            )
+        except CannotPost as error:
+            fix = CANNOT_POST_FIXES.get(error.error, error.error)
+            raise SetupError(
+                f"I can't post in {self.channel(channel_id)}: {fix}. Then try again."
+            ) from None
+        with self.db.transaction() as session:
+            session.add(subscription)
+        return subscription
+
+    def digests(self) -> list[DigestSubscription]:
+        return self._list(DigestSubscription)
+
+    def set_budget(self, command: Command, *, here: str | None = None) -> Budget:
+        if len(command.args) < 2:
+            raise SetupError("Say how much, e.g. `budget set 500`.")
+        amount = parse_usd(command.args[1])
+        thresholds = parse_thresholds(command.get("thresholds", "50,80,100"))
+        channel = command.get("channel")
+        budget = Budget(
+            workspace_id=self.workspace_id,
+            amount_usd=amount,
+            connection_id=self._connection_id(command.get("connection")),
+            thresholds=thresholds,
+            channel_id=parse_channel(channel, here, self.surface)[0] if channel else None,
+            created_by=self.actor,
+        )
+        with self.db.transaction() as session:
+            session.add(budget)
+        return budget
+
+    def budgets(self) -> list[Budget]:
+        return self._list(Budget)
+
+    def remove(self, model: type, ident: str | None) -> None:
+        if not ident or not ident.isdigit():
+            raise SetupError("Give the number shown by `list`, e.g. `remove 3`.")
+        with self.db.transaction() as session:
+            gone = session.execute(
+                delete(model).where(model.id == int(ident), model.workspace_id == self.workspace_id)
+            )
+        if gone.rowcount == 0:
+            raise SetupError(f"There is no number {ident} here: see `list`.")
+
+    def route_alerts(self, command: Command, *, here: str | None = None) -> AlertRoute:
+        channel_id, _ = parse_channel(command.args[0] if command.args else None, here, self.surface)
+        webhook = command.get("webhook")
+        if webhook and not webhook.startswith(("https://", "http://")):
+            raise SetupError("--webhook takes an http(s) URL.")
+        connection_id = self._connection_id(command.get("connection"))
+        with self.db.transaction() as session:
+            route = session.scalar(
+                select(AlertRoute).where(
+                    AlertRoute.workspace_id == self.workspace_id,
+                    AlertRoute.connection_key == (connection_id or 0),
+                )
+            )
+            if route is None:
+                route = AlertRoute(
+                    workspace_id=self.workspace_id,
+                    connection_id=connection_id,
+                    connection_key=connection_id or 0,
+                    uid=new_uid(),
+                )
+                session.add(route)
+            route.channel_id = channel_id
+            route.created_by = self.actor
+            if webhook:
+                REDACTOR.add(webhook)
+                route.webhook_sealed = self.db.keyring.seal(webhook.encode(), route.webhook_aad)
+                route.webhook_key_id = self.db.keyring.primary_key_id
+        return route
+
+    def _list(self, model: type) -> list:
+        with self.db.session() as session:
+            return list(
+                session.scalars(
+                    select(model).where(model.workspace_id == self.workspace_id).order_by(model.id)
+                )
+            )
+
+    # -- words for both surfaces -------------------------------------------------
+
+    def channel(self, channel_id: str, name: str = "") -> str:
+        """A channel as the surface shows it: a link in Slack, id and name in a terminal."""
+        if self.surface == "slack":
+            return f"<#{channel_id}>"
+        return f"{channel_id} (#{name})" if name else channel_id
+
+    def command(self, words: str) -> str:
+        if self.surface == "slack":
+            return f"`/xai-usage {words}`"
+        return f"`xai-usage {words.replace('#channel', 'C0123ABCD')}`"
+
+    def digest_added(self, sub: DigestSubscription) -> str:
+        return (
+            f"Digest {sub.id}: {self.channel(sub.channel_id, sub.channel_name or '')}, "
+            f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}). "
+            f"{self.command(f'digest remove {sub.id}')} stops it."
+        )
+
+    def digest_lines(self, subscriptions: Sequence[DigestSubscription]) -> str:
+        if not subscriptions:
+            return f"No digests yet: {self.command('digest add #channel')} sets one up."
+        lines = []
+        for sub in subscriptions[:40]:
+            paused = ""
+            if sub.paused_reason:
+                icon = ":pause_button: " if self.surface == "slack" else ""
+                paused = f"  {icon}paused: {sub.paused_reason}"
+            lines.append(
+                f"{self._bold(sub.id)}  {self.channel(sub.channel_id, sub.channel_name or '')}  "
+                f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}){paused}"
+            )
+        return "\n".join(lines)
+
+    def budget_set(self, budget: Budget) -> str:
+        return (
+            f"Budget {budget.id}: {formatting.money(budget.amount_usd)} a month, "
+            f"alerts at {_percents(budget.thresholds)} and when the month-end "
+            "forecast goes over it."
+        )
+
+    def budget_lines(self, budgets: Sequence[Budget]) -> str:
+        if not budgets:
+            return f"No budgets yet: {self.command('budget set 500')} sets one."
+        return "\n".join(
+            f"{self._bold(b.id)}  {formatting.money(b.amount_usd)} a month, "
+            f"alerts at {_percents(b.thresholds)}"
+            + (f" in {self.channel(b.channel_id)}" if b.channel_id else "")
+            for b in budgets[:40]
+        )
+
+    def alerts_routed(self, route: AlertRoute, command: Command) -> str:
+        label = command.get("connection")
+        target = f"“{label}”" if label else "all connections"
+        webhook = " and to the webhook" if route.webhook_sealed else ""
+        return f"Alerts for {target} now go to {self.channel(route.channel_id)}{webhook}."
+
+    def _bold(self, ident: int) -> str:
+        return f"*{ident}*" if self.surface == "slack" else f"{ident:>3}"
+
+
+def _percents(thresholds: str) -> str:
+    """``50,80,100`` as ``50%, 80%, 100%``."""
+    return ", ".join(f"{t}%" for t in thresholds.split(","))
