@@ -234,9 +234,14 @@ def _budget_alerts_for(
         facts["forecast_usd"] = decimal_text(month.forecast.quantize(CENT))
     extra = [limit_line] if limit_line else []
     alerts = []
-    for threshold in budget.threshold_list:
-        if month.to_date <= 0 or month.to_date < budget.amount_usd * threshold / 100:
-            continue
+    # Several thresholds crossed at once (a budget set mid-month, a big day)
+    # make one alert, for the highest: the lower ones are no news by then.
+    crossed = [
+        threshold
+        for threshold in budget.threshold_list
+        if month.to_date > 0 and month.to_date >= budget.amount_usd * threshold / 100
+    ]
+    for threshold in crossed[-1:]:
         title = (
             f"Over budget: {used} of {scope} for {period}"
             if threshold >= 100

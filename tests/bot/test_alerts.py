@@ -160,22 +160,32 @@ def test_each_threshold_alerts_once_a_month(db) -> None:
     store.daily(prod, date(2026, 11, 1), date(2026, 11, 9), 10)
     assert store.budgets(date(2026, 11, 9)) == []  # $90 of $1,000
 
-    store.spend(prod, {date(2026, 11, 10): 750})  # $840: past 50% and 80% at once
-    crossed = store.budgets(date(2026, 11, 10), "budget")
-    assert keys(crossed) == [f"budget:{budget}:2026-11:50", f"budget:{budget}:2026-11:80"]
-    assert "$840.00 of the $1,000.00 monthly budget" in crossed[1].text
-    assert "(84%" in crossed[1].text
-    again = store.budgets(date(2026, 11, 10), "budget")  # a later run: the same keys
+    store.spend(prod, {date(2026, 11, 10): 500})  # $590: past 50%
+    assert keys(store.budgets(date(2026, 11, 10), "budget")) == [f"budget:{budget}:2026-11:50"]
+
+    store.spend(prod, {date(2026, 11, 11): 250})  # $840: 80%, one alert
+    crossed = store.budgets(date(2026, 11, 11), "budget")
+    assert keys(crossed) == [f"budget:{budget}:2026-11:80"]
+    assert "$840.00 of the $1,000.00 monthly budget" in crossed[0].text
+    assert "(84%" in crossed[0].text
+    again = store.budgets(date(2026, 11, 11), "budget")  # a later run: the same key
     assert keys(again) == keys(crossed)
 
-    store.spend(prod, {date(2026, 11, 11): 200})  # $1,040: the next threshold is new
-    over = store.budgets(date(2026, 11, 11), "budget")
-    assert keys(over)[-1] == f"budget:{budget}:2026-11:100"
-    assert keys(over)[:2] == keys(crossed)  # the ledger suppresses these
-    assert over[-1].title.startswith("Over budget: 104%")
+    store.spend(prod, {date(2026, 11, 12): 200})  # $1,040: the next threshold is new
+    over = store.budgets(date(2026, 11, 12), "budget")
+    assert keys(over) == [f"budget:{budget}:2026-11:100"]
+    assert over[0].title.startswith("Over budget: 104%")
 
     store.spend(prod, {date(2026, 12, 1): 600})  # a new month starts from zero
     assert keys(store.budgets(date(2026, 12, 1), "budget")) == [f"budget:{budget}:2026-12:50"]
+
+
+def test_thresholds_crossed_at_once_make_one_alert_for_the_highest(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    budget = store.budget(400, thresholds="50,80,100")
+    store.daily(prod, date(2026, 11, 1), date(2026, 11, 20), 30)  # $600 when the budget is set
+    assert keys(store.budgets(date(2026, 11, 20), "budget")) == [f"budget:{budget}:2026-11:100"]
 
 
 def test_a_connection_budget_counts_only_its_connection(db) -> None:

@@ -18,14 +18,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bot.cli import Console, main
 from bot.config import Settings
 from bot.jobs import latest_occurrence
 from bot.runtime import Runtime
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
-from storage.models import AlertRoute, Budget, Delivery, DigestSubscription
+from storage.models import AlertRoute, Budget, DailyCost, Delivery, DigestSubscription
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import BOT_TOKEN, TEAM, text_of
 from tests.conftest import FixedClock
@@ -174,25 +174,47 @@ def test_the_daily_sync_runs_once_a_day_after_its_hour(world: World) -> None:
     assert "not due, or already done" in again
 
 
-def test_budget_thresholds_alert_once_each(world: World) -> None:
+def test_budget_thresholds_alert_once_each_on_the_day_they_are_crossed(world: World) -> None:
     runtime = world.runtime()
     with runtime.db.transaction() as session:
         session.add(
             Budget(
                 workspace_id=world.workspace_id,
-                amount_usd=Decimal(900),
+                amount_usd=Decimal(600),
                 thresholds="50,80,100",
                 channel_id="CALERTS",
                 created_by=ADMIN,
             )
         )
-    for day in range(1, 20):
+
+    def month_to_date(day: int) -> Decimal:
+        """The store's own sum, as it stands (today is partial until tomorrow's sync)."""
+        with runtime.db.session() as session:
+            total = session.scalar(
+                select(func.sum(DailyCost.cost)).where(
+                    DailyCost.day >= date(2026, 10, 1), DailyCost.day <= date(2026, 10, day)
+                )
+            )
+        return total or Decimal(0)
+
+    titles: dict[int, list[str]] = {}
+    seen: dict[int, Decimal] = {0: Decimal(0)}  # the month to date each run saw
+    for day in range(1, 32):  # a run at noon every day of October
+        before = len(world.posts("CALERTS"))
         world.jobs(at(f"2026-10-{day:02d}T12:00:00"))
-    texts = [text_of(p) for p in world.posts("CALERTS")]
-    budget_texts = [t for t in texts if "budget" in t.lower()]
-    crossed = [t for t in budget_texts if "%" in t]
-    assert 1 <= len(crossed) <= 4  # 50, 80, 100 and the forecast, each at most once
-    assert len(set(crossed)) == len(crossed)
+        titles[day] = [p["text"].split(":")[0] for p in world.posts("CALERTS")[before:]]
+        seen[day] = month_to_date(day)
+    sent = [(day, title) for day, ts in titles.items() for title in ts]
+    kinds = [title.split(" of ")[0] for _, title in sent]
+    assert kinds == [
+        "Forecast over the workspace budget for October 2026",
+        "50%",
+        "80%",
+        "Over budget",
+    ], sent
+    # each threshold alerted by the first run whose month to date reached it
+    for (day, _), share in zip(sent[1:], (50, 80, 100), strict=True):
+        assert seen[day - 1] < Decimal(600) * share / 100 <= seen[day], (day, share)
 
 
 def test_a_spike_is_found_once_and_not_repeated(world: World) -> None:
