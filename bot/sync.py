@@ -287,8 +287,6 @@ class SyncEngine:
         self.trailing_days = trailing_days
         self.clock = clock
 
-    # -- HTTP -----------------------------------------------------------------
-
     # -- connect ----------------------------------------------------------------
 
     def validate_fields(self, provider: Provider, credentials: Mapping[str, str]) -> dict[str, str]:
