@@ -449,3 +449,17 @@ def test_a_terminal_digest_that_gets_paused_says_so_in_its_list(world: World) ->
     assert world.slack.calls_to("chat.postMessage")[-1].params["channel"] == "CCOSTS"
     code, out = run_cli(world, "digest", "list")
     assert code == 0 and "paused: not_in_channel" in out and "/invite @xai-usage" in out
+
+
+def test_a_webhook_set_in_a_terminal_is_sealed_and_never_echoed(world: World) -> None:
+    url = "https://hooks.example.com/T000/very-secret-token-4242"
+    code, out = run_cli(world, "alerts", "CALERTS", "--webhook", url)
+    assert (
+        code == 0
+        and out.strip() == "Alerts for all connections now go to CALERTS and to the webhook."
+    )
+    assert "very-secret-token-4242" not in out
+    runtime = world.runtime()
+    with runtime.db.engine.connect() as conn:
+        dumped = "\n".join(repr(row) for row in conn.execute(select(AlertRoute.__table__)))
+    assert "very-secret-token-4242" not in dumped and "CALERTS" in dumped
