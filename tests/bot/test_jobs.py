@@ -159,6 +159,27 @@ def test_a_daily_digest_arrives_on_time_once_across_a_clock_change(world: World)
     assert "Sat 24 Oct 2026" in text_of(world.posts("CCOSTS")[1])
 
 
+def test_weekly_and_monthly_digests_come_once_each_across_a_month_end(world: World) -> None:
+    subscribe(world, at_time="09:00", tz="Europe/London", every="week")
+    subscribe(world, at_time="09:00", tz="Europe/London", every="month")
+    days = [date(2026, 10, 23) + timedelta(days=n) for n in range(12)]  # 23 Oct to 3 Nov
+    titles = []
+    for day in days:
+        for hour in ("08:00:30", "09:00:30", "15:00:00"):  # three runs a day
+            before = len(world.posts("CCOSTS"))
+            world.jobs(at(f"{day.isoformat()}T{hour}"))
+            titles += [(day.day, hour, p["text"]) for p in world.posts("CCOSTS")[before:]]
+    heads = [(day, hour, text.split(":")[0]) for day, hour, text in titles]
+    assert heads == [
+        # Monday 26 Oct, 09:00 London (BST ended the day before): the week to Sunday
+        (26, "09:00:30", "Weekly xAI spend · 19–25 Oct 2026"),
+        # Sunday 1 Nov, 09:00 London = 09:00 UTC: the whole of October
+        (1, "09:00:30", "Monthly xAI spend · October 2026"),
+        # Monday 2 Nov: a week across the month end
+        (2, "09:00:30", "Weekly xAI spend · 26 Oct–1 Nov 2026"),
+    ], titles
+
+
 def test_a_digest_missed_while_down_is_caught_up_within_12_hours(world: World) -> None:
     subscribe(world, at_time="09:00", tz="UTC", every="day")
     world.jobs(at("2026-10-24T20:30:00"))  # the bot was down at 09:00: still sent
