@@ -449,10 +449,7 @@ def setup_command(command: Command, runtime: Runtime, console: Console) -> int:
 
 def _announcer(runtime: Runtime, team_id: str | None) -> Callable[[str, str], None]:
     """Posts ``digest add``'s note in its channel, through the bot's own token."""
-    from slack_sdk.errors import SlackApiError
-
-    from bot.jobs import ChannelUnavailable
-    from bot.setup import CannotPost, SetupError
+    from bot.setup import SetupError
 
     def announce(channel: str, text: str) -> None:
         delivery = _slack_delivery(runtime)
@@ -462,11 +459,7 @@ def _announcer(runtime: Runtime, team_id: str | None) -> Callable[[str, str], No
                 "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (installed app) first."
             )
         try:
-            delivery.post(team_id, channel, {"text": text})
-        except ChannelUnavailable as error:
-            raise CannotPost(error.error) from None
-        except SlackApiError as error:
-            raise CannotPost(error.response.get("error", "unknown_error")) from None
+            delivery.announce(team_id, channel, text)
         except OSError as error:
             raise SetupError(
                 f"Slack did not answer ({type(error).__name__}): nothing was saved; try again."

@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.jobs import ChannelUnavailable
+from bot.setup import CannotPost
 from bot.slack.app import web_client
 from bot.slack.settings import SlackSettings
 
@@ -130,6 +131,15 @@ class SlackDelivery:
             return None
         log.warning("more than %d messages in %s since %s", HISTORY_PAGES * 200, channel, since)
         return None
+
+    def announce(self, team_id: str | None, channel: str, text: str) -> None:
+        """Post a plain note; a refusal becomes :class:`CannotPost` naming Slack's error."""
+        try:
+            self.post(team_id, channel, {"text": text})
+        except ChannelUnavailable as error:
+            raise CannotPost(error.error) from None
+        except SlackApiError as error:
+            raise CannotPost(error.response.get("error", "unknown_error")) from None
 
     def dm(self, team_id: str | None, user_id: str, message: dict) -> None:
         self.post(team_id, user_id, message)  # a user id as channel opens the app's DM
