@@ -1,0 +1,128 @@
+"""Setting up digests, budgets and alert routes: what each surface accepts, and says back."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from bot.grammar import parse
+from bot.setup import (
+    CannotPost,
+    Setup,
+    SetupError,
+    check_zone,
+    parse_channel,
+    parse_thresholds,
+    parse_time,
+    parse_usd,
+)
+from storage.models import Budget, Workspace
+
+
+@pytest.mark.parametrize(
+    ("word", "here", "surface", "expected"),
+    [
+        ("<#C0123ABCD|costs>", None, "slack", ("C0123ABCD", "costs")),
+        ("<#C0123ABCD>", None, "slack", ("C0123ABCD", "")),
+        (None, "CHERE1", "slack", ("CHERE1", "")),
+        ("C0123ABCD", None, "cli", ("C0123ABCD", "")),
+        ("G0123ABCD", None, "cli", ("G0123ABCD", "")),
+    ],
+)
+def test_channels_each_surface_accepts(word, here, surface, expected) -> None:
+    assert parse_channel(word, here, surface) == expected
+
+
+@pytest.mark.parametrize(
+    ("word", "surface", "says"),
+    [
+        ("#costs", "slack", "pick it from Slack's #-autocomplete"),
+        ("#costs", "cli", "give the channel's id"),
+        ("costs", "cli", "e.g. C0123ABCD"),
+        (None, "slack", "Name a channel, e.g. `#costs`"),
+        (None, "cli", "a channel id such as C0123ABCD"),
+    ],
+)
+def test_a_channel_that_cannot_be_used_says_what_to_type(word, surface, says) -> None:
+    with pytest.raises(SetupError) as caught:
+        parse_channel(word, None, surface)
+    assert says in str(caught.value)
+
+
+def test_amounts_times_zones_and_thresholds() -> None:
+    assert parse_usd("$1,250.5") == Decimal("1250.50")
+    for bad in ("abc", "0", "-5", "NaN"):
+        with pytest.raises(SetupError):
+            parse_usd(bad)
+    assert parse_time("9:05") == "09:05"
+    for bad in ("25:00", "09:60", "nine", "9"):
+        with pytest.raises(SetupError, match="like 09:00"):
+            parse_time(bad)
+    assert check_zone("Asia/Tokyo") == "Asia/Tokyo"
+    with pytest.raises(SetupError, match="not a time zone"):
+        check_zone("Mars/Base")
+    assert parse_thresholds("100, 50,80,50") == "50,80,100"
+    for bad in ("", "fifty", "0", "2000"):
+        with pytest.raises(SetupError, match="percentages"):
+            parse_thresholds(bad)
+
+
+def _setup(db, surface: str) -> Setup:
+    with db.transaction() as session:
+        workspace = Workspace(name="acme")
+        session.add(workspace)
+        session.flush()
+        workspace_id = workspace.id
+    return Setup(db, workspace_id, "UADMIN" if surface == "slack" else "terminal:ops", surface)
+
+
+def test_a_digest_is_saved_only_after_its_note_was_posted(db) -> None:
+    setup = _setup(db, "cli")
+    notes: list[tuple[str, str]] = []
+
+    def refuse(channel: str, text: str) -> None:
+        raise CannotPost("not_in_channel")
+
+    command = parse(["digest", "add", "C0123ABCD", "--every", "week", "--tz", "UTC"])
+    with pytest.raises(SetupError, match="I can't post in C0123ABCD: invite me first"):
+        setup.add_digest(command, here=None, default_tz="UTC", announce=refuse)
+    assert setup.digests() == []
+    sub = setup.add_digest(
+        command, here=None, default_tz="UTC", announce=lambda *note: notes.append(note)
+    )
+    assert notes == [
+        (
+            "C0123ABCD",
+            ":calendar: An admin set up an xAI spend digest here, every Monday at 09:00 (UTC).",
+        )
+    ]
+    assert [s.id for s in setup.digests()] == [sub.id]
+    assert setup.digest_added(sub) == (
+        f"Digest {sub.id}: C0123ABCD, every Monday at 09:00 (UTC). "
+        f"`xai-usage digest remove {sub.id}` stops it."
+    )
+
+
+def test_each_surface_names_channels_and_commands_its_own_way(db) -> None:
+    slack, terminal = _setup(db, "slack"), _setup(db, "cli")
+    assert slack.channel("C1", "costs") == "<#C1>"
+    assert terminal.channel("C1", "costs") == "C1 (#costs)"
+    assert slack.digest_lines([]) == "No digests yet: `/xai-usage digest add #channel` sets one up."
+    assert (
+        terminal.digest_lines([]) == "No digests yet: `xai-usage digest add C0123ABCD` sets one up."
+    )
+    budget = terminal.set_budget(parse(["budget", "set", "500", "--thresholds", "80,50"]))
+    assert terminal.budget_lines([budget]) == f"{budget.id:>3}  $500.00 a month, alerts at 50%, 80%"
+    assert slack.budget_lines([]) == "No budgets yet: `/xai-usage budget set 500` sets one."
+
+
+def test_removing_needs_a_number_of_this_workspace(db) -> None:
+    mine, theirs = _setup(db, "cli"), _setup(db, "cli")
+    budget = mine.set_budget(parse(["budget", "set", "10"]))
+    with pytest.raises(SetupError, match="Give the number"):
+        mine.remove(Budget, "first")
+    with pytest.raises(SetupError, match=f"no number {budget.id} here"):
+        theirs.remove(Budget, str(budget.id))  # another workspace's budget stays
+    mine.remove(Budget, str(budget.id))
+    assert mine.budgets() == []
