@@ -416,34 +416,17 @@ def setup_command(command: Command, runtime: Runtime, console: Console) -> int:
         workspace = resolve_workspace(session, command.get("workspace"))
         workspace_id, team_id = workspace.id, workspace.slack_team_id
     setup = Setup(runtime.db, workspace_id, f"terminal:{getpass.getuser()}", "cli")
-    action = command.args[0] if command.args else ""
-    ident = command.args[1] if len(command.args) > 1 else None
     try:
-        if command.name == "alerts":
-            console.print(setup.alerts_routed(setup.route_alerts(command), command))
-        elif action == "add":
-            sub = setup.add_digest(
-                command,
-                here=None,
-                default_tz=_local_zone(runtime.settings.environ),
-                announce=_announcer(runtime, team_id),
-            )
-            console.print(setup.digest_added(sub))
-        elif action == "set":
-            console.print(setup.budget_set(setup.set_budget(command)))
-        elif action == "list" and command.name == "digest":
-            console.print(setup.digest_lines(setup.digests()))
-        elif action == "list":
-            console.print(setup.budget_lines(setup.budgets()))
-        else:
-            from storage.models import Budget, DigestSubscription
-
-            setup.remove(DigestSubscription if command.name == "digest" else Budget, ident)
-            what = "digest won't be posted" if command.name == "digest" else "budget won't alert"
-            console.print(f"Removed: that {what} again.")
+        reply = setup.run(
+            command,
+            here=None,
+            default_tz=lambda: _local_zone(runtime.settings.environ),
+            announce=_announcer(runtime, team_id),
+        )
     except SetupError as error:
         console.note(f"xai-usage: {error}")
         return EXIT_FAILED
+    console.print(reply)
     return 0
 
 

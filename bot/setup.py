@@ -125,8 +125,47 @@ class Setup:
         with self.db.session() as session:
             return find_connection(session, self.workspace_id, label).id
 
+    def run(
+        self,
+        command: Command,
+        *,
+        here: str | None,
+        default_tz: Callable[[], str],
+        announce: Announce,
+    ) -> str:
+        """Do a ``digest``, ``budget`` or ``alerts`` command; the reply, in the surface's words.
+
+        ``here`` is the channel the command came from (None in a terminal);
+        ``default_tz`` is asked only when a digest is added without ``--tz``.
+        """
+        action = command.args[0] if command.args else ""
+        ident = command.args[1] if len(command.args) > 1 else None
+        if command.name == "alerts":
+            return self._made(self.alerts_routed(self.route_alerts(command, here=here), command))
+        if command.name == "digest":
+            if action == "add":
+                digest = self.add_digest(
+                    command, here=here, default_tz=default_tz, announce=announce
+                )
+                return self._made(self.digest_added(digest))
+            if action == "list":
+                return self.digest_lines(self.digests())
+            self.remove(DigestSubscription, ident)
+            return "Removed: that digest won't be posted again."
+        if action == "set":
+            return self._made(self.budget_set(self.set_budget(command, here=here)))
+        if action == "list":
+            return self.budget_lines(self.budgets())
+        self.remove(Budget, ident)
+        return "Removed: that budget won't alert again."
+
     def add_digest(
-        self, command: Command, *, here: str | None, default_tz: str, announce: Announce
+        self,
+        command: Command,
+        *,
+        here: str | None,
+        default_tz: Callable[[], str],
+        announce: Announce,
     ) -> DigestSubscription:
         """Save a digest once a note in its channel proved the bot can post there."""
         channel_id, channel_name = parse_channel(
@@ -138,7 +177,7 @@ class Setup:
             channel_id=channel_id,
             channel_name=channel_name,
             at_time=parse_time(command.get("at", "09:00")),
-            tz=check_zone(command.get("tz") or default_tz),
+            tz=check_zone(command.get("tz") or default_tz()),
             every=every,
             connection_id=self._connection_id(command.get("connection")),
             quiet_min_usd=parse_usd(command.get("quiet-min")) if command.get("quiet-min") else None,
@@ -289,6 +328,9 @@ class Setup:
         target = f"“{label}”" if label else "all connections"
         webhook = " and to the webhook" if route.webhook_sealed else ""
         return f"Alerts for {target} now go to {self.channel(route.channel_id)}{webhook}."
+
+    def _made(self, text: str) -> str:
+        return f":white_check_mark: {text}" if self.surface == "slack" else text
 
     def _bold(self, ident: int) -> str:
         return f"*{ident}*" if self.surface == "slack" else f"{ident:>3}"

@@ -24,7 +24,6 @@ from slack_sdk.errors import SlackApiError
 
 from bot.jobs import ChannelUnavailable
 from bot.setup import CannotPost
-from bot.slack.app import web_client
 from bot.slack.settings import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +35,14 @@ EVENT_TYPE = "xai_usage_delivery"
 HISTORY_PAGES = 5
 """How much history (pages of 200) an attempt reads looking for an earlier one's post."""
 CLOCK_SKEW = timedelta(minutes=5)
+
+
+def post_note(client: WebClient, channel: str, text: str) -> None:
+    """Post a plain note (``digest add``'s); a refusal becomes :class:`CannotPost`."""
+    try:
+        client.chat_postMessage(channel=channel, text=text)
+    except SlackApiError as error:
+        raise CannotPost(error.response.get("error", "unknown_error")) from None
 
 
 class SlackDelivery:
@@ -57,6 +64,8 @@ class SlackDelivery:
         if not token:
             raise ChannelUnavailable("not_installed", team_id or "")
         if token not in self._clients:
+            from bot.slack.app import web_client  # app imports the listeners, which import this
+
             self._clients[token] = web_client(self.settings, token)
         return self._clients[token]
 
@@ -133,13 +142,12 @@ class SlackDelivery:
         return None
 
     def announce(self, team_id: str | None, channel: str, text: str) -> None:
-        """Post a plain note; a refusal becomes :class:`CannotPost` naming Slack's error."""
+        """:func:`post_note` with this workspace's token."""
         try:
-            self.post(team_id, channel, {"text": text})
-        except ChannelUnavailable as error:
+            client = self._client(team_id)
+        except ChannelUnavailable as error:  # not installed there
             raise CannotPost(error.error) from None
-        except SlackApiError as error:
-            raise CannotPost(error.response.get("error", "unknown_error")) from None
+        post_note(client, channel, text)
 
     def dm(self, team_id: str | None, user_id: str, message: dict) -> None:
         self.post(team_id, user_id, message)  # a user id as channel opens the app's DM

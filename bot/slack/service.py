@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from sqlalchemy import delete, select
 
 from bot.grammar import Command
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime
-from bot.setup import CannotPost, Setup
+from bot.setup import Setup
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
 from bot.slack.settings import SlackSettings
 from bot.sync import MAX_BACKFILL_DAYS, Connected, SyncResult
@@ -30,7 +29,6 @@ from providers.types import CheckResult
 from storage.models import (
     Connection,
     ConnectionStatus,
-    DigestSubscription,
     Workspace,
 )
 from storage.repo import find_connection, workspace_for_slack_team
@@ -300,26 +298,3 @@ def metadata_of(view: dict) -> dict[str, str]:
 def setup_for(service: SlackService, invocation: Invocation) -> Setup:
     """Digests, budgets and alert routes of the workspace the command came from."""
     return Setup(service.runtime.db, service.workspace_id(invocation), invocation.user_id, "slack")
-
-
-def add_digest(
-    service: SlackService, invocation: Invocation, client: WebClient, command: Command
-) -> tuple[Setup, DigestSubscription]:
-    """``digest add`` from Slack: here by default, in the time zone Slack knows
-    for the person, once a note in the channel proved the bot can post there."""
-    setup = setup_for(service, invocation)
-
-    def announce(channel: str, text: str) -> None:
-        try:
-            client.chat_postMessage(channel=channel, text=text)
-        except SlackApiError as error:
-            raise CannotPost(error.response.get("error", "")) from None
-
-    person = service.person(client, invocation)
-    subscription = setup.add_digest(
-        command,
-        here=invocation.channel_id,
-        default_tz=person.tz if person and person.tz else "UTC",
-        announce=announce,
-    )
-    return setup, subscription

@@ -86,10 +86,10 @@ def test_a_digest_is_saved_only_after_its_note_was_posted(db) -> None:
 
     command = parse(["digest", "add", "C0123ABCD", "--every", "week", "--tz", "UTC"])
     with pytest.raises(SetupError, match="I can't post in C0123ABCD: invite me first"):
-        setup.add_digest(command, here=None, default_tz="UTC", announce=refuse)
+        setup.add_digest(command, here=None, default_tz=lambda: "UTC", announce=refuse)
     assert setup.digests() == []
     sub = setup.add_digest(
-        command, here=None, default_tz="UTC", announce=lambda *note: notes.append(note)
+        command, here=None, default_tz=lambda: "UTC", announce=lambda *note: notes.append(note)
     )
     assert notes == [
         (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from logging import Logger
 
 from slack_bolt import Ack, App, BoltContext, Respond
@@ -17,8 +18,8 @@ from slack_sdk import WebClient
 from bot.grammar import COMMANDS, REPORTS, Command, UsageError, parse, tokenize
 from bot.setup import SetupError
 from bot.slack import blocks
-from bot.slack.service import Invocation, SlackService, add_digest, setup_for
-from storage.models import Budget, DigestSubscription
+from bot.slack.delivery import post_note
+from bot.slack.service import Invocation, SlackService, setup_for
 from storage.repo import NotFound
 
 SLASH_COMMAND = "/xai-usage"
@@ -135,61 +136,32 @@ def help_(
     respond(**blocks.help_message(command.args[0].lower() if command.args else None))
 
 
-def digest(
+def setup(
     service: SlackService,
     command: Command,
     invocation: Invocation,
     respond: Respond,
     client: WebClient,
 ) -> None:
-    action = command.args[0]
-    if action == "add":
-        setup, sub = add_digest(service, invocation, client, command)
-        respond(**blocks.notice(f":white_check_mark: {setup.digest_added(sub)}"))
-        return
-    setup = setup_for(service, invocation)
-    if action == "list":
-        respond(**blocks.notice(setup.digest_lines(setup.digests())))
-    else:
-        setup.remove(DigestSubscription, command.args[1] if len(command.args) > 1 else None)
-        respond(**blocks.notice("Removed: that digest won't be posted again."))
+    """``digest``, ``budget`` and ``alerts``: here by default, in the asker's time zone."""
 
+    def zone() -> str:
+        person = service.person(client, invocation)
+        return person.tz if person and person.tz else "UTC"
 
-def budget(
-    service: SlackService,
-    command: Command,
-    invocation: Invocation,
-    respond: Respond,
-    client: WebClient,
-) -> None:
-    setup = setup_for(service, invocation)
-    action = command.args[0]
-    if action == "set":
-        made = setup.set_budget(command, here=invocation.channel_id)
-        respond(**blocks.notice(f":white_check_mark: {setup.budget_set(made)}"))
-    elif action == "list":
-        respond(**blocks.notice(setup.budget_lines(setup.budgets())))
-    else:
-        setup.remove(Budget, command.args[1] if len(command.args) > 1 else None)
-        respond(**blocks.notice("Removed: that budget won't alert again."))
-
-
-def alerts(
-    service: SlackService,
-    command: Command,
-    invocation: Invocation,
-    respond: Respond,
-    client: WebClient,
-) -> None:
-    setup = setup_for(service, invocation)
-    route = setup.route_alerts(command, here=invocation.channel_id)
-    respond(**blocks.notice(f":white_check_mark: {setup.alerts_routed(route, command)}"))
+    reply = setup_for(service, invocation).run(
+        command,
+        here=invocation.channel_id,
+        default_tz=zone,
+        announce=partial(post_note, client),
+    )
+    respond(**blocks.notice(reply))
 
 
 HANDLERS: dict[str, Handler] = {
-    "digest": digest,
-    "budget": budget,
-    "alerts": alerts,
+    "digest": setup,
+    "budget": setup,
+    "alerts": setup,
     **{name: report for name in REPORTS},
     "connect": connect,
     "status": status,
