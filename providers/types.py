@@ -25,6 +25,8 @@ class Reason(StrEnum):
     TEAM_ID_MALFORMED = "team_id_malformed"
     TEAM_MISMATCH = "team_mismatch"
     TEAM_NOT_FOUND = "team_not_found"
+    TEAM_DELETED = "team_deleted"
+    IP_NOT_ALLOWED = "ip_not_allowed"
     RATE_LIMITED = "rate_limited"
     UNREACHABLE = "unreachable"
     SERVER_ERROR = "server_error"
@@ -46,6 +48,8 @@ _NEEDS_PERSON = frozenset(
         Reason.TEAM_ID_MALFORMED,
         Reason.TEAM_MISMATCH,
         Reason.TEAM_NOT_FOUND,
+        Reason.TEAM_DELETED,
+        Reason.IP_NOT_ALLOWED,
     }
 )
 
@@ -176,8 +180,10 @@ class Provider(Protocol):
         """Costs for UTC days ``start`` (inclusive) to ``end`` (exclusive).
 
         With ``by_key`` the provider tries the per-API-key breakdown and falls
-        back to per-model rows (``CostFetch.by_key`` False) if refused. Raises
-        :class:`ResultTruncated` if the answer was cut off.
+        back to per-model rows (``CostFetch.by_key`` False) if it is refused or
+        cut off (keys multiply the groups). Raises :class:`ResultTruncated` only
+        if the answer was cut off without the breakdown too: the host then
+        splits the range and fetches the halves per model.
         """
         ...
 

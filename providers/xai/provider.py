@@ -42,6 +42,8 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _MODEL_LABEL = re.compile(
     r"(?:Chat|Image|Embedding|Function|API) ([a-z0-9][a-z0-9.]*(?:[-_:][a-z0-9.]+)+)"
 )
+# Whatever looks like an xAI secret in an echoed message, not only the key sent.
+_KEY_LIKE = re.compile(r"xai-[A-Za-z0-9_-]{12,}")
 _KEY_PAGE = "console.x.ai > Settings > Management Keys"
 _TEAM_PAGE = "console.x.ai > your team > Settings"
 
@@ -137,16 +139,8 @@ class XaiProvider:
         response = await self._call(http, "GET", "/auth/management-keys/validation", key)
         if response.status_code == 404:
             notes.append("xAI's key validation endpoint is unavailable; checked usage only.")
-        elif response.status_code == 403:
-            raise ProviderError(
-                Reason.INFERENCE_KEY,
-                "xAI did not accept this as a management key. It looks like a regular API "
-                "key (the kind used for chat completions). Create a Management key in "
-                f"{_KEY_PAGE} with only the Billing: Read Only scope, and paste that instead.",
-                field="management_key",
-            )
         elif not response.is_success:
-            raise self._error(response, team_id, key)
+            raise self._error(response, team_id, key, validating=True)
         else:
             info = _json_object(response, self.base_url)
             key_name = str(info.get("name") or "")
@@ -184,17 +178,25 @@ class XaiProvider:
             )
         team_id, key = _read_credentials(credentials)
         path = f"/v1/billing/teams/{team_id}/usage"
-        group_by = ["description", "api_key_id"] if by_key else ["description"]
-        response = await self._call(http, "POST", path, key, _usage_body(start, end, group_by))
-        if by_key and response.status_code == 400:
-            # Grouping by api_key_id is undocumented: fall back to per-model rows.
-            by_key = False
-            body = _usage_body(start, end, ["description"])
+        if by_key:
+            body = _usage_body(start, end, ["description", "api_key_id"])
             response = await self._call(http, "POST", path, key, body)
+            # Grouping by api_key_id is undocumented, so a 400 may mean "not here" or
+            # "not now"; and keys multiply the series, so a team with many keys can be
+            # cut off (limitReached) where one series per model is not. Either way this
+            # window carries on per model; the caller asks per key again next time.
+            if response.status_code != 400:
+                if not response.is_success:
+                    raise self._error(response, team_id, key)
+                with contextlib.suppress(ResultTruncated):
+                    rows = _parse_usage(response, start, end, self.base_url)
+                    return CostFetch(rows=rows, by_key=True)
+        response = await self._call(
+            http, "POST", path, key, _usage_body(start, end, ["description"])
+        )
         if not response.is_success:
             raise self._error(response, team_id, key)
-        rows = _parse_usage(response, start, end, self.base_url)
-        return CostFetch(rows=rows, by_key=by_key)
+        return CostFetch(rows=_parse_usage(response, start, end, self.base_url), by_key=False)
 
     async def fetch_billing(
         self, http: httpx.AsyncClient, credentials: Credentials
@@ -257,45 +259,20 @@ class XaiProvider:
             raise self._error(response, team_id, key)
         return _json_object(response, self.base_url)
 
-    def _error(self, response: httpx.Response, team_id: str, key: str) -> ProviderError:
-        """Map an error status (after retries) to a reason and a message a person can act on."""
+    def _error(
+        self, response: httpx.Response, team_id: str, key: str, *, validating: bool = False
+    ) -> ProviderError:
+        """Map an error status (after retries) to a reason and a message a person can act on.
+
+        ``validating``: the answer came from the key validation endpoint, where a
+        refusal says something about the key itself rather than the team.
+        """
         status = response.status_code
         code, said = _error_details(response, key)
         said_suffix = f" (xAI said: {said})" if said else ""
-        if status == 401:
-            return ProviderError(
-                Reason.INVALID_KEY,
-                "xAI rejected the management key. Check that it is a Management API key "
-                f"({_KEY_PAGE}), not a regular API key used for chat completions, and that "
-                "it has not been revoked; if it was, create a new one and connect again.",
-                field="management_key",
-            )
-        if status == 403:
-            lowered = said.lower()
-            if "mismatch" in lowered or (code == 7 and "team" in lowered):
-                return ProviderError(
-                    Reason.TEAM_MISMATCH,
-                    f"This management key does not belong to team {team_id}. Use the Team ID "
-                    f"of the team the key was created in ({_TEAM_PAGE}), or create a key in "
-                    f"that team.{said_suffix}",
-                    field="team_id",
-                )
-            return ProviderError(
-                Reason.MISSING_SCOPE,
-                f"xAI refused to show team {team_id}'s billing to this key. It needs the "
-                "Billing: Read Only scope, and only Team Admins can create Management keys "
-                "and read billing. Ask a Team Admin to create a new key with that scope in "
-                f"{_KEY_PAGE}, then connect again.{said_suffix}",
-                field="management_key",
-            )
-        if status == 404:
-            return ProviderError(
-                Reason.TEAM_NOT_FOUND,
-                f"xAI found no team {team_id} for this key. Copy the full Team ID from "
-                f"{_TEAM_PAGE} (it is a UUID). A deleted team, or being removed from the "
-                "team, also causes this: check your membership in the xAI Console.",
-                field="team_id",
-            )
+        if status in (401, 403, 404):
+            reason, guessed = _refusal_reason(status, code, said, validating)
+            return _refusal(reason, team_id, said_suffix, guessed=guessed)
         if status == 429:
             wait = retry_after_seconds(response)
             when = f"in {wait:.0f} seconds" if wait is not None else "in a few minutes"
@@ -320,6 +297,112 @@ class XaiProvider:
             f"xAI's Management API at {self.base_url} answered with unexpected HTTP "
             f"{status}.{said_suffix}",
         )
+
+
+# -- refusals: which case it is, from what xAI answered --------------------------
+
+# xAI documents no error catalogue, so the case is read from the status, the
+# gRPC code and the words of the message, most specific first; the message is
+# passed on either way, so a case this misreads still shows xAI's own words.
+_IP_HINT = re.compile(
+    r"\bip\b|ip address|ip range|cidr|allow ?list|whitelist|source address|client address"
+)
+_INFERENCE_HINT = re.compile(
+    r"inference|requires? a management key|not a management key|regular api key"
+    r"|management key required"
+)
+_MISMATCH_HINT = re.compile(
+    r"mismatch|(another|other|different|wrong) team|does(n't| not) belong"
+    r"|not (valid|allowed|authori[sz]ed) for (this|the) team|not a member"
+)
+_TEAM_GONE_HINT = re.compile(r"team.*(deleted|removed|no longer)|(deleted|removed).*team")
+_KEY_GONE_HINT = re.compile(r"revoked|expired|disabled|key.*not found|unknown.*key|invalid.*key")
+_SCOPE_HINT = re.compile(r"permission|scope|\bacls?\b|billing[ :_.-]*read|admin")
+
+
+def _refusal_reason(
+    status: int, code: int | None, said: str, validating: bool
+) -> tuple[Reason, bool]:
+    """The case behind a 401, 403 or 404, and whether it is a guess (the message said nothing)."""
+    text = said.lower()
+    if _IP_HINT.search(text):
+        return Reason.IP_NOT_ALLOWED, False
+    if _INFERENCE_HINT.search(text):
+        return Reason.INFERENCE_KEY, False
+    if _MISMATCH_HINT.search(text):
+        return Reason.TEAM_MISMATCH, False
+    if _TEAM_GONE_HINT.search(text):
+        return Reason.TEAM_DELETED, False
+    if _KEY_GONE_HINT.search(text):
+        return Reason.INVALID_KEY, False
+    if _SCOPE_HINT.search(text):
+        return Reason.MISSING_SCOPE, False
+    if status == 403 and code == 7 and "team" in text:  # PERMISSION_DENIED about the team
+        return Reason.TEAM_MISMATCH, False
+    if status == 401:
+        return Reason.INVALID_KEY, True
+    if status == 404:
+        return Reason.TEAM_NOT_FOUND, True
+    # A bare 403: at the key check it is most often a regular API key; on a
+    # team's billing, a key that may not read billing.
+    return (Reason.INFERENCE_KEY if validating else Reason.MISSING_SCOPE), True
+
+
+def _refusal(reason: Reason, team_id: str, said: str, *, guessed: bool) -> ProviderError:
+    """The message for each refusal, in the words of the xAI Console, with xAI's own after."""
+    ip_too = (
+        " If it is a Management key, check that it is not limited to other IP ranges."
+        if guessed
+        else ""
+    )
+    messages = {
+        Reason.INFERENCE_KEY: (
+            "xAI did not accept this as a management key. It looks like a regular API key "
+            "(the kind used for chat completions), which cannot read billing. Create a "
+            f"Management key in {_KEY_PAGE} with only the Billing: Read Only scope, and "
+            f"paste that instead.{ip_too}",
+            "management_key",
+        ),
+        Reason.INVALID_KEY: (
+            "xAI rejected the management key: it was revoked or deleted, or it is not a "
+            f"key xAI knows. Check that it is a Management key ({_KEY_PAGE}), not a regular "
+            "API key used for chat completions; if it was revoked, create a new one with "
+            f"only Billing: Read Only and connect again.{ip_too}",
+            "management_key",
+        ),
+        Reason.IP_NOT_ALLOWED: (
+            "xAI refused this management key from this machine's IP address: the key is "
+            "limited to other IP ranges. Add this machine's public address to the key's "
+            f"allowed IP ranges in {_KEY_PAGE}, or create a key without that restriction.",
+            "management_key",
+        ),
+        Reason.MISSING_SCOPE: (
+            f"xAI refused to show team {team_id}'s billing to this key. It needs the "
+            "Billing: Read Only scope, and only Team Admins can create Management keys and "
+            "read billing. Ask a Team Admin to create a new key with that scope in "
+            f"{_KEY_PAGE}, then connect again.{ip_too}",
+            "management_key",
+        ),
+        Reason.TEAM_MISMATCH: (
+            f"This management key does not belong to team {team_id}. Use the Team ID of the "
+            f"team the key was created in ({_TEAM_PAGE}), or create a key in that team.",
+            "team_id",
+        ),
+        Reason.TEAM_DELETED: (
+            f"xAI says team {team_id} was deleted, or you were removed from it. Check your "
+            "team membership in the xAI Console, then connect a team you belong to.",
+            "team_id",
+        ),
+        Reason.TEAM_NOT_FOUND: (
+            f"xAI found no team {team_id} for this key. Either the Team ID is wrong (copy "
+            f"the full UUID from {_TEAM_PAGE}), or the key belongs to another team, or the "
+            "team was deleted or you were removed from it: check your membership in the "
+            "xAI Console.",
+            "team_id",
+        ),
+    }
+    message, field = messages[reason]
+    return ProviderError(reason, message + said, field=field)
 
 
 # -- requests and responses ----------------------------------------------------
@@ -456,7 +539,8 @@ def _error_details(response: httpx.Response, key: str) -> tuple[int | None, str]
         return None, ""
     code = payload.get("code")
     message = payload.get("message") or payload.get("error") or ""
-    message = " ".join(str(message).replace(key, "[redacted]").split())[:300]
+    message = _KEY_LIKE.sub("[redacted]", str(message).replace(key, "[redacted]"))
+    message = " ".join(message.split())[:300]
     return (code if isinstance(code, int) else None), message
 
 

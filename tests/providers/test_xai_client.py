@@ -317,6 +317,53 @@ async def test_a_refused_key_breakdown_falls_back_to_per_model_rows(provider, xa
     assert fetched == CostFetch(rows=(CostRow(OCT_1, "grok-4-0709", Decimal(1)),), by_key=False)
 
 
+async def test_a_per_key_answer_cut_off_is_asked_again_per_model(provider, xai, http):
+    """Keys multiply the series: a team with many keys is cut off per key, not per model."""
+    keyed = [series("Chat grok-4-0709", point("2026-10-01", 1), key=f"k{i}") for i in range(9)]
+    route = xai.post(USAGE).mock(
+        side_effect=[
+            usage(*keyed, limitReached=True),
+            usage(series("Chat grok-4-0709", point("2026-10-01", "12.5"))),
+        ]
+    )
+
+    fetched = await provider.fetch_daily_costs(http, CREDS, OCT_1, OCT_3)
+
+    assert [sent_body(route, i)["analyticsRequest"]["groupBy"] for i in range(2)] == [
+        ["description", "api_key_id"],
+        ["description"],
+    ]
+    assert fetched == CostFetch(
+        rows=(CostRow(OCT_1, "grok-4-0709", Decimal("12.5")),), by_key=False
+    )
+
+
+async def test_cut_off_even_per_model_is_truncated_after_two_calls(provider, xai, http):
+    route = xai.post(USAGE).mock(return_value=usage(limitReached=True))
+
+    with pytest.raises(ResultTruncated):
+        await provider.fetch_daily_costs(http, CREDS, OCT_1, OCT_3)
+    assert route.call_count == 2
+
+
+async def test_a_refused_per_key_query_is_asked_for_again_next_time(provider, xai, http):
+    """A 400 on the per-key grouping is not remembered: the next fetch tries it again."""
+    route = xai.post(USAGE).mock(
+        side_effect=[
+            httpx.Response(400, json={"code": 3, "message": "try again"}),
+            usage(series("Chat grok-4-0709", point("2026-10-01", 1))),
+            usage(series("Chat grok-4-0709", point("2026-10-01", 1), key="k1", key_label="ci")),
+        ]
+    )
+
+    first = await provider.fetch_daily_costs(http, CREDS, OCT_1, OCT_3)
+    second = await provider.fetch_daily_costs(http, CREDS, OCT_1, OCT_3)
+
+    assert (first.by_key, second.by_key) == (False, True)
+    assert second.rows == (CostRow(OCT_1, "grok-4-0709", Decimal(1), "k1", "ci"),)
+    assert sent_body(route, 2)["analyticsRequest"]["groupBy"] == ["description", "api_key_id"]
+
+
 async def test_a_400_without_the_key_breakdown_is_a_bad_request(provider, xai, http):
     route = xai.post(USAGE).mock(
         return_value=httpx.Response(400, json={"code": 3, "message": "invalid time range"})
@@ -399,6 +446,55 @@ async def test_statuses_map_to_reasons(provider, xai, http, status, body, reason
     assert (error.reason, error.field) == (reason, field)
     assert says in error.message
     assert_no_key(error)
+
+
+@pytest.mark.parametrize(
+    ("status", "said", "reason", "field", "says"),
+    [
+        (401, "management key has been revoked", Reason.INVALID_KEY, "management_key",
+         "revoked"),
+        (401, "api key not found", Reason.INVALID_KEY, "management_key", "not a key xAI knows"),
+        (403, "request from IP 203.0.113.9 is not in the key's allowed IP ranges",
+         Reason.IP_NOT_ALLOWED, "management_key", "limited to other IP ranges"),
+        (401, "source ip address not allowed", Reason.IP_NOT_ALLOWED, "management_key",
+         "allowed IP ranges"),
+        (403, "this endpoint requires a management key", Reason.INFERENCE_KEY,
+         "management_key", "regular API key"),
+        (401, "inference API keys cannot call the management API", Reason.INFERENCE_KEY,
+         "management_key", "regular API key"),
+        (403, "missing permission: billing read", Reason.MISSING_SCOPE, "management_key",
+         "Billing: Read Only"),
+        (403, "team mismatch", Reason.TEAM_MISMATCH, "team_id", "does not belong"),
+        (404, "team has been deleted", Reason.TEAM_DELETED, "team_id", "was deleted"),
+        (404, "team not found", Reason.TEAM_NOT_FOUND, "team_id", "belongs to another team"),
+    ],
+)  # fmt: skip
+async def test_refusals_say_which_case_it_is_and_pass_on_xais_words(
+    provider, xai, http, status, said, reason, field, says
+):
+    code = {401: 16, 403: 7, 404: 5}[status]
+    xai.post(USAGE).mock(return_value=httpx.Response(status, json={"code": code, "message": said}))
+
+    with pytest.raises(ProviderError) as caught:
+        await provider.fetch_daily_costs(http, CREDS, OCT_1, OCT_3, by_key=False)
+
+    error = caught.value
+    assert (error.reason, error.field) == (reason, field)
+    assert error.needs_person
+    assert says in error.message
+    assert f"(xAI said: {said})" in error.message
+
+
+async def test_any_key_like_secret_is_scrubbed_from_echoed_messages(provider, xai, http):
+    other = "xai-Another0Secret0Key0abcdef123456"
+    echo = {"code": 16, "message": f"key {other} was revoked"}
+    xai.post(USAGE).mock(return_value=httpx.Response(401, json=echo))
+
+    with pytest.raises(ProviderError) as caught:
+        await provider.fetch_daily_costs(http, CREDS, OCT_1, OCT_3, by_key=False)
+
+    assert other not in caught.value.message
+    assert "key [redacted] was revoked" in caught.value.message
 
 
 async def test_the_key_is_scrubbed_from_echoed_error_messages(provider, xai, http):
@@ -628,6 +724,39 @@ async def test_an_inference_key_is_named_as_such(provider, xai, http):
     assert caught.value.needs_person
 
 
+async def test_a_bare_403_at_the_key_check_names_both_likely_causes(provider, xai, http):
+    xai.get(VALIDATION).mock(return_value=httpx.Response(403, text="<html>Forbidden</html>"))
+
+    with pytest.raises(ProviderError) as caught:
+        await provider.check_credentials(http, CREDS)
+
+    assert caught.value.reason is Reason.INFERENCE_KEY
+    assert "other IP ranges" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("status", "said", "reason"),
+    [
+        (403, "client IP 198.51.100.7 is not allowed for this key", Reason.IP_NOT_ALLOWED),
+        (401, "management key revoked", Reason.INVALID_KEY),
+        (403, "this endpoint requires a management key", Reason.INFERENCE_KEY),
+    ],
+)
+async def test_a_refused_key_check_is_read_from_what_xai_said(
+    provider, xai, http, status, said, reason
+):
+    xai.get(VALIDATION).mock(return_value=httpx.Response(status, json={"code": 7, "message": said}))
+    route = xai.post(USAGE).mock(return_value=usage())
+
+    with pytest.raises(ProviderError) as caught:
+        await provider.check_credentials(http, CREDS)
+
+    assert caught.value.reason is reason
+    assert said in caught.value.message
+    assert "other IP ranges" not in caught.value.message or reason is Reason.IP_NOT_ALLOWED
+    assert route.call_count == 0
+
+
 @pytest.mark.parametrize(
     "info",
     [
@@ -734,7 +863,8 @@ def invoice_preview(used: str = "-1325") -> dict:
     return {
         "coreInvoice": {
             "lines": [
-                {"description": "grok-4-0709", "amount": {"val": "1250"}},
+                # Line amounts are a bare int64 in billing.proto; older answers wrapped them.
+                {"description": "grok-4-0709", "amount": "1250", "unitPrice": "375"},
                 {"description": "grok-3-mini", "amount": {"val": "75"}},
                 {"description": "free line"},
             ],
