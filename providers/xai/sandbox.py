@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import itertools
 import json
 import logging
@@ -142,6 +143,8 @@ class _Key:
     kind: str
     billing_read: bool
     scope: str
+    allowed_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """The ranges a key may be used from; empty means anywhere."""
 
 
 @dataclass(eq=False)
@@ -296,19 +299,26 @@ def _day_cost(
 
 
 @functools.lru_cache(maxsize=65536)
-def _key_ids(team_id: str) -> tuple[str, str]:
-    return _stable_uuid("key", team_id, "production"), _stable_uuid("key", team_id, "staging")
+def _key_names(count: int) -> tuple[str, ...]:
+    return ("production", "staging", *(f"service-{i}" for i in range(3, count + 1)))[:count]
 
 
-def _key_share(total: Decimal, team_id: str, api_key_id: str) -> Decimal:
-    """Split so the two shares add up to the model total to the last digit."""
-    production, staging = _key_ids(team_id)
-    staging_share = (total * _STAGING_SHARE).quantize(_Q8)
-    if api_key_id == staging:
-        return staging_share
-    if api_key_id == production:
-        return total - staging_share
-    return Decimal(0)
+@functools.lru_cache(maxsize=65536)
+def _key_ids(team_id: str, count: int = 2) -> tuple[str, ...]:
+    return tuple(_stable_uuid("key", team_id, name) for name in _key_names(count))
+
+
+def _key_share(total: Decimal, key_ids: tuple[str, ...], api_key_id: str) -> Decimal:
+    """Split so the shares add up to the model total to the last digit.
+
+    The first key (production) takes what the others leave; the others share
+    a quarter between them.
+    """
+    if api_key_id not in key_ids:
+        return Decimal(0)
+    others = len(key_ids) - 1
+    share = (total * _STAGING_SHARE / others).quantize(_Q8) if others else Decimal(0)
+    return total - share * others if api_key_id == key_ids[0] else share
 
 
 def _mask(key: str) -> str:
@@ -485,6 +495,11 @@ def _real_now() -> datetime:
 class _Handler(StandInHandler):
     """Adds what only the xAI stand-in needs: PATCH, and answers cut short on purpose."""
 
+    def _handle(self, method: str) -> None:
+        """Note who is asking, for keys limited to IP ranges (one thread per connection)."""
+        self.server.stand_in._client.ip = self.client_address[0]  # type: ignore[attr-defined]
+        super()._handle(method)
+
     def do_PATCH(self) -> None:
         """The real API refuses writes with 405, so PATCH must reach the router."""
         self._handle("PATCH")
@@ -518,17 +533,26 @@ class Sandbox(StandIn):
         anchor: date | None = None,
         key_breakdown: bool = True,
         demo: bool = True,
+        api_key_count: int = 2,
+        max_groups: int | None = None,
     ) -> None:
         super().__init__(host, port)
+        if api_key_count < 1:
+            raise ValueError("api_key_count must be 1 or more")
         self.latency = latency
         self.max_range_days = max_range_days
         self.anchor = anchor
         self.key_breakdown = key_breakdown
+        self.api_key_count = api_key_count
+        self.max_groups = max_groups
+        """At most this many series per usage answer, then ``limitReached`` (None: no limit)."""
         self.requests: list[RecordedRequest] = []
         self._clock = clock or _real_now
         self._lock = threading.Lock()
         self._keys: dict[str, _Key] = {}
         self._deleted_teams: set[str] = set()
+        self._revoked: set[str] = set()
+        self._client = threading.local()
         self._faults: list[_Fault] = []
         if demo:
             self.add_key(DEMO_KEY, DEMO_TEAM_ID, name="xai-usage demo")
@@ -544,20 +568,29 @@ class Sandbox(StandIn):
         kind: str = "management",
         billing_read: bool = True,
         scope: str = "SCOPE_TEAM",
+        allowed_ips: Iterable[str] = (),
     ) -> None:
-        """Register a key; adding a known key again replaces it (and un-revokes it)."""
+        """Register a key; adding a known key again replaces it (and un-revokes it).
+
+        ``allowed_ips``: CIDR ranges the key may be used from (none: anywhere);
+        requests come from 127.0.0.1, so ``["10.0.0.0/8"]`` makes every call refused.
+        """
         if kind not in ("management", "inference"):
             raise ValueError(f"kind must be 'management' or 'inference', not {kind!r}")
         if scope not in ("SCOPE_TEAM", "SCOPE_ORGANIZATION"):
             raise ValueError(f"scope must be SCOPE_TEAM or SCOPE_ORGANIZATION, not {scope!r}")
         if not key or not team_id:
             raise ValueError("key and team_id are required")
+        ranges = tuple(ipaddress.ip_network(r, strict=False) for r in allowed_ips)
         with self._lock:
-            self._keys[key] = _Key(key, team_id, name, kind, billing_read, scope)
+            self._keys[key] = _Key(key, team_id, name, kind, billing_read, scope, ranges)
+            self._revoked.discard(key)
 
     def revoke_key(self, key: str) -> None:
+        """The key is refused from now on, as revoked (a key never added is just unknown)."""
         with self._lock:
-            self._keys.pop(key, None)
+            if self._keys.pop(key, None) is not None:
+                self._revoked.add(key)
 
     def delete_team(self, team_id: str) -> None:
         with self._lock:
@@ -603,12 +636,14 @@ class Sandbox(StandIn):
     ) -> Decimal:
         """Exactly what the server serves for that day now (per the clock), or one key's share."""
         total = _day_cost(team_id, model_label, day, self._now(), self.anchor)
-        return total if api_key_id is None else _key_share(total, team_id, api_key_id)
+        if api_key_id is None:
+            return total
+        return _key_share(total, _key_ids(team_id, self.api_key_count), api_key_id)
 
     def api_keys(self, team_id: str) -> list[tuple[str, str]]:
         """The team's inference keys, (api_key_id, name), that usage splits across."""
-        production, staging = _key_ids(team_id)
-        return [(production, "production"), (staging, "staging")]
+        count = self.api_key_count
+        return list(zip(_key_ids(team_id, count), _key_names(count), strict=True))
 
     # request handling (called from server threads)
 
@@ -717,17 +752,28 @@ class Sandbox(StandIn):
 
     # auth
 
-    def _key_for(self, authorization: str | None) -> _Key | None:
+    def _caller(self, authorization: str | None) -> _Key:
+        """The management key behind a request, or the refusal the key itself earns."""
         token = _bearer_token(authorization)
         with self._lock:
-            return self._keys.get(token) if token else None
-
-    def _validation(self, authorization: str | None) -> dict[str, Any]:
-        key = self._key_for(authorization)
+            key = self._keys.get(token) if token else None
+            revoked = token in self._revoked
         if key is None:
-            raise _ApiError(401, "invalid management key")
+            raise _ApiError(
+                401, "management key has been revoked" if revoked else "invalid management key"
+            )
         if key.kind != "management":
             raise _ApiError(403, "this endpoint requires a management key")
+        if key.allowed_ips:
+            client = ipaddress.ip_address(getattr(self._client, "ip", "127.0.0.1"))
+            if not any(client in network for network in key.allowed_ips):
+                raise _ApiError(
+                    403, f"request from IP {client} is not in the key's allowed IP ranges"
+                )
+        return key
+
+    def _validation(self, authorization: str | None) -> dict[str, Any]:
+        key = self._caller(authorization)
         scope_id = key.team_id if key.scope == "SCOPE_TEAM" else _stable_uuid("org", key.team_id)
         created = datetime(2025, 1, 1, 9, tzinfo=UTC) + timedelta(
             days=int(300 * _unit("created", key.key))
@@ -746,9 +792,7 @@ class Sandbox(StandIn):
 
     def _authorize(self, authorization: str | None, team_id: str) -> None:
         """The order of checks decides which reason a user is told first."""
-        key = self._key_for(authorization)
-        if key is None or key.kind != "management":
-            raise _ApiError(401, "invalid management key")
+        key = self._caller(authorization)
         with self._lock:
             deleted = team_id in self._deleted_teams
         if deleted:
@@ -774,9 +818,12 @@ class Sandbox(StandIn):
             if one is not None:
                 series.append(one)
         payload: dict[str, Any] = {}
+        cut = self.max_groups is not None and len(series) > self.max_groups
+        if cut:
+            series = series[: self.max_groups]
         if series:
             payload["timeSeries"] = series
-        if query.days > served:
+        if query.days > served or cut:
             payload["limitReached"] = True
         return payload
 
@@ -824,7 +871,8 @@ class Sandbox(StandIn):
             if key_ids is None:
                 amount += total
             else:
-                amount += sum((_key_share(total, team_id, k) for k in key_ids), Decimal(0))
+                keys = _key_ids(team_id, self.api_key_count)
+                amount += sum((_key_share(total, keys, k) for k in key_ids), Decimal(0))
         return amount
 
     def _invoice_preview(self, team_id: str, now: datetime) -> dict[str, Any]:
@@ -832,7 +880,7 @@ class Sandbox(StandIn):
         lines = _invoice_lines(
             team_id, _month_days(today.year, today.month, today), now, self.anchor
         )
-        total = sum(int(line["amount"]["val"]) for line in lines)
+        total = sum(int(line["amount"]) for line in lines)
         return {
             "coreInvoice": {
                 "lines": lines,
@@ -878,6 +926,7 @@ class Sandbox(StandIn):
                 kind=body.get("kind", "management"),
                 billing_read=bool(body.get("billing_read", True)),
                 scope=body.get("scope", "SCOPE_TEAM"),
+                allowed_ips=body.get("allowed_ips", ()),
             )
             return ok
         if action == ("POST", "revoke"):
@@ -946,8 +995,9 @@ def _invoice_lines(
                 "description": label,
                 "unitType": spec.unit_type,
                 "numUnits": str(units),
-                "unitPrice": {"val": str(spec.unit_price)},
-                "amount": {"val": str(cents)},
+                # int64 fields: bare strings in proto3 JSON (only Cent messages have "val")
+                "unitPrice": str(spec.unit_price),
+                "amount": str(cents),
             }
         )
     return lines
@@ -955,7 +1005,7 @@ def _invoice_lines(
 
 def _invoice(team_id: str, year: int, month: int, now: datetime) -> dict[str, Any]:
     lines = _invoice_lines(team_id, _month_days(year, month), now)
-    total = str(sum(int(line["amount"]["val"]) for line in lines))
+    total = str(sum(int(line["amount"]) for line in lines))
     issued = _month_days(year, month)[-1] + timedelta(days=1)
     return {
         "teamId": team_id,

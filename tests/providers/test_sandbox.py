@@ -261,7 +261,27 @@ def test_validation_of_a_key_without_billing_scope_has_no_acl(sandbox: Sandbox) 
     ("key", "path_team", "status", "answer"),
     [
         ("xai-nobody", DEMO_TEAM_ID, 401, {"code": 16, "message": "invalid management key"}),
-        ("xai-chat-0002", DEMO_TEAM_ID, 401, {"code": 16, "message": "invalid management key"}),
+        (
+            "xai-chat-0002",
+            DEMO_TEAM_ID,
+            403,
+            {"code": 7, "message": "this endpoint requires a management key"},
+        ),
+        (
+            "xai-revoked-0005",
+            DEMO_TEAM_ID,
+            401,
+            {"code": 16, "message": "management key has been revoked"},
+        ),
+        (
+            "xai-office-0006",
+            DEMO_TEAM_ID,
+            403,
+            {
+                "code": 7,
+                "message": "request from IP 127.0.0.1 is not in the key's allowed IP ranges",
+            },
+        ),
         (DEMO_KEY, OTHER_TEAM, 403, {"code": 7, "message": "team mismatch"}),
         ("xai-gone-0004", DELETED_TEAM, 404, {"code": 5, "message": "team not found"}),
         (
@@ -279,6 +299,9 @@ def test_billing_paths_refuse_with_the_reason(
     sandbox.add_key("xai-noscope-0003", DEMO_TEAM_ID, billing_read=False)
     sandbox.add_key("xai-gone-0004", DELETED_TEAM)
     sandbox.delete_team(DELETED_TEAM)
+    sandbox.add_key("xai-revoked-0005", DEMO_TEAM_ID)
+    sandbox.revoke_key("xai-revoked-0005")
+    sandbox.add_key("xai-office-0006", DEMO_TEAM_ID, allowed_ips=["10.0.0.0/8", "2001:db8::/32"])
     url = f"{sandbox.url}/v1/billing/teams/{path_team}"
 
     with httpx.Client(headers=bearer(key)) as http:
@@ -336,6 +359,57 @@ def test_without_key_breakdown_api_key_id_is_refused() -> None:
 
     assert (refused.status_code, refused.json()["code"]) == (400, 3)
     assert served.status_code == 200
+
+
+def test_a_key_limited_to_ip_ranges_works_from_inside_them(sandbox: Sandbox) -> None:
+    sandbox.add_key("xai-local-0007", DEMO_TEAM_ID, allowed_ips=["127.0.0.0/8"])
+    with httpx.Client(base_url=sandbox.url, headers=bearer("xai-local-0007")) as http:
+        assert http.get(VALIDATION).status_code == 200
+        assert http.post(USAGE, json=usage_body(TODAY, TODAY + timedelta(1))).status_code == 200
+
+
+def test_a_revoked_key_added_again_works_again(sandbox: Sandbox) -> None:
+    sandbox.add_key("xai-again-0008", DEMO_TEAM_ID)
+    sandbox.revoke_key("xai-again-0008")
+    refused = httpx.get(sandbox.url + VALIDATION, headers=bearer("xai-again-0008"))
+    sandbox.add_key("xai-again-0008", DEMO_TEAM_ID)
+    accepted = httpx.get(sandbox.url + VALIDATION, headers=bearer("xai-again-0008"))
+
+    assert refused.json() == {"code": 16, "message": "management key has been revoked"}
+    assert accepted.status_code == 200
+
+
+def test_many_keys_split_each_model_exactly() -> None:
+    with (
+        Sandbox(clock=lambda: NOW, api_key_count=9) as sandbox,
+        httpx.Client(base_url=sandbox.url, headers=bearer(DEMO_KEY)) as http,
+    ):
+        day = TODAY - timedelta(days=3)
+        body = usage_body(day, day + timedelta(1), group_by=["description", "api_key_id"])
+        per_key = series_by_group(decimal_json(http.post(USAGE, json=body)))
+        keys = sandbox.api_keys(DEMO_TEAM_ID)
+        assert len(keys) == len({key_id for key_id, _ in keys}) == 9
+        for label in MODELS:
+            total = sandbox.cost(DEMO_TEAM_ID, label, day)
+            shares = [sandbox.cost(DEMO_TEAM_ID, label, day, key_id) for key_id, _ in keys]
+            assert sum(shares) == total and all(share >= 0 for share in shares)
+            served = [per_key[(label, key_id)] for key_id, _ in keys if (label, key_id) in per_key]
+            assert sum(point_value(points[0]) for points in served) == total
+
+
+def test_more_groups_than_allowed_are_cut_off() -> None:
+    """A day per model and key is 6 x 8 series; per model it is 6: only the first is cut."""
+    with (
+        Sandbox(clock=lambda: NOW, api_key_count=8, max_groups=20) as sandbox,
+        httpx.Client(base_url=sandbox.url, headers=bearer(DEMO_KEY)) as http,
+    ):
+        day = TODAY - timedelta(days=3)
+        keyed = usage_body(day, day + timedelta(1), group_by=["description", "api_key_id"])
+        cut = http.post(USAGE, json=keyed).json()
+        whole = http.post(USAGE, json=usage_body(day, day + timedelta(1))).json()
+
+    assert cut["limitReached"] is True and len(cut["timeSeries"]) == 20
+    assert "limitReached" not in whole and len(whole["timeSeries"]) <= 6
 
 
 def test_a_range_longer_than_the_limit_is_cut_off() -> None:
@@ -439,8 +513,10 @@ def test_invoice_preview_adds_up_the_month_to_date(sandbox: Sandbox, client: htt
     lines = {line["description"]: line for line in data["coreInvoice"]["lines"]}
     for label in MODELS:
         usd = sum(sandbox.cost(DEMO_TEAM_ID, label, d) for d in days)
-        assert int(lines[label]["amount"]["val"]) == round(usd * 100)
-    total = sum(int(line["amount"]["val"]) for line in lines.values())
+        # int64 fields are bare strings in proto3 JSON, as in billing.proto
+        assert lines[label]["amount"] == str(round(usd * 100))
+        assert re.fullmatch(r"[1-9][0-9]*", lines[label]["unitPrice"])
+    total = sum(int(line["amount"]) for line in lines.values())
     assert data["coreInvoice"]["prepaidCreditsUsed"] == {"val": str(min(total, 20000))}
     assert data["coreInvoice"]["prepaidCredits"] == {"val": "-20000"}
     assert data["billingCycle"] == {"year": 2026, "month": 10}
