@@ -547,7 +547,10 @@ class SyncEngine:
         start: date,
         end: date,
     ) -> _Fetched:
-        by_key = connection.key_breakdown is not False
+        # Always ask for the per-key breakdown: a refusal may be a passing 400 or a
+        # busy period, and the provider falls back per window at the cost of one
+        # quick request. ``key_breakdown`` records what the last sync got.
+        by_key = True
         windows = day_windows(start, end, provider.max_window_days)
         costs, billing = await asyncio.gather(
             asyncio.gather(
@@ -571,7 +574,11 @@ class SyncEngine:
         end: date,
         by_key: bool,
     ) -> CostFetch:
-        """Fetch a window; a cut-off answer is split in halves, never stored."""
+        """Fetch a window; a cut-off answer is split in halves, never stored.
+
+        The provider has already tried without the per-key breakdown before
+        giving up; the halves try it again, as a shorter range may fit it.
+        """
         try:
             return await provider.fetch_daily_costs(http, credentials, start, end, by_key=by_key)
         except ResultTruncated:

@@ -183,7 +183,7 @@ class Provider(Protocol):
         back to per-model rows (``CostFetch.by_key`` False) if it is refused or
         cut off (keys multiply the groups). Raises :class:`ResultTruncated` only
         if the answer was cut off without the breakdown too: the host then
-        splits the range and fetches the halves per model.
+        splits the range.
         """
         ...
 

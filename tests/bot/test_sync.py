@@ -177,7 +177,57 @@ def test_without_the_key_breakdown_the_connection_carries_on_by_model(db, clock,
         before = len(usage_requests(sandbox))
         asyncio.run(engine.sync_all(workspace_id))
         bodies = [r.body for r in usage_requests(sandbox)[before:]]
-    assert [b["analyticsRequest"]["groupBy"] for b in bodies] == [["description"]]
+    # Asked again every sync (a refusal may pass), then per model.
+    assert [b["analyticsRequest"]["groupBy"] for b in bodies] == [
+        ["description", "api_key_id"],
+        ["description"],
+    ]
+
+
+def test_one_refused_key_breakdown_is_tried_again_on_the_next_sync(
+    engine, sandbox, workspace_id, clock
+):
+    connect(engine, workspace_id, days=5)
+    sandbox.add_fault("usage", status=400, message='groupBy: unsupported field "api_key_id"')
+
+    refused = asyncio.run(engine.sync_all(workspace_id))[0]
+    with engine.db.session() as session:
+        after_refusal = session.scalar(select(Connection.key_breakdown))
+    again = asyncio.run(engine.sync_all(workspace_id))[0]
+
+    assert refused.ok and not refused.by_key and after_refusal is False
+    assert again.ok and again.by_key
+    with engine.db.session() as session:
+        assert session.scalar(select(Connection.key_breakdown)) is True
+    today = clock.now.date()
+    assert stored(engine) == expected(sandbox, today - timedelta(4), today)
+
+
+def test_a_team_with_many_keys_still_syncs_per_model(db, clock, workspace_id):
+    """Per-key series of a day outnumber the groups xAI answers; per model they do not."""
+    from providers.http import RetryPolicy
+    from providers.manager import ProviderRegistry
+    from providers.xai.provider import XaiProvider
+    from providers.xai.sandbox import Sandbox
+
+    with Sandbox(clock=clock, api_key_count=8, max_groups=20, max_range_days=10) as sandbox:
+        provider = XaiProvider(base_url=sandbox.url, retry=RetryPolicy(base_delay=0.01))
+        engine = SyncEngine(db, ProviderRegistry([provider]), clock=clock)
+        connected = connect(engine, workspace_id, days=90)
+        today = clock.now.date()
+        per_model = expected(sandbox, today - timedelta(89), today, by_key=False)
+        assert connected.backfill.ok and not connected.backfill.by_key
+        assert len(per_model) > 400  # six models on most of 90 days: not a vacuous match
+        assert stored(engine) == per_model
+        spans = {
+            (
+                r.body["analyticsRequest"]["timeRange"]["startTime"],
+                len(r.body["analyticsRequest"]["groupBy"]),
+            )
+            for r in usage_requests(sandbox)
+        }
+    # Keys dropped first, then the dates split (the stand-in serves at most 10 days).
+    assert len({start for start, groups in spans if groups == 1}) > 9
 
 
 def test_rate_limits_are_waited_out(engine, sandbox, workspace_id):
