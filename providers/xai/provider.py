@@ -365,7 +365,7 @@ def _refusal(reason: Reason, team_id: str, said: str, *, guessed: bool) -> Provi
         ),
         Reason.INVALID_KEY: (
             "xAI rejected the management key: it was revoked or deleted, or it is not a "
-            f"key xAI knows. Check that it is a Management key ({_KEY_PAGE}), not a regular "
+            f"key xAI knows. Check that it is a Management API key ({_KEY_PAGE}), not a regular "
             "API key used for chat completions; if it was revoked, create a new one with "
             f"only Billing: Read Only and connect again.{ip_too}",
             "management_key",
