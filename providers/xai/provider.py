@@ -91,6 +91,7 @@ MANAGEMENT_KEY_FIELD = CredentialField(
         "A regular API key (for chat completions) will not work."
     ),
     env_var="XAI_MANAGEMENT_KEY",
+    env_aliases=("XAI_MANAGEMENT_API_KEY",),
     validate=_validate_management_key,
 )
 
