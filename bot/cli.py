@@ -147,12 +147,21 @@ def report(command: Command, runtime: Runtime, console: Console) -> int:
 @handles("connect")
 def connect(command: Command, runtime: Runtime, console: Console) -> int:
     provider = runtime.providers.get(command.get("provider", "xai"))
+    with runtime.db.transaction() as session:
+        workspace_id = resolve_workspace(session, command.get("workspace")).id
     credentials = {
         spec.name: _credential(spec, command, runtime, console)
         for spec in provider.credential_fields
+        if not spec.secret
     }
-    with runtime.db.transaction() as session:
-        workspace_id = resolve_workspace(session, command.get("workspace")).id
+    # Refused before anyone pastes a key: this team may already be connected.
+    account = [credentials[f.name].strip() for f in provider.credential_fields if not f.secret]
+    runtime.engine.refuse_connected(workspace_id, provider.name, " ".join(account))
+    credentials |= {
+        spec.name: _credential(spec, command, runtime, console)
+        for spec in provider.credential_fields
+        if spec.secret
+    }
     console.note(f"Testing the credentials with {provider.display_name}…")
     connected = asyncio.run(
         runtime.engine.connect(
