@@ -73,13 +73,16 @@ class ConnectError(Exception):
         field: str | None = None,
         reason: str = "",
         existing: str | None = None,
+        account: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.reason = reason
         self.existing = existing
-        """With reason ``already_connected``: the label of the connection there is."""
+        """With reason ``already_connected``: the label of the connection there is..."""
+        self.account = account
+        """...and the account (Team ID) it reads."""
 
 
 ALREADY_CONNECTED = "already_connected"
@@ -409,6 +412,7 @@ class SyncEngine:
                 field="team_id",
                 reason=ALREADY_CONNECTED,
                 existing=existing,
+                account=account_ref,
             )
 
     def _save(
@@ -457,7 +461,7 @@ class SyncEngine:
         refused, since its costs would be stored as this connection's. On
         success the error state is cleared and a sync runs at once.
         """
-        connection, provider, credentials = self._new_credentials(connection_id, secrets)
+        connection, provider, credentials = self.new_credentials(connection_id, secrets)
         if check is None:
             check = await self.check_update(connection, credentials)
         mask = provider.mask(credentials)
@@ -480,7 +484,7 @@ class SyncEngine:
         synced = await self.sync_connection(connection_id, trigger="force", force=True)
         return KeyUpdated(connection_id, connection.label, mask, check, synced)
 
-    def _new_credentials(
+    def new_credentials(
         self, connection_id: int, secrets: Mapping[str, str]
     ) -> tuple[Connection, Provider, dict[str, str]]:
         """The connection's account fields with the new secret ones, validated."""
