@@ -942,6 +942,7 @@ def _internal_message(reason: str, error: Exception) -> str:
     if reason == "credentials_unreadable":
         return (
             "The stored credentials could not be decrypted: they were tampered with, or the "
-            "encryption key changed. Check XAI_USAGE_ENCRYPTION_KEY, or connect again."
+            "encryption key changed. Check XAI_USAGE_ENCRYPTION_KEY, or give it its key again "
+            "with update-key."
         )
     return f"Internal error ({type(error).__name__}); see the logs. The next sync retries."

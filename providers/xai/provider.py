@@ -268,7 +268,7 @@ class XaiProvider:
                 Reason.INVALID_KEY,
                 "xAI rejected the management key. Check that it is a Management API key "
                 f"({_KEY_PAGE}), not a regular API key used for chat completions, and that "
-                "it has not been revoked; if it was, create a new one and connect again.",
+                "it has not been revoked; if it was, create a new one and use that instead.",
                 field="management_key",
             )
         if status == 403:
@@ -286,7 +286,7 @@ class XaiProvider:
                 f"xAI refused to show team {team_id}'s billing to this key. It needs the "
                 "Billing: Read Only scope, and only Team Admins can create Management keys "
                 "and read billing. Ask a Team Admin to create a new key with that scope in "
-                f"{_KEY_PAGE}, then connect again.{said_suffix}",
+                f"{_KEY_PAGE}, and use that instead.{said_suffix}",
                 field="management_key",
             )
         if status == 404:
