@@ -87,8 +87,8 @@ SECTION_LIMIT = 3000  # Slack's section text
 MESSAGE_DETAIL_LIMIT = 500  # of a provider's error message quoted in an alert
 
 FIX_SYNC = (
-    "reconnect with `/xai-usage connect`, or fix the key in console.x.ai; "
-    "`/xai-usage sync` retries now"
+    'give it a new key with `/xai-usage update-key "{label}"` (its data is kept), '
+    "or fix the key in console.x.ai and run `/xai-usage sync`"
 )
 
 EMOJI = {
@@ -480,7 +480,8 @@ def sync_failure_alerts(session: Session, workspace_id: int) -> list[Alert]:
                 title=f"“{label}” stopped syncing",
                 text=(
                     f"“{label}” has failed to sync since {clock(since)}: {detail}. "
-                    f"Its figures are not updated until this is fixed. To fix it, {FIX_SYNC}."
+                    "Its figures are not updated until this is fixed. "
+                    f"To fix it, {FIX_SYNC.format(label=label)}."
                 ),
                 facts={
                     "connection": label,

@@ -25,7 +25,7 @@ from bot.grammar import COMMANDS, OPTIONS, REPORTS, Command, UsageError, parse, 
 from bot.reports import build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime, configure_logging
 from bot.sync import ConnectError, SyncResult
-from providers.types import ProviderError
+from providers.types import CredentialField, ProviderError
 from storage.crypto import DecryptionError, EncryptionKeyError
 from storage.db import StoreError
 from storage.repo import NotFound, find_connection, resolve_workspace
@@ -147,28 +147,21 @@ def report(command: Command, runtime: Runtime, console: Console) -> int:
 @handles("connect")
 def connect(command: Command, runtime: Runtime, console: Console) -> int:
     provider = runtime.providers.get(command.get("provider", "xai"))
-    credentials: dict[str, str] = {}
-    for spec in provider.credential_fields:
-        option = spec.name.replace("_", "-")
-        value = command.get(option)
-        if value is None and spec.env_var:
-            value = runtime.settings.environ.get(spec.env_var)
-        if value is None and spec.secret:
-            value = _read_secret(spec.label, console)
-        if value is None and console.interactive():
-            value = input(f"{spec.label}: ")
-        if not value:
-            source = (
-                f"--{option}"
-                if not spec.secret
-                else (f"standard input or {spec.env_var}" if spec.env_var else "standard input")
-            )
-            raise ConnectError(f"{spec.label} is required: give it with {source}.", field=spec.name)
-        credentials[spec.name] = value
-        if spec.secret:
-            REDACTOR.add(value.strip())
     with runtime.db.transaction() as session:
         workspace_id = resolve_workspace(session, command.get("workspace")).id
+    credentials = {
+        spec.name: _credential(spec, command, runtime, console)
+        for spec in provider.credential_fields
+        if not spec.secret
+    }
+    # Refused before anyone pastes a key: this team may already be connected.
+    account = [credentials[f.name].strip() for f in provider.credential_fields if not f.secret]
+    runtime.engine.refuse_connected(workspace_id, provider.name, " ".join(account))
+    credentials |= {
+        spec.name: _credential(spec, command, runtime, console)
+        for spec in provider.credential_fields
+        if spec.secret
+    }
     console.note(f"Testing the credentials with {provider.display_name}…")
     connected = asyncio.run(
         runtime.engine.connect(
@@ -186,6 +179,52 @@ def connect(command: Command, runtime: Runtime, console: Console) -> int:
     )
     console.print(_sync_line(connected.backfill, verb="Backfilled"))
     return 0 if connected.backfill.ok else EXIT_FAILED
+
+
+def _credential(spec: CredentialField, command: Command, runtime: Runtime, console: Console) -> str:
+    """One field: its option, else its environment variable, else stdin or a prompt."""
+    option = spec.name.replace("_", "-")
+    value = command.get(option)
+    for variable in (spec.env_var, *spec.env_aliases) if spec.env_var else ():
+        if value is None:
+            value = runtime.settings.environ.get(variable)
+    if value is None and spec.secret:
+        value = _read_secret(spec.label, console)
+    if value is None and console.interactive():
+        value = input(f"{spec.label}: ")
+    if not value:
+        source = (
+            f"--{option}"
+            if not spec.secret
+            else (f"standard input or {spec.env_var}" if spec.env_var else "standard input")
+        )
+        raise ConnectError(f"{spec.label} is required: give it with {source}.", field=spec.name)
+    if spec.secret:
+        REDACTOR.add(value.strip())
+    return value
+
+
+@handles("update-key")
+def update_key(command: Command, runtime: Runtime, console: Console) -> int:
+    """A new key for a connection (the old one was revoked or expired); data stays."""
+    with runtime.db.transaction() as session:
+        workspace = resolve_workspace(session, command.get("workspace"))
+        connection = find_connection(session, workspace.id, command.args[0])
+        connection_id, label = connection.id, connection.label
+        provider = runtime.providers.get(connection.provider)
+    secrets = {
+        spec.name: _credential(spec, command, runtime, console)
+        for spec in provider.credential_fields
+        if spec.secret
+    }
+    console.note(f"Testing the new key with {provider.display_name}…")
+    updated = asyncio.run(runtime.engine.update_key(connection_id, secrets))
+    console.print(
+        f"New key for “{label}” ({updated.mask}), stored encrypted; its data is kept "
+        "and its error is cleared."
+    )
+    console.print(_sync_line(updated.sync))
+    return 0 if updated.sync.ok else EXIT_FAILED
 
 
 def _read_secret(label: str, console: Console) -> str | None:
@@ -277,7 +316,7 @@ def _sync_line(result: SyncResult, verb: str = "Synced") -> str:
     if result.skipped:
         return (
             f"“{result.label}” skipped: it needs attention ({result.message}) "
-            "Fix the credentials, or force a sync."
+            f'Give it a new key with `xai-usage update-key "{result.label}"`.'
         )
     if not result.ok:
         return f"“{result.label}” failed: {result.message}"

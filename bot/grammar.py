@@ -157,6 +157,13 @@ COMMANDS = {
             ("yes", "workspace"),
             admin=True,
         ),
+        CommandSpec(
+            "update-key",
+            "give a connection a new management key: tested, then stored; its data stays",
+            ("LABEL",),
+            ("workspace",),
+            admin=True,
+        ),
         CommandSpec("sync", "fetch the latest costs now", (), ("connection", "days", "workspace")),
         CommandSpec("providers", "list the loaded provider plugins", (), (), _CLI),
         CommandSpec(
@@ -363,7 +370,7 @@ def _check_args(spec: CommandSpec, args: list[str], usage: str) -> None:
         if len(args) > 2:
             raise UsageError(f"Unexpected “{args[2]}” after `{spec.name} {action}`.", usage)
         return
-    if spec.name == "disconnect":
+    if spec.name in ("disconnect", "update-key"):
         args[:] = [" ".join(args)]  # a label may have spaces without quotes
         return
     if len(args) > len(spec.args):

@@ -23,6 +23,7 @@ from storage.models import (
     ConnectionStatus,
     DailyCost,
     WorkspaceDailyTotal,
+    account_key,
 )
 
 NO_KEY = "(no key breakdown)"
@@ -267,6 +268,8 @@ class StatusRow:
     message: str | None
     last_success_at: datetime | None
     month_to_date_usd: Decimal
+    duplicate_of: str | None = None
+    """The label of an older connection of the same account (old databases only)."""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -279,6 +282,7 @@ class StatusRow:
             "message": self.message,
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
             "month_to_date_usd": str(self.month_to_date_usd),
+            "duplicate_of": self.duplicate_of,
         }
 
 
@@ -287,6 +291,26 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
     today = now.astimezone(UTC).date()
     month_query = cost_query(workspace_id, today.replace(day=1), today, ["connection_id"])
     month = {connection_id: cost for connection_id, cost in session.execute(month_query)}
+    connections = list(
+        session.execute(  # the columns shown, not whole rows with their secrets
+            select(
+                Connection.id,
+                Connection.label,
+                Connection.provider,
+                Connection.account_ref,
+                Connection.account_key,
+                Connection.secret_mask,
+                Connection.status,
+                Connection.status_reason,
+                Connection.status_message,
+                Connection.last_success_at,
+            )
+            .where(Connection.workspace_id == workspace_id)
+            .order_by(Connection.label)
+        )
+    )
+    # A connection without an account key duplicates an older one (see migration 0009).
+    owners = {(c.provider, c.account_key): c.label for c in connections if c.account_key}
     return [
         StatusRow(
             label=c.label,
@@ -298,20 +322,9 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             message=c.status_message,
             last_success_at=c.last_success_at,
             month_to_date_usd=month.get(c.id) or Decimal(0),
+            duplicate_of=None
+            if c.account_key
+            else owners.get((c.provider, account_key(c.account_ref or ""))),
         )
-        for c in session.execute(  # the columns shown, not whole rows with their secrets
-            select(
-                Connection.id,
-                Connection.label,
-                Connection.provider,
-                Connection.account_ref,
-                Connection.secret_mask,
-                Connection.status,
-                Connection.status_reason,
-                Connection.status_message,
-                Connection.last_success_at,
-            )
-            .where(Connection.workspace_id == workspace_id)
-            .order_by(Connection.label)
-        )
+        for c in connections
     ]

@@ -28,6 +28,7 @@ from typing import Any
 import certifi
 import httpx
 from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from providers.manager import ProviderRegistry
@@ -52,6 +53,7 @@ from storage.models import (
     ModelSeen,
     SyncRun,
     WorkspaceDailyTotal,
+    account_key,
 )
 from storage.repo import connections as list_connections
 from storage.repo import unique_label
@@ -64,11 +66,35 @@ MAX_BACKFILL_DAYS = 90
 class ConnectError(Exception):
     """Connecting failed; nothing was saved. ``field`` names the input to fix."""
 
-    def __init__(self, message: str, *, field: str | None = None, reason: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        reason: str = "",
+        existing: str | None = None,
+        account: str = "",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.reason = reason
+        self.existing = existing
+        """With reason ``already_connected``: the label of the connection there is..."""
+        self.account = account
+        """...and the account (Team ID) it reads."""
+
+
+ALREADY_CONNECTED = "already_connected"
+
+
+def already_connected(label: str, account: str, command: str = "xai-usage") -> str:
+    """The refusal to connect an account twice, with the command that gives it a new key."""
+    return (
+        f"Team {account} is already connected here as “{label}”: a second connection "
+        "would count its spend twice. To give it a new key, run "
+        f'`{command} update-key "{label}"`.'
+    )
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,15 @@ class Connected:
     mask: str
     check: CheckResult
     backfill: SyncResult
+
+
+@dataclass(frozen=True)
+class KeyUpdated:
+    connection_id: int
+    label: str
+    mask: str
+    check: CheckResult
+    sync: SyncResult
 
 
 def day_windows(start: date, end: date, max_days: int) -> list[tuple[date, date]]:
@@ -334,6 +369,8 @@ class SyncEngine:
         provider = self.providers.get(provider_name)
         clean = self.validate_fields(provider, credentials)
         label = (label or "").strip()
+        account_ref = " ".join(clean[f.name] for f in provider.credential_fields if not f.secret)
+        self.refuse_connected(workspace_id, provider.name, account_ref)
         with self.db.session() as session:
             taken = {c.label.lower() for c in list_connections(session, workspace_id)}
             if label and label.lower() in taken:
@@ -345,14 +382,58 @@ class SyncEngine:
                 )
         check = check or await self.check(provider_name, clean)
         mask = provider.mask(clean)
+        try:
+            connection_id, label = self._save(
+                workspace_id, provider, clean, label, mask, backfill_days, created_by
+            )
+        except IntegrityError:
+            # Connected by someone else while this key was being tested.
+            self.refuse_connected(workspace_id, provider.name, account_ref)
+            raise
+        log.info("connected %s (%s) as connection %s", label, mask, connection_id)
+        backfill = await self.sync_connection(
+            connection_id, trigger="backfill", days=backfill_days, force=True
+        )
+        return Connected(connection_id, label, mask, check, backfill)
+
+    def refuse_connected(self, workspace_id: int, provider_name: str, account_ref: str) -> None:
+        """ConnectError naming the connection of this account, if there is one."""
+        with self.db.session() as session:
+            existing = session.scalar(
+                select(Connection.label).where(
+                    Connection.workspace_id == workspace_id,
+                    Connection.provider == provider_name,
+                    Connection.account_key == account_key(account_ref),
+                )
+            )
+        if existing is not None:
+            raise ConnectError(
+                already_connected(existing, account_ref),
+                field="team_id",
+                reason=ALREADY_CONNECTED,
+                existing=existing,
+                account=account_ref,
+            )
+
+    def _save(
+        self,
+        workspace_id: int,
+        provider: Provider,
+        clean: dict[str, str],
+        label: str,
+        mask: str,
+        backfill_days: int,
+        created_by: str,
+    ) -> tuple[int, str]:
         with self.db.transaction() as session:
             label = label or unique_label(session, workspace_id, provider.default_label(clean))
-            public = [clean[f.name] for f in provider.credential_fields if not f.secret]
+            public = " ".join(clean[f.name] for f in provider.credential_fields if not f.secret)
             connection = Connection(
                 workspace_id=workspace_id,
                 provider=provider.name,
                 label=label,
-                account_ref=" ".join(public),
+                account_ref=public,
+                account_key=account_key(public),
                 secret_mask=mask,
                 backfill_days=backfill_days,
                 created_by=created_by,
@@ -365,12 +446,81 @@ class SyncEngine:
             connection.credentials_sealed = self.db.keyring.seal_json(
                 clean, connection.credentials_aad
             )
-            connection_id = connection.id
-        log.info("connected %s (%s) as connection %s", label, mask, connection_id)
-        backfill = await self.sync_connection(
-            connection_id, trigger="backfill", days=backfill_days, force=True
-        )
-        return Connected(connection_id, label, mask, check, backfill)
+            return connection.id, label
+
+    async def update_key(
+        self,
+        connection_id: int,
+        secrets: Mapping[str, str],
+        *,
+        check: CheckResult | None = None,
+    ) -> KeyUpdated:
+        """Give a connection a new key: tested first, then sealed; its data stays.
+
+        The account (the Team ID) cannot change here: a key of another team is
+        refused, since its costs would be stored as this connection's. On
+        success the error state is cleared and a sync runs at once.
+        """
+        connection, provider, credentials = self.new_credentials(connection_id, secrets)
+        if check is None:
+            check = await self.check_update(connection, credentials)
+        mask = provider.mask(credentials)
+        with self.db.transaction() as session:
+            row = session.get(Connection, connection_id, with_for_update=True)
+            if row is None:
+                raise ConnectError(
+                    f"“{connection.label}” was disconnected meanwhile; nothing was saved.",
+                    reason="gone",
+                )
+            row.credentials_sealed = self.db.keyring.seal_json(credentials, row.credentials_aad)
+            row.credentials_key_id = self.db.keyring.primary_key_id
+            row.credentials_changed_at = self.clock()
+            row.secret_mask = mask
+            row.status = ConnectionStatus.PENDING
+            row.status_reason = None
+            row.status_message = None
+            row.error_since = None
+        log.info("new key for connection %s (%s)", connection_id, mask)
+        synced = await self.sync_connection(connection_id, trigger="force", force=True)
+        return KeyUpdated(connection_id, connection.label, mask, check, synced)
+
+    def new_credentials(
+        self, connection_id: int, secrets: Mapping[str, str]
+    ) -> tuple[Connection, Provider, dict[str, str]]:
+        """The connection's account fields with the new secret ones, validated."""
+        with self.db.session() as session:
+            connection = session.get(Connection, connection_id)
+        if connection is None:
+            raise ConnectError(f"No connection with id {connection_id}.", reason="gone")
+        provider = self.providers.get(connection.provider)
+        public_fields = [f for f in provider.credential_fields if not f.secret]
+        # The account fields come from the plain column, so a key can be replaced
+        # even when the stored one no longer decrypts.
+        values = connection.account_ref.split(" ")
+        credentials = {f.name: v for f, v in zip(public_fields, values, strict=False)}
+        for spec in provider.credential_fields:
+            if spec.secret:
+                credentials[spec.name] = secrets.get(spec.name) or ""
+        return connection, provider, self.validate_fields(provider, credentials)
+
+    async def check_update(
+        self, connection: Connection, credentials: Mapping[str, str]
+    ) -> CheckResult:
+        """Test a replacement key; every problem is the key's (the account is fixed)."""
+        try:
+            return await self.check(connection.provider, credentials)
+        except ConnectError as error:
+            fields = self.providers.get(connection.provider).credential_fields
+            message = error.message
+            if error.reason == Reason.TEAM_MISMATCH:
+                message = (
+                    f"This key is not a key of team {connection.account_ref}, the team "
+                    f"“{connection.label}” reads. Create a key in that team "
+                    "(console.x.ai > Settings > Management Keys, Billing: Read Only), "
+                    "or connect the other team separately."
+                )
+            secret = next(f.name for f in fields if f.secret)
+            raise ConnectError(message, field=secret, reason=error.reason) from None
 
     def disconnect(self, connection_id: int) -> None:
         """Delete the connection, its credentials and all its data."""
@@ -799,6 +949,7 @@ def _internal_message(reason: str, error: Exception) -> str:
     if reason == "credentials_unreadable":
         return (
             "The stored credentials could not be decrypted: they were tampered with, or the "
-            "encryption key changed. Check XAI_USAGE_ENCRYPTION_KEY, or connect again."
+            "encryption key changed. Check XAI_USAGE_ENCRYPTION_KEY, or give it its key again "
+            "with update-key."
         )
     return f"Internal error ({type(error).__name__}); see the logs. The next sync retries."

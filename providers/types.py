@@ -97,6 +97,8 @@ class CredentialField:
     help: str = ""
     placeholder: str = ""
     env_var: str | None = None
+    env_aliases: tuple[str, ...] = ()
+    """Other variables read when ``env_var`` is unset (names people guess)."""
     validate: Callable[[str], str | None] = field(default=lambda value: None, compare=False)
     """Returns an error message for a malformed value, or None. No network."""
 

@@ -115,7 +115,12 @@ class Connection(Base):
     """One provider account (an xAI team) connected to a workspace."""
 
     __tablename__ = "connections"
-    __table_args__ = (UniqueConstraint("workspace_id", "label"),)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "label"),
+        # One connection per provider account in a workspace: a second one
+        # would count the same spend twice.
+        Index("uq_connections_account", "workspace_id", "provider", "account_key", unique=True),
+    )
 
     id: Mapped[intpk]
     uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
@@ -124,6 +129,10 @@ class Connection(Base):
     label: Mapped[short_text]
     account_ref: Mapped[str] = mapped_column(String(200), default="")
     """The non-secret account id (the xAI Team ID), for display."""
+    account_key: Mapped[str | None] = mapped_column(String(200))
+    """``account_ref`` normalised (:func:`account_key`): what makes two connections
+    the same account. Kept plain like ``account_ref``: a Team ID opens nothing
+    without a key. NULL only on a duplicate an old database already had."""
     secret_mask: Mapped[str] = mapped_column(String(40), default="")
     credentials_sealed: Mapped[str] = mapped_column(Text)
     credentials_key_id: Mapped[str] = mapped_column(String(32), index=True)
@@ -148,6 +157,11 @@ class Connection(Base):
     @property
     def credentials_aad(self) -> str:
         return f"connections/{self.uid}/{self.CREDENTIALS_FIELD}"
+
+
+def account_key(account_ref: str) -> str:
+    """How an account id compares: Team IDs are UUIDs, whatever their case."""
+    return " ".join(account_ref.split()).lower()
 
 
 class DailyCost(Base):

@@ -93,6 +93,19 @@ def connect_modal(
     )
 
 
+def update_key_modal(
+    metadata: dict[str, str], label: str, account: str, error: str | None = None
+) -> dict[str, Any]:
+    """The form with only the key field: the connection keeps its team and data."""
+    return render_json(
+        "slack/update_key_modal.json.j2",
+        metadata=json.dumps(metadata),
+        label=label,
+        account=account,
+        error=error,
+    )
+
+
 def message_view(title: str, text: str) -> dict[str, Any]:
     return render_json("slack/message_view.json.j2", title=title[:24], text=text[:2900])
 

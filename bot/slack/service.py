@@ -10,12 +10,15 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 from sqlalchemy import delete, select
 
 from bot.grammar import Command
@@ -24,7 +27,15 @@ from bot.runtime import REDACTOR, Runtime
 from bot.setup import Setup
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
 from bot.slack.settings import SlackSettings
-from bot.sync import MAX_BACKFILL_DAYS, Connected, SyncResult
+from bot.sync import (
+    ALREADY_CONNECTED,
+    MAX_BACKFILL_DAYS,
+    Connected,
+    ConnectError,
+    KeyUpdated,
+    SyncResult,
+    already_connected,
+)
 from providers.types import CheckResult
 from storage.models import (
     Connection,
@@ -38,6 +49,52 @@ log = logging.getLogger(__name__)
 FRESH_FOR = timedelta(minutes=15)
 CHECK_BUDGET_SECONDS = 2.3  # of Slack's 3 s for a modal submission
 CONNECT_FIELDS = ("label", "team_id", "management_key", "backfill_days")
+SLASH = "/xai-usage"
+RESPONSE_URL_USES = 5
+RESPONSE_URL_SECONDS = 30 * 60
+RESPONSE_URL_MARGIN = 60
+"""A reply sent a minute before the end may land after it: DM it instead."""
+
+
+class ResponseUrls:
+    """What each command's response URL still allows: Slack takes 5 posts in 30 minutes.
+
+    Counted from when the command arrived (Slack issued the URL a moment
+    before). One process's count: a post refused anyway (another process
+    used it, Slack expired it early) falls back to a DM too.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._seen: dict[str, list[float]] = {}  # url: [first seen, uses]
+        self._lock = threading.Lock()
+
+    def seen(self, url: str | None) -> None:
+        if not url:
+            return
+        now = self.clock()
+        with self._lock:
+            for old in [u for u, (at, _) in self._seen.items() if now - at > RESPONSE_URL_SECONDS]:
+                del self._seen[old]
+            self._seen.setdefault(url, [now, 0])
+
+    def take(self, url: str | None) -> bool:
+        """Count one use, if Slack still accepts one; False means send it another way."""
+        if not url:
+            return False
+        now = self.clock()
+        with self._lock:
+            entry = self._seen.setdefault(url, [now, 0])
+            if entry[1] >= RESPONSE_URL_USES:
+                return False
+            if now - entry[0] > RESPONSE_URL_SECONDS - RESPONSE_URL_MARGIN:
+                return False
+            entry[1] += 1
+            return True
+
+    def uses(self, url: str) -> int:
+        with self._lock:
+            return int(self._seen.get(url, [0, 0])[1])
 
 
 @dataclass(frozen=True)
@@ -68,6 +125,49 @@ class SlackService:
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xai-usage-work")
         self._syncing: dict[tuple[int, int | None], Future] = {}
         self._syncing_lock = threading.Lock()
+        self.response_urls = ResponseUrls()
+
+    # -- replies ----------------------------------------------------------------
+
+    def reply(
+        self, client: WebClient, invocation: Invocation, message: dict, **options: object
+    ) -> str:
+        """Through the command's response URL while Slack accepts it, else by DM.
+
+        Returns how it went: ``response_url`` or ``dm``.
+        """
+        url = invocation.response_url
+        if self.response_urls.take(url):
+            try:
+                sent = WebhookClient(url).send(**message, **options)
+                if sent.status_code == 200:
+                    return "response_url"
+                log.info("a response URL refused a reply (%s); sending it by DM", sent.status_code)
+            except OSError as error:
+                log.info("a response URL failed (%s); sending it by DM", type(error).__name__)
+        if options.get("delete_original") or options.get("replace_original"):
+            return "dropped"  # an edit of the original message has no DM equivalent
+        try:
+            client.chat_postMessage(channel=invocation.user_id, **message)
+        except SlackApiError as error:
+            log.warning("could not DM %s: %s", invocation.user_id, error.response.get("error"))
+            return "failed"
+        return "dm"
+
+    def responder(self, client: WebClient, invocation: Invocation) -> Callable[..., str]:
+        """A ``respond`` for one command whose every use is counted (see :meth:`reply`)."""
+        self.response_urls.seen(invocation.response_url)
+
+        def respond(**message: object) -> str:
+            options = {
+                k: message.pop(k)
+                for k in ("response_type", "replace_original", "delete_original")
+                if k in message
+            }
+            options.setdefault("response_type", "ephemeral")
+            return self.reply(client, invocation, message, **options)
+
+        return respond
 
     # -- who and where ---------------------------------------------------------
 
@@ -219,7 +319,19 @@ class SlackService:
                 )
             if taken:
                 errors["label"] = f"“{label}” is taken: pick another label."
+        if "team_id" not in errors:
+            try:
+                self.runtime.engine.refuse_connected(workspace_id, "xai", values["team_id"])
+            except ConnectError as error:
+                errors["team_id"] = self.error_text(error)
         return errors
+
+    @staticmethod
+    def error_text(error: ConnectError) -> str:
+        """A ConnectError as Slack shows it: commands spelled ``/xai-usage``."""
+        if error.reason == ALREADY_CONNECTED and error.existing:
+            return already_connected(error.existing, error.account, SLASH)
+        return error.message
 
     def check(
         self, values: dict[str, str], *, budget: float | None = CHECK_BUDGET_SECONDS
@@ -243,6 +355,35 @@ class SlackService:
                 created_by=invocation.user_id,
                 check=check,
             )
+        )
+
+    # -- update-key -------------------------------------------------------------
+
+    def update_key_target(self, invocation: Invocation, uid: str) -> Connection | None:
+        with self.runtime.db.session() as session:
+            return session.scalar(
+                select(Connection).where(
+                    Connection.uid == uid, Connection.workspace_id == self.workspace_id(invocation)
+                )
+            )
+
+    def check_update(
+        self,
+        connection: Connection,
+        key: str,
+        *,
+        budget: float | None = CHECK_BUDGET_SECONDS,
+    ) -> CheckResult:
+        """Test a new key for ``connection``; ConnectError (on the key) or TimeoutError."""
+        REDACTOR.add(key)
+        engine = self.runtime.engine
+        _, _, credentials = engine.new_credentials(connection.id, {"management_key": key})
+        check = engine.check_update(connection, credentials)
+        return asyncio.run(asyncio.wait_for(check, budget) if budget else check)
+
+    def update_key(self, connection: Connection, key: str, check: CheckResult) -> KeyUpdated:
+        return asyncio.run(
+            self.runtime.engine.update_key(connection.id, {"management_key": key}, check=check)
         )
 
     # -- disconnect -------------------------------------------------------------

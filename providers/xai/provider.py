@@ -93,6 +93,7 @@ MANAGEMENT_KEY_FIELD = CredentialField(
         "A regular API key (for chat completions) will not work."
     ),
     env_var="XAI_MANAGEMENT_KEY",
+    env_aliases=("XAI_MANAGEMENT_API_KEY",),
     validate=_validate_management_key,
 )
 
@@ -367,7 +368,7 @@ def _refusal(reason: Reason, team_id: str, said: str, *, guessed: bool) -> Provi
             "xAI rejected the management key: it was revoked or deleted, or it is not a "
             f"key xAI knows. Check that it is a Management API key ({_KEY_PAGE}), not a regular "
             "API key used for chat completions; if it was revoked, create a new one with "
-            f"only Billing: Read Only and connect again.{ip_too}",
+            f"only Billing: Read Only and use that instead.{ip_too}",
             "management_key",
         ),
         Reason.IP_NOT_ALLOWED: (
@@ -380,7 +381,7 @@ def _refusal(reason: Reason, team_id: str, said: str, *, guessed: bool) -> Provi
             f"xAI refused to show team {team_id}'s billing to this key. It needs the "
             "Billing: Read Only scope, and only Team Admins can create Management keys and "
             "read billing. Ask a Team Admin to create a new key with that scope in "
-            f"{_KEY_PAGE}, then connect again.{ip_too}",
+            f"{_KEY_PAGE}, and use that instead.{ip_too}",
             "management_key",
         ),
         Reason.TEAM_MISMATCH: (

@@ -424,8 +424,8 @@ def test_a_failing_connection_alerts_once_per_incident(db) -> None:
     assert alert.kind == "sync_failure" and alert.connection_id == prod
     assert "“Production — xAI”" in alert.title
     assert "xAI refused the management key (invalid_key)" in alert.text
-    assert "reconnect with `/xai-usage connect`, or fix the key in console.x.ai" in alert.text
-    assert "`/xai-usage sync` retries now" in alert.text
+    assert 'give it a new key with `/xai-usage update-key "Production — xAI"`' in alert.text
+    assert "/xai-usage connect" not in alert.text  # a second connection would count twice
     assert alert.facts["error_since"] == T1.isoformat()
 
     store.set(prod, status_message="xAI still refuses the key")  # the incident goes on

@@ -183,3 +183,95 @@ def test_the_management_key_is_nowhere_after_connect_and_sync(cli_env, db_url, t
     for needle in needles:
         assert needle not in printed
         assert needle not in stored
+
+
+# -- one team, one connection (in-process: main() with its streams swapped) -----------
+
+NEW_KEY = "xai-mgmt-second-key-9a8b7c6d5e4f3a2b1c0dcafe"
+
+
+def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str, str]:
+    from bot.cli import Console, main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), console=Console(out, err, io.StringIO(stdin)), environ=env)
+    return code, out.getvalue(), err.getvalue()
+
+
+def month_total(env: dict[str, str]) -> Decimal:
+    code, out, err = run_cli(env, "range", "2000-01-01", "2100-01-01", "--format", "json")
+    assert code == 0, err
+    return Decimal(json.loads(out)["total_usd"])
+
+
+def test_connecting_the_same_team_again_is_refused_and_totals_stay(cli_env) -> None:
+    assert (
+        run_cli(cli_env, "connect", "--team-id", DEMO_TEAM_ID, "--days", "7", stdin=DEMO_KEY)[0]
+        == 0
+    )
+    total = month_total(cli_env)
+    code, out, err = run_cli(
+        cli_env, "connect", "--team-id", DEMO_TEAM_ID, "--label", "", "--days", "7", stdin=DEMO_KEY
+    )
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err  # one actionable line
+    assert "already connected here as “Production — xAI”" in err
+    assert 'xai-usage update-key "Production — xAI"' in err
+    assert month_total(cli_env) == total
+    status = run_cli(cli_env, "status", "--format", "json")[1]
+    assert [c["label"] for c in json.loads(status)] == ["Production — xAI"]
+
+
+def test_a_revoked_key_is_replaced_with_update_key_and_the_data_is_kept(
+    cli_env, live_sandbox
+) -> None:
+    code, _, err = run_cli(
+        cli_env, "connect", "--team-id", DEMO_TEAM_ID, "--days", "30", stdin=DEMO_KEY
+    )
+    assert code == 0, err
+    total = month_total(cli_env)
+    live_sandbox.revoke_key(DEMO_KEY)
+    assert run_cli(cli_env, "sync")[0] == 1
+    status = run_cli(cli_env, "status")[1]
+    assert "status error" in status
+    assert (
+        'To give it a new key (its data is kept): xai-usage update-key "Production — xAI"' in status
+    )
+
+    live_sandbox.add_key(NEW_KEY, DEMO_TEAM_ID)
+    code, out, err = run_cli(cli_env, "update-key", "production — xai", stdin=NEW_KEY + "\n")
+    assert code == 0, err
+    assert "New key for “Production — xAI” (xai-…cafe)" in out
+    assert "Synced “Production — xAI”: " in out  # the sync ran at once
+    status = json.loads(run_cli(cli_env, "status", "--format", "json")[1])
+    assert [(c["status"], c["key"]) for c in status] == [("ok", "xai-…cafe")]
+    assert month_total(cli_env) >= total  # nothing lost (today may have grown)
+    assert NEW_KEY not in out + err
+
+
+def test_update_key_reads_the_environment_and_its_alias(cli_env, live_sandbox) -> None:
+    env = {**cli_env, "XAI_MANAGEMENT_API_KEY": DEMO_KEY}  # the alias works for connect too
+    assert run_cli(env, "connect", "--team-id", DEMO_TEAM_ID, "--days", "2")[0] == 0
+    live_sandbox.add_key(NEW_KEY, DEMO_TEAM_ID)
+    for variable in ("XAI_MANAGEMENT_KEY", "XAI_MANAGEMENT_API_KEY"):
+        env = {**cli_env, variable: NEW_KEY}
+        code, out, err = run_cli(env, "update-key", "Production — xAI")
+        assert code == 0, err
+        assert "(xai-…cafe)" in out
+
+
+def test_update_key_refuses_another_teams_key_and_unknown_labels(cli_env, live_sandbox) -> None:
+    assert (
+        run_cli(cli_env, "connect", "--team-id", DEMO_TEAM_ID, "--days", "2", stdin=DEMO_KEY)[0]
+        == 0
+    )
+    live_sandbox.add_key(NEW_KEY, "11111111-2222-3333-4444-555555555555")
+    code, out, err = run_cli(cli_env, "update-key", "Production — xAI", stdin=NEW_KEY)
+    assert code == 1 and err.count("xai-usage:") == 1 and "Traceback" not in err and out == ""
+    assert f"not a key of team {DEMO_TEAM_ID}" in err
+    status = json.loads(run_cli(cli_env, "status", "--format", "json")[1])
+    assert status[0]["key"] == "xai-…beef"  # the old key stays
+    code, _, err = run_cli(cli_env, "update-key", "Staging", stdin=NEW_KEY)
+    assert code == 1 and "“Production — xAI”" in err
+    code, _, err = run_cli(cli_env, "update-key", stdin=NEW_KEY)
+    assert code == 2 and "needs LABEL" in err

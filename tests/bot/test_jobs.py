@@ -255,7 +255,7 @@ def test_a_revoked_key_alerts_once_and_recovers_once(world: World) -> None:
     world.jobs(at("2026-10-22T06:01:00"))  # another day: still one alert
     failures = [p for p in world.posts("CALERTS") if "Production — xAI" in text_of(p)]
     assert len(failures) == 1
-    assert "connect" in text_of(failures[0])  # says how to fix it
+    assert "/xai-usage update-key" in text_of(failures[0])  # says how to fix it
     assert len(world.posts(ADMIN)) == 1  # and the person who connected it heard directly
     world.xai.add_key(DEMO_KEY, DEMO_TEAM_ID)  # a new key
     out = io.StringIO()

@@ -368,3 +368,168 @@ def test_syncs_of_one_workspace_running_at_once_neither_deadlock_nor_fail(
     assert len(results) == 24
     assert [r.reason for r in results if not r.ok] == []
     rollup_matches_rows(db)
+
+
+# -- one team, one connection -----------------------------------------------------
+
+
+def workspace_total(engine: SyncEngine) -> Decimal:
+    from storage.models import WorkspaceDailyTotal
+
+    with engine.db.session() as session:
+        return session.scalar(select(func.sum(WorkspaceDailyTotal.cost)))
+
+
+def test_connecting_a_connected_team_again_is_refused_and_counts_nothing_twice(
+    engine, sandbox, workspace_id
+):
+    connect(engine, workspace_id, days=30)
+    total, requests = workspace_total(engine), len(sandbox.requests)
+    for team_id in (DEMO_TEAM_ID, DEMO_TEAM_ID.upper(), f"  {DEMO_TEAM_ID} "):
+        with pytest.raises(ConnectError) as refused:
+            connect(engine, workspace_id, days=30, team_id=team_id)
+        assert refused.value.reason == "already_connected"
+        assert refused.value.field == "team_id"
+        assert refused.value.existing == "Production — xAI"
+        assert "already connected here as “Production — xAI”" in refused.value.message
+        assert 'xai-usage update-key "Production — xAI"' in refused.value.message
+    assert len(sandbox.requests) == requests  # refused before any key was tested
+    assert workspace_total(engine) == total
+    with engine.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Connection)) == 1
+
+
+def test_the_same_team_may_be_connected_in_another_workspace(engine, sandbox, workspace_id):
+    from storage.models import Workspace
+
+    connect(engine, workspace_id, days=3)
+    with engine.db.transaction() as session:
+        other = Workspace(slack_team_id="T0002", name="other")
+        session.add(other)
+        session.flush()
+        other_id = other.id
+    assert connect(engine, other_id, days=3).backfill.ok
+
+
+def test_the_store_itself_refuses_a_second_connection_of_a_team(engine, sandbox, workspace_id):
+    """Two connects racing past the first look: the unique index decides."""
+    from sqlalchemy.exc import IntegrityError
+
+    connect(engine, workspace_id, days=3)
+    with pytest.raises(IntegrityError), engine.db.transaction() as session:
+        session.add(
+            Connection(
+                workspace_id=workspace_id,
+                provider="xai",
+                label="Copy",
+                account_ref=DEMO_TEAM_ID,
+                account_key=DEMO_TEAM_ID,
+                credentials_sealed="",
+                credentials_key_id="k",
+            )
+        )
+
+
+NEW_KEY = "xai-mgmt-second-key-9a8b7c6d5e4f3a2b1c0dcafe"
+
+
+def revoke_and_sync(engine, sandbox, connection_id) -> None:
+    sandbox.revoke_key(DEMO_KEY)
+    result = asyncio.run(engine.sync_connection(connection_id))
+    assert not result.ok
+    with engine.db.session() as session:
+        assert session.get(Connection, connection_id).status == "error"
+
+
+def test_update_key_keeps_the_data_clears_the_error_and_syncs(engine, sandbox, workspace_id):
+    connected = connect(engine, workspace_id, days=30)
+    revoke_and_sync(engine, sandbox, connected.connection_id)
+    before = stored(engine)
+    sandbox.add_key(NEW_KEY, DEMO_TEAM_ID)
+    updated = asyncio.run(
+        engine.update_key(connected.connection_id, {"management_key": f" {NEW_KEY}\n"})
+    )
+    assert updated.mask == "xai-…cafe" and updated.label == "Production — xAI"
+    assert updated.sync.ok and updated.sync.rows > 0
+    with engine.db.session() as session:
+        connection = session.get(Connection, connected.connection_id)
+        assert connection.status == "ok" and connection.error_since is None
+        assert connection.status_reason is None and connection.secret_mask == "xai-…cafe"
+        assert engine.db.keyring.open_json(
+            connection.credentials_sealed, connection.credentials_aad
+        ) == {"team_id": DEMO_TEAM_ID, "management_key": NEW_KEY}
+        assert session.scalar(select(func.count()).select_from(Connection)) == 1
+        runs = list(session.scalars(select(SyncRun.outcome).order_by(SyncRun.id)))
+    assert runs == ["ok", "error", "ok"]  # backfill, the failure, the sync after the new key
+    kept = stored(engine)
+    assert {k: v for k, v in kept.items() if k in before} == before  # nothing lost
+    assert NEW_KEY not in str(kept)
+
+
+def test_update_key_refuses_a_key_of_another_team_and_changes_nothing(
+    engine, sandbox, workspace_id
+):
+    connected = connect(engine, workspace_id, days=3)
+    revoke_and_sync(engine, sandbox, connected.connection_id)
+    sandbox.add_key(NEW_KEY, "11111111-2222-3333-4444-555555555555")
+    with pytest.raises(ConnectError) as refused:
+        asyncio.run(engine.update_key(connected.connection_id, {"management_key": NEW_KEY}))
+    assert refused.value.field == "management_key"  # the only field an update has
+    assert f"not a key of team {DEMO_TEAM_ID}" in refused.value.message
+    with pytest.raises(ConnectError) as rejected:
+        asyncio.run(
+            engine.update_key(connected.connection_id, {"management_key": "xai-nope-" + "0" * 30})
+        )
+    assert rejected.value.field == "management_key"
+    with pytest.raises(ConnectError) as malformed:
+        asyncio.run(engine.update_key(connected.connection_id, {"management_key": "short"}))
+    assert malformed.value.field == "management_key"
+    with engine.db.session() as session:
+        connection = session.get(Connection, connected.connection_id)
+        assert connection.status == "error" and connection.secret_mask == "xai-…beef"
+
+
+def test_migration_keeps_old_duplicates_and_status_names_them(db, keyring, clock):
+    """An old database with the same team twice migrates; status says which to drop."""
+    from alembic import command
+
+    from bot.reports import status_rows
+    from storage.db import alembic_config
+
+    command.downgrade(alembic_config(db.engine), "0006")
+    from sqlalchemy import text
+
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO workspaces (id, name, created_at) VALUES (1, 'w', :t)"),
+            {"t": clock.now},
+        )
+        for n, (label, team) in enumerate(
+            [
+                ("Production — xAI", DEMO_TEAM_ID),
+                ("Production — xAI (2)", DEMO_TEAM_ID.upper()),
+                ("Staging", "11111111-2222-3333-4444-555555555555"),
+            ]
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO connections (id, uid, workspace_id, provider, label, "
+                    "account_ref, secret_mask, credentials_sealed, credentials_key_id, "
+                    "credentials_changed_at, status, backfill_days, created_by, created_at) "
+                    "VALUES (:id, :uid, 1, 'xai', :label, :team, 'xai-…beef', 'x', 'k', :t, "
+                    "'ok', 90, '', :t)"
+                ),
+                {"id": n + 1, "uid": f"u{n}", "label": label, "team": team, "t": clock.now},
+            )
+    db.migrate()
+    with db.session() as session:
+        keys = dict(session.execute(select(Connection.label, Connection.account_key)).all())
+        rows = {r.label: r for r in status_rows(session, 1, clock.now)}
+    assert keys == {
+        "Production — xAI": DEMO_TEAM_ID,
+        "Production — xAI (2)": None,
+        "Staging": "11111111-2222-3333-4444-555555555555",
+    }
+    assert rows["Production — xAI (2)"].duplicate_of == "Production — xAI"
+    assert rows["Production — xAI"].duplicate_of is None
+    assert rows["Staging"].duplicate_of is None

@@ -50,7 +50,9 @@ SOCKET_MODE_URL = "ws://127.0.0.1:1/"
 _WAIT_POLL_SECONDS = 0.005
 _JSON_PARAMS = ("blocks", "view", "attachments", "metadata")
 _RESPONSE_URL_USES = 5
-"""Slack lets an app post to one response URL five times."""
+"""Slack lets an app post to one response URL five times..."""
+_RESPONSE_URL_LIFETIME = 30 * 60
+"""...within thirty minutes of issuing it."""
 _DEFAULT_EXPIRES_IN = 43200
 """Slack's rotated tokens live twelve hours."""
 
@@ -671,6 +673,9 @@ class SlackStandIn(StandIn):
         self._views: dict[str, str] = {}
         """View id to its current hash, for ``hash_conflict``."""
         self._response_uses: dict[str, int] = {}
+        self._response_issued: dict[str, float] = {}
+        """When each response URL was issued (``time.monotonic()``), for its 30 minutes."""
+        self._response_broken: set[str] = set()
         self._history: dict[str, list[dict[str, Any]]] = {}
         """Messages posted in each channel, oldest first, as conversations.history shows them."""
         self._after: dict[str, Callable[[Call], None]] = {}
@@ -823,7 +828,21 @@ class SlackStandIn(StandIn):
 
     def response_url(self) -> str:
         """A fresh response URL, as Slack puts in a slash command or interaction."""
-        return f"{self.url}/response/R{next(self._ids):06d}"
+        url_id = f"R{next(self._ids):06d}"
+        with self._lock:
+            self._response_issued[url_id] = time.monotonic()
+        return f"{self.url}/response/{url_id}"
+
+    def age_response_urls(self, seconds: float) -> None:
+        """Make every response URL issued so far ``seconds`` older."""
+        with self._lock:
+            for url_id in self._response_issued:
+                self._response_issued[url_id] -= seconds
+
+    def break_response_url(self, url_id: str) -> None:
+        """Slack refuses this response URL from now on (``expired_url``), as it may early."""
+        with self._lock:
+            self._response_broken.add(url_id)
 
     # test helpers
 
@@ -1252,7 +1271,7 @@ class SlackStandIn(StandIn):
         return grant
 
     def _response_post(self, url_id: str, raw_body: bytes, at: float) -> _Answer:
-        """A response URL takes JSON only, five times; what it is sent must render."""
+        """A response URL takes JSON only, five times in 30 minutes; what it is sent must render."""
         where = f"response URL {url_id}"
         try:
             payload = json.loads(raw_body)
@@ -1263,9 +1282,19 @@ class SlackStandIn(StandIn):
                 self.violations.append(f"{where}: the body is not a JSON object")
             return _Answer(400, {"ok": False, "error": "invalid_payload"})
         with self._lock:
+            if url_id in self._response_broken:
+                return _Answer(404, {"ok": False, "error": "expired_url"})
             self.responses.append(Response(url_id, payload, at))
             uses = self._response_uses[url_id] = self._response_uses.get(url_id, 0) + 1
+            issued = self._response_issued.get(url_id, at)
         try:
+            if at - issued > _RESPONSE_URL_LIFETIME:
+                with self._lock:
+                    self.violations.append(
+                        f"{where}: used {at - issued:.0f} s after it was issued "
+                        f"(limit {_RESPONSE_URL_LIFETIME} s)"
+                    )
+                raise _SlackError("expired_url", status=404)
             if uses > _RESPONSE_URL_USES:
                 with self._lock:
                     self.violations.append(

@@ -411,6 +411,28 @@ def test_a_response_url_takes_five_posts(slack):
     assert "used 6 times (limit 5)" in slack.violations[0]
 
 
+def test_a_response_url_lasts_thirty_minutes(slack):
+    old = slack.response_url()
+    slack.age_response_urls(29 * 60)
+    assert WebhookClient(old).send(text="in time").status_code == 200
+    slack.age_response_urls(2 * 60)
+
+    late = WebhookClient(old).send(text="too late")
+
+    assert late.status_code == 404 and json.loads(late.body)["error"] == "expired_url"
+    assert "used 1860 s after it was issued (limit 1800 s)" in slack.violations[0]
+
+
+def test_a_broken_response_url_is_refused_without_blame(slack):
+    url = slack.response_url()
+    slack.break_response_url(url.rsplit("/", 1)[1])
+
+    refused = WebhookClient(url).send(text="hello")
+
+    assert refused.status_code == 404 and json.loads(refused.body)["error"] == "expired_url"
+    assert slack.responses == [] and slack.violations == []
+
+
 # --- views ---------------------------------------------------------------------------
 
 

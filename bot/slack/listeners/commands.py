@@ -20,6 +20,7 @@ from bot.setup import SetupError
 from bot.slack import blocks
 from bot.slack.delivery import post_note
 from bot.slack.service import Invocation, SlackService, setup_for
+from bot.sync import ConnectError
 from storage.repo import NotFound
 
 SLASH_COMMAND = "/xai-usage"
@@ -34,11 +35,6 @@ def xai_usage(
 ) -> None:
     ack()
     service: SlackService = context["xai_usage"]
-    try:
-        command = parse(tokenize(body.get("text", "")), surface="slack")
-    except UsageError as error:
-        respond(**blocks.notice(error.message, error.usage))
-        return
     invocation = Invocation(
         team_id=body["team_id"],
         user_id=body["user_id"],
@@ -47,6 +43,14 @@ def xai_usage(
         trigger_id=body.get("trigger_id"),
         response_url=body.get("response_url"),
     )
+    # Every reply counts against the response URL's 5 uses in 30 minutes; past
+    # them (a long backfill, a sync), replies come by DM instead.
+    respond = service.responder(client, invocation)
+    try:
+        command = parse(tokenize(body.get("text", "")), surface="slack")
+    except UsageError as error:
+        respond(**blocks.notice(error.message, error.usage))
+        return
     if command.name != "help" and (
         refusal := service.refusal(client, invocation, admin=COMMANDS[command.name].admin)
     ):
@@ -79,9 +83,38 @@ def connect(
     respond: Respond,
     client: WebClient,
 ) -> None:
+    """The connect form, filled in with what the command already says."""
+    values = {
+        "label": command.get("label") or "",
+        "team_id": (command.get("team-id") or "").strip(),
+        "backfill_days": str(command.get("days") or ""),
+    }
+    if values["team_id"]:
+        workspace_id = service.workspace_id(invocation)
+        try:
+            service.runtime.engine.refuse_connected(workspace_id, "xai", values["team_id"])
+        except ConnectError as error:
+            respond(**blocks.notice(service.error_text(error)))
+            return
     client.views_open(
         trigger_id=invocation.trigger_id,
-        view=blocks.connect_modal(service.modal_metadata(invocation)),
+        view=blocks.connect_modal(service.modal_metadata(invocation), values),
+    )
+
+
+def update_key(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """A form with only the key: the connection keeps its team, label and data."""
+    connection = service.find(invocation, command.args[0])
+    metadata = {**service.modal_metadata(invocation), "uid": connection.uid}
+    client.views_open(
+        trigger_id=invocation.trigger_id,
+        view=blocks.update_key_modal(metadata, connection.label, connection.account_ref),
     )
 
 
@@ -164,6 +197,7 @@ HANDLERS: dict[str, Handler] = {
     "alerts": setup,
     **{name: report for name in REPORTS},
     "connect": connect,
+    "update-key": update_key,
     "status": status,
     "connections": status,
     "sync": sync,

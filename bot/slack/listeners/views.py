@@ -7,11 +7,12 @@ a "testing" view and the answer follows with views.update.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from logging import Logger
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
-from slack_sdk.webhook import WebhookClient
 
 from bot import formatting
 from bot.slack import blocks
@@ -24,6 +25,7 @@ KEY_FIELD = "management_key"
 
 def register(app: App) -> None:
     app.view("connect")(connect_submitted)
+    app.view("update_key")(update_key_submitted)
 
 
 def connect_submitted(
@@ -95,19 +97,13 @@ def _connect_and_backfill(
     metadata: dict,
     check: CheckResult,
 ) -> None:
-    def tell(text: str) -> None:
-        message = blocks.notice(text)
-        if metadata.get("response_url"):
-            WebhookClient(metadata["response_url"]).send(**message, response_type="ephemeral")
-        else:
-            client.chat_postMessage(channel=invocation.user_id, **message)
-
+    tell = _teller(service, client, invocation, metadata)
     days = values.get("backfill_days") or "90"
     tell(f":hourglass: Testing passed. Saving and backfilling {days} days…")
     try:
         connected = service.connect(invocation, values, check)
     except ConnectError as error:
-        tell(f":x: Not connected: {error.message}")
+        tell(f":x: Not connected: {service.error_text(error)}")
         return
     label = formatting.mrkdwn(connected.label)
     backfill = connected.backfill
@@ -122,4 +118,89 @@ def _connect_and_backfill(
             f":warning: Connected *{label}* (`{connected.mask}`), but the backfill failed: "
             f"{formatting.mrkdwn(backfill.message or '')} It will be retried at the next sync; "
             "`/xai-usage sync` retries now."
+        )
+
+
+def _teller(
+    service: SlackService, client: WebClient, invocation: Invocation, metadata: dict
+) -> Callable[[str], str]:
+    """Replies to the command that opened the modal: its response URL while Slack
+    still takes it (5 uses, 30 minutes), else a DM."""
+    asker = replace(invocation, response_url=metadata.get("response_url"))
+    return lambda text: service.reply(client, asker, blocks.notice(text), response_type="ephemeral")
+
+
+# -- update-key ---------------------------------------------------------------------
+
+
+def update_key_submitted(
+    ack: Ack, body: dict, view: dict, client: WebClient, context: BoltContext, logger: Logger
+) -> None:
+    """The key is tested before the form closes; every problem shows on the key field."""
+    service: SlackService = context["xai_usage"]
+    invocation = Invocation(
+        team_id=view.get("team_id") or body["team"]["id"], user_id=body["user"]["id"]
+    )
+    metadata = metadata_of(view)
+    if refusal := service.refusal(client, invocation, admin=True):
+        ack(response_action="errors", errors={KEY_FIELD: refusal})
+        return
+    connection = service.update_key_target(invocation, metadata.get("uid", ""))
+    if connection is None:
+        ack(
+            response_action="update",
+            view=blocks.message_view("New xAI key", "That connection was disconnected meanwhile."),
+        )
+        return
+    key = service.submitted_values(view)[KEY_FIELD]
+    try:
+        check = service.check_update(connection, key)
+    except ConnectError as error:
+        ack(response_action="errors", errors={KEY_FIELD: error.message})
+        return
+    except TimeoutError:
+        ack(
+            response_action="update",
+            view=blocks.message_view(
+                "New xAI key",
+                ":hourglass: Still testing the key with xAI… this view updates when it is done.",
+            ),
+        )
+        try:
+            check = service.check_update(connection, key, budget=None)
+        except ConnectError as error:
+            client.views_update(
+                view_id=body["view"]["id"],
+                view=blocks.update_key_modal(
+                    metadata,
+                    connection.label,
+                    connection.account_ref,
+                    error=f"{error.message} Paste the key again to retry.",
+                ),
+            )
+            return
+        client.views_update(
+            view_id=body["view"]["id"],
+            view=blocks.message_view("New xAI key", "Key accepted. Syncing now…"),
+        )
+    else:
+        ack()  # closes the modal; the sync runs after the ack
+    tell = _teller(service, client, invocation, metadata)
+    try:
+        updated = service.update_key(connection, key, check)
+    except ConnectError as error:
+        tell(f":x: The key was not changed: {error.message}")
+        return
+    label = formatting.mrkdwn(updated.label)
+    sync = updated.sync
+    if sync.ok:
+        tell(
+            f":white_check_mark: New key for *{label}* (`{updated.mask}`), stored encrypted; "
+            f"its data is kept and its error cleared. Synced {sync.days} days: "
+            f"{formatting.money(sync.total_usd)}."
+        )
+    else:
+        tell(
+            f":warning: New key for *{label}* (`{updated.mask}`) saved, but the sync failed: "
+            f"{formatting.mrkdwn(sync.message or '')} `/xai-usage sync` retries."
         )

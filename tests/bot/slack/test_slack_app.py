@@ -307,6 +307,12 @@ def test_forged_unsigned_and_replayed_requests_are_refused(connected: SlackApp) 
     assert connected.slack.responses == []
 
 
+SECOND_TEAM, SECOND_KEY = (
+    "22222222-3333-4444-5555-666666666666",
+    "xai-mgmt-second-team-0f1e2d3c4b5a69788796",
+)
+
+
 def test_no_log_line_holds_a_body_a_token_or_a_key(connected: SlackApp) -> None:
     from bot.runtime import REDACTOR, RedactSecrets, WithholdBodies
 
@@ -321,12 +327,13 @@ def test_no_log_line_holds_a_body_a_token_or_a_key(connected: SlackApp) -> None:
     root.setLevel(logging.DEBUG)
     try:
         view, url_id = open_modal(connected)
+        connected.xai.add_key(SECOND_KEY, SECOND_TEAM)  # the demo team is connected already
         submit(
             connected,
             view,
             label="Second",
-            team_id=DEMO_TEAM_ID,
-            management_key=DEMO_KEY,
+            team_id=SECOND_TEAM,
+            management_key=SECOND_KEY,
             backfill_days="2",
         )
         connected.reply(url_id, 2, timeout=20)
@@ -341,6 +348,7 @@ def test_no_log_line_holds_a_body_a_token_or_a_key(connected: SlackApp) -> None:
     assert "DEBUG" in logged  # the capture really saw the debug logs
     for secret in (
         DEMO_KEY,
+        SECOND_KEY,
         SIGNING_SECRET,
         "xoxb-1111-2222-testtokenvalue",
         "secret-text",
@@ -386,3 +394,155 @@ def test_a_burst_of_syncs_is_acked_at_once_and_joined(connected: SlackApp) -> No
     assert runs < 8  # later asks joined the sync already running
     _, url_id = connected.command("help")
     assert "`today`" in text_of(connected.reply(url_id))
+
+
+# -- one team, one connection -----------------------------------------------------
+
+
+def total_stored(app: SlackApp) -> Decimal:
+    with app.runtime.db.session() as session:
+        return session.scalar(select(func.sum(DailyCost.cost)))
+
+
+def test_connecting_a_connected_team_again_is_refused_on_the_field(connected: SlackApp) -> None:
+    total = total_stored(connected)
+    view, _ = open_modal(connected)
+    body = submit(
+        connected, view, label="", team_id=DEMO_TEAM_ID, management_key=DEMO_KEY, backfill_days="7"
+    ).json()
+    assert body["response_action"] == "errors" and list(body["errors"]) == ["team_id"]
+    error = body["errors"]["team_id"]
+    assert "already connected here as “Production — xAI”" in error
+    assert '`/xai-usage update-key "Production — xAI"`' in error
+    assert total_stored(connected) == total
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Connection)) == 1
+
+
+def test_connect_with_a_connected_team_id_is_refused_before_the_form(connected: SlackApp) -> None:
+    _, url_id = connected.command(f"connect --team-id {DEMO_TEAM_ID.upper()}")
+    text = text_of(connected.reply(url_id))
+    assert "already connected here as “Production — xAI”" in text
+    assert "/xai-usage update-key" in text
+    assert connected.slack.calls_to("views.open") == []
+
+
+def test_connect_options_fill_in_the_form(slack_app: SlackApp) -> None:
+    slack_app.command(f'connect --team-id {DEMO_TEAM_ID} --label "Research lab" --days 14')
+    slack_app.slack.wait_for(lambda: slack_app.slack.calls_to("views.open"))
+    view = slack_app.slack.calls_to("views.open")[-1].params["view"]
+    initial = {
+        b["block_id"]: b["element"].get("initial_value")
+        for b in view["blocks"]
+        if b["type"] == "input"
+    }
+    assert initial == {
+        "label": "Research lab",
+        "team_id": DEMO_TEAM_ID,
+        "management_key": None,
+        "backfill_days": "14",
+    }
+
+
+NEW_KEY = "xai-mgmt-second-key-9a8b7c6d5e4f3a2b1c0dcafe"
+
+
+def open_update_key(app: SlackApp, label: str = "Production — xAI") -> tuple[dict, str]:
+    before = len(app.slack.calls_to("views.open"))
+    _, url_id = app.command(f"update-key {label}")
+    app.slack.wait_for(lambda: len(app.slack.calls_to("views.open")) > before)
+    return app.slack.calls_to("views.open")[-1].params["view"], url_id
+
+
+def test_a_revoked_key_is_replaced_from_slack_and_the_data_is_kept(connected: SlackApp) -> None:
+    total = total_stored(connected)
+    connected.xai.revoke_key(DEMO_KEY)
+    _, url_id = connected.command("sync")
+    assert ":x:" in text_of(connected.reply(url_id, 2))
+    _, url_id = connected.command("status")
+    status = text_of(connected.reply(url_id))
+    assert "error" in status and "`/xai-usage update-key Production — xAI`" in status
+
+    view, url_id = open_update_key(connected, "production — xai")
+    assert view["callback_id"] == "update_key"
+    assert [b["block_id"] for b in view["blocks"] if b["type"] == "input"] == ["management_key"]
+    assert DEMO_TEAM_ID in text_of(view)
+
+    connected.xai.add_key(NEW_KEY, "11111111-2222-3333-4444-555555555555")
+    body = submit(connected, view, management_key=NEW_KEY).json()  # another team's key
+    assert body["response_action"] == "errors" and list(body["errors"]) == ["management_key"]
+    assert f"not a key of team {DEMO_TEAM_ID}" in body["errors"]["management_key"]
+    body = submit(connected, view, management_key="xai-" + "0" * 30).json()  # unknown key
+    assert list(body["errors"]) == ["management_key"]
+
+    connected.xai.add_key(NEW_KEY, DEMO_TEAM_ID)
+    response = submit(connected, view, management_key=NEW_KEY)
+    assert response.status_code == 200 and response.text == ""  # the form closes
+    done = text_of(connected.reply(url_id, timeout=20))
+    assert "New key for *Production — xAI* (`xai-…cafe`)" in done and "Synced" in done
+    with connected.runtime.db.session() as session:
+        connection = session.scalar(select(Connection))
+        assert (connection.status, connection.secret_mask) == ("ok", "xai-…cafe")
+        assert session.scalar(select(func.count()).select_from(Connection)) == 1
+        outcomes = list(session.scalars(select(SyncRun.outcome).order_by(SyncRun.id)))
+    assert outcomes[-2:] == ["error", "ok"]  # the failure, then the sync after the new key
+    assert total_stored(connected) >= total  # nothing lost (today may have grown)
+    assert all(NEW_KEY not in json.dumps(r.payload) for r in connected.slack.responses)
+    assert all(NEW_KEY not in json.dumps(c.params) for c in connected.slack.calls)
+
+
+def test_update_key_is_for_admins_and_names_real_connections(connected: SlackApp) -> None:
+    _, url_id = connected.command("update-key Production — xAI", user=MEMBER)
+    assert "only workspace admins" in text_of(connected.reply(url_id))
+    _, url_id = connected.command("update-key Staging")
+    assert "Production — xAI" in text_of(connected.reply(url_id))
+    assert connected.slack.calls_to("views.open") == []
+
+
+# -- the final reply of long work: response URL while Slack takes it, else a DM -----
+
+
+def dms(app: SlackApp, user: str = ADMIN) -> list[str]:
+    return [
+        c.params.get("text", "")
+        for c in app.slack.calls_to("chat.postMessage")
+        if c.params.get("channel") == user
+    ]
+
+
+def test_a_backfill_ending_after_30_minutes_is_reported_by_dm(slack_app: SlackApp) -> None:
+    view, url_id = open_modal(slack_app)
+    # The person took over half an hour to fill the form in.
+    slack_app.slack.age_response_urls(31 * 60)
+    slack_app.service.response_urls.clock = lambda: time.monotonic() + 31 * 60
+    submit(slack_app, view, team_id=DEMO_TEAM_ID, management_key=DEMO_KEY, backfill_days="3")
+    slack_app.slack.wait_for(lambda: any("Backfilled 3 days" in t for t in dms(slack_app)), 20)
+    assert slack_app.replies(url_id) == []  # the expired URL was not tried
+
+
+def test_a_refused_response_url_falls_back_to_a_dm(connected: SlackApp) -> None:
+    connected.xai.latency = 1  # the sync outlasts the first reply
+    _, url_id = connected.command("sync")
+    assert "Syncing" in text_of(connected.reply(url_id))
+    connected.slack.break_response_url(url_id)
+    connected.xai.latency = 0
+    connected.slack.wait_for(lambda: any("rows" in t for t in dms(connected)), timeout=20)
+    assert len(connected.replies(url_id)) == 1
+
+
+def test_a_response_url_is_used_five_times_then_dms_take_over(connected: SlackApp) -> None:
+    from bot.slack.app import web_client
+    from bot.slack.service import Invocation
+    from tests.bot.slack.conftest import BOT_TOKEN
+
+    service = connected.service
+    url = connected.slack.response_url()
+    invocation = Invocation(team_id=TEAM, user_id=ADMIN, response_url=url)
+    client = web_client(service.settings, BOT_TOKEN)
+    respond = service.responder(client, invocation)
+    ways = [respond(text=f"step {n}") for n in range(1, 8)]
+    assert ways == ["response_url"] * 5 + ["dm"] * 2
+    assert [r["text"] for r in connected.replies(url.rsplit("/", 1)[1])] == [
+        f"step {n}" for n in range(1, 6)
+    ]
+    assert dms(connected)[-2:] == ["step 6", "step 7"]
