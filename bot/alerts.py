@@ -42,6 +42,7 @@ Recovery (``recovered:<connection>:<error_since>``)
 from __future__ import annotations
 
 import calendar
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -584,3 +585,17 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "text": alert.text,
         "facts": dict(alert.facts),
     }
+
+
+def alert_from_json(text: str) -> Alert:
+    """An alert kept in the ledger while it is owed (:func:`alert_json`'s body)."""
+    data = json.loads(text)
+    return Alert(
+        key=data["key"],
+        kind=data["kind"],
+        workspace_id=data["workspace_id"],
+        connection_id=data["connection_id"],
+        title=data["title"],
+        text=data["text"],
+        facts=dict(data.get("facts") or {}),
+    )

@@ -486,7 +486,9 @@ def jobs(command: Command, runtime: Runtime, console: Console) -> int:
         console.print(f"  daily sync: {outcome.synced} connection{plural}")
     for label, keys in (
         ("digests sent", outcome.digests),
-        ("alerts sent", outcome.alerts),
+        ("alerts delivered", outcome.alerts),
+        ("alerts pending, kept for the next run", outcome.pending),
+        ("alerts expired, never delivered", outcome.expired),
         ("skipped", outcome.skipped),
         ("problems", outcome.problems),
     ):
@@ -494,7 +496,9 @@ def jobs(command: Command, runtime: Runtime, console: Console) -> int:
             console.print(f"  {label}: {len(keys)}")
             for key in keys:
                 console.print(f"    {key}")
-    return EXIT_FAILED if outcome.problems else 0
+    # Anything due that did not reach its place is a failure, for cron to report.
+    undelivered = outcome.problems or outcome.pending or outcome.expired
+    return EXIT_FAILED if undelivered else 0
 
 
 def _moment(text: str) -> datetime:
