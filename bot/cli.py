@@ -438,7 +438,7 @@ def _announcer(runtime: Runtime, team_id: str | None) -> Callable[[str, str], No
         delivery = _slack_delivery(runtime)
         if delivery is None:
             raise SetupError(
-                "Digests are posted in Slack: set SLACK_BOT_TOKEN (one workspace) or "
+                "Digests and alerts are posted in Slack: set SLACK_BOT_TOKEN (one workspace) or "
                 "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (installed app) first."
             )
         try:

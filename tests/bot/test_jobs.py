@@ -638,3 +638,41 @@ def webhook():
     yield hook
     hook.server.shutdown()
     hook.server.server_close()
+
+
+def test_a_budget_set_in_a_channel_brings_its_alerts_and_the_spikes_there(world: World) -> None:
+    from bot.grammar import parse
+    from bot.setup import Setup
+
+    setup = Setup(world.runtime().db, world.workspace_id, ADMIN, "slack")
+    reply = setup.run(
+        parse(["budget", "set", "20"], surface="slack"),
+        here="CCOSTS",
+        default_tz=lambda: "UTC",
+        announce=lambda channel, text: None,
+    )
+    assert "Its alerts go to <#CCOSTS>." in reply
+    out = world.jobs(at("2026-10-13T12:00:00"))
+    assert world.code == 0, out
+    assert "alerts pending" not in out and "-> #CCOSTS" in out
+    titles = [text_of(m).split(":")[0] for m in world.slack.history("CCOSTS")]
+    assert "Spend spike" in titles and "Over budget" in titles, titles
+    assert world.posts(ADMIN) == []  # a channel was found: no DM needed
+
+
+def test_alert_routes_from_a_terminal_are_tested_listed_and_removed(world: World) -> None:
+    world.slack.add_channel("CGONE", "gone", is_member=False)
+    code, out = run_cli(world, "alerts", "CGONE")
+    assert code == 1 and "I can't post in CGONE: invite me first" in out, out
+    code, out = run_cli(world, "alerts", "list")
+    assert code == 0 and "Alerts go by direct message to <@UADMIN>" in out, out
+    code, out = run_cli(world, "alerts", "CALERTS")
+    assert code == 0, out
+    [note] = world.slack.history("CALERTS")
+    assert note["text"].startswith(":bell: An admin sent xAI spend alerts for all connections")
+    code, out = run_cli(world, "budget", "set", "20")
+    assert code == 0 and "Alerts go to CALERTS. `xai-usage alerts C0123ABCD` changes it." in out
+    code, out = run_cli(world, "alerts", "list")
+    assert out.splitlines()[0] == "All: CALERTS", out
+    code, out = run_cli(world, "alerts", "remove")
+    assert code == 0 and "no longer go to CALERTS" in out and "direct message" in out
