@@ -205,7 +205,12 @@ def connections(command: Command, runtime: Runtime, console: Console) -> int:
 
         console.print(json.dumps([row.as_json() for row in rows], indent=2))
         return 0
-    console.print(render.render("status.txt.j2", rows=rows, workspace=workspace).rstrip("\n"))
+    from bot.setup import Setup
+
+    alerts = Setup(runtime.db, workspace.id, "", "cli").alert_status(runtime.clock())
+    console.print(
+        render.render("status.txt.j2", rows=rows, workspace=workspace, alerts=alerts).rstrip("\n")
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,7 +19,7 @@ from sqlalchemy import delete, select
 
 from bot import formatting
 from bot.grammar import Command, slack_channel
-from bot.ledger import PENDING
+from bot.ledger import EXPIRED, PENDING
 from bot.runtime import REDACTOR
 from storage.db import Database
 from storage.models import (
@@ -346,8 +347,6 @@ class Setup:
 
     def alerts_lines(self) -> str:
         """``alerts list``: every route, where the rest go, and alerts still owed."""
-        from bot.jobs import PENDING_FOR
-
         with self.db.session() as session:
             routes = list(
                 session.scalars(
@@ -364,18 +363,6 @@ class Setup:
                     )
                 )
             }
-            owed = list(
-                session.execute(
-                    select(Delivery.key, Delivery.outcome)
-                    .where(
-                        Delivery.workspace_id == self.workspace_id,
-                        Delivery.state == PENDING,
-                        Delivery.done_at.is_(None),
-                        Delivery.payload.is_not(None),
-                    )
-                    .order_by(Delivery.first_claimed_at)
-                )
-            )
         lines = []
         for route in routes:
             who = f"“{labels.get(route.connection_id, '?')}”" if route.connection_key else "All"
@@ -384,13 +371,49 @@ class Setup:
         if not any(route.connection_key == 0 for route in routes):
             lines.append(self.where_alerts_go())
         lines.append("Budgets set in a channel alert there (`budget list`).")
+        lines += self.undelivered_lines()
+        return "\n".join(lines)
+
+    def undelivered_lines(self, limit: int = 10, now: datetime | None = None) -> list[str]:
+        """Alerts still owed (with why), and those given up on in the week before ``now``."""
+        from bot.jobs import PENDING_FOR
+
+        with self.db.session() as session:
+            rows = list(
+                session.execute(
+                    select(Delivery.key, Delivery.state, Delivery.outcome, Delivery.done_at)
+                    .where(
+                        Delivery.workspace_id == self.workspace_id,
+                        Delivery.state.in_((PENDING, EXPIRED)),
+                        Delivery.key.not_like("%@%"),
+                    )
+                    .order_by(Delivery.first_claimed_at, Delivery.key)
+                )
+            )
+        owed = [(key, why) for key, state, why, done in rows if state == PENDING and done is None]
+        now = now or datetime.now(UTC)
+        expired = [
+            key
+            for key, state, _, done in rows
+            if state == EXPIRED and done is not None and now - done <= PENDING_FOR
+        ]
+        lines = []
         if owed:
             lines.append(
                 f"{len(owed)} alert{'s' if len(owed) != 1 else ''} not delivered yet, retried "
                 f"for {PENDING_FOR.days} days:"
             )
-            lines += [f"• {key}: {why}" for key, why in owed[:10]]
-        return "\n".join(lines)
+            lines += [f"• {key}: {why}" for key, why in owed[:limit]]
+        if expired:
+            lines.append(
+                f"{len(expired)} alert{'s' if len(expired) != 1 else ''} expired undelivered: "
+                + ", ".join(expired[:limit])
+            )
+        return lines
+
+    def alert_status(self, now: datetime | None = None) -> list[str]:
+        """For ``status``: where alerts go, and any not delivered."""
+        return [self.where_alerts_go(), *self.undelivered_lines(limit=5, now=now)]
 
     def _list(self, model: type) -> list:
         with self.db.session() as session:

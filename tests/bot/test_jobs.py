@@ -522,6 +522,10 @@ def test_an_alert_with_nowhere_to_go_is_kept_until_a_route_is_set(world: World) 
     # Days later the spike is no longer among the days checked; it is still owed.
     world.jobs(at("2026-10-16T12:00:00"))
     assert world.code == 1 and world.slack.calls_to("chat.postMessage") == []
+    code, status = run_cli(world, "status")
+    assert code == 0
+    assert "Alerts have nowhere to go yet" in status, status
+    assert "1 alert not delivered yet, retried for 7 days:" in status and "no route" in status
     with world.runtime().db.transaction() as session:
         session.add(
             AlertRoute(workspace_id=world.workspace_id, connection_key=0, channel_id="CALERTS")
@@ -548,6 +552,11 @@ def test_an_alert_undelivered_for_seven_days_is_recorded_as_expired(world: World
     assert (row.state, row.payload) == ("expired", None) and row.done_at is not None
     out = world.jobs(at("2026-10-20T12:01:00"))  # said once
     assert "expired" not in out and world.code == 0
+    from bot.setup import Setup
+
+    setup = Setup(world.runtime().db, world.workspace_id, "", "cli")  # what status shows
+    assert "1 alert expired undelivered: spike:" in setup.alert_status(at("2026-10-21T12:00:00"))[1]
+    assert len(setup.alert_status(at("2026-10-28T12:00:00"))) == 1  # said for a week, then not
 
 
 def test_each_place_is_tried_on_its_own_and_a_refusing_channel_gets_it_later(
