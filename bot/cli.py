@@ -185,6 +185,11 @@ def connect(command: Command, runtime: Runtime, console: Console) -> int:
         "encrypted and will not be shown again."
     )
     console.print(_sync_line(connected.backfill, verb="Backfilled"))
+    from bot.setup import Setup
+
+    console.print(
+        Setup(runtime.db, workspace_id, "", "cli").where_alerts_go(connected.connection_id)
+    )
     return 0 if connected.backfill.ok else EXIT_FAILED
 
 
