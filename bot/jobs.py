@@ -302,7 +302,7 @@ def _alerts(
     today = at.astimezone(UTC).date()
     reached = ledger.reached("syncfail:", workspace.id)
     with runtime.db.session() as session:
-        due = {
+        fresh = {
             alert.key: alert
             for alert in (
                 *budget_alerts(session, workspace.id, today),
@@ -311,16 +311,20 @@ def _alerts(
                 *recovery_alerts(session, workspace.id, reached),
             )
         }
+    # Alerts owed from earlier runs go first, so a channel reads them in order
+    # (a late "stopped syncing" before its "working again").
+    due = {}
     for key, payload, since, why in ledger.owed(workspace.id):
         if since is not None and at - since >= PENDING_FOR:
-            due.pop(key, None)
+            fresh.pop(key, None)
             if ledger.claim(key, workspace_id=workspace.id):
                 expired = f"expired: not delivered in {PENDING_FOR.days} days ({why})"
                 ledger.done(key, expired, state=EXPIRED)
                 outcome.expired.append(f"{key}: {expired}")
             continue
-        if key not in due:  # its situation has passed; it is still owed
-            due[key] = alert_from_json(payload)
+        # the situation may have passed since; the alert is still owed
+        due[key] = fresh.pop(key, None) or alert_from_json(payload)
+    due.update(fresh)
     for alert in due.values():
         claim = ledger.claim(alert.key, workspace_id=workspace.id)
         if claim is not None:

@@ -685,3 +685,21 @@ def test_alert_routes_from_a_terminal_are_tested_listed_and_removed(world: World
     assert out.splitlines()[0] == "All: CALERTS", out
     code, out = run_cli(world, "alerts", "remove")
     assert code == 0 and "no longer go to CALERTS" in out and "direct message" in out
+
+
+def test_a_late_failure_alert_reaches_the_channel_before_its_recovery(world: World) -> None:
+    world.slack.add_channel("CGONE", "gone", is_member=False)
+    route_alerts(world, "CGONE")
+    world.xai.revoke_key(DEMO_KEY)
+    world.jobs(at("2026-10-21T06:01:00"))  # the DM went out; the channel refused
+    assert len(world.posts(ADMIN)) == 1
+    world.xai.add_key(DEMO_KEY, DEMO_TEAM_ID)
+    world.clock.now = at("2026-10-21T08:00:00")
+    assert run_cli(world, "sync")[0] == 0  # working again
+    world.slack.add_channel("CGONE", "gone", is_member=True)
+    out = world.jobs(at("2026-10-21T08:01:00"))
+    assert world.code == 0, out
+    texts = [text_of(m) for m in world.slack.history("CGONE")]
+    assert ["stopped syncing" in t for t in texts] == [True, False], texts
+    assert "working again" in texts[1]
+    assert len(world.posts(ADMIN)) == 2  # the person who connected it hears both too
