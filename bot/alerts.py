@@ -13,10 +13,9 @@ Budgets (``budget:<budget>:<YYYY-MM>:<threshold>``)
     and a new month new ones.
 
 Forecast (``budget:<budget>:<YYYY-MM>:forecast``)
-    From the 3rd of the month: month to date + the mean of the 7 finished days
-    before ``today`` x the days after ``today`` left in the month. Once a month
-    when that exceeds the budget while month to date is still under it (once it
-    is over, the threshold alerts say so).
+    From the 3rd of the month, :func:`bot.figures.month_end_forecast` through
+    yesterday (the figure that day's digest shows). Once a month, on the first
+    run whose forecast is over the budget.
 
 Spikes (``spike:<connection>:<day>:<level>``)
     For each connection and each finished UTC day ``d`` of the last three
@@ -41,7 +40,7 @@ Recovery (``recovered:<connection>:<error_since>``)
 
 from __future__ import annotations
 
-import calendar
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,6 +51,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.figures import (
+    PACE,
+    PACE_DAYS,
+    Forecast,
+    TeamLimit,
+    last_finished_day,
+    month_end_forecast,
+    spending_limit_text,
+)
 from bot.formatting import (
     clip,
     clock,
@@ -71,7 +79,6 @@ ZERO = Decimal(0)
 CENT = Decimal("0.01")
 
 FORECAST_FROM_DAY = 3  # one or two days of data would cry wolf
-FORECAST_WINDOW = 7
 
 SPIKE_DAYS = 3
 SPIKE_RATIO = Decimal("1.5")
@@ -127,19 +134,17 @@ class Alert:
 class _Month:
     """A budget's month so far, from its connections' daily costs."""
 
-    to_date: Decimal
-    daily_mean: Decimal  # of the finished days before today
-    forecast: Decimal | None  # None before the forecast may speak
+    to_date: Decimal  # through today, today's partial figures included
+    forecast: Forecast | None  # None before the forecast may speak (bot.figures)
 
 
 def _month(by_day: dict[date, Decimal], today: date) -> _Month:
     first = today.replace(day=1)
     to_date = sum((c for d, c in by_day.items() if first <= d <= today), ZERO)
-    window = [today - timedelta(days=n) for n in range(1, FORECAST_WINDOW + 1)]
-    daily_mean = sum((by_day.get(d, ZERO) for d in window), ZERO) / FORECAST_WINDOW
-    days_left = calendar.monthrange(today.year, today.month)[1] - today.day
-    forecast = to_date + daily_mean * days_left if today.day >= FORECAST_FROM_DAY else None
-    return _Month(to_date, daily_mean, forecast)
+    forecast = None
+    if today.day >= FORECAST_FROM_DAY:
+        forecast = month_end_forecast(by_day, last_finished_day(today))
+    return _Month(to_date, forecast)
 
 
 def budget_alerts(session: Session, workspace_id: int, today: date) -> list[Alert]:
@@ -152,24 +157,27 @@ def budget_alerts(session: Session, workspace_id: int, today: date) -> list[Aler
     if not budgets:
         return []
     rows = session.execute(
-        select(Connection.id, Connection.label, BillingState.spending_limit_usd)
+        select(
+            Connection.id,
+            Connection.label,
+            BillingState.spending_limit_usd,
+            BillingState.prepaid_credit_usd,
+        )
         .outerjoin(BillingState, BillingState.connection_id == Connection.id)
         .where(Connection.workspace_id == workspace_id)
     )
     labels: dict[int, str] = {}
-    limits: dict[int, Decimal] = {}
-    for connection_id, label, limit in rows:
+    limits: dict[int, TeamLimit] = {}
+    for connection_id, label, limit, prepaid_left in rows:
         labels[connection_id] = label
         if limit is not None:
-            limits[connection_id] = limit
+            limits[connection_id] = TeamLimit(limit, prepaid_left)
 
     # At most two aggregated queries: the workspace's days from the rollup, and
     # per connection only for the connections a budget or a limit is about.
-    start = min(today.replace(day=1), today - timedelta(days=FORECAST_WINDOW))
+    start = min(today.replace(day=1), today - timedelta(days=PACE_DAYS))
     whole = any(b.connection_id is None for b in budgets)
     wanted = {b.connection_id for b in budgets if b.connection_id is not None}
-    if whole and limits and set(limits) != set(labels):
-        wanted |= set(limits)
     by_day: dict[int | None, dict[date, Decimal]] = defaultdict(dict)
     if whole:
         for day, cost in session.execute(cost_query(workspace_id, start, today, ["day"])):
@@ -187,24 +195,12 @@ def budget_alerts(session: Session, workspace_id: int, today: date) -> list[Aler
             continue
         month = _month(by_day[budget.connection_id], today)
         included = [budget.connection_id] if budget.connection_id else list(labels)
-        known = [c for c in included if c in limits]
-        limit_line = None
-        if known:
-            used = (
-                month.to_date
-                if len(known) == len(included)
-                else sum((_month(by_day[c], today).to_date for c in known), ZERO)
-            )
-            limit_line = _limit_line(used, sum((limits[c] for c in known), ZERO), len(known))
+        limit_line = spending_limit_text(limits[c] for c in included if c in limits)
+        if limit_line:
+            limit_line += "."
         label = labels.get(budget.connection_id) if budget.connection_id else None
         alerts += _budget_alerts_for(budget, workspace_id, today, month, label, limit_line)
     return alerts
-
-
-def _limit_line(used: Decimal, limit: Decimal, teams: int) -> str:
-    limits = "limit" if teams == 1 else f"limits of {teams} teams together"
-    reached = percent_reached(used, limit)
-    return f"{money(used)} of xAI's {money(limit)} monthly spending {limits} ({reached})."
 
 
 def _budget_alerts_for(
@@ -230,8 +226,10 @@ def _budget_alerts_for(
         "month_to_date_usd": decimal_text(month.to_date),
         "through": today.isoformat(),
     }
-    if month.forecast is not None:
-        facts["forecast_usd"] = decimal_text(month.forecast.quantize(CENT))
+    forecast = month.forecast
+    if forecast is not None:
+        facts["forecast_usd"] = decimal_text(forecast.total.quantize(CENT))
+        facts["forecast_through"] = forecast.through.isoformat()
     extra = [limit_line] if limit_line else []
     alerts = []
     # Several thresholds crossed at once (a budget set mid-month, a big day)
@@ -251,8 +249,8 @@ def _budget_alerts_for(
             f"{who} spent {money(month.to_date)} of the {money(budget.amount_usd)} monthly "
             f"budget in {period} so far ({used}, through {day_label(today)} UTC).",
             *(
-                [f"At the pace of the last 7 days the month ends near {money(month.forecast)}."]
-                if month.forecast is not None
+                [f"{PACE.capitalize()} the month ends near {money(forecast.total)}."]
+                if forecast is not None
                 else []
             ),
             *extra,
@@ -269,16 +267,13 @@ def _budget_alerts_for(
                 facts={**facts, "threshold_pct": str(threshold)},
             )
         )
-    if (
-        month.forecast is not None
-        and month.forecast > budget.amount_usd
-        and month.to_date < budget.amount_usd
-    ):
-        over = month.forecast - budget.amount_usd
+    # The first run whose forecast is over the budget, as that day's digest shows it.
+    if forecast is not None and forecast.total > budget.amount_usd:
+        over = forecast.total - budget.amount_usd
         lines = [
-            f"At the pace of the last 7 days ({money(month.daily_mean)} a day), "
-            f"{who if label else who.lower()} will spend "
-            f"about {money(month.forecast)} in {period}, {money(over)} over the "
+            f"{PACE.capitalize()} ({money(forecast.daily_pace)} a day, through "
+            f"{day_label(forecast.through)}), {who if label else who.lower()} will spend "
+            f"about {money(forecast.total)} in {period}, {money(over)} over the "
             f"{money(budget.amount_usd)} monthly budget.",
             f"Spent so far: {money(month.to_date)} ({used}).",
             *extra,
@@ -292,7 +287,10 @@ def _budget_alerts_for(
                 connection_id=budget.connection_id,
                 title=f"Forecast over {scope} for {period}",
                 text=" ".join(lines),
-                facts={**facts, "daily_mean_usd": decimal_text(month.daily_mean.quantize(CENT))},
+                facts={
+                    **facts,
+                    "daily_mean_usd": decimal_text(forecast.daily_pace.quantize(CENT)),
+                },
             )
         )
     return alerts
@@ -585,3 +583,17 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "text": alert.text,
         "facts": dict(alert.facts),
     }
+
+
+def alert_from_json(text: str) -> Alert:
+    """An alert kept in the ledger while it is owed (:func:`alert_json`'s body)."""
+    data = json.loads(text)
+    return Alert(
+        key=data["key"],
+        kind=data["kind"],
+        workspace_id=data["workspace_id"],
+        connection_id=data["connection_id"],
+        title=data["title"],
+        text=data["text"],
+        facts=dict(data.get("facts") or {}),
+    )

@@ -178,6 +178,11 @@ def connect(command: Command, runtime: Runtime, console: Console) -> int:
         "encrypted and will not be shown again."
     )
     console.print(_sync_line(connected.backfill, verb="Backfilled"))
+    from bot.setup import Setup
+
+    console.print(
+        Setup(runtime.db, workspace_id, "", "cli").where_alerts_go(connected.connection_id)
+    )
     return 0 if connected.backfill.ok else EXIT_FAILED
 
 
@@ -244,7 +249,12 @@ def connections(command: Command, runtime: Runtime, console: Console) -> int:
 
         console.print(json.dumps([row.as_json() for row in rows], indent=2))
         return 0
-    console.print(render.render("status.txt.j2", rows=rows, workspace=workspace).rstrip("\n"))
+    from bot.setup import Setup
+
+    alerts = Setup(runtime.db, workspace.id, "", "cli").alert_status(runtime.clock())
+    console.print(
+        render.render("status.txt.j2", rows=rows, workspace=workspace, alerts=alerts).rstrip("\n")
+    )
     return 0
 
 
@@ -477,7 +487,7 @@ def _announcer(runtime: Runtime, team_id: str | None) -> Callable[[str, str], No
         delivery = _slack_delivery(runtime)
         if delivery is None:
             raise SetupError(
-                "Digests are posted in Slack: set SLACK_BOT_TOKEN (one workspace) or "
+                "Digests and alerts are posted in Slack: set SLACK_BOT_TOKEN (one workspace) or "
                 "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (installed app) first."
             )
         try:
@@ -525,7 +535,9 @@ def jobs(command: Command, runtime: Runtime, console: Console) -> int:
         console.print(f"  daily sync: {outcome.synced} connection{plural}")
     for label, keys in (
         ("digests sent", outcome.digests),
-        ("alerts sent", outcome.alerts),
+        ("alerts delivered", outcome.alerts),
+        ("alerts pending, kept for the next run", outcome.pending),
+        ("alerts expired, never delivered", outcome.expired),
         ("skipped", outcome.skipped),
         ("problems", outcome.problems),
     ):
@@ -533,7 +545,9 @@ def jobs(command: Command, runtime: Runtime, console: Console) -> int:
             console.print(f"  {label}: {len(keys)}")
             for key in keys:
                 console.print(f"    {key}")
-    return EXIT_FAILED if outcome.problems else 0
+    # Anything due that did not reach its place is a failure, for cron to report.
+    undelivered = outcome.problems or outcome.pending or outcome.expired
+    return EXIT_FAILED if undelivered else 0
 
 
 def _moment(text: str) -> datetime:

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from bot import formatting
+from bot.figures import PACE, PACE_DAYS, TeamLimit, month_end_forecast, spending_limit_text
 from bot.render import render_json
 from bot.reports import cost_query
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, ModelSeen
@@ -30,7 +31,7 @@ COMPARED_WITH = {"day": "the day before", "week": "the week before", "month": "t
 TITLES = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
 TOP_MODELS = 5
 SPARK_DAYS = 7
-FORECAST_DAYS = 7
+FORECAST_DAYS = PACE_DAYS
 AVERAGE_DAYS = 7
 
 # Slack allows 50 blocks a message and 3,000 characters a section: lists are
@@ -73,6 +74,7 @@ class Digest:
     failing: tuple[str, ...]
     connection_count: int
     connection_label: str | None = None  # the one connection, for a filtered digest
+    spending_limit_text: str | None = None  # bot.figures: prepaid only, or the headroom
 
     @property
     def empty(self) -> bool:
@@ -159,10 +161,8 @@ def build_digests(
     costs, once for the whole workspace (from the rollup) and once for all
     the single connections asked for. The rest is worked out in Python.
 
-    The month-end forecast is the month to date plus the mean daily spend of
-    the last 7 finished days (those ending with period_end, zero-spend days
-    included) times the days left in period_end's month; once that month is
-    over, the forecast is simply its total.
+    The month-end forecast is :func:`bot.figures.month_end_forecast` through
+    period_end, the one definition alerts and status use too.
     """
     facts = _Facts.load(session, workspace_id, requests)
     return [facts.digest(request) for request in requests]
@@ -328,8 +328,6 @@ class _Facts:
         other = sum((cost for _, cost in ranked[TOP_MODELS:]), Decimal(0))
 
         month_to_date = spent(end.replace(day=1), end)
-        days_left = _month_days(end) - end.day
-        recent_mean = spent(end - timedelta(days=FORECAST_DAYS - 1), end) / FORECAST_DAYS
         budget = self.budgets.get(one)
         failing = tuple(
             f"“{c.label}” failed to sync: {c.status_message or c.status_reason or 'unknown error'}"
@@ -350,7 +348,7 @@ class _Facts:
             ),
             month_to_date_usd=month_to_date,
             month_to_date_last_month_usd=spent(span.last_month_start, span.last_month_point),
-            forecast_usd=month_to_date + recent_mean * days_left,
+            forecast_usd=month_end_forecast(day_totals, end).total,
             top=top,
             other_usd=other,
             new_models=self._new_models(included, start, end),
@@ -358,6 +356,11 @@ class _Facts:
             budget_share=month_to_date / budget if budget else None,
             prepaid_credit_usd=_known_sum(c.prepaid_credit_usd for c in included),
             spending_limit_usd=_known_sum(c.spending_limit_usd for c in included),
+            spending_limit_text=spending_limit_text(
+                TeamLimit(c.spending_limit_usd, c.prepaid_credit_usd)
+                for c in included
+                if c.spending_limit_usd is not None
+            ),
             failing=failing,
             connection_count=len(included),
             connection_label=included[0].label if one is not None else None,
@@ -432,9 +435,6 @@ def _view(digest: Digest) -> dict[str, Any]:
         header = f"{digest.title}: {money_total}"
         change = formatting.delta(digest.total_usd, digest.previous_usd)
         fallback = f"{header} ({change} vs {digest.compared_with})"
-    limit_used = None
-    if digest.spending_limit_usd:  # an unknown or zero limit has no "used" share
-        limit_used = formatting.percent_reached(digest.month_to_date_usd, digest.spending_limit_usd)
     return {
         "digest": digest,
         "header": formatting.fit(header, 150).rstrip(),
@@ -450,7 +450,7 @@ def _view(digest: Digest) -> dict[str, Any]:
             if digest.budget_usd is not None
             else None
         ),
-        "limit_used": limit_used,
+        "pace": PACE,
         "failing": failing,
         "more_failing": len(digest.failing) - len(failing),
         "scope": scope,

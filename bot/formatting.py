@@ -88,7 +88,11 @@ def percent_reached(part: Decimal, total: Decimal) -> str:
     """How much of a limit is used, rounded down so ``100%`` only shows once reached."""
     if total == 0:
         return "–"
-    return f"{(part / total * 100).to_integral_value(ROUND_FLOOR)}%"
+    pct = part / total * 100
+    if 0 < pct < 1:  # "0%" would read as nothing spent
+        tenths = pct.quantize(Decimal("0.1"), rounding=ROUND_FLOOR)
+        return f"{tenths}%" if tenths else "<0.1%"
+    return f"{pct.to_integral_value(ROUND_FLOOR)}%"
 
 
 def times(ratio: Decimal) -> str:

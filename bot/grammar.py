@@ -202,8 +202,9 @@ COMMANDS = {
         ),
         CommandSpec(
             "alerts",
-            "where alerts go: `alerts #channel [--connection L] [--webhook URL]`",
-            ("#CHANNEL",),
+            "where alerts go: `alerts #channel [--connection L] [--webhook URL]`, "
+            "`alerts list`, `alerts remove [--connection L] [--webhook]`",
+            ("#CHANNEL|list|remove",),
             ("connection", "webhook", "workspace"),
             admin=True,
         ),
@@ -319,6 +320,9 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
                 while i < len(rest) and not rest[i].startswith("--") and not _is_day(rest[i]):
                     value = f"{value} {rest[i]}"
                     i += 1
+        elif name == "alerts" and key == "webhook" and args[:1] == ["remove"]:
+            options[key] = True  # `alerts remove --webhook`: the webhook alone
+            continue
         else:
             raise UsageError(f"--{key} needs a value ({option.metavar}).", usage)
         options[key] = _option_value(option, value, usage)

@@ -10,7 +10,9 @@ processes may call it at the same moment.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
@@ -18,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 
-from bot.ledger import Claim, Ledger
+from bot.ledger import DELIVERED, EXPIRED, Claim, Ledger
 from bot.runtime import Runtime
 from storage.crypto import DecryptionError
 from storage.models import AlertRoute, Budget, Connection, DigestSubscription, Workspace
@@ -28,6 +30,10 @@ log = logging.getLogger(__name__)
 CATCH_UP = timedelta(hours=12)
 """A digest missed (the bot was down) is still sent this long after its time."""
 SYNC_LEASE = timedelta(minutes=30)
+PENDING_FOR = timedelta(days=7)
+"""An alert that cannot be delivered is retried this long, then recorded as expired."""
+RETRY_REFUSED = timedelta(minutes=5)
+"""A place that refused an alert is tried again after this."""
 
 
 class ChannelUnavailable(Exception):
@@ -37,6 +43,27 @@ class ChannelUnavailable(Exception):
         super().__init__(error)
         self.error = error
         self.channel = channel
+
+
+class WebhookFailed(Exception):
+    """The alert webhook did not take the alert; ``reason`` never holds the URL."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = f"webhook {reason}"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One place an alert goes; each is tried, and recorded, on its own."""
+
+    kind: str  # channel | dm | webhook
+    target: str = field(repr=False)  # a channel id, a user id, or the webhook URL (secret)
+
+    @property
+    def name(self) -> str:
+        """How the ledger and the output call it: never the webhook's URL."""
+        return {"channel": f"#{self.target}", "dm": f"@{self.target}"}.get(self.kind, "webhook")
 
 
 class Outbox(Protocol):
@@ -64,6 +91,11 @@ class Outcome:
     """Connections the daily sync covered; None when it did not run."""
     digests: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    """Alerts delivered to every place they go, each as ``key -> places``."""
+    pending: list[str] = field(default_factory=list)
+    """Alerts not (fully) delivered, kept for later runs, each with why."""
+    expired: list[str] = field(default_factory=list)
+    """Alerts given up on after :data:`PENDING_FOR` undelivered."""
     skipped: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -250,9 +282,17 @@ def _alerts(
     delivery: Outbox,
     outcome: Outcome,
 ) -> None:
+    """Every alert due, and every one still owed from earlier runs, to each of its places.
+
+    An alert is used up only once every place it goes took it. Until then it
+    is pending in the ledger, with why, and a later run tries again (a route
+    set meanwhile, the bot invited back), for :data:`PENDING_FOR`; then it is
+    recorded as expired. Each place is claimed under ``key@place`` on its own,
+    so one refusing never skips the others and a place that took it is not
+    sent it again.
+    """
     from bot.alerts import (
-        alert_json,
-        alert_message,
+        alert_from_json,
         budget_alerts,
         recovery_alerts,
         spike_alerts,
@@ -260,55 +300,137 @@ def _alerts(
     )
 
     today = at.astimezone(UTC).date()
+    reached = ledger.reached("syncfail:", workspace.id)
     with runtime.db.session() as session:
-        alerts = [
-            *budget_alerts(session, workspace.id, today),
-            *spike_alerts(session, workspace.id, today),
-            *sync_failure_alerts(session, workspace.id),
-            *recovery_alerts(session, workspace.id, ledger.delivered("syncfail:", workspace.id)),
-        ]
-    for alert in alerts:
-        claim = ledger.claim(alert.key, workspace_id=workspace.id)
-        if claim is None:
-            continue
-        channel, webhook, person = _route(runtime, workspace, alert)
-        sent = []
-        try:
-            if channel:
-                message = alert_message(alert)
-                fresh = _post_once(delivery, workspace.slack_team_id, channel, message, claim)
-                sent.append(f"#{channel}" if fresh else f"#{channel} (by an earlier attempt)")
-            if person:
-                delivery.dm(workspace.slack_team_id, person, alert_message(alert))
-                sent.append(f"@{person}")
-            if webhook:
-                delivery.webhook(webhook, alert_json(alert))
-                sent.append("webhook")
-        except ChannelUnavailable as error:
-            outcome.problems.append(f"{alert.key}: {error.error} in {error.channel}")
-        except Exception as error:
-            if not sent:  # nothing went out: try again on a later run
-                ledger.failed(alert.key, type(error).__name__)
-                outcome.problems.append(f"{alert.key}: {type(error).__name__}")
-                continue
-        ledger.done(alert.key, ", ".join(sent) or "no route: set one with /xai-usage alerts")
-        outcome.alerts.append(alert.key)
-
-
-def _route(
-    runtime: Runtime, workspace: Workspace, alert
-) -> tuple[str | None, str | None, str | None]:
-    """Channel, webhook and person for an alert: the connection's route, else the
-    workspace's; a budget's own channel first; sync failures also DM whoever
-    connected the team."""
-    with runtime.db.session() as session:
-        routes = {
-            r.connection_key: r
-            for r in session.scalars(
-                select(AlertRoute).where(AlertRoute.workspace_id == workspace.id)
+        fresh = {
+            alert.key: alert
+            for alert in (
+                *budget_alerts(session, workspace.id, today),
+                *spike_alerts(session, workspace.id, today),
+                *sync_failure_alerts(session, workspace.id),
+                *recovery_alerts(session, workspace.id, reached),
             )
         }
-        route = routes.get(alert.connection_id or 0) or routes.get(0)
+    # Alerts owed from earlier runs go first, so a channel reads them in order
+    # (a late "stopped syncing" before its "working again").
+    due = {}
+    for key, payload, since, why in ledger.owed(workspace.id):
+        if since is not None and at - since >= PENDING_FOR:
+            fresh.pop(key, None)
+            if ledger.claim(key, workspace_id=workspace.id):
+                expired = f"expired: not delivered in {PENDING_FOR.days} days ({why})"
+                ledger.done(key, expired, state=EXPIRED)
+                outcome.expired.append(f"{key}: {expired}")
+            continue
+        # the situation may have passed since; the alert is still owed
+        due[key] = fresh.pop(key, None) or alert_from_json(payload)
+    due.update(fresh)
+    for alert in due.values():
+        claim = ledger.claim(alert.key, workspace_id=workspace.id)
+        if claim is not None:
+            _deliver_alert(runtime, ledger, workspace, alert, delivery, outcome)
+
+
+def _deliver_alert(
+    runtime: Runtime,
+    ledger: Ledger,
+    workspace: Workspace,
+    alert,
+    delivery: Outbox,
+    outcome: Outcome,
+) -> None:
+    from bot.alerts import alert_json, alert_message
+
+    places, why_none = _route(runtime, workspace, alert)
+    payload = json.dumps(alert_json(alert))
+    if not places:
+        reason = f"no route: {why_none}"
+        ledger.pending(alert.key, reason, payload=payload)
+        outcome.pending.append(f"{alert.key}: {reason}")
+        return
+    keys = {place: f"{alert.key}@{place.name}" for place in places}
+    states = ledger.states(list(keys.values()))
+    message = alert_message(alert)
+    delivered: list[str] = []
+    waiting: list[str] = []
+    for place, key in keys.items():
+        done, last = states.get(key, (False, None))
+        if done:
+            delivered.append(place.name)
+            continue
+        claim = ledger.claim(key, workspace_id=workspace.id)
+        if claim is None:  # refused a moment ago: retried once its pause is over
+            waiting.append(last or f"{place.name}: being delivered by another process")
+            continue
+        try:
+            sent = _send(delivery, workspace.slack_team_id, place, alert, message, claim)
+        except ChannelUnavailable as error:
+            reason = f"{place.name}: {error.error}{_hint(error.error)}"
+        except Exception as error:  # Slack or the webhook down: retried later
+            log.warning("alert %s not delivered to %s: %s", alert.key, place.name, error)
+            reason = f"{place.name}: {getattr(error, 'reason', None) or type(error).__name__}"
+        else:
+            ledger.done(key, sent, state=DELIVERED)
+            delivered.append(sent)
+            continue
+        ledger.pending(key, reason, retry_in=RETRY_REFUSED)
+        waiting.append(reason)
+    if waiting:
+        reason = "; ".join(waiting)
+        if delivered:
+            reason += f" (delivered to {', '.join(delivered)})"
+        ledger.pending(alert.key, reason, payload=payload)
+        outcome.pending.append(f"{alert.key}: {reason}")
+    else:
+        ledger.done(alert.key, f"delivered to {', '.join(delivered)}", state=DELIVERED)
+        outcome.alerts.append(f"{alert.key} -> {', '.join(delivered)}")
+
+
+ALERT_FIXES = {
+    "not_in_channel": " (invite me with `/invite @xai-usage`)",
+    "channel_not_found": " (deleted or private: invite me, or `/xai-usage alerts #channel`)",
+    "is_archived": " (archived: `/xai-usage alerts #channel` picks another)",
+    "not_installed": " (the app is not installed in this workspace)",
+}
+
+
+def _hint(error: str) -> str:
+    return ALERT_FIXES.get(error, "")
+
+
+def _send(
+    delivery: Outbox, team_id: str | None, place: Destination, alert, message: dict, claim: Claim
+) -> str:
+    """Deliver to one place; what it is called in the ledger and the output."""
+    from bot.alerts import alert_json
+
+    if place.kind == "channel":
+        if not _post_once(delivery, team_id, place.target, message, claim):
+            return f"{place.name} (by an earlier attempt)"
+    elif place.kind == "dm":
+        delivery.dm(team_id, place.target, message)
+    else:
+        delivery.webhook(place.target, alert_json(alert))
+    return place.name
+
+
+NO_ROUTE = (
+    "no alert channel, no budget or digest channel, and nobody who connected a team "
+    "in Slack to tell: set one with `/xai-usage alerts #channel`"
+)
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+def _route(runtime: Runtime, workspace: Workspace, alert) -> tuple[list[Destination], str]:
+    """Where an alert goes, and why nowhere when that is the answer.
+
+    The channel: a budget's own, else the connection's alert route, else the
+    workspace's, else the channel of the workspace's first budget or digest;
+    with none, a DM to whoever connected the team. Sync failures and recoveries
+    also DM that person; a route's webhook gets every alert of its route.
+    """
+    with runtime.db.session() as session:
+        route = alert_route(session, workspace.id, alert.connection_id)
         channel = route.channel_id if route else None
         webhook = None
         if route and route.webhook_sealed:
@@ -318,11 +440,59 @@ def _route(
                 log.warning("the webhook of alert route %s cannot be decrypted", route.id)
         if alert.kind in ("budget", "forecast"):
             budget = session.get(Budget, int(alert.key.split(":")[1]))
-            channel = (budget.channel_id if budget and budget.channel_id else None) or channel
-        person = None
-        if alert.kind in ("sync_failure", "recovered") and alert.connection_id:
-            creator = session.scalar(
-                select(Connection.created_by).where(Connection.id == alert.connection_id)
+            if budget is not None and budget.workspace_id == workspace.id and budget.channel_id:
+                channel = budget.channel_id
+        if channel is None:
+            channel = first_setup_channel(session, workspace.id)
+        person = connector(session, workspace.id, alert.connection_id)
+    places = [Destination("channel", channel)] if channel else []
+    if person and (not channel or alert.kind in ("sync_failure", "recovered")):
+        places.append(Destination("dm", person))
+    if webhook:
+        places.append(Destination("webhook", webhook))
+    return places, NO_ROUTE
+
+
+def alert_route(session, workspace_id: int, connection_id: int | None) -> AlertRoute | None:
+    """The connection's own alert route, else the workspace's."""
+    routes = {
+        r.connection_key: r
+        for r in session.scalars(
+            select(AlertRoute).where(
+                AlertRoute.workspace_id == workspace_id,
+                AlertRoute.connection_key.in_({connection_id or 0, 0}),
             )
-            person = creator if creator and creator.startswith("U") else None
-    return channel, webhook, person
+        )
+    }
+    return routes.get(connection_id or 0) or routes.get(0)
+
+
+def first_setup_channel(session, workspace_id: int) -> str | None:
+    """The channel of the workspace's first budget (with a channel) or running digest."""
+    budget = session.execute(
+        select(Budget.created_at, Budget.channel_id)
+        .where(Budget.workspace_id == workspace_id, Budget.channel_id.is_not(None))
+        .order_by(Budget.created_at, Budget.id)
+        .limit(1)
+    ).first()
+    digest = session.execute(
+        select(DigestSubscription.created_at, DigestSubscription.channel_id)
+        .where(
+            DigestSubscription.workspace_id == workspace_id,
+            DigestSubscription.paused_reason.is_(None),
+        )
+        .order_by(DigestSubscription.created_at, DigestSubscription.id)
+        .limit(1)
+    ).first()
+    found = [row for row in (budget, digest) if row is not None]
+    return min(found, key=lambda row: row[0])[1] if found else None
+
+
+def connector(session, workspace_id: int, connection_id: int | None) -> str | None:
+    """The Slack user who connected the team (the workspace's first, for
+    workspace-wide alerts); None when it was done from a terminal."""
+    query = select(Connection.created_by).where(Connection.workspace_id == workspace_id)
+    if connection_id:
+        query = query.where(Connection.id == connection_id)
+    creator = session.scalar(query.order_by(Connection.id).limit(1))
+    return creator if creator and _SLACK_USER.fullmatch(creator) else None

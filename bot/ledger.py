@@ -22,12 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from storage.db import Database, upsert
 from storage.models import Delivery
 
 MAX_ATTEMPTS = 5
+PENDING = "pending"
+DELIVERED = "delivered"
+EXPIRED = "expired"
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ class Ledger:
                         Delivery.key.in_(rest),
                         Delivery.done_at.is_(None),
                         Delivery.lease_until < now,
-                        Delivery.attempts < MAX_ATTEMPTS,
+                        # an alert still owed is retried until it expires (bot.jobs)
+                        or_(Delivery.attempts < MAX_ATTEMPTS, Delivery.state == PENDING),
                     )
                     .values(
                         claimed_by=self.owner,
@@ -127,14 +131,84 @@ class Ledger:
             for key, attempts, since in won
         }
 
-    def done(self, key: str, outcome: str = "ok") -> None:
+    def done(self, key: str, outcome: str = "ok", *, state: str | None = None) -> None:
         # One statement, committed on its own: one round trip instead of three.
+        values = {"done_at": self.clock(), "outcome": outcome[:2000]}
+        if state is not None:
+            values |= {"state": state, "payload": None}
         with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(
                 update(Delivery)
                 .where(Delivery.key == key, Delivery.claimed_by == self.owner)
-                .values(done_at=self.clock(), outcome=outcome[:2000])
+                .values(**values)
             )
+
+    def pending(
+        self,
+        key: str,
+        reason: str,
+        *,
+        payload: str | None = None,
+        retry_in: timedelta = timedelta(0),
+    ) -> None:
+        """Still owed: not done, retried by a later run (however many attempts)
+        until it is delivered or :meth:`owed` finds it too old."""
+        values = {
+            "lease_until": self.clock() + retry_in,
+            "outcome": reason[:2000],
+            "state": PENDING,
+        }
+        if payload is not None:
+            values["payload"] = payload
+        with self.db.transaction() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.key == key, Delivery.claimed_by == self.owner)
+                .values(**values)
+            )
+
+    def states(self, keys: list[str]) -> dict[str, tuple[bool, str | None]]:
+        """For each of ``keys`` in the ledger: whether it is done, and its last outcome."""
+        if not keys:
+            return {}
+        query = select(Delivery.key, Delivery.done_at, Delivery.outcome).where(
+            Delivery.key.in_(keys)
+        )
+        with self.db.session() as session:
+            return {
+                key: (done is not None, outcome) for key, done, outcome in session.execute(query)
+            }
+
+    def owed(self, workspace_id: int) -> list:
+        """The workspace's alerts still pending, oldest first: rows of ``key``,
+        ``payload`` (what to send), ``first_claimed_at`` and ``outcome`` (why)."""
+        with self.db.session() as session:
+            return list(
+                session.execute(
+                    select(
+                        Delivery.key, Delivery.payload, Delivery.first_claimed_at, Delivery.outcome
+                    )
+                    .where(
+                        Delivery.workspace_id == workspace_id,
+                        Delivery.state == PENDING,
+                        Delivery.done_at.is_(None),
+                        Delivery.payload.is_not(None),
+                    )
+                    .order_by(Delivery.first_claimed_at, Delivery.key)
+                )
+            )
+
+    def reached(self, prefix: str, workspace_id: int | None = None) -> list[str]:
+        """Keys starting with ``prefix`` delivered somewhere: done (not expired
+        unseen), or at least one of their destinations (``key@destination``) done."""
+        query = select(Delivery.key, Delivery.state).where(
+            Delivery.key.startswith(prefix), Delivery.done_at.is_not(None)
+        )
+        if workspace_id is not None:
+            query = query.where(Delivery.workspace_id == workspace_id)
+        with self.db.session() as session:
+            rows = list(session.execute(query))
+        return sorted({key.partition("@")[0] for key, state in rows if state in (None, DELIVERED)})
 
     def failed(self, key: str, outcome: str, *, retry_in: timedelta = timedelta(minutes=5)) -> None:
         """Hand the key back: another run may try again once ``retry_in`` passed."""

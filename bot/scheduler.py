@@ -31,6 +31,10 @@ def tick(runtime: Runtime, delivery: Outbox | None, daily_sync_at: str) -> None:
             len(outcome.alerts),
             outcome.problems,
         )
+    if outcome.pending:  # retried every minute: the reasons, for whoever reads the log
+        log.info("alerts pending: %s", outcome.pending)
+    if outcome.expired:
+        log.warning("alerts expired undelivered after 7 days: %s", outcome.expired)
 
 
 def start_scheduler(runtime: Runtime, delivery: Outbox | None) -> BackgroundScheduler:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,9 +19,17 @@ from sqlalchemy import delete, select
 
 from bot import formatting
 from bot.grammar import Command, slack_channel
+from bot.ledger import EXPIRED, PENDING
 from bot.runtime import REDACTOR
 from storage.db import Database
-from storage.models import AlertRoute, Budget, DigestSubscription, new_uid
+from storage.models import (
+    AlertRoute,
+    Budget,
+    Connection,
+    Delivery,
+    DigestSubscription,
+    new_uid,
+)
 from storage.repo import find_connection
 
 WHEN = {"day": "every day", "week": "every Monday", "month": "on the 1st of each month"}
@@ -141,7 +150,12 @@ class Setup:
         action = command.args[0] if command.args else ""
         ident = command.args[1] if len(command.args) > 1 else None
         if command.name == "alerts":
-            return self._made(self.alerts_routed(self.route_alerts(command, here=here), command))
+            if action == "list":
+                return self.alerts_lines()
+            if action == "remove":
+                return self.remove_route(command)
+            route = self.route_alerts(command, here=here, announce=announce)
+            return self._made(self.alerts_routed(route, command))
         if command.name == "digest":
             if action == "add":
                 digest = self.add_digest(
@@ -208,13 +222,14 @@ class Setup:
             raise SetupError("Say how much, e.g. `budget set 500`.")
         amount = parse_usd(command.args[1])
         thresholds = parse_thresholds(command.get("thresholds", "50,80,100"))
+        # A budget set in a channel alerts there, unless --channel says otherwise.
         channel = command.get("channel")
         budget = Budget(
             workspace_id=self.workspace_id,
             amount_usd=amount,
             connection_id=self._connection_id(command.get("connection")),
             thresholds=thresholds,
-            channel_id=parse_channel(channel, here, self.surface)[0] if channel else None,
+            channel_id=parse_channel(channel, here, self.surface)[0] if channel or here else None,
             created_by=self.actor,
         )
         with self.db.transaction() as session:
@@ -234,12 +249,31 @@ class Setup:
         if gone.rowcount == 0:
             raise SetupError(f"There is no number {ident} here: see `list`.")
 
-    def route_alerts(self, command: Command, *, here: str | None = None) -> AlertRoute:
+    def route_alerts(
+        self, command: Command, *, here: str | None = None, announce: Announce | None = None
+    ) -> AlertRoute:
+        """Send alerts to a channel, once a note there proved the bot can post in it."""
         channel_id, _ = parse_channel(command.args[0] if command.args else None, here, self.surface)
         webhook = command.get("webhook")
-        if webhook and not webhook.startswith(("https://", "http://")):
+        if webhook and (webhook is True or not webhook.startswith(("https://", "http://"))):
             raise SetupError("--webhook takes an http(s) URL.")
-        connection_id = self._connection_id(command.get("connection"))
+        label = command.get("connection")
+        connection_id = self._connection_id(label)
+        if announce is not None:
+            who = f"<@{self.actor}>" if self.surface == "slack" else "An admin"
+            scope = f"“{label}”" if label else "all connections"
+            try:
+                announce(
+                    channel_id,
+                    f":bell: {who} sent xAI spend alerts for {scope} here: budgets, "
+                    "spikes and sync failures.",
+                )
+            except CannotPost as error:
+                fix = CANNOT_POST_FIXES.get(error.error, error.error)
+                raise SetupError(
+                    f"I can't post in {self.channel(channel_id)}: {fix}. Then try again; "
+                    "alerts still go where they went."
+                ) from None
         with self.db.transaction() as session:
             route = session.scalar(
                 select(AlertRoute).where(
@@ -262,6 +296,124 @@ class Setup:
                 route.webhook_sealed = self.db.keyring.seal(webhook.encode(), route.webhook_aad)
                 route.webhook_key_id = self.db.keyring.primary_key_id
         return route
+
+    def remove_route(self, command: Command) -> str:
+        """``alerts remove [--connection L] [--webhook]``: the route, or only its webhook."""
+        label = command.get("connection")
+        connection_id = self._connection_id(label)
+        target = f"“{label}”" if label else "all connections"
+        with self.db.transaction() as session:
+            route = session.scalar(
+                select(AlertRoute).where(
+                    AlertRoute.workspace_id == self.workspace_id,
+                    AlertRoute.connection_key == (connection_id or 0),
+                )
+            )
+            if route is None:
+                raise SetupError(
+                    f"No alert channel is set for {target}: {self.command('alerts list')} "
+                    "shows where alerts go."
+                )
+            if command.get("webhook"):
+                if not route.webhook_sealed:
+                    raise SetupError(f"Alerts for {target} have no webhook.")
+                route.webhook_sealed = None
+                route.webhook_key_id = None
+                removed = f"Alerts for {target} no longer go to the webhook."
+            else:
+                session.delete(route)
+                removed = f"Alerts for {target} no longer go to {self.channel(route.channel_id)}."
+        return f"{removed} {self.where_alerts_go(connection_id)}"
+
+    def where_alerts_go(self, connection_id: int | None = None) -> str:
+        """Where an alert of a connection (or the workspace) goes now, as one sentence."""
+        from bot.jobs import alert_route, connector, first_setup_channel
+
+        with self.db.session() as session:
+            route = alert_route(session, self.workspace_id, connection_id)
+            first = first_setup_channel(session, self.workspace_id)
+            person = connector(session, self.workspace_id, connection_id)
+        change = f"{self.command('alerts #channel')} changes it."
+        if route is not None:
+            return f"Alerts go to {self.channel(route.channel_id)}. {change}"
+        if first:
+            return (
+                f"Alerts go to {self.channel(first)}, where the first budget or digest was "
+                f"set. {change}"
+            )
+        if person:
+            return f"Alerts go by direct message to <@{person}>. {change}"
+        return f"Alerts have nowhere to go yet and wait (7 days at most): {change}"
+
+    def alerts_lines(self) -> str:
+        """``alerts list``: every route, where the rest go, and alerts still owed."""
+        with self.db.session() as session:
+            routes = list(
+                session.scalars(
+                    select(AlertRoute)
+                    .where(AlertRoute.workspace_id == self.workspace_id)
+                    .order_by(AlertRoute.connection_key)
+                )
+            )
+            labels = {
+                connection_id: label
+                for connection_id, label in session.execute(
+                    select(Connection.id, Connection.label).where(
+                        Connection.workspace_id == self.workspace_id
+                    )
+                )
+            }
+        lines = []
+        for route in routes:
+            who = f"“{labels.get(route.connection_id, '?')}”" if route.connection_key else "All"
+            webhook = " and the webhook" if route.webhook_sealed else ""
+            lines.append(f"{who}: {self.channel(route.channel_id)}{webhook}")
+        if not any(route.connection_key == 0 for route in routes):
+            lines.append(self.where_alerts_go())
+        lines.append("Budgets set in a channel alert there (`budget list`).")
+        lines += self.undelivered_lines()
+        return "\n".join(lines)
+
+    def undelivered_lines(self, limit: int = 10, now: datetime | None = None) -> list[str]:
+        """Alerts still owed (with why), and those given up on in the week before ``now``."""
+        from bot.jobs import PENDING_FOR
+
+        with self.db.session() as session:
+            rows = list(
+                session.execute(
+                    select(Delivery.key, Delivery.state, Delivery.outcome, Delivery.done_at)
+                    .where(
+                        Delivery.workspace_id == self.workspace_id,
+                        Delivery.state.in_((PENDING, EXPIRED)),
+                        Delivery.key.not_like("%@%"),
+                    )
+                    .order_by(Delivery.first_claimed_at, Delivery.key)
+                )
+            )
+        owed = [(key, why) for key, state, why, done in rows if state == PENDING and done is None]
+        now = now or datetime.now(UTC)
+        expired = [
+            key
+            for key, state, _, done in rows
+            if state == EXPIRED and done is not None and now - done <= PENDING_FOR
+        ]
+        lines = []
+        if owed:
+            lines.append(
+                f"{len(owed)} alert{'s' if len(owed) != 1 else ''} not delivered yet, retried "
+                f"for {PENDING_FOR.days} days:"
+            )
+            lines += [f"• {key}: {why}" for key, why in owed[:limit]]
+        if expired:
+            lines.append(
+                f"{len(expired)} alert{'s' if len(expired) != 1 else ''} expired undelivered: "
+                + ", ".join(expired[:limit])
+            )
+        return lines
+
+    def alert_status(self, now: datetime | None = None) -> list[str]:
+        """For ``status``: where alerts go, and any not delivered."""
+        return [self.where_alerts_go(), *self.undelivered_lines(limit=5, now=now)]
 
     def _list(self, model: type) -> list:
         with self.db.session() as session:
@@ -307,10 +459,14 @@ class Setup:
         return "\n".join(lines)
 
     def budget_set(self, budget: Budget) -> str:
+        if budget.channel_id:
+            where = f"Its alerts go to {self.channel(budget.channel_id)}."
+        else:
+            where = self.where_alerts_go(budget.connection_id)
         return (
             f"Budget {budget.id}: {formatting.money(budget.amount_usd)} a month, "
             f"alerts at {_percents(budget.thresholds)} and when the month-end "
-            "forecast goes over it."
+            f"forecast goes over it. {where}"
         )
 
     def budget_lines(self, budgets: Sequence[Budget]) -> str:

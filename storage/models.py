@@ -416,6 +416,11 @@ class Delivery(Base):
     """When the first attempt began: an earlier attempt's post is not older."""
     done_at: Mapped[optional_timestamp]
     outcome: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str | None] = mapped_column(String(16))
+    """``pending`` (owed, retried until delivered or 7 days old), ``delivered``,
+    ``expired``; NULL for work that is simply done or in hand."""
+    payload: Mapped[str | None] = mapped_column(Text)
+    """An alert still owed, as JSON: sent from here when its situation has passed."""
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,12 @@ def report_message(report: Report) -> dict[str, Any]:
     )
 
 
-def status_message(rows: Sequence[StatusRow]) -> dict[str, Any]:
+def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:
     fallback = "; ".join(f"{r.label}: {r.status}" for r in rows) or "No xAI team connected yet."
     return render_json(
         "slack/status.json.j2",
         rows=rows[:MAX_STATUS_ROWS],
+        alerts=list(alerts),
         hidden=max(0, len(rows) - MAX_STATUS_ROWS),
         icons=STATUS_ICONS,
         fallback=fallback,

@@ -22,7 +22,7 @@ import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.jobs import ChannelUnavailable
+from bot.jobs import ChannelUnavailable, WebhookFailed
 from bot.setup import CannotPost
 from bot.slack.settings import SlackSettings
 
@@ -153,13 +153,19 @@ class SlackDelivery:
         self.post(team_id, user_id, message)  # a user id as channel opens the app's DM
 
     def webhook(self, url: str, body: dict) -> None:
+        """POST the alert; :class:`WebhookFailed` (the URL never in it) when it is not taken."""
+        answer = "did not answer"
         for attempt in range(3):
             try:
                 response = httpx.post(url, json=body, timeout=5)
-                if response.status_code < 500:
-                    response.raise_for_status()
+            except httpx.TransportError as error:
+                answer = f"did not answer ({type(error).__name__})"
+            else:
+                if response.status_code < 300:
                     return
-            except httpx.TransportError:
-                pass
+                answer = f"answered HTTP {response.status_code}"
+                if response.status_code < 500:  # refused: asking again will not help now
+                    break
             self.pause(0.5 * 2**attempt)
-        log.warning("the alert webhook did not answer after 3 tries")
+        log.warning("the alert webhook %s", answer)
+        raise WebhookFailed(answer)

@@ -104,10 +104,15 @@ class Store:
             session.flush()
             return budget.id
 
-    def spending_limit(self, connection_id: int, amount) -> None:
+    def spending_limit(self, connection_id: int, amount, prepaid_left=None) -> None:
         with self.db.transaction() as session:
             session.add(
-                BillingState(connection_id=connection_id, as_of=T1, spending_limit_usd=amount)
+                BillingState(
+                    connection_id=connection_id,
+                    as_of=T1,
+                    spending_limit_usd=amount,
+                    prepaid_credit_usd=prepaid_left,
+                )
             )
 
     def set(self, connection_id: int, **fields) -> None:
@@ -232,19 +237,36 @@ def test_no_forecast_while_the_pace_fits_the_budget(db) -> None:
     assert store.budgets(date(2026, 11, 3)) == []
 
 
-def test_a_budget_alert_says_how_close_xais_own_spending_limit_is(db) -> None:
+def test_a_budget_alert_gives_the_headroom_on_invoiced_spend_not_a_share_of_all(db) -> None:
     store = Store(db)
     prod = store.connection()
-    store.spending_limit(prod, Decimal(1000))
+    store.spending_limit(prod, Decimal(1000), prepaid_left=Decimal(88))
     store.budget(500, connection_id=prod, thresholds="80")
     store.spend(prod, {date(2026, 11, 1): 212, date(2026, 11, 2): 200})
 
     (alert,) = store.budgets(date(2026, 11, 2))
 
-    assert "$412.00 of xAI's $1,000.00 monthly spending limit (41%)" in alert.text
+    # Prepaid credit is used first: while some is left, nothing is invoiced.
+    assert "xAI spending limit: $1,000.00 a month on invoiced spend, $1,000.00 headroom." in (
+        alert.text
+    )
+    assert "41%" not in alert.text
 
 
-def test_the_spending_limit_compares_only_the_teams_that_have_one(db) -> None:
+def test_a_limit_of_zero_is_prepaid_only(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.spending_limit(prod, Decimal(0))
+    store.budget(500, connection_id=prod, thresholds="80")
+    store.spend(prod, {date(2026, 11, 1): 450})
+
+    (alert,) = store.budgets(date(2026, 11, 1))
+
+    assert "xAI spending limit: prepaid only" in alert.text
+    assert "$0.00" not in alert.text and "(–)" not in alert.text
+
+
+def test_without_prepaid_figures_the_limit_is_named_without_a_share(db) -> None:
     store = Store(db)
     prod, staging = store.connection("Production"), store.connection("Staging")
     store.spending_limit(prod, Decimal(1000))
@@ -255,7 +277,46 @@ def test_the_spending_limit_compares_only_the_teams_that_have_one(db) -> None:
     (alert,) = store.budgets(date(2026, 11, 1))
 
     assert "$450.00 of the $500.00" in alert.text
-    assert "$300.00 of xAI's $1,000.00 monthly spending limit (30%)" in alert.text
+    assert "xAI spending limit: $1,000.00 a month on invoiced spend, after prepaid credit." in (
+        alert.text
+    )
+    assert "30%" not in alert.text
+
+
+def test_the_forecast_is_the_digests_and_a_connections_never_exceeds_the_workspaces(
+    db,
+) -> None:
+    from bot.digests import build_digest
+
+    store = Store(db)
+    prod, staging = store.connection("Production"), store.connection("Staging")
+    store.daily(prod, date(2026, 10, 25), date(2026, 11, 9), 30)
+    store.daily(staging, date(2026, 10, 25), date(2026, 11, 9), 10)
+    store.spend(prod, {date(2026, 11, 10): 400})  # today, partial: no forecast counts it
+    store.budget(1100)
+    store.budget(800, connection_id=prod)
+
+    alerts = {a.connection_id: a for a in store.budgets(date(2026, 11, 10), "forecast")}
+    with db.session() as session:
+        digest = build_digest(session, store.workspace_id, "day", date(2026, 11, 10))
+        prod_digest = build_digest(
+            session, store.workspace_id, "day", date(2026, 11, 10), connection_id=prod
+        )
+    # $40 a day: $360 through the 9th + $40 x 21 = $1,200; Production $30: $900
+    assert digest.forecast_usd == Decimal(1200) == Decimal(alerts[None].facts["forecast_usd"])
+    assert prod_digest.forecast_usd == Decimal(900) == Decimal(alerts[prod].facts["forecast_usd"])
+    assert "At the pace of the last 7 days" in alerts[None].text
+
+
+def test_the_forecast_alerts_even_when_the_month_is_already_over_budget(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.budget(400)
+    store.daily(prod, date(2026, 10, 20), date(2026, 11, 20), 90)
+
+    kinds = [a.kind for a in store.budgets(date(2026, 11, 20))]
+
+    assert kinds == ["budget", "forecast"]  # over budget, and heading for $2,700
 
 
 def test_budget_alerts_without_budgets_ask_once(db) -> None:

@@ -413,7 +413,7 @@ def test_the_slack_message_shows_every_figure(db, store) -> None:
     # (59.5 - 16) / 16 = +271.9%; (59.5 - 88/7) / (88/7) = +373.3%
     assert "vs the day before: +271.9%  ·  vs 7-day average: +373.3%" in text
     assert "Month to date: *$267.50* vs $200.00 at the same point last month (+33.8%)" in text
-    assert "Month-end forecast for March 2026: *$480.43*" in text
+    assert "Month-end forecast for March 2026, at the pace of the last 7 days: *$480.43*" in text
     table = next(b["text"]["text"] for b in message["blocks"] if "```" in b["text"].get("text", ""))
     assert "grok-4" in table and "67.2%" in table and "▃▃▃▃▃▃█" in table
     assert table.index("grok-imagine") < table.index("other")
@@ -421,7 +421,9 @@ def test_the_slack_message_shows_every_figure(db, store) -> None:
     assert ":new: New: grok-code-fast-1" in text
     assert "53% of the $500.00 budget" in text
     assert "Prepaid credit left: $250.00" in text
-    assert "xAI spending limit: $1,000.00 (26% used)" in text
+    # The limit is on invoiced spend; with prepaid credit left nothing is invoiced yet.
+    assert "xAI spending limit: $1,000.00 a month on invoiced spend, $1,000.00 headroom" in text
+    assert "used)" not in text
     warnings = [t for t in text.splitlines() if t.startswith(":warning:")]
     assert warnings == [
         ":warning: “Research” failed to sync: The management key was revoked. "

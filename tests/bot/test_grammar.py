@@ -83,3 +83,12 @@ def test_a_label_may_have_spaces_without_quotes() -> None:
     assert command.options == {"connection": "Production — xAI", "by": "day"}
     ranged = parse(["range", "--connection", "Prod", "team", "2026-10-01", "2026-10-31"])
     assert ranged.get("connection") == "Prod team" and ranged.args == ("2026-10-01", "2026-10-31")
+
+
+def test_alerts_can_list_and_remove_a_route_or_only_its_webhook() -> None:
+    assert parse(["alerts", "list"]).args == ("list",)
+    command = parse(["alerts", "remove", "--connection", "Production", "—", "xAI", "--webhook"])
+    assert command.args == ("remove",)
+    assert command.options == {"connection": "Production — xAI", "webhook": True}
+    with pytest.raises(UsageError, match="--webhook needs a value"):
+        parse(["alerts", "C0123ABCD", "--webhook"])  # setting one needs its URL

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import os
 import signal
 import subprocess
@@ -25,7 +26,15 @@ from bot.config import Settings
 from bot.jobs import latest_occurrence
 from bot.runtime import Runtime
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
-from storage.models import AlertRoute, Budget, DailyCost, Delivery, DigestSubscription
+from storage.models import (
+    AlertRoute,
+    Budget,
+    Connection,
+    DailyCost,
+    Delivery,
+    DigestSubscription,
+    new_uid,
+)
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import BOT_TOKEN, TEAM, text_of
 from tests.conftest import FixedClock
@@ -54,7 +63,7 @@ class World:
     def jobs(self, when: datetime) -> str:
         self.clock.now = when
         out = io.StringIO()
-        main(
+        self.code = main(
             ["jobs", "run", "--at", when.isoformat()],
             environ=self.env,
             console=Console(out=out, err=out),
@@ -225,7 +234,9 @@ def test_budget_thresholds_alert_once_each_on_the_day_they_are_crossed(world: Wo
         world.jobs(at(f"2026-10-{day:02d}T12:00:00"))
         titles[day] = [p["text"].split(":")[0] for p in world.posts("CALERTS")[before:]]
         seen[day] = month_to_date(day)
-    sent = [(day, title) for day, ts in titles.items() for title in ts]
+    # With no alert route, the spike goes to the channel of the first budget too
+    assert titles[13] == ["Spend spike"]
+    sent = [(day, title) for day, ts in titles.items() for title in ts if title != "Spend spike"]
     kinds = [title.split(" of ")[0] for _, title in sent]
     assert kinds == [
         "Forecast over the workspace budget for October 2026",
@@ -484,3 +495,211 @@ def test_a_webhook_set_in_a_terminal_is_sealed_and_never_echoed(world: World) ->
     with runtime.db.engine.connect() as conn:
         dumped = "\n".join(repr(row) for row in conn.execute(select(AlertRoute.__table__)))
     assert "very-secret-token-4242" not in dumped and "CALERTS" in dumped
+
+
+# -- every alert arrives, or someone is told why not
+
+
+def alert_posts(world: World, channel: str, words: str) -> list[dict]:
+    """Messages Slack took in ``channel`` (refused posts are not there)."""
+    return [m for m in world.slack.history(channel) if words in text_of(m)]
+
+
+def connected_from_a_terminal(world: World) -> None:
+    """Nobody in Slack connected the team: no one to DM."""
+    with world.runtime().db.transaction() as session:
+        session.execute(update(Connection).values(created_by="terminal:ops"))
+
+
+def test_an_alert_with_nowhere_to_go_is_kept_until_a_route_is_set(world: World) -> None:
+    connected_from_a_terminal(world)
+    out = world.jobs(at("2026-10-13T12:00:00"))  # Monday 12 October spiked
+    assert world.code == 1, out
+    assert "alerts pending, kept for the next run: 1" in out
+    assert "spike:" in out and "no route" in out and "/xai-usage alerts #channel" in out
+    assert "alerts delivered" not in out
+    assert world.slack.calls_to("chat.postMessage") == []
+    # Days later the spike is no longer among the days checked; it is still owed.
+    world.jobs(at("2026-10-16T12:00:00"))
+    assert world.code == 1 and world.slack.calls_to("chat.postMessage") == []
+    code, status = run_cli(world, "status")
+    assert code == 0
+    assert "Alerts have nowhere to go yet" in status, status
+    assert "1 alert not delivered yet, retried for 7 days:" in status and "no route" in status
+    with world.runtime().db.transaction() as session:
+        session.add(
+            AlertRoute(workspace_id=world.workspace_id, connection_key=0, channel_id="CALERTS")
+        )
+    out = world.jobs(at("2026-10-16T12:01:00"))
+    assert world.code == 0, out
+    assert "alerts delivered: 1" in out and "-> #CALERTS" in out
+    [spike] = alert_posts(world, "CALERTS", "spike")
+    assert "12 Oct" in text_of(spike)
+    world.jobs(at("2026-10-16T12:02:00"))
+    assert len(alert_posts(world, "CALERTS", "spike")) == 1  # used up once delivered
+
+
+def test_an_alert_undelivered_for_seven_days_is_recorded_as_expired(world: World) -> None:
+    connected_from_a_terminal(world)
+    world.jobs(at("2026-10-13T12:00:00"))
+    world.jobs(at("2026-10-19T12:00:00"))
+    assert world.code == 1
+    out = world.jobs(at("2026-10-20T12:00:00"))
+    assert world.code == 1, out
+    assert "alerts expired, never delivered: 1" in out and "not delivered in 7 days" in out
+    with world.runtime().db.session() as session:
+        row = session.scalar(select(Delivery).where(Delivery.key.like("spike:%")))
+    assert (row.state, row.payload) == ("expired", None) and row.done_at is not None
+    out = world.jobs(at("2026-10-20T12:01:00"))  # said once
+    assert "expired" not in out and world.code == 0
+    from bot.setup import Setup
+
+    setup = Setup(world.runtime().db, world.workspace_id, "", "cli")  # what status shows
+    assert "1 alert expired undelivered: spike:" in setup.alert_status(at("2026-10-21T12:00:00"))[1]
+    assert len(setup.alert_status(at("2026-10-28T12:00:00"))) == 1  # said for a week, then not
+
+
+def test_each_place_is_tried_on_its_own_and_a_refusing_channel_gets_it_later(
+    world: World, webhook
+) -> None:
+    world.slack.add_channel("CGONE", "gone", is_member=False)
+    runtime = world.runtime()
+    with runtime.db.transaction() as session:
+        route = AlertRoute(
+            workspace_id=world.workspace_id, connection_key=0, channel_id="CGONE", uid=new_uid()
+        )
+        route.webhook_sealed = runtime.db.keyring.seal(webhook.url.encode(), route.webhook_aad)
+        session.add(route)
+    world.xai.revoke_key(DEMO_KEY)
+    out = world.jobs(at("2026-10-21T06:01:00"))
+    assert world.code == 1, out
+    # The channel refused; the DM and the webhook went out all the same.
+    assert len(world.posts(ADMIN)) == 1 and len(webhook.received) == 1
+    assert "alerts pending, kept for the next run: 1" in out
+    assert "#CGONE: not_in_channel" in out and "/invite @xai-usage" in out
+    assert "delivered to @UADMIN, webhook" in out and webhook.url not in out
+    with runtime.db.session() as session:
+        row = session.scalar(
+            select(Delivery).where(Delivery.key.like("syncfail:%@%"), Delivery.key.like("%CGONE"))
+        )
+    assert row.state == "pending" and row.done_at is None
+    world.slack.add_channel("CGONE", "gone", is_member=True)  # someone invites the bot
+    world.jobs(at("2026-10-21T06:03:00"))  # the channel's pause after a refusal still holds
+    assert alert_posts(world, "CGONE", "stopped syncing") == []
+    out = world.jobs(at("2026-10-21T06:07:00"))
+    assert world.code == 0, out
+    assert "alerts delivered: 1" in out
+    assert len(alert_posts(world, "CGONE", "stopped syncing")) == 1
+    assert len(world.posts(ADMIN)) == 1 and len(webhook.received) == 1  # not repeated
+
+
+def test_a_webhook_that_fails_is_retried_and_never_named(world: World, webhook) -> None:
+    webhook.status = 500
+    route_alerts(world, "CALERTS")
+    runtime = world.runtime()
+    with runtime.db.transaction() as session:
+        route = session.scalar(select(AlertRoute))
+        route.uid = new_uid()
+        route.webhook_sealed = runtime.db.keyring.seal(webhook.url.encode(), route.webhook_aad)
+    world.xai.revoke_key(DEMO_KEY)
+    out = world.jobs(at("2026-10-21T06:01:00"))
+    assert world.code == 1 and "webhook: webhook answered HTTP 500" in out, out
+    assert webhook.url not in out
+    assert len(alert_posts(world, "CALERTS", "stopped syncing")) == 1
+    webhook.status = 204
+    out = world.jobs(at("2026-10-21T06:07:00"))
+    assert world.code == 0 and webhook.received[-1]["kind"] == "sync_failure", out
+    assert len(alert_posts(world, "CALERTS", "stopped syncing")) == 1
+
+
+class Webhook:
+    """A receiver on 127.0.0.1 answering ``status``; keeps what it accepted."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[dict] = []
+        self.status = 204
+        receiver = self
+
+        class Hook(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.status < 300:
+                    receiver.received.append(json.loads(body))
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook/secret-4242"
+
+
+@pytest.fixture
+def webhook():
+    import threading
+
+    hook = Webhook()
+    thread = threading.Thread(target=hook.server.serve_forever, daemon=True)
+    thread.start()
+    yield hook
+    hook.server.shutdown()
+    hook.server.server_close()
+
+
+def test_a_budget_set_in_a_channel_brings_its_alerts_and_the_spikes_there(world: World) -> None:
+    from bot.grammar import parse
+    from bot.setup import Setup
+
+    setup = Setup(world.runtime().db, world.workspace_id, ADMIN, "slack")
+    reply = setup.run(
+        parse(["budget", "set", "20"], surface="slack"),
+        here="CCOSTS",
+        default_tz=lambda: "UTC",
+        announce=lambda channel, text: None,
+    )
+    assert "Its alerts go to <#CCOSTS>." in reply
+    out = world.jobs(at("2026-10-13T12:00:00"))
+    assert world.code == 0, out
+    assert "alerts pending" not in out and "-> #CCOSTS" in out
+    titles = [text_of(m).split(":")[0] for m in world.slack.history("CCOSTS")]
+    assert "Spend spike" in titles and "Over budget" in titles, titles
+    assert world.posts(ADMIN) == []  # a channel was found: no DM needed
+
+
+def test_alert_routes_from_a_terminal_are_tested_listed_and_removed(world: World) -> None:
+    world.slack.add_channel("CGONE", "gone", is_member=False)
+    code, out = run_cli(world, "alerts", "CGONE")
+    assert code == 1 and "I can't post in CGONE: invite me first" in out, out
+    code, out = run_cli(world, "alerts", "list")
+    assert code == 0 and "Alerts go by direct message to <@UADMIN>" in out, out
+    code, out = run_cli(world, "alerts", "CALERTS")
+    assert code == 0, out
+    [note] = world.slack.history("CALERTS")
+    assert note["text"].startswith(":bell: An admin sent xAI spend alerts for all connections")
+    code, out = run_cli(world, "budget", "set", "20")
+    assert code == 0 and "Alerts go to CALERTS. `xai-usage alerts C0123ABCD` changes it." in out
+    code, out = run_cli(world, "alerts", "list")
+    assert out.splitlines()[0] == "All: CALERTS", out
+    code, out = run_cli(world, "alerts", "remove")
+    assert code == 0 and "no longer go to CALERTS" in out and "direct message" in out
+
+
+def test_a_late_failure_alert_reaches_the_channel_before_its_recovery(world: World) -> None:
+    world.slack.add_channel("CGONE", "gone", is_member=False)
+    route_alerts(world, "CGONE")
+    world.xai.revoke_key(DEMO_KEY)
+    world.jobs(at("2026-10-21T06:01:00"))  # the DM went out; the channel refused
+    assert len(world.posts(ADMIN)) == 1
+    world.xai.add_key(DEMO_KEY, DEMO_TEAM_ID)
+    world.clock.now = at("2026-10-21T08:00:00")
+    assert run_cli(world, "sync")[0] == 0  # working again
+    world.slack.add_channel("CGONE", "gone", is_member=True)
+    out = world.jobs(at("2026-10-21T08:01:00"))
+    assert world.code == 0, out
+    texts = [text_of(m) for m in world.slack.history("CGONE")]
+    assert ["stopped syncing" in t for t in texts] == [True, False], texts
+    assert "working again" in texts[1]
+    assert len(world.posts(ADMIN)) == 2  # the person who connected it hears both too

@@ -125,7 +125,8 @@ def status(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    respond(**blocks.status_message(service.status(invocation)))
+    alerts = setup_for(service, invocation).alert_status()
+    respond(**blocks.status_message(service.status(invocation), alerts))
 
 
 def sync(

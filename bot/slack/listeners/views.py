@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 
 from bot import formatting
 from bot.slack import blocks
-from bot.slack.service import Invocation, SlackService, metadata_of
+from bot.slack.service import Invocation, SlackService, metadata_of, setup_for
 from bot.sync import ConnectError
 from providers.types import CheckResult
 
@@ -106,18 +106,19 @@ def _connect_and_backfill(
         tell(f":x: Not connected: {service.error_text(error)}")
         return
     label = formatting.mrkdwn(connected.label)
+    alerts = setup_for(service, invocation).where_alerts_go(connected.connection_id)
     backfill = connected.backfill
     if backfill.ok:
         tell(
             f":white_check_mark: Connected *{label}* (`{connected.mask}`); the key is stored "
             f"encrypted and won't be shown again. Backfilled {backfill.days} days: "
-            f"{formatting.money(backfill.total_usd)}. Try `/xai-usage month --by model`."
+            f"{formatting.money(backfill.total_usd)}. Try `/xai-usage month --by model`. {alerts}"
         )
     else:
         tell(
             f":warning: Connected *{label}* (`{connected.mask}`), but the backfill failed: "
             f"{formatting.mrkdwn(backfill.message or '')} It will be retried at the next sync; "
-            "`/xai-usage sync` retries now."
+            f"`/xai-usage sync` retries now. {alerts}"
         )
 
 

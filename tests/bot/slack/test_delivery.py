@@ -140,3 +140,38 @@ def test_without_the_history_scopes_it_cannot_tell_and_says_how_to_fix_it(slack,
         assert sender.posted("T1", "CA", "digest:1:2026-11-23", SINCE) is None
     assert "channels:history and groups:history" in caplog.text
     assert narrow not in caplog.text
+
+
+def test_a_webhook_that_refuses_or_fails_raises_without_naming_its_url(slack) -> None:
+    from bot.jobs import WebhookFailed
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(403 if "refuse" in self.path else 502)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    waits: list[float] = []
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with pytest.raises(WebhookFailed) as refused:
+            delivery(slack, waits).webhook(f"{base}/refuse/secret-77", {"kind": "spike"})
+        assert str(refused.value) == "answered HTTP 403" and waits == []  # not asked again
+        with pytest.raises(WebhookFailed) as failed:
+            delivery(slack, waits).webhook(f"{base}/down/secret-77", {"kind": "spike"})
+        assert str(failed.value) == "answered HTTP 502" and waits == [0.5, 1.0, 2.0]
+        server.shutdown()
+        server.server_close()  # nobody listens there any more
+        with pytest.raises(WebhookFailed) as silent:
+            delivery(slack).webhook(f"{base}/gone/secret-77", {"kind": "spike"})
+        assert "did not answer" in str(silent.value)
+    finally:
+        server.server_close()
+    for caught in (refused, failed, silent):
+        assert "secret-77" not in str(caught.value) + caught.value.reason

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from storage.models import AlertRoute, Budget, DigestSubscription
+from storage.models import AlertRoute, Budget, Connection, DigestSubscription
 from tests.bot.slack.conftest import MEMBER, SlackApp, text_of
 
 
@@ -106,3 +106,58 @@ def test_setting_up_is_for_admins(connected: SlackApp):
     for words in ("digest add", "budget set 100", "alerts <#CCOSTS|costs>"):
         _, url_id = connected.command(words, user=MEMBER)
         assert "only workspace admins" in text_of(connected.reply(url_id))
+
+
+def test_a_budget_set_in_a_channel_alerts_there_and_says_so(connected: SlackApp):
+    _, url_id = connected.command("budget set 20")  # typed in #costs, no --channel
+    assert "Its alerts go to <#CCOSTS>." in text_of(connected.reply(url_id))
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(Budget)).channel_id == "CCOSTS"
+    connected.slack.add_channel("CALERTS", "alerts")
+    _, url_id = connected.command("budget set 30 --channel <#CALERTS|alerts>")
+    assert "Its alerts go to <#CALERTS>." in text_of(connected.reply(url_id))
+
+
+def test_alerts_to_a_channel_post_a_note_there_first(connected: SlackApp):
+    connected.slack.add_channel("CALERTS", "alerts")
+    _, url_id = connected.command("alerts <#CALERTS|alerts>")
+    assert "now go to <#CALERTS>" in text_of(connected.reply(url_id))
+    [note] = connected.slack.history("CALERTS")
+    assert "<@UADMIN> sent xAI spend alerts for all connections here" in note["text"]
+    _, url_id = connected.command("status")
+    assert "Alerts go to <#CALERTS>." in text_of(connected.reply(url_id))
+
+
+def test_alerts_to_a_channel_the_bot_cannot_post_in_are_refused_with_the_fix(
+    connected: SlackApp,
+):
+    connected.slack.add_channel("CPRIV", "private", is_member=False)
+    _, url_id = connected.command("alerts <#CPRIV|private>")
+    reply = text_of(connected.reply(url_id))
+    assert "I can't post in <#CPRIV>" in reply and "/invite @xai-usage" in reply
+    assert ":white_check_mark:" not in reply
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(AlertRoute)) is None  # nothing saved
+
+
+def test_alerts_list_and_remove(connected: SlackApp):
+    connected.slack.add_user("UCONN", is_admin=True)
+    with connected.runtime.db.transaction() as session:
+        session.execute(update(Connection).values(created_by="UCONN"))
+    _, url_id = connected.command("alerts list")
+    assert "Alerts go by direct message to <@UCONN>" in text_of(connected.reply(url_id))
+    url = "https://hooks.example.com/services/T000/B000/secretpart"
+    _, url_id = connected.command(f"alerts <#CCOSTS|costs> --webhook {url}")
+    connected.reply(url_id)
+    _, url_id = connected.command("alerts list")
+    listing = text_of(connected.reply(url_id))
+    assert "All: <#CCOSTS> and the webhook" in listing and "secretpart" not in listing
+    _, url_id = connected.command("alerts remove --webhook")
+    assert "no longer go to the webhook" in text_of(connected.reply(url_id))
+    _, url_id = connected.command("alerts list")
+    assert "All: <#CCOSTS>\n" in text_of(connected.reply(url_id))
+    _, url_id = connected.command("alerts remove")
+    reply = text_of(connected.reply(url_id))
+    assert "no longer go to <#CCOSTS>" in reply and "direct message to <@UCONN>" in reply
+    _, url_id = connected.command("alerts remove")
+    assert "No alert channel is set" in text_of(connected.reply(url_id))

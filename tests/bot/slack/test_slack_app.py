@@ -224,6 +224,8 @@ def test_a_good_key_closes_the_modal_and_reports_the_backfill(slack_app: SlackAp
     done = text_of(slack_app.reply(url_id, 2, timeout=20))
     assert "Connected *Production — xAI* (`xai-…beef`)" in done
     assert "Backfilled 45 days: $" in done
+    # where its alerts will go, and how to change that
+    assert f"Alerts go by direct message to <@{ADMIN}>. `/xai-usage alerts #channel`" in done
     with slack_app.runtime.db.session() as session:
         connection = session.scalar(select(Connection))
         assert connection.created_by == ADMIN and connection.backfill_days == 45
