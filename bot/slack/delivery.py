@@ -78,6 +78,12 @@ class SlackDelivery:
         if wait > 0:
             self.pause(wait)
 
+    def _posted_at(self, channel: str) -> None:
+        # The interval counts from when Slack had the post (its answer), not from when
+        # it was sent: a slow first request must not squeeze the next one closer.
+        with self._lock:
+            self._last_post[channel] = max(self._last_post.get(channel, 0.0), time.monotonic())
+
     def post(
         self, team_id: str | None, channel: str, message: dict, *, key: str | None = None
     ) -> None:
@@ -94,6 +100,8 @@ class SlackDelivery:
             if code in PAUSING_ERRORS:
                 raise ChannelUnavailable(code, channel) from None
             raise
+        finally:
+            self._posted_at(channel)
 
     def posted(self, team_id: str | None, channel: str, key: str, since: datetime) -> bool | None:
         """Whether our message carrying ``key`` is in ``channel``, posted since ``since``.
