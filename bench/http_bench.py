@@ -231,7 +231,9 @@ def serving(slack: SlackStandIn) -> Iterator[tuple[DeadlineServer, str]]:
         runtime = Runtime(Settings.from_env(env))
         settings = SlackSettings.from_env(env, force_http=True, port=0)
         app, _ = build_app(runtime, settings)
-        server = http_server(wsgi_app(app, runtime), settings.limits, host="127.0.0.1", port=0)
+        server = http_server(
+            wsgi_app(app, runtime, SIGNING_SECRET), settings.limits, host="127.0.0.1", port=0
+        )
         thread = threading.Thread(target=server.run, name="bench-http", daemon=True)
         thread.start()
         try:

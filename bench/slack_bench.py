@@ -459,7 +459,7 @@ def _one_backend(
         ours_app, _ = build_app(runtime, settings)
         yardstick = minimal_app(settings.api_url)
         with (
-            served(wsgi_app(ours_app, runtime), ours_app) as ours,
+            served(wsgi_app(ours_app, runtime, SIGNING_SECRET), ours_app) as ours,
             served(SlackRequestHandler(yardstick), yardstick) as minimal,
         ):
             ours_client, minimal_client = Client(ours, slack), Client(minimal, slack)

@@ -16,9 +16,11 @@ unfinished connection instead of refusing new ones.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import resource
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,6 +28,8 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from sqlalchemy import text
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
@@ -35,6 +39,7 @@ from bot.runtime import Runtime
 from bot.scheduler import start_scheduler
 from bot.slack.app import build_app, token_resolver
 from bot.slack.delivery import SlackDelivery
+from bot.slack.inbound import Malformed, parse_body, shape_problem, signature_valid
 from bot.slack.settings import HttpLimits, SlackSettings
 
 log = logging.getLogger(__name__)
@@ -48,21 +53,83 @@ SPARE_FILES = 64
 """File descriptors kept for the database, Slack calls, logs: not for clients."""
 
 
-def wsgi_app(app: App, runtime: Runtime) -> Callable[..., Iterable[bytes]]:
+def wsgi_app(
+    app: App, runtime: Runtime, signing_secret: str, *, clock: Callable[[], float] = time.time
+) -> Callable[..., Iterable[bytes]]:
+    """/healthz, then Bolt; a POST reaches Bolt only signed and well formed.
+
+    The signature is checked here on the raw bytes, before anything is
+    parsed (Bolt would decode and parse first): unsigned is 401. Signed but
+    malformed is 400 with one log line, never a traceback.
+    """
     slack = SlackRequestHandler(app)
+    unsigned = _Tally("refused %d unsigned or stale request(s) (401) since the last such line")
 
     def application(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
             healthy = database_answers(runtime)
             body = json.dumps({"ok": healthy, "database": "up" if healthy else "down"}).encode()
-            start_response(
-                "200 OK" if healthy else "503 Service Unavailable",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-            )
-            return [body]
-        return slack(environ, start_response)
+            return _answer(start_response, "200 OK" if healthy else "503 Service Unavailable", body)
+        if environ.get("REQUEST_METHOD") == "POST":
+            raw = _read_body(environ)
+            if raw is None or not signature_valid(
+                signing_secret,
+                environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP"),
+                environ.get("HTTP_X_SLACK_SIGNATURE"),
+                raw,
+                clock(),
+            ):
+                unsigned.add()
+                return _answer(start_response, "401 Unauthorized", b'{"error":"unsigned"}')
+            try:
+                problem = shape_problem(parse_body(raw, environ.get("CONTENT_TYPE", "")))
+            except Malformed as error:
+                problem = str(error)
+            if problem:
+                log.warning("refused a signed but malformed request: %s", problem)
+                return _answer(start_response, "400 Bad Request", b'{"error":"malformed"}')
+            environ["wsgi.input"] = io.BytesIO(raw)  # Bolt reads it again
+        try:
+            return slack(environ, start_response)
+        except Exception as error:  # Bolt building the request, before any listener
+            log.warning("refused a request Bolt could not read (%s)", type(error).__name__)
+            return _answer(start_response, "400 Bad Request", b'{"error":"malformed"}')
 
     return application
+
+
+def _answer(start_response: Callable, status: str, body: bytes) -> list[bytes]:
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def _read_body(environ: dict[str, Any]) -> bytes | None:
+    length = environ.get("CONTENT_LENGTH") or "0"
+    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
+        return None
+    return environ["wsgi.input"].read(int(length))
+
+
+class _Tally:
+    """Counts an event and logs it at most once a minute: an attacker's
+    flood of unsigned requests must not flood the log too."""
+
+    def __init__(self, message: str, every: float = 60.0) -> None:
+        self.message = message
+        self.every = every
+        self.count = 0
+        self.logged_at: float | None = None
+        self.lock = threading.Lock()
+
+    def add(self) -> None:
+        with self.lock:
+            self.count += 1
+            now = time.monotonic()
+            if self.logged_at is None or now - self.logged_at >= self.every:
+                log.info(self.message, self.count)
+                self.count, self.logged_at = 0, now
 
 
 def database_answers(runtime: Runtime) -> bool:
@@ -213,6 +280,19 @@ def _open_files_allowed() -> int:
     return soft
 
 
+class GuardedSocketModeHandler(SocketModeHandler):
+    """Socket Mode payloads arrive parsed, past the HTTP checks: they are checked
+    here, before Bolt builds a request from them (its own code would raise)."""
+
+    def handle(self, client: Any, req: SocketModeRequest) -> None:
+        if problem := shape_problem(req.payload):
+            log.warning("ignored a malformed Socket Mode request: %s", problem)
+            # Acknowledged all the same, or Slack would send it again.
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            return
+        super().handle(client, req)
+
+
 def serve(
     runtime: Runtime,
     settings: SlackSettings,
@@ -220,17 +300,21 @@ def serve(
     host: str = "0.0.0.0",
     ready: Callable[[str], None] | None = None,
 ) -> None:
-    app, _ = build_app(runtime, settings)
-    scheduler = start_scheduler(runtime, SlackDelivery(settings, token_resolver(runtime, settings)))
+    app, service = build_app(runtime, settings)
+    tokens = token_resolver(runtime, settings, home_team=service.home_team)
+    scheduler = start_scheduler(runtime, SlackDelivery(settings, tokens))
     try:
         if settings.mode == "socket":
-            handler = SocketModeHandler(app, settings.app_token)
+            handler = GuardedSocketModeHandler(app, settings.app_token)
             if ready:
                 ready("Socket Mode")
             handler.start()
         else:
             server = http_server(
-                wsgi_app(app, runtime), settings.limits, host=host, port=settings.port
+                wsgi_app(app, runtime, settings.signing_secret or ""),
+                settings.limits,
+                host=host,
+                port=settings.port,
             )
             if ready:
                 ready(f"http://{host}:{server.effective_port}")

@@ -17,6 +17,8 @@ from datetime import UTC, timedelta
 
 from slack_sdk import WebClient
 from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.grammar import Command
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
@@ -38,6 +40,15 @@ log = logging.getLogger(__name__)
 FRESH_FOR = timedelta(minutes=15)
 CHECK_BUDGET_SECONDS = 2.3  # of Slack's 3 s for a modal submission
 CONNECT_FIELDS = ("label", "team_id", "management_key", "backfill_days")
+STORE_UNAVAILABLE = (
+    "xai-usage can't reach its database right now; try again in a few minutes "
+    "(admins: check DATABASE_URL / the server log)."
+)
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database did not answer (down, refused, pool exhausted)."""
+    return isinstance(error, DBAPIError | PoolTimeout)
 
 
 @dataclass(frozen=True)
@@ -58,10 +69,15 @@ class SlackService:
         runtime: Runtime,
         settings: SlackSettings,
         forget_installations: Callable[[str], None] | None = None,
+        *,
+        home_team: str | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = settings
         self.forget_installations = forget_installations
+        self.home_team = home_team
+        """One workspace: the bot token's team, the only one served (and the only one
+        that may adopt the terminal's workspace)."""
         self._workspaces: dict[str, int] = {}
         # Long work (syncs, backfills) runs here, not on Bolt's listener threads,
         # and a workspace syncs once at a time: a second `sync` joins the first.
@@ -81,7 +97,8 @@ class SlackService:
                 session,
                 invocation.team_id,
                 invocation.team_name,
-                adopt_local=not self.settings.multi_workspace,
+                adopt_local=not self.settings.multi_workspace
+                and invocation.team_id == self.home_team,
             )
             self._workspaces[invocation.team_id] = workspace.id
             return workspace.id

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from slack_bolt import App
 
 from bot.config import Settings
 from bot.runtime import Runtime
@@ -57,6 +58,8 @@ class SlackApp:
     runtime: Runtime
     service: SlackService
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
+    bolt: App | None = None
+    """The Bolt app itself, to dispatch what HTTP cannot carry (Socket Mode payloads)."""
 
     def post(self, body: str, headers: dict | None = None) -> httpx.Response:
         return self.http.post(
@@ -157,12 +160,16 @@ def slack_app(slack_env, db, store_key):
         settings = SlackSettings.from_env(env, force_http=True, port=0)
         app, service = build_app(runtime, settings)
         server = http_server(
-            wsgi_app(app, runtime), settings.limits, host="127.0.0.1", port=0, threads=8
+            wsgi_app(app, runtime, SIGNING_SECRET),
+            settings.limits,
+            host="127.0.0.1",
+            port=0,
+            threads=8,
         )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         harness = SlackApp(
-            f"http://127.0.0.1:{server.effective_port}", stand_in, xai, runtime, service
+            f"http://127.0.0.1:{server.effective_port}", stand_in, xai, runtime, service, bolt=app
         )
         try:
             yield harness

@@ -8,11 +8,16 @@ request deadline even though it never goes quiet.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -91,6 +96,14 @@ def drippers(app: SlackApp, count: int, every: float) -> Iterator[list[float | N
             thread.join(timeout=5)
 
 
+def closed_by_server(sock: socket.socket, wait: float = 2.0) -> bool:
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:  # closed with bytes of ours still unread
+        return True
+
+
 def timed(call) -> tuple[float, httpx.Response]:
     began = time.perf_counter()
     response = call()
@@ -122,7 +135,7 @@ def test_a_client_dripping_bytes_is_cut_at_the_deadline(slack_app: SlackApp) -> 
 def test_a_silent_connection_is_cut_at_the_deadline(slack_app: SlackApp) -> None:
     with socket.create_connection(address(slack_app), timeout=DEADLINE + 4) as sock:
         began = time.monotonic()
-        assert sock.recv(1) == b""
+        assert closed_by_server(sock, wait=DEADLINE + 4)
         assert DEADLINE - 0.2 < time.monotonic() - began < DEADLINE + 1.6
 
 
@@ -150,8 +163,7 @@ class TestWhenFull:
         with half_requests(slack_app, 60) as stalled:
             took, health = timed(lambda: httpx.get(f"{slack_app.url}/healthz", timeout=5))
             assert health.status_code == 200 and took < PROMPT
-            stalled[0].settimeout(2)
-            assert stalled[0].recv(1) == b""  # the oldest was the one dropped
+            assert closed_by_server(stalled[0])  # the oldest was the one dropped
 
 
 @pytest.mark.parametrize(
@@ -175,3 +187,136 @@ def test_limits_have_sane_defaults() -> None:
     assert SlackSettings.from_env(env, force_http=True).limits == HttpLimits(
         request_deadline=5.0, idle_timeout=75, max_connections=10_000
     )
+
+
+# -- malformed requests ------------------------------------------------------------
+
+COMMAND_FORM = (
+    "command=%2Fxai-usage&text=help&team_id=T0001&user_id=UADMIN&channel_id=CCOSTS"
+    "&response_url=http%3A%2F%2F127.0.0.1%3A9%2Fr&trigger_id=t.1"
+)
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+MALFORMED = {
+    "body not UTF-8": (COMMAND_FORM.encode() + b"&x=\xff\xfe", FORM),
+    "JSON type, form body": (COMMAND_FORM.encode(), JSON),
+    "JSON body not an object": (b'["event_callback"]', JSON),
+    "JSON body not JSON": (b'{"type": "event_callback"', JSON),
+    "payload not JSON": (b"payload=%7Bnot+json", FORM),
+    "payload a list": (b"payload=%5B1%2C2%5D", FORM),
+    "block_actions without actions": (
+        b"payload="
+        + quote(
+            json.dumps(
+                {
+                    "type": "block_actions",
+                    "team": {"id": "T0001"},
+                    "user": {"id": "UADMIN", "team_id": "T0001"},
+                    "actions": [],
+                    "response_url": "http://127.0.0.1:9/r",
+                }
+            )
+        ).encode(),
+        FORM,
+    ),
+    "NUL in the command text": (COMMAND_FORM.replace("text=help", "text=he%00lp").encode(), FORM),
+    "NUL in the team id": (
+        COMMAND_FORM.replace("team_id=T0001", "team_id=T00%0001").encode(),
+        FORM,
+    ),
+    "NUL in an event": (
+        json.dumps(
+            {
+                "type": "event_callback",
+                "team_id": "T0001",
+                "event": {"type": "app_uninstalled"},
+                "event_id": "Ev1\u0000",
+                "api_app_id": "A0001",
+            }
+        ).encode(),
+        JSON,
+    ),
+    "NUL raw in a form": (COMMAND_FORM.encode() + b"&x=\x00", FORM),
+}
+
+
+def signed(body: bytes, content_type: str, secret: str = SIGNING_SECRET) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
+    return {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": f"v0={digest.hexdigest()}",
+        "Content-Type": content_type,
+    }
+
+
+def problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@sqlite_only
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_signed_malformed_request_is_a_400_and_one_log_line(
+    slack_app: SlackApp, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    body, content_type = MALFORMED[case]
+    caplog.clear()
+    answer = slack_app.post(body, signed(body, content_type))
+    time.sleep(0.3)  # anything the listeners would log after the ack
+    assert answer.status_code == 400, answer.text
+    logged = problems(caplog)
+    assert len(logged) == 1 and logged[0].exc_info is None, [r.getMessage() for r in logged]
+    assert "\n" not in logged[0].getMessage()
+    assert slack_app.slack.responses == []  # nothing was run
+
+
+@sqlite_only
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_an_unsigned_malformed_request_is_a_401_before_any_parsing(
+    slack_app: SlackApp, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    body, content_type = MALFORMED[case]
+    caplog.clear()
+    answer = slack_app.post(body, signed(body, content_type, secret="not-the-secret"))
+    assert answer.status_code == 401
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"},
+        {"X-Slack-Request-Timestamp": "1e3", "X-Slack-Signature": "v0=00"},
+        {"X-Slack-Signature": "v0=00"},
+        {"X-Slack-Request-Timestamp": str(int(time.time()))},
+        {},
+    ],
+)
+def test_a_missing_or_non_numeric_timestamp_or_signature_is_a_401(
+    slack_app: SlackApp, caplog: pytest.LogCaptureFixture, headers: dict[str, str]
+) -> None:
+    answer = slack_app.post(COMMAND_FORM, {**headers, "Content-Type": FORM})
+    assert answer.status_code == 401
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+@sqlite_only
+def test_a_non_numeric_timestamp_signed_over_is_still_a_401(slack_app: SlackApp) -> None:
+    body = COMMAND_FORM.encode()
+    digest = hmac.new(SIGNING_SECRET.encode(), b"v0:soon:" + body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-Slack-Request-Timestamp": "soon",
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": FORM,
+    }
+    assert slack_app.post(body, headers).status_code == 401
+
+
+@sqlite_only
+def test_a_well_formed_command_still_runs(slack_app: SlackApp) -> None:
+    body = COMMAND_FORM.replace(
+        "http%3A%2F%2F127.0.0.1%3A9%2Fr", quote(slack_app.slack.response_url(), safe="")
+    ).encode()
+    assert slack_app.post(body, signed(body, FORM)).status_code == 200
+    slack_app.slack.wait_for(lambda: slack_app.slack.responses)
