@@ -4,7 +4,9 @@ and a reply when the database is down."""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -12,12 +14,13 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from sqlalchemy import func, select
 
+from bot.cli import Console, main
 from bot.slack.app import ANOTHER_WORKSPACE, token_resolver
 from bot.slack.server import GuardedSocketModeHandler
 from bot.slack.service import STORE_UNAVAILABLE
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.db import Database
-from storage.models import Connection, Workspace
+from storage.models import Connection, DigestSubscription, Workspace
 from tests.bot.slack.conftest import ADMIN, BOT_TOKEN, TEAM, SlackApp, text_of
 
 OUTSIDER, OTHER_TEAM = "UOUTSIDER", "T9999"
@@ -188,3 +191,33 @@ def test_a_database_outage_gets_a_reply_and_health_says_503(
         assert STORE_UNAVAILABLE in text_of(connected.reply(url_id))
     assert httpx.get(f"{connected.url}/healthz", timeout=5).status_code == 503
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_jobs_run_posts_with_the_bot_token_for_its_own_team_only(slack_app: SlackApp) -> None:
+    at = datetime.now(UTC).replace(hour=0, minute=5, second=0, microsecond=0)
+    terminal = terminal_workspace(slack_app)
+    slack_app.slack.add_channel("CFOREIGN", "theirs")
+    with slack_app.runtime.db.transaction() as session:
+        foreign = Workspace(slack_team_id=OTHER_TEAM, name="theirs")  # adopted by an old version
+        session.add(foreign)
+        session.flush()
+        for workspace_id, channel in ((terminal, "CCOSTS"), (foreign.id, "CFOREIGN")):
+            session.add(
+                DigestSubscription(
+                    workspace_id=workspace_id,
+                    channel_id=channel,
+                    at_time="00:00",
+                    created_by="terminal:ops",
+                    created_at=at - timedelta(days=2),
+                )
+            )
+    out = io.StringIO()
+    env = dict(slack_app.runtime.settings.environ)
+    main(["jobs", "run", "--at", at.isoformat()], environ=env, console=Console(out=out, err=out))
+
+    posted = {c.params["channel"] for c in slack_app.slack.calls_to("chat.postMessage")}
+    assert posted == {"CCOSTS"}, out.getvalue()  # not CFOREIGN, with this team's token
+    assert "not_installed" in out.getvalue()
+    assert sorted(workspaces(slack_app), key=str) == sorted(
+        [(TEAM, "terminal"), (OTHER_TEAM, "theirs")], key=str
+    )
