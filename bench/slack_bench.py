@@ -70,7 +70,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import waitress
 from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
@@ -84,8 +83,8 @@ from bench.table import Column, Scoreboard, Table, count, ms, percentile, ratio
 from bot.config import Settings
 from bot.runtime import Runtime
 from bot.slack.app import build_app
-from bot.slack.server import stop_waitress, wsgi_app
-from bot.slack.settings import SlackSettings
+from bot.slack.server import http_server, stop_waitress, wsgi_app
+from bot.slack.settings import HttpLimits, SlackSettings
 from providers.xai.provider import model_id
 from providers.xai.sandbox import MODELS
 from storage.crypto import Keyring
@@ -319,9 +318,7 @@ class BackgroundSync:
 @contextmanager
 def served(wsgi: Callable[..., Any], app: App) -> Iterator[str]:
     """``app`` on waitress as ``serve`` runs it; its URL."""
-    server = waitress.create_server(
-        wsgi, host="127.0.0.1", port=0, threads=THREADS, ident="xai-usage"
-    )
+    server = http_server(wsgi, HttpLimits(), host="127.0.0.1", port=0, threads=THREADS)
     thread = threading.Thread(target=server.run, name="bench-waitress", daemon=True)
     thread.start()
     try:
@@ -462,7 +459,7 @@ def _one_backend(
         ours_app, _ = build_app(runtime, settings)
         yardstick = minimal_app(settings.api_url)
         with (
-            served(wsgi_app(ours_app, runtime), ours_app) as ours,
+            served(wsgi_app(ours_app, runtime, SIGNING_SECRET), ours_app) as ours,
             served(SlackRequestHandler(yardstick), yardstick) as minimal,
         ):
             ours_client, minimal_client = Client(ours, slack), Client(minimal, slack)

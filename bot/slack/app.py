@@ -8,13 +8,15 @@ Slack's 429s retried after Retry-After.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from slack_bolt import App, BoltContext
+from slack_bolt import App, BoltContext, BoltResponse
 from slack_bolt.error import BoltError
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -22,12 +24,21 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.config import ConfigError
 from bot.runtime import REDACTOR, Runtime
+from bot.slack import blocks
 from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallationStore
 from bot.slack.listeners import register_listeners
-from bot.slack.service import SlackService
+from bot.slack.service import STORE_UNAVAILABLE, SlackService, store_unavailable
 from bot.slack.settings import SCOPES, SlackSettings
+from storage.repo import workspace_for_slack_team
+
+log = logging.getLogger(__name__)
 
 INSTALL_PATH = "/slack/install"
+ANOTHER_WORKSPACE = (
+    "Sorry, this xai-usage is set up for another Slack workspace, so it shows and changes "
+    "nothing here. To use it in this workspace, an admin can run one for it (its own "
+    "SLACK_BOT_TOKEN), or install it for many workspaces (SLACK_CLIENT_ID)."
+)
 REDIRECT_PATH = "/slack/oauth_redirect"
 
 
@@ -56,6 +67,7 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
         logger=logging.getLogger("slack_bolt.xai_usage"),
     )
     forget: Callable[[str], None] | None = None
+    home_team: str | None = None
     try:
         if settings.multi_workspace:
             store = EncryptedInstallationStore(runtime.db, settings.client_id)
@@ -77,6 +89,7 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
                 store.delete_all(enterprise_id=enterprise_id, team_id=team_id)
         else:
             app = App(client=web_client(settings, settings.bot_token), **common)
+            home_team = bot_team(app.client)
     except BoltError as error:
         raise ConfigError(
             f"Slack refused the app's configuration: {error}. Check "
@@ -88,25 +101,94 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
             f"Could not reach Slack at {settings.api_url} ({reason}). Check the network, "
             "or SLACK_API_URL if you set it."
         ) from None
-    service = SlackService(runtime, settings, forget)
+    service = SlackService(runtime, settings, forget, home_team=home_team)
+
+    if home_team is not None:
+
+        @app.middleware
+        def only_home_team(
+            body: dict, context: BoltContext, next: Callable[[], None]
+        ) -> BoltResponse | None:
+            """One workspace: its bot token's. Any other team is told so; nothing is touched."""
+            if context.team_id == home_team:
+                next()
+                return None
+            log.info(
+                "refused a request from Slack team %s (this app serves %s)",
+                context.team_id,
+                home_team,
+            )
+            if "command" in body:  # the ack's body is the slash command's reply
+                return BoltResponse(
+                    status=200,
+                    body={"response_type": "ephemeral", **blocks.notice(ANOTHER_WORKSPACE)},
+                )
+            return BoltResponse(status=200, body="")
 
     @app.middleware
     def attach_service(context: BoltContext, next: Callable[[], None]) -> None:
         context["xai_usage"] = service
         next()
 
+    @app.error
+    def one_line(error: Exception) -> None:
+        """A failed request is one line in the log (the traceback at DEBUG level)."""
+        if store_unavailable(error):
+            log.error("a Slack request failed: %s", STORE_UNAVAILABLE)
+        else:
+            first = str(error).splitlines()[0][:300] if str(error) else ""
+            log.error("a Slack request failed: %s: %s", type(error).__name__, first)
+        log.debug("the failed request's traceback", exc_info=error)
+
     register_listeners(app)
     return app, service
 
 
-def token_resolver(runtime: Runtime, settings: SlackSettings) -> Callable[[str | None], str | None]:
+def bot_team(client: WebClient) -> str:
+    """The Slack team the bot token belongs to (``auth.test``)."""
+    try:
+        answer = client.auth_test()
+    except SlackApiError as error:
+        raise ConfigError(
+            f"Slack refused SLACK_BOT_TOKEN ({error.response.get('error', 'unknown_error')}). "
+            "Set it to the Bot User OAuth Token (xoxb-…) of this app's installation."
+        ) from None
+    team = answer.get("team_id")
+    if not isinstance(team, str) or not team:
+        raise ConfigError("Slack's auth.test did not say which workspace SLACK_BOT_TOKEN is for.")
+    return team
+
+
+def token_resolver(
+    runtime: Runtime, settings: SlackSettings, *, home_team: str | None = None
+) -> Callable[[str | None], str | None]:
     """A bot token for a workspace when no request brings one (scheduled work).
 
-    With many workspaces, a token about to expire is rotated first and the
-    new one saved, exactly as Bolt does for incoming requests.
+    One workspace: SLACK_BOT_TOKEN, for its own team only (``auth.test`` says
+    which, once), and for the terminal's workspace, which that team then
+    adopts, as a request from it would. With many workspaces, a token about
+    to expire is rotated first and the new one saved, exactly as Bolt does
+    for incoming requests.
     """
     if not settings.multi_workspace:
-        return lambda team_id: settings.bot_token
+        home: list[str] = []
+        lock = threading.Lock()
+
+        def bot_token_for(team_id: str | None) -> str | None:
+            with lock:
+                if not home:
+                    team = home_team or bot_team(web_client(settings, settings.bot_token))
+                    with runtime.db.transaction() as session:
+                        workspace_for_slack_team(session, team, adopt_local=True)
+                    home.append(team)
+            if team_id is None or team_id == home[0]:
+                return settings.bot_token
+            log.warning(
+                "not posting for Slack team %s: SLACK_BOT_TOKEN belongs to %s", team_id, home[0]
+            )
+            return None
+
+        return bot_token_for
     from slack_sdk.oauth.token_rotation import TokenRotator
 
     store = EncryptedInstallationStore(runtime.db, settings.client_id)

@@ -3,44 +3,133 @@
 Socket Mode when SLACK_APP_TOKEN is set (no public URL needed), otherwise
 HTTP on waitress, a production WSGI server: POST /slack/events, the OAuth
 install paths, and GET /healthz (200 only when the database answers).
+
+Waitress reads requests on one event loop and hands only complete ones to
+its threads, so slow clients cost a socket, not a thread. Its defaults still
+let anyone take it offline: 100 connections at most (then it stops
+accepting), ``select()`` (no file descriptor above 1024), and only an
+inactivity timeout, which a client dripping a byte every few seconds never
+trips. :func:`http_server` lifts the limit, polls, gives every request a
+total deadline for its headers and body, and when full drops the slowest
+unfinished connection instead of refusing new ones.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import resource
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from sqlalchemy import text
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
 
 from bot.runtime import Runtime
 from bot.scheduler import start_scheduler
 from bot.slack.app import build_app, token_resolver
 from bot.slack.delivery import SlackDelivery
-from bot.slack.settings import SlackSettings
+from bot.slack.inbound import Malformed, parse_body, shape_problem, signature_valid
+from bot.slack.settings import HttpLimits, SlackSettings
 
 log = logging.getLogger(__name__)
 
+THREADS = 16
+MAX_BODY_BYTES = 1024 * 1024
+"""Slack's largest payloads (a view submission) are tens of kilobytes."""
+MAX_HEADER_BYTES = 64 * 1024
+ACCEPT_BATCH = 256
+SPARE_FILES = 64
+"""File descriptors kept for the database, Slack calls, logs: not for clients."""
 
-def wsgi_app(app: App, runtime: Runtime) -> Callable[..., Iterable[bytes]]:
+
+def wsgi_app(
+    app: App, runtime: Runtime, signing_secret: str, *, clock: Callable[[], float] = time.time
+) -> Callable[..., Iterable[bytes]]:
+    """/healthz, then Bolt; a POST reaches Bolt only signed and well formed.
+
+    The signature is checked here on the raw bytes, before anything is
+    parsed (Bolt would decode and parse first): unsigned is 401. Signed but
+    malformed is 400 with one log line, never a traceback.
+    """
     slack = SlackRequestHandler(app)
+    unsigned = _Tally("refused %d unsigned or stale request(s) (401) since the last such line")
 
     def application(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
             healthy = database_answers(runtime)
             body = json.dumps({"ok": healthy, "database": "up" if healthy else "down"}).encode()
-            start_response(
-                "200 OK" if healthy else "503 Service Unavailable",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-            )
-            return [body]
-        return slack(environ, start_response)
+            return _answer(start_response, "200 OK" if healthy else "503 Service Unavailable", body)
+        if environ.get("REQUEST_METHOD") == "POST":
+            raw = _read_body(environ)
+            if raw is None or not signature_valid(
+                signing_secret,
+                environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP"),
+                environ.get("HTTP_X_SLACK_SIGNATURE"),
+                raw,
+                clock(),
+            ):
+                unsigned.add()
+                return _answer(start_response, "401 Unauthorized", b'{"error":"unsigned"}')
+            try:
+                problem = shape_problem(parse_body(raw, environ.get("CONTENT_TYPE", "")))
+            except Malformed as error:
+                problem = str(error)
+            if problem:
+                log.warning("refused a signed but malformed request: %s", problem)
+                return _answer(start_response, "400 Bad Request", b'{"error":"malformed"}')
+            environ["wsgi.input"] = io.BytesIO(raw)  # Bolt reads it again
+        try:
+            return slack(environ, start_response)
+        except Exception as error:  # Bolt building the request, before any listener
+            log.warning("refused a request Bolt could not read (%s)", type(error).__name__)
+            return _answer(start_response, "400 Bad Request", b'{"error":"malformed"}')
 
     return application
+
+
+def _answer(start_response: Callable, status: str, body: bytes) -> list[bytes]:
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def _read_body(environ: dict[str, Any]) -> bytes | None:
+    length = environ.get("CONTENT_LENGTH") or "0"
+    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
+        return None
+    return environ["wsgi.input"].read(int(length))
+
+
+class _Tally:
+    """Counts an event and logs it at most once a minute: an attacker's
+    flood of unsigned requests must not flood the log too."""
+
+    def __init__(self, message: str, every: float = 60.0) -> None:
+        self.message = message
+        self.every = every
+        self.count = 0
+        self.logged_at: float | None = None
+        self.lock = threading.Lock()
+
+    def add(self) -> None:
+        with self.lock:
+            self.count += 1
+            now = time.monotonic()
+            if self.logged_at is None or now - self.logged_at >= self.every:
+                log.info(self.message, self.count)
+                self.count, self.logged_at = 0, now
 
 
 def database_answers(runtime: Runtime) -> bool:
@@ -68,6 +157,142 @@ def stop_waitress(server: Any) -> None:
     server.trigger.pull_trigger(close_all)
 
 
+class DeadlineChannel(HTTPChannel):
+    """A connection whose request must arrive whole within the server's deadline.
+
+    ``receiving_since`` is when the request being read began: the accept for
+    the first, the first byte for the next ones on a kept-alive connection;
+    None between requests (then only the idle timeout applies).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.receiving_since: float | None = time.time()
+        super().__init__(*args, **kwargs)
+
+    def received(self, data: bytes) -> bool:
+        if self.receiving_since is None:
+            self.receiving_since = time.time()
+        try:
+            return super().received(data)
+        finally:
+            if self.request is None:  # everything read so far made whole requests
+                self.receiving_since = None
+
+
+class DeadlineServer(TcpWSGIServer):
+    """Waitress's TCP server with a request deadline and load shedding."""
+
+    channel_class = DeadlineChannel
+
+    def __init__(self, application: Callable, limits: HttpLimits, **adjustments: Any) -> None:
+        self.limits = limits
+        self.dropped = 0
+        """Connections cut for being too slow, or shed when full (for tests and benches)."""
+        adj = Adjustments(**adjustments)
+        super().__init__(application, map={}, adj=adj, sockinfo=adj.listen[0])
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # the idle timeout (channel_timeout)
+        cutoff = now - self.limits.request_deadline
+        for channel in list(self.active_channels.values()):
+            since = getattr(channel, "receiving_since", None)
+            if not channel.requests and since is not None and since < cutoff:
+                channel.will_close = True  # closed on this loop's next pass
+                self.dropped += 1
+                log.debug("dropped a client slower than %ss", self.limits.request_deadline)
+
+    def readable(self) -> bool:
+        if self.accepting and len(self._map) >= self.adj.connection_limit:
+            self._shed()
+        return super().readable()
+
+    def handle_accept(self) -> None:
+        """Accept every waiting connection, not one per turn of the loop.
+
+        Each turn polls every open socket; at one accept a turn, a burst of
+        reconnecting slow clients queues a real request behind all of them.
+        """
+        for _ in range(ACCEPT_BATCH):
+            if len(self._map) >= self.adj.connection_limit:
+                self._shed()
+                if len(self._map) >= self.adj.connection_limit:
+                    return
+            try:
+                accepted = self.accept()
+                if accepted is None:
+                    return  # none waiting
+                conn, addr = accepted
+                self.set_socket_options(conn)
+            except OSError:  # the client went away before we got to it
+                continue
+            self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+
+    def _shed(self) -> None:
+        """Full: close the connection that has waited longest without a whole
+        request (then the longest idle one), so new clients still get in."""
+        waiting = [c for c in self.active_channels.values() if not c.requests]
+        if not waiting:
+            return  # every connection has a request in the app: stop accepting for now
+        slowest = min(waiting, key=lambda c: c.receiving_since or c.last_activity)
+        slowest.handle_close()
+        self.dropped += 1
+
+
+def http_server(
+    application: Callable, limits: HttpLimits, *, host: str, port: int, threads: int = THREADS
+) -> DeadlineServer:
+    """The waitress server `serve --http` runs, configured against slow clients."""
+    connection_limit = min(limits.max_connections, _open_files_allowed() - SPARE_FILES)
+    if connection_limit < limits.max_connections:
+        log.warning(
+            "only %d connections are possible (the open files limit, ulimit -n); "
+            "XAI_USAGE_SERVE_MAX_CONNECTIONS asks for %d",
+            connection_limit,
+            limits.max_connections,
+        )
+    return DeadlineServer(
+        application,
+        limits,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="xai-usage",
+        connection_limit=max(connection_limit, 10),
+        channel_timeout=limits.idle_timeout,
+        cleanup_interval=1,  # how often deadlines are checked (waitress's default is 30 s)
+        asyncore_use_poll=True,  # select() cannot watch file descriptors above 1024
+        backlog=2048,
+        max_request_header_size=MAX_HEADER_BYTES,
+        max_request_body_size=MAX_BODY_BYTES,
+    )
+
+
+def _open_files_allowed() -> int:
+    """The soft open-files limit, first raised as far as the hard one allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+class GuardedSocketModeHandler(SocketModeHandler):
+    """Socket Mode payloads arrive parsed, past the HTTP checks: they are checked
+    here, before Bolt builds a request from them (its own code would raise)."""
+
+    def handle(self, client: Any, req: SocketModeRequest) -> None:
+        if problem := shape_problem(req.payload):
+            log.warning("ignored a malformed Socket Mode request: %s", problem)
+            # Acknowledged all the same, or Slack would send it again.
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            return
+        super().handle(client, req)
+
+
 def serve(
     runtime: Runtime,
     settings: SlackSettings,
@@ -75,19 +300,21 @@ def serve(
     host: str = "0.0.0.0",
     ready: Callable[[str], None] | None = None,
 ) -> None:
-    app, _ = build_app(runtime, settings)
-    scheduler = start_scheduler(runtime, SlackDelivery(settings, token_resolver(runtime, settings)))
+    app, service = build_app(runtime, settings)
+    tokens = token_resolver(runtime, settings, home_team=service.home_team)
+    scheduler = start_scheduler(runtime, SlackDelivery(settings, tokens))
     try:
         if settings.mode == "socket":
-            handler = SocketModeHandler(app, settings.app_token)
+            handler = GuardedSocketModeHandler(app, settings.app_token)
             if ready:
                 ready("Socket Mode")
             handler.start()
         else:
-            import waitress
-
-            server = waitress.create_server(
-                wsgi_app(app, runtime), host=host, port=settings.port, threads=16, ident="xai-usage"
+            server = http_server(
+                wsgi_app(app, runtime, settings.signing_secret or ""),
+                settings.limits,
+                host=host,
+                port=settings.port,
             )
             if ready:
                 ready(f"http://{host}:{server.effective_port}")

@@ -20,6 +20,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.grammar import Command
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
@@ -97,6 +99,17 @@ class ResponseUrls:
             return int(self._seen.get(url, [0, 0])[1])
 
 
+STORE_UNAVAILABLE = (
+    "xai-usage can't reach its database right now; try again in a few minutes "
+    "(admins: check DATABASE_URL / the server log)."
+)
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database did not answer (down, refused, pool exhausted)."""
+    return isinstance(error, DBAPIError | PoolTimeout)
+
+
 @dataclass(frozen=True)
 class Invocation:
     """Who asked, where: the parts of a Slack request the service needs."""
@@ -115,10 +128,15 @@ class SlackService:
         runtime: Runtime,
         settings: SlackSettings,
         forget_installations: Callable[[str], None] | None = None,
+        *,
+        home_team: str | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = settings
         self.forget_installations = forget_installations
+        self.home_team = home_team
+        """One workspace: the bot token's team, the only one served (and the only one
+        that may adopt the terminal's workspace)."""
         self._workspaces: dict[str, int] = {}
         # Long work (syncs, backfills) runs here, not on Bolt's listener threads,
         # and a workspace syncs once at a time: a second `sync` joins the first.
@@ -181,7 +199,8 @@ class SlackService:
                 session,
                 invocation.team_id,
                 invocation.team_name,
-                adopt_local=not self.settings.multi_workspace,
+                adopt_local=not self.settings.multi_workspace
+                and invocation.team_id == self.home_team,
             )
             self._workspaces[invocation.team_id] = workspace.id
             return workspace.id

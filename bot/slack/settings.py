@@ -6,8 +6,8 @@ variable to set, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from bot.config import ConfigError
 
@@ -21,6 +21,49 @@ SCOPES = ("commands", "chat:write", "users:read", "channels:history", "groups:hi
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """How `serve --http` keeps slow or idle clients from taking it offline."""
+
+    request_deadline: float = 5.0
+    """Seconds a client has to send a whole request, headers and body, from its first
+    byte (or from connecting); dripping a byte at a time does not extend it."""
+    idle_timeout: int = 75
+    """Seconds a kept-alive connection may sit idle between requests (longer than a load
+    balancer's usual 60 s, so the balancer closes first and never reuses a closed one)."""
+    max_connections: int = 10_000
+    """Open connections at most; beyond it, the slowest unfinished one is dropped."""
+
+    @classmethod
+    def from_env(cls, get: Callable[[str], str | None]) -> HttpLimits:
+        def number(name: str, default: float, *, lowest: float, whole: bool) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw) if whole else float(raw)
+            except ValueError:
+                value = None
+            if value is None or not lowest <= value < float("inf"):
+                kind = "a whole number" if whole else "a number of seconds"
+                raise ConfigError(f"{name} must be {kind} of at least {lowest:g}, got {raw!r}.")
+            return value
+
+        return cls(
+            request_deadline=number(
+                "XAI_USAGE_SERVE_REQUEST_DEADLINE", cls.request_deadline, lowest=0.5, whole=False
+            ),
+            idle_timeout=int(
+                number("XAI_USAGE_SERVE_IDLE_TIMEOUT", cls.idle_timeout, lowest=1, whole=True)
+            ),
+            max_connections=int(
+                number(
+                    "XAI_USAGE_SERVE_MAX_CONNECTIONS", cls.max_connections, lowest=10, whole=True
+                )
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class SlackSettings:
     mode: str  # "socket" or "http"
     port: int
@@ -31,6 +74,7 @@ class SlackSettings:
     client_id: str | None
     client_secret: str | None
     admins: frozenset[str]
+    limits: HttpLimits = field(default_factory=lambda: HttpLimits())
 
     @property
     def multi_workspace(self) -> bool:
@@ -119,4 +163,5 @@ class SlackSettings:
             client_id=client_id,
             client_secret=client_secret,
             admins=admins,
+            limits=HttpLimits.from_env(get),
         )

@@ -7,7 +7,7 @@ from slack_sdk import WebClient
 
 from bot.formatting import mrkdwn
 from bot.slack import blocks
-from bot.slack.service import Invocation, SlackService
+from bot.slack.service import STORE_UNAVAILABLE, Invocation, SlackService, store_unavailable
 
 
 def register(app: App) -> None:
@@ -31,7 +31,13 @@ def disconnect_confirmed(
     if refusal := service.refusal(client, invocation, admin=True):
         respond(**blocks.notice(refusal), replace_original=False)
         return
-    label = service.disconnect(invocation, body["actions"][0]["value"])
+    try:
+        label = service.disconnect(invocation, body["actions"][0].get("value", ""))
+    except Exception as error:
+        if not store_unavailable(error):
+            raise
+        respond(**blocks.notice(f":warning: {STORE_UNAVAILABLE}"), replace_original=False)
+        return
     text = (
         f"Disconnected *{mrkdwn(label)}*: its management key and cost data are deleted."
         if label

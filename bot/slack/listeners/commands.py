@@ -19,7 +19,13 @@ from bot.grammar import COMMANDS, REPORTS, Command, UsageError, parse, tokenize
 from bot.setup import SetupError
 from bot.slack import blocks
 from bot.slack.delivery import post_note
-from bot.slack.service import Invocation, SlackService, setup_for
+from bot.slack.service import (
+    STORE_UNAVAILABLE,
+    Invocation,
+    SlackService,
+    setup_for,
+    store_unavailable,
+)
 from bot.sync import ConnectError
 from storage.repo import NotFound
 
@@ -60,6 +66,11 @@ def xai_usage(
         HANDLERS[command.name](service, command, invocation, respond, client)
     except (NotFound, SetupError) as error:
         respond(**blocks.notice(str(error)))
+    except Exception as error:
+        if not store_unavailable(error):
+            raise  # a bug: Bolt's error handler logs it
+        logger.error("/xai-usage %s: %s", command.name, STORE_UNAVAILABLE)
+        respond(**blocks.notice(f":warning: {STORE_UNAVAILABLE}"))
 
 
 Handler = Callable[[SlackService, Command, Invocation, Respond, WebClient], None]
@@ -144,6 +155,8 @@ def sync(
 
 def _sync_outcome(done: Future) -> str:
     error = done.exception()
+    if error is not None and store_unavailable(error):
+        return f":warning: {STORE_UNAVAILABLE}"
     if error is not None:
         return f":x: The sync failed ({type(error).__name__}); `/xai-usage status` shows why."
     return blocks.sync_lines(done.result())

@@ -16,7 +16,14 @@ from slack_sdk import WebClient
 
 from bot import formatting
 from bot.slack import blocks
-from bot.slack.service import Invocation, SlackService, metadata_of, setup_for
+from bot.slack.service import (
+    STORE_UNAVAILABLE,
+    Invocation,
+    SlackService,
+    metadata_of,
+    setup_for,
+    store_unavailable,
+)
 from bot.sync import ConnectError
 from providers.types import CheckResult
 
@@ -40,7 +47,15 @@ def connect_submitted(
         ack(response_action="errors", errors={"team_id": refusal})
         return
     values = service.submitted_values(view)
-    if errors := service.field_errors(service.workspace_id(invocation), values):
+    try:
+        errors = service.field_errors(service.workspace_id(invocation), values)
+    except Exception as error:
+        if not store_unavailable(error):
+            raise
+        logger.error("connect form: %s", STORE_UNAVAILABLE)
+        ack(response_action="errors", errors={"label": STORE_UNAVAILABLE})
+        return
+    if errors:
         ack(response_action="errors", errors=errors)
         return
     try:

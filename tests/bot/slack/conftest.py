@@ -1,8 +1,9 @@
 """The Slack app over real HTTP: signed requests in, the Slack stand-in out.
 
-The app runs on waitress on 127.0.0.1, exactly as `xai-usage serve --http`
-runs it; requests carry real Slack signatures; every Web API call and
-response-URL reply lands in the stand-in, which checks Block Kit limits.
+The app runs on waitress on 127.0.0.1, configured as `xai-usage serve --http`
+configures it (:func:`bot.slack.server.http_server`); requests carry real
+Slack signatures; every Web API call and response-URL reply lands in the
+stand-in, which checks Block Kit limits.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import waitress
+from slack_bolt import App
 
 from bot.config import Settings
 from bot.runtime import Runtime
 from bot.slack.app import build_app
-from bot.slack.server import stop_waitress, wsgi_app
+from bot.slack.server import http_server, stop_waitress, wsgi_app
 from bot.slack.service import SlackService
 from bot.slack.settings import SlackSettings
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
@@ -57,6 +58,8 @@ class SlackApp:
     runtime: Runtime
     service: SlackService
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
+    bolt: App | None = None
+    """The Bolt app itself, to dispatch what HTTP cannot carry (Socket Mode payloads)."""
 
     def post(self, body: str, headers: dict | None = None) -> httpx.Response:
         return self.http.post(
@@ -156,11 +159,17 @@ def slack_app(slack_env, db, store_key):
         runtime = Runtime(Settings.from_env(env))
         settings = SlackSettings.from_env(env, force_http=True, port=0)
         app, service = build_app(runtime, settings)
-        server = waitress.create_server(wsgi_app(app, runtime), host="127.0.0.1", port=0, threads=8)
+        server = http_server(
+            wsgi_app(app, runtime, SIGNING_SECRET),
+            settings.limits,
+            host="127.0.0.1",
+            port=0,
+            threads=8,
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         harness = SlackApp(
-            f"http://127.0.0.1:{server.effective_port}", stand_in, xai, runtime, service
+            f"http://127.0.0.1:{server.effective_port}", stand_in, xai, runtime, service, bolt=app
         )
         try:
             yield harness

@@ -159,7 +159,7 @@ def test_health_says_503_when_the_database_is_down(tmp_path) -> None:
         "postgresql://nobody@127.0.0.1:1/none", Keyring([Keyring.generate_key()])
     )
     statuses = []
-    body = wsgi_app(None, runtime)(
+    body = wsgi_app(None, runtime, SIGNING_SECRET)(
         {"PATH_INFO": "/healthz", "REQUEST_METHOD": "GET"},
         lambda status, headers: statuses.append(status),
     )

@@ -144,10 +144,12 @@ def test_people_listed_in_xai_usage_admins_may_connect(connected: SlackApp) -> N
 
 
 def test_queries_are_scoped_to_the_workspace(connected: SlackApp) -> None:
+    """One workspace (a bot token): another team's request is refused outright."""
     other = "T0002"
     connected.slack.add_user("UOTHER", team_id=other, is_admin=True)
-    _, url_id = connected.command("month", user="UOTHER", team=other)
-    assert "No xAI team is connected yet" in text_of(connected.reply(url_id))
+    answer, url_id = connected.command("month", user="UOTHER", team=other)
+    assert "set up for another Slack workspace" in text_of(answer.json())
+    assert "Production" not in answer.text and connected.replies(url_id) == []
 
 
 # -- the connect modal ----------------------------------------------------------
