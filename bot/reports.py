@@ -7,6 +7,7 @@ as on xAI invoices; sums happen in SQL on exact integer nano-dollars.
 from __future__ import annotations
 
 import calendar
+import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -15,13 +16,14 @@ from decimal import Decimal
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from bot.formatting import day_label
+from bot.formatting import day_label, day_span
 from bot.grammar import Command, parse_day
 from storage.models import (
     ApiKeyName,
     Connection,
     ConnectionStatus,
     DailyCost,
+    FetchedSpan,
     WorkspaceDailyTotal,
 )
 
@@ -74,8 +76,55 @@ def _span(start: date, end: date) -> str:
 class ReportRow:
     key: str
     label: str
-    cost_usd: Decimal
-    share: Decimal  # of the total, 0..1
+    cost_usd: Decimal | None  # None: no connection fetched any day of it (never $0.00)
+    share: Decimal | None  # of the total, 0..1
+    complete: bool = True
+    """False when some day of the row was not fetched for some connection."""
+
+
+@dataclass(frozen=True)
+class Uncovered:
+    """Days of the period one connection never fetched."""
+
+    connection: str
+    start: date
+    end: date  # inclusive
+
+
+@dataclass(frozen=True)
+class CoverageNote:
+    """Unfetched days shared by some connections, and whether a sync can reach them."""
+
+    labels: tuple[str, ...]
+    start: date
+    end: date
+    data_from: date | None
+    """The first day these connections ever fetched (None: nothing yet)."""
+    reachable_from: date
+    """The oldest day a sync can fetch today (the provider's backfill limit)."""
+    max_days: int
+
+    @property
+    def span(self) -> str:
+        return day_span(self.start, self.end)
+
+    @property
+    def future(self) -> bool:
+        """After today: nothing to fetch yet."""
+        return self.start > self.reachable_from + timedelta(days=self.max_days - 1)
+
+    @property
+    def fetch_days(self) -> int | None:
+        """``sync --days N`` that fetches what can be fetched of it; None if nothing can."""
+        today = self.reachable_from + timedelta(days=self.max_days - 1)
+        if self.future or self.end < self.reachable_from:
+            return None
+        return (today - max(self.start, self.reachable_from)).days + 1
+
+    @property
+    def beyond_reach(self) -> bool:
+        """Some of it is older than any sync can fetch."""
+        return self.start < self.reachable_from
 
 
 @dataclass(frozen=True)
@@ -89,6 +138,12 @@ class Report:
     connection_labels: tuple[str, ...]
     model_pattern: str | None = None
     problems: tuple[str, ...] = field(default=())
+    uncovered: tuple[Uncovered, ...] = ()
+    coverage_notes: tuple[CoverageNote, ...] = ()
+    nothing_fetched: bool = False
+    """Connections exist but none fetched any day of the period."""
+    data_from: date | None = None
+    """The first day any of the report's connections fetched."""
 
     @property
     def empty(self) -> bool:
@@ -184,6 +239,7 @@ def build_report(
     else:
         raw = _by(session, workspace_id, period, ["day"], filters)
         rows = _time_rows(dict((day, cost) for (day,), cost in raw), period, group_by)
+    coverage = _Coverage.read(session, workspace_id, period, included, connection, now)
     total = sum((cost for _, _, cost in rows), Decimal(0))
     if group_by in ("model", "connection", "key"):
         rows.sort(key=lambda r: (-r[2], r[1]))
@@ -191,6 +247,7 @@ def build_report(
         ReportRow(key, label, cost, (cost / total) if total else Decimal(0))
         for key, label, cost in rows
     )
+    report_rows = coverage.mark(report_rows, group_by, total, included)
     synced = [c.last_success_at for c in included if c.last_success_at]
     problems = tuple(
         f"“{c.label}” is not syncing ({c.status_reason}): its figures may be out of date."
@@ -207,6 +264,10 @@ def build_report(
         connection_labels=tuple(c.label for c in included),
         model_pattern=model_pattern,
         problems=problems,
+        uncovered=coverage.uncovered,
+        coverage_notes=coverage.notes(),
+        nothing_fetched=bool(included) and not coverage.any_fetched,
+        data_from=coverage.data_from,
     )
 
 
@@ -254,6 +315,134 @@ def _time_rows(by_day: dict[date, Decimal], period: Period, group_by: str) -> li
         buckets[key] = (label, previous + by_day.get(day, Decimal(0)))
         day += timedelta(days=1)
     return [(key, label, cost) for key, (label, cost) in buckets.items()]
+
+
+class _Coverage:
+    """Which days of a period each of a report's connections has fetched."""
+
+    def __init__(self, period: Period, spans: dict[int, list[tuple[date, date]]], today: date):
+        self.period = period
+        self.today = today
+        self.spans = spans
+        self.labels: dict[int, str] = {}
+        starts = [0] * (period.days + 1)  # +1 where a span starts, -1 after it ends
+        self.gaps: dict[int, list[tuple[date, date]]] = {}
+        for cid, merged in spans.items():
+            day = period.start
+            for first, last in merged:
+                lo, hi = max(first, period.start), min(last, period.end)
+                if lo > hi:
+                    continue
+                if lo > day:
+                    self.gaps.setdefault(cid, []).append((day, lo - timedelta(days=1)))
+                starts[(lo - period.start).days] += 1
+                starts[(hi - period.start).days + 1] -= 1
+                day = max(day, hi + timedelta(days=1))
+            if day <= period.end:
+                self.gaps.setdefault(cid, []).append((day, period.end))
+        self.fetched_by = list(itertools.accumulate(starts[:-1]))  # connections, each day
+        self.any_fetched = any(self.fetched_by)
+        firsts = [merged[0][0] for merged in spans.values() if merged]
+        self.data_from = min(firsts) if firsts else None
+        self.uncovered: tuple[Uncovered, ...] = ()
+
+    @classmethod
+    def read(cls, session, workspace_id, period, included, connection, now) -> _Coverage:
+        query = select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day)
+        if connection is not None:
+            query = query.where(FetchedSpan.connection_id == connection.id)
+        else:
+            query = query.where(FetchedSpan.workspace_id == workspace_id)
+        raw: dict[int, list[tuple[date, date]]] = {c.id: [] for c in included}
+        for cid, first, last in session.execute(query.order_by(FetchedSpan.first_day)):
+            if cid in raw:
+                raw[cid].append((first, last))
+        spans = {cid: _merge(found) for cid, found in raw.items()}
+        coverage = cls(period, spans, now.astimezone(UTC).date())
+        labels = {c.id: c.label for c in included}
+        coverage.labels = labels
+        coverage.uncovered = tuple(
+            Uncovered(labels[cid], start, end)
+            for cid in sorted(coverage.gaps, key=lambda c: labels[c].lower())
+            for start, end in coverage.gaps[cid]
+        )
+        return coverage
+
+    def notes(self) -> tuple[CoverageNote, ...]:
+        """One note per distinct unfetched stretch, naming the connections that lack it."""
+        from bot.sync import MAX_BACKFILL_DAYS  # the limit `sync --days` enforces
+
+        reachable = self.today - timedelta(days=MAX_BACKFILL_DAYS - 1)
+        by_span: dict[tuple[date, date], list[int]] = {}
+        for cid, gaps in self.gaps.items():
+            for gap in gaps:
+                by_span.setdefault(gap, []).append(cid)
+        notes = []
+        for (start, end), cids in sorted(by_span.items()):
+            firsts = [self.spans[c][0][0] for c in cids if self.spans[c]]
+            notes.append(
+                CoverageNote(
+                    labels=tuple(sorted((self.labels[c] for c in cids), key=str.lower)),
+                    start=start,
+                    end=end,
+                    data_from=min(firsts) if firsts else None,
+                    reachable_from=reachable,
+                    max_days=MAX_BACKFILL_DAYS,
+                )
+            )
+        return tuple(notes)
+
+    def mark(self, rows, group_by: str, total: Decimal, included) -> tuple[ReportRow, ...]:
+        """Day-like rows nobody fetched lose their $0.00; partly fetched ones say so."""
+        if group_by == "connection":
+            shown = {r.key for r in rows}
+            extra = [
+                ReportRow(c.label, c.label, None, None, complete=False)
+                for c in included
+                if c.label not in shown and c.id in self.gaps
+            ]
+            partly = {self.labels[cid] for cid in self.gaps}
+            marked = [
+                ReportRow(r.key, r.label, r.cost_usd, r.share, complete=r.key not in partly)
+                for r in rows
+            ]
+            return tuple(marked + sorted(extra, key=lambda r: r.label.lower()))
+        if group_by not in ("day", "week", "month"):
+            return rows
+        connections = len(self.spans)
+        days: dict[str, list[int]] = {}
+        day = self.period.start
+        for count in self.fetched_by:
+            days.setdefault(_bucket_key(day, group_by), []).append(count)
+            day += timedelta(days=1)
+        marked = []
+        for r in rows:
+            counts = days.get(r.key, [])
+            if connections and counts and not any(counts):
+                marked.append(ReportRow(r.key, r.label, None, None, complete=False))
+            else:
+                complete = all(c == connections for c in counts)
+                marked.append(ReportRow(r.key, r.label, r.cost_usd, r.share, complete=complete))
+        return tuple(marked)
+
+
+def _merge(spans: list[tuple[date, date]]) -> list[tuple[date, date]]:
+    merged: list[tuple[date, date]] = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + timedelta(days=1):
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _bucket_key(day: date, group_by: str) -> str:
+    """The row key a day falls in, as ``_time_rows`` keys them."""
+    if group_by == "day":
+        return day.isoformat()
+    if group_by == "week":
+        return (day - timedelta(days=day.weekday())).isoformat()
+    return f"{day:%Y-%m}"
 
 
 @dataclass(frozen=True)
