@@ -183,3 +183,35 @@ def test_the_management_key_is_nowhere_after_connect_and_sync(cli_env, db_url, t
     for needle in needles:
         assert needle not in printed
         assert needle not in stored
+
+
+def test_days_before_the_backfill_say_not_fetched_in_every_format(cli_env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    assert connect(cli_env).returncode == 0  # 7 days, today included
+    today = datetime.now(UTC).date()
+    start, first = today - timedelta(days=9), today - timedelta(days=6)
+    span = (start.isoformat(), today.isoformat())
+    as_json = json.loads(
+        xai_usage(cli_env, "range", *span, "--by", "day", "--format", "json").stdout
+    )
+    assert as_json["uncovered"] == [
+        {
+            "connection": "Production — xAI",
+            "from": start.isoformat(),
+            "to": (first - timedelta(days=1)).isoformat(),
+        }
+    ]
+    assert [r["cost_usd"] is None for r in as_json["rows"]] == [True] * 3 + [False] * 7
+    rows = list(
+        csv.DictReader(
+            io.StringIO(xai_usage(cli_env, "range", *span, "--by", "day", "--format", "csv").stdout)
+        )
+    )
+    assert [r["cost_usd"] == "" for r in rows] == [True] * 3 + [False] * 7
+    table = xai_usage(cli_env, "range", *span, "--by", "day").stdout
+    assert table.lower().count("not fetched") == 3 + 1  # three rows and the note
+    assert '--connection "Production — xAI" --days 10`' in table
+    old = xai_usage(cli_env, "range", "2025-01-01", "2025-12-31")
+    assert old.returncode == 0 and "Nothing was fetched for this period" in old.stdout
+    assert "No spend" not in old.stdout

@@ -4,10 +4,11 @@ Revision ID: 0007
 Revises: 0006
 
 Existing stores learn what was fetched from what they hold: every successful
-sync run's window, and, for each connection with costs, every day from its
-first stored day to its last successful sync (a daily sync always caught up
-since the previous success, so that stretch was fetched). Days outside both
-stay "not fetched" until a sync fetches them.
+sync run's window (runs are kept until a connection is deleted, so they are
+the exact record, zero-spend days included). A connection with costs but no
+successful run on record gets every day from its first stored day to its last
+successful sync (daily syncs catch up since the previous success, so that
+stretch was fetched). Any other day stays "not fetched" until a sync fetches it.
 """
 
 from datetime import UTC, date, datetime, timedelta
@@ -64,9 +65,11 @@ def _backfill_spans() -> None:
             costs.c.connection_id, sa.func.min(costs.c.day), sa.func.max(costs.c.day)
         ).group_by(costs.c.connection_id)
     ):
+        if cid in fetched:  # its sync runs say exactly what was fetched
+            continue
         success = last_success.get(cid)
         end = _day(success) if success is not None else _day(last)
-        fetched.setdefault(cid, []).append((_day(first), max(end, _day(last))))
+        fetched[cid] = [(_day(first), max(end, _day(last)))]
     rows = []
     for cid, windows in fetched.items():
         if cid not in workspace_of:
