@@ -20,6 +20,7 @@ from bot.formatting import day_label, day_span
 from bot.grammar import Command, parse_day
 from storage.models import (
     ApiKeyName,
+    BillingState,
     Connection,
     ConnectionStatus,
     DailyCost,
@@ -445,6 +446,44 @@ def _bucket_key(day: date, group_by: str) -> str:
     return f"{day:%Y-%m}"
 
 
+RECONCILE_ABS = Decimal(1)
+RECONCILE_REL = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """The usage series beside the provider's invoice preview, for the same month."""
+
+    month: date  # the first day of the billing cycle
+    usage_usd: Decimal
+    """The usage series' days of ``month`` up to the day the invoice was read."""
+    invoice_usd: Decimal
+    """The invoice preview: the bill so far."""
+    invoice_as_of: datetime
+    explanations: tuple[str, ...] = ()
+
+    @property
+    def difference_usd(self) -> Decimal:
+        return self.usage_usd - self.invoice_usd
+
+    @property
+    def flagged(self) -> bool:
+        """Over $1 and over 1% of the bill: cent rounding per invoice line never flags."""
+        tolerance = max(RECONCILE_ABS, abs(self.invoice_usd) * RECONCILE_REL)
+        return abs(self.difference_usd) > tolerance
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "month": f"{self.month:%Y-%m}",
+            "usage_usd": str(self.usage_usd),
+            "invoice_usd": str(self.invoice_usd),
+            "invoice_as_of": self.invoice_as_of.isoformat(),
+            "difference_usd": str(self.difference_usd),
+            "flagged": self.flagged,
+            "explanations": list(self.explanations) if self.flagged else [],
+        }
+
+
 @dataclass(frozen=True)
 class StatusRow:
     label: str
@@ -456,6 +495,7 @@ class StatusRow:
     message: str | None
     last_success_at: datetime | None
     month_to_date_usd: Decimal
+    reconciliation: Reconciliation | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -468,6 +508,7 @@ class StatusRow:
             "message": self.message,
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
             "month_to_date_usd": str(self.month_to_date_usd),
+            "reconciliation": self.reconciliation.as_json() if self.reconciliation else None,
         }
 
 
@@ -476,6 +517,7 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
     today = now.astimezone(UTC).date()
     month_query = cost_query(workspace_id, today.replace(day=1), today, ["connection_id"])
     month = {connection_id: cost for connection_id, cost in session.execute(month_query)}
+    reconciled = _reconcile(session, workspace_id, today)
     return [
         StatusRow(
             label=c.label,
@@ -487,6 +529,7 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             message=c.status_message,
             last_success_at=c.last_success_at,
             month_to_date_usd=month.get(c.id) or Decimal(0),
+            reconciliation=reconciled.get(c.id),
         )
         for c in session.execute(  # the columns shown, not whole rows with their secrets
             select(
@@ -504,3 +547,92 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             .order_by(Connection.label)
         )
     ]
+
+
+def _reconcile(session: Session, workspace_id: int, today: date) -> dict[int, Reconciliation]:
+    """Each connection's usage series beside its invoice preview, where there is one."""
+    invoices = session.execute(
+        select(
+            BillingState.connection_id,
+            BillingState.as_of,
+            BillingState.invoice_month,
+            BillingState.month_to_date_usd,
+            Connection.last_success_at,
+        )
+        .join(Connection, Connection.id == BillingState.connection_id)
+        .where(Connection.workspace_id == workspace_id, BillingState.month_to_date_usd.is_not(None))
+    ).all()
+    if not invoices:
+        return {}
+    windows: dict[tuple[date, date], list[int]] = {}
+    for cid, as_of, month, _, _ in invoices:
+        read = as_of.astimezone(UTC).date()
+        start = month or read.replace(day=1)
+        end = min(read, _month_end(start))
+        windows.setdefault((start, end), []).append(cid)
+    usage: dict[int, Decimal] = {}
+    for (start, end), cids in windows.items():
+        query = cost_query(workspace_id, start, end, ["connection_id"], connection_id=cids)
+        usage.update({cid: cost for cid, cost in session.execute(query)})
+    spans: dict[int, list[tuple[date, date]]] = {}
+    for cid, first, last in session.execute(
+        select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day).where(
+            FetchedSpan.workspace_id == workspace_id
+        )
+    ):
+        spans.setdefault(cid, []).append((first, last))
+    found = {}
+    for cid, as_of, month, invoice, synced in invoices:
+        read = as_of.astimezone(UTC).date()
+        start = month or read.replace(day=1)
+        end = min(read, _month_end(start))
+        spent = usage.get(cid) or Decimal(0)
+        merged = _merge(spans.get(cid, []))
+        found[cid] = Reconciliation(
+            month=start,
+            usage_usd=spent,
+            invoice_usd=invoice,
+            invoice_as_of=as_of,
+            explanations=_explanations(start, end, merged, as_of, synced, today, invoice, spent),
+        )
+    return found
+
+
+def _explanations(start, end, spans, as_of, synced, today, invoice, usage) -> tuple[str, ...]:
+    """What could explain a difference, most actionable first."""
+    reasons = []
+    missing = []
+    day = start
+    for first, last in spans:
+        if last < day or first > end:
+            continue
+        if first > day:
+            missing.append((day, first - timedelta(days=1)))
+        day = max(day, last + timedelta(days=1))
+    if day <= end:
+        missing.append((day, end))
+    if missing:
+        days = (today - missing[0][0]).days + 1
+        reasons.append(
+            "days not fetched into the usage series: "
+            + ", ".join(day_span(a, b) for a, b in missing)
+            + f" (sync --days {days} fetches them)"
+        )
+    if synced is not None and abs((synced - as_of).total_seconds()) > 60:
+        reasons.append(
+            f"read at different times: the invoice at {as_of:%d %b %H:%M} UTC, "
+            f"the costs at {synced:%d %b %H:%M} UTC (the next sync reads both)"
+        )
+    if end >= today - timedelta(days=1):
+        reasons.append(
+            "today's and yesterday's figures are still settling: xAI keeps updating a day for "
+            "hours after it ends"
+        )
+    if invoice > usage:
+        reasons.append("tax or fees on the invoice that the usage series does not carry")
+    reasons.append("corrections or credits xAI applied to the invoice")
+    return tuple(reasons)
+
+
+def _month_end(first: date) -> date:
+    return first.replace(day=calendar.monthrange(first.year, first.month)[1])

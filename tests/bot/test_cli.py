@@ -215,3 +215,15 @@ def test_days_before_the_backfill_say_not_fetched_in_every_format(cli_env) -> No
     old = xai_usage(cli_env, "range", "2025-01-01", "2025-12-31")
     assert old.returncode == 0 and "Nothing was fetched for this period" in old.stdout
     assert "No spend" not in old.stdout
+
+
+def test_status_sets_month_to_date_beside_the_invoice_so_far(cli_env) -> None:
+    assert connect(cli_env, days="90").returncode == 0
+    done = xai_usage(cli_env, "status", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    reconciliation = row["reconciliation"]
+    assert Decimal(reconciliation["usage_usd"]) == Decimal(row["month_to_date_usd"]) > 0
+    assert reconciliation["flagged"] is False  # the whole month was fetched
+    assert abs(Decimal(reconciliation["difference_usd"])) < 1
+    assert "xAI invoice so far" in xai_usage(cli_env, "status").stdout
