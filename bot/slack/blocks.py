@@ -47,6 +47,10 @@ def report_message(report: Report) -> dict[str, Any]:
         f"{r.label} {formatting.cost_cell(r.cost_usd, r.complete)}" for r in report.rows[:3]
     )
     header = f"{report.period.title}: {formatting.money(report.total_usd)}"
+    if report.nothing_fetched:
+        header = f"{report.period.title}: not fetched"
+    elif report.uncovered:
+        subtitle.append("total of the fetched days only")
     return render_json(
         "slack/report.json.j2",
         report=report,
