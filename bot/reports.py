@@ -248,7 +248,7 @@ def build_report(
         ReportRow(key, label, cost, (cost / total) if total else Decimal(0))
         for key, label, cost in rows
     )
-    report_rows = coverage.mark(report_rows, group_by, total, included)
+    report_rows = coverage.mark(report_rows, group_by, included)
     synced = [c.last_success_at for c in included if c.last_success_at]
     problems = tuple(
         f"“{c.label}” is not syncing ({c.status_reason}): its figures may be out of date."
@@ -409,7 +409,7 @@ class _Coverage:
             )
         return tuple(notes)
 
-    def mark(self, rows, group_by: str, total: Decimal, included) -> tuple[ReportRow, ...]:
+    def mark(self, rows, group_by: str, included) -> tuple[ReportRow, ...]:
         """Day-like rows nobody fetched lose their $0.00; partly fetched ones say so."""
         if group_by == "connection":
             shown = {r.key for r in rows}
