@@ -325,6 +325,7 @@ class _Coverage:
         self.period = period
         self.today = today
         self.spans = spans
+        self.connections = len(spans)
         self.labels: dict[int, str] = {}
         starts = [0] * (period.days + 1)  # +1 where a span starts, -1 after it ends
         self.gaps: dict[int, list[tuple[date, date]]] = {}
@@ -350,7 +351,6 @@ class _Coverage:
     @classmethod
     def read(cls, session, workspace_id, period, included, connection, now) -> _Coverage:
         today = now.astimezone(UTC).date()
-        labels = {c.id: c.label for c in included}
         if connection is not None:
             scope = FetchedSpan.connection_id == connection.id
         else:
@@ -365,10 +365,10 @@ class _Coverage:
             ).where(scope)
         ).one()
         if included and covered == len(included):
-            coverage = cls(period, {}, today)
-            coverage.spans = {cid: [] for cid in labels}
+            coverage = cls(period, {}, today)  # no gaps: nothing below needs the spans
+            coverage.connections = len(included)
             coverage.fetched_by = [len(included)] * period.days
-            coverage.any_fetched, coverage.data_from, coverage.labels = True, data_from, labels
+            coverage.any_fetched, coverage.data_from = True, data_from
             return coverage
         query = select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day)
         raw: dict[int, list[tuple[date, date]]] = {c.id: [] for c in included}
@@ -377,7 +377,7 @@ class _Coverage:
                 raw[cid].append((first, last))
         spans = {cid: _merge(found) for cid, found in raw.items()}
         coverage = cls(period, spans, today)
-        coverage.labels = labels
+        coverage.labels = labels = {c.id: c.label for c in included}
         coverage.uncovered = tuple(
             Uncovered(labels[cid], start, end)
             for cid in sorted(coverage.gaps, key=lambda c: labels[c].lower())
@@ -426,7 +426,7 @@ class _Coverage:
             return tuple(marked + sorted(extra, key=lambda r: r.label.lower()))
         if group_by not in ("day", "week", "month"):
             return rows
-        connections = len(self.spans)
+        connections = self.connections
         days: dict[str, list[int]] = {}
         day = self.period.start
         for count in self.fetched_by:
