@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Date, bindparam, func, select, text
+from sqlalchemy import Date, bindparam, func, insert, select, text
 
 from bench.stores import STORES, Unavailable, bulk_insert_costs
 from bench.sync_bench import add_connection
@@ -47,7 +47,7 @@ from providers.xai.provider import model_id
 from providers.xai.sandbox import MODELS
 from storage.crypto import Keyring
 from storage.db import Database
-from storage.models import NANO, DailyCost, Workspace
+from storage.models import NANO, DailyCost, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
 
 CONNECTIONS = 1000
@@ -280,6 +280,19 @@ def _load_store(db: Database, today: date) -> int:
     bulk_insert_costs(db, _cost_rows(workspace_id, ids, today))
     with db.transaction() as session:
         rebuild_totals(session, workspace_id)  # the bulk load bypassed the writer
+        # ...and what the writer records beside the costs: the days each connection fetched.
+        session.execute(
+            insert(FetchedSpan),
+            [
+                {
+                    "connection_id": cid,
+                    "workspace_id": workspace_id,
+                    "first_day": today - timedelta(days=DAYS - 1),
+                    "last_day": today,
+                }
+                for cid in ids
+            ],
+        )
     _analyze(db)
     return workspace_id
 

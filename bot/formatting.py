@@ -21,6 +21,16 @@ def money(value: Decimal) -> str:
     return f"{sign}${abs(value).quantize(CENT, rounding=ROUND_HALF_UP):,}"
 
 
+NOT_FETCHED = "not fetched"
+
+
+def cost_cell(value: Decimal | None, complete: bool = True) -> str:
+    """A report cell: a day nobody fetched is never $0.00; a partly fetched one is starred."""
+    if value is None:
+        return NOT_FETCHED
+    return money(value) + ("" if complete else "*")
+
+
 def share(part: Decimal, total: Decimal) -> str:
     if total == 0:
         return "–"

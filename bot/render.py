@@ -17,7 +17,7 @@ import jinja2
 
 import templates
 from bot import formatting
-from bot.reports import Report
+from bot.reports import Report, ReportRow
 
 GROUP_TITLES = {
     "model": "model",
@@ -47,6 +47,8 @@ def environment() -> jinja2.Environment:
         clock=formatting.clock,
         fit=formatting.fit,
         mrkdwn=formatting.mrkdwn,
+        cost_cell=formatting.cost_cell,
+        day_label=formatting.day_label,
     )
     return env
 
@@ -61,7 +63,7 @@ def render_json(template: str, **context: Any) -> Any:
 
 
 def report_table(report: Report) -> str:
-    costs = [formatting.money(r.cost_usd) for r in report.rows]
+    costs = [formatting.cost_cell(r.cost_usd, r.complete) for r in report.rows]
     return render(
         "report.txt.j2",
         report=report,
@@ -79,26 +81,42 @@ def report_json(report: Report) -> str:
             "end": report.period.end.isoformat(),
             "group_by": report.group_by,
             "total_usd": str(report.total_usd),
-            "rows": [
-                {
-                    "key": r.key,
-                    "label": r.label,
-                    "cost_usd": str(r.cost_usd),
-                    "share": str(round(r.share, 4)),
-                }
-                for r in report.rows
-            ],
+            "rows": [_json_row(r, report.group_by) for r in report.rows],
             "as_of": report.as_of.isoformat() if report.as_of else None,
             "partial": report.partial,
+            "uncovered": [
+                {"connection": u.connection, "from": u.start.isoformat(), "to": u.end.isoformat()}
+                for u in report.uncovered
+            ],
+            "data_from": report.data_from.isoformat() if report.data_from else None,
         },
         indent=2,
     )
 
 
+TIME_GROUPS = frozenset({"day", "week", "month", "connection"})
+
+
+def _json_row(r: ReportRow, group_by: str) -> dict[str, Any]:
+    """A row nobody fetched has ``cost_usd`` null, never "0"; day-like rows say if complete."""
+    row: dict[str, Any] = {
+        "key": r.key,
+        "label": r.label,
+        "cost_usd": None if r.cost_usd is None else str(r.cost_usd),
+        "share": None if r.share is None else str(round(r.share, 4)),
+    }
+    if group_by in TIME_GROUPS:
+        row["complete"] = r.complete
+    return row
+
+
 def report_csv(report: Report) -> str:
+    """An unfetched row leaves its cost and share cells empty."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([report.group_by, "label", "cost_usd", "share"])
     for r in report.rows:
-        writer.writerow([r.key, r.label, str(r.cost_usd), str(round(r.share, 4))])
+        cost = "" if r.cost_usd is None else str(r.cost_usd)
+        share = "" if r.share is None else str(round(r.share, 4))
+        writer.writerow([r.key, r.label, cost, share])
     return out.getvalue()

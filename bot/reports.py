@@ -7,21 +7,24 @@ as on xAI invoices; sums happen in SQL on exact integer nano-dollars.
 from __future__ import annotations
 
 import calendar
+import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
-from bot.formatting import day_label
+from bot.formatting import day_label, day_span
 from bot.grammar import Command, parse_day
 from storage.models import (
     ApiKeyName,
+    BillingState,
     Connection,
     ConnectionStatus,
     DailyCost,
+    FetchedSpan,
     WorkspaceDailyTotal,
     account_key,
 )
@@ -75,8 +78,55 @@ def _span(start: date, end: date) -> str:
 class ReportRow:
     key: str
     label: str
-    cost_usd: Decimal
-    share: Decimal  # of the total, 0..1
+    cost_usd: Decimal | None  # None: no connection fetched any day of it (never $0.00)
+    share: Decimal | None  # of the total, 0..1
+    complete: bool = True
+    """False when some day of the row was not fetched for some connection."""
+
+
+@dataclass(frozen=True)
+class Uncovered:
+    """Days of the period one connection never fetched."""
+
+    connection: str
+    start: date
+    end: date  # inclusive
+
+
+@dataclass(frozen=True)
+class CoverageNote:
+    """Unfetched days shared by some connections, and whether a sync can reach them."""
+
+    labels: tuple[str, ...]
+    start: date
+    end: date
+    data_from: date | None
+    """The first day these connections ever fetched (None: nothing yet)."""
+    reachable_from: date
+    """The oldest day a sync can fetch today (the provider's backfill limit)."""
+    max_days: int
+
+    @property
+    def span(self) -> str:
+        return day_span(self.start, self.end)
+
+    @property
+    def future(self) -> bool:
+        """After today: nothing to fetch yet."""
+        return self.start > self.reachable_from + timedelta(days=self.max_days - 1)
+
+    @property
+    def fetch_days(self) -> int | None:
+        """``sync --days N`` that fetches what can be fetched of it; None if nothing can."""
+        today = self.reachable_from + timedelta(days=self.max_days - 1)
+        if self.future or self.end < self.reachable_from:
+            return None
+        return (today - max(self.start, self.reachable_from)).days + 1
+
+    @property
+    def beyond_reach(self) -> bool:
+        """Some of it is older than any sync can fetch."""
+        return self.start < self.reachable_from
 
 
 @dataclass(frozen=True)
@@ -90,6 +140,12 @@ class Report:
     connection_labels: tuple[str, ...]
     model_pattern: str | None = None
     problems: tuple[str, ...] = field(default=())
+    uncovered: tuple[Uncovered, ...] = ()
+    coverage_notes: tuple[CoverageNote, ...] = ()
+    nothing_fetched: bool = False
+    """Connections exist but none fetched any day of the period."""
+    data_from: date | None = None
+    """The first day any of the report's connections fetched."""
 
     @property
     def empty(self) -> bool:
@@ -185,6 +241,7 @@ def build_report(
     else:
         raw = _by(session, workspace_id, period, ["day"], filters)
         rows = _time_rows(dict((day, cost) for (day,), cost in raw), period, group_by)
+    coverage = _Coverage.read(session, workspace_id, period, included, connection, now)
     total = sum((cost for _, _, cost in rows), Decimal(0))
     if group_by in ("model", "connection", "key"):
         rows.sort(key=lambda r: (-r[2], r[1]))
@@ -192,6 +249,7 @@ def build_report(
         ReportRow(key, label, cost, (cost / total) if total else Decimal(0))
         for key, label, cost in rows
     )
+    report_rows = coverage.mark(report_rows, group_by, included)
     synced = [c.last_success_at for c in included if c.last_success_at]
     problems = tuple(
         f"“{c.label}” is not syncing ({c.status_reason}): its figures may be out of date."
@@ -208,6 +266,10 @@ def build_report(
         connection_labels=tuple(c.label for c in included),
         model_pattern=model_pattern,
         problems=problems,
+        uncovered=coverage.uncovered,
+        coverage_notes=coverage.notes(),
+        nothing_fetched=bool(included) and not coverage.any_fetched,
+        data_from=coverage.data_from,
     )
 
 
@@ -257,6 +319,188 @@ def _time_rows(by_day: dict[date, Decimal], period: Period, group_by: str) -> li
     return [(key, label, cost) for key, (label, cost) in buckets.items()]
 
 
+class _Coverage:
+    """Which days of a period each of a report's connections has fetched."""
+
+    def __init__(self, period: Period, spans: dict[int, list[tuple[date, date]]], today: date):
+        self.period = period
+        self.today = today
+        self.spans = spans
+        self.connections = len(spans)
+        self.labels: dict[int, str] = {}
+        starts = [0] * (period.days + 1)  # +1 where a span starts, -1 after it ends
+        self.gaps: dict[int, list[tuple[date, date]]] = {}
+        for cid, merged in spans.items():
+            day = period.start
+            for first, last in merged:
+                lo, hi = max(first, period.start), min(last, period.end)
+                if lo > hi:
+                    continue
+                if lo > day:
+                    self.gaps.setdefault(cid, []).append((day, lo - timedelta(days=1)))
+                starts[(lo - period.start).days] += 1
+                starts[(hi - period.start).days + 1] -= 1
+                day = max(day, hi + timedelta(days=1))
+            if day <= period.end:
+                self.gaps.setdefault(cid, []).append((day, period.end))
+        self.fetched_by = list(itertools.accumulate(starts[:-1]))  # connections, each day
+        self.any_fetched = any(self.fetched_by)
+        firsts = [merged[0][0] for merged in spans.values() if merged]
+        self.data_from = min(firsts) if firsts else None
+        self.uncovered: tuple[Uncovered, ...] = ()
+
+    @classmethod
+    def read(cls, session, workspace_id, period, included, connection, now) -> _Coverage:
+        today = now.astimezone(UTC).date()
+        if connection is not None:
+            scope = FetchedSpan.connection_id == connection.id
+        else:
+            scope = FetchedSpan.workspace_id == workspace_id
+        # The usual case, every connection fetched the whole period, in one row back:
+        # a thousand connections' spans are read only when some day is missing.
+        whole = (FetchedSpan.first_day <= period.start) & (FetchedSpan.last_day >= period.end)
+        covered, data_from = session.execute(
+            select(
+                func.count(func.distinct(case((whole, FetchedSpan.connection_id)))),
+                func.min(FetchedSpan.first_day),
+            ).where(scope)
+        ).one()
+        if included and covered == len(included):
+            coverage = cls(period, {}, today)  # no gaps: nothing below needs the spans
+            coverage.connections = len(included)
+            coverage.fetched_by = [len(included)] * period.days
+            coverage.any_fetched, coverage.data_from = True, data_from
+            return coverage
+        query = select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day)
+        raw: dict[int, list[tuple[date, date]]] = {c.id: [] for c in included}
+        for cid, first, last in session.execute(query.where(scope)):
+            if cid in raw:
+                raw[cid].append((first, last))
+        spans = {cid: _merge(found) for cid, found in raw.items()}
+        coverage = cls(period, spans, today)
+        coverage.labels = labels = {c.id: c.label for c in included}
+        coverage.uncovered = tuple(
+            Uncovered(labels[cid], start, end)
+            for cid in sorted(coverage.gaps, key=lambda c: labels[c].lower())
+            for start, end in coverage.gaps[cid]
+        )
+        return coverage
+
+    def notes(self) -> tuple[CoverageNote, ...]:
+        """One note per distinct unfetched stretch, naming the connections that lack it."""
+        from bot.sync import MAX_BACKFILL_DAYS  # the limit `sync --days` enforces
+
+        reachable = self.today - timedelta(days=MAX_BACKFILL_DAYS - 1)
+        by_span: dict[tuple[date, date], list[int]] = {}
+        for cid, gaps in self.gaps.items():
+            for gap in gaps:
+                by_span.setdefault(gap, []).append(cid)
+        notes = []
+        for (start, end), cids in sorted(by_span.items()):
+            firsts = [self.spans[c][0][0] for c in cids if self.spans[c]]
+            notes.append(
+                CoverageNote(
+                    labels=tuple(sorted((self.labels[c] for c in cids), key=str.lower)),
+                    start=start,
+                    end=end,
+                    data_from=min(firsts) if firsts else None,
+                    reachable_from=reachable,
+                    max_days=MAX_BACKFILL_DAYS,
+                )
+            )
+        return tuple(notes)
+
+    def mark(self, rows, group_by: str, included) -> tuple[ReportRow, ...]:
+        """Day-like rows nobody fetched lose their $0.00; partly fetched ones say so."""
+        if group_by == "connection":
+            shown = {r.key for r in rows}
+            extra = [
+                ReportRow(c.label, c.label, None, None, complete=False)
+                for c in included
+                if c.label not in shown and c.id in self.gaps
+            ]
+            partly = {self.labels[cid] for cid in self.gaps}
+            marked = [
+                ReportRow(r.key, r.label, r.cost_usd, r.share, complete=r.key not in partly)
+                for r in rows
+            ]
+            return tuple(marked + sorted(extra, key=lambda r: r.label.lower()))
+        if group_by not in ("day", "week", "month"):
+            return rows
+        connections = self.connections
+        days: dict[str, list[int]] = {}
+        day = self.period.start
+        for count in self.fetched_by:
+            days.setdefault(_bucket_key(day, group_by), []).append(count)
+            day += timedelta(days=1)
+        marked = []
+        for r in rows:
+            counts = days.get(r.key, [])
+            if connections and counts and not any(counts):
+                marked.append(ReportRow(r.key, r.label, None, None, complete=False))
+            else:
+                complete = all(c == connections for c in counts)
+                marked.append(ReportRow(r.key, r.label, r.cost_usd, r.share, complete=complete))
+        return tuple(marked)
+
+
+def _merge(spans: list[tuple[date, date]]) -> list[tuple[date, date]]:
+    merged: list[tuple[date, date]] = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + timedelta(days=1):
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _bucket_key(day: date, group_by: str) -> str:
+    """The row key a day falls in, as ``_time_rows`` keys them."""
+    if group_by == "day":
+        return day.isoformat()
+    if group_by == "week":
+        return (day - timedelta(days=day.weekday())).isoformat()
+    return f"{day:%Y-%m}"
+
+
+RECONCILE_ABS = Decimal(1)
+RECONCILE_REL = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """The usage series beside the provider's invoice preview, for the same month."""
+
+    month: date  # the first day of the billing cycle
+    usage_usd: Decimal
+    """The usage series' days of ``month`` up to the day the invoice was read."""
+    invoice_usd: Decimal
+    """The invoice preview: the bill so far."""
+    invoice_as_of: datetime
+    explanations: tuple[str, ...] = ()
+
+    @property
+    def difference_usd(self) -> Decimal:
+        return self.usage_usd - self.invoice_usd
+
+    @property
+    def flagged(self) -> bool:
+        """Over $1 and over 1% of the bill: cent rounding per invoice line never flags."""
+        tolerance = max(RECONCILE_ABS, abs(self.invoice_usd) * RECONCILE_REL)
+        return abs(self.difference_usd) > tolerance
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "month": f"{self.month:%Y-%m}",
+            "usage_usd": str(self.usage_usd),
+            "invoice_usd": str(self.invoice_usd),
+            "invoice_as_of": self.invoice_as_of.isoformat(),
+            "difference_usd": str(self.difference_usd),
+            "flagged": self.flagged,
+            "explanations": list(self.explanations) if self.flagged else [],
+        }
+
+
 @dataclass(frozen=True)
 class StatusRow:
     label: str
@@ -270,6 +514,7 @@ class StatusRow:
     month_to_date_usd: Decimal
     duplicate_of: str | None = None
     """The label of an older connection of the same account (old databases only)."""
+    reconciliation: Reconciliation | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -283,6 +528,7 @@ class StatusRow:
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
             "month_to_date_usd": str(self.month_to_date_usd),
             "duplicate_of": self.duplicate_of,
+            "reconciliation": self.reconciliation.as_json() if self.reconciliation else None,
         }
 
 
@@ -311,6 +557,7 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
     )
     # A connection without an account key duplicates an older one (see migration 0009).
     owners = {(c.provider, c.account_key): c.label for c in connections if c.account_key}
+    reconciled = _reconcile(session, workspace_id, today)
     return [
         StatusRow(
             label=c.label,
@@ -325,6 +572,96 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             duplicate_of=None
             if c.account_key
             else owners.get((c.provider, account_key(c.account_ref or ""))),
+            reconciliation=reconciled.get(c.id),
         )
         for c in connections
     ]
+
+
+def _reconcile(session: Session, workspace_id: int, today: date) -> dict[int, Reconciliation]:
+    """Each connection's usage series beside its invoice preview, where there is one."""
+    invoices = session.execute(
+        select(
+            BillingState.connection_id,
+            BillingState.as_of,
+            BillingState.invoice_month,
+            BillingState.month_to_date_usd,
+            Connection.last_success_at,
+        )
+        .join(Connection, Connection.id == BillingState.connection_id)
+        .where(Connection.workspace_id == workspace_id, BillingState.month_to_date_usd.is_not(None))
+    ).all()
+    if not invoices:
+        return {}
+    windows: dict[tuple[date, date], list[int]] = {}
+    for cid, as_of, month, _, _ in invoices:
+        read = as_of.astimezone(UTC).date()
+        start = month or read.replace(day=1)
+        end = min(read, _month_end(start))
+        windows.setdefault((start, end), []).append(cid)
+    usage: dict[int, Decimal] = {}
+    for (start, end), cids in windows.items():
+        query = cost_query(workspace_id, start, end, ["connection_id"], connection_id=cids)
+        usage.update({cid: cost for cid, cost in session.execute(query)})
+    spans: dict[int, list[tuple[date, date]]] = {}
+    for cid, first, last in session.execute(
+        select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day).where(
+            FetchedSpan.workspace_id == workspace_id
+        )
+    ):
+        spans.setdefault(cid, []).append((first, last))
+    found = {}
+    for cid, as_of, month, invoice, synced in invoices:
+        read = as_of.astimezone(UTC).date()
+        start = month or read.replace(day=1)
+        end = min(read, _month_end(start))
+        spent = usage.get(cid) or Decimal(0)
+        merged = _merge(spans.get(cid, []))
+        found[cid] = Reconciliation(
+            month=start,
+            usage_usd=spent,
+            invoice_usd=invoice,
+            invoice_as_of=as_of,
+            explanations=_explanations(start, end, merged, as_of, synced, today, invoice, spent),
+        )
+    return found
+
+
+def _explanations(start, end, spans, as_of, synced, today, invoice, usage) -> tuple[str, ...]:
+    """What could explain a difference, most actionable first."""
+    reasons = []
+    missing = []
+    day = start
+    for first, last in spans:
+        if last < day or first > end:
+            continue
+        if first > day:
+            missing.append((day, first - timedelta(days=1)))
+        day = max(day, last + timedelta(days=1))
+    if day <= end:
+        missing.append((day, end))
+    if missing:
+        days = (today - missing[0][0]).days + 1
+        reasons.append(
+            "days not fetched into the usage series: "
+            + ", ".join(day_span(a, b) for a, b in missing)
+            + f" (sync --days {days} fetches them)"
+        )
+    if synced is not None and abs((synced - as_of).total_seconds()) > 60:
+        reasons.append(
+            f"read at different times: the invoice at {as_of:%d %b %H:%M} UTC, "
+            f"the costs at {synced:%d %b %H:%M} UTC (the next sync reads both)"
+        )
+    if end >= today - timedelta(days=1):
+        reasons.append(
+            "today's and yesterday's figures are still settling: xAI keeps updating a day for "
+            "hours after it ends"
+        )
+    if invoice > usage:
+        reasons.append("tax or fees on the invoice that the usage series does not carry")
+    reasons.append("corrections or credits xAI applied to the invoice")
+    return tuple(reasons)
+
+
+def _month_end(first: date) -> date:
+    return first.replace(day=calendar.monthrange(first.year, first.month)[1])

@@ -50,6 +50,7 @@ from storage.models import (
     Connection,
     ConnectionStatus,
     DailyCost,
+    FetchedSpan,
     ModelSeen,
     SyncRun,
     WorkspaceDailyTotal,
@@ -533,7 +534,7 @@ class SyncEngine:
                     _totals_by_day_and_model(DailyCost.connection_id == connection_id)
                 )
                 adjust_totals(session, {(workspace_id, d, m): -c for d, m, c in removed})
-            for table in (DailyCost, ApiKeyName, ModelSeen, BillingState, SyncRun):
+            for table in (DailyCost, FetchedSpan, ApiKeyName, ModelSeen, BillingState, SyncRun):
                 session.execute(delete(table).where(table.connection_id == connection_id))
             session.execute(delete(Connection).where(Connection.id == connection_id))
 
@@ -813,6 +814,9 @@ class SyncEngine:
         )
         if fetched is not None:
             self._replace_costs(session, connection, result.start, result.end, fetched, totals)
+            record_fetched(
+                session, connection.id, connection.workspace_id, result.start, result.end
+            )
 
     def _replace_costs(
         self,
@@ -892,7 +896,9 @@ class SyncEngine:
         if fetched.billing is not None:
             b = fetched.billing
             figures = {
-                "as_of": b.as_of,
+                # The sync's clock: the invoice is compared with costs fetched at that time.
+                "as_of": self.clock(),
+                "invoice_month": b.billing_cycle,
                 "month_to_date_usd": b.month_to_date_usd,
                 "prepaid_credit_usd": b.prepaid_credit_usd,
                 "spending_limit_usd": b.spending_limit_usd,
@@ -908,6 +914,32 @@ def _totals_by_day_and_model(*where: Any) -> Any:
         select(DailyCost.day, DailyCost.model, func.sum(DailyCost.cost))
         .where(*where)
         .group_by(DailyCost.day, DailyCost.model)
+    )
+
+
+def record_fetched(
+    session: Session, connection_id: int, workspace_id: int, first: date, last: date
+) -> None:
+    """Note that ``first``..``last`` were fetched completely, merged with what touches it.
+
+    Called in the transaction that stored those days' costs, after the
+    connection's row was updated: that row lock orders concurrent writers of
+    one connection, so the read-merge-write below never races.
+    """
+    touching = (
+        FetchedSpan.connection_id == connection_id,
+        FetchedSpan.first_day <= last + timedelta(days=1),
+        FetchedSpan.last_day >= first - timedelta(days=1),
+    )
+    for old_first, old_last in session.execute(
+        select(FetchedSpan.first_day, FetchedSpan.last_day).where(*touching)
+    ):
+        first, last = min(first, old_first), max(last, old_last)
+    session.execute(delete(FetchedSpan).where(*touching))
+    session.execute(
+        insert(FetchedSpan).values(
+            connection_id=connection_id, workspace_id=workspace_id, first_day=first, last_day=last
+        )
     )
 
 

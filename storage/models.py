@@ -228,6 +228,26 @@ class ModelSeen(Base):
     first_seen_at: Mapped[timestamp]
 
 
+class FetchedSpan(Base):
+    """UTC days ``first_day``..``last_day`` (inclusive) a sync fetched completely.
+
+    Written with the costs they cover, in the same transaction, and merged
+    with overlapping or adjacent spans on write, so a connection synced every
+    day keeps one row: a report tells "no spend" from "never fetched" by
+    reading a row or two per connection.
+    """
+
+    __tablename__ = "fetched_spans"
+    __table_args__ = (Index("ix_fetched_spans_workspace", "workspace_id", "last_day"),)
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    first_day: Mapped[date] = mapped_column(primary_key=True)
+    last_day: Mapped[date]
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+
+
 class BillingState(Base):
     """The latest live billing figures for a connection, where known."""
 
@@ -237,7 +257,11 @@ class BillingState(Base):
         ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
     )
     as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When the figures were read (the sync's time)."""
+    invoice_month: Mapped[date | None]
+    """The first day of the billing cycle the invoice preview is for, where known."""
     month_to_date_usd: Mapped[optional_money]
+    """The invoice preview's lines: the bill so far for ``invoice_month``."""
     prepaid_credit_usd: Mapped[optional_money]
     spending_limit_usd: Mapped[optional_money]
 

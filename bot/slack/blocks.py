@@ -34,16 +34,23 @@ def report_message(report: Report) -> dict[str, Any]:
     rest = report.rows[MAX_TABLE_ROWS:]
     if rest:  # keep the last line for "and N more"
         shown, rest = shown[:-1], report.rows[MAX_TABLE_ROWS - 1 :]
-    hidden_total = sum((r.cost_usd for r in rest), Decimal(0))
-    costs = [formatting.money(r.cost_usd) for r in report.rows] + [formatting.money(hidden_total)]
+    hidden_total = sum((r.cost_usd for r in rest if r.cost_usd is not None), Decimal(0))
+    costs = [formatting.cost_cell(r.cost_usd, r.complete) for r in report.rows]
+    costs.append(formatting.money(hidden_total))
     subtitle = [f"by {GROUP_TITLES[report.group_by]}"]
     if report.model_pattern:
         subtitle.append(f"models matching “{formatting.mrkdwn(report.model_pattern)}”")
     count = len(report.connection_labels)
     subtitle.append(f"{count} connection{'s' if count != 1 else ''}")
     subtitle.append(f"as of {formatting.clock(report.as_of)}")
-    top = ", ".join(f"{r.label} {formatting.money(r.cost_usd)}" for r in report.rows[:3])
+    top = ", ".join(
+        f"{r.label} {formatting.cost_cell(r.cost_usd, r.complete)}" for r in report.rows[:3]
+    )
     header = f"{report.period.title}: {formatting.money(report.total_usd)}"
+    if report.nothing_fetched:
+        header = f"{report.period.title}: not fetched"
+    elif report.uncovered:
+        subtitle.append("total of the fetched days only")
     return render_json(
         "slack/report.json.j2",
         report=report,
@@ -54,6 +61,7 @@ def report_message(report: Report) -> dict[str, Any]:
         subtitle="  ·  ".join(subtitle),
         fallback=f"{header}" + (f" ({top})" if top else ""),
         problems=report.problems[:5],
+        coverage_notes=report.coverage_notes[:3],
         label_width=min(LABEL_WIDTH, max([len(r.label) for r in shown] + [12])),
         cost_width=max(len(c) for c in costs),
     )

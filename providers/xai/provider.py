@@ -496,7 +496,7 @@ def model_id(label: str) -> str:
 def _billing_snapshot(
     invoice: dict[str, Any] | None, limits: dict[str, Any] | None
 ) -> BillingSnapshot:
-    month_to_date = prepaid_left = spending_limit = None
+    month_to_date = prepaid_left = spending_limit = cycle = None
     if invoice is not None:
         core = _dict(invoice.get("coreInvoice"))
         month_to_date = sum(
@@ -509,6 +509,7 @@ def _billing_snapshot(
             used = _cents(core.get("prepaidCreditsUsed")) or Decimal(0)
             prepaid_left = max(Decimal(0), abs(prepaid) - abs(used))
         spending_limit = _cents(invoice.get("effectiveSpendingLimit"))
+        cycle = _billing_cycle(_dict(invoice.get("billingCycle")))
     if limits is not None:
         effective = _cents(_dict(limits.get("spendingLimits")).get("effectiveSl"))
         spending_limit = effective if effective is not None else spending_limit
@@ -517,7 +518,16 @@ def _billing_snapshot(
         month_to_date_usd=month_to_date,
         prepaid_credit_usd=prepaid_left,
         spending_limit_usd=spending_limit,
+        billing_cycle=cycle,
     )
+
+
+def _billing_cycle(cycle: dict[str, Any]) -> date | None:
+    """``{year, month}`` as the month's first day; None when missing or malformed."""
+    try:
+        return date(int(cycle["year"]), int(cycle["month"]), 1)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _key_team(info: dict[str, Any]) -> str:

@@ -277,3 +277,47 @@ def test_update_key_refuses_another_teams_key_and_unknown_labels(cli_env, live_s
     assert code == 1 and "“Production — xAI”" in err
     code, _, err = run_cli(cli_env, "update-key", stdin=NEW_KEY)
     assert code == 2 and "needs LABEL" in err
+
+
+def test_days_before_the_backfill_say_not_fetched_in_every_format(cli_env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    assert connect(cli_env).returncode == 0  # 7 days, today included
+    today = datetime.now(UTC).date()
+    start, first = today - timedelta(days=9), today - timedelta(days=6)
+    span = (start.isoformat(), today.isoformat())
+    as_json = json.loads(
+        xai_usage(cli_env, "range", *span, "--by", "day", "--format", "json").stdout
+    )
+    assert as_json["uncovered"] == [
+        {
+            "connection": "Production — xAI",
+            "from": start.isoformat(),
+            "to": (first - timedelta(days=1)).isoformat(),
+        }
+    ]
+    assert [r["cost_usd"] is None for r in as_json["rows"]] == [True] * 3 + [False] * 7
+    rows = list(
+        csv.DictReader(
+            io.StringIO(xai_usage(cli_env, "range", *span, "--by", "day", "--format", "csv").stdout)
+        )
+    )
+    assert [r["cost_usd"] == "" for r in rows] == [True] * 3 + [False] * 7
+    table = xai_usage(cli_env, "range", *span, "--by", "day").stdout
+    assert table.lower().count("not fetched") == 3 + 1  # three rows and the note
+    assert '--connection "Production — xAI" --days 10`' in table
+    old = xai_usage(cli_env, "range", "2025-01-01", "2025-12-31")
+    assert old.returncode == 0 and "Nothing was fetched for this period" in old.stdout
+    assert "No spend" not in old.stdout
+
+
+def test_status_sets_month_to_date_beside_the_invoice_so_far(cli_env) -> None:
+    assert connect(cli_env, days="90").returncode == 0
+    done = xai_usage(cli_env, "status", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    reconciliation = row["reconciliation"]
+    assert Decimal(reconciliation["usage_usd"]) == Decimal(row["month_to_date_usd"]) > 0
+    assert reconciliation["flagged"] is False  # the whole month was fetched
+    assert abs(Decimal(reconciliation["difference_usd"])) < 1
+    assert "xAI invoice so far" in xai_usage(cli_env, "status").stdout

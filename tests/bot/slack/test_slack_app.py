@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -52,6 +53,23 @@ def test_report_totals_match_the_store(connected: SlackApp) -> None:
     with connected.runtime.db.session() as session:
         total = session.scalar(select(func.sum(DailyCost.cost)))
     assert header.endswith(f"${total.quantize(Decimal('0.01')):,}")
+
+
+def test_days_before_the_backfill_say_not_fetched_in_slack(connected: SlackApp) -> None:
+    today = connected.runtime.clock().date()
+    start = (today - timedelta(days=31)).isoformat()  # two days before the 30-day backfill
+    _, url_id = connected.command(f"range {start} {today.isoformat()} --by day")
+    reply = connected.reply(url_id)
+    text = text_of(reply)
+    table = next(
+        b["text"]["text"] for b in reply["blocks"] if "```" in b.get("text", {}).get("text", "")
+    )
+    assert table.count("not fetched") == 2 and "$0.00" not in table
+    assert "total of the fetched days only" in text_of(reply)
+    assert '`/xai-usage sync --connection "Production — xAI" --days 32`' in text
+    _, url_id = connected.command("range 2025-01-01 2025-01-31")
+    text = text_of(connected.reply(url_id))
+    assert "Nothing was fetched for this period" in text and "No spend" not in text
 
 
 def test_a_long_list_is_cut_with_and_n_more(connected: SlackApp) -> None:
