@@ -25,7 +25,9 @@ def connect(engine, workspace_id: int, days: int) -> None:
 def status(engine, workspace_id: int):
     with engine.db.session() as session:
         rows = status_rows(session, workspace_id, engine.clock())
-        text = render("status.txt.j2", rows=rows, workspace=session.get(Workspace, workspace_id))
+        text = render(
+            "status.txt.j2", rows=rows, workspace=session.get(Workspace, workspace_id), alerts=()
+        )
     return rows[0], text
 
 
