@@ -12,12 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
-from bot.sync import SyncEngine
-from providers.manager import ProviderRegistry, load_providers, plugin_manager
 from storage.crypto import KEY_FILE_NAME, KeySource, load_keyring
-from storage.db import Database
+from storage.db import Database, StoreError, describe_url, open_store
+
+if TYPE_CHECKING:  # imported when first used: a report needs neither httpx nor pluggy
+    from bot.sync import SyncEngine
+    from providers.manager import ProviderRegistry
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +123,12 @@ class Runtime:
 
     @cached_property
     def db(self) -> Database:
-        db = Database(self.settings.database_url, self.key_source.keyring)
-        db.migrate()
-        db.check_keys()
-        return db
+        return open_store(self.settings.database_url, self.key_source.keyring)
 
     @cached_property
     def providers(self) -> ProviderRegistry:
+        from providers.manager import load_providers, plugin_manager
+
         load_entry_points = self.settings.environ.get("XAI_USAGE_NO_PLUGINS") != "1"
         return load_providers(
             self.settings.provider_config, plugin_manager(load_entry_points=load_entry_points)
@@ -134,6 +136,15 @@ class Runtime:
 
     @cached_property
     def engine(self) -> SyncEngine:
+        """The sync engine; it writes, so a store opened read-only stops here, before any fetch."""
+        from bot.sync import SyncEngine
+
+        if self.db.read_only:
+            raise StoreError(
+                f"The {describe_url(self.db.url)} (DATABASE_URL) is read-only to this user: "
+                "reports work, but this command writes. Run it as the file's owner, or make "
+                "the file and its folder writable."
+            )
         return SyncEngine(
             self.db,
             self.providers,
