@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 
 from bot.ledger import Claim, Ledger
-from bot.runtime import Runtime
+from bot.runtime import REDACTOR, Runtime
 from storage.crypto import DecryptionError
 from storage.models import AlertRoute, Budget, Connection, DigestSubscription, Workspace
 
@@ -314,6 +314,7 @@ def _route(
         if route and route.webhook_sealed:
             try:
                 webhook = runtime.db.keyring.open(route.webhook_sealed, route.webhook_aad).decode()
+                REDACTOR.add(webhook)  # the URL is the secret: never in a log line
             except DecryptionError:
                 log.warning("the webhook of alert route %s cannot be decrypted", route.id)
         if alert.kind in ("budget", "forecast"):

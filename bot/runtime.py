@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,13 +50,37 @@ class RedactSecrets(logging.Filter):
         if self.secrets:
             message = record.getMessage()
             if any(s in message for s in self.secrets):
-                for secret in self.secrets:
-                    message = message.replace(secret, "[redacted]")
-                record.msg, record.args = message, None
+                record.msg, record.args = self._redact(message), None
+            if record.exc_info and not record.exc_text:
+                # A traceback quotes exception messages (e.g. httpx's, with the URL):
+                # format it here, redacted, so the handler's formatter uses this text.
+                record.exc_text = self._redact(logging.Formatter().formatException(record.exc_info))
         return True
+
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
 
 REDACTOR = RedactSecrets([])
+
+
+class HideUrlSecrets(logging.Filter):
+    """The HTTP libraries log each request's full URL (httpx at INFO, httpcore and
+    urllib3 at DEBUG). A URL's path or query can be the secret itself (a Slack
+    incoming webhook), so their records keep only ``scheme://host:port/…``."""
+
+    LIBRARIES = ("httpx", "httpcore", "urllib3")
+    URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s\"'?#]+)[/?#][^\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(self.LIBRARIES):
+            message = record.getMessage()
+            hidden = self.URL.sub(r"\1/…", message)
+            if hidden != message:
+                record.msg, record.args = hidden, None
+        return True
 
 
 class WithholdBodies(logging.Filter):
@@ -94,6 +119,7 @@ def configure_logging(level: str | None = None) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(WithholdBodies())
+    handler.addFilter(HideUrlSecrets())
     handler.addFilter(REDACTOR)
     root = logging.getLogger()
     root.handlers[:] = [handler]
