@@ -306,3 +306,35 @@ def test_credentials_that_cannot_be_decrypted_are_one_line_not_a_traceback(cli_e
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.count("could not be decrypted") == 1, done.stderr
+
+
+# -- start-up: a terminal command imports what it needs, when it needs it
+
+NOT_AT_START = ("alembic", "slack_sdk", "slack_bolt", "jinja2", "httpx", "pluggy", "apscheduler")
+
+
+def loaded(env: dict[str, str], code: str) -> list[str]:
+    """Which of NOT_AT_START a fresh interpreter has imported after running ``code``."""
+    probe = (
+        f"import sys\n{code}\nprint('loaded:', *(m for m in {NOT_AT_START!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1].split()[1:]
+
+
+def test_importing_the_cli_loads_no_heavy_stack(bare_env) -> None:
+    assert loaded(bare_env, "import bot.cli") == []
+
+
+def test_a_report_on_a_current_store_needs_neither_alembic_nor_slack_nor_http(cli_env) -> None:
+    assert connect(cli_env).returncode == 0
+    report = "from bot.cli import main\nassert main(['today', '--by', 'model']) == 0"
+    assert loaded(cli_env, report) == ["jinja2"]  # the table is a template
