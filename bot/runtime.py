@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from storage.crypto import KEY_FILE_NAME, KeySource, load_keyring
-from storage.db import Database, StoreError, describe_url, open_store
+from storage.db import Database, StoreError, describe_url, loose_permissions, open_store
 
 if TYPE_CHECKING:  # imported when first used: a report needs neither httpx nor pluggy
     from bot.sync import SyncEngine
@@ -149,7 +149,10 @@ class Runtime:
 
     @cached_property
     def db(self) -> Database:
-        return open_store(self.settings.database_url, self.key_source.keyring)
+        db = open_store(self.settings.database_url, self.key_source.keyring)
+        if not db.read_only and (warning := loose_permissions(db.url)):
+            self.warn(warning)
+        return db
 
     @cached_property
     def providers(self) -> ProviderRegistry:

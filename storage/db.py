@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -355,6 +356,23 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def loose_permissions(url: str) -> str | None:
+    """A warning when the SQLite file is readable by other users (made before 0600), else None."""
+    path = _sqlite_file(parse_url(url))
+    if path is None or os.name != "posix":
+        return None
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (
+        f"{path} has permissions {mode:04o}, so other users may be able to read the costs and "
+        f"labels in it: run `chmod 600 {path}*` (and `chmod 700 {path.parent}`)."
+    )
 
 
 def _writable(path: Path) -> bool:

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 from decimal import Decimal
@@ -338,3 +339,17 @@ def test_a_report_on_a_current_store_needs_neither_alembic_nor_slack_nor_http(cl
     assert connect(cli_env).returncode == 0
     report = "from bot.cli import main\nassert main(['today', '--by', 'model']) == 0"
     assert loaded(cli_env, report) == ["jinja2"]  # the table is a template
+
+
+def test_a_store_other_users_can_read_is_flagged_with_the_fix(cli_env, db, tmp_path) -> None:
+    if db.backend != "sqlite":
+        pytest.skip("a file's permissions are a SQLite matter")
+    assert connect(cli_env).returncode == 0
+    store = tmp_path / "data" / "xai-usage.db"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600  # created private
+    assert "chmod" not in xai_usage(cli_env, "status").stderr
+    store.chmod(0o644)  # as a store made before this release was
+    done = xai_usage(cli_env, "status")
+    assert done.returncode == 0
+    assert f"warning: {store} has permissions 0644" in done.stderr
+    assert f"chmod 600 {store}*" in done.stderr
