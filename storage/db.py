@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, select, text, union
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -305,16 +305,14 @@ class Database:
         Failing here, before anything writes, is what keeps a wrong key from
         overwriting or orphaning what is stored.
         """
-        used: set[str] = set()
-        with self.session() as session:
-            for sealed in SEALED:
-                used.update(
-                    session.scalars(
-                        select(sealed.key_id_column)
-                        .where(sealed.key_id_column.is_not(None))
-                        .distinct()
-                    )
+        # One Core query over every sealed column: it runs at every start.
+        columns = [sealed.model.__table__.c[sealed.key_id_attr] for sealed in SEALED]
+        with self.engine.connect() as connection:
+            used = set(
+                connection.scalars(
+                    union(*(select(column).where(column.is_not(None)) for column in columns))
                 )
+            )
         missing = sorted(used - set(self.keyring.key_ids))
         if missing:
             raise StoreError(
