@@ -168,28 +168,40 @@ def _read_only_uri(path: Path) -> str:
 
 
 @cache
+def known_revisions() -> frozenset[str]:
+    """Every revision in ``migrations/versions``, read without importing Alembic."""
+    return frozenset(_revision_graph()[0])
+
+
+@cache
 def schema_head() -> str | None:
     """The head revision of ``migrations/versions``, read without importing Alembic.
 
     None when the folder does not have exactly one head written the usual
     way (e.g. a merge revision): then Alembic decides.
     """
+    revisions, parents, plain = _revision_graph()
+    heads = revisions - parents
+    return heads.pop() if plain and len(heads) == 1 else None
+
+
+def _revision_graph() -> tuple[set[str], set[str], bool]:
+    """Revisions, those with a child, and whether every file was plainly written."""
     revisions: set[str] = set()
     parents: set[str] = set()
+    plain = True
     pattern = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.M)
     for path in MIGRATIONS_DIR.glob("*.py"):
         found = dict(pattern.findall(path.read_text(encoding="utf-8")))
         revision = found.get("revision", "").strip("\"'")
-        if not revision or not re.fullmatch(r"[\w-]+", revision):
-            return None
-        revisions.add(revision)
         down = found.get("down_revision", "None").strip("\"'")
+        if not re.fullmatch(r"[\w-]+", revision) or not re.fullmatch(r"[\w-]+", down):
+            plain = False
+            continue
+        revisions.add(revision)
         if down != "None":
-            if not re.fullmatch(r"[\w-]+", down):
-                return None
             parents.add(down)
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    return revisions, parents, plain
 
 
 def unavailable(error: BaseException, url: str | URL) -> StoreError:
@@ -288,8 +300,15 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema up to date (safe to run at every start: cheap when it is)."""
         head = schema_head()
-        if head is not None and self.schema_version() == head:
+        version = self.schema_version()
+        if head is not None and version == head:
             return
+        if head is not None and version is not None and version not in known_revisions():
+            raise StoreError(
+                f"The {describe_url(self.url)} (DATABASE_URL) has schema revision {version}, "
+                f"newer than this xai-usage knows (up to {head}): a newer version of "
+                "xai-usage uses it. Upgrade xai-usage, or point DATABASE_URL elsewhere."
+            )
         if self.read_only:
             raise StoreError(
                 f"The {describe_url(self.url)} (DATABASE_URL) is read-only to this user and "

@@ -94,3 +94,15 @@ def test_a_new_sqlite_store_is_private(tmp_path: Path) -> None:
             assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
     finally:
         db.dispose()
+
+
+def test_a_store_from_a_newer_version_is_one_line_not_an_alembic_traceback(
+    db: Database, keyring: Keyring
+) -> None:
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StoreError) as raised:
+        open_store(db.url, keyring)
+    message = str(raised.value)
+    assert "revision 9999" in message and "Upgrade xai-usage" in message
+    assert "DATABASE_URL" in message and "\n" not in message
