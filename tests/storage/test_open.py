@@ -99,10 +99,15 @@ def test_a_new_sqlite_store_is_private(tmp_path: Path) -> None:
 def test_a_store_from_a_newer_version_is_one_line_not_an_alembic_traceback(
     db: Database, keyring: Keyring
 ) -> None:
+    set_version = "UPDATE alembic_version SET version_num = :v"
     with db.engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    with pytest.raises(StoreError) as raised:
-        open_store(db.url, keyring)
+        connection.execute(text(set_version), {"v": "9999"})
+    try:
+        with pytest.raises(StoreError) as raised:
+            open_store(db.url, keyring)
+    finally:  # the PostgreSQL database is shared by the session's tests
+        with db.engine.begin() as connection:
+            connection.execute(text(set_version), {"v": schema_head()})
     message = str(raised.value)
     assert "revision 9999" in message and "Upgrade xai-usage" in message
     assert "DATABASE_URL" in message and "\n" not in message
