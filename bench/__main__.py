@@ -1,4 +1,4 @@
-"""``python -m bench [sync] [report] [slack] [digests] [http]``: run benchmarks (default: all).
+"""``python -m bench [sync] [report] [slack] [digests] [http] [startup]``: benchmarks (all by default).
 
 Exits 0 when every benchmark ran and its checks held, whatever the targets
 say (a MISS is a finding, not a crash); 1 when a check of what was stored or
@@ -13,19 +13,19 @@ import time
 
 from bench.table import Scoreboard
 
-BENCHMARKS = ("sync", "report", "slack", "digests", "http")
+BENCHMARKS = ("sync", "report", "slack", "digests", "http", "startup")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmarks: sync, reports, the Slack app, digests, slow HTTP clients "
-        "(see bench/*.py).",
+        description="Benchmarks: sync, reports, the Slack app, digests, slow HTTP clients, "
+        "start-up (see bench/*.py).",
     )
     parser.add_argument(
         "benchmarks",
         nargs="*",
-        metavar="sync|report|slack|digests|http",
+        metavar="sync|report|slack|digests|http|startup",
         help="which to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -55,10 +55,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench import http_bench
 
             http_bench.run(score)
-        else:
+        elif name == "digests":
             from bench import digest_bench
 
             digest_bench.run(score)
+        else:
+            from bench import startup_bench
+
+            startup_bench.run(score)
     score.summary()
     print(f"Ran in {time.perf_counter() - began:.0f} s.")
     return 1 if score.failures else 0

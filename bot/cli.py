@@ -7,28 +7,75 @@ non-zero exit; nothing is half-saved.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import getpass
+import importlib
 import os
 import shlex
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TextIO
 
-from bot import formatting, render
+from bot import formatting
 from bot.config import ConfigError, Settings
 from bot.grammar import COMMANDS, OPTIONS, REPORTS, Command, UsageError, parse, tokenize
 from bot.reports import build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime, configure_logging
-from bot.sync import ConnectError, SyncResult
-from providers.types import CredentialField, ProviderError
-from storage.crypto import DecryptionError, EncryptionKeyError
-from storage.db import StoreError
-from storage.repo import NotFound, find_connection, resolve_workspace
+from storage.db import unavailable
+from storage.repo import find_connection, resolve_workspace
+
+if TYPE_CHECKING:
+    from bot.sync import SyncResult
+    from providers.types import CredentialField
+
+
+class _OnFirstUse(ModuleType):
+    """A module imported when a command first uses it, not when ``xai-usage`` starts.
+
+    A terminal command should answer at once: a report needs neither asyncio
+    nor the template engine's import until it prints, and never Alembic or
+    Slack (``tests/bot/test_cli.py`` checks what ``import bot.cli`` loads).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+asyncio = _OnFirstUse("asyncio")
+render = _OnFirstUse("bot.render")
+tempfile = _OnFirstUse("tempfile")
+
+# Errors whose message is written for the person at the terminal, by module.
+# They are looked up in sys.modules when one is raised, so catching them
+# imports nothing: an error of a module never imported cannot have happened.
+USER_ERRORS = (
+    ("bot.sync", "ConnectError"),
+    ("providers.types", "ProviderError"),
+    ("storage.crypto", "EncryptionKeyError"),
+    ("storage.crypto", "DecryptionError"),
+    ("storage.repo", "NotFound"),
+    ("storage.db", "StoreError"),
+    ("bot.config", "ConfigError"),
+    ("bot.grammar", "UsageError"),
+)
+
+
+def _user_message(error: Exception, settings: Settings) -> str | None:
+    """The one line to print for an expected failure; None for a bug (shown in full)."""
+    for module_name, class_name in USER_ERRORS:
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(error, getattr(module, class_name)):
+            return getattr(error, "message", None) or str(error)
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if isinstance(error, OperationalError | InterfaceError):
+        # The store went away, or refused a write (a read-only file) mid-command.
+        return str(unavailable(error, settings.database_url))
+    return None
+
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -90,21 +137,15 @@ def main(
     runtime = Runtime(settings, warn=lambda text: console.note(f"warning: {text}"))
     try:
         return HANDLERS[command.name](command, runtime, console)
-    except (
-        ConnectError,
-        NotFound,
-        StoreError,
-        ConfigError,
-        EncryptionKeyError,
-        DecryptionError,
-        ProviderError,
-        UsageError,
-    ) as error:
-        console.note(f"xai-usage: {getattr(error, 'message', None) or error}")
-        return EXIT_FAILED
     except KeyboardInterrupt:
         console.note("xai-usage: interrupted; nothing half-saved.")
         return 130
+    except Exception as error:
+        message = _user_message(error, settings)
+        if message is None:
+            raise
+        console.note(f"xai-usage: {message}")
+        return EXIT_FAILED
     finally:
         runtime.close()
 
@@ -203,6 +244,8 @@ def _credential(spec: CredentialField, command: Command, runtime: Runtime, conso
             if not spec.secret
             else (f"standard input or {spec.env_var}" if spec.env_var else "standard input")
         )
+        from bot.sync import ConnectError
+
         raise ConnectError(f"{spec.label} is required: give it with {source}.", field=spec.name)
     if spec.secret:
         REDACTOR.add(value.strip())

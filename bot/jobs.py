@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 
 from bot.ledger import DELIVERED, EXPIRED, Claim, Ledger
-from bot.runtime import Runtime
+from bot.runtime import REDACTOR, Runtime
 from storage.crypto import DecryptionError
 from storage.models import AlertRoute, Budget, Connection, DigestSubscription, Workspace
 
@@ -436,6 +436,7 @@ def _route(runtime: Runtime, workspace: Workspace, alert) -> tuple[list[Destinat
         if route and route.webhook_sealed:
             try:
                 webhook = runtime.db.keyring.open(route.webhook_sealed, route.webhook_aad).decode()
+                REDACTOR.add(webhook)  # the URL is the secret: never in a log line
             except DecryptionError:
                 log.warning("the webhook of alert route %s cannot be decrypted", route.id)
         if alert.kind in ("budget", "forecast"):

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
-from bot.sync import SyncEngine
-from providers.manager import ProviderRegistry, load_providers, plugin_manager
 from storage.crypto import KEY_FILE_NAME, KeySource, load_keyring
-from storage.db import Database
+from storage.db import Database, StoreError, describe_url, loose_permissions, open_store
+
+if TYPE_CHECKING:  # imported when first used: a report needs neither httpx nor pluggy
+    from bot.sync import SyncEngine
+    from providers.manager import ProviderRegistry
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +50,37 @@ class RedactSecrets(logging.Filter):
         if self.secrets:
             message = record.getMessage()
             if any(s in message for s in self.secrets):
-                for secret in self.secrets:
-                    message = message.replace(secret, "[redacted]")
-                record.msg, record.args = message, None
+                record.msg, record.args = self._redact(message), None
+            if record.exc_info and not record.exc_text:
+                # A traceback quotes exception messages (e.g. httpx's, with the URL):
+                # format it here, redacted, so the handler's formatter uses this text.
+                record.exc_text = self._redact(logging.Formatter().formatException(record.exc_info))
         return True
+
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
 
 REDACTOR = RedactSecrets([])
+
+
+class HideUrlSecrets(logging.Filter):
+    """The HTTP libraries log each request's full URL (httpx at INFO, httpcore and
+    urllib3 at DEBUG). A URL's path or query can be the secret itself (a Slack
+    incoming webhook), so their records keep only ``scheme://host:port/…``."""
+
+    LIBRARIES = ("httpx", "httpcore", "urllib3")
+    URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s\"'?#]+)[/?#][^\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(self.LIBRARIES):
+            message = record.getMessage()
+            hidden = self.URL.sub(r"\1/…", message)
+            if hidden != message:
+                record.msg, record.args = hidden, None
+        return True
 
 
 class WithholdBodies(logging.Filter):
@@ -91,6 +119,7 @@ def configure_logging(level: str | None = None) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(WithholdBodies())
+    handler.addFilter(HideUrlSecrets())
     handler.addFilter(REDACTOR)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -120,13 +149,15 @@ class Runtime:
 
     @cached_property
     def db(self) -> Database:
-        db = Database(self.settings.database_url, self.key_source.keyring)
-        db.migrate()
-        db.check_keys()
+        db = open_store(self.settings.database_url, self.key_source.keyring)
+        if not db.read_only and (warning := loose_permissions(db.url)):
+            self.warn(warning)
         return db
 
     @cached_property
     def providers(self) -> ProviderRegistry:
+        from providers.manager import load_providers, plugin_manager
+
         load_entry_points = self.settings.environ.get("XAI_USAGE_NO_PLUGINS") != "1"
         return load_providers(
             self.settings.provider_config, plugin_manager(load_entry_points=load_entry_points)
@@ -134,6 +165,15 @@ class Runtime:
 
     @cached_property
     def engine(self) -> SyncEngine:
+        """The sync engine; it writes, so a store opened read-only stops here, before any fetch."""
+        from bot.sync import SyncEngine
+
+        if self.db.read_only:
+            raise StoreError(
+                f"The {describe_url(self.db.url)} (DATABASE_URL) is read-only to this user: "
+                "reports work, but this command writes. Run it as the file's owner, or make "
+                "the file and its folder writable."
+            )
         return SyncEngine(
             self.db,
             self.providers,

@@ -653,10 +653,13 @@ class SyncEngine:
             )
         except ProviderError as error:
             attempt.result = attempt.failed(str(error.reason), error.message)
-        except Exception as error:  # a bug or an unreadable secret must not stop the others
-            reason = "credentials_unreadable" if isinstance(error, DecryptionError) else "internal"
-            log.exception("sync of connection %s failed", connection.id)
+        except DecryptionError as error:  # expected, and its reason says it all: no traceback
+            reason = "credentials_unreadable"
+            log.warning("sync of connection %s failed: credentials unreadable", connection.id)
             attempt.result = attempt.failed(reason, _internal_message(reason, error))
+        except Exception as error:  # a bug must not stop the others
+            log.exception("sync of connection %s failed", connection.id)
+            attempt.result = attempt.failed("internal", _internal_message("internal", error))
         else:
             attempt.fetched = fetched
             attempt.result = SyncResult(

@@ -1,32 +1,55 @@
-"""Opening the store: engine, sessions, migrations, and the key check."""
+"""Opening the store: engine, sessions, migrations, and the key check.
+
+Alembic is imported only when a migration is due: at every start, one query
+of ``alembic_version`` against the head revision read from the migrations
+folder says whether there is anything to do. That keeps a terminal command's
+start-up short and lets reports run from a read-only SQLite file.
+
+A store that cannot be reached or opened is a :class:`StoreError` whose one
+line names ``DATABASE_URL`` (host, port and database; never the password) and
+what to check.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event, select, text, union
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.crypto import Keyring
 from storage.models import SEALED
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 log = logging.getLogger(__name__)
 
 SQLITE_FILE_NAME = "xai-usage.db"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations" / "versions"
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+URL_HINT = "postgresql://USER@HOST:5432/DATABASE or sqlite:////absolute/path/xai-usage.db"
 
 
 def upsert(session: Session, model: type) -> Any:
     """An INSERT that can say ON CONFLICT, in the session's dialect."""
     if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(model)
+    from sqlalchemy.dialects import sqlite
+
     return sqlite.insert(model)
 
 
@@ -56,19 +79,186 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    url = normalise_url(url)
-    parsed = make_url(url)
+def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # No journal_mode here: changing it is a write, and a WAL file stays WAL.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def parse_url(url: str) -> URL:
+    """The URL, or a StoreError saying what DATABASE_URL should look like (never echoing it)."""
+    try:
+        parsed = make_url(normalise_url(url))
+    except ArgumentError:
+        raise StoreError(
+            f"DATABASE_URL is not a database URL; it should look like {URL_HINT}."
+        ) from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise StoreError(
+            f"DATABASE_URL uses {parsed.get_backend_name()}://, which xai-usage does not "
+            f"support; use {URL_HINT}."
+        )
+    return parsed
+
+
+def describe_url(url: str | URL) -> str:
+    """Where the store is, for messages: backend, host, port and database, never the password."""
+    parsed = url if isinstance(url, URL) else parse_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        engine = create_engine(url, connect_args={"timeout": 10})
+        return f"SQLite file {parsed.database}"
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    user = f"user {parsed.username}, " if parsed.username else ""
+    return f"PostgreSQL at {where}, {user}database {parsed.database or '(none)'}"
+
+
+def _sqlite_file(parsed: URL) -> Path | None:
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file 0600 in a 0700 directory before SQLite does (0644).
+
+    SQLite gives the -wal and -shm files the database file's permissions, so
+    they are private too. An existing file is left as it is.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite will say what is wrong, in StoreError's words
+    os.close(fd)
+
+
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    parsed = parse_url(url)
+    path = _sqlite_file(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        if read_only and path is not None:
+            engine = create_engine(
+                "sqlite+pysqlite:///" + _read_only_uri(path), connect_args={"timeout": 10}
+            )
+            event.listen(engine, "connect", _sqlite_read_only_pragmas)
+            return engine
+        if path is not None:
+            _create_private_file(path)
+        engine = create_engine(parsed, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _read_only_uri(path: Path) -> str:
+    """An SQLite URI that opens ``path`` without writing to it.
+
+    Reading a WAL database needs its -shm file. Without one, and without the
+    right to create it in the folder, SQLite can only open the file as
+    immutable; that is safe because no process has the database open (a
+    connection in WAL mode always keeps a -wal file beside it).
+    """
+    wal = path.with_name(path.name + "-wal")
+    mode = "mode=ro"
+    if not wal.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        mode = "immutable=1"
+    return f"file:{quote(str(path.resolve()))}?{mode}&uri=true"
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision in ``migrations/versions``, read without importing Alembic."""
+    return frozenset(_revision_graph()[0])
+
+
+@cache
+def schema_head() -> str | None:
+    """The head revision of ``migrations/versions``, read without importing Alembic.
+
+    None when the folder does not have exactly one head written the usual
+    way (e.g. a merge revision): then Alembic decides.
+    """
+    revisions, parents, plain = _revision_graph()
+    heads = revisions - parents
+    return heads.pop() if plain and len(heads) == 1 else None
+
+
+def _revision_graph() -> tuple[set[str], set[str], bool]:
+    """Revisions, those with a child, and whether every file was plainly written."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    plain = True
+    pattern = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.M)
+    for path in MIGRATIONS_DIR.glob("*.py"):
+        found = dict(pattern.findall(path.read_text(encoding="utf-8")))
+        revision = found.get("revision", "").strip("\"'")
+        down = found.get("down_revision", "None").strip("\"'")
+        if not re.fullmatch(r"[\w-]+", revision) or not re.fullmatch(r"[\w-]+", down):
+            plain = False
+            continue
+        revisions.add(revision)
+        if down != "None":
+            parents.add(down)
+    return revisions, parents, plain
+
+
+def unavailable(error: BaseException, url: str | URL) -> StoreError:
+    """One line for a store that cannot be reached, opened or written: where, why, what to check."""
+    where = describe_url(url)
+    parsed = url if isinstance(url, URL) else parse_url(url)
+    detail = str(getattr(error, "orig", None) or error)
+    if parsed.password:
+        detail = detail.replace(parsed.password, "***")
+    lowered = detail.lower()
+    if parsed.get_backend_name() == "sqlite":
+        if "readonly" in lowered or "read-only" in lowered:
+            why = (
+                "the file is read-only to this user, and this command writes. Run it as the "
+                "file's owner, or make the file and its folder writable"
+            )
+        elif "unable to open" in lowered:
+            why = (
+                "it cannot be opened. Check that its folder exists and is readable and "
+                "writable by this user, or point DATABASE_URL elsewhere"
+            )
+        elif "not a database" in lowered or "malformed" in lowered:
+            why = "the file is not an SQLite database (or is damaged). Restore it from a backup"
+        else:
+            why = f"{_first_line(detail)}. Check the file and DATABASE_URL"
+        return StoreError(f"Cannot use the {where} (DATABASE_URL): {why}.")
+    if "does not exist" in lowered and "database" in lowered:
+        why = (
+            f"the database {parsed.database} does not exist. Create it (`createdb "
+            f"{parsed.database}`) or fix the name in DATABASE_URL"
+        )
+    elif "connection refused" in lowered:
+        why = "the connection was refused. Check that PostgreSQL runs there and the port is right"
+    elif "resolve host" in lowered or "name or service not known" in lowered:
+        why = f"the host {parsed.host} is unknown. Check the host name in DATABASE_URL"
+    elif "password authentication failed" in lowered or "no password supplied" in lowered:
+        why = "the server refused the user name or password. Check them in DATABASE_URL"
+    elif "timeout" in lowered or "timed out" in lowered:
+        why = "the server did not answer in time. Check the host, port and firewall"
+    elif "read-only" in lowered or "permission denied" in lowered:
+        why = "this user may not write there. Grant it, or use a writable database"
+    else:
+        why = f"{_first_line(detail)}. Check DATABASE_URL and that the server is up"
+    return StoreError(f"Cannot reach the {where} (DATABASE_URL): {why}.")
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[0] if lines else "unknown error"
+    for prefix in ("connection failed:", "(psycopg.OperationalError)"):
+        line = line.removeprefix(prefix).strip()
+    return line.rstrip(".")[:200]
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", "storage:migrations")
     config.attributes["engine"] = engine
@@ -78,9 +268,18 @@ def alembic_config(engine: Engine) -> Config:
 class Database:
     """The store: an engine, a session factory and a keyring."""
 
-    def __init__(self, url: str, keyring: Keyring) -> None:
+    def __init__(self, url: str, keyring: Keyring, *, read_only: bool | None = None) -> None:
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url)
+        parsed = parse_url(self.url)
+        if read_only is None:
+            path = _sqlite_file(parsed)
+            # A file we may read but not write (a backup, another user's store):
+            # open it read-only so reports still work from it.
+            read_only = bool(
+                path and path.exists() and os.access(path, os.R_OK) and not _writable(path)
+            )
+        self.read_only = read_only
+        self.engine = make_engine(self.url, read_only=read_only)
         self.keyring = keyring
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -88,8 +287,35 @@ class Database:
     def backend(self) -> str:
         return self.engine.dialect.name
 
+    def schema_version(self) -> str | None:
+        """The revision in ``alembic_version``, or None for a store not yet migrated."""
+        with self.engine.connect() as connection:  # cannot connect: raises, as it should
+            try:
+                return connection.scalar(text("SELECT version_num FROM alembic_version"))
+            except DBAPIError as error:
+                if "alembic_version" in str(error.orig):
+                    return None  # no such table: never migrated
+                raise
+
     def migrate(self) -> None:
-        """Bring the schema up to date (safe to run at every start)."""
+        """Bring the schema up to date (safe to run at every start: cheap when it is)."""
+        head = schema_head()
+        version = self.schema_version()
+        if head is not None and version == head:
+            return
+        if head is not None and version is not None and version not in known_revisions():
+            raise StoreError(
+                f"The {describe_url(self.url)} (DATABASE_URL) has schema revision {version}, "
+                f"newer than this xai-usage knows (up to {head}): a newer version of "
+                "xai-usage uses it. Upgrade xai-usage, or point DATABASE_URL elsewhere."
+            )
+        if self.read_only:
+            raise StoreError(
+                f"The {describe_url(self.url)} (DATABASE_URL) is read-only to this user and "
+                "its schema needs an upgrade: run `xai-usage migrate` as its owner."
+            )
+        from alembic import command
+
         command.upgrade(alembic_config(self.engine), "head")
 
     def check_keys(self) -> None:
@@ -98,16 +324,14 @@ class Database:
         Failing here, before anything writes, is what keeps a wrong key from
         overwriting or orphaning what is stored.
         """
-        used: set[str] = set()
-        with self.session() as session:
-            for sealed in SEALED:
-                used.update(
-                    session.scalars(
-                        select(sealed.key_id_column)
-                        .where(sealed.key_id_column.is_not(None))
-                        .distinct()
-                    )
+        # One Core query over every sealed column: it runs at every start.
+        columns = [sealed.model.__table__.c[sealed.key_id_attr] for sealed in SEALED]
+        with self.engine.connect() as connection:
+            used = set(
+                connection.scalars(
+                    union(*(select(column).where(column.is_not(None)) for column in columns))
                 )
+            )
         missing = sorted(used - set(self.keyring.key_ids))
         if missing:
             raise StoreError(
@@ -149,3 +373,44 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def loose_permissions(url: str) -> str | None:
+    """A warning when the SQLite file is readable by other users (made before 0600), else None."""
+    path = _sqlite_file(parse_url(url))
+    if path is None or os.name != "posix":
+        return None
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (
+        f"{path} has permissions {mode:04o}, so other users may be able to read the costs and "
+        f"labels in it: run `chmod 600 {path}*` (and `chmod 700 {path.parent}`)."
+    )
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite could write the file: the file, and its folder for the -wal/-shm files."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def open_store(url: str, keyring: Keyring) -> Database:
+    """The store, migrated and checked against the keys; one clear StoreError when it can't be."""
+    parsed = parse_url(url)
+    try:
+        db = Database(url, keyring)
+    except (SQLAlchemyError, OSError) as error:
+        raise unavailable(error, parsed) from None
+    try:
+        db.migrate()
+        db.check_keys()
+    except (SQLAlchemyError, OSError) as error:
+        db.dispose()
+        raise unavailable(error, parsed) from None
+    except BaseException:
+        db.dispose()
+        raise
+    return db

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import os
+import socket
+import stat
 import subprocess
 import sys
 from decimal import Decimal
@@ -321,3 +323,171 @@ def test_status_sets_month_to_date_beside_the_invoice_so_far(cli_env) -> None:
     assert reconciliation["flagged"] is False  # the whole month was fetched
     assert abs(Decimal(reconciliation["difference_usd"])) < 1
     assert "xAI invoice so far" in xai_usage(cli_env, "status").stdout
+
+
+# -- outages: one line naming DATABASE_URL, never a traceback
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def outage_urls() -> list[tuple[str, str]]:
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    server = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgres@", "postgres:pw-s3cret@")
+    return [
+        (f"{server}/xai_usage_no_such_db", "does not exist"),
+        (f"postgresql://me:pw-s3cret@127.0.0.1:{free_port()}/costs", "refused"),
+        ("postgresql://me:pw-s3cret@no-such-host.invalid/costs", "no-such-host.invalid"),
+        ("mysql://me:pw-s3cret@127.0.0.1/costs", "uses mysql://"),
+        ("this is not a url", "not a database URL"),
+        ("sqlite:////proc/xai-usage.db", "cannot be opened"),
+    ]
+
+
+@pytest.fixture
+def bare_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XAI_", "SLACK_"))}
+    env.update(
+        XAI_USAGE_DATA_DIR=str(tmp_path / "data"),
+        XAI_USAGE_NO_PLUGINS="1",
+        XAI_USAGE_ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),
+    )
+    return env
+
+
+@pytest.mark.parametrize(("url", "says"), outage_urls())
+@pytest.mark.parametrize("command", [["today", "--by", "model"], ["serve", "--http"]])
+def test_a_database_that_cannot_be_used_is_one_line(bare_env, url, says, command) -> None:
+    env = {
+        **bare_env,
+        "DATABASE_URL": url,
+        "SLACK_BOT_TOKEN": "xoxb-0000-test",
+        "SLACK_SIGNING_SECRET": "0123456789abcdef0123456789abcdef",
+    }
+    done = xai_usage(env, *command)
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("xai-usage: ") and "DATABASE_URL" in line and says in line
+    assert "pw-s3cret" not in done.stderr + done.stdout
+
+
+def run_without_root_powers(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """As a user who may not write the files: root keeps its uid but loses the capability
+    to override file permissions, so chmod means what it says."""
+    if os.geteuid() != 0:
+        return xai_usage(env, *args)
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "bot.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+
+
+@pytest.mark.parametrize("folder_writable", [True, False])
+def test_reports_work_from_a_read_only_sqlite_store(cli_env, db, tmp_path, folder_writable):
+    if db.backend != "sqlite":
+        pytest.skip("a file's permissions are a SQLite matter")
+    assert connect(cli_env).returncode == 0
+    before = xai_usage(cli_env, "week", "--by", "model", "--format", "json")
+    assert before.returncode == 0, before.stderr
+    data = tmp_path / "data"
+    store = data / "xai-usage.db"
+    assert not store.with_name("xai-usage.db-wal").exists()  # closed cleanly
+    store.chmod(0o444)
+    if not folder_writable:
+        data.chmod(0o555)
+    try:
+        report = run_without_root_powers(cli_env, "week", "--by", "model", "--format", "json")
+        assert report.returncode == 0, report.stderr
+        assert json.loads(report.stdout)["total_usd"] == json.loads(before.stdout)["total_usd"]
+        status = run_without_root_powers(cli_env, "status")
+        assert status.returncode == 0 and "Production — xAI" in status.stdout
+        refused = run_without_root_powers(cli_env, "sync")
+        assert refused.returncode == 1
+        assert "Traceback" not in refused.stderr, refused.stderr
+        [line] = [x for x in refused.stderr.splitlines() if x.startswith("xai-usage:")]
+        assert "read-only" in line and str(store) in line and "DATABASE_URL" in line
+    finally:
+        data.chmod(0o700)
+        store.chmod(0o600)
+
+
+def test_credentials_that_cannot_be_decrypted_are_one_line_not_a_traceback(cli_env, db) -> None:
+    from sqlalchemy import update
+
+    from storage.crypto import Keyring
+    from storage.db import Database
+    from storage.models import Connection
+
+    assert connect(cli_env).returncode == 0
+    key = (Path(cli_env["XAI_USAGE_DATA_DIR"]) / "encryption.key").read_text()
+    keyring = Keyring.from_env_value(key)
+    data = Path(cli_env["XAI_USAGE_DATA_DIR"])
+    store = Database(cli_env.get("DATABASE_URL") or f"sqlite:///{data / 'xai-usage.db'}", keyring)
+    try:
+        with store.transaction() as session:  # a token sealed for another row: it will not open
+            session.execute(
+                update(Connection).values(
+                    credentials_sealed=keyring.seal(b"{}", "connections/another/credentials")
+                )
+            )
+    finally:
+        store.dispose()
+    done = xai_usage(cli_env, "sync")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("could not be decrypted") == 1, done.stderr
+
+
+# -- start-up: a terminal command imports what it needs, when it needs it
+
+NOT_AT_START = ("alembic", "slack_sdk", "slack_bolt", "jinja2", "httpx", "pluggy", "apscheduler")
+
+
+def loaded(env: dict[str, str], code: str) -> list[str]:
+    """Which of NOT_AT_START a fresh interpreter has imported after running ``code``."""
+    probe = (
+        f"import sys\n{code}\nprint('loaded:', *(m for m in {NOT_AT_START!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1].split()[1:]
+
+
+def test_importing_the_cli_loads_no_heavy_stack(bare_env) -> None:
+    assert loaded(bare_env, "import bot.cli") == []
+
+
+def test_a_report_on_a_current_store_needs_neither_alembic_nor_slack_nor_http(cli_env) -> None:
+    assert connect(cli_env).returncode == 0
+    report = "from bot.cli import main\nassert main(['today', '--by', 'model']) == 0"
+    assert loaded(cli_env, report) == ["jinja2"]  # the table is a template
+
+
+def test_a_store_other_users_can_read_is_flagged_with_the_fix(cli_env, db, tmp_path) -> None:
+    if db.backend != "sqlite":
+        pytest.skip("a file's permissions are a SQLite matter")
+    assert connect(cli_env).returncode == 0
+    store = tmp_path / "data" / "xai-usage.db"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600  # created private
+    assert "chmod" not in xai_usage(cli_env, "status").stderr
+    store.chmod(0o644)  # as a store made before this release was
+    done = xai_usage(cli_env, "status")
+    assert done.returncode == 0
+    assert f"warning: {store} has permissions 0644" in done.stderr
+    assert f"chmod 600 {store}*" in done.stderr

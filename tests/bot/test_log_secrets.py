@@ -1,0 +1,97 @@
+"""What reaches the log: no URL with a secret in its path or query, at any level.
+
+For a Slack incoming webhook the URL is the secret, and the HTTP libraries log
+every request's full URL at INFO (httpx) and DEBUG (httpcore, urllib3).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from bot.runtime import HideUrlSecrets, RedactSecrets
+from tests.bot.test_jobs import World, at, run_cli, world  # noqa: F401 (world is a fixture)
+
+ROOT = Path(__file__).parents[2]
+HOOK_PATH = "/services/T0AAAAAAA/B0BBBBBBB/hooksecretpath4242"
+
+
+@pytest.fixture
+def webhook():
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, **json.loads(body)})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{HOOK_PATH}?token=querysecret77", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO"])
+def test_delivering_to_a_webhook_never_logs_its_url(world: World, webhook, level) -> None:  # noqa: F811
+    url, received = webhook
+    code, out = run_cli(world, "budget", "set", "$50", "--thresholds", "50")
+    assert code == 0, out
+    code, out = run_cli(world, "alerts", "CALERTS", "--webhook", url)
+    assert code == 0, out
+    when = at("2026-10-21T06:01:00")  # the month so far is well over $25
+    world.clock.now = when
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "jobs", "run", "--at", when.isoformat()],
+        env={**world.env, "XAI_USAGE_LOG_LEVEL": level},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [r["kind"] for r in received] == ["budget"]  # it really was delivered
+    assert received[0]["path"].startswith(HOOK_PATH)
+    log = done.stderr
+    assert "HTTP Request: POST http://127.0.0.1" in log  # httpx's line is there, trimmed
+    for secret in ("hooksecretpath4242", "querysecret77", "B0BBBBBBB"):
+        assert secret not in log + done.stdout
+
+
+def test_urls_in_http_library_records_keep_only_scheme_and_host() -> None:
+    record = logging.LogRecord(
+        "httpx", logging.INFO, __file__, 1, 'HTTP Request: %s %s "%s"', None, None
+    )
+    record.args = ("POST", "https://hooks.slack.com/services/T1/B2/xyz?a=b", "HTTP/1.1 200 OK")
+    assert HideUrlSecrets().filter(record)
+    assert record.getMessage() == 'HTTP Request: POST https://hooks.slack.com/… "HTTP/1.1 200 OK"'
+    ours = logging.LogRecord("bot.jobs", logging.INFO, __file__, 1, "see %s", None, None)
+    ours.args = ("https://example.com/docs",)
+    HideUrlSecrets().filter(ours)
+    assert ours.getMessage() == "see https://example.com/docs"  # only the HTTP libraries
+
+
+def test_a_known_secret_is_redacted_from_tracebacks_too() -> None:
+    redactor = RedactSecrets(["sekrit-value-123"])
+    try:
+        raise ValueError("bad URL https://h/sekrit-value-123")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    redactor.filter(record)
+    text = logging.Formatter().format(record)
+    assert "ValueError" in text and "sekrit-value-123" not in text
