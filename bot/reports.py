@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from bot.formatting import day_label
-from bot.grammar import Command, parse_day
+from bot.grammar import Command, UsageError, parse_day
 from storage.models import (
     ApiKeyName,
     Connection,
@@ -26,6 +26,8 @@ from storage.models import (
 )
 
 NO_KEY = "(no key breakdown)"
+EARLIEST_DAY = date(2023, 1, 1)
+"""No connection can hold costs before this day: xAI's API did not exist."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,24 @@ def resolve_period(command: Command, today: date) -> Period:
         return Period(name, end.replace(day=1), end, f"{end:%B %Y}")
     if name == "range":
         start, end = (parse_day(a) for a in command.args)
+        _check_bounds(start, end, today)
         return Period(name, start, end, _span(start, end))
     raise ValueError(f"{name} is not a report")
+
+
+def _check_bounds(start: date, end: date, today: date) -> None:
+    """A report costs what its days cost: refuse days no connection can have.
+
+    The earliest is xAI's API; the latest is tomorrow (UTC), the furthest a
+    day anywhere on Earth can be ahead of UTC's today.
+    """
+    latest = today + timedelta(days=1)
+    for day in (start, end):
+        if not EARLIEST_DAY <= day <= latest:
+            raise UsageError(
+                f"Days in a range go from {EARLIEST_DAY} to {latest} (tomorrow, UTC): "
+                f"there are no costs outside that; got {day}."
+            )
 
 
 def _span(start: date, end: date) -> str:
@@ -239,21 +257,37 @@ def _key_rows(session, workspace_id, period, filters, *, several: bool) -> list:
 
 
 def _time_rows(by_day: dict[date, Decimal], period: Period, group_by: str) -> list:
-    """Every day (week, month) of the period, zero ones included, in order."""
+    """Every day (week, month) of the period, zero ones included, in order.
+
+    One step per row shown, and one per day that has costs: a 90-day report by
+    month takes 3 steps, not 90.
+    """
     buckets: dict[str, tuple[str, Decimal]] = {}
-    day = period.start
-    while day <= period.end:
-        if group_by == "day":
-            key, label = day.isoformat(), day_label(day)
-        elif group_by == "week":
-            monday = day - timedelta(days=day.weekday())
-            key, label = monday.isoformat(), f"week of {day_label(monday)}"
-        else:
-            key, label = f"{day:%Y-%m}", f"{calendar.month_name[day.month]} {day.year}"
-        previous = buckets.get(key, (label, Decimal(0)))[1]
-        buckets[key] = (label, previous + by_day.get(day, Decimal(0)))
-        day += timedelta(days=1)
+    step = period.start
+    while step <= period.end:
+        key, label, step_after = _bucket(step, group_by)
+        buckets[key] = (label, Decimal(0))
+        if step_after > period.end:
+            break
+        step = step_after
+    for day, cost in by_day.items():
+        if period.start <= day <= period.end:
+            key = _bucket(day, group_by)[0]
+            label, previous = buckets[key]
+            buckets[key] = (label, previous + cost)
     return [(key, label, cost) for key, (label, cost) in buckets.items()]
+
+
+def _bucket(day: date, group_by: str) -> tuple[str, str, date]:
+    """The row a day falls in: its key, its label, and the first day of the next row."""
+    if group_by == "day":
+        return day.isoformat(), day_label(day), day + timedelta(days=1)
+    if group_by == "week":
+        monday = day - timedelta(days=day.weekday())
+        return monday.isoformat(), f"week of {day_label(monday)}", monday + timedelta(days=7)
+    first = day.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return f"{day:%Y-%m}", f"{calendar.month_name[day.month]} {day.year}", following
 
 
 @dataclass(frozen=True)
