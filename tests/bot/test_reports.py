@@ -159,3 +159,19 @@ def test_a_range_is_cut_to_the_days_that_can_have_costs() -> None:
     for args in (("2026-12-03", "9999-12-31"), ("0001-01-01", "2022-12-31")):
         with pytest.raises(UsageError, match=r"reports cover 2023-01-01 to 2026-12-02 \(tomorrow"):
             resolve_period(Command("range", args), today)
+
+
+@pytest.mark.parametrize("odd", ["Re\x1fsearch", "Re\x1esearch"])
+def test_a_label_saved_before_labels_refused_control_characters_is_still_shown(
+    db, store, odd
+) -> None:
+    workspace_id, research_id = store
+    with db.transaction() as session:
+        research = session.get(Connection, research_id)
+        research.label, research.status, research.status_reason = odd, "failing", "timeout"
+    with db.session() as session:
+        report = build_report(
+            session, workspace_id, resolve_period(Command("today"), NOW.date()), now=NOW
+        )
+    assert sorted(report.connection_labels) == sorted(["New", odd, "Production", "Staging"])
+    assert f"“{odd}” is not syncing (timeout)" in " ".join(report.problems)
