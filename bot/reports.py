@@ -7,12 +7,13 @@ as on xAI invoices; sums happen in SQL on exact integer nano-dollars.
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, case, func, select, true
 from sqlalchemy.orm import Session
 
 from bot.formatting import day_label
@@ -126,9 +127,9 @@ ROLLUP_GROUPS = frozenset({"model", "day"})
 
 
 def cost_query(
-    workspace_id: int,
-    start: date,
-    end: date,
+    workspace_id: int | BindParameter[int],
+    start: date | BindParameter[date],
+    end: date | BindParameter[date],
     group: Sequence[str],
     *,
     connection_id: int | Collection[int] | None = None,
@@ -202,25 +203,70 @@ class _Coverage:
     failing: tuple[tuple[str, str], ...]  # (label, reason)
 
 
-def _coverage(session: Session, workspace_id: int, connection: Connection | None) -> _Coverage:
+def _coverage_of(
+    session: Session, row: Sequence, workspace_id: int, connection: Connection | None
+) -> _Coverage:
     """The connections a report covers, from their one row (see _coverage_statement)."""
-    one = connection is not None
-    statement = _CONNECTION_COVERAGE if one else _WORKSPACE_COVERAGE
-    scope = {"scope": connection.id if one else workspace_id}
-    count, labels, as_of, failing_count, failing = (
-        session.connection().execute(statement, scope).one()
-    )
+    count, labels, as_of, failing_count, failing = row[:5]
     legacy = bool(labels) and _PAIR in labels  # a label older than the rule
     labels = tuple(labels.split(_ITEM)) if labels else ()
     failing = tuple(tuple(f.split(_PAIR, 1)) for f in failing.split(_ITEM)) if failing else ()
     if legacy or len(labels) != count or len(failing) != failing_count:
-        match = Connection.id == connection.id if one else Connection.workspace_id == workspace_id
+        match = (
+            Connection.id == connection.id
+            if connection is not None
+            else Connection.workspace_id == workspace_id
+        )
         rows = session.execute(
             select(Connection.label, Connection.status_reason, _FAILING).where(match)
         ).all()
         labels = tuple(label for label, _, _ in rows)
         failing = tuple((label, reason or "") for label, reason, bad in rows if bad)
     return _Coverage(labels, as_of, failing)
+
+
+@functools.cache
+def _workspace_report(group: tuple[str, ...]) -> Select:
+    """A whole workspace's coverage and costs in one statement, built once per grouping.
+
+    The reports people run most (`today`, `week`, `month`, no filter) cost one
+    round trip, as the hand-written aggregate does: the costs ride on the
+    coverage row (LEFT JOIN ... ON TRUE, so a period without costs keeps it).
+    """
+    costs = cost_query(bindparam("scope"), bindparam("start"), bindparam("end"), list(group))
+    covered, found = _WORKSPACE_COVERAGE.subquery("coverage"), costs.subquery("costs")
+    return select(*covered.c, *found.c).select_from(covered.outerjoin(found, true()))
+
+
+_GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
+    "model": ("model",),
+    "connection": ("connection_id",),
+    "key": (),  # _key_rows has its own query
+    "day": ("day",),
+    "week": ("day",),
+    "month": ("day",),
+}
+
+
+def _coverage_and_costs(
+    session: Session,
+    workspace_id: int,
+    period: Period,
+    group_by: str,
+    connection: Connection | None,
+    filters: dict,
+) -> tuple[_Coverage, list]:
+    group = _GROUP_COLUMNS.get(group_by, ("day",))
+    core = session.connection()
+    if group and connection is None and not filters["model_pattern"]:
+        params = {"scope": workspace_id, "start": period.start, "end": period.end}
+        rows = core.execute(_workspace_report(group), params).all()
+        costs = [(tuple(row[5:-1]), row[-1]) for row in rows if row[-1] is not None]
+        return _coverage_of(session, rows[0], workspace_id, None), costs
+    statement = _WORKSPACE_COVERAGE if connection is None else _CONNECTION_COVERAGE
+    scope = {"scope": workspace_id if connection is None else connection.id}
+    coverage = _coverage_of(session, core.execute(statement, scope).one(), workspace_id, connection)
+    return coverage, (_by(session, workspace_id, period, list(group), filters) if group else [])
 
 
 def build_report(
@@ -238,12 +284,12 @@ def build_report(
         "connection_id": connection.id if connection else None,
         "model_pattern": model_pattern,
     }
-    coverage = _coverage(session, workspace_id, connection)
+    coverage, raw = _coverage_and_costs(
+        session, workspace_id, period, group_by, connection, filters
+    )
     if group_by == "model":
-        raw = _by(session, workspace_id, period, ["model"], filters)
         rows = [(model, model, cost) for (model,), cost in raw]
     elif group_by == "connection":
-        raw = _by(session, workspace_id, period, ["connection_id"], filters)
         names = dict(
             session.execute(
                 select(Connection.id, Connection.label).where(
@@ -256,7 +302,6 @@ def build_report(
         several = len(coverage.labels) > 1
         rows = _key_rows(session, workspace_id, period, filters, several=several)
     else:
-        raw = _by(session, workspace_id, period, ["day"], filters)
         rows = _time_rows(dict((day, cost) for (day,), cost in raw), period, group_by)
     total = sum((cost for _, _, cost in rows), Decimal(0))
     if group_by in ("model", "connection", "key"):

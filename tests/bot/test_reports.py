@@ -175,3 +175,26 @@ def test_a_label_saved_before_labels_refused_control_characters_is_still_shown(
         )
     assert sorted(report.connection_labels) == sorted(["New", odd, "Production", "Staging"])
     assert f"“{odd}” is not syncing (timeout)" in " ".join(report.problems)
+
+
+@pytest.mark.parametrize(
+    ("group_by", "options"),
+    [
+        ("model", {}),  # the whole workspace: coverage and costs in one statement
+        ("connection", {}),
+        ("model", {"model_pattern": "grok*"}),  # filtered: coverage, then the costs
+        ("day", {"model_pattern": "GROK"}),
+    ],
+)
+def test_filtered_or_not_a_report_sums_the_same_and_covers_the_same(
+    db, store, group_by, options
+) -> None:
+    workspace_id, _ = store
+    period = Period("range", date(2026, 1, 1), date(2026, 3, 31), "")
+    with db.session() as session:
+        report = build_report(session, workspace_id, period, group_by, now=NOW, **options)
+    assert report.total_usd == Decimal("1.500000001")
+    assert len(report.connection_labels) == 4 and len(report.problems) == 1
+    assert report.as_of == datetime(2026, 11, 19, 23, 59, 59, tzinfo=UTC)
+    if group_by == "connection":
+        assert [row.label for row in report.rows] == ["Research"]
