@@ -416,9 +416,12 @@ def _check_args(spec: CommandSpec, args: list[str], usage: str) -> None:
         action = args[0].lower()
         if action not in spec.actions:
             hint = _did_you_mean(action, spec.actions, f"{spec.name} ")
-            raise UsageError(
-                f"`{spec.name}` can {', '.join(spec.actions)}; got “{args[0]}”.{hint}", usage
+            can = (
+                f"has one action, `{spec.name} {spec.actions[0]}`"
+                if len(spec.actions) == 1
+                else f"can {', '.join(spec.actions)}"
             )
+            raise UsageError(f"`{spec.name}` {can}; got “{args[0]}”.{hint}", usage)
         args[0] = action
         if len(args) > len(spec.args):
             extra = args[len(spec.args)]
