@@ -1,4 +1,4 @@
-"""``python -m bench [sync] [report] [slack] [digests] [http] [startup]``: benchmarks (all by default).
+"""``python -m bench [NAME …]``: the benchmarks, all by default (see BENCHMARKS).
 
 Exits 0 when every benchmark ran and its checks held, whatever the targets
 say (a MISS is a finding, not a crash); 1 when a check of what was stored or

@@ -562,9 +562,11 @@ def _local_zone(environ: dict[str, str]) -> str:
 
 @handles("jobs")
 def jobs(command: Command, runtime: Runtime, console: Console) -> int:
-    from bot.jobs import run_due
+    from bot.jobs import check_run_time, run_due
 
     at = _moment(command.get("at")) if command.get("at") else runtime.clock()
+    if problem := check_run_time(at, runtime.clock()):
+        raise UsageError(problem)
     runtime = Runtime(runtime.settings, clock=lambda: at, warn=runtime.warn)
     delivery = _slack_delivery(runtime)
     outcome = run_due(runtime, at, delivery, daily_sync_at=runtime.settings.daily_sync_at)

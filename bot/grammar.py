@@ -10,11 +10,17 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 REPORTS = ("today", "yesterday", "week", "month", "last-month", "range")
+MAX_LABEL_LENGTH = 80
+"""A new connection's label: it heads report rows and Slack messages."""
+MAX_VALUE_LENGTH = 2000
+"""Any other word or value: enough for a webhook URL, not for a pasted file."""
+MAX_LATENCY_SECONDS = 60.0
 GROUPINGS = ("model", "day", "week", "month", "connection", "key")
 FORMATS = ("table", "json", "csv")
 
@@ -42,6 +48,7 @@ class Option:
     choices: tuple[str, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
     integer: tuple[int, int] | None = None  # inclusive bounds
+    max_length: int = MAX_VALUE_LENGTH
 
     @property
     def is_flag(self) -> bool:
@@ -66,7 +73,12 @@ OPTIONS = {
         Option("format", "output format", "table|json|csv", FORMATS),
         Option("workspace", "the workspace, when there are several", "NAME"),
         Option("share", "post the answer in the channel instead of only to you"),
-        Option("label", "a name for the connection (default: “Production — xAI”)", "LABEL"),
+        Option(
+            "label",
+            f"a name for the connection, up to {MAX_LABEL_LENGTH} characters "
+            "(default: “Production — xAI”)",
+            "LABEL",
+        ),
         Option("team-id", "the xAI Team ID (a UUID from console.x.ai > Settings)", "UUID"),
         Option("provider", "the provider (see `providers`)", "NAME"),
         Option("days", "how many days to fetch", "N", integer=(1, 90)),
@@ -214,6 +226,7 @@ COMMANDS = {
             ("run",),
             ("at",),
             _CLI,
+            actions=("run",),
         ),
         CommandSpec(
             "serve",
@@ -277,6 +290,8 @@ def _did_you_mean(word: str, candidates: list[str] | tuple[str, ...], prefix: st
 def parse(words: list[str], *, surface: str = "cli") -> Command:
     if not words:
         return Command("help")
+    for word in words:
+        _check_word(word)
     name, rest = words[0].lower(), words[1:]
     if name in ("-h", "--help"):
         return Command("help")
@@ -299,6 +314,12 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
         if word in ("-h", "--help"):
             return Command("help", (name,))
         if not word.startswith("--"):
+            if len(word) > MAX_VALUE_LENGTH:
+                raise UsageError(
+                    f"“{_clip(word)}” has {len(word):,} characters; a word may have at most "
+                    f"{MAX_VALUE_LENGTH:,}.",
+                    usage,
+                )
             args.append(word)
             continue
         key, _, inline = word[2:].partition("=")
@@ -330,7 +351,40 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
     return Command(name, tuple(args), options)
 
 
+def _check_word(word: str) -> None:
+    """Control characters (a NUL above all) never reach a handler, nor the database."""
+    if any(unicodedata.category(char) == "Cc" for char in word):
+        shown = "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in word)
+        raise UsageError(
+            f"“{_clip(shown)}” contains a control character (such as NUL): retype it without."
+        )
+
+
+def label_problem(label: str) -> str | None:
+    """Why a new connection's label is refused (terminal and Slack form alike), or None."""
+    if len(label) > MAX_LABEL_LENGTH:
+        return (
+            f"A label may have at most {MAX_LABEL_LENGTH} characters; "
+            f"“{_clip(label)}” has {len(label):,}."
+        )
+    if any(unicodedata.category(char) == "Cc" for char in label):
+        return "A label cannot contain control characters (such as NUL or a line break)."
+    return None
+
+
+def _clip(text: str, keep: int = 40) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}…"
+
+
 def _option_value(option: Option, value: str, usage: str) -> Any:
+    if option.name == "label" and (problem := label_problem(value)):
+        raise UsageError(problem, usage)
+    if len(value) > option.max_length:
+        raise UsageError(
+            f"--{option.name} may have at most {option.max_length:,} characters; "
+            f"“{_clip(value)}” has {len(value):,}.",
+            usage,
+        )
     if option.choices:
         lowered = option.aliases.get(value.lower(), value.lower())
         if lowered not in option.choices:
@@ -342,7 +396,8 @@ def _option_value(option: Option, value: str, usage: str) -> Any:
         return lowered
     if option.integer:
         low, high = option.integer
-        if not value.isdigit() or not low <= int(value) <= high:
+        # ASCII only: int() also takes "²" and "٣", which nobody means as a number.
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
             raise UsageError(
                 f"--{option.name} must be a whole number from {low} to {high}; got “{value}”.",
                 usage,
@@ -350,11 +405,16 @@ def _option_value(option: Option, value: str, usage: str) -> Any:
         return int(value)
     if option.name == "latency":
         try:
-            return float(value)
+            seconds = float(value)
         except ValueError:
+            seconds = -1.0
+        if not value.isascii() or not 0 <= seconds <= MAX_LATENCY_SECONDS:  # also NaN, inf
             raise UsageError(
-                f"--latency must be a number of seconds; got “{value}”.", usage
-            ) from None
+                f"--latency must be a number of seconds from 0 to {MAX_LATENCY_SECONDS:.0f}; "
+                f"got “{value}”.",
+                usage,
+            )
+        return seconds
     return value
 
 
@@ -367,12 +427,16 @@ def _check_args(spec: CommandSpec, args: list[str], usage: str) -> None:
         action = args[0].lower()
         if action not in spec.actions:
             hint = _did_you_mean(action, spec.actions, f"{spec.name} ")
-            raise UsageError(
-                f"`{spec.name}` can {', '.join(spec.actions)}; got “{args[0]}”.{hint}", usage
+            can = (
+                f"has one action, `{spec.name} {spec.actions[0]}`"
+                if len(spec.actions) == 1
+                else f"can {', '.join(spec.actions)}"
             )
+            raise UsageError(f"`{spec.name}` {can}; got “{args[0]}”.{hint}", usage)
         args[0] = action
-        if len(args) > 2:
-            raise UsageError(f"Unexpected “{args[2]}” after `{spec.name} {action}`.", usage)
+        if len(args) > len(spec.args):
+            extra = args[len(spec.args)]
+            raise UsageError(f"Unexpected “{extra}” after `{spec.name} {action}`.", usage)
         return
     if spec.name in ("disconnect", "update-key"):
         args[:] = [" ".join(args)]  # a label may have spaces without quotes

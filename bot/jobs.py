@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 CATCH_UP = timedelta(hours=12)
 """A digest missed (the bot was down) is still sent this long after its time."""
+EARLIEST_RUN = datetime(2023, 1, 1, tzinfo=UTC)
+"""``jobs run --at`` replays from here (xAI's API) up to a day ahead of now."""
+LATEST_AHEAD = timedelta(days=1)
 SYNC_LEASE = timedelta(minutes=30)
 PENDING_FOR = timedelta(days=7)
 """An alert that cannot be delivered is retried this long, then recorded as expired."""
@@ -127,6 +130,21 @@ def latest_occurrence(every: str, at_time: str, tz: str, at: datetime) -> dateti
     if candidate > local:
         candidate = on(step(day))
     return candidate
+
+
+def check_run_time(at: datetime, now: datetime) -> str | None:
+    """Why ``at`` cannot be a ``jobs run --at`` time, or None if it can.
+
+    Digests and alerts do date arithmetic around ``at``: year 1 or 9999 would
+    overflow it, and a moment years away has nothing due anyway.
+    """
+    latest = now.astimezone(UTC) + LATEST_AHEAD
+    if EARLIEST_RUN <= at <= latest:
+        return None
+    return (
+        f"--at must be from {EARLIEST_RUN:%Y-%m-%dT%H:%M:%SZ} to {latest:%Y-%m-%dT%H:%M:%SZ} "
+        f"(a day from now); got {at.isoformat()}."
+    )
 
 
 def run_due(

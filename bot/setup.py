@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
@@ -81,13 +81,19 @@ def parse_channel(word: str | None, here: str | None, surface: str) -> tuple[str
     )
 
 
+MAX_USD = Decimal(10_000_000)
+_USD = re.compile(r"\$?([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(\.[0-9]{1,2})?", re.ASCII)
+
+
 def parse_usd(text: str) -> Decimal:
-    try:
-        amount = Decimal(text.replace("$", "").replace(",", ""))
-    except InvalidOperation:
-        raise SetupError(f"“{text}” is not an amount in dollars, e.g. 500 or 1250.50.") from None
-    if not amount.is_finite() or amount <= 0:
-        raise SetupError("The amount must be more than $0.")
+    """Dollars and cents as typed: 500, $1,250.50. Never NaN, infinity or 1e400."""
+    match = _USD.fullmatch(text.strip())
+    amount = Decimal(match.group(1).replace(",", "") + (match.group(2) or "")) if match else None
+    if amount is None or not 0 < amount <= MAX_USD:
+        raise SetupError(
+            f"“{text[:40]}” is not an amount: give dollars, more than $0 and at most "
+            f"${MAX_USD:,}, with at most 2 decimals (e.g. 500 or 1250.50)."
+        )
     return amount.quantize(Decimal("0.01"))
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from bot.grammar import Command
+from bot.grammar import Command, label_problem
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime
 from bot.setup import Setup
@@ -329,7 +329,9 @@ class SlackService:
         if not days.isdigit() or not 1 <= int(days) <= MAX_BACKFILL_DAYS:
             errors["backfill_days"] = f"A whole number of days from 1 to {MAX_BACKFILL_DAYS}."
         label = values.get("label", "")
-        if label and not errors:
+        if problem := label_problem(label):  # Slack enforces max_length only in its own client
+            errors["label"] = problem
+        elif label and not errors:
             with self.runtime.db.session() as session:
                 taken = session.scalar(
                     select(Connection.id).where(

@@ -11,12 +11,16 @@ import socket
 import stat
 import subprocess
 import sys
+import time
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
+from storage.models import Budget, Connection, Delivery
 
 
 @pytest.fixture
@@ -491,3 +495,166 @@ def test_a_store_other_users_can_read_is_flagged_with_the_fix(cli_env, db, tmp_p
     assert done.returncode == 0
     assert f"warning: {store} has permissions 0644" in done.stderr
     assert f"chmod 600 {store}*" in done.stderr
+
+
+# -- edge values: bounded work, one clear line (issue 9) --------------------------
+# In-process: main() with its own console, against the real store of `db`.
+
+
+@pytest.fixture
+def edge_env(tmp_path: Path, db, store_key: bytes) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XAI_", "SLACK_"))}
+    env.update(
+        XAI_USAGE_DATA_DIR=str(tmp_path / "data"),
+        DATABASE_URL=db.url,
+        XAI_USAGE_ENCRYPTION_KEY=base64.b64encode(store_key).decode(),
+        XAI_MANAGEMENT_API_URL="http://127.0.0.1:9",  # nothing here may reach xAI
+        XAI_USAGE_NO_PLUGINS="1",
+    )
+    return env
+
+
+def run_in_process(env: dict[str, str], *words: str, stdin: str = "") -> tuple[int, str, str]:
+    from bot.cli import Console, main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(words), console=Console(out, err, io.StringIO(stdin)), environ=env)
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_error_line(err: str) -> str:
+    """The message line (a usage error may add its usage line); never a traceback."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and 1 <= len(lines) <= 2, err
+    assert len(lines) == 1 or lines[1].startswith("Usage: "), err
+    assert lines[0].startswith("xai-usage: "), err
+    return lines[0]
+
+
+def test_a_range_from_year_1_to_9999_covers_only_days_that_can_have_costs(edge_env) -> None:
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    began = time.perf_counter()
+    code, out, err = run_in_process(
+        edge_env, "range", "0001-01-01", "9999-12-30", "--by", "day", "--format", "json"
+    )
+    assert time.perf_counter() - began < 10  # was 43 s and 2 GB
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["start"], report["end"]) == ("2023-01-01", tomorrow.isoformat())
+    assert len(report["rows"]) == (tomorrow - date(2023, 1, 1)).days + 1  # zero days included
+    assert report["total_usd"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "covered"),
+    [
+        ("2022-12-31", "2023-01-02", ("2023-01-01", "2023-01-02")),
+        ("2026-11-30", "2030-01-01", ("2026-11-30", None)),
+    ],
+)
+def test_a_range_reaching_past_the_data_is_cut_to_it(edge_env, start, end, covered) -> None:
+    tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
+    code, out, err = run_in_process(edge_env, "range", start, end, "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["start"], report["end"]) == (covered[0], covered[1] or tomorrow)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [("9999-12-31", "9999-12-31"), ("0001-01-01", "2022-12-31")]
+)
+def test_a_range_with_no_day_that_can_have_costs_is_one_line(edge_env, start, end) -> None:
+    code, out, err = run_in_process(edge_env, "range", start, end, "--by", "day")
+    assert code == 1 and out == ""
+    line = one_error_line(err)
+    assert f"No costs can fall between {start} and {end}: reports cover 2023-01-01 to " in line
+    assert "(tomorrow, UTC)" in line
+
+
+@pytest.mark.parametrize(
+    "when", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "2022-12-31T23:59:59Z"]
+)
+def test_jobs_run_at_an_impossible_time_is_one_line(edge_env, when) -> None:
+    code, out, err = run_in_process(edge_env, "jobs", "run", "--at", when)
+    assert code == 1 and out == ""
+    assert "--at must be from 2023-01-01T00:00:00Z to " in one_error_line(err)
+
+
+def test_jobs_with_an_unknown_subcommand_runs_nothing(edge_env, db) -> None:
+    code, out, err = run_in_process(edge_env, "jobs", "list")
+    assert code == 2 and out == ""
+    assert err.strip().endswith("Usage: jobs run [--at TIME]")
+    with db.session() as session:  # the daily sync did not claim its slot
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+
+
+def test_sync_days_takes_ascii_digits_only(edge_env) -> None:
+    code, out, err = run_in_process(edge_env, "sync", "--days", "²")
+    assert code == 2 and out == ""
+    assert "--days must be a whole number from 1 to 90; got “²”" in one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "1e400",
+        "NaN",
+        "nan",
+        "inf",
+        "-Infinity",
+        "-5",
+        "0",
+        "0.00",
+        "1.234",
+        "10000000.01",
+        "1e3",
+        "½",
+    ],
+)
+def test_a_budget_outside_cents_up_to_ten_million_is_refused_and_nothing_saved(
+    edge_env, db, amount
+) -> None:
+    code, out, err = run_in_process(edge_env, "budget", "set", amount)
+    assert code == 1 and out == ""
+    line = one_error_line(err)
+    assert "more than $0 and at most $10,000,000, with at most 2 decimals" in line
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Budget)) == 0
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"), [("10000000", "10000000.00"), ("$1,250.5", "1250.50")]
+)
+def test_a_budget_within_bounds_is_saved_exactly(edge_env, db, typed, stored) -> None:
+    code, out, err = run_in_process(edge_env, "budget", "set", typed)
+    assert code == 0, err
+    assert "a month" in out
+    with db.session() as session:
+        assert session.scalar(select(Budget.amount_usd)) == Decimal(stored)
+
+
+def test_a_10_kb_label_is_refused_before_the_key_is_read(edge_env, db) -> None:
+    code, out, err = run_in_process(
+        edge_env, "connect", "--team-id", DEMO_TEAM_ID, "--label", "L" * 10_240, stdin=DEMO_KEY
+    )
+    assert code == 2 and out == ""
+    assert "at most 80 characters" in one_error_line(err)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Connection)) == 0
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("today", "--connection", "Prod\x00"),
+        ("range", "2026-11-01", "2026-11-02\x00"),
+        ("budget", "set", "100\x00"),
+        ("disconnect", "a\x00b", "--yes"),
+        ("connect", "--team-id", f"{DEMO_TEAM_ID}\x00"),
+        ("today --model grok\x00",),
+    ],
+)
+def test_a_nul_byte_in_any_field_is_one_line(edge_env, db, words) -> None:
+    code, out, err = run_in_process(edge_env, *words)
+    assert code == 2 and out == ""
+    assert "contains a control character" in one_error_line(err)

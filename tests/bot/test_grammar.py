@@ -92,3 +92,65 @@ def test_alerts_can_list_and_remove_a_route_or_only_its_webhook() -> None:
     assert command.options == {"connection": "Production — xAI", "webhook": True}
     with pytest.raises(UsageError, match="--webhook needs a value"):
         parse(["alerts", "C0123ABCD", "--webhook"])  # setting one needs its URL
+
+
+# -- edge values: one clear line, never a traceback (issue 9) ---------------------
+
+
+@pytest.mark.parametrize("digits", ["²", "٣", "３", "1²"])
+def test_whole_numbers_are_ascii_digits_only(digits: str) -> None:
+    # "²".isdigit() is True and int("٣") == 3: neither is a number anybody typed.
+    with pytest.raises(UsageError, match=r"--days must be a whole number from 1 to 90"):
+        parse(["sync", "--days", digits])
+
+
+def test_days_in_bounds_still_parse() -> None:
+    assert parse(["sync", "--days", "90"]).get("days") == 90
+    assert parse(["sync", "--days", "1"]).get("days") == 1
+
+
+@pytest.mark.parametrize("latency", ["nan", "inf", "-1", "1e400", "61", "²"])
+def test_latency_is_a_finite_number_of_seconds(latency: str) -> None:
+    with pytest.raises(UsageError, match=r"from 0 to 60"):
+        parse(["sandbox", "--latency", latency])
+    assert parse(["sandbox", "--latency", "0.25"]).get("latency") == 0.25
+
+
+def test_a_label_over_80_characters_is_refused_with_its_length() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(["connect", "--team-id", "x", "--label", "L" * 10_240])
+    assert "at most 80 characters" in caught.value.message
+    assert "10,240" in caught.value.message
+    assert len(caught.value.message) < 200  # the label is not echoed whole
+    assert parse(["connect", "--label", "L" * 80]).get("label") == "L" * 80
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["today", "--connection", "Prod\x00uction"],
+        ["range", "2026-11-01\x00", "2026-11-02"],
+        ["connect", "--label", "a\x00b"],
+        ["disconnect", "Prod\x00"],
+        ["budget", "set", "100\x00"],
+        ["to\x00day"],
+    ],
+)
+def test_a_nul_byte_anywhere_is_one_clear_line(words: list[str]) -> None:
+    with pytest.raises(UsageError, match=r"contains a control character") as caught:
+        parse(words)
+    assert "\x00" not in str(caught.value)
+    assert "\\x00" in caught.value.message  # shown, so the person sees where
+
+
+def test_a_pasted_file_as_a_value_is_refused() -> None:
+    with pytest.raises(UsageError, match=r"at most 2,000"):
+        parse(["today", "--model", "g" * 100_000])
+
+
+def test_jobs_has_one_subcommand_and_refuses_the_rest() -> None:
+    assert parse(["jobs", "run", "--at", "2026-11-23T09:00:00Z"]).args == ("run",)
+    for words in (["jobs", "list"], ["jobs", "status"], ["jobs", "run", "now"]):
+        with pytest.raises(UsageError) as caught:
+            parse(words)
+        assert caught.value.usage == "jobs run [--at TIME]"

@@ -64,7 +64,7 @@ def xai_usage(
         return
     try:
         HANDLERS[command.name](service, command, invocation, respond, client)
-    except (NotFound, SetupError) as error:
+    except (NotFound, SetupError, UsageError) as error:
         respond(**blocks.notice(str(error)))
     except Exception as error:
         if not store_unavailable(error):
