@@ -13,6 +13,9 @@ from pathlib import Path
 
 from storage.db import sqlite_url
 
+MAX_BACKFILL_DAYS = 90
+"""How far back a backfill or `sync --days` may reach (xAI keeps usage that long)."""
+
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names the variable to set."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from bot.config import MAX_BACKFILL_DAYS
+
 REPORTS = ("today", "yesterday", "week", "month", "last-month", "range")
 MAX_LABEL_LENGTH = 80
 """A new connection's label: it heads report rows and Slack messages."""
@@ -81,7 +83,7 @@ OPTIONS = {
         ),
         Option("team-id", "the xAI Team ID (a UUID from console.x.ai > Settings)", "UUID"),
         Option("provider", "the provider (see `providers`)", "NAME"),
-        Option("days", "how many days to fetch", "N", integer=(1, 90)),
+        Option("days", "how many days to fetch", "N", integer=(1, MAX_BACKFILL_DAYS)),
         Option("port", "the port to listen on", "N", integer=(0, 65535)),
         Option("latency", "seconds of latency to add to each answer", "SECONDS"),
         Option("yes", "do not ask for confirmation"),

@@ -17,6 +17,7 @@ from decimal import Decimal
 from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, case, func, select, true
 from sqlalchemy.orm import Session
 
+from bot.config import MAX_BACKFILL_DAYS
 from bot.formatting import day_label, day_span
 from bot.grammar import Command, UsageError, parse_day
 from storage.models import (
@@ -530,8 +531,6 @@ class _Coverage:
 
     def notes(self) -> tuple[CoverageNote, ...]:
         """One note per distinct unfetched stretch, naming the connections that lack it."""
-        from bot.sync import MAX_BACKFILL_DAYS  # the limit `sync --days` enforces
-
         reachable = self.today - timedelta(days=MAX_BACKFILL_DAYS - 1)
         by_span: dict[tuple[date, date], list[int]] = {}
         for cid, gaps in self.gaps.items():

@@ -31,6 +31,7 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.config import MAX_BACKFILL_DAYS
 from providers.manager import ProviderRegistry
 from providers.types import (
     BillingSnapshot,
@@ -60,8 +61,6 @@ from storage.repo import connections as list_connections
 from storage.repo import unique_label
 
 log = logging.getLogger(__name__)
-
-MAX_BACKFILL_DAYS = 90
 
 
 class ConnectError(Exception):
