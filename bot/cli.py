@@ -123,6 +123,7 @@ def report(command: Command, runtime: Runtime, console: Console) -> int:
             else None
         )
         period = resolve_period(command, runtime.clock().date())
+        fmt = _report_format(command)
         result = build_report(
             session,
             workspace.id,
@@ -132,12 +133,112 @@ def report(command: Command, runtime: Runtime, console: Console) -> int:
             model_pattern=command.get("model"),
             now=runtime.clock(),
         )
+        if fmt in ("png", "svg"):
+            from bot.charts import chart_data, render_chart
+
+            chart = chart_data(
+                session, workspace.id, result, connection_id=connection.id if connection else None
+            )
+    if fmt in ("png", "svg"):
+        _write_output(command.get("output"), render_chart(chart, fmt), console)
+        return 0
+    text = {"json": render.report_json, "csv": render.report_csv}.get(fmt, render.report_table)(
+        result
+    ).rstrip("\n")
+    if command.get("output"):
+        _write_output(command.get("output"), (text + "\n").encode(), console)
+    else:
+        console.print(text)
+    return 0
+
+
+def _report_format(command: Command) -> str:
+    """The format, checked before any work: pictures need a file; PDFs are exports."""
     fmt = command.get("format", "table")
-    console.print(
-        {"json": render.report_json, "csv": render.report_csv}.get(fmt, render.report_table)(
-            result
-        ).rstrip("\n")
-    )
+    if fmt == "pdf":
+        raise UsageError(
+            f"A PDF is an export: `xai-usage export {command.name} --format pdf -o FILE`."
+        )
+    if fmt in ("png", "svg") and not command.get("output"):
+        raise UsageError(
+            f"--format {fmt} draws a chart into a file: add -o FILE (e.g. -o chart.{fmt})."
+        )
+    return fmt
+
+
+def _write_output(path: str | None, data: bytes, console: Console) -> None:
+    """Standard output without a path; else the file, whole or not at all."""
+    if not path or path == "-":
+        console.out.flush()
+        buffer = getattr(console.out, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            console.out.write(data.decode())
+        return
+    target = Path(path).expanduser()
+    partial = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            dir=target.parent, prefix=f".{target.name}.", delete=False
+        ) as handle:
+            partial = Path(handle.name)
+            handle.write(data)
+        os.replace(partial, target)
+    except OSError as error:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise ConfigError(
+            f"cannot write {path}: {error.strerror or error}. Choose another --output."
+        ) from None
+    console.note(f"Wrote {target} ({len(data):,} bytes).")
+
+
+@handles("export")
+def export(command: Command, runtime: Runtime, console: Console) -> int:
+    """The detail of a period (CSV, JSON) or a report for finance (PDF)."""
+    from bot import exports
+
+    fmt = command.get("format", "csv")
+    if fmt not in exports.FORMATS:
+        raise UsageError(f"`export` writes csv, json or pdf; got --format {fmt}.")
+    if fmt == "pdf" and command.get("output") in (None, "-"):
+        raise UsageError("A PDF needs a file: add -o FILE (e.g. -o month.pdf).")
+    period_command = exports.period_command(command)
+    with runtime.db.transaction() as session:
+        workspace = resolve_workspace(session, command.get("workspace"))
+        connection = (
+            find_connection(session, workspace.id, command.get("connection"))
+            if command.get("connection")
+            else None
+        )
+        now = runtime.clock()
+        result = build_report(
+            session,
+            workspace.id,
+            resolve_period(period_command, now.date()),
+            command.get("by", "model"),
+            connection=connection,
+            model_pattern=command.get("model"),
+            now=now,
+        )
+        connection_id = connection.id if connection else None
+        detail = exports.build_export(session, workspace.id, result, connection_id=connection_id)
+        if fmt == "pdf":
+            from bot.charts import chart_data
+
+            facts = exports.pdf_facts(
+                session, workspace.id, workspace.name, result, connection=connection, now=now
+            )
+            chart = chart_data(session, workspace.id, result, connection_id=connection_id)
+    if fmt == "pdf":
+        data = exports.export_pdf(detail, facts, chart)
+    elif fmt == "json":
+        data = (exports.export_json(detail) + "\n").encode()
+    else:
+        data = exports.export_csv(detail).encode()
+    _write_output(command.get("output"), data, console)
     return 0
 
 

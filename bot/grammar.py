@@ -16,7 +16,7 @@ from typing import Any
 
 REPORTS = ("today", "yesterday", "week", "month", "last-month", "range")
 GROUPINGS = ("model", "day", "week", "month", "connection", "key")
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "png", "svg", "pdf")
 
 _GROUPING_ALIASES = {
     "models": "model",
@@ -63,7 +63,8 @@ OPTIONS = {
         ),
         Option("connection", "only this connection (its label)", "LABEL"),
         Option("model", "only models matching (substring, or a glob with * and ?)", "PATTERN"),
-        Option("format", "output format", "table|json|csv", FORMATS),
+        Option("format", "output format", "table|json|csv|png|svg|pdf", FORMATS),
+        Option("output", "write to this file instead of the terminal (also -o)", "FILE"),
         Option("workspace", "the workspace, when there are several", "NAME"),
         Option("share", "post the answer in the channel instead of only to you"),
         Option("label", "a name for the connection (default: “Production — xAI”)", "LABEL"),
@@ -93,7 +94,7 @@ OPTIONS = {
     )
 }
 
-_REPORT_OPTIONS = ("by", "connection", "model", "format", "workspace", "share")
+_REPORT_OPTIONS = ("by", "connection", "model", "format", "output", "workspace", "share")
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class CommandSpec:
 def _option_on(name: str, surface: str) -> bool:
     """Some options only make sense on one surface."""
     if surface == "slack":
-        return name not in ("format", "workspace", "yes")
+        return name not in ("format", "workspace", "yes", "output")
     return name != "share"
 
 
@@ -133,6 +134,14 @@ COMMANDS = {
         CommandSpec("last-month", "the whole of last month", (), _REPORT_OPTIONS),
         CommandSpec(
             "range", "any range of UTC days, both ends included", ("FROM", "TO"), _REPORT_OPTIONS
+        ),
+        CommandSpec(
+            "export",
+            "the detail of a period as a file: PERIOD is today, yesterday, week, month, "
+            "last-month or FROM TO",
+            ("PERIOD", "[TO]"),
+            ("by", "connection", "model", "format", "output", "workspace"),
+            _CLI,
         ),
         CommandSpec(
             "connect",
@@ -297,6 +306,8 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
         i += 1
         if word in ("-h", "--help"):
             return Command("help", (name,))
+        if word == "-o":
+            word = "--output"
         if not word.startswith("--"):
             args.append(word)
             continue
