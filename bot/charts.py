@@ -289,28 +289,17 @@ def draw(data: ChartData, figure=None, rect=None):
         figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, facecolor="white")
     if rect is None:  # ranked bars need room for their labels; stacks for their legend
         rect = (0.3, 0.1, 0.62, 0.72) if data.kind == "ranked" else (0.09, 0.12, 0.6, 0.72)
-        top = (0.94, 0.885)
+        left = 0.02
     else:
-        top = (rect[1] + rect[3] + 0.1, rect[1] + rect[3] + 0.05)
+        left = rect[0]
     axes = figure.add_axes(rect)
-    left = 0.02 if top[0] == 0.94 else rect[0]
+    # The title and subtitle sit a fixed distance above the plot, whatever the page's size.
+    above = (rect[1] + rect[3]) + 0.48 / figure.get_figheight()
     figure.text(
-        left,
-        top[0],
-        data.title,
-        fontsize=15,
-        fontweight="bold",
-        color=TEXT_COLOUR,
-        va="center",
+        left, above, data.title, fontsize=15, fontweight="bold", color=TEXT_COLOUR, va="center"
     )
-    figure.text(
-        left,
-        top[1],
-        data.subtitle,
-        fontsize=10.5,
-        color=MUTED_COLOUR,
-        va="center",
-    )
+    below = (rect[1] + rect[3]) + 0.22 / figure.get_figheight()
+    figure.text(left, below, data.subtitle, fontsize=10.5, color=MUTED_COLOUR, va="center")
     _style(axes)
     palette = colours(s.label for s in data.series)
     if data.kind == "ranked":
