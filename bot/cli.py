@@ -198,47 +198,14 @@ def _write_output(path: str | None, data: bytes, console: Console) -> None:
 @handles("export")
 def export(command: Command, runtime: Runtime, console: Console) -> int:
     """The detail of a period (CSV, JSON) or a report for finance (PDF)."""
-    from bot import exports
+    from bot.exports import export_file
 
-    fmt = command.get("format", "csv")
-    if fmt not in exports.FORMATS:
-        raise UsageError(f"`export` writes csv, json or pdf; got --format {fmt}.")
-    if fmt == "pdf" and command.get("output") in (None, "-"):
+    if command.get("format") == "pdf" and command.get("output") in (None, "-"):
         raise UsageError("A PDF needs a file: add -o FILE (e.g. -o month.pdf).")
-    period_command = exports.period_command(command)
     with runtime.db.transaction() as session:
         workspace = resolve_workspace(session, command.get("workspace"))
-        connection = (
-            find_connection(session, workspace.id, command.get("connection"))
-            if command.get("connection")
-            else None
-        )
-        now = runtime.clock()
-        result = build_report(
-            session,
-            workspace.id,
-            resolve_period(period_command, now.date()),
-            command.get("by", "model"),
-            connection=connection,
-            model_pattern=command.get("model"),
-            now=now,
-        )
-        connection_id = connection.id if connection else None
-        detail = exports.build_export(session, workspace.id, result, connection_id=connection_id)
-        if fmt == "pdf":
-            from bot.charts import chart_data
-
-            facts = exports.pdf_facts(
-                session, workspace.id, workspace.name, result, connection=connection, now=now
-            )
-            chart = chart_data(session, workspace.id, result, connection_id=connection_id)
-    if fmt == "pdf":
-        data = exports.export_pdf(detail, facts, chart)
-    elif fmt == "json":
-        data = (exports.export_json(detail) + "\n").encode()
-    else:
-        data = exports.export_csv(detail).encode()
-    _write_output(command.get("output"), data, console)
+        made = export_file(session, workspace.id, workspace.name, command, runtime.clock())
+    _write_output(command.get("output"), made.data, console)
     return 0
 
 

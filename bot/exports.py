@@ -374,3 +374,54 @@ def period_command(command):
             usage,
         )
     return Command(name, (), command.options)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    data: bytes
+    filename: str
+    title: str
+    total_usd: Decimal
+
+
+def export_file(
+    session: Session, workspace_id: int, workspace: str, command, now: datetime
+) -> ExportFile:
+    """``export PERIOD …`` as a file, the same for the terminal and Slack."""
+    from bot.grammar import UsageError
+    from bot.reports import resolve_period
+    from storage.repo import find_connection
+
+    fmt = command.get("format", "csv")
+    if fmt not in FORMATS:
+        raise UsageError(f"`export` writes csv, json or pdf; got --format {fmt}.")
+    period_of = period_command(command)
+    connection = (
+        find_connection(session, workspace_id, command.get("connection"))
+        if command.get("connection")
+        else None
+    )
+    period = resolve_period(period_of, now.astimezone(UTC).date())
+    report = build_report(
+        session,
+        workspace_id,
+        period,
+        command.get("by", "model"),
+        connection=connection,
+        model_pattern=command.get("model"),
+        now=now,
+    )
+    connection_id = connection.id if connection else None
+    detail = build_export(session, workspace_id, report, connection_id=connection_id)
+    if fmt == "pdf":
+        from bot.charts import chart_data
+
+        facts = pdf_facts(session, workspace_id, workspace, report, connection=connection, now=now)
+        chart = chart_data(session, workspace_id, report, connection_id=connection_id)
+        data = export_pdf(detail, facts, chart)
+    elif fmt == "json":
+        data = (export_json(detail) + "\n").encode()
+    else:
+        data = export_csv(detail).encode()
+    name = f"xai-usage-{period.start.isoformat()}-to-{period.end.isoformat()}.{fmt}"
+    return ExportFile(data, name, f"xAI spend, {period.title}", report.total_usd)

@@ -67,6 +67,7 @@ OPTIONS = {
         Option("output", "write to this file instead of the terminal (also -o)", "FILE"),
         Option("workspace", "the workspace, when there are several", "NAME"),
         Option("share", "post the answer in the channel instead of only to you"),
+        Option("chart", "add a chart of the report (private unless --share)"),
         Option("label", "a name for the connection (default: “Production — xAI”)", "LABEL"),
         Option("team-id", "the xAI Team ID (a UUID from console.x.ai > Settings)", "UUID"),
         Option("provider", "the provider (see `providers`)", "NAME"),
@@ -94,7 +95,16 @@ OPTIONS = {
     )
 }
 
-_REPORT_OPTIONS = ("by", "connection", "model", "format", "output", "workspace", "share")
+_REPORT_OPTIONS = (
+    "by",
+    "connection",
+    "model",
+    "format",
+    "output",
+    "workspace",
+    "share",
+    "chart",
+)
 
 
 @dataclass(frozen=True)
@@ -111,16 +121,18 @@ class CommandSpec:
     def usage(self, surface: str = "cli") -> str:
         words = [self.name, *self.args]
         for name in self.options:
-            if _option_on(name, surface):
+            if _option_on(name, surface, self.name):
                 words.append(f"[{OPTIONS[name].usage()}]")
         return " ".join(words)
 
 
-def _option_on(name: str, surface: str) -> bool:
+def _option_on(name: str, surface: str, command: str = "") -> bool:
     """Some options only make sense on one surface."""
     if surface == "slack":
+        if command == "export" and name == "format":
+            return True  # csv, json or pdf: which file to send
         return name not in ("format", "workspace", "yes", "output")
-    return name != "share"
+    return name not in ("share", "chart")
 
 
 _CLI = frozenset({"cli"})
@@ -140,8 +152,7 @@ COMMANDS = {
             "the detail of a period as a file: PERIOD is today, yesterday, week, month, "
             "last-month or FROM TO",
             ("PERIOD", "[TO]"),
-            ("by", "connection", "model", "format", "output", "workspace"),
-            _CLI,
+            ("by", "connection", "model", "format", "output", "workspace", "share"),
         ),
         CommandSpec(
             "connect",
@@ -297,7 +308,7 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
         )
     spec = COMMANDS[name]
     usage = spec.usage(surface)
-    allowed = [o for o in spec.options if _option_on(o, surface)]
+    allowed = [o for o in spec.options if _option_on(o, surface, name)]
     args: list[str] = []
     options: dict[str, Any] = {}
     i = 0
