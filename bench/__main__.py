@@ -1,4 +1,4 @@
-"""``python -m bench [sync] [report] [slack] [digests]``: run the benchmarks (no argument: all).
+"""``python -m bench [sync] [report] [slack] [digests] [charts]``: run benchmarks (default: all).
 
 Exits 0 when every benchmark ran and its checks held, whatever the targets
 say (a MISS is a finding, not a crash); 1 when a check of what was stored or
@@ -13,18 +13,18 @@ import time
 
 from bench.table import Scoreboard
 
-BENCHMARKS = ("sync", "report", "slack", "digests")
+BENCHMARKS = ("sync", "report", "slack", "digests", "charts")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmarks: sync, reports, the Slack app, digests (see bench/*.py).",
+        description="Benchmarks: sync, reports, the Slack app, digests, charts (see bench/*.py).",
     )
     parser.add_argument(
         "benchmarks",
         nargs="*",
-        metavar="sync|report|slack|digests",
+        metavar="sync|report|slack|digests|charts",
         help="which to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import slack_bench
 
             slack_bench.run(score)
+        elif name == "charts":
+            from bench import charts_bench
+
+            charts_bench.run(score)
         else:
             from bench import digest_bench
 

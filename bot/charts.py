@@ -328,6 +328,7 @@ def _dollars(top: float):
 
 
 def _stacked(axes, data: ChartData, palette: dict[str, str]) -> None:
+    from matplotlib.collections import PolyCollection
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
     from matplotlib.patches import Patch
 
@@ -335,21 +336,25 @@ def _stacked(axes, data: ChartData, palette: dict[str, str]) -> None:
     lengths = _bucket_lengths(data)
     widths = [0.8 * n for n in lengths]
     centres = [xi + (n - 1) / 2 for xi, n in zip(x, lengths, strict=True)]
+    # One polygon collection per series, not one patch per bar: 540 bars draw in a
+    # tenth of the time (the patches' own bookkeeping was most of the cost).
     bottom = [0.0] * len(x)
+    handles, labels = [], []
     for series in data.series:
         heights = [float(v) if v is not None else 0.0 for v in series.values]
-        axes.bar(
-            centres,
-            heights,
-            width=widths,
-            bottom=bottom,
-            color=palette[series.label],
-            label=formatting.fit(series.label, 26).rstrip(),
-            linewidth=0,
+        boxes = [
+            ((c - w / 2, b), (c - w / 2, b + h), (c + w / 2, b + h), (c + w / 2, b))
+            for c, w, b, h in zip(centres, widths, bottom, heights, strict=True)
+            if h > 0
+        ]
+        colour = palette[series.label]
+        axes.add_collection(
+            PolyCollection(boxes, facecolors=colour, edgecolors="none", linewidths=0)
         )
+        handles.append(Patch(facecolor=colour))
+        labels.append(formatting.fit(series.label, 26).rstrip())
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     top = max(bottom, default=0.0) or 1.0
-    handles, labels = axes.get_legend_handles_labels()
     for i, start in enumerate(data.buckets):
         if start in data.gaps:
             axes.axvspan(
