@@ -326,17 +326,19 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
         rows = list(table.rows)
         for row in rows[:TABLE_ROWS]:
             page.text(0.1, y, formatting.fit(row.label, 52), fontsize=9.5, color=TEXT_COLOUR)
-            page.text(0.78, y, formatting.money(row.cost_usd), fontsize=9.5, ha="right")
+            known = row.cost_usd is not None  # None: not fetched (reports with coverage)
+            amount = formatting.money(row.cost_usd) if known else "not fetched"
+            page.text(0.78, y, amount, fontsize=9.5, ha="right")
             page.text(
                 0.9,
                 y,
-                formatting.share(row.cost_usd, table.total_usd),
+                formatting.share(row.cost_usd, table.total_usd) if known else "",
                 fontsize=9.5,
                 ha="right",
             )
             y -= 0.02
         if len(rows) > TABLE_ROWS:
-            rest = sum((r.cost_usd for r in rows[TABLE_ROWS:]), Decimal(0))
+            rest = sum((r.cost_usd or Decimal(0) for r in rows[TABLE_ROWS:]), Decimal(0))
             page.text(0.1, y, f"{len(rows) - TABLE_ROWS} more", fontsize=9.5, color=MUTED_COLOUR)
             page.text(0.78, y, formatting.money(rest), fontsize=9.5, ha="right")
             y -= 0.02

@@ -224,13 +224,14 @@ def test_a_failed_write_leaves_nothing_half_written(db, workspace_id, store_key,
     assert (target / "keep.txt").read_text() == "mine"
 
 
-def test_today_does_not_import_matplotlib(tmp_path) -> None:
-    """Commands that do not draw must not pay matplotlib's import time."""
+def test_today_and_the_slack_app_do_not_import_matplotlib(tmp_path) -> None:
+    """Commands that do not draw (and the Slack ack) must not pay matplotlib's import time."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XAI_", "SLACK_"))}
     env.update(XAI_USAGE_DATA_DIR=str(tmp_path), XAI_USAGE_NO_PLUGINS="1")
     probe = (
         "import sys, io; from bot.cli import main, Console; "
         "code = main(['today'], console=Console(io.StringIO(), io.StringIO())); "
+        "import bot.slack.app, bot.slack.listeners.commands; "  # the Slack ack path too
         "print(code, 'matplotlib' in sys.modules)"
     )
     done = subprocess.run(
