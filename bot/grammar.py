@@ -63,7 +63,12 @@ OPTIONS = {
         ),
         Option("connection", "only this connection (its label)", "LABEL"),
         Option("model", "only models matching (substring, or a glob with * and ?)", "PATTERN"),
-        Option("format", "output format", "table|json|csv|png|svg|pdf", FORMATS),
+        Option(
+            "format",
+            "reports: table, json, csv, or a png/svg chart; export: csv, json or pdf",
+            "table|json|csv|png|svg|pdf",
+            FORMATS,
+        ),
         Option("output", "write to this file instead of the terminal (also -o)", "FILE"),
         Option("workspace", "the workspace, when there are several", "NAME"),
         Option("share", "post the answer in the channel instead of only to you"),

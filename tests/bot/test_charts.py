@@ -195,6 +195,7 @@ def test_the_cli_draws_a_report_into_a_file(db, engine, workspace_id, store_key,
     )  # fmt: skip
     assert code == 0, err
     assert png_size(target.read_bytes()) == PIXELS
+    assert target.stat().st_mode & 0o777 == 0o600  # cost data: readable only by its owner
 
 
 @pytest.mark.parametrize(
