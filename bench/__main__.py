@@ -13,19 +13,19 @@ import time
 
 from bench.table import Scoreboard
 
-BENCHMARKS = ("sync", "report", "slack", "digests", "http", "startup")
+BENCHMARKS = ("sync", "report", "slack", "digests", "http", "startup", "charts")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmarks: sync, reports, the Slack app, digests, slow HTTP clients, "
-        "start-up (see bench/*.py).",
+        "start-up, charts (see bench/*.py).",
     )
     parser.add_argument(
         "benchmarks",
         nargs="*",
-        metavar="sync|report|slack|digests|http|startup",
+        metavar="sync|report|slack|digests|http|startup|charts",
         help="which to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import http_bench
 
             http_bench.run(score)
+        elif name == "charts":
+            from bench import charts_bench
+
+            charts_bench.run(score)
         elif name == "digests":
             from bench import digest_bench
 

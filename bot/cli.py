@@ -164,6 +164,7 @@ def report(command: Command, runtime: Runtime, console: Console) -> int:
             else None
         )
         period = resolve_period(command, runtime.clock().date())
+        fmt = _report_format(command)
         result = build_report(
             session,
             workspace.id,
@@ -173,12 +174,79 @@ def report(command: Command, runtime: Runtime, console: Console) -> int:
             model_pattern=command.get("model"),
             now=runtime.clock(),
         )
+        if fmt in ("png", "svg"):
+            from bot.charts import chart_data, render_chart
+
+            chart = chart_data(
+                session, workspace.id, result, connection_id=connection.id if connection else None
+            )
+    if fmt in ("png", "svg"):
+        _write_output(command.get("output"), render_chart(chart, fmt), console)
+        return 0
+    text = {"json": render.report_json, "csv": render.report_csv}.get(fmt, render.report_table)(
+        result
+    ).rstrip("\n")
+    if command.get("output"):
+        _write_output(command.get("output"), (text + "\n").encode(), console)
+    else:
+        console.print(text)
+    return 0
+
+
+def _report_format(command: Command) -> str:
+    """The format, checked before any work: pictures need a file; PDFs are exports."""
     fmt = command.get("format", "table")
-    console.print(
-        {"json": render.report_json, "csv": render.report_csv}.get(fmt, render.report_table)(
-            result
-        ).rstrip("\n")
-    )
+    if fmt == "pdf":
+        raise UsageError(
+            f"A PDF is an export: `xai-usage export {command.name} --format pdf -o FILE`."
+        )
+    if fmt in ("png", "svg") and not command.get("output"):
+        raise UsageError(
+            f"--format {fmt} draws a chart into a file: add -o FILE (e.g. -o chart.{fmt})."
+        )
+    return fmt
+
+
+def _write_output(path: str | None, data: bytes, console: Console) -> None:
+    """Standard output without a path; else the file, whole or not at all."""
+    if not path or path == "-":
+        console.out.flush()
+        buffer = getattr(console.out, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            console.out.write(data.decode())
+        return
+    target = Path(path).expanduser()
+    partial = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            dir=target.parent, prefix=f".{target.name}.", delete=False
+        ) as handle:
+            partial = Path(handle.name)
+            handle.write(data)
+        os.replace(partial, target)
+    except OSError as error:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise ConfigError(
+            f"cannot write {path}: {error.strerror or error}. Choose another --output."
+        ) from None
+    console.note(f"Wrote {target} ({len(data):,} bytes).")
+
+
+@handles("export")
+def export(command: Command, runtime: Runtime, console: Console) -> int:
+    """The detail of a period (CSV, JSON) or a report for finance (PDF)."""
+    from bot.exports import export_file
+
+    if command.get("format") == "pdf" and command.get("output") in (None, "-"):
+        raise UsageError("A PDF needs a file: add -o FILE (e.g. -o month.pdf).")
+    with runtime.db.transaction() as session:
+        workspace = resolve_workspace(session, command.get("workspace"))
+        made = export_file(session, workspace.id, workspace.name, command, runtime.clock())
+    _write_output(command.get("output"), made.data, console)
     return 0
 
 

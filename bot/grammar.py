@@ -24,7 +24,7 @@ MAX_VALUE_LENGTH = 2000
 """Any other word or value: enough for a webhook URL, not for a pasted file."""
 MAX_LATENCY_SECONDS = 60.0
 GROUPINGS = ("model", "day", "week", "month", "connection", "key")
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "png", "svg", "pdf")
 
 _GROUPING_ALIASES = {
     "models": "model",
@@ -72,9 +72,16 @@ OPTIONS = {
         ),
         Option("connection", "only this connection (its label)", "LABEL"),
         Option("model", "only models matching (substring, or a glob with * and ?)", "PATTERN"),
-        Option("format", "output format", "table|json|csv", FORMATS),
+        Option(
+            "format",
+            "reports: table, json, csv, or a png/svg chart; export: csv, json or pdf",
+            "table|json|csv|png|svg|pdf",
+            FORMATS,
+        ),
+        Option("output", "write to this file instead of the terminal (also -o)", "FILE"),
         Option("workspace", "the workspace, when there are several", "NAME"),
         Option("share", "post the answer in the channel instead of only to you"),
+        Option("chart", "add a chart of the report (private unless --share)"),
         Option(
             "label",
             f"a name for the connection, up to {MAX_LABEL_LENGTH} characters "
@@ -107,7 +114,16 @@ OPTIONS = {
     )
 }
 
-_REPORT_OPTIONS = ("by", "connection", "model", "format", "workspace", "share")
+_REPORT_OPTIONS = (
+    "by",
+    "connection",
+    "model",
+    "format",
+    "output",
+    "workspace",
+    "share",
+    "chart",
+)
 
 
 @dataclass(frozen=True)
@@ -124,16 +140,18 @@ class CommandSpec:
     def usage(self, surface: str = "cli") -> str:
         words = [self.name, *self.args]
         for name in self.options:
-            if _option_on(name, surface):
+            if _option_on(name, surface, self.name):
                 words.append(f"[{OPTIONS[name].usage()}]")
         return " ".join(words)
 
 
-def _option_on(name: str, surface: str) -> bool:
+def _option_on(name: str, surface: str, command: str = "") -> bool:
     """Some options only make sense on one surface."""
     if surface == "slack":
-        return name not in ("format", "workspace", "yes")
-    return name != "share"
+        if command == "export" and name == "format":
+            return True  # csv, json or pdf: which file to send
+        return name not in ("format", "workspace", "yes", "output")
+    return name not in ("share", "chart")
 
 
 _CLI = frozenset({"cli"})
@@ -147,6 +165,13 @@ COMMANDS = {
         CommandSpec("last-month", "the whole of last month", (), _REPORT_OPTIONS),
         CommandSpec(
             "range", "any range of UTC days, both ends included", ("FROM", "TO"), _REPORT_OPTIONS
+        ),
+        CommandSpec(
+            "export",
+            "the detail of a period as a file: PERIOD is today, yesterday, week, month, "
+            "last-month or FROM TO",
+            ("PERIOD", "[TO]"),
+            ("by", "connection", "model", "format", "output", "workspace", "share"),
         ),
         CommandSpec(
             "connect",
@@ -306,7 +331,7 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
         )
     spec = COMMANDS[name]
     usage = spec.usage(surface)
-    allowed = [o for o in spec.options if _option_on(o, surface)]
+    allowed = [o for o in spec.options if _option_on(o, surface, name)]
     args: list[str] = []
     options: dict[str, Any] = {}
     i = 0
@@ -315,6 +340,8 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
         i += 1
         if word in ("-h", "--help"):
             return Command("help", (name,))
+        if word == "-o":
+            word = "--output"
         if not word.startswith("--"):
             if len(word) > MAX_VALUE_LENGTH:
                 raise UsageError(

@@ -17,7 +17,15 @@ DEFAULT_API_URL = "https://slack.com/api/"
 # channels:history and groups:history so that, after a crash, a scheduled
 # message is looked for in the channel it went to before it is posted again
 # (only in channels the bot was invited to, only for its own messages).
-SCOPES = ("commands", "chat:write", "users:read", "channels:history", "groups:history")
+SCOPES = (
+    "commands",
+    "chat:write",
+    "users:read",
+    "channels:history",
+    "groups:history",
+    "files:write",  # charts and exports (files.getUploadURLExternal, completeUploadExternal)
+    "im:write",  # conversations.open: a private chart or export goes to the asker's DM
+)
 
 
 @dataclass(frozen=True)

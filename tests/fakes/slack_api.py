@@ -36,13 +36,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from providers.standin import StandIn
 
-__all__ = ["DEFAULT_BOT_SCOPES", "Call", "Response", "SlackStandIn"]
+__all__ = ["DEFAULT_BOT_SCOPES", "Call", "Response", "SlackStandIn", "UploadedFile"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BOT_SCOPES = (
     "commands,chat:write,users:read,channels:history,groups:history,"
-    "channels:read,channels:join,groups:read,im:write"
+    "channels:read,channels:join,groups:read,im:write,files:write"
 )
 SOCKET_MODE_URL = "ws://127.0.0.1:1/"
 """Where ``apps.connections.open`` points: nothing listens there, so a dial fails fast."""
@@ -641,6 +641,9 @@ class SlackStandIn(StandIn):
         "apps.connections.open",
         "apps.uninstall",
         "auth.revoke",
+        "conversations.open",
+        "files.getUploadURLExternal",
+        "files.completeUploadExternal",
     )
 
     def __init__(
@@ -679,6 +682,9 @@ class SlackStandIn(StandIn):
         self._history: dict[str, list[dict[str, Any]]] = {}
         """Messages posted in each channel, oldest first, as conversations.history shows them."""
         self._after: dict[str, Callable[[Call], None]] = {}
+        self.files: dict[str, UploadedFile] = {}
+        """Files by id: reserved by files.getUploadURLExternal, filled at the upload URL,
+        shared (or not) by files.completeUploadExternal."""
         self._ids = itertools.count(1)
         self.add_user(bot_user_id, name="xai-usage", is_bot=True)
 
@@ -883,6 +889,8 @@ class SlackStandIn(StandIn):
             return self._api(verb, path.removeprefix("/api/"), query, headers, raw_body, at)
         if path.startswith("/response/") and verb == "POST":
             return self._response_post(path.removeprefix("/response/"), raw_body, at)
+        if path.startswith("/upload/") and verb == "POST":
+            return self._upload(path.removeprefix("/upload/"), raw_body)
         return _Answer(404, {"ok": False, "error": "not_found"})
 
     def _unreadable(self, problem: str) -> _Answer:
@@ -1270,6 +1278,69 @@ class SlackStandIn(StandIn):
             grant["expires_in"] = app.expires_in
         return grant
 
+    # files: Slack's current upload API (what slack_sdk's files_upload_v2 calls)
+
+    def _conversations_open(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
+        if "im:write" not in auth.scope.split(","):
+            raise _SlackError("missing_scope")
+        users = str(params.get("users", "")).split(",")
+        if len(users) != 1 or not users[0]:
+            raise _SlackError("users_list_not_supplied")
+        with self._lock:
+            if users[0] not in self._users:
+                raise _SlackError("user_not_found")
+        return {"channel": {"id": "D" + users[0][1:]}}
+
+    def _files_getUploadURLExternal(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
+        if "files:write" not in auth.scope.split(","):
+            raise _SlackError("missing_scope")
+        filename = str(params.get("filename") or "")
+        length = str(params.get("length") or "")
+        if not filename or not length.isdigit() or int(length) < 1:
+            raise _SlackError("invalid_arguments")
+        file_id = f"F{next(self._ids):08d}"
+        with self._lock:
+            self.files[file_id] = UploadedFile(file_id, filename, int(length), auth.team_id)
+        return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+
+    def _upload(self, file_id: str, raw_body: bytes) -> _Answer:
+        """The upload URL takes the bytes, exactly as long as announced."""
+        with self._lock:
+            upload = self.files.get(file_id)
+            if upload is None or upload.data is not None:
+                return _Answer(404, {"ok": False, "error": "not_found"})
+            if len(raw_body) != upload.length:
+                self.violations.append(
+                    f"upload {file_id}: {len(raw_body)} bytes sent, {upload.length} announced"
+                )
+                return _Answer(400, {"ok": False, "error": "invalid_length"})
+            upload.data = raw_body
+        return _Answer(200, {"ok": True})
+
+    def _files_completeUploadExternal(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
+        files = params.get("files")
+        if isinstance(files, str):
+            try:
+                files = json.loads(files)
+            except ValueError:
+                raise _SlackError("invalid_json") from None
+        if not isinstance(files, list) or not files:
+            raise _SlackError("invalid_arguments")
+        channel = params.get("channel_id") or params.get("channels")
+        where = self._postable_channel(channel) if channel else None
+        done = []
+        with self._lock:
+            for item in files:
+                upload = self.files.get(str(item.get("id", "")))
+                if upload is None or upload.data is None or upload.team_id != auth.team_id:
+                    raise _SlackError("file_not_found")
+                upload.title = str(item.get("title") or upload.filename)
+                if where:
+                    upload.shared_in.append(where)
+                    upload.comment = params.get("initial_comment")
+                done.append({"id": upload.file_id, "title": upload.title, "name": upload.filename})
+        return {"files": done}
+
     def _response_post(self, url_id: str, raw_body: bytes, at: float) -> _Answer:
         """A response URL takes JSON only, five times in 30 minutes; what it is sent must render."""
         where = f"response URL {url_id}"
@@ -1308,6 +1379,19 @@ class SlackStandIn(StandIn):
             answer.status = exc.status if exc.status != 200 else 400
             return answer
         return _Answer(200, {"ok": True})
+
+
+@dataclass
+class UploadedFile:
+    file_id: str
+    filename: str
+    length: int
+    team_id: str
+    data: bytes | None = None
+    title: str = ""
+    shared_in: list[str] = field(default_factory=list)
+    """Channel (or D…) ids the file was shared in; empty: only the uploader sees it."""
+    comment: str | None = None
 
 
 def _brief(params: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 
 from bot.grammar import COMMANDS, REPORTS, Command, UsageError, parse, tokenize
 from bot.setup import SetupError
-from bot.slack import blocks
+from bot.slack import blocks, files
 from bot.slack.delivery import post_note
 from bot.slack.service import (
     STORE_UNAVAILABLE,
@@ -83,8 +83,26 @@ def report(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    message = blocks.report_message(service.report(invocation, command))
+    result = service.report(invocation, command)
+    message = blocks.report_message(result)
+    if command.get("chart"):
+        message = files.with_note(message, files.where_it_goes(bool(command.get("share")), "chart"))
     respond(**message, response_type="in_channel" if command.get("share") else "ephemeral")
+    if command.get("chart"):  # drawn off Bolt's listener threads, after the table is out
+        service.background.submit(
+            files.send_chart, service, client, invocation, command, result, respond
+        )
+
+
+def export(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``export PERIOD``: a CSV, JSON or PDF file, to the asker's DM unless --share."""
+    service.background.submit(files.send_export, service, client, invocation, command, respond)
 
 
 def connect(
@@ -217,4 +235,5 @@ HANDLERS: dict[str, Handler] = {
     "sync": sync,
     "disconnect": disconnect,
     "help": help_,
+    "export": export,
 }

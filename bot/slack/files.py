@@ -1,0 +1,159 @@
+"""Charts and exports in Slack: drawn after the ack, sent with Slack's current upload API.
+
+``files_upload_v2`` asks ``files.getUploadURLExternal`` for an upload URL,
+posts the bytes there and shares the file with
+``files.completeUploadExternal``. A private answer stays private: the file is
+shared only in the asker's direct message with the app (``conversations.open``,
+scope ``im:write``), never in the channel the command was typed in; ``--share``
+shares it in that channel. The text table stays in the reply, as the
+fallback and for screen readers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.grammar import Command, UsageError
+from bot.reports import Report
+from bot.slack import blocks
+from bot.slack.service import Invocation, SlackService
+from storage.repo import NotFound, find_connection
+
+log = logging.getLogger(__name__)
+
+_REFUSALS = {
+    "not_in_channel": "I am not in this channel: invite me (`/invite @xai-usage`) or drop --share.",
+    "channel_not_found": "I cannot post files here: invite me to the channel or drop --share.",
+    "is_archived": "This channel is archived: drop --share to get the file privately.",
+    "missing_scope": "The app needs the `files:write` and `im:write` scopes: an admin adds them "
+    "under OAuth & Permissions and reinstalls (see the README).",
+}
+
+
+def where_it_goes(share: bool, what: str) -> str:
+    return (
+        f"The {what} is posted in this channel."
+        if share
+        else f"The {what} is on its way to your direct messages with me (only you can see it)."
+    )
+
+
+def with_note(message: dict, note: str) -> dict:
+    """The reply with one more context line (the table stays as it is)."""
+    extra = {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}
+    return {**message, "blocks": [*message.get("blocks", []), extra]}
+
+
+def send_file(
+    client: WebClient,
+    invocation: Invocation,
+    data: bytes,
+    *,
+    filename: str,
+    title: str,
+    share: bool,
+    comment: str | None = None,
+    alt: str | None = None,
+) -> str:
+    """Upload and share: in the channel with ``share``, else in the asker's DM. The file id."""
+    if share:
+        channel = invocation.channel_id
+    else:
+        channel = client.conversations_open(users=invocation.user_id)["channel"]["id"]
+    response = client.files_upload_v2(
+        content=data,
+        filename=filename,
+        title=title,
+        channel=channel,
+        initial_comment=comment,
+        alt_txt=alt,
+    )
+    return response["file"]["id"]
+
+
+def refusal(error: SlackApiError) -> str:
+    code = error.response.get("error", "") if error.response is not None else ""
+    return _REFUSALS.get(code, f"Slack refused the file ({code or 'no reason given'}).")
+
+
+def send_chart(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    command: Command,
+    report: Report,
+    respond: Callable[..., object],
+) -> str | None:
+    """Draw ``report`` as ``--by`` says and send it; a failure is one line in the reply."""
+    from bot.charts import chart_data, render_chart
+
+    workspace_id = service.workspace_id(invocation)
+    with service.runtime.db.session() as session:
+        label = command.get("connection")
+        connection_id = find_connection(session, workspace_id, label).id if label else None
+        data = chart_data(session, workspace_id, report, connection_id=connection_id)
+    png = render_chart(data, "png")
+    name = f"xai-usage-{report.period.start}-to-{report.period.end}-by-{report.group_by}.png"
+    try:
+        return send_file(
+            client,
+            invocation,
+            png,
+            filename=name,
+            title=data.title,
+            share=bool(command.get("share")),
+            comment=None if command.get("share") else f"Your chart: {data.title}",
+            alt=f"{data.title}. {data.subtitle}.",
+        )
+    except SlackApiError as error:
+        log.warning("chart upload refused: %s", error.response.get("error"))
+        respond(**blocks.notice(refusal(error)))
+        return None
+
+
+def send_export(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    command: Command,
+    respond: Callable[..., object],
+) -> str | None:
+    """``/xai-usage export …``: the file to the asker's DM, or the channel with ``--share``."""
+    from bot.exports import export_file
+
+    workspace_id = service.workspace_id(invocation)
+    now = service.runtime.clock().astimezone(UTC)
+    try:
+        with service.runtime.db.session() as session:
+            made = export_file(session, workspace_id, invocation.team_name, command, now)
+    except UsageError as error:
+        respond(**blocks.notice(error.message, error.usage))
+        return None
+    except NotFound as error:
+        respond(**blocks.notice(str(error)))
+        return None
+    share = bool(command.get("share"))
+    try:
+        file_id = send_file(
+            client,
+            invocation,
+            made.data,
+            filename=made.filename,
+            title=made.title,
+            share=share,
+            comment=None if share else f"Your export: {made.title}",
+        )
+    except SlackApiError as error:
+        respond(**blocks.notice(refusal(error)))
+        return None
+    where = "posted in this channel" if share else "in your direct messages with me"
+    respond(
+        **blocks.notice(f"{made.title} ({made.filename}): {where}."),
+        response_type="in_channel" if share else "ephemeral",
+    )
+    return file_id

@@ -1,0 +1,198 @@
+"""Exports: the detail rows (CSV, JSON) and the PDF for finance, against the stand-in's truth."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+import json
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from bot import formatting
+from bot.charts import chart_data
+from bot.cli import Console, main
+from bot.exports import (
+    CSV_COLUMNS,
+    build_export,
+    export_csv,
+    export_json,
+    export_pdf,
+    pdf_facts,
+    safe_cell,
+)
+from bot.reports import Period, build_report
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
+
+DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
+EVIL = "=cmd|' /C calc'!A0"
+
+
+def connect(engine, workspace_id: int, days: int = 30, label: str | None = None):
+    connected = asyncio.run(
+        engine.connect(workspace_id, "xai", DEMO, backfill_days=days, label=label)
+    )
+    assert connected.backfill.ok
+    return connected
+
+
+def truth(sandbox, start: date, end: date) -> Decimal:
+    """What the stand-in served for the period, from its own oracle."""
+    total, day = Decimal(0), start
+    while day <= end:
+        total += sum((sandbox.cost(DEMO_TEAM_ID, label, day) for label in MODELS), Decimal(0))
+        day += timedelta(days=1)
+    return total
+
+
+def month(clock) -> Period:
+    today = clock.now.date()
+    return Period("month", today.replace(day=1), today, f"{today:%B %Y} to date")
+
+
+def test_csv_and_json_hold_the_detail_and_add_up_to_the_report_and_the_truth(
+    db, engine, sandbox, workspace_id, clock
+) -> None:
+    connect(engine, workspace_id)
+    period = month(clock)
+    with db.session() as session:
+        report = build_report(session, workspace_id, period, "model", now=clock.now)
+        export = build_export(session, workspace_id, report)
+    assert export.total_usd == report.total_usd == truth(sandbox, period.start, period.end)
+    rows = list(csv.DictReader(io.StringIO(export_csv(export))))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert sum(Decimal(r["cost_usd"]) for r in rows) == report.total_usd
+    assert {r["currency"] for r in rows} == {"USD"} and {r["fetched"] for r in rows} == {"true"}
+    assert {r["day"] for r in rows} <= {
+        (period.start + timedelta(i)).isoformat() for i in range(period.days)
+    }
+    assert any(r["api_key_id"] for r in rows)  # the stand-in breaks costs down by key
+    assert all("e" not in r["cost_usd"].lower() for r in rows)  # no exponents
+    data = json.loads(export_json(export))
+    assert Decimal(data["total_usd"]) == report.total_usd
+    assert sum(Decimal(r["cost_usd"]) for r in data["rows"]) == report.total_usd
+    assert sum(Decimal(g["cost_usd"]) for g in data["groups"]) == report.total_usd
+    assert data["currency"] == "USD" and data["start"] == period.start.isoformat()
+
+
+def test_a_label_that_is_a_formula_is_inert_in_csv(db, engine, workspace_id, clock) -> None:
+    connect(engine, workspace_id, days=3, label=EVIL)
+    with db.session() as session:
+        report = build_report(session, workspace_id, month(clock), "model", now=clock.now)
+        text = export_csv(build_export(session, workspace_id, report))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {r["connection"] for r in rows} == {"'" + EVIL}
+    assert not any(cell.startswith(("=", "+", "@")) for r in rows for cell in r.values())
+
+
+@pytest.mark.parametrize("evil", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+def test_every_formula_start_is_neutralised(evil: str) -> None:
+    assert safe_cell(evil) == "'" + evil
+    assert safe_cell("grok-4") == "grok-4"
+
+
+def test_unfetched_days_are_rows_without_a_cost(db, engine, workspace_id, clock) -> None:
+    connect(engine, workspace_id, days=3)
+    today = clock.now.date()
+    with db.session() as session:
+        report = build_report(
+            session, workspace_id, Period("range", today - timedelta(5), today, "x"), "model"
+        )
+        covered = SimpleNamespace(
+            **vars(report),
+            uncovered=(
+                SimpleNamespace(
+                    connection="Production — xAI",
+                    start=today - timedelta(5),
+                    end=today - timedelta(3),
+                ),
+            ),
+        )
+        export = build_export(session, workspace_id, covered)
+    missing = [r for r in export.rows if not r.fetched]
+    assert [r.day for r in missing] == [today - timedelta(d) for d in (5, 4, 3)]
+    rows = list(csv.DictReader(io.StringIO(export_csv(export))))
+    assert [r["cost_usd"] for r in rows if r["fetched"] == "false"] == ["", "", ""]
+    assert export.total_usd == report.total_usd
+
+
+def pdf_text(data: bytes) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def test_the_pdf_has_real_text_with_the_period_the_total_and_the_tables(
+    db, engine, workspace_id, clock
+) -> None:
+    connect(engine, workspace_id)
+    with db.session() as session:
+        report = build_report(session, workspace_id, month(clock), "day", now=clock.now)
+        export = build_export(session, workspace_id, report)
+        facts = pdf_facts(session, workspace_id, "Acme", report, connection=None, now=clock.now)
+        chart = chart_data(session, workspace_id, report)
+    data = export_pdf(export, facts, chart)
+    assert data.startswith(b"%PDF")
+    text = pdf_text(data)
+    assert "November 2026 to date" in text
+    assert f"Total {formatting.money(report.total_usd)}" in text
+    assert "Acme" in text and "Month-end forecast" in text
+    for heading in ("By model", "By API key", "By connection"):
+        assert heading in text
+    assert "grok-4-0709" in text and "Production — xAI" in text
+
+
+# -- the terminal --------------------------------------------------------------------
+
+
+def cli(db, store_key: bytes, tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    environ = {
+        "XAI_USAGE_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": db.url,
+        "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
+        "XAI_USAGE_NO_PLUGINS": "1",
+    }
+    code = main(list(args), console=Console(out, err, io.StringIO()), environ=environ)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_export_writes_csv_to_stdout_and_json_and_pdf_to_files(
+    db, engine, sandbox, workspace_id, store_key, tmp_path
+) -> None:
+    connect(engine, workspace_id)
+    start, end = "2026-11-01", "2026-11-20"
+    expected = truth(sandbox, date(2026, 11, 1), date(2026, 11, 20))
+    code, out, err = cli(db, store_key, tmp_path, "export", start, end)
+    assert code == 0, err
+    assert sum(Decimal(r["cost_usd"]) for r in csv.DictReader(io.StringIO(out))) == expected
+    target = tmp_path / "nov.json"
+    code, _, err = cli(db, store_key, tmp_path, "export", start, end, "--format", "json", "-o",
+                       str(target))  # fmt: skip
+    assert code == 0, err
+    assert Decimal(json.loads(target.read_text())["total_usd"]) == expected
+    pdf = tmp_path / "nov.pdf"
+    code, _, err = cli(db, store_key, tmp_path, "export", start, end, "--format", "pdf", "-o",
+                       str(pdf))  # fmt: skip
+    assert code == 0, err
+    assert formatting.money(expected) in pdf_text(pdf.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("export", "month", "--format", "pdf"), "A PDF needs a file"),
+        (("export", "fortnight"), "is not a period"),
+        (("export", "2026-11-05", "2026-11-01"), "is after"),
+        (("export", "2026-11-01", "nope"), "is not a date"),
+        (("export", "week", "--format", "png"), "writes csv, json or pdf"),
+    ],
+)
+def test_export_mistakes_are_one_clear_line(db, store_key, tmp_path, args, says) -> None:
+    code, out, err = cli(db, store_key, tmp_path, *args)
+    assert code == 1 and says in err and "Traceback" not in err and not out
