@@ -103,7 +103,7 @@ def build_export(
 def unfetched_rows(report: Report) -> list[DetailRow]:
     """A row per day and connection the report says was not fetched (coverage's hook)."""
     rows = []
-    for span in getattr(report, "uncovered", ()) or ():
+    for span in report.uncovered:
         day = span.start
         while day <= span.end:
             rows.append(DetailRow(day, span.connection, "", "", "", None, fetched=False))

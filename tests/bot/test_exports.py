@@ -10,7 +10,6 @@ import json
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -103,17 +102,11 @@ def test_unfetched_days_are_rows_without_a_cost(db, engine, workspace_id, clock)
         report = build_report(
             session, workspace_id, Period("range", today - timedelta(5), today, "x"), "model"
         )
-        covered = SimpleNamespace(
-            **vars(report),
-            uncovered=(
-                SimpleNamespace(
-                    connection="Production — xAI",
-                    start=today - timedelta(5),
-                    end=today - timedelta(3),
-                ),
-            ),
-        )
-        export = build_export(session, workspace_id, covered)
+        # The backfill fetched the last 3 days: the 3 before are the report's own gap.
+        assert [(u.start, u.end) for u in report.uncovered] == [
+            (today - timedelta(5), today - timedelta(3))
+        ]
+        export = build_export(session, workspace_id, report)
     missing = [r for r in export.rows if not r.fetched]
     assert [r.day for r in missing] == [today - timedelta(d) for d in (5, 4, 3)]
     rows = list(csv.DictReader(io.StringIO(export_csv(export))))

@@ -6,10 +6,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
 from bot.grammar import Command, UsageError
 from bot.reports import Period, build_report, resolve_period
-from storage.models import Connection, DailyCost, Workspace
+from storage.models import Connection, DailyCost, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -69,6 +70,17 @@ def store(db):
                     day=day,
                     model="grok-4",
                     cost=Decimal(usd),
+                )
+            )
+        # Every day these tests ask about was fetched: they are about sums and buckets,
+        # not coverage (tests/bot/test_reports_coverage.py is).
+        for connection in session.scalars(select(Connection)):
+            session.add(
+                FetchedSpan(
+                    connection_id=connection.id,
+                    workspace_id=connection.workspace_id,
+                    first_day=date(2023, 1, 1),
+                    last_day=NOW.date(),
                 )
             )
         session.flush()

@@ -5,24 +5,26 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
 from storage.db import Database, alembic_config
 from storage.models import Connection, DailyCost, FetchedSpan, SyncRun, Workspace
 
 
 def _connection(session, workspace_id: int, label: str, success: datetime | None) -> int:
-    connection = Connection(
-        workspace_id=workspace_id,
-        provider="xai",
-        label=label,
-        credentials_sealed="",
-        credentials_key_id="k",
-        last_success_at=success,
-    )
-    session.add(connection)
-    session.flush()
-    return connection.id
+    # The columns of the 0006 schema only: the model has columns of later migrations.
+    return session.execute(
+        insert(Connection)
+        .values(
+            workspace_id=workspace_id,
+            provider="xai",
+            label=label,
+            credentials_sealed="",
+            credentials_key_id="k",
+            last_success_at=success,
+        )
+        .returning(Connection.id)
+    ).scalar_one()
 
 
 def _run(cid: int, start: date, end: date, outcome: str) -> SyncRun:

@@ -43,9 +43,11 @@ def test_a_current_store_opens_without_importing_alembic(db: Database) -> None:
 
 
 def test_a_store_behind_the_head_is_migrated(db: Database, keyring: Keyring) -> None:
-    with db.engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0005'"))
-        connection.execute(text("ALTER TABLE deliveries DROP COLUMN first_claimed_at"))
+    from alembic import command
+
+    from storage.db import alembic_config
+
+    command.downgrade(alembic_config(db.engine), "0005")  # as a store from an older release
     opened = open_store(db.url, keyring)
     try:
         assert opened.schema_version() == schema_head()
