@@ -566,7 +566,7 @@ def alert_message(alert: Alert) -> dict[str, Any]:
     return render_json(
         "slack/alert.json.j2",
         fallback=clip(mrkdwn(fallback), SECTION_LIMIT),
-        header=clip(f"{emoji} {alert.title}", HEADER_LIMIT),
+        header=clip(mrkdwn(f"{emoji} {alert.title}"), HEADER_LIMIT),
         body=clip(mrkdwn(alert.text), SECTION_LIMIT),
         note=REPEATS.get(alert.kind, ""),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -78,6 +79,19 @@ def fit(text: str, width: int) -> str:
 def mrkdwn(text: str) -> str:
     """Escape what Slack's mrkdwn treats as markup (&, <, >)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_SLACK_REFERENCE = re.compile(r"&lt;([#@][A-Z0-9]+)&gt;")
+
+
+def mrkdwn_keep_references(text: str) -> str:
+    """Escape a whole reply for Slack, keeping the channel and user references it names.
+
+    For replies built from user words (errors, setup confirmations) that also
+    point at ``<#C…>`` or ``<@U…>`` on purpose: labels, amounts typed and
+    provider text are escaped, so ``<!channel>`` in a label never pings.
+    """
+    return _SLACK_REFERENCE.sub(r"<\1>", mrkdwn(text))
 
 
 def day_span(start: date, end: date) -> str:

@@ -20,6 +20,7 @@ from bot.sync import SyncResult
 
 MAX_TABLE_ROWS = 25  # ~45 characters a line keeps a section far under 3,000
 MAX_STATUS_ROWS = 40
+FALLBACK_LABELS = 5
 LABEL_WIDTH = 26
 STATUS_ICONS = {
     "ok": ":white_check_mark:",
@@ -44,7 +45,8 @@ def report_message(report: Report) -> dict[str, Any]:
     subtitle.append(f"{count} connection{'s' if count != 1 else ''}")
     subtitle.append(f"as of {formatting.clock(report.as_of)}")
     top = ", ".join(
-        f"{r.label} {formatting.cost_cell(r.cost_usd, r.complete)}" for r in report.rows[:3]
+        f"{formatting.mrkdwn(r.label)} {formatting.cost_cell(r.cost_usd, r.complete)}"
+        for r in report.rows[:3]
     )
     header = f"{report.period.title}: {formatting.money(report.total_usd)}"
     if report.nothing_fetched:
@@ -60,7 +62,7 @@ def report_message(report: Report) -> dict[str, Any]:
         header=formatting.fit(header, 150).rstrip(),
         subtitle="  ·  ".join(subtitle),
         fallback=f"{header}" + (f" ({top})" if top else ""),
-        problems=report.problems[:5],
+        problems=[formatting.mrkdwn(p) for p in report.problems[:5]],
         coverage_notes=report.coverage_notes[:3],
         label_width=min(LABEL_WIDTH, max([len(r.label) for r in shown] + [12])),
         cost_width=max(len(c) for c in costs),
@@ -68,19 +70,45 @@ def report_message(report: Report) -> dict[str, Any]:
 
 
 def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:
-    fallback = "; ".join(f"{r.label}: {r.status}" for r in rows) or "No xAI team connected yet."
     return render_json(
         "slack/status.json.j2",
         rows=rows[:MAX_STATUS_ROWS],
-        alerts=list(alerts),
+        alerts=[formatting.mrkdwn_keep_references(line) for line in alerts],
         hidden=max(0, len(rows) - MAX_STATUS_ROWS),
         icons=STATUS_ICONS,
-        fallback=fallback,
+        fallback=status_fallback(rows),
     )
 
 
+def status_fallback(rows: Sequence[StatusRow]) -> str:
+    """A notification-sized summary: counts by status and the first few labels, escaped.
+
+    One line per connection would pass Slack's 40,000 characters long before
+    1,000 connections.
+    """
+    if not rows:
+        return "No xAI team is connected yet: a workspace admin can run `/xai-usage connect`."
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    shown = "; ".join(
+        f"{formatting.clip(formatting.mrkdwn(r.label), 60)}: {r.status}"
+        for r in rows[:FALLBACK_LABELS]
+    )
+    more = f"; and {len(rows) - FALLBACK_LABELS} more" if len(rows) > FALLBACK_LABELS else ""
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"{len(rows)} connection{'s' if len(rows) != 1 else ''} ({tally}): {shown}{more}"
+
+
 def notice(text: str, usage: str = "") -> dict[str, Any]:
-    return render_json("slack/notice.json.j2", text=text[:2900], usage=usage)
+    """``text`` is mrkdwn already: its data escaped by whoever built it."""
+    return render_json("slack/notice.json.j2", text=formatting.clip(text, 2900), usage=usage)
+
+
+def words_notice(text: str, usage: str = "") -> dict[str, Any]:
+    """A reply built from people's words (an error, a setup confirmation): escaped here,
+    keeping the ``<#C…>``/``<@U…>`` references it makes on purpose."""
+    return notice(formatting.mrkdwn_keep_references(text), formatting.mrkdwn(usage))
 
 
 def help_message(topic: str | None = None) -> dict[str, Any]:

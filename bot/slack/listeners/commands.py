@@ -55,7 +55,7 @@ def xai_usage(
     try:
         command = parse(tokenize(body.get("text", "")), surface="slack")
     except UsageError as error:
-        respond(**blocks.notice(error.message, error.usage))
+        respond(**blocks.words_notice(error.message, error.usage))
         return
     if command.name != "help" and (
         refusal := service.refusal(client, invocation, admin=COMMANDS[command.name].admin)
@@ -65,7 +65,7 @@ def xai_usage(
     try:
         HANDLERS[command.name](service, command, invocation, respond, client)
     except (NotFound, SetupError) as error:
-        respond(**blocks.notice(str(error)))
+        respond(**blocks.words_notice(str(error)))
     except Exception as error:
         if not store_unavailable(error):
             raise  # a bug: Bolt's error handler logs it
@@ -105,7 +105,7 @@ def connect(
         try:
             service.runtime.engine.refuse_connected(workspace_id, "xai", values["team_id"])
         except ConnectError as error:
-            respond(**blocks.notice(service.error_text(error)))
+            respond(**blocks.words_notice(service.error_text(error)))
             return
     client.views_open(
         trigger_id=invocation.trigger_id,
@@ -202,7 +202,7 @@ def setup(
         default_tz=zone,
         announce=partial(post_note, client),
     )
-    respond(**blocks.notice(reply))
+    respond(**blocks.words_notice(reply))
 
 
 HANDLERS: dict[str, Handler] = {
