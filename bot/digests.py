@@ -40,6 +40,9 @@ MAX_NEW_MODELS = 10
 MAX_FAILING = 8
 MAX_LINE_CHARS = 300
 MODEL_WIDTH = 28
+PHONE_WIDTH = 40
+"""A table line at most: what a phone shows without wrapping (model names give way first)."""
+SHARE_WIDTH = 4  # "67%", narrowed from "67.2%" to fit a phone
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,14 @@ class Digest:
     connection_count: int
     connection_label: str | None = None  # the one connection, for a filtered digest
     spending_limit_text: str | None = None  # bot.figures: prepaid only, or the headroom
+    month_trend: str = ""  # monthly digests: the total of each day of the month, in order
+
+    @property
+    def trend_span(self) -> str:
+        """What a model's sparkline covers, oldest first (see :func:`_trend_buckets`)."""
+        first = _trend_buckets(self.every, self.period_start, self.period_end)[0][0]
+        kind = "weeks" if self.every == "month" else "days"
+        return f"{kind} of {formatting.day_span(first, self.period_end)}"
 
     @property
     def empty(self) -> bool:
@@ -313,19 +324,28 @@ class _Facts:
             ((model, cost) for model, cost in by_model.items() if cost),
             key=lambda item: (-item[1], item[0]),
         )
-        spark_days = list(_days(end - timedelta(days=SPARK_DAYS - 1), end))
+        buckets = _trend_buckets(every, start, end)
+
+        def trend(model: str) -> str:
+            def cost(day: date) -> Decimal:
+                return recent.get(day, {}).get(model, Decimal(0))
+
+            return formatting.sparkline(
+                [sum((cost(day) for day in _days(a, b)), Decimal(0)) for a, b in buckets]
+            )
+
+        # One model past the top five is shown by name, not as "other".
+        shown = TOP_MODELS + 1 if len(ranked) == TOP_MODELS + 1 else TOP_MODELS
         top = tuple(
             ModelLine(
                 model=model,
                 cost_usd=cost,
                 share=cost / total if total else Decimal(0),
-                spark=formatting.sparkline(
-                    [recent.get(day, {}).get(model, Decimal(0)) for day in spark_days]
-                ),
+                spark=trend(model),
             )
-            for model, cost in ranked[:TOP_MODELS]
+            for model, cost in ranked[:shown]
         )
-        other = sum((cost for _, cost in ranked[TOP_MODELS:]), Decimal(0))
+        other = sum((cost for _, cost in ranked[shown:]), Decimal(0))
 
         month_to_date = spent(end.replace(day=1), end)
         budget = self.budgets.get(one)
@@ -364,6 +384,11 @@ class _Facts:
             failing=failing,
             connection_count=len(included),
             connection_label=included[0].label if one is not None else None,
+            month_trend=(
+                formatting.sparkline([day_totals.get(day, Decimal(0)) for day in _days(start, end)])
+                if every == "month"
+                else ""
+            ),
         )
 
     def _new_models(self, included: list[Any], start: date, end: date) -> tuple[str, ...]:
@@ -413,6 +438,7 @@ def _view(digest: Digest) -> dict[str, Any]:
     """What both templates show, already cut to Slack's limits."""
     costs = [formatting.money(line.cost_usd) for line in digest.top]
     costs.append(formatting.money(digest.other_usd))
+    cost_width = max(len(cost) for cost in costs)
     new_models = list(digest.new_models[:MAX_NEW_MODELS])
     if len(digest.new_models) > MAX_NEW_MODELS:
         new_models.append(f"and {len(digest.new_models) - MAX_NEW_MODELS} more")
@@ -423,7 +449,7 @@ def _view(digest: Digest) -> dict[str, Any]:
         scope = f"“{digest.connection_label}” only"
     else:
         count = digest.connection_count
-        scope = f"{'All ' if count > 1 else ''}{count} connection{'s' if count != 1 else ''}"
+        scope = formatting.connections_count(count)
     comparisons = [(digest.compared_with, digest.previous_usd)]
     if digest.average_usd is not None:
         comparisons.append((f"{AVERAGE_DAYS}-day average", digest.average_usd))
@@ -441,9 +467,11 @@ def _view(digest: Digest) -> dict[str, Any]:
         "fallback": fallback,
         "comparisons": comparisons,
         "label_width": min(
-            MODEL_WIDTH, max([len(line.model) for line in digest.top] + [len("other"), 12])
+            MODEL_WIDTH,
+            PHONE_WIDTH - 2 - cost_width - 2 - SHARE_WIDTH - 2 - SPARK_DAYS,
+            max([len(line.model) for line in digest.top] + [len("other"), 12]),
         ),
-        "cost_width": max(len(cost) for cost in costs),
+        "cost_width": cost_width,
         "new_models": ", ".join(new_models),
         "budget_used": (
             formatting.percent_reached(digest.month_to_date_usd, digest.budget_usd)
@@ -509,6 +537,15 @@ def _empty(every: str, start: date, end: date, title: str) -> Digest:
         failing=(),
         connection_count=0,
     )
+
+
+def _trend_buckets(every: str, start: date, end: date) -> list[tuple[date, date]]:
+    """The stretches a sparkline shows, oldest first: the 7 days ending with the period,
+    or, for a month, its weeks from the 1st (the last one shorter)."""
+    if every != "month":
+        return [(day, day) for day in _days(end - timedelta(days=SPARK_DAYS - 1), end)]
+    firsts = list(_days(start, end))[::7]
+    return [(a, min(a + timedelta(days=6), end)) for a in firsts]
 
 
 def _title(every: str, start: date, end: date) -> str:

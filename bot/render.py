@@ -42,6 +42,7 @@ def environment() -> jinja2.Environment:
     env.filters.update(
         money=formatting.money,
         share=formatting.share,
+        share_narrow=formatting.share_narrow,
         delta=formatting.delta,
         sparkline=formatting.sparkline,
         clock=formatting.clock,

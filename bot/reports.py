@@ -310,13 +310,22 @@ def _time_rows(by_day: dict[date, Decimal], period: Period, group_by: str) -> li
             key, label = day.isoformat(), day_label(day)
         elif group_by == "week":
             monday = day - timedelta(days=day.weekday())
-            key, label = monday.isoformat(), f"week of {day_label(monday)}"
+            key, label = monday.isoformat(), _week_label(monday, period)
         else:
             key, label = f"{day:%Y-%m}", f"{calendar.month_name[day.month]} {day.year}"
         previous = buckets.get(key, (label, Decimal(0)))[1]
         buckets[key] = (label, previous + by_day.get(day, Decimal(0)))
         day += timedelta(days=1)
     return [(key, label, cost) for key, (label, cost) in buckets.items()]
+
+
+def _week_label(monday: date, period: Period) -> str:
+    """``23 Nov–29 Nov``: the week's days in the period; a week the period cuts says so."""
+    first, last = max(monday, period.start), min(monday + timedelta(days=6), period.end)
+    year = f" {last.year}" if period.start.year != period.end.year else ""
+    span = f"{first.day} {first:%b}" + ("" if first == last else f"–{last.day} {last:%b}")
+    part = "" if (first, last) == (monday, monday + timedelta(days=6)) else " (part)"
+    return f"{span}{year}{part}"
 
 
 class _Coverage:

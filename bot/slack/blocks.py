@@ -18,7 +18,10 @@ from bot.render import GROUP_TITLES, render_json
 from bot.reports import Report, StatusRow
 from bot.sync import SyncResult
 
-MAX_TABLE_ROWS = 25  # ~45 characters a line keeps a section far under 3,000
+MAX_TABLE_ROWS = 32  # a whole month of days (31) before "and N more"; 40 a line is ~1,300
+PHONE_WIDTH = 40
+"""A table line at most: a phone shows about 40 monospace characters without wrapping."""
+SHARE_WIDTH = 6
 MAX_STATUS_ROWS = 40
 FALLBACK_LABELS = 5
 LABEL_WIDTH = 26
@@ -38,6 +41,7 @@ def report_message(report: Report) -> dict[str, Any]:
     hidden_total = sum((r.cost_usd for r in rest if r.cost_usd is not None), Decimal(0))
     costs = [formatting.cost_cell(r.cost_usd, r.complete) for r in report.rows]
     costs.append(formatting.money(hidden_total))
+    cost_width = max(len(c) for c in costs)
     subtitle = [f"by {GROUP_TITLES[report.group_by]}"]
     if report.model_pattern:
         subtitle.append(f"models matching “{formatting.mrkdwn(report.model_pattern)}”")
@@ -64,8 +68,12 @@ def report_message(report: Report) -> dict[str, Any]:
         fallback=f"{header}" + (f" ({top})" if top else ""),
         problems=[formatting.mrkdwn(p) for p in report.problems[:5]],
         coverage_notes=report.coverage_notes[:3],
-        label_width=min(LABEL_WIDTH, max([len(r.label) for r in shown] + [12])),
-        cost_width=max(len(c) for c in costs),
+        label_width=min(
+            LABEL_WIDTH,
+            PHONE_WIDTH - 2 - cost_width - 2 - SHARE_WIDTH,
+            max([len(r.label) for r in shown] + [12]),
+        ),
+        cost_width=cost_width,
     )
 
 
@@ -154,7 +162,8 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
         label = formatting.mrkdwn(r.label)
         if r.ok:
             lines.append(
-                f":white_check_mark: *{label}*: {r.days} days ({r.start} to {r.end}), "
+                f":white_check_mark: *{label}*: {r.days} days "
+                f"({formatting.day_span(r.start, r.end)}), "
                 f"{r.rows} rows, {formatting.money(r.total_usd)}"
             )
         else:

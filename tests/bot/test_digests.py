@@ -258,7 +258,7 @@ def test_at_a_month_end_last_month_is_clipped_and_the_forecast_is_the_total(db, 
 def test_a_weekly_digest_compares_with_the_week_before(db, store) -> None:
     d = digest_of(db, store, "week", date(2026, 3, 23))  # a Monday
     assert (d.period_start, d.period_end) == (date(2026, 3, 16), date(2026, 3, 22))
-    assert d.title == "Weekly xAI spend · 16–22 Mar 2026"
+    assert d.title == "Weekly xAI spend · 16 Mar–22 Mar 2026"
     # 16–20 Mar: grok-4 40 + 40, grok-3-mini 6 + 6 + 5, the rest of 20 Mar 14.5
     assert d.total_usd == D("111.5")
     assert d.previous_usd == D(76)  # 9–15 Mar: grok-4 70, grok-3-mini 6
@@ -415,7 +415,7 @@ def test_the_slack_message_shows_every_figure(db, store) -> None:
     assert "Month to date: *$267.50* vs $200.00 at the same point last month (+33.8%)" in text
     assert "Month-end forecast for March 2026, at the pace of the last 7 days: *$480.43*" in text
     table = next(b["text"]["text"] for b in message["blocks"] if "```" in b["text"].get("text", ""))
-    assert "grok-4" in table and "67.2%" in table and "▃▃▃▃▃▃█" in table
+    assert "grok-4" in table and " 67%" in table and "▃▃▃▃▃▃█" in table
     assert table.index("grok-imagine") < table.index("other")
     assert "$1.50" in table.split("other")[1]
     assert ":new: New: grok-code-fast-1" in text
@@ -510,3 +510,54 @@ def test_an_empty_workspace_gets_a_helpful_message(db) -> None:
     message = digest_message(d)
     assert message["text"] == "Daily xAI spend · Fri 20 Mar 2026: no xAI team is connected yet."
     assert "`/xai-usage connect`" in all_text(message)
+
+
+# -- reading on a phone
+
+
+def table_lines(message: dict) -> list[str]:
+    table = next(b["text"]["text"] for b in message["blocks"] if "```" in b["text"].get("text", ""))
+    return table.strip("`").splitlines()
+
+
+def test_tables_fit_a_phone_40_characters_wide_without_wrapping(db, crowded) -> None:
+    with db.session() as session:
+        d = build_digest(session, crowded, "day", SENT)
+    lines = table_lines(digest_message(d))
+    assert len(lines) == 7  # the heading, five models, other
+    assert max(len(line) for line in lines) <= 40
+    assert all(line.endswith(("7 DAYS", "%")) or line[-1] in formatting.SPARKS for line in lines)
+    assert lines[1].startswith("grok-model-00…")  # the name gives way, not the figures
+    assert "$100.00" in lines[1] and "  3%" in lines[1]
+
+
+def test_a_monthly_digest_shows_the_months_trend_and_says_which_way_it_runs(db, store) -> None:
+    d = digest_of(db, store, "month", date(2026, 4, 1))
+    # grok-4 by week of March: 1–7, 8–14, 15–21 ($10 x 6 + $40), 22–28, 29–31
+    assert d.top[0].spark == formatting.sparkline([D(70), D(70), D(100), D(0), D(0)])
+    assert len(d.month_trend) == 31  # each day of March, the 1st first
+    assert d.month_trend == formatting.sparkline(
+        [D(10)] * 12 + [D(12)] * 6 + [D(16), D("59.5")] + [D(0)] * 11
+    )
+    text = all_text(digest_message(d))
+    assert "last 7 days" not in text.lower()
+    assert "WEEKS" in text and f"(1 Mar → 31 Mar): {d.month_trend}" in text
+    assert "Trends run oldest → newest, over the weeks of 1 Mar–31 Mar 2026." in text
+    daily = all_text(digest_message(digest_of(db, store)))
+    assert "Trends run oldest → newest, over the days of 14 Mar–20 Mar 2026." in daily
+
+
+def test_one_model_past_the_top_five_is_named_not_other(db, store) -> None:
+    with db.transaction() as session:
+        session.execute(DailyCost.__table__.delete().where(DailyCost.model == "grok-vision"))
+        rebuild_totals(session, store["workspace"])
+    d = digest_of(db, store)
+    assert [line.model for line in d.top][-1] == "grok-embed" and d.other_usd == 0
+    assert "other" not in "\n".join(table_lines(digest_message(d)))
+
+
+def test_two_connections_read_both(db, store) -> None:
+    d = digest_of(db, store)
+    assert "All 3 connections" in all_text(digest_message(d))
+    assert formatting.connections_count(2) == "Both connections"
+    assert formatting.connections_count(1) == "1 connection"

@@ -181,7 +181,7 @@ def test_weekly_and_monthly_digests_come_once_each_across_a_month_end(world: Wor
     heads = [(day, hour, text.split(":")[0]) for day, hour, text in titles]
     assert heads == [
         # Monday 26 Oct, 09:00 London (BST ended the day before): the week to Sunday
-        (26, "09:00:30", "Weekly xAI spend · 19–25 Oct 2026"),
+        (26, "09:00:30", "Weekly xAI spend · 19 Oct–25 Oct 2026"),
         # Sunday 1 Nov, 09:00 London = 09:00 UTC: the whole of October
         (1, "09:00:30", "Monthly xAI spend · October 2026"),
         # Monday 2 Nov: a week across the month end

@@ -76,9 +76,9 @@ def test_unfetched_days_are_flagged_with_the_sync_that_fetches_them(engine, sand
     r = row.reconciliation
     assert r.flagged and r.difference_usd < -1
     assert r.explanations[0] == (
-        "days not fetched into the usage series: 1–19 Nov 2026 (sync --days 22 fetches them)"
+        "days not fetched into the usage series: 1 Nov–19 Nov 2026 (sync --days 22 fetches them)"
     )
-    assert "The difference is over 1% and $1" in text and "1–19 Nov 2026" in text
+    assert "The difference is over 1% and $1" in text and "1 Nov–19 Nov 2026" in text
     assert row.as_json()["reconciliation"]["flagged"] is True
     asyncio.run(engine.sync_all(workspace_id, days=22))  # what it said to run
     again, _ = status(engine, workspace_id)

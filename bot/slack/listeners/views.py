@@ -118,7 +118,7 @@ def _connect_and_backfill(
     try:
         connected = service.connect(invocation, values, check)
     except ConnectError as error:
-        tell(f":x: Not connected: {service.error_text(error)}")
+        tell(f":x: Not connected: {formatting.mrkdwn(service.error_text(error))}")
         return
     label = formatting.mrkdwn(connected.label)
     alerts = setup_for(service, invocation).where_alerts_go(connected.connection_id)
@@ -127,7 +127,9 @@ def _connect_and_backfill(
         tell(
             f":white_check_mark: Connected *{label}* (`{connected.mask}`); the key is stored "
             f"encrypted and won't be shown again. Backfilled {backfill.days} days: "
-            f"{formatting.money(backfill.total_usd)}. Try `/xai-usage month --by model`. {alerts}"
+            f"{formatting.money(backfill.total_usd)}."
+            f"{formatting.mrkdwn(formatting.zero_backfill_hint(backfill.total_usd, backfill.days))}"
+            f" Try `/xai-usage month --by model`. {alerts}"
         )
     else:
         tell(
