@@ -1,0 +1,41 @@
+"""Replies read right on a phone: whole months of days, 40 columns, clipped weeks named."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.bot.slack.conftest import SlackApp
+
+
+def table_of(message: dict) -> list[str]:
+    table = next(
+        b["text"]["text"] for b in message["blocks"] if "```" in b.get("text", {}).get("text", "")
+    )
+    return table.strip("`").splitlines()
+
+
+def test_a_day_table_shows_a_whole_month_within_40_columns(connected: SlackApp):
+    today = datetime.now(UTC).date()
+    start = today - timedelta(days=30)
+    _, url_id = connected.command(f"range {start} {today} --by day")
+    lines = table_of(connected.reply(url_id))
+    assert len(lines) == 31 and not any("more" in line for line in lines)
+    assert max(len(line) for line in lines) <= 40
+    assert lines[0].startswith(f"{start:%a} {start.day} {start:%b %Y}")  # no leading zero
+
+    _, url_id = connected.command(f"range {start - timedelta(days=2)} {today} --by day")
+    lines = table_of(connected.reply(url_id))
+    assert len(lines) == 32 and lines[-1].startswith("and 2 more")  # 31 days, then the rest
+
+
+def test_a_week_cut_by_the_period_says_so(connected: SlackApp):
+    today = datetime.now(UTC).date()
+    wednesday = today - timedelta(days=today.weekday() + 12)  # two weeks back, mid-week
+    sunday = wednesday + timedelta(days=4)
+    _, url_id = connected.command(f"range {wednesday} {sunday + timedelta(days=7)} --by week")
+    lines = table_of(connected.reply(url_id))
+    assert lines[0].startswith(f"{wednesday.day} {wednesday:%b}–{sunday.day} {sunday:%b} (part)")
+    monday, next_sunday = sunday + timedelta(days=1), sunday + timedelta(days=7)
+    assert lines[1].startswith(f"{monday.day} {monday:%b}–{next_sunday.day} {next_sunday:%b} ")
+    assert "(part)" not in lines[1]
+    assert max(len(line) for line in lines) <= 40
