@@ -170,4 +170,7 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
             lines.append(f":x: *{label}*: {formatting.mrkdwn(r.message or r.reason or '')}")
     if len(lines) > 30:
         lines = [*lines[:29], f"and {len(lines) - 29} more"]
-    return "\n".join(lines) or "No xAI team is connected yet."
+    return "\n".join(lines) or (
+        "No xAI team is connected yet, so there is nothing to sync: a workspace admin can run "
+        "`/xai-usage connect` first."
+    )

@@ -58,7 +58,9 @@ def xai_usage(
         respond(**blocks.words_notice(error.message, error.usage))
         return
     if command.name != "help" and (
-        refusal := service.refusal(client, invocation, admin=COMMANDS[command.name].admin)
+        refusal := service.refusal(
+            client, invocation, admin=COMMANDS[command.name].admin, what=_refused(command)
+        )
     ):
         respond(**blocks.notice(refusal))
         return
@@ -71,6 +73,18 @@ def xai_usage(
             raise  # a bug: Bolt's error handler logs it
         logger.error("/xai-usage %s: %s", command.name, STORE_UNAVAILABLE)
         respond(**blocks.notice(f":warning: {STORE_UNAVAILABLE}"))
+
+
+def _refused(command: Command) -> str:
+    """The words of a command, as a refusal names them: ``budget set``, ``disconnect``."""
+    action = (
+        command.args[0] if command.name in ("digest", "budget", "alerts") and command.args else ""
+    )
+    return (
+        f"{command.name} {action}".strip()
+        if action in ("add", "set", "remove", "list")
+        else (command.name)
+    )
 
 
 Handler = Callable[[SlackService, Command, Invocation, Respond, WebClient], None]

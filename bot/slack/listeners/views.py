@@ -43,7 +43,7 @@ def connect_submitted(
         team_id=view.get("team_id") or body["team"]["id"], user_id=body["user"]["id"]
     )
     metadata = metadata_of(view)
-    if refusal := service.refusal(client, invocation, admin=True):
+    if refusal := service.refusal(client, invocation, admin=True, what="connect"):
         ack(response_action="errors", errors={"team_id": refusal})
         return
     values = service.submitted_values(view)
@@ -160,7 +160,7 @@ def update_key_submitted(
         team_id=view.get("team_id") or body["team"]["id"], user_id=body["user"]["id"]
     )
     metadata = metadata_of(view)
-    if refusal := service.refusal(client, invocation, admin=True):
+    if refusal := service.refusal(client, invocation, admin=True, what="update-key"):
         ack(response_action="errors", errors={KEY_FIELD: refusal})
         return
     connection = service.update_key_target(invocation, metadata.get("uid", ""))

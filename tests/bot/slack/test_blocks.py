@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.bot.slack.conftest import SlackApp
+from tests.bot.slack.conftest import SlackApp, text_of
 
 
 def table_of(message: dict) -> list[str]:
@@ -39,3 +39,15 @@ def test_a_week_cut_by_the_period_says_so(connected: SlackApp):
     assert lines[1].startswith(f"{monday.day} {monday:%b}–{next_sunday.day} {next_sunday:%b} ")
     assert "(part)" not in lines[1]
     assert max(len(line) for line in lines) <= 40
+
+
+def test_empty_answers_say_what_to_do_first(slack_app: SlackApp):
+    _, url_id = slack_app.command("sync")
+    assert "`/xai-usage connect` first" in text_of(slack_app.reply(url_id, count=2))
+
+
+def test_no_spend_on_a_model_pattern_says_how_to_see_the_models(connected: SlackApp):
+    _, url_id = connected.command("month --model nothing-like-this*")
+    text = text_of(connected.reply(url_id))
+    assert "No spend in this period on models matching “nothing-like-this*”" in text
+    assert "`/xai-usage month --by model` lists the models used" in text

@@ -103,9 +103,15 @@ def test_alerts_route_to_a_channel_and_keep_the_webhook_sealed(connected: SlackA
 
 
 def test_setting_up_is_for_admins(connected: SlackApp):
-    for words in ("digest add", "budget set 100", "alerts <#CCOSTS|costs>"):
+    for words, named in (
+        ("digest add", "`/xai-usage digest add`"),
+        ("budget set 100", "`/xai-usage budget set`"),
+        ("alerts <#CCOSTS|costs>", "`/xai-usage alerts`"),
+        ('disconnect "Production — xAI"', "`/xai-usage disconnect`"),
+    ):
         _, url_id = connected.command(words, user=MEMBER)
-        assert "only workspace admins" in text_of(connected.reply(url_id))
+        refusal = text_of(connected.reply(url_id))
+        assert "only workspace admins" in refusal and f"can run {named}." in refusal  # what
 
 
 def test_a_budget_set_in_a_channel_alerts_there_and_says_so(connected: SlackApp):
