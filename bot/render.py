@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 import templates
-from bot import formatting
+from bot import figures, formatting
 from bot.reports import Report, ReportRow
 
 GROUP_TITLES = {
@@ -39,6 +39,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=False,
         undefined=jinja2.StrictUndefined,
     )
+    env.globals["pace"] = figures.PACE  # how the month-end forecast is made, in its words
     env.filters.update(
         money=formatting.money,
         share=formatting.share,

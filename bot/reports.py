@@ -16,6 +16,7 @@ from decimal import Decimal
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
+from bot.figures import PACE_DAYS, Forecast, last_finished_day, month_end_forecast
 from bot.formatting import day_label, day_span
 from bot.grammar import Command, parse_day
 from storage.models import (
@@ -524,6 +525,10 @@ class StatusRow:
     duplicate_of: str | None = None
     """The label of an older connection of the same account (old databases only)."""
     reconciliation: Reconciliation | None = None
+    forecast: Forecast | None = None
+    """This connection's month-end forecast (:func:`bot.figures.month_end_forecast`)."""
+    workspace_forecast: Forecast | None = None
+    """The workspace's, the same for every row: a connection's never exceeds it."""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -538,6 +543,16 @@ class StatusRow:
             "month_to_date_usd": str(self.month_to_date_usd),
             "duplicate_of": self.duplicate_of,
             "reconciliation": self.reconciliation.as_json() if self.reconciliation else None,
+            "forecast": (
+                {
+                    "month": f"{self.forecast.month:%Y-%m}",
+                    "through": self.forecast.through.isoformat(),
+                    "usd": str(self.forecast.total),
+                    "workspace_usd": str(self.workspace_forecast.total),
+                }
+                if self.forecast and self.workspace_forecast
+                else None
+            ),
         }
 
 
@@ -567,6 +582,7 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
     # A connection without an account key duplicates an older one (see migration 0009).
     owners = {(c.provider, c.account_key): c.label for c in connections if c.account_key}
     reconciled = _reconcile(session, workspace_id, today)
+    forecasts, workspace_forecast = _forecasts(session, workspace_id, today)
     return [
         StatusRow(
             label=c.label,
@@ -582,9 +598,29 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             if c.account_key
             else owners.get((c.provider, account_key(c.account_ref or ""))),
             reconciliation=reconciled.get(c.id),
+            # No cost in the window: the same definition over no days, $0.00.
+            forecast=forecasts.get(c.id) or month_end_forecast({}, workspace_forecast.through),
+            workspace_forecast=workspace_forecast,
         )
         for c in connections
     ]
+
+
+def _forecasts(
+    session: Session, workspace_id: int, today: date
+) -> tuple[dict[int, Forecast], Forecast]:
+    """Each connection's month-end forecast and the workspace's, by the one definition."""
+    through = last_finished_day(today)
+    start = min(through.replace(day=1), through - timedelta(days=PACE_DAYS - 1))
+    query = cost_query(workspace_id, start, through, ["connection_id", "day"])
+    by_connection: dict[int, dict[date, Decimal]] = {}
+    everyone: dict[date, Decimal] = {}
+    for connection_id, day, cost in session.execute(query):
+        by_connection.setdefault(connection_id, {})[day] = cost or Decimal(0)
+        everyone[day] = everyone.get(day, Decimal(0)) + (cost or Decimal(0))
+    workspace = month_end_forecast(everyone, through)
+    forecasts = {cid: month_end_forecast(days, through) for cid, days in by_connection.items()}
+    return forecasts, workspace
 
 
 def _reconcile(session: Session, workspace_id: int, today: date) -> dict[int, Reconciliation]:

@@ -51,3 +51,10 @@ def test_no_spend_on_a_model_pattern_says_how_to_see_the_models(connected: Slack
     text = text_of(connected.reply(url_id))
     assert "No spend in this period on models matching “nothing-like-this*”" in text
     assert "`/xai-usage month --by model` lists the models used" in text
+
+
+def test_status_shows_the_month_end_forecast(connected: SlackApp):
+    _, url_id = connected.command("status")
+    text = text_of(connected.reply(url_id))
+    assert "month-end forecast $" in text  # the connection's
+    assert ", at the pace of the last 7 days, all connections: *$" in text  # the workspace's
