@@ -710,3 +710,26 @@ def _explanations(start, end, spans, as_of, synced, today, invoice, usage) -> tu
 
 def _month_end(first: date) -> date:
     return first.replace(day=calendar.monthrange(first.year, first.month)[1])
+
+
+def fetched_days(
+    session: Session, workspace_id: int, start: date, end: date
+) -> dict[int, set[date]]:
+    """The days from ``start`` to ``end`` each connection of a workspace fetched.
+
+    For figures that must not read a day nobody fetched as $0.00 (digests,
+    spike detection); a connection that fetched none of them is absent.
+    """
+    query = select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day).where(
+        FetchedSpan.workspace_id == workspace_id,
+        FetchedSpan.first_day <= end,
+        FetchedSpan.last_day >= start,
+    )
+    days: dict[int, set[date]] = {}
+    for connection_id, first, last in session.execute(query):
+        day, stop = max(first, start), min(last, end)
+        found = days.setdefault(connection_id, set())
+        while day <= stop:
+            found.add(day)
+            day += timedelta(days=1)
+    return days
