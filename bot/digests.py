@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from bot import formatting
 from bot.figures import PACE, PACE_DAYS, TeamLimit, month_end_forecast, spending_limit_text
 from bot.render import render_json
-from bot.reports import cost_query
+from bot.reports import cost_query, fetched_days
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, ModelSeen
 
 COMPARED_WITH = {"day": "the day before", "week": "the week before", "month": "the month before"}
@@ -79,6 +79,9 @@ class Digest:
     connection_label: str | None = None  # the one connection, for a filtered digest
     spending_limit_text: str | None = None  # bot.figures: prepaid only, or the headroom
     month_trend: str = ""  # monthly digests: the total of each day of the month, in order
+    unfetched: tuple[str, ...] = ()
+    """Days of the period no sync fetched, per connection: its total is of fetched days only."""
+    nothing_fetched: bool = False  # no day of the period was fetched for any connection
 
     @property
     def trend_span(self) -> str:
@@ -239,6 +242,7 @@ class _Facts:
     first_seen: dict[int, dict[str, date]]  # connection id -> model -> first day
     totals: dict[tuple[str, int | None], _Totals]  # (every, scope) -> day -> cost
     by_model: dict[tuple[str, int | None], _ByModel]
+    fetched: dict[int, set[date]] = field(default_factory=dict)  # connection -> days fetched
 
     @classmethod
     def load(cls, session: Session, workspace_id: int, requests: Sequence[DigestRequest]) -> _Facts:
@@ -257,6 +261,10 @@ class _Facts:
                 by_every[request.every].append(request)
         for every, group in by_every.items():
             facts._load_costs(session, workspace_id, every, group)
+        periods = [digest_period(r.every, r.occurrence) for r in requests]
+        if periods:  # which days of the periods were fetched: one query for the batch
+            first, last = min(p[0] for p in periods), max(p[1] for p in periods)
+            facts.fetched = fetched_days(session, workspace_id, first, last)
         return facts
 
     def _load_costs(
@@ -348,6 +356,16 @@ class _Facts:
         other = sum((cost for _, cost in ranked[shown:]), Decimal(0))
 
         month_to_date = spent(end.replace(day=1), end)
+        period_days = list(_days(start, end))
+        missing = {
+            c.id: [day for day in period_days if day not in self.fetched.get(c.id, ())]
+            for c in included
+        }
+        unfetched = tuple(
+            f"“{c.label}”: " + ", ".join(formatting.day_span(a, b) for a, b in _runs(missing[c.id]))
+            for c in sorted(included, key=lambda c: c.label)
+            if missing[c.id]
+        )
         budget = self.budgets.get(one)
         failing = tuple(
             f"“{c.label}” failed to sync: {c.status_message or c.status_reason or 'unknown error'}"
@@ -384,6 +402,8 @@ class _Facts:
             failing=failing,
             connection_count=len(included),
             connection_label=included[0].label if one is not None else None,
+            unfetched=unfetched,
+            nothing_fetched=all(len(m) == len(period_days) for m in missing.values()),
             month_trend=(
                 formatting.sparkline([day_totals.get(day, Decimal(0)) for day in _days(start, end)])
                 if every == "month"
@@ -457,6 +477,13 @@ def _view(digest: Digest) -> dict[str, Any]:
     if digest.empty:
         header = digest.title
         fallback = f"{digest.title}: no xAI team is connected yet."
+    elif digest.unfetched:  # a total short of unfetched days: no $0.00, no deltas
+        comparisons = []
+        if digest.nothing_fetched:
+            header = f"{digest.title}: {formatting.NOT_FETCHED}"
+        else:
+            header = f"{digest.title}: {money_total} (fetched days only)"
+        fallback = f"{header}; not fetched: {'; '.join(digest.unfetched[:3])}"
     else:
         header = f"{digest.title}: {money_total}"
         change = formatting.delta(digest.total_usd, digest.previous_usd)
@@ -482,6 +509,9 @@ def _view(digest: Digest) -> dict[str, Any]:
         "failing": failing,
         "more_failing": len(digest.failing) - len(failing),
         "scope": scope,
+        "unfetched": [
+            formatting.clip(line, MAX_LINE_CHARS) for line in digest.unfetched[:MAX_FAILING]
+        ],
     }
 
 
@@ -537,6 +567,17 @@ def _empty(every: str, start: date, end: date, title: str) -> Digest:
         failing=(),
         connection_count=0,
     )
+
+
+def _runs(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted days as (first, last) stretches of consecutive days."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and runs[-1][1] + timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
 
 
 def _trend_buckets(every: str, start: date, end: date) -> list[tuple[date, date]]:

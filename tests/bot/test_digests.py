@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from bot import formatting
 from bot.digests import (
@@ -37,6 +37,7 @@ from storage.models import (
     Budget,
     Connection,
     DailyCost,
+    FetchedSpan,
     ModelSeen,
     Workspace,
 )
@@ -81,6 +82,18 @@ def spend(session, connection: Connection, day: date, model: str, usd: str) -> N
     )
 
 
+def fetched(session, connection: Connection, first: date, last: date) -> None:
+    """Days a sync fetched (with or without spend); a day outside is "not fetched"."""
+    session.add(
+        FetchedSpan(
+            connection_id=connection.id,
+            workspace_id=connection.workspace_id,
+            first_day=first,
+            last_day=last,
+        )
+    )
+
+
 def seen(session, connection: Connection, model: str, first_day: date) -> None:
     session.add(ModelSeen(connection_id=connection.id, model=model, first_day=first_day))
 
@@ -102,7 +115,9 @@ def store(db):
             status_reason="invalid_key",
             status_message="The management key was revoked.",
         )
-        add_connection(session, workspace, "Staging", status="failing", status_reason="timeout")
+        staging = add_connection(
+            session, workspace, "Staging", status="failing", status_reason="timeout"
+        )
         other = add_connection(session, elsewhere, "Theirs")
 
         for day in days(date(2026, 2, 1), date(2026, 3, 19)):
@@ -146,6 +161,8 @@ def store(db):
             ]
         )
         session.flush()
+        for connection in (production, research, staging, other):  # synced daily, all along
+            fetched(session, connection, date(2026, 1, 1), date(2026, 4, 30))
         rebuild_totals(session, workspace.id)
         rebuild_totals(session, elsewhere.id)
         return {
@@ -361,9 +378,9 @@ def test_a_batch_costs_a_few_aggregate_queries_whatever_its_size(db, store) -> N
         many = len(statements) - 1  # the batch's own lookup of “Theirs”
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
-    # connections, budgets, models seen; then per kind of period two cost
-    # queries for the workspace and two for all the single connections
-    assert one <= 5 and many <= 3 + 3 * 4
+    # connections, budgets, models seen, days fetched; then per kind of period two
+    # cost queries for the workspace and two for all the single connections
+    assert one <= 6 and many <= 4 + 3 * 4
 
 
 # -- quiet subscriptions
@@ -450,12 +467,14 @@ def crowded(db):
         session.add(workspace)
         session.flush()
         main = add_connection(session, workspace, "Main")
+        session.flush()
+        fetched(session, main, date(2026, 1, 1), DAY)
         for n in range(40):
             model = f"grok-model-{n:02d}-with-a-rather-long-name-for-tables"
             spend(session, main, DAY, model, str(100 - n))
             seen(session, main, model, DAY if n >= 10 else date(2026, 1, 1))
         for n in range(12):
-            add_connection(
+            broken = add_connection(
                 session,
                 workspace,
                 f"Broken <&> {n}",
@@ -463,6 +482,7 @@ def crowded(db):
                 status_reason="invalid_key",
                 status_message="The key was revoked. " * 200,
             )
+            fetched(session, broken, date(2026, 1, 1), DAY)
         session.flush()
         rebuild_totals(session, workspace.id)
         return workspace.id
@@ -561,3 +581,47 @@ def test_two_connections_read_both(db, store) -> None:
     assert "All 3 connections" in all_text(digest_message(d))
     assert formatting.connections_count(2) == "Both connections"
     assert formatting.connections_count(1) == "1 connection"
+
+
+# -- days no sync fetched
+
+
+def forget_fetched(db, connection_id: int, first: date, last: date) -> None:
+    """As if no sync had fetched ``first``..``last`` for this connection."""
+    with db.transaction() as session:
+        session.execute(
+            FetchedSpan.__table__.delete().where(FetchedSpan.connection_id == connection_id)
+        )
+        connection = session.get(Connection, connection_id)
+        fetched(session, connection, date(2026, 1, 1), first - timedelta(days=1))
+        fetched(session, connection, last + timedelta(days=1), date(2026, 4, 30))
+
+
+def test_a_day_nobody_fetched_says_not_fetched_never_zero(db, store) -> None:
+    for key in ("production", "research"):
+        forget_fetched(db, store[key], DAY, DAY)
+    with db.transaction() as session:
+        staging = session.scalar(select(Connection).where(Connection.label == "Staging"))
+    forget_fetched(db, staging.id, DAY, DAY)
+    with db.transaction() as session:
+        session.execute(DailyCost.__table__.delete().where(DailyCost.day == DAY))
+        rebuild_totals(session, store["workspace"])
+    d = digest_of(db, store)
+    assert d.nothing_fetched and d.unfetched[0] == "“Production”: Fri 20 Mar 2026"
+    message = digest_message(d)
+    text = all_text(message)
+    assert message["blocks"][0]["text"]["text"] == "Daily xAI spend · Fri 20 Mar 2026: not fetched"
+    assert "$0.00" not in text.split("Month to date")[0]  # no total of $0.00 ...
+    assert "vs the day before" not in text and "No spend" not in text  # ... and no deltas
+    assert "Not fetched, so not counted as $0.00: “Production”: Fri 20 Mar 2026" in text
+
+
+def test_a_week_partly_fetched_shows_fetched_days_only(db, store) -> None:
+    forget_fetched(db, store["research"], date(2026, 3, 19), date(2026, 3, 22))
+    d = digest_of(db, store, "week", date(2026, 3, 23))
+    assert not d.nothing_fetched and d.unfetched == ("“Research”: 19 Mar–22 Mar 2026",)
+    message = digest_message(d)
+    assert message["blocks"][0]["text"]["text"].endswith("(fetched days only)")
+    text = all_text(message)
+    assert "vs the week before" not in text
+    assert "not fetched: “Research”: 19 Mar–22 Mar 2026" in message["text"]
