@@ -207,7 +207,7 @@ def update_key_submitted(
     try:
         updated = service.update_key(connection, key, check)
     except ConnectError as error:
-        tell(f":x: The key was not changed: {error.message}")
+        tell(f":x: The key was not changed: {formatting.mrkdwn(error.message)}")
         return
     label = formatting.mrkdwn(updated.label)
     sync = updated.sync

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from tests.bot.slack.conftest import SlackApp, text_of
@@ -58,3 +59,16 @@ def test_status_shows_the_month_end_forecast(connected: SlackApp):
     text = text_of(connected.reply(url_id))
     assert "month-end forecast $" in text  # the connection's
     assert ", at the pace of the last 7 days, all connections: *$" in text  # the workspace's
+
+
+def test_xais_own_words_in_a_form_are_escaped():
+    from bot.slack import blocks
+
+    said = "xAI said: team <!channel> & key > 1"
+    for view in (
+        blocks.connect_modal({}, {}, error=said),
+        blocks.update_key_modal({}, "R&D <!here>", "team-1", error=said),
+    ):
+        text = json.dumps(view)
+        assert "<!channel>" not in text and "<!here>" not in text
+        assert "team &lt;!channel&gt; &amp; key &gt; 1" in text
