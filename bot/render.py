@@ -49,6 +49,7 @@ def environment() -> jinja2.Environment:
         clock=formatting.clock,
         fit=formatting.fit,
         mrkdwn=formatting.mrkdwn,
+        clip=formatting.clip,
         cost_cell=formatting.cost_cell,
         day_label=formatting.day_label,
     )
