@@ -17,7 +17,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from bot.figures import PACE_DAYS, Forecast, last_finished_day, month_end_forecast
-from bot.formatting import day_label, day_span
+from bot.formatting import clock, day_label, day_span
 from bot.grammar import Command, parse_day
 from storage.models import (
     ApiKeyName,
@@ -68,11 +68,7 @@ def resolve_period(command: Command, today: date) -> Period:
 
 
 def _span(start: date, end: date) -> str:
-    if start == end:
-        return day_label(start)
-    if start.year == end.year:
-        return f"{start:%d %b}–{end:%d %b %Y}".replace(" 0", " ").lstrip("0")
-    return f"{start:%d %b %Y}–{end:%d %b %Y}".lstrip("0")
+    return day_span(start, end)  # one way everywhere: "25 Nov–1 Dec 2026", no "01"
 
 
 @dataclass(frozen=True)
@@ -694,8 +690,8 @@ def _explanations(start, end, spans, as_of, synced, today, invoice, usage) -> tu
         )
     if synced is not None and abs((synced - as_of).total_seconds()) > 60:
         reasons.append(
-            f"read at different times: the invoice at {as_of:%d %b %H:%M} UTC, "
-            f"the costs at {synced:%d %b %H:%M} UTC (the next sync reads both)"
+            f"read at different times: the invoice at {clock(as_of)}, "
+            f"the costs at {clock(synced)} (the next sync reads both)"
         )
     if end >= today - timedelta(days=1):
         reasons.append(

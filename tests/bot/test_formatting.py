@@ -38,3 +38,11 @@ def test_narrow_shares_and_connection_counts() -> None:
         "Both connections",
         "All 3 connections",
     ]
+
+
+def test_report_titles_have_no_leading_zeros() -> None:
+    from bot.grammar import Command
+    from bot.reports import resolve_period
+
+    week = resolve_period(Command("week", ()), date(2026, 12, 1))
+    assert week.title == "Last 7 days, 25 Nov–1 Dec 2026"

@@ -151,6 +151,7 @@ def test_status_forecasts_the_month_end_per_connection_and_for_the_workspace(
     assert workspace == expected([DEMO_TEAM_ID, other_team])
     assert research < workspace and production < workspace
     assert "Month-end forecast for November 2026, at the pace of the last 7 days, " in text
+    assert "month-end forecast for November $" in text  # each connection's, its month named
     assert f"all connections: ${workspace.quantize(Decimal('0.01'), ROUND_HALF_UP):,}" in text
     as_json = by_label["Research"].as_json()["forecast"]
     assert as_json["month"] == "2026-11" and Decimal(as_json["usd"]) == research

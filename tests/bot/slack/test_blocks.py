@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 from tests.bot.slack.conftest import SlackApp, text_of
@@ -57,7 +58,7 @@ def test_no_spend_on_a_model_pattern_says_how_to_see_the_models(connected: Slack
 def test_status_shows_the_month_end_forecast(connected: SlackApp):
     _, url_id = connected.command("status")
     text = text_of(connected.reply(url_id))
-    assert "month-end forecast $" in text  # the connection's
+    assert re.search(r"month-end forecast for [A-Z][a-z]+ \$", text)  # the connection's
     assert ", at the pace of the last 7 days, all connections: *$" in text  # the workspace's
 
 
