@@ -72,7 +72,7 @@ from bot.formatting import (
     times,
 )
 from bot.render import render_json
-from bot.reports import cost_query
+from bot.reports import cost_query, fetched_days
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, DailyCost
 
 ZERO = Decimal(0)
@@ -315,14 +315,23 @@ class _Spike:
         return level
 
 
-def _spike(costs: dict[date, Decimal], day: date) -> _Spike | None:
-    """The rule's cost conditions (the history condition needs the first day)."""
+def _spike(costs: dict[date, Decimal], day: date, fetched: set[date]) -> _Spike | None:
+    """The rule's cost conditions (the history condition needs the first day).
+
+    Only fetched days are history: a day no sync fetched is unknown, not $0,
+    so it neither lowers the baseline nor counts towards the 7 days needed.
+    """
+    if day not in fetched:
+        return None
     cost = costs.get(day, ZERO)
-    week = [costs.get(day - timedelta(days=n), ZERO) for n in range(1, SPIKE_WEEK + 1)]
-    month = [costs.get(day - timedelta(days=n), ZERO) for n in range(1, SPIKE_MONTH + 1)]
-    mean7 = sum(week, ZERO) / SPIKE_WEEK
-    mean28 = sum(month, ZERO) / SPIKE_MONTH
-    sd28 = (sum(((c - mean28) ** 2 for c in month), ZERO) / SPIKE_MONTH).sqrt()
+    before = [day - timedelta(days=n) for n in range(1, SPIKE_MONTH + 1)]
+    week = [costs.get(d, ZERO) for d in before[:SPIKE_WEEK] if d in fetched]
+    month = [costs.get(d, ZERO) for d in before if d in fetched]
+    if not week or len(month) < SPIKE_MIN_HISTORY:
+        return None
+    mean7 = sum(week, ZERO) / len(week)
+    mean28 = sum(month, ZERO) / len(month)
+    sd28 = (sum(((c - mean28) ** 2 for c in month), ZERO) / len(month)).sqrt()
     upper = mean28 + SPIKE_SIGMAS * sd28
     if cost > SPIKE_RATIO * mean7 and cost > upper and cost - mean7 >= SPIKE_MIN_IMPACT:
         return _Spike(day, cost, mean7, upper)
@@ -337,11 +346,17 @@ def spike_alerts(session: Session, workspace_id: int, today: date) -> list[Alert
     query = cost_query(workspace_id, start, days[-1], ["connection_id", "day"])
     for connection_id, day, cost in session.execute(query):
         history[connection_id][day] = cost or ZERO
+    # A day with a cost row was fetched; only a connection missing some day needs
+    # its fetched spans read, to tell a day of no spend from a day never fetched.
+    window = {start + timedelta(days=n) for n in range((days[-1] - start).days + 1)}
+    gaps = any(set(costs) != window for costs in history.values())
+    fetched = fetched_days(session, workspace_id, start, days[-1]) if gaps else {}
+    known = {c: fetched.get(c, set()) | set(costs) for c, costs in history.items()}
     candidates = [
         (connection_id, spike)
         for connection_id in sorted(history)
         for day in days
-        if (spike := _spike(history[connection_id], day)) is not None
+        if (spike := _spike(history[connection_id], day, known[connection_id])) is not None
     ]
     if not candidates:
         return []
@@ -566,7 +581,7 @@ def alert_message(alert: Alert) -> dict[str, Any]:
     return render_json(
         "slack/alert.json.j2",
         fallback=clip(mrkdwn(fallback), SECTION_LIMIT),
-        header=clip(f"{emoji} {alert.title}", HEADER_LIMIT),
+        header=clip(mrkdwn(f"{emoji} {alert.title}"), HEADER_LIMIT),
         body=clip(mrkdwn(alert.text), SECTION_LIMIT),
         note=REPEATS.get(alert.kind, ""),
     )

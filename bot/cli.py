@@ -286,7 +286,9 @@ def connect(command: Command, runtime: Runtime, console: Console) -> int:
         f"Connected “{connected.label}” ({connected.mask}). The key is stored "
         "encrypted and will not be shown again."
     )
-    console.print(_sync_line(connected.backfill, verb="Backfilled"))
+    backfill = connected.backfill
+    hint = formatting.zero_backfill_hint(backfill.total_usd, backfill.days) if backfill.ok else ""
+    console.print(_sync_line(backfill, verb="Backfilled") + hint)
     from bot.setup import Setup
 
     console.print(
@@ -443,7 +445,7 @@ def _sync_line(result: SyncResult, verb: str = "Synced") -> str:
         return f"“{result.label}” failed: {result.message}"
     return (
         f"{verb} “{result.label}”: {result.days} day{'s' if result.days != 1 else ''} "
-        f"({result.start} to {result.end}), {result.rows} rows, "
+        f"({formatting.day_span(result.start, result.end)}), {result.rows} rows, "
         f"{formatting.money(result.total_usd)}."
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from bot import formatting
 from bot.figures import PACE, PACE_DAYS, TeamLimit, month_end_forecast, spending_limit_text
 from bot.render import render_json
-from bot.reports import cost_query
+from bot.reports import cost_query, fetched_days
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, ModelSeen
 
 COMPARED_WITH = {"day": "the day before", "week": "the week before", "month": "the month before"}
@@ -40,6 +40,9 @@ MAX_NEW_MODELS = 10
 MAX_FAILING = 8
 MAX_LINE_CHARS = 300
 MODEL_WIDTH = 28
+PHONE_WIDTH = 40
+"""A table line at most: what a phone shows without wrapping (model names give way first)."""
+SHARE_WIDTH = 4  # "67%", narrowed from "67.2%" to fit a phone
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,17 @@ class Digest:
     connection_count: int
     connection_label: str | None = None  # the one connection, for a filtered digest
     spending_limit_text: str | None = None  # bot.figures: prepaid only, or the headroom
+    month_trend: str = ""  # monthly digests: the total of each day of the month, in order
+    unfetched: tuple[str, ...] = ()
+    """Days of the period no sync fetched, per connection: its total is of fetched days only."""
+    nothing_fetched: bool = False  # no day of the period was fetched for any connection
+
+    @property
+    def trend_span(self) -> str:
+        """What a model's sparkline covers, oldest first (see :func:`_trend_buckets`)."""
+        first = _trend_buckets(self.every, self.period_start, self.period_end)[0][0]
+        kind = "weeks" if self.every == "month" else "days"
+        return f"{kind} of {formatting.day_span(first, self.period_end)}"
 
     @property
     def empty(self) -> bool:
@@ -228,6 +242,7 @@ class _Facts:
     first_seen: dict[int, dict[str, date]]  # connection id -> model -> first day
     totals: dict[tuple[str, int | None], _Totals]  # (every, scope) -> day -> cost
     by_model: dict[tuple[str, int | None], _ByModel]
+    fetched: dict[int, set[date]] = field(default_factory=dict)  # connection -> days fetched
 
     @classmethod
     def load(cls, session: Session, workspace_id: int, requests: Sequence[DigestRequest]) -> _Facts:
@@ -246,6 +261,10 @@ class _Facts:
                 by_every[request.every].append(request)
         for every, group in by_every.items():
             facts._load_costs(session, workspace_id, every, group)
+        periods = [digest_period(r.every, r.occurrence) for r in requests]
+        if periods:  # which days of the periods were fetched: one query for the batch
+            first, last = min(p[0] for p in periods), max(p[1] for p in periods)
+            facts.fetched = fetched_days(session, workspace_id, first, last)
         return facts
 
     def _load_costs(
@@ -313,21 +332,40 @@ class _Facts:
             ((model, cost) for model, cost in by_model.items() if cost),
             key=lambda item: (-item[1], item[0]),
         )
-        spark_days = list(_days(end - timedelta(days=SPARK_DAYS - 1), end))
+        buckets = _trend_buckets(every, start, end)
+
+        def trend(model: str) -> str:
+            def cost(day: date) -> Decimal:
+                return recent.get(day, {}).get(model, Decimal(0))
+
+            return formatting.sparkline(
+                [sum((cost(day) for day in _days(a, b)), Decimal(0)) for a, b in buckets]
+            )
+
+        # One model past the top five is shown by name, not as "other".
+        shown = TOP_MODELS + 1 if len(ranked) == TOP_MODELS + 1 else TOP_MODELS
         top = tuple(
             ModelLine(
                 model=model,
                 cost_usd=cost,
                 share=cost / total if total else Decimal(0),
-                spark=formatting.sparkline(
-                    [recent.get(day, {}).get(model, Decimal(0)) for day in spark_days]
-                ),
+                spark=trend(model),
             )
-            for model, cost in ranked[:TOP_MODELS]
+            for model, cost in ranked[:shown]
         )
-        other = sum((cost for _, cost in ranked[TOP_MODELS:]), Decimal(0))
+        other = sum((cost for _, cost in ranked[shown:]), Decimal(0))
 
         month_to_date = spent(end.replace(day=1), end)
+        period_days = list(_days(start, end))
+        missing = {
+            c.id: [day for day in period_days if day not in self.fetched.get(c.id, ())]
+            for c in included
+        }
+        unfetched = tuple(
+            f"“{c.label}”: " + ", ".join(formatting.day_span(a, b) for a, b in _runs(missing[c.id]))
+            for c in sorted(included, key=lambda c: c.label)
+            if missing[c.id]
+        )
         budget = self.budgets.get(one)
         failing = tuple(
             f"“{c.label}” failed to sync: {c.status_message or c.status_reason or 'unknown error'}"
@@ -364,6 +402,13 @@ class _Facts:
             failing=failing,
             connection_count=len(included),
             connection_label=included[0].label if one is not None else None,
+            unfetched=unfetched,
+            nothing_fetched=all(len(m) == len(period_days) for m in missing.values()),
+            month_trend=(
+                formatting.sparkline([day_totals.get(day, Decimal(0)) for day in _days(start, end)])
+                if every == "month"
+                else ""
+            ),
         )
 
     def _new_models(self, included: list[Any], start: date, end: date) -> tuple[str, ...]:
@@ -413,6 +458,7 @@ def _view(digest: Digest) -> dict[str, Any]:
     """What both templates show, already cut to Slack's limits."""
     costs = [formatting.money(line.cost_usd) for line in digest.top]
     costs.append(formatting.money(digest.other_usd))
+    cost_width = max(len(cost) for cost in costs)
     new_models = list(digest.new_models[:MAX_NEW_MODELS])
     if len(digest.new_models) > MAX_NEW_MODELS:
         new_models.append(f"and {len(digest.new_models) - MAX_NEW_MODELS} more")
@@ -423,7 +469,7 @@ def _view(digest: Digest) -> dict[str, Any]:
         scope = f"“{digest.connection_label}” only"
     else:
         count = digest.connection_count
-        scope = f"{'All ' if count > 1 else ''}{count} connection{'s' if count != 1 else ''}"
+        scope = formatting.connections_count(count)
     comparisons = [(digest.compared_with, digest.previous_usd)]
     if digest.average_usd is not None:
         comparisons.append((f"{AVERAGE_DAYS}-day average", digest.average_usd))
@@ -431,6 +477,13 @@ def _view(digest: Digest) -> dict[str, Any]:
     if digest.empty:
         header = digest.title
         fallback = f"{digest.title}: no xAI team is connected yet."
+    elif digest.unfetched:  # a total short of unfetched days: no $0.00, no deltas
+        comparisons = []
+        if digest.nothing_fetched:
+            header = f"{digest.title}: {formatting.NOT_FETCHED}"
+        else:
+            header = f"{digest.title}: {money_total} (fetched days only)"
+        fallback = f"{header}; not fetched: {'; '.join(digest.unfetched[:3])}"
     else:
         header = f"{digest.title}: {money_total}"
         change = formatting.delta(digest.total_usd, digest.previous_usd)
@@ -441,9 +494,11 @@ def _view(digest: Digest) -> dict[str, Any]:
         "fallback": fallback,
         "comparisons": comparisons,
         "label_width": min(
-            MODEL_WIDTH, max([len(line.model) for line in digest.top] + [len("other"), 12])
+            MODEL_WIDTH,
+            PHONE_WIDTH - 2 - cost_width - 2 - SHARE_WIDTH - 2 - SPARK_DAYS,
+            max([len(line.model) for line in digest.top] + [len("other"), 12]),
         ),
-        "cost_width": max(len(cost) for cost in costs),
+        "cost_width": cost_width,
         "new_models": ", ".join(new_models),
         "budget_used": (
             formatting.percent_reached(digest.month_to_date_usd, digest.budget_usd)
@@ -454,6 +509,9 @@ def _view(digest: Digest) -> dict[str, Any]:
         "failing": failing,
         "more_failing": len(digest.failing) - len(failing),
         "scope": scope,
+        "unfetched": [
+            formatting.clip(line, MAX_LINE_CHARS) for line in digest.unfetched[:MAX_FAILING]
+        ],
     }
 
 
@@ -509,6 +567,26 @@ def _empty(every: str, start: date, end: date, title: str) -> Digest:
         failing=(),
         connection_count=0,
     )
+
+
+def _runs(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted days as (first, last) stretches of consecutive days."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and runs[-1][1] + timedelta(days=1) == day:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def _trend_buckets(every: str, start: date, end: date) -> list[tuple[date, date]]:
+    """The stretches a sparkline shows, oldest first: the 7 days ending with the period,
+    or, for a month, its weeks from the 1st (the last one shorter)."""
+    if every != "month":
+        return [(day, day) for day in _days(end - timedelta(days=SPARK_DAYS - 1), end)]
+    firsts = list(_days(start, end))[::7]
+    return [(a, min(a + timedelta(days=6), end)) for a in firsts]
 
 
 def _title(every: str, start: date, end: date) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -38,6 +39,16 @@ def share(part: Decimal, total: Decimal) -> str:
     if 0 < pct < Decimal("0.1"):
         return "<0.1%"
     return f"{pct.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
+
+
+def share_narrow(part: Decimal, total: Decimal) -> str:
+    """A share in at most 4 characters for phone-wide tables: ``67%``, ``<1%``."""
+    if total == 0:
+        return "–"
+    pct = part / total * 100
+    if 0 < pct < Decimal("0.5"):
+        return "<1%"
+    return f"{pct.to_integral_value(ROUND_HALF_UP)}%"
 
 
 def delta(now: Decimal, before: Decimal) -> str:
@@ -80,15 +91,26 @@ def mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def day_span(start: date, end: date) -> str:
-    """An inclusive span of days, as short as it reads clearly:
+_SLACK_REFERENCE = re.compile(r"&lt;([#@][A-Z0-9]+)&gt;")
 
-    ``Sat 21 Nov 2026``, ``15–21 Nov 2026``, ``28 Oct–3 Nov 2026``, ``28 Dec 2026–3 Jan 2027``.
+
+def mrkdwn_keep_references(text: str) -> str:
+    """Escape a whole reply for Slack, keeping the channel and user references it names.
+
+    For replies built from user words (errors, setup confirmations) that also
+    point at ``<#C…>`` or ``<@U…>`` on purpose: labels, amounts typed and
+    provider text are escaped, so ``<!channel>`` in a label never pings.
+    """
+    return _SLACK_REFERENCE.sub(r"<\1>", mrkdwn(text))
+
+
+def day_span(start: date, end: date) -> str:
+    """An inclusive span of days, one way everywhere (no leading zeros, the month on both sides):
+
+    ``Sat 21 Nov 2026``, ``1 Oct–31 Oct 2026``, ``28 Oct–3 Nov 2026``, ``28 Dec 2026–3 Jan 2027``.
     """
     if start == end:
         return day_label(start)
-    if (start.year, start.month) == (end.year, end.month):
-        return f"{start.day}–{end.day} {end:%b %Y}"
     if start.year == end.year:
         return f"{start.day} {start:%b}–{end.day} {end:%b %Y}"
     return f"{start.day} {start:%b %Y}–{end.day} {end:%b %Y}"
@@ -130,3 +152,23 @@ def clip(text: str, limit: int) -> str:
     if amp != -1 and ";" not in cut[amp:] and len(cut) - amp < len("&amp;"):
         cut = cut[:amp]
     return cut + "…"
+
+
+def zero_backfill_hint(total: Decimal, days: int) -> str:
+    """After a backfill that found nothing: the likeliest cause, and what to check."""
+    if total != 0:
+        return ""
+    return (
+        f" No spend at all in {days} days: if this team does use the API, the Team ID may be "
+        "another team's (a key can only read its own team: check Settings > Team ID in "
+        "console.x.ai)."
+    )
+
+
+def connections_count(count: int) -> str:
+    """``1 connection``, ``Both connections``, ``All 3 connections``."""
+    if count == 1:
+        return "1 connection"
+    if count == 2:
+        return "Both connections"
+    return f"All {count} connections"

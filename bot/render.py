@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 import templates
-from bot import formatting
+from bot import figures, formatting
 from bot.reports import Report, ReportRow
 
 GROUP_TITLES = {
@@ -39,14 +39,17 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=False,
         undefined=jinja2.StrictUndefined,
     )
+    env.globals["pace"] = figures.PACE  # how the month-end forecast is made, in its words
     env.filters.update(
         money=formatting.money,
         share=formatting.share,
+        share_narrow=formatting.share_narrow,
         delta=formatting.delta,
         sparkline=formatting.sparkline,
         clock=formatting.clock,
         fit=formatting.fit,
         mrkdwn=formatting.mrkdwn,
+        clip=formatting.clip,
         cost_cell=formatting.cost_cell,
         day_label=formatting.day_label,
     )

@@ -18,7 +18,8 @@ from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, case, fu
 from sqlalchemy.orm import Session
 
 from bot.config import MAX_BACKFILL_DAYS
-from bot.formatting import day_label, day_span
+from bot.figures import PACE_DAYS, Forecast, last_finished_day, month_end_forecast
+from bot.formatting import clock, day_label, day_span
 from bot.grammar import Command, UsageError, parse_day
 from storage.models import (
     ApiKeyName,
@@ -88,11 +89,7 @@ def _within_data(start: date, end: date, *, today: date) -> tuple[date, date]:
 
 
 def _span(start: date, end: date) -> str:
-    if start == end:
-        return day_label(start)
-    if start.year == end.year:
-        return f"{start:%d %b}–{end:%d %b %Y}".replace(" 0", " ").lstrip("0")
-    return f"{start:%d %b %Y}–{end:%d %b %Y}".lstrip("0")
+    return day_span(start, end)  # one way everywhere: "25 Nov–1 Dec 2026", no "01"
 
 
 @dataclass(frozen=True)
@@ -429,29 +426,38 @@ def _time_rows(by_day: dict[date, Decimal], period: Period, group_by: str) -> li
     buckets: dict[str, tuple[str, Decimal]] = {}
     step = period.start
     while step <= period.end:
-        key, label, step_after = _bucket(step, group_by)
+        key, label, step_after = _bucket(step, group_by, period)
         buckets[key] = (label, Decimal(0))
         if step_after > period.end:
             break
         step = step_after
     for day, cost in by_day.items():
         if period.start <= day <= period.end:
-            key = _bucket(day, group_by)[0]
+            key = _bucket(day, group_by, period)[0]
             label, previous = buckets[key]
             buckets[key] = (label, previous + cost)
     return [(key, label, cost) for key, (label, cost) in buckets.items()]
 
 
-def _bucket(day: date, group_by: str) -> tuple[str, str, date]:
+def _bucket(day: date, group_by: str, period: Period) -> tuple[str, str, date]:
     """The row a day falls in: its key, its label, and the first day of the next row."""
     if group_by == "day":
         return day.isoformat(), day_label(day), day + timedelta(days=1)
     if group_by == "week":
         monday = day - timedelta(days=day.weekday())
-        return monday.isoformat(), f"week of {day_label(monday)}", monday + timedelta(days=7)
+        return monday.isoformat(), _week_label(monday, period), monday + timedelta(days=7)
     first = day.replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     return f"{day:%Y-%m}", f"{calendar.month_name[day.month]} {day.year}", following
+
+
+def _week_label(monday: date, period: Period) -> str:
+    """``23 Nov–29 Nov``: the week's days in the period; a week the period cuts says so."""
+    first, last = max(monday, period.start), min(monday + timedelta(days=6), period.end)
+    year = f" {last.year}" if period.start.year != period.end.year else ""
+    span = f"{first.day} {first:%b}" + ("" if first == last else f"–{last.day} {last:%b}")
+    part = "" if (first, last) == (monday, monday + timedelta(days=6)) else " (part)"
+    return f"{span}{year}{part}"
 
 
 class _Coverage:
@@ -572,7 +578,7 @@ class _Coverage:
         days: dict[str, list[int]] = {}
         day = self.period.start
         for count in self.fetched_by:
-            days.setdefault(_bucket(day, group_by)[0], []).append(count)
+            days.setdefault(_bucket(day, group_by, self.period)[0], []).append(count)
             day += timedelta(days=1)
         marked = []
         for r in rows:
@@ -647,6 +653,10 @@ class StatusRow:
     duplicate_of: str | None = None
     """The label of an older connection of the same account (old databases only)."""
     reconciliation: Reconciliation | None = None
+    forecast: Forecast | None = None
+    """This connection's month-end forecast (:func:`bot.figures.month_end_forecast`)."""
+    workspace_forecast: Forecast | None = None
+    """The workspace's, the same for every row: a connection's never exceeds it."""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -661,6 +671,16 @@ class StatusRow:
             "month_to_date_usd": str(self.month_to_date_usd),
             "duplicate_of": self.duplicate_of,
             "reconciliation": self.reconciliation.as_json() if self.reconciliation else None,
+            "forecast": (
+                {
+                    "month": f"{self.forecast.month:%Y-%m}",
+                    "through": self.forecast.through.isoformat(),
+                    "usd": str(self.forecast.total),
+                    "workspace_usd": str(self.workspace_forecast.total),
+                }
+                if self.forecast and self.workspace_forecast
+                else None
+            ),
         }
 
 
@@ -690,6 +710,7 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
     # A connection without an account key duplicates an older one (see migration 0009).
     owners = {(c.provider, c.account_key): c.label for c in connections if c.account_key}
     reconciled = _reconcile(session, workspace_id, today)
+    forecasts, workspace_forecast = _forecasts(session, workspace_id, today)
     return [
         StatusRow(
             label=c.label,
@@ -705,9 +726,29 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             if c.account_key
             else owners.get((c.provider, account_key(c.account_ref or ""))),
             reconciliation=reconciled.get(c.id),
+            # No cost in the window: the same definition over no days, $0.00.
+            forecast=forecasts.get(c.id) or month_end_forecast({}, workspace_forecast.through),
+            workspace_forecast=workspace_forecast,
         )
         for c in connections
     ]
+
+
+def _forecasts(
+    session: Session, workspace_id: int, today: date
+) -> tuple[dict[int, Forecast], Forecast]:
+    """Each connection's month-end forecast and the workspace's, by the one definition."""
+    through = last_finished_day(today)
+    start = min(through.replace(day=1), through - timedelta(days=PACE_DAYS - 1))
+    query = cost_query(workspace_id, start, through, ["connection_id", "day"])
+    by_connection: dict[int, dict[date, Decimal]] = {}
+    everyone: dict[date, Decimal] = {}
+    for connection_id, day, cost in session.execute(query):
+        by_connection.setdefault(connection_id, {})[day] = cost or Decimal(0)
+        everyone[day] = everyone.get(day, Decimal(0)) + (cost or Decimal(0))
+    workspace = month_end_forecast(everyone, through)
+    forecasts = {cid: month_end_forecast(days, through) for cid, days in by_connection.items()}
+    return forecasts, workspace
 
 
 def _reconcile(session: Session, workspace_id: int, today: date) -> dict[int, Reconciliation]:
@@ -781,8 +822,8 @@ def _explanations(start, end, spans, as_of, synced, today, invoice, usage) -> tu
         )
     if synced is not None and abs((synced - as_of).total_seconds()) > 60:
         reasons.append(
-            f"read at different times: the invoice at {as_of:%d %b %H:%M} UTC, "
-            f"the costs at {synced:%d %b %H:%M} UTC (the next sync reads both)"
+            f"read at different times: the invoice at {clock(as_of)}, "
+            f"the costs at {clock(synced)} (the next sync reads both)"
         )
     if end >= today - timedelta(days=1):
         reasons.append(
@@ -797,3 +838,26 @@ def _explanations(start, end, spans, as_of, synced, today, invoice, usage) -> tu
 
 def _month_end(first: date) -> date:
     return first.replace(day=calendar.monthrange(first.year, first.month)[1])
+
+
+def fetched_days(
+    session: Session, workspace_id: int, start: date, end: date
+) -> dict[int, set[date]]:
+    """The days from ``start`` to ``end`` each connection of a workspace fetched.
+
+    For figures that must not read a day nobody fetched as $0.00 (digests,
+    spike detection); a connection that fetched none of them is absent.
+    """
+    query = select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day).where(
+        FetchedSpan.workspace_id == workspace_id,
+        FetchedSpan.first_day <= end,
+        FetchedSpan.last_day >= start,
+    )
+    days: dict[int, set[date]] = {}
+    for connection_id, first, last in session.execute(query):
+        day, stop = max(first, start), min(last, end)
+        found = days.setdefault(connection_id, set())
+        while day <= stop:
+            found.add(day)
+            day += timedelta(days=1)
+    return days

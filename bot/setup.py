@@ -173,7 +173,7 @@ class Setup:
             self.remove(DigestSubscription, ident)
             return "Removed: that digest won't be posted again."
         if action == "set":
-            return self._made(self.budget_set(self.set_budget(command, here=here)))
+            return self._made(self.budget_set(*self.replace_budget(command, here=here)))
         if action == "list":
             return self.budget_lines(self.budgets())
         self.remove(Budget, ident)
@@ -224,23 +224,45 @@ class Setup:
         return self._list(DigestSubscription)
 
     def set_budget(self, command: Command, *, here: str | None = None) -> Budget:
+        return self.replace_budget(command, here=here)[0]
+
+    def replace_budget(
+        self, command: Command, *, here: str | None = None
+    ) -> tuple[Budget, Decimal | None]:
+        """The scope's budget, set or replaced; and the amount it replaced, if any."""
         if len(command.args) < 2:
             raise SetupError("Say how much, e.g. `budget set 500`.")
         amount = parse_usd(command.args[1])
         thresholds = parse_thresholds(command.get("thresholds", "50,80,100"))
         # A budget set in a channel alerts there, unless --channel says otherwise.
         channel = command.get("channel")
-        budget = Budget(
-            workspace_id=self.workspace_id,
-            amount_usd=amount,
-            connection_id=self._connection_id(command.get("connection")),
-            thresholds=thresholds,
-            channel_id=parse_channel(channel, here, self.surface)[0] if channel or here else None,
-            created_by=self.actor,
-        )
+        connection_id = self._connection_id(command.get("connection"))
+        channel_id = parse_channel(channel, here, self.surface)[0] if channel or here else None
         with self.db.transaction() as session:
-            session.add(budget)
-        return budget
+            # One budget per scope: setting it again replaces it (and keeps its number).
+            budget = session.scalar(
+                select(Budget)
+                .where(
+                    Budget.workspace_id == self.workspace_id,
+                    Budget.connection_id.is_(None)
+                    if connection_id is None
+                    else Budget.connection_id == connection_id,
+                )
+                .order_by(Budget.id)
+            )
+            if budget is None:
+                budget = Budget(workspace_id=self.workspace_id, connection_id=connection_id)
+                session.add(budget)
+                replaced = None
+            else:
+                replaced = budget.amount_usd
+            budget.amount_usd = amount
+            budget.thresholds = thresholds
+            budget.channel_id = channel_id
+            budget.created_by = self.actor
+            session.flush()
+            session.expunge(budget)
+        return budget, replaced
 
     def budgets(self) -> list[Budget]:
         return self._list(Budget)
@@ -445,9 +467,17 @@ class Setup:
     def digest_added(self, sub: DigestSubscription) -> str:
         return (
             f"Digest {sub.id}: {self.channel(sub.channel_id, sub.channel_name or '')}, "
-            f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}). "
-            f"{self.command(f'digest remove {sub.id}')} stops it."
+            f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}), {self._scope(sub.connection_id)}"
+            f"{_quiet(sub)}. {self.command(f'digest remove {sub.id}')} stops it."
         )
+
+    def _scope(self, connection_id: int | None) -> str:
+        """What a digest or budget counts: ``all connections`` or ``“Production”``."""
+        if connection_id is None:
+            return "all connections"
+        with self.db.session() as session:
+            label = session.scalar(select(Connection.label).where(Connection.id == connection_id))
+        return f"“{label}”"
 
     def digest_lines(self, subscriptions: Sequence[DigestSubscription]) -> str:
         if not subscriptions:
@@ -460,17 +490,20 @@ class Setup:
                 paused = f"  {icon}paused: {sub.paused_reason}"
             lines.append(
                 f"{self._bold(sub.id)}  {self.channel(sub.channel_id, sub.channel_name or '')}  "
-                f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}){paused}"
+                f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}), {self._scope(sub.connection_id)}"
+                f"{_quiet(sub)}{paused}"
             )
         return "\n".join(lines)
 
-    def budget_set(self, budget: Budget) -> str:
+    def budget_set(self, budget: Budget, replaced: Decimal | None = None) -> str:
         if budget.channel_id:
             where = f"Its alerts go to {self.channel(budget.channel_id)}."
         else:
             where = self.where_alerts_go(budget.connection_id)
+        was = f" (replaces {formatting.money(replaced)})" if replaced is not None else ""
         return (
-            f"Budget {budget.id}: {formatting.money(budget.amount_usd)} a month, "
+            f"Budget {budget.id} for {self._scope(budget.connection_id)}: "
+            f"{formatting.money(budget.amount_usd)} a month{was}, "
             f"alerts at {_percents(budget.thresholds)} and when the month-end "
             f"forecast goes over it. {where}"
         )
@@ -479,7 +512,8 @@ class Setup:
         if not budgets:
             return f"No budgets yet: {self.command('budget set 500')} sets one."
         return "\n".join(
-            f"{self._bold(b.id)}  {formatting.money(b.amount_usd)} a month, "
+            f"{self._bold(b.id)}  {self._scope(b.connection_id)}: "
+            f"{formatting.money(b.amount_usd)} a month, "
             f"alerts at {_percents(b.thresholds)}"
             + (f" in {self.channel(b.channel_id)}" if b.channel_id else "")
             for b in budgets[:40]
@@ -501,3 +535,13 @@ class Setup:
 def _percents(thresholds: str) -> str:
     """``50,80,100`` as ``50%, 80%, 100%``."""
     return ", ".join(f"{t}%" for t in thresholds.split(","))
+
+
+def _quiet(sub: DigestSubscription) -> str:
+    """The quiet options a digest was set with, as the reply and the list echo them."""
+    parts = []
+    if sub.quiet_min_usd is not None:
+        parts.append(f"over {formatting.money(sub.quiet_min_usd)}")
+    if sub.quiet_change_pct is not None:
+        parts.append(f"moved by more than {sub.quiet_change_pct}%")
+    return f", posted only when spend {' or '.join(parts)}" if parts else ""

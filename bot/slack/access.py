@@ -52,15 +52,18 @@ def refusal_to_use(person: Person | None, team_id: str) -> str | None:
 
 
 def refusal_to_administer(
-    person: Person | None, team_id: str, admins: frozenset[str]
+    person: Person | None, team_id: str, admins: frozenset[str], what: str = ""
 ) -> str | None:
-    """Why this person may not connect, disconnect or configure, or None."""
+    """Why this person may not connect, disconnect or configure, or None.
+
+    ``what`` names what was refused (``budget set``), so the refusal says it."""
     refusal = refusal_to_use(person, team_id)
     if refusal or person is None:
         return refusal
     if person.is_admin or person.is_owner or person.user_id in admins:
         return None
+    doing = f"`/xai-usage {what}`" if what else "connect, disconnect or configure xAI teams"
     return (
-        "Sorry, only workspace admins and owners (or people listed in XAI_USAGE_ADMINS) can "
-        "connect or disconnect xAI teams. Everyone can run reports."
+        f"Sorry, only workspace admins and owners (or people listed in XAI_USAGE_ADMINS) can "
+        f"{'run ' if what else ''}{doing}. Everyone can run reports and `status`."
     )

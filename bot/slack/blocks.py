@@ -18,8 +18,12 @@ from bot.render import GROUP_TITLES, render_json
 from bot.reports import Report, StatusRow
 from bot.sync import SyncResult
 
-MAX_TABLE_ROWS = 25  # ~45 characters a line keeps a section far under 3,000
+MAX_TABLE_ROWS = 32  # a whole month of days (31) before "and N more"; 40 a line is ~1,300
+PHONE_WIDTH = 40
+"""A table line at most: a phone shows about 40 monospace characters without wrapping."""
+SHARE_WIDTH = 6
 MAX_STATUS_ROWS = 40
+FALLBACK_LABELS = 5
 LABEL_WIDTH = 26
 STATUS_ICONS = {
     "ok": ":white_check_mark:",
@@ -37,6 +41,7 @@ def report_message(report: Report) -> dict[str, Any]:
     hidden_total = sum((r.cost_usd for r in rest if r.cost_usd is not None), Decimal(0))
     costs = [formatting.cost_cell(r.cost_usd, r.complete) for r in report.rows]
     costs.append(formatting.money(hidden_total))
+    cost_width = max(len(c) for c in costs)
     subtitle = [f"by {GROUP_TITLES[report.group_by]}"]
     if report.model_pattern:
         subtitle.append(f"models matching “{formatting.mrkdwn(report.model_pattern)}”")
@@ -44,7 +49,8 @@ def report_message(report: Report) -> dict[str, Any]:
     subtitle.append(f"{count} connection{'s' if count != 1 else ''}")
     subtitle.append(f"as of {formatting.clock(report.as_of)}")
     top = ", ".join(
-        f"{r.label} {formatting.cost_cell(r.cost_usd, r.complete)}" for r in report.rows[:3]
+        f"{formatting.mrkdwn(r.label)} {formatting.cost_cell(r.cost_usd, r.complete)}"
+        for r in report.rows[:3]
     )
     header = f"{report.period.title}: {formatting.money(report.total_usd)}"
     if report.nothing_fetched:
@@ -60,27 +66,57 @@ def report_message(report: Report) -> dict[str, Any]:
         header=formatting.fit(header, 150).rstrip(),
         subtitle="  ·  ".join(subtitle),
         fallback=f"{header}" + (f" ({top})" if top else ""),
-        problems=report.problems[:5],
+        problems=[formatting.mrkdwn(p) for p in report.problems[:5]],
         coverage_notes=report.coverage_notes[:3],
-        label_width=min(LABEL_WIDTH, max([len(r.label) for r in shown] + [12])),
-        cost_width=max(len(c) for c in costs),
+        label_width=min(
+            LABEL_WIDTH,
+            PHONE_WIDTH - 2 - cost_width - 2 - SHARE_WIDTH,
+            max([len(r.label) for r in shown] + [12]),
+        ),
+        cost_width=cost_width,
     )
 
 
 def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:
-    fallback = "; ".join(f"{r.label}: {r.status}" for r in rows) or "No xAI team connected yet."
     return render_json(
         "slack/status.json.j2",
         rows=rows[:MAX_STATUS_ROWS],
-        alerts=list(alerts),
+        alerts=[formatting.mrkdwn_keep_references(line) for line in alerts],
         hidden=max(0, len(rows) - MAX_STATUS_ROWS),
         icons=STATUS_ICONS,
-        fallback=fallback,
+        fallback=status_fallback(rows),
     )
 
 
+def status_fallback(rows: Sequence[StatusRow]) -> str:
+    """A notification-sized summary: counts by status and the first few labels, escaped.
+
+    One line per connection would pass Slack's 40,000 characters long before
+    1,000 connections.
+    """
+    if not rows:
+        return "No xAI team is connected yet: a workspace admin can run `/xai-usage connect`."
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    shown = "; ".join(
+        f"{formatting.clip(formatting.mrkdwn(r.label), 60)}: {r.status}"
+        for r in rows[:FALLBACK_LABELS]
+    )
+    more = f"; and {len(rows) - FALLBACK_LABELS} more" if len(rows) > FALLBACK_LABELS else ""
+    tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"{len(rows)} connection{'s' if len(rows) != 1 else ''} ({tally}): {shown}{more}"
+
+
 def notice(text: str, usage: str = "") -> dict[str, Any]:
-    return render_json("slack/notice.json.j2", text=text[:2900], usage=usage)
+    """``text`` is mrkdwn already: its data escaped by whoever built it."""
+    return render_json("slack/notice.json.j2", text=formatting.clip(text, 2900), usage=usage)
+
+
+def words_notice(text: str, usage: str = "") -> dict[str, Any]:
+    """A reply built from people's words (an error, a setup confirmation): escaped here,
+    keeping the ``<#C…>``/``<@U…>`` references it makes on purpose."""
+    return notice(formatting.mrkdwn_keep_references(text), formatting.mrkdwn(usage))
 
 
 def help_message(topic: str | None = None) -> dict[str, Any]:
@@ -126,11 +162,15 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
         label = formatting.mrkdwn(r.label)
         if r.ok:
             lines.append(
-                f":white_check_mark: *{label}*: {r.days} days ({r.start} to {r.end}), "
+                f":white_check_mark: *{label}*: {r.days} days "
+                f"({formatting.day_span(r.start, r.end)}), "
                 f"{r.rows} rows, {formatting.money(r.total_usd)}"
             )
         else:
             lines.append(f":x: *{label}*: {formatting.mrkdwn(r.message or r.reason or '')}")
     if len(lines) > 30:
         lines = [*lines[:29], f"and {len(lines) - 29} more"]
-    return "\n".join(lines) or "No xAI team is connected yet."
+    return "\n".join(lines) or (
+        "No xAI team is connected yet, so there is nothing to sync: a workspace admin can run "
+        "`/xai-usage connect` first."
+    )

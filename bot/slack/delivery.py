@@ -22,6 +22,7 @@ import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.formatting import mrkdwn_keep_references
 from bot.jobs import ChannelUnavailable, WebhookFailed
 from bot.setup import CannotPost
 from bot.slack.settings import SlackSettings
@@ -38,9 +39,11 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 
 def post_note(client: WebClient, channel: str, text: str) -> None:
-    """Post a plain note (``digest add``'s); a refusal becomes :class:`CannotPost`."""
+    """Post a plain note (``digest add``'s); a refusal becomes :class:`CannotPost`.
+
+    Its labels are escaped here, keeping the ``<@U…>``/``<#C…>`` it names."""
     try:
-        client.chat_postMessage(channel=channel, text=text)
+        client.chat_postMessage(channel=channel, text=mrkdwn_keep_references(text))
     except SlackApiError as error:
         raise CannotPost(error.response.get("error", "unknown_error")) from None
 

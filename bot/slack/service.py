@@ -209,11 +209,12 @@ class SlackService:
         return look_up(client, invocation.user_id)
 
     def refusal(
-        self, client: WebClient, invocation: Invocation, *, admin: bool = False
+        self, client: WebClient, invocation: Invocation, *, admin: bool = False, what: str = ""
     ) -> str | None:
+        """Why this person may not do this (``what``: the words refused), or None."""
         person = self.person(client, invocation)
         if admin:
-            return refusal_to_administer(person, invocation.team_id, self.settings.admins)
+            return refusal_to_administer(person, invocation.team_id, self.settings.admins, what)
         return refusal_to_use(person, invocation.team_id)
 
     # -- reports ----------------------------------------------------------------

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import delete, event, update
+from sqlalchemy import delete, event, select, update
 
 from bot.alerts import (
     Alert,
@@ -24,7 +24,7 @@ from bot.alerts import (
     sync_failure_alerts,
 )
 from storage.db import Database
-from storage.models import BillingState, Budget, Connection, DailyCost, Workspace
+from storage.models import BillingState, Budget, Connection, DailyCost, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
 
 SPIKE_DAY = date(2026, 11, 20)  # a Friday
@@ -88,6 +88,25 @@ class Store:
             )
             session.flush()
             rebuild_totals(session, self.workspace_id)
+        self.fetched(connection_id, *costs)
+
+    def fetched(self, connection_id: int, *fetched: date) -> None:
+        """Record days as fetched by a sync (a day with a cost row was fetched)."""
+        with self.db.transaction() as session:
+            known = set(
+                session.scalars(
+                    select(FetchedSpan.first_day).where(FetchedSpan.connection_id == connection_id)
+                )
+            )
+            session.add_all(
+                FetchedSpan(
+                    connection_id=connection_id,
+                    workspace_id=self.workspace_id,
+                    first_day=day,
+                    last_day=day,
+                )
+                for day in sorted(set(fetched) - known)
+            )
 
     def daily(self, connection_id: int, start: date, end: date, cost, model="grok-4") -> None:
         self.spend(connection_id, dict.fromkeys(days(start, end), cost), model)
@@ -401,10 +420,23 @@ def test_history_counts_from_the_first_cost_row_ever(db) -> None:
     store = Store(db)
     prod = store.connection()
     store.spend(prod, {date(2026, 9, 1): 5})  # long ago, then quiet for weeks
+    store.fetched(prod, *days(date(2026, 9, 1), SPIKE_DAY))  # quiet: fetched, no spend
     steady(store, prod, 5, days_before=6)  # then six days in the window
     store.spend(prod, {SPIKE_DAY: 60})
 
     assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:3"]  # 60 / (30 / 7)
+
+
+def test_days_never_fetched_are_not_zero_spend_history(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.spend(prod, {date(2026, 9, 1): 5})  # long ago; the weeks since were never fetched
+    steady(store, prod, 20, days_before=5)  # five fetched days in the window
+    store.spend(prod, {SPIKE_DAY: 60})
+    assert store.spikes(NEXT_DAY) == []  # 5 days known, not 28 days of $0 around them
+
+    store.fetched(prod, *days(SPIKE_DAY - timedelta(days=28), SPIKE_DAY))  # now they are
+    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:2"]  # 60 / (100 / 7)
 
 
 def test_only_the_last_three_finished_days_are_checked(db) -> None:

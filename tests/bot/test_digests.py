@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from bot import formatting
 from bot.digests import (
@@ -37,6 +37,7 @@ from storage.models import (
     Budget,
     Connection,
     DailyCost,
+    FetchedSpan,
     ModelSeen,
     Workspace,
 )
@@ -81,6 +82,18 @@ def spend(session, connection: Connection, day: date, model: str, usd: str) -> N
     )
 
 
+def fetched(session, connection: Connection, first: date, last: date) -> None:
+    """Days a sync fetched (with or without spend); a day outside is "not fetched"."""
+    session.add(
+        FetchedSpan(
+            connection_id=connection.id,
+            workspace_id=connection.workspace_id,
+            first_day=first,
+            last_day=last,
+        )
+    )
+
+
 def seen(session, connection: Connection, model: str, first_day: date) -> None:
     session.add(ModelSeen(connection_id=connection.id, model=model, first_day=first_day))
 
@@ -102,7 +115,9 @@ def store(db):
             status_reason="invalid_key",
             status_message="The management key was revoked.",
         )
-        add_connection(session, workspace, "Staging", status="failing", status_reason="timeout")
+        staging = add_connection(
+            session, workspace, "Staging", status="failing", status_reason="timeout"
+        )
         other = add_connection(session, elsewhere, "Theirs")
 
         for day in days(date(2026, 2, 1), date(2026, 3, 19)):
@@ -146,6 +161,8 @@ def store(db):
             ]
         )
         session.flush()
+        for connection in (production, research, staging, other):  # synced daily, all along
+            fetched(session, connection, date(2026, 1, 1), date(2026, 4, 30))
         rebuild_totals(session, workspace.id)
         rebuild_totals(session, elsewhere.id)
         return {
@@ -258,7 +275,7 @@ def test_at_a_month_end_last_month_is_clipped_and_the_forecast_is_the_total(db, 
 def test_a_weekly_digest_compares_with_the_week_before(db, store) -> None:
     d = digest_of(db, store, "week", date(2026, 3, 23))  # a Monday
     assert (d.period_start, d.period_end) == (date(2026, 3, 16), date(2026, 3, 22))
-    assert d.title == "Weekly xAI spend · 16–22 Mar 2026"
+    assert d.title == "Weekly xAI spend · 16 Mar–22 Mar 2026"
     # 16–20 Mar: grok-4 40 + 40, grok-3-mini 6 + 6 + 5, the rest of 20 Mar 14.5
     assert d.total_usd == D("111.5")
     assert d.previous_usd == D(76)  # 9–15 Mar: grok-4 70, grok-3-mini 6
@@ -361,9 +378,9 @@ def test_a_batch_costs_a_few_aggregate_queries_whatever_its_size(db, store) -> N
         many = len(statements) - 1  # the batch's own lookup of “Theirs”
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
-    # connections, budgets, models seen; then per kind of period two cost
-    # queries for the workspace and two for all the single connections
-    assert one <= 5 and many <= 3 + 3 * 4
+    # connections, budgets, models seen, days fetched; then per kind of period two
+    # cost queries for the workspace and two for all the single connections
+    assert one <= 6 and many <= 4 + 3 * 4
 
 
 # -- quiet subscriptions
@@ -415,7 +432,7 @@ def test_the_slack_message_shows_every_figure(db, store) -> None:
     assert "Month to date: *$267.50* vs $200.00 at the same point last month (+33.8%)" in text
     assert "Month-end forecast for March 2026, at the pace of the last 7 days: *$480.43*" in text
     table = next(b["text"]["text"] for b in message["blocks"] if "```" in b["text"].get("text", ""))
-    assert "grok-4" in table and "67.2%" in table and "▃▃▃▃▃▃█" in table
+    assert "grok-4" in table and " 67%" in table and "▃▃▃▃▃▃█" in table
     assert table.index("grok-imagine") < table.index("other")
     assert "$1.50" in table.split("other")[1]
     assert ":new: New: grok-code-fast-1" in text
@@ -450,12 +467,14 @@ def crowded(db):
         session.add(workspace)
         session.flush()
         main = add_connection(session, workspace, "Main")
+        session.flush()
+        fetched(session, main, date(2026, 1, 1), DAY)
         for n in range(40):
             model = f"grok-model-{n:02d}-with-a-rather-long-name-for-tables"
             spend(session, main, DAY, model, str(100 - n))
             seen(session, main, model, DAY if n >= 10 else date(2026, 1, 1))
         for n in range(12):
-            add_connection(
+            broken = add_connection(
                 session,
                 workspace,
                 f"Broken <&> {n}",
@@ -463,6 +482,7 @@ def crowded(db):
                 status_reason="invalid_key",
                 status_message="The key was revoked. " * 200,
             )
+            fetched(session, broken, date(2026, 1, 1), DAY)
         session.flush()
         rebuild_totals(session, workspace.id)
         return workspace.id
@@ -510,3 +530,98 @@ def test_an_empty_workspace_gets_a_helpful_message(db) -> None:
     message = digest_message(d)
     assert message["text"] == "Daily xAI spend · Fri 20 Mar 2026: no xAI team is connected yet."
     assert "`/xai-usage connect`" in all_text(message)
+
+
+# -- reading on a phone
+
+
+def table_lines(message: dict) -> list[str]:
+    table = next(b["text"]["text"] for b in message["blocks"] if "```" in b["text"].get("text", ""))
+    return table.strip("`").splitlines()
+
+
+def test_tables_fit_a_phone_40_characters_wide_without_wrapping(db, crowded) -> None:
+    with db.session() as session:
+        d = build_digest(session, crowded, "day", SENT)
+    lines = table_lines(digest_message(d))
+    assert len(lines) == 7  # the heading, five models, other
+    assert max(len(line) for line in lines) <= 40
+    assert all(line.endswith(("7 DAYS", "%")) or line[-1] in formatting.SPARKS for line in lines)
+    assert lines[1].startswith("grok-model-00…")  # the name gives way, not the figures
+    assert "$100.00" in lines[1] and "  3%" in lines[1]
+
+
+def test_a_monthly_digest_shows_the_months_trend_and_says_which_way_it_runs(db, store) -> None:
+    d = digest_of(db, store, "month", date(2026, 4, 1))
+    # grok-4 by week of March: 1–7, 8–14, 15–21 ($10 x 6 + $40), 22–28, 29–31
+    assert d.top[0].spark == formatting.sparkline([D(70), D(70), D(100), D(0), D(0)])
+    assert len(d.month_trend) == 31  # each day of March, the 1st first
+    assert d.month_trend == formatting.sparkline(
+        [D(10)] * 12 + [D(12)] * 6 + [D(16), D("59.5")] + [D(0)] * 11
+    )
+    text = all_text(digest_message(d))
+    assert "last 7 days" not in text.lower()
+    assert "WEEKS" in text and f"(1 Mar → 31 Mar): {d.month_trend}" in text
+    assert "Trends run oldest → newest, over the weeks of 1 Mar–31 Mar 2026." in text
+    daily = all_text(digest_message(digest_of(db, store)))
+    assert "Trends run oldest → newest, over the days of 14 Mar–20 Mar 2026." in daily
+
+
+def test_one_model_past_the_top_five_is_named_not_other(db, store) -> None:
+    with db.transaction() as session:
+        session.execute(DailyCost.__table__.delete().where(DailyCost.model == "grok-vision"))
+        rebuild_totals(session, store["workspace"])
+    d = digest_of(db, store)
+    assert [line.model for line in d.top][-1] == "grok-embed" and d.other_usd == 0
+    assert "other" not in "\n".join(table_lines(digest_message(d)))
+
+
+def test_two_connections_read_both(db, store) -> None:
+    d = digest_of(db, store)
+    assert "All 3 connections" in all_text(digest_message(d))
+    assert formatting.connections_count(2) == "Both connections"
+    assert formatting.connections_count(1) == "1 connection"
+
+
+# -- days no sync fetched
+
+
+def forget_fetched(db, connection_id: int, first: date, last: date) -> None:
+    """As if no sync had fetched ``first``..``last`` for this connection."""
+    with db.transaction() as session:
+        session.execute(
+            FetchedSpan.__table__.delete().where(FetchedSpan.connection_id == connection_id)
+        )
+        connection = session.get(Connection, connection_id)
+        fetched(session, connection, date(2026, 1, 1), first - timedelta(days=1))
+        fetched(session, connection, last + timedelta(days=1), date(2026, 4, 30))
+
+
+def test_a_day_nobody_fetched_says_not_fetched_never_zero(db, store) -> None:
+    for key in ("production", "research"):
+        forget_fetched(db, store[key], DAY, DAY)
+    with db.transaction() as session:
+        staging = session.scalar(select(Connection).where(Connection.label == "Staging"))
+    forget_fetched(db, staging.id, DAY, DAY)
+    with db.transaction() as session:
+        session.execute(DailyCost.__table__.delete().where(DailyCost.day == DAY))
+        rebuild_totals(session, store["workspace"])
+    d = digest_of(db, store)
+    assert d.nothing_fetched and d.unfetched[0] == "“Production”: Fri 20 Mar 2026"
+    message = digest_message(d)
+    text = all_text(message)
+    assert message["blocks"][0]["text"]["text"] == "Daily xAI spend · Fri 20 Mar 2026: not fetched"
+    assert "$0.00" not in text.split("Month to date")[0]  # no total of $0.00 ...
+    assert "vs the day before" not in text and "No spend" not in text  # ... and no deltas
+    assert "Not fetched, so not counted as $0.00: “Production”: Fri 20 Mar 2026" in text
+
+
+def test_a_week_partly_fetched_shows_fetched_days_only(db, store) -> None:
+    forget_fetched(db, store["research"], date(2026, 3, 19), date(2026, 3, 22))
+    d = digest_of(db, store, "week", date(2026, 3, 23))
+    assert not d.nothing_fetched and d.unfetched == ("“Research”: 19 Mar–22 Mar 2026",)
+    message = digest_message(d)
+    assert message["blocks"][0]["text"]["text"].endswith("(fetched days only)")
+    text = all_text(message)
+    assert "vs the week before" not in text
+    assert "not fetched: “Research”: 19 Mar–22 Mar 2026" in message["text"]

@@ -181,7 +181,7 @@ def test_weekly_and_monthly_digests_come_once_each_across_a_month_end(world: Wor
     heads = [(day, hour, text.split(":")[0]) for day, hour, text in titles]
     assert heads == [
         # Monday 26 Oct, 09:00 London (BST ended the day before): the week to Sunday
-        (26, "09:00:30", "Weekly xAI spend · 19–25 Oct 2026"),
+        (26, "09:00:30", "Weekly xAI spend · 19 Oct–25 Oct 2026"),
         # Sunday 1 Nov, 09:00 London = 09:00 UTC: the whole of October
         (1, "09:00:30", "Monthly xAI spend · October 2026"),
         # Monday 2 Nov: a week across the month end
@@ -462,10 +462,12 @@ def test_a_terminal_digest_where_the_bot_cannot_post_is_not_saved(world: World) 
 
 def test_budgets_and_alert_routes_from_a_terminal_reach_slack(world: World) -> None:
     code, out = run_cli(world, "budget", "set", "$50", "--channel", "CALERTS", "--thresholds", "50")
-    assert code == 0 and "Budget 1: $50.00 a month, alerts at 50% and" in out, out
+    assert code == 0 and "Budget 1 for all connections: $50.00 a month, alerts at 50% and" in out, (
+        out
+    )
     code, out = run_cli(world, "alerts", "CALERTS", "--connection", "production — xai")
     assert code == 0 and out.strip() == "Alerts for “production — xai” now go to CALERTS."
-    assert run_cli(world, "budget", "list")[1].split()[:2] == ["1", "$50.00"]
+    assert run_cli(world, "budget", "list")[1].split()[:4] == ["1", "all", "connections:", "$50.00"]
     world.jobs(at("2026-10-21T06:01:00"))  # the month so far is well over $25
     budget_alerts = [p for p in world.posts("CALERTS") if "50%" in text_of(p)]
     assert len(budget_alerts) == 1

@@ -78,9 +78,9 @@ def test_unfetched_days_are_flagged_with_the_sync_that_fetches_them(engine, sand
     r = row.reconciliation
     assert r.flagged and r.difference_usd < -1
     assert r.explanations[0] == (
-        "days not fetched into the usage series: 1–19 Nov 2026 (sync --days 22 fetches them)"
+        "days not fetched into the usage series: 1 Nov–19 Nov 2026 (sync --days 22 fetches them)"
     )
-    assert "The difference is over 1% and $1" in text and "1–19 Nov 2026" in text
+    assert "The difference is over 1% and $1" in text and "1 Nov–19 Nov 2026" in text
     assert row.as_json()["reconciliation"]["flagged"] is True
     asyncio.run(engine.sync_all(workspace_id, days=22))  # what it said to run
     again, _ = status(engine, workspace_id)
@@ -105,3 +105,56 @@ def test_an_invoice_read_before_the_latest_costs_is_explained(engine, sandbox, w
     )
     assert any("still settling" in why for why in r.explanations)
     assert "usage is $" in text and "above the invoice" in text
+
+
+def served_on(sandbox, team: str, day: date) -> Decimal:
+    return sum((sandbox.cost(team, label, day) for label in MODELS), Decimal(0))
+
+
+def test_status_forecasts_the_month_end_per_connection_and_for_the_workspace(
+    engine, sandbox, workspace_id, clock
+):
+    other_team, other_key = "0b7c1e2a-9d4f-4e8b-a1c3-5f6e7d8c9b0a", "xai-mgmt-other-team-key-4c2d"
+    sandbox.add_key(other_key, other_team)
+    connect(engine, workspace_id, 30)
+    asyncio.run(
+        engine.connect(
+            workspace_id,
+            "xai",
+            {"team_id": other_team, "management_key": other_key},
+            label="Research",
+            backfill_days=30,
+        )
+    )
+    with engine.db.session() as session:
+        rows = status_rows(session, workspace_id, engine.clock())
+        text = render(
+            "status.txt.j2", rows=rows, workspace=session.get(Workspace, workspace_id), alerts=[]
+        )
+    through = clock.now.date() - timedelta(days=1)  # today's partial figures never count
+
+    def expected(teams) -> Decimal:
+        so_far = sum(
+            (served_on(sandbox, t, through.replace(day=d)) for t in teams for d in range(1, 22)),
+            Decimal(0),
+        )
+        week = sum(
+            (served_on(sandbox, t, through - timedelta(days=n)) for t in teams for n in range(7)),
+            Decimal(0),
+        )
+        return so_far + week / 7 * 9  # 21 Nov is counted; 22–30 Nov are to come
+
+    by_label = {r.label: r for r in rows}
+    research = by_label["Research"].forecast.total
+    production = next(r for r in rows if r.label != "Research").forecast.total
+    workspace = rows[0].workspace_forecast.total
+    assert research == expected([other_team])
+    assert production == expected([DEMO_TEAM_ID])
+    assert workspace == expected([DEMO_TEAM_ID, other_team])
+    assert research < workspace and production < workspace
+    assert "Month-end forecast for November 2026, at the pace of the last 7 days, " in text
+    assert "month-end forecast for November $" in text  # each connection's, its month named
+    assert f"all connections: ${workspace.quantize(Decimal('0.01'), ROUND_HALF_UP):,}" in text
+    as_json = by_label["Research"].as_json()["forecast"]
+    assert as_json["month"] == "2026-11" and Decimal(as_json["usd"]) == research
+    assert Decimal(as_json["workspace_usd"]) == workspace

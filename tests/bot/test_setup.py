@@ -99,7 +99,7 @@ def test_a_digest_is_saved_only_after_its_note_was_posted(db) -> None:
     ]
     assert [s.id for s in setup.digests()] == [sub.id]
     assert setup.digest_added(sub) == (
-        f"Digest {sub.id}: C0123ABCD, every Monday at 09:00 (UTC). "
+        f"Digest {sub.id}: C0123ABCD, every Monday at 09:00 (UTC), all connections. "
         f"`xai-usage digest remove {sub.id}` stops it."
     )
 
@@ -113,7 +113,9 @@ def test_each_surface_names_channels_and_commands_its_own_way(db) -> None:
         terminal.digest_lines([]) == "No digests yet: `xai-usage digest add C0123ABCD` sets one up."
     )
     budget = terminal.set_budget(parse(["budget", "set", "500", "--thresholds", "80,50"]))
-    assert terminal.budget_lines([budget]) == f"{budget.id:>3}  $500.00 a month, alerts at 50%, 80%"
+    assert terminal.budget_lines([budget]) == (
+        f"{budget.id:>3}  all connections: $500.00 a month, alerts at 50%, 80%"
+    )
     assert slack.budget_lines([]) == "No budgets yet: `/xai-usage budget set 500` sets one."
 
 

@@ -28,7 +28,7 @@ def disconnect_confirmed(
     ack()
     service: SlackService = context["xai_usage"]
     invocation = _invocation(body)
-    if refusal := service.refusal(client, invocation, admin=True):
+    if refusal := service.refusal(client, invocation, admin=True, what="disconnect"):
         respond(**blocks.notice(refusal), replace_original=False)
         return
     try:

@@ -55,22 +55,36 @@ def xai_usage(
     try:
         command = parse(tokenize(body.get("text", "")), surface="slack")
     except UsageError as error:
-        respond(**blocks.notice(error.message, error.usage))
+        respond(**blocks.words_notice(error.message, error.usage))
         return
     if command.name != "help" and (
-        refusal := service.refusal(client, invocation, admin=COMMANDS[command.name].admin)
+        refusal := service.refusal(
+            client, invocation, admin=COMMANDS[command.name].admin, what=_refused(command)
+        )
     ):
         respond(**blocks.notice(refusal))
         return
     try:
         HANDLERS[command.name](service, command, invocation, respond, client)
     except (NotFound, SetupError, UsageError) as error:
-        respond(**blocks.notice(str(error)))
+        respond(**blocks.words_notice(str(error)))
     except Exception as error:
         if not store_unavailable(error):
             raise  # a bug: Bolt's error handler logs it
         logger.error("/xai-usage %s: %s", command.name, STORE_UNAVAILABLE)
         respond(**blocks.notice(f":warning: {STORE_UNAVAILABLE}"))
+
+
+def _refused(command: Command) -> str:
+    """The words of a command, as a refusal names them: ``budget set``, ``disconnect``."""
+    action = (
+        command.args[0] if command.name in ("digest", "budget", "alerts") and command.args else ""
+    )
+    return (
+        f"{command.name} {action}".strip()
+        if action in ("add", "set", "remove", "list")
+        else (command.name)
+    )
 
 
 Handler = Callable[[SlackService, Command, Invocation, Respond, WebClient], None]
@@ -123,7 +137,7 @@ def connect(
         try:
             service.runtime.engine.refuse_connected(workspace_id, "xai", values["team_id"])
         except ConnectError as error:
-            respond(**blocks.notice(service.error_text(error)))
+            respond(**blocks.words_notice(service.error_text(error)))
             return
     client.views_open(
         trigger_id=invocation.trigger_id,
@@ -220,7 +234,7 @@ def setup(
         default_tz=zone,
         announce=partial(post_note, client),
     )
-    respond(**blocks.notice(reply))
+    respond(**blocks.words_notice(reply))
 
 
 HANDLERS: dict[str, Handler] = {

@@ -43,7 +43,7 @@ def connect_submitted(
         team_id=view.get("team_id") or body["team"]["id"], user_id=body["user"]["id"]
     )
     metadata = metadata_of(view)
-    if refusal := service.refusal(client, invocation, admin=True):
+    if refusal := service.refusal(client, invocation, admin=True, what="connect"):
         ack(response_action="errors", errors={"team_id": refusal})
         return
     values = service.submitted_values(view)
@@ -118,7 +118,7 @@ def _connect_and_backfill(
     try:
         connected = service.connect(invocation, values, check)
     except ConnectError as error:
-        tell(f":x: Not connected: {service.error_text(error)}")
+        tell(f":x: Not connected: {formatting.mrkdwn(service.error_text(error))}")
         return
     label = formatting.mrkdwn(connected.label)
     alerts = setup_for(service, invocation).where_alerts_go(connected.connection_id)
@@ -127,7 +127,9 @@ def _connect_and_backfill(
         tell(
             f":white_check_mark: Connected *{label}* (`{connected.mask}`); the key is stored "
             f"encrypted and won't be shown again. Backfilled {backfill.days} days: "
-            f"{formatting.money(backfill.total_usd)}. Try `/xai-usage month --by model`. {alerts}"
+            f"{formatting.money(backfill.total_usd)}."
+            f"{formatting.mrkdwn(formatting.zero_backfill_hint(backfill.total_usd, backfill.days))}"
+            f" Try `/xai-usage month --by model`. {alerts}"
         )
     else:
         tell(
@@ -158,7 +160,7 @@ def update_key_submitted(
         team_id=view.get("team_id") or body["team"]["id"], user_id=body["user"]["id"]
     )
     metadata = metadata_of(view)
-    if refusal := service.refusal(client, invocation, admin=True):
+    if refusal := service.refusal(client, invocation, admin=True, what="update-key"):
         ack(response_action="errors", errors={KEY_FIELD: refusal})
         return
     connection = service.update_key_target(invocation, metadata.get("uid", ""))
@@ -205,7 +207,7 @@ def update_key_submitted(
     try:
         updated = service.update_key(connection, key, check)
     except ConnectError as error:
-        tell(f":x: The key was not changed: {error.message}")
+        tell(f":x: The key was not changed: {formatting.mrkdwn(error.message)}")
         return
     label = formatting.mrkdwn(updated.label)
     sync = updated.sync

@@ -103,9 +103,15 @@ def test_alerts_route_to_a_channel_and_keep_the_webhook_sealed(connected: SlackA
 
 
 def test_setting_up_is_for_admins(connected: SlackApp):
-    for words in ("digest add", "budget set 100", "alerts <#CCOSTS|costs>"):
+    for words, named in (
+        ("digest add", "`/xai-usage digest add`"),
+        ("budget set 100", "`/xai-usage budget set`"),
+        ("alerts <#CCOSTS|costs>", "`/xai-usage alerts`"),
+        ('disconnect "Production — xAI"', "`/xai-usage disconnect`"),
+    ):
         _, url_id = connected.command(words, user=MEMBER)
-        assert "only workspace admins" in text_of(connected.reply(url_id))
+        refusal = text_of(connected.reply(url_id))
+        assert "only workspace admins" in refusal and f"can run {named}." in refusal  # what
 
 
 def test_a_budget_set_in_a_channel_alerts_there_and_says_so(connected: SlackApp):
@@ -161,3 +167,39 @@ def test_alerts_list_and_remove(connected: SlackApp):
     assert "no longer go to <#CCOSTS>" in reply and "direct message to <@UCONN>" in reply
     _, url_id = connected.command("alerts remove")
     assert "No alert channel is set" in text_of(connected.reply(url_id))
+
+
+def test_budget_set_again_for_the_same_scope_replaces_it(connected: SlackApp):
+    _, url_id = connected.command("budget set 500")
+    first = text_of(connected.reply(url_id))
+    assert "for all connections: $500.00 a month" in first
+    _, url_id = connected.command("budget set 800 --thresholds 90")
+    again = text_of(connected.reply(url_id))
+    assert "for all connections: $800.00 a month (replaces $500.00), alerts at 90%" in again
+    _, url_id = connected.command('budget set 50 --connection "Production — xAI"')
+    assert "for “Production — xAI”: $50.00 a month" in text_of(connected.reply(url_id))
+    with connected.runtime.db.session() as session:
+        budgets = session.scalars(select(Budget).order_by(Budget.id)).all()
+    assert [(b.amount_usd, b.thresholds, b.connection_id is None) for b in budgets] == [
+        (Decimal(800), "90", True),
+        (Decimal(50), "50,80,100", False),
+    ]
+    _, url_id = connected.command("budget list")
+    listed = text_of(connected.reply(url_id))
+    assert "all connections: $800.00" in listed and "“Production — xAI”: $50.00" in listed
+
+
+def test_digest_add_and_list_echo_every_setting(connected: SlackApp):
+    _, url_id = connected.command(
+        'digest add --at 08:30 --tz UTC --every week --connection "Production — xAI" '
+        "--quiet-min 25 --quiet-change 20"
+    )
+    reply = text_of(connected.reply(url_id))
+    assert (
+        "every Monday at 08:30 (UTC), “Production — xAI”, posted only when spend "
+        "over $25.00 or moved by more than 20%" in reply
+    )
+    _, url_id = connected.command("digest list")
+    assert "“Production — xAI”, posted only when spend over $25.00" in text_of(
+        connected.reply(url_id)
+    )

@@ -1,0 +1,48 @@
+"""The formatting helpers every surface shares: one way to write a date, a share, a warning."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from bot import formatting
+
+
+def test_spans_of_days_read_one_way_without_leading_zeros() -> None:
+    span = formatting.day_span
+    assert span(date(2026, 10, 1), date(2026, 10, 31)) == "1 Oct–31 Oct 2026"
+    assert span(date(2026, 10, 28), date(2026, 11, 3)) == "28 Oct–3 Nov 2026"
+    assert span(date(2026, 12, 28), date(2027, 1, 3)) == "28 Dec 2026–3 Jan 2027"
+    assert span(date(2026, 11, 1), date(2026, 11, 1)) == "Sun 1 Nov 2026"
+
+
+def test_whole_replies_are_escaped_but_keep_the_references_the_bot_makes() -> None:
+    text = "<@U123> sent alerts for “R&D <!channel> *x*” to <#C0AB>: a > b"
+    assert formatting.mrkdwn_keep_references(text) == (
+        "<@U123> sent alerts for “R&amp;D &lt;!channel&gt; *x*” to <#C0AB>: a &gt; b"
+    )
+
+
+def test_a_backfill_of_nothing_hints_at_another_teams_id() -> None:
+    hint = formatting.zero_backfill_hint(Decimal(0), 90)
+    assert "No spend at all in 90 days" in hint and "Team ID may be another team's" in hint
+    assert formatting.zero_backfill_hint(Decimal("0.01"), 90) == ""
+
+
+def test_narrow_shares_and_connection_counts() -> None:
+    assert formatting.share_narrow(Decimal("40"), Decimal("59.5")) == "67%"
+    assert formatting.share_narrow(Decimal("0.1"), Decimal("100")) == "<1%"
+    assert formatting.share_narrow(Decimal(1), Decimal(0)) == "–"
+    assert [formatting.connections_count(n) for n in (1, 2, 3)] == [
+        "1 connection",
+        "Both connections",
+        "All 3 connections",
+    ]
+
+
+def test_report_titles_have_no_leading_zeros() -> None:
+    from bot.grammar import Command
+    from bot.reports import resolve_period
+
+    week = resolve_period(Command("week", ()), date(2026, 12, 1))
+    assert week.title == "Last 7 days, 25 Nov–1 Dec 2026"
