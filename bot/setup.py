@@ -16,6 +16,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from bot import formatting
 from bot.grammar import Command, slack_channel
@@ -303,12 +304,7 @@ class Setup:
                     "alerts still go where they went."
                 ) from None
         with self.db.transaction() as session:
-            route = session.scalar(
-                select(AlertRoute).where(
-                    AlertRoute.workspace_id == self.workspace_id,
-                    AlertRoute.connection_key == (connection_id or 0),
-                )
-            )
+            route = self._route(session, connection_id)
             if route is None:
                 route = AlertRoute(
                     workspace_id=self.workspace_id,
@@ -325,18 +321,22 @@ class Setup:
                 route.webhook_key_id = self.db.keyring.primary_key_id
         return route
 
+    def _route(self, session: Session, connection_id: int | None) -> AlertRoute | None:
+        """The alert route of one connection, or of all connections (key 0)."""
+        return session.scalar(
+            select(AlertRoute).where(
+                AlertRoute.workspace_id == self.workspace_id,
+                AlertRoute.connection_key == (connection_id or 0),
+            )
+        )
+
     def remove_route(self, command: Command) -> str:
         """``alerts remove [--connection L] [--webhook]``: the route, or only its webhook."""
         label = command.get("connection")
         connection_id = self._connection_id(label)
         target = f"“{label}”" if label else "all connections"
         with self.db.transaction() as session:
-            route = session.scalar(
-                select(AlertRoute).where(
-                    AlertRoute.workspace_id == self.workspace_id,
-                    AlertRoute.connection_key == (connection_id or 0),
-                )
-            )
+            route = self._route(session, connection_id)
             if route is None:
                 raise SetupError(
                     f"No alert channel is set for {target}: {self.command('alerts list')} "
