@@ -35,13 +35,16 @@ def register(app: App) -> None:
     app.view("update_key")(update_key_submitted)
 
 
+def _submitter(body: dict, view: dict) -> Invocation:
+    """Who submitted a modal, in which workspace (the view's team, else the body's)."""
+    return Invocation(team_id=view.get("team_id") or body["team"]["id"], user_id=body["user"]["id"])
+
+
 def connect_submitted(
     ack: Ack, body: dict, view: dict, client: WebClient, context: BoltContext, logger: Logger
 ) -> None:
     service: SlackService = context["xai_usage"]
-    invocation = Invocation(
-        team_id=view.get("team_id") or body["team"]["id"], user_id=body["user"]["id"]
-    )
+    invocation = _submitter(body, view)
     metadata = metadata_of(view)
     if refusal := service.refusal(client, invocation, admin=True, what="connect"):
         ack(response_action="errors", errors={"team_id": refusal})
@@ -156,9 +159,7 @@ def update_key_submitted(
 ) -> None:
     """The key is tested before the form closes; every problem shows on the key field."""
     service: SlackService = context["xai_usage"]
-    invocation = Invocation(
-        team_id=view.get("team_id") or body["team"]["id"], user_id=body["user"]["id"]
-    )
+    invocation = _submitter(body, view)
     metadata = metadata_of(view)
     if refusal := service.refusal(client, invocation, admin=True, what="update-key"):
         ack(response_action="errors", errors={KEY_FIELD: refusal})
