@@ -10,14 +10,13 @@ import json
 import logging
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from bot.runtime import HideUrlSecrets, RedactSecrets
 from tests.bot.test_jobs import World, at, run_cli, world  # noqa: F401 (world is a fixture)
+from tests.fakes.webhook import webhook_server
 
 ROOT = Path(__file__).parents[2]
 HOOK_PATH = "/services/T0AAAAAAA/B0BBBBBBB/hooksecretpath4242"
@@ -27,24 +26,12 @@ HOOK_PATH = "/services/T0AAAAAAA/B0BBBBBBB/hooksecretpath4242"
 def webhook():
     received: list[dict] = []
 
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append({"path": self.path, **json.loads(body)})
-            self.send_response(200)
-            self.end_headers()
+    def answer(path: str, body: bytes) -> int:
+        received.append({"path": path, **json.loads(body)})
+        return 200
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with webhook_server(answer) as server:
         yield f"http://127.0.0.1:{server.server_port}{HOOK_PATH}?token=querysecret77", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("level", ["DEBUG", "INFO"])

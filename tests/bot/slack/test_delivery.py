@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -14,6 +12,7 @@ from bot.jobs import ChannelUnavailable
 from bot.slack.delivery import SlackDelivery
 from bot.slack.settings import SlackSettings
 from tests.fakes.slack_api import SlackStandIn
+from tests.fakes.webhook import webhook_server
 
 TOKEN = "xoxb-delivery-0000-test"
 MESSAGE = {
@@ -71,28 +70,15 @@ def test_a_channel_slack_refuses_is_named(slack, channel, error) -> None:
 def test_alerts_reach_a_webhook_as_json() -> None:
     received: list[dict] = []
 
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
+    def answer(path: str, body: bytes) -> int:
+        received.append(json.loads(body))
+        return 204
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with SlackStandIn() as slack:
-            delivery(slack).webhook(
-                f"http://127.0.0.1:{server.server_port}/hook",
-                {"kind": "budget", "key": "budget:1:2026-11:80"},
-            )
-    finally:
-        server.shutdown()
-        server.server_close()
+    with webhook_server(answer) as server, SlackStandIn() as slack:
+        delivery(slack).webhook(
+            f"http://127.0.0.1:{server.server_port}/hook",
+            {"kind": "budget", "key": "budget:1:2026-11:80"},
+        )
     assert received == [{"kind": "budget", "key": "budget:1:2026-11:80"}]
 
 
@@ -145,21 +131,9 @@ def test_without_the_history_scopes_it_cannot_tell_and_says_how_to_fix_it(slack,
 def test_a_webhook_that_refuses_or_fails_raises_without_naming_its_url(slack) -> None:
     from bot.jobs import WebhookFailed
 
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(403 if "refuse" in self.path else 502)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     waits: list[float] = []
-    base = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with webhook_server(lambda path, _body: 403 if "refuse" in path else 502) as server:
+        base = f"http://127.0.0.1:{server.server_port}"
         with pytest.raises(WebhookFailed) as refused:
             delivery(slack, waits).webhook(f"{base}/refuse/secret-77", {"kind": "spike"})
         assert str(refused.value) == "answered HTTP 403" and waits == []  # not asked again
@@ -171,7 +145,5 @@ def test_a_webhook_that_refuses_or_fails_raises_without_naming_its_url(slack) ->
         with pytest.raises(WebhookFailed) as silent:
             delivery(slack).webhook(f"{base}/gone/secret-77", {"kind": "spike"})
         assert "did not answer" in str(silent.value)
-    finally:
-        server.server_close()
     for caught in (refused, failed, silent):
         assert "secret-77" not in str(caught.value) + caught.value.reason
