@@ -8,9 +8,11 @@ and fails in CI (CI=true), so CI can never silently test one backend.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -125,3 +127,22 @@ def workspace_id(db) -> int:
 
     with db.transaction() as session:
         return resolve_workspace(session).id
+
+
+@pytest.fixture
+def cli(db: Database, store_key: bytes, tmp_path) -> Callable[..., tuple[int, str, str]]:
+    """The CLI in process, against this test's database: (exit code, stdout, stderr)."""
+    from bot.cli import Console, main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        environ = {
+            "XAI_USAGE_DATA_DIR": str(tmp_path / "data"),
+            "DATABASE_URL": db.url,
+            "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
+            "XAI_USAGE_NO_PLUGINS": "1",
+        }
+        code = main(list(args), console=Console(out, err, io.StringIO()), environ=environ)
+        return code, out.getvalue(), err.getvalue()
+
+    return run

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import os
 import subprocess
@@ -29,7 +28,6 @@ from bot.charts import (
     render_chart,
     unfetched_days,
 )
-from bot.cli import Console, main
 from bot.grammar import Command
 from bot.reports import Period, build_report
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
@@ -174,23 +172,11 @@ def test_an_empty_chart_still_draws() -> None:
 # -- the terminal --------------------------------------------------------------------
 
 
-def cli(db, store_key: bytes, tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    environ = {
-        "XAI_USAGE_DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": db.url,
-        "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
-        "XAI_USAGE_NO_PLUGINS": "1",
-    }
-    code = main(list(args), console=Console(out, err, io.StringIO()), environ=environ)
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_the_cli_draws_a_report_into_a_file(db, engine, workspace_id, store_key, tmp_path):
+def test_the_cli_draws_a_report_into_a_file(db, engine, workspace_id, cli, tmp_path):
     connect(engine, workspace_id, days=30)
     target = tmp_path / "month.png"
     code, _, err = cli(
-        db, store_key, tmp_path, "range", "2026-11-01", "2026-11-21", "--by", "model", "-o",
+        "range", "2026-11-01", "2026-11-21", "--by", "model", "-o",
         str(target), "--format", "png",
     )  # fmt: skip
     assert code == 0, err
@@ -207,19 +193,19 @@ def test_the_cli_draws_a_report_into_a_file(db, engine, workspace_id, store_key,
     ],
 )
 def test_a_chart_without_a_usable_file_is_one_clear_line(
-    db, workspace_id, store_key, tmp_path, args, says
+    db, workspace_id, cli, tmp_path, args, says
 ) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    code, _, err = cli(db, store_key, tmp_path, *args)
+    code, _, err = cli(*args)
     assert code == 1 and says in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2  # the line, and the usage where it helps
 
 
-def test_a_failed_write_leaves_nothing_half_written(db, workspace_id, store_key, tmp_path):
+def test_a_failed_write_leaves_nothing_half_written(db, workspace_id, cli, tmp_path):
     target = tmp_path / "out" / "chart.png"
     target.mkdir(parents=True)  # a folder where the file should go: the final rename fails
     (target / "keep.txt").write_text("mine")
-    code, _, err = cli(db, store_key, tmp_path, "month", "--format", "png", "-o", str(target))
+    code, _, err = cli("month", "--format", "png", "-o", str(target))
     assert code == 1 and "cannot write" in err and "Traceback" not in err
     assert sorted(p.name for p in target.parent.iterdir()) == ["chart.png"]  # no partial file
     assert (target / "keep.txt").read_text() == "mine"

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import csv
 import io
 import json
 from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from bot import formatting
 from bot.charts import chart_data
-from bot.cli import Console, main
 from bot.exports import (
     CSV_COLUMNS,
     build_export,
@@ -143,34 +140,22 @@ def test_the_pdf_has_real_text_with_the_period_the_total_and_the_tables(
 # -- the terminal --------------------------------------------------------------------
 
 
-def cli(db, store_key: bytes, tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    environ = {
-        "XAI_USAGE_DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": db.url,
-        "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
-        "XAI_USAGE_NO_PLUGINS": "1",
-    }
-    code = main(list(args), console=Console(out, err, io.StringIO()), environ=environ)
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_export_writes_csv_to_stdout_and_json_and_pdf_to_files(
-    db, engine, sandbox, workspace_id, store_key, tmp_path
+    db, engine, sandbox, workspace_id, cli, tmp_path
 ) -> None:
     connect(engine, workspace_id)
     start, end = "2026-11-01", "2026-11-20"
     expected = truth(sandbox, date(2026, 11, 1), date(2026, 11, 20))
-    code, out, err = cli(db, store_key, tmp_path, "export", start, end)
+    code, out, err = cli("export", start, end)
     assert code == 0, err
     assert sum(Decimal(r["cost_usd"]) for r in csv.DictReader(io.StringIO(out))) == expected
     target = tmp_path / "nov.json"
-    code, _, err = cli(db, store_key, tmp_path, "export", start, end, "--format", "json", "-o",
+    code, _, err = cli("export", start, end, "--format", "json", "-o",
                        str(target))  # fmt: skip
     assert code == 0, err
     assert Decimal(json.loads(target.read_text())["total_usd"]) == expected
     pdf = tmp_path / "nov.pdf"
-    code, _, err = cli(db, store_key, tmp_path, "export", start, end, "--format", "pdf", "-o",
+    code, _, err = cli("export", start, end, "--format", "pdf", "-o",
                        str(pdf))  # fmt: skip
     assert code == 0, err
     assert formatting.money(expected) in pdf_text(pdf.read_bytes())
@@ -186,6 +171,6 @@ def test_export_writes_csv_to_stdout_and_json_and_pdf_to_files(
         (("export", "week", "--format", "png"), "writes csv, json or pdf"),
     ],
 )
-def test_export_mistakes_are_one_clear_line(db, store_key, tmp_path, args, says) -> None:
-    code, out, err = cli(db, store_key, tmp_path, *args)
+def test_export_mistakes_are_one_clear_line(db, cli, tmp_path, args, says) -> None:
+    code, out, err = cli(*args)
     assert code == 1 and says in err and "Traceback" not in err and not out
