@@ -42,6 +42,7 @@ from storage.models import (
     Workspace,
 )
 from storage.repo import rebuild_totals
+from tests.fakes.connections import add_connection
 from tests.fakes.slack_api import SlackStandIn
 
 D = Decimal
@@ -53,21 +54,6 @@ def days(start: date, end: date):
     while start <= end:
         yield start
         start += timedelta(days=1)
-
-
-def add_connection(session, workspace: Workspace, label: str, **fields) -> Connection:
-    connection = Connection(
-        workspace_id=workspace.id,
-        provider="xai",
-        label=label,
-        credentials_sealed="sealed",
-        credentials_key_id="k1",
-        status=fields.pop("status", "ok"),
-        **fields,
-    )
-    session.add(connection)
-    session.flush()
-    return connection
 
 
 def spend(session, connection: Connection, day: date, model: str, usd: str) -> None:
@@ -106,19 +92,19 @@ def store(db):
         elsewhere = Workspace(name="elsewhere")
         session.add_all([workspace, elsewhere])
         session.flush()
-        production = add_connection(session, workspace, "Production")
+        production = add_connection(session, workspace.id, "Production")
         research = add_connection(
             session,
-            workspace,
+            workspace.id,
             "Research",
             status="error",
             status_reason="invalid_key",
             status_message="The management key was revoked.",
         )
         staging = add_connection(
-            session, workspace, "Staging", status="failing", status_reason="timeout"
+            session, workspace.id, "Staging", status="failing", status_reason="timeout"
         )
-        other = add_connection(session, elsewhere, "Theirs")
+        other = add_connection(session, elsewhere.id, "Theirs")
 
         for day in days(date(2026, 2, 1), date(2026, 3, 19)):
             spend(session, production, day, "grok-4", "10")
@@ -466,7 +452,7 @@ def crowded(db):
         workspace = Workspace(name="crowded")
         session.add(workspace)
         session.flush()
-        main = add_connection(session, workspace, "Main")
+        main = add_connection(session, workspace.id, "Main")
         session.flush()
         fetched(session, main, date(2026, 1, 1), DAY)
         for n in range(40):
@@ -476,7 +462,7 @@ def crowded(db):
         for n in range(12):
             broken = add_connection(
                 session,
-                workspace,
+                workspace.id,
                 f"Broken <&> {n}",
                 status="error",
                 status_reason="invalid_key",

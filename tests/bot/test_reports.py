@@ -12,23 +12,9 @@ from bot.grammar import Command, UsageError
 from bot.reports import Period, build_report, resolve_period
 from storage.models import Connection, DailyCost, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
+from tests.fakes.connections import add_connection
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-def add_connection(session, workspace_id: int, label: str, **fields) -> Connection:
-    connection = Connection(
-        workspace_id=workspace_id,
-        provider="xai",
-        label=label,
-        credentials_sealed="sealed",
-        credentials_key_id="k1",
-        status=fields.pop("status", "ok"),
-        **fields,
-    )
-    session.add(connection)
-    session.flush()
-    return connection
 
 
 @pytest.fixture
