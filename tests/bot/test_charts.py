@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import subprocess
@@ -30,16 +29,13 @@ from bot.charts import (
 )
 from bot.grammar import Command
 from bot.reports import Period, build_report
-from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
+from tests.fakes.connections import connect_demo
 
 ROOT = Path(__file__).parents[2]
-DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
 
 
 def connect(engine, workspace_id: int, days: int = 90, label: str | None = None):
-    connected = asyncio.run(
-        engine.connect(workspace_id, "xai", DEMO, backfill_days=days, label=label)
-    )
+    connected = connect_demo(engine, workspace_id, days, label)
     assert connected.backfill.ok
     return connected
 

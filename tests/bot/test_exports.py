@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -23,16 +22,14 @@ from bot.exports import (
     safe_cell,
 )
 from bot.reports import Period, build_report
-from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
+from providers.xai.sandbox import DEMO_TEAM_ID, MODELS
+from tests.fakes.connections import connect_demo
 
-DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
 EVIL = "=cmd|' /C calc'!A0"
 
 
 def connect(engine, workspace_id: int, days: int = 30, label: str | None = None):
-    connected = asyncio.run(
-        engine.connect(workspace_id, "xai", DEMO, backfill_days=days, label=label)
-    )
+    connected = connect_demo(engine, workspace_id, days, label)
     assert connected.backfill.ok
     return connected
 

@@ -1,7 +1,10 @@
-"""Connection rows for tests that build a store by hand: no real key, sealed or not."""
+"""Connections for tests: rows built by hand (no real key), or the demo team synced."""
 
 from __future__ import annotations
 
+import asyncio
+
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.models import Connection
 
 
@@ -19,3 +22,16 @@ def add_connection(session, workspace_id: int, label: str, **fields) -> Connecti
     session.add(connection)
     session.flush()
     return connection
+
+
+def connect_demo(engine, workspace_id: int, days: int, label: str | None = None):
+    """The xAI stand-in's demo team, connected through the engine with ``days`` of backfill."""
+    return asyncio.run(
+        engine.connect(
+            workspace_id,
+            "xai",
+            {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY},
+            label=label,
+            backfill_days=days,
+        )
+    )

@@ -8,7 +8,6 @@ stand-in, which checks Block Kit limits.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -29,8 +28,9 @@ from bot.slack.app import build_app
 from bot.slack.server import http_server, stop_waitress, wsgi_app
 from bot.slack.service import SlackService
 from bot.slack.settings import SlackSettings
-from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
+from providers.xai.sandbox import Sandbox
 from storage.repo import workspace_for_slack_team
+from tests.fakes.connections import connect_demo
 from tests.fakes.slack_api import SlackStandIn
 
 TEAM = "T0001"
@@ -185,16 +185,7 @@ def slack_app(slack_env, db, store_key):
 @pytest.fixture
 def connected(slack_app: SlackApp) -> SlackApp:
     """A workspace with the demo xAI team connected (through the engine, 30 days)."""
-    engine = slack_app.runtime.engine
     with slack_app.runtime.db.transaction() as session:
         workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
-    asyncio.run(
-        engine.connect(
-            workspace_id,
-            "xai",
-            {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY},
-            label="Production — xAI",
-            backfill_days=30,
-        )
-    )
+    connect_demo(slack_app.runtime.engine, workspace_id, 30, label="Production — xAI")
     return slack_app

@@ -3,7 +3,6 @@ and a reply when the database is down."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from datetime import UTC, datetime, timedelta
@@ -18,10 +17,10 @@ from bot.cli import Console, main
 from bot.slack.app import ANOTHER_WORKSPACE, token_resolver
 from bot.slack.server import GuardedSocketModeHandler
 from bot.slack.service import STORE_UNAVAILABLE
-from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.db import Database
 from storage.models import Connection, DigestSubscription, Workspace
 from tests.bot.slack.conftest import ADMIN, BOT_TOKEN, TEAM, SlackApp, text_of
+from tests.fakes.connections import connect_demo
 
 OUTSIDER, OTHER_TEAM = "UOUTSIDER", "T9999"
 
@@ -33,15 +32,7 @@ def terminal_workspace(app: SlackApp) -> int:
         session.add(workspace)
         session.flush()
         workspace_id = workspace.id
-    asyncio.run(
-        app.runtime.engine.connect(
-            workspace_id,
-            "xai",
-            {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY},
-            label="Production — xAI",
-            backfill_days=3,
-        )
-    )
+    connect_demo(app.runtime.engine, workspace_id, 3, label="Production — xAI")
     return workspace_id
 
 

@@ -8,7 +8,6 @@ setup replies, digests and alerts; nothing posted may carry a raw
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from datetime import UTC, datetime
@@ -18,10 +17,10 @@ from sqlalchemy import update
 from bot.jobs import run_due
 from bot.slack.delivery import SlackDelivery
 from bot.slack.settings import SlackSettings
-from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.models import Connection, DailyCost, ModelSeen, WorkspaceDailyTotal
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import BOT_TOKEN, TEAM, SlackApp, text_of
+from tests.fakes.connections import connect_demo
 
 LABEL = "R&D <!channel> *x*"
 MODEL = "grok<&>x"
@@ -62,15 +61,7 @@ def _posted(app: SlackApp) -> list[dict]:
 def _connect_rd(app: SlackApp) -> None:
     with app.runtime.db.transaction() as session:
         workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
-    asyncio.run(
-        app.runtime.engine.connect(
-            workspace_id,
-            "xai",
-            {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY},
-            label=LABEL,
-            backfill_days=40,
-        )
-    )
+    connect_demo(app.runtime.engine, workspace_id, 40, label=LABEL)
     # A provider that names a model with markup: xAI's names are plain, another's may not be.
     with app.runtime.db.transaction() as session:
         for table in (DailyCost, WorkspaceDailyTotal, ModelSeen):
