@@ -28,8 +28,11 @@ from storage.db import unavailable
 from storage.repo import find_connection, resolve_workspace
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from bot.sync import SyncResult
     from providers.types import CredentialField
+    from storage.models import Connection
 
 
 class _OnFirstUse(ModuleType):
@@ -322,12 +325,17 @@ def _credential(spec: CredentialField, command: Command, runtime: Runtime, conso
     return value
 
 
+def _named_connection(session: Session, command: Command) -> Connection:
+    """The connection a command names first, in the workspace ``--workspace`` picks."""
+    workspace = resolve_workspace(session, command.get("workspace"))
+    return find_connection(session, workspace.id, command.args[0])
+
+
 @handles("update-key")
 def update_key(command: Command, runtime: Runtime, console: Console) -> int:
     """A new key for a connection (the old one was revoked or expired); data stays."""
     with runtime.db.transaction() as session:
-        workspace = resolve_workspace(session, command.get("workspace"))
-        connection = find_connection(session, workspace.id, command.args[0])
+        connection = _named_connection(session, command)
         connection_id, label = connection.id, connection.label
         provider = runtime.providers.get(connection.provider)
     secrets = {
@@ -374,8 +382,7 @@ def connections(command: Command, runtime: Runtime, console: Console) -> int:
 @handles("disconnect")
 def disconnect(command: Command, runtime: Runtime, console: Console) -> int:
     with runtime.db.session() as session:
-        workspace = resolve_workspace(session, command.get("workspace"))
-        connection = find_connection(session, workspace.id, command.args[0])
+        connection = _named_connection(session, command)
         label, connection_id = connection.label, connection.id
     if not command.get("yes"):
         if not console.interactive():
