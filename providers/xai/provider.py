@@ -319,6 +319,15 @@ _MISMATCH_HINT = re.compile(
 _TEAM_GONE_HINT = re.compile(r"team.*(deleted|removed|no longer)|(deleted|removed).*team")
 _KEY_GONE_HINT = re.compile(r"revoked|expired|disabled|key.*not found|unknown.*key|invalid.*key")
 _SCOPE_HINT = re.compile(r"permission|scope|\bacls?\b|billing[ :_.-]*read|admin")
+# What a refusal's message says, first match wins: the order is the precedence.
+_HINTS = (
+    (_IP_HINT, Reason.IP_NOT_ALLOWED),
+    (_INFERENCE_HINT, Reason.INFERENCE_KEY),
+    (_MISMATCH_HINT, Reason.TEAM_MISMATCH),
+    (_TEAM_GONE_HINT, Reason.TEAM_DELETED),
+    (_KEY_GONE_HINT, Reason.INVALID_KEY),
+    (_SCOPE_HINT, Reason.MISSING_SCOPE),
+)
 
 
 def _refusal_reason(
@@ -326,18 +335,9 @@ def _refusal_reason(
 ) -> tuple[Reason, bool]:
     """The case behind a 401, 403 or 404, and whether it is a guess (the message said nothing)."""
     text = said.lower()
-    if _IP_HINT.search(text):
-        return Reason.IP_NOT_ALLOWED, False
-    if _INFERENCE_HINT.search(text):
-        return Reason.INFERENCE_KEY, False
-    if _MISMATCH_HINT.search(text):
-        return Reason.TEAM_MISMATCH, False
-    if _TEAM_GONE_HINT.search(text):
-        return Reason.TEAM_DELETED, False
-    if _KEY_GONE_HINT.search(text):
-        return Reason.INVALID_KEY, False
-    if _SCOPE_HINT.search(text):
-        return Reason.MISSING_SCOPE, False
+    for hint, reason in _HINTS:
+        if hint.search(text):
+            return reason, False
     if status == 403 and code == 7 and "team" in text:  # PERMISSION_DENIED about the team
         return Reason.TEAM_MISMATCH, False
     if status == 401:
