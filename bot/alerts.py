@@ -162,16 +162,17 @@ def budget_alerts(session: Session, workspace_id: int, today: date) -> list[Aler
             Connection.label,
             BillingState.spending_limit_usd,
             BillingState.prepaid_credit_usd,
+            BillingState.invoiced_usd,
         )
         .outerjoin(BillingState, BillingState.connection_id == Connection.id)
         .where(Connection.workspace_id == workspace_id)
     )
     labels: dict[int, str] = {}
     limits: dict[int, TeamLimit] = {}
-    for connection_id, label, limit, prepaid_left in rows:
+    for connection_id, label, limit, prepaid_left, invoiced in rows:
         labels[connection_id] = label
         if limit is not None:
-            limits[connection_id] = TeamLimit(limit, prepaid_left)
+            limits[connection_id] = TeamLimit(limit, prepaid_left, invoiced)
 
     # At most two aggregated queries: the workspace's days from the rollup, and
     # per connection only for the connections a budget or a limit is about.

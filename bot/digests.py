@@ -395,7 +395,7 @@ class _Facts:
             prepaid_credit_usd=_known_sum(c.prepaid_credit_usd for c in included),
             spending_limit_usd=_known_sum(c.spending_limit_usd for c in included),
             spending_limit_text=spending_limit_text(
-                TeamLimit(c.spending_limit_usd, c.prepaid_credit_usd)
+                TeamLimit(c.spending_limit_usd, c.prepaid_credit_usd, c.invoiced_usd)
                 for c in included
                 if c.spending_limit_usd is not None
             ),
@@ -527,6 +527,7 @@ _CONNECTIONS = (
         Connection.status_reason,
         BillingState.prepaid_credit_usd,
         BillingState.spending_limit_usd,
+        BillingState.invoiced_usd,
     )
     .outerjoin(BillingState, BillingState.connection_id == Connection.id)
     .where(_IN_WORKSPACE)

@@ -904,6 +904,7 @@ class SyncEngine:
                 "month_to_date_usd": b.month_to_date_usd,
                 "prepaid_credit_usd": b.prepaid_credit_usd,
                 "spending_limit_usd": b.spending_limit_usd,
+                "invoiced_usd": b.invoiced_usd,
             }
             billing = upsert(session, BillingState).values(connection_id=connection.id, **figures)
             session.execute(

@@ -140,6 +140,8 @@ class BillingSnapshot:
     month_to_date_usd: Decimal | None = None
     prepaid_credit_usd: Decimal | None = None
     spending_limit_usd: Decimal | None = None
+    invoiced_usd: Decimal | None = None
+    """This cycle's spend beyond prepaid credit: what a spending limit applies to."""
     billing_cycle: date | None = None
     """The first day of the month ``month_to_date_usd`` is for, where the provider says."""
 

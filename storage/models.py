@@ -264,6 +264,8 @@ class BillingState(Base):
     """The invoice preview's lines: the bill so far for ``invoice_month``."""
     prepaid_credit_usd: Mapped[optional_money]
     spending_limit_usd: Mapped[optional_money]
+    invoiced_usd: Mapped[optional_money]
+    """The cycle's spend beyond prepaid credit (the invoice so far minus credit used)."""
 
 
 class SyncRun(Base):

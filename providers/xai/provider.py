@@ -496,7 +496,7 @@ def model_id(label: str) -> str:
 def _billing_snapshot(
     invoice: dict[str, Any] | None, limits: dict[str, Any] | None
 ) -> BillingSnapshot:
-    month_to_date = prepaid_left = spending_limit = cycle = None
+    month_to_date = prepaid_left = spending_limit = cycle = invoiced = None
     if invoice is not None:
         core = _dict(invoice.get("coreInvoice"))
         month_to_date = sum(
@@ -508,6 +508,10 @@ def _billing_snapshot(
             # The used figure has been seen both negative and positive.
             used = _cents(core.get("prepaidCreditsUsed")) or Decimal(0)
             prepaid_left = max(Decimal(0), abs(prepaid) - abs(used))
+        # Prepaid credit pays first; the spending limit applies to the rest (invoiced).
+        # A field at its default is absent in proto3 JSON: no figure means none used.
+        used_so_far = abs(_cents(core.get("prepaidCreditsUsed")) or Decimal(0))
+        invoiced = max(Decimal(0), month_to_date - used_so_far)
         spending_limit = _cents(invoice.get("effectiveSpendingLimit"))
         cycle = _billing_cycle(_dict(invoice.get("billingCycle")))
     if limits is not None:
@@ -518,6 +522,7 @@ def _billing_snapshot(
         month_to_date_usd=month_to_date,
         prepaid_credit_usd=prepaid_left,
         spending_limit_usd=spending_limit,
+        invoiced_usd=invoiced,
         billing_cycle=cycle,
     )
 

@@ -123,7 +123,7 @@ class Store:
             session.flush()
             return budget.id
 
-    def spending_limit(self, connection_id: int, amount, prepaid_left=None) -> None:
+    def spending_limit(self, connection_id: int, amount, prepaid_left=None, invoiced=None) -> None:
         with self.db.transaction() as session:
             session.add(
                 BillingState(
@@ -131,6 +131,7 @@ class Store:
                     as_of=T1,
                     spending_limit_usd=amount,
                     prepaid_credit_usd=prepaid_left,
+                    invoiced_usd=invoiced,
                 )
             )
 
@@ -300,6 +301,20 @@ def test_without_prepaid_figures_the_limit_is_named_without_a_share(db) -> None:
         alert.text
     )
     assert "30%" not in alert.text
+
+
+def test_once_prepaid_credit_is_used_up_the_headroom_is_the_limit_less_invoiced_spend(db) -> None:
+    store = Store(db)
+    prod = store.connection("Production")
+    store.spending_limit(prod, Decimal(1000), prepaid_left=Decimal(0), invoiced=Decimal(620))
+    store.budget(500, thresholds="80")
+    store.spend(prod, {date(2026, 11, 1): 820})  # $200 of it was prepaid
+
+    (alert,) = store.budgets(date(2026, 11, 1))
+
+    assert "xAI spending limit: $1,000.00 a month on invoiced spend, $380.00 headroom." in (
+        alert.text
+    )
 
 
 def test_the_forecast_is_the_digests_and_a_connections_never_exceeds_the_workspaces(

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from bot.sync import ConnectError, SyncEngine, day_windows
 from providers.xai.provider import model_id
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
-from storage.models import Connection, DailyCost, ModelSeen, SyncRun
+from storage.models import BillingState, Connection, DailyCost, ModelSeen, SyncRun
 
 DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
 
@@ -533,3 +533,15 @@ def test_migration_keeps_old_duplicates_and_status_names_them(db, keyring, clock
     assert rows["Production — xAI (2)"].duplicate_of == "Production — xAI"
     assert rows["Production — xAI"].duplicate_of is None
     assert rows["Staging"].duplicate_of is None
+
+
+def test_a_sync_stores_the_spend_beyond_prepaid_credit_that_the_limit_caps(
+    engine, sandbox, workspace_id
+) -> None:
+    # The stand-in's team has $200 of prepaid credit, used up well before the 22nd.
+    connect(engine, workspace_id, days=30)
+    with engine.db.session() as session:
+        billing = session.scalars(select(BillingState)).one()
+    assert billing.month_to_date_usd > Decimal(200)
+    assert billing.prepaid_credit_usd == 0
+    assert billing.invoiced_usd == billing.month_to_date_usd - Decimal(200)

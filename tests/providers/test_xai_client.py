@@ -890,6 +890,7 @@ async def test_billing_figures_come_from_invoice_and_limits(provider, xai, http,
     assert snapshot.month_to_date_usd == Decimal("13.25")
     assert snapshot.prepaid_credit_usd == Decimal("36.75")
     assert snapshot.spending_limit_usd == Decimal("200")
+    assert snapshot.invoiced_usd == Decimal(0)  # all of it paid from prepaid credit
     assert before <= snapshot.as_of <= datetime.now(UTC)
     assert_no_key(snapshot)
 
@@ -918,6 +919,15 @@ async def test_used_credit_beyond_the_prepaid_amount_leaves_zero(provider, xai, 
     xai.get(LIMITS).mock(return_value=httpx.Response(200, json=LIMITS_BODY))
 
     assert (await provider.fetch_billing(http, CREDS)).prepaid_credit_usd == Decimal(0)
+
+
+async def test_spend_beyond_the_used_prepaid_credit_is_invoiced(provider, xai, http):
+    xai.get(INVOICE).mock(return_value=httpx.Response(200, json=invoice_preview("-325")))
+    xai.get(LIMITS).mock(return_value=httpx.Response(200, json=LIMITS_BODY))
+
+    snapshot = await provider.fetch_billing(http, CREDS)
+
+    assert snapshot.invoiced_usd == Decimal("10.00")  # $13.25 so far, $3.25 from credit
 
 
 async def test_missing_billing_fields_stay_unknown(provider, xai, http):
