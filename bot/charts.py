@@ -84,13 +84,13 @@ class ChartData:
 
 
 def unfetched_days(report: Report) -> frozenset[date]:
-    """The hook for coverage: the days of the report that no connection fetched.
+    """The days of the report that no connection fetched.
 
-    Reports that know their coverage carry ``uncovered`` spans per connection;
-    a day is a gap only when every connection in the report missed it (else its
-    bar shows what was fetched). Without coverage data there are no gaps.
+    A report carries its ``uncovered`` spans per connection; a day is a gap only
+    when every connection in the report missed it (else its bar shows what was
+    fetched).
     """
-    spans = getattr(report, "uncovered", ()) or ()
+    spans = report.uncovered
     labels = set(report.connection_labels)
     if not spans or not labels:
         return frozenset()

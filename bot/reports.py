@@ -58,7 +58,7 @@ def resolve_period(command: Command, today: date) -> Period:
         return Period(name, day, day, f"Yesterday, {day_label(day)}")
     if name == "week":
         start = today - timedelta(days=6)
-        return Period(name, start, today, f"Last 7 days, {_span(start, today)}")
+        return Period(name, start, today, f"Last 7 days, {day_span(start, today)}")
     if name == "month":
         start = today.replace(day=1)
         return Period(name, start, today, f"{today:%B %Y} to date")
@@ -67,7 +67,7 @@ def resolve_period(command: Command, today: date) -> Period:
         return Period(name, end.replace(day=1), end, f"{end:%B %Y}")
     if name == "range":
         start, end = _within_data(*(parse_day(a) for a in command.args), today=today)
-        return Period(name, start, end, _span(start, end))
+        return Period(name, start, end, day_span(start, end))
     raise ValueError(f"{name} is not a report")
 
 
@@ -86,10 +86,6 @@ def _within_data(start: date, end: date, *, today: date) -> tuple[date, date]:
             f"to {latest} (tomorrow, UTC)."
         )
     return max(start, EARLIEST_DAY), min(end, latest)
-
-
-def _span(start: date, end: date) -> str:
-    return day_span(start, end)  # one way everywhere: "25 Nov–1 Dec 2026", no "01"
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def test_a_day_is_a_gap_only_when_every_connection_missed_it() -> None:
         ),
     )
     assert unfetched_days(report) == {date(2026, 11, 3)}
-    assert unfetched_days(SimpleNamespace(connection_labels=("A",))) == frozenset()
+    assert unfetched_days(SimpleNamespace(connection_labels=("A",), uncovered=())) == frozenset()
 
 
 def test_a_model_keeps_its_colour_from_chart_to_chart_and_colours_differ_in_one() -> None:
