@@ -52,8 +52,21 @@ def xai_usage(
     # Every reply counts against the response URL's 5 uses in 30 minutes; past
     # them (a long backfill, a sync), replies come by DM instead.
     respond = service.responder(client, invocation)
+    run_command(service, client, invocation, body.get("text", ""), respond, logger)
+
+
+def run_command(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    text: str,
+    respond: Respond,
+    logger: Logger,
+) -> None:
+    """Words typed (or carried by a button, or sent by DM) to their answer:
+    parse, check who asks, call the handler. Every surface in Slack comes here."""
     try:
-        command = parse(tokenize(body.get("text", "")), surface="slack")
+        command = parse(tokenize(text), surface="slack")
     except UsageError as error:
         respond(**blocks.words_notice(error.message, error.usage))
         return
