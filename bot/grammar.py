@@ -13,7 +13,7 @@ import shlex
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bot.config import MAX_BACKFILL_DAYS
 
@@ -267,6 +267,46 @@ COMMANDS = {
 }
 
 
+H = TypeVar("H")
+
+
+class Handlers(dict[str, H], Generic[H]):
+    """One surface's handlers, keyed by the names in :data:`COMMANDS`.
+
+    The grammar declares each command once, with the surfaces it is on; a
+    surface registers its handlers here. A name the grammar does not offer on
+    that surface fails at import, and :meth:`missing` (checked by a test)
+    lists the commands the surface claims but does not handle yet.
+    """
+
+    def __init__(self, surface: str) -> None:
+        super().__init__()
+        self.surface = surface
+
+    def handles(self, *names: str):
+        def register(handler: H) -> H:
+            for name in names:
+                spec = COMMANDS.get(name)
+                if spec is None or self.surface not in spec.surfaces:
+                    raise LookupError(
+                        f"`{name}` is not a {self.surface} command in bot.grammar.COMMANDS"
+                    )
+                self[name] = handler
+            return handler
+
+        return register
+
+    def missing(self) -> list[str]:
+        """Commands the grammar offers on this surface with no handler registered."""
+        claimed = (n for n, spec in COMMANDS.items() if self.surface in spec.surfaces)
+        return [n for n in claimed if n not in self]
+
+    @staticmethod
+    def unavailable(name: str) -> str:
+        """The answer when a parsed command has no handler here: said, not a silent failure."""
+        return f"`{name}` isn't available here; type `help` for what is."
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -275,6 +315,32 @@ class Command:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
+
+
+def words(name: str, *args: str, **options: Any) -> str:
+    """A command as someone would type it, for a button to carry: ``parse(tokenize(...))``
+    gives it back. Options are spelled with ``_`` for ``-``; None and False are left out."""
+    out = [name, *(_quoted(a) for a in args)]
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        out.append(f"--{key.replace('_', '-')}")
+        if value is not True:
+            out.append(_quoted(str(value)))
+    return " ".join(out)
+
+
+def command_words(command: Command, **changes: Any) -> str:
+    """``command``'s own words, with some options changed (None drops one)."""
+    return words(command.name, *command.args, **{**command.options, **changes})
+
+
+def _quoted(word: str) -> str:
+    if word and not any(c.isspace() or c in "\"'“”‘’\\" for c in word):
+        return word
+    # Curly quotes come back straight, as when typed (see tokenize).
+    word = word.translate(_SMART_QUOTES)
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class UsageError(Exception):

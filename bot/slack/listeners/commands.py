@@ -15,7 +15,7 @@ from logging import Logger
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.grammar import COMMANDS, REPORTS, Command, UsageError, parse, tokenize
+from bot.grammar import COMMANDS, REPORTS, Command, Handlers, UsageError, parse, tokenize
 from bot.setup import SetupError
 from bot.slack import blocks, files
 from bot.slack.delivery import post_note
@@ -77,8 +77,12 @@ def run_command(
     ):
         respond(**blocks.notice(refusal))
         return
+    handler = HANDLERS.get(command.name)
+    if handler is None:
+        respond(**blocks.notice(Handlers.unavailable(command.name)))
+        return
     try:
-        HANDLERS[command.name](service, command, invocation, respond, client)
+        handler(service, command, invocation, respond, client)
     except (NotFound, SetupError, UsageError) as error:
         respond(**blocks.words_notice(str(error)))
     except Exception as error:
@@ -101,8 +105,11 @@ def _refused(command: Command) -> str:
 
 
 Handler = Callable[[SlackService, Command, Invocation, Respond, WebClient], None]
+HANDLERS: Handlers[Handler] = Handlers("slack")
+handles = HANDLERS.handles
 
 
+@handles(*REPORTS)
 def report(
     service: SlackService,
     command: Command,
@@ -121,6 +128,7 @@ def report(
         )
 
 
+@handles("export")
 def export(
     service: SlackService,
     command: Command,
@@ -132,6 +140,7 @@ def export(
     service.background.submit(files.send_export, service, client, invocation, command, respond)
 
 
+@handles("connect")
 def connect(
     service: SlackService,
     command: Command,
@@ -158,6 +167,7 @@ def connect(
     )
 
 
+@handles("update-key")
 def update_key(
     service: SlackService,
     command: Command,
@@ -174,6 +184,7 @@ def update_key(
     )
 
 
+@handles("status", "connections")
 def status(
     service: SlackService,
     command: Command,
@@ -185,6 +196,7 @@ def status(
     respond(**blocks.status_message(service.status(invocation), alerts))
 
 
+@handles("sync")
 def sync(
     service: SlackService,
     command: Command,
@@ -207,6 +219,7 @@ def _sync_outcome(done: Future) -> str:
     return blocks.sync_lines(done.result())
 
 
+@handles("disconnect")
 def disconnect(
     service: SlackService,
     command: Command,
@@ -218,6 +231,7 @@ def disconnect(
     respond(**blocks.confirm_disconnect(connection.label, connection.uid))
 
 
+@handles("help")
 def help_(
     service: SlackService,
     command: Command,
@@ -228,6 +242,7 @@ def help_(
     respond(**blocks.help_message(command.args[0].lower() if command.args else None))
 
 
+@handles("digest", "budget", "alerts")
 def setup(
     service: SlackService,
     command: Command,
@@ -248,19 +263,3 @@ def setup(
         announce=partial(post_note, client),
     )
     respond(**blocks.words_notice(reply))
-
-
-HANDLERS: dict[str, Handler] = {
-    "digest": setup,
-    "budget": setup,
-    "alerts": setup,
-    **{name: report for name in REPORTS},
-    "connect": connect,
-    "update-key": update_key,
-    "status": status,
-    "connections": status,
-    "sync": sync,
-    "disconnect": disconnect,
-    "help": help_,
-    "export": export,
-}
