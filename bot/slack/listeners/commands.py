@@ -118,14 +118,26 @@ def report(
     client: WebClient,
 ) -> None:
     result = service.report(invocation, command)
-    message = blocks.report_message(result)
+    shared = bool(command.get("share"))
+    message = blocks.report_message(
+        result, command, shared_by=invocation.user_id if shared else None
+    )
     if command.get("chart"):
-        message = files.with_note(message, files.where_it_goes(bool(command.get("share")), "chart"))
-    respond(**message, response_type="in_channel" if command.get("share") else "ephemeral")
+        message = files.with_note(message, files.where_it_goes(shared, "chart"))
+    respond(**message, **_placement(invocation, shared))
     if command.get("chart"):  # drawn off Bolt's listener threads, after the table is out
         service.background.submit(
             files.send_chart, service, client, invocation, command, result, respond
         )
+
+
+def _placement(invocation: Invocation, shared: bool = False) -> dict[str, object]:
+    """Where an answer goes: the channel, the clicked message (replaced), or only to the asker."""
+    if shared:
+        return {"response_type": "in_channel", "replace_original": False}
+    if invocation.in_place:
+        return {"response_type": "ephemeral", "replace_original": True}
+    return {"response_type": "ephemeral"}
 
 
 @handles("export")
@@ -193,7 +205,7 @@ def status(
     client: WebClient,
 ) -> None:
     alerts = setup_for(service, invocation).alert_status()
-    respond(**blocks.status_message(service.status(invocation), alerts))
+    respond(**blocks.status_message(service.status(invocation), alerts), **_placement(invocation))
 
 
 @handles("sync")
