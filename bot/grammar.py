@@ -11,6 +11,7 @@ import difflib
 import re
 import shlex
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Generic, TypeVar
@@ -283,7 +284,7 @@ class Handlers(dict[str, H], Generic[H]):
         super().__init__()
         self.surface = surface
 
-    def handles(self, *names: str):
+    def handles(self, *names: str) -> Callable[[H], H]:
         def register(handler: H) -> H:
             for name in names:
                 spec = COMMANDS.get(name)

@@ -66,10 +66,7 @@ def stale_click(text: str) -> str | None:
     try:
         parse(tokenize(text), surface="slack")
     except UsageError as error:
-        return (
-            f"That button is out of date ({error.message}): "
-            f"type `{SLASH_COMMAND} help` for today's commands."
-        )
+        return f"That button is out of date: {error.message}"
     return None
 
 

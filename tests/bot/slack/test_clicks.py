@@ -190,8 +190,8 @@ def test_a_click_on_connect_opens_the_form(slack_app: SlackApp) -> None:
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        ("tdoay --by model", "That button is out of date (Unknown command “tdoay”"),
-        ("week --by team", "That button is out of date (--by must be one of"),
+        ("tdoay --by model", "out of date: Unknown command “tdoay”. Did you mean `today`?"),
+        ("week --by team", "That button is out of date: --by must be one of"),
         (None, "That button no longer does anything"),
         ('week --connection "Staging"', LABEL),  # a connection since removed: the real ones
     ],
