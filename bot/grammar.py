@@ -2,7 +2,10 @@
 
 One table of commands and options; ``parse`` turns words into a
 :class:`Command` or raises :class:`UsageError` with the closest valid
-spelling and the usage line. No Slack, no I/O.
+spelling and the usage line, and ``words`` spells a command back (what a
+Slack button carries). Each surface (the terminal, Slack) registers its
+handlers in a :class:`Handlers` keyed by these names, so the commands are
+declared here once. No Slack, no I/O.
 """
 
 from __future__ import annotations

@@ -36,7 +36,9 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
     service: SlackService = context["xai_usage"]
     action = (body.get("actions") or [{}])[0]
     action_id = action.get("action_id", "")
-    invocation = _invocation(body, in_place=action_id.startswith(IN_PLACE))
+    # Without a response URL (a button on the App Home tab) there is no message to replace.
+    in_place = action_id.startswith(IN_PLACE) and bool(body.get("response_url"))
+    invocation = _invocation(body, in_place=in_place)
     respond = service.responder(client, invocation)
 
     def answer(**message: object) -> str:

@@ -22,28 +22,36 @@ LABEL = "Production — xAI"
 
 
 def click(
-    app: SlackApp, action_id: str, value: str | None, user: str = ADMIN, select: bool = False
+    app: SlackApp,
+    action_id: str,
+    value: str | None,
+    user: str = ADMIN,
+    select: bool = False,
+    home: bool = False,
 ) -> str:
-    """Click a control of a private message in #costs; returns the click's response URL id."""
+    """Click a control of a private message in #costs (or on the App Home tab, which
+    has neither channel nor response URL); returns the click's response URL id."""
     response_url = app.slack.response_url()
     action: dict = {"action_id": action_id, "block_id": "b", "action_ts": "1.2"}
     if select:
         action |= {"type": "static_select", "selected_option": {"value": value}}
     else:
         action |= {"type": "button", "value": value} if value is not None else {"type": "button"}
-    app.interact(
-        {
-            "type": "block_actions",
-            "team": {"id": TEAM, "domain": "acme"},
-            "user": {"id": user, "team_id": TEAM},
-            "api_app_id": "A0001",
-            "channel": {"id": "CCOSTS", "name": "costs"},
-            "container": {"type": "message", "channel_id": "CCOSTS", "is_ephemeral": True},
-            "response_url": response_url,
-            "trigger_id": f"trig.{time.monotonic_ns()}",
-            "actions": [action],
-        }
-    )
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM, "domain": "acme"},
+        "user": {"id": user, "team_id": TEAM},
+        "api_app_id": "A0001",
+        "channel": {"id": "CCOSTS", "name": "costs"},
+        "container": {"type": "message", "channel_id": "CCOSTS", "is_ephemeral": True},
+        "response_url": response_url,
+        "trigger_id": f"trig.{time.monotonic_ns()}",
+        "actions": [action],
+    }
+    if home:
+        del payload["channel"], payload["response_url"]
+        payload["container"] = {"type": "view", "view_id": "V1"}
+    app.interact(payload)
     return response_url.rsplit("/", 1)[-1]
 
 
@@ -180,6 +188,13 @@ def test_status_syncs_now_and_offers_a_new_key_to_admins_only(connected: SlackAp
     clicked = click(connected, "xu:sync", "sync", MEMBER)
     assert "Syncing" in text_of(connected.reply(clicked))
     assert ":white_check_mark:" in text_of(connected.reply(clicked, 2, timeout=20))
+
+
+def test_a_click_on_the_home_tab_answers_by_direct_message(connected: SlackApp) -> None:
+    click(connected, "xu:view:by-model", "month --by model", MEMBER, home=True)
+    connected.slack.wait_for(lambda: connected.slack.calls_to("chat.postMessage"), timeout=10)
+    [dm] = connected.slack.calls_to("chat.postMessage")
+    assert dm.params["channel"] == MEMBER and "to date: $" in dm.params["text"]
 
 
 def test_a_click_on_connect_opens_the_form(slack_app: SlackApp) -> None:
