@@ -125,6 +125,13 @@ def parse_thresholds(raw: str) -> str:
     return ",".join(str(t) for t in thresholds)
 
 
+def check_webhook(url: str | bool) -> str:
+    """An alert webhook is an http(s) URL (``True``: ``--webhook`` typed without one)."""
+    if url is True or not str(url).startswith(("https://", "http://")):
+        raise SetupError("--webhook takes an http(s) URL.")
+    return str(url)
+
+
 @dataclass(frozen=True)
 class Setup:
     """One workspace's digests, budgets and alert routes, set up by ``actor``
@@ -284,8 +291,8 @@ class Setup:
         """Send alerts to a channel, once a note there proved the bot can post in it."""
         channel_id, _ = parse_channel(command.args[0] if command.args else None, here, self.surface)
         webhook = command.get("webhook")
-        if webhook and (webhook is True or not webhook.startswith(("https://", "http://"))):
-            raise SetupError("--webhook takes an http(s) URL.")
+        if webhook:
+            check_webhook(webhook)
         label = command.get("connection")
         connection_id = self._connection_id(label)
         if announce is not None:

@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 
 from bot.grammar import COMMANDS, REPORTS, Command, UsageError, parse, tokenize
 from bot.setup import SetupError
-from bot.slack import blocks, files
+from bot.slack import blocks, files, forms
 from bot.slack.delivery import post_note
 from bot.slack.service import (
     STORE_UNAVAILABLE,
@@ -119,6 +119,20 @@ def report(
         service.background.submit(
             files.send_chart, service, client, invocation, command, result, respond
         )
+
+
+def range_report(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``range FROM TO`` answers; ``range`` with no days opens a date-picker form."""
+    if forms.wants_form(command):
+        _open_form(service, client, invocation, command, respond)
+        return
+    report(service, command, invocation, respond, client)
 
 
 def export(
@@ -235,7 +249,11 @@ def setup(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    """``digest``, ``budget`` and ``alerts``: here by default, in the asker's time zone."""
+    """``digest``, ``budget`` and ``alerts``: here by default, in the asker's time zone;
+    typed bare (``digest add``, ``budget set``, ``alerts``), a form asks instead."""
+    if forms.wants_form(command):
+        _open_form(service, client, invocation, command, respond)
+        return
 
     def zone() -> str:
         person = service.person(client, invocation)
@@ -250,11 +268,26 @@ def setup(
     respond(**blocks.words_notice(reply))
 
 
+def _open_form(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    command: Command,
+    respond: Respond,
+) -> None:
+    """The command's form; where Slack can't open one (no trigger: a DM), what to type."""
+    try:
+        forms.open_form(service, client, invocation, command)
+    except UsageError as error:
+        respond(**blocks.words_notice(error.message, error.usage))
+
+
 HANDLERS: dict[str, Handler] = {
     "digest": setup,
     "budget": setup,
     "alerts": setup,
     **{name: report for name in REPORTS},
+    "range": range_report,
     "connect": connect,
     "update-key": update_key,
     "status": status,
