@@ -157,7 +157,7 @@ def setup_view(
         values=values,
         connections=options,
         frequencies=[
-            {"text": _option_text(WHEN[every].capitalize()), "value": every} for every in WHEN
+            {"text": _option_text(_first_upper(WHEN[every])), "value": every} for every in WHEN
         ],
     )
 
@@ -180,9 +180,14 @@ def range_view(metadata: dict[str, Any], command: Command, today: date) -> dict[
         earliest=EARLIEST_DAY.isoformat(),
         by=command.get("by", "model"),
         groupings=[
-            {"text": _option_text(GROUP_TITLES[g].capitalize()), "value": g} for g in GROUPINGS
+            {"text": _option_text(_first_upper(GROUP_TITLES[g])), "value": g} for g in GROUPINGS
         ],
     )
+
+
+def _first_upper(text: str) -> str:
+    """``every Monday`` as ``Every Monday``, ``API key`` kept (str.capitalize lowers the rest)."""
+    return text[:1].upper() + text[1:]
 
 
 def _option_text(text: str) -> dict[str, str]:

@@ -18,7 +18,9 @@ from sqlalchemy import select
 from bot.slack.listeners.commands import run_command
 from bot.slack.service import Invocation
 from storage.models import AlertRoute, Budget, DigestSubscription
+from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import ADMIN, MEMBER, TEAM, SlackApp, text_of
+from tests.fakes.connections import add_connection
 
 SELECTED = {
     "conversations_select": "selected_conversation",
@@ -122,8 +124,25 @@ def test_bare_digest_add_opens_a_form_here_at_nine_in_the_askers_zone(connected:
         "Production — xAI",
     ]
     assert initial(fields["connection"]) == "all"
+    assert [o["text"]["text"] for o in fields["every"]["options"]] == [
+        "Every day",
+        "Every Monday",
+        "On the 1st of each month",
+    ]
     assert connected.replies(url_id) == []  # the form is the answer
     assert digests(connected) == []  # nothing saved until it is submitted
+
+
+def test_a_hundred_and_twenty_long_labels_still_fit_a_select(slack_app: SlackApp):
+    with slack_app.runtime.db.transaction() as session:
+        workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
+        for n in range(120):
+            add_connection(session, workspace_id, f"{n:03d} " + "a very long team name " * 4)
+    view, _ = open_form(slack_app, "digest add")
+    options = inputs(view)["connection"]["options"]
+    assert len(options) == 100 and options[0]["text"]["text"] == "All connections"
+    assert max(len(o["text"]["text"]) for o in options) == 75  # Slack's most; cut with "…"
+    # the stand-in checked every other limit when the view opened (no violations)
 
 
 def test_a_digest_form_saves_exactly_what_the_typed_command_saves(connected: SlackApp):
@@ -355,6 +374,7 @@ def test_bare_range_opens_two_date_pickers_on_the_last_week(connected: SlackApp)
     assert initial(fields["from"]) == (today - timedelta(days=6)).isoformat()
     assert initial(fields["to"]) == today.isoformat()
     assert initial(fields["by"]) == "day"
+    assert [o["text"]["text"] for o in fields["by"]["options"]][-1] == "API key"
     assert connected.replies(url_id) == []
 
 
@@ -379,3 +399,23 @@ def test_range_form_errors_show_on_their_fields(connected: SlackApp):
     assert "YYYY-MM-DD" in errors["from"]
     assert "must be one of" in errors_of(submit(connected, view, by="colour"))["by"]
     assert connected.replies(url_id) == []
+
+
+def test_a_button_carrying_the_bare_command_opens_the_form(connected: SlackApp):
+    """A click (block_actions) comes with a trigger: `digest add` as a button's value opens
+    the form; with no response URL to answer through, the confirmation comes by DM."""
+    said: list[dict] = []
+    invocation = Invocation(TEAM, ADMIN, channel_id="CCOSTS", trigger_id="trig.click")
+    respond = lambda **message: said.append(message)  # noqa: E731
+    run_command(
+        connected.service, connected.bolt.client, invocation, "digest add", respond, getLogger()
+    )
+    [opened] = connected.slack.calls_to("views.open")
+    assert opened.params["trigger_id"] == "trig.click" and said == []
+    view = opened.params["view"]
+    assert view["callback_id"] == "digest_form"
+    assert submit(connected, view, tz="UTC").text == ""
+    connected.slack.wait_for(lambda: len(connected.slack.calls_to("chat.postMessage")) == 2)
+    [note, dm] = connected.slack.calls_to("chat.postMessage")
+    assert note.params["channel"] == "CCOSTS" and dm.params["channel"] == ADMIN
+    assert "every day at 09:00 (UTC)" in text_of(dm.params)
