@@ -71,18 +71,25 @@ FIELD_CHECKS: dict[str, Callable[[str], object]] = {
 }
 """Each field through the parser the typed command uses for it, so an error
 lands on that field before the command runs."""
-OPTION_FIELDS = {
-    "at": "at",
-    "tz": "tz",
-    "every": "every",
-    "connection": "connection",
-    "quiet_min": "quiet-min",
-    "quiet_change": "quiet-change",
-    "thresholds": "thresholds",
-    "channel": "channel",
-    "webhook": "webhook",
+FIELDS: dict[str, dict[str, str | None]] = {
+    "digest": {
+        "channel": None,
+        "at": "at",
+        "tz": "tz",
+        "every": "every",
+        "connection": "connection",
+        "quiet_min": "quiet-min",
+        "quiet_change": "quiet-change",
+    },
+    "budget": {
+        "amount": None,
+        "connection": "connection",
+        "thresholds": "thresholds",
+        "channel": "channel",
+    },
+    "alerts": {"channel": None, "connection": "connection", "webhook": "webhook"},
 }
-"""A form field and the ``--option`` it stands for."""
+"""Each form's fields: the ``--option`` each stands for, or None for the command's argument."""
 
 
 def wants_form(command: Command) -> bool:
@@ -129,7 +136,8 @@ def setup_view(
         known = [(c.uid, c.label) for c in connections(session, workspace_id)]
         label = command.get("connection")
         chosen = find_connection(session, workspace_id, label).uid if label else ALL_CONNECTIONS
-    here = invocation.channel_id
+    # A form opened from a DM (a button there) starts empty: the picker lists channels only.
+    here = invocation.channel_id if (invocation.channel_id or "D")[0] in "CG" else None
     values: dict[str, Any] = {"channel": here, "connection": chosen}
     if command.name == "digest":
         person = service.person(client, invocation)
@@ -222,46 +230,39 @@ def setup_command(
     ``bot.setup`` uses for it), so a problem is told under its own field.
     """
     errors: dict[str, str] = {}
-    head = list(HEADS[name])
-    positional: list[tuple[str, str]] = []  # (field, word)
-    channel = values.get("channel", "")
-    if name == "budget":
-        positional.append(("amount", values.get("amount", "")))
-    elif channel:
-        positional.append(("channel", f"<#{channel}>"))
-    else:
-        errors["channel"] = "Pick a channel."
-    options: list[tuple[str, str]] = []  # (field, --option=value)
-    for field, value in values.items():
-        option = OPTION_FIELDS.get(field)
-        if not option or not value or (field == "channel" and name != "budget"):
-            continue
-        if field == "connection":
-            if value == ALL_CONNECTIONS:
-                continue
+    words: list[tuple[str, str]] = []  # (field, word): the argument first, then --options
+    for field, option in FIELDS[name].items():
+        value = values.get(field, "")
+        if field == "connection" and value and value != ALL_CONNECTIONS:
             value = _connection_label(service, invocation, value)
             if value is None:
-                errors["connection"] = "That connection was removed meanwhile: pick another."
+                errors[field] = "That connection was removed meanwhile: pick another."
                 continue
-        if field == "channel":
+        if field == "connection" and value == ALL_CONNECTIONS:
+            value = ""  # no --connection: all of them
+        if field == "channel" and value:
             value = f"<#{value}>"
-        options.append((field, f"--{option}={value}"))
-    for field, word in [*positional, *options]:
-        try:
-            parse([*head, word], surface="slack")
-        except UsageError as error:
-            errors.setdefault(field, error.message)
-    for field, check in FIELD_CHECKS.items():
-        if field in errors or (field not in values) or (not values[field] and field != "amount"):
+        if option is None:  # the command's argument: a channel or an amount, never left out
+            if not value and field == "channel":
+                errors[field] = "Pick a channel."
+            words.insert(0, (field, value))
+        elif value:
+            words.append((field, f"--{option}={value}"))
+    head = list(HEADS[name])
+    for field, word in words:
+        if field in errors:
             continue
         try:
-            check(values[field])
+            parse([*head, word], surface="slack")
+            if field in FIELD_CHECKS:
+                FIELD_CHECKS[field](values.get(field, ""))
+        except UsageError as error:
+            errors[field] = error.message
         except SetupError as error:  # in the typed command's words: one rule, one message
             errors[field] = str(error)
     if errors:
         return None, errors
-    words = [*head, *(word for _, word in positional), *(word for _, word in options)]
-    return parse(words, surface="slack"), {}
+    return parse([*head, *(word for _, word in words)], surface="slack"), {}
 
 
 def _connection_label(service: SlackService, invocation: Invocation, uid: str) -> str | None:
