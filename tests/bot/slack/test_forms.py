@@ -419,3 +419,11 @@ def test_a_button_carrying_the_bare_command_opens_the_form(connected: SlackApp):
     [note, dm] = connected.slack.calls_to("chat.postMessage")
     assert note.params["channel"] == "CCOSTS" and dm.params["channel"] == ADMIN
     assert "every day at 09:00 (UTC)" in text_of(dm.params)
+
+
+def test_a_form_opened_in_a_dm_starts_with_no_channel(connected: SlackApp):
+    invocation = Invocation(TEAM, ADMIN, channel_id="DADMIN", trigger_id="trig.dm")
+    run_command(connected.service, connected.bolt.client, invocation, "alerts", print, getLogger())
+    [opened] = connected.slack.calls_to("views.open")
+    channel = inputs(opened.params["view"])["channel"]
+    assert "initial_conversation" not in channel and channel["default_to_current_conversation"]
