@@ -156,9 +156,10 @@ def setup_view(
             "channel": parse_channel(channel, here, "slack")[0] if channel else here,
         }
     options = [{"text": _option_text("All connections"), "value": ALL_CONNECTIONS}]
-    options += [
-        {"text": _option_text(label), "value": uid} for uid, label in known[:MAX_CONNECTION_OPTIONS]
-    ]
+    shown = known[:MAX_CONNECTION_OPTIONS]
+    if chosen != ALL_CONNECTIONS and all(uid != chosen for uid, _ in shown):
+        shown[-1:] = [next(c for c in known if c[0] == chosen)]  # the one typed stays choosable
+    options += [{"text": _option_text(label), "value": uid} for uid, label in shown]
     return render_json(
         f"slack/{command.name}_modal.json.j2",
         metadata=json.dumps(metadata),

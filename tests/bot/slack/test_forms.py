@@ -8,6 +8,7 @@ field.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta
 from decimal import Decimal
 from logging import getLogger
@@ -137,11 +138,15 @@ def test_a_hundred_and_twenty_long_labels_still_fit_a_select(slack_app: SlackApp
     with slack_app.runtime.db.transaction() as session:
         workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
         for n in range(120):
-            add_connection(session, workspace_id, f"{n:03d} " + "a very long team name " * 4)
+            add_connection(session, workspace_id, f"{n:03d}" + " a very long team name" * 4)
     view, _ = open_form(slack_app, "digest add")
     options = inputs(view)["connection"]["options"]
     assert len(options) == 100 and options[0]["text"]["text"] == "All connections"
     assert max(len(o["text"]["text"]) for o in options) == 75  # Slack's most; cut with "…"
+    view, _ = open_form(slack_app, "budget set --connection 119" + " a very long team name" * 4)
+    last = inputs(view)["connection"]
+    assert last["initial_option"] == last["options"][-1]  # the one typed, though past 99
+    assert last["initial_option"]["text"]["text"].startswith("119 ")
     # the stand-in checked every other limit when the view opened (no violations)
 
 
@@ -427,3 +432,12 @@ def test_a_form_opened_in_a_dm_starts_with_no_channel(connected: SlackApp):
     [opened] = connected.slack.calls_to("views.open")
     channel = inputs(opened.params["view"])["channel"]
     assert "initial_conversation" not in channel and channel["default_to_current_conversation"]
+
+
+def test_options_typed_with_a_bare_range_ride_along(connected: SlackApp):
+    view, url_id = open_form(connected, 'range --share --connection "Production — xAI"')
+    carried = json.loads(view["private_metadata"])["words"]
+    assert carried == ["--share", "--connection=Production — xAI"]
+    assert submit(connected, view).text == ""  # the last week, as the form starts
+    shared = connected.reply(url_id)
+    assert shared["response_type"] == "in_channel" and "1 connection" in text_of(shared)
