@@ -24,6 +24,8 @@ from bot.grammar import COMMANDS, GROUPINGS, Command, UsageError, parse, parse_d
 from bot.render import GROUP_TITLES, render_json
 from bot.reports import EARLIEST_DAY, resolve_period
 from bot.setup import (
+    DEFAULT_AT,
+    DEFAULT_THRESHOLDS,
     WHEN,
     SetupError,
     check_webhook,
@@ -50,8 +52,6 @@ ALL_CONNECTIONS = "all"
 MAX_CONNECTION_OPTIONS = 99  # Slack shows 100 options; one is "All connections"
 MAX_OPTION_TEXT = 75
 MAX_METADATA = 3000
-DEFAULT_AT = "09:00"
-DEFAULT_THRESHOLDS = "50,80,100"
 RANGE_DAYS = 7  # the range form starts on the last week, today included
 NO_FORM = {
     "digest": "Name the channel, e.g. `digest add #costs`.",
