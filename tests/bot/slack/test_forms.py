@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.slack.listeners.commands import run_command
-from bot.slack.service import Invocation
+from bot.slack.service import STORE_UNAVAILABLE, Invocation
+from storage.db import Database
 from storage.models import AlertRoute, Budget, DigestSubscription
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import ADMIN, MEMBER, TEAM, SlackApp, text_of
@@ -441,3 +442,11 @@ def test_options_typed_with_a_bare_range_ride_along(connected: SlackApp):
     assert submit(connected, view).text == ""  # the last week, as the form starts
     shared = connected.reply(url_id)
     assert shared["response_type"] == "in_channel" and "1 connection" in text_of(shared)
+
+
+def test_a_database_outage_during_a_submission_is_told_on_the_form(connected: SlackApp, keyring):
+    view, url_id = open_form(connected, "alerts")
+    connected.runtime.__dict__["db"] = Database("postgresql://nobody@127.0.0.1:1/none", keyring)
+    connected.service._workspaces.clear()  # nothing answered from memory
+    assert errors_of(submit(connected, view)) == {"channel": STORE_UNAVAILABLE}
+    assert connected.replies(url_id) == []
