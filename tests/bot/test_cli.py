@@ -353,7 +353,7 @@ def outage_urls() -> list[tuple[str, str]]:
     server = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgres@", "postgres:pw-s3cret@")
     return [
         (f"{server}/xai_usage_no_such_db", "does not exist"),
-        (f"postgresql://me:pw-s3cret@127.0.0.1:{free_port()}/costs", "refused"),
+        ("postgresql://me:pw-s3cret@127.0.0.1:FREE_PORT/costs", "refused"),
         ("postgresql://me:pw-s3cret@no-such-host.invalid/costs", "no-such-host.invalid"),
         ("mysql://me:pw-s3cret@127.0.0.1/costs", "uses mysql://"),
         ("this is not a url", "not a database URL"),
@@ -377,7 +377,8 @@ def bare_env(tmp_path: Path) -> dict[str, str]:
 def test_a_database_that_cannot_be_used_is_one_line(bare_env, url, says, command) -> None:
     env = {
         **bare_env,
-        "DATABASE_URL": url,
+        # a port found free now, not at collection: every test worker collects the same ids
+        "DATABASE_URL": url.replace("FREE_PORT", str(free_port())),
         "SLACK_BOT_TOKEN": "xoxb-0000-test",
         "SLACK_SIGNING_SECRET": "0123456789abcdef0123456789abcdef",
     }
