@@ -1,7 +1,7 @@
 """Shared fixtures: a real SQLite file and a real PostgreSQL, the xAI stand-in.
 
 Every test that takes ``db`` runs twice, once per backend. PostgreSQL gets a
-fresh database for the session (dropped at the end) and a truncate between
+fresh database for the session (dropped at the end), emptied between
 tests. SQLite is migrated once per session and each test gets a copy of that
 file: Alembic takes a quarter of a second per run, times hundreds of tests.
 Without a reachable PostgreSQL the postgres half is skipped locally and fails
@@ -97,10 +97,21 @@ def db(db_url: str, keyring: Keyring, request: pytest.FixtureRequest) -> Iterato
         yield database
     finally:
         if database.backend == "postgresql":
-            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            with database.engine.begin() as conn:
-                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            empty_postgres(database)
         database.dispose()
+
+
+def empty_postgres(database: Database) -> None:
+    """Every row deleted and every id counter back at 1, as TRUNCATE … RESTART IDENTITY
+    leaves them: for tables of a test's size DELETE is a few times quicker than
+    TRUNCATE, which makes new files for every table."""
+    with database.engine.begin() as conn:
+        sequences = conn.scalars(
+            text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+        ).all()
+        statements = [f'DELETE FROM "{t.name}"' for t in reversed(Base.metadata.sorted_tables)]
+        statements += [f'ALTER SEQUENCE "{name}" RESTART' for name in sequences]
+        conn.exec_driver_sql("; ".join(statements))  # one round trip
 
 
 class FixedClock:
