@@ -143,8 +143,9 @@ def publish(service: SlackService, client: WebClient, invocation: Invocation) ->
             )
             view = home_view(dashboard_for(service, invocation), admin=admin)
     except Exception as error:
-        if not store_unavailable(error):
-            log.exception("could not build the Home tab")
+        if not store_unavailable(error):  # a bug: one line, the traceback at DEBUG, as app.py does
+            log.error("could not build the Home tab: %s: %s", type(error).__name__, error)
+            log.debug("the Home tab's traceback", exc_info=error)
             return None
         view = notice_view(f":warning: {STORE_UNAVAILABLE}")
     try:
