@@ -155,11 +155,7 @@ def build_dashboard(session: Session, workspace_id: int, now: datetime, *, setup
 
 
 def _movers(session: Session, workspace_id: int, week: Digest) -> tuple[Mover, ...]:
-    """The models whose spend moved most, in dollars, this digest week against the one before.
-
-    TODO(merge): the insights branch computes top movers (models and keys) in
-    bot/insights.py; the dashboard should show those instead of this.
-    """
+    """The models whose spend moved most, in dollars, this digest week against the one before."""
     start, end = week.period_start, week.period_end
     before = start - timedelta(days=7)
     this: dict[str, Decimal] = {}
