@@ -194,6 +194,8 @@ def fingerprint(session: Session, workspace_id: int) -> tuple:
 
     A cached dashboard is reused only while this is unchanged, so a scheduled
     sync in another process, or a digest added from the terminal, shows at once.
+    Aggregates only (counts, sums, extremes): the same store always gives the
+    same answer, whatever order the database reads rows in.
     """
 
     def of(*columns, model):
@@ -205,15 +207,18 @@ def fingerprint(session: Session, workspace_id: int) -> tuple:
                 of(func.count(Connection.id), model=Connection),
                 of(func.max(Connection.last_attempt_at), model=Connection),
                 of(func.max(Connection.credentials_changed_at), model=Connection),
-                of(func.aggregate_strings(Connection.status, ","), model=Connection),
+                of(func.count(Connection.error_since), model=Connection),
                 of(func.count(DigestSubscription.id), model=DigestSubscription),
                 of(func.max(DigestSubscription.id), model=DigestSubscription),
                 of(func.count(DigestSubscription.paused_reason), model=DigestSubscription),
                 of(func.count(Budget.id), model=Budget),
                 of(func.max(Budget.id), model=Budget),
                 of(func.sum(Budget.amount_usd), model=Budget),
-                of(func.aggregate_strings(Budget.thresholds, ";"), model=Budget),
-                of(func.aggregate_strings(AlertRoute.channel_id, ","), model=AlertRoute),
+                of(func.min(Budget.thresholds), model=Budget),
+                of(func.max(Budget.thresholds), model=Budget),
+                of(func.count(AlertRoute.id), model=AlertRoute),
+                of(func.min(AlertRoute.channel_id), model=AlertRoute),
+                of(func.max(AlertRoute.channel_id), model=AlertRoute),
             )
         ).one()
     )
