@@ -7,6 +7,7 @@ included: at most 100 blocks and 250 kB of JSON.
 
 from __future__ import annotations
 
+import threading
 import time
 from decimal import Decimal
 
@@ -92,6 +93,25 @@ def test_admins_see_the_dashboard_and_buttons_that_are_commands(connected: Slack
     assert 'update-key "Production — xAI"' in commands.values()
     for value in set(commands.values()) - OPENS_A_FORM_ONCE_MERGED:
         parse(tokenize(value), surface="slack")  # the grammar reads it as the typed command
+
+
+def test_slack_gets_its_ack_before_the_tab_is_built(connected: SlackApp) -> None:
+    """Bolt acks first, and the build runs on the service's pool: either alone keeps
+    Slack from waiting (a FaaS deployment processing before the response keeps the pool)."""
+    order: list[str] = []
+    released = threading.Event()
+
+    def slow_lookup(call) -> None:  # the publish starts by looking the person up
+        released.wait(5)
+        order.append("looked up")
+
+    connected.slack.after("users.info", slow_lookup)
+    answer = connected.event({"type": "app_home_opened", "user": ADMIN, "tab": "home"})
+    order.append(f"acked {answer.status_code}")
+    released.set()
+    connected.slack.wait_for(lambda: connected.slack.calls_to("views.publish"), timeout=10)
+    connected.slack.after("users.info", None)
+    assert order == ["acked 200", "looked up"]
 
 
 def test_members_see_the_figures_without_management_buttons(connected: SlackApp) -> None:
