@@ -17,8 +17,10 @@ from bot.slack import blocks, home
 from bot.slack.listeners.commands import SLASH_COMMAND, run_command
 from bot.slack.service import Invocation, SlackService
 
-NEEDS_A_FORM = frozenset({"connect", "update-key"})
+ALWAYS_A_FORM = frozenset({"connect", "update-key"})
 """Commands that open a modal: Slack gives no trigger_id with a message, only with a click."""
+BARE_FORMS = frozenset({("digest", "add"), ("budget", "set"), ("alerts",), ("range",)})
+"""Commands that open their setup form when typed bare (and act at once with arguments)."""
 
 
 def register(app: App) -> None:
@@ -74,9 +76,10 @@ def message(
         client.chat_postMessage(channel=channel, **message)
 
     text = _without_slash(event.get("text") or "")
-    words = tokenize(text)
-    if words and words[0].lower() in NEEDS_A_FORM:
-        if refusal := service.refusal(client, invocation, admin=True, what=words[0].lower()):
+    words = [word.lower() for word in tokenize(text)]
+    if words and (words[0] in ALWAYS_A_FORM or tuple(words) in BARE_FORMS):
+        admin = words[0] != "range"
+        if refusal := service.refusal(client, invocation, admin=admin, what=" ".join(words[:2])):
             respond(**blocks.notice(refusal))
         else:
             respond(**blocks.form_button(text))

@@ -256,6 +256,9 @@ def test_a_form_asked_for_by_dm_comes_as_a_button_that_opens_it(connected: Slack
     [block] = posts_to(connected, "DADMIN")[0]["blocks"]
     assert block["accessory"]["action_id"].startswith("xu:")
     assert block["accessory"]["value"] == 'update-key "Production — xAI"'
+    dm(connected, "digest add")  # bare: the digest form (with a channel it is added at once)
+    connected.slack.wait_for(lambda: len(posts_to(connected, "DADMIN")) == 2, timeout=10)
+    assert posts_to(connected, "DADMIN")[1]["blocks"][0]["accessory"]["value"] == "digest add"
     dm(connected, "connect", user=MEMBER)
     connected.slack.wait_for(lambda: posts_to(connected, "DMEMBER"), timeout=10)
     assert "only workspace admins" in posts_to(connected, "DMEMBER")[0]["text"]
