@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from bot import formatting
 from bot.config import ConfigError, Settings
-from bot.grammar import COMMANDS, OPTIONS, REPORTS, Command, UsageError, parse, tokenize
+from bot.grammar import COMMANDS, OPTIONS, REPORTS, Command, Handlers, UsageError, parse, tokenize
 from bot.reports import build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime, configure_logging
 from storage.db import unavailable
@@ -105,16 +105,8 @@ class Console:
 
 
 Handler = Callable[[Command, Runtime, Console], int]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(*names: str) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        for name in names:
-            HANDLERS[name] = handler
-        return handler
-
-    return register
+HANDLERS: Handlers[Handler] = Handlers("cli")
+handles = HANDLERS.handles
 
 
 def main(
@@ -137,9 +129,13 @@ def main(
     except ConfigError as error:
         console.note(f"xai-usage: {error}")
         return EXIT_FAILED
+    handler = HANDLERS.get(command.name)
+    if handler is None:
+        console.note(f"xai-usage: {Handlers.unavailable(command.name)}")
+        return EXIT_USAGE
     runtime = Runtime(settings, warn=lambda text: console.note(f"warning: {text}"))
     try:
-        return HANDLERS[command.name](command, runtime, console)
+        return handler(command, runtime, console)
     except KeyboardInterrupt:
         console.note("xai-usage: interrupted; nothing half-saved.")
         return 130

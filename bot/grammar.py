@@ -2,7 +2,10 @@
 
 One table of commands and options; ``parse`` turns words into a
 :class:`Command` or raises :class:`UsageError` with the closest valid
-spelling and the usage line. No Slack, no I/O.
+spelling and the usage line, and ``words`` spells a command back (what a
+Slack button carries). Each surface (the terminal, Slack) registers its
+handlers in a :class:`Handlers` keyed by these names, so the commands are
+declared here once. No Slack, no I/O.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import difflib
 import re
 import shlex
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bot.config import MAX_BACKFILL_DAYS
 
@@ -25,6 +29,8 @@ MAX_VALUE_LENGTH = 2000
 MAX_LATENCY_SECONDS = 60.0
 GROUPINGS = ("model", "day", "week", "month", "connection", "key")
 FORMATS = ("table", "json", "csv", "png", "svg", "pdf")
+OPENS_A_FORM = ("range", "alerts")
+"""Typed in Slack without their arguments, these open a form (bot/slack/forms.py)."""
 
 _GROUPING_ALIASES = {
     "models": "model",
@@ -267,6 +273,46 @@ COMMANDS = {
 }
 
 
+H = TypeVar("H")
+
+
+class Handlers(dict[str, H], Generic[H]):
+    """One surface's handlers, keyed by the names in :data:`COMMANDS`.
+
+    The grammar declares each command once, with the surfaces it is on; a
+    surface registers its handlers here. A name the grammar does not offer on
+    that surface fails at import, and :meth:`missing` (checked by a test)
+    lists the commands the surface claims but does not handle yet.
+    """
+
+    def __init__(self, surface: str) -> None:
+        super().__init__()
+        self.surface = surface
+
+    def handles(self, *names: str) -> Callable[[H], H]:
+        def register(handler: H) -> H:
+            for name in names:
+                spec = COMMANDS.get(name)
+                if spec is None or self.surface not in spec.surfaces:
+                    raise LookupError(
+                        f"`{name}` is not a {self.surface} command in bot.grammar.COMMANDS"
+                    )
+                self[name] = handler
+            return handler
+
+        return register
+
+    def missing(self) -> list[str]:
+        """Commands the grammar offers on this surface with no handler registered."""
+        claimed = (n for n, spec in COMMANDS.items() if self.surface in spec.surfaces)
+        return [n for n in claimed if n not in self]
+
+    @staticmethod
+    def unavailable(name: str) -> str:
+        """The answer when a parsed command has no handler here: said, not a silent failure."""
+        return f"`{name}` isn't available here; type `help` for what is."
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -275,6 +321,32 @@ class Command:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
+
+
+def words(name: str, *args: str, **options: Any) -> str:
+    """A command as someone would type it, for a button to carry: ``parse(tokenize(...))``
+    gives it back. Options are spelled with ``_`` for ``-``; None and False are left out."""
+    out = [name, *(_quoted(a) for a in args)]
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        out.append(f"--{key.replace('_', '-')}")
+        if value is not True:
+            out.append(_quoted(str(value)))
+    return " ".join(out)
+
+
+def command_words(command: Command, **changes: Any) -> str:
+    """``command``'s own words, with some options changed (None drops one)."""
+    return words(command.name, *command.args, **{**command.options, **changes})
+
+
+def _quoted(word: str) -> str:
+    if word and not any(c.isspace() or c in "\"'“”‘’\\" for c in word):
+        return word
+    # Curly quotes come back straight, as when typed (see tokenize).
+    word = word.translate(_SMART_QUOTES)
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class UsageError(Exception):
@@ -376,6 +448,8 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
         else:
             raise UsageError(f"--{key} needs a value ({option.metavar}).", usage)
         options[key] = _option_value(option, value, usage)
+    if not args and surface == "slack" and name in OPENS_A_FORM:
+        return Command(name, (), options)  # Slack asks for the rest in a form
     _check_args(spec, args, usage)
     return Command(name, tuple(args), options)
 

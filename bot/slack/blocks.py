@@ -13,10 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 from bot import formatting
-from bot.grammar import COMMANDS
+from bot.grammar import COMMANDS, Command, words
 from bot.render import GROUP_TITLES, render_json
 from bot.reports import Report, StatusRow
 from bot.sync import SyncResult
+from storage.models import ConnectionStatus
 
 MAX_TABLE_ROWS = 32  # a whole month of days (31) before "and N more"; 40 a line is ~1,300
 PHONE_WIDTH = 40
@@ -33,7 +34,90 @@ STATUS_ICONS = {
 }
 
 
-def report_message(report: Report) -> dict[str, Any]:
+MAX_BUTTON_VALUE = 2000
+MAX_OPTION_VALUE = 150
+"""Slack's limits on what a button and a select's option carry: a control whose
+command would not fit is left out (only a pasted, very long --model can do that)."""
+MAX_KEY_BUTTONS = 5
+"""Status: "Update key" buttons for the first few connections that need one."""
+PERIODS = (
+    ("today", "Today"),
+    ("yesterday", "Yesterday"),
+    ("week", "Last 7 days"),
+    ("month", "This month"),
+    ("last-month", "Last month"),
+)
+GROUPINGS = (("model", "Model"), ("day", "Day"), ("key", "API key"), ("connection", "Connection"))
+
+
+def report_controls(report: Report, command: Command) -> dict[str, list[dict[str, Any]]]:
+    """The report's buttons, each carrying a command (see :func:`bot.grammar.words`).
+
+    Period and grouping clicks keep the filters and update the message in place
+    (``xu:view:``); ``range`` keeps its dates when the grouping changes.
+    """
+    filters = {"connection": command.get("connection"), "model": command.get("model")}
+    by = report.group_by
+    periods = [
+        {"text": text, "value": words(name, by=by, **filters), "selected": name == command.name}
+        for name, text in PERIODS
+    ]
+    view: list[dict[str, Any]]
+    if all(len(p["value"]) <= MAX_OPTION_VALUE for p in periods):
+        view = [{"select": "xu:view:period", "text": "Period", "options": periods}]
+    else:  # a select's option holds 150 characters, a button's value 2,000
+        view = [
+            _button(f"xu:view:{name}", p["text"], p["value"], p["selected"])
+            for (name, _), p in zip(PERIODS, periods, strict=True)
+        ]
+
+    def same(**changes: Any) -> str:  # this report's command, with some options changed
+        return words(command.name, *command.args, **{"by": by, **filters, **changes})
+
+    view += [
+        _button(f"xu:view:by-{name}", text, same(by=name), selected=name == by)
+        for name, text in GROUPINGS
+    ]
+    period = command.args if command.name == "range" else (command.name,)
+    export = words("export", *period, by=by, **filters, format="csv")
+    tools = [
+        _button("xu:chart", "Chart", same(chart=True)),
+        _button("xu:export", "Export CSV", export),
+        _button("xu:share:report", "Share to channel", same(share=True)),
+    ]
+    return {
+        "view": [c for c in view if len(c.get("value", "")) <= MAX_BUTTON_VALUE],
+        "tools": [c for c in tools if len(c["value"]) <= MAX_BUTTON_VALUE],
+    }
+
+
+def _button(action_id: str, text: str, value: str, selected: bool = False) -> dict[str, Any]:
+    return {"action_id": action_id, "text": text, "value": value, "selected": selected}
+
+
+def status_controls(rows: Sequence[StatusRow]) -> list[dict[str, Any]]:
+    """ "Sync now", and "Update key" for the first connections whose key needs a person."""
+    if not rows:
+        return []
+    needing_key = [r for r in rows if r.status == ConnectionStatus.ERROR][:MAX_KEY_BUTTONS]
+    return [
+        _button("xu:sync", "Sync now", "sync"),
+        *(
+            _button(
+                f"xu:update-key:{i}",
+                formatting.clip(f"Update key: {r.label}", 75),
+                words("update-key", r.label),
+            )
+            for i, r in enumerate(needing_key)
+        ),
+    ]
+
+
+def report_message(
+    report: Report, command: Command | None = None, *, shared_by: str | None = None
+) -> dict[str, Any]:
+    """``command`` (the words that asked) adds the controls; ``shared_by`` (a user id)
+    says who posted it in the channel, where a copy carries no controls."""
     shown = list(report.rows[:MAX_TABLE_ROWS])
     rest = report.rows[MAX_TABLE_ROWS:]
     if rest:  # keep the last line for "and N more"
@@ -57,9 +141,16 @@ def report_message(report: Report) -> dict[str, Any]:
         header = f"{report.period.title}: not fetched"
     elif report.uncovered:
         subtitle.append("total of the fetched days only")
+    controls = (
+        report_controls(report, command)
+        if command is not None and not shared_by and not report.empty
+        else None
+    )
     return render_json(
         "slack/report.json.j2",
         report=report,
+        controls=controls,
+        shared_by=shared_by,
         rows=shown,
         hidden=len(rest),
         hidden_total=hidden_total,
@@ -82,6 +173,7 @@ def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dic
         "slack/status.json.j2",
         rows=rows[:MAX_STATUS_ROWS],
         alerts=[formatting.mrkdwn_keep_references(line) for line in alerts],
+        controls=status_controls(rows),
         hidden=max(0, len(rows) - MAX_STATUS_ROWS),
         icons=STATUS_ICONS,
         fallback=status_fallback(rows),

@@ -121,6 +121,8 @@ class Invocation:
     channel_id: str | None = None
     trigger_id: str | None = None
     response_url: str | None = None
+    in_place: bool = False
+    """A click asked for its message to be replaced by the answer (``xu:view:`` buttons)."""
 
 
 class SlackService:

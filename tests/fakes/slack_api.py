@@ -535,6 +535,7 @@ class _BlockKit:
             plain=True,
             required=False,
         )
+        self.initial_values(path, element)
         options = element.get("options")
         if isinstance(options, list):
             self.limit(
@@ -554,6 +555,32 @@ class _BlockKit:
                         f"{path}.option_groups[{j}].options", "options", inner, MAX_SELECT_OPTIONS
                     )
                     self.options(f"{path}.option_groups[{j}].options", inner)
+
+    def initial_values(self, path: str, element: Mapping[str, Any]) -> None:
+        """What Slack refuses in a form's starting values: an ``initial_option`` that is
+        not one of the options, a time not ``HH:mm``, a date not ``YYYY-MM-DD``."""
+        chosen = element.get("initial_option")
+        options = element.get("options")
+        if chosen is not None and isinstance(options, list) and chosen not in options:
+            self.reject(f"{path}.initial_option", "initial_option is not one of the options")
+        formats = {"initial_time": "%H:%M", "initial_date": "%Y-%m-%d"}
+        for name, pattern in formats.items():
+            value = element.get(name)
+            if value is None:
+                continue
+            try:
+                datetime.strptime(str(value), pattern)
+            except ValueError:
+                self.reject(f"{path}.{name}", f"{name} {value!r} is not {pattern}")
+            if name == "initial_time" and len(str(value)) != 5:
+                self.reject(f"{path}.{name}", f"{name} {value!r} is not HH:mm")
+        kind = element.get("type")
+        if kind in ("conversations_select", "multi_conversations_select"):
+            include = (element.get("filter") or {}).get("include")
+            if include is not None and (
+                not include or not set(include) <= {"im", "mpim", "private", "public"}
+            ):
+                self.reject(f"{path}.filter.include", "filter.include must be a non-empty subset")
 
     def options(self, path: str, options: list[Any]) -> None:
         for j, option in enumerate(options):

@@ -481,6 +481,45 @@ def test_a_view_that_echoes_a_secret_back_is_listed(slack, client):
     ]
 
 
+def test_form_starting_values_slack_refuses_are_listed(slack, client):
+    option = {"text": {"type": "plain_text", "text": "Every day"}, "value": "day"}
+    other = {"text": {"type": "plain_text", "text": "Every week"}, "value": "week"}
+    bad = modal(
+        {
+            "type": "input",
+            "block_id": "every",
+            "label": {"type": "plain_text", "text": "How often"},
+            "element": {"type": "static_select", "options": [option], "initial_option": other},
+        },
+        {
+            "type": "input",
+            "block_id": "at",
+            "label": {"type": "plain_text", "text": "Time"},
+            "element": {"type": "timepicker", "initial_time": "9:00"},
+        },
+        {
+            "type": "input",
+            "block_id": "from",
+            "label": {"type": "plain_text", "text": "From"},
+            "element": {"type": "datepicker", "initial_date": "01/11/2026"},
+        },
+        {
+            "type": "input",
+            "block_id": "channel",
+            "label": {"type": "plain_text", "text": "Channel"},
+            "element": {"type": "conversations_select", "filter": {"include": []}},
+        },
+    )
+
+    assert error_of(client.views_open, trigger_id="1.2", view=bad) == "invalid_arguments"
+
+    listed = "\n".join(slack.violations)
+    assert "view.blocks[0].element.initial_option: initial_option is not one of" in listed
+    assert "view.blocks[1].element.initial_time: initial_time '9:00' is not HH:mm" in listed
+    assert "view.blocks[2].element.initial_date: initial_date '01/11/2026' is not" in listed
+    assert "view.blocks[3].element.filter.include: filter.include must be" in listed
+
+
 def test_views_update_refuses_a_stale_hash(client):
     opened = client.views_open(trigger_id="1.2", view=modal(text_input("team")))["view"]
     updated = client.views_update(view_id=opened["id"], hash=opened["hash"], view=modal())["view"]

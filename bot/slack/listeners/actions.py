@@ -1,24 +1,100 @@
-"""Buttons: the disconnect confirmation."""
+"""Buttons. A button is a command: an ``xu:`` control carries the words of a
+``/xai-usage`` command in its value, and a click runs them as that person
+typing them would (same parsing, permissions and errors). The disconnect
+confirmation is the one button with its own listener.
+"""
 
 from __future__ import annotations
+
+import re
+from logging import Logger
 
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot.formatting import mrkdwn
+from bot.grammar import COMMANDS, UsageError, parse, tokenize
 from bot.slack import blocks
+from bot.slack.listeners.commands import SLASH_COMMAND, run_command
 from bot.slack.service import STORE_UNAVAILABLE, Invocation, SlackService, store_unavailable
+
+CLICK = re.compile(r"^xu:")
+IN_PLACE = "xu:view:"
+"""Answers replace the clicked message: a period or grouping of the same report."""
+TO_CHANNEL = "xu:share:"
+"""Answers are posted in the channel, saying who shared them."""
 
 
 def register(app: App) -> None:
     app.action("disconnect_confirm")(disconnect_confirmed)
     app.action("disconnect_cancel")(disconnect_cancelled)
+    app.action(CLICK)(clicked)
 
 
-def _invocation(body: dict) -> Invocation:
+def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logger: Logger) -> None:
+    ack()
+    service: SlackService = context["xai_usage"]
+    action = (body.get("actions") or [{}])[0]
+    action_id = action.get("action_id", "")
+    # Without a response URL (a button on the App Home tab) there is no message to replace.
+    in_place = action_id.startswith(IN_PLACE) and bool(body.get("response_url"))
+    invocation = _invocation(body, in_place=in_place)
+    respond = service.responder(client, invocation)
+
+    def answer(**message: object) -> str:
+        message.setdefault("replace_original", False)  # a new message unless said otherwise
+        return respond(**message)
+
+    text = clicked_words(action)
+    if (stale := stale_click(text)) is not None:
+        answer(**blocks.words_notice(stale))
+        return
+    if action_id.startswith(TO_CHANNEL):
+        text = _shared(text)
+    run_command(service, client, invocation, text, answer, logger)
+
+
+def clicked_words(action: dict) -> str:
+    """The command a control carries: a button's value, or the chosen option's."""
+    selected = action.get("selected_option") or {}
+    return str(action.get("value") or selected.get("value") or "")
+
+
+def stale_click(text: str) -> str | None:
+    """Why a clicked command cannot run any more, in one line (a button from an
+    older version of the app, say), or None when it parses."""
+    if not text.strip():
+        return f"That button no longer does anything: type `{SLASH_COMMAND} help` for the commands."
+    try:
+        parse(tokenize(text), surface="slack")
+    except UsageError as error:
+        return f"That button is out of date: {error.message}"
+    return None
+
+
+def _shared(text: str) -> str:
+    """A share button's command, with ``--share`` if it takes one and lacks it."""
+    command = parse(tokenize(text), surface="slack")
+    if "share" in COMMANDS[command.name].options and not command.get("share"):
+        return f"{text} --share"
+    return text
+
+
+def _invocation(body: dict, *, in_place: bool = False) -> Invocation:
+    """Who clicked, where: ``block_actions`` carries the team, user, channel,
+    a trigger for a modal, and a response URL for the message clicked."""
+    team = body.get("team") or {}
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
     return Invocation(
-        team_id=body["team"]["id"] if body.get("team") else body["user"]["team_id"],
+        team_id=team.get("id") or body["user"]["team_id"],
         user_id=body["user"]["id"],
+        team_name=team.get("domain", ""),
+        channel_id=channel,
+        trigger_id=body.get("trigger_id"),
+        response_url=body.get("response_url"),
+        in_place=in_place,
     )
 
 

@@ -15,9 +15,9 @@ from logging import Logger
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.grammar import COMMANDS, REPORTS, Command, UsageError, parse, tokenize
+from bot.grammar import COMMANDS, REPORTS, Command, Handlers, UsageError, parse, tokenize
 from bot.setup import SetupError
-from bot.slack import blocks, files
+from bot.slack import blocks, files, forms
 from bot.slack.delivery import post_note
 from bot.slack.service import (
     STORE_UNAVAILABLE,
@@ -77,8 +77,12 @@ def run_command(
     ):
         respond(**blocks.notice(refusal))
         return
+    handler = HANDLERS.get(command.name)
+    if handler is None:
+        respond(**blocks.notice(Handlers.unavailable(command.name)))
+        return
     try:
-        HANDLERS[command.name](service, command, invocation, respond, client)
+        handler(service, command, invocation, respond, client)
     except (NotFound, SetupError, UsageError) as error:
         respond(**blocks.words_notice(str(error)))
     except Exception as error:
@@ -101,8 +105,11 @@ def _refused(command: Command) -> str:
 
 
 Handler = Callable[[SlackService, Command, Invocation, Respond, WebClient], None]
+HANDLERS: Handlers[Handler] = Handlers("slack")
+handles = HANDLERS.handles
 
 
+@handles(*(name for name in REPORTS if name != "range"))
 def report(
     service: SlackService,
     command: Command,
@@ -111,16 +118,44 @@ def report(
     client: WebClient,
 ) -> None:
     result = service.report(invocation, command)
-    message = blocks.report_message(result)
+    shared = bool(command.get("share"))
+    message = blocks.report_message(
+        result, command, shared_by=invocation.user_id if shared else None
+    )
     if command.get("chart"):
-        message = files.with_note(message, files.where_it_goes(bool(command.get("share")), "chart"))
-    respond(**message, response_type="in_channel" if command.get("share") else "ephemeral")
+        message = files.with_note(message, files.where_it_goes(shared, "chart"))
+    respond(**message, **_placement(invocation, shared))
     if command.get("chart"):  # drawn off Bolt's listener threads, after the table is out
         service.background.submit(
             files.send_chart, service, client, invocation, command, result, respond
         )
 
 
+def _placement(invocation: Invocation, shared: bool = False) -> dict[str, object]:
+    """Where an answer goes: the channel, the clicked message (replaced), or only to the asker."""
+    if shared:
+        return {"response_type": "in_channel", "replace_original": False}
+    if invocation.in_place:
+        return {"response_type": "ephemeral", "replace_original": True}
+    return {"response_type": "ephemeral"}
+
+
+@handles("range")
+def range_report(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``range FROM TO`` answers; ``range`` with no days opens a date-picker form."""
+    if forms.wants_form(command):
+        _open_form(service, client, invocation, command, respond)
+        return
+    report(service, command, invocation, respond, client)
+
+
+@handles("export")
 def export(
     service: SlackService,
     command: Command,
@@ -132,6 +167,7 @@ def export(
     service.background.submit(files.send_export, service, client, invocation, command, respond)
 
 
+@handles("connect")
 def connect(
     service: SlackService,
     command: Command,
@@ -158,6 +194,7 @@ def connect(
     )
 
 
+@handles("update-key")
 def update_key(
     service: SlackService,
     command: Command,
@@ -174,6 +211,7 @@ def update_key(
     )
 
 
+@handles("status", "connections")
 def status(
     service: SlackService,
     command: Command,
@@ -182,9 +220,10 @@ def status(
     client: WebClient,
 ) -> None:
     alerts = setup_for(service, invocation).alert_status()
-    respond(**blocks.status_message(service.status(invocation), alerts))
+    respond(**blocks.status_message(service.status(invocation), alerts), **_placement(invocation))
 
 
+@handles("sync")
 def sync(
     service: SlackService,
     command: Command,
@@ -207,6 +246,7 @@ def _sync_outcome(done: Future) -> str:
     return blocks.sync_lines(done.result())
 
 
+@handles("disconnect")
 def disconnect(
     service: SlackService,
     command: Command,
@@ -218,6 +258,7 @@ def disconnect(
     respond(**blocks.confirm_disconnect(connection.label, connection.uid))
 
 
+@handles("help")
 def help_(
     service: SlackService,
     command: Command,
@@ -228,6 +269,7 @@ def help_(
     respond(**blocks.help_message(command.args[0].lower() if command.args else None))
 
 
+@handles("digest", "budget", "alerts")
 def setup(
     service: SlackService,
     command: Command,
@@ -235,7 +277,11 @@ def setup(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    """``digest``, ``budget`` and ``alerts``: here by default, in the asker's time zone."""
+    """``digest``, ``budget`` and ``alerts``: here by default, in the asker's time zone;
+    typed bare (``digest add``, ``budget set``, ``alerts``), a form asks instead."""
+    if forms.wants_form(command):
+        _open_form(service, client, invocation, command, respond)
+        return
 
     def zone() -> str:
         person = service.person(client, invocation)
@@ -250,17 +296,15 @@ def setup(
     respond(**blocks.words_notice(reply))
 
 
-HANDLERS: dict[str, Handler] = {
-    "digest": setup,
-    "budget": setup,
-    "alerts": setup,
-    **{name: report for name in REPORTS},
-    "connect": connect,
-    "update-key": update_key,
-    "status": status,
-    "connections": status,
-    "sync": sync,
-    "disconnect": disconnect,
-    "help": help_,
-    "export": export,
-}
+def _open_form(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    command: Command,
+    respond: Respond,
+) -> None:
+    """The command's form; where Slack can't open one (no trigger: a DM), what to type."""
+    try:
+        forms.open_form(service, client, invocation, command)
+    except UsageError as error:
+        respond(**blocks.words_notice(error.message, error.usage))

@@ -18,9 +18,6 @@ from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import ADMIN, BOT_USER, GUEST, MEMBER, TEAM, VISITOR, SlackApp
 from tests.fakes.connections import add_connection
 
-OPENS_A_FORM_ONCE_MERGED = {"alerts"}
-"""Bare ``alerts`` needs a channel until the forms branch makes it open the alerts form."""
-
 
 def open_home(app: SlackApp, user: str = ADMIN) -> dict:
     before = len(app.slack.calls_to("views.publish"))
@@ -91,7 +88,7 @@ def test_admins_see_the_dashboard_and_buttons_that_are_commands(connected: Slack
     assert commands["xu:budget-set"] == "budget set"
     assert commands["xu:alerts"] == "alerts"
     assert 'update-key "Production — xAI"' in commands.values()
-    for value in set(commands.values()) - OPENS_A_FORM_ONCE_MERGED:
+    for value in commands.values():
         parse(tokenize(value), surface="slack")  # the grammar reads it as the typed command
 
 
@@ -263,3 +260,50 @@ def test_a_form_asked_for_by_dm_comes_as_a_button_that_opens_it(connected: Slack
     connected.slack.wait_for(lambda: posts_to(connected, "DMEMBER"), timeout=10)
     assert "only workspace admins" in posts_to(connected, "DMEMBER")[0]["text"]
     assert connected.slack.calls_to("views.open") == []
+
+
+# -- the buttons, clicked ---------------------------------------------------------------
+
+
+def test_each_home_button_clicked_opens_its_form(connected: SlackApp) -> None:
+    from tests.bot.slack.test_clicks import click
+
+    commands = buttons(open_home(connected))
+    expected = {
+        "xu:connect": "connect",
+        "xu:digest-add": "digest",
+        "xu:budget-set": "budget",
+        "xu:alerts": "alerts",
+        "xu:update-key-1": "update_key",
+    }
+    for action_id, form in expected.items():
+        before = len(connected.slack.calls_to("views.open"))
+        click(connected, action_id, commands[action_id], home=True)
+        connected.slack.wait_for(
+            lambda before=before: len(connected.slack.calls_to("views.open")) > before, timeout=10
+        )
+        view = connected.slack.calls_to("views.open")[-1].params["view"]
+        assert form in view["callback_id"]
+
+
+def test_a_member_clicking_an_admin_button_gets_the_refusal_by_dm(connected: SlackApp) -> None:
+    from tests.bot.slack.test_clicks import click
+
+    commands = buttons(open_home(connected))
+    click(connected, "xu:update-key-1", commands["xu:update-key-1"], MEMBER, home=True)
+    connected.slack.wait_for(lambda: posts_to(connected, MEMBER), timeout=10)
+    assert "only workspace admins" in posts_to(connected, MEMBER)[0]["text"]
+    assert connected.slack.calls_to("views.open") == []
+
+
+def test_remove_on_home_removes_and_the_tab_shows_it(connected: SlackApp) -> None:
+    from tests.bot.slack.test_clicks import click
+
+    _, url = connected.command("budget set 800")
+    connected.reply(url)
+    commands = buttons(open_home(connected))
+    [remove] = [k for k, v in commands.items() if v.startswith("budget remove")]
+    click(connected, remove, commands[remove], home=True)
+    connected.slack.wait_for(lambda: posts_to(connected, ADMIN), timeout=10)
+    assert "Removed" in posts_to(connected, ADMIN)[0]["text"]
+    assert "budget remove" not in " ".join(buttons(open_home(connected)).values())
