@@ -266,3 +266,8 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
         "No xAI team is connected yet, so there is nothing to sync: a workspace admin can run "
         "`/xai-usage connect` first."
     )
+
+
+def form_button(command: str) -> dict[str, Any]:
+    """A command that opens a form, asked where Slack cannot open one (a DM): a button that can."""
+    return render_json("slack/form_button.json.j2", command=command[:2000])

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.grammar import Command, label_problem
+from bot.home import DashboardCache
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime
 from bot.setup import Setup
@@ -146,6 +147,8 @@ class SlackService:
         self._syncing: dict[tuple[int, int | None], Future] = {}
         self._syncing_lock = threading.Lock()
         self.response_urls = ResponseUrls()
+        # The App Home tab's dashboards (bot/slack/home.py), rebuilt after a sync.
+        self.dashboards = DashboardCache()
 
     # -- replies ----------------------------------------------------------------
 
@@ -258,7 +261,10 @@ class SlackService:
             )
         if not stale:
             return []
-        return asyncio.run(self.runtime.engine.sync_many(stale, trigger="today", days=1))
+        try:
+            return asyncio.run(self.runtime.engine.sync_many(stale, trigger="today", days=1))
+        finally:
+            self.dashboards.forget(workspace_id)
 
     def status(self, invocation: Invocation) -> list[StatusRow]:
         with self.runtime.db.session() as session:
@@ -286,6 +292,7 @@ class SlackService:
                     engine.sync_all(workspace_id, trigger="force", force=True, days=days)
                 )
             finally:
+                self.dashboards.forget(workspace_id)
                 with self._syncing_lock:
                     self._syncing.pop(key, None)
 

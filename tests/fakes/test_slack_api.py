@@ -535,6 +535,15 @@ def test_views_publish_takes_a_home_view(client):
     assert error_of(client.views_publish, user_id="U0ADA", view=modal()) == "invalid_arguments"
 
 
+def test_views_publish_refuses_a_view_over_250_kb(slack, client):
+    # 100 blocks within every text limit, yet 100 x 2,900 characters of 1-byte
+    # text is under the size; 3-byte characters take it over.
+    big = {"type": "home", "blocks": [section("€" * 900) for _ in range(100)]}
+
+    assert error_of(client.views_publish, user_id="U0ADA", view=big) == "invalid_arguments"
+    assert any("250000" in v for v in slack.violations)
+
+
 # --- waiting, latency, the wire ------------------------------------------------------
 
 
