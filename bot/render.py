@@ -11,13 +11,16 @@ import io
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 import templates
 from bot import figures, formatting
 from bot.reports import Report, ReportRow
+
+if TYPE_CHECKING:
+    from bot.insights import Insights
 
 GROUP_TITLES = {
     "model": "model",
@@ -52,6 +55,8 @@ def environment() -> jinja2.Environment:
         clip=formatting.clip,
         cost_cell=formatting.cost_cell,
         day_label=formatting.day_label,
+        money_change=formatting.money_change,
+        quantity=formatting.quantity,
     )
     return env
 
@@ -123,3 +128,8 @@ def report_csv(report: Report) -> str:
         share = "" if r.share is None else str(round(r.share, 4))
         writer.writerow([r.key, r.label, cost, share])
     return out.getvalue()
+
+
+def insights_text(insights: Insights) -> str:
+    """``insights`` in a terminal: people's words as they are."""
+    return render("insights.txt.j2", insights=insights, esc=str)

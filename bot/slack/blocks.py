@@ -14,7 +14,8 @@ from typing import Any
 
 from bot import formatting
 from bot.grammar import COMMANDS
-from bot.render import GROUP_TITLES, render_json
+from bot.insights import Insights
+from bot.render import GROUP_TITLES, render, render_json
 from bot.reports import Report, StatusRow
 from bot.sync import SyncResult
 
@@ -75,6 +76,32 @@ def report_message(report: Report) -> dict[str, Any]:
         ),
         cost_width=cost_width,
     )
+
+
+MAX_INSIGHT_NOTES = 5
+
+
+def insights_message(insights: Insights) -> dict[str, Any]:
+    """``insights``: a section and its source per insight, then why any is missing."""
+    top = insights.movers.models[0] if insights.movers and insights.movers.models else None
+    fallback = f"Insights up to {formatting.day_label(insights.today)}" + (
+        f": {formatting.mrkdwn(top.label)} {formatting.money_change(top.change_usd)} this week"
+        if top
+        else ""
+    )
+    return render_json(
+        "slack/insights.json.j2",
+        insights=insights,
+        esc=formatting.mrkdwn,
+        notes=insights.notes[:MAX_INSIGHT_NOTES],
+        fallback=fallback,
+    )
+
+
+def insights_section(insights: Insights) -> str:
+    """The compact mrkdwn lines for a weekly digest or the App Home ("" when nothing to say)."""
+    text = render("slack/insights_section.md.j2", insights=insights, esc=formatting.mrkdwn)
+    return formatting.clip(text.strip(), 2900)
 
 
 def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:

@@ -121,6 +121,21 @@ def report(
         )
 
 
+def insights(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``insights``: private unless --share, like a report (cost data is sensitive)."""
+    found = service.insights(invocation, command.get("connection"))
+    respond(
+        **blocks.insights_message(found),
+        response_type="in_channel" if command.get("share") else "ephemeral",
+    )
+
+
 def export(
     service: SlackService,
     command: Command,
@@ -263,4 +278,5 @@ HANDLERS: dict[str, Handler] = {
     "disconnect": disconnect,
     "help": help_,
     "export": export,
+    "insights": insights,
 }
