@@ -21,7 +21,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.formatting import day_span
+from bot.formatting import clock, day_span
 from providers.xai.prices import (
     KIND_LABELS,
     PriceTable,
@@ -98,6 +98,7 @@ class Movers:
     keys: tuple[Mover, ...]
     """Empty when no connection had the per-key breakdown for both weeks."""
     source: str
+    key_source: str = KEY_SOURCE
 
 
 @dataclass(frozen=True)
@@ -517,7 +518,7 @@ def _invoice_lines(session: Session, ids: Sequence[int]) -> _Lines:
     read: datetime = min(row.as_of for row in found)
     span = Span(month, max(month, read.date()))
     rows = [(r.connection_id, r.model, r.unit_type, r.num_units, r.amount_usd) for r in found]
-    return _Lines(rows, span, f"{INVOICE_SOURCE}, {month:%B %Y} to {read:%d %b %H:%M} UTC")
+    return _Lines(rows, span, f"{INVOICE_SOURCE}, {month:%B %Y} as read {clock(read)}")
 
 
 # -- cheaper-model hints --------------------------------------------------------------

@@ -101,7 +101,8 @@ def insights_message(insights: Insights) -> dict[str, Any]:
 def insights_section(insights: Insights) -> str:
     """The compact mrkdwn lines for a weekly digest or the App Home ("" when nothing to say)."""
     text = render("slack/insights_section.md.j2", insights=insights, esc=formatting.mrkdwn)
-    return formatting.clip(text.strip(), 2900)
+    lines = [line for line in text.splitlines() if line.strip()]
+    return formatting.clip("\n".join(lines), 2900)
 
 
 def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:

@@ -352,3 +352,34 @@ def test_a_malformed_price_file_is_refused_saying_where(tmp_path: Path, text: st
 )
 def test_unit_types_are_read_as_kinds(unit_type: str, kind: str):
     assert usage_kind(unit_type) == kind
+
+
+# -- the terminal ----------------------------------------------------------------------
+
+
+def test_cli_insights_prints_them_and_refuses_an_unknown_connection(cli, db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod", uid="prod")
+        # The terminal checks every stored secret opens with its key before it answers.
+        c.credentials_sealed = db.keyring.seal(b"{}", c.credentials_aad)
+        c.credentials_key_id = db.keyring.primary_key_id
+        fetched(session, c, date(2026, 1, 1), date(2030, 1, 1))  # whatever today is
+        now = datetime.now(UTC).date()
+        for ago, usd in ((2, "40"), (9, "10")):
+            session.add(
+                DailyCost(
+                    connection_id=c.id,
+                    workspace_id=workspace_id,
+                    day=now - timedelta(days=ago),
+                    model="grok-4-0709",
+                    cost=D(usd),
+                )
+            )
+    code, out, err = cli("insights")
+    assert (code, err) == (0, "")
+    assert out.startswith("Insights · UTC days up to ")
+    assert "grok-4-0709: $40.00 (+$30.00, +300.0%)" in out
+    assert "Note: Where the money goes (input, output, images…) is not known" in out
+    code, out, err = cli("insights", "--connection", "Nope")
+    assert (code, out) == (1, "")
+    assert err == "xai-usage: no connection labelled “Nope” (connections: “Prod”)\n"
