@@ -6,6 +6,8 @@ fails the test on any violation).
 
 from __future__ import annotations
 
+import json
+
 from bot.insights import build_insights
 from bot.slack.blocks import insights_section
 from storage.repo import workspace_for_slack_team
@@ -51,3 +53,34 @@ def test_the_digest_section_is_a_few_mrkdwn_lines(connected: SlackApp) -> None:
         ":bulb:",
     ]
     assert all(len(line) < 500 for line in lines)
+
+
+def test_names_are_escaped_and_lists_stay_within_block_kit_limits() -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from bot.insights import IdleKey, IdleKeys, Insights, Mover, Movers, Span
+    from bot.slack.blocks import insights_message
+
+    week, before = (
+        Span(date(2026, 11, 15), date(2026, 11, 21)),
+        Span(date(2026, 11, 8), date(2026, 11, 14)),
+    )
+    sneaky = "<!channel> *bold* " + "x" * 400
+    movers = Movers(
+        week,
+        before,
+        tuple(Mover(f"{sneaky}{i}", Decimal(i + 1), Decimal(i)) for i in range(5)),
+        (),
+        "xAI usage series, daily cost per model",
+    )
+    idle = IdleKeys(week, before, (IdleKey(sneaky, Decimal(3), date(2026, 11, 1)),) * 10, 7)
+    notes = tuple(f"note {i} <@U123>" for i in range(9))
+    message = insights_message(Insights(date(2026, 11, 22), None, movers, idle, None, (), notes))
+    text = json.dumps(message, ensure_ascii=False)
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    assert "<@U123>" not in text
+    assert len(message["blocks"]) <= 50
+    assert all(len(b["text"]["text"]) <= 3000 for b in message["blocks"] if b["type"] == "section")
+    assert "• and 7 more" in text
+    assert text.count(":grey_question:") == 5  # the first notes; the rest would only repeat why
