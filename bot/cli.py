@@ -554,6 +554,7 @@ def demo(command: Command, runtime: Runtime, console: Console) -> int:
             ["month", "--by", "model"],
             ["week", "--by", "day"],
             ["status"],
+            ["insights"],
         ]
         environ = {**os.environ, **environ}
         for step in steps:

@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy import select
 
 from bot.insights import build_insights
+from bot.render import insights_text
 from bot.sync import UNIT_COST_DAYS, SyncEngine
 from providers.xai.provider import model_id
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS, UNIT_TYPES, Sandbox
@@ -74,6 +75,9 @@ def test_a_sync_stores_the_last_days_by_unit_type_exactly(engine, sandbox, works
     )
     assert [h.model for h in found.hints] == ["grok-4-0709"]
     assert not any("unit type" in note for note in found.notes)
+    text = insights_text(found)
+    assert "\n  units this billing cycle · source: xAI invoice preview, November 2026" in text
+    assert "\n    input tokens: $" in text
 
 
 def test_a_400_for_unit_type_keeps_the_sync_and_says_the_kinds_are_missing(
