@@ -133,3 +133,22 @@ def report_csv(report: Report) -> str:
 def insights_text(insights: Insights) -> str:
     """``insights`` in a terminal: people's words as they are."""
     return render("insights.txt.j2", insights=insights, esc=str)
+
+
+INSIGHT_LABEL_CHARS = 80
+"""A model or key name in an insight in Slack: ten idle keys fit one section (3,000)."""
+
+
+def insight_label(text: str) -> str:
+    """A name in an insight, cut and escaped for Slack mrkdwn."""
+    return formatting.mrkdwn(formatting.clip(text, INSIGHT_LABEL_CHARS))
+
+
+def insights_section(insights: Insights) -> str:
+    """The compact mrkdwn lines for a weekly digest or the App Home ("" when nothing to say).
+
+    Here, not in ``bot/slack``, so the digests (plain Python) can add it.
+    """
+    text = render("slack/insights_section.md.j2", insights=insights, esc=insight_label)
+    lines = [line for line in text.splitlines() if line.strip()]
+    return formatting.clip("\n".join(lines), 2900)

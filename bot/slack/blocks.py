@@ -15,7 +15,7 @@ from typing import Any
 from bot import formatting
 from bot.grammar import COMMANDS
 from bot.insights import Insights
-from bot.render import GROUP_TITLES, render, render_json
+from bot.render import GROUP_TITLES, insight_label, render_json
 from bot.reports import Report, StatusRow
 from bot.sync import SyncResult
 
@@ -79,36 +79,23 @@ def report_message(report: Report) -> dict[str, Any]:
 
 
 MAX_INSIGHT_NOTES = 5
-INSIGHT_LABEL_CHARS = 80
-"""A model or key name in an insight: ten idle keys fit one section (3,000 characters)."""
-
-
-def _insight_label(text: str) -> str:
-    return formatting.mrkdwn(formatting.clip(text, INSIGHT_LABEL_CHARS))
 
 
 def insights_message(insights: Insights) -> dict[str, Any]:
     """``insights``: a section and its source per insight, then why any is missing."""
     top = insights.movers.models[0] if insights.movers and insights.movers.models else None
     fallback = f"Insights up to {formatting.day_label(insights.today)}" + (
-        f": {_insight_label(top.label)} {formatting.money_change(top.change_usd)} this week"
+        f": {insight_label(top.label)} {formatting.money_change(top.change_usd)} this week"
         if top
         else ""
     )
     return render_json(
         "slack/insights.json.j2",
         insights=insights,
-        esc=_insight_label,
+        esc=insight_label,
         notes=insights.notes[:MAX_INSIGHT_NOTES],
         fallback=fallback,
     )
-
-
-def insights_section(insights: Insights) -> str:
-    """The compact mrkdwn lines for a weekly digest or the App Home ("" when nothing to say)."""
-    text = render("slack/insights_section.md.j2", insights=insights, esc=_insight_label)
-    lines = [line for line in text.splitlines() if line.strip()]
-    return formatting.clip("\n".join(lines), 2900)
 
 
 def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:

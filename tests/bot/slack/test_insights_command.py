@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from bot.insights import build_insights
-from bot.slack.blocks import insights_section
+from bot.render import insights_section
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import MEMBER, TEAM, SlackApp, text_of
 
