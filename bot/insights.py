@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from bot.formatting import clock, day_span
@@ -294,17 +294,23 @@ def _movers(session: Session, scope: _Scope, today: date, notes: list[str]) -> M
         )
     if not covered:
         return None
-    by_model: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
-    for model, day, cost in session.execute(
-        select(DailyCost.model, DailyCost.day, func.sum(DailyCost.cost))
-        .where(
-            DailyCost.connection_id.in_(covered),
-            DailyCost.day >= both.start,
-            DailyCost.day <= both.end,
+    recent = DailyCost.day >= this_week.start
+    by_model = {
+        model: [after or Decimal(0), before or Decimal(0)]
+        for model, after, before in session.execute(
+            select(
+                DailyCost.model,
+                func.sum(case((recent, DailyCost.cost), else_=0)),
+                func.sum(case((~recent, DailyCost.cost), else_=0)),
+            )
+            .where(
+                DailyCost.connection_id.in_(covered),
+                DailyCost.day >= both.start,
+                DailyCost.day <= both.end,
+            )
+            .group_by(DailyCost.model)
         )
-        .group_by(DailyCost.model, DailyCost.day)
-    ):
-        by_model[model][0 if day >= this_week.start else 1] += cost or Decimal(0)
+    }
     models = _ranked(by_model)
     keyed = _keyed(session, covered, both)
     keys: tuple[Mover, ...] = ()
@@ -343,29 +349,33 @@ def _key_sums(
         )
     }
     several = len(scope.labels) > 1
-    sums: dict[str, tuple[Decimal, Decimal, date]] = {}
-    for cid, key, day, cost in session.execute(
+    recent = DailyCost.day >= split
+    # Summed in SQL per key (a row per key, not per key and day): the App Home builds
+    # these for every connection of a workspace.
+    query = (
         select(
-            DailyCost.connection_id, DailyCost.api_key_id, DailyCost.day, func.sum(DailyCost.cost)
+            DailyCost.connection_id,
+            DailyCost.api_key_id,
+            func.sum(case((recent, DailyCost.cost), else_=0)),
+            func.sum(case((~recent, DailyCost.cost), else_=0)),
+            func.max(DailyCost.day),
         )
         .where(
             DailyCost.connection_id.in_(ids),
             DailyCost.day >= span.start,
             DailyCost.day <= span.end,
             DailyCost.api_key_id != "",
+            DailyCost.cost != 0,
         )
-        .group_by(DailyCost.connection_id, DailyCost.api_key_id, DailyCost.day)
-    ):
+        .group_by(DailyCost.connection_id, DailyCost.api_key_id)
+    )
+    sums: dict[str, tuple[Decimal, Decimal, date]] = {}
+    for cid, key, after, before, last in session.execute(query):
         label = names.get((cid, key), key)
         if several:
             label = f"{scope.labels[cid]}: {label}"
-        recent, before, last = sums.get(label, (Decimal(0), Decimal(0), day))
-        cost = cost or Decimal(0)
-        if day >= split:
-            recent += cost
-        else:
-            before += cost
-        sums[label] = (recent, before, max(last, day) if cost else last)
+        old_after, old_before, old_last = sums.get(label, (Decimal(0), Decimal(0), last))
+        sums[label] = (old_after + (after or 0), old_before + (before or 0), max(old_last, last))
     return sums
 
 
@@ -436,7 +446,7 @@ def _kinds(
             f"the next one asks again){fallback}."
         )
     units_by_kind: dict[str, int] = defaultdict(int)
-    for _, _, unit_type, units, _ in lines.rows:
+    for _, unit_type, units, _ in lines.rows:
         units_by_kind[usage_kind(unit_type)] += units
     units_source = lines.title if lines.rows else None
     if covered:
@@ -458,7 +468,7 @@ def _kinds(
         kinds = _kind_rows(mixes, week, UNIT_SOURCE, units_by_kind, units_source)
         return kinds, mixes
     by_model: dict[str, dict[str, tuple[Decimal, Decimal | None]]] = defaultdict(dict)
-    for _, model, unit_type, units, amount in lines.rows:
+    for model, unit_type, units, amount in lines.rows:
         kind = usage_kind(unit_type)
         cost, count = by_model[model].get(kind, (Decimal(0), Decimal(0)))
         by_model[model][kind] = (cost + amount, (count or 0) + units)
@@ -493,32 +503,44 @@ def _kind_rows(
 
 @dataclass(frozen=True)
 class _Lines:
-    rows: list[tuple[int, str, str, int, Decimal]]
+    rows: list[tuple[str, str, int, Decimal]]
+    """(model, unit type, units, amount), summed over the connections."""
     span: Span
     title: str
 
 
 def _invoice_lines(session: Session, ids: Sequence[int]) -> _Lines:
     """The invoice previews' unit counts for this cycle: one cycle, the oldest reading."""
+    lines = InvoiceLineUnits
     found = session.execute(
         select(
-            InvoiceLineUnits.connection_id,
-            InvoiceLineUnits.model,
-            InvoiceLineUnits.unit_type,
-            InvoiceLineUnits.num_units,
-            InvoiceLineUnits.amount_usd,
-            InvoiceLineUnits.invoice_month,
-            InvoiceLineUnits.as_of,
-        ).where(InvoiceLineUnits.connection_id.in_(ids))
+            lines.model,
+            lines.unit_type,
+            func.sum(lines.num_units),
+            func.sum(lines.amount_usd),
+            func.min(lines.invoice_month),
+            func.max(lines.invoice_month),
+            func.count(lines.invoice_month),
+            func.count(),
+            func.min(lines.as_of),
+        )
+        .where(lines.connection_id.in_(ids))
+        .group_by(lines.model, lines.unit_type)
     ).all()
-    months = {row.invoice_month for row in found}
-    if not found or len(months) != 1 or None in months:
+    months = {month for row in found for month in (row[4], row[5])}
+    # Lines of different cycles (or of none) would add up to nothing meaningful.
+    if not found or len(months) != 1 or any(row[6] != row[7] for row in found):
         return _Lines([], Span(date.min, date.min), "")
     (month,) = months
-    read: datetime = min(row.as_of for row in found)
+    read: datetime = min(_aware(row[8]) for row in found)
     span = Span(month, max(month, read.date()))
-    rows = [(r.connection_id, r.model, r.unit_type, r.num_units, r.amount_usd) for r in found]
+    rows = [(model, unit, int(units), amount) for model, unit, units, amount, *_ in found]
     return _Lines(rows, span, f"{INVOICE_SOURCE}, {month:%B %Y} as read {clock(read)}")
+
+
+def _aware(moment: datetime) -> datetime:
+    """A UTC moment, aware, whatever the backend's aggregate gave back."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # -- cheaper-model hints --------------------------------------------------------------
