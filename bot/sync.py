@@ -554,7 +554,17 @@ class SyncEngine:
                     _totals_by_day_and_model(DailyCost.connection_id == connection_id)
                 )
                 adjust_totals(session, {(workspace_id, d, m): -c for d, m, c in removed})
-            for table in (DailyCost, FetchedSpan, ApiKeyName, ModelSeen, BillingState, SyncRun):
+            for table in (
+                DailyCost,
+                FetchedSpan,
+                ApiKeyName,
+                ModelSeen,
+                BillingState,
+                SyncRun,
+                UnitCost,
+                UnitCostSpan,
+                InvoiceLineUnits,
+            ):
                 session.execute(delete(table).where(table.connection_id == connection_id))
             session.execute(delete(Connection).where(Connection.id == connection_id))
 

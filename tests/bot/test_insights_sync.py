@@ -112,3 +112,13 @@ def test_the_provider_reads_a_cut_off_unit_type_answer_as_unknown(providers, clo
                 return await provider.fetch_unit_costs(http, DEMO, today - timedelta(days=7), today)
 
         assert asyncio.run(fetch()) is None
+
+
+def test_disconnect_deletes_the_unit_costs_and_invoice_lines(engine, sandbox, workspace_id):
+    connected = connect_demo(engine, workspace_id, days=5)
+    with engine.db.session() as session:
+        assert session.scalars(select(UnitCost)).first() is not None
+    engine.disconnect(connected.connection_id)
+    with engine.db.session() as session:
+        for table in (UnitCost, UnitCostSpan, InvoiceLineUnits):
+            assert session.scalars(select(table)).first() is None, table.__name__
