@@ -160,8 +160,8 @@ def run(score: Scoreboard) -> None:
             except Unavailable as why:
                 table.note(f"{backend}: skipped, {why}")
     table.note(
-        "floor: backfill = 3 sequential round trips (validate key, check query, then 3 usage "
-        "windows + 2 billing GETs at once);"
+        f"floor: backfill = {BACKFILL_ROUND_TRIPS} sequential round trips (validate key, check "
+        "query, 3 usage windows + 2 billing GETs at once, then the last days by unit type);"
     )
     table.note("       daily = ceil(requests served / concurrency) x latency.")
 
