@@ -22,7 +22,8 @@ queueing), since the stand-in's CPU is not on the engine's clock.
 2. **Daily sync of 500 connections**: 500 connections are written straight
    into the store, sealed exactly as ``connect`` seals them, status ok, key
    breakdown known, last success "now", so the daily window is the trailing
-   3 days (one usage request per connection, then one by unit type). ``SyncEngine.sync_all(trigger=
+   3 days (one usage request per connection, then one by unit type for its
+   finished days). ``SyncEngine.sync_all(trigger=
    "daily")`` is timed at the default concurrency (32) and at 64, on the
    same store (the c=64 run replaces the rows the c=32 run stored). The
    engine caps requests in flight at ``concurrency`` (its HTTP pool), so the

@@ -150,8 +150,8 @@ def day_windows(start: date, end: date, max_days: int) -> list[tuple[date, date]
 
 
 UNIT_COST_DAYS = 15
-"""Costs by kind of usage are fetched for a sync's last days only (insights look at
-the last week): one extra request a sync, not one per backfill window."""
+"""Costs by kind of usage are fetched for a sync's last finished days only (insights
+look at the last week): one extra request a sync, not one per backfill window."""
 
 
 @dataclass
@@ -763,7 +763,12 @@ class SyncEngine:
         billing figures, so a refusal or a failure never fails the sync."""
         if not isinstance(provider, UnitCostProvider):
             return None
+        # Finished days only: insights never read today (partial), so a refresh of
+        # today alone (`today` in Slack) costs no extra request.
+        end = min(end, self.clock().astimezone(UTC).date())
         start = max(start, end - timedelta(days=min(UNIT_COST_DAYS, provider.max_window_days)))
+        if start >= end:
+            return None
         try:
             rows = await provider.fetch_unit_costs(http, credentials, start, end)
         except ProviderError as error:
