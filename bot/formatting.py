@@ -172,3 +172,22 @@ def connections_count(count: int) -> str:
     if count == 2:
         return "Both connections"
     return f"All {count} connections"
+
+
+def money_change(value: Decimal) -> str:
+    """A change in dollars, always signed: ``+$40.00``, ``-$3.10``, ``±$0.00``."""
+    if value == 0:
+        return "±$0.00"
+    return ("+" if value > 0 else "") + money(value)
+
+
+_QUANTITY_STEPS = ((Decimal(10) ** 9, "B"), (Decimal(10) ** 6, "M"), (Decimal(10) ** 3, "K"))
+
+
+def quantity(count: int | Decimal) -> str:
+    """A count of tokens or images, short: ``950``, ``12.3K``, ``4.1M``, ``2.0B``."""
+    value = Decimal(count)
+    for step, suffix in _QUANTITY_STEPS:
+        if abs(value) >= step:
+            return f"{(value / step).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}{suffix}"
+    return f"{value.to_integral_value(ROUND_HALF_UP)}"

@@ -210,6 +210,12 @@ COMMANDS = {
             admin=True,
         ),
         CommandSpec("sync", "fetch the latest costs now", (), ("connection", "days", "workspace")),
+        CommandSpec(
+            "insights",
+            "this week's top movers, idle API keys, where the money goes, cheaper models",
+            (),
+            ("connection", "share", "workspace"),
+        ),
         CommandSpec("providers", "list the loaded provider plugins", (), (), _CLI),
         CommandSpec(
             "rotate-key",

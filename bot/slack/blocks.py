@@ -14,7 +14,8 @@ from typing import Any
 
 from bot import formatting
 from bot.grammar import COMMANDS, Command, words
-from bot.render import GROUP_TITLES, render_json
+from bot.insights import Insights
+from bot.render import GROUP_TITLES, insight_label, render_json
 from bot.reports import Report, StatusRow
 from bot.sync import SyncResult
 from storage.models import ConnectionStatus
@@ -165,6 +166,26 @@ def report_message(
             max([len(r.label) for r in shown] + [12]),
         ),
         cost_width=cost_width,
+    )
+
+
+MAX_INSIGHT_NOTES = 5
+
+
+def insights_message(insights: Insights) -> dict[str, Any]:
+    """``insights``: a section and its source per insight, then why any is missing."""
+    top = insights.movers.models[0] if insights.movers and insights.movers.models else None
+    fallback = f"Insights up to {formatting.day_label(insights.today)}" + (
+        f": {insight_label(top.label)} {formatting.money_change(top.change_usd)} this week"
+        if top
+        else ""
+    )
+    return render_json(
+        "slack/insights.json.j2",
+        insights=insights,
+        esc=insight_label,
+        notes=insights.notes[:MAX_INSIGHT_NOTES],
+        fallback=fallback,
     )
 
 

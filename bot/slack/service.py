@@ -25,6 +25,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.grammar import Command, label_problem
 from bot.home import DashboardCache
+from bot.insights import Insights, build_insights
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime
 from bot.setup import Setup
@@ -244,6 +245,14 @@ class SlackService:
                 model_pattern=command.get("model"),
                 now=now,
             )
+
+    def insights(self, invocation: Invocation, label: str | None = None) -> Insights:
+        """The workspace's insights (or one connection's), as of today (UTC)."""
+        workspace_id = self.workspace_id(invocation)
+        with self.runtime.db.session() as session:
+            connection = find_connection(session, workspace_id, label) if label else None
+            today = self.runtime.clock().astimezone(UTC).date()
+            return build_insights(session, workspace_id, today, connection)
 
     def refresh_today(self, workspace_id: int) -> list[SyncResult]:
         """Re-fetch today for connections whose data is over 15 minutes old."""

@@ -155,6 +155,22 @@ def range_report(
     report(service, command, invocation, respond, client)
 
 
+@handles("insights")
+def insights(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``insights``: private unless --share, like a report (cost data is sensitive)."""
+    found = service.insights(invocation, command.get("connection"))
+    respond(
+        **blocks.insights_message(found),
+        response_type="in_channel" if command.get("share") else "ephemeral",
+    )
+
+
 @handles("export")
 def export(
     service: SlackService,
