@@ -20,27 +20,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.digests import Digest, build_digest
-from bot.reports import StatusRow, cost_query, status_rows
+from bot.insights import Insights, build_insights
+from bot.reports import StatusRow, cost_query, fetched_days, status_rows
 from storage.models import AlertRoute, Budget, Connection, DigestSubscription
 
 TREND_DAYS = 30
-TOP_MOVERS = 5
 MAX_LISTED = 10
 """Digests or budgets listed one by one (each with its Remove button); the rest are counted."""
 FRESH_FOR_SECONDS = 5 * 60
-
-
-@dataclass(frozen=True)
-class Mover:
-    """A model whose spend changed between the week before and this week."""
-
-    model: str
-    this_week_usd: Decimal
-    last_week_usd: Decimal
-
-    @property
-    def change_usd(self) -> Decimal:
-        return self.this_week_usd - self.last_week_usd
 
 
 @dataclass(frozen=True)
@@ -73,10 +60,12 @@ class Dashboard:
     month_to_date_usd: Decimal  # the 1st through today (today's partial figures included)
     last_month: date  # its first day
     last_month_usd: Decimal
-    trend: tuple[tuple[date, Decimal], ...]  # the 30 days ending today, oldest first
+    trend: tuple[tuple[date, Decimal | None], ...]
+    """The 30 days ending today, oldest first; None for a day no connection fetched."""
     week: Digest
     """The weekly digest as it would be sent today: top models, budget, credit, limit."""
-    movers: tuple[Mover, ...]
+    insights: Insights
+    """Top movers, idle keys, where the money goes: the same as `insights`."""
     digests: tuple[SetUp, ...]
     budgets: tuple[SetUp, ...]
     more_digests: int
@@ -117,6 +106,8 @@ def build_dashboard(session: Session, workspace_id: int, now: datetime, *, setup
             cost_query(workspace_id, min(last_month, first_trend), today, ["day"])
         )
     }
+    # A day no connection fetched is unknown, not $0.00: a gap in the trend.
+    fetched = set().union(*fetched_days(session, workspace_id, first_trend, today).values())
     week = build_digest(session, workspace_id, "week", today)
     digests, budgets, alerts = (), (), ""
     more_digests = more_budgets = 0
@@ -142,9 +133,11 @@ def build_dashboard(session: Session, workspace_id: int, now: datetime, *, setup
         last_month_usd=sum(
             (c for d, c in by_day.items() if last_month <= d <= last_month_end), Decimal(0)
         ),
-        trend=tuple((day, by_day.get(day, Decimal(0))) for day in trend_days),
+        trend=tuple(
+            (day, by_day.get(day, Decimal(0)) if day in fetched else None) for day in trend_days
+        ),
         week=week,
-        movers=_movers(session, workspace_id, week),
+        insights=build_insights(session, workspace_id, today),
         digests=digests,
         budgets=budgets,
         more_digests=more_digests,
@@ -152,26 +145,6 @@ def build_dashboard(session: Session, workspace_id: int, now: datetime, *, setup
         alerts=alerts,
         checklist=checklist(session, workspace_id),
     )
-
-
-def _movers(session: Session, workspace_id: int, week: Digest) -> tuple[Mover, ...]:
-    """The models whose spend moved most, in dollars, this digest week against the one before."""
-    start, end = week.period_start, week.period_end
-    before = start - timedelta(days=7)
-    this: dict[str, Decimal] = {}
-    last: dict[str, Decimal] = {}
-    for day, model, cost in session.execute(
-        cost_query(workspace_id, before, end, ["day", "model"])
-    ):
-        into = this if day >= start else last
-        into[model] = into.get(model, Decimal(0)) + (cost or Decimal(0))
-    movers = [
-        Mover(model, this.get(model, Decimal(0)), last.get(model, Decimal(0)))
-        for model in this.keys() | last.keys()
-    ]
-    movers = [m for m in movers if m.change_usd]
-    movers.sort(key=lambda m: (-abs(m.change_usd), m.model))
-    return tuple(movers[:TOP_MOVERS])
 
 
 def checklist(session: Session, workspace_id: int) -> tuple[Step, ...]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,7 @@ from slack_sdk.errors import SlackApiError
 from bot import formatting
 from bot.figures import PACE
 from bot.home import Dashboard, build_dashboard, fingerprint
-from bot.render import render_json
+from bot.render import insights_section, render_json
 from bot.slack.access import refusal_to_administer, refusal_to_use
 from bot.slack.blocks import STATUS_ICONS
 from bot.slack.service import (
@@ -58,10 +58,12 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
     weeks = []
     for start in range(0, len(dashboard.trend), 7):
         chunk = dashboard.trend[start : start + 7]
+        known = [c for _, c in chunk if c is not None]
         weeks.append(
             (
                 formatting.day_span(chunk[0][0], chunk[-1][0]),
-                sum((c for _, c in chunk), Decimal(0)),
+                sum(known, Decimal(0)) if known else None,
+                len(chunk) - len(known),  # days not fetched: the sum leaves them out
             )
         )
     forecast = dashboard.forecast
@@ -71,6 +73,7 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         "slack/home.json.j2",
         d=dashboard,
         admin=admin,
+        insights=insights_section(dashboard.insights),
         forecast=forecast,
         budget=budget,
         budget_used=(
@@ -85,6 +88,7 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         spark=formatting.sparkline(trend),
         trend_span=formatting.day_span(dashboard.trend[0][0], dashboard.trend[-1][0]),
         weeks=weeks,
+        unfetched_note=_unfetched_note(dashboard.trend),
         rows=rows,
         hidden=len(dashboard.connections) - len(rows),
         icons=STATUS_ICONS,
@@ -154,3 +158,16 @@ def publish(service: SlackService, client: WebClient, invocation: Invocation) ->
         log.warning("views.publish refused the Home tab: %s", error.response.get("error"))
         return None
     return view
+
+
+def _unfetched_note(trend: tuple[tuple[date, Decimal | None], ...]) -> str:
+    """Say which days of the trend nobody fetched: gaps in the line, left out of the sums."""
+    missing = [day for day, cost in trend if cost is None]
+    if not missing:
+        return ""
+    days = "1 day" if len(missing) == 1 else f"{len(missing)} days"
+    return (
+        f"_{days} not fetched ({formatting.day_span(missing[0], missing[-1])}): gaps above, "
+        f"left out of the sums marked *; `sync --days {(trend[-1][0] - missing[0]).days + 1}` "
+        "fetches them._"
+    )
