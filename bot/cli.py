@@ -655,6 +655,7 @@ def jobs(command: Command, runtime: Runtime, console: Console) -> int:
         console.print(f"  daily sync: {outcome.synced} connection{plural}")
     for label, keys in (
         ("digests sent", outcome.digests),
+        ("digest charts shown", outcome.charts),
         ("alerts delivered", outcome.alerts),
         ("alerts pending, kept for the next run", outcome.pending),
         ("alerts expired, never delivered", outcome.expired),

@@ -77,10 +77,14 @@ def buttons(actions: tuple[Action, ...]) -> list[dict[str, str]]:
     out rather than cut: a cut command would run something else.
     """
     shown = []
+    slugs: set[str] = set()
     for number, action in enumerate(actions):
         if len(action.command) > BUTTON_VALUE_LIMIT:
             continue
-        slug = re.sub(r"[^a-z0-9]+", "-", action.label.lower()).strip("-") or str(number)
+        slug = re.sub(r"[^a-z0-9]+", "-", action.label.lower()).strip("-")[:40] or str(number)
+        if slug in slugs:  # action_id must be unique within the message
+            slug = f"{slug}-{number}"
+        slugs.add(slug)
         shown.append(
             {
                 "text": clip(action.label, BUTTON_TEXT_LIMIT),

@@ -556,7 +556,7 @@ def test_an_alert_undelivered_for_seven_days_is_recorded_as_expired(world: World
     assert "expired" not in out and world.code == 0
     from bot.setup import Setup
 
-    setup = Setup(world.runtime().db, world.workspace_id, "", "cli")  # what status shows
+    setup = Setup(world.runtime().db, world.workspace_id, "")  # what status shows
     assert "1 alert expired undelivered: spike:" in setup.alert_status(at("2026-10-21T12:00:00"))[1]
     assert len(setup.alert_status(at("2026-10-28T12:00:00"))) == 1  # said for a week, then not
 
@@ -654,8 +654,9 @@ def webhook():
 def test_a_budget_set_in_a_channel_brings_its_alerts_and_the_spikes_there(world: World) -> None:
     from bot.grammar import parse
     from bot.setup import Setup
+    from bot.slack.setup_words import SLACK
 
-    setup = Setup(world.runtime().db, world.workspace_id, ADMIN, "slack")
+    setup = Setup(world.runtime().db, world.workspace_id, ADMIN, SLACK)
     reply = setup.run(
         parse(["budget", "set", "20"], surface="slack"),
         here="CCOSTS",
