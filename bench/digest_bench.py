@@ -93,8 +93,9 @@ def run(score: Scoreboard) -> None:
         "chart of its week; one chart drawn per distinct scope and period",
         CHART_COLUMNS,
     )
-    for backend, open_store in STORES:
-        for every, into in (("day", table), ("week", weekly)):
+    # Each table whole, then the next: a table prints its rows as they come.
+    for every, into in (("day", table), ("week", weekly)):
+        for backend, open_store in STORES:
             try:
                 with open_store() as url:
                     _one_backend(into, score, backend, url, every)
