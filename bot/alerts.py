@@ -41,6 +41,7 @@ Recovery (``recovered:<connection>:<error_since>``)
 from __future__ import annotations
 
 import json
+import shlex
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -67,11 +68,9 @@ from bot.formatting import (
     decimal_text,
     money,
     month_label,
-    mrkdwn,
     percent_reached,
     times,
 )
-from bot.render import render_json
 from bot.reports import cost_query, fetched_days
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, DailyCost
 
@@ -89,22 +88,12 @@ SPIKE_MIN_IMPACT = Decimal(10)
 SPIKE_MIN_HISTORY = 7
 SPIKE_LEVEL_FLOOR = Decimal(1)  # a baseline under $1 counts as $1 for the level
 
-HEADER_LIMIT = 150  # Slack's header block
-SECTION_LIMIT = 3000  # Slack's section text
 MESSAGE_DETAIL_LIMIT = 500  # of a provider's error message quoted in an alert
 
 FIX_SYNC = (
     'give it a new key with `/xai-usage update-key "{label}"` (its data is kept), '
     "or fix the key in console.x.ai and run `/xai-usage sync`"
 )
-
-EMOJI = {
-    "budget": ":moneybag:",
-    "forecast": ":crystal_ball:",
-    "spike": ":chart_with_upwards_trend:",
-    "sync_failure": ":rotating_light:",
-    "recovered": ":white_check_mark:",
-}
 
 REPEATS = {
     "budget": "Each threshold alerts once a month.",
@@ -113,6 +102,18 @@ REPEATS = {
     "sync_failure": "I'll say when it works again.",
     "recovered": "",
 }
+
+
+@dataclass(frozen=True)
+class Action:
+    """Something to do about an alert: a button in Slack, data in the webhook.
+
+    ``command`` is the words as typed after ``/xai-usage`` (a button is a
+    command), so whoever clicks runs exactly what they could have typed.
+    """
+
+    label: str
+    command: str
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,24 @@ class Alert:
     text: str  # plain text, with the fix where there is one
     facts: dict[str, str] = field(default_factory=dict, hash=False)
     """For the JSON webhook: amounts as decimal strings, dates ISO 8601."""
+    actions: tuple[Action, ...] = ()
+
+    @property
+    def note(self) -> str:
+        """How often this kind alerts, for a reader wondering if it will again."""
+        return REPEATS.get(self.kind, "")
+
+
+def command_words(*words: str) -> str:
+    """Words as typed, quoted so ``bot.grammar.tokenize`` gives them back: a label with
+    spaces in double quotes, as people type it (``sync --connection "Prod — xAI"``)."""
+    return " ".join(_quoted(word) for word in words)
+
+
+def _quoted(word: str) -> str:
+    if shlex.quote(word) == word:
+        return word
+    return f'"{word}"' if not set(word) & {'"', "\\"} else shlex.quote(word)
 
 
 # Budgets and the month-end forecast
@@ -219,6 +238,10 @@ def _budget_alerts_for(
     see = "See where it goes: `/xai-usage month --by model" + (
         f' --connection "{label}"`.' if label else "`."
     )
+    by_model = Action(
+        "See the month by model",
+        command_words("month", "--by", "model", *(("--connection", label) if label else ())),
+    )
     facts = {
         "budget_id": str(budget.id),
         "connection": label or "",
@@ -266,6 +289,7 @@ def _budget_alerts_for(
                 title=title,
                 text=" ".join(lines),
                 facts={**facts, "threshold_pct": str(threshold)},
+                actions=(by_model,),
             )
         )
     # The first run whose forecast is over the budget, as that day's digest shows it.
@@ -292,6 +316,7 @@ def _budget_alerts_for(
                     **facts,
                     "daily_mean_usd": decimal_text(forecast.daily_pace.quantize(CENT)),
                 },
+                actions=(by_model,),
             )
         )
     return alerts
@@ -457,6 +482,14 @@ def _spike_alert(
         title=f"Spend spike: “{label}” on {day}",
         text=" ".join(lines),
         facts=facts,
+        actions=(
+            Action(
+                "See the day by model",
+                command_words(
+                    "range", str(spike.day), str(spike.day), "--by", "model", "--connection", label
+                ),
+            ),
+        ),
     )
 
 
@@ -503,6 +536,10 @@ def sync_failure_alerts(session: Session, workspace_id: int) -> list[Alert]:
                     "reason": reason or "",
                     "message": message or "",
                 },
+                actions=(
+                    Action("Update key", command_words("update-key", label)),
+                    Action("Sync now", command_words("sync", "--connection", label)),
+                ),
             )
         )
     return alerts
@@ -571,25 +608,11 @@ def recovery_alerts(
     return alerts
 
 
-# Rendering
-
-
-def alert_message(alert: Alert) -> dict[str, Any]:
-    """The Slack message: a header, the text with its fix, and how often it repeats."""
-    emoji = EMOJI.get(alert.kind, ":bell:")
-    # What a notification shows: the title, unless the text already says it.
-    fallback = alert.text if alert.title in alert.text else f"{alert.title}: {alert.text}"
-    return render_json(
-        "slack/alert.json.j2",
-        fallback=clip(mrkdwn(fallback), SECTION_LIMIT),
-        header=clip(mrkdwn(f"{emoji} {alert.title}"), HEADER_LIMIT),
-        body=clip(mrkdwn(alert.text), SECTION_LIMIT),
-        note=REPEATS.get(alert.kind, ""),
-    )
+# The webhook's body, and the ledger's copy of an alert still owed
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
-    """The webhook body, for tools outside Slack."""
+    """The webhook body, for tools outside Slack: its actions as data, not buttons."""
     return {
         "kind": alert.kind,
         "key": alert.key,
@@ -598,6 +621,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "title": alert.title,
         "text": alert.text,
         "facts": dict(alert.facts),
+        "actions": [{"label": a.label, "command": a.command} for a in alert.actions],
     }
 
 
@@ -612,4 +636,5 @@ def alert_from_json(text: str) -> Alert:
         title=data["title"],
         text=data["text"],
         facts=dict(data.get("facts") or {}),
+        actions=tuple(Action(a["label"], a["command"]) for a in data.get("actions") or ()),
     )

@@ -290,9 +290,7 @@ def connect(command: Command, runtime: Runtime, console: Console) -> int:
     console.print(_sync_line(backfill, verb="Backfilled") + hint)
     from bot.setup import Setup
 
-    console.print(
-        Setup(runtime.db, workspace_id, "", "cli").where_alerts_go(connected.connection_id)
-    )
+    console.print(Setup(runtime.db, workspace_id, "").where_alerts_go(connected.connection_id))
     return 0 if connected.backfill.ok else EXIT_FAILED
 
 
@@ -368,7 +366,7 @@ def connections(command: Command, runtime: Runtime, console: Console) -> int:
         return 0
     from bot.setup import Setup
 
-    alerts = Setup(runtime.db, workspace.id, "", "cli").alert_status(runtime.clock())
+    alerts = Setup(runtime.db, workspace.id, "").alert_status(runtime.clock())
     console.print(
         render.render("status.txt.j2", rows=rows, workspace=workspace, alerts=alerts).rstrip("\n")
     )
@@ -598,7 +596,7 @@ def setup_command(command: Command, runtime: Runtime, console: Console) -> int:
     with runtime.db.transaction() as session:
         workspace = resolve_workspace(session, command.get("workspace"))
         workspace_id, team_id = workspace.id, workspace.slack_team_id
-    setup = Setup(runtime.db, workspace_id, f"terminal:{getpass.getuser()}", "cli")
+    setup = Setup(runtime.db, workspace_id, f"terminal:{getpass.getuser()}")
     try:
         reply = setup.run(
             command,
@@ -671,6 +669,7 @@ def jobs(command: Command, runtime: Runtime, console: Console) -> int:
         console.print(f"  daily sync: {outcome.synced} connection{plural}")
     for label, keys in (
         ("digests sent", outcome.digests),
+        ("digest charts shown", outcome.charts),
         ("alerts delivered", outcome.alerts),
         ("alerts pending, kept for the next run", outcome.pending),
         ("alerts expired, never delivered", outcome.expired),

@@ -3,9 +3,10 @@
 :func:`build_digests` reads the store for a whole batch of due digests at
 once, with a handful of aggregate queries however many digests,
 connections, models and days there are (see there); everything else is
-worked out in Python. The same :class:`Digest` renders as Block Kit
-(:func:`digest_message`). Days are UTC days, as on xAI invoices; a digest
-only ever summarises finished days.
+worked out in Python. A :class:`Digest` is plain data; each surface renders
+it from ``templates/`` (:func:`digest_view` is what they all show): Slack's
+in ``bot.slack.messages``, the terminal's in ``bot.render``. Days are UTC
+days, as on xAI invoices; a digest only ever summarises finished days.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from sqlalchemy.orm import Session
 
 from bot import formatting
 from bot.figures import PACE, PACE_DAYS, TeamLimit, month_end_forecast, spending_limit_text
-from bot.render import render_json
 from bot.reports import cost_query, fetched_days
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, ModelSeen
 
@@ -34,8 +34,8 @@ SPARK_DAYS = 7
 FORECAST_DAYS = PACE_DAYS
 AVERAGE_DAYS = 7
 
-# Slack allows 50 blocks a message and 3,000 characters a section: lists are
-# cut here, before rendering, so no workspace can break the message.
+# A chat message has room for so much (Slack: 50 blocks, 3,000 characters a
+# section): lists are cut here, before rendering, so no workspace breaks one.
 MAX_NEW_MODELS = 10
 MAX_FAILING = 8
 MAX_LINE_CHARS = 300
@@ -449,13 +449,9 @@ def quiet_skip(digest: Digest, min_usd: Decimal | None, change_pct: int | None) 
     return True
 
 
-def digest_message(digest: Digest) -> dict[str, Any]:
-    """Block Kit for ``chat.postMessage``: ``{"text": fallback, "blocks": [...]}``."""
-    return render_json("slack/digest.json.j2", **_view(digest))
-
-
-def _view(digest: Digest) -> dict[str, Any]:
-    """What both templates show, already cut to Slack's limits."""
+def digest_view(digest: Digest) -> dict[str, Any]:
+    """What every surface's template shows, its lists already cut to fit a chat
+    message (:data:`MAX_NEW_MODELS`): ``digest.txt.j2``, ``slack/digest.json.j2``."""
     costs = [formatting.money(line.cost_usd) for line in digest.top]
     costs.append(formatting.money(digest.other_usd))
     cost_width = max(len(cost) for cost in costs)
@@ -475,22 +471,22 @@ def _view(digest: Digest) -> dict[str, Any]:
         comparisons.append((f"{AVERAGE_DAYS}-day average", digest.average_usd))
     money_total = formatting.money(digest.total_usd)
     if digest.empty:
-        header = digest.title
+        headline = digest.title
         fallback = f"{digest.title}: no xAI team is connected yet."
     elif digest.unfetched:  # a total short of unfetched days: no $0.00, no deltas
         comparisons = []
         if digest.nothing_fetched:
-            header = f"{digest.title}: {formatting.NOT_FETCHED}"
+            headline = f"{digest.title}: {formatting.NOT_FETCHED}"
         else:
-            header = f"{digest.title}: {money_total} (fetched days only)"
-        fallback = f"{header}; not fetched: {'; '.join(digest.unfetched[:3])}"
+            headline = f"{digest.title}: {money_total} (fetched days only)"
+        fallback = f"{headline}; not fetched: {'; '.join(digest.unfetched[:3])}"
     else:
-        header = f"{digest.title}: {money_total}"
+        headline = f"{digest.title}: {money_total}"
         change = formatting.delta(digest.total_usd, digest.previous_usd)
-        fallback = f"{header} ({change} vs {digest.compared_with})"
+        fallback = f"{headline} ({change} vs {digest.compared_with})"
     return {
         "digest": digest,
-        "header": formatting.fit(header, 150).rstrip(),
+        "headline": formatting.fit(headline, 150).rstrip(),
         "fallback": fallback,
         "comparisons": comparisons,
         "label_width": min(

@@ -87,7 +87,7 @@ OPTIONS = {
         Option("output", "write to this file instead of the terminal (also -o)", "FILE"),
         Option("workspace", "the workspace, when there are several", "NAME"),
         Option("share", "post the answer in the channel instead of only to you"),
-        Option("chart", "add a chart of the report (private unless --share)"),
+        Option("chart", "add a chart: of a report (private unless --share), or to a daily digest"),
         Option(
             "label",
             f"a name for the connection, up to {MAX_LABEL_LENGTH} characters "
@@ -153,6 +153,8 @@ class CommandSpec:
 
 def _option_on(name: str, surface: str, command: str = "") -> bool:
     """Some options only make sense on one surface."""
+    if command == "digest" and name == "chart":
+        return True  # a digest's chart is posted in its channel, whoever set it up
     if surface == "slack":
         if command == "export" and name == "format":
             return True  # csv, json or pdf: which file to send
@@ -239,7 +241,7 @@ COMMANDS = {
             "digest",
             "channel digests: `digest add [#channel]`, `digest list`, `digest remove ID`",
             ("ACTION", "[#CHANNEL|ID]"),
-            ("at", "tz", "every", "connection", "quiet-min", "quiet-change", "workspace"),
+            ("at", "tz", "every", "connection", "quiet-min", "quiet-change", "chart", "workspace"),
             admin=True,
             actions=("add", "list", "remove"),
         ),

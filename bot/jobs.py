@@ -5,6 +5,13 @@
 calls it once (cron deployments, and tests moving through time). Every
 item is claimed in the ledger before it is done, so any number of
 processes may call it at the same moment.
+
+What is due is plain data (a :class:`~bot.digests.Digest`, an
+:class:`~bot.alerts.Alert`, a chart's bytes) handed to an :class:`Outbox`;
+how each looks, and what a refusal means, is the outbox's business (Slack's
+is ``bot.slack.delivery``). Digest charts are drawn last, once per scope and
+period however many digests show them, so a slow or failing chart never
+holds up or loses a digest's text.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -40,12 +47,35 @@ RETRY_REFUSED = timedelta(minutes=5)
 
 
 class ChannelUnavailable(Exception):
-    """Slack will not take posts there: not found, not a member, archived."""
+    """The outbox will not take posts there (gone, not a member, archived): what posts
+    there is paused, not retried. ``error`` names the refusal for the ledger; ``fix``
+    (for a paused digest) and ``hint`` (for an alert still owed) say what to do."""
 
-    def __init__(self, error: str, channel: str) -> None:
+    def __init__(self, error: str, channel: str, *, fix: str = "", hint: str = "") -> None:
         super().__init__(error)
         self.error = error
         self.channel = channel
+        self.fix = fix or "check the channel"
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class DigestPaused:
+    """Told to whoever set a digest up when its channel refused it."""
+
+    every: str  # day | week | month
+    channel_id: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class ChartFile:
+    """A digest's chart, drawn: PNG bytes and how to name and describe them."""
+
+    data: bytes = field(repr=False)
+    filename: str
+    title: str
+    alt: str
 
 
 class WebhookFailed(Exception):
@@ -69,11 +99,17 @@ class Destination:
         return {"channel": f"#{self.target}", "dm": f"@{self.target}"}.get(self.kind, "webhook")
 
 
+Message = Any
+"""A :class:`~bot.digests.Digest`, an :class:`~bot.alerts.Alert` or a :class:`DigestPaused`:
+the outbox renders it for its surface."""
+
+
 class Outbox(Protocol):
-    """Where messages go: Slack in production."""
+    """Where messages go: Slack in production. Raises :class:`ChannelUnavailable`
+    for a place that will not take posts."""
 
     def post(
-        self, team_id: str | None, channel: str, message: dict, *, key: str | None = None
+        self, team_id: str | None, channel: str, message: Message, *, key: str | None = None
     ) -> None:
         """Post ``message``; ``key`` travels with it, for :meth:`posted` to find."""
 
@@ -81,9 +117,12 @@ class Outbox(Protocol):
         """Whether a message carrying ``key`` was posted in ``channel`` since
         ``since``; None when that cannot be told (then it is posted again)."""
 
-    def dm(self, team_id: str | None, user_id: str, message: dict) -> None: ...
+    def dm(self, team_id: str | None, user_id: str, message: Message) -> None: ...
 
     def webhook(self, url: str, body: dict) -> None: ...
+
+    def upload(self, team_id: str | None, channel: str, chart: ChartFile) -> None:
+        """Show ``chart`` in ``channel``, after the digest it belongs to."""
 
 
 @dataclass
@@ -101,6 +140,10 @@ class Outcome:
     """Alerts given up on after :data:`PENDING_FOR` undelivered."""
     skipped: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    charts: list[str] = field(default_factory=list)
+    """Digests whose chart was shown with them, by key."""
+    charts_drawn: int = 0
+    """Charts drawn this run: one per scope and period, however many digests show it."""
 
 
 def latest_occurrence(every: str, at_time: str, tz: str, at: datetime) -> datetime:
@@ -158,9 +201,15 @@ def run_due(
         return outcome
     with runtime.db.session() as session:
         workspaces = list(session.scalars(select(Workspace)))
+    charts = DigestCharts(runtime, at)
+    owed: list[_ChartOwed] = []
     for workspace in workspaces:
-        _digests(runtime, ledger, workspace, at, delivery, outcome)
+        owed += _digests(runtime, ledger, workspace, at, delivery, outcome)
         _alerts(runtime, ledger, workspace, at, delivery, outcome)
+    # Last, once every digest's text and every alert is out: the charts.
+    for item in owed:
+        _send_chart(charts, item, delivery, outcome)
+    outcome.charts_drawn = charts.draws
     return outcome
 
 
@@ -178,6 +227,79 @@ def _daily_sync(
     ledger.done(key, f"{len(results)} connections, {len(failed)} failed")
 
 
+@dataclass(frozen=True)
+class _ChartOwed:
+    """A digest posted this run whose chart is still to be shown after it."""
+
+    key: str
+    team_id: str | None
+    channel: str
+    workspace_id: int
+    connection_id: int | None
+    digest: Any  # bot.digests.Digest
+
+
+def wants_chart(sub: DigestSubscription) -> bool:
+    """Weekly and monthly digests show their period's chart; a daily one if asked."""
+    return sub.every in ("week", "month") or bool(sub.chart)
+
+
+class DigestCharts:
+    """The charts of one run, each drawn once per scope (workspace and connection
+    filter) and period, however many digests show it; a chart that failed to draw
+    fails once too."""
+
+    def __init__(self, runtime: Runtime, at: datetime) -> None:
+        self.runtime = runtime
+        self.at = at
+        self.draws = 0
+        self._drawn: dict[tuple, ChartFile | Exception] = {}
+
+    def chart(self, workspace_id: int, connection_id: int | None, digest) -> ChartFile:
+        scope = (workspace_id, connection_id, digest.period_start, digest.period_end)
+        if scope not in self._drawn:
+            self.draws += 1
+            try:
+                self._drawn[scope] = self._draw(workspace_id, connection_id, digest)
+            except Exception as error:
+                self._drawn[scope] = error
+        found = self._drawn[scope]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def _draw(self, workspace_id: int, connection_id: int | None, digest) -> ChartFile:
+        from bot.charts import chart_data, render_chart
+        from bot.reports import Period, build_report
+
+        period = Period("digest", digest.period_start, digest.period_end, digest.title)
+        with self.runtime.db.session() as session:
+            connection = session.get(Connection, connection_id) if connection_id else None
+            report = build_report(
+                session, workspace_id, period, "model", connection=connection, now=self.at
+            )
+            data = chart_data(session, workspace_id, report, connection_id=connection_id)
+        return ChartFile(
+            data=render_chart(data, "png"),
+            filename=f"xai-usage-{period.start}-to-{period.end}-by-model.png",
+            title=data.title,
+            alt=f"{data.title}. {data.subtitle}.",
+        )
+
+
+def _send_chart(charts: DigestCharts, item: _ChartOwed, delivery: Outbox, outcome: Outcome) -> None:
+    """Draw (or reuse) and show one digest's chart; a failure is noted, the digest stands."""
+    try:
+        chart = charts.chart(item.workspace_id, item.connection_id, item.digest)
+        delivery.upload(item.team_id, item.channel, chart)
+    except Exception as error:  # the digest was delivered: its chart is a bonus
+        reason = getattr(error, "error", None) or type(error).__name__
+        log.warning("the chart of %s was not shown: %s", item.key, reason)
+        outcome.problems.append(f"{item.key}: chart not shown ({reason})")
+        return
+    outcome.charts.append(item.key)
+
+
 def _digests(
     runtime: Runtime,
     ledger: Ledger,
@@ -185,8 +307,9 @@ def _digests(
     at: datetime,
     delivery: Outbox,
     outcome: Outcome,
-) -> None:
-    from bot.digests import DigestRequest, build_digests, digest_message, quiet_skip
+) -> list[_ChartOwed]:
+    """Post every digest due in ``workspace``; the charts the posted ones still owe."""
+    from bot.digests import DigestRequest, build_digests, quiet_skip
 
     with runtime.db.session() as session:
         subscriptions = list(
@@ -212,6 +335,7 @@ def _digests(
     ]
     with runtime.db.session() as session:
         digests = build_digests(session, workspace.id, requests)
+    owed: list[_ChartOwed] = []
     for (claim, sub), digest in zip(mine, digests, strict=True):
         key = claim.key
         if quiet_skip(digest, sub.quiet_min_usd, sub.quiet_change_pct):
@@ -219,9 +343,7 @@ def _digests(
             outcome.skipped.append(key)
             continue
         try:
-            if not _post_once(
-                delivery, workspace.slack_team_id, sub.channel_id, digest_message(digest), claim
-            ):
+            if not _post_once(delivery, workspace.slack_team_id, sub.channel_id, digest, claim):
                 ledger.done(key, EARLIER_POST)
                 outcome.digests.append(key)
                 continue
@@ -237,13 +359,25 @@ def _digests(
             continue
         ledger.done(key)
         outcome.digests.append(key)
+        if wants_chart(sub) and not digest.empty:
+            owed.append(
+                _ChartOwed(
+                    key,
+                    workspace.slack_team_id,
+                    sub.channel_id,
+                    workspace.id,
+                    sub.connection_id,
+                    digest,
+                )
+            )
+    return owed
 
 
 EARLIER_POST = "found the post of an earlier attempt: not posted again"
 
 
 def _post_once(
-    delivery: Outbox, team_id: str | None, channel: str, message: dict, claim: Claim
+    delivery: Outbox, team_id: str | None, channel: str, message: Message, claim: Claim
 ) -> bool:
     """Post unless an earlier attempt at the same claim did; True when posted now.
 
@@ -258,15 +392,6 @@ def _post_once(
     return True
 
 
-PAUSE_FIXES = {
-    "channel_not_found": "the channel was deleted or is private: pick another with "
-    "`/xai-usage digest add #channel`",
-    "not_in_channel": "I was removed from it: invite me back with `/invite @xai-usage`, then "
-    "add the digest again",
-    "is_archived": "it was archived: unarchive it, or add the digest to another channel",
-}
-
-
 def _pause(
     runtime: Runtime,
     sub: DigestSubscription,
@@ -274,8 +399,8 @@ def _pause(
     delivery: Outbox,
     workspace: Workspace,
 ) -> None:
-    """Stop posting where Slack says no, and tell the person who set it up."""
-    fix = PAUSE_FIXES.get(error.error, "check the channel")
+    """Stop posting where the outbox says no, and tell the person who set it up."""
+    fix = error.fix
     with runtime.db.transaction() as session:
         session.execute(
             update(DigestSubscription)
@@ -283,11 +408,12 @@ def _pause(
             .values(paused_reason=f"{error.error}: {fix}")
         )
     if sub.created_by.startswith("U"):
-        from bot.slack.blocks import notice
-
-        text = f":pause_button: I paused the {sub.every}ly digest for <#{sub.channel_id}>: {fix}."
         try:
-            delivery.dm(workspace.slack_team_id, sub.created_by, notice(text))
+            delivery.dm(
+                workspace.slack_team_id,
+                sub.created_by,
+                DigestPaused(sub.every, sub.channel_id, fix),
+            )
         except Exception:  # the pause stands even if the DM fails
             log.warning("could not tell %s about the paused digest", sub.created_by)
 
@@ -357,7 +483,7 @@ def _deliver_alert(
     delivery: Outbox,
     outcome: Outcome,
 ) -> None:
-    from bot.alerts import alert_json, alert_message
+    from bot.alerts import alert_json
 
     places, why_none = _route(runtime, workspace, alert)
     payload = json.dumps(alert_json(alert))
@@ -368,7 +494,6 @@ def _deliver_alert(
         return
     keys = {place: f"{alert.key}@{place.name}" for place in places}
     states = ledger.states(list(keys.values()))
-    message = alert_message(alert)
     delivered: list[str] = []
     waiting: list[str] = []
     for place, key in keys.items():
@@ -381,9 +506,9 @@ def _deliver_alert(
             waiting.append(last or f"{place.name}: being delivered by another process")
             continue
         try:
-            sent = _send(delivery, workspace.slack_team_id, place, alert, message, claim)
+            sent = _send(delivery, workspace.slack_team_id, place, alert, claim)
         except ChannelUnavailable as error:
-            reason = f"{place.name}: {error.error}{_hint(error.error)}"
+            reason = f"{place.name}: {error.error}{error.hint}"
         except Exception as error:  # Slack or the webhook down: retried later
             log.warning("alert %s not delivered to %s: %s", alert.key, place.name, error)
             reason = f"{place.name}: {getattr(error, 'reason', None) or type(error).__name__}"
@@ -404,29 +529,15 @@ def _deliver_alert(
         outcome.alerts.append(f"{alert.key} -> {', '.join(delivered)}")
 
 
-ALERT_FIXES = {
-    "not_in_channel": " (invite me with `/invite @xai-usage`)",
-    "channel_not_found": " (deleted or private: invite me, or `/xai-usage alerts #channel`)",
-    "is_archived": " (archived: `/xai-usage alerts #channel` picks another)",
-    "not_installed": " (the app is not installed in this workspace)",
-}
-
-
-def _hint(error: str) -> str:
-    return ALERT_FIXES.get(error, "")
-
-
-def _send(
-    delivery: Outbox, team_id: str | None, place: Destination, alert, message: dict, claim: Claim
-) -> str:
+def _send(delivery: Outbox, team_id: str | None, place: Destination, alert, claim: Claim) -> str:
     """Deliver to one place; what it is called in the ledger and the output."""
     from bot.alerts import alert_json
 
     if place.kind == "channel":
-        if not _post_once(delivery, team_id, place.target, message, claim):
+        if not _post_once(delivery, team_id, place.target, alert, claim):
             return f"{place.name} (by an earlier attempt)"
     elif place.kind == "dm":
-        delivery.dm(team_id, place.target, message)
+        delivery.dm(team_id, place.target, alert)
     else:
         delivery.webhook(place.target, alert_json(alert))
     return place.name

@@ -1,7 +1,9 @@
 """Rendering replies from ``templates/``: tables, JSON and CSV.
 
-Replies are data (a :class:`~bot.reports.Report`) rendered by templates; the
-formatting helpers are registered as filters so templates never do maths.
+Replies are data (a :class:`~bot.reports.Report`, a digest, an alert)
+rendered by templates; the formatting helpers are registered as filters so
+templates never do maths. Here are the terminal's renderings; Slack's are in
+``bot.slack``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from bot import figures, formatting
 from bot.reports import Report, ReportRow
 
 if TYPE_CHECKING:
+    from bot.alerts import Alert
+    from bot.digests import Digest
     from bot.insights import Insights
 
 GROUP_TITLES = {
@@ -79,6 +83,18 @@ def report_table(report: Report) -> str:
         label_width=max([len(r.label) for r in report.rows] + [len(report.group_by) + 4, 12]),
         cost_width=max([len(c) for c in costs] + [len(formatting.money(report.total_usd)), 8]),
     )
+
+
+def digest_text(digest: Digest) -> str:
+    """A digest as the terminal shows it: the same figures as Slack's, in plain text."""
+    from bot.digests import digest_view
+
+    return render("digest.txt.j2", **digest_view(digest)).rstrip("\n")
+
+
+def alert_text(alert: Alert) -> str:
+    """An alert as the terminal shows it: its title, text and note, without buttons."""
+    return render("alert.txt.j2", alert=alert).rstrip("\n")
 
 
 def report_json(report: Report) -> str:

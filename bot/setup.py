@@ -2,8 +2,10 @@
 
 One :class:`Setup` serves both surfaces. Slack passes the channel it was
 typed in and the time zone Slack knows for the person; the terminal passes
-a channel id and the machine's zone. Each surface brings its own way to
-post the note that proves the bot can post in a digest's channel.
+a channel id and the machine's zone. Each surface brings its own
+:class:`Words` (how it names channels, commands and people; Slack's are in
+``bot.slack.setup_words``) and its own way to post the note that proves the
+bot can post in a digest's channel.
 """
 
 from __future__ import annotations
@@ -38,12 +40,6 @@ DEFAULT_AT = "09:00"
 """A digest's time unless --at says otherwise (in the digest's time zone)."""
 DEFAULT_THRESHOLDS = "50,80,100"
 """The percentages of a budget that alert unless --thresholds says otherwise."""
-CANNOT_POST_FIXES = {
-    "not_in_channel": "invite me first with `/invite @xai-usage`",
-    "channel_not_found": "for a private channel, invite me first with `/invite @xai-usage`",
-    "is_archived": "that channel is archived",
-    "not_installed": "the app is not installed in this Slack workspace",
-}
 _CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{4,}")
 
 
@@ -56,34 +52,66 @@ Announce = Callable[[str, str], None]
 
 
 class CannotPost(Exception):
-    def __init__(self, error: str) -> None:
+    """The note could not be posted: ``error`` names why, ``fix`` says what to do."""
+
+    def __init__(self, error: str, fix: str = "") -> None:
         super().__init__(error)
         self.error = error
+        self.fix = fix or error
 
 
-def parse_channel(word: str | None, here: str | None, surface: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Words:
+    """How a surface names channels, commands and people in setup's replies.
+
+    These are the terminal's; Slack's (links, slash commands, emoji) are
+    ``bot.slack.setup_words.SLACK``.
+    """
+
+    channel_example: str = "a channel id such as C0123ABCD"
+    example_channel: str = "C0123ABCD"  # what `#channel` in a suggested command becomes
+    command_prefix: str = "xai-usage"
+    done_mark: str = ""  # before a confirmation
+    paused_mark: str = ""  # before a paused digest in `digest list`
+
+    def channel(self, channel_id: str, name: str = "") -> str:
+        return f"{channel_id} (#{name})" if name else channel_id
+
+    def not_a_channel(self, word: str) -> str:
+        return (
+            f"“{word}” is not a channel id. In the terminal, give the channel's id "
+            "(in Slack: open the channel's name, the id is at the bottom of About), "
+            "e.g. C0123ABCD."
+        )
+
+    def command(self, words: str) -> str:
+        return f"`{self.command_prefix} {words.replace('#channel', self.example_channel)}`"
+
+    def actor(self, actor: str) -> str:
+        """Who set something up, in the note posted in its channel."""
+        return "An admin"
+
+    def number(self, ident: int) -> str:
+        """A digest's or budget's number at the start of a `list` line."""
+        return f"{ident:>3}"
+
+
+TERMINAL = Words()
+
+
+def parse_channel(word: str | None, here: str | None, words: Words) -> tuple[str, str]:
     """(id, name) of ``<#C123|costs>`` (Slack escapes channels), a bare id
     (the terminal), or, with no word, the channel the command came from."""
     if not word:
         if here:
             return here, ""
-        example = "`#costs`" if surface == "slack" else "a channel id such as C0123ABCD"
-        raise SetupError(f"Name a channel, e.g. {example}.")
+        raise SetupError(f"Name a channel, e.g. {words.channel_example}.")
     found = slack_channel(word)
     if found is not None:
         return found
     if _CHANNEL_ID.fullmatch(word):
         return word, ""
-    if surface == "slack":
-        raise SetupError(
-            f"“{word}” is not a channel I can see: pick it from Slack's #-autocomplete "
-            "so it arrives as a link."
-        )
-    raise SetupError(
-        f"“{word}” is not a channel id. In the terminal, give the channel's id "
-        "(in Slack: open the channel's name, the id is at the bottom of About), "
-        "e.g. C0123ABCD."
-    )
+    raise SetupError(words.not_a_channel(word))
 
 
 MAX_USD = Decimal(10_000_000)
@@ -144,7 +172,7 @@ class Setup:
     db: Database
     workspace_id: int
     actor: str
-    surface: str  # "slack" or "cli": how channels are named in messages
+    words: Words = TERMINAL  # how the surface asking names channels and commands
 
     def _connection_id(self, label: str | None) -> int | None:
         if not label:
@@ -201,7 +229,7 @@ class Setup:
     ) -> DigestSubscription:
         """Save a digest once a note in its channel proved the bot can post there."""
         channel_id, channel_name = parse_channel(
-            command.args[1] if len(command.args) > 1 else None, here, self.surface
+            command.args[1] if len(command.args) > 1 else None, here, self.words
         )
         every = command.get("every", "day")
         subscription = DigestSubscription(
@@ -214,9 +242,10 @@ class Setup:
             connection_id=self._connection_id(command.get("connection")),
             quiet_min_usd=parse_usd(command.get("quiet-min")) if command.get("quiet-min") else None,
             quiet_change_pct=command.get("quiet-change"),
+            chart=bool(command.get("chart")),
             created_by=self.actor,
         )
-        who = f"<@{self.actor}>" if self.surface == "slack" else "An admin"
+        who = self.words.actor(self.actor)
         try:
             announce(
                 channel_id,
@@ -224,9 +253,8 @@ class Setup:
                 f"{WHEN[every]} at {subscription.at_time} ({subscription.tz}).",
             )
         except CannotPost as error:
-            fix = CANNOT_POST_FIXES.get(error.error, error.error)
             raise SetupError(
-                f"I can't post in {self.channel(channel_id)}: {fix}. Then try again."
+                f"I can't post in {self.channel(channel_id)}: {error.fix}. Then try again."
             ) from None
         with self.db.transaction() as session:
             session.add(subscription)
@@ -249,7 +277,7 @@ class Setup:
         # A budget set in a channel alerts there, unless --channel says otherwise.
         channel = command.get("channel")
         connection_id = self._connection_id(command.get("connection"))
-        channel_id = parse_channel(channel, here, self.surface)[0] if channel or here else None
+        channel_id = parse_channel(channel, here, self.words)[0] if channel or here else None
         with self.db.transaction() as session:
             # One budget per scope: setting it again replaces it (and keeps its number).
             budget = session.scalar(
@@ -293,14 +321,14 @@ class Setup:
         self, command: Command, *, here: str | None = None, announce: Announce | None = None
     ) -> AlertRoute:
         """Send alerts to a channel, once a note there proved the bot can post in it."""
-        channel_id, _ = parse_channel(command.args[0] if command.args else None, here, self.surface)
+        channel_id, _ = parse_channel(command.args[0] if command.args else None, here, self.words)
         webhook = command.get("webhook")
         if webhook:
             check_webhook(webhook)
         label = command.get("connection")
         connection_id = self._connection_id(label)
         if announce is not None:
-            who = f"<@{self.actor}>" if self.surface == "slack" else "An admin"
+            who = self.words.actor(self.actor)
             scope = f"“{label}”" if label else "all connections"
             try:
                 announce(
@@ -309,9 +337,8 @@ class Setup:
                     "spikes and sync failures.",
                 )
             except CannotPost as error:
-                fix = CANNOT_POST_FIXES.get(error.error, error.error)
                 raise SetupError(
-                    f"I can't post in {self.channel(channel_id)}: {fix}. Then try again; "
+                    f"I can't post in {self.channel(channel_id)}: {error.fix}. Then try again; "
                     "alerts still go where they went."
                 ) from None
         with self.db.transaction() as session:
@@ -466,20 +493,16 @@ class Setup:
 
     def channel(self, channel_id: str, name: str = "") -> str:
         """A channel as the surface shows it: a link in Slack, id and name in a terminal."""
-        if self.surface == "slack":
-            return f"<#{channel_id}>"
-        return f"{channel_id} (#{name})" if name else channel_id
+        return self.words.channel(channel_id, name)
 
     def command(self, words: str) -> str:
-        if self.surface == "slack":
-            return f"`/xai-usage {words}`"
-        return f"`xai-usage {words.replace('#channel', 'C0123ABCD')}`"
+        return self.words.command(words)
 
     def digest_added(self, sub: DigestSubscription) -> str:
         return (
             f"Digest {sub.id}: {self.channel(sub.channel_id, sub.channel_name or '')}, "
             f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}), {self._scope(sub.connection_id)}"
-            f"{_quiet(sub)}. {self.command(f'digest remove {sub.id}')} stops it."
+            f"{_quiet(sub)}{_chart(sub)}. {self.command(f'digest remove {sub.id}')} stops it."
         )
 
     def _scope(self, connection_id: int | None) -> str:
@@ -497,12 +520,12 @@ class Setup:
         for sub in subscriptions[:40]:
             paused = ""
             if sub.paused_reason:
-                icon = ":pause_button: " if self.surface == "slack" else ""
-                paused = f"  {icon}paused: {sub.paused_reason}"
+                paused = f"  {self.words.paused_mark}paused: {sub.paused_reason}"
             lines.append(
-                f"{self._bold(sub.id)}  {self.channel(sub.channel_id, sub.channel_name or '')}  "
+                f"{self.words.number(sub.id)}  "
+                f"{self.channel(sub.channel_id, sub.channel_name or '')}  "
                 f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}), {self._scope(sub.connection_id)}"
-                f"{_quiet(sub)}{paused}"
+                f"{_quiet(sub)}{_chart(sub)}{paused}"
             )
         return "\n".join(lines)
 
@@ -523,7 +546,7 @@ class Setup:
         if not budgets:
             return f"No budgets yet: {self.command('budget set 500')} sets one."
         return "\n".join(
-            f"{self._bold(b.id)}  {self._scope(b.connection_id)}: "
+            f"{self.words.number(b.id)}  {self._scope(b.connection_id)}: "
             f"{formatting.money(b.amount_usd)} a month, "
             f"alerts at {_percents(b.thresholds)}"
             + (f" in {self.channel(b.channel_id)}" if b.channel_id else "")
@@ -537,10 +560,7 @@ class Setup:
         return f"Alerts for {target} now go to {self.channel(route.channel_id)}{webhook}."
 
     def _made(self, text: str) -> str:
-        return f":white_check_mark: {text}" if self.surface == "slack" else text
-
-    def _bold(self, ident: int) -> str:
-        return f"*{ident}*" if self.surface == "slack" else f"{ident:>3}"
+        return f"{self.words.done_mark}{text}"
 
 
 def _percents(thresholds: str) -> str:
@@ -556,3 +576,8 @@ def _quiet(sub: DigestSubscription) -> str:
     if sub.quiet_change_pct is not None:
         parts.append(f"moved by more than {sub.quiet_change_pct}%")
     return f", posted only when spend {' or '.join(parts)}" if parts else ""
+
+
+def _chart(sub: DigestSubscription) -> str:
+    """A daily digest's opted-in chart, as the reply and the list echo it."""
+    return ", with its chart" if sub.every == "day" and sub.chart else ""

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -422,6 +423,8 @@ class DigestSubscription(Base):
     """Post only when the period's spend passed this amount..."""
     quiet_change_pct: Mapped[int | None]
     """...or changed by more than this percentage against the period before."""
+    chart: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """A daily digest's chart, opted in with ``--chart``; weekly and monthly always have one."""
     paused_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[timestamp]

@@ -1,9 +1,12 @@
-"""Posting scheduled messages to Slack, politely.
+"""Posting scheduled messages to Slack, politely: ``bot.jobs``'s outbox.
 
-Paced to one message a second per channel (Slack's limit for posting);
-429s are waited out by the client's retry handler; a channel Slack refuses
-becomes :class:`~bot.jobs.ChannelUnavailable` so the job can pause what
-posts there instead of retrying forever.
+The jobs hand over plain data (a digest, an alert, a pause note, a chart);
+``bot.slack.messages`` renders it as Block Kit here. Paced to one message a
+second per channel (Slack's limit for posting); 429s are waited out by the
+client's retry handler; a channel Slack refuses becomes
+:class:`~bot.jobs.ChannelUnavailable`, with what to do about it in words
+(Slack's error codes stop here), so the job can pause what posts there
+instead of retrying forever.
 
 Each scheduled message carries its ledger key as Slack message metadata.
 After a crash, the next attempt reads the channel's recent history for that
@@ -23,13 +26,49 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.formatting import mrkdwn_keep_references
-from bot.jobs import ChannelUnavailable, WebhookFailed
+from bot.jobs import ChannelUnavailable, ChartFile, Message, WebhookFailed
 from bot.setup import CannotPost
 from bot.slack.settings import SlackSettings
 
 log = logging.getLogger(__name__)
 
 PAUSING_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
+PAUSE_FIXES = {
+    "channel_not_found": "the channel was deleted or is private: pick another with "
+    "`/xai-usage digest add #channel`",
+    "not_in_channel": "I was removed from it: invite me back with `/invite @xai-usage`, then "
+    "add the digest again",
+    "is_archived": "it was archived: unarchive it, or add the digest to another channel",
+}
+"""What to do about a digest paused by each refusal, told to whoever set it up."""
+ALERT_HINTS = {
+    "not_in_channel": " (invite me with `/invite @xai-usage`)",
+    "channel_not_found": " (deleted or private: invite me, or `/xai-usage alerts #channel`)",
+    "is_archived": " (archived: `/xai-usage alerts #channel` picks another)",
+    "not_installed": " (the app is not installed in this workspace)",
+}
+"""What to do about an alert a channel refused, kept with it while it is owed."""
+CANNOT_POST_FIXES = {
+    "not_in_channel": "invite me first with `/invite @xai-usage`",
+    "channel_not_found": "for a private channel, invite me first with `/invite @xai-usage`",
+    "is_archived": "that channel is archived",
+    "not_installed": "the app is not installed in this Slack workspace",
+}
+"""Why ``digest add`` or ``alerts #channel`` cannot proceed, as the reply says it."""
+
+
+def unavailable(code: str, channel: str) -> ChannelUnavailable:
+    """Slack's refusal as the jobs understand it: its code, and what to do."""
+    return ChannelUnavailable(
+        code, channel, fix=PAUSE_FIXES.get(code, ""), hint=ALERT_HINTS.get(code, "")
+    )
+
+
+def cannot_post(code: str) -> CannotPost:
+    """Slack's refusal of a setup note, with the fix the reply gives."""
+    return CannotPost(code, CANNOT_POST_FIXES.get(code, code))
+
+
 PER_CHANNEL_INTERVAL = 1.0
 EVENT_TYPE = "xai_usage_delivery"
 """The metadata event type our scheduled messages carry, with ``{"key": ledger key}``."""
@@ -45,7 +84,7 @@ def post_note(client: WebClient, channel: str, text: str) -> None:
     try:
         client.chat_postMessage(channel=channel, text=mrkdwn_keep_references(text))
     except SlackApiError as error:
-        raise CannotPost(error.response.get("error", "unknown_error")) from None
+        raise cannot_post(error.response.get("error", "unknown_error")) from None
 
 
 class SlackDelivery:
@@ -65,7 +104,7 @@ class SlackDelivery:
     def _client(self, team_id: str | None) -> WebClient:
         token = self.token_for(team_id)
         if not token:
-            raise ChannelUnavailable("not_installed", team_id or "")
+            raise unavailable("not_installed", team_id or "")
         if token not in self._clients:
             from bot.slack.app import web_client  # app imports the listeners, which import this
 
@@ -88,8 +127,13 @@ class SlackDelivery:
             self._last_post[channel] = max(self._last_post.get(channel, 0.0), time.monotonic())
 
     def post(
-        self, team_id: str | None, channel: str, message: dict, *, key: str | None = None
+        self, team_id: str | None, channel: str, message: Message, *, key: str | None = None
     ) -> None:
+        """Post ``message``: Block Kit as it is, or a digest, alert or note rendered for Slack."""
+        if not isinstance(message, dict):
+            from bot.slack.messages import slack_message
+
+            message = slack_message(message)
         self._pace(channel)
         if key is not None:
             message = {
@@ -101,7 +145,29 @@ class SlackDelivery:
         except SlackApiError as error:
             code = error.response.get("error", "")
             if code in PAUSING_ERRORS:
-                raise ChannelUnavailable(code, channel) from None
+                raise unavailable(code, channel) from None
+            raise
+        finally:
+            self._posted_at(channel)
+
+    def upload(self, team_id: str | None, channel: str, chart: ChartFile) -> None:
+        """Share a digest's chart in its channel, as ``--chart`` does (``files_upload_v2``)."""
+        from bot.slack.files import upload_file
+
+        self._pace(channel)
+        try:
+            upload_file(
+                self._client(team_id),
+                channel,
+                chart.data,
+                filename=chart.filename,
+                title=chart.title,
+                alt=chart.alt,
+            )
+        except SlackApiError as error:
+            code = error.response.get("error", "")
+            if code in PAUSING_ERRORS:
+                raise unavailable(code, channel) from None
             raise
         finally:
             self._posted_at(channel)
@@ -157,10 +223,10 @@ class SlackDelivery:
         try:
             client = self._client(team_id)
         except ChannelUnavailable as error:  # not installed there
-            raise CannotPost(error.error) from None
+            raise cannot_post(error.error) from None
         post_note(client, channel, text)
 
-    def dm(self, team_id: str | None, user_id: str, message: dict) -> None:
+    def dm(self, team_id: str | None, user_id: str, message: Message) -> None:
         self.post(team_id, user_id, message)  # a user id as channel opens the app's DM
 
     def webhook(self, url: str, body: dict) -> None:

@@ -65,6 +65,22 @@ def send_file(
         channel = invocation.channel_id
     else:
         channel = client.conversations_open(users=invocation.user_id)["channel"]["id"]
+    return upload_file(
+        client, channel, data, filename=filename, title=title, comment=comment, alt=alt
+    )
+
+
+def upload_file(
+    client: WebClient,
+    channel: str,
+    data: bytes,
+    *,
+    filename: str,
+    title: str,
+    comment: str | None = None,
+    alt: str | None = None,
+) -> str:
+    """Upload and share in ``channel`` with Slack's current upload API; the file id."""
     response = client.files_upload_v2(
         content=data,
         filename=filename,

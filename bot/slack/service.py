@@ -31,6 +31,7 @@ from bot.runtime import REDACTOR, Runtime
 from bot.setup import Setup
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
 from bot.slack.settings import SlackSettings
+from bot.slack.setup_words import SLACK
 from bot.sync import (
     ALREADY_CONNECTED,
     MAX_BACKFILL_DAYS,
@@ -478,4 +479,4 @@ def metadata_of(view: dict) -> dict[str, str]:
 
 def setup_for(service: SlackService, invocation: Invocation) -> Setup:
     """Digests, budgets and alert routes of the workspace the command came from."""
-    return Setup(service.runtime.db, service.workspace_id(invocation), invocation.user_id, "slack")
+    return Setup(service.runtime.db, service.workspace_id(invocation), invocation.user_id, SLACK)

@@ -12,20 +12,26 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from slack_sdk import WebClient
 from sqlalchemy import delete, event, select, update
 
 from bot.alerts import (
+    Action,
     Alert,
+    alert_from_json,
     alert_json,
-    alert_message,
     budget_alerts,
     recovery_alerts,
     spike_alerts,
     sync_failure_alerts,
 )
+from bot.grammar import parse, tokenize
+from bot.render import alert_text
+from bot.slack.messages import alert_message
 from storage.db import Database
 from storage.models import BillingState, Budget, Connection, DailyCost, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
+from tests.fakes.slack_api import SlackStandIn
 
 SPIKE_DAY = date(2026, 11, 20)  # a Friday
 NEXT_DAY = SPIKE_DAY + timedelta(days=1)
@@ -648,6 +654,78 @@ def test_alert_json_is_the_webhook_body(db) -> None:
             "title": alert.title,
             "text": alert.text,
             "facts": alert.facts,
+            "actions": [{"label": a.label, "command": a.command} for a in alert.actions],
         }
         amounts = [v for k, v in body["facts"].items() if k.endswith("_usd")]
         assert all(Decimal(v) >= 0 and "E" not in v for v in amounts if v)  # no 1E+3
+
+
+# Actions: a button is a command
+
+
+def test_alerts_carry_what_to_do_as_commands(db) -> None:
+    by_kind = {alert.kind: alert for alert in every_kind(db)}
+    assert [(a.label, a.command) for a in by_kind["sync_failure"].actions] == [
+        ("Update key", 'update-key "Production — xAI"'),
+        ("Sync now", 'sync --connection "Production — xAI"'),
+    ]
+    assert [(a.label, a.command) for a in by_kind["spike"].actions] == [
+        (
+            "See the day by model",
+            f'range {SPIKE_DAY} {SPIKE_DAY} --by model --connection "Production — xAI"',
+        )
+    ]
+    assert by_kind["recovered"].actions == ()
+    for alert in by_kind.values():  # each runs as typed: the grammar takes it
+        for action in alert.actions:
+            words = tokenize(action.command)
+            assert parse(words, surface="slack").name == words[0]
+
+
+def test_slack_shows_an_alerts_actions_as_buttons_carrying_their_commands(db) -> None:
+    failure = next(a for a in every_kind(db) if a.kind == "sync_failure")
+
+    message = alert_message(failure)
+
+    [actions] = [block for block in message["blocks"] if block["type"] == "actions"]
+    assert [(b["action_id"], b["value"], b["text"]["text"]) for b in actions["elements"]] == [
+        ("xu:update-key", 'update-key "Production — xAI"', "Update key"),
+        ("xu:sync-now", 'sync --connection "Production — xAI"', "Sync now"),
+    ]
+    with SlackStandIn() as slack:  # Slack's own limits (the stand-in's Block Kit checks)
+        slack.add_token("xoxb-alert-test")
+        slack.add_channel("CALERTS", "alerts")
+        WebClient(token="xoxb-alert-test", base_url=slack.api_url).chat_postMessage(
+            channel="CALERTS", **message
+        )
+        assert slack.violations == []
+
+
+def test_a_command_too_long_for_a_button_is_left_out_not_cut() -> None:
+    alert = Alert(
+        key="syncfail:1:2026-11-20T06:00:03+00:00",
+        kind="sync_failure",
+        workspace_id=1,
+        connection_id=1,
+        title="“x” stopped syncing",
+        text="It failed.",
+        actions=(Action("Update key", "update-key " + "x" * 2000), Action("Sync now", "sync")),
+    )
+    [actions] = [b for b in alert_message(alert)["blocks"] if b["type"] == "actions"]
+    assert [b["value"] for b in actions["elements"]] == ["sync"]
+
+
+def test_the_webhook_has_the_actions_as_data_and_the_terminal_leaves_them_out(db) -> None:
+    failure = next(a for a in every_kind(db) if a.kind == "sync_failure")
+
+    body = alert_json(failure)
+    text = alert_text(failure)
+
+    assert body["actions"] == [
+        {"label": "Update key", "command": 'update-key "Production — xAI"'},
+        {"label": "Sync now", "command": 'sync --connection "Production — xAI"'},
+    ]
+    assert alert_from_json(json.dumps(body)) == failure  # owed alerts keep their actions
+    assert text.splitlines()[0] == "“Production — xAI” stopped syncing"
+    assert failure.text in text and "I'll say when it works again." in text
+    assert "Sync now" not in text and "xu:" not in text and "mrkdwn" not in text

@@ -27,11 +27,11 @@ from bot.digests import (
     DigestRequest,
     build_digest,
     build_digests,
-    digest_message,
     digest_period,
     quiet_skip,
     same_point_last_month,
 )
+from bot.slack.messages import digest_message
 from storage.models import (
     BillingState,
     Budget,

@@ -13,6 +13,7 @@ from bot.insights import build_insights
 from bot.reports import status_rows
 from bot.setup import Setup
 from bot.slack.home import command_label, home_view
+from bot.slack.setup_words import SLACK
 from bot.sync import record_fetched
 from storage.models import Budget, Connection, DailyCost, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
@@ -85,7 +86,7 @@ def test_the_view_says_the_forecast_against_the_budget(db) -> None:
 
 def test_admin_lists_come_from_the_setup_with_remove_commands(db) -> None:
     workspace_id = store(db)
-    setup = Setup(db, workspace_id, "UADMIN", "slack")
+    setup = Setup(db, workspace_id, "UADMIN", SLACK)
     with db.session() as session:
         dashboard = build_dashboard(session, workspace_id, NOW, setup=setup)
     [budget] = dashboard.budgets

@@ -126,12 +126,12 @@ def route_alerts(w: World, channel: str) -> None:
         )
 
 
-def subscribe(w: World, **fields) -> int:
+def subscribe(w: World, channel: str = "CCOSTS", **fields) -> int:
     runtime = w.runtime()
     with runtime.db.transaction() as session:
         sub = DigestSubscription(
             workspace_id=w.workspace_id,
-            channel_id="CCOSTS",
+            channel_id=channel,
             created_by=ADMIN,
             created_at=w.clock.now,
             **fields,
@@ -556,7 +556,7 @@ def test_an_alert_undelivered_for_seven_days_is_recorded_as_expired(world: World
     assert "expired" not in out and world.code == 0
     from bot.setup import Setup
 
-    setup = Setup(world.runtime().db, world.workspace_id, "", "cli")  # what status shows
+    setup = Setup(world.runtime().db, world.workspace_id, "")  # what status shows
     assert "1 alert expired undelivered: spike:" in setup.alert_status(at("2026-10-21T12:00:00"))[1]
     assert len(setup.alert_status(at("2026-10-28T12:00:00"))) == 1  # said for a week, then not
 
@@ -654,8 +654,9 @@ def webhook():
 def test_a_budget_set_in_a_channel_brings_its_alerts_and_the_spikes_there(world: World) -> None:
     from bot.grammar import parse
     from bot.setup import Setup
+    from bot.slack.setup_words import SLACK
 
-    setup = Setup(world.runtime().db, world.workspace_id, ADMIN, "slack")
+    setup = Setup(world.runtime().db, world.workspace_id, ADMIN, SLACK)
     reply = setup.run(
         parse(["budget", "set", "20"], surface="slack"),
         here="CCOSTS",
@@ -705,3 +706,79 @@ def test_a_late_failure_alert_reaches_the_channel_before_its_recovery(world: Wor
     assert ["stopped syncing" in t for t in texts] == [True, False], texts
     assert "working again" in texts[1]
     assert len(world.posts(ADMIN)) == 2  # the person who connected it hears both too
+
+
+# -- digest charts
+
+
+@pytest.fixture
+def draws(monkeypatch) -> list[str]:
+    """The title of every chart drawn (really drawn: the PNG is made)."""
+    import bot.charts
+
+    drawn: list[str] = []
+    real = bot.charts.render_chart
+
+    def counted(data, fmt="png"):
+        drawn.append(data.title)
+        return real(data, fmt)
+
+    monkeypatch.setattr(bot.charts, "render_chart", counted)
+    return drawn
+
+
+def test_weekly_digests_bring_their_chart_drawn_once_per_scope_and_period(
+    world: World, draws: list[str]
+) -> None:
+    from bot.charts import PIXELS, png_size
+
+    for channel in ("CTEAM", "CFIN", "COPS"):
+        world.slack.add_channel(channel, channel.lower())
+    with world.runtime().db.session() as session:
+        production = session.scalar(select(Connection.id))
+    subscribe(world, at_time="09:00", tz="UTC", every="week")
+    subscribe(world, "CTEAM", at_time="09:00", tz="UTC", every="week")  # the same scope
+    subscribe(world, "CFIN", at_time="09:00", tz="UTC", every="week", connection_id=production)
+    subscribe(world, "COPS", at_time="09:00", tz="UTC", every="day")  # daily: no chart
+    subscribe(world, "COPS", at_time="09:00", tz="UTC", every="day", chart=True)  # asked for
+
+    out = world.jobs(at("2026-10-26T09:00:30"))  # a Monday
+
+    assert world.code == 0, out
+    # The week for the workspace, the week for Production alone, and the day.
+    assert len(draws) == 3, draws
+    shown = sorted((f.shared_in, f.title) for f in world.slack.files.values() if f.title)
+    assert [where for where, _ in shown] == [["CCOSTS"], ["CFIN"], ["COPS"], ["CTEAM"]]
+    week = "Weekly xAI spend · 19 Oct–25 Oct 2026 · $"
+    assert [title.startswith(week) for _, title in shown] == [True, True, False, True]
+    assert all(png_size(f.data) == PIXELS for f in world.slack.files.values())
+    # Every digest's text went out before any chart was drawn and uploaded.
+    posts = world.slack.calls_to("chat.postMessage")
+    uploads = world.slack.calls_to("files.getUploadURLExternal")
+    assert len(posts) == 5 and max(p.at for p in posts) < min(u.at for u in uploads)
+    world.jobs(at("2026-10-26T10:00:00"))  # a later run: nothing again, charts included
+    assert len(draws) == 3 and len(world.slack.calls_to("files.getUploadURLExternal")) == 4
+
+
+def test_a_chart_that_fails_to_draw_never_loses_its_digest(world: World, monkeypatch) -> None:
+    import bot.charts
+
+    attempts: list[str] = []
+
+    def broken(data, fmt="png"):
+        attempts.append(data.title)
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(bot.charts, "render_chart", broken)
+    world.slack.add_channel("CTEAM", "team")
+    subscribe(world, at_time="09:00", tz="UTC", every="week")
+    subscribe(world, "CTEAM", at_time="09:00", tz="UTC", every="week")
+
+    out = world.jobs(at("2026-10-26T09:00:30"))
+    world.jobs(at("2026-10-26T09:05:00"))
+
+    assert len(world.posts("CCOSTS")) == 1 and len(world.posts("CTEAM")) == 1, out
+    assert world.posts("CCOSTS")[0]["text"].startswith("Weekly xAI spend · 19 Oct–25 Oct 2026")
+    assert "chart not shown (RuntimeError)" in out
+    assert len(attempts) == 1  # failed once for the scope, not once per digest
+    assert world.slack.files == {}

@@ -8,7 +8,7 @@ import pytest
 
 from bot.grammar import parse
 from bot.setup import (
-    CannotPost,
+    TERMINAL,
     Setup,
     SetupError,
     check_zone,
@@ -17,7 +17,11 @@ from bot.setup import (
     parse_time,
     parse_usd,
 )
+from bot.slack.delivery import cannot_post
+from bot.slack.setup_words import SLACK
 from storage.models import Budget, Workspace
+
+SURFACES = {"slack": SLACK, "cli": TERMINAL}
 
 
 @pytest.mark.parametrize(
@@ -31,7 +35,7 @@ from storage.models import Budget, Workspace
     ],
 )
 def test_channels_each_surface_accepts(word, here, surface, expected) -> None:
-    assert parse_channel(word, here, surface) == expected
+    assert parse_channel(word, here, SURFACES[surface]) == expected
 
 
 @pytest.mark.parametrize(
@@ -46,7 +50,7 @@ def test_channels_each_surface_accepts(word, here, surface, expected) -> None:
 )
 def test_a_channel_that_cannot_be_used_says_what_to_type(word, surface, says) -> None:
     with pytest.raises(SetupError) as caught:
-        parse_channel(word, None, surface)
+        parse_channel(word, None, SURFACES[surface])
     assert says in str(caught.value)
 
 
@@ -74,7 +78,8 @@ def _setup(db, surface: str) -> Setup:
         session.add(workspace)
         session.flush()
         workspace_id = workspace.id
-    return Setup(db, workspace_id, "UADMIN" if surface == "slack" else "terminal:ops", surface)
+    actor = "UADMIN" if surface == "slack" else "terminal:ops"
+    return Setup(db, workspace_id, actor, SURFACES[surface])
 
 
 def test_a_digest_is_saved_only_after_its_note_was_posted(db) -> None:
@@ -82,7 +87,7 @@ def test_a_digest_is_saved_only_after_its_note_was_posted(db) -> None:
     notes: list[tuple[str, str]] = []
 
     def refuse(channel: str, text: str) -> None:
-        raise CannotPost("not_in_channel")
+        raise cannot_post("not_in_channel")  # as Slack's refusal arrives
 
     command = parse(["digest", "add", "C0123ABCD", "--every", "week", "--tz", "UTC"])
     with pytest.raises(SetupError, match="I can't post in C0123ABCD: invite me first"):
@@ -128,3 +133,19 @@ def test_removing_needs_a_number_of_this_workspace(db) -> None:
         theirs.remove(Budget, str(budget.id))  # another workspace's budget stays
     mine.remove(Budget, str(budget.id))
     assert mine.budgets() == []
+
+
+def test_a_daily_digest_can_ask_for_its_chart(db) -> None:
+    setup = _setup(db, "cli")
+    command = parse(["digest", "add", "C0123ABCD", "--tz", "UTC", "--chart"])
+    sub = setup.add_digest(command, here=None, default_tz=lambda: "UTC", announce=lambda *n: None)
+    weekly = setup.add_digest(
+        parse(["digest", "add", "C0123ABCD", "--tz", "UTC", "--every", "week"]),
+        here=None,
+        default_tz=lambda: "UTC",
+        announce=lambda *n: None,
+    )
+    assert [s.chart for s in setup.digests()] == [True, False]  # weekly ones always draw
+    assert "every day at 09:00 (UTC), all connections, with its chart." in setup.digest_added(sub)
+    assert "with its chart" not in setup.digest_added(weekly)
+    assert setup.digest_lines(setup.digests()).splitlines()[0].endswith("with its chart")

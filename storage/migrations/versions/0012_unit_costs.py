@@ -1,7 +1,7 @@
 """costs by kind of usage (unit type), the days they cover, and the invoice's unit counts
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 
 Nothing to backfill: the next sync fetches the recent days' unit types (where
 xAI answers them) and the invoice's lines; until then insights say so.
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

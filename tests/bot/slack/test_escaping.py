@@ -29,14 +29,19 @@ REFERENCE = re.compile(r"<[@#][A-Z0-9]+(?:\|[^<>&]*)?>")
 
 
 def _strings(value) -> list[str]:
-    """Every string in a posted payload (text, blocks, however nested)."""
+    """Every string in a posted payload (text, blocks, however nested) that Slack shows.
+
+    A button's ``value`` is the command it runs (a button is a command), handed
+    back on a click and never displayed or parsed as markup: it keeps a label
+    exactly as typed, so it is not read here.
+    """
     if isinstance(value, str):
         try:
             return _strings(json.loads(value)) if value[:1] in "[{" else [value]
         except ValueError:
             return [value]
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
+        return [s for k, v in value.items() if k != "value" for s in _strings(v)]
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []

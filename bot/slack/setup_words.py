@@ -1,0 +1,38 @@
+"""How setup's replies name things in Slack: channel links, slash commands, mentions.
+
+The terminal's words are :data:`bot.setup.TERMINAL`; these are the same
+sentences' Slack spelling, so ``bot.setup`` never asks which surface it serves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.setup import Words
+
+
+@dataclass(frozen=True)
+class SlackWords(Words):
+    channel_example: str = "`#costs`"
+    example_channel: str = "#channel"
+    command_prefix: str = "/xai-usage"
+    done_mark: str = ":white_check_mark: "
+    paused_mark: str = ":pause_button: "
+
+    def channel(self, channel_id: str, name: str = "") -> str:
+        return f"<#{channel_id}>"
+
+    def not_a_channel(self, word: str) -> str:
+        return (
+            f"“{word}” is not a channel I can see: pick it from Slack's #-autocomplete "
+            "so it arrives as a link."
+        )
+
+    def actor(self, actor: str) -> str:
+        return f"<@{actor}>"
+
+    def number(self, ident: int) -> str:
+        return f"*{ident}*"
+
+
+SLACK = SlackWords()
