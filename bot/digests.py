@@ -14,7 +14,7 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from bot import formatting
 from bot.figures import PACE, PACE_DAYS, TeamLimit, month_end_forecast, spending_limit_text
+from bot.insights import Insights, build_insights
 from bot.reports import cost_query, fetched_days
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, ModelSeen
 
@@ -82,6 +83,8 @@ class Digest:
     unfetched: tuple[str, ...] = ()
     """Days of the period no sync fetched, per connection: its total is of fetched days only."""
     nothing_fetched: bool = False  # no day of the period was fetched for any connection
+    insights: Insights | None = None
+    """Weekly digests: top movers, idle keys, where the money goes (as ``insights``)."""
 
     @property
     def trend_span(self) -> str:
@@ -179,7 +182,19 @@ def build_digests(
     period_end, the one definition alerts and status use too.
     """
     facts = _Facts.load(session, workspace_id, requests)
-    return [facts.digest(request) for request in requests]
+    digests = [facts.digest(request) for request in requests]
+    # Weekly digests carry the week's insights, worked out once per scope and week.
+    found: dict[tuple[int | None, date], Insights] = {}
+    for n, digest in enumerate(digests):
+        if digest.every != "week" or digest.empty:  # nothing of this workspace to look into
+            continue
+        scope = (requests[n].connection_id, digest.period_end)
+        if scope not in found:
+            connection = session.get(Connection, scope[0]) if scope[0] is not None else None
+            today = digest.period_end + timedelta(days=1)  # the week: its 7 finished days
+            found[scope] = build_insights(session, workspace_id, today, connection)
+        digests[n] = replace(digest, insights=found[scope])
+    return digests
 
 
 @dataclass(frozen=True)

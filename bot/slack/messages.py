@@ -17,7 +17,7 @@ from bot.alerts import Action, Alert
 from bot.digests import Digest, digest_view
 from bot.formatting import clip, mrkdwn
 from bot.jobs import DigestPaused
-from bot.render import render_json
+from bot.render import insights_section, render_json
 from bot.slack.blocks import notice
 
 HEADER_LIMIT = 150  # Slack's header block
@@ -43,7 +43,8 @@ def slack_message(item: object) -> dict[str, Any]:
 @slack_message.register
 def digest_message(digest: Digest) -> dict[str, Any]:
     """Block Kit for ``chat.postMessage``: ``{"text": fallback, "blocks": [...]}``."""
-    return render_json("slack/digest.json.j2", **digest_view(digest))
+    insights = insights_section(digest.insights) if digest.insights else ""
+    return render_json("slack/digest.json.j2", **digest_view(digest), insights=insights)
 
 
 @slack_message.register

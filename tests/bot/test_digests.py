@@ -31,6 +31,7 @@ from bot.digests import (
     quiet_skip,
     same_point_last_month,
 )
+from bot.insights import build_insights
 from bot.slack.messages import digest_message
 from storage.models import (
     BillingState,
@@ -359,14 +360,25 @@ def test_a_batch_costs_a_few_aggregate_queries_whatever_its_size(db, store) -> N
         digest_of(db, store)  # three connections, seven models, two failing
         one = len(statements)
         statements.clear()
+        without_weeks = [r for r in batch(db, store) if r.every != "week"]
+        statements.clear()
         with db.session() as session:
-            build_digests(session, store["workspace"], batch(db, store) * 20)
-        many = len(statements) - 1  # the batch's own lookup of “Theirs”
+            build_digests(session, store["workspace"], without_weeks * 20)
+        many = len(statements)
+        weekly = [r for r in batch(db, store) if r.every == "week"]
+        sizes = []
+        for copies in (1, 20):
+            statements.clear()
+            with db.session() as session:
+                build_digests(session, store["workspace"], weekly * copies)
+            sizes.append(len(statements))
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
     # connections, budgets, models seen, days fetched; then per kind of period two
     # cost queries for the workspace and two for all the single connections
-    assert one <= 6 and many <= 4 + 3 * 4
+    assert one <= 6 and many <= 4 + 2 * 4
+    # weekly digests add their insights once per scope and week, not once per digest
+    assert sizes[0] == sizes[1]
 
 
 # -- quiet subscriptions
@@ -611,3 +623,15 @@ def test_a_week_partly_fetched_shows_fetched_days_only(db, store) -> None:
     text = all_text(message)
     assert "vs the week before" not in text
     assert "not fetched: “Research”: 19 Mar–22 Mar 2026" in message["text"]
+
+
+def test_a_weekly_digest_carries_the_weeks_insights_and_a_daily_one_does_not(db, store) -> None:
+    weekly = digest_of(db, store, "week", date(2026, 3, 23))
+    with db.session() as session:  # the same as `insights` run the day after the week
+        assert weekly.insights == build_insights(session, store["workspace"], date(2026, 3, 23))
+    assert weekly.insights.movers is not None
+    top = weekly.insights.movers.models[0]
+    text = all_text(digest_message(weekly))
+    assert "Top movers" in text and top.label in text
+    daily = digest_of(db, store, "day")
+    assert daily.insights is None and "Top movers" not in all_text(digest_message(daily))
