@@ -13,19 +13,19 @@ import time
 
 from bench.table import Scoreboard
 
-BENCHMARKS = ("sync", "report", "slack", "digests", "http", "startup", "charts")
+BENCHMARKS = ("sync", "report", "slack", "digests", "http", "startup", "charts", "home")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmarks: sync, reports, the Slack app, digests, slow HTTP clients, "
-        "start-up, charts (see bench/*.py).",
+        "start-up, charts, the App Home tab (see bench/*.py).",
     )
     parser.add_argument(
         "benchmarks",
         nargs="*",
-        metavar="sync|report|slack|digests|http|startup|charts",
+        metavar="sync|report|slack|digests|http|startup|charts|home",
         help="which to run (default: all)",
     )
     args = parser.parse_args(argv)
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import digest_bench
 
             digest_bench.run(score)
+        elif name == "home":
+            from bench import home_bench
+
+            home_bench.run(score)
         else:
             from bench import startup_bench
 

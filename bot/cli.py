@@ -414,6 +414,23 @@ def connections(command: Command, runtime: Runtime, console: Console) -> int:
     return 0
 
 
+@handles("insights")
+def insights(command: Command, runtime: Runtime, console: Console) -> int:
+    from bot.insights import build_insights
+
+    with runtime.db.transaction() as session:
+        workspace = resolve_workspace(session, command.get("workspace"))
+        connection = (
+            find_connection(session, workspace.id, command.get("connection"))
+            if command.get("connection")
+            else None
+        )
+        today = runtime.clock().astimezone(UTC).date()
+        found = build_insights(session, workspace.id, today, connection)
+    console.print(render.insights_text(found).rstrip("\n"))
+    return 0
+
+
 @handles("disconnect")
 def disconnect(command: Command, runtime: Runtime, console: Console) -> int:
     with runtime.db.session() as session:
@@ -572,6 +589,7 @@ def demo(command: Command, runtime: Runtime, console: Console) -> int:
             ["month", "--by", "model"],
             ["week", "--by", "day"],
             ["status"],
+            ["insights"],
         ]
         environ = {**os.environ, **environ}
         for step in steps:

@@ -60,14 +60,24 @@ def delta(now: Decimal, before: Decimal) -> str:
     return f"{sign}{abs(pct).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
 
 
-def sparkline(values: Sequence[Decimal]) -> str:
-    if not values:
-        return ""
-    top = max(values)
-    if top <= 0:
-        return SPARKS[0] * len(values)
+NOT_FETCHED_SPARK = " "
+"""A day nobody fetched: a gap in the line, never the lowest bar ($0.00 would be a claim)."""
+
+
+def sparkline(values: Sequence[Decimal | None]) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return NOT_FETCHED_SPARK * len(values)
+    top = max(known)
     last = len(SPARKS) - 1
-    return "".join(SPARKS[int((v / top * last).to_integral_value(ROUND_HALF_UP))] for v in values)
+    return "".join(
+        NOT_FETCHED_SPARK
+        if v is None
+        else SPARKS[0]
+        if top <= 0
+        else SPARKS[int((v / top * last).to_integral_value(ROUND_HALF_UP))]
+        for v in values
+    )
 
 
 def clock(moment: datetime | None) -> str:
@@ -172,3 +182,22 @@ def connections_count(count: int) -> str:
     if count == 2:
         return "Both connections"
     return f"All {count} connections"
+
+
+def money_change(value: Decimal) -> str:
+    """A change in dollars, always signed: ``+$40.00``, ``-$3.10``, ``±$0.00``."""
+    if value == 0:
+        return "±$0.00"
+    return ("+" if value > 0 else "") + money(value)
+
+
+_QUANTITY_STEPS = ((Decimal(10) ** 9, "B"), (Decimal(10) ** 6, "M"), (Decimal(10) ** 3, "K"))
+
+
+def quantity(count: int | Decimal) -> str:
+    """A count of tokens or images, short: ``950``, ``12.3K``, ``4.1M``, ``2.0B``."""
+    value = Decimal(count)
+    for step, suffix in _QUANTITY_STEPS:
+        if abs(value) >= step:
+            return f"{(value / step).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}{suffix}"
+    return f"{value.to_integral_value(ROUND_HALF_UP)}"

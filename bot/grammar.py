@@ -29,6 +29,8 @@ MAX_VALUE_LENGTH = 2000
 MAX_LATENCY_SECONDS = 60.0
 GROUPINGS = ("model", "day", "week", "month", "connection", "key")
 FORMATS = ("table", "json", "csv", "png", "svg", "pdf")
+OPENS_A_FORM = ("range", "alerts")
+"""Typed in Slack without their arguments, these open a form (bot/slack/forms.py)."""
 
 _GROUPING_ALIASES = {
     "models": "model",
@@ -208,6 +210,12 @@ COMMANDS = {
             admin=True,
         ),
         CommandSpec("sync", "fetch the latest costs now", (), ("connection", "days", "workspace")),
+        CommandSpec(
+            "insights",
+            "this week's top movers, idle API keys, where the money goes, cheaper models",
+            (),
+            ("connection", "share", "workspace"),
+        ),
         CommandSpec("providers", "list the loaded provider plugins", (), (), _CLI),
         CommandSpec(
             "rotate-key",
@@ -446,6 +454,8 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
         else:
             raise UsageError(f"--{key} needs a value ({option.metavar}).", usage)
         options[key] = _option_value(option, value, usage)
+    if not args and surface == "slack" and name in OPENS_A_FORM:
+        return Command(name, (), options)  # Slack asks for the rest in a form
     _check_args(spec, args, usage)
     return Command(name, tuple(args), options)
 

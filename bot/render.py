@@ -11,13 +11,16 @@ import io
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 import templates
 from bot import figures, formatting
 from bot.reports import Report, ReportRow
+
+if TYPE_CHECKING:
+    from bot.insights import Insights
 
 GROUP_TITLES = {
     "model": "model",
@@ -52,6 +55,8 @@ def environment() -> jinja2.Environment:
         clip=formatting.clip,
         cost_cell=formatting.cost_cell,
         day_label=formatting.day_label,
+        money_change=formatting.money_change,
+        quantity=formatting.quantity,
     )
     return env
 
@@ -123,3 +128,27 @@ def report_csv(report: Report) -> str:
         share = "" if r.share is None else str(round(r.share, 4))
         writer.writerow([r.key, r.label, cost, share])
     return out.getvalue()
+
+
+def insights_text(insights: Insights) -> str:
+    """``insights`` in a terminal: people's words as they are."""
+    return render("insights.txt.j2", insights=insights, esc=str)
+
+
+INSIGHT_LABEL_CHARS = 80
+"""A model or key name in an insight in Slack: ten idle keys fit one section (3,000)."""
+
+
+def insight_label(text: str) -> str:
+    """A name in an insight, cut and escaped for Slack mrkdwn."""
+    return formatting.mrkdwn(formatting.clip(text, INSIGHT_LABEL_CHARS))
+
+
+def insights_section(insights: Insights) -> str:
+    """The compact mrkdwn lines for a weekly digest or the App Home ("" when nothing to say).
+
+    Here, not in ``bot/slack``, so the digests (plain Python) can add it.
+    """
+    text = render("slack/insights_section.md.j2", insights=insights, esc=insight_label)
+    lines = [line for line in text.splitlines() if line.strip()]
+    return formatting.clip("\n".join(lines), 2900)

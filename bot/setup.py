@@ -34,6 +34,10 @@ from storage.models import (
 from storage.repo import find_connection
 
 WHEN = {"day": "every day", "week": "every Monday", "month": "on the 1st of each month"}
+DEFAULT_AT = "09:00"
+"""A digest's time unless --at says otherwise (in the digest's time zone)."""
+DEFAULT_THRESHOLDS = "50,80,100"
+"""The percentages of a budget that alert unless --thresholds says otherwise."""
 CANNOT_POST_FIXES = {
     "not_in_channel": "invite me first with `/invite @xai-usage`",
     "channel_not_found": "for a private channel, invite me first with `/invite @xai-usage`",
@@ -125,6 +129,13 @@ def parse_thresholds(raw: str) -> str:
     return ",".join(str(t) for t in thresholds)
 
 
+def check_webhook(url: str | bool) -> str:
+    """An alert webhook is an http(s) URL (``True``: ``--webhook`` typed without one)."""
+    if url is True or not str(url).startswith(("https://", "http://")):
+        raise SetupError("--webhook takes an http(s) URL.")
+    return str(url)
+
+
 @dataclass(frozen=True)
 class Setup:
     """One workspace's digests, budgets and alert routes, set up by ``actor``
@@ -197,7 +208,7 @@ class Setup:
             workspace_id=self.workspace_id,
             channel_id=channel_id,
             channel_name=channel_name,
-            at_time=parse_time(command.get("at", "09:00")),
+            at_time=parse_time(command.get("at", DEFAULT_AT)),
             tz=check_zone(command.get("tz") or default_tz()),
             every=every,
             connection_id=self._connection_id(command.get("connection")),
@@ -234,7 +245,7 @@ class Setup:
         if len(command.args) < 2:
             raise SetupError("Say how much, e.g. `budget set 500`.")
         amount = parse_usd(command.args[1])
-        thresholds = parse_thresholds(command.get("thresholds", "50,80,100"))
+        thresholds = parse_thresholds(command.get("thresholds", DEFAULT_THRESHOLDS))
         # A budget set in a channel alerts there, unless --channel says otherwise.
         channel = command.get("channel")
         connection_id = self._connection_id(command.get("connection"))
@@ -284,8 +295,8 @@ class Setup:
         """Send alerts to a channel, once a note there proved the bot can post in it."""
         channel_id, _ = parse_channel(command.args[0] if command.args else None, here, self.surface)
         webhook = command.get("webhook")
-        if webhook and (webhook is True or not webhook.startswith(("https://", "http://"))):
-            raise SetupError("--webhook takes an http(s) URL.")
+        if webhook:
+            check_webhook(webhook)
         label = command.get("connection")
         connection_id = self._connection_id(label)
         if announce is not None:

@@ -42,6 +42,8 @@ from providers.types import (
     ProviderError,
     Reason,
     ResultTruncated,
+    UnitCostProvider,
+    UnitCostRow,
 )
 from storage.crypto import DecryptionError
 from storage.db import Database, upsert
@@ -52,8 +54,11 @@ from storage.models import (
     ConnectionStatus,
     DailyCost,
     FetchedSpan,
+    InvoiceLineUnits,
     ModelSeen,
     SyncRun,
+    UnitCost,
+    UnitCostSpan,
     WorkspaceDailyTotal,
     account_key,
 )
@@ -144,12 +149,28 @@ def day_windows(start: date, end: date, max_days: int) -> list[tuple[date, date]
     return windows
 
 
+UNIT_COST_DAYS = 15
+"""Costs by kind of usage are fetched for a sync's last finished days only (insights
+look at the last week): one extra request a sync, not one per backfill window."""
+
+
 @dataclass
 class _Fetched:
     rows: list[CostRow]
     by_key: bool
     billing: BillingSnapshot | None = None
     key_names: dict[str, str] = field(default_factory=dict)
+    unit_costs: _UnitCosts | None = None
+    """None: the provider did not say this time (no capability, refused, failed)."""
+
+
+@dataclass(frozen=True)
+class _UnitCosts:
+    """Costs by unit type for UTC days ``start``..``end`` (inclusive), complete."""
+
+    start: date
+    end: date
+    rows: tuple[UnitCostRow, ...]
 
 
 @dataclass
@@ -533,7 +554,17 @@ class SyncEngine:
                     _totals_by_day_and_model(DailyCost.connection_id == connection_id)
                 )
                 adjust_totals(session, {(workspace_id, d, m): -c for d, m, c in removed})
-            for table in (DailyCost, FetchedSpan, ApiKeyName, ModelSeen, BillingState, SyncRun):
+            for table in (
+                DailyCost,
+                FetchedSpan,
+                ApiKeyName,
+                ModelSeen,
+                BillingState,
+                SyncRun,
+                UnitCost,
+                UnitCostSpan,
+                InvoiceLineUnits,
+            ):
                 session.execute(delete(table).where(table.connection_id == connection_id))
             session.execute(delete(Connection).where(Connection.id == connection_id))
 
@@ -716,7 +747,36 @@ class SyncEngine:
         if by_key and not keyed:
             rows = _without_keys(rows)
         names = {r.api_key_id: r.api_key_label for r in rows if r.api_key_id}
-        return _Fetched(rows, keyed, billing, names)
+        # After the costs, not beside them: the costs decide whether the sync succeeds.
+        unit_costs = await self._unit_costs(http, provider, credentials, start, end)
+        return _Fetched(rows, keyed, billing, names, unit_costs)
+
+    async def _unit_costs(
+        self,
+        http: httpx.AsyncClient,
+        provider: Provider,
+        credentials: Mapping[str, str],
+        start: date,
+        end: date,
+    ) -> _UnitCosts | None:
+        """The last days' costs by kind of usage, where the provider answers: a bonus like
+        billing figures, so a refusal or a failure never fails the sync."""
+        if not isinstance(provider, UnitCostProvider):
+            return None
+        # Finished days only: insights never read today (partial), so a refresh of
+        # today alone (`today` in Slack) costs no extra request.
+        end = min(end, self.clock().astimezone(UTC).date())
+        start = max(start, end - timedelta(days=min(UNIT_COST_DAYS, provider.max_window_days)))
+        if start >= end:
+            return None
+        try:
+            rows = await provider.fetch_unit_costs(http, credentials, start, end)
+        except ProviderError as error:
+            log.info("costs by unit type unavailable: %s", error.reason)
+            return None
+        if rows is None:
+            return None
+        return _UnitCosts(start, end - timedelta(days=1), tuple(rows))
 
     async def _fetch_split(
         self,
@@ -819,6 +879,8 @@ class SyncEngine:
             record_fetched(
                 session, connection.id, connection.workspace_id, result.start, result.end
             )
+            _replace_unit_costs(session, connection, fetched.unit_costs)
+            _replace_invoice_lines(session, connection, fetched.billing, self.clock())
 
     def _replace_costs(
         self,
@@ -920,27 +982,93 @@ def _totals_by_day_and_model(*where: Any) -> Any:
     )
 
 
+def _replace_unit_costs(
+    session: Session, connection: Connection, fetched: _UnitCosts | None
+) -> None:
+    """Replace the days' costs by unit type and note them fetched (in the sync's transaction)."""
+    if fetched is None:
+        return
+    session.execute(
+        delete(UnitCost).where(
+            UnitCost.connection_id == connection.id,
+            UnitCost.day >= fetched.start,
+            UnitCost.day <= fetched.end,
+        )
+    )
+    if fetched.rows:
+        session.execute(
+            insert(UnitCost),
+            [
+                {
+                    "connection_id": connection.id,
+                    "workspace_id": connection.workspace_id,
+                    "day": row.day,
+                    "model": row.model,
+                    "unit_type": row.unit_type,
+                    "cost": row.cost_usd,
+                }
+                for row in fetched.rows
+            ],
+        )
+    record_fetched(
+        session, connection.id, connection.workspace_id, fetched.start, fetched.end, UnitCostSpan
+    )
+
+
+def _replace_invoice_lines(
+    session: Session, connection: Connection, billing: BillingSnapshot | None, now: datetime
+) -> None:
+    """The invoice preview's unit counts, replaced whenever the invoice was read."""
+    if billing is None:
+        return
+    session.execute(delete(InvoiceLineUnits).where(InvoiceLineUnits.connection_id == connection.id))
+    if billing.lines:
+        session.execute(
+            insert(InvoiceLineUnits),
+            [
+                {
+                    "connection_id": connection.id,
+                    "model": line.model,
+                    "unit_type": line.unit_type,
+                    "invoice_month": billing.billing_cycle,
+                    "num_units": line.num_units,
+                    "amount_usd": line.amount_usd,
+                    "as_of": now,
+                }
+                for line in billing.lines
+            ],
+        )
+
+
 def record_fetched(
-    session: Session, connection_id: int, workspace_id: int, first: date, last: date
+    session: Session,
+    connection_id: int,
+    workspace_id: int,
+    first: date,
+    last: date,
+    span: type[FetchedSpan] | type[UnitCostSpan] = FetchedSpan,
 ) -> None:
     """Note that ``first``..``last`` were fetched completely, merged with what touches it.
+
+    ``span`` is the table of what was fetched: the costs (``FetchedSpan``) or
+    their split by unit type (``UnitCostSpan``).
 
     Called in the transaction that stored those days' costs, after the
     connection's row was updated: that row lock orders concurrent writers of
     one connection, so the read-merge-write below never races.
     """
     touching = (
-        FetchedSpan.connection_id == connection_id,
-        FetchedSpan.first_day <= last + timedelta(days=1),
-        FetchedSpan.last_day >= first - timedelta(days=1),
+        span.connection_id == connection_id,
+        span.first_day <= last + timedelta(days=1),
+        span.last_day >= first - timedelta(days=1),
     )
     for old_first, old_last in session.execute(
-        select(FetchedSpan.first_day, FetchedSpan.last_day).where(*touching)
+        select(span.first_day, span.last_day).where(*touching)
     ):
         first, last = min(first, old_first), max(last, old_last)
-    session.execute(delete(FetchedSpan).where(*touching))
+    session.execute(delete(span).where(*touching))
     session.execute(
-        insert(FetchedSpan).values(
+        insert(span).values(
             connection_id=connection_id, workspace_id=workspace_id, first_day=first, last_day=last
         )
     )

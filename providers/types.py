@@ -124,6 +124,31 @@ class CostFetch:
 
 
 @dataclass(frozen=True)
+class UnitCostRow:
+    """The cost of one kind of usage (``unit_type``) of one model on one UTC day.
+
+    ``unit_type`` is the provider's own words ("Prompt text tokens",
+    "Reasoning tokens"...): new kinds appear without notice, so they are kept
+    as they come and classified where they are shown.
+    """
+
+    day: date
+    model: str
+    unit_type: str
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """One line of the current billing cycle's invoice: units of one kind for one model."""
+
+    model: str
+    unit_type: str
+    num_units: int
+    amount_usd: Decimal
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """The outcome of a credential test that passed."""
 
@@ -144,6 +169,8 @@ class BillingSnapshot:
     """This cycle's spend beyond prepaid credit: what a spending limit applies to."""
     billing_cycle: date | None = None
     """The first day of the month ``month_to_date_usd`` is for, where the provider says."""
+    lines: tuple[InvoiceLine, ...] = ()
+    """The invoice's lines (token counts per model and kind), where the provider has them."""
 
 
 Credentials = Mapping[str, str]
@@ -196,3 +223,20 @@ class Provider(Protocol):
     async def fetch_billing(
         self, http: httpx.AsyncClient, credentials: Credentials
     ) -> BillingSnapshot | None: ...
+
+
+@runtime_checkable
+class UnitCostProvider(Protocol):
+    """An optional capability: cost split by kind of usage (input, output, images...).
+
+    The host asks for it only where a provider has the method, and a failure
+    never fails a sync: it is an insight, not the bill.
+    """
+
+    async def fetch_unit_costs(
+        self, http: httpx.AsyncClient, credentials: Credentials, start: date, end: date
+    ) -> tuple[UnitCostRow, ...] | None:
+        """Costs per UTC day, model and unit type for ``[start, end)`` (at most
+        ``max_window_days``); None when the service does not answer this grouping
+        (refused or cut off): the caller then knows those days' kinds are unknown."""
+        ...

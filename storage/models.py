@@ -246,6 +246,58 @@ class FetchedSpan(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
 
 
+class UnitCost(Base):
+    """The cost of one kind of usage (the provider's ``unit_type``) of one model on one
+    UTC day: where the money goes beyond the model (input, cached, output, images...).
+
+    Best effort: the provider may not answer it, so which days it covers is kept
+    apart (:class:`UnitCostSpan`), never read from ``fetched_spans``.
+    """
+
+    __tablename__ = "unit_costs"
+    __table_args__ = (Index("ix_unit_costs_workspace", "workspace_id", "day"),)
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    unit_type: Mapped[str] = mapped_column(String(200), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    cost: Mapped[money]
+
+
+class UnitCostSpan(Base):
+    """UTC days ``first_day``..``last_day`` whose costs by unit type were fetched
+    completely: merged like :class:`FetchedSpan`, and written with those costs."""
+
+    __tablename__ = "unit_cost_spans"
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    first_day: Mapped[date] = mapped_column(primary_key=True)
+    last_day: Mapped[date]
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+
+
+class InvoiceLineUnits(Base):
+    """The latest invoice preview's units per model and unit type (token counts for the
+    billing cycle so far), replaced at every sync that reads the invoice."""
+
+    __tablename__ = "invoice_line_units"
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    unit_type: Mapped[str] = mapped_column(String(200), primary_key=True)
+    invoice_month: Mapped[date | None]
+    num_units: Mapped[int] = mapped_column(BigInteger)
+    amount_usd: Mapped[money]
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class BillingState(Base):
     """The latest live billing figures for a connection, where known."""
 

@@ -27,9 +27,21 @@ def test_scopes_are_exactly_what_the_code_asks_for() -> None:
 def test_events_and_interactivity_match_the_listeners() -> None:
     from bot.slack.listeners import events
 
-    handled = {name for name in ("app_uninstalled", "tokens_revoked") if hasattr(events, name)}
-    assert set(MANIFEST["settings"]["event_subscriptions"]["bot_events"]) == handled
+    events_listened = {"app_uninstalled", "tokens_revoked", "app_home_opened", "message"}
+    assert all(hasattr(events, name) for name in events_listened)
+    subscribed = set(MANIFEST["settings"]["event_subscriptions"]["bot_events"])
+    # Slack names the DM flavour of the `message` event `message.im`.
+    assert {name.split(".")[0] for name in subscribed} == events_listened
+    assert [name for name in subscribed if name.startswith("message")] == ["message.im"]
     assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
+
+
+def test_the_home_tab_is_on_and_people_can_write_to_the_app() -> None:
+    home = MANIFEST["features"]["app_home"]
+    assert home["home_tab_enabled"] is True
+    assert home["messages_tab_enabled"] is True
+    assert home["messages_tab_read_only_enabled"] is False
+    assert "im:history" in MANIFEST["oauth_config"]["scopes"]["bot"]  # what message.im needs
 
 
 def test_socket_mode_is_the_default_and_names_fit_slack() -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 from bot import formatting
 from bot.grammar import COMMANDS, Command, words
-from bot.render import GROUP_TITLES, render_json
+from bot.insights import Insights
+from bot.render import GROUP_TITLES, insight_label, render_json
 from bot.reports import Report, StatusRow
 from bot.sync import SyncResult
 from storage.models import ConnectionStatus
@@ -168,6 +169,26 @@ def report_message(
     )
 
 
+MAX_INSIGHT_NOTES = 5
+
+
+def insights_message(insights: Insights) -> dict[str, Any]:
+    """``insights``: a section and its source per insight, then why any is missing."""
+    top = insights.movers.models[0] if insights.movers and insights.movers.models else None
+    fallback = f"Insights up to {formatting.day_label(insights.today)}" + (
+        f": {insight_label(top.label)} {formatting.money_change(top.change_usd)} this week"
+        if top
+        else ""
+    )
+    return render_json(
+        "slack/insights.json.j2",
+        insights=insights,
+        esc=insight_label,
+        notes=insights.notes[:MAX_INSIGHT_NOTES],
+        fallback=fallback,
+    )
+
+
 def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:
     return render_json(
         "slack/status.json.j2",
@@ -266,3 +287,8 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
         "No xAI team is connected yet, so there is nothing to sync: a workspace admin can run "
         "`/xai-usage connect` first."
     )
+
+
+def form_button(command: str) -> dict[str, Any]:
+    """A command that opens a form, asked where Slack cannot open one (a DM): a button that can."""
+    return render_json("slack/form_button.json.j2", command=command[:2000])

@@ -24,6 +24,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.grammar import Command, label_problem
+from bot.home import DashboardCache
+from bot.insights import Insights, build_insights
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime
 from bot.setup import Setup
@@ -146,6 +148,8 @@ class SlackService:
         self._syncing: dict[tuple[int, int | None], Future] = {}
         self._syncing_lock = threading.Lock()
         self.response_urls = ResponseUrls()
+        # The App Home tab's dashboards (bot/slack/home.py), rebuilt after a sync.
+        self.dashboards = DashboardCache()
 
     # -- replies ----------------------------------------------------------------
 
@@ -242,6 +246,14 @@ class SlackService:
                 now=now,
             )
 
+    def insights(self, invocation: Invocation, label: str | None = None) -> Insights:
+        """The workspace's insights (or one connection's), as of today (UTC)."""
+        workspace_id = self.workspace_id(invocation)
+        with self.runtime.db.session() as session:
+            connection = find_connection(session, workspace_id, label) if label else None
+            today = self.runtime.clock().astimezone(UTC).date()
+            return build_insights(session, workspace_id, today, connection)
+
     def refresh_today(self, workspace_id: int) -> list[SyncResult]:
         """Re-fetch today for connections whose data is over 15 minutes old."""
         cutoff = self.runtime.clock() - FRESH_FOR
@@ -258,7 +270,10 @@ class SlackService:
             )
         if not stale:
             return []
-        return asyncio.run(self.runtime.engine.sync_many(stale, trigger="today", days=1))
+        try:
+            return asyncio.run(self.runtime.engine.sync_many(stale, trigger="today", days=1))
+        finally:
+            self.dashboards.forget(workspace_id)
 
     def status(self, invocation: Invocation) -> list[StatusRow]:
         with self.runtime.db.session() as session:
@@ -286,6 +301,7 @@ class SlackService:
                     engine.sync_all(workspace_id, trigger="force", force=True, days=days)
                 )
             finally:
+                self.dashboards.forget(workspace_id)
                 with self._syncing_lock:
                     self._syncing.pop(key, None)
 

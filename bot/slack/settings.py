@@ -25,6 +25,7 @@ SCOPES = (
     "groups:history",
     "files:write",  # charts and exports (files.getUploadURLExternal, completeUploadExternal)
     "im:write",  # conversations.open: a private chart or export goes to the asker's DM
+    "im:history",  # message.im: a direct message to the app is a command
 )
 
 

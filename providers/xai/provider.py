@@ -28,9 +28,11 @@ from providers.types import (
     CostRow,
     CredentialField,
     Credentials,
+    InvoiceLine,
     ProviderError,
     Reason,
     ResultTruncated,
+    UnitCostRow,
 )
 
 DEFAULT_BASE_URL = "https://management-api.x.ai"
@@ -198,6 +200,31 @@ class XaiProvider:
         if not response.is_success:
             raise self._error(response, team_id, key)
         return CostFetch(rows=_parse_usage(response, start, end, self.base_url), by_key=False)
+
+    async def fetch_unit_costs(
+        self, http: httpx.AsyncClient, credentials: Credentials, start: date, end: date
+    ) -> tuple[UnitCostRow, ...] | None:
+        """Cost per UTC day, model and kind of usage for [start, end); None if xAI won't say.
+
+        Grouping by ``unit_type`` is undocumented (best effort, like
+        ``api_key_id``): a 400 or a cut-off answer means "not available here",
+        never a failed sync.
+        """
+        if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
+            raise ValueError(
+                f"a usage window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
+            )
+        team_id, key = _read_credentials(credentials)
+        body = _usage_body(start, end, ["description", "unit_type"])
+        response = await self._call(http, "POST", f"/v1/billing/teams/{team_id}/usage", key, body)
+        if response.status_code == 400:
+            return None
+        if not response.is_success:
+            raise self._error(response, team_id, key)
+        try:
+            return _parse_unit_costs(response, start, end, self.base_url)
+        except ResultTruncated:
+            return None
 
     async def fetch_billing(
         self, http: httpx.AsyncClient, credentials: Credentials
@@ -458,6 +485,27 @@ def _parse_usage(
     response: httpx.Response, start: date, end: date, base_url: str
 ) -> tuple[CostRow, ...]:
     """Usage series -> rows per (day, model, api key), summed, zero days and strays dropped."""
+    return tuple(
+        CostRow(day=day, model=model, cost_usd=cost, api_key_id=key_id, api_key_label=label)
+        for (day, model, key_id), (cost, label) in _sum_series(response, start, end, base_url)
+    )
+
+
+def _parse_unit_costs(
+    response: httpx.Response, start: date, end: date, base_url: str
+) -> tuple[UnitCostRow, ...]:
+    """Usage series grouped by description and unit_type -> rows per (day, model, kind)."""
+    return tuple(
+        UnitCostRow(day=day, model=model, unit_type=label, cost_usd=cost)
+        for (day, model, _), (cost, label) in _sum_series(response, start, end, base_url)
+    )
+
+
+def _sum_series(
+    response: httpx.Response, start: date, end: date, base_url: str
+) -> list[tuple[tuple[date, str, str], tuple[Decimal, str]]]:
+    """Series grouped by (description, second field) summed per (day, model, raw second
+    value), with the second value's readable label; sorted, zero days and strays dropped."""
     payload = _json_object(response, base_url)
     if payload.get("limitReached"):
         raise ResultTruncated()
@@ -465,22 +513,19 @@ def _parse_usage(
     for series in _list(payload.get("timeSeries")):
         group = [str(value) for value in _list(series.get("group"))]
         labels = [str(value) for value in _list(series.get("groupLabels"))]
-        # Index 0 is the description, index 1 the api_key_id (groupBy order).
+        # Index 0 is the description, index 1 the second grouping (groupBy order).
         model = model_id(_at(labels, 0) or _at(group, 0) or "unknown")
-        key_id = _at(group, 1)
-        key_label = _at(labels, 1) or key_id
+        second = _at(group, 1)
+        second_label = _at(labels, 1) or second
         for point in _list(series.get("dataPoints")):
             cost = _usd(_at(_list(point.get("values")), 0), base_url)
             day = _utc_day(point.get("timestamp"), base_url)
             if not cost or not start <= day < end:
                 continue
-            slot = (day, model, key_id)
-            total, label = totals.get(slot, (Decimal(0), key_label))
+            slot = (day, model, second)
+            total, label = totals.get(slot, (Decimal(0), second_label))
             totals[slot] = (total + cost, label)
-    return tuple(
-        CostRow(day=day, model=model, cost_usd=cost, api_key_id=key_id, api_key_label=label)
-        for (day, model, key_id), (cost, label) in sorted(totals.items())
-    )
+    return sorted(totals.items())
 
 
 def model_id(label: str) -> str:
@@ -497,8 +542,10 @@ def _billing_snapshot(
     invoice: dict[str, Any] | None, limits: dict[str, Any] | None
 ) -> BillingSnapshot:
     month_to_date = prepaid_left = spending_limit = cycle = invoiced = None
+    lines: tuple[InvoiceLine, ...] = ()
     if invoice is not None:
         core = _dict(invoice.get("coreInvoice"))
+        lines = _invoice_lines(core)
         month_to_date = sum(
             (_cents(_dict(line).get("amount")) or Decimal(0) for line in _list(core.get("lines"))),
             Decimal(0),
@@ -524,6 +571,32 @@ def _billing_snapshot(
         spending_limit_usd=spending_limit,
         invoiced_usd=invoiced,
         billing_cycle=cycle,
+        lines=lines,
+    )
+
+
+def _invoice_lines(core: dict[str, Any]) -> tuple[InvoiceLine, ...]:
+    """The invoice's lines with a unit type and a unit count (token counts), summed per
+    (model, unit type); lines without them (credits, adjustments) are left out."""
+    totals: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    for raw in _list(core.get("lines")):
+        line = _dict(raw)
+        unit_type = str(line.get("unitType") or "").strip()
+        try:
+            units = int(Decimal(str(line.get("numUnits") or "0")))
+        except (InvalidOperation, ValueError):
+            continue
+        if not unit_type or units <= 0:
+            continue
+        model = model_id(str(line.get("description") or "unknown"))
+        count, amount = totals.get((model, unit_type), (0, Decimal(0)))
+        totals[(model, unit_type)] = (
+            count + units,
+            amount + (_cents(line.get("amount")) or Decimal(0)),
+        )
+    return tuple(
+        InvoiceLine(model=model, unit_type=unit_type, num_units=units, amount_usd=amount)
+        for (model, unit_type), (units, amount) in sorted(totals.items())
     )
 
 

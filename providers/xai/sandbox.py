@@ -80,23 +80,83 @@ _CONTROL_PREFIX = "/__sandbox__/"
 
 @dataclass(frozen=True)
 class _ModelSpec:
-    """How a label's synthetic spend is shaped and how its invoice line reads."""
+    """How a label's synthetic spend is shaped."""
 
     base_usd: Decimal
     """Typical weekday spend of a team at scale 1 (images: the most images a day)."""
-    unit_type: str
-    unit_price: int
-    """Per unit, in 1/1_000_000 US cents, as the proto's ``Line.unit_price``."""
 
 
 _SPECS: dict[str, _ModelSpec] = {
-    "Chat grok-4-0709": _ModelSpec(Decimal(12), "tokens", 375),
-    "Chat grok-4-fast-reasoning": _ModelSpec(Decimal("4.5"), "tokens", 21),
-    "Chat grok-4-fast-non-reasoning": _ModelSpec(Decimal("2.8"), "tokens", 21),
-    "Chat grok-code-fast-1": _ModelSpec(Decimal(7), "tokens", 28),
-    "Chat grok-3-mini": _ModelSpec(Decimal("1.6"), "tokens", 27),
-    IMAGE_LABEL: _ModelSpec(Decimal(30), "images", 7_000_000),
+    "Chat grok-4-0709": _ModelSpec(Decimal(12)),
+    "Chat grok-4-fast-reasoning": _ModelSpec(Decimal("4.5")),
+    "Chat grok-4-fast-non-reasoning": _ModelSpec(Decimal("2.8")),
+    "Chat grok-code-fast-1": _ModelSpec(Decimal(7)),
+    "Chat grok-3-mini": _ModelSpec(Decimal("1.6")),
+    IMAGE_LABEL: _ModelSpec(Decimal(30)),
 }
+
+# Kinds of usage, as xAI's invoice lines name them (``unitType``), and what each
+# costs per unit in 1/1_000_000 US cents (USD per 1M tokens x 100): the list
+# prices in xai-management-api.md. Reasoning tokens are billed as output.
+PROMPT = "Prompt text tokens"
+CACHED = "Cached prompt text tokens"
+COMPLETION = "Completion tokens"
+REASONING = "Reasoning tokens"
+IMAGES = "Images"
+UNIT_TYPES = (PROMPT, CACHED, COMPLETION, REASONING, IMAGES)
+
+_UNIT_PRICES: dict[str, dict[str, int]] = {
+    "Chat grok-4-0709": {PROMPT: 300, CACHED: 75, COMPLETION: 1500, REASONING: 1500},
+    "Chat grok-4-fast-reasoning": {PROMPT: 20, CACHED: 5, COMPLETION: 50, REASONING: 50},
+    "Chat grok-4-fast-non-reasoning": {PROMPT: 20, CACHED: 5, COMPLETION: 50},
+    "Chat grok-code-fast-1": {PROMPT: 20, CACHED: 2, COMPLETION: 150, REASONING: 150},
+    "Chat grok-3-mini": {PROMPT: 30, CACHED: 8, COMPLETION: 50, REASONING: 50},
+    IMAGE_LABEL: {IMAGES: 7_000_000},
+}
+# How each model's day of spend splits across its kinds (the first kind takes the
+# rest, so the parts add up to the day's cost to the last digit).
+_UNIT_MIX: dict[str, tuple[tuple[str, Decimal], ...]] = {
+    "Chat grok-4-0709": (
+        (PROMPT, Decimal("0.35")),
+        (CACHED, Decimal("0.05")),
+        (COMPLETION, Decimal("0.35")),
+        (REASONING, Decimal("0.25")),
+    ),
+    "Chat grok-4-fast-reasoning": (
+        (PROMPT, Decimal("0.4")),
+        (CACHED, Decimal("0.1")),
+        (COMPLETION, Decimal("0.2")),
+        (REASONING, Decimal("0.3")),
+    ),
+    "Chat grok-4-fast-non-reasoning": (
+        (PROMPT, Decimal("0.5")),
+        (CACHED, Decimal("0.1")),
+        (COMPLETION, Decimal("0.4")),
+    ),
+    "Chat grok-code-fast-1": (
+        (PROMPT, Decimal("0.3")),
+        (CACHED, Decimal("0.1")),
+        (COMPLETION, Decimal("0.4")),
+        (REASONING, Decimal("0.2")),
+    ),
+    "Chat grok-3-mini": (
+        (PROMPT, Decimal("0.5")),
+        (CACHED, Decimal("0.05")),
+        (COMPLETION, Decimal("0.3")),
+        (REASONING, Decimal("0.15")),
+    ),
+    IMAGE_LABEL: ((IMAGES, Decimal(1)),),
+}
+
+
+def _unit_share(label: str, total: Decimal, unit_type: str) -> Decimal:
+    """The part of a model's day that is ``unit_type``; the parts add up to ``total``."""
+    mix = _UNIT_MIX.get(label, ())
+    parts = {kind: (total * share).quantize(_Q8) for kind, share in mix[1:]}
+    if mix:
+        parts[mix[0][0]] = total - sum(parts.values(), Decimal(0))
+    return parts.get(unit_type, Decimal(0))
+
 
 _GRPC_CODES = {
     400: 3,
@@ -352,7 +412,7 @@ _ANALYTICS_FIELDS = frozenset({"timeRange", "timeUnit", "values", "groupBy", "fi
 _TIME_RANGE_FIELDS = frozenset({"startTime", "endTime", "timezone"})
 _TIME_UNITS = {"TIME_UNIT_DAY": True, "TIME_UNIT_NONE": False}
 _EXPECTED_VALUES = [{"name": "usd", "aggregation": "AGGREGATION_SUM"}]
-_GROUP_FIELDS = ("description", "api_key_id")
+_GROUP_FIELDS = ("description", "api_key_id", "unit_type")
 _KEY_FILTER_PREFIX = "api_key_id:"
 
 
@@ -393,7 +453,7 @@ def _parse_time_range(obj: object) -> tuple[date, int]:
     return start.date(), (end - start).days
 
 
-def _parse_group_by(value: object, key_breakdown: bool) -> tuple[str, ...]:
+def _parse_group_by(value: object, key_breakdown: bool, unit_types: bool) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -403,6 +463,8 @@ def _parse_group_by(value: object, key_breakdown: bool) -> tuple[str, ...]:
             raise _bad(f'groupBy: unknown field "{name}"')
         if name == "api_key_id" and not key_breakdown:
             raise _bad('groupBy: unsupported field "api_key_id"')
+        if name == "unit_type" and not unit_types:
+            raise _bad('groupBy: unsupported field "unit_type"')
     if len(set(value)) != len(value):
         raise _bad("groupBy: duplicate field")
     return tuple(value)
@@ -421,7 +483,7 @@ def _parse_filters(value: object) -> frozenset[str] | None:
     return key_filter
 
 
-def _parse_usage(raw_body: bytes, key_breakdown: bool) -> _UsageQuery:
+def _parse_usage(raw_body: bytes, key_breakdown: bool, unit_types: bool = True) -> _UsageQuery:
     """Refuse anything the real service would refuse, and what the sandbox cannot serve."""
     try:
         body = json.loads(raw_body or b"null")
@@ -441,7 +503,7 @@ def _parse_usage(raw_body: bytes, key_breakdown: bool) -> _UsageQuery:
         start=start,
         days=days,
         per_day=_TIME_UNITS[unit],
-        group_by=_parse_group_by(analytics.get("groupBy"), key_breakdown),
+        group_by=_parse_group_by(analytics.get("groupBy"), key_breakdown, unit_types),
         key_filter=_parse_filters(analytics.get("filters")),
     )
 
@@ -535,6 +597,7 @@ class Sandbox(StandIn):
         demo: bool = True,
         api_key_count: int = 2,
         max_groups: int | None = None,
+        unit_types: bool = True,
     ) -> None:
         super().__init__(host, port)
         if api_key_count < 1:
@@ -543,6 +606,8 @@ class Sandbox(StandIn):
         self.max_range_days = max_range_days
         self.anchor = anchor
         self.key_breakdown = key_breakdown
+        self.unit_types = unit_types
+        """Whether usage may be grouped by ``unit_type`` (undocumented: False answers 400)."""
         self.api_key_count = api_key_count
         self.max_groups = max_groups
         """At most this many series per usage answer, then ``limitReached`` (None: no limit)."""
@@ -639,6 +704,10 @@ class Sandbox(StandIn):
         if api_key_id is None:
             return total
         return _key_share(total, _key_ids(team_id, self.api_key_count), api_key_id)
+
+    def unit_cost(self, team_id: str, model_label: str, day: date, unit_type: str) -> Decimal:
+        """Exactly what the server serves for one model's kind of usage on that day now."""
+        return _unit_share(model_label, self.cost(team_id, model_label, day), unit_type)
 
     def api_keys(self, team_id: str) -> list[tuple[str, str]]:
         """The team's inference keys, (api_key_id, name), that usage splits across."""
@@ -738,7 +807,7 @@ class Sandbox(StandIn):
                 return _Answer(200, self._validation(authorization))
             self._authorize(authorization, team_id)
             if endpoint == "usage":
-                usage = _parse_usage(raw_body, self.key_breakdown)
+                usage = _parse_usage(raw_body, self.key_breakdown, self.unit_types)
                 return _Answer(200, self._usage(team_id, usage, now))
             if endpoint == "invoice":
                 return _Answer(200, self._invoice_preview(team_id, now))
@@ -810,7 +879,11 @@ class Sandbox(StandIn):
         keys = self.api_keys(team_id)
         if query.key_filter is not None:
             keys = [k for k in keys if k[0] in query.key_filter]
-        dimensions = {"description": [(label, label) for label in MODELS], "api_key_id": keys}
+        dimensions = {
+            "description": [(label, label) for label in MODELS],
+            "api_key_id": keys,
+            "unit_type": [(unit, unit) for unit in UNIT_TYPES],
+        }
         series = []
         for combo in itertools.product(*(dimensions[name] for name in query.group_by)):
             chosen = dict(zip(query.group_by, combo, strict=True))
@@ -843,7 +916,8 @@ class Sandbox(StandIn):
             key_ids = [chosen["api_key_id"][0]]
         elif query.key_filter is not None:
             key_ids = [key_id for key_id, _ in keys]
-        daily = [self._amount(team_id, labels, key_ids, day, now) for day in days]
+        unit_type = chosen["unit_type"][0] if "unit_type" in chosen else None
+        daily = [self._amount(team_id, labels, key_ids, day, now, unit_type) for day in days]
         if not any(daily):
             return None
         if query.per_day:
@@ -864,10 +938,13 @@ class Sandbox(StandIn):
         key_ids: list[str] | None,
         day: date,
         now: datetime,
+        unit_type: str | None = None,
     ) -> Decimal:
         amount = Decimal(0)
         for label in labels:
             total = _day_cost(team_id, label, day, now, self.anchor)
+            if unit_type is not None:
+                total = _unit_share(label, total, unit_type)
             if key_ids is None:
                 amount += total
             else:
@@ -982,24 +1059,26 @@ def _spending_limits() -> dict[str, Any]:
 def _invoice_lines(
     team_id: str, days: list[date], now: datetime, anchor: date | None = None
 ) -> list[dict[str, Any]]:
+    """One line per model and kind of usage, as xAI itemises a bill."""
     lines = []
     for label in MODELS:
-        usd = sum((_day_cost(team_id, label, day, now, anchor) for day in days), Decimal(0))
-        cents = _cents(usd)
-        if cents == 0:
-            continue
-        spec = _SPECS[label]
-        units = int(usd * 100 * 1_000_000 / spec.unit_price)
-        lines.append(
-            {
-                "description": label,
-                "unitType": spec.unit_type,
-                "numUnits": str(units),
-                # int64 fields: bare strings in proto3 JSON (only Cent messages have "val")
-                "unitPrice": str(spec.unit_price),
-                "amount": str(cents),
-            }
-        )
+        daily = [_day_cost(team_id, label, day, now, anchor) for day in days]
+        for unit_type, unit_price in _UNIT_PRICES[label].items():
+            usd = sum((_unit_share(label, cost, unit_type) for cost in daily), Decimal(0))
+            cents = _cents(usd)
+            if cents == 0:
+                continue
+            units = int(usd * 100 * 1_000_000 / unit_price)
+            lines.append(
+                {
+                    "description": label,
+                    "unitType": unit_type,
+                    "numUnits": str(units),
+                    # int64 fields: bare strings in proto3 JSON (only Cent messages have "val")
+                    "unitPrice": str(unit_price),
+                    "amount": str(cents),
+                }
+            )
     return lines
 
 

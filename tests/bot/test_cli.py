@@ -1,4 +1,10 @@
-"""``xai-usage`` as a user runs it: real processes, the stand-in over sockets."""
+"""``xai-usage`` as a user runs it, the stand-in over sockets.
+
+Commands run in this process as a fresh process would run them
+(:func:`tests.conftest.xai_usage_in_process`); real processes only where the
+process itself is the point: ``serve``, a user without root's powers, and what
+a cold start imports.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from sqlalchemy import func, select
 
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
 from storage.models import Budget, Connection, Delivery
+from tests.conftest import xai_usage_in_process as xai_usage
 
 
 @pytest.fixture
@@ -45,7 +52,9 @@ def cli_env(tmp_path: Path, live_sandbox: Sandbox, db) -> dict[str, str]:
     return env
 
 
-def xai_usage(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+def xai_usage_process(
+    env: dict[str, str], *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
         input=stdin,
@@ -344,7 +353,7 @@ def outage_urls() -> list[tuple[str, str]]:
     server = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgres@", "postgres:pw-s3cret@")
     return [
         (f"{server}/xai_usage_no_such_db", "does not exist"),
-        (f"postgresql://me:pw-s3cret@127.0.0.1:{free_port()}/costs", "refused"),
+        ("postgresql://me:pw-s3cret@127.0.0.1:FREE_PORT/costs", "refused"),
         ("postgresql://me:pw-s3cret@no-such-host.invalid/costs", "no-such-host.invalid"),
         ("mysql://me:pw-s3cret@127.0.0.1/costs", "uses mysql://"),
         ("this is not a url", "not a database URL"),
@@ -368,11 +377,13 @@ def bare_env(tmp_path: Path) -> dict[str, str]:
 def test_a_database_that_cannot_be_used_is_one_line(bare_env, url, says, command) -> None:
     env = {
         **bare_env,
-        "DATABASE_URL": url,
+        # a port found free now, not at collection: every test worker collects the same ids
+        "DATABASE_URL": url.replace("FREE_PORT", str(free_port())),
         "SLACK_BOT_TOKEN": "xoxb-0000-test",
         "SLACK_SIGNING_SECRET": "0123456789abcdef0123456789abcdef",
     }
-    done = xai_usage(env, *command)
+    run = xai_usage_process if command[0] == "serve" else xai_usage
+    done = run(env, *command)
     assert done.returncode == 1
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("xai-usage: ") and "DATABASE_URL" in line and says in line
@@ -383,7 +394,7 @@ def run_without_root_powers(env: dict[str, str], *args: str) -> subprocess.Compl
     """As a user who may not write the files: root keeps its uid but loses the capability
     to override file permissions, so chmod means what it says."""
     if os.geteuid() != 0:
-        return xai_usage(env, *args)
+        return xai_usage_process(env, *args)
     prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
     return subprocess.run(
         [*prefix, sys.executable, "-m", "bot.cli", *args],

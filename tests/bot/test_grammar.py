@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.grammar import UsageError, parse, slack_channel, tokenize
+from bot.grammar import Command, UsageError, parse, slack_channel, tokenize
 
 
 def test_a_report_with_options_in_either_spelling() -> None:
@@ -42,6 +42,15 @@ def test_range_needs_two_real_dates_in_order() -> None:
         parse(["range", "2026-10-31", "2026-10-01"])
     with pytest.raises(UsageError, match="needs FROM TO"):
         parse(["range"])
+
+
+def test_in_slack_range_and_alerts_without_arguments_are_left_to_a_form() -> None:
+    assert parse(["range", "--by", "day"], surface="slack") == Command("range", (), {"by": "day"})
+    assert parse(["alerts"], surface="slack") == Command("alerts")
+    with pytest.raises(UsageError, match="needs #CHANNEL"):
+        parse(["alerts"])
+    with pytest.raises(UsageError, match="needs TO"):
+        parse(["range", "2026-10-01"], surface="slack")
 
 
 def test_surfaces_differ_only_where_they_must() -> None:

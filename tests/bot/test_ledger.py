@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -93,7 +94,12 @@ def test_processes_racing_for_the_same_keys_each_get_one_owner(db, processes) ->
     ]
     for worker in workers:
         worker.start()
-    claimed = [results.get(timeout=60) for _ in workers]
+    try:
+        claimed = [results.get(timeout=60) for _ in workers]
+    except queue.Empty:
+        for worker in workers:  # none may outlive the test and claim keys in the next one
+            worker.kill()
+        raise
     for worker in workers:
         worker.join(timeout=30)
     winners = [key for _, won in claimed for key in won]

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bot.runtime import HideUrlSecrets, RedactSecrets
 from tests.bot.test_jobs import World, at, run_cli, world  # noqa: F401 (world is a fixture)
+from tests.conftest import xai_usage_in_process
 from tests.fakes.webhook import webhook_server
 
-ROOT = Path(__file__).parents[2]
 HOOK_PATH = "/services/T0AAAAAAA/B0BBBBBBB/hooksecretpath4242"
 
 
@@ -43,13 +41,8 @@ def test_delivering_to_a_webhook_never_logs_its_url(world: World, webhook, level
     assert code == 0, out
     when = at("2026-10-21T06:01:00")  # the month so far is well over $25
     world.clock.now = when
-    done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "jobs", "run", "--at", when.isoformat()],
-        env={**world.env, "XAI_USAGE_LOG_LEVEL": level},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
+    done = xai_usage_in_process(
+        {**world.env, "XAI_USAGE_LOG_LEVEL": level}, "jobs", "run", "--at", when.isoformat()
     )
     assert done.returncode == 0, done.stderr
     # Delivered for real: the threshold, and the forecast that is over budget too.

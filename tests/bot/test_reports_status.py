@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from bot.render import render
 from bot.reports import status_rows
-from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS, UNIT_TYPES
 from storage.models import Workspace
 
 DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
@@ -32,17 +32,19 @@ def status(engine, workspace_id: int):
 
 
 def invoice_so_far(sandbox, today: date) -> Decimal:
-    """The stand-in's invoice: each model's month to date rounded to the cent."""
+    """The stand-in's invoice: each model's month to date, per kind of usage (one
+    invoice line each), rounded to the cent."""
     total = Decimal(0)
     for label in MODELS:
-        usd = sum(
-            (
-                sandbox.cost(DEMO_TEAM_ID, label, today.replace(day=d))
-                for d in range(1, today.day + 1)
-            ),
-            Decimal(0),
-        )
-        total += usd.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        for unit in UNIT_TYPES:
+            usd = sum(
+                (
+                    sandbox.unit_cost(DEMO_TEAM_ID, label, today.replace(day=d), unit)
+                    for d in range(1, today.day + 1)
+                ),
+                Decimal(0),
+            )
+            total += usd.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return total
 
 

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BOT_SCOPES = (
     "commands,chat:write,users:read,channels:history,groups:history,"
-    "channels:read,channels:join,groups:read,im:write,files:write"
+    "channels:read,channels:join,groups:read,im:write,files:write,im:history"
 )
 SOCKET_MODE_URL = "ws://127.0.0.1:1/"
 """Where ``apps.connections.open`` points: nothing listens there, so a dial fails fast."""
@@ -97,6 +97,8 @@ MAX_OPTION_TEXT = 75
 MAX_OPTION_VALUE = 150
 MAX_OPTIONS = {"checkboxes": 10, "radio_buttons": 10, "overflow": 5}
 MAX_SELECT_OPTIONS = 100
+MAX_VIEW_JSON = 250_000
+"""Bytes of a view's JSON that ``views.publish`` takes (Slack: "up to 250kb")."""
 SECRET_BLOCK_ID_MARKERS = ("key", "secret")
 """An input whose block_id says it holds a secret must never be pre-filled with one."""
 
@@ -533,6 +535,7 @@ class _BlockKit:
             plain=True,
             required=False,
         )
+        self.initial_values(path, element)
         options = element.get("options")
         if isinstance(options, list):
             self.limit(
@@ -552,6 +555,32 @@ class _BlockKit:
                         f"{path}.option_groups[{j}].options", "options", inner, MAX_SELECT_OPTIONS
                     )
                     self.options(f"{path}.option_groups[{j}].options", inner)
+
+    def initial_values(self, path: str, element: Mapping[str, Any]) -> None:
+        """What Slack refuses in a form's starting values: an ``initial_option`` that is
+        not one of the options, a time not ``HH:mm``, a date not ``YYYY-MM-DD``."""
+        chosen = element.get("initial_option")
+        options = element.get("options")
+        if chosen is not None and isinstance(options, list) and chosen not in options:
+            self.reject(f"{path}.initial_option", "initial_option is not one of the options")
+        formats = {"initial_time": "%H:%M", "initial_date": "%Y-%m-%d"}
+        for name, pattern in formats.items():
+            value = element.get(name)
+            if value is None:
+                continue
+            try:
+                datetime.strptime(str(value), pattern)
+            except ValueError:
+                self.reject(f"{path}.{name}", f"{name} {value!r} is not {pattern}")
+            if name == "initial_time" and len(str(value)) != 5:
+                self.reject(f"{path}.{name}", f"{name} {value!r} is not HH:mm")
+        kind = element.get("type")
+        if kind in ("conversations_select", "multi_conversations_select"):
+            include = (element.get("filter") or {}).get("include")
+            if include is not None and (
+                not include or not set(include) <= {"im", "mpim", "private", "public"}
+            ):
+                self.reject(f"{path}.filter.include", "filter.include must be a non-empty subset")
 
     def options(self, path: str, options: list[Any]) -> None:
         for j, option in enumerate(options):
@@ -1003,6 +1032,13 @@ class SlackStandIn(StandIn):
         check.view(view, kinds)
         self._violations(where, check)
 
+    def _check_view_size(self, where: str, view: Any) -> None:
+        check = _BlockKit("invalid_arguments")
+        size = len(json.dumps(view, ensure_ascii=False).encode())
+        if size > MAX_VIEW_JSON:
+            check.reject("view", f"the view's JSON is {size} bytes (limit {MAX_VIEW_JSON})")
+        self._violations(where, check)
+
     def _next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ids):06d}"
 
@@ -1176,6 +1212,7 @@ class SlackStandIn(StandIn):
     def _views_publish(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
         if not params.get("user_id") or not params.get("view"):
             raise _SlackError("invalid_arguments")
+        self._check_view_size("views.publish", params["view"])
         self._check_view("views.publish", params["view"], ("home",))
         return {"view": self._stored_view(params["view"], auth, None)}
 

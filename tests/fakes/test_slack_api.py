@@ -481,6 +481,45 @@ def test_a_view_that_echoes_a_secret_back_is_listed(slack, client):
     ]
 
 
+def test_form_starting_values_slack_refuses_are_listed(slack, client):
+    option = {"text": {"type": "plain_text", "text": "Every day"}, "value": "day"}
+    other = {"text": {"type": "plain_text", "text": "Every week"}, "value": "week"}
+    bad = modal(
+        {
+            "type": "input",
+            "block_id": "every",
+            "label": {"type": "plain_text", "text": "How often"},
+            "element": {"type": "static_select", "options": [option], "initial_option": other},
+        },
+        {
+            "type": "input",
+            "block_id": "at",
+            "label": {"type": "plain_text", "text": "Time"},
+            "element": {"type": "timepicker", "initial_time": "9:00"},
+        },
+        {
+            "type": "input",
+            "block_id": "from",
+            "label": {"type": "plain_text", "text": "From"},
+            "element": {"type": "datepicker", "initial_date": "01/11/2026"},
+        },
+        {
+            "type": "input",
+            "block_id": "channel",
+            "label": {"type": "plain_text", "text": "Channel"},
+            "element": {"type": "conversations_select", "filter": {"include": []}},
+        },
+    )
+
+    assert error_of(client.views_open, trigger_id="1.2", view=bad) == "invalid_arguments"
+
+    listed = "\n".join(slack.violations)
+    assert "view.blocks[0].element.initial_option: initial_option is not one of" in listed
+    assert "view.blocks[1].element.initial_time: initial_time '9:00' is not HH:mm" in listed
+    assert "view.blocks[2].element.initial_date: initial_date '01/11/2026' is not" in listed
+    assert "view.blocks[3].element.filter.include: filter.include must be" in listed
+
+
 def test_views_update_refuses_a_stale_hash(client):
     opened = client.views_open(trigger_id="1.2", view=modal(text_input("team")))["view"]
     updated = client.views_update(view_id=opened["id"], hash=opened["hash"], view=modal())["view"]
@@ -494,6 +533,15 @@ def test_views_publish_takes_a_home_view(client):
 
     assert client.views_publish(user_id="U0ADA", view=home)["view"]["type"] == "home"
     assert error_of(client.views_publish, user_id="U0ADA", view=modal()) == "invalid_arguments"
+
+
+def test_views_publish_refuses_a_view_over_250_kb(slack, client):
+    # 100 blocks within every text limit, yet 100 x 2,900 characters of 1-byte
+    # text is under the size; 3-byte characters take it over.
+    big = {"type": "home", "blocks": [section("€" * 900) for _ in range(100)]}
+
+    assert error_of(client.views_publish, user_id="U0ADA", view=big) == "invalid_arguments"
+    assert any("250000" in v for v in slack.violations)
 
 
 # --- waiting, latency, the wire ------------------------------------------------------

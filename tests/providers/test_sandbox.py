@@ -16,7 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS, Sandbox, serve_forever
+from providers.xai.sandbox import (
+    DEMO_KEY,
+    DEMO_TEAM_ID,
+    MODELS,
+    UNIT_TYPES,
+    Sandbox,
+    serve_forever,
+)
 
 NOW = datetime(2026, 10, 15, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -510,12 +517,20 @@ def test_invoice_preview_adds_up_the_month_to_date(sandbox: Sandbox, client: htt
     data = client.get(f"/v1/billing/teams/{DEMO_TEAM_ID}/postpaid/invoice/preview").json()
 
     days = [TODAY.replace(day=d) for d in range(1, TODAY.day + 1)]
-    lines = {line["description"]: line for line in data["coreInvoice"]["lines"]}
+    # One line per model and kind of usage, as xAI itemises a bill.
+    lines = {(line["description"], line["unitType"]): line for line in data["coreInvoice"]["lines"]}
+    assert {unit for _, unit in lines} == set(UNIT_TYPES)
     for label in MODELS:
         usd = sum(sandbox.cost(DEMO_TEAM_ID, label, d) for d in days)
+        parts = {unit: line for (model, unit), line in lines.items() if model == label}
         # int64 fields are bare strings in proto3 JSON, as in billing.proto
-        assert lines[label]["amount"] == str(round(usd * 100))
-        assert re.fullmatch(r"[1-9][0-9]*", lines[label]["unitPrice"])
+        amounts = [int(line["amount"]) for line in parts.values()]
+        assert abs(sum(amounts) - usd * 100) <= len(amounts) / 2  # each line rounds to a cent
+        for unit, line in parts.items():
+            share = sum(sandbox.unit_cost(DEMO_TEAM_ID, label, d, unit) for d in days)
+            assert line["amount"] == str(round(share * 100))
+            assert re.fullmatch(r"[1-9][0-9]*", line["unitPrice"])
+            assert int(line["numUnits"]) == int(share * 100 * 1_000_000 / int(line["unitPrice"]))
     total = sum(int(line["amount"]) for line in lines.values())
     assert data["coreInvoice"]["prepaidCreditsUsed"] == {"val": str(min(total, 20000))}
     assert data["coreInvoice"]["prepaidCredits"] == {"val": "-20000"}

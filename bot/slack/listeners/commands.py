@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 
 from bot.grammar import COMMANDS, REPORTS, Command, Handlers, UsageError, parse, tokenize
 from bot.setup import SetupError
-from bot.slack import blocks, files
+from bot.slack import blocks, files, forms
 from bot.slack.delivery import post_note
 from bot.slack.service import (
     STORE_UNAVAILABLE,
@@ -109,7 +109,7 @@ HANDLERS: Handlers[Handler] = Handlers("slack")
 handles = HANDLERS.handles
 
 
-@handles(*REPORTS)
+@handles(*(name for name in REPORTS if name != "range"))
 def report(
     service: SlackService,
     command: Command,
@@ -138,6 +138,37 @@ def _placement(invocation: Invocation, shared: bool = False) -> dict[str, object
     if invocation.in_place:
         return {"response_type": "ephemeral", "replace_original": True}
     return {"response_type": "ephemeral"}
+
+
+@handles("range")
+def range_report(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``range FROM TO`` answers; ``range`` with no days opens a date-picker form."""
+    if forms.wants_form(command):
+        _open_form(service, client, invocation, command, respond)
+        return
+    report(service, command, invocation, respond, client)
+
+
+@handles("insights")
+def insights(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``insights``: private unless --share, like a report (cost data is sensitive)."""
+    found = service.insights(invocation, command.get("connection"))
+    respond(
+        **blocks.insights_message(found),
+        response_type="in_channel" if command.get("share") else "ephemeral",
+    )
 
 
 @handles("export")
@@ -262,7 +293,11 @@ def setup(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    """``digest``, ``budget`` and ``alerts``: here by default, in the asker's time zone."""
+    """``digest``, ``budget`` and ``alerts``: here by default, in the asker's time zone;
+    typed bare (``digest add``, ``budget set``, ``alerts``), a form asks instead."""
+    if forms.wants_form(command):
+        _open_form(service, client, invocation, command, respond)
+        return
 
     def zone() -> str:
         person = service.person(client, invocation)
@@ -275,3 +310,17 @@ def setup(
         announce=partial(post_note, client),
     )
     respond(**blocks.words_notice(reply))
+
+
+def _open_form(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    command: Command,
+    respond: Respond,
+) -> None:
+    """The command's form; where Slack can't open one (no trigger: a DM), what to type."""
+    try:
+        forms.open_form(service, client, invocation, command)
+    except UsageError as error:
+        respond(**blocks.words_notice(error.message, error.usage))

@@ -1,13 +1,33 @@
-"""Events: uninstalling the app forgets the workspace."""
+"""Events: uninstalling forgets the workspace; opening Home shows the dashboard;
+a direct message is a command, answered in that conversation.
+
+Bolt acks every event before its listener runs; the Home tab is then built
+on the service's background pool so Bolt's listener threads stay free.
+"""
 
 from __future__ import annotations
 
+from logging import Logger
+
 from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from bot.grammar import tokenize
+from bot.slack import blocks, home
+from bot.slack.listeners.commands import SLASH_COMMAND, run_command
+from bot.slack.service import Invocation, SlackService
+
+ALWAYS_A_FORM = frozenset({"connect", "update-key"})
+"""Commands that open a modal: Slack gives no trigger_id with a message, only with a click."""
+BARE_FORMS = frozenset({("digest", "add"), ("budget", "set"), ("alerts",), ("range",)})
+"""Commands that open their setup form when typed bare (and act at once with arguments)."""
 
 
 def register(app: App) -> None:
     app.event("app_uninstalled")(app_uninstalled)
     app.event("tokens_revoked")(tokens_revoked)
+    app.event("app_home_opened")(app_home_opened)
+    app.event("message")(message)
 
 
 def app_uninstalled(body: dict, context: BoltContext) -> None:
@@ -19,4 +39,60 @@ def tokens_revoked(body: dict, context: BoltContext) -> None:
         context["xai_usage"].forget_workspace(body["team_id"], body.get("enterprise_id"))
 
 
-__all__ = ["Ack", "app_uninstalled", "tokens_revoked"]
+def app_home_opened(event: dict, body: dict, client: WebClient, context: BoltContext) -> None:
+    """Publish the dashboard (the Messages tab needs nothing: Slack opens the DM)."""
+    if event.get("tab") != "home" or not event.get("user"):
+        return
+    service: SlackService = context["xai_usage"]
+    invocation = Invocation(team_id=body.get("team_id") or context.team_id, user_id=event["user"])
+    service.background.submit(home.publish, service, client, invocation)
+
+
+def message(
+    event: dict, body: dict, client: WebClient, context: BoltContext, logger: Logger
+) -> None:
+    """A person's direct message to the app, run as ``/xai-usage`` would run those words.
+
+    Only new messages people type in the app's DM: edits, deletions, joins
+    (subtypes) and anything a bot posted, this app's own replies included,
+    are left alone.
+    """
+    if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+        return
+    if not event.get("user") or not event.get("channel"):
+        return
+    service: SlackService = context["xai_usage"]
+    channel = event["channel"]
+    invocation = Invocation(
+        team_id=body.get("team_id") or context.team_id,
+        user_id=event["user"],
+        channel_id=channel,
+    )
+
+    def respond(**message: object) -> None:
+        """Into the DM: ephemeral, in-channel and replacing mean nothing between two."""
+        for option in ("response_type", "replace_original", "delete_original"):
+            message.pop(option, None)
+        client.chat_postMessage(channel=channel, **message)
+
+    text = _without_slash(event.get("text") or "")
+    words = [word.lower() for word in tokenize(text)]
+    if words and (words[0] in ALWAYS_A_FORM or tuple(words) in BARE_FORMS):
+        admin = words[0] != "range"
+        if refusal := service.refusal(client, invocation, admin=admin, what=" ".join(words[:2])):
+            respond(**blocks.notice(refusal))
+        else:
+            respond(**blocks.form_button(text))
+        return
+    run_command(service, client, invocation, text, respond, logger)
+
+
+def _without_slash(text: str) -> str:
+    """``/xai-usage today`` typed into the DM reads as ``today``."""
+    text = text.strip()
+    if text.lower().startswith(SLASH_COMMAND):
+        return text[len(SLASH_COMMAND) :].strip()
+    return text
+
+
+__all__ = ["Ack", "app_home_opened", "app_uninstalled", "message", "tokens_revoked"]

@@ -1,21 +1,29 @@
-"""The connect modal: malformed input and failed tests stay on the form.
+"""Modal submissions: malformed input and failed tests stay on the form.
 
 Slack gives a modal submission 3 seconds. Field checks are instant; the
-credential test gets most of the rest. If xAI is slow, the form turns into
-a "testing" view and the answer follows with views.update.
+credential test gets most of the rest. If xAI is slow, the connect form turns
+into a "testing" view and the answer follows with views.update. The setup
+forms (bot/slack/forms.py) run their command before closing, so a channel
+the bot can't post in is told on the channel field.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC
+from functools import partial
 from logging import Logger
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot import formatting
-from bot.slack import blocks
+from bot.setup import SetupError
+from bot.slack import blocks, forms
+from bot.slack.delivery import post_note
+from bot.slack.listeners.commands import run_command
 from bot.slack.service import (
     STORE_UNAVAILABLE,
     Invocation,
@@ -26,6 +34,7 @@ from bot.slack.service import (
 )
 from bot.sync import ConnectError
 from providers.types import CheckResult
+from storage.repo import NotFound
 
 KEY_FIELD = "management_key"
 
@@ -33,6 +42,9 @@ KEY_FIELD = "management_key"
 def register(app: App) -> None:
     app.view("connect")(connect_submitted)
     app.view("update_key")(update_key_submitted)
+    for name in ("digest", "budget", "alerts"):
+        app.view(forms.CALLBACK_IDS[name])(setup_form_submitted)
+    app.view(forms.CALLBACK_IDS["range"])(range_form_submitted)
 
 
 def _submitter(body: dict, view: dict) -> Invocation:
@@ -223,3 +235,82 @@ def update_key_submitted(
             f":warning: New key for *{label}* (`{updated.mask}`) saved, but the sync failed: "
             f"{formatting.mrkdwn(sync.message or '')} `/xai-usage sync` retries."
         )
+
+
+# -- setup and range forms ----------------------------------------------------------
+
+
+def _asker(invocation: Invocation, metadata: dict) -> Invocation:
+    """The submitter, answered where the command that opened the form was typed."""
+    return replace(
+        invocation,
+        channel_id=metadata.get("channel_id"),
+        response_url=metadata.get("response_url"),
+    )
+
+
+def setup_form_submitted(
+    ack: Ack, body: dict, view: dict, client: WebClient, context: BoltContext, logger: Logger
+) -> None:
+    """``digest add``, ``budget set`` or ``alerts`` from their form: run as typed, before
+    the form closes, so that every refusal is shown on its field."""
+    service: SlackService = context["xai_usage"]
+    invocation = _submitter(body, view)
+    metadata = metadata_of(view)
+    name = forms.COMMAND_OF[view["callback_id"]]
+    first = "amount" if name == "budget" else "channel"  # the field a general refusal shows on
+    if refusal := service.refusal(client, invocation, admin=True, what=forms.WHAT[name]):
+        ack(response_action="errors", errors={first: refusal})
+        return
+
+    def zone() -> str:
+        person = service.person(client, invocation)
+        return person.tz if person and person.tz else "UTC"
+
+    try:
+        command, errors = forms.setup_command(service, invocation, name, forms.submitted(view))
+        if command is None:
+            ack(response_action="errors", errors=errors)
+            return
+        reply = setup_for(service, invocation).run(
+            command, here=None, default_tz=zone, announce=partial(post_note, client)
+        )
+    except SetupError as error:  # what is left after the field checks: posting in the channel
+        ack(response_action="errors", errors={first: forms.field_error(str(error))})
+        return
+    except NotFound:
+        ack(
+            response_action="errors",
+            errors={"connection": "That connection was removed meanwhile: pick another."},
+        )
+        return
+    except Exception as error:
+        if not store_unavailable(error):
+            raise
+        logger.error("%s form: %s", name, STORE_UNAVAILABLE)
+        ack(response_action="errors", errors={first: STORE_UNAVAILABLE})
+        return
+    ack()
+    service.reply(
+        client, _asker(invocation, metadata), blocks.words_notice(reply), response_type="ephemeral"
+    )
+
+
+def range_form_submitted(
+    ack: Ack, body: dict, view: dict, client: WebClient, context: BoltContext, logger: Logger
+) -> None:
+    """The date-picker form: checked on its fields, then answered as ``range FROM TO --by X``
+    typed where the form was opened."""
+    service: SlackService = context["xai_usage"]
+    invocation = _submitter(body, view)
+    metadata = metadata_of(view)
+    carried = [word for word in metadata.get("words", []) if isinstance(word, str)]
+    today = service.runtime.clock().astimezone(UTC).date()
+    words, errors = forms.range_command(forms.submitted(view), carried, today)
+    if words is None:
+        ack(response_action="errors", errors=errors)
+        return
+    ack()
+    asker = _asker(invocation, metadata)
+    respond = service.responder(client, asker)
+    run_command(service, client, asker, shlex.join(words), respond, logger)

@@ -1,0 +1,237 @@
+"""The App Home dashboard as plain data: what a workspace spends, where, and what is set up.
+
+Slack's Home tab is published on every open, so the figures here are the ones
+``status`` and the weekly digest already compute (:func:`bot.reports.status_rows`,
+:func:`bot.digests.build_digest`), gathered once and kept for a few minutes by
+:class:`DashboardCache`. Nothing here knows Slack: ``bot/slack/home.py``
+renders a :class:`Dashboard` and publishes it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.digests import Digest, build_digest
+from bot.insights import Insights, build_insights
+from bot.reports import StatusRow, cost_query, fetched_days, status_rows
+from storage.models import AlertRoute, Budget, Connection, DigestSubscription
+
+TREND_DAYS = 30
+MAX_LISTED = 10
+"""Digests or budgets listed one by one (each with its Remove button); the rest are counted."""
+FRESH_FOR_SECONDS = 5 * 60
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the first-open checklist, ticked when the store shows it done."""
+
+    text: str
+    done: bool
+    command: str  # what its button runs (the shared "a button is a command" contract)
+    button: str
+
+
+@dataclass(frozen=True)
+class SetUp:
+    """A digest or a budget as listed on Home, with the command that removes it."""
+
+    ident: int
+    text: str
+    remove: str  # ``digest remove 3``
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """One workspace's Home tab, for everyone in it (admin buttons are added when rendered)."""
+
+    built_at: datetime
+    today: date
+    connections: tuple[StatusRow, ...]
+    """status's rows: health, last sync, month to date, forecast, reconciliation."""
+    month_to_date_usd: Decimal  # the 1st through today (today's partial figures included)
+    last_month: date  # its first day
+    last_month_usd: Decimal
+    trend: tuple[tuple[date, Decimal | None], ...]
+    """The 30 days ending today, oldest first; None for a day no connection fetched."""
+    week: Digest
+    """The weekly digest as it would be sent today: top models, budget, credit, limit."""
+    insights: Insights
+    """Top movers, idle keys, where the money goes: the same as `insights`."""
+    digests: tuple[SetUp, ...]
+    budgets: tuple[SetUp, ...]
+    more_digests: int
+    more_budgets: int
+    alerts: str  # where alerts go, as one sentence
+    checklist: tuple[Step, ...]
+
+    @property
+    def forecast(self):
+        """The workspace's month-end forecast (bot.figures), as status shows it."""
+        return self.connections[0].workspace_forecast if self.connections else None
+
+    @property
+    def show_checklist(self) -> bool:
+        return not all(step.done for step in self.checklist)
+
+    @property
+    def reconciled(self) -> tuple[StatusRow, ...]:
+        """The connections whose usage series can be set beside an invoice preview."""
+        return tuple(row for row in self.connections if row.reconciliation is not None)
+
+
+def build_dashboard(session: Session, workspace_id: int, now: datetime, *, setup=None) -> Dashboard:
+    """Everything the Home tab shows, from the store, as of ``now``.
+
+    ``setup`` (a :class:`bot.setup.Setup`) words the digests, budgets and
+    alert routes as the ``list`` commands do; without it they are left out.
+    """
+    today = now.astimezone(UTC).date()
+    rows = tuple(status_rows(session, workspace_id, now))
+    last_month_end = today.replace(day=1) - timedelta(days=1)
+    last_month = last_month_end.replace(day=1)
+    first_trend = today - timedelta(days=TREND_DAYS - 1)
+    trend_days = [first_trend + timedelta(days=n) for n in range(TREND_DAYS)]
+    by_day: dict[date, Decimal] = {
+        day: cost or Decimal(0)
+        for day, cost in session.execute(
+            cost_query(workspace_id, min(last_month, first_trend), today, ["day"])
+        )
+    }
+    # A day no connection fetched is unknown, not $0.00: a gap in the trend.
+    fetched = set().union(*fetched_days(session, workspace_id, first_trend, today).values())
+    week = build_digest(session, workspace_id, "week", today)
+    digests, budgets, alerts = (), (), ""
+    more_digests = more_budgets = 0
+    if setup is not None:
+        subscriptions, all_budgets = setup.digests(), setup.budgets()
+        digests = tuple(
+            SetUp(s.id, setup.digest_lines([s]), f"digest remove {s.id}")
+            for s in subscriptions[:MAX_LISTED]
+        )
+        budgets = tuple(
+            SetUp(b.id, setup.budget_lines([b]), f"budget remove {b.id}")
+            for b in all_budgets[:MAX_LISTED]
+        )
+        more_digests = max(0, len(subscriptions) - MAX_LISTED)
+        more_budgets = max(0, len(all_budgets) - MAX_LISTED)
+        alerts = setup.where_alerts_go()
+    return Dashboard(
+        built_at=now,
+        today=today,
+        connections=rows,
+        month_to_date_usd=sum((r.month_to_date_usd for r in rows), Decimal(0)),
+        last_month=last_month,
+        last_month_usd=sum(
+            (c for d, c in by_day.items() if last_month <= d <= last_month_end), Decimal(0)
+        ),
+        trend=tuple(
+            (day, by_day.get(day, Decimal(0)) if day in fetched else None) for day in trend_days
+        ),
+        week=week,
+        insights=build_insights(session, workspace_id, today),
+        digests=digests,
+        budgets=budgets,
+        more_digests=more_digests,
+        more_budgets=more_budgets,
+        alerts=alerts,
+        checklist=checklist(session, workspace_id),
+    )
+
+
+def checklist(session: Session, workspace_id: int) -> tuple[Step, ...]:
+    """Connect a team, choose where alerts go, add a digest: each ticked from the store."""
+
+    def exists(model) -> bool:
+        return bool(
+            session.scalar(select(model.id).where(model.workspace_id == workspace_id).limit(1))
+        )
+
+    return (
+        Step("Connect an xAI team", exists(Connection), "connect", "Connect a team"),
+        Step("Choose where alerts go", exists(AlertRoute), "alerts", "Alert channel"),
+        Step("Add a digest", exists(DigestSubscription), "digest add", "Add a digest"),
+    )
+
+
+def fingerprint(session: Session, workspace_id: int) -> tuple:
+    """What changes when a sync finishes or someone sets something up, in one statement.
+
+    A cached dashboard is reused only while this is unchanged, so a scheduled
+    sync in another process, or a digest added from the terminal, shows at once.
+    Aggregates only (counts, sums, extremes): the same store always gives the
+    same answer, whatever order the database reads rows in.
+    """
+
+    def of(*columns, model):
+        return select(*columns).where(model.workspace_id == workspace_id).scalar_subquery()
+
+    return tuple(
+        session.execute(
+            select(
+                of(func.count(Connection.id), model=Connection),
+                of(func.max(Connection.last_attempt_at), model=Connection),
+                of(func.max(Connection.credentials_changed_at), model=Connection),
+                of(func.count(Connection.error_since), model=Connection),
+                of(func.count(DigestSubscription.id), model=DigestSubscription),
+                of(func.max(DigestSubscription.id), model=DigestSubscription),
+                of(func.count(DigestSubscription.paused_reason), model=DigestSubscription),
+                of(func.count(Budget.id), model=Budget),
+                of(func.max(Budget.id), model=Budget),
+                of(func.sum(Budget.amount_usd), model=Budget),
+                of(func.min(Budget.thresholds), model=Budget),
+                of(func.max(Budget.thresholds), model=Budget),
+                of(func.count(AlertRoute.id), model=AlertRoute),
+                of(func.min(AlertRoute.channel_id), model=AlertRoute),
+                of(func.max(AlertRoute.channel_id), model=AlertRoute),
+            )
+        ).one()
+    )
+
+
+class DashboardCache:
+    """Dashboards built in the last few minutes, one per workspace.
+
+    Reused while younger than ``fresh_for`` seconds and while the workspace's
+    :func:`fingerprint` is unchanged; :meth:`forget` drops one (after a sync).
+    One build at a time per workspace: a second open waits for the first's.
+    """
+
+    def __init__(
+        self, fresh_for: float = FRESH_FOR_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.fresh_for = fresh_for
+        self.clock = clock
+        self._built: dict[Hashable, tuple[float, tuple, Dashboard]] = {}
+        self._locks: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.builds = 0  # how many dashboards were built (not reused): for tests and the bench
+
+    def get(
+        self,
+        workspace_id: int,
+        current: Callable[[], tuple],
+        build: Callable[[], Dashboard],
+    ) -> Dashboard:
+        with self._lock:
+            lock = self._locks.setdefault(workspace_id, threading.Lock())
+        with lock:
+            stamp = current()
+            cached = self._built.get(workspace_id)
+            if cached and cached[1] == stamp and self.clock() - cached[0] < self.fresh_for:
+                return cached[2]
+            dashboard = build()
+            self.builds += 1
+            self._built[workspace_id] = (self.clock(), stamp, dashboard)
+            return dashboard
+
+    def forget(self, workspace_id: int) -> None:
+        self._built.pop(workspace_id, None)

@@ -1,0 +1,309 @@
+"""The App Home tab and direct messages, end to end: signed events in, the stand-in out.
+
+Every view and message passes the stand-in's Block Kit checks (the
+``slack_app`` fixture fails the test on any violation), ``views.publish``
+included: at most 100 blocks and 250 kB of JSON.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+from bot.grammar import parse, tokenize
+from bot.home import DashboardCache
+from storage.models import Budget, DigestSubscription
+from storage.repo import workspace_for_slack_team
+from tests.bot.slack.conftest import ADMIN, BOT_USER, GUEST, MEMBER, TEAM, VISITOR, SlackApp
+from tests.fakes.connections import add_connection
+
+
+def open_home(app: SlackApp, user: str = ADMIN) -> dict:
+    before = len(app.slack.calls_to("views.publish"))
+    assert app.event({"type": "app_home_opened", "user": user, "tab": "home"}).status_code == 200
+    app.slack.wait_for(lambda: len(app.slack.calls_to("views.publish")) > before, timeout=10)
+    call = app.slack.calls_to("views.publish")[-1]
+    assert call.params["user_id"] == user
+    return call.params["view"]
+
+
+def words(view: dict) -> str:
+    """What a person reads on the tab, buttons included."""
+    parts = []
+    for block in view["blocks"]:
+        for item in [block.get("text"), block.get("accessory"), *block.get("elements", [])]:
+            if isinstance(item, dict):
+                text = item.get("text")
+                parts.append(text.get("text", "") if isinstance(text, dict) else text or "")
+    return "\n".join(parts)
+
+
+def buttons(view: dict) -> dict[str, str]:
+    """Every button on the tab: its label and the command it carries."""
+    found = {}
+    for block in view["blocks"]:
+        for item in [block.get("accessory"), *block.get("elements", [])]:
+            if isinstance(item, dict) and item.get("type") == "button":
+                assert item["action_id"].startswith("xu:")
+                assert len(item["value"]) <= 2000
+                found[item["action_id"]] = item["value"]
+    return found
+
+
+def dm(app: SlackApp, text: str, user: str = ADMIN, **extra) -> None:
+    event = {
+        "type": "message",
+        "channel_type": "im",
+        "channel": "D" + user[1:],
+        "user": user,
+        "text": text,
+        "ts": f"{time.time():.6f}",
+        **extra,
+    }
+    assert app.event(event).status_code == 200
+
+
+def posts_to(app: SlackApp, channel: str) -> list[dict]:
+    return [
+        c.params for c in app.slack.calls_to("chat.postMessage") if c.params["channel"] == channel
+    ]
+
+
+# -- the Home tab ---------------------------------------------------------------------
+
+
+def test_admins_see_the_dashboard_and_buttons_that_are_commands(connected: SlackApp) -> None:
+    view = open_home(connected)
+    assert view["type"] == "home" and len(view["blocks"]) <= 100
+    seen = words(view)
+    for figure in ("Month to date", "Month-end forecast", "Last 30 days", "Top models"):
+        assert figure in seen
+    assert "Top movers" in seen and "Prepaid credit left" in seen
+    assert "xAI spending limit" in seen and "xAI invoice so far" in seen  # reconciliation
+    assert "Production — xAI" in seen and "Last successful sync" in seen
+    commands = buttons(view)
+    assert commands["xu:connect"] == "connect"
+    assert commands["xu:digest-add"] == "digest add"
+    assert commands["xu:budget-set"] == "budget set"
+    assert commands["xu:alerts"] == "alerts"
+    assert 'update-key "Production — xAI"' in commands.values()
+    for value in commands.values():
+        parse(tokenize(value), surface="slack")  # the grammar reads it as the typed command
+
+
+def test_slack_gets_its_ack_before_the_tab_is_built(connected: SlackApp) -> None:
+    """Bolt acks first, and the build runs on the service's pool: either alone keeps
+    Slack from waiting (a FaaS deployment processing before the response keeps the pool)."""
+    order: list[str] = []
+    released = threading.Event()
+
+    def slow_lookup(call) -> None:  # the publish starts by looking the person up
+        released.wait(5)
+        order.append("looked up")
+
+    connected.slack.after("users.info", slow_lookup)
+    answer = connected.event({"type": "app_home_opened", "user": ADMIN, "tab": "home"})
+    order.append(f"acked {answer.status_code}")
+    released.set()
+    connected.slack.wait_for(lambda: connected.slack.calls_to("views.publish"), timeout=10)
+    connected.slack.after("users.info", None)
+    assert order == ["acked 200", "looked up"]
+
+
+def test_members_see_the_figures_without_management_buttons(connected: SlackApp) -> None:
+    view = open_home(connected, MEMBER)
+    assert "Month to date" in words(view) and "Production — xAI" in words(view)
+    assert buttons(view) == {}
+    assert "Manage" not in words(view)
+
+
+def test_guests_and_visitors_are_told_why_they_see_nothing(connected: SlackApp) -> None:
+    guest = words(open_home(connected, GUEST))
+    assert "guests can't see" in guest and "$" not in guest
+    visitor = words(open_home(connected, VISITOR))
+    assert "another one" in visitor and "$" not in visitor
+
+
+def test_the_messages_tab_opening_publishes_nothing(connected: SlackApp) -> None:
+    connected.event({"type": "app_home_opened", "user": ADMIN, "tab": "messages"})
+    open_home(connected)  # the home one after it is the only publish
+    assert len(connected.slack.calls_to("views.publish")) == 1
+
+
+def test_a_new_workspace_gets_a_checklist_that_ticks_as_things_are_set_up(
+    slack_app: SlackApp,
+) -> None:
+    view = open_home(slack_app)
+    seen = words(view)
+    assert "0 of 3 done" in seen
+    assert ":white_large_square: Connect an xAI team" in seen
+    assert ":white_large_square: Choose where alerts go" in seen
+    assert ":white_large_square: Add a digest" in seen
+    steps = {k: v for k, v in buttons(view).items() if k.startswith("xu:start-")}
+    assert sorted(steps.values()) == ["alerts", "connect", "digest add"]
+    assert "Connections" not in seen  # no figures before anything is connected
+
+    slack_app.command("alerts <#CCOSTS|costs>")
+    slack_app.slack.wait_for(lambda: slack_app.slack.history("CCOSTS"))
+    seen = words(open_home(slack_app))  # within the 5 minutes: the change shows anyway
+    assert "1 of 3 done" in seen
+    assert ":white_check_mark: ~Choose where alerts go~" in seen
+    assert ":white_large_square: Add a digest" in seen
+    assert "Alerts go to <#CCOSTS>" in seen
+
+
+def test_members_get_the_checklist_without_its_buttons(slack_app: SlackApp) -> None:
+    view = open_home(slack_app, MEMBER)
+    assert "0 of 3 done" in words(view) and buttons(view) == {}
+
+
+def test_a_dashboard_is_reused_until_a_sync_finishes(connected: SlackApp) -> None:
+    first = open_home(connected)
+    second = open_home(connected, MEMBER)
+    assert connected.service.dashboards.builds == 1
+    assert words(first).replace("Manage", "") != words(second)  # same figures, rendered per person
+    _, url = connected.command("sync")
+    connected.reply(url, 2, timeout=20)  # "Syncing…", then the outcome
+    open_home(connected)
+    assert connected.service.dashboards.builds == 2
+
+
+def test_fifty_connections_and_many_digests_fit_slacks_limits(connected: SlackApp) -> None:
+    with connected.runtime.db.transaction() as session:
+        workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
+        ids = [add_connection(session, workspace_id, f"Team {n:02}").id for n in range(50)]
+        for n in range(15):
+            session.add(DigestSubscription(workspace_id=workspace_id, channel_id="CCOSTS"))
+            session.add(
+                Budget(workspace_id=workspace_id, connection_id=ids[n], amount_usd=Decimal(100))
+            )
+    view = open_home(connected)
+    assert len(view["blocks"]) <= 100
+    seen = words(view)
+    assert "and 21 more: `/xai-usage status`" in seen
+    assert "and 5 more: `/xai-usage digest list`" in seen
+    assert "and 5 more: `/xai-usage budget list`" in seen
+    assert "digest remove 1" in buttons(view).values()
+    assert "budget remove 1" in buttons(view).values()
+
+
+def test_the_cache_reuses_a_fresh_dashboard_and_rebuilds_a_stale_or_forgotten_one() -> None:
+    now = [0.0]
+    cache = DashboardCache(fresh_for=300, clock=lambda: now[0])
+    stamp = ["a"]
+    built = []
+
+    def get():
+        return cache.get(1, lambda: (stamp[0],), lambda: built.append(1) or len(built))
+
+    assert get() == 1 and get() == 1  # reused
+    now[0] = 299
+    assert get() == 1
+    now[0] = 301
+    assert get() == 2  # older than 5 minutes
+    stamp[0] = "b"
+    assert get() == 3  # a sync or a setup change elsewhere
+    cache.forget(1)
+    assert get() == 4
+    assert cache.builds == 4
+
+
+# -- direct messages ---------------------------------------------------------------------
+
+
+def test_a_direct_message_is_answered_like_the_slash_command(connected: SlackApp) -> None:
+    dm(connected, "today --by model")
+    connected.slack.wait_for(lambda: posts_to(connected, "DADMIN"), timeout=10)
+    [answer] = posts_to(connected, "DADMIN")
+    assert answer["text"].startswith("Today")
+    assert connected.slack.responses == []  # no response URL: the answer is the DM itself
+
+
+def test_the_slash_typed_into_a_dm_is_forgiven(connected: SlackApp) -> None:
+    dm(connected, "/xai-usage help")
+    connected.slack.wait_for(lambda: posts_to(connected, "DADMIN"), timeout=10)
+    assert "Commands" in posts_to(connected, "DADMIN")[0]["text"]
+
+
+def test_bots_edits_and_other_conversations_are_not_answered(connected: SlackApp) -> None:
+    dm(connected, "today", user=BOT_USER, bot_id="B0001")  # the app's own reply, or a bot
+    dm(connected, "today", subtype="message_changed")
+    dm(connected, "today", channel_type="channel", channel="CCOSTS")
+    dm(connected, "help")  # the one to answer, sent last
+    connected.slack.wait_for(lambda: posts_to(connected, "DADMIN"), timeout=10)
+    time.sleep(0.3)  # the ignored ones had their chance too
+    posted = connected.slack.calls_to("chat.postMessage")
+    assert [p.params["channel"] for p in posted] == ["DADMIN"]
+
+
+def test_a_visitor_or_guest_dm_gets_the_slash_commands_refusal(connected: SlackApp) -> None:
+    dm(connected, "month", user=VISITOR)
+    dm(connected, "month", user=GUEST)
+    connected.slack.wait_for(
+        lambda: posts_to(connected, "DVISITOR") and posts_to(connected, "DGUEST")
+    )
+    assert "another one" in posts_to(connected, "DVISITOR")[0]["text"]
+    assert "guests can't see" in posts_to(connected, "DGUEST")[0]["text"]
+
+
+def test_a_form_asked_for_by_dm_comes_as_a_button_that_opens_it(connected: SlackApp) -> None:
+    dm(connected, 'update-key "Production — xAI"')
+    connected.slack.wait_for(lambda: posts_to(connected, "DADMIN"), timeout=10)
+    [block] = posts_to(connected, "DADMIN")[0]["blocks"]
+    assert block["accessory"]["action_id"].startswith("xu:")
+    assert block["accessory"]["value"] == 'update-key "Production — xAI"'
+    dm(connected, "digest add")  # bare: the digest form (with a channel it is added at once)
+    connected.slack.wait_for(lambda: len(posts_to(connected, "DADMIN")) == 2, timeout=10)
+    assert posts_to(connected, "DADMIN")[1]["blocks"][0]["accessory"]["value"] == "digest add"
+    dm(connected, "connect", user=MEMBER)
+    connected.slack.wait_for(lambda: posts_to(connected, "DMEMBER"), timeout=10)
+    assert "only workspace admins" in posts_to(connected, "DMEMBER")[0]["text"]
+    assert connected.slack.calls_to("views.open") == []
+
+
+# -- the buttons, clicked ---------------------------------------------------------------
+
+
+def test_each_home_button_clicked_opens_its_form(connected: SlackApp) -> None:
+    from tests.bot.slack.test_clicks import click
+
+    commands = buttons(open_home(connected))
+    expected = {
+        "xu:connect": "connect",
+        "xu:digest-add": "digest",
+        "xu:budget-set": "budget",
+        "xu:alerts": "alerts",
+        "xu:update-key-1": "update_key",
+    }
+    for action_id, form in expected.items():
+        before = len(connected.slack.calls_to("views.open"))
+        click(connected, action_id, commands[action_id], home=True)
+        connected.slack.wait_for(
+            lambda before=before: len(connected.slack.calls_to("views.open")) > before, timeout=10
+        )
+        view = connected.slack.calls_to("views.open")[-1].params["view"]
+        assert form in view["callback_id"]
+
+
+def test_a_member_clicking_an_admin_button_gets_the_refusal_by_dm(connected: SlackApp) -> None:
+    from tests.bot.slack.test_clicks import click
+
+    commands = buttons(open_home(connected))
+    click(connected, "xu:update-key-1", commands["xu:update-key-1"], MEMBER, home=True)
+    connected.slack.wait_for(lambda: posts_to(connected, MEMBER), timeout=10)
+    assert "only workspace admins" in posts_to(connected, MEMBER)[0]["text"]
+    assert connected.slack.calls_to("views.open") == []
+
+
+def test_remove_on_home_removes_and_the_tab_shows_it(connected: SlackApp) -> None:
+    from tests.bot.slack.test_clicks import click
+
+    _, url = connected.command("budget set 800")
+    connected.reply(url)
+    commands = buttons(open_home(connected))
+    [remove] = [k for k, v in commands.items() if v.startswith("budget remove")]
+    click(connected, remove, commands[remove], home=True)
+    connected.slack.wait_for(lambda: posts_to(connected, ADMIN), timeout=10)
+    assert "Removed" in posts_to(connected, ADMIN)[0]["text"]
+    assert "budget remove" not in " ".join(buttons(open_home(connected)).values())

@@ -1,0 +1,129 @@
+"""The Home dashboard's figures, in-process: the same numbers status and digests give."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import delete, select
+
+from bot import formatting
+from bot.home import build_dashboard, fingerprint
+from bot.insights import build_insights
+from bot.reports import status_rows
+from bot.setup import Setup
+from bot.slack.home import command_label, home_view
+from bot.sync import record_fetched
+from storage.models import Budget, Connection, DailyCost, FetchedSpan, Workspace
+from storage.repo import rebuild_totals
+from tests.fakes.connections import add_connection
+
+D = Decimal
+NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)  # a Sunday; the week is 15–21 Nov
+
+
+def spend(session, connection, day: date, model: str, usd: str) -> None:
+    session.add(
+        DailyCost(
+            connection_id=connection.id,
+            workspace_id=connection.workspace_id,
+            day=day,
+            model=model,
+            cost=D(usd),
+        )
+    )
+
+
+def store(db) -> int:
+    with db.transaction() as session:
+        workspace = Workspace(name="acme")
+        session.add(workspace)
+        session.flush()
+        production = add_connection(session, workspace.id, "Production")
+        research = add_connection(session, workspace.id, 'R&D "lab"')
+        day = date(2026, 10, 1)
+        while day <= NOW.date():
+            spend(session, production, day, "grok-4", "10")
+            if day >= date(2026, 11, 15):  # a new model this week only
+                spend(session, research, day, "grok-4-fast", "2")
+            day += timedelta(days=1)
+        for connection in (production, research):  # every day fetched, as a sync leaves it
+            record_fetched(session, connection.id, workspace.id, date(2026, 10, 1), NOW.date())
+        session.add(Budget(workspace_id=workspace.id, amount_usd=D(250)))
+        session.flush()
+        rebuild_totals(session, workspace.id)
+        return workspace.id
+
+
+def test_the_dashboard_reuses_status_and_the_weekly_digest(db) -> None:
+    workspace_id = store(db)
+    with db.session() as session:
+        dashboard = build_dashboard(session, workspace_id, NOW)
+        rows = status_rows(session, workspace_id, NOW)
+    assert dashboard.connections == tuple(rows)
+    assert dashboard.month_to_date_usd == D(220) + D(16)  # 22 days x $10, 8 days x $2
+    assert dashboard.forecast.total == rows[0].workspace_forecast.total
+    assert (dashboard.last_month, dashboard.last_month_usd) == (date(2026, 10, 1), D(310))
+    assert len(dashboard.trend) == 30 and dashboard.trend[-1] == (NOW.date(), D(12))
+    assert dashboard.week.budget_usd == D(250)
+    # The same insights as `insights`: grok-4 spent the same both weeks, so it did not move.
+    with db.session() as session:
+        assert dashboard.insights == build_insights(session, workspace_id, NOW.date())
+    [mover] = dashboard.insights.movers.models
+    assert (mover.label, mover.last_week_usd, mover.this_week_usd) == ("grok-4-fast", 0, 14)
+    assert [step.done for step in dashboard.checklist] == [True, False, False]
+
+
+def test_the_view_says_the_forecast_against_the_budget(db) -> None:
+    workspace_id = store(db)
+    with db.session() as session:
+        dashboard = build_dashboard(session, workspace_id, NOW)
+    text = str(home_view(dashboard, admin=False))
+    assert "94% of the $250.00 budget" in text  # $236 of $250, rounded down
+    assert "over the budget" in text  # ~$10.86 a day to the 30th
+
+
+def test_admin_lists_come_from_the_setup_with_remove_commands(db) -> None:
+    workspace_id = store(db)
+    setup = Setup(db, workspace_id, "UADMIN", "slack")
+    with db.session() as session:
+        dashboard = build_dashboard(session, workspace_id, NOW, setup=setup)
+    [budget] = dashboard.budgets
+    assert budget.remove == f"budget remove {budget.ident}"
+    assert "$250.00 a month" in budget.text
+    assert dashboard.digests == ()
+
+
+def test_a_label_in_a_button_reads_back_as_one_argument() -> None:
+    from bot.grammar import tokenize
+
+    for label in ("Production — xAI", 'R&D "lab"', "back\\slash", "it's"):
+        assert tokenize(f"update-key {command_label(label)}") == ["update-key", label]
+
+
+def test_the_fingerprint_changes_with_the_setup(db) -> None:
+    workspace_id = store(db)
+    with db.session() as session:
+        before = fingerprint(session, workspace_id)
+    with db.transaction() as session:
+        session.add(Budget(workspace_id=workspace_id, amount_usd=D(1)))
+    with db.session() as session:
+        assert fingerprint(session, workspace_id) != before
+
+
+def test_days_nobody_fetched_are_gaps_in_the_trend_not_zeros(db) -> None:
+    workspace_id = store(db)
+    with db.transaction() as session:  # forget that 1–5 Nov were ever fetched
+        session.execute(delete(FetchedSpan))
+        for connection_id in session.scalars(select(Connection.id)):
+            october = date(2026, 10, 1), date(2026, 10, 31)
+            record_fetched(session, connection_id, workspace_id, *october)
+            record_fetched(session, connection_id, workspace_id, date(2026, 11, 6), NOW.date())
+    with db.session() as session:
+        dashboard = build_dashboard(session, workspace_id, NOW)
+    trend = dict(dashboard.trend)
+    assert [trend[date(2026, 11, d)] for d in range(1, 7)] == [None] * 5 + [D(10)]
+    text = str(home_view(dashboard, admin=False))
+    assert "5 days not fetched (1 Nov–5 Nov 2026)" in text and "$20.00*" in text
+    spark = formatting.sparkline([cost for _, cost in dashboard.trend])
+    assert spark[8:13] == "     " and " " not in spark[:8] + spark[13:]  # from 24 Oct

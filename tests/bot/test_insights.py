@@ -1,0 +1,385 @@
+"""Insights from stored rows: movers, idle keys, kinds of usage and cheaper-model hints.
+
+Rows are written by hand on both stores (SQLite and PostgreSQL) so every
+figure is an exact Decimal worked out below; the sync's own part (fetching
+unit types from the stand-in) is in test_insights_sync.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from bot.insights import build_insights
+from bot.render import insights_text
+from providers.xai.prices import PriceFileError, price_table, usage_kind
+from storage.models import (
+    ApiKeyName,
+    DailyCost,
+    FetchedSpan,
+    InvoiceLineUnits,
+    UnitCost,
+    UnitCostSpan,
+)
+from tests.fakes.connections import add_connection
+
+TODAY = date(2026, 11, 22)  # this week: 15–21 Nov; last week: 8–14 Nov
+
+
+def day(ago: int) -> date:
+    return TODAY - timedelta(days=ago)
+
+
+def fetched(session, connection, first: date, last: date | None = None, table=FetchedSpan) -> None:
+    """``first``..``last`` (default: yesterday) fetched, as a sync records it."""
+    last = last or day(1)
+    session.add(
+        table(
+            connection_id=connection.id,
+            workspace_id=connection.workspace_id,
+            first_day=first,
+            last_day=last,
+        )
+    )
+
+
+def cost(session, connection, ago: int, model: str, usd: str, key: str = "") -> None:
+    session.add(
+        DailyCost(
+            connection_id=connection.id,
+            workspace_id=connection.workspace_id,
+            day=day(ago),
+            model=model,
+            api_key_id=key,
+            cost=D(usd),
+        )
+    )
+
+
+def unit_cost(session, connection, ago: int, model: str, unit_type: str, usd: str) -> None:
+    session.add(
+        UnitCost(
+            connection_id=connection.id,
+            workspace_id=connection.workspace_id,
+            day=day(ago),
+            model=model,
+            unit_type=unit_type,
+            cost=D(usd),
+        )
+    )
+
+
+def insights(db, workspace_id, connection=None):
+    with db.session() as session:
+        return build_insights(session, workspace_id, TODAY, connection)
+
+
+def test_movers_compare_the_last_7_finished_days_with_the_7_before(db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod")
+        fetched(session, c, day(30))
+        cost(session, c, 1, "grok-4-0709", "100")  # this week
+        cost(session, c, 7, "grok-4-0709", "50")  # this week's first day
+        cost(session, c, 8, "grok-4-0709", "60")  # last week's last day
+        cost(session, c, 14, "grok-4-0709", "20")  # last week's first day
+        cost(session, c, 15, "grok-4-0709", "999")  # before both: ignored
+        cost(session, c, 0, "grok-4-0709", "999")  # today, partial: ignored
+        cost(session, c, 3, "grok-code-fast-1", "12.5")  # new this week
+        cost(session, c, 10, "grok-3-mini", "4")  # gone this week
+        cost(session, c, 2, "grok-4-fast-reasoning", "5")
+        cost(session, c, 9, "grok-4-fast-reasoning", "5")  # unchanged: not a mover
+    found = insights(db, workspace_id)
+    movers = found.movers
+    assert (movers.this_week.start, movers.this_week.end) == (date(2026, 11, 15), day(1))
+    assert (movers.last_week.start, movers.last_week.end) == (date(2026, 11, 8), day(8))
+    assert [(m.label, m.this_week_usd, m.last_week_usd) for m in movers.models] == [
+        ("grok-4-0709", D(150), D(80)),
+        ("grok-code-fast-1", D("12.5"), D(0)),
+        ("grok-3-mini", D(0), D(4)),
+    ]
+    grok4, code, mini = movers.models
+    assert grok4.change_usd == D(70) and grok4.change_pct == D(70) / D(80) * 100
+    assert code.new and code.change_pct is None
+    assert mini.change_usd == D(-4) and mini.change_pct == D(-100)
+    assert movers.keys == ()  # stored without the per-key breakdown
+    assert any("API key movers leave out “Prod”" in n for n in found.notes)
+    text = insights_text(found)
+    assert "grok-4-0709: $150.00 (+$70.00, +87.5%)" in text
+    assert "grok-code-fast-1: $12.50 (+$12.50, new)" in text
+    assert "15 Nov–21 Nov 2026 against 8 Nov–14 Nov 2026" in text
+
+
+def test_movers_leave_out_a_connection_missing_days_and_say_so(db, workspace_id):
+    with db.transaction() as session:
+        whole = add_connection(session, workspace_id, "Whole")
+        recent = add_connection(session, workspace_id, "Recent")
+        fetched(session, whole, day(20))
+        fetched(session, recent, day(5))  # connected five days ago
+        cost(session, whole, 2, "grok-4-0709", "10")
+        cost(session, recent, 2, "grok-4-0709", "1000")
+    found = insights(db, workspace_id)
+    assert [(m.label, m.this_week_usd) for m in found.movers.models] == [("grok-4-0709", D(10))]
+    assert any("Top movers leave out “Recent”" in n and "sync --days 15" in n for n in found.notes)
+
+
+def test_nothing_fetched_means_no_movers_not_zero_movers(db, workspace_id):
+    with db.transaction() as session:
+        add_connection(session, workspace_id, "Prod")
+    found = insights(db, workspace_id)
+    assert found.movers is None and found.idle is None and found.kinds is None
+    assert found.empty and "Nothing to show yet." in insights_text(found)
+    assert any("Top movers leave out" in n for n in found.notes)
+
+
+def test_key_movers_and_idle_keys_by_name(db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod")
+        fetched(session, c, day(60))
+        for key, name in (("k1", "production"), ("k2", "staging"), ("k3", "old-batch")):
+            session.add(ApiKeyName(connection_id=c.id, api_key_id=key, name=name))
+        cost(session, c, 2, "grok-4-0709", "30", "k1")
+        cost(session, c, 9, "grok-4-0709", "10", "k1")
+        cost(session, c, 3, "grok-4-0709", "2", "k2")  # staging: in the last 14 days
+        cost(session, c, 20, "grok-4-0709", "7.25", "k2")
+        cost(session, c, 15, "grok-4-0709", "3", "k3")  # old-batch: day 15 ago, then nothing
+        cost(session, c, 44, "grok-4-0709", "1.5", "k3")  # the 30 days' first day
+        cost(session, c, 45, "grok-3-mini", "100", "k4")  # before the 30 days: not idle, never seen
+    found = insights(db, workspace_id)
+    assert [(m.label, m.this_week_usd, m.last_week_usd) for m in found.movers.keys] == [
+        ("production", D(30), D(10)),
+        ("staging", D(2), D(0)),
+    ]
+    idle = found.idle
+    assert (idle.before.start, idle.before.end) == (day(44), day(15))
+    assert (idle.quiet.start, idle.quiet.end) == (day(14), day(1))
+    assert [(k.label, k.spent_usd, k.last_day) for k in idle.keys] == [
+        ("old-batch", D("4.5"), day(15))
+    ]
+    assert "old-batch: $4.50 before, last spent Sat 7 Nov 2026" in insights_text(found)
+
+
+def test_idle_keys_need_the_key_breakdown_for_every_day(db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod")
+        fetched(session, c, day(60))
+        cost(session, c, 30, "grok-4-0709", "5", "k1")
+        cost(session, c, 20, "grok-4-0709", "5")  # a window fetched per model only
+    found = insights(db, workspace_id)
+    assert found.idle is None  # k1 may well have spent on day 20: not called idle
+    assert any("Idle API keys leave out “Prod”" in n for n in found.notes)
+
+
+def test_where_the_money_goes_and_the_cheaper_model_from_unit_types(db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod")
+        fetched(session, c, day(20))
+        fetched(session, c, day(10), table=UnitCostSpan)
+        cost(session, c, 2, "grok-4-0709", "48.5")
+        unit_cost(session, c, 2, "grok-4-0709", "Prompt text tokens", "30")  # 10M at $3
+        unit_cost(session, c, 2, "grok-4-0709", "Cached prompt text tokens", "0.75")  # 1M
+        unit_cost(session, c, 3, "grok-4-0709", "Reasoning tokens", "15")  # 1M at $15
+        unit_cost(
+            session, c, 3, "grok-4-0709", "Completion tokens", "2.75"
+        )  # 1/6 of 1M... see below
+        unit_cost(session, c, 4, "grok-2-image-1212", "Images", "0.70")  # 10 images
+        unit_cost(session, c, 9, "grok-4-0709", "Prompt text tokens", "1000")  # last week
+    found = insights(db, workspace_id)
+    kinds = found.kinds
+    assert (kinds.period.start, kinds.period.end) == (date(2026, 11, 15), day(1))
+    assert kinds.total_usd == D("49.2")
+    assert [(k.kind, k.cost_usd) for k in kinds.rows] == [
+        ("input", D(30)),
+        ("reasoning", D(15)),
+        ("output", D("2.75")),
+        ("cached_input", D("0.75")),
+        ("images", D("0.7")),
+    ]
+    assert kinds.rows[0].share == D(30) / D("49.2")
+    assert kinds.source == "xAI usage series by unit type"
+    (hint,) = found.hints
+    # 10M input, 1M cached, 1M reasoning (as output), 2.75/15 M output at grok-4-fast's
+    # 0.20 / 0.05 / 0.50 / 0.50 per 1M.
+    output_tokens = D("2.75") / (D(15) / D(1_000_000))
+    expected = D(10) * D("0.2") + D("0.05") + D("0.5") + output_tokens * D("0.5") / D(1_000_000)
+    assert (hint.model, hint.cheaper) == ("grok-4-0709", "grok-4-fast-reasoning")
+    assert hint.actual_usd == D("48.5")
+    assert hint.cheaper_usd == expected
+    assert hint.saving_usd == D("48.5") - expected
+    assert hint.prices_as_of == price_table().as_of
+    text = insights_text(found)
+    assert "input tokens: $30.00 (61.0%)" in text
+    assert "grok-4-0709 → grok-4-fast-reasoning: $48.50 would have been about $2.64" in text
+    assert f"list prices as of {price_table().as_of:%a} " in text
+
+
+def test_a_kind_without_a_price_means_no_hint(db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod")
+        fetched(session, c, day(20))
+        fetched(session, c, day(10), table=UnitCostSpan)
+        unit_cost(session, c, 2, "grok-4-0709", "Prompt text tokens", "30")
+        unit_cost(session, c, 2, "grok-4-0709", "Live search sources", "5")
+    found = insights(db, workspace_id)
+    assert [(k.kind, k.cost_usd) for k in found.kinds.rows] == [("input", D(30)), ("search", D(5))]
+    assert found.hints == ()  # the search part has no grok-4-fast price: the mix is unknown
+
+
+def test_without_unit_types_the_invoice_lines_give_kinds_and_token_counts(db, workspace_id):
+    read = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod")
+        fetched(session, c, day(20))
+        cost(session, c, 2, "grok-4-0709", "40")
+        for unit_type, units, usd in (
+            ("Prompt text tokens", 4_000_000, "12"),
+            ("Completion tokens", 1_000_000, "15"),
+        ):
+            session.add(
+                InvoiceLineUnits(
+                    connection_id=c.id,
+                    model="grok-4-0709",
+                    unit_type=unit_type,
+                    invoice_month=date(2026, 11, 1),
+                    num_units=units,
+                    amount_usd=D(usd),
+                    as_of=read,
+                )
+            )
+    found = insights(db, workspace_id)
+    kinds = found.kinds
+    assert (kinds.period.start, kinds.period.end) == (date(2026, 11, 1), TODAY)
+    assert kinds.source.startswith("xAI invoice preview, November 2026")
+    assert [(k.kind, k.cost_usd, k.units) for k in kinds.rows] == [
+        ("output", D(15), 1_000_000),
+        ("input", D(12), 4_000_000),
+    ]
+    (hint,) = found.hints
+    assert hint.actual_usd == D(27)
+    assert hint.cheaper_usd == D(4) * D("0.2") + D("0.5")  # 4M in, 1M out at grok-4-fast
+    assert any("shown instead from the xAI invoice preview" in n for n in found.notes)
+    assert "output tokens: $15.00 (55.6%), 1.0M tokens this billing cycle" in insights_text(found)
+
+
+def test_no_token_mix_no_hint_and_a_note_saying_why(db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod")
+        fetched(session, c, day(20))
+        cost(session, c, 2, "grok-4-0709", "40")
+    found = insights(db, workspace_id)
+    assert found.kinds is None and found.hints == ()
+    assert any(
+        "Where the money goes (input, output, images…) is not known" in n for n in found.notes
+    )
+    assert any("Cheaper-model hints need the token mix" in n for n in found.notes)
+
+
+def test_one_connection_only(db, workspace_id):
+    with db.transaction() as session:
+        a = add_connection(session, workspace_id, "A")
+        b = add_connection(session, workspace_id, "B")
+        for c, usd in ((a, "10"), (b, "20")):
+            fetched(session, c, day(20))
+            cost(session, c, 2, "grok-4-0709", usd)
+    with db.session() as session:
+        only_b = build_insights(session, workspace_id, TODAY, session.get(type(b), b.id))
+    assert only_b.connection == "B"
+    assert [(m.label, m.this_week_usd) for m in only_b.movers.models] == [("grok-4-0709", D(20))]
+
+
+def test_no_connection_says_so(db, workspace_id):
+    found = insights(db, workspace_id)
+    assert found.empty and found.notes == (
+        "No xAI team is connected yet: connect one to see insights.",
+    )
+
+
+# -- the price file ------------------------------------------------------------------
+
+
+def test_the_price_file_parses_with_a_date_a_source_and_known_siblings():
+    table = price_table()
+    assert table.source.startswith("https://")
+    assert date(2025, 1, 1) <= table.as_of <= date.today()
+    grok4 = table.get("grok-4-0709")
+    assert table.get("grok-4") is grok4  # an alias
+    assert grok4.cheaper == "grok-4-fast-reasoning"
+    assert grok4.price("input") == D("3.00") / D(1_000_000)
+    assert grok4.price("reasoning") == grok4.price("output")  # billed as output
+    assert table.get("grok-2-image-1212").price("images") == D("0.07")
+    for price in table.models.values():
+        assert price.per_unit, price.model
+        if price.cheaper:
+            cheaper = table.get(price.cheaper)
+            for kind, usd in price.per_unit.items():
+                assert cheaper.per_unit.get(kind, usd) < usd, (price.model, kind)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninput = 0.2\n', "as strings"),
+        ('as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninptu = "1"\n', "unknown field"),
+        ('as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninput = "x"\n', "not a number"),
+        (
+            'as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninput = "1"\ncheaper = "b"\n',
+            "unknown",
+        ),
+        ('source = "https://x"\n[models.a]\ninput = "1"\n', "as_of"),
+        ('as_of = "2025-11-01"\nsource = "http://x"\n[models.a]\ninput = "1"\n', "https"),
+    ],
+)
+def test_a_malformed_price_file_is_refused_saying_where(tmp_path: Path, text: str, problem: str):
+    path = tmp_path / "prices.toml"
+    path.write_text(text)
+    with pytest.raises(PriceFileError, match=problem):
+        price_table(path)
+
+
+@pytest.mark.parametrize(
+    ("unit_type", "kind"),
+    [
+        ("Prompt text tokens", "input"),
+        ("Cached prompt text tokens", "cached_input"),
+        ("Completion tokens", "output"),
+        ("Reasoning tokens", "reasoning"),
+        ("Images", "images"),
+        ("Live search sources", "search"),
+        ("Video seconds", "Video seconds"),  # unknown: kept as it comes
+    ],
+)
+def test_unit_types_are_read_as_kinds(unit_type: str, kind: str):
+    assert usage_kind(unit_type) == kind
+
+
+# -- the terminal ----------------------------------------------------------------------
+
+
+def test_cli_insights_prints_them_and_refuses_an_unknown_connection(cli, db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod", uid="prod")
+        # The terminal checks every stored secret opens with its key before it answers.
+        c.credentials_sealed = db.keyring.seal(b"{}", c.credentials_aad)
+        c.credentials_key_id = db.keyring.primary_key_id
+        fetched(session, c, date(2026, 1, 1), date(2030, 1, 1))  # whatever today is
+        now = datetime.now(UTC).date()
+        for ago, usd in ((2, "40"), (9, "10")):
+            session.add(
+                DailyCost(
+                    connection_id=c.id,
+                    workspace_id=workspace_id,
+                    day=now - timedelta(days=ago),
+                    model="grok-4-0709",
+                    cost=D(usd),
+                )
+            )
+    code, out, err = cli("insights")
+    assert (code, err) == (0, "")
+    assert out.startswith("Insights · UTC days up to ")
+    assert "grok-4-0709: $40.00 (+$30.00, +300.0%)" in out
+    assert "Note: Where the money goes (input, output, images…) is not known" in out
+    code, out, err = cli("insights", "--connection", "Nope")
+    assert (code, out) == (1, "")
+    assert err == "xai-usage: no connection labelled “Nope” (connections: “Prod”)\n"
