@@ -419,9 +419,9 @@ def insights(command: Command, runtime: Runtime, console: Console) -> int:
     from bot.insights import build_insights
 
     with runtime.db.transaction() as session:
-        workspace = resolve_workspace(session, command.get("workspace"))
+        workspace = repo.resolve_workspace(session, command.get("workspace"))
         connection = (
-            find_connection(session, workspace.id, command.get("connection"))
+            repo.find_connection(session, workspace.id, command.get("connection"))
             if command.get("connection")
             else None
         )
