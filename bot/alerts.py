@@ -203,10 +203,10 @@ def budget_alerts(session: Session, workspace_id: int, today: date) -> list[Aler
         for day, cost in session.execute(cost_query(workspace_id, start, today, ["day"])):
             by_day[None][day] = cost or ZERO
     if wanted:
-        query = cost_query(workspace_id, start, today, ["connection_id", "day"])
-        for connection_id, day, cost in session.execute(
-            query.where(DailyCost.connection_id.in_(wanted))
-        ):
+        query = cost_query(
+            workspace_id, start, today, ["connection_id", "day"], connection_id=wanted
+        )
+        for connection_id, day, cost in session.execute(query):
             by_day[connection_id][day] = cost or ZERO
 
     alerts: list[Alert] = []
@@ -415,7 +415,8 @@ def spike_alerts(session: Session, workspace_id: int, today: date) -> list[Alert
         days[0] - timedelta(days=SPIKE_WEEK),
         days[-1],
         ["connection_id", "model", "day"],
-    ).where(DailyCost.connection_id.in_(spiking))
+        connection_id=spiking,
+    )
     for connection_id, model, day, cost in session.execute(models):
         by_model[connection_id][model][day] = cost or ZERO
     return [_spike_alert(workspace_id, c, labels.get(c, str(c)), s, by_model[c]) for c, s in spikes]

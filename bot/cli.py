@@ -12,6 +12,7 @@ import getpass
 import importlib
 import os
 import shlex
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -22,10 +23,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bot import formatting
 from bot.config import ConfigError, Settings
 from bot.grammar import COMMANDS, OPTIONS, REPORTS, Command, Handlers, UsageError, parse, tokenize
-from bot.reports import build_report, resolve_period, status_rows
+from bot.reports import Report, build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime, configure_logging
-from storage.db import unavailable
-from storage.repo import find_connection, resolve_workspace
+from storage.reader import (
+    ConnectionRef,
+    Reader,
+    SessionReader,
+    connection_by_label,
+    pick_workspace,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -49,6 +55,7 @@ class _OnFirstUse(ModuleType):
 
 asyncio = _OnFirstUse("asyncio")
 render = _OnFirstUse("bot.render")
+repo = _OnFirstUse("storage.repo")  # SQLAlchemy's ORM: not for a report read with sqlite3
 tempfile = _OnFirstUse("tempfile")
 
 # Errors whose message is written for the person at the terminal, by module.
@@ -59,7 +66,7 @@ USER_ERRORS = (
     ("providers.types", "ProviderError"),
     ("storage.crypto", "EncryptionKeyError"),
     ("storage.crypto", "DecryptionError"),
-    ("storage.repo", "NotFound"),
+    ("storage.reader", "NotFound"),
     ("storage.db", "StoreError"),
     ("bot.config", "ConfigError"),
     ("bot.grammar", "UsageError"),
@@ -73,6 +80,8 @@ def _user_message(error: Exception, settings: Settings) -> str | None:
         if module is not None and isinstance(error, getattr(module, class_name)):
             return getattr(error, "message", None) or str(error)
     from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from storage.db import unavailable
 
     if isinstance(error, OperationalError | InterfaceError):
         # The store went away, or refused a write (a read-only file) mid-command.
@@ -154,33 +163,21 @@ def main(
 
 @handles(*REPORTS)
 def report(command: Command, runtime: Runtime, console: Console) -> int:
-    db = runtime.db
-    with db.transaction() as session:
-        workspace = resolve_workspace(session, command.get("workspace"))
-        connection = (
-            find_connection(session, workspace.id, command.get("connection"))
-            if command.get("connection")
-            else None
-        )
-        period = resolve_period(command, runtime.clock().date())
-        fmt = _report_format(command)
-        result = build_report(
-            session,
-            workspace.id,
-            period,
-            command.get("by", "model"),
-            connection=connection,
-            model_pattern=command.get("model"),
-            now=runtime.clock(),
-        )
-        if fmt in ("png", "svg"):
-            from bot.charts import chart_data, render_chart
+    fmt = command.get("format", "table")
+    chart = fmt in ("png", "svg")  # drawn from a session
+    result = None if chart else _report_without_sqlalchemy(command, runtime)
+    if result is None:
+        with runtime.db.transaction() as session:
+            workspace_id = repo.resolve_workspace(session, command.get("workspace")).id
+            result, connection = _report(SessionReader(session), workspace_id, command, runtime)
+            if chart:
+                from bot.charts import chart_data, render_chart
 
-            chart = chart_data(
-                session, workspace.id, result, connection_id=connection.id if connection else None
-            )
-    if fmt in ("png", "svg"):
-        _write_output(command.get("output"), render_chart(chart, fmt), console)
+                drawn = chart_data(
+                    session, workspace_id, result, connection_id=connection and connection.id
+                )
+    if chart:
+        _write_output(command.get("output"), render_chart(drawn, fmt), console)
         return 0
     text = {"json": render.report_json, "csv": render.report_csv}.get(fmt, render.report_table)(
         result
@@ -190,6 +187,48 @@ def report(command: Command, runtime: Runtime, console: Console) -> int:
     else:
         console.print(text)
     return 0
+
+
+def _report(
+    reader: Reader, workspace_id: int, command: Command, runtime: Runtime
+) -> tuple[Report, ConnectionRef | None]:
+    """The report a command asks for, and the connection it names, however the store was opened."""
+    label = command.get("connection")
+    connection = connection_by_label(reader, workspace_id, label) if label else None
+    period = resolve_period(command, runtime.clock().date())
+    _report_format(command)
+    report = build_report(
+        reader,
+        workspace_id,
+        period,
+        command.get("by", "model"),
+        connection=connection,
+        model_pattern=command.get("model"),
+        now=runtime.clock(),
+    )
+    return report, connection
+
+
+def _report_without_sqlalchemy(command: Command, runtime: Runtime) -> Report | None:
+    """The report read with sqlite3 alone, when the store allows; else None.
+
+    A terminal report should answer at once, and importing SQLAlchemy costs
+    more than the report (issue 9). Only the plain case qualifies (see
+    :meth:`Runtime.sqlite_reader`): the normal way handles anything else,
+    and any database error here is left to it too.
+    """
+    reader = runtime.sqlite_reader()
+    if reader is None:
+        return None
+    try:
+        workspace_id = pick_workspace(reader, command.get("workspace"))
+        if workspace_id is None:
+            return None  # none yet: the normal way makes the terminal's own
+        return _report(reader, workspace_id, command, runtime)[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        reader.close()
 
 
 def _report_format(command: Command) -> str:
@@ -243,7 +282,7 @@ def export(command: Command, runtime: Runtime, console: Console) -> int:
     if command.get("format") == "pdf" and command.get("output") in (None, "-"):
         raise UsageError("A PDF needs a file: add -o FILE (e.g. -o month.pdf).")
     with runtime.db.transaction() as session:
-        workspace = resolve_workspace(session, command.get("workspace"))
+        workspace = repo.resolve_workspace(session, command.get("workspace"))
         made = export_file(session, workspace.id, workspace.name, command, runtime.clock())
     _write_output(command.get("output"), made.data, console)
     return 0
@@ -256,7 +295,7 @@ def export(command: Command, runtime: Runtime, console: Console) -> int:
 def connect(command: Command, runtime: Runtime, console: Console) -> int:
     provider = runtime.providers.get(command.get("provider", "xai"))
     with runtime.db.transaction() as session:
-        workspace_id = resolve_workspace(session, command.get("workspace")).id
+        workspace_id = repo.resolve_workspace(session, command.get("workspace")).id
     credentials = {
         spec.name: _credential(spec, command, runtime, console)
         for spec in provider.credential_fields
@@ -321,8 +360,8 @@ def _credential(spec: CredentialField, command: Command, runtime: Runtime, conso
 
 def _named_connection(session: Session, command: Command) -> Connection:
     """The connection a command names first, in the workspace ``--workspace`` picks."""
-    workspace = resolve_workspace(session, command.get("workspace"))
-    return find_connection(session, workspace.id, command.args[0])
+    workspace = repo.resolve_workspace(session, command.get("workspace"))
+    return repo.find_connection(session, workspace.id, command.args[0])
 
 
 @handles("update-key")
@@ -357,7 +396,7 @@ def _read_secret(label: str, console: Console) -> str | None:
 @handles("connections", "status")
 def connections(command: Command, runtime: Runtime, console: Console) -> int:
     with runtime.db.transaction() as session:
-        workspace = resolve_workspace(session, command.get("workspace"))
+        workspace = repo.resolve_workspace(session, command.get("workspace"))
         rows = status_rows(session, workspace.id, runtime.clock())
     if command.get("format") == "json":
         import json
@@ -378,9 +417,9 @@ def insights(command: Command, runtime: Runtime, console: Console) -> int:
     from bot.insights import build_insights
 
     with runtime.db.transaction() as session:
-        workspace = resolve_workspace(session, command.get("workspace"))
+        workspace = repo.resolve_workspace(session, command.get("workspace"))
         connection = (
-            find_connection(session, workspace.id, command.get("connection"))
+            repo.find_connection(session, workspace.id, command.get("connection"))
             if command.get("connection")
             else None
         )
@@ -414,9 +453,9 @@ def disconnect(command: Command, runtime: Runtime, console: Console) -> int:
 def sync(command: Command, runtime: Runtime, console: Console) -> int:
     engine = runtime.engine
     with runtime.db.transaction() as session:
-        workspace = resolve_workspace(session, command.get("workspace"))
+        workspace = repo.resolve_workspace(session, command.get("workspace"))
         target = (
-            find_connection(session, workspace.id, command.get("connection")).id
+            repo.find_connection(session, workspace.id, command.get("connection")).id
             if command.get("connection")
             else None
         )
@@ -594,7 +633,7 @@ def setup_command(command: Command, runtime: Runtime, console: Console) -> int:
     from bot.setup import Setup, SetupError
 
     with runtime.db.transaction() as session:
-        workspace = resolve_workspace(session, command.get("workspace"))
+        workspace = repo.resolve_workspace(session, command.get("workspace"))
         workspace_id, team_id = workspace.id, workspace.slack_team_id
     setup = Setup(runtime.db, workspace_id, f"terminal:{getpass.getuser()}")
     try:

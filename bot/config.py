@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage.db import sqlite_url
+from storage.reader import sqlite_url
 
 MAX_BACKFILL_DAYS = 90
 """How far back a backfill or `sync --days` may reach (xAI keeps usage that long)."""

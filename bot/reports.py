@@ -13,24 +13,20 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, case, func, select, true
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from bot.config import MAX_BACKFILL_DAYS
 from bot.figures import PACE_DAYS, Forecast, last_finished_day, month_end_forecast
 from bot.formatting import clock, day_label, day_span
 from bot.grammar import Command, UsageError, parse_day
-from storage.models import (
-    ApiKeyName,
-    BillingState,
-    Connection,
-    ConnectionStatus,
-    DailyCost,
-    FetchedSpan,
-    WorkspaceDailyTotal,
-    account_key,
-)
+from storage.reader import STRING_AGG, ConnectionRef, Reader, moment, reader_of, usd
+from storage.reader import day as day_of
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only by what runs in a session (issue 9)
+    from sqlalchemy import TextualSelect
+    from sqlalchemy.orm import Session
+
+    from storage.models import Connection
 
 NO_KEY = "(no key breakdown)"
 EARLIEST_DAY = date(2023, 1, 1)
@@ -175,53 +171,108 @@ def like_pattern(pattern: str) -> str:
 
 
 ROLLUP_GROUPS = frozenset({"model", "day"})
+_COST_SCOPES = {
+    # A connection is always resolved inside its workspace by the caller, so it
+    # is the whole filter then: adding the workspace steers SQLite to the
+    # workspace index, which scans every team's rows.
+    "workspace": "workspace_id = :workspace_id",
+    "connection": "connection_id = :connection_id",
+    "connections": "connection_id IN :connection_ids",  # expanded by SQLAlchemy only
+}
+
+
+def cost_sql(group: Sequence[str], scope: str = "workspace", *, model_filter: bool = False) -> str:
+    """``SELECT <group>, SUM(cost)`` over a workspace's days: the one aggregate, as SQL text.
+
+    ``group`` names columns of daily_costs; ``scope`` is a key of
+    ``_COST_SCOPES``; parameters ``:start`` and ``:end`` (days, inclusive) and,
+    with ``model_filter``, ``:model_pattern`` (:func:`like_pattern`). Over a
+    whole workspace and grouped by model or day, the per-workspace rollup
+    answers the same sums from a few hundred rows instead of one per
+    connection, day and model.
+    """
+    table = (
+        "workspace_daily_totals"
+        if scope == "workspace" and set(group) <= ROLLUP_GROUPS
+        else "daily_costs"
+    )
+    columns = ", ".join(group)
+    sql = (
+        f"SELECT {columns}{', ' if group else ''}SUM(cost) AS cost FROM {table} "
+        f"WHERE {_COST_SCOPES[scope]} AND day >= :start AND day <= :end"
+    )
+    if model_filter:
+        sql += " AND lower(model) LIKE :model_pattern ESCAPE '\\'"
+    return sql + (f" GROUP BY {columns}" if group else "")
+
+
+def _cost_scope(connection_id: int | Collection[int] | None) -> str:
+    if connection_id is None:
+        return "workspace"
+    return "connection" if isinstance(connection_id, int) else "connections"
+
+
+def _cost_params(workspace_id, start, end, connection_id, model_pattern) -> dict:
+    """The parameters of :func:`cost_sql` for the scope :func:`_cost_scope` picks."""
+    if connection_id is None:
+        scope = {"workspace_id": workspace_id}
+    elif isinstance(connection_id, int):
+        scope = {"connection_id": connection_id}
+    else:
+        scope = {"connection_ids": list(connection_id)}
+    pattern = {"model_pattern": like_pattern(model_pattern)} if model_pattern else {}
+    return {**scope, "start": start, "end": end, **pattern}
+
+
+def _cost_values(row: Sequence, group: Sequence[str]) -> tuple:
+    """A cost row's group values as Python values (days as dates); the cost is left as read."""
+    return tuple(day_of(v) if name == "day" else v for name, v in zip(group, row, strict=True))
 
 
 def cost_query(
-    workspace_id: int | BindParameter[int],
-    start: date | BindParameter[date],
-    end: date | BindParameter[date],
+    workspace_id: int,
+    start: date,
+    end: date,
     group: Sequence[str],
     *,
     connection_id: int | Collection[int] | None = None,
     model_pattern: str | None = None,
-) -> Select:
-    """``SELECT <group>, SUM(cost)`` over a workspace's days: the one aggregate.
+) -> TextualSelect:
+    """:func:`cost_sql` as a SQLAlchemy statement whose rows come back typed.
 
-    ``group`` names columns of daily_costs. ``connection_id`` narrows it to
-    one connection or to several (a batch of digests). Without a connection filter and
-    grouped by model or day, the per-workspace rollup answers the same sums
-    from a few hundred rows instead of one per connection, day and model.
+    For the figures that run in a session (status, digests, alerts, exports,
+    charts). ``connection_id`` narrows it to one connection or to several (a
+    batch of digests).
     """
-    use_rollup = connection_id is None and set(group) <= ROLLUP_GROUPS
-    table = WorkspaceDailyTotal if use_rollup else DailyCost
-    columns = [getattr(table, name) for name in group]
-    # A connection is always resolved inside its workspace by the caller, so it
-    # is the whole filter then: adding the workspace steers SQLite to the
-    # workspace index, which scans every team's rows.
-    if connection_id is None:
-        scope = table.workspace_id == workspace_id
-    elif isinstance(connection_id, int):
-        scope = DailyCost.connection_id == connection_id
-    else:
-        scope = DailyCost.connection_id.in_(connection_id)
-    query = (
-        select(*columns, func.sum(table.cost))
-        .where(scope, table.day >= start, table.day <= end)
-        .group_by(*columns)
+    from sqlalchemy import bindparam, column, text
+
+    from storage.models import DailyCost, NanoUSD
+
+    scope = _cost_scope(connection_id)
+    statement = text(cost_sql(group, scope, model_filter=bool(model_pattern)))
+    params = _cost_params(workspace_id, start, end, connection_id, model_pattern)
+    if scope == "connections":
+        ids = params.pop("connection_ids")
+        statement = statement.bindparams(bindparam("connection_ids", ids, expanding=True))
+    types = DailyCost.__table__.c
+    return statement.bindparams(**params).columns(
+        *(column(name, types[name].type) for name in group), column("cost", NanoUSD())
     )
-    if model_pattern:
-        query = query.where(func.lower(table.model).like(like_pattern(model_pattern), "\\"))
-    return query
 
 
-_FAILING = Connection.status.in_((ConnectionStatus.ERROR, ConnectionStatus.FAILING))
 _ITEM, _PAIR = "\x1f", "\x1e"
 """Separators no label can contain: labels refuse control characters (grammar.label_problem)."""
+_FAILING = "status IN ('error', 'failing')"
+"""``ConnectionStatus.ERROR`` and ``FAILING``: connections a report warns about."""
+_CONNECTION_SCOPES = {
+    "workspace": "workspace_id = :workspace_id",
+    "connection": "id = :connection_id",
+}
 
 
-def _coverage_statement(match: ColumnElement[bool]) -> Select:
-    """One row on the connections a report covers: built once, reused by every report.
+@functools.cache
+def _coverage_sql(scope: str, dialect: str) -> str:
+    """One row on the connections a report covers.
 
     `today` is the command people run most, and a workspace may have a
     thousand connections: loading them as rows (a datetime parsed for each)
@@ -229,22 +280,15 @@ def _coverage_statement(match: ColumnElement[bool]) -> Select:
     about 10 ms, several times its aggregate. The database folds them into one
     row instead (GROUP_CONCAT on SQLite, string_agg on PostgreSQL).
     """
-    return select(
-        func.count(),
-        func.aggregate_strings(Connection.label, _ITEM),
-        func.min(Connection.last_success_at),
-        func.count().filter(_FAILING),
-        func.aggregate_strings(
-            case(
-                (_FAILING, Connection.label + _PAIR + func.coalesce(Connection.status_reason, ""))
-            ),
-            _ITEM,
-        ),
-    ).where(match)
-
-
-_WORKSPACE_COVERAGE = _coverage_statement(Connection.workspace_id == bindparam("scope"))
-_CONNECTION_COVERAGE = _coverage_statement(Connection.id == bindparam("scope"))
+    agg = STRING_AGG[dialect]
+    return (
+        f"SELECT count(*) AS connections, {agg}(label, :item) AS labels, "
+        "min(last_success_at) AS as_of, "
+        f"count(*) FILTER (WHERE {_FAILING}) AS failing_count, "
+        f"{agg}(CASE WHEN {_FAILING} THEN label || :pair || coalesce(status_reason, '') END, "
+        ":item) AS failing "
+        f"FROM connections WHERE {_CONNECTION_SCOPES[scope]}"
+    )
 
 
 @dataclass(frozen=True)
@@ -256,39 +300,35 @@ class _Scope:
     failing: tuple[tuple[str, str], ...]  # (label, reason)
 
 
-def _scope_of(
-    session: Session, row: Sequence, workspace_id: int, connection: Connection | None
-) -> _Scope:
-    """The connections a report covers, from their one row (see _coverage_statement)."""
+def _scope_of(reader: Reader, row: Sequence, scope: str, scope_id: int) -> _Scope:
+    """The connections a report covers, from their one row (see _coverage_sql)."""
     count, labels, as_of, failing_count, failing = row[:5]
     legacy = bool(labels) and _PAIR in labels  # a label older than the rule
     labels = tuple(labels.split(_ITEM)) if labels else ()
     failing = tuple(tuple(f.split(_PAIR, 1)) for f in failing.split(_ITEM)) if failing else ()
     if legacy or len(labels) != count or len(failing) != failing_count:
-        match = (
-            Connection.id == connection.id
-            if connection is not None
-            else Connection.workspace_id == workspace_id
+        rows = reader.rows(
+            f"SELECT label, status_reason, {_FAILING} FROM connections "
+            f"WHERE {_CONNECTION_SCOPES[scope]}",
+            **{f"{scope}_id": scope_id},
         )
-        rows = session.execute(
-            select(Connection.label, Connection.status_reason, _FAILING).where(match)
-        ).all()
         labels = tuple(label for label, _, _ in rows)
         failing = tuple((label, reason or "") for label, reason, bad in rows if bad)
-    return _Scope(labels, as_of, failing)
+    return _Scope(labels, moment(as_of), failing)
 
 
 @functools.cache
-def _workspace_report(group: tuple[str, ...]) -> Select:
-    """A whole workspace's coverage and costs in one statement, built once per grouping.
+def _workspace_report_sql(group: tuple[str, ...], dialect: str) -> str:
+    """A whole workspace's coverage and costs in one statement.
 
     The reports people run most (`today`, `week`, `month`, no filter) cost one
     round trip, as the hand-written aggregate does: the costs ride on the
-    coverage row (LEFT JOIN ... ON TRUE, so a period without costs keeps it).
+    coverage row (LEFT JOIN ... ON 1 = 1, so a period without costs keeps it).
     """
-    costs = cost_query(bindparam("scope"), bindparam("start"), bindparam("end"), list(group))
-    covered, found = _WORKSPACE_COVERAGE.subquery("coverage"), costs.subquery("costs")
-    return select(*covered.c, *found.c).select_from(covered.outerjoin(found, true()))
+    return (
+        f"SELECT coverage.*, costs.* FROM ({_coverage_sql('workspace', dialect)}) AS coverage "
+        f"LEFT OUTER JOIN ({cost_sql(group)}) AS costs ON 1 = 1"
+    )
 
 
 _GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -302,59 +342,60 @@ _GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 def _scope_and_costs(
-    session: Session,
+    reader: Reader,
     workspace_id: int,
     period: Period,
     group_by: str,
-    connection: Connection | None,
+    connection: ConnectionRef | None,
     filters: dict,
 ) -> tuple[_Scope, list]:
     group = _GROUP_COLUMNS.get(group_by, ("day",))
-    core = session.connection()
+    labels = {"item": _ITEM, "pair": _PAIR}
     if group and connection is None and not filters["model_pattern"]:
-        params = {"scope": workspace_id, "start": period.start, "end": period.end}
-        rows = core.execute(_workspace_report(group), params).all()
-        costs = [(tuple(row[5:-1]), row[-1]) for row in rows if row[-1] is not None]
-        return _scope_of(session, rows[0], workspace_id, None), costs
-    statement = _WORKSPACE_COVERAGE if connection is None else _CONNECTION_COVERAGE
-    scope = {"scope": workspace_id if connection is None else connection.id}
-    coverage = _scope_of(session, core.execute(statement, scope).one(), workspace_id, connection)
-    return coverage, (_by(session, workspace_id, period, list(group), filters) if group else [])
+        params = {"workspace_id": workspace_id, "start": period.start, "end": period.end}
+        rows = reader.rows(_workspace_report_sql(group, reader.dialect), **params, **labels)
+        costs = [
+            (_cost_values(row[5:-1], group), usd(row[-1])) for row in rows if row[-1] is not None
+        ]
+        return _scope_of(reader, rows[0], "workspace", workspace_id), costs
+    scope, scope_id = (
+        ("workspace", workspace_id) if connection is None else ("connection", connection.id)
+    )
+    (row,) = reader.rows(
+        _coverage_sql(scope, reader.dialect), **{f"{scope}_id": scope_id}, **labels
+    )
+    costs = _by(reader, workspace_id, period, group, filters) if group else []
+    return _scope_of(reader, row, scope, scope_id), costs
 
 
 def build_report(
-    session: Session,
+    session: Session | Reader,
     workspace_id: int,
     period: Period,
     group_by: str = "model",
     *,
-    connection: Connection | None = None,
+    connection: Connection | ConnectionRef | None = None,
     model_pattern: str | None = None,
     now: datetime | None = None,
 ) -> Report:
     now = now or datetime.now(UTC)
+    reader = reader_of(session)
     filters = {
         "connection_id": connection.id if connection else None,
         "model_pattern": model_pattern,
     }
-    scope, raw = _scope_and_costs(session, workspace_id, period, group_by, connection, filters)
+    scope, raw = _scope_and_costs(reader, workspace_id, period, group_by, connection, filters)
     if group_by == "model":
         rows = [(model, model, cost) for (model,), cost in raw]
     elif group_by == "connection":
-        names = dict(
-            session.execute(
-                select(Connection.id, Connection.label).where(
-                    Connection.workspace_id == workspace_id
-                )
-            ).all()
-        )
+        names = dict(_connection_labels(reader, workspace_id))
         rows = [(names.get(cid, str(cid)),) * 2 + (cost,) for (cid,), cost in raw]
     elif group_by == "key":
         several = len(scope.labels) > 1
-        rows = _key_rows(session, workspace_id, period, filters, several=several)
+        rows = _key_rows(reader, workspace_id, period, filters, several=several)
     else:
         rows = _time_rows(dict((day, cost) for (day,), cost in raw), period, group_by)
-    coverage = _Coverage.read(session, workspace_id, period, len(scope.labels), connection, now)
+    coverage = _Coverage.read(reader, workspace_id, period, len(scope.labels), connection, now)
     total = sum((cost for _, _, cost in rows), Decimal(0))
     if group_by in ("model", "connection", "key"):
         rows.sort(key=lambda r: (-r[2], r[1]))
@@ -384,26 +425,35 @@ def build_report(
     )
 
 
-def _by(session: Session, workspace_id: int, period: Period, group, filters) -> list:
-    query = cost_query(workspace_id, period.start, period.end, group, **filters)
-    rows = session.connection().execute(query)  # Core: plain tuples, no ORM rows
-    return [(tuple(row[:-1]), row[-1] or Decimal(0)) for row in rows]
+def _by(reader: Reader, workspace_id: int, period: Period, group, filters) -> list:
+    connection_id, pattern = filters["connection_id"], filters["model_pattern"]
+    sql = cost_sql(group, _cost_scope(connection_id), model_filter=bool(pattern))
+    params = _cost_params(workspace_id, period.start, period.end, connection_id, pattern)
+    return [
+        (_cost_values(row[:-1], group), usd(row[-1]) or Decimal(0))
+        for row in reader.rows(sql, **params)
+    ]
 
 
-def _key_rows(session, workspace_id, period, filters, *, several: bool) -> list:
-    raw = _by(session, workspace_id, period, ["connection_id", "api_key_id"], filters)
+def _connection_labels(reader: Reader, workspace_id: int) -> list[tuple[int, str]]:
+    return reader.rows(
+        "SELECT id, label FROM connections WHERE workspace_id = :workspace_id",
+        workspace_id=workspace_id,
+    )
+
+
+def _key_rows(reader: Reader, workspace_id, period, filters, *, several: bool) -> list:
+    raw = _by(reader, workspace_id, period, ("connection_id", "api_key_id"), filters)
     names = {
-        (n.connection_id, n.api_key_id): n.name
-        for n in session.scalars(
-            select(ApiKeyName).join(Connection).where(Connection.workspace_id == workspace_id)
+        (cid, key_id): name
+        for cid, key_id, name in reader.rows(
+            "SELECT n.connection_id, n.api_key_id, n.name FROM api_key_names AS n "
+            "JOIN connections AS c ON c.id = n.connection_id "
+            "WHERE c.workspace_id = :workspace_id",
+            workspace_id=workspace_id,
         )
     }
-    labels = {
-        cid: label
-        for cid, label in session.execute(
-            select(Connection.id, Connection.label).where(Connection.workspace_id == workspace_id)
-        )
-    }
+    labels = dict(_connection_labels(reader, workspace_id))
     rows = []
     for (cid, key_id), cost in raw:
         label = names.get((cid, key_id), key_id) if key_id else NO_KEY
@@ -487,42 +537,39 @@ class _Coverage:
         self.uncovered: tuple[Uncovered, ...] = ()
 
     @classmethod
-    def read(cls, session, workspace_id, period, count: int, connection, now) -> _Coverage:
+    def read(cls, reader: Reader, workspace_id, period, count: int, connection, now) -> _Coverage:
         today = now.astimezone(UTC).date()
         if connection is not None:
-            scope = FetchedSpan.connection_id == connection.id
+            scope, params = "connection_id = :scope", {"scope": connection.id}
         else:
-            scope = FetchedSpan.workspace_id == workspace_id
+            scope, params = "workspace_id = :scope", {"scope": workspace_id}
         # The usual case, every connection fetched the whole period, in one row back:
         # a thousand connections' spans are read only when some day is missing.
-        whole = (FetchedSpan.first_day <= period.start) & (FetchedSpan.last_day >= period.end)
-        covered, data_from = session.execute(
-            select(
-                func.count(func.distinct(case((whole, FetchedSpan.connection_id)))),
-                func.min(FetchedSpan.first_day),
-            ).where(scope)
-        ).one()
+        ((covered, data_from),) = reader.rows(
+            "SELECT count(DISTINCT CASE WHEN first_day <= :start AND last_day >= :end "
+            f"THEN connection_id END), min(first_day) FROM fetched_spans WHERE {scope}",
+            start=period.start,
+            end=period.end,
+            **params,
+        )
+        data_from = day_of(data_from)
         if count and covered == count:
             coverage = cls(period, {}, today)  # no gaps: nothing below needs the spans
             coverage.connections = count
             coverage.fetched_by = [count] * period.days
             coverage.any_fetched, coverage.data_from = True, data_from
             return coverage
-        query = select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day)
         if connection is not None:
             included = [(connection.id, connection.label)]
         else:
-            included = session.execute(
-                select(Connection.id, Connection.label).where(
-                    Connection.workspace_id == workspace_id
-                )
-            ).all()
+            included = _connection_labels(reader, workspace_id)
         raw: dict[int, list[tuple[date, date]]] = {cid: [] for cid, _ in included}
-        for cid, first, last in session.execute(query.where(scope)):
+        spans = f"SELECT connection_id, first_day, last_day FROM fetched_spans WHERE {scope}"
+        for cid, first, last in reader.rows(spans, **params):
             if cid in raw:
-                raw[cid].append((first, last))
-        spans = {cid: _merge(found) for cid, found in raw.items()}
-        coverage = cls(period, spans, today)
+                raw[cid].append((day_of(first), day_of(last)))
+        merged = {cid: _merge(found) for cid, found in raw.items()}
+        coverage = cls(period, merged, today)
         coverage.labels = labels = dict(included)
         coverage.uncovered = tuple(
             Uncovered(labels[cid], start, end)
@@ -682,6 +729,10 @@ class StatusRow:
 
 def status_rows(session: Session, workspace_id: int, now: datetime) -> list[StatusRow]:
     """Every connection of a workspace with its health and month to date."""
+    from sqlalchemy import select
+
+    from storage.models import Connection, account_key
+
     today = now.astimezone(UTC).date()
     month_query = cost_query(workspace_id, today.replace(day=1), today, ["connection_id"])
     month = {connection_id: cost for connection_id, cost in session.execute(month_query)}
@@ -749,6 +800,10 @@ def _forecasts(
 
 def _reconcile(session: Session, workspace_id: int, today: date) -> dict[int, Reconciliation]:
     """Each connection's usage series beside its invoice preview, where there is one."""
+    from sqlalchemy import select
+
+    from storage.models import BillingState, Connection, FetchedSpan
+
     invoices = session.execute(
         select(
             BillingState.connection_id,
@@ -844,6 +899,10 @@ def fetched_days(
     For figures that must not read a day nobody fetched as $0.00 (digests,
     spike detection); a connection that fetched none of them is absent.
     """
+    from sqlalchemy import select
+
+    from storage.models import FetchedSpan
+
     query = select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day).where(
         FetchedSpan.workspace_id == workspace_id,
         FetchedSpan.first_day <= end,

@@ -16,12 +16,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from bot.config import Settings
-from storage.crypto import KEY_FILE_NAME, KeySource, load_keyring
-from storage.db import Database, StoreError, describe_url, loose_permissions, open_store
+from storage.crypto import KEY_FILE_NAME, KeySource, configured_key_ids, load_keyring
+from storage.reader import SqliteReader, open_sqlite_reader
 
-if TYPE_CHECKING:  # imported when first used: a report needs neither httpx nor pluggy
+if TYPE_CHECKING:  # imported when first used: a terminal report needs none of them
     from bot.sync import SyncEngine
     from providers.manager import ProviderRegistry
+    from storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,8 @@ class Runtime:
 
     @cached_property
     def db(self) -> Database:
+        from storage.db import loose_permissions, open_store
+
         db = open_store(self.settings.database_url, self.key_source.keyring)
         if not db.read_only and (warning := loose_permissions(db.url)):
             self.warn(warning)
@@ -167,6 +170,7 @@ class Runtime:
     def engine(self) -> SyncEngine:
         """The sync engine; it writes, so a store opened read-only stops here, before any fetch."""
         from bot.sync import SyncEngine
+        from storage.db import StoreError, describe_url
 
         if self.db.read_only:
             raise StoreError(
@@ -180,6 +184,21 @@ class Runtime:
             concurrency=self.settings.sync_concurrency,
             trailing_days=self.settings.trailing_days,
             clock=self.clock,
+        )
+
+    def sqlite_reader(self) -> SqliteReader | None:
+        """The store read with sqlite3 alone, when opening it as :attr:`db` would only read.
+
+        For terminal reports: SQLAlchemy's import costs more than the report.
+        None whenever :attr:`db` would migrate, warn or fail (see
+        :func:`storage.reader.open_sqlite_reader`); the caller then uses it.
+        """
+        if "db" in self.__dict__:
+            return None
+        settings = self.settings
+        return open_sqlite_reader(
+            settings.database_url,
+            lambda: configured_key_ids(settings.environ, settings.data_dir),
         )
 
     def close(self) -> None:

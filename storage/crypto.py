@@ -30,9 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 ENV_VAR = "XAI_USAGE_ENCRYPTION_KEY"
 KEY_FILE_NAME = "encryption.key"
 
@@ -88,6 +85,9 @@ class Keyring:
             # A lone key is itself a Sequence (of ints): say so plainly rather
             # than report that "key 1 is not bytes".
             raise TypeError("Keyring takes a list of keys, e.g. Keyring([key])")
+        # Imported here, not with the module: a report only needs the keys' ids.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         ciphers: dict[str, AESGCM] = {}
         for position, key in enumerate(keys, 1):
             if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
@@ -152,6 +152,8 @@ class Keyring:
                 "one encrypts.",
                 key_id=kid,
             )
+        from cryptography.exceptions import InvalidTag
+
         nonce, sealed = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
         try:
             return cipher.decrypt(nonce, sealed, _associated_data(kid, aad))
@@ -292,6 +294,28 @@ def load_keyring(environ: Mapping[str, str], data_dir: Path) -> KeySource:
         )
     keyring = Keyring(_parse_keys(text, where=f"The key file {path}"))
     return KeySource(keyring, f"file:{path}", _key_file_warning(path))
+
+
+def configured_key_ids(environ: Mapping[str, str], data_dir: Path) -> tuple[str, ...] | None:
+    """The ids of the keys :func:`load_keyring` would load, from the same text.
+
+    For a store opened only to read (a terminal report): enough to check the
+    keys match the database, without building ciphers. None when loading the
+    keyring would do more than read: create the key file, warn that it is
+    too open, or fail (then the normal way says why).
+    """
+    value = environ.get(ENV_VAR, "")
+    path = Path(data_dir) / KEY_FILE_NAME
+    try:
+        if value:
+            keys = _parse_keys(value, where=ENV_VAR)
+        elif (text := _read_key_file(path)) is None or _loose_mode(path) is not None:
+            return None
+        else:
+            keys = _parse_keys(text, where=f"The key file {path}")
+    except EncryptionKeyError:
+        return None
+    return tuple(dict.fromkeys(key_id(key) for key in keys))
 
 
 def _read_key_file(path: Path) -> str | None:

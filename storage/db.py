@@ -14,30 +14,32 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event, select, text, union
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.crypto import Keyring
 from storage.models import SEALED
+from storage.reader import (
+    KEY_IDS_IN_USE_SQL,
+    SCHEMA_VERSION_SQL,
+    known_revisions,
+    schema_head,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
-SQLITE_FILE_NAME = "xai-usage.db"
-MIGRATIONS_DIR = Path(__file__).parent / "migrations" / "versions"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 URL_HINT = "postgresql://USER@HOST:5432/DATABASE or sqlite:////absolute/path/xai-usage.db"
 
@@ -55,10 +57,6 @@ def upsert(session: Session, model: type) -> Any:
 
 class StoreError(Exception):
     """The store cannot be used as configured; the message says how to fix it."""
-
-
-def sqlite_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir / SQLITE_FILE_NAME}"
 
 
 def normalise_url(url: str) -> str:
@@ -167,43 +165,6 @@ def _read_only_uri(path: Path) -> str:
     return f"file:{quote(str(path.resolve()))}?{mode}&uri=true"
 
 
-@cache
-def known_revisions() -> frozenset[str]:
-    """Every revision in ``migrations/versions``, read without importing Alembic."""
-    return frozenset(_revision_graph()[0])
-
-
-@cache
-def schema_head() -> str | None:
-    """The head revision of ``migrations/versions``, read without importing Alembic.
-
-    None when the folder does not have exactly one head written the usual
-    way (e.g. a merge revision): then Alembic decides.
-    """
-    revisions, parents, plain = _revision_graph()
-    heads = revisions - parents
-    return heads.pop() if plain and len(heads) == 1 else None
-
-
-def _revision_graph() -> tuple[set[str], set[str], bool]:
-    """Revisions, those with a child, and whether every file was plainly written."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    plain = True
-    pattern = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.M)
-    for path in MIGRATIONS_DIR.glob("*.py"):
-        found = dict(pattern.findall(path.read_text(encoding="utf-8")))
-        revision = found.get("revision", "").strip("\"'")
-        down = found.get("down_revision", "None").strip("\"'")
-        if not re.fullmatch(r"[\w-]+", revision) or not re.fullmatch(r"[\w-]+", down):
-            plain = False
-            continue
-        revisions.add(revision)
-        if down != "None":
-            parents.add(down)
-    return revisions, parents, plain
-
-
 def unavailable(error: BaseException, url: str | URL) -> StoreError:
     """One line for a store that cannot be reached, opened or written: where, why, what to check."""
     where = describe_url(url)
@@ -291,7 +252,7 @@ class Database:
         """The revision in ``alembic_version``, or None for a store not yet migrated."""
         with self.engine.connect() as connection:  # cannot connect: raises, as it should
             try:
-                return connection.scalar(text("SELECT version_num FROM alembic_version"))
+                return connection.scalar(text(SCHEMA_VERSION_SQL))
             except DBAPIError as error:
                 if "alembic_version" in str(error.orig):
                     return None  # no such table: never migrated
@@ -324,14 +285,8 @@ class Database:
         Failing here, before anything writes, is what keeps a wrong key from
         overwriting or orphaning what is stored.
         """
-        # One Core query over every sealed column: it runs at every start.
-        columns = [sealed.model.__table__.c[sealed.key_id_attr] for sealed in SEALED]
-        with self.engine.connect() as connection:
-            used = set(
-                connection.scalars(
-                    union(*(select(column).where(column.is_not(None)) for column in columns))
-                )
-            )
+        with self.engine.connect() as connection:  # one query: it runs at every start
+            used = set(connection.scalars(text(KEY_IDS_IN_USE_SQL)))
         missing = sorted(used - set(self.keyring.key_ids))
         if missing:
             raise StoreError(

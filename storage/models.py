@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-NANO = Decimal("0.000000001")
+from storage.reader import NANO, usd
 
 
 class NanoUSD(TypeDecorator[Decimal]):
@@ -46,9 +46,7 @@ class NanoUSD(TypeDecorator[Decimal]):
         return int(Decimal(value).quantize(NANO, rounding=ROUND_HALF_EVEN) / NANO)
 
     def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
-        if value is None:
-            return None
-        return (Decimal(int(value)) * NANO).normalize() if value else Decimal(0)
+        return usd(value)  # the one conversion, shared with SQL-text reads
 
 
 class UTCDateTime(TypeDecorator[datetime]):

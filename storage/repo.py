@@ -6,12 +6,10 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from storage.models import Connection, DailyCost, Workspace, WorkspaceDailyTotal
+from storage.reader import NotFound as NotFound  # raised by the lookups below
+from storage.reader import SessionReader, connection_by_label, pick_workspace
 
 LOCAL_WORKSPACE_NAME = "local"
-
-
-class NotFound(LookupError):
-    """A named thing does not exist; the message lists what does."""
 
 
 def resolve_workspace(session: Session, name: str | None = None) -> Workspace:
@@ -20,22 +18,13 @@ def resolve_workspace(session: Session, name: str | None = None) -> Workspace:
     With one workspace (or none yet) it is implied; with several, ``name``
     (a Slack team id or workspace name) picks one.
     """
-    workspaces = list(session.scalars(select(Workspace).order_by(Workspace.id)))
-    if name:
-        for workspace in workspaces:
-            if name in (workspace.name, workspace.slack_team_id, str(workspace.id)):
-                return workspace
-        known = ", ".join(w.name for w in workspaces) or "none yet"
-        raise NotFound(f"no workspace named {name!r} (workspaces: {known})")
-    if len(workspaces) == 1:
-        return workspaces[0]
-    if not workspaces:
-        workspace = Workspace(name=LOCAL_WORKSPACE_NAME)
-        session.add(workspace)
-        session.flush()
-        return workspace
-    known = ", ".join(w.name for w in workspaces)
-    raise NotFound(f"there are several workspaces ({known}): pick one with --workspace NAME")
+    found = pick_workspace(SessionReader(session), name)
+    if found is not None:
+        return session.get_one(Workspace, found)
+    workspace = Workspace(name=LOCAL_WORKSPACE_NAME)
+    session.add(workspace)
+    session.flush()
+    return workspace
 
 
 def workspace_for_slack_team(
@@ -71,19 +60,8 @@ def connections(session: Session, workspace_id: int) -> list[Connection]:
 
 def find_connection(session: Session, workspace_id: int, label: str) -> Connection:
     """A connection by label, forgiving case; unknown labels list the known ones."""
-    found = session.scalar(
-        select(Connection).where(
-            Connection.workspace_id == workspace_id,
-            func.lower(Connection.label) == label.strip().lower(),
-        )
-    )
-    if found is None:
-        known = ", ".join(f"“{c.label}”" for c in connections(session, workspace_id))
-        raise NotFound(
-            f"no connection labelled “{label}”"
-            + (f" (connections: {known})" if known else " (none yet: run `connect` first)")
-        )
-    return found
+    found = connection_by_label(SessionReader(session), workspace_id, label)
+    return session.get_one(Connection, found.id)
 
 
 def unique_label(session: Session, workspace_id: int, wanted: str) -> str:
