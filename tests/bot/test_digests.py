@@ -43,7 +43,7 @@ from storage.models import (
     Workspace,
 )
 from storage.repo import rebuild_totals
-from tests.fakes.connections import add_connection
+from tests.fakes.connections import add_connection, spend
 from tests.fakes.slack_api import SlackStandIn
 
 D = Decimal
@@ -55,18 +55,6 @@ def days(start: date, end: date):
     while start <= end:
         yield start
         start += timedelta(days=1)
-
-
-def spend(session, connection: Connection, day: date, model: str, usd: str) -> None:
-    session.add(
-        DailyCost(
-            connection_id=connection.id,
-            workspace_id=connection.workspace_id,
-            day=day,
-            model=model,
-            cost=D(usd),
-        )
-    )
 
 
 def fetched(session, connection: Connection, first: date, last: date) -> None:

@@ -15,24 +15,12 @@ from bot.setup import Setup
 from bot.slack.home import command_label, home_view
 from bot.slack.setup_words import SLACK
 from bot.sync import record_fetched
-from storage.models import Budget, Connection, DailyCost, FetchedSpan, Workspace
+from storage.models import Budget, Connection, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
-from tests.fakes.connections import add_connection
+from tests.fakes.connections import add_connection, spend
 
 D = Decimal
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)  # a Sunday; the week is 15–21 Nov
-
-
-def spend(session, connection, day: date, model: str, usd: str) -> None:
-    session.add(
-        DailyCost(
-            connection_id=connection.id,
-            workspace_id=connection.workspace_id,
-            day=day,
-            model=model,
-            cost=D(usd),
-        )
-    )
 
 
 def store(db) -> int:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
+from decimal import Decimal
 
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
-from storage.models import Connection
+from storage.models import Connection, DailyCost
 
 
 def add_connection(session, workspace_id: int, label: str, **fields) -> Connection:
@@ -33,5 +35,18 @@ def connect_demo(engine, workspace_id: int, days: int, label: str | None = None)
             {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY},
             label=label,
             backfill_days=days,
+        )
+    )
+
+
+def spend(session, connection: Connection, day: date, model: str, usd: str) -> None:
+    """One model's cost on one day for ``connection`` (rollups are the caller's to rebuild)."""
+    session.add(
+        DailyCost(
+            connection_id=connection.id,
+            workspace_id=connection.workspace_id,
+            day=day,
+            model=model,
+            cost=Decimal(usd),
         )
     )
