@@ -45,6 +45,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
         undefined=jinja2.StrictUndefined,
+        bytecode_cache=_bytecode_cache(),
     )
     env.globals["pace"] = figures.PACE  # how the month-end forecast is made, in its words
     env.filters.update(
@@ -63,6 +64,20 @@ def environment() -> jinja2.Environment:
         quantity=formatting.quantity,
     )
     return env
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Templates compiled once per user and version, not at every start: a terminal
+    report's two templates cost more to compile than the report costs to build.
+
+    Jinja keeps them in a directory of the temporary folder that only this user
+    may open (it checks), keyed by each template's source; with no usable
+    temporary folder, templates are compiled as before.
+    """
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):
+        return None
 
 
 def render(template: str, **context: Any) -> str:
