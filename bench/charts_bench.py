@@ -37,6 +37,7 @@ from bench.sync_bench import add_connection
 from bench.table import Column, Scoreboard, Table, ms, percentile
 from bot.grammar import Command
 from bot.reports import Period, build_report
+from bot.sync import record_fetched
 from providers.xai.provider import model_id
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
 from storage.crypto import Keyring
@@ -148,6 +149,8 @@ def _load(db: Database, keyring: Keyring, now: datetime) -> int:
     bulk_insert_costs(db, rows)
     with db.transaction() as session:
         rebuild_totals(session, workspace_id)
+        # every day fetched, as a backfill leaves it: else the chart shows 90 gaps
+        record_fetched(session, connection_id, workspace_id, today - timedelta(DAYS - 1), today)
     return workspace_id
 
 
