@@ -154,7 +154,11 @@ def stop_waitress(server: Any) -> None:
             channel.close()
 
     server.task_dispatcher.shutdown(timeout=5)
-    server.trigger.pull_trigger(close_all)
+    try:
+        server.trigger.pull_trigger(close_all)
+    except OSError:  # the loop has already ended and closed its wake-up pipe
+        log.warning("stopping the HTTP server: its loop had already ended")
+        close_all()
 
 
 class DeadlineChannel(HTTPChannel):

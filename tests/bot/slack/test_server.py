@@ -322,3 +322,15 @@ def test_a_well_formed_command_still_runs(slack_app: SlackApp) -> None:
     ).encode()
     assert slack_app.post(body, signed(body, FORM)).status_code == 200
     slack_app.slack.wait_for(lambda: slack_app.slack.responses)
+
+
+def test_stopping_a_server_whose_loop_lost_its_wake_up_pipe_still_stops_it() -> None:
+    from bot.slack.server import http_server, stop_waitress
+
+    server = http_server(lambda environ, start: [], HttpLimits(), host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    server.trigger.close()  # as when the loop has already ended and closed it
+    stop_waitress(server)  # no OSError: the channels are closed directly
+    thread.join(timeout=5)
+    assert not thread.is_alive()
