@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -98,10 +98,6 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         alerts=formatting.mrkdwn_keep_references(dashboard.alerts),
         last_month_name=formatting.month_label(dashboard.last_month),
         week_span=formatting.day_span(dashboard.week.period_start, dashboard.week.period_end),
-        before_span=formatting.day_span(
-            dashboard.week.period_start - timedelta(days=7),
-            dashboard.week.period_start - timedelta(days=1),
-        ),
     )
 
 
