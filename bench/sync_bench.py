@@ -28,7 +28,7 @@ queueing), since the stand-in's CPU is not on the engine's clock.
    engine caps requests in flight at ``concurrency`` (its HTTP pool), so the
    floor is ``ceil(requests / concurrency) x 100 ms``, counting the requests
    the stand-in actually served (its own request log). The count is printed
-   too: four per connection (one usage window, two billing GETs and the
+   too: four per connection (one usage window, two billing GETs, then the
    split by unit type) is the minimum, so a sync that sends more than it needs shows there.
 
 Every run is checked: all 500 results ok, rows stored equal rows reported,
