@@ -736,20 +736,19 @@ class SyncEngine:
         # quick request. ``key_breakdown`` records what the last sync got.
         by_key = True
         windows = day_windows(start, end, provider.max_window_days)
-        # Billing figures and costs by unit type are asked beside the costs (a round trip
-        # less); both are a bonus: a refusal or a failure of either never fails the sync.
-        costs, billing, unit_costs = await asyncio.gather(
+        costs, billing = await asyncio.gather(
             asyncio.gather(
                 *(self._fetch_split(http, provider, credentials, s, e, by_key) for s, e in windows)
             ),
             self._billing(http, provider, credentials),
-            self._unit_costs(http, provider, credentials, start, end),
         )
         keyed = all(c.by_key for c in costs)
         rows: list[CostRow] = [row for fetch in costs for row in fetch.rows]
         if by_key and not keyed:
             rows = _without_keys(rows)
         names = {r.api_key_id: r.api_key_label for r in rows if r.api_key_id}
+        # After the costs, not beside them: the costs decide whether the sync succeeds.
+        unit_costs = await self._unit_costs(http, provider, credentials, start, end)
         return _Fetched(rows, keyed, billing, names, unit_costs)
 
     async def _unit_costs(
