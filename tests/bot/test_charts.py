@@ -22,6 +22,7 @@ from bot.charts import (
     Series,
     chart_data,
     colours,
+    draw,
     palette_slot,
     png_size,
     render_chart,
@@ -163,6 +164,44 @@ def test_an_empty_chart_still_draws() -> None:
         render_chart(data, "gif")
     lonely = ChartData("x", "y", "stacked", "day", (date(2026, 11, 1),), (Series("a", (None,)),), 0)
     assert png_size(render_chart(lonely)) == PIXELS
+
+
+def words(data: ChartData) -> list[str]:
+    return [t.get_text() for t in draw(data).texts]
+
+
+def test_a_chart_reads_dollars_up_and_whole_days_along() -> None:
+    """The axis text: dollar amounts up the side, days (never hours) along the bottom."""
+    two = ChartData(
+        "Mon 30 Nov–Tue 1 Dec 2026 · $3.50", "Cost per day by model, UTC days", "stacked",
+        "day", (date(2026, 11, 30), date(2026, 12, 1)),
+        (Series("grok-4", (Decimal("1.5"), Decimal("2"))),), Decimal("3.5"),
+    )  # fmt: skip
+    text = words(two)
+    assert text[:2] == [two.title, two.subtitle] and "grok-4" in text
+    assert {"$0.00", "$1.00", "$2.00"} <= set(text)
+    assert "30" in text and "Dec" in text
+    assert not [t for t in text if ":" in t]  # a two-day chart once labelled 06:00, 12:00…
+    days = tuple(date(2026, 9, 4) + timedelta(d) for d in range(90))
+    ninety = ChartData(
+        "90 days", "Cost per day", "stacked", "day", days,
+        (Series("grok-4", (Decimal(120),) * 90),), Decimal(10800),
+    )  # fmt: skip
+    text = words(ninety)
+    assert {"Oct", "Nov", "Dec", "$0", "$100"} <= set(text) and "$100.00" not in text
+
+
+def test_ranked_bars_name_each_series_and_its_amount() -> None:
+    ranked = ChartData(
+        "Today", "Cost by model", "ranked", "day", (date(2026, 12, 1),),
+        (Series("grok-4", (Decimal("19.82"),)), Series("grok-3-mini", (Decimal("0.5"),))),
+        Decimal("20.32"),
+    )  # fmt: skip
+    text = words(ranked)
+    assert {"grok-4", "grok-3-mini", "$19.82", "$0.50", "$0"} <= set(text)
+    gap = ChartData("Today", "Cost", "ranked", "day", (date(2026, 12, 1),), (), Decimal(0),
+                    frozenset({date(2026, 12, 1)}))  # fmt: skip
+    assert "This day was not fetched" in words(gap)
 
 
 # -- the terminal --------------------------------------------------------------------
