@@ -70,6 +70,9 @@ def cannot_post(code: str) -> CannotPost:
 
 
 PER_CHANNEL_INTERVAL = 1.0
+"""Seconds between two posts to one channel: Slack's one message a second per channel."""
+WEBHOOK_ATTEMPTS, WEBHOOK_RETRY_DELAY = 3, 0.5
+"""An alert webhook is tried three times, 0.5 s then 1 s apart."""
 EVENT_TYPE = "xai_usage_delivery"
 """The metadata event type our scheduled messages carry, with ``{"key": ledger key}``."""
 HISTORY_PAGES = 5
@@ -232,7 +235,7 @@ class SlackDelivery:
     def webhook(self, url: str, body: dict) -> None:
         """POST the alert; :class:`WebhookFailed` (the URL never in it) when it is not taken."""
         answer = "did not answer"
-        for attempt in range(3):
+        for attempt in range(WEBHOOK_ATTEMPTS):
             try:
                 response = httpx.post(url, json=body, timeout=5)
             except httpx.TransportError as error:
@@ -243,6 +246,7 @@ class SlackDelivery:
                 answer = f"answered HTTP {response.status_code}"
                 if response.status_code < 500:  # refused: asking again will not help now
                     break
-            self.pause(0.5 * 2**attempt)
+            if attempt + 1 < WEBHOOK_ATTEMPTS:  # no wait after the last
+                self.pause(WEBHOOK_RETRY_DELAY * 2**attempt)
         log.warning("the alert webhook %s", answer)
         raise WebhookFailed(answer)
