@@ -22,13 +22,8 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from bot.formatting import clock, day_span
-from providers.xai.prices import (
-    KIND_LABELS,
-    PriceTable,
-    kind_label,
-    price_table,
-    usage_kind,
-)
+from providers.types import KIND_LABELS, PriceTable, kind_label
+from providers.xai.prices import price_table, usage_kind
 from storage.models import (
     ApiKeyName,
     Connection,

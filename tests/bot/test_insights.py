@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal as D
-from pathlib import Path
-
-import pytest
 
 from bot.insights import build_insights
 from bot.render import insights_text
-from providers.xai.prices import PriceFileError, price_table, usage_kind
+from providers.xai.prices import price_table
 from storage.models import (
     ApiKeyName,
     DailyCost,
@@ -294,64 +291,6 @@ def test_no_connection_says_so(db, workspace_id):
     assert found.empty and found.notes == (
         "No xAI team is connected yet: connect one to see insights.",
     )
-
-
-# -- the price file ------------------------------------------------------------------
-
-
-def test_the_price_file_parses_with_a_date_a_source_and_known_siblings():
-    table = price_table()
-    assert table.source.startswith("https://")
-    assert date(2025, 1, 1) <= table.as_of <= date.today()
-    grok4 = table.get("grok-4-0709")
-    assert table.get("grok-4") is grok4  # an alias
-    assert grok4.cheaper == "grok-4-fast-reasoning"
-    assert grok4.price("input") == D("3.00") / D(1_000_000)
-    assert grok4.price("reasoning") == grok4.price("output")  # billed as output
-    assert table.get("grok-2-image-1212").price("images") == D("0.07")
-    for price in table.models.values():
-        assert price.per_unit, price.model
-        if price.cheaper:
-            cheaper = table.get(price.cheaper)
-            for kind, usd in price.per_unit.items():
-                assert cheaper.per_unit.get(kind, usd) < usd, (price.model, kind)
-
-
-@pytest.mark.parametrize(
-    ("text", "problem"),
-    [
-        ('as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninput = 0.2\n', "as strings"),
-        ('as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninptu = "1"\n', "unknown field"),
-        ('as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninput = "x"\n', "not a number"),
-        (
-            'as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninput = "1"\ncheaper = "b"\n',
-            "unknown",
-        ),
-        ('source = "https://x"\n[models.a]\ninput = "1"\n', "as_of"),
-        ('as_of = "2025-11-01"\nsource = "http://x"\n[models.a]\ninput = "1"\n', "https"),
-    ],
-)
-def test_a_malformed_price_file_is_refused_saying_where(tmp_path: Path, text: str, problem: str):
-    path = tmp_path / "prices.toml"
-    path.write_text(text)
-    with pytest.raises(PriceFileError, match=problem):
-        price_table(path)
-
-
-@pytest.mark.parametrize(
-    ("unit_type", "kind"),
-    [
-        ("Prompt text tokens", "input"),
-        ("Cached prompt text tokens", "cached_input"),
-        ("Completion tokens", "output"),
-        ("Reasoning tokens", "reasoning"),
-        ("Images", "images"),
-        ("Live search sources", "search"),
-        ("Video seconds", "Video seconds"),  # unknown: kept as it comes
-    ],
-)
-def test_unit_types_are_read_as_kinds(unit_type: str, kind: str):
-    assert usage_kind(unit_type) == kind
 
 
 # -- the terminal ----------------------------------------------------------------------
