@@ -424,7 +424,9 @@ def insights(command: Command, runtime: Runtime, console: Console) -> int:
             else None
         )
         today = runtime.clock().astimezone(UTC).date()
-        found = build_insights(session, workspace.id, today, connection)
+        found = build_insights(
+            session, workspace.id, today, connection, providers=runtime.providers
+        )
     console.print(render.insights_text(found).rstrip("\n"))
     return 0
 

@@ -26,6 +26,7 @@ from bot import formatting
 from bot.figures import PACE, PACE_DAYS, TeamLimit, month_end_forecast, spending_limit_text
 from bot.insights import Insights, build_insights
 from bot.reports import cost_query, fetched_days
+from providers.types import Provider
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, ModelSeen
 
 COMPARED_WITH = {"day": "the day before", "week": "the week before", "month": "the month before"}
@@ -161,14 +162,19 @@ def build_digest(
     occurrence: date,
     *,
     connection_id: int | None = None,
+    providers: Iterable[Provider] | None = None,
 ) -> Digest:
     """The digest due on ``occurrence`` (its UTC date), from finished days only."""
     request = DigestRequest(every, occurrence, connection_id)
-    return build_digests(session, workspace_id, [request])[0]
+    return build_digests(session, workspace_id, [request], providers=providers)[0]
 
 
 def build_digests(
-    session: Session, workspace_id: int, requests: Sequence[DigestRequest]
+    session: Session,
+    workspace_id: int,
+    requests: Sequence[DigestRequest],
+    *,
+    providers: Iterable[Provider] | None = None,
 ) -> list[Digest]:
     """Every digest in ``requests``, in order, read from the store at once.
 
@@ -179,8 +185,12 @@ def build_digests(
     the single connections asked for. The rest is worked out in Python.
 
     The month-end forecast is :func:`bot.figures.month_end_forecast` through
-    period_end, the one definition alerts and status use too.
+    period_end, the one definition alerts and status use too. Weekly digests
+    carry the week's insights, which read kinds of usage and list prices
+    through ``providers`` (``runtime.providers``): they need them.
     """
+    if providers is None and any(request.every == "week" for request in requests):
+        raise ValueError("weekly digests carry insights: pass the providers (runtime.providers)")
     facts = _Facts.load(session, workspace_id, requests)
     digests = [facts.digest(request) for request in requests]
     # Weekly digests carry the week's insights, worked out once per scope and week.
@@ -192,7 +202,9 @@ def build_digests(
         if scope not in found:
             connection = session.get(Connection, scope[0]) if scope[0] is not None else None
             today = digest.period_end + timedelta(days=1)  # the week: its 7 finished days
-            found[scope] = build_insights(session, workspace_id, today, connection)
+            found[scope] = build_insights(
+                session, workspace_id, today, connection, providers=providers
+            )
         digests[n] = replace(digest, insights=found[scope])
     return digests
 

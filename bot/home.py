@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from bot.digests import Digest, build_digest
 from bot.insights import Insights, build_insights
 from bot.reports import StatusRow, cost_query, fetched_days, status_rows
+from providers.types import Provider
 from storage.models import AlertRoute, Budget, Connection, DigestSubscription
 
 TREND_DAYS = 30
@@ -88,9 +89,17 @@ class Dashboard:
         return tuple(row for row in self.connections if row.reconciliation is not None)
 
 
-def build_dashboard(session: Session, workspace_id: int, now: datetime, *, setup=None) -> Dashboard:
+def build_dashboard(
+    session: Session,
+    workspace_id: int,
+    now: datetime,
+    *,
+    providers: Iterable[Provider],
+    setup=None,
+) -> Dashboard:
     """Everything the Home tab shows, from the store, as of ``now``.
 
+    ``providers`` (``runtime.providers``) read the insights' kinds and prices.
     ``setup`` (a :class:`bot.setup.Setup`) words the digests, budgets and
     alert routes as the ``list`` commands do; without it they are left out.
     """
@@ -108,7 +117,7 @@ def build_dashboard(session: Session, workspace_id: int, now: datetime, *, setup
     }
     # A day no connection fetched is unknown, not $0.00: a gap in the trend.
     fetched = set().union(*fetched_days(session, workspace_id, first_trend, today).values())
-    week = build_digest(session, workspace_id, "week", today)
+    week = build_digest(session, workspace_id, "week", today, providers=providers)
     digests, budgets, alerts = (), (), ""
     more_digests = more_budgets = 0
     if setup is not None:
@@ -137,7 +146,7 @@ def build_dashboard(session: Session, workspace_id: int, now: datetime, *, setup
             (day, by_day.get(day, Decimal(0)) if day in fetched else None) for day in trend_days
         ),
         week=week,
-        insights=build_insights(session, workspace_id, today),
+        insights=build_insights(session, workspace_id, today, providers=providers),
         digests=digests,
         budgets=budgets,
         more_digests=more_digests,

@@ -8,26 +8,33 @@ per-key breakdown would be a confident wrong answer.
 
 Weeks are the last 7 finished UTC days (today is partial) against the 7
 before; idle keys spent in days 15 to 44 ago and nothing in the last 14.
+
+Kinds of usage and list prices are the providers' to give: each connection's
+unit types are read, and its models priced, by its own provider where it has
+those capabilities (``UsageKindProvider``, ``PriceListProvider``). Without
+them its unit types are shown as they come and its models get no hint.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from bot.formatting import clock, day_span
-from providers.xai.prices import (
+from providers.types import (
     KIND_LABELS,
+    PriceListProvider,
     PriceTable,
+    Provider,
+    UsageKindProvider,
     kind_label,
-    price_table,
-    usage_kind,
 )
 from storage.models import (
     ApiKeyName,
@@ -181,11 +188,14 @@ def build_insights(
     today: date,
     connection: Connection | None = None,
     *,
-    prices: PriceTable | None = None,
+    providers: Iterable[Provider],
 ) -> Insights:
-    """Every insight for a workspace (or one connection) as of ``today`` (UTC)."""
-    prices = prices or price_table()
-    scope = _Scope.read(session, workspace_id, connection)
+    """Every insight for a workspace (or one connection) as of ``today`` (UTC).
+
+    ``providers`` are the loaded ones (``runtime.providers``); a connection
+    whose provider is not among them is read as one without the capabilities.
+    """
+    scope = _Scope.read(session, workspace_id, connection, providers)
     notes: list[str] = []
     if not scope.labels:
         notes.append("No xAI team is connected yet: connect one to see insights.")
@@ -193,6 +203,7 @@ def build_insights(
     movers = _movers(session, scope, today, notes)
     idle = _idle_keys(session, scope, today, notes)
     kinds, mix = _kinds(session, scope, today, notes)
+    prices = scope.price_lists(notes)
     hints = _hints(mix, prices)
     if not mix and _has_cheaper_sibling(session, scope, today, prices):
         notes.append(
@@ -216,15 +227,59 @@ def build_insights(
 @dataclass(frozen=True)
 class _Scope:
     labels: dict[int, str]
+    provider_of: dict[int, str]
+    """Each connection's provider name (``Connection.provider``)."""
+    providers: dict[str, Provider]
+    """The loaded providers of these connections, by name; one not loaded is missing."""
+    readers: dict[str, Callable[[str], str]]
+    """``usage_kind`` of those that read their unit types as kinds, by provider name."""
 
     @classmethod
-    def read(cls, session: Session, workspace_id: int, connection: Connection | None) -> _Scope:
-        query = select(Connection.id, Connection.label).where(
+    def read(
+        cls,
+        session: Session,
+        workspace_id: int,
+        connection: Connection | None,
+        providers: Iterable[Provider],
+    ) -> _Scope:
+        query = select(Connection.id, Connection.label, Connection.provider).where(
             Connection.workspace_id == workspace_id
         )
         if connection is not None:
             query = query.where(Connection.id == connection.id)
-        return cls(dict(session.execute(query.order_by(Connection.label)).all()))
+        rows = session.execute(query.order_by(Connection.label)).all()
+        loaded = {provider.name: provider for provider in providers}
+        in_scope = {name: loaded[name] for _, _, name in rows if name in loaded}
+        return cls(
+            {cid: label for cid, label, _ in rows},
+            {cid: name for cid, _, name in rows},
+            in_scope,
+            {n: p.usage_kind for n, p in in_scope.items() if isinstance(p, UsageKindProvider)},
+        )
+
+    def kind(self, connection_id: int, unit_type: str) -> _KindKey:
+        """The kind of usage a unit type of this connection is, as its provider reads it;
+        the unit type itself, unlabelled, where the provider cannot read it."""
+        read = self.readers.get(self.provider_of[connection_id])
+        if read is None:
+            return _KindKey(unit_type, unit_type)
+        kind = read(unit_type)
+        return _KindKey(kind, kind_label(kind))
+
+    def price_lists(self, notes: list[str]) -> dict[str, PriceTable]:
+        """The list prices of the providers in scope that have them, by provider name."""
+        tables = {}
+        for name, provider in self.providers.items():
+            if not isinstance(provider, PriceListProvider):
+                continue
+            try:
+                tables[name] = provider.list_prices()
+            except ValueError as error:
+                notes.append(
+                    f"Cheaper-model hints leave out {provider.display_name}: its list prices "
+                    f"could not be read ({error})."
+                )
+        return tables
 
     @property
     def ids(self) -> list[int]:
@@ -412,14 +467,27 @@ def _idle_keys(session: Session, scope: _Scope, today: date, notes: list[str]) -
 # -- where the money goes, and the token mix ---------------------------------------
 
 
+class _KindKey(NamedTuple):
+    """A kind of usage and how it is shown. A unit type no provider read keeps its own
+    words even where they are the name of a kind ("output"): it was not read as one."""
+
+    kind: str
+    label: str
+
+
+_ByKind = dict[_KindKey, tuple[Decimal, Decimal | None]]
+"""(cost, units or None) per kind."""
+
+
 @dataclass(frozen=True)
 class _Mix:
-    """One model's usage by kind over a period: (cost, units or None) per kind."""
+    """One model's usage by kind over a period, under one provider (whose prices apply)."""
 
     model: str
+    provider: str
     period: Span
     source: str
-    by_kind: dict[str, tuple[Decimal, Decimal | None]]
+    by_kind: _ByKind
 
 
 def _kinds(
@@ -445,34 +513,43 @@ def _kinds(
             f"{week.title} (it answers that grouping only sometimes, or no sync has asked yet; "
             f"the next one asks again){fallback}."
         )
-    units_by_kind: dict[str, int] = defaultdict(int)
-    for _, unit_type, units, _ in lines.rows:
-        units_by_kind[usage_kind(unit_type)] += units
+    units_by_kind: dict[_KindKey, int] = defaultdict(int)
+    for cid, _, unit_type, units, _ in lines.rows:
+        units_by_kind[scope.kind(cid, unit_type)] += units
     units_source = lines.title if lines.rows else None
     if covered:
-        costs: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-        for model, unit_type, cost in session.execute(
-            select(UnitCost.model, UnitCost.unit_type, func.sum(UnitCost.cost))
+        # Per connection, so each connection's provider reads its own unit types.
+        costs: dict[tuple[str, str], dict[_KindKey, Decimal]] = defaultdict(
+            lambda: defaultdict(Decimal)
+        )  # by (model, provider)
+        for cid, model, unit_type, cost in session.execute(
+            select(
+                UnitCost.connection_id, UnitCost.model, UnitCost.unit_type, func.sum(UnitCost.cost)
+            )
             .where(
                 UnitCost.connection_id.in_(covered),
                 UnitCost.day >= week.start,
                 UnitCost.day <= week.end,
             )
-            .group_by(UnitCost.model, UnitCost.unit_type)
+            .group_by(UnitCost.connection_id, UnitCost.model, UnitCost.unit_type)
         ):
-            costs[model][usage_kind(unit_type)] += cost or Decimal(0)
+            costs[model, scope.provider_of[cid]][scope.kind(cid, unit_type)] += cost or Decimal(0)
         mixes = [
-            _Mix(model, week, UNIT_SOURCE, {k: (c, None) for k, c in kinds.items()})
-            for model, kinds in sorted(costs.items())
+            _Mix(model, provider, week, UNIT_SOURCE, {k: (c, None) for k, c in kinds.items()})
+            for (model, provider), kinds in sorted(costs.items())
         ]
         kinds = _kind_rows(mixes, week, UNIT_SOURCE, units_by_kind, units_source)
         return kinds, mixes
-    by_model: dict[str, dict[str, tuple[Decimal, Decimal | None]]] = defaultdict(dict)
-    for model, unit_type, units, amount in lines.rows:
-        kind = usage_kind(unit_type)
-        cost, count = by_model[model].get(kind, (Decimal(0), Decimal(0)))
-        by_model[model][kind] = (cost + amount, (count or 0) + units)
-    mixes = [_Mix(m, lines.span, lines.title, k) for m, k in sorted(by_model.items())]
+    by_model: dict[tuple[str, str], _ByKind] = defaultdict(dict)  # by (model, provider)
+    for cid, model, unit_type, units, amount in lines.rows:
+        kind = scope.kind(cid, unit_type)
+        mix = by_model[model, scope.provider_of[cid]]
+        cost, count = mix.get(kind, (Decimal(0), Decimal(0)))
+        mix[kind] = (cost + amount, (count or 0) + units)
+    mixes = [
+        _Mix(model, provider, lines.span, lines.title, kinds)
+        for (model, provider), kinds in sorted(by_model.items())
+    ]
     return _kind_rows(mixes, lines.span, lines.title, units_by_kind, units_source), mixes
 
 
@@ -480,10 +557,10 @@ def _kind_rows(
     mixes: list[_Mix],
     period: Span,
     source: str,
-    units_by_kind: dict[str, int],
+    units_by_kind: dict[_KindKey, int],
     units_source: str | None,
 ) -> Kinds | None:
-    totals: dict[str, Decimal] = defaultdict(Decimal)
+    totals: dict[_KindKey, Decimal] = defaultdict(Decimal)
     for mix in mixes:
         for kind, (cost, _) in mix.by_kind.items():
             totals[kind] += cost
@@ -492,8 +569,8 @@ def _kind_rows(
         return None
     rows = sorted(
         (
-            Kind(kind, kind_label(kind), cost, cost / total, units_by_kind.get(kind))
-            for kind, cost in totals.items()
+            Kind(key.kind, key.label, cost, cost / total, units_by_kind.get(key))
+            for key, cost in totals.items()
             if cost
         ),
         key=lambda k: (-k.cost_usd, k.label),
@@ -503,8 +580,8 @@ def _kind_rows(
 
 @dataclass(frozen=True)
 class _Lines:
-    rows: list[tuple[str, str, int, Decimal]]
-    """(model, unit type, units, amount), summed over the connections."""
+    rows: list[tuple[int, str, str, int, Decimal]]
+    """(connection id, model, unit type, units, amount)."""
     span: Span
     title: str
 
@@ -514,6 +591,7 @@ def _invoice_lines(session: Session, ids: Sequence[int]) -> _Lines:
     lines = InvoiceLineUnits
     found = session.execute(
         select(
+            lines.connection_id,
             lines.model,
             lines.unit_type,
             func.sum(lines.num_units),
@@ -525,16 +603,16 @@ def _invoice_lines(session: Session, ids: Sequence[int]) -> _Lines:
             func.min(lines.as_of),
         )
         .where(lines.connection_id.in_(ids))
-        .group_by(lines.model, lines.unit_type)
+        .group_by(lines.connection_id, lines.model, lines.unit_type)
     ).all()
-    months = {month for row in found for month in (row[4], row[5])}
+    months = {month for row in found for month in (row[5], row[6])}
     # Lines of different cycles (or of none) would add up to nothing meaningful.
-    if not found or len(months) != 1 or any(row[6] != row[7] for row in found):
+    if not found or len(months) != 1 or any(row[7] != row[8] for row in found):
         return _Lines([], Span(date.min, date.min), "")
     (month,) = months
-    read: datetime = min(_aware(row[8]) for row in found)
+    read: datetime = min(_aware(row[9]) for row in found)
     span = Span(month, max(month, read.date()))
-    rows = [(model, unit, int(units), amount) for model, unit, units, amount, *_ in found]
+    rows = [(cid, model, unit, int(units), amount) for cid, model, unit, units, amount, *_ in found]
     return _Lines(rows, span, f"{INVOICE_SOURCE}, {month:%B %Y} as read {clock(read)}")
 
 
@@ -546,8 +624,9 @@ def _aware(moment: datetime) -> datetime:
 # -- cheaper-model hints --------------------------------------------------------------
 
 
-def _hints(mixes: list[_Mix], prices: PriceTable) -> tuple[CheaperHint, ...]:
-    """For each model with a cheaper sibling: the same mix at the sibling's list prices.
+def _hints(mixes: list[_Mix], price_lists: dict[str, PriceTable]) -> tuple[CheaperHint, ...]:
+    """For each model with a cheaper sibling in its own provider's price list: the same
+    mix at the sibling's list prices.
 
     Units are the invoice's counts when known, else the cost of each kind
     divided by the model's own list price. A kind either price lacks (search,
@@ -555,12 +634,15 @@ def _hints(mixes: list[_Mix], prices: PriceTable) -> tuple[CheaperHint, ...]:
     """
     hints = []
     for mix in mixes:
+        prices = price_lists.get(mix.provider)
+        if prices is None:
+            continue
         price = prices.get(mix.model)
         cheaper = prices.get(price.cheaper) if price and price.cheaper else None
         if price is None or cheaper is None:
             continue
         actual = sibling = Decimal(0)
-        for kind, (cost, units) in mix.by_kind.items():
+        for (kind, _), (cost, units) in mix.by_kind.items():
             own, theirs = price.price(kind), cheaper.price(kind)
             if kind not in KIND_LABELS or own is None or theirs is None or own == 0:
                 break
@@ -586,10 +668,13 @@ def _hints(mixes: list[_Mix], prices: PriceTable) -> tuple[CheaperHint, ...]:
     return tuple(hints)
 
 
-def _has_cheaper_sibling(session: Session, scope: _Scope, today: date, prices: PriceTable) -> bool:
+def _has_cheaper_sibling(
+    session: Session, scope: _Scope, today: date, price_lists: dict[str, PriceTable]
+) -> bool:
+    """Whether a model used this week has a cheaper sibling in its provider's price list."""
     week, _ = _weeks(today)
-    models = session.scalars(
-        select(DailyCost.model)
+    used = session.execute(
+        select(DailyCost.connection_id, DailyCost.model)
         .where(
             DailyCost.connection_id.in_(scope.ids),
             DailyCost.day >= week.start,
@@ -597,4 +682,8 @@ def _has_cheaper_sibling(session: Session, scope: _Scope, today: date, prices: P
         )
         .distinct()
     )
-    return any((p := prices.get(m)) is not None and p.cheaper for m in models)
+    for cid, model in used:
+        prices = price_lists.get(scope.provider_of[cid])
+        if prices is not None and (price := prices.get(model)) is not None and price.cheaper:
+            return True
+    return False

@@ -334,7 +334,7 @@ def _digests(
         for claim, sub in mine
     ]
     with runtime.db.session() as session:
-        digests = build_digests(session, workspace.id, requests)
+        digests = build_digests(session, workspace.id, requests, providers=runtime.providers)
     owed: list[_ChartOwed] = []
     for (claim, sub), digest in zip(mine, digests, strict=True):
         key = claim.key

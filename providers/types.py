@@ -240,3 +240,100 @@ class UnitCostProvider(Protocol):
         ``max_window_days``); None when the service does not answer this grouping
         (refused or cut off): the caller then knows those days' kinds are unknown."""
         ...
+
+
+# -- kinds of usage and list prices: the host's vocabulary ---------------------------
+
+
+class UsageKind(StrEnum):
+    """The kinds of usage the host shows and prices, whatever a provider calls them.
+
+    A provider's unit types ("Prompt text tokens", "input_tokens"...) are read
+    as these by :class:`UsageKindProvider`; one that is none of them stays its
+    own kind, shown in the provider's words.
+    """
+
+    INPUT = "input"
+    CACHED_INPUT = "cached_input"
+    OUTPUT = "output"
+    REASONING = "reasoning"
+    IMAGES = "images"
+    SEARCH = "search"
+
+
+KIND_LABELS: Mapping[str, str] = {
+    UsageKind.INPUT: "input tokens",
+    UsageKind.CACHED_INPUT: "cached input tokens",
+    UsageKind.OUTPUT: "output tokens",
+    UsageKind.REASONING: "reasoning tokens",
+    UsageKind.IMAGES: "images",
+    UsageKind.SEARCH: "search",
+}
+
+
+def kind_label(kind: str) -> str:
+    """How a kind is shown: its label, or a unit type no provider read, as it came."""
+    return KIND_LABELS.get(kind, kind)
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """One model's list prices, and the cheaper sibling that does the same work, if any."""
+
+    model: str
+    per_unit: Mapping[str, Decimal]
+    """USD per single unit (one token, one image, one search source), by :class:`UsageKind`.
+    A kind missing here has no known price: a mix that uses it gets no hint."""
+    cheaper: str | None = None
+    """Another model of the same table that does the same kind of work for less."""
+    unsure: bool = False
+    """A price here was not confirmed at the table's source: hints built on it are approximate."""
+
+    def price(self, kind: str) -> Decimal | None:
+        """USD per single unit of ``kind``, or None when unknown."""
+        return self.per_unit.get(kind)
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """A provider's list prices, as of a day, with where they were read."""
+
+    as_of: date
+    source: str
+    """Where a person can check them (a URL)."""
+    models: Mapping[str, ModelPrice]
+    """By model id as the provider's cost rows name it, and by alias."""
+
+    def get(self, model: str) -> ModelPrice | None:
+        return self.models.get(model)
+
+
+@runtime_checkable
+class UsageKindProvider(Protocol):
+    """An optional capability: which of the host's kinds each of the provider's unit types is.
+
+    Without it a provider's unit types are shown as they come (the host cannot
+    label or price what it cannot name).
+    """
+
+    def usage_kind(self, unit_type: str) -> UsageKind | str:
+        """The :class:`UsageKind` of a :attr:`UnitCostRow.unit_type` or
+        :attr:`InvoiceLine.unit_type`, or ``unit_type`` itself when it is none of
+        them: never dropped, never guessed. No network; called per stored row."""
+        ...
+
+
+@runtime_checkable
+class PriceListProvider(UsageKindProvider, Protocol):
+    """An optional capability: the provider's list prices, for cheaper-model hints.
+
+    Prices are per kind of usage, so a provider with a price list also reads
+    its unit types as kinds (:class:`UsageKindProvider`). Hints are insights,
+    never the bill: the provider's own cost figures always are.
+    """
+
+    def list_prices(self) -> PriceTable:
+        """The list prices (no network; read once and kept is fine). Raises
+        ``ValueError`` with a message saying what is wrong when they cannot be
+        read: the host then shows no hints for this provider, and says why."""
+        ...

@@ -124,6 +124,7 @@ def dashboard_for(service: SlackService, invocation: Invocation) -> Dashboard:
                 session,
                 workspace_id,
                 service.runtime.clock(),
+                providers=service.runtime.providers,
                 setup=setup_for(service, invocation),
             )
 

@@ -253,7 +253,9 @@ class SlackService:
         with self.runtime.db.session() as session:
             connection = find_connection(session, workspace_id, label) if label else None
             today = self.runtime.clock().astimezone(UTC).date()
-            return build_insights(session, workspace_id, today, connection)
+            return build_insights(
+                session, workspace_id, today, connection, providers=self.runtime.providers
+            )
 
     def refresh_today(self, workspace_id: int) -> list[SyncResult]:
         """Re-fetch today for connections whose data is over 15 minutes old."""

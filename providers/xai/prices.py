@@ -1,56 +1,49 @@
 """xAI's list prices (``prices.toml``) and the kinds of usage xAI bills.
 
 The price table is data, kept in one file so updating it is editing a number
-and a date. The kinds are read from xAI's own words for a unit type ("Prompt
-text tokens", "Reasoning tokens"...), which are undocumented and may change:
-a unit type no rule recognises is kept as its own kind, never dropped.
+and a date. The host's kinds of usage (:class:`providers.types.UsageKind`) are
+read from xAI's own words for a unit type ("Prompt text tokens", "Reasoning
+tokens"...), which are undocumented and may change: a unit type no rule
+recognises is kept as its own kind, never dropped. :class:`XaiProvider` hands
+both to the host; nothing else reads this module.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 
+from providers.types import ModelPrice, PriceTable, UsageKind
+
 PRICES_FILE = Path(__file__).with_name("prices.toml")
 PER_TOKENS = Decimal(1_000_000)
-"""Token prices are per million tokens."""
+"""Token prices are written per million tokens."""
 
-INPUT, CACHED_INPUT, OUTPUT, REASONING, IMAGES, SEARCH = (
-    "input",
-    "cached_input",
-    "output",
-    "reasoning",
-    "images",
-    "search",
-)
-KIND_LABELS = {
-    INPUT: "input tokens",
-    CACHED_INPUT: "cached input tokens",
-    OUTPUT: "output tokens",
-    REASONING: "reasoning tokens",
-    IMAGES: "images",
-    SEARCH: "search",
-}
 # First match wins: "cached prompt" must be read before "prompt".
 _KIND_RULES = (
-    (re.compile(r"cache"), CACHED_INPUT),
-    (re.compile(r"reason|thinking"), REASONING),
-    (re.compile(r"image"), IMAGES),
-    (re.compile(r"search|source|tool"), SEARCH),
-    (re.compile(r"completion|output|generated"), OUTPUT),
-    (re.compile(r"prompt|input"), INPUT),
+    (re.compile(r"cache"), UsageKind.CACHED_INPUT),
+    (re.compile(r"reason|thinking"), UsageKind.REASONING),
+    (re.compile(r"image"), UsageKind.IMAGES),
+    (re.compile(r"search|source|tool"), UsageKind.SEARCH),
+    (re.compile(r"completion|output|generated"), UsageKind.OUTPUT),
+    (re.compile(r"prompt|input"), UsageKind.INPUT),
 )
-_PRICE_FIELDS = {INPUT: "input", CACHED_INPUT: "cached_input", OUTPUT: "output", IMAGES: "image"}
-_KNOWN_KEYS = {"aliases", "cheaper", "unsure", *_PRICE_FIELDS.values()}
+# The file's field for each kind, and how many units its price is for.
+_PRICE_FIELDS = {
+    UsageKind.INPUT: ("input", PER_TOKENS),
+    UsageKind.CACHED_INPUT: ("cached_input", PER_TOKENS),
+    UsageKind.OUTPUT: ("output", PER_TOKENS),
+    UsageKind.IMAGES: ("image", Decimal(1)),
+}
+_KNOWN_KEYS = {"aliases", "cheaper", "unsure", *(name for name, _ in _PRICE_FIELDS.values())}
 
 
-def usage_kind(unit_type: str) -> str:
-    """The kind of usage a unit type is (a key of ``KIND_LABELS``), or the unit type itself."""
+def usage_kind(unit_type: str) -> UsageKind | str:
+    """The kind of usage one of xAI's unit types is, or the unit type itself."""
     words = unit_type.lower()
     for rule, kind in _KIND_RULES:
         if rule.search(words):
@@ -58,46 +51,17 @@ def usage_kind(unit_type: str) -> str:
     return unit_type
 
 
-def kind_label(kind: str) -> str:
-    return KIND_LABELS.get(kind, kind)
-
-
 class PriceFileError(ValueError):
     """The price file is malformed: the message says where."""
 
 
-@dataclass(frozen=True)
-class ModelPrice:
-    model: str
-    per_unit: dict[str, Decimal]
-    """USD per 1M tokens (per image for ``images``), by kind."""
-    cheaper: str | None = None
-    unsure: bool = False
-
-    def price(self, kind: str) -> Decimal | None:
-        """USD per unit of ``kind`` (one token, one image); reasoning is billed as output."""
-        if kind == REASONING:
-            kind = OUTPUT
-        found = self.per_unit.get(kind)
-        if found is None:
-            return None
-        return found if kind == IMAGES else found / PER_TOKENS
-
-
-@dataclass(frozen=True)
-class PriceTable:
-    as_of: date
-    source: str
-    models: dict[str, ModelPrice]
-    """By model id and by alias."""
-
-    def get(self, model: str) -> ModelPrice | None:
-        return self.models.get(model)
-
-
 @cache
 def price_table(path: Path = PRICES_FILE) -> PriceTable:
-    """The price file, parsed and checked: exact decimals, known fields, siblings that exist."""
+    """The price file, parsed and checked: exact decimals, known fields, siblings that exist.
+
+    Prices in the table are per single unit (one token, one image), as the
+    contract has them; the file writes tokens per million.
+    """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as error:
@@ -116,11 +80,13 @@ def price_table(path: Path = PRICES_FILE) -> PriceTable:
         if unknown:
             raise PriceFileError(f"{path.name}: {model}: unknown field {unknown[0]!r}")
         per_unit = {}
-        for kind, name in _PRICE_FIELDS.items():
+        for kind, (name, units) in _PRICE_FIELDS.items():
             if name in entry:
-                per_unit[kind] = _price(path, model, name, entry[name])
+                per_unit[kind] = _price(path, model, name, entry[name]) / units
         if not per_unit:
             raise PriceFileError(f"{path.name}: {model}: no price")
+        if UsageKind.OUTPUT in per_unit:  # xAI bills reasoning tokens as output tokens
+            per_unit[UsageKind.REASONING] = per_unit[UsageKind.OUTPUT]
         price = ModelPrice(model, per_unit, entry.get("cheaper"), bool(entry.get("unsure")))
         for name in (model, *entry.get("aliases", ())):
             if name in models:

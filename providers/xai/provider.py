@@ -29,11 +29,14 @@ from providers.types import (
     CredentialField,
     Credentials,
     InvoiceLine,
+    PriceTable,
     ProviderError,
     Reason,
     ResultTruncated,
     UnitCostRow,
+    UsageKind,
 )
+from providers.xai import prices
 
 DEFAULT_BASE_URL = "https://management-api.x.ai"
 EXAMPLE_TEAM_ID = "65c1e471-205f-4566-9c5a-07198bcdf4ce"
@@ -225,6 +228,15 @@ class XaiProvider:
             return _parse_unit_costs(response, start, end, self.base_url)
         except ResultTruncated:
             return None
+
+    def usage_kind(self, unit_type: str) -> UsageKind | str:
+        """Which kind of usage one of xAI's unit types is (``UsageKindProvider``)."""
+        return prices.usage_kind(unit_type)
+
+    def list_prices(self) -> PriceTable:
+        """xAI's list prices from ``prices.toml`` (``PriceListProvider``); a malformed
+        file raises :class:`prices.PriceFileError`, a ``ValueError`` saying where."""
+        return prices.price_table()
 
     async def fetch_billing(
         self, http: httpx.AsyncClient, credentials: Credentials

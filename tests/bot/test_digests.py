@@ -44,6 +44,7 @@ from storage.models import (
 )
 from storage.repo import rebuild_totals
 from tests.fakes.connections import add_connection, spend
+from tests.fakes.providers import built_in
 from tests.fakes.slack_api import SlackStandIn
 
 D = Decimal
@@ -149,7 +150,9 @@ def store(db):
 
 def digest_of(db, store, every: str = "day", sent: date = SENT, **kwargs) -> Digest:
     with db.session() as session:
-        return build_digest(session, store["workspace"], every, sent, **kwargs)
+        return build_digest(
+            session, store["workspace"], every, sent, providers=built_in(), **kwargs
+        )
 
 
 # -- periods
@@ -327,7 +330,7 @@ def batch(db, store) -> list[DigestRequest]:
 def test_a_batch_of_digests_is_each_digest_built_alone(db, store) -> None:
     requests = batch(db, store)
     with db.session() as session:
-        together = build_digests(session, store["workspace"], requests)
+        together = build_digests(session, store["workspace"], requests, providers=built_in())
     alone = [
         digest_of(db, store, r.every, r.occurrence, connection_id=r.connection_id) for r in requests
     ]
@@ -351,14 +354,14 @@ def test_a_batch_costs_a_few_aggregate_queries_whatever_its_size(db, store) -> N
         without_weeks = [r for r in batch(db, store) if r.every != "week"]
         statements.clear()
         with db.session() as session:
-            build_digests(session, store["workspace"], without_weeks * 20)
+            build_digests(session, store["workspace"], without_weeks * 20, providers=built_in())
         many = len(statements)
         weekly = [r for r in batch(db, store) if r.every == "week"]
         sizes = []
         for copies in (1, 20):
             statements.clear()
             with db.session() as session:
-                build_digests(session, store["workspace"], weekly * copies)
+                build_digests(session, store["workspace"], weekly * copies, providers=built_in())
             sizes.append(len(statements))
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
@@ -616,10 +619,21 @@ def test_a_week_partly_fetched_shows_fetched_days_only(db, store) -> None:
 def test_a_weekly_digest_carries_the_weeks_insights_and_a_daily_one_does_not(db, store) -> None:
     weekly = digest_of(db, store, "week", date(2026, 3, 23))
     with db.session() as session:  # the same as `insights` run the day after the week
-        assert weekly.insights == build_insights(session, store["workspace"], date(2026, 3, 23))
+        assert weekly.insights == build_insights(
+            session, store["workspace"], date(2026, 3, 23), providers=built_in()
+        )
     assert weekly.insights.movers is not None
     top = weekly.insights.movers.models[0]
     text = all_text(digest_message(weekly))
     assert "Top movers" in text and top.label in text
     daily = digest_of(db, store, "day")
     assert daily.insights is None and "Top movers" not in all_text(digest_message(daily))
+
+
+def test_a_weekly_digest_without_the_providers_is_refused_not_built_without_hints(
+    db, store
+) -> None:
+    with db.session() as session:
+        build_digest(session, store["workspace"], "day", SENT)  # a day's needs none
+        with pytest.raises(ValueError, match="weekly digests carry insights: pass the providers"):
+            build_digest(session, store["workspace"], "week", SENT)

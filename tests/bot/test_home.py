@@ -18,6 +18,7 @@ from bot.sync import record_fetched
 from storage.models import Budget, Connection, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
 from tests.fakes.connections import add_connection, spend
+from tests.fakes.providers import built_in
 
 D = Decimal
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)  # a Sunday; the week is 15–21 Nov
@@ -47,7 +48,7 @@ def store(db) -> int:
 def test_the_dashboard_reuses_status_and_the_weekly_digest(db) -> None:
     workspace_id = store(db)
     with db.session() as session:
-        dashboard = build_dashboard(session, workspace_id, NOW)
+        dashboard = build_dashboard(session, workspace_id, NOW, providers=built_in())
         rows = status_rows(session, workspace_id, NOW)
     assert dashboard.connections == tuple(rows)
     assert dashboard.month_to_date_usd == D(220) + D(16)  # 22 days x $10, 8 days x $2
@@ -57,7 +58,9 @@ def test_the_dashboard_reuses_status_and_the_weekly_digest(db) -> None:
     assert dashboard.week.budget_usd == D(250)
     # The same insights as `insights`: grok-4 spent the same both weeks, so it did not move.
     with db.session() as session:
-        assert dashboard.insights == build_insights(session, workspace_id, NOW.date())
+        assert dashboard.insights == build_insights(
+            session, workspace_id, NOW.date(), providers=built_in()
+        )
     [mover] = dashboard.insights.movers.models
     assert (mover.label, mover.last_week_usd, mover.this_week_usd) == ("grok-4-fast", 0, 14)
     assert [step.done for step in dashboard.checklist] == [True, False, False]
@@ -66,7 +69,7 @@ def test_the_dashboard_reuses_status_and_the_weekly_digest(db) -> None:
 def test_the_view_says_the_forecast_against_the_budget(db) -> None:
     workspace_id = store(db)
     with db.session() as session:
-        dashboard = build_dashboard(session, workspace_id, NOW)
+        dashboard = build_dashboard(session, workspace_id, NOW, providers=built_in())
     text = str(home_view(dashboard, admin=False))
     assert "94% of the $250.00 budget" in text  # $236 of $250, rounded down
     assert "over the budget" in text  # ~$10.86 a day to the 30th
@@ -76,7 +79,7 @@ def test_admin_lists_come_from_the_setup_with_remove_commands(db) -> None:
     workspace_id = store(db)
     setup = Setup(db, workspace_id, "UADMIN", SLACK)
     with db.session() as session:
-        dashboard = build_dashboard(session, workspace_id, NOW, setup=setup)
+        dashboard = build_dashboard(session, workspace_id, NOW, providers=built_in(), setup=setup)
     [budget] = dashboard.budgets
     assert budget.remove == f"budget remove {budget.ident}"
     assert "$250.00 a month" in budget.text
@@ -109,7 +112,7 @@ def test_days_nobody_fetched_are_gaps_in_the_trend_not_zeros(db) -> None:
             record_fetched(session, connection_id, workspace_id, *october)
             record_fetched(session, connection_id, workspace_id, date(2026, 11, 6), NOW.date())
     with db.session() as session:
-        dashboard = build_dashboard(session, workspace_id, NOW)
+        dashboard = build_dashboard(session, workspace_id, NOW, providers=built_in())
     trend = dict(dashboard.trend)
     assert [trend[date(2026, 11, d)] for d in range(1, 7)] == [None] * 5 + [D(10)]
     text = str(home_view(dashboard, admin=False))

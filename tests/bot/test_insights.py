@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal as D
-from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from bot.insights import build_insights
 from bot.render import insights_text
-from providers.xai.prices import PriceFileError, price_table, usage_kind
+from providers.manager import ProviderRegistry
+from providers.types import CheckResult, CostFetch, ModelPrice, PriceTable, UsageKind
+from providers.xai.prices import price_table
 from storage.models import (
     ApiKeyName,
     DailyCost,
@@ -25,8 +27,10 @@ from storage.models import (
     UnitCostSpan,
 )
 from tests.fakes.connections import add_connection
+from tests.fakes.providers import built_in
 
 TODAY = date(2026, 11, 22)  # this week: 15–21 Nov; last week: 8–14 Nov
+XAI_ONLY = built_in()
 
 
 def day(ago: int) -> date:
@@ -72,9 +76,9 @@ def unit_cost(session, connection, ago: int, model: str, unit_type: str, usd: st
     )
 
 
-def insights(db, workspace_id, connection=None):
+def insights(db, workspace_id, connection=None, providers=XAI_ONLY):
     with db.session() as session:
-        return build_insights(session, workspace_id, TODAY, connection)
+        return build_insights(session, workspace_id, TODAY, connection, providers=providers)
 
 
 def test_movers_compare_the_last_7_finished_days_with_the_7_before(db, workspace_id):
@@ -284,7 +288,9 @@ def test_one_connection_only(db, workspace_id):
             fetched(session, c, day(20))
             cost(session, c, 2, "grok-4-0709", usd)
     with db.session() as session:
-        only_b = build_insights(session, workspace_id, TODAY, session.get(type(b), b.id))
+        only_b = build_insights(
+            session, workspace_id, TODAY, session.get(type(b), b.id), providers=XAI_ONLY
+        )
     assert only_b.connection == "B"
     assert [(m.label, m.this_week_usd) for m in only_b.movers.models] == [("grok-4-0709", D(20))]
 
@@ -296,62 +302,160 @@ def test_no_connection_says_so(db, workspace_id):
     )
 
 
-# -- the price file ------------------------------------------------------------------
+# -- other providers: kinds and prices only through the provider's capabilities -------
 
 
-def test_the_price_file_parses_with_a_date_a_source_and_known_siblings():
-    table = price_table()
-    assert table.source.startswith("https://")
-    assert date(2025, 1, 1) <= table.as_of <= date.today()
-    grok4 = table.get("grok-4-0709")
-    assert table.get("grok-4") is grok4  # an alias
-    assert grok4.cheaper == "grok-4-fast-reasoning"
-    assert grok4.price("input") == D("3.00") / D(1_000_000)
-    assert grok4.price("reasoning") == grok4.price("output")  # billed as output
-    assert table.get("grok-2-image-1212").price("images") == D("0.07")
-    for price in table.models.values():
-        assert price.per_unit, price.model
-        if price.cheaper:
-            cheaper = table.get(price.cheaper)
-            for kind, usd in price.per_unit.items():
-                assert cheaper.per_unit.get(kind, usd) < usd, (price.model, kind)
+class PlainProvider:
+    """A provider with only what every provider has: no kinds of usage, no price list.
+
+    Insights never call its network methods; they are here to satisfy the protocol.
+    """
+
+    display_name = "Plain"
+    credential_fields = ()
+    max_window_days = 31
+
+    def __init__(self, name: str = "plain") -> None:
+        self.name = name
+
+    def mask(self, credentials) -> str:
+        return "…"
+
+    def default_label(self, credentials) -> str:
+        return self.display_name
+
+    async def check_credentials(self, http, credentials) -> CheckResult:
+        return CheckResult()
+
+    async def fetch_daily_costs(self, http, credentials, start, end, *, by_key=True) -> CostFetch:
+        return CostFetch(rows=(), by_key=by_key)
+
+    async def fetch_billing(self, http, credentials) -> None:
+        return None
+
+
+class PricedProvider(PlainProvider):
+    """A second provider that names its own unit types and brings its own list prices."""
+
+    display_name = "Other AI"
+    KINDS: ClassVar[dict[str, str]] = {"in_tok": UsageKind.INPUT, "out_tok": UsageKind.OUTPUT}
+    PRICES = PriceTable(
+        as_of=date(2026, 10, 1),
+        source="https://other.example/pricing",
+        models={
+            "big-1": ModelPrice(
+                "big-1",
+                {UsageKind.INPUT: D("0.00001"), UsageKind.OUTPUT: D("0.00003")},
+                cheaper="small-1",
+            ),
+            "small-1": ModelPrice(
+                "small-1", {UsageKind.INPUT: D("0.000001"), UsageKind.OUTPUT: D("0.000002")}
+            ),
+        },
+    )
+
+    def usage_kind(self, unit_type: str) -> str:
+        return self.KINDS.get(unit_type, unit_type)
+
+    def list_prices(self) -> PriceTable:
+        return self.PRICES
+
+
+class UnreadablePrices(PricedProvider):
+    display_name = "Broken Prices"
+
+    def list_prices(self) -> PriceTable:
+        raise ValueError("prices.toml: big-1.input: 'x' is not a number")
+
+
+def registry(*others) -> ProviderRegistry:
+    return ProviderRegistry([*XAI_ONLY, *others])
 
 
 @pytest.mark.parametrize(
-    ("text", "problem"),
-    [
-        ('as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninput = 0.2\n', "as strings"),
-        ('as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninptu = "1"\n', "unknown field"),
-        ('as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninput = "x"\n', "not a number"),
-        (
-            'as_of = "2025-11-01"\nsource = "https://x"\n[models.a]\ninput = "1"\ncheaper = "b"\n',
-            "unknown",
-        ),
-        ('source = "https://x"\n[models.a]\ninput = "1"\n', "as_of"),
-        ('as_of = "2025-11-01"\nsource = "http://x"\n[models.a]\ninput = "1"\n', "https"),
-    ],
+    "providers",
+    [registry(PlainProvider()), XAI_ONLY],
+    ids=["registered-without-the-capabilities", "not-loaded"],
 )
-def test_a_malformed_price_file_is_refused_saying_where(tmp_path: Path, text: str, problem: str):
-    path = tmp_path / "prices.toml"
-    path.write_text(text)
-    with pytest.raises(PriceFileError, match=problem):
-        price_table(path)
+def test_a_provider_without_kinds_or_prices_keeps_its_unit_types_and_gets_no_hint(
+    db, workspace_id, providers
+):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Plain team", provider="plain")
+        fetched(session, c, day(20))
+        fetched(session, c, day(10), table=UnitCostSpan)
+        # A model name and unit types xAI's rules would read: they are not this provider's.
+        cost(session, c, 2, "grok-4-0709", "40")
+        unit_cost(session, c, 2, "grok-4-0709", "Prompt text tokens", "30")
+        unit_cost(session, c, 2, "grok-4-0709", "output", "10")
+    found = insights(db, workspace_id, providers=providers)
+    assert [(k.kind, k.label, k.cost_usd) for k in found.kinds.rows] == [
+        ("Prompt text tokens", "Prompt text tokens", D(30)),
+        ("output", "output", D(10)),
+    ]
+    assert found.hints == ()
+    assert [m.label for m in found.movers.models] == ["grok-4-0709"]
+    # Nothing would have been hinted, so there is nothing to explain.
+    assert not any("Cheaper-model" in n or "price" in n for n in found.notes)
+    text = insights_text(found)
+    assert "Prompt text tokens: $30.00 (75.0%)" in text and "input tokens" not in text
 
 
-@pytest.mark.parametrize(
-    ("unit_type", "kind"),
-    [
-        ("Prompt text tokens", "input"),
-        ("Cached prompt text tokens", "cached_input"),
-        ("Completion tokens", "output"),
-        ("Reasoning tokens", "reasoning"),
-        ("Images", "images"),
-        ("Live search sources", "search"),
-        ("Video seconds", "Video seconds"),  # unknown: kept as it comes
-    ],
-)
-def test_unit_types_are_read_as_kinds(unit_type: str, kind: str):
-    assert usage_kind(unit_type) == kind
+def test_without_a_token_mix_no_note_about_hints_for_a_provider_without_prices(db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Plain team", provider="plain")
+        fetched(session, c, day(20))
+        cost(session, c, 2, "grok-4-0709", "40")  # xAI's price list has a sibling for it
+    found = insights(db, workspace_id, providers=registry(PlainProvider()))
+    assert found.hints == ()
+    assert not any("Cheaper-model hints need the token mix" in n for n in found.notes)
+
+
+def test_a_second_provider_gets_hints_from_its_own_price_list(db, workspace_id):
+    with db.transaction() as session:
+        xai = add_connection(session, workspace_id, "xAI team")
+        other = add_connection(session, workspace_id, "Other team", provider="other")
+        for c in (xai, other):
+            fetched(session, c, day(20))
+            fetched(session, c, day(10), table=UnitCostSpan)
+        unit_cost(session, xai, 2, "grok-4-0709", "Prompt text tokens", "30")  # 10M at $3
+        unit_cost(session, other, 2, "big-1", "in_tok", "20")  # 2M at $10 per 1M
+        unit_cost(session, other, 3, "big-1", "out_tok", "30")  # 1M at $30 per 1M
+        # A model only xAI's list prices: under this provider it is not xAI's to price.
+        unit_cost(session, other, 3, "grok-4-0709", "in_tok", "300")
+    found = insights(db, workspace_id, providers=registry(PricedProvider("other")))
+    assert [(k.kind, k.label, k.cost_usd) for k in found.kinds.rows] == [
+        ("input", "input tokens", D(350)),
+        ("output", "output tokens", D(30)),
+    ]
+    big, grok = found.hints
+    assert (big.model, big.cheaper, big.actual_usd) == ("big-1", "small-1", D(50))
+    assert big.cheaper_usd == D(2) * D(1) + D(1) * D(2)  # 2M in, 1M out at small-1
+    assert (big.prices_as_of, big.prices_source) == (
+        date(2026, 10, 1),
+        "https://other.example/pricing",
+    )
+    assert (grok.model, grok.actual_usd) == ("grok-4-0709", D(30))  # xAI's own, only
+    assert grok.cheaper_usd == D(10) * D("0.2")
+    assert grok.prices_source == price_table().source
+
+
+def test_a_price_list_that_cannot_be_read_costs_only_its_own_hints_and_says_why(db, workspace_id):
+    with db.transaction() as session:
+        xai = add_connection(session, workspace_id, "xAI team")
+        other = add_connection(session, workspace_id, "Other team", provider="other")
+        for c in (xai, other):
+            fetched(session, c, day(20))
+            fetched(session, c, day(10), table=UnitCostSpan)
+        unit_cost(session, xai, 2, "grok-4-0709", "Prompt text tokens", "30")
+        unit_cost(session, other, 2, "big-1", "in_tok", "20")
+    found = insights(db, workspace_id, providers=registry(UnreadablePrices("other")))
+    assert [h.model for h in found.hints] == ["grok-4-0709"]
+    assert [(k.kind, k.cost_usd) for k in found.kinds.rows] == [("input", D(50))]
+    assert (
+        "Cheaper-model hints leave out Broken Prices: its list prices could not be read "
+        "(prices.toml: big-1.input: 'x' is not a number)."
+    ) in found.notes
 
 
 # -- the terminal ----------------------------------------------------------------------

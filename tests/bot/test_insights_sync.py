@@ -71,7 +71,7 @@ def test_a_sync_stores_the_last_days_by_unit_type_exactly(engine, sandbox, works
     assert all(line.num_units > 0 and line.invoice_month == today.replace(day=1) for line in lines)
 
     with engine.db.session() as session:
-        found = build_insights(session, workspace_id, today)
+        found = build_insights(session, workspace_id, today, providers=engine.providers)
     assert found.kinds.source == "xAI usage series by unit type"
     assert found.kinds.total_usd == sum(
         (c for (d, _, _), c in stored.items() if today - timedelta(days=7) <= d < today),
@@ -97,7 +97,7 @@ def test_a_400_for_unit_type_keeps_the_sync_and_says_the_kinds_are_missing(
     with db.session() as session:
         assert session.scalars(select(UnitCost)).first() is None
         assert session.scalars(select(UnitCostSpan)).first() is None
-        found = build_insights(session, workspace_id, clock.now.date())
+        found = build_insights(session, workspace_id, clock.now.date(), providers=providers)
     # The invoice's lines still tell the kinds (for the cycle so far), and the note says why.
     assert found.kinds.source.startswith("xAI invoice preview, November 2026")
     assert any(

@@ -11,10 +11,11 @@ from storage.models import Connection, DailyCost
 
 
 def add_connection(session, workspace_id: int, label: str, **fields) -> Connection:
-    """An xAI connection (status ``ok`` unless ``fields`` say otherwise), flushed for its id."""
+    """A connection, flushed for its id: xAI's and status ``ok`` unless ``fields`` say
+    otherwise (``provider="..."``, ``status="..."``)."""
     connection = Connection(
         workspace_id=workspace_id,
-        provider="xai",
+        provider=fields.pop("provider", "xai"),
         label=label,
         credentials_sealed="sealed",
         credentials_key_id="k1",

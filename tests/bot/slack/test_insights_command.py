@@ -44,7 +44,12 @@ def test_an_unknown_connection_is_one_line_naming_the_known_ones(connected: Slac
 def test_the_digest_section_is_a_few_mrkdwn_lines(connected: SlackApp) -> None:
     with connected.runtime.db.session() as session:
         workspace_id = workspace_for_slack_team(session, TEAM).id
-        found = build_insights(session, workspace_id, connected.runtime.clock().date())
+        found = build_insights(
+            session,
+            workspace_id,
+            connected.runtime.clock().date(),
+            providers=connected.runtime.providers,
+        )
     lines = insights_section(found).splitlines()
     assert [line.split(" ")[0] for line in lines] == [
         ":chart_with_upwards_trend:",
