@@ -7,6 +7,7 @@ whose ledger makes each happen once however many processes run this.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -17,7 +18,24 @@ from bot.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def tick(runtime: Runtime, delivery: Outbox | None, daily_sync_at: str) -> None:
+def tick(
+    runtime: Runtime,
+    delivery: Outbox | None,
+    daily_sync_at: str,
+    after: Callable[[], None] | None = None,
+) -> None:
+    """Everything due now; then ``after`` (serve's: re-publish the Home tabs that changed)."""
+    try:
+        _due(runtime, delivery, daily_sync_at)
+    finally:
+        if after is not None:
+            try:
+                after()
+            except Exception:
+                log.exception("the after-tick work failed; the next minute retries")
+
+
+def _due(runtime: Runtime, delivery: Outbox | None, daily_sync_at: str) -> None:
     try:
         outcome = run_due(runtime, datetime.now(UTC), delivery, daily_sync_at=daily_sync_at)
     except Exception:  # one bad minute must not stop the next
@@ -37,13 +55,15 @@ def tick(runtime: Runtime, delivery: Outbox | None, daily_sync_at: str) -> None:
         log.warning("alerts expired undelivered after 7 days: %s", outcome.expired)
 
 
-def start_scheduler(runtime: Runtime, delivery: Outbox | None) -> BackgroundScheduler:
+def start_scheduler(
+    runtime: Runtime, delivery: Outbox | None, after_tick: Callable[[], None] | None = None
+) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
         tick,
         "cron",
         second=5,
-        args=[runtime, delivery, runtime.settings.daily_sync_at],
+        args=[runtime, delivery, runtime.settings.daily_sync_at, after_tick],
         id="due_work",
         coalesce=True,
         max_instances=1,
