@@ -25,6 +25,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import ConfigError
 from bot.runtime import REDACTOR, Runtime
 from bot.slack import blocks
+from bot.slack.home import LiveHome
 from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallationStore
 from bot.slack.listeners import register_listeners
 from bot.slack.service import STORE_UNAVAILABLE, SlackService, store_unavailable
@@ -102,6 +103,7 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
             "or SLACK_API_URL if you set it."
         ) from None
     service = SlackService(runtime, settings, forget, home_team=home_team)
+    service.live_home = LiveHome(service)
 
     if home_team is not None:
 

@@ -8,6 +8,10 @@ workspace's costs sees the figures; admins also get the buttons that manage
 it, each carrying the command it runs (the "a button is a command" contract:
 action ids start with ``xu:``, values are the words of ``/xai-usage``).
 
+A tab left open follows the store: after a sync or a setup change,
+:class:`LiveHome` re-publishes it for whoever opened it in the last half
+hour (the newest 50 per workspace), coalescing a burst into one round.
+
 The 30-day trend is a sparkline and a weekly table, not the chart PNG: a
 Home view shows an image only by URL or as a ``slack_file`` the viewer can
 already open, so a chart would have to be shared into each viewer's DM on
@@ -18,18 +22,28 @@ from __future__ import annotations
 
 import logging
 import shlex
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
 
 from bot import formatting
 from bot.figures import PACE
 from bot.home import Dashboard, build_dashboard, fingerprint
 from bot.render import insights_section, render_json
-from bot.slack.access import refusal_to_administer, refusal_to_use
+from bot.slack.access import Person, refusal_to_administer, refusal_to_use
 from bot.slack.blocks import STATUS_ICONS
 from bot.slack.service import (
     STORE_UNAVAILABLE,
@@ -131,18 +145,25 @@ def dashboard_for(service: SlackService, invocation: Invocation) -> Dashboard:
     return service.dashboards.get(workspace_id, current, build)
 
 
+def view_for(
+    service: SlackService,
+    invocation: Invocation,
+    person: Person | None,
+    dashboard: Callable[[], Dashboard],
+) -> dict[str, Any]:
+    """What one person's Home tab shows: the figures (buttons for admins), or why not."""
+    refusal = refusal_to_use(person, invocation.team_id)
+    if refusal:
+        return notice_view(refusal)
+    admin = refusal_to_administer(person, invocation.team_id, service.settings.admins) is None
+    return home_view(dashboard(), admin=admin)
+
+
 def publish(service: SlackService, client: WebClient, invocation: Invocation) -> dict | None:
     """Build (or reuse) and publish one person's Home tab; the view sent, or None."""
     try:
         person = service.person(client, invocation)
-        refusal = refusal_to_use(person, invocation.team_id)
-        if refusal:
-            view = notice_view(refusal)
-        else:
-            admin = (
-                refusal_to_administer(person, invocation.team_id, service.settings.admins) is None
-            )
-            view = home_view(dashboard_for(service, invocation), admin=admin)
+        view = view_for(service, invocation, person, lambda: dashboard_for(service, invocation))
     except Exception as error:
         if not store_unavailable(error):  # a bug: one line, the traceback at DEBUG, as app.py does
             log.error("could not build the Home tab: %s: %s", type(error).__name__, error)
@@ -167,4 +188,330 @@ def _unfetched_note(trend: tuple[tuple[date, Decimal | None], ...]) -> str:
         f"_{days} not fetched ({formatting.day_span(missing[0], missing[-1])}): gaps above, "
         f"left out of the sums marked *; `sync --days {(trend[-1][0] - missing[0]).days + 1}` "
         "fetches them._"
+    )
+
+
+# -- kept live: re-published after a sync or a setup change ----------------------------
+
+RECENT_FOR = 30 * 60
+"""Seconds after someone opens the Home tab during which a change re-publishes it for them.
+
+Slack says when the tab is opened, never when it is left or closed, so who is
+looking is a guess: half an hour covers someone who keeps the dashboard beside
+their work through a sync or a setup session; after that, their next open
+shows the current figures anyway, and nobody's Slack quota is spent on tabs
+long gone from the screen."""
+MOST_VIEWERS = 50
+"""People per workspace re-published in one round, the most recent openers first.
+
+Each costs a ``users.info`` (their role now) and a ``views.publish``; both are
+Slack's tier 4 (100+ a minute), so a round stays inside a minute's allowance."""
+SETTLE_SECONDS = 1.0
+"""A round waits this long after the last change, so a burst publishes once..."""
+LONGEST_WAIT_SECONDS = 5.0
+"""...but never longer than this after the first, so a steady stream still shows."""
+LONGEST_RETRY_AFTER = 10
+"""A 429 asking to wait at most this many seconds is waited out; a longer one ends the round."""
+ROUND_ENDERS = frozenset(
+    {
+        "ratelimited",
+        "not_authed",
+        "invalid_auth",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "missing_scope",
+    }
+)
+"""Refusals that every later publish in the round would get too."""
+TOKEN_GONE = frozenset(
+    {"not_authed", "invalid_auth", "token_revoked", "token_expired", "account_inactive"}
+)
+"""Refusals after which the workspace's viewers are forgotten: their next open brings a token."""
+
+
+def opened(service: SlackService, client: WebClient, invocation: Invocation) -> dict | None:
+    """``app_home_opened``, on the background pool: note who is looking, then publish."""
+    live = service.live_home
+    if live is None:
+        return publish(service, client, invocation)
+    rounds = live.opened(client, invocation)
+    view = publish(service, client, invocation)
+    live.published(invocation.team_id, rounds)
+    return view
+
+
+class _BriefRateLimitRetry(RateLimitErrorRetryHandler):
+    """Slack's 429 waited out when its Retry-After is short; a long one is given up on."""
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        for name, values in (response.headers if response is not None else {}).items():
+            if name.lower() == "retry-after":
+                value = values[0] if isinstance(values, list) else values
+                return str(value).isdigit() and int(value) <= LONGEST_RETRY_AFTER
+        return True  # none said: the handler waits about a second
+
+
+@dataclass
+class _Watched:
+    """One workspace's recent Home viewers, and its next round if one is due."""
+
+    client: WebClient
+    viewers: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    """User id to when they last opened the tab (``time.monotonic()``), oldest first."""
+    shown: tuple | None = None
+    """The fingerprint (bot.home.fingerprint) of what was last published to them."""
+    force: bool = False  # a sync happened: its figures may move without the fingerprint
+    first: float | None = None  # the first change the coming round answers
+    due: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one round at a time
+    started: int = 0  # rounds that began publishing
+
+
+class LiveHome:
+    """Re-publishes an open Home tab when its workspace's dashboard changes.
+
+    Who looked is kept in this process's memory, per Slack team: a restart
+    forgets it (the next open brings it back), and with several server
+    processes each re-publishes for the people whose open it received.
+    :meth:`changed` is told by whatever changed the store in this process (a
+    sync, a setup command); :meth:`check_all`, called every minute by the
+    scheduler, catches the rest (the daily sync, the terminal, other
+    processes) by the workspace's fingerprint. Changes coalesce: a round runs
+    :data:`SETTLE_SECONDS` after the last of a burst, builds the dashboard
+    once (the shared DashboardCache), and publishes to each recent viewer the
+    view their role allows, on its own small pool so neither an ack nor a sync
+    ever waits for Slack here. Slack refusing is logged and never raised.
+    """
+
+    def __init__(
+        self,
+        service: SlackService,
+        *,
+        recent_for: float = RECENT_FOR,
+        most: int = MOST_VIEWERS,
+        settle: float = SETTLE_SECONDS,
+        longest: float = LONGEST_WAIT_SECONDS,
+    ) -> None:
+        self.service = service
+        self.recent_for = recent_for
+        self.most = most
+        self.settle = settle
+        self.longest = longest
+        self.rounds = 0  # rounds that published: for tests and the log
+        self._watched: dict[str, _Watched] = {}
+        self._cond = threading.Condition()
+        self._dispatcher: threading.Thread | None = None
+        self._closed = False
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="xai-usage-home")
+
+    def opened(self, client: WebClient, invocation: Invocation) -> int:
+        """Someone opened the tab: keep them (and this team's token) for :data:`RECENT_FOR`.
+
+        Returns how many rounds the team has begun, for :meth:`published`.
+        """
+        now = time.monotonic()
+        with self._cond:
+            if self._closed:
+                return 0
+            watched = self._watched.get(invocation.team_id)
+            if watched is None or watched.client.token != client.token:
+                republisher = _republisher(client)
+                if watched is None:
+                    watched = self._watched[invocation.team_id] = _Watched(republisher)
+                watched.client = republisher
+            watched.viewers.pop(invocation.user_id, None)
+            watched.viewers[invocation.user_id] = now
+            while len(watched.viewers) > self.most:
+                watched.viewers.popitem(last=False)
+            needs_baseline = watched.shown is None
+            rounds = watched.started
+        if needs_baseline:  # read before the opener's tab is built, so no change slips between
+            try:
+                stamp = self._stamp(invocation)
+            except Exception:  # the opener's own publish says what is wrong
+                return rounds
+            with self._cond:
+                if watched.shown is None:
+                    watched.shown = stamp
+        return rounds
+
+    def published(self, team_id: str, rounds: int) -> None:
+        """The opener's tab is out. A round that began meanwhile may have been overtaken
+        by it (built before the change, sent after): one more round puts it right."""
+        with self._cond:
+            watched = self._watched.get(team_id)
+            again = watched is not None and watched.started != rounds
+        if again:
+            self.changed(team_id, force=True)
+
+    def changed(self, team_id: str, *, force: bool = False) -> None:
+        """The team's dashboard may have changed: a round soon, if anyone is looking.
+
+        ``force``: publish even if the fingerprint did not move (after a sync,
+        whose new figures it does not count). Never blocks on the store or Slack.
+        """
+        now = time.monotonic()
+        with self._cond:
+            watched = self._live(team_id, now)
+            if watched is None:
+                return
+            watched.force = watched.force or force
+            watched.first = now if watched.first is None else watched.first
+            watched.due = min(watched.first + self.longest, now + self.settle)
+            if self._dispatcher is None:
+                self._dispatcher = threading.Thread(
+                    target=self._dispatch, name="xai-usage-home-live", daemon=True
+                )
+                self._dispatcher.start()
+            self._cond.notify()
+
+    def check_all(self) -> None:
+        """Every team someone is looking at, re-published where the fingerprint moved."""
+        with self._cond:
+            teams = list(self._watched)
+        for team_id in teams:
+            self.changed(team_id)
+
+    def _live(self, team_id: str, now: float) -> _Watched | None:
+        """The team's watch without those who looked too long ago; None (forgotten) if empty."""
+        watched = self._watched.get(team_id)
+        if watched is None:
+            return None
+        for user, at in list(watched.viewers.items()):
+            if now - at <= self.recent_for:
+                break
+            del watched.viewers[user]
+        if not watched.viewers:
+            del self._watched[team_id]
+            return None
+        return watched
+
+    def _dispatch(self) -> None:
+        """Start each team's round when it is due; ends when none is waiting."""
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                waiting = [w.due for w in self._watched.values() if w.due is not None]
+                if not waiting:
+                    self._dispatcher = None
+                    return
+                if min(waiting) > now:
+                    self._cond.wait(min(waiting) - now)
+                    continue
+                ready = []
+                for team_id, watched in self._watched.items():
+                    if watched.due is not None and watched.due <= now:
+                        ready.append((team_id, watched, watched.force))
+                        watched.due = watched.first = None
+                        watched.force = False
+            for team_id, watched, force in ready:
+                self._pool.submit(self._round, team_id, watched, force)
+
+    def _stamp(self, invocation: Invocation) -> tuple:
+        workspace_id = self.service.workspace_id(invocation)
+        with self.service.runtime.db.session() as session:
+            return fingerprint(session, workspace_id)
+
+    def _round(self, team_id: str, watched: _Watched, force: bool) -> None:
+        with watched.lock:
+            with self._cond:
+                now = time.monotonic()
+                users = [
+                    u for u, at in reversed(watched.viewers.items()) if now - at <= self.recent_for
+                ]
+                client = watched.client
+            if not users:
+                return
+            anyone = Invocation(team_id=team_id, user_id=users[0])
+            try:
+                stamp = self._stamp(anyone)
+                if not force and stamp == watched.shown:
+                    return
+                with self._cond:
+                    watched.started += 1
+                built: list[Dashboard] = []
+
+                def dashboard() -> Dashboard:  # once per round, and only if someone may see it
+                    if not built:
+                        built.append(dashboard_for(self.service, anyone))
+                    return built[0]
+
+                finished = self._publish_each(team_id, watched, client, users, dashboard)
+            except Exception as error:
+                reason = STORE_UNAVAILABLE if store_unavailable(error) else type(error).__name__
+                log.error("the Home tab was not re-published in %s: %s", team_id, reason)
+                log.debug("the re-publish's traceback", exc_info=error)
+                return
+            if finished:  # else the next change, or the minute's check, tries again
+                with self._cond:
+                    watched.shown = stamp
+                    self.rounds += 1
+
+    def _publish_each(
+        self,
+        team_id: str,
+        watched: _Watched,
+        client: WebClient,
+        users: list[str],
+        dashboard: Callable[[], Dashboard],
+    ) -> bool:
+        """Each viewer's tab as their role allows; False if Slack stopped the round."""
+        reached = 0
+
+        def stopped(why: str) -> bool:
+            log.warning(
+                "Home tab re-published for %d of %d people in %s; %s",
+                reached,
+                len(users),
+                team_id,
+                why,
+            )
+            return False
+
+        for user in users:
+            invocation = Invocation(team_id=team_id, user_id=user)
+            try:
+                person = self.service.person(client, invocation)
+                if person is None:  # gone, or Slack did not answer: their tab stays as it was
+                    log.info("Home tab not re-published for %s: could not look them up", user)
+                    continue
+                view = view_for(self.service, invocation, person, dashboard)
+                client.views_publish(user_id=user, view=view)
+            except SlackApiError as error:
+                code = str(error.response.get("error") or "unknown_error")
+                if code not in ROUND_ENDERS:
+                    log.info("Home tab not re-published for %s: %s", user, code)
+                    continue
+                if code in TOKEN_GONE:
+                    with self._cond:
+                        if self._watched.get(team_id) is watched:
+                            del self._watched[team_id]
+                return stopped(f"Slack said {code}")
+            except OSError as error:
+                return stopped(f"Slack unreachable ({type(error).__name__})")
+            reached += 1
+        return True
+
+    def close(self) -> None:
+        """Stop: nothing more is queued, and rounds not yet started are dropped."""
+        with self._cond:
+            self._closed = True
+            self._watched.clear()
+            self._cond.notify()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _republisher(client: WebClient) -> WebClient:
+    """The opener's token and Slack address, with 429s waited out only when brief."""
+    return WebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=10,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=1),
+            _BriefRateLimitRetry(max_retry_count=2),
+        ],
     )

@@ -306,7 +306,9 @@ def serve(
 ) -> None:
     app, service = build_app(runtime, settings)
     tokens = token_resolver(runtime, settings, home_team=service.home_team)
-    scheduler = start_scheduler(runtime, SlackDelivery(settings, tokens))
+    scheduler = start_scheduler(
+        runtime, SlackDelivery(settings, tokens), after_tick=service.check_homes
+    )
     try:
         if settings.mode == "socket":
             handler = GuardedSocketModeHandler(app, settings.app_token)
@@ -325,3 +327,5 @@ def serve(
             server.run()
     finally:
         scheduler.shutdown(wait=False)
+        if service.live_home is not None:
+            service.live_home.close()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, timedelta
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -48,6 +49,9 @@ from storage.models import (
     Workspace,
 )
 from storage.repo import find_connection, workspace_for_slack_team
+
+if TYPE_CHECKING:
+    from bot.slack.home import LiveHome
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +155,22 @@ class SlackService:
         self.response_urls = ResponseUrls()
         # The App Home tab's dashboards (bot/slack/home.py), rebuilt after a sync.
         self.dashboards = DashboardCache()
+        self.live_home: LiveHome | None = None
+        """Open Home tabs, re-published when their dashboard changes (set by build_app)."""
+
+    def home_changed(self, team_id: str, *, force: bool = False) -> None:
+        """Tell the open Home tabs of ``team_id`` that their dashboard may have changed.
+
+        ``force`` after a sync, whose figures can change without the fingerprint;
+        setup changes go by the fingerprint. Returns at once: the work is queued.
+        """
+        if self.live_home is not None:
+            self.live_home.changed(team_id, force=force)
+
+    def check_homes(self) -> None:
+        """Re-publish the open Home tabs whose workspace changed elsewhere (every minute)."""
+        if self.live_home is not None:
+            self.live_home.check_all()
 
     # -- replies ----------------------------------------------------------------
 
@@ -228,8 +248,8 @@ class SlackService:
 
     def report(self, invocation: Invocation, command: Command) -> Report:
         workspace_id = self.workspace_id(invocation)
-        if command.name == "today":
-            self.refresh_today(workspace_id)
+        if command.name == "today" and self.refresh_today(workspace_id):
+            self.home_changed(invocation.team_id, force=True)
         now = self.runtime.clock()
         with self.runtime.db.session() as session:
             connection = (
@@ -307,12 +327,22 @@ class SlackService:
                 self.dashboards.forget(workspace_id)
                 with self._syncing_lock:
                     self._syncing.pop(key, None)
+                self.home_changed(invocation.team_id, force=True)
 
         with self._syncing_lock:
             running = self._syncing.get(key)
             if running is None:
                 running = self._syncing[key] = self.background.submit(run)
         return running
+
+    def run_setup(self, invocation: Invocation, command: Command, **how: Any) -> str:
+        """A ``digest``, ``budget`` or ``alerts`` command (bot.setup.Setup.run); its reply.
+
+        Open Home tabs follow when it changed what they show (their fingerprint).
+        """
+        reply = setup_for(self, invocation).run(command, **how)
+        self.home_changed(invocation.team_id)
+        return reply
 
     # -- connect ----------------------------------------------------------------
 
@@ -388,7 +418,7 @@ class SlackService:
         self, invocation: Invocation, values: dict[str, str], check: CheckResult
     ) -> Connected:
         credentials = {"team_id": values["team_id"], "management_key": values["management_key"]}
-        return asyncio.run(
+        connected = asyncio.run(
             self.runtime.engine.connect(
                 self.workspace_id(invocation),
                 "xai",
@@ -399,6 +429,8 @@ class SlackService:
                 check=check,
             )
         )
+        self.home_changed(invocation.team_id, force=True)
+        return connected
 
     # -- update-key -------------------------------------------------------------
 
@@ -424,10 +456,14 @@ class SlackService:
         check = engine.check_update(connection, credentials)
         return asyncio.run(asyncio.wait_for(check, budget) if budget else check)
 
-    def update_key(self, connection: Connection, key: str, check: CheckResult) -> KeyUpdated:
-        return asyncio.run(
+    def update_key(
+        self, invocation: Invocation, connection: Connection, key: str, check: CheckResult
+    ) -> KeyUpdated:
+        updated = asyncio.run(
             self.runtime.engine.update_key(connection.id, {"management_key": key}, check=check)
         )
+        self.home_changed(invocation.team_id, force=True)  # the new key's sync ran
+        return updated
 
     # -- disconnect -------------------------------------------------------------
 
@@ -446,6 +482,7 @@ class SlackService:
         if connection is None:
             return None
         self.runtime.engine.disconnect(connection.id)
+        self.home_changed(invocation.team_id)
         return connection.label
 
     # -- uninstall --------------------------------------------------------------

@@ -303,7 +303,8 @@ def setup(
         person = service.person(client, invocation)
         return person.tz if person and person.tz else "UTC"
 
-    reply = setup_for(service, invocation).run(
+    reply = service.run_setup(
+        invocation,
         command,
         here=invocation.channel_id,
         default_tz=zone,

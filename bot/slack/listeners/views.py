@@ -218,7 +218,7 @@ def update_key_submitted(
         ack()  # closes the modal; the sync runs after the ack
     tell = _teller(service, client, invocation, metadata)
     try:
-        updated = service.update_key(connection, key, check)
+        updated = service.update_key(invocation, connection, key, check)
     except ConnectError as error:
         tell(f":x: The key was not changed: {formatting.mrkdwn(error.message)}")
         return
@@ -272,8 +272,8 @@ def setup_form_submitted(
         if command is None:
             ack(response_action="errors", errors=errors)
             return
-        reply = setup_for(service, invocation).run(
-            command, here=None, default_tz=zone, announce=partial(post_note, client)
+        reply = service.run_setup(
+            invocation, command, here=None, default_tz=zone, announce=partial(post_note, client)
         )
     except SetupError as error:  # what is left after the field checks: posting in the channel
         ack(response_action="errors", errors={first: forms.field_error(str(error))})

@@ -174,6 +174,7 @@ def slack_app(slack_env, db, store_key):
         try:
             yield harness
         finally:
+            service.live_home.close()  # no re-publish outlives the test
             stop_waitress(server)
             thread.join(timeout=5)
             assert not thread.is_alive()

@@ -13,10 +13,21 @@ from decimal import Decimal
 
 from bot.grammar import parse, tokenize
 from bot.home import DashboardCache
+from bot.scheduler import tick
 from storage.models import Budget, DigestSubscription
 from storage.repo import workspace_for_slack_team
-from tests.bot.slack.conftest import ADMIN, BOT_USER, GUEST, MEMBER, TEAM, VISITOR, SlackApp
-from tests.fakes.connections import add_connection
+from tests.bot.slack.conftest import (
+    ADMIN,
+    BOT_TOKEN,
+    BOT_USER,
+    GUEST,
+    MEMBER,
+    SIGNING_SECRET,
+    TEAM,
+    VISITOR,
+    SlackApp,
+)
+from tests.fakes.connections import add_connection, connect_demo
 
 
 def open_home(app: SlackApp, user: str = ADMIN) -> dict:
@@ -307,3 +318,107 @@ def test_remove_on_home_removes_and_the_tab_shows_it(connected: SlackApp) -> Non
     connected.slack.wait_for(lambda: posts_to(connected, ADMIN), timeout=10)
     assert "Removed" in posts_to(connected, ADMIN)[0]["text"]
     assert "budget remove" not in " ".join(buttons(open_home(connected)).values())
+
+
+# -- an open tab kept live ---------------------------------------------------------------
+
+
+def publishes_to(app: SlackApp, user: str) -> list[dict]:
+    return [
+        c.params["view"] for c in app.slack.calls_to("views.publish") if c.params["user_id"] == user
+    ]
+
+
+def backfilled_one_day(app: SlackApp) -> SlackApp:
+    """The demo team with only today fetched: the tab shows 29 days not fetched until a sync."""
+    with app.runtime.db.transaction() as session:
+        workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
+    connect_demo(app.runtime.engine, workspace_id, 1, label="Production — xAI")
+    return app
+
+
+def synced(app: SlackApp, text: str = "sync --days 30") -> str:
+    """Run a sync from the slash command; its outcome, once posted."""
+    answer, url = app.command(text)
+    assert answer.status_code == 200
+    return app.reply(url, 2, timeout=20)["text"]
+
+
+def test_a_sync_re_publishes_the_open_tab_in_place_for_whoever_looked(slack_app: SlackApp) -> None:
+    app = backfilled_one_day(slack_app)
+    before = {user: open_home(app, user) for user in (ADMIN, MEMBER, GUEST)}
+    assert "29 days not fetched" in words(before[ADMIN])
+
+    assert ":white_check_mark:" in synced(app)
+    app.slack.wait_for(lambda: all(len(publishes_to(app, u)) == 2 for u in before), timeout=10)
+    admin, member, guest = (publishes_to(app, user)[-1] for user in (ADMIN, MEMBER, GUEST))
+    assert "not fetched" not in words(admin) and "Month to date" in words(admin)
+    assert buttons(admin) and buttons(admin) == buttons(before[ADMIN])
+    assert "not fetched" not in words(member) and "Month to date" in words(member)
+    assert buttons(member) == {}  # each as their role allows
+    assert "guests can't see" in words(guest) and "$" not in words(guest)
+    assert publishes_to(app, VISITOR) == []  # never opened it: nothing sent
+
+
+def test_a_burst_of_syncs_publishes_once(connected: SlackApp) -> None:
+    open_home(connected)
+    urls = []
+    for _ in range(10):
+        answer, url = connected.command("sync")
+        assert answer.status_code == 200
+        urls.append(url)
+    for url in urls:
+        connected.reply(url, 2, timeout=30)
+    connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 2, timeout=10)
+    time.sleep(2 * connected.service.live_home.settle + 0.5)  # a second round would be out by now
+    assert len(publishes_to(connected, ADMIN)) == 2
+    assert connected.service.live_home.rounds == 1
+
+
+def test_a_setup_change_shows_at_once_and_a_listing_publishes_nothing(connected: SlackApp) -> None:
+    open_home(connected)
+    _, url = connected.command("digest list")
+    connected.reply(url)
+    _, url = connected.command("budget set 800")
+    connected.reply(url)
+    connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 2, timeout=10)
+    assert "budget remove" in " ".join(buttons(publishes_to(connected, ADMIN)[-1]).values())
+    time.sleep(2 * connected.service.live_home.settle + 0.5)
+    assert len(publishes_to(connected, ADMIN)) == 2  # the listing changed nothing
+
+
+def test_the_daily_sync_re_publishes_open_tabs(connected: SlackApp) -> None:
+    open_home(connected, MEMBER)
+    tick(connected.runtime, None, "00:00", after=connected.service.check_homes)  # serve's minute
+    connected.slack.wait_for(lambda: len(publishes_to(connected, MEMBER)) == 2, timeout=10)
+    assert buttons(publishes_to(connected, MEMBER)[-1]) == {}
+
+
+def test_a_short_rate_limit_is_waited_out_and_the_sync_is_not_held(connected: SlackApp) -> None:
+    open_home(connected)
+    connected.slack.rate_limit("views.publish", retry_after=1)
+    assert ":white_check_mark:" in synced(connected, "sync")
+    connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 3, timeout=15)
+    refused, retried = connected.slack.calls_to("views.publish")[-2:]
+    assert retried.at - refused.at >= 1  # Slack's Retry-After, honoured
+    assert "Month to date" in words(retried.params["view"])
+
+
+def test_slack_refusing_a_re_publish_is_logged_without_secrets_and_fails_nothing(
+    connected: SlackApp, caplog
+) -> None:
+    open_home(connected)
+    connected.slack.rate_limit("views.publish", retry_after=120)  # too long to wait: dropped
+    with caplog.at_level("INFO"):
+        assert ":white_check_mark:" in synced(connected, "sync")
+        connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 2, timeout=10)
+        connected.slack.fail("views.publish", "not_authed")
+        assert ":white_check_mark:" in synced(connected, "sync")
+        connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 3, timeout=10)
+        assert ":white_check_mark:" in synced(connected, "sync")  # the token is forgotten...
+        time.sleep(2 * connected.service.live_home.settle + 0.5)
+    assert len(publishes_to(connected, ADMIN)) == 3  # ...so nothing more is tried
+    logged = caplog.text
+    assert "Slack said ratelimited" in logged and "Slack said not_authed" in logged
+    assert BOT_TOKEN not in logged and SIGNING_SECRET not in logged
+    open_home(connected)  # opening again brings the token back
