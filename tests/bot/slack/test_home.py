@@ -422,3 +422,17 @@ def test_slack_refusing_a_re_publish_is_logged_without_secrets_and_fails_nothing
     assert "Slack said ratelimited" in logged and "Slack said not_authed" in logged
     assert BOT_TOKEN not in logged and SIGNING_SECRET not in logged
     open_home(connected)  # opening again brings the token back
+
+
+def test_only_recent_openers_are_kept_and_at_most_the_newest_few(connected: SlackApp) -> None:
+    live = connected.service.live_home
+    live.recent_for, live.most = 5.0, 2  # 30 minutes and 50 people, shrunk to fit a test
+    open_home(connected, MEMBER)
+    time.sleep(5.2)  # MEMBER's open is now too old
+    for user in (VISITOR, GUEST, ADMIN):  # VISITOR is then the oldest of three: dropped
+        open_home(connected, user)
+    synced(connected, "sync")
+    connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 2, timeout=10)
+    connected.slack.wait_for(lambda: len(publishes_to(connected, GUEST)) == 2, timeout=10)
+    time.sleep(2 * live.settle + 0.5)
+    assert len(publishes_to(connected, MEMBER)) == 1 and len(publishes_to(connected, VISITOR)) == 1
