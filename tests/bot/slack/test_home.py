@@ -436,3 +436,19 @@ def test_only_recent_openers_are_kept_and_at_most_the_newest_few(connected: Slac
     connected.slack.wait_for(lambda: len(publishes_to(connected, GUEST)) == 2, timeout=10)
     time.sleep(2 * live.settle + 0.5)
     assert len(publishes_to(connected, MEMBER)) == 1 and len(publishes_to(connected, VISITOR)) == 1
+
+
+def test_sync_now_and_a_confirmed_disconnect_show_on_the_open_tab(connected: SlackApp) -> None:
+    from tests.bot.slack.test_clicks import click
+
+    open_home(connected, MEMBER)
+    clicked = click(connected, "xu:sync", "sync")  # status's "Sync now", clicked by an admin
+    connected.reply(clicked, 2, timeout=20)
+    connected.slack.wait_for(lambda: len(publishes_to(connected, MEMBER)) == 2, timeout=10)
+
+    _, url = connected.command("disconnect Production — xAI")
+    uid = connected.reply(url)["blocks"][1]["elements"][0]["value"]
+    click(connected, "disconnect_confirm", uid)
+    connected.slack.wait_for(lambda: len(publishes_to(connected, MEMBER)) == 3, timeout=10)
+    assert "Production — xAI" in words(publishes_to(connected, MEMBER)[1])
+    assert "Production — xAI" not in words(publishes_to(connected, MEMBER)[2])
