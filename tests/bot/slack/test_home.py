@@ -14,6 +14,7 @@ from decimal import Decimal
 from bot.grammar import parse, tokenize
 from bot.home import DashboardCache
 from bot.scheduler import tick
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.models import Budget, DigestSubscription
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import (
@@ -452,3 +453,15 @@ def test_sync_now_and_a_confirmed_disconnect_show_on_the_open_tab(connected: Sla
     connected.slack.wait_for(lambda: len(publishes_to(connected, MEMBER)) == 3, timeout=10)
     assert "Production — xAI" in words(publishes_to(connected, MEMBER)[1])
     assert "Production — xAI" not in words(publishes_to(connected, MEMBER)[2])
+
+
+def test_connecting_from_the_form_ticks_the_open_checklist(slack_app: SlackApp) -> None:
+    from tests.bot.slack.test_slack_app import open_modal, submit
+
+    assert "0 of 3 done" in words(open_home(slack_app))
+    view, url = open_modal(slack_app)
+    submit(slack_app, view, team_id=DEMO_TEAM_ID, management_key=DEMO_KEY, backfill_days="7")
+    assert "Connected" in slack_app.reply(url, 2, timeout=20)["text"]
+    slack_app.slack.wait_for(lambda: len(publishes_to(slack_app, ADMIN)) == 2, timeout=10)
+    seen = words(publishes_to(slack_app, ADMIN)[-1])
+    assert "1 of 3 done" in seen and "Connections" in seen and "Month to date" in seen
