@@ -465,3 +465,18 @@ def test_connecting_from_the_form_ticks_the_open_checklist(slack_app: SlackApp) 
     slack_app.slack.wait_for(lambda: len(publishes_to(slack_app, ADMIN)) == 2, timeout=10)
     seen = words(publishes_to(slack_app, ADMIN)[-1])
     assert "1 of 3 done" in seen and "Connections" in seen and "Month to date" in seen
+
+
+def test_a_new_key_clears_the_error_on_the_open_tab(connected: SlackApp) -> None:
+    from tests.bot.slack.test_slack_app import NEW_KEY, open_update_key, submit
+
+    connected.xai.revoke_key(DEMO_KEY)
+    assert ":x:" in synced(connected, "sync")
+    assert ":x: error" in words(open_home(connected))  # opened after the failed sync
+    view, url = open_update_key(connected)
+    connected.xai.add_key(NEW_KEY, DEMO_TEAM_ID)
+    assert submit(connected, view, management_key=NEW_KEY).status_code == 200
+    assert "New key" in connected.reply(url, timeout=20)["text"]
+    connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 2, timeout=10)
+    seen = words(publishes_to(connected, ADMIN)[-1])
+    assert ":x: error" not in seen and ":white_check_mark: ok" in seen
