@@ -480,3 +480,25 @@ def test_a_new_key_clears_the_error_on_the_open_tab(connected: SlackApp) -> None
     connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 2, timeout=10)
     seen = words(publishes_to(connected, ADMIN)[-1])
     assert ":x: error" not in seen and ":white_check_mark: ok" in seen
+
+
+def test_a_re_publish_stuck_on_slack_holds_up_no_command_and_no_sync(connected: SlackApp) -> None:
+    open_home(connected)
+    stuck, release = threading.Event(), threading.Event()
+
+    def hang(call) -> None:  # Slack taking its time over the round's views.publish
+        stuck.set()
+        release.wait(30)
+
+    connected.slack.after("views.publish", hang)
+    try:
+        synced(connected, "sync")
+        assert stuck.wait(10)
+        asked = time.monotonic()
+        answer, url = connected.command("sync")
+        assert answer.status_code == 200 and time.monotonic() - asked < 3  # Slack's 3 s
+        assert ":white_check_mark:" in connected.reply(url, 2, timeout=10)["text"]  # not held
+    finally:
+        release.set()
+        connected.slack.after("views.publish", None)
+    connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 3, timeout=10)
