@@ -300,7 +300,7 @@ class LiveHome:
         self.most = most
         self.settle = settle
         self.longest = longest
-        self.rounds = 0  # rounds that published: for tests and the log
+        self.rounds = 0  # rounds that published, to the end: for tests
         self._watched: dict[str, _Watched] = {}
         self._cond = threading.Condition()
         self._dispatcher: threading.Thread | None = None
@@ -482,8 +482,10 @@ class LiveHome:
                 client.views_publish(user_id=user, view=view)
             except SlackApiError as error:
                 code = str(error.response.get("error") or "unknown_error")
-                if code not in ROUND_ENDERS:
+                if code not in ROUND_ENDERS:  # this person's (gone, say): forgotten till they open
                     log.info("Home tab not re-published for %s: %s", user, code)
+                    with self._cond:
+                        watched.viewers.pop(user, None)
                     continue
                 if code in TOKEN_GONE:
                     with self._cond:
@@ -493,6 +495,7 @@ class LiveHome:
             except OSError as error:
                 return stopped(f"Slack unreachable ({type(error).__name__})")
             reached += 1
+        log.info("Home tab re-published for %d of %d people in %s", reached, len(users), team_id)
         return True
 
     def close(self) -> None:

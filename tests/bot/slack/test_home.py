@@ -502,3 +502,18 @@ def test_a_re_publish_stuck_on_slack_holds_up_no_command_and_no_sync(connected: 
         release.set()
         connected.slack.after("views.publish", None)
     connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 3, timeout=10)
+
+
+def test_someone_slack_no_longer_knows_is_skipped_and_forgotten(
+    connected: SlackApp, caplog
+) -> None:
+    open_home(connected, MEMBER)
+    open_home(connected, ADMIN)  # the latest opener goes first
+    connected.slack.fail("views.publish", "user_not_found")
+    with caplog.at_level("INFO"):
+        assert ":white_check_mark:" in synced(connected, "sync")
+        connected.slack.wait_for(lambda: len(publishes_to(connected, MEMBER)) == 2, timeout=10)
+    assert f"Home tab not re-published for {ADMIN}: user_not_found" in caplog.text
+    assert ":white_check_mark:" in synced(connected, "sync")
+    connected.slack.wait_for(lambda: len(publishes_to(connected, MEMBER)) == 3, timeout=10)
+    assert len(publishes_to(connected, ADMIN)) == 2  # the open and the refused one: no more
