@@ -408,7 +408,10 @@ class LiveHome:
                         watched.due = watched.first = None
                         watched.force = False
             for team_id, watched, force in ready:
-                self._pool.submit(self._round, team_id, watched, force)
+                try:
+                    self._pool.submit(self._round, team_id, watched, force)
+                except RuntimeError:  # closed meanwhile: nothing more is published
+                    return
 
     def _stamp(self, invocation: Invocation) -> tuple:
         workspace_id = self.service.workspace_id(invocation)
