@@ -186,13 +186,17 @@ class RecordedRequest:
     """One API request as the sandbox saw it. Never holds headers, so never the key.
 
     ``path`` includes the query string; ``status`` is 0 when the sandbox
-    stopped before answering (a hang cut short).
+    stopped before answering (a hang cut short). ``arrived`` and ``answered``
+    are ``time.monotonic()`` readings: whether two requests overlapped, that is
+    were sent at once, is ``a.arrived < b.answered and b.arrived < a.answered``.
     """
 
     method: str
     path: str
     body: dict[str, Any] | None
     status: int
+    arrived: float = 0.0
+    answered: float = 0.0
 
 
 @dataclass
@@ -216,6 +220,8 @@ class _Fault:
     message: str | None
     remaining: int | None
     """Requests left before the fault is spent; None means forever."""
+    group_by: frozenset[str] | None = None
+    """Usage requests grouped by exactly these fields only; None means any request."""
 
 
 @dataclass
@@ -670,14 +676,19 @@ class Sandbox(StandIn):
         kind: str = "status",
         times: int = 1,
         message: str | None = None,
+        group_by: Iterable[str] | None = None,
     ) -> None:
         """Make the next ``times`` matching requests misbehave (0: until cleared).
 
         A ``status`` fault defaults to 429 when ``retry_after`` is given, 503 otherwise.
         Faults apply in the order they were added; one request spends one fault.
+        ``group_by`` names one kind of usage request, those grouped by exactly
+        these fields in any order (``["description", "api_key_id"]``: the costs
+        per key), for a client that sends several kinds at once.
         """
         if endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}")
+        grouping = None if group_by is None else _fault_grouping(endpoint, group_by)
         if kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
         if status is not None and not 100 <= status <= 599:
@@ -686,7 +697,7 @@ class Sandbox(StandIn):
             raise ValueError("times must be 0 (forever) or more")
         if kind == "status" and status is None:
             status = 429 if retry_after is not None else 503
-        fault = _Fault(endpoint, kind, status, retry_after, message, times or None)
+        fault = _Fault(endpoint, kind, status, retry_after, message, times or None, grouping)
         with self._lock:
             self._faults.append(fault)
 
@@ -726,8 +737,9 @@ class Sandbox(StandIn):
         path, _, query = target.partition("?")
         if path.startswith(_CONTROL_PREFIX):
             return self._control(method, path, raw_body)
+        arrived = time.monotonic()
         answer = self._api(method, path, query, headers.get("Authorization"), raw_body)
-        self._record(method, target, raw_body, answer.status if answer else 0)
+        self._record(method, target, raw_body, answer.status if answer else 0, arrived)
         return answer
 
     def _unreadable(self, problem: str) -> _Answer:
@@ -737,12 +749,16 @@ class Sandbox(StandIn):
         log.exception("sandbox failed to answer %s %s", method, target.partition("?")[0])
         return _error_answer(500, "internal error")
 
-    def _record(self, method: str, target: str, raw_body: bytes, status: int) -> None:
+    def _record(
+        self, method: str, target: str, raw_body: bytes, status: int, arrived: float
+    ) -> None:
+        answered = time.monotonic()
         try:
             body = json.loads(raw_body) if raw_body else None
         except ValueError:
             body = None
-        entry = RecordedRequest(method, target, body if isinstance(body, dict) else None, status)
+        body = body if isinstance(body, dict) else None
+        entry = RecordedRequest(method, target, body, status, arrived, answered)
         with self._lock:
             self.requests.append(entry)
 
@@ -760,7 +776,7 @@ class Sandbox(StandIn):
             endpoint, team_id = _route(method, path)
         except _ApiError as exc:
             return exc.answer()
-        fault = self._take_fault(endpoint)
+        fault = self._take_fault(endpoint, raw_body)
         if fault is not None and fault.kind == "status":
             return self._fault_answer(fault)
         if fault is not None and fault.kind == "hang" and self._stopping.wait(HANG_SECONDS):
@@ -772,10 +788,14 @@ class Sandbox(StandIn):
             answer.truncate = True
         return answer
 
-    def _take_fault(self, endpoint: str) -> _Fault | None:
+    def _take_fault(self, endpoint: str, raw_body: bytes) -> _Fault | None:
         with self._lock:
+            named = endpoint == "usage" and any(f.group_by is not None for f in self._faults)
+            grouping = _request_grouping(raw_body) if named else None
             for fault in self._faults:
                 if fault.endpoint not in ("any", endpoint):
+                    continue
+                if fault.group_by is not None and fault.group_by != grouping:
                     continue
                 if fault.remaining is not None:
                     fault.remaining -= 1
@@ -1027,7 +1047,38 @@ class Sandbox(StandIn):
         return _error_answer(404, "Not Found")
 
 
-_FAULT_FIELDS = frozenset({"endpoint", "status", "retry_after", "kind", "times", "message"})
+_FAULT_FIELDS = frozenset(
+    {"endpoint", "status", "retry_after", "kind", "times", "message", "group_by"}
+)
+
+
+def _fault_grouping(endpoint: str, group_by: Iterable[str]) -> frozenset[str]:
+    """The fields a fault's usage request is grouped by, checked as a request's would be."""
+    if endpoint != "usage":
+        raise ValueError(f"group_by names usage requests only; endpoint is {endpoint!r}")
+    if isinstance(group_by, str) or not all(isinstance(name, str) for name in group_by):
+        raise ValueError('group_by must be a list of field names, e.g. ["description"]')
+    fields = list(group_by)
+    for name in fields:
+        if name not in _GROUP_FIELDS:
+            raise ValueError(
+                f"group_by: unknown field {name!r} (one of {', '.join(_GROUP_FIELDS)})"
+            )
+    if len(set(fields)) != len(fields):
+        raise ValueError("group_by: a field is named twice")
+    return frozenset(fields)
+
+
+def _request_grouping(raw_body: bytes) -> frozenset[str] | None:
+    """The fields a usage request asks to group by; None when its body cannot say."""
+    try:
+        body = json.loads(raw_body or b"null")
+        group_by = body["analyticsRequest"].get("groupBy", [])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if not isinstance(group_by, list) or not all(isinstance(v, str) for v in group_by):
+        return None
+    return frozenset(group_by)
 
 
 def _fault_arguments(body: dict[str, Any]) -> dict[str, Any]:

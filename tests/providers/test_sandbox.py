@@ -503,11 +503,42 @@ def test_limit_reached_fault_flags_a_normal_answer(sandbox: Sandbox, client: htt
     assert "limitReached" not in client.post(USAGE, json=body).json()
 
 
+def test_a_fault_can_name_its_usage_request_by_grouping(
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
+    """A sync asks for costs per key and by unit type at once: a fault meant for one
+    must not be spent by the other, whichever arrives first."""
+    sandbox.add_fault("usage", group_by=["description", "api_key_id"], status=400, message="no")
+    start = TODAY - timedelta(days=3)
+
+    by_kind = client.post(
+        USAGE, json=usage_body(start, TODAY, group_by=["description", "unit_type"])
+    )
+    by_model = client.post(USAGE, json=usage_body(start, TODAY))
+    by_key = client.post(
+        USAGE, json=usage_body(start, TODAY, group_by=["api_key_id", "description"])
+    )
+    again = client.post(
+        USAGE, json=usage_body(start, TODAY, group_by=["description", "api_key_id"])
+    )
+
+    assert [r.status_code for r in (by_kind, by_model, by_key, again)] == [200, 200, 400, 200]
+    assert by_key.json()["message"] == "no"  # the order of the fields does not matter
+
+
 def test_bad_faults_are_refused(sandbox: Sandbox) -> None:
     with pytest.raises(ValueError):
         sandbox.add_fault("usages")
     with pytest.raises(ValueError):
         sandbox.add_fault(kind="explode")
+    with pytest.raises(ValueError, match="usage"):
+        sandbox.add_fault("invoice", group_by=["description"])  # only usage is grouped
+    with pytest.raises(ValueError, match="model"):
+        sandbox.add_fault("usage", group_by=["description", "model"])
+    with pytest.raises(ValueError, match="list"):
+        sandbox.add_fault("usage", group_by="description")
+    with pytest.raises(ValueError, match="twice"):
+        sandbox.add_fault("usage", group_by=["description", "description"])
 
 
 # --- other endpoints ----------------------------------------------------------------
@@ -590,6 +621,17 @@ def test_control_over_http(sandbox: Sandbox) -> None:
         http.post("/__sandbox__/revoke", json={"key": "xai-remote-0005"})
         revoked = http.get(VALIDATION, headers=bearer("xai-remote-0005"))
         bad = http.post("/__sandbox__/faults", json={"kind": "explode"})
+        http.post(
+            "/__sandbox__/faults",
+            json={"endpoint": "usage", "group_by": ["description", "unit_type"], "status": 400},
+        )
+        day = (TODAY - timedelta(days=1), TODAY)
+        by_model = http.post(USAGE, json=usage_body(*day), headers=bearer(DEMO_KEY))
+        by_kind = http.post(
+            USAGE,
+            json=usage_body(*day, group_by=["description", "unit_type"]),
+            headers=bearer(DEMO_KEY),
+        )
         log = http.get("/__sandbox__/requests").json()
 
     assert added.json() == {"ok": True}
@@ -597,8 +639,9 @@ def test_control_over_http(sandbox: Sandbox) -> None:
     assert faulted.status_code == 502
     assert revoked.status_code == 401
     assert bad.status_code == 400
-    assert log["count"] == 3
-    assert [r["status"] for r in log["requests"]] == [200, 502, 401]
+    assert (by_model.status_code, by_kind.status_code) == (200, 400)
+    assert log["count"] == 5
+    assert [r["status"] for r in log["requests"]] == [200, 502, 401, 200, 400]
     assert "body" not in log["requests"][0]
 
 
@@ -627,6 +670,22 @@ def test_many_concurrent_requests_with_latency_overlap() -> None:
 
     assert statuses == [200] * 50
     assert elapsed < 1.5
+
+
+def test_the_log_says_when_each_request_arrived_and_was_answered() -> None:
+    """So a test can tell requests sent at once from requests sent one after another."""
+    with (
+        Sandbox(clock=lambda: NOW, latency=0.2) as sandbox,
+        httpx.Client(base_url=sandbox.url, headers=bearer(DEMO_KEY)) as http,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        list(pool.map(lambda _: http.get(VALIDATION), range(2)))
+        http.get(VALIDATION)
+        first, second, third = sandbox.requests
+
+    assert all(r.answered - r.arrived >= 0.2 for r in (first, second, third))
+    assert first.arrived < second.answered and second.arrived < first.answered  # overlapped
+    assert third.arrived >= max(first.answered, second.answered)  # sent after both answers
 
 
 def test_connections_are_kept_alive(sandbox: Sandbox) -> None:
