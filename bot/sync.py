@@ -298,8 +298,9 @@ class HttpClients:
     httpcore's pool does work proportional to its connection count on every
     request: one pool of 32 connections costs several ms of CPU a request,
     eight pools of a few connections well under one. Each client has room
-    for a connection's whole burst (a 90-day backfill is five requests at
-    once), so the shared gate, not a pool, decides who waits.
+    for a connection's whole burst (a 90-day backfill is six requests at
+    once: three windows, two billing GETs, the split by unit type), so the
+    shared gate, not a pool, decides who waits.
     """
 
     CONNECTIONS_PER_CLIENT = 8
@@ -736,19 +737,34 @@ class SyncEngine:
         # quick request. ``key_breakdown`` records what the last sync got.
         by_key = True
         windows = day_windows(start, end, provider.max_window_days)
-        costs, billing = await asyncio.gather(
-            asyncio.gather(
-                *(self._fetch_split(http, provider, credentials, s, e, by_key) for s, e in windows)
-            ),
+        # Costs, billing figures and costs by unit type, all at once (asking for the split
+        # after the costs made a backfill one round trip longer). Every request has ended
+        # when this returns, failed or not: nothing runs on past the connection's slot and
+        # HTTP client, and no error goes unread.
+        *costs, billing, unit_costs = await asyncio.gather(
+            *(self._fetch_split(http, provider, credentials, s, e, by_key) for s, e in windows),
             self._billing(http, provider, credentials),
+            self._unit_costs(http, provider, credentials, start, end),
+            return_exceptions=True,
         )
+        # The costs decide: their failure fails the sync. Billing and the split turn their
+        # own failures into None, so what they raise here is a bug, and fails it too.
+        errors = [r for r in (*costs, billing, unit_costs) if isinstance(r, BaseException)]
+        if errors:
+            for other in errors[1:]:  # more of the same reason need no word; a bug does
+                if not isinstance(other, ProviderError):
+                    log.error(
+                        "sync of connection %s failed (%s) and also raised this",
+                        connection.id,
+                        type(errors[0]).__name__,
+                        exc_info=other,
+                    )
+            raise errors[0]
         keyed = all(c.by_key for c in costs)
         rows: list[CostRow] = [row for fetch in costs for row in fetch.rows]
         if by_key and not keyed:
             rows = _without_keys(rows)
         names = {r.api_key_id: r.api_key_label for r in rows if r.api_key_id}
-        # After the costs, not beside them: the costs decide whether the sync succeeds.
-        unit_costs = await self._unit_costs(http, provider, credentials, start, end)
         return _Fetched(rows, keyed, billing, names, unit_costs)
 
     async def _unit_costs(
