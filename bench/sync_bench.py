@@ -11,26 +11,26 @@ queueing), since the stand-in's CPU is not on the engine's clock.
 1. **Backfill of one connection**: ``SyncEngine.connect`` for 90 days, timed
    from the call to its return. It validates the key (GET), runs a one-day
    usage query to prove the key can read usage, saves the connection, then
-   backfills: three usage windows of at most 31 days and two billing GETs,
-   all at once, then the last days' costs by unit type (asked after the
-   costs, which decide whether the sync succeeded). The validation must
+   backfills: three usage windows of at most 31 days, two billing GETs and
+   the last days' costs by unit type, all at once. The validation must
    finish before the check query, and the check before the backfill, so the
-   floor is four sequential round trips: 4 x 100 ms = 400 ms. One untimed
+   floor is three sequential round trips: 3 x 100 ms = 300 ms. One untimed
    connect warms up; then three timed ones (fresh teams each) give the
    median and worst.
 
 2. **Daily sync of 500 connections**: 500 connections are written straight
    into the store, sealed exactly as ``connect`` seals them, status ok, key
    breakdown known, last success "now", so the daily window is the trailing
-   3 days (one usage request per connection, then one by unit type for its
-   finished days). ``SyncEngine.sync_all(trigger=
-   "daily")`` is timed at the default concurrency (32) and at 64, on the
-   same store (the c=64 run replaces the rows the c=32 run stored). The
-   engine caps requests in flight at ``concurrency`` (its HTTP pool), so the
-   floor is ``ceil(requests / concurrency) x 100 ms``, counting the requests
-   the stand-in actually served (its own request log). The count is printed
-   too: four per connection (one usage window, two billing GETs, then the
-   split by unit type) is the minimum, so a sync that sends more than it needs shows there.
+   3 days (one usage request per connection, and beside it one by unit type
+   for its finished days). ``SyncEngine.sync_all(trigger="daily")`` is timed
+   at the default concurrency (32) and at 64, on the same store (the c=64
+   run replaces the rows the c=32 run stored). The engine caps requests in
+   flight at ``concurrency`` (its HTTP pool), so the floor is
+   ``ceil(requests / concurrency) x 100 ms``, counting the requests the
+   stand-in actually served (its own request log). The count is printed too:
+   four per connection (one usage window, two billing GETs and the split by
+   unit type) is the minimum, so a sync that sends more than it needs shows
+   there.
 
 Every run is checked: all 500 results ok, rows stored equal rows reported,
 and every stored cost of a settled day equals what the stand-in serves for it
@@ -75,7 +75,7 @@ LATENCY = 0.1
 TEAMS = 500
 BACKFILL_DAYS = 90
 BACKFILL_RUNS = 3
-BACKFILL_ROUND_TRIPS = 4  # validation, the check query, costs and billing at once, unit types
+BACKFILL_ROUND_TRIPS = 3  # validation, the check query, then costs, billing and unit types at once
 CONCURRENCIES = (32, 64)
 TARGET = 1.5
 
@@ -162,7 +162,7 @@ def run(score: Scoreboard) -> None:
                 table.note(f"{backend}: skipped, {why}")
     table.note(
         f"floor: backfill = {BACKFILL_ROUND_TRIPS} sequential round trips (validate key, check "
-        "query, 3 usage windows + 2 billing GETs at once, then the last days by unit type);"
+        "query, then 3 usage windows + 2 billing GETs + the last days by unit type at once);"
     )
     table.note("       daily = ceil(requests served / concurrency) x latency.")
 
