@@ -1056,9 +1056,9 @@ def _fault_grouping(endpoint: str, group_by: Iterable[str]) -> frozenset[str]:
     """The fields a fault's usage request is grouped by, checked as a request's would be."""
     if endpoint != "usage":
         raise ValueError(f"group_by names usage requests only; endpoint is {endpoint!r}")
-    if isinstance(group_by, str) or not all(isinstance(name, str) for name in group_by):
+    fields = None if isinstance(group_by, str) else list(group_by)
+    if fields is None or not all(isinstance(name, str) for name in fields):
         raise ValueError('group_by must be a list of field names, e.g. ["description"]')
-    fields = list(group_by)
     for name in fields:
         if name not in _GROUP_FIELDS:
             raise ValueError(

@@ -525,6 +525,12 @@ def test_a_fault_can_name_its_usage_request_by_grouping(
     assert [r.status_code for r in (by_kind, by_model, by_key, again)] == [200, 200, 400, 200]
     assert by_key.json()["message"] == "no"  # the order of the fields does not matter
 
+    sandbox.add_fault("usage", group_by=iter(["description", "unit_type"]), status=400)
+    by_kind = client.post(
+        USAGE, json=usage_body(start, TODAY, group_by=["description", "unit_type"])
+    )
+    assert by_kind.status_code == 400  # any iterable of names, read once
+
 
 def test_bad_faults_are_refused(sandbox: Sandbox) -> None:
     with pytest.raises(ValueError):
