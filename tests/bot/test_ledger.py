@@ -8,9 +8,10 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select, text
 
 from bot.ledger import MAX_ATTEMPTS, Ledger
+from storage.db import Database
 from storage.models import Delivery
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -127,3 +128,113 @@ def test_many_keys_are_claimed_at_once_and_only_the_free_ones_won(db) -> None:
     assert (taken.attempt, taken.retry, taken.since) == (2, True, T0)
     fresh = won["digest:3:2026-11-23"]
     assert (fresh.attempt, fresh.retry, fresh.since) == (1, False, T0 + timedelta(minutes=2))
+
+
+# -- a batch: the done marks of a thousand digests due at once
+
+
+def test_a_batch_marks_done_over_one_connection_and_others_see_each_at_once(db) -> None:
+    clock = Clock()
+    ledger = Ledger(db, owner="a", clock=clock)
+    elsewhere = Database(db.url, db.keyring)  # another process's engine and connections
+    other = Ledger(elsewhere, owner="b", clock=clock)
+    checkouts: list[object] = []
+
+    def checkout(*args) -> None:
+        checkouts.append(args)
+
+    event.listen(db.engine, "checkout", checkout)
+    sizes = []
+    try:
+        for size in (2, 20):
+            keys = [f"digest:{n}:{size}" for n in range(size)]
+            assert set(ledger.claim_many(keys)) == set(keys)
+            checkouts.clear()
+            with ledger.batch():
+                for key in keys:
+                    ledger.done(key)
+                    # recorded at once, not at the end of the batch: another process
+                    # would not take it over, and a crash here repeats nothing before it
+                    assert other.states([key]) == {key: (True, "ok")}
+            sizes.append(len(checkouts))
+    finally:
+        event.remove(db.engine, "checkout", checkout)
+        elsewhere.dispose()
+    assert sizes == [1, 1]  # one connection a batch, not one a digest
+    clock.now += timedelta(days=1)
+    assert not other.claim_many(keys)  # done is final
+
+
+def _synchronous_commit(cursor) -> str:
+    """What the server will do at this statement's commit: wait for the disk ("on") or not."""
+    return cursor.connection.execute("SHOW synchronous_commit").fetchone()[0]
+
+
+def test_in_a_batch_done_marks_do_not_wait_for_the_disk_and_claims_still_do(db) -> None:
+    if db.backend != "postgresql":
+        pytest.skip("SQLite in WAL mode with synchronous=NORMAL never waits at a commit")
+    ledger = Ledger(db, owner="a", clock=Clock())
+    seen: list[tuple[str, str]] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        seen.append((statement.split(None, 1)[0], _synchronous_commit(cursor)))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with ledger.batch():
+            assert ledger.claim("digest:1:2026-11-23")  # a claim made meanwhile
+            ledger.done("digest:1:2026-11-23")
+        ledger.claim("digest:2:2026-11-23")  # and after
+        ledger.done("digest:2:2026-11-23")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    # A claim decides who owns a key: it is on disk before anyone acts on it. A batch's
+    # done mark, lost with the server, sends its digest to a retry that looks for the post.
+    assert [row for row in seen if row[0] in ("INSERT", "UPDATE")] == [
+        ("INSERT", "on"),
+        ("UPDATE", "off"),
+        ("INSERT", "on"),
+        ("UPDATE", "on"),
+    ]
+
+
+def test_a_batch_that_fails_hands_its_connection_back_committing_synchronously(db) -> None:
+    if db.backend != "postgresql":
+        pytest.skip("only PostgreSQL connections carry the setting")
+    ledger = Ledger(db, owner="a", clock=Clock())
+    assert ledger.claim("digest:1:2026-11-23")
+    with pytest.raises(RuntimeError), ledger.batch():
+        ledger.done("digest:1:2026-11-23")
+        raise RuntimeError("Slack went away")
+    pooled = [db.engine.connect() for _ in range(db.engine.pool.checkedin())]
+    try:
+        settings = [c.execute(text("SHOW synchronous_commit")).scalar() for c in pooled]
+    finally:
+        for connection in pooled:
+            connection.close()
+    assert pooled and settings == ["on"] * len(pooled)
+
+
+def test_a_batch_whose_connection_dies_marks_the_next_done_over_a_new_one(db) -> None:
+    if db.backend != "postgresql":
+        pytest.skip("a server that drops a connection: PostgreSQL")
+    ledger = Ledger(db, owner="a", clock=Clock())
+    keys = ["digest:1:2026-11-23", "digest:2:2026-11-23"]
+    assert set(ledger.claim_many(keys)) == set(keys)
+    pids: list[int] = []
+
+    def remember(conn, cursor, statement, *args) -> None:
+        if statement.startswith("UPDATE"):
+            pids.append(cursor.connection.info.backend_pid)
+
+    event.listen(db.engine, "before_cursor_execute", remember)
+    try:
+        with ledger.batch():
+            ledger.done(keys[0])
+            with db.engine.connect() as admin:  # the server restarts, or a proxy drops it
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[0]})
+            ledger.done(keys[1])  # not lost, and the rest of the batch not held up
+    finally:
+        event.remove(db.engine, "before_cursor_execute", remember)
+    assert Ledger(db, owner="b").states(keys) == {key: (True, "ok") for key in keys}
+    assert len(set(pids)) == 2
