@@ -336,40 +336,41 @@ def _digests(
     with runtime.db.session() as session:
         digests = build_digests(session, workspace.id, requests, providers=runtime.providers)
     owed: list[_ChartOwed] = []
-    for (claim, sub), digest in zip(mine, digests, strict=True):
-        key = claim.key
-        if quiet_skip(digest, sub.quiet_min_usd, sub.quiet_change_pct):
-            ledger.done(key, "quiet: below the thresholds")
-            outcome.skipped.append(key)
-            continue
-        try:
-            if not _post_once(delivery, workspace.slack_team_id, sub.channel_id, digest, claim):
-                ledger.done(key, EARLIER_POST)
-                outcome.digests.append(key)
+    with ledger.batch():  # each outcome recorded as it comes, over one connection
+        for (claim, sub), digest in zip(mine, digests, strict=True):
+            key = claim.key
+            if quiet_skip(digest, sub.quiet_min_usd, sub.quiet_change_pct):
+                ledger.done(key, "quiet: below the thresholds")
+                outcome.skipped.append(key)
                 continue
-        except ChannelUnavailable as error:
-            _pause(runtime, sub, error, delivery, workspace)
-            ledger.done(key, f"paused: {error.error}")
-            outcome.problems.append(f"{key}: {error.error}")
-            continue
-        except Exception as error:  # Slack down: hand the key back for the next run
-            log.warning("digest %s not delivered: %s", key, type(error).__name__)
-            ledger.failed(key, type(error).__name__)
-            outcome.problems.append(f"{key}: {type(error).__name__}")
-            continue
-        ledger.done(key)
-        outcome.digests.append(key)
-        if wants_chart(sub) and not digest.empty:
-            owed.append(
-                _ChartOwed(
-                    key,
-                    workspace.slack_team_id,
-                    sub.channel_id,
-                    workspace.id,
-                    sub.connection_id,
-                    digest,
+            try:
+                if not _post_once(delivery, workspace.slack_team_id, sub.channel_id, digest, claim):
+                    ledger.done(key, EARLIER_POST)
+                    outcome.digests.append(key)
+                    continue
+            except ChannelUnavailable as error:
+                _pause(runtime, sub, error, delivery, workspace)
+                ledger.done(key, f"paused: {error.error}")
+                outcome.problems.append(f"{key}: {error.error}")
+                continue
+            except Exception as error:  # Slack down: hand the key back for the next run
+                log.warning("digest %s not delivered: %s", key, type(error).__name__)
+                ledger.failed(key, type(error).__name__)
+                outcome.problems.append(f"{key}: {type(error).__name__}")
+                continue
+            ledger.done(key)
+            outcome.digests.append(key)
+            if wants_chart(sub) and not digest.empty:
+                owed.append(
+                    _ChartOwed(
+                        key,
+                        workspace.slack_team_id,
+                        sub.channel_id,
+                        workspace.id,
+                        sub.connection_id,
+                        digest,
+                    )
                 )
-            )
     return owed
 
 

@@ -788,3 +788,44 @@ def test_a_chart_that_fails_to_draw_never_loses_its_digest(world: World, monkeyp
     assert "chart not shown (RuntimeError)" in out
     assert len(attempts) == 1  # failed once for the scope, not once per digest
     assert world.slack.files == {}
+
+
+# -- what a batch of digests costs
+
+
+def test_each_digest_more_in_a_run_costs_its_done_mark_and_nothing_else(world: World) -> None:
+    """One statement (the ledger's record that it went out) and no connection of its
+    own; on PostgreSQL that record does not wait for the disk (tests/bot/test_ledger.py)."""
+    from sqlalchemy import Engine, event
+    from sqlalchemy.pool import Pool
+
+    statements: list[str] = []
+    checkouts: list[object] = []
+
+    def statement(conn, cursor, sql, *args) -> None:
+        statements.append(sql)
+
+    def checkout(*args) -> None:
+        checkouts.append(args)
+
+    channels: list[str] = []
+    runs = []
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Pool, "checkout", checkout)
+    try:
+        for day, digests in (("2026-11-10", 2), ("2026-11-11", 8)):
+            while len(channels) < digests:  # each in its own channel: no pacing to wait out
+                channels.append(f"CDIGEST{len(channels)}")
+                world.slack.add_channel(channels[-1], channels[-1].lower())
+                subscribe(world, channels[-1], at_time="05:00", tz="UTC", every="day")
+            statements.clear()
+            checkouts.clear()
+            out = world.jobs(at(f"{day}T05:00:30"))  # before the daily sync's 06:00
+            assert world.code == 0 and out.count("digest:") == digests, out
+            runs.append((len(statements), len(checkouts), list(statements)))
+    finally:
+        event.remove(Engine, "before_cursor_execute", statement)
+        event.remove(Pool, "checkout", checkout)
+    (few, few_checkouts, _), (many, many_checkouts, _) = runs
+    assert many - few == 8 - 2, runs
+    assert many_checkouts == few_checkouts, runs
