@@ -130,6 +130,20 @@ def test_many_keys_are_claimed_at_once_and_only_the_free_ones_won(db) -> None:
     assert (fresh.attempt, fresh.retry, fresh.since) == (1, False, T0 + timedelta(minutes=2))
 
 
+def test_done_records_a_state_only_when_given_one(db) -> None:
+    ledger = Ledger(db, owner="a", clock=Clock())
+    for key in ("alert:1", "alert:2"):
+        assert ledger.claim(key)
+        ledger.pending(key, "no route", payload="{}")
+    ledger.done("alert:1", "delivered to #costs", state="delivered")
+    ledger.done("alert:2", "given up")
+    with db.session() as session:
+        rows = {row.key: row for row in session.scalars(select(Delivery))}
+    assert (rows["alert:1"].state, rows["alert:1"].payload) == ("delivered", None)
+    assert (rows["alert:2"].state, rows["alert:2"].payload) == ("pending", "{}")
+    assert [rows[k].outcome for k in ("alert:1", "alert:2")] == ["delivered to #costs", "given up"]
+
+
 # -- a batch: the done marks of a thousand digests due at once
 
 
