@@ -27,7 +27,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, Executable, Update, bindparam, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    Update,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 
 from storage.db import Database, upsert
@@ -73,7 +83,7 @@ class Ledger:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Within it, :meth:`done` records over one connection held for the batch, and
-        on PostgreSQL commits without waiting for the disk (``synchronous_commit`` off).
+        on PostgreSQL each mark's commit does not wait for the disk.
 
         For work a later attempt looks for before doing it again (a digest's post:
         ``bot.jobs._post_once``). Each mark is still committed, and seen by every
@@ -82,8 +92,10 @@ class Ledger:
         (PostgreSQL writes it within three ``wal_writer_delay``, 0.6 s by default), so
         only a crash of the database server itself can lose one; a lost mark is then
         what a killed process leaves, handled the same way: once the lease runs out the
-        next attempt looks for the post and does not post it again. Claims never run
-        here and always wait for the disk: two processes never both own a key.
+        next attempt looks for the post and does not post it again. The setting is the
+        mark's own (``set_config(…, true)`` in its statement, see :func:`_done_mark`),
+        never the connection's: a claim always waits for the disk, whatever connection
+        or pooler runs it, so two processes never both own a key.
 
         For 1,000 digests due at once that is one connection instead of 1,000 (each
         with its liveness ping) and no wait for the disk instead of 1,000.
@@ -166,9 +178,10 @@ class Ledger:
     def done(self, key: str, outcome: str = "ok", *, state: str | None = None) -> None:
         # One statement, committed on its own: one round trip instead of three.
         params = {"mark_key": key, "owner": self.owner, "at": self.clock(), "said": outcome[:2000]}
-        statement = _DONE
         if state is not None:  # else the state stays as it was
-            statement, params["new_state"] = _DONE_IN_STATE, state
+            params["new_state"] = state
+        relaxed = self._marks is not None and self.db.backend == "postgresql"
+        statement = _DONE_MARKS[state is not None, relaxed]
         if self._marks is not None:
             self._marks.record(statement, params)
             return
@@ -262,20 +275,29 @@ class Ledger:
             return list(session.scalars(query))
 
 
-def _done_mark(*, in_state: bool) -> Update:
+def _done_mark(*, in_state: bool, relaxed: bool) -> Update:
+    """The UPDATE that marks a key done; ``relaxed`` (PostgreSQL only): its commit does
+    not wait for the disk. PostgreSQL decides that at each commit from the setting then
+    in force, and ``set_config(…, true)`` holds until the end of the transaction: this
+    statement's own, in autocommit. Nothing outlives it on the connection."""
     values = {"done_at": bindparam("at"), "outcome": bindparam("said")}
     if in_state:
         values |= {"state": bindparam("new_state"), "payload": None}
-    return (
-        update(Delivery)
-        .where(Delivery.key == bindparam("mark_key"), Delivery.claimed_by == bindparam("owner"))
-        .values(**values)
+    statement = update(Delivery).where(
+        Delivery.key == bindparam("mark_key"), Delivery.claimed_by == bindparam("owner")
     )
+    if relaxed:  # … AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
+        relax = select(func.set_config("synchronous_commit", "off", True)).scalar_subquery()
+        statement = statement.where(relax == "off")
+    return statement.values(**values)
 
 
 # Built once: building an UPDATE each time cost more than SQLite's running it.
-_DONE = _done_mark(in_state=False)
-_DONE_IN_STATE = _done_mark(in_state=True)
+_DONE_MARKS = {
+    (in_state, relaxed): _done_mark(in_state=in_state, relaxed=relaxed)
+    for in_state in (False, True)
+    for relaxed in (False, True)
+}
 
 
 def _autocommit(engine: Engine) -> Connection:
@@ -294,8 +316,6 @@ class _DoneMarks:
         for attempt in (1, 2):
             if self.conn is None:
                 self.conn = _autocommit(self.engine)
-                if self.conn.dialect.name == "postgresql":
-                    self.conn.exec_driver_sql("SET synchronous_commit TO off")
             try:
                 self.conn.execute(statement, params)
                 self.conn.commit()
@@ -307,18 +327,6 @@ class _DoneMarks:
                     raise
 
     def close(self) -> None:
-        """Back to the pool waiting for the disk again, or discarded: never left as it is,
-        or a later claim on the same connection could be lost with the server."""
         conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        try:
-            if not conn.invalidated:
-                conn.rollback()  # clears a failed statement; nothing to undo in autocommit
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("RESET synchronous_commit")
-                    conn.commit()
-        except Exception:
-            conn.invalidate()
-        finally:
+        if conn is not None:
             conn.close()
