@@ -260,7 +260,7 @@ class _Watched:
 
     client: WebClient
     viewers: OrderedDict[str, float] = field(default_factory=OrderedDict)
-    """User id to when they last opened the tab (``time.monotonic()``), oldest first."""
+    """User id to when they last opened the tab (``LiveHome.clock``), oldest first."""
     shown: tuple | None = None
     """The fingerprint (bot.home.fingerprint) of what was last published to them."""
     force: bool = False  # a sync happened: its figures may move without the fingerprint
@@ -291,6 +291,7 @@ class LiveHome:
         service: SlackService,
         *,
         recent_for: float = RECENT_FOR,
+        clock: Callable[[], float] = time.monotonic,
         most: int = MOST_VIEWERS,
         settle: float = SETTLE_SECONDS,
         longest: float = LONGEST_WAIT_SECONDS,
@@ -300,7 +301,9 @@ class LiveHome:
         self.most = most
         self.settle = settle
         self.longest = longest
+        self.clock = clock  # seconds, as time.monotonic counts them
         self.rounds = 0  # rounds that published, to the end: for tests
+        self._running = 0  # rounds handed to the pool and not yet ended
         self._watched: dict[str, _Watched] = {}
         self._cond = threading.Condition()
         self._dispatcher: threading.Thread | None = None
@@ -312,7 +315,7 @@ class LiveHome:
 
         Returns how many rounds the team has begun, for :meth:`published`.
         """
-        now = time.monotonic()
+        now = self.clock()
         with self._cond:
             if self._closed:
                 return 0
@@ -353,7 +356,7 @@ class LiveHome:
         ``force``: publish even if the fingerprint did not move (after a sync,
         whose new figures it does not count). Never blocks on the store or Slack.
         """
-        now = time.monotonic()
+        now = self.clock()
         with self._cond:
             watched = self._live(team_id, now)
             if watched is None:
@@ -366,7 +369,7 @@ class LiveHome:
                     target=self._dispatch, name="xai-usage-home-live", daemon=True
                 )
                 self._dispatcher.start()
-            self._cond.notify()
+            self._cond.notify_all()  # the dispatcher, and anyone in settled()
 
     def check_all(self) -> None:
         """Every team someone is looking at, re-published where the fingerprint moved."""
@@ -393,7 +396,7 @@ class LiveHome:
         """Start each team's round when it is due; ends when none is waiting."""
         while True:
             with self._cond:
-                now = time.monotonic()
+                now = self.clock()
                 waiting = [w.due for w in self._watched.values() if w.due is not None]
                 if not waiting:
                     self._dispatcher = None
@@ -407,10 +410,14 @@ class LiveHome:
                         ready.append((team_id, watched, watched.force))
                         watched.due = watched.first = None
                         watched.force = False
-            for team_id, watched, force in ready:
+                self._running += len(ready)  # under the same lock: settled() never sees a gap
+            for n, (team_id, watched, force) in enumerate(ready):
                 try:
                     self._pool.submit(self._round, team_id, watched, force)
                 except RuntimeError:  # closed meanwhile: nothing more is published
+                    with self._cond:
+                        self._running -= len(ready) - n  # these will never run
+                        self._cond.notify_all()
                     return
 
     def _stamp(self, invocation: Invocation) -> tuple:
@@ -419,9 +426,33 @@ class LiveHome:
             return fingerprint(session, workspace_id)
 
     def _round(self, team_id: str, watched: _Watched, force: bool) -> None:
+        try:
+            self._round_of(team_id, watched, force)
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+    def settled(self, timeout: float) -> bool:
+        """Wait until no round is due or under way; False if ``timeout`` seconds pass first.
+
+        What a test waits on to say "and nothing more was published", instead of sleeping.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._closed and (
+                self._running or any(w.due is not None for w in self._watched.values())
+            ):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _round_of(self, team_id: str, watched: _Watched, force: bool) -> None:
         with watched.lock:
             with self._cond:
-                now = time.monotonic()
+                now = self.clock()
                 users = [
                     u for u, at in reversed(watched.viewers.items()) if now - at <= self.recent_for
                 ]
@@ -506,7 +537,7 @@ class LiveHome:
         with self._cond:
             self._closed = True
             self._watched.clear()
-            self._cond.notify()
+            self._cond.notify_all()  # the dispatcher, and anyone in settled()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

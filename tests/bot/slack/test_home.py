@@ -371,7 +371,7 @@ def test_a_burst_of_syncs_publishes_once(connected: SlackApp) -> None:
     for url in urls:
         connected.reply(url, 2, timeout=30)
     connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 2, timeout=10)
-    time.sleep(2 * connected.service.live_home.settle + 0.5)  # a second round would be out by now
+    assert connected.service.live_home.settled(timeout=10)  # no second round due or under way
     assert len(publishes_to(connected, ADMIN)) == 2
     assert connected.service.live_home.rounds == 1
 
@@ -384,7 +384,7 @@ def test_a_setup_change_shows_at_once_and_a_listing_publishes_nothing(connected:
     connected.reply(url)
     connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 2, timeout=10)
     assert "budget remove" in " ".join(buttons(publishes_to(connected, ADMIN)[-1]).values())
-    time.sleep(2 * connected.service.live_home.settle + 0.5)
+    assert connected.service.live_home.settled(timeout=10)
     assert len(publishes_to(connected, ADMIN)) == 2  # the listing changed nothing
 
 
@@ -417,7 +417,7 @@ def test_slack_refusing_a_re_publish_is_logged_without_secrets_and_fails_nothing
         assert ":white_check_mark:" in synced(connected, "sync")
         connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 3, timeout=10)
         assert ":white_check_mark:" in synced(connected, "sync")  # the token is forgotten...
-        time.sleep(2 * connected.service.live_home.settle + 0.5)
+        assert connected.service.live_home.settled(timeout=10)
     assert len(publishes_to(connected, ADMIN)) == 3  # ...so nothing more is tried
     logged = caplog.text
     assert "Slack said ratelimited" in logged and "Slack said not_authed" in logged
@@ -427,15 +427,17 @@ def test_slack_refusing_a_re_publish_is_logged_without_secrets_and_fails_nothing
 
 def test_only_recent_openers_are_kept_and_at_most_the_newest_few(connected: SlackApp) -> None:
     live = connected.service.live_home
-    live.recent_for, live.most = 5.0, 2  # 30 minutes and 50 people, shrunk to fit a test
+    live.most = 2  # 50 people, shrunk to fit a test
+    later = [0.0]
+    live.clock = lambda: time.monotonic() + later[0]
     open_home(connected, MEMBER)
-    time.sleep(5.2)  # MEMBER's open is now too old
+    later[0] = live.recent_for + 1  # MEMBER's open is now too old
     for user in (VISITOR, GUEST, ADMIN):  # VISITOR is then the oldest of three: dropped
         open_home(connected, user)
     synced(connected, "sync")
     connected.slack.wait_for(lambda: len(publishes_to(connected, ADMIN)) == 2, timeout=10)
     connected.slack.wait_for(lambda: len(publishes_to(connected, GUEST)) == 2, timeout=10)
-    time.sleep(2 * live.settle + 0.5)
+    assert live.settled(timeout=10)
     assert len(publishes_to(connected, MEMBER)) == 1 and len(publishes_to(connected, VISITOR)) == 1
 
 
