@@ -87,7 +87,10 @@ def test_processes_racing_for_the_same_keys_each_get_one_owner(db, processes) ->
     if db.backend != "postgresql":
         pytest.skip("several processes share one database in production only on PostgreSQL")
     keys = [f"digest:{n}:2026-11-23" for n in range(200)]
-    context = multiprocessing.get_context("spawn")
+    # Fresh processes, not forks of this threaded one; the fork server imports the store's
+    # modules once and forks each worker from it, instead of six cold starts.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["storage.db", "storage.crypto", "bot.ledger", "psycopg"])
     barrier, results = context.Barrier(processes), context.Queue()
     workers = [
         context.Process(target=_race, args=(db.url, keys, f"p{n}", barrier, results))
