@@ -138,6 +138,15 @@ def sandbox(clock: FixedClock):
 
 
 FAST_RETRIES = dict(deadline=3.0, base_delay=0.01, max_delay=0.05, timeout=2.0)
+IMPATIENT = dict(deadline=0.5, base_delay=0.01, max_delay=0.05, timeout=0.5)
+"""For a test whose xAI stays down: gives up within half a second, where FAST_RETRIES takes 3."""
+
+
+def impatient(providers) -> None:
+    """The stand-in xAI provider of ``providers`` gives up on a failing call at once."""
+    from providers.http import RetryPolicy
+
+    providers.get("xai").retry = RetryPolicy(**IMPATIENT)
 
 
 @pytest.fixture

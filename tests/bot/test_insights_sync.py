@@ -26,6 +26,7 @@ from providers.manager import ProviderRegistry
 from providers.xai.provider import XaiProvider, model_id
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS, UNIT_TYPES, Sandbox
 from storage.models import DailyCost, InvoiceLineUnits, UnitCost, UnitCostSpan
+from tests.conftest import IMPATIENT, impatient
 from tests.fakes.connections import connect_demo
 
 DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
@@ -33,8 +34,6 @@ DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
 
 PER_KEY = ["description", "api_key_id"]
 BY_KIND = ["description", "unit_type"]
-# Gives up on a failing request within half a second, where the usual test policy takes 3.
-IMPATIENT = RetryPolicy(deadline=0.5, base_delay=0.01, max_delay=0.05, timeout=0.5)
 
 
 def unit_requests(sandbox) -> list:
@@ -174,7 +173,7 @@ def test_a_failed_sync_stores_none_of_the_kinds_it_was_answered(
     connect_demo(engine, workspace_id, days=5)
     costs, kinds = costs_stored(engine.db), kinds_stored(engine.db)
     clock.now += timedelta(days=1)  # yesterday is finished now: its kinds are new
-    providers.get("xai").retry = IMPATIENT
+    impatient(providers)
     sandbox.add_fault("usage", group_by=PER_KEY, status=503, times=0)
 
     failed = asyncio.run(engine.sync_all(workspace_id))[0]
@@ -191,7 +190,7 @@ def test_a_failing_split_by_unit_type_keeps_the_sync_and_the_kinds_stored_before
     connect_demo(engine, workspace_id, days=5)
     kinds = kinds_stored(engine.db)
     clock.now += timedelta(days=1)
-    providers.get("xai").retry = IMPATIENT
+    impatient(providers)
     sandbox.add_fault("usage", group_by=BY_KIND, status=503, times=0)
 
     synced = asyncio.run(engine.sync_all(workspace_id))[0]
@@ -232,7 +231,7 @@ def test_a_bug_in_the_split_by_unit_type_is_logged_never_lost(
 ):
     connect_demo(engine, workspace_id, days=5)
     costs = costs_stored(db)
-    broken = BrokenSplitProvider(base_url=sandbox.url, retry=IMPATIENT)
+    broken = BrokenSplitProvider(base_url=sandbox.url, retry=RetryPolicy(**IMPATIENT))
     buggy = SyncEngine(db, ProviderRegistry([broken]), concurrency=8, clock=clock)
     if costs_fail:
         sandbox.add_fault("usage", group_by=PER_KEY, status=503, times=0)

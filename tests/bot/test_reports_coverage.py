@@ -22,6 +22,7 @@ from bot.reports import build_report, resolve_period
 from bot.sync import SyncEngine
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
 from storage.models import FetchedSpan
+from tests.conftest import impatient
 
 DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
 LABEL = "Production — xAI"
@@ -176,9 +177,10 @@ def test_syncs_keep_one_merged_span_per_connection(engine, workspace_id, clock):
     assert spans == [(connection_id, date(2026, 11, 22), date(2026, 12, 4))]
 
 
-def test_a_failed_sync_records_no_fetched_days(engine, sandbox, workspace_id, clock):
+def test_a_failed_sync_records_no_fetched_days(engine, providers, sandbox, workspace_id, clock):
     connect(engine, workspace_id, days=5)
     clock.now += timedelta(days=2)
+    impatient(providers)  # it stays down: no need to keep asking for 3 s
     sandbox.add_fault("usage", status=503, times=0)
     assert not asyncio.run(engine.sync_all(workspace_id))[0].ok
     result = report(engine, workspace_id, "2026-12-01", "2026-12-03", "day")

@@ -13,6 +13,7 @@ from bot.render import render
 from bot.reports import status_rows
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS, UNIT_TYPES
 from storage.models import Workspace
+from tests.conftest import impatient
 
 DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
 
@@ -89,10 +90,13 @@ def test_unfetched_days_are_flagged_with_the_sync_that_fetches_them(engine, sand
     assert not again.reconciliation.flagged
 
 
-def test_an_invoice_read_before_the_latest_costs_is_explained(engine, sandbox, workspace_id, clock):
+def test_an_invoice_read_before_the_latest_costs_is_explained(
+    engine, providers, sandbox, workspace_id, clock
+):
     clock.now = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # a Wednesday, just begun
     connect(engine, workspace_id, 90)
     clock.now += timedelta(hours=22)  # 23:00: today has grown past 1% of the month
+    impatient(providers)  # it stays down: no need to keep asking for 3 s
     sandbox.add_fault("invoice", status=503, times=0)  # the bill cannot be read this time
     assert asyncio.run(engine.sync_all(workspace_id))[0].ok  # costs still sync
     row, text = status(engine, workspace_id)

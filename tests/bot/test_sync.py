@@ -13,6 +13,7 @@ from bot.sync import ConnectError, SyncEngine, day_windows
 from providers.xai.provider import model_id
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
 from storage.models import BillingState, Connection, DailyCost, ModelSeen, SyncRun
+from tests.conftest import impatient
 
 DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
 
@@ -117,11 +118,12 @@ def test_daily_sync_replaces_the_trailing_window_without_duplicates(
 
 
 def test_a_failed_sync_keeps_the_last_good_data_and_commits_nothing_partial(
-    engine, sandbox, workspace_id
+    engine, providers, sandbox, workspace_id
 ):
     connect(engine, workspace_id, days=40)
     before = stored(engine)
     # The first window answers, the second keeps failing: nothing of the first is stored.
+    impatient(providers)  # it stays down: no need to keep asking for 3 s
     sandbox.add_fault("usage", status=503, times=0)
     result = asyncio.run(engine.sync_all(workspace_id, days=40, force=True))[0]
     assert not result.ok and result.reason == "server_error"
