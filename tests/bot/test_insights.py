@@ -411,13 +411,19 @@ def test_without_a_token_mix_no_note_about_hints_for_a_provider_without_prices(d
     assert not any("Cheaper-model hints need the token mix" in n for n in found.notes)
 
 
+def xai_and_other(session, workspace_id: int):
+    """An xAI connection and one of provider "other", both with costs and kinds fetched."""
+    xai = add_connection(session, workspace_id, "xAI team")
+    other = add_connection(session, workspace_id, "Other team", provider="other")
+    for c in (xai, other):
+        fetched(session, c, day(20))
+        fetched(session, c, day(10), table=UnitCostSpan)
+    return xai, other
+
+
 def test_a_second_provider_gets_hints_from_its_own_price_list(db, workspace_id):
     with db.transaction() as session:
-        xai = add_connection(session, workspace_id, "xAI team")
-        other = add_connection(session, workspace_id, "Other team", provider="other")
-        for c in (xai, other):
-            fetched(session, c, day(20))
-            fetched(session, c, day(10), table=UnitCostSpan)
+        xai, other = xai_and_other(session, workspace_id)
         unit_cost(session, xai, 2, "grok-4-0709", "Prompt text tokens", "30")  # 10M at $3
         unit_cost(session, other, 2, "big-1", "in_tok", "20")  # 2M at $10 per 1M
         unit_cost(session, other, 3, "big-1", "out_tok", "30")  # 1M at $30 per 1M
@@ -442,11 +448,7 @@ def test_a_second_provider_gets_hints_from_its_own_price_list(db, workspace_id):
 
 def test_a_price_list_that_cannot_be_read_costs_only_its_own_hints_and_says_why(db, workspace_id):
     with db.transaction() as session:
-        xai = add_connection(session, workspace_id, "xAI team")
-        other = add_connection(session, workspace_id, "Other team", provider="other")
-        for c in (xai, other):
-            fetched(session, c, day(20))
-            fetched(session, c, day(10), table=UnitCostSpan)
+        xai, other = xai_and_other(session, workspace_id)
         unit_cost(session, xai, 2, "grok-4-0709", "Prompt text tokens", "30")
         unit_cost(session, other, 2, "big-1", "in_tok", "20")
     found = insights(db, workspace_id, providers=registry(UnreadablePrices("other")))
