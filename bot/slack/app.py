@@ -28,7 +28,7 @@ from bot.slack import blocks
 from bot.slack.home import LiveHome
 from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallationStore
 from bot.slack.listeners import register_listeners
-from bot.slack.service import STORE_UNAVAILABLE, SlackService, store_unavailable
+from bot.slack.service import SlackService, log_failed_request
 from bot.slack.settings import SCOPES, SlackSettings
 from storage.repo import workspace_for_slack_team
 
@@ -132,15 +132,7 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
         context["xai_usage"] = service
         next()
 
-    @app.error
-    def one_line(error: Exception) -> None:
-        """A failed request is one line in the log (the traceback at DEBUG level)."""
-        if store_unavailable(error):
-            log.error("a Slack request failed: %s", STORE_UNAVAILABLE)
-        else:
-            first = str(error).splitlines()[0][:300] if str(error) else ""
-            log.error("a Slack request failed: %s: %s", type(error).__name__, first)
-        log.debug("the failed request's traceback", exc_info=error)
+    app.error(log_failed_request)
 
     register_listeners(app)
     return app, service

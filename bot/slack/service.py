@@ -54,6 +54,19 @@ if TYPE_CHECKING:
     from bot.slack.home import LiveHome
 
 log = logging.getLogger(__name__)
+COMMAND_WORKERS = 8
+"""Commands worked out at once (the rest queue; their acks never wait for them)."""
+
+
+def log_failed_request(error: BaseException) -> None:
+    """A failed request is one line in the log (the traceback at DEBUG level)."""
+    if store_unavailable(error):
+        log.error("a Slack request failed: %s", STORE_UNAVAILABLE)
+    else:
+        first = str(error).splitlines()[0][:300] if str(error) else ""
+        log.error("a Slack request failed: %s: %s", type(error).__name__, first)
+    log.debug("the failed request's traceback", exc_info=error)
+
 
 FRESH_FOR = timedelta(minutes=15)
 CHECK_BUDGET_SECONDS = 2.3  # of Slack's 3 s for a modal submission
@@ -150,6 +163,13 @@ class SlackService:
         # Long work (syncs, backfills) runs here, not on Bolt's listener threads,
         # and a workspace syncs once at a time: a second `sync` joins the first.
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xai-usage-work")
+        # A command's answer is worked out here, not on the Bolt listener thread that acked
+        # it: Bolt acks only once a listener thread starts, so answers that took those
+        # threads (a `status` of 200 connections under a sync, one after another) kept the
+        # next requests' acks waiting.
+        self.commands = ThreadPoolExecutor(
+            max_workers=COMMAND_WORKERS, thread_name_prefix="xai-usage-command"
+        )
         self._syncing: dict[tuple[int, int | None], Future] = {}
         self._syncing_lock = threading.Lock()
         self.response_urls = ResponseUrls()
@@ -157,6 +177,17 @@ class SlackService:
         self.dashboards = DashboardCache()
         self.live_home: LiveHome | None = None
         """Open Home tabs, re-published when their dashboard changes (set by build_app)."""
+
+    def after_ack(self, work: Callable[..., object], *args: object) -> None:
+        """Run ``work(*args)`` on the command pool; a failure is one log line, as Bolt's are."""
+
+        def logged() -> None:
+            try:
+                work(*args)
+            except Exception as error:
+                log_failed_request(error)
+
+        self.commands.submit(logged)
 
     def home_changed(self, team_id: str, *, force: bool = False) -> None:
         """Tell the open Home tabs of ``team_id`` that their dashboard may have changed.

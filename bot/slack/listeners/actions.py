@@ -51,7 +51,7 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
         return
     if action_id.startswith(TO_CHANNEL):
         text = _shared(text)
-    run_command(service, client, invocation, text, answer, logger)
+    service.after_ack(run_command, service, client, invocation, text, answer, logger)
 
 
 def clicked_words(action: dict) -> str:

@@ -52,7 +52,9 @@ def xai_usage(
     # Every reply counts against the response URL's 5 uses in 30 minutes; past
     # them (a long backfill, a sync), replies come by DM instead.
     respond = service.responder(client, invocation)
-    run_command(service, client, invocation, body.get("text", ""), respond, logger)
+    service.after_ack(
+        run_command, service, client, invocation, body.get("text", ""), respond, logger
+    )
 
 
 def run_command(

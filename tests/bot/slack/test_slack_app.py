@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -416,6 +417,39 @@ def test_a_burst_of_syncs_is_acked_at_once_and_joined(connected: SlackApp) -> No
     assert runs < 8  # later asks joined the sync already running
     _, url_id = connected.command("help")
     assert "`today`" in text_of(connected.reply(url_id))
+
+
+def test_answers_still_being_worked_out_keep_no_ack_waiting(
+    connected: SlackApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More slow answers at once than Bolt has listener threads: every ack is still at once.
+
+    Bolt acks a command only when a listener thread starts it; answers worked out on those
+    threads once held the next requests' acks behind them (a `status` of 200 connections
+    under a sync, asked again and again, missed the ack benchmark).
+    """
+    release = threading.Event()
+    status = connected.service.status
+
+    def slow(invocation):
+        release.wait(20)
+        return status(invocation)
+
+    monkeypatch.setattr(connected.service, "status", slow)
+    try:
+        sent = []
+        for _ in range(24):  # Bolt's listener pool has 16 threads
+            began = time.perf_counter()
+            answer, url_id = connected.command("status")
+            sent.append((answer.status_code, time.perf_counter() - began, url_id))
+        answer, help_url = connected.command("help")
+    finally:
+        release.set()
+    assert [code for code, _, _ in sent] == [200] * 24 and answer.status_code == 200
+    assert max(took for _, took, _ in sent) < 1.5  # Slack gives 3 s; none waited its turn
+    assert "`today`" in text_of(connected.reply(help_url, timeout=30))
+    for _, _, url_id in sent:  # and every answer came, once it could be worked out
+        assert "Production — xAI" in text_of(connected.reply(url_id, timeout=30))
 
 
 # -- one team, one connection -----------------------------------------------------
