@@ -53,10 +53,11 @@ IDLE_BEFORE_DAYS = 30
 """...after spending in the this many days before them."""
 MAX_MOVERS = 5
 MAX_IDLE_KEYS = 10
-COST_SOURCE = "xAI usage series, daily cost per model"
-KEY_SOURCE = "xAI usage series by API key"
-UNIT_SOURCE = "xAI usage series by unit type"
-INVOICE_SOURCE = "xAI invoice preview"
+# Where figures come from, said with the providers' own names ({who}: "xAI", "xAI and …").
+COST_SOURCE = "{who} usage series, daily cost per model"
+KEY_SOURCE = "{who} usage series by API key"
+UNIT_SOURCE = "{who} usage series by unit type"
+INVOICE_SOURCE = "{who} invoice preview"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class Movers:
     keys: tuple[Mover, ...]
     """Empty when no connection had the per-key breakdown for both weeks."""
     source: str
-    key_source: str = KEY_SOURCE
+    key_source: str
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class IdleKeys:
     before: Span
     keys: tuple[IdleKey, ...]
     hidden: int
-    source: str = KEY_SOURCE
+    source: str
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,8 @@ def build_insights(
     hints = _hints(mix, prices)
     if not mix and _has_cheaper_sibling(session, scope, today, prices):
         notes.append(
-            "Cheaper-model hints need the token mix (input, output, cached), which xAI has not "
+            "Cheaper-model hints need the token mix (input, output, cached), which "
+            f"{scope.who} has not "
             "given for these days: neither the usage split by unit type nor invoice lines."
         )
     return Insights(
@@ -256,6 +258,20 @@ class _Scope:
             in_scope,
             {n: p.usage_kind for n, p in in_scope.items() if isinstance(p, UsageKindProvider)},
         )
+
+    @property
+    def who(self) -> str:
+        """The providers of these connections, by their display names: "xAI", "xAI and …"."""
+        names = sorted(
+            {
+                self.providers[n].display_name if n in self.providers else n
+                for n in self.provider_of.values()
+            }
+        )
+        return " and ".join(filter(None, (", ".join(names[:-1]), names[-1]))) if names else ""
+
+    def says(self, template: str) -> str:
+        return template.format(who=self.who)
 
     def kind(self, connection_id: int, unit_type: str) -> _KindKey:
         """The kind of usage a unit type of this connection is, as its provider reads it;
@@ -374,12 +390,14 @@ def _movers(session: Session, scope: _Scope, today: date, notes: list[str]) -> M
         keys = _ranked({label: [recent, before] for label, (recent, before, _) in by_key.items()})
     if covered - keyed:
         notes.append(
-            f"API key movers leave out {scope.names(covered - keyed)}: xAI did not give "
+            f"API key movers leave out {scope.names(covered - keyed)}: {scope.who} did not give "
             f"the per-key breakdown for every day of {both.title}."
         )
     if not models and not keys:
         return None
-    return Movers(this_week, last_week, models, keys, COST_SOURCE)
+    return Movers(
+        this_week, last_week, models, keys, scope.says(COST_SOURCE), scope.says(KEY_SOURCE)
+    )
 
 
 def _ranked(sums: dict[str, list[Decimal]]) -> tuple[Mover, ...]:
@@ -446,7 +464,7 @@ def _idle_keys(session: Session, scope: _Scope, today: date, notes: list[str]) -
     if missing := set(scope.ids) - keyed:
         notes.append(
             f"Idle API keys leave out {scope.names(missing)}: finding them needs every day of "
-            f"{whole.title} fetched with xAI's per-key breakdown."
+            f"{whole.title} fetched with {scope.who}'s per-key breakdown."
         )
     if not keyed:
         return None
@@ -461,7 +479,13 @@ def _idle_keys(session: Session, scope: _Scope, today: date, notes: list[str]) -
     )
     if not idle:
         return None
-    return IdleKeys(quiet, before, tuple(idle[:MAX_IDLE_KEYS]), max(0, len(idle) - MAX_IDLE_KEYS))
+    return IdleKeys(
+        quiet,
+        before,
+        tuple(idle[:MAX_IDLE_KEYS]),
+        max(0, len(idle) - MAX_IDLE_KEYS),
+        scope.says(KEY_SOURCE),
+    )
 
 
 # -- where the money goes, and the token mix ---------------------------------------
@@ -497,19 +521,19 @@ def _kinds(
     with the token mix per model the hints are built from."""
     week, _ = _weeks(today)
     covered = _covering(session, UnitCostSpan, scope.ids, week)
-    lines = _invoice_lines(session, scope.ids)
+    lines = _invoice_lines(session, scope.ids, scope.says(INVOICE_SOURCE))
     if not covered and not lines.rows:
         notes.append(
-            f"Where the money goes (input, output, images…) is not known: xAI did not split "
-            f"{week.title}'s costs by unit type (it answers that grouping only sometimes, or no "
-            "sync has asked yet; the next one asks again), and its invoice preview has no "
-            "unit counts yet."
+            f"Where the money goes (input, output, images…) is not known: {scope.who} did not "
+            f"split {week.title}'s costs by unit type (it answers that grouping only "
+            "sometimes, or no sync has asked yet; the next one asks again), and its invoice "
+            "preview has no unit counts yet."
         )
         return None, []
     if missing := set(scope.ids) - covered:
-        fallback = "" if covered else f"; shown instead from the {INVOICE_SOURCE}"
+        fallback = "" if covered else f"; shown instead from the {scope.says(INVOICE_SOURCE)}"
         notes.append(
-            f"xAI did not split the costs of {scope.names(missing)} by unit type for "
+            f"{scope.who} did not split the costs of {scope.names(missing)} by unit type for "
             f"{week.title} (it answers that grouping only sometimes, or no sync has asked yet; "
             f"the next one asks again){fallback}."
         )
@@ -535,10 +559,16 @@ def _kinds(
         ):
             costs[model, scope.provider_of[cid]][scope.kind(cid, unit_type)] += cost or Decimal(0)
         mixes = [
-            _Mix(model, provider, week, UNIT_SOURCE, {k: (c, None) for k, c in kinds.items()})
+            _Mix(
+                model,
+                provider,
+                week,
+                scope.says(UNIT_SOURCE),
+                {k: (c, None) for k, c in kinds.items()},
+            )
             for (model, provider), kinds in sorted(costs.items())
         ]
-        kinds = _kind_rows(mixes, week, UNIT_SOURCE, units_by_kind, units_source)
+        kinds = _kind_rows(mixes, week, scope.says(UNIT_SOURCE), units_by_kind, units_source)
         return kinds, mixes
     by_model: dict[tuple[str, str], _ByKind] = defaultdict(dict)  # by (model, provider)
     for cid, model, unit_type, units, amount in lines.rows:
@@ -586,7 +616,7 @@ class _Lines:
     title: str
 
 
-def _invoice_lines(session: Session, ids: Sequence[int]) -> _Lines:
+def _invoice_lines(session: Session, ids: Sequence[int], source: str) -> _Lines:
     """The invoice previews' unit counts for this cycle: one cycle, the oldest reading."""
     lines = InvoiceLineUnits
     found = session.execute(
@@ -613,7 +643,7 @@ def _invoice_lines(session: Session, ids: Sequence[int]) -> _Lines:
     read: datetime = min(_aware(row[9]) for row in found)
     span = Span(month, max(month, read.date()))
     rows = [(cid, model, unit, int(units), amount) for cid, model, unit, units, amount, *_ in found]
-    return _Lines(rows, span, f"{INVOICE_SOURCE}, {month:%B %Y} as read {clock(read)}")
+    return _Lines(rows, span, f"{source}, {month:%B %Y} as read {clock(read)}")
 
 
 def _aware(moment: datetime) -> datetime:

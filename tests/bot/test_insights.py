@@ -444,6 +444,15 @@ def test_a_second_provider_gets_hints_from_its_own_price_list(db, workspace_id):
     assert (grok.model, grok.actual_usd) == ("grok-4-0709", D(30))  # xAI's own, only
     assert grok.cheaper_usd == D(10) * D("0.2")
     assert grok.prices_source == price_table().source
+    # Figures say whose they are: both providers here, each by its own name.
+    assert found.kinds.source == "Other AI and xAI usage series by unit type"
+    assert big.source == grok.source == found.kinds.source
+    with db.session() as session:
+        other_only = build_insights(
+            session, workspace_id, TODAY, session.get(type(other), other.id),
+            providers=registry(PricedProvider("other")),
+        )  # fmt: skip
+    assert other_only.kinds.source == "Other AI usage series by unit type"
 
 
 def test_a_price_list_that_cannot_be_read_costs_only_its_own_hints_and_says_why(db, workspace_id):

@@ -78,8 +78,15 @@ def test_names_are_escaped_and_lists_stay_within_block_kit_limits() -> None:
         tuple(Mover(f"{sneaky}{i}", Decimal(i + 1), Decimal(i)) for i in range(5)),
         (),
         "xAI usage series, daily cost per model",
+        "xAI usage series by API key",
     )
-    idle = IdleKeys(week, before, (IdleKey(sneaky, Decimal(3), date(2026, 11, 1)),) * 10, 7)
+    idle = IdleKeys(
+        week,
+        before,
+        (IdleKey(sneaky, Decimal(3), date(2026, 11, 1)),) * 10,
+        7,
+        "xAI usage series by API key",
+    )
     notes = tuple(f"note {i} <@U123>" for i in range(9))
     message = insights_message(Insights(date(2026, 11, 22), None, movers, idle, None, (), notes))
     text = json.dumps(message, ensure_ascii=False)
