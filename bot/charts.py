@@ -418,11 +418,11 @@ class _Plot:
                 markeredgewidth=0.8, color=MUTED_COLOUR, transform=self.data, zorder=2.5,
             )
         )  # fmt: skip
-        for x, y, label in zip(xs, ys, labels, strict=True):
-            if axis == "x":
-                place = dict(transform=self.offset(self.data, 0, -7), ha="center", va="top")
-            else:
-                place = dict(transform=self.offset(self.data, -7, 0), ha="right", va="center")
+        if axis == "x":
+            place = dict(transform=self.offset(self.data, 0, -7), ha="center", va="top")
+        else:
+            place = dict(transform=self.offset(self.data, -7, 0), ha="right", va="center")
+        for x, y, label in zip(xs, ys, labels, strict=True):  # one transform for them all
             self.figure.text(x, y, label, fontsize=10.5, color=TEXT_COLOUR, **place)
 
     def note(self, text: str, colour: str = TEXT_COLOUR) -> None:

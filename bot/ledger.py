@@ -180,10 +180,12 @@ class Ledger:
         params = {"mark_key": key, "owner": self.owner, "at": self.clock(), "said": outcome[:2000]}
         if state is not None:  # else the state stays as it was
             params["new_state"] = state
-        relaxed = self._marks is not None and self.db.backend == "postgresql"
-        statement = _DONE_MARKS[state is not None, relaxed]
-        if self._marks is not None:
-            self._marks.record(statement, params)
+        marks = self._marks
+        statement = _DONE_MARKS[
+            state is not None, marks is not None and self.db.backend == "postgresql"
+        ]
+        if marks is not None:
+            marks.record(statement, params)
             return
         with _autocommit(self.db.engine) as conn:
             conn.execute(statement, params)
