@@ -57,6 +57,8 @@ class Settings:
     trailing_days: int = 3
     http_deadline: int = 60
     daily_sync_at: str = "06:00"
+    settle_hours: int | None = None
+    """Overrides every provider's settle time (bot.figures: final and provisional days)."""
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -70,6 +72,11 @@ class Settings:
             trailing_days=_int(environ, "XAI_USAGE_TRAILING_DAYS", 3, 1, 31),
             http_deadline=_int(environ, "XAI_USAGE_HTTP_DEADLINE", 60, 1, 600),
             daily_sync_at=_clock_time(environ, "XAI_USAGE_DAILY_SYNC_AT", "06:00"),
+            settle_hours=(
+                _int(environ, "XAI_USAGE_SETTLE_HOURS", 12, 0, 72)
+                if environ.get("XAI_USAGE_SETTLE_HOURS")
+                else None
+            ),
             environ=environ,
         )
 

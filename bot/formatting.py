@@ -148,8 +148,14 @@ def month_label(moment) -> str:
 
 
 def decimal_text(value: Decimal) -> str:
-    """An amount for machines: fixed-point, at most nano-dollar places, no exponent."""
+    """An amount for machines, the one way every JSON and CSV writes one: fixed point,
+    no exponent, at least cents and at most nano-dollar places (``330.00``, ``0.00``,
+    ``3487.60392194``)."""
     exact = value.quantize(NANO_PLACES, rounding=ROUND_HALF_UP).normalize()
+    if exact == 0:
+        return "0.00"
+    if exact.as_tuple().exponent > -2:  # type: ignore[operator]
+        exact = exact.quantize(CENT)
     return f"{exact:f}"
 
 

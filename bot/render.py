@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,13 +91,17 @@ def render_json(template: str, **context: Any) -> Any:
 
 
 def report_table(report: Report) -> str:
-    costs = [formatting.cost_cell(r.cost_usd, r.complete) for r in report.rows]
+    cells = report.table()
+    total = figures.figure_words(report.total)
     return render(
         "report.txt.j2",
         report=report,
+        cells=cells,
+        total=total,
+        settling=figures.settle_words(report.total.coverage),
         group_title=GROUP_TITLES[report.group_by],
-        label_width=max([len(r.label) for r in report.rows] + [len(report.group_by) + 4, 12]),
-        cost_width=max([len(c) for c in costs] + [len(formatting.money(report.total_usd)), 8]),
+        label_width=max([len(c.label) for c in cells] + [len(report.group_by) + 4, 12]),
+        cost_width=max([len(c.cost) for c in cells] + [len(total), 8]),
     )
 
 
@@ -113,16 +118,18 @@ def alert_text(alert: Alert) -> str:
 
 
 def report_json(report: Report) -> str:
-    """The stable shape scripts rely on (README documents it)."""
+    """The stable shape scripts rely on (README documents it); exact amounts."""
     return json.dumps(
         {
             "start": report.period.start.isoformat(),
             "end": report.period.end.isoformat(),
             "group_by": report.group_by,
-            "total_usd": str(report.total_usd),
+            "total_usd": figures.amount_json(report.total.amount),
             "rows": [_json_row(r, report.group_by) for r in report.rows],
             "as_of": report.as_of.isoformat() if report.as_of else None,
             "partial": report.partial,
+            "final": report.total.final,
+            "provisional_days": [d.isoformat() for d in report.total.coverage.provisional_days],
             "uncovered": [
                 {"connection": u.connection, "from": u.start.isoformat(), "to": u.end.isoformat()}
                 for u in report.uncovered
@@ -141,12 +148,17 @@ def _json_row(r: ReportRow, group_by: str) -> dict[str, Any]:
     row: dict[str, Any] = {
         "key": r.key,
         "label": r.label,
-        "cost_usd": None if r.cost_usd is None else str(r.cost_usd),
-        "share": None if r.share is None else str(round(r.share, 4)),
+        "cost_usd": figures.amount_json(r.cost_usd),
+        "share": None if r.share is None else _share_json(r.share),
     }
     if group_by in TIME_GROUPS:
         row["complete"] = r.complete
     return row
+
+
+def _share_json(share: Decimal) -> str:
+    """A share of the total, 0..1, to four places (``0.4850``)."""
+    return f"{share.quantize(Decimal('0.0001')):f}"
 
 
 def report_csv(report: Report) -> str:
@@ -155,8 +167,8 @@ def report_csv(report: Report) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([report.group_by, "label", "cost_usd", "share"])
     for r in report.rows:
-        cost = "" if r.cost_usd is None else str(r.cost_usd)
-        share = "" if r.share is None else str(round(r.share, 4))
+        cost = figures.amount_json(r.cost_usd) or ""
+        share = "" if r.share is None else _share_json(r.share)
         writer.writerow([r.key, r.label, cost, share])
     return out.getvalue()
 

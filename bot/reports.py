@@ -8,22 +8,36 @@ from __future__ import annotations
 
 import calendar
 import functools
-import itertools
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from bot.config import MAX_BACKFILL_DAYS
-from bot.figures import PACE_DAYS, Forecast, last_finished_day, month_end_forecast
-from bot.formatting import clock, day_label, day_span
+from bot.costs import cost_params, cost_query, cost_scope, cost_sql, cost_values
+from bot.figures import (
+    NOT_FETCHED,
+    PACE_DAYS,
+    Coverage,
+    Figure,
+    Forecast,
+    Gap,
+    cents_that_add_up,
+    coverage_of,
+    last_finished_day,
+    merge_spans,
+    month_end_forecast,
+    read_provisional,
+    share_words,
+    shares_that_add_up,
+)
+from bot.formatting import clock, day_label, day_span, money
 from bot.grammar import Command, UsageError, parse_day
 from storage.reader import STRING_AGG, ConnectionRef, Reader, moment, reader_of, usd
 from storage.reader import day as day_of
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only by what runs in a session (issue 9)
-    from sqlalchemy import TextualSelect
     from sqlalchemy.orm import Session
 
     from storage.models import Connection
@@ -95,15 +109,6 @@ class ReportRow:
 
 
 @dataclass(frozen=True)
-class Uncovered:
-    """Days of the period one connection never fetched."""
-
-    connection: str
-    start: date
-    end: date  # inclusive
-
-
-@dataclass(frozen=True)
 class CoverageNote:
     """Unfetched days shared by some connections, and whether a sync can reach them."""
 
@@ -143,121 +148,90 @@ class CoverageNote:
 class Report:
     period: Period
     group_by: str
-    total_usd: Decimal
+    total: Figure
+    """The period's total: its amount, coverage, settling and as-of (bot.figures)."""
     rows: tuple[ReportRow, ...]
-    as_of: datetime | None
-    partial: bool
     connection_labels: tuple[str, ...]
     model_pattern: str | None = None
     problems: tuple[str, ...] = field(default=())
-    uncovered: tuple[Uncovered, ...] = ()
     coverage_notes: tuple[CoverageNote, ...] = ()
-    nothing_fetched: bool = False
-    """Connections exist but none fetched any day of the period."""
-    data_from: date | None = None
-    """The first day any of the report's connections fetched."""
+
+    @property
+    def total_usd(self) -> Decimal:
+        """The total of the fetched days ($0 when nothing was: see ``nothing_fetched``)."""
+        return self.total.value
+
+    @property
+    def as_of(self) -> datetime | None:
+        return self.total.as_of
+
+    @property
+    def partial(self) -> bool:
+        """Today is one of its days: its figures keep growing."""
+        return self.total.running
+
+    @property
+    def uncovered(self) -> tuple[Gap, ...]:
+        """Days of the period a connection never fetched."""
+        return self.total.coverage.gaps
+
+    @property
+    def nothing_fetched(self) -> bool:
+        """Connections exist but none fetched any day of the period."""
+        return not self.total.known
+
+    @property
+    def data_from(self) -> date | None:
+        """The first day any of the report's connections fetched."""
+        return self.total.coverage.data_from
 
     @property
     def empty(self) -> bool:
         return not self.connection_labels
 
-
-def like_pattern(pattern: str) -> str:
-    """A user's ``grok-4*`` or ``fast`` as a case-insensitive LIKE pattern."""
-    escaped = pattern.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    if "*" in pattern or "?" in pattern:
-        return escaped.replace("*", "%").replace("?", "_")
-    return f"%{escaped}%"
+    def table(self) -> list[Cells]:
+        """Each row with its cost and share as a table shows them (:func:`table_cells`)."""
+        return table_cells(self.rows, self.total)
 
 
-ROLLUP_GROUPS = frozenset({"model", "day"})
-_COST_SCOPES = {
-    # A connection is always resolved inside its workspace by the caller, so it
-    # is the whole filter then: adding the workspace steers SQLite to the
-    # workspace index, which scans every team's rows.
-    "workspace": "workspace_id = :workspace_id",
-    "connection": "connection_id = :connection_id",
-    "connections": "connection_id IN :connection_ids",  # expanded by SQLAlchemy only
-}
+@dataclass(frozen=True)
+class Cells:
+    """A table row as shown: its cost in cents and share in tenths of a percent, rounded so
+    the shown rows add up to the shown total and to 100.0%."""
+
+    row: ReportRow
+    cents: Decimal | None  # None: not fetched
+    share: Decimal | None  # percent, to 0.1
+
+    @property
+    def label(self) -> str:
+        return self.row.label
+
+    @property
+    def cost(self) -> str:
+        """``$12.34``, starred when some day was not fetched, ``not fetched`` when none was."""
+        if self.cents is None:
+            return NOT_FETCHED
+        exact = self.row.cost_usd
+        text = money(self.cents) if self.cents or not exact else money(exact)
+        return text + ("" if self.row.complete else "*")
+
+    @property
+    def share_text(self) -> str:
+        return "" if self.cents is None else share_words(self.share, self.row.cost_usd)
 
 
-def cost_sql(group: Sequence[str], scope: str = "workspace", *, model_filter: bool = False) -> str:
-    """``SELECT <group>, SUM(cost)`` over a workspace's days: the one aggregate, as SQL text.
-
-    ``group`` names columns of daily_costs; ``scope`` is a key of
-    ``_COST_SCOPES``; parameters ``:start`` and ``:end`` (days, inclusive) and,
-    with ``model_filter``, ``:model_pattern`` (:func:`like_pattern`). Over a
-    whole workspace and grouped by model or day, the per-workspace rollup
-    answers the same sums from a few hundred rows instead of one per
-    connection, day and model.
-    """
-    table = (
-        "workspace_daily_totals"
-        if scope == "workspace" and set(group) <= ROLLUP_GROUPS
-        else "daily_costs"
-    )
-    columns = ", ".join(group)
-    sql = (
-        f"SELECT {columns}{', ' if group else ''}SUM(cost) AS cost FROM {table} "
-        f"WHERE {_COST_SCOPES[scope]} AND day >= :start AND day <= :end"
-    )
-    if model_filter:
-        sql += " AND lower(model) LIKE :model_pattern ESCAPE '\\'"
-    return sql + (f" GROUP BY {columns}" if group else "")
-
-
-def _cost_scope(connection_id: int | Collection[int] | None) -> str:
-    if connection_id is None:
-        return "workspace"
-    return "connection" if isinstance(connection_id, int) else "connections"
-
-
-def _cost_params(workspace_id, start, end, connection_id, model_pattern) -> dict:
-    """The parameters of :func:`cost_sql` for the scope :func:`_cost_scope` picks."""
-    if connection_id is None:
-        scope = {"workspace_id": workspace_id}
-    elif isinstance(connection_id, int):
-        scope = {"connection_id": connection_id}
-    else:
-        scope = {"connection_ids": list(connection_id)}
-    pattern = {"model_pattern": like_pattern(model_pattern)} if model_pattern else {}
-    return {**scope, "start": start, "end": end, **pattern}
-
-
-def _cost_values(row: Sequence, group: Sequence[str]) -> tuple:
-    """A cost row's group values as Python values (days as dates); the cost is left as read."""
-    return tuple(day_of(v) if name == "day" else v for name, v in zip(group, row, strict=True))
-
-
-def cost_query(
-    workspace_id: int,
-    start: date,
-    end: date,
-    group: Sequence[str],
-    *,
-    connection_id: int | Collection[int] | None = None,
-    model_pattern: str | None = None,
-) -> TextualSelect:
-    """:func:`cost_sql` as a SQLAlchemy statement whose rows come back typed.
-
-    For the figures that run in a session (status, digests, alerts, exports,
-    charts). ``connection_id`` narrows it to one connection or to several (a
-    batch of digests).
-    """
-    from sqlalchemy import bindparam, column, text
-
-    from storage.models import DailyCost, NanoUSD
-
-    scope = _cost_scope(connection_id)
-    statement = text(cost_sql(group, scope, model_filter=bool(model_pattern)))
-    params = _cost_params(workspace_id, start, end, connection_id, model_pattern)
-    if scope == "connections":
-        ids = params.pop("connection_ids")
-        statement = statement.bindparams(bindparam("connection_ids", ids, expanding=True))
-    types = DailyCost.__table__.c
-    return statement.bindparams(**params).columns(
-        *(column(name, types[name].type) for name in group), column("cost", NanoUSD())
-    )
+def table_cells(rows: Sequence[ReportRow], total: Figure) -> list[Cells]:
+    """Rows as every table (terminal, Slack, PDF, digests) shows them: largest remainder,
+    so the rows add up to the total as shown and the shares to 100.0%; a subset of a
+    total (a filtered report's rows are all of it) adds up to its own sum."""
+    known = [r for r in rows if r.cost_usd is not None]
+    amounts = [r.cost_usd or Decimal(0) for r in known]
+    whole = sum(amounts, Decimal(0))
+    cents = cents_that_add_up(amounts, total.value if whole == total.value else whole)
+    shares = shares_that_add_up(amounts)
+    shown = {id(r): (c, p) for r, c, p in zip(known, cents, shares, strict=True)}
+    return [Cells(r, *shown.get(id(r), (None, None))) for r in rows]
 
 
 _ITEM, _PAIR = "\x1f", "\x1e"
@@ -355,7 +329,7 @@ def _scope_and_costs(
         params = {"workspace_id": workspace_id, "start": period.start, "end": period.end}
         rows = reader.rows(_workspace_report_sql(group, reader.dialect), **params, **labels)
         costs = [
-            (_cost_values(row[5:-1], group), usd(row[-1])) for row in rows if row[-1] is not None
+            (cost_values(row[5:-1], group), usd(row[-1])) for row in rows if row[-1] is not None
         ]
         return _scope_of(reader, rows[0], "workspace", workspace_id), costs
     scope, scope_id = (
@@ -395,7 +369,7 @@ def build_report(
         rows = _key_rows(reader, workspace_id, period, filters, several=several)
     else:
         rows = _time_rows(dict((day, cost) for (day,), cost in raw), period, group_by)
-    coverage = _Coverage.read(reader, workspace_id, period, len(scope.labels), connection, now)
+    coverage = read_coverage(reader, workspace_id, period, scope.labels, connection, now)
     total = sum((cost for _, _, cost in rows), Decimal(0))
     if group_by in ("model", "connection", "key"):
         rows.sort(key=lambda r: (-r[2], r[1]))
@@ -403,7 +377,7 @@ def build_report(
         ReportRow(key, label, cost, (cost / total) if total else Decimal(0))
         for key, label, cost in rows
     )
-    report_rows = coverage.mark(report_rows, group_by)
+    report_rows = _mark(report_rows, group_by, coverage, period)
     problems = tuple(
         f"“{label}” is not syncing ({reason}): its figures may be out of date."
         for label, reason in scope.failing
@@ -411,26 +385,21 @@ def build_report(
     return Report(
         period=period,
         group_by=group_by,
-        total_usd=total,
+        total=Figure(None if coverage.nothing else total, coverage, scope.as_of),
         rows=report_rows,
-        as_of=scope.as_of,
-        partial=period.end >= now.astimezone(UTC).date(),
         connection_labels=scope.labels,
         model_pattern=model_pattern,
         problems=problems,
-        uncovered=coverage.uncovered,
-        coverage_notes=coverage.notes(),
-        nothing_fetched=bool(scope.labels) and not coverage.any_fetched,
-        data_from=coverage.data_from,
+        coverage_notes=coverage_notes(coverage),
     )
 
 
 def _by(reader: Reader, workspace_id: int, period: Period, group, filters) -> list:
     connection_id, pattern = filters["connection_id"], filters["model_pattern"]
-    sql = cost_sql(group, _cost_scope(connection_id), model_filter=bool(pattern))
-    params = _cost_params(workspace_id, period.start, period.end, connection_id, pattern)
+    sql = cost_sql(group, cost_scope(connection_id), model_filter=bool(pattern))
+    params = cost_params(workspace_id, period.start, period.end, connection_id, pattern)
     return [
-        (_cost_values(row[:-1], group), usd(row[-1]) or Decimal(0))
+        (cost_values(row[:-1], group), usd(row[-1]) or Decimal(0))
         for row in reader.rows(sql, **params)
     ]
 
@@ -506,142 +475,111 @@ def _week_label(monday: date, period: Period) -> str:
     return f"{span}{year}{part}"
 
 
-class _Coverage:
-    """Which days of a period each of a report's connections has fetched."""
+def read_coverage(
+    reader: Reader,
+    workspace_id: int,
+    period: Period,
+    labels: Sequence[str],
+    connection: ConnectionRef | None,
+    now: datetime,
+) -> Coverage:
+    """Which days of the period the report's connections fetched, and which still settle.
 
-    def __init__(self, period: Period, spans: dict[int, list[tuple[date, date]]], today: date):
-        self.period = period
-        self.today = today
-        self.spans = spans
-        self.connections = len(spans)
-        self.labels: dict[int, str] = {}
-        starts = [0] * (period.days + 1)  # +1 where a span starts, -1 after it ends
-        self.gaps: dict[int, list[tuple[date, date]]] = {}
-        for cid, merged in spans.items():
-            day = period.start
-            for first, last in merged:
-                lo, hi = max(first, period.start), min(last, period.end)
-                if lo > hi:
-                    continue
-                if lo > day:
-                    self.gaps.setdefault(cid, []).append((day, lo - timedelta(days=1)))
-                starts[(lo - period.start).days] += 1
-                starts[(hi - period.start).days + 1] -= 1
-                day = max(day, hi + timedelta(days=1))
-            if day <= period.end:
-                self.gaps.setdefault(cid, []).append((day, period.end))
-        self.fetched_by = list(itertools.accumulate(starts[:-1]))  # connections, each day
-        self.any_fetched = any(self.fetched_by)
-        firsts = [merged[0][0] for merged in spans.values() if merged]
-        self.data_from = min(firsts) if firsts else None
-        self.uncovered: tuple[Uncovered, ...] = ()
+    The usual case, every connection fetched the whole period, costs one row
+    back: a thousand connections' spans are read only when some day is missing.
+    """
+    today = now.astimezone(UTC).date()
+    if connection is not None:
+        scope, params = "connection_id = :scope", {"scope": connection.id}
+    else:
+        scope, params = "workspace_id = :scope", {"scope": workspace_id}
+    ((covered, data_from),) = reader.rows(
+        "SELECT count(DISTINCT CASE WHEN first_day <= :start AND last_day >= :end "
+        f"THEN connection_id END), min(first_day) FROM fetched_spans WHERE {scope}",
+        start=period.start,
+        end=period.end,
+        **params,
+    )
+    if connection is not None:
+        included = {connection.id: connection.label}
+    else:
+        included = dict(_connection_labels(reader, workspace_id))
+    ids = set(included)
+    # Today is "so far", never provisional: a one-day report of today reads no settling.
+    settling = (
+        read_provisional(reader, workspace_id, period.start, period.end, ids)
+        if period.start < today
+        else {}
+    )
+    if labels and covered == len(labels):
+        coverage = coverage_of(period.start, period.end, now, included, {}, settling)
+        return replace(coverage, gaps=(), data_from=day_of(data_from))
+    spans: dict[int, list[tuple[date, date]]] = {cid: [] for cid in ids}
+    for cid, first, last in reader.rows(
+        f"SELECT connection_id, first_day, last_day FROM fetched_spans WHERE {scope}", **params
+    ):
+        if cid in spans:
+            spans[cid].append((day_of(first), day_of(last)))
+    return coverage_of(period.start, period.end, now, included, spans, settling)
 
-    @classmethod
-    def read(cls, reader: Reader, workspace_id, period, count: int, connection, now) -> _Coverage:
-        today = now.astimezone(UTC).date()
-        if connection is not None:
-            scope, params = "connection_id = :scope", {"scope": connection.id}
-        else:
-            scope, params = "workspace_id = :scope", {"scope": workspace_id}
-        # The usual case, every connection fetched the whole period, in one row back:
-        # a thousand connections' spans are read only when some day is missing.
-        ((covered, data_from),) = reader.rows(
-            "SELECT count(DISTINCT CASE WHEN first_day <= :start AND last_day >= :end "
-            f"THEN connection_id END), min(first_day) FROM fetched_spans WHERE {scope}",
-            start=period.start,
-            end=period.end,
-            **params,
-        )
-        data_from = day_of(data_from)
-        if count and covered == count:
-            coverage = cls(period, {}, today)  # no gaps: nothing below needs the spans
-            coverage.connections = count
-            coverage.fetched_by = [count] * period.days
-            coverage.any_fetched, coverage.data_from = True, data_from
-            return coverage
-        if connection is not None:
-            included = [(connection.id, connection.label)]
-        else:
-            included = _connection_labels(reader, workspace_id)
-        raw: dict[int, list[tuple[date, date]]] = {cid: [] for cid, _ in included}
-        spans = f"SELECT connection_id, first_day, last_day FROM fetched_spans WHERE {scope}"
-        for cid, first, last in reader.rows(spans, **params):
-            if cid in raw:
-                raw[cid].append((day_of(first), day_of(last)))
-        merged = {cid: _merge(found) for cid, found in raw.items()}
-        coverage = cls(period, merged, today)
-        coverage.labels = labels = dict(included)
-        coverage.uncovered = tuple(
-            Uncovered(labels[cid], start, end)
-            for cid in sorted(coverage.gaps, key=lambda c: labels[c].lower())
-            for start, end in coverage.gaps[cid]
-        )
-        return coverage
 
-    def notes(self) -> tuple[CoverageNote, ...]:
-        """One note per distinct unfetched stretch, naming the connections that lack it."""
-        reachable = self.today - timedelta(days=MAX_BACKFILL_DAYS - 1)
-        by_span: dict[tuple[date, date], list[int]] = {}
-        for cid, gaps in self.gaps.items():
-            for gap in gaps:
-                by_span.setdefault(gap, []).append(cid)
-        notes = []
-        for (start, end), cids in sorted(by_span.items()):
-            firsts = [self.spans[c][0][0] for c in cids if self.spans[c]]
-            notes.append(
-                CoverageNote(
-                    labels=tuple(sorted((self.labels[c] for c in cids), key=str.lower)),
-                    start=start,
-                    end=end,
-                    data_from=min(firsts) if firsts else None,
-                    reachable_from=reachable,
-                    max_days=MAX_BACKFILL_DAYS,
-                )
+def coverage_notes(coverage: Coverage) -> tuple[CoverageNote, ...]:
+    """One note per distinct unfetched stretch, naming the connections that lack it."""
+    reachable = coverage.today - timedelta(days=MAX_BACKFILL_DAYS - 1)
+    by_span: dict[tuple[date, date], list[Gap]] = {}
+    for gap in coverage.gaps:
+        by_span.setdefault((gap.start, gap.end), []).append(gap)
+    notes = []
+    for (start, end), gaps in sorted(by_span.items()):
+        firsts = [
+            coverage.first_days[g.connection_id]
+            for g in gaps
+            if g.connection_id in coverage.first_days
+        ]
+        notes.append(
+            CoverageNote(
+                labels=tuple(sorted((g.connection for g in gaps), key=str.lower)),
+                start=start,
+                end=end,
+                data_from=min(firsts) if firsts else None,
+                reachable_from=reachable,
+                max_days=MAX_BACKFILL_DAYS,
             )
-        return tuple(notes)
-
-    def mark(self, rows, group_by: str) -> tuple[ReportRow, ...]:
-        """Day-like rows nobody fetched lose their $0.00; partly fetched ones say so."""
-        if group_by == "connection":
-            shown = {r.key for r in rows}
-            extra = [
-                ReportRow(label, label, None, None, complete=False)
-                for cid, label in self.labels.items()
-                if label not in shown and cid in self.gaps
-            ]
-            partly = {self.labels[cid] for cid in self.gaps}
-            marked = [
-                ReportRow(r.key, r.label, r.cost_usd, r.share, complete=r.key not in partly)
-                for r in rows
-            ]
-            return tuple(marked + sorted(extra, key=lambda r: r.label.lower()))
-        if group_by not in ("day", "week", "month"):
-            return rows
-        connections = self.connections
-        days: dict[str, list[int]] = {}
-        day = self.period.start
-        for count in self.fetched_by:
-            days.setdefault(_bucket(day, group_by, self.period)[0], []).append(count)
-            day += timedelta(days=1)
-        marked = []
-        for r in rows:
-            counts = days.get(r.key, [])
-            if connections and counts and not any(counts):
-                marked.append(ReportRow(r.key, r.label, None, None, complete=False))
-            else:
-                complete = all(c == connections for c in counts)
-                marked.append(ReportRow(r.key, r.label, r.cost_usd, r.share, complete=complete))
-        return tuple(marked)
+        )
+    return tuple(notes)
 
 
-def _merge(spans: list[tuple[date, date]]) -> list[tuple[date, date]]:
-    merged: list[tuple[date, date]] = []
-    for first, last in sorted(spans):
-        if merged and first <= merged[-1][1] + timedelta(days=1):
-            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+def _mark(rows, group_by: str, coverage: Coverage, period: Period) -> tuple[ReportRow, ...]:
+    """Day-like rows nobody fetched lose their $0.00; partly fetched ones say so."""
+    if group_by == "connection":
+        shown = {r.key for r in rows}
+        partly = {g.connection for g in coverage.gaps}
+        extra = [
+            ReportRow(label, label, None, None, complete=False)
+            for label in sorted(partly - shown, key=str.lower)
+        ]
+        marked = [
+            ReportRow(r.key, r.label, r.cost_usd, r.share, complete=r.key not in partly)
+            for r in rows
+        ]
+        return tuple(marked + extra)
+    if group_by not in ("day", "week", "month"):
+        return tuple(rows)
+    connections = len(coverage.connections)
+    days: dict[str, list[int]] = {}
+    day = period.start
+    for count in coverage.fetched_by():
+        days.setdefault(_bucket(day, group_by, period)[0], []).append(count)
+        day += timedelta(days=1)
+    marked = []
+    for r in rows:
+        counts = days.get(r.key, [])
+        if connections and counts and not any(counts):
+            marked.append(ReportRow(r.key, r.label, None, None, complete=False))
         else:
-            merged.append((first, last))
-    return merged
+            complete = all(c == connections for c in counts)
+            marked.append(ReportRow(r.key, r.label, r.cost_usd, r.share, complete=complete))
+    return tuple(marked)
 
 
 RECONCILE_ABS = Decimal(1)
@@ -840,7 +778,7 @@ def _reconcile(session: Session, workspace_id: int, today: date) -> dict[int, Re
         start = month or read.replace(day=1)
         end = min(read, _month_end(start))
         spent = usage.get(cid) or Decimal(0)
-        merged = _merge(spans.get(cid, []))
+        merged = merge_spans(spans.get(cid, []))
         found[cid] = Reconciliation(
             month=start,
             usage_usd=spent,

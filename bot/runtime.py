@@ -184,6 +184,7 @@ class Runtime:
             concurrency=self.settings.sync_concurrency,
             trailing_days=self.settings.trailing_days,
             clock=self.clock,
+            settle_hours=self.settings.settle_hours,
         )
 
     def sqlite_reader(self) -> SqliteReader | None:

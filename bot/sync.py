@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.config import MAX_BACKFILL_DAYS
+from bot.figures import SETTLE_HOURS, day_end
 from providers.manager import ProviderRegistry
 from providers.types import (
     BillingSnapshot,
@@ -56,6 +57,7 @@ from storage.models import (
     FetchedSpan,
     InvoiceLineUnits,
     ModelSeen,
+    ProvisionalDay,
     SyncRun,
     UnitCost,
     UnitCostSpan,
@@ -337,12 +339,26 @@ class SyncEngine:
         concurrency: int = 32,
         trailing_days: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        settle_hours: int | None = None,
     ) -> None:
         self.db = db
         self.providers = providers
         self.concurrency = concurrency
         self.trailing_days = trailing_days
         self.clock = clock
+        self.settle_hours = settle_hours
+        """XAI_USAGE_SETTLE_HOURS: every provider's days settle this long after they end
+        (None: as long as each provider declares, bot.figures.SETTLE_HOURS if it does not)."""
+
+    def settle_time(self, provider_name: str) -> timedelta:
+        """How long after a UTC day ends a sync must read it for its figure to be final."""
+        if self.settle_hours is not None:
+            return timedelta(hours=self.settle_hours)
+        try:
+            provider = self.providers.get(provider_name)
+        except LookupError:
+            provider = None
+        return timedelta(hours=getattr(provider, "settle_hours", None) or SETTLE_HOURS)
 
     # -- connect ----------------------------------------------------------------
 
@@ -895,6 +911,14 @@ class SyncEngine:
             record_fetched(
                 session, connection.id, connection.workspace_id, result.start, result.end
             )
+            record_provisional(
+                session,
+                connection,
+                result.start,
+                result.end,
+                fetched_at=attempt.started,
+                settle=self.settle_time(connection.provider),
+            )
             _replace_unit_costs(session, connection, fetched.unit_costs)
             _replace_invoice_lines(session, connection, fetched.billing, self.clock())
 
@@ -1088,6 +1112,47 @@ def record_fetched(
             connection_id=connection_id, workspace_id=workspace_id, first_day=first, last_day=last
         )
     )
+
+
+def record_provisional(
+    session: Session,
+    connection: Connection,
+    first: date,
+    last: date,
+    *,
+    fetched_at: datetime,
+    settle: timedelta,
+) -> None:
+    """Mark the days of ``first``..``last`` fetched before they settled; clear the rest.
+
+    In the transaction that stored those days' costs: a day is final exactly
+    when the costs stored for it were read after its settle time.
+    """
+    session.execute(
+        delete(ProvisionalDay).where(
+            ProvisionalDay.connection_id == connection.id,
+            ProvisionalDay.day >= first,
+            ProvisionalDay.day <= last,
+        )
+    )
+    marks = []
+    day = last
+    while day >= first:
+        settles_at = day_end(day) + settle
+        if settles_at <= fetched_at:
+            break  # this day and every one before it were read after they settled
+        marks.append(
+            {
+                "connection_id": connection.id,
+                "workspace_id": connection.workspace_id,
+                "day": day,
+                "fetched_at": fetched_at,
+                "settles_at": settles_at,
+            }
+        )
+        day -= timedelta(days=1)
+    if marks:
+        session.execute(insert(ProvisionalDay), marks)
 
 
 def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Decimal]) -> None:

@@ -247,6 +247,28 @@ class FetchedSpan(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
 
 
+class ProvisionalDay(Base):
+    """A UTC day a sync fetched before it settled: its figure may still change.
+
+    Written with the day's costs, in the same transaction: a day fetched
+    after ``settles_at`` loses its row, which is how every figure tells a
+    final day from a provisional one (``bot.figures``). Only the last day or
+    two of each connection are here at any time.
+    """
+
+    __tablename__ = "provisional_days"
+    __table_args__ = (Index("ix_provisional_days_workspace", "workspace_id", "day"),)
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    settles_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """The day's end plus the provider's settle time: a fetch after this is final."""
+
+
 class UnitCost(Base):
     """The cost of one kind of usage (the provider's ``unit_type``) of one model on one
     UTC day: where the money goes beyond the model (input, cached, output, images...).

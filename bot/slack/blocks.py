@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from bot import formatting
+from bot import figures, formatting
 from bot.grammar import COMMANDS, Command, words
 from bot.insights import Insights
 from bot.render import GROUP_TITLES, insight_label, render_json
@@ -119,12 +119,14 @@ def report_message(
 ) -> dict[str, Any]:
     """``command`` (the words that asked) adds the controls; ``shared_by`` (a user id)
     says who posted it in the channel, where a copy carries no controls."""
-    shown = list(report.rows[:MAX_TABLE_ROWS])
-    rest = report.rows[MAX_TABLE_ROWS:]
+    cells = report.table()
+    shown = cells[:MAX_TABLE_ROWS]
+    rest = cells[MAX_TABLE_ROWS:]
     if rest:  # keep the last line for "and N more"
-        shown, rest = shown[:-1], report.rows[MAX_TABLE_ROWS - 1 :]
-    hidden_total = sum((r.cost_usd for r in rest if r.cost_usd is not None), Decimal(0))
-    costs = [formatting.cost_cell(r.cost_usd, r.complete) for r in report.rows]
+        shown, rest = shown[:-1], cells[MAX_TABLE_ROWS - 1 :]
+    hidden_total = sum((c.cents for c in rest if c.cents is not None), Decimal(0))
+    hidden_share = sum((c.share for c in rest if c.share is not None), Decimal(0))
+    costs = [c.cost for c in cells]
     costs.append(formatting.money(hidden_total))
     cost_width = max(len(c) for c in costs)
     subtitle = [f"by {GROUP_TITLES[report.group_by]}"]
@@ -133,15 +135,8 @@ def report_message(
     count = len(report.connection_labels)
     subtitle.append(f"{count} connection{'s' if count != 1 else ''}")
     subtitle.append(f"as of {formatting.clock(report.as_of)}")
-    top = ", ".join(
-        f"{formatting.mrkdwn(r.label)} {formatting.cost_cell(r.cost_usd, r.complete)}"
-        for r in report.rows[:3]
-    )
-    header = f"{report.period.title}: {formatting.money(report.total_usd)}"
-    if report.nothing_fetched:
-        header = f"{report.period.title}: not fetched"
-    elif report.uncovered:
-        subtitle.append("total of the fetched days only")
+    top = ", ".join(f"{formatting.mrkdwn(c.label)} {c.cost}" for c in cells[:3])
+    header = f"{report.period.title}: {figures.figure_words(report.total)}"
     controls = (
         report_controls(report, command)
         if command is not None and not shared_by and not report.empty
@@ -154,7 +149,9 @@ def report_message(
         shared_by=shared_by,
         rows=shown,
         hidden=len(rest),
-        hidden_total=hidden_total,
+        hidden_total=formatting.money(hidden_total),
+        hidden_share=figures.share_words(hidden_share),
+        settling=figures.settle_words(report.total.coverage),
         header=formatting.fit(header, 150).rstrip(),
         subtitle="  ·  ".join(subtitle),
         fallback=f"{header}" + (f" ({top})" if top else ""),
@@ -163,7 +160,7 @@ def report_message(
         label_width=min(
             LABEL_WIDTH,
             PHONE_WIDTH - 2 - cost_width - 2 - SHARE_WIDTH,
-            max([len(r.label) for r in shown] + [12]),
+            max([len(c.label) for c in shown] + [12]),
         ),
         cost_width=cost_width,
     )

@@ -67,7 +67,7 @@ def test_days_before_the_backfill_are_not_fetched_never_zero(engine, sandbox, wo
     table = report_table(result)
     first_day = next(line for line in table.splitlines() if "Tue 1 Sep 2026" in line)
     assert "not fetched" in first_day and "$0.00" not in first_day
-    assert "Total" in table and "(fetched days only)" in table
+    assert "Total" in table and "(fetched days only" in table
     note = "Not fetched: 1 Sep–2 Sep 2026 for “Production — xAI” (data from Thu 3 Sep 2026)"
     assert note in table
     assert "older than the 90 days a sync can reach" in table

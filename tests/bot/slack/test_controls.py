@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from bot.figures import Figure, coverage_of
 from bot.grammar import parse, tokenize, words
 from bot.reports import Period, Report, ReportRow, StatusRow
 from bot.slack import blocks
@@ -16,13 +17,15 @@ DAY = date(2026, 11, 20)
 
 
 def report(labels: tuple[str, ...] = ("Prod",), group_by: str = "model") -> Report:
+    made = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    coverage = coverage_of(
+        DAY, DAY, made, dict(enumerate(labels)), {n: [(DAY, DAY)] for n in range(len(labels))}
+    )
     return Report(
         period=Period("week", DAY, DAY, "Last 7 days"),
         group_by=group_by,
-        total_usd=Decimal("12.50"),
+        total=Figure(Decimal("12.50"), coverage, datetime(2026, 11, 20, 12, tzinfo=UTC)),
         rows=(ReportRow("grok-4", "grok-4", Decimal("12.50"), Decimal(1)),),
-        as_of=datetime(2026, 11, 20, 12, tzinfo=UTC),
-        partial=False,
         connection_labels=labels,
     )
 

@@ -53,7 +53,11 @@ def test_report_totals_match_the_store(connected: SlackApp) -> None:
     header = connected.reply(url_id)["blocks"][0]["text"]["text"]
     with connected.runtime.db.session() as session:
         total = session.scalar(select(func.sum(DailyCost.cost)))
-    assert header.endswith(f"${total.quantize(Decimal('0.01')):,}")
+    # 2023 to tomorrow: the days before the backfill and tomorrow were not fetched, and
+    # the last days are still settling; the amount is the store's, to the cent.
+    assert header.endswith(
+        f"${total.quantize(Decimal('0.01')):,} (fetched days only, provisional)"
+    )
 
 
 def test_days_before_the_backfill_say_not_fetched_in_slack(connected: SlackApp) -> None:
@@ -66,7 +70,7 @@ def test_days_before_the_backfill_say_not_fetched_in_slack(connected: SlackApp) 
         b["text"]["text"] for b in reply["blocks"] if "```" in b.get("text", {}).get("text", "")
     )
     assert table.count("not fetched") == 2 and "$0.00" not in table
-    assert "total of the fetched days only" in text_of(reply)
+    assert "(fetched days only, provisional)" in reply["blocks"][0]["text"]["text"]
     assert '`/xai-usage sync --connection "Production — xAI" --days 32`' in text
     _, url_id = connected.command("range 2025-01-01 2025-01-31")
     text = text_of(connected.reply(url_id))
