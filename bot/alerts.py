@@ -43,22 +43,30 @@ from __future__ import annotations
 import json
 import shlex
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.costs import cost_query
 from bot.figures import (
     PACE,
     PACE_DAYS,
+    PROVISIONAL,
+    Book,
+    Figure,
     Forecast,
     TeamLimit,
-    last_finished_day,
-    month_end_forecast,
+    as_of_words,
+    budget_share_words,
+    figure_words,
+    forecast_words,
+    period_words,
+    read_provisional,
     spending_limit_text,
 )
 from bot.formatting import (
@@ -68,11 +76,11 @@ from bot.formatting import (
     decimal_text,
     money,
     month_label,
-    percent_reached,
     times,
 )
-from bot.reports import cost_query, fetched_days
+from bot.reports import fetched_days
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, DailyCost
+from storage.reader import SessionReader
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -86,7 +94,6 @@ SPIKE_MONTH = 28
 SPIKE_SIGMAS = 3
 SPIKE_MIN_IMPACT = Decimal(10)
 SPIKE_MIN_HISTORY = 7
-SPIKE_LEVEL_FLOOR = Decimal(1)  # a baseline under $1 counts as $1 for the level
 
 MESSAGE_DETAIL_LIMIT = 500  # of a provider's error message quoted in an alert
 
@@ -149,25 +156,20 @@ def _quoted(word: str) -> str:
 # Budgets and the month-end forecast
 
 
-@dataclass(frozen=True)
-class _Month:
-    """A budget's month so far, from its connections' daily costs."""
-
-    to_date: Decimal  # through today, today's partial figures included
-    forecast: Forecast | None  # None before the forecast may speak (bot.figures)
-
-
-def _month(by_day: dict[date, Decimal], today: date) -> _Month:
-    first = today.replace(day=1)
-    to_date = sum((c for d, c in by_day.items() if first <= d <= today), ZERO)
-    forecast = None
-    if today.day >= FORECAST_FROM_DAY:
-        forecast = month_end_forecast(by_day, last_finished_day(today))
-    return _Month(to_date, forecast)
+def moment_of(at: date | datetime) -> datetime:
+    """A run's moment; a bare day is taken at noon UTC (tests and replays name days)."""
+    if isinstance(at, datetime):
+        return at
+    return datetime.combine(at, time(12), tzinfo=UTC)
 
 
-def budget_alerts(session: Session, workspace_id: int, today: date) -> list[Alert]:
-    """Thresholds reached this month, and a month-end forecast over budget."""
+def budget_alerts(session: Session, workspace_id: int, at: date | datetime) -> list[Alert]:
+    """Thresholds reached this month, and a month-end forecast over budget.
+
+    Month to date and the forecast are :mod:`bot.figures`' (today so far
+    included; the forecast at the pace of the last 7 finished days, never
+    below what was spent): the figures ``status`` and the Home tab show.
+    """
     budgets = list(
         session.scalars(
             select(Budget).where(Budget.workspace_id == workspace_id).order_by(Budget.id)
@@ -175,66 +177,66 @@ def budget_alerts(session: Session, workspace_id: int, today: date) -> list[Aler
     )
     if not budgets:
         return []
-    rows = session.execute(
-        select(
-            Connection.id,
-            Connection.label,
-            BillingState.spending_limit_usd,
-            BillingState.prepaid_credit_usd,
-            BillingState.invoiced_usd,
+    now = moment_of(at)
+    today = now.astimezone(UTC).date()
+    rows = list(
+        session.execute(
+            select(
+                Connection.id,
+                Connection.label,
+                Connection.last_success_at,
+                BillingState.spending_limit_usd,
+                BillingState.prepaid_credit_usd,
+                BillingState.invoiced_usd,
+            )
+            .outerjoin(BillingState, BillingState.connection_id == Connection.id)
+            .where(Connection.workspace_id == workspace_id)
         )
-        .outerjoin(BillingState, BillingState.connection_id == Connection.id)
-        .where(Connection.workspace_id == workspace_id)
     )
     labels: dict[int, str] = {}
     limits: dict[int, TeamLimit] = {}
-    for connection_id, label, limit, prepaid_left, invoiced in rows:
+    for connection_id, label, _, limit, prepaid_left, invoiced in rows:
         labels[connection_id] = label
         if limit is not None:
             limits[connection_id] = TeamLimit(limit, prepaid_left, invoiced)
-
-    # At most two aggregated queries: the workspace's days from the rollup, and
-    # per connection only for the connections a budget or a limit is about.
-    start = min(today.replace(day=1), today - timedelta(days=PACE_DAYS))
-    whole = any(b.connection_id is None for b in budgets)
-    wanted = {b.connection_id for b in budgets if b.connection_id is not None}
-    by_day: dict[int | None, dict[date, Decimal]] = defaultdict(dict)
-    if whole:
-        for day, cost in session.execute(cost_query(workspace_id, start, today, ["day"])):
-            by_day[None][day] = cost or ZERO
-    if wanted:
-        query = cost_query(
-            workspace_id, start, today, ["connection_id", "day"], connection_id=wanted
-        )
-        for connection_id, day, cost in session.execute(query):
-            by_day[connection_id][day] = cost or ZERO
-
+    book = Book(
+        SessionReader(session),
+        workspace_id,
+        now,
+        min(today.replace(day=1), today - timedelta(days=PACE_DAYS)),
+        today,
+        connections=[(cid, label, synced) for cid, label, synced, *_ in rows],
+    )
     alerts: list[Alert] = []
     for budget in budgets:
         if budget.amount_usd <= 0:
             continue
-        month = _month(by_day[budget.connection_id], today)
+        scope = budget.connection_id  # None: the whole workspace
+        spent = book.month_to_date(scope=scope)
+        forecast = book.forecast(scope) if today.day >= FORECAST_FROM_DAY else None
         included = [budget.connection_id] if budget.connection_id else list(labels)
         limit_line = spending_limit_text(limits[c] for c in included if c in limits)
         if limit_line:
             limit_line += "."
         label = labels.get(budget.connection_id) if budget.connection_id else None
-        alerts += _budget_alerts_for(budget, workspace_id, today, month, label, limit_line)
+        alerts += _budget_alerts_for(budget, workspace_id, spent, forecast, label, limit_line)
     return alerts
 
 
 def _budget_alerts_for(
     budget: Budget,
     workspace_id: int,
-    today: date,
-    month: _Month,
+    spent: Figure,
+    forecast: Forecast | None,
     label: str | None,
     limit_line: str | None,
 ) -> list[Alert]:
     who = f"“{label}”" if label else "All connections"
-    scope = f"the “{label}” budget" if label else "the workspace budget"
+    scope = f" for “{label}”" if label else ""
+    today = spent.end
     period = month_label(today)
-    used = percent_reached(month.to_date, budget.amount_usd)
+    used = budget_share_words(spent, budget.amount_usd)
+    amount = money(budget.amount_usd)
     see = "See where it goes: `/xai-usage month --by model" + (
         f' --connection "{label}"`.' if label else "`."
     )
@@ -242,38 +244,43 @@ def _budget_alerts_for(
         "See the month by model",
         command_words("month", "--by", "model", *(("--connection", label) if label else ())),
     )
+    as_of = figure_as_of(spent)
     facts = {
         "budget_id": str(budget.id),
         "connection": label or "",
         "month": f"{today:%Y-%m}",
         "budget_usd": decimal_text(budget.amount_usd),
-        "month_to_date_usd": decimal_text(month.to_date),
+        "month_to_date_usd": decimal_text(spent.value),
+        "month_to_date_complete": "true" if spent.complete else "false",
         "through": today.isoformat(),
+        "as_of": spent.as_of.isoformat() if spent.as_of else "",
     }
-    forecast = month.forecast
     if forecast is not None:
         facts["forecast_usd"] = decimal_text(forecast.total.quantize(CENT))
         facts["forecast_through"] = forecast.through.isoformat()
     extra = [limit_line] if limit_line else []
+    spent_words = (
+        f"{who} spent {figure_words(spent)} of the {amount} monthly budget in {period} so far "
+        f"({used}, {period_words(spent)}, {as_of})."
+    )
     alerts = []
     # Several thresholds crossed at once (a budget set mid-month, a big day)
     # make one alert, for the highest: the lower ones are no news by then.
     crossed = [
         threshold
         for threshold in budget.threshold_list
-        if month.to_date > 0 and month.to_date >= budget.amount_usd * threshold / 100
+        if spent.value > 0 and spent.value >= budget.amount_usd * threshold / 100
     ]
     for threshold in crossed[-1:]:
         title = (
-            f"Over budget: {used} of {scope} for {period}"
+            f"Over budget: {used} of {amount}{scope} in {period}"
             if threshold >= 100
-            else f"{threshold}% of {scope} for {period} used"
+            else f"{used} of the {amount} budget{scope} used in {period} (passed {threshold}%)"
         )
         lines = [
-            f"{who} spent {money(month.to_date)} of the {money(budget.amount_usd)} monthly "
-            f"budget in {period} so far ({used}, through {day_label(today)} UTC).",
+            spent_words,
             *(
-                [f"{PACE.capitalize()} the month ends near {money(forecast.total)}."]
+                [f"{PACE.capitalize()} the month ends near {forecast_words(forecast)}."]
                 if forecast is not None
                 else []
             ),
@@ -292,15 +299,15 @@ def _budget_alerts_for(
                 actions=(by_model,),
             )
         )
-    # The first run whose forecast is over the budget, as that day's digest shows it.
+    # The first run whose forecast is over the budget, as status and the Home tab show it.
     if forecast is not None and forecast.total > budget.amount_usd:
         over = forecast.total - budget.amount_usd
         lines = [
             f"{PACE.capitalize()} ({money(forecast.daily_pace)} a day, through "
             f"{day_label(forecast.through)}), {who if label else who.lower()} will spend "
-            f"about {money(forecast.total)} in {period}, {money(over)} over the "
-            f"{money(budget.amount_usd)} monthly budget.",
-            f"Spent so far: {money(month.to_date)} ({used}).",
+            f"about {forecast_words(forecast)} in {period}, {money(over)} over the "
+            f"{amount} monthly budget.",
+            f"Spent so far: {figure_words(spent)} ({used}, {period_words(spent)}, {as_of}).",
             *extra,
             see,
         ]
@@ -310,7 +317,7 @@ def _budget_alerts_for(
                 kind="forecast",
                 workspace_id=workspace_id,
                 connection_id=budget.connection_id,
-                title=f"Forecast over {scope} for {period}",
+                title=f"Forecast over the {amount} budget{scope} for {period}",
                 text=" ".join(lines),
                 facts={
                     **facts,
@@ -322,6 +329,11 @@ def _budget_alerts_for(
     return alerts
 
 
+def figure_as_of(figure: Figure) -> str:
+    """``as of 06:02 UTC``: when the data behind an alert's figure was read."""
+    return as_of_words(figure.as_of)
+
+
 # Spikes
 
 
@@ -331,14 +343,8 @@ class _Spike:
     cost: Decimal
     mean7: Decimal
     upper: Decimal  # mean28 + 3 sd28
-
-    @property
-    def level(self) -> int:
-        ratio = self.cost / max(self.mean7, SPIKE_LEVEL_FLOOR)
-        level = 0
-        while ratio >= 2 ** (level + 1):
-            level += 1
-        return level
+    round: int = 1
+    """1 for a day's first alert; one more each time its spend doubles again."""
 
 
 def _spike(costs: dict[date, Decimal], day: date, fetched: set[date]) -> _Spike | None:
@@ -364,8 +370,20 @@ def _spike(costs: dict[date, Decimal], day: date, fetched: set[date]) -> _Spike 
     return None
 
 
-def spike_alerts(session: Session, workspace_id: int, today: date) -> list[Alert]:
-    """Finished days of the last three well above their connection's baseline."""
+def spike_alerts(
+    session: Session,
+    workspace_id: int,
+    at: date | datetime,
+    alerted: Mapping[tuple[int, date], Iterable[Decimal]] | None = None,
+) -> list[Alert]:
+    """Finished days of the last three well above their connection's baseline.
+
+    ``alerted``: what each (connection, day) spike already alerted at (the
+    ledger's). A day alerts again only once its spend reaches twice the
+    highest of those: a figure that settles a little higher is the same spike.
+    """
+    now = moment_of(at)
+    today = now.astimezone(UTC).date()
     days = [today - timedelta(days=n) for n in range(SPIKE_DAYS, 0, -1)]
     start = days[0] - timedelta(days=SPIKE_MONTH)
     history: dict[int, dict[date, Decimal]] = defaultdict(dict)
@@ -398,17 +416,28 @@ def spike_alerts(session: Session, workspace_id: int, today: date) -> list[Alert
             .group_by(DailyCost.connection_id)
         )
         first_day.update({c: day for c, day in session.execute(earliest)})
-    spikes = [(c, s) for c, s in candidates if (s.day - first_day[c]).days >= SPIKE_MIN_HISTORY]
+    spikes = []
+    for c, spike in candidates:
+        if (spike.day - first_day[c]).days < SPIKE_MIN_HISTORY:
+            continue
+        before = list((alerted or {}).get((c, spike.day), ()))
+        # An alert from before amounts were kept counts as alerted at today's figure.
+        amounts = [spike.cost if amount is None else amount for amount in before]
+        if amounts and spike.cost < 2 * max(amounts):
+            continue  # alerted already; not doubled since
+        spikes.append((c, replace(spike, round=len(before) + 1)))
     if not spikes:
         return []
 
     spiking = {c for c, _ in spikes}
-    labels = {
-        c: label
-        for c, label in session.execute(
-            select(Connection.id, Connection.label).where(Connection.id.in_(spiking))
+    labels, synced = {}, {}
+    for c, label, last_success in session.execute(
+        select(Connection.id, Connection.label, Connection.last_success_at).where(
+            Connection.id.in_(spiking)
         )
-    }
+    ):
+        labels[c], synced[c] = label, last_success
+    settling = read_provisional(SessionReader(session), workspace_id, days[0], days[-1], spiking)
     by_model: dict[int, dict[str, dict[date, Decimal]]] = defaultdict(lambda: defaultdict(dict))
     models = cost_query(
         workspace_id,
@@ -419,7 +448,19 @@ def spike_alerts(session: Session, workspace_id: int, today: date) -> list[Alert
     )
     for connection_id, model, day, cost in session.execute(models):
         by_model[connection_id][model][day] = cost or ZERO
-    return [_spike_alert(workspace_id, c, labels.get(c, str(c)), s, by_model[c]) for c, s in spikes]
+    return [
+        _spike_alert(
+            workspace_id,
+            c,
+            labels.get(c, str(c)),
+            s,
+            by_model[c],
+            as_of=synced.get(c),
+            settles_at=settling.get(c, {}).get(s.day),
+            now=now,
+        )
+        for c, s in spikes
+    ]
 
 
 def _top_model(by_model: dict[str, dict[date, Decimal]], day: date) -> tuple[str, Decimal] | None:
@@ -443,6 +484,10 @@ def _spike_alert(
     label: str,
     spike: _Spike,
     by_model: dict[str, dict[date, Decimal]],
+    *,
+    as_of: datetime | None,
+    settles_at: datetime | None,
+    now: datetime,
 ) -> Alert:
     day = day_label(spike.day)
     if spike.mean7 > 0:
@@ -451,10 +496,16 @@ def _spike_alert(
     else:
         ratio = None
         against = "after 7 days with no spend"
+    provisional = settles_at is not None
+    cost = money(spike.cost) + (f" ({PROVISIONAL})" if provisional else "")
+    again = " again: it has doubled since the last alert" if spike.round > 1 else ""
     lines = [
-        f"“{label}” spent {money(spike.cost)} on {day} (UTC), {against}, and above its "
-        f"28-day normal range (up to {money(spike.upper)}).",
+        f"“{label}” spent {cost} on {day} (UTC){again}, {against}, and above its "
+        f"28-day normal range (up to {money(spike.upper)}); {as_of_words(as_of)}.",
     ]
+    if provisional:
+        when = f"until {clock(settles_at)}" if settles_at > now else "until the next sync"
+        lines.append(f"The day is still settling: the provider may add to it {when}.")
     top = _top_model(by_model, spike.day)
     if top:
         lines.append(
@@ -468,15 +519,17 @@ def _spike_alert(
         "connection": label,
         "day": spike.day.isoformat(),
         "cost_usd": decimal_text(spike.cost),
+        "provisional": "true" if provisional else "false",
+        "as_of": as_of.isoformat() if as_of else "",
         "baseline_usd": decimal_text(spike.mean7.quantize(CENT)),
         "upper_usd": decimal_text(spike.upper.quantize(CENT)),
         "ratio": decimal_text(ratio.quantize(CENT)) if ratio is not None else "",
-        "level": str(spike.level),
+        "round": str(spike.round),
         "top_model": top[0] if top else "",
         "top_model_increase_usd": decimal_text(top[1].quantize(CENT)) if top else "",
     }
     return Alert(
-        key=f"spike:{connection_id}:{spike.day.isoformat()}:{spike.level}",
+        key=spike_key(connection_id, spike.day, spike.round),
         kind="spike",
         workspace_id=workspace_id,
         connection_id=connection_id,
@@ -492,6 +545,33 @@ def _spike_alert(
             ),
         ),
     )
+
+
+def spike_key(connection_id: int, day: date, round: int) -> str:
+    """``spike:<connection>:<day>:r<round>``: a day's first alert is round 1."""
+    return f"spike:{connection_id}:{day.isoformat()}:r{round}"
+
+
+def spiked(payloads: Mapping[str, str | None]) -> dict[tuple[int, date], list[Decimal | None]]:
+    """What each (connection, day) spike alerted at, from the ledger's spike keys and the
+    alerts they carried (None: a key from before amounts were kept)."""
+    found: dict[tuple[int, date], list[Decimal | None]] = defaultdict(list)
+    for key, payload in payloads.items():
+        parts = key.split(":")
+        if len(parts) != 4 or parts[0] != "spike":
+            continue
+        try:
+            connection_id, day = int(parts[1]), date.fromisoformat(parts[2])
+        except ValueError:
+            continue
+        amount = None
+        if payload:
+            try:
+                amount = Decimal(json.loads(payload)["facts"]["cost_usd"])
+            except (ValueError, KeyError, TypeError, ArithmeticError):
+                amount = None
+        found[(connection_id, day)].append(amount)
+    return dict(found)
 
 
 # Sync failures and recovery

@@ -14,20 +14,31 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from bot import formatting
-from bot.figures import PACE, PACE_DAYS, TeamLimit, month_end_forecast, spending_limit_text
+from bot import figures, formatting
+from bot.costs import cost_query
+from bot.figures import (
+    PACE,
+    PACE_DAYS,
+    Book,
+    Comparison,
+    Figure,
+    Forecast,
+    TeamLimit,
+    compare,
+    spending_limit_text,
+)
 from bot.insights import Insights, build_insights
-from bot.reports import cost_query, fetched_days
 from providers.types import Provider
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, ModelSeen
+from storage.reader import SessionReader
 
 COMPARED_WITH = {"day": "the day before", "week": "the week before", "month": "the month before"}
 TITLES = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
@@ -57,23 +68,30 @@ class ModelLine:
 
 @dataclass(frozen=True)
 class Digest:
-    """A daily, weekly or monthly summary of a workspace's (or one connection's) spend."""
+    """A daily, weekly or monthly summary of a workspace's (or one connection's) spend.
+
+    Its figures are :mod:`bot.figures`' (the headline ``total`` is what a later
+    correction compares); this only picks which to show.
+    """
 
     every: str  # day | week | month
     period_start: date
     period_end: date  # inclusive
     title: str
-    total_usd: Decimal
-    previous_usd: Decimal  # the period before: the day, 7 days or month before
-    average_usd: Decimal | None  # daily digests: the mean of the 7 days before the day
-    month_to_date_usd: Decimal  # from the 1st of period_end's month through period_end
-    month_to_date_last_month_usd: Decimal  # the month before, through the same day (clipped)
-    forecast_usd: Decimal  # see build_digest
+    total: Figure
+    """The period's spend: the headline, with its coverage, settling and as-of."""
+    previous: Comparison
+    """Against the period before: the day, the Monday–Sunday week or the month before."""
+    average: Comparison | None  # daily digests: against the mean of the 7 days before
+    month_to_date: Figure | None
+    """Daily and weekly digests: the 1st of period_end's month through period_end."""
+    month_vs_last: Comparison | None
+    """Month to date against the month before through the same day (clipped)."""
+    forecast: Forecast | None
     top: tuple[ModelLine, ...]
     other_usd: Decimal  # every model after the top five, summed
     new_models: tuple[str, ...]
     budget_usd: Decimal | None
-    budget_share: Decimal | None  # month to date / budget, 0..1 and beyond
     prepaid_credit_usd: Decimal | None
     spending_limit_usd: Decimal | None
     failing: tuple[str, ...]
@@ -81,11 +99,61 @@ class Digest:
     connection_label: str | None = None  # the one connection, for a filtered digest
     spending_limit_text: str | None = None  # bot.figures: prepaid only, or the headroom
     month_trend: str = ""  # monthly digests: the total of each day of the month, in order
-    unfetched: tuple[str, ...] = ()
-    """Days of the period no sync fetched, per connection: its total is of fetched days only."""
-    nothing_fetched: bool = False  # no day of the period was fetched for any connection
     insights: Insights | None = None
     """Weekly digests: top movers, idle keys, where the money goes (as ``insights``)."""
+    tz: str = "UTC"
+    """The subscription's time zone: its "yesterday" is a UTC day, said in its own time."""
+    freshness: str | None = None
+    """Why its figures are older than the digest wanted (a sync before posting failed)."""
+
+    # The amounts as plain numbers, for code that has already read the marks.
+
+    @property
+    def total_usd(self) -> Decimal:
+        return self.total.value
+
+    @property
+    def previous_usd(self) -> Decimal | None:
+        return self.previous.previous
+
+    @property
+    def average_usd(self) -> Decimal | None:
+        return None if self.average is None else self.average.previous
+
+    @property
+    def month_to_date_usd(self) -> Decimal:
+        return self.month_to_date.value if self.month_to_date else self.total.value
+
+    @property
+    def month_to_date_last_month_usd(self) -> Decimal | None:
+        return None if self.month_vs_last is None else self.month_vs_last.previous
+
+    @property
+    def forecast_usd(self) -> Decimal | None:
+        return None if self.forecast is None else self.forecast.total
+
+    @property
+    def budget_share(self) -> Decimal | None:
+        if not self.budget_usd:
+            return None
+        return self.month_to_date_usd / self.budget_usd
+
+    @property
+    def as_of(self):
+        return self.total.as_of
+
+    @property
+    def nothing_fetched(self) -> bool:
+        """No day of the period was fetched for any connection."""
+        return not self.total.known
+
+    @property
+    def unfetched(self) -> tuple[str, ...]:
+        """Days of the period no sync fetched, per connection: its total is of fetched days."""
+        by_label: dict[str, list[str]] = {}
+        for gap in self.total.coverage.gaps:
+            by_label.setdefault(gap.connection, []).append(formatting.day_span(gap.start, gap.end))
+        return tuple(f"“{label}”: " + ", ".join(spans) for label, spans in by_label.items())
 
     @property
     def trend_span(self) -> str:
@@ -116,15 +184,16 @@ class Digest:
 def digest_period(every: str, occurrence: date) -> tuple[date, date]:
     """The finished UTC days a digest sent on ``occurrence`` (a UTC date) covers.
 
-    ``day``: yesterday. ``week``: the 7 days ending yesterday. ``month``: the
-    last full calendar month before the occurrence (the previous month when
-    sent on the 1st).
+    ``day``: yesterday. ``week``: the last whole Monday–Sunday week before
+    the occurrence (a Monday's digest: the week ending yesterday). ``month``:
+    the last full calendar month before the occurrence.
     """
     yesterday = occurrence - timedelta(days=1)
     if every == "day":
         return yesterday, yesterday
     if every == "week":
-        return yesterday - timedelta(days=6), yesterday
+        sunday = yesterday - timedelta(days=(yesterday.weekday() + 1) % 7)
+        return sunday - timedelta(days=6), sunday
     if every == "month":
         end = occurrence.replace(day=1) - timedelta(days=1)
         return end.replace(day=1), end
@@ -132,7 +201,7 @@ def digest_period(every: str, occurrence: date) -> tuple[date, date]:
 
 
 def previous_period(every: str, start: date, end: date) -> tuple[date, date]:
-    """The period a digest compares with: the day, 7 days or month before."""
+    """The period a digest compares with: the day, the week or the month before."""
     if every == "month":
         before_end = start - timedelta(days=1)
         return before_end.replace(day=1), before_end
@@ -146,6 +215,19 @@ def same_point_last_month(day: date) -> date:
     return last_month.replace(day=min(day.day, last_month.day))
 
 
+def utc_day_words(day: date, tz: str) -> str:
+    """Which hours of a digest's own time zone a UTC day ran, for a reader outside UTC:
+    ``Fri 20 Mar 2026 is a UTC day: 09:00 Fri–09:00 Sat in Asia/Tokyo``."""
+    from zoneinfo import ZoneInfo
+
+    if tz in ("UTC", "Etc/UTC", "Etc/GMT"):
+        return f"{formatting.day_label(day)} is a UTC day, as on invoices"
+    zone = ZoneInfo(tz)
+    began = figures.day_start(day).astimezone(zone)
+    ended = figures.day_end(day).astimezone(zone)
+    return f"{formatting.day_label(day)} is a UTC day: {began:%H:%M %a}–{ended:%H:%M %a} in {tz}"
+
+
 @dataclass(frozen=True)
 class DigestRequest:
     """One digest to build: its period kind, the UTC date it is sent on, its scope."""
@@ -153,6 +235,7 @@ class DigestRequest:
     every: str
     occurrence: date
     connection_id: int | None = None  # None: every connection of the workspace
+    tz: str = "UTC"
 
 
 def build_digest(
@@ -163,10 +246,12 @@ def build_digest(
     *,
     connection_id: int | None = None,
     providers: Iterable[Provider] | None = None,
+    now: datetime | None = None,
+    tz: str = "UTC",
 ) -> Digest:
     """The digest due on ``occurrence`` (its UTC date), from finished days only."""
-    request = DigestRequest(every, occurrence, connection_id)
-    return build_digests(session, workspace_id, [request], providers=providers)[0]
+    request = DigestRequest(every, occurrence, connection_id, tz)
+    return build_digests(session, workspace_id, [request], providers=providers, now=now)[0]
 
 
 def build_digests(
@@ -175,23 +260,25 @@ def build_digests(
     requests: Sequence[DigestRequest],
     *,
     providers: Iterable[Provider] | None = None,
+    now: datetime | None = None,
 ) -> list[Digest]:
     """Every digest in ``requests``, in order, read from the store at once.
 
     A thousand digests due at 09:00 cost a handful of statements, not a
     handful each: the workspace's connections, budgets and first-seen
-    models, then per kind of period the daily totals and the model-by-day
-    costs, once for the whole workspace (from the rollup) and once for all
-    the single connections asked for. The rest is worked out in Python.
+    models, one :class:`bot.figures.Book` of daily costs and coverage for
+    every figure, and the model-by-day costs for the tables (once for the
+    whole workspace, from the rollup, and once for all the single
+    connections asked for). The rest is worked out in Python, by the
+    definitions in :mod:`bot.figures`.
 
-    The month-end forecast is :func:`bot.figures.month_end_forecast` through
-    period_end, the one definition alerts and status use too. Weekly digests
-    carry the week's insights, which read kinds of usage and list prices
-    through ``providers`` (``runtime.providers``): they need them.
+    Weekly digests carry the week's insights, which read kinds of usage and
+    list prices through ``providers`` (``runtime.providers``): they need them.
+    ``now`` is when the digests are made (what is still settling then).
     """
     if providers is None and any(request.every == "week" for request in requests):
         raise ValueError("weekly digests carry insights: pass the providers (runtime.providers)")
-    facts = _Facts.load(session, workspace_id, requests)
+    facts = _Facts.load(session, workspace_id, requests, now or datetime.now(UTC))
     digests = [facts.digest(request) for request in requests]
     # Weekly digests carry the week's insights, worked out once per scope and week.
     found: dict[tuple[int | None, date], Insights] = {}
@@ -254,8 +341,7 @@ class _Span:
         return min(self.start, self.recent_start)
 
 
-# Costs of one scope: by day, and by day and model.
-_Totals = dict[date, Decimal]
+# Costs of one scope by day and model.
 _ByModel = dict[date, dict[str, Decimal]]
 _WORKSPACE = None  # the scope key of a workspace-wide digest
 
@@ -267,12 +353,18 @@ class _Facts:
     connections: dict[int, Any]  # id -> row (label, status, billing figures)
     budgets: dict[int | None, Decimal]  # connection id (None: workspace) -> amount
     first_seen: dict[int, dict[str, date]]  # connection id -> model -> first day
-    totals: dict[tuple[str, int | None], _Totals]  # (every, scope) -> day -> cost
+    book: Book | None
     by_model: dict[tuple[str, int | None], _ByModel]
-    fetched: dict[int, set[date]] = field(default_factory=dict)  # connection -> days fetched
+    now: datetime
 
     @classmethod
-    def load(cls, session: Session, workspace_id: int, requests: Sequence[DigestRequest]) -> _Facts:
+    def load(
+        cls,
+        session: Session,
+        workspace_id: int,
+        requests: Sequence[DigestRequest],
+        now: datetime,
+    ) -> _Facts:
         params = {"workspace_id": workspace_id}
         connections = {row.id: row for row in session.execute(_CONNECTIONS, params)}
         budgets: dict[int | None, Decimal] = {}
@@ -281,54 +373,48 @@ class _Facts:
         first_seen: dict[int, dict[str, date]] = defaultdict(dict)
         for connection_id, model, first_day in session.execute(_FIRST_SEEN, params):
             first_seen[connection_id][model] = first_day
-        facts = cls(connections, budgets, first_seen, defaultdict(dict), defaultdict(dict))
+        wanted = [r for r in requests if r.connection_id is None or r.connection_id in connections]
+        book = None
+        if wanted:
+            spans = [_Span.of(r.every, r.occurrence) for r in wanted]
+            book = Book(
+                SessionReader(session),
+                workspace_id,
+                now,
+                min(span.first_total for span in spans),
+                max(span.end for span in spans),
+                connections=[(c.id, c.label, c.last_success_at) for c in connections.values()],
+            )
+        facts = cls(connections, budgets, first_seen, book, defaultdict(dict), now)
         by_every: dict[str, list[DigestRequest]] = defaultdict(list)
-        for request in requests:
-            if request.connection_id is None or request.connection_id in connections:
-                by_every[request.every].append(request)
+        for request in wanted:
+            by_every[request.every].append(request)
         for every, group in by_every.items():
-            facts._load_costs(session, workspace_id, every, group)
-        periods = [digest_period(r.every, r.occurrence) for r in requests]
-        if periods:  # which days of the periods were fetched: one query for the batch
-            first, last = min(p[0] for p in periods), max(p[1] for p in periods)
-            facts.fetched = fetched_days(session, workspace_id, first, last)
+            facts._load_models(session, workspace_id, every, group)
         return facts
 
-    def _load_costs(
+    def _load_models(
         self, session: Session, workspace_id: int, every: str, group: list[DigestRequest]
     ) -> None:
-        """Costs over the union of the group's days: the workspace's, then its connections'."""
+        """Costs by day and model over the union of the group's days: the workspace's
+        (from the rollup), then its single connections'."""
         spans = [_Span.of(every, request.occurrence) for request in group]
-        first_total = min(span.first_total for span in spans)
-        first_by_model = min(span.first_by_model for span in spans)
+        first = min(span.first_by_model for span in spans)
         last = max(span.end for span in spans)
         if any(request.connection_id is None for request in group):
-            key = (every, _WORKSPACE)
-            totals = self.totals[key] = {}
-            for day, cost in session.execute(cost_query(workspace_id, first_total, last, ["day"])):
-                totals[day] = cost or Decimal(0)
-            by_model = self.by_model[key] = defaultdict(dict)
+            by_model = self.by_model[(every, _WORKSPACE)] = defaultdict(dict)
             for day, model, cost in session.execute(
-                cost_query(workspace_id, first_by_model, last, ["day", "model"])
+                cost_query(workspace_id, first, last, ["day", "model"])
             ):
                 by_model[day][model] = cost or Decimal(0)
         ids = sorted({r.connection_id for r in group if r.connection_id is not None})
         if not ids:
             return
         for connection_id in ids:
-            self.totals[(every, connection_id)] = {}
             self.by_model[(every, connection_id)] = defaultdict(dict)
-        for connection_id, day, cost in session.execute(
-            cost_query(workspace_id, first_total, last, ["connection_id", "day"], connection_id=ids)
-        ):
-            self.totals[(every, connection_id)][day] = cost or Decimal(0)
         for connection_id, day, model, cost in session.execute(
             cost_query(
-                workspace_id,
-                first_by_model,
-                last,
-                ["connection_id", "day", "model"],
-                connection_id=ids,
+                workspace_id, first, last, ["connection_id", "day", "model"], connection_id=ids
             )
         ):
             self.by_model[(every, connection_id)][day][model] = cost or Decimal(0)
@@ -342,19 +428,17 @@ class _Facts:
             included = list(self.connections.values())
         else:
             included = [self.connections[one]] if one in self.connections else []
-        if not included:
-            return _empty(every, start, end, title)
-        day_totals = self.totals[(every, one)]
+        if not included or self.book is None:
+            return _empty(every, start, end, title, self.now, request.tz)
+        book = self.book
+        scope = one  # None: the whole workspace
         recent = self.by_model[(every, one)]
 
-        def spent(a: date, b: date) -> Decimal:
-            return sum((day_totals.get(day, Decimal(0)) for day in _days(a, b)), Decimal(0))
-
+        total = book.figure(start, end, scope)
         by_model: dict[str, Decimal] = defaultdict(Decimal)
         for day in _days(start, end):
             for model, cost in recent.get(day, {}).items():
                 by_model[model] += cost
-        total = sum(by_model.values(), Decimal(0))
         ranked = sorted(
             ((model, cost) for model, cost in by_model.items() if cost),
             key=lambda item: (-item[1], item[0]),
@@ -371,28 +455,30 @@ class _Facts:
 
         # One model past the top five is shown by name, not as "other".
         shown = TOP_MODELS + 1 if len(ranked) == TOP_MODELS + 1 else TOP_MODELS
+        amount = total.value
         top = tuple(
             ModelLine(
                 model=model,
                 cost_usd=cost,
-                share=cost / total if total else Decimal(0),
+                share=cost / amount if amount else Decimal(0),
                 spark=trend(model),
             )
             for model, cost in ranked[:shown]
         )
         other = sum((cost for _, cost in ranked[shown:]), Decimal(0))
 
-        month_to_date = spent(end.replace(day=1), end)
-        period_days = list(_days(start, end))
-        missing = {
-            c.id: [day for day in period_days if day not in self.fetched.get(c.id, ())]
-            for c in included
-        }
-        unfetched = tuple(
-            f"“{c.label}”: " + ", ".join(formatting.day_span(a, b) for a, b in _runs(missing[c.id]))
-            for c in sorted(included, key=lambda c: c.label)
-            if missing[c.id]
-        )
+        previous = compare(total, book.figure(span.before_start, span.before_end, scope))
+        average = None
+        if every == "day":
+            week = book.figure(span.average_start, start - timedelta(days=1), scope)
+            average = compare(total, week, per_day=AVERAGE_DAYS)
+        month_to_date = month_vs_last = None
+        if every != "month":
+            month_to_date = book.month_to_date(end, scope)
+            month_vs_last = compare(
+                month_to_date, book.figure(span.last_month_start, span.last_month_point, scope)
+            )
+        forecast = book.forecast(scope, through=end, spent_through=end)
         budget = self.budgets.get(one)
         failing = tuple(
             f"“{c.label}” failed to sync: {c.status_message or c.status_reason or 'unknown error'}"
@@ -404,21 +490,16 @@ class _Facts:
             period_start=start,
             period_end=end,
             title=title,
-            total_usd=total,
-            previous_usd=spent(span.before_start, span.before_end),
-            average_usd=(
-                spent(span.average_start, start - timedelta(days=1)) / AVERAGE_DAYS
-                if every == "day"
-                else None
-            ),
-            month_to_date_usd=month_to_date,
-            month_to_date_last_month_usd=spent(span.last_month_start, span.last_month_point),
-            forecast_usd=month_end_forecast(day_totals, end).total,
+            total=total,
+            previous=previous,
+            average=average,
+            month_to_date=month_to_date,
+            month_vs_last=month_vs_last,
+            forecast=forecast,
             top=top,
             other_usd=other,
             new_models=self._new_models(included, start, end),
             budget_usd=budget,
-            budget_share=month_to_date / budget if budget else None,
             prepaid_credit_usd=_known_sum(c.prepaid_credit_usd for c in included),
             spending_limit_usd=_known_sum(c.spending_limit_usd for c in included),
             spending_limit_text=spending_limit_text(
@@ -429,13 +510,12 @@ class _Facts:
             failing=failing,
             connection_count=len(included),
             connection_label=included[0].label if one is not None else None,
-            unfetched=unfetched,
-            nothing_fetched=all(len(m) == len(period_days) for m in missing.values()),
             month_trend=(
-                formatting.sparkline([day_totals.get(day, Decimal(0)) for day in _days(start, end)])
+                formatting.sparkline([cost for _, cost in book.daily(start, end, scope)])
                 if every == "month"
                 else ""
             ),
+            tz=request.tz,
         )
 
     def _new_models(self, included: list[Any], start: date, end: date) -> tuple[str, ...]:
@@ -460,28 +540,62 @@ def quiet_skip(digest: Digest, min_usd: Decimal | None, change_pct: int | None) 
     Without a quiet option every digest posts. With one or both, a digest
     posts when the period's spend passed ``min_usd`` (strictly more) or moved
     by more than ``change_pct`` percent against the period before; spend
-    after a period of none counts as a change.
+    after a period of none counts as a change. A digest whose figures are not
+    known in full always posts: unknown is never quiet.
     """
     if min_usd is None and change_pct is None:
         return False
-    total, previous = digest.total_usd, digest.previous_usd
-    if min_usd is not None and total > min_usd:
+    if not digest.total.complete:
+        return False
+    if min_usd is not None and digest.total_usd > min_usd:
         return False
     if change_pct is not None:
-        if previous == 0:
-            if total > 0:
+        now, before = digest.previous.current, digest.previous.previous
+        if now is None or before is None:
+            return False
+        if before == 0:
+            if now > 0:
                 return False
-        elif abs(total - previous) / previous * 100 > change_pct:
+        elif abs(now - before) / before * 100 > change_pct:
             return False
     return True
 
 
+@dataclass(frozen=True)
+class DigestLine:
+    """One line of a digest's table, as shown: rounded so the lines add up (bot.figures)."""
+
+    model: str
+    cost: str
+    share: str
+    spark: str
+
+
 def digest_view(digest: Digest) -> dict[str, Any]:
-    """What every surface's template shows, its lists already cut to fit a chat
-    message (:data:`MAX_NEW_MODELS`): ``digest.txt.j2``, ``slack/digest.json.j2``."""
-    costs = [formatting.money(line.cost_usd) for line in digest.top]
-    costs.append(formatting.money(digest.other_usd))
-    cost_width = max(len(cost) for cost in costs)
+    """What every surface's template shows, worded once: the headline and its marks, the
+    comparisons, month to date, the forecast, the table (rows that add up to the total),
+    budget and billing lines, what is still settling and when the figures were read; lists
+    already cut to fit a chat message (:data:`MAX_NEW_MODELS`). ``digest.txt.j2`` and
+    ``slack/digest.json.j2`` render it."""
+    total = digest.total
+    amounts = [line.cost_usd for line in digest.top] + [digest.other_usd]
+    cents = figures.cents_that_add_up(amounts, total.value)
+    shares = figures.shares_that_add_up(amounts, unit=Decimal(1))
+    lines = [
+        DigestLine(
+            line.model, formatting.money(c), figures.share_words(p, line.cost_usd), line.spark
+        )
+        for line, c, p in zip(digest.top, cents, shares, strict=False)
+    ]
+    other = None
+    if digest.other_usd:
+        other = DigestLine(
+            "other",
+            formatting.money(cents[-1]),
+            figures.share_words(shares[-1], digest.other_usd),
+            "",
+        )
+    cost_width = max([len(line.cost) for line in lines] + [len(other.cost) if other else 0, 1])
     new_models = list(digest.new_models[:MAX_NEW_MODELS])
     if len(digest.new_models) > MAX_NEW_MODELS:
         new_models.append(f"and {len(digest.new_models) - MAX_NEW_MODELS} more")
@@ -491,31 +605,73 @@ def digest_view(digest: Digest) -> dict[str, Any]:
     if digest.connection_label is not None:
         scope = f"“{digest.connection_label}” only"
     else:
-        count = digest.connection_count
-        scope = formatting.connections_count(count)
-    comparisons = [(digest.compared_with, digest.previous_usd)]
-    if digest.average_usd is not None:
-        comparisons.append((f"{AVERAGE_DAYS}-day average", digest.average_usd))
-    money_total = formatting.money(digest.total_usd)
+        scope = formatting.connections_count(digest.connection_count)
+    total_words = figures.figure_words(total)
     if digest.empty:
         headline = digest.title
-        fallback = f"{digest.title}: no xAI team is connected yet."
-    elif digest.unfetched:  # a total short of unfetched days: no $0.00, no deltas
-        comparisons = []
-        if digest.nothing_fetched:
-            headline = f"{digest.title}: {formatting.NOT_FETCHED}"
-        else:
-            headline = f"{digest.title}: {money_total} (fetched days only)"
-        fallback = f"{headline}; not fetched: {'; '.join(digest.unfetched[:3])}"
+        fallback = f"{digest.title}: no provider is connected yet."
     else:
-        headline = f"{digest.title}: {money_total}"
-        change = formatting.delta(digest.total_usd, digest.previous_usd)
-        fallback = f"{headline} ({change} vs {digest.compared_with})"
+        headline = f"{digest.title}: {total_words}"
+        fallback = headline
+        if digest.previous.current is not None:
+            fallback += f" ({digest.previous.words()} vs {digest.compared_with})"
+    comparisons = []
+    if total.known:
+        comparisons.append(_comparison_words(digest.compared_with, digest.previous))
+        if digest.average is not None:
+            comparisons.append(_comparison_words(f"{AVERAGE_DAYS}-day average", digest.average))
+    month_line = None
+    if digest.month_to_date is not None and digest.month_vs_last is not None:
+        mtd = digest.month_to_date
+        span = formatting.day_span(mtd.start, mtd.end)
+        vs = digest.month_vs_last
+        month_line = f"Month to date ({span}): {figures.figure_words(mtd)}"
+        if vs.current is not None and vs.previous is not None:
+            month_line += (
+                f" vs {formatting.money(vs.previous)} at the same point last month ({vs.words()})"
+            )
+        if vs.note():
+            month_line += f"; {vs.note()}"
+    forecast_line = None
+    if digest.forecast is not None and digest.every != "month" and digest.days_left:
+        forecast_line = (
+            f"Month-end forecast for {digest.month_name}, {PACE}: "
+            f"{figures.forecast_words(digest.forecast)}"
+        )
+    budget_line = None
+    if digest.budget_usd is not None:
+        spent = digest.month_to_date or total
+        budget_line = (
+            f"{figures.budget_share_words(spent, digest.budget_usd)} of the "
+            f"{formatting.money(digest.budget_usd)} budget for {digest.month_name}"
+        )
+    billing = [
+        budget_line,
+        f"Prepaid credit left: {formatting.money(digest.prepaid_credit_usd)}"
+        if digest.prepaid_credit_usd is not None
+        else None,
+        digest.spending_limit_text,
+    ]
+    days_note = (
+        utc_day_words(digest.period_end, digest.tz)
+        if digest.every == "day"
+        else f"finished UTC days ({formatting.day_span(digest.period_start, digest.period_end)}),"
+        " as on invoices"
+    )
+    as_of = figures.as_of_words(total.as_of)
+    settling = figures.settle_words(total.coverage)
+    if settling:
+        settling += f" {CORRECTED}"
     return {
         "digest": digest,
         "headline": formatting.fit(headline, 150).rstrip(),
         "fallback": fallback,
+        "total_words": total_words,
         "comparisons": comparisons,
+        "month_line": month_line,
+        "forecast_line": forecast_line,
+        "lines": lines,
+        "other": other,
         "label_width": min(
             MODEL_WIDTH,
             PHONE_WIDTH - 2 - cost_width - 2 - SHARE_WIDTH - 2 - SPARK_DAYS,
@@ -523,19 +679,30 @@ def digest_view(digest: Digest) -> dict[str, Any]:
         ),
         "cost_width": cost_width,
         "new_models": ", ".join(new_models),
-        "budget_used": (
-            formatting.percent_reached(digest.month_to_date_usd, digest.budget_usd)
-            if digest.budget_usd is not None
-            else None
-        ),
-        "pace": PACE,
+        "billing": [line for line in billing if line],
         "failing": failing,
         "more_failing": len(digest.failing) - len(failing),
         "scope": scope,
+        "footer": f"{scope}  ·  {days_note}  ·  {as_of}",
+        "settling": settling,
+        "freshness": digest.freshness,
         "unfetched": [
             formatting.clip(line, MAX_LINE_CHARS) for line in digest.unfetched[:MAX_FAILING]
         ],
     }
+
+
+CORRECTED = "If it moves by more than 1% and $1, this message is corrected."
+
+
+def _comparison_words(label: str, comparison: Comparison) -> str:
+    """``vs the day before: +12.5%``, with what it leaves out, or why there is none."""
+    if comparison.current is None:
+        return f"vs {label}: {comparison.note() or 'no comparison'}"
+    text = f"vs {label}: {comparison.words()}"
+    if comparison.left_out:
+        text += f" ({comparison.note()})"
+    return text
 
 
 # The statements that are not cost sums, built once with bound parameters.
@@ -548,6 +715,7 @@ _CONNECTIONS = (
         Connection.status,
         Connection.status_message,
         Connection.status_reason,
+        Connection.last_success_at,
         BillingState.prepaid_credit_usd,
         BillingState.spending_limit_usd,
         BillingState.invoiced_usd,
@@ -568,28 +736,30 @@ _FIRST_SEEN = (
 )
 
 
-def _empty(every: str, start: date, end: date, title: str) -> Digest:
-    zero = Decimal(0)
+def _empty(every: str, start: date, end: date, title: str, now: datetime, tz: str) -> Digest:
+    """No connection to summarise: every figure unknown, nothing compared."""
+    nothing = Figure(None, figures.coverage_of(start, end, now, {}, {}), None)
+    none = Comparison(None, None, declined="no connection")
     return Digest(
         every=every,
         period_start=start,
         period_end=end,
         title=title,
-        total_usd=zero,
-        previous_usd=zero,
-        average_usd=zero if every == "day" else None,
-        month_to_date_usd=zero,
-        month_to_date_last_month_usd=zero,
-        forecast_usd=zero,
+        total=nothing,
+        previous=none,
+        average=None,
+        month_to_date=None,
+        month_vs_last=None,
+        forecast=None,
         top=(),
-        other_usd=zero,
+        other_usd=Decimal(0),
         new_models=(),
         budget_usd=None,
-        budget_share=None,
         prepaid_credit_usd=None,
         spending_limit_usd=None,
         failing=(),
         connection_count=0,
+        tz=tz,
     )
 
 

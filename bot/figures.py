@@ -439,8 +439,11 @@ def cents_that_add_up(amounts: Sequence[Decimal], total: Decimal | None = None) 
     return floors
 
 
-def shares_that_add_up(amounts: Sequence[Decimal]) -> list[Decimal | None]:
-    """Each amount's share of their sum in percent, to 0.1, adding to exactly 100.0.
+def shares_that_add_up(
+    amounts: Sequence[Decimal], *, unit: Decimal = TENTH
+) -> list[Decimal | None]:
+    """Each amount's share of their sum in percent, to ``unit`` (0.1, or 1 where a phone
+    table is narrow), adding to exactly 100.
 
     Largest remainder again; None for every row when the sum is not positive
     (no shares of nothing)."""
@@ -448,12 +451,12 @@ def shares_that_add_up(amounts: Sequence[Decimal]) -> list[Decimal | None]:
     if total <= 0:
         return [None] * len(amounts)
     exact = [a / total * 100 for a in amounts]
-    floors = [e.quantize(TENTH, rounding=ROUND_FLOOR) for e in exact]
-    missing = int(((Decimal(100) - sum(floors, ZERO)) / TENTH).to_integral_value())
+    floors = [e.quantize(unit, rounding=ROUND_FLOOR) for e in exact]
+    missing = int(((Decimal(100) - sum(floors, ZERO)) / unit).to_integral_value())
     missing = max(0, min(missing, len(amounts)))
     order = sorted(range(len(amounts)), key=lambda n: (-(exact[n] - floors[n]), n))
     for n in order[:missing]:
-        floors[n] += TENTH
+        floors[n] += unit
     return floors
 
 
@@ -463,7 +466,8 @@ def share_words(percent: Decimal | None, amount: Decimal | None = None) -> str:
     if percent is None:
         return "–"
     if percent == 0 and amount:
-        return "<0.1%" if amount > 0 else "-<0.1%"
+        sliver = "<0.1%" if percent.as_tuple().exponent < 0 else "<1%"  # type: ignore[operator]
+        return sliver if amount > 0 else f"-{sliver}"
     return f"{percent}%"
 
 
@@ -507,8 +511,11 @@ class Comparison:
         return None
 
 
-def compare(current: Figure, previous: Figure) -> Comparison:
-    """``current`` against ``previous`` over the connections that fetched every day of both."""
+def compare(current: Figure, previous: Figure, *, per_day: int | None = None) -> Comparison:
+    """``current`` against ``previous`` over the connections that fetched every day of both.
+
+    ``per_day``: compare with ``previous``'s daily mean over that many days (a day
+    against the average of the 7 before it)."""
     both = set(current.coverage.connections) & set(previous.coverage.connections)
     usable = sorted(
         c for c in both if current.coverage.complete_for(c) and previous.coverage.complete_for(c)
@@ -522,6 +529,8 @@ def compare(current: Figure, previous: Figure) -> Comparison:
         )
     now = sum((current.parts.get(c, ZERO) for c in usable), ZERO)
     before = sum((previous.parts.get(c, ZERO) for c in usable), ZERO)
+    if per_day:
+        before /= per_day
     return Comparison(now, before, left_out)
 
 
@@ -540,6 +549,8 @@ class Forecast:
     daily_pace: Decimal  # the sum of each connection's mean over its fetched pace days
     days_left: int  # days of the month after ``through``
     total: Decimal  # the month-end forecast, never below what was spent
+    pace_sums: Mapping[int, Decimal] = field(default_factory=dict, compare=False)
+    """The sum of the pace days' costs, by how many days were fetched (the mean's divisor)."""
     complete: bool = True
     """Every connection fetched every day the forecast reads; else it is of fetched days only."""
     left_out: tuple[str, ...] = ()
@@ -578,7 +589,9 @@ def month_end_forecast(
     total = month_to_date + pace * days_left
     if spent is not None:
         total = max(total, spent)
-    return Forecast(through, month_to_date, pace, days_left, total, complete)
+    pace_sum = sum((by_day.get(d, ZERO) for d in pace_days), ZERO)
+    sums = {len(pace_days): pace_sum} if pace_days else {}
+    return Forecast(through, month_to_date, pace, days_left, total, sums, complete)
 
 
 def combine_forecasts(
@@ -587,13 +600,21 @@ def combine_forecasts(
     """A scope's forecast: the sum of its connections', never below what it spent."""
     days_left = calendar.monthrange(through.year, through.month)[1] - through.day
     parts = list(forecasts.values())
-    total = sum((f.total for f in parts), ZERO)
+    # Each connection's mean divides its own pace days; summed per divisor first, so a
+    # scope whose connections all fetched all 7 days is exactly its days' mean.
+    sums: dict[int, Decimal] = {}
+    for f in parts:
+        for days, amount in f.pace_sums.items():
+            sums[days] = sums.get(days, ZERO) + amount
+    pace = sum((amount / days for days, amount in sorted(sums.items())), ZERO)
+    month_to_date = sum((f.month_to_date for f in parts), ZERO)
     return Forecast(
         through=through,
-        month_to_date=sum((f.month_to_date for f in parts), ZERO),
-        daily_pace=sum((f.daily_pace for f in parts), ZERO),
+        month_to_date=month_to_date,
+        daily_pace=pace,
         days_left=days_left,
-        total=max(total, spent),
+        total=max(month_to_date + pace * days_left, spent),
+        pace_sums=sums,
         complete=all(f.complete for f in parts) and set(forecasts) == set(labels),
         left_out=tuple(sorted((labels[c] for c in labels if c not in forecasts), key=str.lower)),
     )
@@ -641,7 +662,10 @@ class Book:
         end: date,
         *,
         connection_ids: Iterable[int] | None = None,
+        connections: Iterable[tuple[int, str, datetime | None]] | None = None,
     ) -> None:
+        """``connections``: the workspace's (id, label, last_success_at), when the caller
+        has read them already."""
         self.now = now
         self.today = now.astimezone(UTC).date()
         self.start, self.end = start, end
@@ -649,10 +673,12 @@ class Book:
         wanted = None if connection_ids is None else set(connection_ids)
         self.labels: dict[int, str] = {}
         self.last_success: dict[int, datetime | None] = {}
-        for cid, label, last_success in reader.rows(
-            "SELECT id, label, last_success_at FROM connections WHERE workspace_id = :w",
-            w=workspace_id,
-        ):
+        if connections is None:
+            connections = reader.rows(
+                "SELECT id, label, last_success_at FROM connections WHERE workspace_id = :w",
+                w=workspace_id,
+            )
+        for cid, label, last_success in connections:
             if wanted is None or cid in wanted:
                 self.labels[cid] = label
                 self.last_success[cid] = moment(last_success)
@@ -741,14 +767,28 @@ class Book:
         coverage = self.coverage(start, end, connection_id)
         return {d for d in _days(start, end) if coverage.fetched(connection_id, d)}
 
-    def forecast(self, scope: Scope = None, *, through: date | None = None) -> Forecast:
-        """The month-end forecast (see the module's definition) for the scope."""
+    def forecast(
+        self,
+        scope: Scope = None,
+        *,
+        through: date | None = None,
+        spent_through: date | None = None,
+    ) -> Forecast:
+        """The month-end forecast (see the module's definition) for the scope.
+
+        ``through``: the last finished day it counts (default yesterday).
+        ``spent_through``: the last day of what was spent, its floor (default
+        today, so far, while ``through``'s month is today's; a digest passes
+        its own last day, so its forecast reads only its own days).
+        """
         through = through or last_finished_day(self.today)
         first = through.replace(day=1)
         self._check(min(first, through - timedelta(days=PACE_DAYS - 1)), through)
         ids = self.scope_ids(scope)
-        spent_to = max(through, self.today) if through.month == self.today.month else through
-        spent_to = min(spent_to, self.end)
+        if spent_through is None:
+            same_month = (through.year, through.month) == (self.today.year, self.today.month)
+            spent_through = self.today if same_month else through
+        spent_to = min(spent_through, self.end)
         forecasts: dict[int, Forecast] = {}
         for c in ids:
             pace_start = through - timedelta(days=PACE_DAYS - 1)

@@ -441,17 +441,18 @@ def _alerts(
         budget_alerts,
         recovery_alerts,
         spike_alerts,
+        spiked,
         sync_failure_alerts,
     )
 
-    today = at.astimezone(UTC).date()
     reached = ledger.reached("syncfail:", workspace.id)
+    alerted = spiked(ledger.payloads("spike:", workspace.id))
     with runtime.db.session() as session:
         fresh = {
             alert.key: alert
             for alert in (
-                *budget_alerts(session, workspace.id, today),
-                *spike_alerts(session, workspace.id, today),
+                *budget_alerts(session, workspace.id, at),
+                *spike_alerts(session, workspace.id, at, alerted),
                 *sync_failure_alerts(session, workspace.id),
                 *recovery_alerts(session, workspace.id, reached),
             )
@@ -488,6 +489,7 @@ def _deliver_alert(
 
     places, why_none = _route(runtime, workspace, alert)
     payload = json.dumps(alert_json(alert))
+    ledger.keep(alert.key, payload)  # what it said: spike repeats and corrections read it
     if not places:
         reason = f"no route: {why_none}"
         ledger.pending(alert.key, reason, payload=payload)

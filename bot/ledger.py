@@ -214,6 +214,26 @@ class Ledger:
                 .values(**values)
             )
 
+    def keep(self, key: str, payload: str) -> None:
+        """Record what a claimed key is about (an alert's JSON): later runs read it back with
+        :meth:`payloads`, and an alert still owed is sent from it."""
+        with self.db.transaction() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.key == key, Delivery.claimed_by == self.owner)
+                .values(payload=payload)
+            )
+
+    def payloads(self, prefix: str, workspace_id: int | None = None) -> dict[str, str | None]:
+        """Keys starting with ``prefix`` (not their destinations) and what they carried."""
+        query = select(Delivery.key, Delivery.payload).where(
+            Delivery.key.startswith(prefix), Delivery.key.not_like("%@%")
+        )
+        if workspace_id is not None:
+            query = query.where(Delivery.workspace_id == workspace_id)
+        with self.db.session() as session:
+            return {key: payload for key, payload in session.execute(query)}
+
     def states(self, keys: list[str]) -> dict[str, tuple[bool, str | None]]:
         """For each of ``keys`` in the ledger: whether it is done, and its last outcome."""
         if not keys:

@@ -23,6 +23,7 @@ from bot.alerts import (
     budget_alerts,
     recovery_alerts,
     spike_alerts,
+    spiked,
     sync_failure_alerts,
 )
 from bot.grammar import parse, tokenize
@@ -249,7 +250,7 @@ def test_the_forecast_alerts_once_a_month_from_the_third(db) -> None:
 
     assert keys(forecast) == [f"budget:{budget}:2026-11:forecast"]
     # $120 so far + $40 a day (27 Oct–2 Nov) x the 27 days after the 3rd
-    assert forecast[0].facts["forecast_usd"] == "1200"
+    assert forecast[0].facts["forecast_usd"] == "1200.00"
     assert "about $1,200.00 in November 2026, $200.00 over" in forecast[0].text
     assert keys(store.budgets(date(2026, 11, 4), "forecast")) == keys(forecast)
 
@@ -384,14 +385,14 @@ def test_a_day_far_above_its_baseline_is_a_spike(db) -> None:
 
     (alert,) = store.spikes(NEXT_DAY)
 
-    assert alert.key == f"spike:{prod}:2026-11-20:1"  # 3x: one doubling
+    assert alert.key == f"spike:{prod}:2026-11-20:r1"  # its first alert
     assert alert.kind == "spike" and alert.connection_id == prod
     assert "“Production — xAI” spent $60.00 on Fri 20 Nov 2026" in alert.text
     assert "3.0× its 7-day average of $20.00" in alert.text
     assert "Most of the increase came from grok-4 (+$40.00" in alert.text
     assert alert.facts["day"] == "2026-11-20"
-    assert alert.facts["cost_usd"] == "60"
-    assert alert.facts["baseline_usd"] == "20"
+    assert alert.facts["cost_usd"] == "60.00"
+    assert alert.facts["baseline_usd"] == "20.00"
 
 
 def test_a_rise_under_one_and_a_half_times_the_week_is_no_spike(db) -> None:
@@ -434,7 +435,7 @@ def test_under_seven_days_of_history_is_no_spike(db) -> None:
 
     assert store.spikes(NEXT_DAY) == []
     store.spend(prod, {SPIKE_DAY - timedelta(days=7): 20})  # a seventh day of history
-    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:1"]
+    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:r1"]
 
 
 def test_history_counts_from_the_first_cost_row_ever(db) -> None:
@@ -445,7 +446,7 @@ def test_history_counts_from_the_first_cost_row_ever(db) -> None:
     steady(store, prod, 5, days_before=6)  # then six days in the window
     store.spend(prod, {SPIKE_DAY: 60})
 
-    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:3"]  # 60 / (30 / 7)
+    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:r1"]  # 60 vs 30 / 7
 
 
 def test_days_never_fetched_are_not_zero_spend_history(db) -> None:
@@ -457,7 +458,7 @@ def test_days_never_fetched_are_not_zero_spend_history(db) -> None:
     assert store.spikes(NEXT_DAY) == []  # 5 days known, not 28 days of $0 around them
 
     store.fetched(prod, *days(SPIKE_DAY - timedelta(days=28), SPIKE_DAY))  # now they are
-    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:2"]  # 60 / (100 / 7)
+    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:r1"]  # 60 vs 100 / 7
 
 
 def test_only_the_last_three_finished_days_are_checked(db) -> None:
@@ -468,7 +469,7 @@ def test_only_the_last_three_finished_days_are_checked(db) -> None:
 
     assert store.spikes(SPIKE_DAY) == []  # today is not finished
     for later in (1, 2, 3):  # the same spike, seen on each of the next three days
-        assert keys(store.spikes(SPIKE_DAY + timedelta(later))) == [f"spike:{prod}:2026-11-20:1"]
+        assert keys(store.spikes(SPIKE_DAY + timedelta(later))) == [f"spike:{prod}:2026-11-20:r1"]
     assert store.spikes(SPIKE_DAY + timedelta(4)) == []
 
 
@@ -477,13 +478,47 @@ def test_a_spike_alerts_again_only_when_it_doubles(db) -> None:
     prod = store.connection()
     steady(store, prod, 20)
     store.spend(prod, {SPIKE_DAY: 60})
-    first = keys(store.spikes(NEXT_DAY))
+    (first,) = store.spikes(NEXT_DAY)
+    assert first.key == f"spike:{prod}:2026-11-20:r1"
+    alerted = {(prod, SPIKE_DAY): [Decimal(60)]}  # what the ledger says it alerted at
 
-    store.spend(prod, {SPIKE_DAY: 75})  # xAI's figure settles a little higher: 3.75x
-    assert keys(store.spikes(NEXT_DAY)) == first
+    def again() -> list[Alert]:
+        with db.session() as session:
+            return spike_alerts(session, store.workspace_id, NEXT_DAY, alerted)
 
-    store.spend(prod, {SPIKE_DAY: 90})  # 4.5x: the next doubling
-    assert keys(store.spikes(NEXT_DAY)) == [f"spike:{prod}:2026-11-20:2"]
+    store.spend(prod, {SPIKE_DAY: 75})  # the figure settles higher: +25% is the same spike
+    assert again() == []
+    store.spend(prod, {SPIKE_DAY: 90})  # 4.5x its baseline, but only 1.5x what was said
+    assert again() == []
+    store.spend(prod, {SPIKE_DAY: 120})  # twice what was alerted: say it again
+    (second,) = again()
+    assert second.key == f"spike:{prod}:2026-11-20:r2"
+    assert "again: it has doubled since the last alert" in second.text
+    alerted[(prod, SPIKE_DAY)].append(Decimal(120))
+    store.spend(prod, {SPIKE_DAY: 200})
+    assert again() == []  # the next repeat needs $240
+
+
+def test_a_spike_alerted_before_amounts_were_kept_repeats_only_from_a_doubling(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    steady(store, prod, 20)
+    store.spend(prod, {SPIKE_DAY: 60})
+    with db.session() as session:
+        legacy = {(prod, SPIKE_DAY): [None]}  # a key from before: its amount unknown
+        assert spike_alerts(session, store.workspace_id, NEXT_DAY, legacy) == []
+
+
+def test_the_ledger_keys_say_what_each_spike_alerted_at() -> None:
+    body = json.dumps({"facts": {"cost_usd": "60.00"}})
+    assert spiked(
+        {
+            "spike:3:2026-11-20:r1": body,
+            "spike:3:2026-11-20:2": None,  # from before amounts were kept
+            "spike:x:2026-11-20:r1": body,  # not a connection: ignored
+            "budget:1:2026-11:50": body,
+        }
+    ) == {(3, SPIKE_DAY): [Decimal("60.00"), None]}
 
 
 def test_a_spike_names_the_model_behind_the_increase(db) -> None:
@@ -514,7 +549,8 @@ def test_spikes_are_per_connection_in_one_query(db) -> None:
     store.spend(loud, {SPIKE_DAY: 60})
     with counting_queries(db) as statements:
         assert [a.connection_id for a in store.spikes(NEXT_DAY)] == [loud]
-    assert len(statements) <= 3  # the history, the labels, the models behind it
+    # the history, the labels, the days still settling, the models behind it
+    assert len(statements) <= 4
 
 
 # Sync failures and recovery

@@ -31,6 +31,7 @@ from bot.digests import (
     quiet_skip,
     same_point_last_month,
 )
+from bot.figures import Comparison, Gap
 from bot.insights import build_insights
 from bot.slack.messages import digest_message
 from storage.models import (
@@ -148,10 +149,13 @@ def store(db):
         }
 
 
+NOW = datetime(2026, 4, 2, 9, tzinfo=UTC)  # when the tests build digests: every day settled
+
+
 def digest_of(db, store, every: str = "day", sent: date = SENT, **kwargs) -> Digest:
     with db.session() as session:
         return build_digest(
-            session, store["workspace"], every, sent, providers=built_in(), **kwargs
+            session, store["workspace"], every, sent, providers=built_in(), now=NOW, **kwargs
         )
 
 
@@ -273,8 +277,8 @@ def test_a_monthly_digest_covers_the_last_full_month(db, store) -> None:
     assert d.total_usd == D("267.5")
     assert d.previous_usd == D(280)  # February
     assert d.average_usd is None
-    assert d.month_to_date_usd == D("267.5")
-    assert d.month_to_date_last_month_usd == D(280)
+    assert d.month_to_date_usd == D("267.5")  # the month itself: no separate line
+    assert d.month_to_date is None and d.month_vs_last is None
     assert d.forecast_usd == D("267.5")
     assert [line.model for line in d.top][:2] == ["grok-4", "grok-3-mini"]
     assert d.top[0].cost_usd == D(230)  # 19 x $10 + $40
@@ -330,7 +334,9 @@ def batch(db, store) -> list[DigestRequest]:
 def test_a_batch_of_digests_is_each_digest_built_alone(db, store) -> None:
     requests = batch(db, store)
     with db.session() as session:
-        together = build_digests(session, store["workspace"], requests, providers=built_in())
+        together = build_digests(
+            session, store["workspace"], requests, providers=built_in(), now=NOW
+        )
     alone = [
         digest_of(db, store, r.every, r.occurrence, connection_id=r.connection_id) for r in requests
     ]
@@ -365,9 +371,10 @@ def test_a_batch_costs_a_few_aggregate_queries_whatever_its_size(db, store) -> N
             sizes.append(len(statements))
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
-    # connections, budgets, models seen, days fetched; then per kind of period two
-    # cost queries for the workspace and two for all the single connections
-    assert one <= 6 and many <= 4 + 2 * 4
+    # connections, budgets, models seen; the book of figures (daily costs, days fetched,
+    # days settling); then per kind of period the costs by model, for the workspace and
+    # for all the single connections
+    assert one <= 7 and many <= 6 + 2 * 2
     # weekly digests add their insights once per scope and week, not once per digest
     assert sizes[0] == sizes[1]
 
@@ -393,8 +400,29 @@ def test_a_batch_costs_a_few_aggregate_queries_whatever_its_size(db, store) -> N
     ],
 )
 def test_quiet_skip(db, store, total, previous, min_usd, change_pct, skipped) -> None:
-    d = dataclasses.replace(digest_of(db, store), total_usd=D(total), previous_usd=D(previous))
+    d = digest_of(db, store)
+    d = dataclasses.replace(
+        d,
+        total=dataclasses.replace(d.total, amount=D(total)),
+        previous=Comparison(D(total), D(previous)),
+    )
     assert quiet_skip(d, D(min_usd) if min_usd else None, change_pct) is skipped
+
+
+def test_a_quiet_digest_whose_figures_are_not_all_known_still_posts(db, store) -> None:
+    d = digest_of(db, store)
+    quiet = dataclasses.replace(d, previous=Comparison(d.total_usd, d.total_usd))
+    assert quiet_skip(quiet, D(100), 10)  # $59.50, unchanged: quiet
+    unknown = dataclasses.replace(quiet, previous=Comparison(None, None, declined="no comparison"))
+    assert not quiet_skip(unknown, None, 10)  # no comparison to say it is quiet
+    gap = Gap(store["production"], "Production", DAY, DAY)
+    partly = dataclasses.replace(
+        quiet,
+        total=dataclasses.replace(
+            d.total, coverage=dataclasses.replace(d.total.coverage, gaps=(gap,))
+        ),
+    )
+    assert not quiet_skip(partly, D(100), 10)  # a day not fetched is not a quiet day
 
 
 # -- rendering
@@ -418,8 +446,11 @@ def test_the_slack_message_shows_every_figure(db, store) -> None:
     text = all_text(message)
     # (59.5 - 16) / 16 = +271.9%; (59.5 - 88/7) / (88/7) = +373.3%
     assert "vs the day before: +271.9%  ·  vs 7-day average: +373.3%" in text
-    assert "Month to date: *$267.50* vs $200.00 at the same point last month (+33.8%)" in text
-    assert "Month-end forecast for March 2026, at the pace of the last 7 days: *$480.43*" in text
+    assert (
+        "Month to date (1 Mar–20 Mar 2026): $267.50 vs $200.00 at the same point last month "
+        "(+33.8%)" in text
+    )
+    assert "Month-end forecast for March 2026, at the pace of the last 7 days: $480.43" in text
     table = next(b["text"]["text"] for b in message["blocks"] if "```" in b["text"].get("text", ""))
     assert "grok-4" in table and " 67%" in table and "▃▃▃▃▃▃█" in table
     assert table.index("grok-imagine") < table.index("other")
@@ -517,7 +548,7 @@ def test_an_empty_workspace_gets_a_helpful_message(db) -> None:
     assert d.empty and d.total_usd == 0 and d.top == ()
     assert not quiet_skip(d, None, None)
     message = digest_message(d)
-    assert message["text"] == "Daily xAI spend · Fri 20 Mar 2026: no xAI team is connected yet."
+    assert message["text"] == "Daily xAI spend · Fri 20 Mar 2026: no provider is connected yet."
     assert "`/xai-usage connect`" in all_text(message)
 
 
@@ -612,8 +643,9 @@ def test_a_week_partly_fetched_shows_fetched_days_only(db, store) -> None:
     message = digest_message(d)
     assert message["blocks"][0]["text"]["text"].endswith("(fetched days only)")
     text = all_text(message)
-    assert "vs the week before" not in text
-    assert "not fetched: “Research”: 19 Mar–22 Mar 2026" in message["text"]
+    # Like for like: the week before is compared over Production and Staging only.
+    assert "vs the week before: +31.4% (compared without “Research” (days not fetched))" in text
+    assert "Not fetched, so not counted as $0.00: “Research”: 19 Mar–22 Mar 2026" in text
 
 
 def test_a_weekly_digest_carries_the_weeks_insights_and_a_daily_one_does_not(db, store) -> None:

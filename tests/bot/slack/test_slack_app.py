@@ -55,9 +55,7 @@ def test_report_totals_match_the_store(connected: SlackApp) -> None:
         total = session.scalar(select(func.sum(DailyCost.cost)))
     # 2023 to tomorrow: the days before the backfill and tomorrow were not fetched, and
     # the last days are still settling; the amount is the store's, to the cent.
-    assert header.endswith(
-        f"${total.quantize(Decimal('0.01')):,} (fetched days only, provisional)"
-    )
+    assert header.endswith(f"${total.quantize(Decimal('0.01')):,} (fetched days only, provisional)")
 
 
 def test_days_before_the_backfill_say_not_fetched_in_slack(connected: SlackApp) -> None:
