@@ -23,8 +23,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import formatting
-from bot.reports import NO_KEY, Report, cost_query
+from bot import figures, formatting
+from bot.costs import cost_query
+from bot.reports import NO_KEY, Report
 from storage.models import ApiKeyName, Connection
 
 TOP_SERIES = 5
@@ -117,7 +118,7 @@ def chart_data(
     by = report.group_by
     split = by if by in ("model", "key", "connection") else "model"
     when = formatting.day_span(period.start, period.end) if period.name == "range" else period.title
-    title = f"{when} · {formatting.money(report.total_usd)}"
+    title = f"{when} · {figures.figure_words(report.total)}"
     what = {"model": "model", "key": "API key", "connection": "connection"}[split]
     filters = f" · models matching “{report.model_pattern}”" if report.model_pattern else ""
     if period.days == 1 and by in ("model", "key", "connection"):

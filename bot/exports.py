@@ -21,8 +21,10 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import formatting
-from bot.reports import Report, build_report, cost_query
+from bot import figures, formatting
+from bot.costs import cost_query
+from bot.figures import Forecast
+from bot.reports import Report, build_report
 from storage.models import ApiKeyName, Connection
 
 CURRENCY = "USD"
@@ -147,9 +149,11 @@ def export_json(export: Export) -> str:
             "start": report.period.start.isoformat(),
             "end": report.period.end.isoformat(),
             "currency": CURRENCY,
-            "total_usd": _amount(report.total_usd),
+            "total_usd": _amount(report.total.amount),
             "as_of": report.as_of.isoformat() if report.as_of else None,
             "partial": report.partial,
+            "final": report.total.final,
+            "provisional_days": [d.isoformat() for d in report.total.coverage.provisional_days],
             "group_by": report.group_by,
             "groups": [
                 {"key": g.key, "label": g.label, "cost_usd": _amount(g.cost_usd)}
@@ -180,7 +184,7 @@ class PdfFacts:
 
     workspace: str
     generated_at: datetime
-    forecast_usd: Decimal | None = None
+    forecast: Forecast | None = None
     forecast_month: str = ""
     budget_usd: Decimal | None = None
     prepaid_credit_usd: Decimal | None = None
@@ -199,8 +203,9 @@ def pdf_facts(
     now: datetime,
 ) -> PdfFacts:
     """The tables by model, key and connection, and the forecast where the period reaches
-    the current month (the digests' forecast: month to date plus the last 7 days' mean)."""
+    the current month (status's and the Home tab's: bot.figures)."""
     from bot.digests import build_digest
+    from bot.reports import status_book
 
     def by(group: str) -> Report:
         return build_report(
@@ -217,15 +222,15 @@ def pdf_facts(
     forecast = budget = credit = None
     month = ""
     if report.period.end >= today.replace(day=1) and not report.model_pattern:
-        digest = build_digest(
-            session, workspace_id, "day", today, connection_id=connection.id if connection else None
-        )
-        forecast, budget, credit = digest.forecast_usd, digest.budget_usd, digest.prepaid_credit_usd
-        month = formatting.month_label(today - timedelta(days=1))
+        scope = connection.id if connection else None
+        digest = build_digest(session, workspace_id, "day", today, connection_id=scope, now=now)
+        budget, credit = digest.budget_usd, digest.prepaid_credit_usd
+        forecast = status_book(session, workspace_id, now).forecast(scope)
+        month = formatting.month_label(forecast.through)
     return PdfFacts(
         workspace=workspace,
         generated_at=now,
-        forecast_usd=forecast,
+        forecast=forecast,
         forecast_month=month,
         budget_usd=budget,
         prepaid_credit_usd=credit,
@@ -275,13 +280,21 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
             "normal",
             MUTED_COLOUR,
         ),
-        (f"Total {formatting.money(report.total_usd)}", 16, "bold", TEXT_COLOUR),
+        (f"Total {figures.figure_words(report.total)}", 16, "bold", TEXT_COLOUR),
     ]
-    if facts.forecast_usd is not None:
+    settling = figures.settle_words(report.total.coverage)
+    if settling:
+        lines.append((settling, 9, "normal", MUTED_COLOUR))
+    if report.uncovered:
+        missing = ", ".join(f"“{m}”" for m in report.total.coverage.missing_labels[:3])
+        lines.append(
+            (f"Days not fetched for {missing}: not counted as $0.00", 9, "normal", MUTED_COLOUR)
+        )
+    if facts.forecast is not None:
         lines.append(
             (
-                f"Month-end forecast for {facts.forecast_month}: "
-                f"{formatting.money(facts.forecast_usd)}",
+                f"Month-end forecast for {facts.forecast_month}, {figures.PACE}: "
+                f"{figures.forecast_words(facts.forecast)}",
                 11,
                 "normal",
                 TEXT_COLOUR,
@@ -323,31 +336,27 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
             continue
         page.text(0.08, y, title, fontsize=13, fontweight="bold", color=TEXT_COLOUR)
         y -= 0.028
+        cells = table.table()
         rows = list(table.rows)
-        for row in rows[:TABLE_ROWS]:
-            page.text(0.1, y, formatting.fit(row.label, 52), fontsize=9.5, color=TEXT_COLOUR)
-            known = row.cost_usd is not None  # None: not fetched (reports with coverage)
-            amount = formatting.money(row.cost_usd) if known else "not fetched"
-            page.text(0.78, y, amount, fontsize=9.5, ha="right")
-            page.text(
-                0.9,
-                y,
-                formatting.share(row.cost_usd, table.total_usd) if known else "",
-                fontsize=9.5,
-                ha="right",
-            )
+        for cell in cells[:TABLE_ROWS]:
+            page.text(0.1, y, formatting.fit(cell.label, 52), fontsize=9.5, color=TEXT_COLOUR)
+            page.text(0.78, y, cell.cost, fontsize=9.5, ha="right")
+            page.text(0.9, y, cell.share_text, fontsize=9.5, ha="right")
             y -= 0.02
-        if len(rows) > TABLE_ROWS:
-            rest = sum((r.cost_usd or Decimal(0) for r in rows[TABLE_ROWS:]), Decimal(0))
-            page.text(0.1, y, f"{len(rows) - TABLE_ROWS} more", fontsize=9.5, color=MUTED_COLOUR)
-            page.text(0.78, y, formatting.money(rest), fontsize=9.5, ha="right")
+        if len(cells) > TABLE_ROWS:
+            rest = cells[TABLE_ROWS:]
+            cents = sum((c.cents for c in rest if c.cents is not None), Decimal(0))
+            share = sum((c.share for c in rest if c.share is not None), Decimal(0))
+            page.text(0.1, y, f"{len(rest)} more", fontsize=9.5, color=MUTED_COLOUR)
+            page.text(0.78, y, formatting.money(cents), fontsize=9.5, ha="right")
+            page.text(0.9, y, figures.share_words(share), fontsize=9.5, ha="right")
             y -= 0.02
         if not rows:
             page.text(0.1, y, "No spend in this period.", fontsize=9.5, color=MUTED_COLOUR)
             y -= 0.02
         page.text(0.1, y, "Total", fontsize=9.5, fontweight="bold")
         page.text(
-            0.78, y, formatting.money(table.total_usd), fontsize=9.5, ha="right", weight="bold"
+            0.78, y, figures.figure_words(table.total), fontsize=9.5, ha="right", weight="bold"
         )
         y -= 0.045
     pages.append(page)

@@ -116,6 +116,32 @@ def month_to_date_span(day: date) -> tuple[date, date]:
     return day.replace(day=1), day
 
 
+def monday_of(day: date) -> date:
+    """The Monday of ``day``'s week: weeks run Monday to Sunday everywhere."""
+    return day - timedelta(days=day.weekday())
+
+
+def week_label(monday: date, start: date, end: date) -> str:
+    """A Monday–Sunday week's days within ``start``..``end``: ``23 Nov–29 Nov``, with
+    ``(part)`` when the period cuts the week, the year when the period spans two."""
+    first, last = max(monday, start), min(monday + timedelta(days=6), end)
+    year = f" {last.year}" if start.year != end.year else ""
+    span = f"{first.day} {first:%b}" + ("" if first == last else f"–{last.day} {last:%b}")
+    part = "" if (first, last) == (monday, monday + timedelta(days=6)) else " (part)"
+    return f"{span}{year}{part}"
+
+
+def weeks_of(start: date, end: date) -> list[tuple[date, date, str]]:
+    """The Monday–Sunday weeks of ``start``..``end``, each cut to it: (first, last, label)."""
+    weeks = []
+    monday = monday_of(start)
+    while monday <= end:
+        first, last = max(monday, start), min(monday + timedelta(days=6), end)
+        weeks.append((first, last, week_label(monday, start, end)))
+        monday += timedelta(days=7)
+    return weeks
+
+
 def _days(start: date, end: date) -> Iterable[date]:
     day = start
     while day <= end:

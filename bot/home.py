@@ -20,8 +20,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.digests import Digest, build_digest
+from bot.figures import Figure, weeks_of
 from bot.insights import Insights, build_insights
-from bot.reports import StatusRow, cost_query, fetched_days, status_rows
+from bot.reports import StatusRow, status_book, status_rows
 from providers.types import Provider
 from storage.models import AlertRoute, Budget, Connection, DigestSubscription
 
@@ -58,11 +59,13 @@ class Dashboard:
     today: date
     connections: tuple[StatusRow, ...]
     """status's rows: health, last sync, month to date, forecast, reconciliation."""
-    month_to_date_usd: Decimal  # the 1st through today (today's partial figures included)
-    last_month: date  # its first day
-    last_month_usd: Decimal
+    month_to_date: Figure
+    """The 1st through today, today so far included: status's and the budget alerts' figure."""
+    last_month: Figure
     trend: tuple[tuple[date, Decimal | None], ...]
     """The 30 days ending today, oldest first; None for a day no connection fetched."""
+    weeks: tuple[tuple[str, Figure], ...]
+    """The trend's Monday–Sunday weeks (cut to it, labelled "(part)"), oldest first."""
     week: Digest
     """The weekly digest as it would be sent today: top models, budget, credit, limit."""
     insights: Insights
@@ -78,6 +81,10 @@ class Dashboard:
     def forecast(self):
         """The workspace's month-end forecast (bot.figures), as status shows it."""
         return self.connections[0].workspace_forecast if self.connections else None
+
+    @property
+    def month_to_date_usd(self) -> Decimal:
+        return self.month_to_date.value
 
     @property
     def show_checklist(self) -> bool:
@@ -105,19 +112,10 @@ def build_dashboard(
     """
     today = now.astimezone(UTC).date()
     rows = tuple(status_rows(session, workspace_id, now))
+    book = status_book(session, workspace_id, now)
     last_month_end = today.replace(day=1) - timedelta(days=1)
-    last_month = last_month_end.replace(day=1)
     first_trend = today - timedelta(days=TREND_DAYS - 1)
-    trend_days = [first_trend + timedelta(days=n) for n in range(TREND_DAYS)]
-    by_day: dict[date, Decimal] = {
-        day: cost or Decimal(0)
-        for day, cost in session.execute(
-            cost_query(workspace_id, min(last_month, first_trend), today, ["day"])
-        )
-    }
-    # A day no connection fetched is unknown, not $0.00: a gap in the trend.
-    fetched = set().union(*fetched_days(session, workspace_id, first_trend, today).values())
-    week = build_digest(session, workspace_id, "week", today, providers=providers)
+    week = build_digest(session, workspace_id, "week", today, providers=providers, now=now)
     digests, budgets, alerts = (), (), ""
     more_digests = more_budgets = 0
     if setup is not None:
@@ -137,13 +135,11 @@ def build_dashboard(
         built_at=now,
         today=today,
         connections=rows,
-        month_to_date_usd=sum((r.month_to_date_usd for r in rows), Decimal(0)),
-        last_month=last_month,
-        last_month_usd=sum(
-            (c for d, c in by_day.items() if last_month <= d <= last_month_end), Decimal(0)
-        ),
-        trend=tuple(
-            (day, by_day.get(day, Decimal(0)) if day in fetched else None) for day in trend_days
+        month_to_date=book.month_to_date(),
+        last_month=book.figure(last_month_end.replace(day=1), last_month_end),
+        trend=tuple(book.daily(first_trend, today)),
+        weeks=tuple(
+            (label, book.figure(first, last)) for first, last, label in weeks_of(first_trend, today)
         ),
         week=week,
         insights=build_insights(session, workspace_id, today, providers=providers),

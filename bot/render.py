@@ -63,6 +63,9 @@ def environment() -> jinja2.Environment:
         day_label=formatting.day_label,
         money_change=formatting.money_change,
         quantity=formatting.quantity,
+        figure=figures.figure_words,
+        forecast=figures.forecast_words,
+        period=figures.period_words,
     )
     return env
 

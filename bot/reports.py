@@ -18,23 +18,31 @@ from bot.config import MAX_BACKFILL_DAYS
 from bot.costs import cost_params, cost_query, cost_scope, cost_sql, cost_values
 from bot.figures import (
     NOT_FETCHED,
-    PACE_DAYS,
+    Book,
     Coverage,
     Figure,
     Forecast,
     Gap,
+    amount_json,
     cents_that_add_up,
     coverage_of,
-    last_finished_day,
     merge_spans,
-    month_end_forecast,
     read_provisional,
     share_words,
     shares_that_add_up,
+    week_label,
 )
 from bot.formatting import clock, day_label, day_span, money
 from bot.grammar import Command, UsageError, parse_day
-from storage.reader import STRING_AGG, ConnectionRef, Reader, moment, reader_of, usd
+from storage.reader import (
+    STRING_AGG,
+    ConnectionRef,
+    Reader,
+    SessionReader,
+    moment,
+    reader_of,
+    usd,
+)
 from storage.reader import day as day_of
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only by what runs in a session (issue 9)
@@ -460,19 +468,14 @@ def _bucket(day: date, group_by: str, period: Period) -> tuple[str, str, date]:
         return day.isoformat(), day_label(day), day + timedelta(days=1)
     if group_by == "week":
         monday = day - timedelta(days=day.weekday())
-        return monday.isoformat(), _week_label(monday, period), monday + timedelta(days=7)
+        return (
+            monday.isoformat(),
+            week_label(monday, period.start, period.end),
+            monday + timedelta(days=7),
+        )
     first = day.replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     return f"{day:%Y-%m}", f"{calendar.month_name[day.month]} {day.year}", following
-
-
-def _week_label(monday: date, period: Period) -> str:
-    """``23 Nov–29 Nov``: the week's days in the period; a week the period cuts says so."""
-    first, last = max(monday, period.start), min(monday + timedelta(days=6), period.end)
-    year = f" {last.year}" if period.start.year != period.end.year else ""
-    span = f"{first.day} {first:%b}" + ("" if first == last else f"–{last.day} {last:%b}")
-    part = "" if (first, last) == (monday, monday + timedelta(days=6)) else " (part)"
-    return f"{span}{year}{part}"
 
 
 def read_coverage(
@@ -630,14 +633,21 @@ class StatusRow:
     reason: str | None
     message: str | None
     last_success_at: datetime | None
-    month_to_date_usd: Decimal
+    month_to_date: Figure
+    """The 1st through today, today so far included (bot.figures: month to date)."""
     duplicate_of: str | None = None
     """The label of an older connection of the same account (old databases only)."""
     reconciliation: Reconciliation | None = None
     forecast: Forecast | None = None
-    """This connection's month-end forecast (:func:`bot.figures.month_end_forecast`)."""
+    """This connection's month-end forecast (:meth:`bot.figures.Book.forecast`)."""
     workspace_forecast: Forecast | None = None
     """The workspace's, the same for every row: a connection's never exceeds it."""
+    workspace_month_to_date: Figure | None = None
+    """The workspace's month to date, the same for every row."""
+
+    @property
+    def month_to_date_usd(self) -> Decimal:
+        return self.month_to_date.value
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -649,15 +659,17 @@ class StatusRow:
             "reason": self.reason,
             "message": self.message,
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
-            "month_to_date_usd": str(self.month_to_date_usd),
+            "month_to_date_usd": amount_json(self.month_to_date.amount),
+            "month_to_date": self.month_to_date.as_json(),
             "duplicate_of": self.duplicate_of,
             "reconciliation": self.reconciliation.as_json() if self.reconciliation else None,
             "forecast": (
                 {
                     "month": f"{self.forecast.month:%Y-%m}",
                     "through": self.forecast.through.isoformat(),
-                    "usd": str(self.forecast.total),
-                    "workspace_usd": str(self.workspace_forecast.total),
+                    "usd": amount_json(self.forecast.total),
+                    "complete": self.forecast.complete,
+                    "workspace_usd": amount_json(self.workspace_forecast.total),
                 }
                 if self.forecast and self.workspace_forecast
                 else None
@@ -666,14 +678,12 @@ class StatusRow:
 
 
 def status_rows(session: Session, workspace_id: int, now: datetime) -> list[StatusRow]:
-    """Every connection of a workspace with its health and month to date."""
+    """Every connection of a workspace with its health, month to date and forecast."""
     from sqlalchemy import select
 
     from storage.models import Connection, account_key
 
     today = now.astimezone(UTC).date()
-    month_query = cost_query(workspace_id, today.replace(day=1), today, ["connection_id"])
-    month = {connection_id: cost for connection_id, cost in session.execute(month_query)}
     connections = list(
         session.execute(  # the columns shown, not whole rows with their secrets
             select(
@@ -692,10 +702,14 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             .order_by(Connection.label)
         )
     )
+    if not connections:
+        return []
+    book = status_book(session, workspace_id, now, connections)
     # A connection without an account key duplicates an older one (see migration 0009).
     owners = {(c.provider, c.account_key): c.label for c in connections if c.account_key}
     reconciled = _reconcile(session, workspace_id, today)
-    forecasts, workspace_forecast = _forecasts(session, workspace_id, today)
+    workspace_forecast = book.forecast()
+    workspace_month = book.month_to_date()
     return [
         StatusRow(
             label=c.label,
@@ -706,34 +720,35 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             reason=c.status_reason,
             message=c.status_message,
             last_success_at=c.last_success_at,
-            month_to_date_usd=month.get(c.id) or Decimal(0),
+            month_to_date=book.month_to_date(scope=c.id),
             duplicate_of=None
             if c.account_key
             else owners.get((c.provider, account_key(c.account_ref or ""))),
             reconciliation=reconciled.get(c.id),
-            # No cost in the window: the same definition over no days, $0.00.
-            forecast=forecasts.get(c.id) or month_end_forecast({}, workspace_forecast.through),
+            forecast=book.forecast(c.id),
             workspace_forecast=workspace_forecast,
+            workspace_month_to_date=workspace_month,
         )
         for c in connections
     ]
 
 
-def _forecasts(
-    session: Session, workspace_id: int, today: date
-) -> tuple[dict[int, Forecast], Forecast]:
-    """Each connection's month-end forecast and the workspace's, by the one definition."""
-    through = last_finished_day(today)
-    start = min(through.replace(day=1), through - timedelta(days=PACE_DAYS - 1))
-    query = cost_query(workspace_id, start, through, ["connection_id", "day"])
-    by_connection: dict[int, dict[date, Decimal]] = {}
-    everyone: dict[date, Decimal] = {}
-    for connection_id, day, cost in session.execute(query):
-        by_connection.setdefault(connection_id, {})[day] = cost or Decimal(0)
-        everyone[day] = everyone.get(day, Decimal(0)) + (cost or Decimal(0))
-    workspace = month_end_forecast(everyone, through)
-    forecasts = {cid: month_end_forecast(days, through) for cid, days in by_connection.items()}
-    return forecasts, workspace
+def status_book(session: Session, workspace_id: int, now: datetime, connections=None) -> Book:
+    """The figures live surfaces show (status, the Home tab): month to date through today,
+    the forecast's pace days, last month, and the Home tab's 30-day trend."""
+    today = now.astimezone(UTC).date()
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    rows = (
+        None if connections is None else [(c.id, c.label, c.last_success_at) for c in connections]
+    )
+    return Book(
+        SessionReader(session),
+        workspace_id,
+        now,
+        min(last_month, today - timedelta(days=31)),
+        today,
+        connections=rows,
+    )
 
 
 def _reconcile(session: Session, workspace_id: int, today: date) -> dict[int, Reconciliation]:

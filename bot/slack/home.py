@@ -39,7 +39,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
-from bot import formatting
+from bot import figures, formatting
 from bot.figures import PACE
 from bot.home import Dashboard, build_dashboard, fingerprint
 from bot.render import insights_section, render_json
@@ -69,17 +69,7 @@ def command_label(label: str) -> str:
 def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
     """The Home tab for one reader: the dashboard, and management buttons for admins."""
     trend = [cost for _, cost in dashboard.trend]
-    weeks = []
-    for start in range(0, len(dashboard.trend), 7):
-        chunk = dashboard.trend[start : start + 7]
-        known = [c for _, c in chunk if c is not None]
-        weeks.append(
-            (
-                formatting.day_span(chunk[0][0], chunk[-1][0]),
-                sum(known, Decimal(0)) if known else None,
-                len(chunk) - len(known),  # days not fetched: the sum leaves them out
-            )
-        )
+    weeks = [(label, figures.figure_words(week)) for label, week in dashboard.weeks]
     forecast = dashboard.forecast
     budget = dashboard.week.budget_usd
     rows = dashboard.connections[:MAX_CONNECTIONS]
@@ -91,13 +81,15 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         forecast=forecast,
         budget=budget,
         budget_used=(
-            formatting.percent_reached(dashboard.month_to_date_usd, budget)
+            figures.budget_share_words(dashboard.month_to_date, budget)
             if budget is not None
             else None
         ),
         forecast_vs_budget=(
             formatting.delta(forecast.total, budget) if forecast and budget else None
         ),
+        week_total=figures.figure_words(dashboard.week.total),
+        week_vs=dashboard.week.previous,
         pace=PACE,
         spark=formatting.sparkline(trend),
         trend_span=formatting.day_span(dashboard.trend[0][0], dashboard.trend[-1][0]),
@@ -110,7 +102,7 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         digests=[(s, formatting.mrkdwn_keep_references(s.text)) for s in dashboard.digests],
         budgets=[(b, formatting.mrkdwn_keep_references(b.text)) for b in dashboard.budgets],
         alerts=formatting.mrkdwn_keep_references(dashboard.alerts),
-        last_month_name=formatting.month_label(dashboard.last_month),
+        last_month_name=formatting.month_label(dashboard.last_month.start),
         week_span=formatting.day_span(dashboard.week.period_start, dashboard.week.period_end),
     )
 
@@ -184,10 +176,10 @@ def _unfetched_note(trend: tuple[tuple[date, Decimal | None], ...]) -> str:
     if not missing:
         return ""
     days = "1 day" if len(missing) == 1 else f"{len(missing)} days"
+    reach = (trend[-1][0] - missing[0]).days + 1
     return (
         f"_{days} not fetched ({formatting.day_span(missing[0], missing[-1])}): gaps above, "
-        f"left out of the sums marked *; `sync --days {(trend[-1][0] - missing[0]).days + 1}` "
-        "fetches them._"
+        f"weeks that miss them are of fetched days only; `sync --days {reach}` fetches them._"
     )
 
 

@@ -53,7 +53,8 @@ def test_the_dashboard_reuses_status_and_the_weekly_digest(db) -> None:
     assert dashboard.connections == tuple(rows)
     assert dashboard.month_to_date_usd == D(220) + D(16)  # 22 days x $10, 8 days x $2
     assert dashboard.forecast.total == rows[0].workspace_forecast.total
-    assert (dashboard.last_month, dashboard.last_month_usd) == (date(2026, 10, 1), D(310))
+    assert (dashboard.last_month.start, dashboard.last_month.amount) == (date(2026, 10, 1), D(310))
+    assert dashboard.month_to_date == rows[0].workspace_month_to_date  # status's figure
     assert len(dashboard.trend) == 30 and dashboard.trend[-1] == (NOW.date(), D(12))
     assert dashboard.week.budget_usd == D(250)
     # The same insights as `insights`: grok-4 spent the same both weeks, so it did not move.
@@ -116,6 +117,16 @@ def test_days_nobody_fetched_are_gaps_in_the_trend_not_zeros(db) -> None:
     trend = dict(dashboard.trend)
     assert [trend[date(2026, 11, d)] for d in range(1, 7)] == [None] * 5 + [D(10)]
     text = str(home_view(dashboard, admin=False))
-    assert "5 days not fetched (1 Nov–5 Nov 2026)" in text and "$20.00*" in text
+    assert "5 days not fetched (1 Nov–5 Nov 2026)" in text
+    # Monday–Sunday weeks, cut to the 30 days: 2–8 Nov has three fetched days of $10
+    assert [label for label, _ in dashboard.weeks] == [
+        "24 Oct–25 Oct (part)",
+        "26 Oct–1 Nov",
+        "2 Nov–8 Nov",
+        "9 Nov–15 Nov",
+        "16 Nov–22 Nov",
+    ]
+    # The store still holds 1–5 Nov's costs; the weeks count what is stored, and say so.
+    assert "2 Nov–8 Nov             $70.00 (fetched days only)" in text
     spark = formatting.sparkline([cost for _, cost in dashboard.trend])
     assert spark[8:13] == "     " and " " not in spark[:8] + spark[13:]  # from 24 Oct

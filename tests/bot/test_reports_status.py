@@ -162,5 +162,6 @@ def test_status_forecasts_the_month_end_per_connection_and_for_the_workspace(
     assert "month-end forecast for November $" in text  # each connection's, its month named
     assert f"all connections: ${workspace.quantize(Decimal('0.01'), ROUND_HALF_UP):,}" in text
     as_json = by_label["Research"].as_json()["forecast"]
-    assert as_json["month"] == "2026-11" and Decimal(as_json["usd"]) == research
-    assert Decimal(as_json["workspace_usd"]) == workspace
+    nano = Decimal("0.000000001")  # JSON amounts: fixed point, to the nano-dollar
+    assert as_json["month"] == "2026-11" and Decimal(as_json["usd"]) == research.quantize(nano)
+    assert Decimal(as_json["workspace_usd"]) == workspace.quantize(nano)

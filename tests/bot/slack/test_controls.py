@@ -99,7 +99,9 @@ def test_status_offers_a_few_new_keys_and_stays_within_50_blocks() -> None:
             "auth",
             None,
             None,
-            Decimal(0),
+            Figure(
+                Decimal(0), coverage_of(DAY, DAY, datetime(2026, 11, 22, tzinfo=UTC), {}, {}), None
+            ),
         )
         for n in range(60)
     ]

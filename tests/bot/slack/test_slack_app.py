@@ -115,7 +115,7 @@ def test_help_lists_the_commands(slack_app: SlackApp) -> None:
 def test_status_shows_every_connection_with_a_masked_key(connected: SlackApp) -> None:
     _, url_id = connected.command("status", user=MEMBER)
     text = text_of(connected.reply(url_id))
-    assert "Production — xAI" in text and "xai-…beef" in text and "month to date $" in text
+    assert "Production — xAI" in text and "xai-…beef" in text and "month to date (" in text
     assert DEMO_KEY not in text
 
 
