@@ -682,7 +682,7 @@ class Sandbox(StandIn):
         """The team's prepaid credit: used up once the month's bill passes it."""
         self.top_up_invoices = top_up_invoices
         """Past invoices include a prepaid top-up a month, which is no month's bill."""
-        self._past_invoices: dict[tuple[int, int], tuple[str, str | None]] = {}
+        self._past_invoices: dict[tuple[int, int], tuple[str, str | None, bool]] = {}
         self.latency = latency
         self.max_range_days = max_range_days
         self.anchor = anchor
@@ -816,16 +816,23 @@ class Sandbox(StandIn):
         return self._bill(team_id, _month_days(year, month), self._now(), corrections=False)
 
     def set_invoice(
-        self, year: int, month: int, status: str = "PAID", *, malformed: str | None = None
+        self,
+        year: int,
+        month: int,
+        status: str = "PAID",
+        *,
+        malformed: str | None = None,
+        listed: bool = True,
     ) -> None:
         """How a closed month's invoice is listed: its status, or broken (``malformed``:
-        "total" not a number, "cycle" missing). Every month is PAID unless set."""
+        "total" not a number, "cycle" missing), or not at all (not issued yet). Every
+        month is listed PAID unless set."""
         if status not in INVOICE_STATUSES:
             raise ValueError(f"status must be one of {', '.join(INVOICE_STATUSES)}")
         if malformed is not None and malformed not in MALFORMED_INVOICES:
             raise ValueError(f"malformed must be one of {', '.join(MALFORMED_INVOICES)}")
         with self._lock:
-            self._past_invoices[(year, month)] = (status, malformed)
+            self._past_invoices[(year, month)] = (status, malformed, listed)
 
     def unit_cost(self, team_id: str, model_label: str, day: date, unit_type: str) -> Decimal:
         """Exactly what the server serves for one model's kind of usage on that day now."""
@@ -1144,7 +1151,10 @@ class Sandbox(StandIn):
         for _ in range(_INVOICE_HISTORY_MONTHS):
             if (year, month) < since:
                 break
-            invoices.append(self._invoice(team_id, year, month, now))
+            with self._lock:
+                listed = self._past_invoices.get((year, month), ("PAID", None, True))[2]
+            if listed:
+                invoices.append(self._invoice(team_id, year, month, now))
             if self.top_up_invoices:
                 invoices.append(_top_up(team_id, year, month, self.prepaid_cents))
             year, month = _previous_month(year, month)
@@ -1152,7 +1162,7 @@ class Sandbox(StandIn):
 
     def _invoice(self, team_id: str, year: int, month: int, now: datetime) -> dict[str, Any]:
         with self._lock:
-            status, malformed = self._past_invoices.get((year, month), ("PAID", None))
+            status, malformed, _ = self._past_invoices.get((year, month), ("PAID", None, True))
         days = _month_days(year, month)
         bill = self._bill(team_id, days, now, corrections=False)
         issued = days[-1] + timedelta(days=1)
@@ -1216,6 +1226,7 @@ class Sandbox(StandIn):
                 int(body.get("month", 0)),
                 str(body.get("status", "PAID")),
                 malformed=body.get("malformed"),
+                listed=bool(body.get("listed", True)),
             )
             return ok
         if action == ("DELETE", "faults"):

@@ -643,14 +643,15 @@ def test_past_invoices_carry_their_status_and_can_be_broken() -> None:
         sandbox.set_invoice(2026, 9, "PENDING")
         sandbox.set_invoice(2026, 8, "PAID", malformed="total")
         sandbox.set_invoice(2026, 7, "FAILED", malformed="cycle")
+        sandbox.set_invoice(2026, 5, listed=False)  # not issued
         url = f"{sandbox.url}/v1/billing/teams/{DEMO_TEAM_ID}/invoices"
         listed = httpx.get(
-            url, params={"since.year": 2026, "since.month": 6}, headers=bearer(DEMO_KEY)
+            url, params={"since.year": 2026, "since.month": 5}, headers=bearer(DEMO_KEY)
         ).json()["invoices"]
         september = sandbox.past_bill(DEMO_TEAM_ID, 2026, 9)
 
     monthly = [i for i in listed if "monthly" in i]
-    assert len(listed) - len(monthly) == 4  # a prepaid top-up each month, not a bill
+    assert len(listed) - len(monthly) == 5  # a prepaid top-up each month, not a bill
     assert all("prepaid" in i for i in listed if "monthly" not in i)
     assert [i["invoiceStatus"] for i in monthly] == ["PENDING", "PAID", "FAILED", "PAID"]
     assert monthly[0]["subtotal"] == str(round(september.usage * 100))
