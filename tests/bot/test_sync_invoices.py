@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
+from bot.figures import TeamLimit
 from bot.sync import INVOICE_MONTHS, INVOICE_RECHECK, SyncEngine
 from providers.types import BillSource, InvoiceStatus
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
@@ -60,6 +61,10 @@ def test_the_bill_is_stored_as_stated_with_its_tax_and_prepaid_credit(
     assert billing.total_usd == billing.total_with_corrections_usd == bill.total
     assert (billing.prepaid_total_usd, billing.prepaid_used_usd) == (50, 50)
     assert billing.prepaid_credit_usd == 0
+    # The headroom on xAI's $1,000 limit, as every surface works it out from the store:
+    # read from lines that were not there, it was the whole $1,000.
+    team = TeamLimit(billing.spending_limit_usd, billing.prepaid_credit_usd, billing.invoiced_usd)
+    assert team.headroom == 1000 - (bill.stated - 50) < 1000
 
 
 def test_the_last_closed_months_invoices_are_stored_with_their_status(
