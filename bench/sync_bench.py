@@ -165,7 +165,8 @@ def run(score: Scoreboard) -> None:
                 table.note(f"{backend}: skipped, {why}")
     table.note(
         f"floor: backfill = {BACKFILL_ROUND_TRIPS} sequential round trips (validate key, check "
-        "query, then 3 usage windows + 2 billing GETs + the last days by unit type at once);"
+        "query, then 3 usage windows + 2 billing GETs + past invoices + the last days by unit "
+        "type at once);"
     )
     table.note("       daily = ceil(requests served / concurrency) x latency.")
 
