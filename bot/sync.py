@@ -351,9 +351,9 @@ class HttpClients:
     httpcore's pool does work proportional to its connection count on every
     request: one pool of 32 connections costs several ms of CPU a request,
     eight pools of a few connections well under one. Each client has room
-    for a connection's whole burst (a 90-day backfill is six requests at
-    once: three windows, two billing GETs, the split by unit type), so the
-    shared gate, not a pool, decides who waits.
+    for a connection's whole burst (a 90-day backfill is seven requests at
+    once: three windows, two billing GETs, past invoices, the split by unit
+    type), so the shared gate, not a pool, decides who waits.
     """
 
     CONNECTIONS_PER_CLIENT = 8
