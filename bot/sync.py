@@ -195,6 +195,9 @@ class _Invoices:
     found: tuple[PastInvoice, ...]
 
 
+_FINAL_INVOICES = frozenset(s.value for s in InvoiceStatus if s.final)
+
+
 def invoice_months_due(stored: Mapping[date, tuple[str, datetime]], now: datetime) -> list[date]:
     """The last :data:`INVOICE_MONTHS` closed months whose invoice is worth asking for.
 
@@ -221,9 +224,6 @@ def invoice_months_due(stored: Mapping[date, tuple[str, datetime]], now: datetim
         if now - as_of >= INVOICE_RECHECK:
             due.append(month)
     return due
-
-
-_FINAL_INVOICES = frozenset(s.value for s in InvoiceStatus if s.final)
 
 
 @dataclass
@@ -1171,14 +1171,14 @@ def _store_invoices(
     if fetched is None:
         return
     listed = {i.month: i for i in fetched.found if i.month is not None}
-    # An invoice without a month cannot be placed; the months left unmatched say so.
-    stray = [i.problem for i in fetched.found if i.month is None]
+    # An invoice that names no month cannot be placed: the months left without one say
+    # so, since it may be theirs.
+    stray = " ".join(i.problem for i in fetched.found if i.month is None)
     rows = []
     for month in fetched.months:
         invoice = listed.get(month)
         if invoice is None:
-            problem = f"Also listed, for no month it names: {' '.join(stray)}" if stray else None
-            invoice = PastInvoice(month, InvoiceStatus.NOT_LISTED, problem=problem or "")
+            invoice = PastInvoice(month, InvoiceStatus.NOT_LISTED, problem=stray)
         rows.append(
             {
                 "connection_id": connection.id,

@@ -73,7 +73,7 @@ def test_the_last_closed_months_invoices_are_stored_with_their_status(
     sandbox.vat_percent = Decimal(10)
     sandbox.set_invoice(2026, 10, "PENDING")
     sandbox.set_invoice(2026, 9, malformed="total")
-    sandbox.set_invoice(2026, 8, "WILL_NEVER_BE_CHARGED")
+    sandbox.set_invoice(2026, 8, malformed="cycle")  # it names no month: may be August's
     connect(engine, workspace_id)
 
     invoices = stored_invoices(engine)
@@ -90,7 +90,9 @@ def test_the_last_closed_months_invoices_are_stored_with_their_status(
     september = invoices[SEPTEMBER]
     assert september.status == InvoiceStatus.UNREADABLE and september.total_usd is None
     assert "its total is not an amount in cents ('twelve dollars')" in september.problem
-    assert invoices[date(2026, 8, 1)].status == InvoiceStatus.WILL_NEVER_BE_CHARGED
+    august = invoices[date(2026, 8, 1)]
+    assert august.status == InvoiceStatus.NOT_LISTED and august.total_usd is None
+    assert "INV-202608-" in august.problem and "it names no billing month" in august.problem
 
 
 def test_final_invoices_are_not_asked_for_again_and_pending_ones_now_and_then(
