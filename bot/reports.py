@@ -7,6 +7,7 @@ as on xAI invoices; sums happen in SQL on exact integer nano-dollars.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import functools
 import itertools
 from collections.abc import Collection, Sequence
@@ -864,29 +865,19 @@ def reconcile_month(
     previews = [
         p
         for p in _previews(session, workspace_id, connection_ids)
-        if p.month == month and p.connection_id not in past
+        if p.stated.month == month and p.connection_id not in past
     ]
     return _reconciled(session, workspace_id, today, previews=previews, past=past.values())
 
 
 @dataclass(frozen=True)
 class _Bill:
-    """One connection's bill for a month, as stored: a preview's or a past invoice's."""
+    """One connection's stored bill for a month, before the usage series is set beside it."""
 
     connection_id: int
-    month: date
     end: date  # the last day of usage it covers
-    as_of: datetime
     synced: datetime | None  # when the connection's costs were last fetched
-    invoice: Decimal | None
-    source: str = PREVIEW
-    status: str | None = None
-    bill_source: str | None = None
-    before_tax: Decimal | None = None
-    tax: Decimal | None = None
-    corrections: Decimal | None = None
-    number: str = ""
-    problem: str | None = None
+    stated: Reconciliation  # the bill's own figures; usage and explanations come after
 
 
 def _previews(
@@ -897,46 +888,28 @@ def _previews(
     from storage.models import BillingState, Connection
 
     query = (
-        select(
-            BillingState.connection_id,
-            BillingState.as_of,
-            BillingState.invoice_month,
-            BillingState.month_to_date_usd,
-            BillingState.bill_source,
-            BillingState.subtotal_usd,
-            BillingState.tax_usd,
-            BillingState.total_usd,
-            BillingState.total_with_corrections_usd,
-            Connection.last_success_at,
-        )
+        select(BillingState, Connection.last_success_at)
         .join(Connection, Connection.id == BillingState.connection_id)
         .where(Connection.workspace_id == workspace_id, BillingState.month_to_date_usd.is_not(None))
     )
     if connection_ids is not None:
         query = query.where(BillingState.connection_id.in_(list(connection_ids)))
     bills = []
-    for row in session.execute(query):
-        read = row.as_of.astimezone(UTC).date()
-        start = row.invoice_month or read.replace(day=1)
-        with_corrections, total = row.total_with_corrections_usd, row.total_usd
-        bills.append(
-            _Bill(
-                connection_id=row.connection_id,
-                month=start,
-                end=min(read, _month_end(start)),
-                as_of=row.as_of,
-                synced=row.last_success_at,
-                invoice=row.month_to_date_usd,
-                bill_source=row.bill_source,
-                before_tax=row.subtotal_usd,
-                tax=row.tax_usd,
-                corrections=(
-                    with_corrections - total
-                    if with_corrections is not None and total is not None
-                    else None
-                ),
-            )
+    for b, synced in session.execute(query):
+        read = b.as_of.astimezone(UTC).date()
+        start = b.invoice_month or read.replace(day=1)
+        corrected, total = b.total_with_corrections_usd, b.total_usd
+        stated = Reconciliation(
+            month=start,
+            usage_usd=Decimal(0),
+            invoice_usd=b.month_to_date_usd,
+            invoice_as_of=b.as_of,
+            bill_source=b.bill_source,
+            before_tax_usd=b.subtotal_usd,
+            tax_usd=b.tax_usd,
+            corrections_usd=None if corrected is None or total is None else corrected - total,
         )
+        bills.append(_Bill(b.connection_id, min(read, _month_end(start)), synced, stated))
     return bills
 
 
@@ -954,23 +927,24 @@ def _past_invoices(
     )
     if connection_ids is not None:
         query = query.where(Invoice.connection_id.in_(list(connection_ids)))
-    return {
-        invoice.connection_id: _Bill(
-            connection_id=invoice.connection_id,
+    bills = {}
+    for invoice, synced in session.execute(query):
+        stated = Reconciliation(
             month=month,
-            end=_month_end(month),
-            as_of=invoice.as_of,
-            synced=synced,
-            invoice=invoice.total_usd,
+            usage_usd=Decimal(0),
+            invoice_usd=invoice.total_usd,
+            invoice_as_of=invoice.as_of,
             source=INVOICE,
             status=invoice.status,
-            before_tax=invoice.subtotal_usd,
-            tax=invoice.tax_usd,
+            before_tax_usd=invoice.subtotal_usd,
+            tax_usd=invoice.tax_usd,
             number=invoice.number,
             problem=invoice.problem,
         )
-        for invoice, synced in session.execute(query)
-    }
+        bills[invoice.connection_id] = _Bill(
+            invoice.connection_id, _month_end(month), synced, stated
+        )
+    return bills
 
 
 def _reconciled(
@@ -992,7 +966,7 @@ def _reconciled(
         return {}
     windows: dict[tuple[date, date], list[int]] = {}
     for bill in bills:
-        windows.setdefault((bill.month, bill.end), []).append(bill.connection_id)
+        windows.setdefault((bill.stated.month, bill.end), []).append(bill.connection_id)
     usage: dict[int, Decimal] = {}
     for (start, end), cids in windows.items():
         query = cost_query(workspace_id, start, end, ["connection_id"], connection_id=cids)
@@ -1009,20 +983,10 @@ def _reconciled(
     for bill in bills:
         spent = usage.get(bill.connection_id) or Decimal(0)
         fetched = _merge(spans.get(bill.connection_id, []))
-        found[bill.connection_id] = Reconciliation(
-            month=bill.month,
+        found[bill.connection_id] = dataclasses.replace(
+            bill.stated,
             usage_usd=spent,
-            invoice_usd=bill.invoice,
-            invoice_as_of=bill.as_of,
             explanations=_explanations(bill, fetched, today, spent),
-            source=bill.source,
-            status=bill.status,
-            bill_source=bill.bill_source,
-            before_tax_usd=bill.before_tax,
-            tax_usd=bill.tax,
-            corrections_usd=bill.corrections,
-            number=bill.number,
-            problem=bill.problem,
         )
     return found
 
@@ -1031,7 +995,7 @@ def _explanations(
     bill: _Bill, spans: list[tuple[date, date]], today: date, usage: Decimal
 ) -> tuple[str, ...]:
     """What could explain a difference, most actionable first."""
-    start, end = bill.month, bill.end
+    stated, start, end = bill.stated, bill.stated.month, bill.end
     reasons = []
     missing = []
     day = start
@@ -1050,8 +1014,8 @@ def _explanations(
             + ", ".join(day_span(a, b) for a, b in missing)
             + f" (sync --days {days} fetches them)"
         )
-    synced, as_of = bill.synced, bill.as_of
-    if bill.source == PREVIEW and synced is not None and abs((synced - as_of).total_seconds()) > 60:
+    synced, as_of = bill.synced, stated.invoice_as_of
+    if stated.source == PREVIEW and synced and abs((synced - as_of).total_seconds()) > 60:
         reasons.append(
             f"read at different times: the invoice at {clock(as_of)}, "
             f"the costs at {clock(synced)} (the next sync reads both)"
@@ -1063,14 +1027,15 @@ def _explanations(
         )
     # The stored values of providers.types' InvoiceStatus and BillSource (not imported:
     # it brings httpx, which a terminal report never needs).
-    if bill.status == "pending":
+    if stated.status == "pending":
         reasons.append("the invoice is still pending: it may change before it is charged")
-    if bill.bill_source == "lines":
+    if stated.bill_source == "lines":
         reasons.append(
             "the invoice preview stated no totals: its lines were added up, each rounded to "
             "the cent"
         )
-    if bill.before_tax is None and bill.invoice is not None and bill.invoice > usage:
+    invoice = stated.invoice_usd
+    if stated.before_tax_usd is None and invoice is not None and invoice > usage:
         reasons.append("tax or fees on the invoice that the usage series does not carry")
     reasons.append("corrections or credits xAI applied to the invoice")
     return tuple(reasons)
