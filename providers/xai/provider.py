@@ -730,7 +730,9 @@ def _past_invoice(entry: Any) -> PastInvoice | None:
     amounts: dict[str, Decimal | None] = {}
     for name in ("subtotal", "tax", "total"):
         raw = entry.get(name)
-        amounts[name] = _cents(raw)
+        amount = _cents(raw)
+        # Whole cents (int64): "1234.56" may be dollars or cents, so it is neither.
+        amounts[name] = amount if amount is None or amount == round(amount, 2) else None
         if raw is not None and amounts[name] is None:
             problems.append(f"its {name} is not an amount in cents ({str(raw)[:40]!r})")
     subtotal, tax, total = amounts["subtotal"], amounts["tax"], amounts["total"]

@@ -1078,6 +1078,7 @@ async def test_a_month_listed_twice_keeps_the_invoice_that_stands(provider, xai,
             "it states no total, though its lines add up to $7.00",
         ),
         (invoice_bundle(9, total="7.5 USD"), "its total is not an amount in cents ('7.5 USD')"),
+        (invoice_bundle(9, total="1234.56"), "its total is not an amount in cents ('1234.56')"),
         ("INV-9", "not an object ('INV-9')"),
     ],
 )
