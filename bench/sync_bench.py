@@ -11,8 +11,9 @@ queueing), since the stand-in's CPU is not on the engine's clock.
 1. **Backfill of one connection**: ``SyncEngine.connect`` for 90 days, timed
    from the call to its return. It validates the key (GET), runs a one-day
    usage query to prove the key can read usage, saves the connection, then
-   backfills: three usage windows of at most 31 days, two billing GETs and
-   the last days' costs by unit type, all at once. The validation must
+   backfills: three usage windows of at most 31 days, two billing GETs, the
+   last closed months' invoices and the last days' costs by unit type, all at
+   once. The validation must
    finish before the check query, and the check before the backfill, so the
    floor is three sequential round trips: 3 x 100 ms = 300 ms. One untimed
    connect warms up; then three timed ones (fresh teams each) give the
@@ -20,9 +21,10 @@ queueing), since the stand-in's CPU is not on the engine's clock.
 
 2. **Daily sync of 500 connections**: 500 connections are written straight
    into the store, sealed exactly as ``connect`` seals them, status ok, key
-   breakdown known, last success "now", so the daily window is the trailing
-   3 days (one usage request per connection, and beside it one by unit type
-   for its finished days). ``SyncEngine.sync_all(trigger="daily")`` is timed
+   breakdown known, last success "now", last months' invoices stored as
+   paid (so not asked for again, as on most days), so the daily window is
+   the trailing 3 days (one usage request per connection, and beside it one
+   by unit type for its finished days). ``SyncEngine.sync_all(trigger="daily")`` is timed
    at the default concurrency (32) and at 64, on the same store (the c=64
    run replaces the rows the c=32 run stored). The engine caps requests in
    flight at ``concurrency`` (its HTTP pool), so the floor is
@@ -50,13 +52,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from bench.sandbox_process import SandboxProcess, by_endpoint
 from bench.stores import STORES, Unavailable
 from bench.table import Column, Scoreboard, Table, count, ratio, secs
-from bot.sync import SyncEngine
+from bot.sync import SyncEngine, invoice_months_due
 from providers.manager import ProviderRegistry
 from providers.xai.provider import XaiProvider, model_id
 from providers.xai.sandbox import MODELS, Sandbox
@@ -66,6 +68,7 @@ from storage.models import (
     Connection,
     ConnectionStatus,
     DailyCost,
+    Invoice,
     SyncRun,
     Workspace,
     new_uid,
@@ -75,7 +78,7 @@ LATENCY = 0.1
 TEAMS = 500
 BACKFILL_DAYS = 90
 BACKFILL_RUNS = 3
-BACKFILL_ROUND_TRIPS = 3  # validation, the check query, then costs, billing and unit types at once
+BACKFILL_ROUND_TRIPS = 3  # validation, the check query, then costs, billing and the rest at once
 CONCURRENCIES = (32, 64)
 TARGET = 1.5
 
@@ -162,7 +165,8 @@ def run(score: Scoreboard) -> None:
                 table.note(f"{backend}: skipped, {why}")
     table.note(
         f"floor: backfill = {BACKFILL_ROUND_TRIPS} sequential round trips (validate key, check "
-        "query, then 3 usage windows + 2 billing GETs + the last days by unit type at once);"
+        "query, then 3 usage windows + 2 billing GETs + past invoices + the last days by unit "
+        "type at once);"
     )
     table.note("       daily = ceil(requests served / concurrency) x latency.")
 
@@ -284,8 +288,15 @@ def _check_backfill(
             .where(DailyCost.connection_id == connected.connection_id)
         )
     endpoints = by_endpoint(served)
-    # usage: the key check's day, three 31-day windows, and the last days by unit type.
-    wanted = {"validation": 1, "usage": 1 + 3 + 1, "invoice/preview": 1, "spending-limits": 1}
+    # usage: the key check's day, three 31-day windows, and the last days by unit type;
+    # and the last closed months' invoices, asked for once.
+    wanted = {
+        "validation": 1,
+        "usage": 1 + 3 + 1,
+        "invoice/preview": 1,
+        "spending-limits": 1,
+        "invoices": 1,
+    }
     if not backfill.ok or backfill.days != BACKFILL_DAYS:
         score.fail(f"{backend}: backfill not ok: {backfill.reason} {backfill.message}")
     if not stored or stored != backfill.rows:
@@ -319,6 +330,15 @@ def _add_connections(
                 now=now,
             )
         session.flush()
+        # Last months' invoices as a sync before would have left them: paid, final.
+        session.execute(
+            insert(Invoice),
+            [
+                {"connection_id": c.id, "month": month, "status": "paid", "as_of": now}
+                for c in connections.values()
+                for month in invoice_months_due({}, now)
+            ],
+        )
         return {connection.id: n for n, connection in connections.items()}
 
 

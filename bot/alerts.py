@@ -198,7 +198,7 @@ def budget_alerts(session: Session, workspace_id: int, at: date | datetime) -> l
     for connection_id, label, _, limit, prepaid_left, invoiced in rows:
         labels[connection_id] = label
         if limit is not None:
-            limits[connection_id] = TeamLimit(limit, prepaid_left, invoiced)
+            limits[connection_id] = TeamLimit(limit, prepaid_left, invoiced, label)
     book = Book(
         SessionReader(session),
         workspace_id,
@@ -214,7 +214,11 @@ def budget_alerts(session: Session, workspace_id: int, at: date | datetime) -> l
         scope = budget.connection_id  # None: the whole workspace
         spent = book.month_to_date(scope=scope)
         forecast = book.forecast(scope) if today.day >= FORECAST_FROM_DAY else None
-        included = [budget.connection_id] if budget.connection_id else list(labels)
+        included = (
+            [budget.connection_id]
+            if budget.connection_id
+            else sorted(labels, key=lambda c: labels[c].lower())
+        )
         limit_line = spending_limit_text(limits[c] for c in included if c in limits)
         if limit_line:
             limit_line += "."

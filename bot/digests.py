@@ -92,8 +92,8 @@ class Digest:
     other_usd: Decimal  # every model after the top five, summed
     new_models: tuple[str, ...]
     budget_usd: Decimal | None
-    prepaid_credit_usd: Decimal | None
-    spending_limit_usd: Decimal | None
+    prepaid: tuple[tuple[str, Decimal], ...]
+    """Each team's prepaid credit left, by connection label (never summed across teams)."""
     failing: tuple[str, ...]
     connection_count: int
     connection_label: str | None = None  # the one connection, for a filtered digest
@@ -500,11 +500,14 @@ class _Facts:
             other_usd=other,
             new_models=self._new_models(included, start, end),
             budget_usd=budget,
-            prepaid_credit_usd=_known_sum(c.prepaid_credit_usd for c in included),
-            spending_limit_usd=_known_sum(c.spending_limit_usd for c in included),
+            prepaid=tuple(
+                (c.label, c.prepaid_credit_usd)
+                for c in sorted(included, key=lambda c: c.label.lower())
+                if c.prepaid_credit_usd is not None
+            ),
             spending_limit_text=spending_limit_text(
-                TeamLimit(c.spending_limit_usd, c.prepaid_credit_usd, c.invoiced_usd)
-                for c in included
+                TeamLimit(c.spending_limit_usd, c.prepaid_credit_usd, c.invoiced_usd, c.label)
+                for c in sorted(included, key=lambda c: c.label.lower())
                 if c.spending_limit_usd is not None
             ),
             failing=failing,
@@ -526,12 +529,6 @@ class _Facts:
                 if model not in first or day < first[model]:
                     first[model] = day
         return tuple(sorted(model for model, day in first.items() if start <= day <= end))
-
-
-def _known_sum(values: Iterable[Decimal | None]) -> Decimal | None:
-    """The sum of the figures known; None when none is (unknown is not zero)."""
-    known = [value for value in values if value is not None]
-    return sum(known, Decimal(0)) if known else None
 
 
 def quiet_skip(digest: Digest, min_usd: Decimal | None, change_pct: int | None) -> bool:
@@ -647,9 +644,7 @@ def digest_view(digest: Digest) -> dict[str, Any]:
         )
     billing = [
         budget_line,
-        f"Prepaid credit left: {formatting.money(digest.prepaid_credit_usd)}"
-        if digest.prepaid_credit_usd is not None
-        else None,
+        prepaid_words(digest.prepaid),
         digest.spending_limit_text,
     ]
     days_note = (
@@ -690,6 +685,16 @@ def digest_view(digest: Digest) -> dict[str, Any]:
             formatting.clip(line, MAX_LINE_CHARS) for line in digest.unfetched[:MAX_FAILING]
         ],
     }
+
+
+def prepaid_words(prepaid: Sequence[tuple[str, Decimal]]) -> str | None:
+    """``Prepaid credit left: $200.00``, or each team's when there are several."""
+    if not prepaid:
+        return None
+    if len(prepaid) == 1:
+        return f"Prepaid credit left: {formatting.money(prepaid[0][1])}"
+    each = ", ".join(f"{formatting.money(left)} “{label}”" for label, left in prepaid)
+    return f"Prepaid credit left: {each}"
 
 
 CORRECTED = "If it moves by more than 1% and $1, this message is corrected."
@@ -755,8 +760,7 @@ def _empty(every: str, start: date, end: date, title: str, now: datetime, tz: st
         other_usd=Decimal(0),
         new_models=(),
         budget_usd=None,
-        prepaid_credit_usd=None,
-        spending_limit_usd=None,
+        prepaid=(),
         failing=(),
         connection_count=0,
         tz=tz,

@@ -187,7 +187,8 @@ class PdfFacts:
     forecast: Forecast | None = None
     forecast_month: str = ""
     budget_usd: Decimal | None = None
-    prepaid_credit_usd: Decimal | None = None
+    prepaid: str | None = None
+    """Each team's prepaid credit left, in words (bot.digests.prepaid_words)."""
     by_model: Report | None = None
     by_key: Report | None = None
     by_connection: Report | None = None
@@ -204,7 +205,7 @@ def pdf_facts(
 ) -> PdfFacts:
     """The tables by model, key and connection, and the forecast where the period reaches
     the current month (status's and the Home tab's: bot.figures)."""
-    from bot.digests import build_digest
+    from bot.digests import build_digest, prepaid_words
     from bot.reports import status_book
 
     def by(group: str) -> Report:
@@ -224,7 +225,7 @@ def pdf_facts(
     if report.period.end >= today.replace(day=1) and not report.model_pattern:
         scope = connection.id if connection else None
         digest = build_digest(session, workspace_id, "day", today, connection_id=scope, now=now)
-        budget, credit = digest.budget_usd, digest.prepaid_credit_usd
+        budget, credit = digest.budget_usd, prepaid_words(digest.prepaid)
         forecast = status_book(session, workspace_id, now).forecast(scope)
         month = formatting.month_label(forecast.through)
     return PdfFacts(
@@ -233,7 +234,7 @@ def pdf_facts(
         forecast=forecast,
         forecast_month=month,
         budget_usd=budget,
-        prepaid_credit_usd=credit,
+        prepaid=credit,
         by_model=by("model"),
         by_key=by("key"),
         by_connection=by("connection"),
@@ -304,15 +305,8 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
         lines.append(
             (f"Monthly budget {formatting.money(facts.budget_usd)}", 11, "normal", TEXT_COLOUR)
         )
-    if facts.prepaid_credit_usd is not None:
-        lines.append(
-            (
-                f"Prepaid credit {formatting.money(facts.prepaid_credit_usd)}",
-                11,
-                "normal",
-                TEXT_COLOUR,
-            )
-        )
+    if facts.prepaid is not None:
+        lines.append((facts.prepaid, 11, "normal", TEXT_COLOUR))
     if report.model_pattern:
         lines.append((f"Models matching “{report.model_pattern}”", 10, "normal", MUTED_COLOUR))
     y = 0.95

@@ -46,7 +46,10 @@ A provider's spending limit
     xAI's applies to invoiced (postpaid) spend only: usage is paid from
     prepaid credit first, and a limit of $0 means prepaid only. So it is
     shown as "prepaid only", or as headroom on invoiced spend where that is
-    known; never as a share of all spend.
+    known (while prepaid credit is left, nothing is invoiced yet); never as a
+    share of all spend. Invoiced spend is the bill so far as the provider
+    states it minus the prepaid credit used. Each team's limit is its own:
+    shown per team, never summed.
 """
 
 from __future__ import annotations
@@ -852,7 +855,9 @@ class TeamLimit:
 
     limit: Decimal
     prepaid_left: Decimal | None = None
-    invoiced: Decimal | None = None  # month to date minus prepaid credit used, when known
+    invoiced: Decimal | None = None  # the bill so far minus prepaid credit used, when known
+    label: str = ""
+    """The connection's name, to tell the teams apart when several are shown."""
 
     @property
     def invoiced_spend(self) -> Decimal | None:
@@ -862,26 +867,50 @@ class TeamLimit:
             return ZERO  # prepaid credit is used first: nothing invoiced yet
         return None
 
+    @property
+    def headroom(self) -> Decimal | None:
+        """What may still be invoiced this month: the limit less the invoiced spend, never
+        below $0 (a prepaid-only team has none); None when the invoiced spend is unknown."""
+        if self.limit <= 0:
+            return ZERO
+        spend = self.invoiced_spend
+        return None if spend is None else max(self.limit - spend, ZERO)
+
+
+def spending_limit_lines(teams: Iterable[TeamLimit]) -> tuple[str, ...]:
+    """xAI's own limit, one phrase per team: "prepaid only", or the headroom on invoiced
+    spend. Never summed across teams: a team that ran out must not hide behind another's
+    room. Teams are named (their label, else "team N") when there are several."""
+    teams = list(teams)
+    lines = []
+    for number, team in enumerate(teams, start=1):
+        name = ""
+        if len(teams) > 1:
+            name = f" for “{team.label}”" if team.label else f" for team {number}"
+        lines.append(f"xAI spending limit{name}: {_limit_phrase(team)}")
+    return tuple(lines)
+
 
 def spending_limit_text(teams: Iterable[TeamLimit]) -> str | None:
-    """xAI's own limit as a phrase: "prepaid only", or the headroom on invoiced spend."""
-    teams = list(teams)
-    if not teams:
-        return None
-    invoiced_teams = [t for t in teams if t.limit > 0]
-    if not invoiced_teams:
-        return "xAI spending limit: prepaid only (usage stops when prepaid credit runs out)"
-    limit = sum((t.limit for t in invoiced_teams), ZERO)
-    several = f" ({len(invoiced_teams)} teams)" if len(invoiced_teams) > 1 else ""
-    text = f"xAI spending limit{several}: {money(limit)} a month on invoiced spend"
-    invoiced = [t.invoiced_spend for t in invoiced_teams]
-    if all(spend is not None for spend in invoiced):
-        headroom = limit - sum(invoiced, ZERO)  # type: ignore[arg-type]
-        text += f", {money(max(headroom, ZERO))} headroom"
-        if headroom <= 0:
-            text += " (reached: xAI stops serving once prepaid credit is gone)"
-    else:
-        text += ", after prepaid credit"
-    if len(invoiced_teams) < len(teams):
-        text += f"; {len(teams) - len(invoiced_teams)} more prepaid only"
+    """:func:`spending_limit_lines` as one sentence; None when no team has a limit."""
+    return "; ".join(spending_limit_lines(teams)) or None
+
+
+def _limit_phrase(team: TeamLimit) -> str:
+    if team.limit <= 0:
+        if team.prepaid_left is None:
+            return "prepaid only (usage stops when prepaid credit runs out)"
+        if team.prepaid_left <= 0:
+            return "prepaid only, and its prepaid credit is used up (usage has stopped)"
+        return (
+            f"prepaid only, {money(team.prepaid_left)} prepaid credit left "
+            "(usage stops when it runs out)"
+        )
+    text = f"{money(team.limit)} a month on invoiced spend"
+    headroom = team.headroom
+    if headroom is None:
+        return text + ", after prepaid credit"
+    text += f", {money(headroom)} headroom"
+    if headroom <= 0:
+        text += " (reached: xAI stops serving once prepaid credit is gone)"
     return text

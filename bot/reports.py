@@ -7,8 +7,9 @@ as on xAI invoices; sums happen in SQL on exact integer nano-dollars.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -32,7 +33,7 @@ from bot.figures import (
     shares_that_add_up,
     week_label,
 )
-from bot.formatting import clock, day_label, day_span, money
+from bot.formatting import clock, day_label, day_span, decimal_text, money
 from bot.grammar import Command, UsageError, parse_day
 from storage.reader import (
     STRING_AGG,
@@ -587,39 +588,81 @@ def _mark(rows, group_by: str, coverage: Coverage, period: Period) -> tuple[Repo
 
 RECONCILE_ABS = Decimal(1)
 RECONCILE_REL = Decimal("0.01")
+PREVIEW, INVOICE = "preview", "invoice"
+"""A :class:`Reconciliation`'s ``source``: this cycle's invoice preview (the bill so far),
+or a closed month's invoice."""
 
 
 @dataclass(frozen=True)
 class Reconciliation:
-    """The usage series beside the provider's invoice preview, for the same month."""
+    """The usage series beside the provider's own bill for the same month.
+
+    Made by :func:`reconcile_month` (any month) and for ``status`` (each
+    connection's invoice preview). The usage series is set against the bill
+    before tax where the provider states it (it carries no tax), else the bill.
+    """
 
     month: date  # the first day of the billing cycle
     usage_usd: Decimal
-    """The usage series' days of ``month`` up to the day the invoice was read."""
-    invoice_usd: Decimal
-    """The invoice preview: the bill so far."""
+    """The usage series' days of ``month``: up to the day the preview was read, or all of
+    a closed month."""
+    invoice_usd: Decimal | None
+    """The bill as the provider states it, tax and corrections included; None when a
+    closed month's invoice could not be read or was not listed (see ``status``)."""
     invoice_as_of: datetime
     explanations: tuple[str, ...] = ()
+    source: str = PREVIEW
+    status: str | None = None
+    """A closed month's invoice: its ``providers.types.InvoiceStatus`` value."""
+    bill_source: str | None = None
+    """The preview's: ``totals`` (its own) or ``lines`` (added up: it stated no totals)."""
+    before_tax_usd: Decimal | None = None
+    tax_usd: Decimal | None = None
+    corrections_usd: Decimal | None = None
+    """The preview's corrections (credits, adjustments) on top of the total after tax."""
+    number: str = ""
+    problem: str | None = None
+    """Why a closed month's invoice could not be read, in the provider's words."""
 
     @property
-    def difference_usd(self) -> Decimal:
-        return self.usage_usd - self.invoice_usd
+    def compared_usd(self) -> Decimal | None:
+        """What the usage series is set against: the bill before tax, where stated."""
+        return self.before_tax_usd if self.before_tax_usd is not None else self.invoice_usd
+
+    @property
+    def difference_usd(self) -> Decimal | None:
+        compared = self.compared_usd
+        return None if compared is None else self.usage_usd - compared
 
     @property
     def flagged(self) -> bool:
         """Over $1 and over 1% of the bill: cent rounding per invoice line never flags."""
-        tolerance = max(RECONCILE_ABS, abs(self.invoice_usd) * RECONCILE_REL)
-        return abs(self.difference_usd) > tolerance
+        compared, difference = self.compared_usd, self.difference_usd
+        if compared is None or difference is None:
+            return False
+        tolerance = max(RECONCILE_ABS, abs(compared) * RECONCILE_REL)
+        return abs(difference) > tolerance
 
     def as_json(self) -> dict[str, object]:
+        def amount(value: Decimal | None) -> str | None:
+            return None if value is None else decimal_text(value)
+
         return {
             "month": f"{self.month:%Y-%m}",
-            "usage_usd": str(self.usage_usd),
-            "invoice_usd": str(self.invoice_usd),
+            "source": self.source,
+            "status": self.status,
+            "bill_source": self.bill_source,
+            "usage_usd": amount(self.usage_usd),
+            "invoice_usd": amount(self.invoice_usd),
+            "invoice_before_tax_usd": amount(self.before_tax_usd),
+            "tax_usd": amount(self.tax_usd),
+            "corrections_usd": amount(self.corrections_usd),
+            "invoice_number": self.number or None,
             "invoice_as_of": self.invoice_as_of.isoformat(),
-            "difference_usd": str(self.difference_usd),
+            "difference_usd": amount(self.difference_usd),
             "flagged": self.flagged,
             "explanations": list(self.explanations) if self.flagged else [],
+            "problem": self.problem,
         }
 
 
@@ -753,29 +796,130 @@ def status_book(session: Session, workspace_id: int, now: datetime, connections=
 
 def _reconcile(session: Session, workspace_id: int, today: date) -> dict[int, Reconciliation]:
     """Each connection's usage series beside its invoice preview, where there is one."""
+    return _reconciled(session, workspace_id, today, previews=_previews(session, workspace_id))
+
+
+def reconcile_month(
+    session: Session,
+    workspace_id: int,
+    month: date,
+    today: date,
+    connection_ids: Collection[int] | None = None,
+) -> dict[int, Reconciliation]:
+    """Each connection's usage series for ``month`` beside the provider's bill for it.
+
+    A closed month's invoice where one was stored (its status, and its total
+    unless it could not be read or was not listed), else the invoice preview
+    where the latest one is for ``month``. Connections with neither are left out.
+    ``connection_ids`` narrows it to some connections of the workspace.
+    """
+    month = month.replace(day=1)
+    past = _past_invoices(session, workspace_id, month, connection_ids)
+    previews = [
+        p
+        for p in _previews(session, workspace_id, connection_ids)
+        if p.stated.month == month and p.connection_id not in past
+    ]
+    return _reconciled(session, workspace_id, today, previews=previews, past=past.values())
+
+
+@dataclass(frozen=True)
+class _Bill:
+    """One connection's stored bill for a month, before the usage series is set beside it."""
+
+    connection_id: int
+    end: date  # the last day of usage it covers
+    synced: datetime | None  # when the connection's costs were last fetched
+    stated: Reconciliation  # the bill's own figures; usage and explanations come after
+
+
+def _previews(
+    session: Session, workspace_id: int, connection_ids: Collection[int] | None = None
+) -> list[_Bill]:
     from sqlalchemy import select
 
-    from storage.models import BillingState, Connection, FetchedSpan
+    from storage.models import BillingState, Connection
 
-    invoices = session.execute(
-        select(
-            BillingState.connection_id,
-            BillingState.as_of,
-            BillingState.invoice_month,
-            BillingState.month_to_date_usd,
-            Connection.last_success_at,
-        )
+    query = (
+        select(BillingState, Connection.last_success_at)
         .join(Connection, Connection.id == BillingState.connection_id)
         .where(Connection.workspace_id == workspace_id, BillingState.month_to_date_usd.is_not(None))
-    ).all()
-    if not invoices:
+    )
+    if connection_ids is not None:
+        query = query.where(BillingState.connection_id.in_(list(connection_ids)))
+    bills = []
+    for b, synced in session.execute(query):
+        read = b.as_of.astimezone(UTC).date()
+        start = b.invoice_month or read.replace(day=1)
+        corrected, total = b.total_with_corrections_usd, b.total_usd
+        stated = Reconciliation(
+            month=start,
+            usage_usd=Decimal(0),
+            invoice_usd=b.month_to_date_usd,
+            invoice_as_of=b.as_of,
+            bill_source=b.bill_source,
+            before_tax_usd=b.subtotal_usd,
+            tax_usd=b.tax_usd,
+            corrections_usd=None if corrected is None or total is None else corrected - total,
+        )
+        bills.append(_Bill(b.connection_id, min(read, _month_end(start)), synced, stated))
+    return bills
+
+
+def _past_invoices(
+    session: Session, workspace_id: int, month: date, connection_ids: Collection[int] | None
+) -> dict[int, _Bill]:
+    from sqlalchemy import select
+
+    from storage.models import Connection, Invoice
+
+    query = (
+        select(Invoice, Connection.last_success_at)
+        .join(Connection, Connection.id == Invoice.connection_id)
+        .where(Connection.workspace_id == workspace_id, Invoice.month == month)
+    )
+    if connection_ids is not None:
+        query = query.where(Invoice.connection_id.in_(list(connection_ids)))
+    bills = {}
+    for invoice, synced in session.execute(query):
+        stated = Reconciliation(
+            month=month,
+            usage_usd=Decimal(0),
+            invoice_usd=invoice.total_usd,
+            invoice_as_of=invoice.as_of,
+            source=INVOICE,
+            status=invoice.status,
+            before_tax_usd=invoice.subtotal_usd,
+            tax_usd=invoice.tax_usd,
+            number=invoice.number,
+            problem=invoice.problem,
+        )
+        bills[invoice.connection_id] = _Bill(
+            invoice.connection_id, _month_end(month), synced, stated
+        )
+    return bills
+
+
+def _reconciled(
+    session: Session,
+    workspace_id: int,
+    today: date,
+    *,
+    previews: Collection[_Bill] = (),
+    past: Collection[_Bill] = (),
+) -> dict[int, Reconciliation]:
+    """The bills beside the usage series over the days each covers, with what could
+    explain a difference."""
+    from sqlalchemy import select
+
+    from storage.models import FetchedSpan
+
+    bills = [*previews, *past]
+    if not bills:
         return {}
     windows: dict[tuple[date, date], list[int]] = {}
-    for cid, as_of, month, _, _ in invoices:
-        read = as_of.astimezone(UTC).date()
-        start = month or read.replace(day=1)
-        end = min(read, _month_end(start))
-        windows.setdefault((start, end), []).append(cid)
+    for bill in bills:
+        windows.setdefault((bill.stated.month, bill.end), []).append(bill.connection_id)
     usage: dict[int, Decimal] = {}
     for (start, end), cids in windows.items():
         query = cost_query(workspace_id, start, end, ["connection_id"], connection_id=cids)
@@ -783,29 +927,28 @@ def _reconcile(session: Session, workspace_id: int, today: date) -> dict[int, Re
     spans: dict[int, list[tuple[date, date]]] = {}
     for cid, first, last in session.execute(
         select(FetchedSpan.connection_id, FetchedSpan.first_day, FetchedSpan.last_day).where(
-            FetchedSpan.workspace_id == workspace_id
+            FetchedSpan.workspace_id == workspace_id,
+            FetchedSpan.connection_id.in_([bill.connection_id for bill in bills]),
         )
     ):
         spans.setdefault(cid, []).append((first, last))
     found = {}
-    for cid, as_of, month, invoice, synced in invoices:
-        read = as_of.astimezone(UTC).date()
-        start = month or read.replace(day=1)
-        end = min(read, _month_end(start))
-        spent = usage.get(cid) or Decimal(0)
-        merged = merge_spans(spans.get(cid, []))
-        found[cid] = Reconciliation(
-            month=start,
+    for bill in bills:
+        spent = usage.get(bill.connection_id) or Decimal(0)
+        fetched = merge_spans(spans.get(bill.connection_id, []))
+        found[bill.connection_id] = dataclasses.replace(
+            bill.stated,
             usage_usd=spent,
-            invoice_usd=invoice,
-            invoice_as_of=as_of,
-            explanations=_explanations(start, end, merged, as_of, synced, today, invoice, spent),
+            explanations=_explanations(bill, fetched, today, spent),
         )
     return found
 
 
-def _explanations(start, end, spans, as_of, synced, today, invoice, usage) -> tuple[str, ...]:
+def _explanations(
+    bill: _Bill, spans: list[tuple[date, date]], today: date, usage: Decimal
+) -> tuple[str, ...]:
     """What could explain a difference, most actionable first."""
+    stated, start, end = bill.stated, bill.stated.month, bill.end
     reasons = []
     missing = []
     day = start
@@ -824,7 +967,8 @@ def _explanations(start, end, spans, as_of, synced, today, invoice, usage) -> tu
             + ", ".join(day_span(a, b) for a, b in missing)
             + f" (sync --days {days} fetches them)"
         )
-    if synced is not None and abs((synced - as_of).total_seconds()) > 60:
+    synced, as_of = bill.synced, stated.invoice_as_of
+    if stated.source == PREVIEW and synced and abs((synced - as_of).total_seconds()) > 60:
         reasons.append(
             f"read at different times: the invoice at {clock(as_of)}, "
             f"the costs at {clock(synced)} (the next sync reads both)"
@@ -834,7 +978,17 @@ def _explanations(start, end, spans, as_of, synced, today, invoice, usage) -> tu
             "today's and yesterday's figures are still settling: xAI keeps updating a day for "
             "hours after it ends"
         )
-    if invoice > usage:
+    # The stored values of providers.types' InvoiceStatus and BillSource (not imported:
+    # it brings httpx, which a terminal report never needs).
+    if stated.status == "pending":
+        reasons.append("the invoice is still pending: it may change before it is charged")
+    if stated.bill_source == "lines":
+        reasons.append(
+            "the invoice preview stated no totals: its lines were added up, each rounded to "
+            "the cent"
+        )
+    invoice = stated.invoice_usd
+    if stated.before_tax_usd is None and invoice is not None and invoice > usage:
         reasons.append("tax or fees on the invoice that the usage series does not carry")
     reasons.append("corrections or credits xAI applied to the invoice")
     return tuple(reasons)

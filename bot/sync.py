@@ -39,6 +39,9 @@ from providers.types import (
     CheckResult,
     CostFetch,
     CostRow,
+    InvoiceHistoryProvider,
+    InvoiceStatus,
+    PastInvoice,
     Provider,
     ProviderError,
     Reason,
@@ -55,6 +58,7 @@ from storage.models import (
     ConnectionStatus,
     DailyCost,
     FetchedSpan,
+    Invoice,
     InvoiceLineUnits,
     ModelSeen,
     ProvisionalDay,
@@ -156,6 +160,14 @@ UNIT_COST_DAYS = 15
 look at the last week): one extra request a sync, not one per backfill window."""
 
 
+INVOICE_MONTHS = 3
+"""Past invoices are asked for the last few closed months only: the ones a monthly
+digest, ``last-month`` or a closed month's PDF set beside the usage series."""
+INVOICE_RECHECK = timedelta(hours=6)
+"""A month whose invoice is not final yet (pending, failed, unreadable, not issued) is
+asked for again at most this often, however often syncs run."""
+
+
 @dataclass
 class _Fetched:
     rows: list[CostRow]
@@ -164,6 +176,8 @@ class _Fetched:
     key_names: dict[str, str] = field(default_factory=dict)
     unit_costs: _UnitCosts | None = None
     """None: the provider did not say this time (no capability, refused, failed)."""
+    invoices: _Invoices | None = None
+    """None: not asked this time (nothing due), or the provider did not say."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +187,45 @@ class _UnitCosts:
     start: date
     end: date
     rows: tuple[UnitCostRow, ...]
+
+
+@dataclass(frozen=True)
+class _Invoices:
+    """What the provider listed for the closed ``months`` asked for."""
+
+    months: tuple[date, ...]
+    found: tuple[PastInvoice, ...]
+
+
+_FINAL_INVOICES = frozenset(s.value for s in InvoiceStatus if s.final)
+
+
+def invoice_months_due(stored: Mapping[date, tuple[str, datetime]], now: datetime) -> list[date]:
+    """The last :data:`INVOICE_MONTHS` closed months whose invoice is worth asking for.
+
+    ``stored`` is what is kept per month: (status, when read). A final invoice
+    is never asked for again, another one once :data:`INVOICE_RECHECK` has
+    passed; a month listed with no invoice stays so once a newer month has
+    closed (a month's invoice comes in the days after it ends).
+    """
+    month = now.astimezone(UTC).date().replace(day=1)
+    closed = []
+    for _ in range(INVOICE_MONTHS):
+        month = (month - timedelta(days=1)).replace(day=1)
+        closed.append(month)
+    due = []
+    for month in closed:
+        if month not in stored:
+            due.append(month)
+            continue
+        status, as_of = stored[month]
+        if status in _FINAL_INVOICES:
+            continue
+        if status == InvoiceStatus.NOT_LISTED and month != closed[0]:
+            continue
+        if now - as_of >= INVOICE_RECHECK:
+            due.append(month)
+    return due
 
 
 @dataclass
@@ -300,9 +353,9 @@ class HttpClients:
     httpcore's pool does work proportional to its connection count on every
     request: one pool of 32 connections costs several ms of CPU a request,
     eight pools of a few connections well under one. Each client has room
-    for a connection's whole burst (a 90-day backfill is six requests at
-    once: three windows, two billing GETs, the split by unit type), so the
-    shared gate, not a pool, decides who waits.
+    for a connection's whole burst (a 90-day backfill is seven requests at
+    once: three windows, two billing GETs, past invoices, the split by unit
+    type), so the shared gate, not a pool, decides who waits.
     """
 
     CONNECTIONS_PER_CLIENT = 8
@@ -581,6 +634,7 @@ class SyncEngine:
                 UnitCost,
                 UnitCostSpan,
                 InvoiceLineUnits,
+                Invoice,
             ):
                 session.execute(delete(table).where(table.connection_id == connection_id))
             session.execute(delete(Connection).where(Connection.id == connection_id))
@@ -649,6 +703,7 @@ class SyncEngine:
             loaded = {
                 c.id: c for c in session.scalars(select(Connection).where(Connection.id.in_(ids)))
             }
+            invoices_due = self._invoices_due(session, ids)
         missing = [i for i in ids if i not in loaded]
         if missing:
             raise LookupError(f"no connection with id {missing[0]}")
@@ -662,7 +717,11 @@ class SyncEngine:
                     nonlocal done
                     async with limit:  # held for the network part only
                         attempt = await self._fetch_one(
-                            clients.pick(index), connection, days, force
+                            clients.pick(index),
+                            connection,
+                            days,
+                            force,
+                            invoices_due.get(connection.id, ()),
                         )
                     result = await self._store_one(writer, attempt)
                     done += 1
@@ -674,12 +733,26 @@ class SyncEngine:
         finally:
             writer.close()
 
+    def _invoices_due(self, session: Session, ids: list[int]) -> dict[int, list[date]]:
+        """Per connection, the closed months whose invoice a sync now asks for."""
+        now = self.clock()
+        oldest = now.astimezone(UTC).date().replace(day=1) - timedelta(days=31 * INVOICE_MONTHS)
+        stored: dict[int, dict[date, tuple[str, datetime]]] = {cid: {} for cid in ids}
+        for cid, month, status, as_of in session.execute(
+            select(Invoice.connection_id, Invoice.month, Invoice.status, Invoice.as_of).where(
+                Invoice.connection_id.in_(ids), Invoice.month >= oldest
+            )
+        ):
+            stored[cid][month] = (status, as_of)
+        return {cid: invoice_months_due(months, now) for cid, months in stored.items()}
+
     async def _fetch_one(
         self,
         http: httpx.AsyncClient,
         connection: Connection,
         days: int | None,
         force: bool,
+        invoice_months: Iterable[date] = (),
     ) -> _Attempt:
         """The network half of a sync: what to store, or why it failed."""
         start, end = self.window_for(connection, days)
@@ -696,7 +769,13 @@ class SyncEngine:
                 connection.credentials_sealed, connection.credentials_aad
             )
             fetched = await self._fetch(
-                http, provider, credentials, connection, start, end + timedelta(days=1)
+                http,
+                provider,
+                credentials,
+                connection,
+                start,
+                end + timedelta(days=1),
+                tuple(invoice_months),
             )
         except ProviderError as error:
             attempt.result = attempt.failed(str(error.reason), error.message)
@@ -747,25 +826,28 @@ class SyncEngine:
         connection: Connection,
         start: date,
         end: date,
+        invoice_months: tuple[date, ...] = (),
     ) -> _Fetched:
         # Always ask for the per-key breakdown: a refusal may be a passing 400 or a
         # busy period, and the provider falls back per window at the cost of one
         # quick request. ``key_breakdown`` records what the last sync got.
         by_key = True
         windows = day_windows(start, end, provider.max_window_days)
-        # Costs, billing figures and costs by unit type, all at once (asking for the split
-        # after the costs made a backfill one round trip longer). Every request has ended
-        # when this returns, failed or not: nothing runs on past the connection's slot and
-        # HTTP client, and no error goes unread.
-        *costs, billing, unit_costs = await asyncio.gather(
+        # Costs, billing figures, costs by unit type and past invoices, all at once (asking
+        # for the split after the costs made a backfill one round trip longer). Every
+        # request has ended when this returns, failed or not: nothing runs on past the
+        # connection's slot and HTTP client, and no error goes unread.
+        *costs, billing, unit_costs, invoices = await asyncio.gather(
             *(self._fetch_split(http, provider, credentials, s, e, by_key) for s, e in windows),
             self._billing(http, provider, credentials),
             self._unit_costs(http, provider, credentials, start, end),
+            self._invoices(http, provider, credentials, invoice_months),
             return_exceptions=True,
         )
-        # The costs decide: their failure fails the sync. Billing and the split turn their
-        # own failures into None, so what they raise here is a bug, and fails it too.
-        errors = [r for r in (*costs, billing, unit_costs) if isinstance(r, BaseException)]
+        # The costs decide: their failure fails the sync. Billing, the split and invoices
+        # turn their own failures into None, so what they raise here is a bug, and fails it.
+        extras = (billing, unit_costs, invoices)
+        errors = [r for r in (*costs, *extras) if isinstance(r, BaseException)]
         if errors:
             for other in errors[1:]:  # more of the same reason need no word; a bug does
                 if not isinstance(other, ProviderError):
@@ -781,7 +863,7 @@ class SyncEngine:
         if by_key and not keyed:
             rows = _without_keys(rows)
         names = {r.api_key_id: r.api_key_label for r in rows if r.api_key_id}
-        return _Fetched(rows, keyed, billing, names, unit_costs)
+        return _Fetched(rows, keyed, billing, names, unit_costs, invoices)
 
     async def _unit_costs(
         self,
@@ -853,6 +935,24 @@ class SyncEngine:
             log.info("billing figures unavailable: %s", error.reason)
             return None
 
+    async def _invoices(
+        self,
+        http: httpx.AsyncClient,
+        provider: Provider,
+        credentials: Mapping[str, str],
+        months: tuple[date, ...],
+    ) -> _Invoices | None:
+        """Past invoices for the closed months due, where the provider lists them: a bonus
+        like billing figures, so a refusal or a failure never fails the sync."""
+        if not months or not isinstance(provider, InvoiceHistoryProvider):
+            return None
+        try:
+            found = await provider.fetch_invoices(http, credentials, min(months))
+        except ProviderError as error:
+            log.info("past invoices unavailable: %s", error.reason)
+            return None
+        return None if found is None else _Invoices(months, tuple(found))
+
     def _record(self, session: Session, attempt: _Attempt, totals: dict, trigger: str) -> None:
         """Store one sync's outcome (on the writer, inside its transaction).
 
@@ -921,6 +1021,7 @@ class SyncEngine:
             )
             _replace_unit_costs(session, connection, fetched.unit_costs)
             _replace_invoice_lines(session, connection, fetched.billing, self.clock())
+            _store_invoices(session, connection, fetched.invoices, now)
 
     def _replace_costs(
         self,
@@ -1007,6 +1108,13 @@ class SyncEngine:
                 "prepaid_credit_usd": b.prepaid_credit_usd,
                 "spending_limit_usd": b.spending_limit_usd,
                 "invoiced_usd": b.invoiced_usd,
+                "bill_source": b.bill_source,
+                "subtotal_usd": b.subtotal_usd,
+                "tax_usd": b.tax_usd,
+                "total_usd": b.total_usd,
+                "total_with_corrections_usd": b.total_with_corrections_usd,
+                "prepaid_total_usd": b.prepaid_total_usd,
+                "prepaid_used_usd": b.prepaid_used_usd,
             }
             billing = upsert(session, BillingState).values(connection_id=connection.id, **figures)
             session.execute(
@@ -1078,6 +1186,47 @@ def _replace_invoice_lines(
                 for line in billing.lines
             ],
         )
+
+
+def _store_invoices(
+    session: Session, connection: Connection, fetched: _Invoices | None, now: datetime
+) -> None:
+    """One row per month asked for: its invoice as listed, or that none was listed."""
+    if fetched is None:
+        return
+    listed = {i.month: i for i in fetched.found if i.month is not None}
+    # An invoice that names no month cannot be placed: the months left without one say
+    # so, since it may be theirs.
+    stray = " ".join(i.problem for i in fetched.found if i.month is None)
+    rows = []
+    for month in fetched.months:
+        invoice = listed.get(month)
+        if invoice is None:
+            invoice = PastInvoice(month, InvoiceStatus.NOT_LISTED, problem=stray)
+        rows.append(
+            {
+                "connection_id": connection.id,
+                "month": month,
+                "status": invoice.status.value,
+                "total_usd": invoice.total_usd,
+                "subtotal_usd": invoice.subtotal_usd,
+                "tax_usd": invoice.tax_usd,
+                "number": invoice.number[:200],
+                "problem": invoice.problem or None,
+                "as_of": now,
+            }
+        )
+    if not rows:
+        return
+    stored = upsert(session, Invoice)
+    columns = ("status", "total_usd", "subtotal_usd", "tax_usd", "number", "problem", "as_of")
+    session.execute(
+        stored.on_conflict_do_update(
+            index_elements=["connection_id", "month"],
+            set_={name: stored.excluded[name] for name in columns},
+        ),
+        rows,
+    )
 
 
 def record_fetched(

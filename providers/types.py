@@ -157,20 +157,95 @@ class CheckResult:
     notes: tuple[str, ...] = ()
 
 
+class BillSource(StrEnum):
+    """Where a :class:`BillingSnapshot`'s bill so far was read. Stable: stored and shown."""
+
+    TOTALS = "totals"
+    """The invoice's own totals, as the provider states them."""
+    LINES = "lines"
+    """The invoice's lines added up: the provider gave no totals (each line is rounded)."""
+
+
 @dataclass(frozen=True)
 class BillingSnapshot:
-    """Live billing figures, where the provider's API has them. USD."""
+    """Live billing figures, where the provider's API has them. USD.
+
+    The bill so far, the prepaid credit used and the invoiced spend all come
+    from one source (:attr:`bill_source`): the invoice's own totals when it
+    states them, its lines added up only when it does not.
+    """
 
     as_of: datetime
     month_to_date_usd: Decimal | None = None
+    """The bill so far for ``billing_cycle``: tax and corrections included where stated."""
     prepaid_credit_usd: Decimal | None = None
+    """Prepaid credit left: :attr:`prepaid_total_usd` minus :attr:`prepaid_used_usd`."""
     spending_limit_usd: Decimal | None = None
     invoiced_usd: Decimal | None = None
-    """This cycle's spend beyond prepaid credit: what a spending limit applies to."""
+    """This cycle's spend beyond prepaid credit (the bill so far minus the prepaid credit
+    used, never below 0): what a spending limit applies to."""
     billing_cycle: date | None = None
     """The first day of the month ``month_to_date_usd`` is for, where the provider says."""
     lines: tuple[InvoiceLine, ...] = ()
-    """The invoice's lines (token counts per model and kind), where the provider has them."""
+    """The invoice's lines (token counts per model and kind), where the provider has them.
+    For the split only: they need not add up to the bill."""
+    bill_source: BillSource | None = None
+    """Where ``month_to_date_usd`` came from; None when the invoice was not read."""
+    subtotal_usd: Decimal | None = None
+    """Before tax, where stated: the invoice's figure for the usage itself."""
+    tax_usd: Decimal | None = None
+    """Tax (VAT) on the bill so far, where stated."""
+    total_usd: Decimal | None = None
+    """After tax, before corrections, where stated."""
+    total_with_corrections_usd: Decimal | None = None
+    """After tax and the provider's corrections (credits, adjustments), where stated."""
+    prepaid_total_usd: Decimal | None = None
+    """The prepaid credit the team had for this cycle, where stated."""
+    prepaid_used_usd: Decimal | None = None
+    """The part of the bill so far paid from prepaid credit."""
+
+
+class InvoiceStatus(StrEnum):
+    """Where a past month's invoice stands. Stable: stored and shown."""
+
+    PENDING = "pending"
+    """Issued, not charged yet: it may still change."""
+    PAID = "paid"
+    WILL_NEVER_BE_CHARGED = "will_never_be_charged"
+    FAILED = "failed"
+    """The charge failed; it will be tried again."""
+    UNREADABLE = "unreadable"
+    """The provider listed it in a form this app cannot read (see ``problem``)."""
+    NOT_LISTED = "not_listed"
+    """Recorded by the host: the provider listed no invoice for the month when asked."""
+
+    @property
+    def final(self) -> bool:
+        """Whether the invoice will not change any more, so need not be asked for again."""
+        return self in (InvoiceStatus.PAID, InvoiceStatus.WILL_NEVER_BE_CHARGED)
+
+
+@dataclass(frozen=True)
+class PastInvoice:
+    """One closed month's invoice, as the provider lists it. USD.
+
+    An invoice that cannot be read is still returned, ``UNREADABLE`` with the
+    ``problem`` in words a person can act on, and whatever could be read: never
+    a guessed amount.
+    """
+
+    month: date | None
+    """The first day of the billing month; None when even that could not be read."""
+    status: InvoiceStatus
+    total_usd: Decimal | None = None
+    """What is charged: tax included."""
+    subtotal_usd: Decimal | None = None
+    """Before tax: the invoice's figure for the usage itself."""
+    tax_usd: Decimal | None = None
+    lines: tuple[InvoiceLine, ...] = ()
+    number: str = ""
+    """The provider's invoice number, for a person to look it up."""
+    problem: str = ""
 
 
 Credentials = Mapping[str, str]
@@ -239,6 +314,23 @@ class UnitCostProvider(Protocol):
         """Costs per UTC day, model and unit type for ``[start, end)`` (at most
         ``max_window_days``); None when the service does not answer this grouping
         (refused or cut off): the caller then knows those days' kinds are unknown."""
+        ...
+
+
+@runtime_checkable
+class InvoiceHistoryProvider(Protocol):
+    """An optional capability: the invoices of closed months, to set beside the usage series.
+
+    The host asks for it beside billing, only for the last few closed months not yet
+    stored as final, and a failure never fails a sync.
+    """
+
+    async def fetch_invoices(
+        self, http: httpx.AsyncClient, credentials: Credentials, since: date
+    ) -> tuple[PastInvoice, ...] | None:
+        """The monthly invoices from the month of ``since`` on, one per month at most
+        (prepaid top-ups and other invoices that are no month's bill left out); None
+        when this key or account may not see them."""
         ...
 
 

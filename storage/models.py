@@ -334,11 +334,51 @@ class BillingState(Base):
     invoice_month: Mapped[date | None]
     """The first day of the billing cycle the invoice preview is for, where known."""
     month_to_date_usd: Mapped[optional_money]
-    """The invoice preview's lines: the bill so far for ``invoice_month``."""
+    """The bill so far for ``invoice_month``, as the provider states it (``bill_source``)."""
     prepaid_credit_usd: Mapped[optional_money]
+    """Prepaid credit left: ``prepaid_total_usd`` minus ``prepaid_used_usd``."""
     spending_limit_usd: Mapped[optional_money]
     invoiced_usd: Mapped[optional_money]
-    """The cycle's spend beyond prepaid credit (the invoice so far minus credit used)."""
+    """The cycle's spend beyond prepaid credit (the bill so far minus credit used)."""
+    bill_source: Mapped[str | None] = mapped_column(String(8))
+    """Where the bill was read (``providers.types.BillSource``): the invoice's own totals,
+    or its lines added up when it stated none. None: read before this was kept."""
+    subtotal_usd: Mapped[optional_money]
+    """Before tax, where stated: what the usage series is set against."""
+    tax_usd: Mapped[optional_money]
+    total_usd: Mapped[optional_money]
+    """After tax, before the provider's corrections, where stated."""
+    total_with_corrections_usd: Mapped[optional_money]
+    prepaid_total_usd: Mapped[optional_money]
+    prepaid_used_usd: Mapped[optional_money]
+
+
+class Invoice(Base):
+    """A closed month's invoice for a connection, as the provider last listed it.
+
+    One row per month asked for: its status (``providers.types.InvoiceStatus``,
+    ``not_listed`` when the provider listed none for the month, ``unreadable``
+    with the ``problem`` when it could not be read) and amounts. Asked for again
+    until its status is final.
+    """
+
+    __tablename__ = "invoices"
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    month: Mapped[date] = mapped_column(primary_key=True)
+    """The billing month's first day."""
+    status: Mapped[str] = mapped_column(String(32))
+    total_usd: Mapped[optional_money]
+    """What is charged, tax included."""
+    subtotal_usd: Mapped[optional_money]
+    """Before tax: what the usage series is set against."""
+    tax_usd: Mapped[optional_money]
+    number: Mapped[str] = mapped_column(String(200), default="")
+    problem: Mapped[str | None] = mapped_column(Text)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When it was read (the sync's time)."""
 
 
 class SyncRun(Base):

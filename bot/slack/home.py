@@ -40,6 +40,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import figures, formatting
+from bot.digests import prepaid_words
 from bot.figures import PACE
 from bot.home import Dashboard, build_dashboard, fingerprint
 from bot.render import insights_section, render_json
@@ -89,6 +90,7 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
             formatting.delta(forecast.total, budget) if forecast and budget else None
         ),
         week_total=figures.figure_words(dashboard.week.total),
+        prepaid=prepaid_words(dashboard.week.prepaid),
         week_vs=dashboard.week.previous,
         pace=PACE,
         spark=formatting.sparkline(trend),

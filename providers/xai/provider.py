@@ -1,7 +1,7 @@
 """The xAI provider: costs and billing from xAI's Management API.
 
-Read-only by design: it only calls the validation, usage, invoice preview and
-spending-limit endpoints below, never a write endpoint. The shapes follow
+Read-only by design: it only calls the validation, usage, invoice preview,
+spending-limit and invoice list endpoints below, never a write endpoint. The shapes follow
 xAI's protobuf definitions; proto3 JSON may omit any field at its default, so
 every field is read with a default. Error bodies are gRPC-gateway style
 (``{"code": 7, "message": "..."}``) but may be anything, HTML included.
@@ -23,12 +23,15 @@ import httpx
 from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
 from providers.types import (
     BillingSnapshot,
+    BillSource,
     CheckResult,
     CostFetch,
     CostRow,
     CredentialField,
     Credentials,
     InvoiceLine,
+    InvoiceStatus,
+    PastInvoice,
     PriceTable,
     ProviderError,
     Reason,
@@ -255,6 +258,21 @@ class XaiProvider:
         invoice, limits = results
         return _billing_snapshot(invoice, limits)
 
+    async def fetch_invoices(
+        self, http: httpx.AsyncClient, credentials: Credentials, since: date
+    ) -> tuple[PastInvoice, ...] | None:
+        """The monthly invoices from ``since``'s month on (``InvoiceHistoryProvider``);
+        None when this key or team may not see them."""
+        team_id, key = _read_credentials(credentials)
+        path = f"/v1/billing/teams/{team_id}/invoices"
+        query = f"since.year={since.year}&since.month={since.month}"
+        response = await self._call(http, "GET", f"{path}?{query}", key)
+        if response.status_code in (403, 404):
+            return None
+        if not response.is_success:
+            raise self._error(response, team_id, key)
+        return _past_invoices(_invoice_entries(response, self.base_url))
+
     # -- plumbing --------------------------------------------------------------
 
     async def _call(
@@ -475,14 +493,19 @@ def _usage_body(start: date, end: date, group_by: Sequence[str]) -> dict[str, An
     }
 
 
-def _json_object(response: httpx.Response, base_url: str) -> dict[str, Any]:
-    """The body as a JSON object, numbers as Decimal; BAD_RESPONSE if it is not one."""
+def _json(response: httpx.Response) -> Any:
+    """The body as JSON with numbers as Decimal; None if it is not JSON."""
     try:
-        payload = json.loads(
+        return json.loads(
             response.content, parse_float=Decimal, parse_int=Decimal, parse_constant=Decimal
         )
     except ValueError:
-        payload = None
+        return None
+
+
+def _json_object(response: httpx.Response, base_url: str) -> dict[str, Any]:
+    """The body as a JSON object, numbers as Decimal; BAD_RESPONSE if it is not one."""
+    payload = _json(response)
     if not isinstance(payload, dict):
         raise ProviderError(
             Reason.BAD_RESPONSE,
@@ -553,37 +576,194 @@ def model_id(label: str) -> str:
 def _billing_snapshot(
     invoice: dict[str, Any] | None, limits: dict[str, Any] | None
 ) -> BillingSnapshot:
-    month_to_date = prepaid_left = spending_limit = cycle = invoiced = None
-    lines: tuple[InvoiceLine, ...] = ()
+    figures: dict[str, Any] = {}
     if invoice is not None:
         core = _dict(invoice.get("coreInvoice"))
-        lines = _invoice_lines(core)
-        month_to_date = sum(
+        figures = _invoice_figures(core)
+        figures["lines"] = _invoice_lines(core)
+        figures["spending_limit_usd"] = _cents(invoice.get("effectiveSpendingLimit"))
+        figures["billing_cycle"] = _billing_cycle(_dict(invoice.get("billingCycle")))
+    if limits is not None:
+        effective = _cents(_dict(limits.get("spendingLimits")).get("effectiveSl"))
+        if effective is not None:
+            figures["spending_limit_usd"] = effective
+    return BillingSnapshot(as_of=datetime.now(UTC), **figures)
+
+
+def _invoice_figures(core: dict[str, Any]) -> dict[str, Any]:
+    """The bill so far, its tax and the prepaid credit used, from one source.
+
+    The invoice's own totals when it states any (``totalWithCorr`` a Cent
+    message, the others bare int64 strings); its lines added up only when it
+    states none, as lines rounded to the cent need not add up to the total and
+    can be missing while the totals are not. A total that is not a number
+    counts as not stated. Proto3 leaves out an int64 at zero, so a missing
+    ``vatCost`` beside the amounts before and after VAT is no tax.
+    """
+    with_corrections = _cents(core.get("totalWithCorr"))
+    before = _cents(core.get("amountBeforeVat"))
+    if before is None:
+        before = _cents(core.get("subtotal"))
+    after = _cents(core.get("amountAfterVat"))
+    tax = _cents(core.get("vatCost"))
+    if tax is None and before is not None and after is not None:
+        tax = after - before
+    if after is None and before is not None:
+        after = before + (tax or Decimal(0))
+    bill, source = with_corrections if with_corrections is not None else after, BillSource.TOTALS
+    if bill is None:
+        source = BillSource.LINES
+        bill = sum(
             (_cents(_dict(line).get("amount")) or Decimal(0) for line in _list(core.get("lines"))),
             Decimal(0),
         )
-        prepaid = _cents(core.get("prepaidCredits"))
-        if prepaid is not None:
-            # The used figure has been seen both negative and positive.
-            used = _cents(core.get("prepaidCreditsUsed")) or Decimal(0)
-            prepaid_left = max(Decimal(0), abs(prepaid) - abs(used))
-        # Prepaid credit pays first; the spending limit applies to the rest (invoiced).
-        # A field at its default is absent in proto3 JSON: no figure means none used.
-        used_so_far = abs(_cents(core.get("prepaidCreditsUsed")) or Decimal(0))
-        invoiced = max(Decimal(0), month_to_date - used_so_far)
-        spending_limit = _cents(invoice.get("effectiveSpendingLimit"))
-        cycle = _billing_cycle(_dict(invoice.get("billingCycle")))
-    if limits is not None:
-        effective = _cents(_dict(limits.get("spendingLimits")).get("effectiveSl"))
-        spending_limit = effective if effective is not None else spending_limit
-    return BillingSnapshot(
-        as_of=datetime.now(UTC),
-        month_to_date_usd=month_to_date,
-        prepaid_credit_usd=prepaid_left,
-        spending_limit_usd=spending_limit,
-        invoiced_usd=invoiced,
-        billing_cycle=cycle,
-        lines=lines,
+    # The used figure has been seen both negative and positive; proto3 leaves out a
+    # Cent message never set, so no figure means none used.
+    prepaid = _cents(core.get("prepaidCredits"))
+    prepaid = abs(prepaid) if prepaid is not None else None
+    used = abs(_cents(core.get("prepaidCreditsUsed")) or Decimal(0))
+    return {
+        "month_to_date_usd": bill,
+        "bill_source": source,
+        "subtotal_usd": before,
+        "tax_usd": tax,
+        "total_usd": after,
+        "total_with_corrections_usd": with_corrections,
+        "prepaid_total_usd": prepaid,
+        "prepaid_used_usd": used,
+        "prepaid_credit_usd": max(Decimal(0), prepaid - used) if prepaid is not None else None,
+        # Prepaid credit pays first; the spending limit applies to the rest.
+        "invoiced_usd": max(Decimal(0), bill - used),
+    }
+
+
+# -- past invoices: the list's envelope is not documented, so it is read defensively --
+
+_INVOICE_STATUSES: dict[object, InvoiceStatus] = {
+    "PENDING": InvoiceStatus.PENDING,
+    "PAID": InvoiceStatus.PAID,
+    "WILL_NEVER_BE_CHARGED": InvoiceStatus.WILL_NEVER_BE_CHARGED,
+    "FAILED": InvoiceStatus.FAILED,
+}
+# proto3 JSON may write an enum as its number (billing.proto's InvoiceBundle.Status).
+_INVOICE_STATUSES.update(dict(enumerate(list(_INVOICE_STATUSES.values()), start=1)))
+# When xAI lists a month twice (a voided invoice and its reissue, say), the one that
+# stands: the charged one, then the one still to be charged.
+_STANDING = (
+    InvoiceStatus.PAID,
+    InvoiceStatus.PENDING,
+    InvoiceStatus.FAILED,
+    InvoiceStatus.WILL_NEVER_BE_CHARGED,
+    InvoiceStatus.UNREADABLE,
+)
+# InvoiceBundle's other flavours: prepaid top-ups and subscriptions are no month's bill.
+_NOT_A_MONTH = ("prepaid", "subscriptions")
+
+
+def _invoice_entries(response: httpx.Response, base_url: str) -> list[Any]:
+    """The entries of an invoice list: ``{"invoices": [...]}`` (ListInvoicesResp), or a
+    bare list; an empty object is no invoices (proto3). Any other shape is refused
+    by name rather than searched for something that looks like invoices."""
+    payload = _json(response)
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict):
+        entries = payload.get("invoices", [])
+        if isinstance(entries, list) and (entries or not payload.keys() - {"invoices"}):
+            return entries
+        if not isinstance(entries, list):
+            what = f'its "invoices" is not a list ({type(entries).__name__})'
+        else:
+            what = f"it has no invoices field, only {', '.join(sorted(payload))[:120]}"
+    else:
+        what = "it is not JSON"
+    raise ProviderError(
+        Reason.BAD_RESPONSE,
+        f"xAI's Management API at {base_url} sent an invoice list this app cannot read: "
+        f"{what}. The past invoices are left out until it can.",
+    )
+
+
+def _past_invoices(entries: list[Any]) -> tuple[PastInvoice, ...]:
+    """One invoice per month, in the order listed; unreadable ones kept, said so."""
+    found: list[PastInvoice] = []
+    by_month: dict[date, int] = {}
+    for entry in entries:
+        invoice = _past_invoice(entry)
+        if invoice is None:
+            continue
+        if invoice.month is None or invoice.month not in by_month:
+            if invoice.month is not None:
+                by_month[invoice.month] = len(found)
+            found.append(invoice)
+            continue
+        index = by_month[invoice.month]
+        if _STANDING.index(invoice.status) < _STANDING.index(found[index].status):
+            found[index] = invoice
+    return tuple(found)
+
+
+def _past_invoice(entry: Any) -> PastInvoice | None:
+    """One InvoiceBundle; None when it is no month's bill (a prepaid top-up)."""
+    if not isinstance(entry, dict):
+        return PastInvoice(
+            None,
+            InvoiceStatus.UNREADABLE,
+            problem=f"xAI listed an invoice that is not an object ({str(entry)[:40]!r}).",
+        )
+    if "monthly" not in entry and any(flavour in entry for flavour in _NOT_A_MONTH):
+        return None
+    number = str(entry.get("invoiceNumber") or entry.get("invoiceId") or "")
+    cycle = _dict(_dict(entry.get("monthly")).get("billingCycle")) or _dict(
+        entry.get("billingCycle")
+    )
+    month = _billing_cycle(cycle)
+    problems = [] if month is not None else ["it names no billing month"]
+    raw_status = entry.get("invoiceStatus")
+    status = _INVOICE_STATUSES.get(raw_status) if isinstance(raw_status, str | Decimal) else None
+    if status is None:
+        problems.append(
+            f"its status {str(raw_status)[:40]!r} is not one this app knows"
+            if raw_status is not None
+            else "it states no status"
+        )
+    amounts: dict[str, Decimal | None] = {}
+    for name in ("subtotal", "tax", "total"):
+        raw = entry.get(name)
+        amount = _cents(raw)
+        # Whole cents (int64): "1234.56" may be dollars or cents, so it is neither.
+        amounts[name] = amount if amount is None or amount == round(amount, 2) else None
+        if raw is not None and amounts[name] is None:
+            problems.append(f"its {name} is not an amount in cents ({str(raw)[:40]!r})")
+    subtotal, tax, total = amounts["subtotal"], amounts["tax"], amounts["total"]
+    # proto3 leaves out an int64 at zero: a missing amount is $0 where the others agree.
+    if not problems:
+        listed = sum(
+            (_cents(_dict(line).get("amount")) or Decimal(0) for line in _list(entry.get("lines"))),
+            Decimal(0),
+        )
+        if total is None and subtotal is None and listed:
+            problems.append(f"it states no total, though its lines add up to ${listed:,.2f}")
+        tax = tax if tax is not None else Decimal(0)
+        subtotal = subtotal if subtotal is not None else (total or Decimal(0)) - tax
+        total = total if total is not None else subtotal + tax
+    if problems:
+        listed_as = f"invoice {number}" if number else "an invoice"
+        return PastInvoice(
+            month,
+            InvoiceStatus.UNREADABLE,
+            number=number,
+            problem=f"xAI listed {listed_as} this app cannot read: {'; '.join(problems)}. "
+            "Its figures are left out; see it in the xAI Console.",
+        )
+    return PastInvoice(
+        month,
+        status,  # type: ignore[arg-type]  # no problems: it was read
+        total_usd=total,
+        subtotal_usd=subtotal,
+        tax_usd=tax,
+        lines=_invoice_lines(entry),
+        number=number,
     )
 
 

@@ -36,7 +36,10 @@ from providers.standin import Answer, StandIn, StandInHandler
 __all__ = [
     "DEMO_KEY",
     "DEMO_TEAM_ID",
+    "INVOICE_SHAPES",
+    "INVOICE_STATUSES",
     "MODELS",
+    "Bill",
     "RecordedRequest",
     "Sandbox",
     "serve_forever",
@@ -58,6 +61,12 @@ MODELS = (
 )
 
 ENDPOINTS = ("usage", "validation", "invoice", "limits", "balance", "invoices", "any")
+INVOICE_SHAPES = ("lines", "full", "totals")
+"""What the invoice preview carries: its lines only (the stand-in's first shape), lines and
+its own totals (as billing.proto has it), or its totals without lines (seen live)."""
+INVOICE_STATUSES = ("PENDING", "PAID", "WILL_NEVER_BE_CHARGED", "FAILED")
+MALFORMED_INVOICES = ("total", "cycle")
+"""How a past invoice can be served broken: its total not a number, or no billing cycle."""
 FAULT_KINDS = ("status", "hang", "truncate", "limit_reached")
 HANG_SECONDS = 30.0
 
@@ -197,6 +206,33 @@ class RecordedRequest:
     status: int
     arrived: float = 0.0
     answered: float = 0.0
+
+
+@dataclass(frozen=True)
+class Bill:
+    """A month's invoice as the stand-in states it, in USD: the oracle for billing tests."""
+
+    usage: Decimal
+    """The exact sum of the month's served costs (what the usage series adds up to)."""
+    lines: Decimal
+    """The invoice lines added up, each rounded to the cent on its own."""
+    subtotal: Decimal
+    """Before tax (``amountBeforeVat``, a past invoice's ``subtotal``): the usage rounded once."""
+    tax: Decimal
+    total: Decimal
+    """After tax (``amountAfterVat``, a past invoice's ``total``)."""
+    total_with_corrections: Decimal
+    """``totalWithCorr``: the total plus the corrections knob."""
+    prepaid: Decimal
+    prepaid_used: Decimal
+    stated: Decimal
+    """What the answer gives as the bill: the total with corrections, or with the "lines"
+    shape (no totals) the lines added up."""
+
+    @property
+    def invoiced(self) -> Decimal:
+        """The spend beyond prepaid credit: what the spending limit caps."""
+        return max(Decimal(0), self.stated - self.prepaid_used)
 
 
 @dataclass
@@ -340,28 +376,43 @@ def _image_cost(team_id: str, day: date, weekend: bool) -> Decimal:
     return count * _IMAGE_PRICE
 
 
-def _day_fraction(now: datetime) -> Decimal:
-    midnight = datetime.combine(now.date(), datetime.min.time(), tzinfo=UTC)
+def _served_fraction(day: date, now: datetime, settle_hours: float) -> Decimal:
+    """How much of a day's cost xAI has served by ``now``: it grows evenly from the
+    day's start until ``settle_hours`` after its end (with 0, until midnight)."""
+    midnight = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
     elapsed = now - midnight
     micros = (elapsed.days * 86400 + elapsed.seconds) * 1_000_000 + elapsed.microseconds
-    return Decimal(micros) / Decimal(86400 * 1_000_000)
+    span = int((86400 + settle_hours * 3600) * 1_000_000)
+    return min(Decimal(1), Decimal(micros) / Decimal(span))
 
 
 def _day_cost(
-    team_id: str, label: str, day: date, now: datetime, anchor: date | None = None
+    team_id: str,
+    label: str,
+    day: date,
+    now: datetime,
+    anchor: date | None = None,
+    settle_hours: float = 0.0,
 ) -> Decimal:
     """What has been billed for the day as of ``now``: nothing yet in the future.
 
     The late model and the spike are placed relative to ``anchor`` when given
-    (so history stays put while a test moves the clock), else to today.
+    (so history stays put while a test moves the clock), else to today. A day
+    is served in part until it has settled (:func:`_served_fraction`).
     """
     today = now.date()
     if day > today or label not in _SPECS:
         return Decimal(0)
     full = _full_day_cost(team_id, label, day, anchor or today)
-    if day == today:
-        return (full * _day_fraction(now)).quantize(_Q8)
+    if day == today or (settle_hours and now < _settled_at(day, settle_hours)):
+        return (full * _served_fraction(day, now, settle_hours)).quantize(_Q8)
     return full
+
+
+def _settled_at(day: date, settle_hours: float) -> datetime:
+    """When a day's served cost stops growing: its end, plus the settle time."""
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return end + timedelta(hours=settle_hours)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -604,10 +655,34 @@ class Sandbox(StandIn):
         api_key_count: int = 2,
         max_groups: int | None = None,
         unit_types: bool = True,
+        settle_hours: float = 0.0,
+        invoice_shape: str = "lines",
+        correction_cents: int = 0,
+        vat_percent: Decimal | int | str = 0,
+        prepaid_cents: int = _PREPAID_CENTS,
+        top_up_invoices: bool = False,
     ) -> None:
         super().__init__(host, port)
         if api_key_count < 1:
             raise ValueError("api_key_count must be 1 or more")
+        if settle_hours < 0:
+            raise ValueError("settle_hours must be 0 or more")
+        if invoice_shape not in INVOICE_SHAPES:
+            raise ValueError(f"invoice_shape must be one of {', '.join(INVOICE_SHAPES)}")
+        if prepaid_cents < 0 or Decimal(vat_percent) < 0:
+            raise ValueError("prepaid_cents and vat_percent must be 0 or more")
+        self.settle_hours = settle_hours
+        """A finished day's cost keeps growing for this long after it ends (0: it is final
+        at midnight); see :meth:`cost` and :meth:`final_cost`."""
+        self.invoice_shape = invoice_shape
+        self.correction_cents = correction_cents
+        """Added to the preview's ``totalWithCorr`` (a credit when negative)."""
+        self.vat_percent = Decimal(vat_percent)
+        self.prepaid_cents = prepaid_cents
+        """The team's prepaid credit: used up once the month's bill passes it."""
+        self.top_up_invoices = top_up_invoices
+        """Past invoices include a prepaid top-up a month, which is no month's bill."""
+        self._past_invoices: dict[tuple[int, int], tuple[str, str | None, bool]] = {}
         self.latency = latency
         self.max_range_days = max_range_days
         self.anchor = anchor
@@ -711,10 +786,53 @@ class Sandbox(StandIn):
         self, team_id: str, model_label: str, day: date, api_key_id: str | None = None
     ) -> Decimal:
         """Exactly what the server serves for that day now (per the clock), or one key's share."""
-        total = _day_cost(team_id, model_label, day, self._now(), self.anchor)
+        total = _day_cost(team_id, model_label, day, self._now(), self.anchor, self.settle_hours)
         if api_key_id is None:
             return total
         return _key_share(total, _key_ids(team_id, self.api_key_count), api_key_id)
+
+    def final_cost(
+        self, team_id: str, model_label: str, day: date, api_key_id: str | None = None
+    ) -> Decimal:
+        """What the server will serve for that day once it has settled (:meth:`settled_at`)."""
+        now = max(self._now(), self.settled_at(day))
+        total = _day_cost(team_id, model_label, day, now, self.anchor, self.settle_hours)
+        if api_key_id is None:
+            return total
+        return _key_share(total, _key_ids(team_id, self.api_key_count), api_key_id)
+
+    def settled_at(self, day: date) -> datetime:
+        """When ``day``'s served cost stops growing: its end plus ``settle_hours``."""
+        return _settled_at(day, self.settle_hours)
+
+    def bill(self, team_id: str) -> Bill:
+        """The invoice preview's figures now: the current month to date."""
+        now = self._now()
+        today = now.date()
+        return self._bill(team_id, _month_days(today.year, today.month, today), now)
+
+    def past_bill(self, team_id: str, year: int, month: int) -> Bill:
+        """A closed month's invoice, as ``/invoices`` lists it (its corrections: none)."""
+        return self._bill(team_id, _month_days(year, month), self._now(), corrections=False)
+
+    def set_invoice(
+        self,
+        year: int,
+        month: int,
+        status: str = "PAID",
+        *,
+        malformed: str | None = None,
+        listed: bool = True,
+    ) -> None:
+        """How a closed month's invoice is listed: its status, or broken (``malformed``:
+        "total" not a number, "cycle" missing), or not at all (not issued yet). Every
+        month is listed PAID unless set."""
+        if status not in INVOICE_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(INVOICE_STATUSES)}")
+        if malformed is not None and malformed not in MALFORMED_INVOICES:
+            raise ValueError(f"malformed must be one of {', '.join(MALFORMED_INVOICES)}")
+        with self._lock:
+            self._past_invoices[(year, month)] = (status, malformed, listed)
 
     def unit_cost(self, team_id: str, model_label: str, day: date, unit_type: str) -> Decimal:
         """Exactly what the server serves for one model's kind of usage on that day now."""
@@ -834,7 +952,7 @@ class Sandbox(StandIn):
             if endpoint == "limits":
                 return _Answer(200, _spending_limits())
             if endpoint == "balance":
-                return _Answer(200, {"changes": [], "total": {"val": str(-_PREPAID_CENTS)}})
+                return _Answer(200, {"changes": [], "total": {"val": str(-self.prepaid_cents)}})
             return _Answer(200, self._invoices(team_id, query, now))
         except _ApiError as exc:
             return exc.answer()
@@ -962,7 +1080,7 @@ class Sandbox(StandIn):
     ) -> Decimal:
         amount = Decimal(0)
         for label in labels:
-            total = _day_cost(team_id, label, day, now, self.anchor)
+            total = _day_cost(team_id, label, day, now, self.anchor, self.settle_hours)
             if unit_type is not None:
                 total = _unit_share(label, total, unit_type)
             if key_ids is None:
@@ -972,18 +1090,54 @@ class Sandbox(StandIn):
                 amount += sum((_key_share(total, keys, k) for k in key_ids), Decimal(0))
         return amount
 
+    def _bill(
+        self, team_id: str, days: list[date], now: datetime, *, corrections: bool = True
+    ) -> Bill:
+        usage = sum((self._amount(team_id, MODELS, None, day, now) for day in days), Decimal(0))
+        lines = self._lines(team_id, days, now)
+        lines_usd = Decimal(sum(int(line["amount"]) for line in lines)) / 100
+        subtotal = Decimal(_cents(usage)) / 100
+        tax = Decimal(_cents(subtotal * self.vat_percent / 100)) / 100
+        total = subtotal + tax
+        with_corrections = total + (Decimal(self.correction_cents) / 100 if corrections else 0)
+        stated = lines_usd if self.invoice_shape == "lines" else with_corrections
+        prepaid = Decimal(self.prepaid_cents) / 100
+        return Bill(
+            usage=usage,
+            lines=lines_usd,
+            subtotal=subtotal,
+            tax=tax,
+            total=total,
+            total_with_corrections=with_corrections,
+            prepaid=prepaid,
+            prepaid_used=min(max(stated, Decimal(0)), prepaid),
+            stated=stated,
+        )
+
+    def _lines(self, team_id: str, days: list[date], now: datetime) -> list[dict[str, Any]]:
+        return _invoice_lines(team_id, days, now, self.anchor, self.settle_hours)
+
     def _invoice_preview(self, team_id: str, now: datetime) -> dict[str, Any]:
         today = now.date()
-        lines = _invoice_lines(
-            team_id, _month_days(today.year, today.month, today), now, self.anchor
-        )
-        total = sum(int(line["amount"]) for line in lines)
+        days = _month_days(today.year, today.month, today)
+        bill = self._bill(team_id, days, now)
+        core: dict[str, Any] = {}
+        if self.invoice_shape != "totals":
+            core["lines"] = self._lines(team_id, days, now)
+        if self.invoice_shape != "lines":
+            # int64 totals are bare strings, the total with corrections a Cent message;
+            # proto3 leaves a zero int64 out (no VAT: no vatCost).
+            totals = {
+                "amountBeforeVat": _cents(bill.subtotal),
+                "vatCost": _cents(bill.tax),
+                "amountAfterVat": _cents(bill.total),
+            }
+            core.update({name: str(cents) for name, cents in totals.items() if cents})
+            core["totalWithCorr"] = {"val": str(_cents(bill.total_with_corrections))}
+        core["prepaidCredits"] = {"val": str(-self.prepaid_cents)}
+        core["prepaidCreditsUsed"] = {"val": str(_cents(bill.prepaid_used))}
         return {
-            "coreInvoice": {
-                "lines": lines,
-                "prepaidCredits": {"val": str(-_PREPAID_CENTS)},
-                "prepaidCreditsUsed": {"val": str(min(total, _PREPAID_CENTS))},
-            },
+            "coreInvoice": core,
             "effectiveSpendingLimit": str(_SPENDING_LIMIT_CENTS),
             "billingCycle": {"year": today.year, "month": today.month},
         }
@@ -993,13 +1147,44 @@ class Sandbox(StandIn):
         today = now.date()
         year, month = _previous_month(today.year, today.month)
         since = _parse_since(query, today)
-        invoices = []
+        invoices: list[Any] = []
         for _ in range(_INVOICE_HISTORY_MONTHS):
             if (year, month) < since:
                 break
-            invoices.append(_invoice(team_id, year, month, now))
+            with self._lock:
+                listed = self._past_invoices.get((year, month), ("PAID", None, True))[2]
+            if listed:
+                invoices.append(self._invoice(team_id, year, month, now))
+            if self.top_up_invoices:
+                invoices.append(_top_up(team_id, year, month, self.prepaid_cents))
             year, month = _previous_month(year, month)
         return {"invoices": invoices} if invoices else {}
+
+    def _invoice(self, team_id: str, year: int, month: int, now: datetime) -> dict[str, Any]:
+        with self._lock:
+            status, malformed, _ = self._past_invoices.get((year, month), ("PAID", None, True))
+        days = _month_days(year, month)
+        bill = self._bill(team_id, days, now, corrections=False)
+        issued = days[-1] + timedelta(days=1)
+        invoice: dict[str, Any] = {
+            "teamId": team_id,
+            "invoiceId": _stable_uuid("invoice", team_id, year, month),
+            "invoiceNumber": f"INV-{year}{month:02d}-{team_id[:8].upper()}",
+            "createTime": _day_timestamp(issued),
+            "invoiceStatus": status,
+            "lines": self._lines(team_id, days, now),
+            "subtotal": str(_cents(bill.subtotal)),
+            "tax": str(_cents(bill.tax)),
+            "total": str(_cents(bill.total)),
+            "monthly": {"billingCycle": {"year": year, "month": month}},
+        }
+        if not bill.tax:
+            del invoice["tax"]  # proto3 leaves a zero int64 out
+        if malformed == "total":
+            invoice["total"] = invoice["subtotal"] = "twelve dollars"
+        elif malformed == "cycle":
+            invoice["monthly"] = {}
+        return invoice
 
     # control over HTTP (for a sandbox in another process)
 
@@ -1034,6 +1219,15 @@ class Sandbox(StandIn):
             return ok
         if action == ("POST", "faults"):
             self.add_fault(**_fault_arguments(body))
+            return ok
+        if action == ("POST", "invoices"):
+            self.set_invoice(
+                int(body.get("year", 0)),
+                int(body.get("month", 0)),
+                str(body.get("status", "PAID")),
+                malformed=body.get("malformed"),
+                listed=bool(body.get("listed", True)),
+            )
             return ok
         if action == ("DELETE", "faults"):
             self.clear_faults()
@@ -1108,12 +1302,16 @@ def _spending_limits() -> dict[str, Any]:
 
 
 def _invoice_lines(
-    team_id: str, days: list[date], now: datetime, anchor: date | None = None
+    team_id: str,
+    days: list[date],
+    now: datetime,
+    anchor: date | None = None,
+    settle_hours: float = 0.0,
 ) -> list[dict[str, Any]]:
     """One line per model and kind of usage, as xAI itemises a bill."""
     lines = []
     for label in MODELS:
-        daily = [_day_cost(team_id, label, day, now, anchor) for day in days]
+        daily = [_day_cost(team_id, label, day, now, anchor, settle_hours) for day in days]
         for unit_type, unit_price in _UNIT_PRICES[label].items():
             usd = sum((_unit_share(label, cost, unit_type) for cost in daily), Decimal(0))
             cents = _cents(usd)
@@ -1133,20 +1331,17 @@ def _invoice_lines(
     return lines
 
 
-def _invoice(team_id: str, year: int, month: int, now: datetime) -> dict[str, Any]:
-    lines = _invoice_lines(team_id, _month_days(year, month), now)
-    total = str(sum(int(line["amount"]) for line in lines))
-    issued = _month_days(year, month)[-1] + timedelta(days=1)
+def _top_up(team_id: str, year: int, month: int, cents: int) -> dict[str, Any]:
+    """A prepaid top-up's invoice: money in advance, not a month's bill."""
     return {
         "teamId": team_id,
-        "invoiceId": _stable_uuid("invoice", team_id, year, month),
-        "invoiceNumber": f"INV-{year}{month:02d}-{team_id[:8].upper()}",
-        "createTime": _day_timestamp(issued),
+        "invoiceId": _stable_uuid("top-up", team_id, year, month),
+        "invoiceNumber": f"TOP-{year}{month:02d}-{team_id[:8].upper()}",
+        "createTime": _day_timestamp(date(year, month, 2)),
         "invoiceStatus": "PAID",
-        "lines": lines,
-        "subtotal": total,
-        "total": total,
-        "monthly": {"billingCycle": {"year": year, "month": month}},
+        "subtotal": str(cents),
+        "total": str(cents),
+        "prepaid": {},
     }
 
 

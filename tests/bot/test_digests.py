@@ -230,8 +230,10 @@ def test_budget_prepaid_credit_and_spending_limit(db, store) -> None:
     d = digest_of(db, store)
     assert d.budget_usd == D(500)  # the workspace budget, not Production's own
     assert d.budget_share == D("267.5") / D(500)
-    assert d.prepaid_credit_usd == D(250)  # 200 + 50
-    assert d.spending_limit_usd == D(1000)  # only Production's is known
+    assert d.prepaid == (("Production", D(200)), ("Research", D(50)))  # each team's, not summed
+    assert d.spending_limit_text == (  # only Production's is known
+        "xAI spending limit: $1,000.00 a month on invoiced spend, $1,000.00 headroom"
+    )
 
 
 def test_failing_connections_each_get_a_line(db, store) -> None:
@@ -299,7 +301,7 @@ def test_a_digest_for_one_connection_counts_only_it(db, store) -> None:
     assert d.other_usd == 0
     assert d.new_models == ("grok-vision",)  # new to Research, whatever Production knew
     assert d.budget_usd is None and d.budget_share is None  # no budget for Research alone
-    assert (d.prepaid_credit_usd, d.spending_limit_usd) == (D(50), None)
+    assert (d.prepaid, d.spending_limit_text) == ((("Research", D(50)),), None)
     assert d.failing == ("“Research” failed to sync: The management key was revoked.",)
     assert (d.connection_count, d.connection_label) == (1, "Research")
 
@@ -457,7 +459,7 @@ def test_the_slack_message_shows_every_figure(db, store) -> None:
     assert "$1.50" in table.split("other")[1]
     assert ":new: New: grok-code-fast-1" in text
     assert "53% of the $500.00 budget" in text
-    assert "Prepaid credit left: $250.00" in text
+    assert "Prepaid credit left: $200.00 “Production”, $50.00 “Research”" in text
     # The limit is on invoiced spend; with prepaid credit left nothing is invoiced yet.
     assert "xAI spending limit: $1,000.00 a month on invoiced spend, $1,000.00 headroom" in text
     assert "used)" not in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
-from bot.figures import TeamLimit, month_end_forecast, spending_limit_text
+from bot.figures import TeamLimit, month_end_forecast, spending_limit_lines, spending_limit_text
 from bot.formatting import percent_reached
 
 D = Decimal
@@ -42,12 +42,50 @@ def test_the_limit_is_prepaid_only_or_headroom_on_invoiced_spend() -> None:
     assert spending_limit_text([TeamLimit(D(500), prepaid_left=D(0))]) == (
         "xAI spending limit: $500.00 a month on invoiced spend, after prepaid credit"
     )
-    assert spending_limit_text(
-        [TeamLimit(D(500), invoiced=D(100)), TeamLimit(D(200), invoiced=D(0)), TeamLimit(D(0))]
-    ) == (
-        "xAI spending limit (2 teams): $700.00 a month on invoiced spend, $600.00 headroom; "
-        "1 more prepaid only"
+
+
+def test_each_teams_limit_is_shown_on_its_own_never_summed() -> None:
+    teams = [
+        TeamLimit(D(500), invoiced=D(100), label="Production"),
+        TeamLimit(D(200), invoiced=D(0), label="Staging"),
+        TeamLimit(D(0), label="Sandbox"),
+    ]
+    assert spending_limit_lines(teams) == (
+        "xAI spending limit for “Production”: $500.00 a month on invoiced spend, $400.00 headroom",
+        "xAI spending limit for “Staging”: $200.00 a month on invoiced spend, $200.00 headroom",
+        "xAI spending limit for “Sandbox”: prepaid only (usage stops when prepaid credit runs out)",
     )
+    assert spending_limit_text(teams) == "; ".join(spending_limit_lines(teams))
+
+
+def test_a_team_that_ran_out_is_not_hidden_by_one_with_room() -> None:
+    # Summed, these read "$5,500.00 a month, $4,880.00 headroom": Production had stopped.
+    teams = [
+        TeamLimit(D(500), prepaid_left=D(0), invoiced=D(620), label="Production"),
+        TeamLimit(D(5000), prepaid_left=D(80), invoiced=D(0), label="Research"),
+        TeamLimit(D(0), prepaid_left=D(0), label="Batch"),
+    ]
+    assert [t.headroom for t in teams] == [D(0), D(5000), D(0)]
+    assert spending_limit_lines(teams) == (
+        "xAI spending limit for “Production”: $500.00 a month on invoiced spend, $0.00 headroom "
+        "(reached: xAI stops serving once prepaid credit is gone)",
+        "xAI spending limit for “Research”: $5,000.00 a month on invoiced spend, "
+        "$5,000.00 headroom",
+        "xAI spending limit for “Batch”: prepaid only, and its prepaid credit is used up "
+        "(usage has stopped)",
+    )
+
+
+def test_prepaid_credit_left_is_said_for_a_prepaid_only_team() -> None:
+    assert spending_limit_text([TeamLimit(D(0), prepaid_left=D("12.5"))]) == (
+        "xAI spending limit: prepaid only, $12.50 prepaid credit left "
+        "(usage stops when it runs out)"
+    )
+    unnamed = spending_limit_lines([TeamLimit(D(100), invoiced=D(1)), TeamLimit(D(0))])
+    assert [line.split(":")[0] for line in unnamed] == [
+        "xAI spending limit for team 1",
+        "xAI spending limit for team 2",
+    ]
 
 
 def test_a_share_under_one_percent_shows_a_decimal_not_zero() -> None:

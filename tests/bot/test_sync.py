@@ -558,3 +558,26 @@ def test_a_sync_stores_the_spend_beyond_prepaid_credit_that_the_limit_caps(
     assert billing.month_to_date_usd > Decimal(200)
     assert billing.prepaid_credit_usd == 0
     assert billing.invoiced_usd == billing.month_to_date_usd - Decimal(200)
+
+
+def test_a_day_that_grows_after_it_ends_is_stored_as_served_then_as_settled(
+    engine, sandbox, workspace_id, clock
+) -> None:
+    # xAI keeps adding to a day for hours after it ends: what a sync at 00:30 stores
+    # is less than the day's final figure, which the syncs after it catch up with.
+    sandbox.settle_hours = 12
+    clock.now = clock.now.replace(hour=0, minute=30)
+    connect(engine, workspace_id, days=7)
+    yesterday = clock.now.date() - timedelta(days=1)
+
+    def day_total() -> Decimal:
+        return sum((c for (d, _, _), c in stored(engine).items() if d == yesterday), Decimal(0))
+
+    def oracle(cost) -> Decimal:
+        return sum((cost(DEMO_TEAM_ID, label, yesterday) for label in MODELS), Decimal(0))
+
+    early, final = day_total(), oracle(sandbox.final_cost)
+    assert early == oracle(sandbox.cost) < final * Decimal("0.7")  # 24.5 of 36 hours
+    clock.now = sandbox.settled_at(yesterday)
+    asyncio.run(engine.sync_all(workspace_id))
+    assert day_total() == final

@@ -589,6 +589,126 @@ def test_limits_balance_and_past_invoices(client: httpx.Client) -> None:
     assert cycles == [{"year": 2026, "month": 9}, {"year": 2026, "month": 8}]
 
 
+def preview(sandbox: Sandbox) -> dict[str, Any]:
+    url = f"{sandbox.url}/v1/billing/teams/{DEMO_TEAM_ID}/postpaid/invoice/preview"
+    return httpx.get(url, headers=bearer(DEMO_KEY)).json()
+
+
+def test_a_preview_with_totals_states_its_own_bill_beside_lines_rounded_each() -> None:
+    with Sandbox(clock=lambda: NOW, invoice_shape="full", vat_percent=20) as sandbox:
+        core = preview(sandbox)["coreInvoice"]
+        bill = sandbox.bill(DEMO_TEAM_ID)
+
+    days = [TODAY.replace(day=d) for d in range(1, TODAY.day + 1)]
+    usage = sum((sandbox.cost(DEMO_TEAM_ID, m, d) for m in MODELS for d in days), Decimal(0))
+    assert bill.usage == usage
+    cents = round(usage * 100)
+    assert core["amountBeforeVat"] == str(cents)  # the exact usage, rounded once
+    assert core["vatCost"] == str(round(cents * Decimal("0.2")))
+    assert core["amountAfterVat"] == str(cents + int(core["vatCost"]))
+    assert core["totalWithCorr"] == {"val": core["amountAfterVat"]}
+    lines = sum(int(line["amount"]) for line in core["lines"])
+    assert lines != cents and abs(lines - cents) <= len(core["lines"]) / 2  # each line rounds
+    assert bill.stated == bill.total_with_corrections == Decimal(core["amountAfterVat"]) / 100
+    assert core["prepaidCreditsUsed"] == {"val": "20000"}  # $200 used up by the 15th
+    assert bill.invoiced == bill.stated - 200
+
+
+def test_a_preview_can_carry_totals_and_no_lines_and_a_correction() -> None:
+    with Sandbox(clock=lambda: NOW, invoice_shape="totals", correction_cents=-1234) as sandbox:
+        core = preview(sandbox)["coreInvoice"]
+        bill = sandbox.bill(DEMO_TEAM_ID)
+
+    assert "lines" not in core and "vatCost" not in core  # proto3 leaves zero out
+    assert core["amountAfterVat"] == core["amountBeforeVat"] == str(round(bill.usage * 100))
+    assert core["totalWithCorr"] == {"val": str(int(core["amountAfterVat"]) - 1234)}
+    assert bill.stated == bill.total - Decimal("12.34")
+
+
+def test_prepaid_credit_is_used_as_far_as_it_goes() -> None:
+    with Sandbox(clock=lambda: NOW, invoice_shape="full", prepaid_cents=10**9) as rich:
+        plenty = preview(rich)["coreInvoice"]
+        assert rich.bill(DEMO_TEAM_ID).invoiced == 0
+    assert plenty["prepaidCreditsUsed"] == plenty["totalWithCorr"]
+    assert plenty["prepaidCredits"] == {"val": str(-(10**9))}
+    with Sandbox(clock=lambda: NOW, invoice_shape="full", prepaid_cents=5000) as poor:
+        used_up = preview(poor)["coreInvoice"]
+        bill = poor.bill(DEMO_TEAM_ID)
+    assert used_up["prepaidCreditsUsed"] == {"val": "5000"}
+    assert bill.invoiced == bill.stated - 50 > 0
+
+
+def test_past_invoices_carry_their_status_and_can_be_broken() -> None:
+    with Sandbox(clock=lambda: NOW, vat_percent=10, top_up_invoices=True) as sandbox:
+        sandbox.set_invoice(2026, 9, "PENDING")
+        sandbox.set_invoice(2026, 8, "PAID", malformed="total")
+        sandbox.set_invoice(2026, 7, "FAILED", malformed="cycle")
+        sandbox.set_invoice(2026, 5, listed=False)  # not issued
+        url = f"{sandbox.url}/v1/billing/teams/{DEMO_TEAM_ID}/invoices"
+        listed = httpx.get(
+            url, params={"since.year": 2026, "since.month": 5}, headers=bearer(DEMO_KEY)
+        ).json()["invoices"]
+        september = sandbox.past_bill(DEMO_TEAM_ID, 2026, 9)
+
+    monthly = [i for i in listed if "monthly" in i]
+    assert len(listed) - len(monthly) == 5  # a prepaid top-up each month, not a bill
+    assert all("prepaid" in i for i in listed if "monthly" not in i)
+    assert [i["invoiceStatus"] for i in monthly] == ["PENDING", "PAID", "FAILED", "PAID"]
+    assert monthly[0]["subtotal"] == str(round(september.usage * 100))
+    assert int(monthly[0]["total"]) == int(monthly[0]["subtotal"]) + int(monthly[0]["tax"])
+    assert Decimal(monthly[0]["total"]) / 100 == september.total
+    assert monthly[1]["total"] == "twelve dollars"
+    assert monthly[2]["monthly"] == {}
+    with pytest.raises(ValueError, match="status must be one of"):
+        sandbox.set_invoice(2026, 9, "REFUNDED")
+    with pytest.raises(ValueError, match="malformed must be one of"):
+        sandbox.set_invoice(2026, 9, malformed="lines")
+
+
+def test_a_past_invoice_is_set_over_http(sandbox: Sandbox, client: httpx.Client) -> None:
+    control = f"{sandbox.url}/__sandbox__/invoices"
+    assert httpx.post(control, json={"year": 2026, "month": 9, "status": "PENDING"}).is_success
+    refused = httpx.post(control, json={"year": 2026, "month": 9, "status": "LOST"})
+    listed = client.get(f"/v1/billing/teams/{DEMO_TEAM_ID}/invoices").json()["invoices"]
+    assert listed[0]["invoiceStatus"] == "PENDING" and refused.status_code == 400
+
+
+def test_a_finished_day_grows_until_it_has_settled() -> None:
+    clock = [datetime(2026, 10, 15, 0, 0, tzinfo=UTC)]
+    with Sandbox(clock=lambda: clock[0], settle_hours=16) as sandbox:
+        day = date(2026, 10, 14)
+        final = sandbox.final_cost(DEMO_TEAM_ID, "Chat grok-4-0709", day)
+        at_midnight = sandbox.cost(DEMO_TEAM_ID, "Chat grok-4-0709", day)
+        clock[0] = datetime(2026, 10, 15, 8, 0, tzinfo=UTC)
+        later = sandbox.cost(DEMO_TEAM_ID, "Chat grok-4-0709", day)
+        clock[0] = sandbox.settled_at(day)
+        settled = sandbox.cost(DEMO_TEAM_ID, "Chat grok-4-0709", day)
+        assert sandbox.final_cost(DEMO_TEAM_ID, "Chat grok-4-0709", day) == final
+
+    assert sandbox.settled_at(day) == datetime(2026, 10, 15, 16, 0, tzinfo=UTC)
+    assert at_midnight == (final * Decimal("0.6")).quantize(Decimal("0.00000001"))  # 24 of 40 h
+    assert at_midnight < later < settled == final
+    with Sandbox(clock=lambda: NOW) as settled_at_once:  # the default: final at midnight
+        yesterday = TODAY - timedelta(days=1)
+        assert settled_at_once.cost(DEMO_TEAM_ID, IMAGE, yesterday) == (
+            settled_at_once.final_cost(DEMO_TEAM_ID, IMAGE, yesterday)
+        )
+
+
+@pytest.mark.parametrize(
+    "knob",
+    [
+        {"invoice_shape": "pdf"},
+        {"settle_hours": -1},
+        {"prepaid_cents": -5},
+        {"vat_percent": "-1"},
+    ],
+)
+def test_bad_billing_knobs_are_refused(knob: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Sandbox(**knob)
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [

@@ -37,6 +37,7 @@ USAGE = f"/v1/billing/teams/{TEAM}/usage"
 VALIDATION = "/auth/management-keys/validation"
 INVOICE = f"/v1/billing/teams/{TEAM}/postpaid/invoice/preview"
 LIMITS = f"/v1/billing/teams/{TEAM}/postpaid/spending-limits"
+INVOICES = f"/v1/billing/teams/{TEAM}/invoices"
 OCT_1, OCT_3 = date(2026, 10, 1), date(2026, 10, 3)
 
 
@@ -982,18 +983,172 @@ async def test_billing_that_keeps_failing_raises(xai, http, sleep):
     assert caught.value.reason is Reason.SERVER_ERROR
 
 
+def preview_with(**core) -> dict:
+    return {"coreInvoice": core, "effectiveSpendingLimit": "10000"}
+
+
+@pytest.mark.parametrize(
+    ("core", "bill", "before_tax", "tax"),
+    [
+        # billing.proto's shapes: a Cent message with corrections, bare int64 strings
+        (
+            {
+                "totalWithCorr": {"val": "11900"},
+                "amountBeforeVat": "10000",
+                "vatCost": "2000",
+                "amountAfterVat": "12000",
+            },
+            "119",
+            "100",
+            "20",
+        ),
+        # a zero VAT is left out (proto3); the before-tax figure may be named subtotal
+        ({"subtotal": "10000", "amountAfterVat": "10000"}, "100", "100", "0"),
+        # a total with corrections at zero is an empty message, not a missing one
+        ({"totalWithCorr": {}, "lines": [{"amount": "500"}]}, "0", None, None),
+        # a total that is not a number is not stated: the next one is taken
+        ({"totalWithCorr": {"val": "n/a"}, "amountAfterVat": "4200"}, "42", None, None),
+    ],
+)
+async def test_the_bill_is_the_invoices_own_total(provider, xai, http, core, bill, before_tax, tax):
+    xai.get(INVOICE).mock(return_value=httpx.Response(200, json=preview_with(**core)))
+    xai.get(LIMITS).mock(return_value=httpx.Response(404))
+
+    snapshot = await provider.fetch_billing(http, CREDS)
+
+    assert snapshot.bill_source == "totals"
+    assert snapshot.month_to_date_usd == Decimal(bill)
+    assert snapshot.subtotal_usd == (Decimal(before_tax) if before_tax else None)
+    assert snapshot.tax_usd == (Decimal(tax) if tax else None)
+
+
+async def test_prepaid_credit_used_reads_the_same_either_sign(provider, xai, http):
+    core = {"totalWithCorr": {"val": "30000"}, "prepaidCredits": {"val": "-10000"}}
+    for used in ("-10000", "10000"):
+        body = preview_with(**core, prepaidCreditsUsed={"val": used})
+        xai.get(INVOICE).mock(return_value=httpx.Response(200, json=body))
+        xai.get(LIMITS).mock(return_value=httpx.Response(404))
+
+        snapshot = await provider.fetch_billing(http, CREDS)
+
+        assert (snapshot.prepaid_total_usd, snapshot.prepaid_used_usd) == (100, 100)
+        assert (snapshot.prepaid_credit_usd, snapshot.invoiced_usd) == (0, 200)
+
+
+def invoice_bundle(month: int, status: object = "PAID", **amounts) -> dict:
+    return {
+        "invoiceNumber": f"INV-{month}",
+        "invoiceStatus": status,
+        "monthly": {"billingCycle": {"year": 2026, "month": month}},
+        **(amounts or {"subtotal": "10000", "tax": "1000", "total": "11000"}),
+    }
+
+
+async def test_the_invoice_list_may_come_bare_and_statuses_as_numbers(provider, xai, http):
+    listed = [invoice_bundle(9, 1), invoice_bundle(8, 3), {"prepaid": {}, "total": "5000"}]
+    route = xai.get(INVOICES).mock(return_value=httpx.Response(200, json=listed))
+
+    found = await provider.fetch_invoices(http, CREDS, date(2026, 8, 1))
+
+    assert route.calls.last.request.url.params["since.year"] == "2026"
+    assert route.calls.last.request.url.params["since.month"] == "8"
+    assert [(i.month, i.status) for i in found] == [
+        (date(2026, 9, 1), "pending"),
+        (date(2026, 8, 1), "will_never_be_charged"),
+    ]
+    assert (found[0].subtotal_usd, found[0].tax_usd, found[0].total_usd) == (100, 10, 110)
+
+
+async def test_a_month_listed_twice_keeps_the_invoice_that_stands(provider, xai, http):
+    listed = {"invoices": [invoice_bundle(9, "WILL_NEVER_BE_CHARGED"), invoice_bundle(9, "PAID")]}
+    xai.get(INVOICES).mock(return_value=httpx.Response(200, json=listed))
+
+    (september,) = await provider.fetch_invoices(http, CREDS, date(2026, 9, 1))
+
+    assert september.status == "paid"
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        (invoice_bundle(9, None), "it states no status"),
+        (invoice_bundle(9, "REFUNDED"), "its status 'REFUNDED' is not one"),
+        (
+            invoice_bundle(9, lines=[{"amount": "700"}]),  # no amounts at all, though lines
+            "it states no total, though its lines add up to $7.00",
+        ),
+        (invoice_bundle(9, total="7.5 USD"), "its total is not an amount in cents ('7.5 USD')"),
+        (invoice_bundle(9, total="1234.56"), "its total is not an amount in cents ('1234.56')"),
+        ("INV-9", "not an object ('INV-9')"),
+    ],
+)
+async def test_an_invoice_that_cannot_be_read_says_why(provider, xai, http, entry, says):
+    xai.get(INVOICES).mock(return_value=httpx.Response(200, json={"invoices": [entry]}))
+
+    (invoice,) = await provider.fetch_invoices(http, CREDS, date(2026, 9, 1))
+
+    assert invoice.status == "unreadable" and says in invoice.problem
+    assert (invoice.total_usd, invoice.subtotal_usd, invoice.tax_usd) == (None, None, None)
+
+
+async def test_an_invoice_of_nothing_is_zero_as_proto3_writes_it(provider, xai, http):
+    bundle = {"invoiceStatus": "PAID", "monthly": {"billingCycle": {"year": 2026, "month": 9}}}
+    xai.get(INVOICES).mock(return_value=httpx.Response(200, json={"invoices": [bundle]}))
+
+    (invoice,) = await provider.fetch_invoices(http, CREDS, date(2026, 9, 1))
+
+    assert (invoice.status, invoice.total_usd, invoice.tax_usd) == ("paid", 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"invoices": "none"}, 'its "invoices" is not a list'),
+        ({"items": [invoice_bundle(9)]}, "it has no invoices field, only items"),
+        ("<html>", "it is not JSON"),
+    ],
+)
+async def test_an_invoice_list_of_another_shape_is_refused_by_name(provider, xai, http, body, says):
+    content = body if isinstance(body, str) else json.dumps(body)
+    xai.get(INVOICES).mock(return_value=httpx.Response(200, content=content))
+
+    with pytest.raises(ProviderError) as caught:
+        await provider.fetch_invoices(http, CREDS, date(2026, 9, 1))
+
+    assert caught.value.reason is Reason.BAD_RESPONSE and says in caught.value.message
+
+
+async def test_no_invoices_is_an_empty_list_and_a_refusal_is_none(provider, xai, http):
+    xai.get(INVOICES).mock(return_value=httpx.Response(200, json={}))
+    assert await provider.fetch_invoices(http, CREDS, date(2026, 9, 1)) == ()
+    xai.get(INVOICES).mock(return_value=httpx.Response(403, json={"code": 7}))
+    assert await provider.fetch_invoices(http, CREDS, date(2026, 9, 1)) is None
+    xai.get(INVOICES).mock(return_value=httpx.Response(401))
+    with pytest.raises(ProviderError) as caught:
+        await provider.fetch_invoices(http, CREDS, date(2026, 9, 1))
+    assert caught.value.reason is Reason.INVALID_KEY
+
+
 async def test_only_read_endpoints_are_called(provider, xai, http):
     xai.get(VALIDATION).mock(return_value=validation(scope="SCOPE_TEAM", scopeId=TEAM))
     xai.post(USAGE).mock(return_value=usage())
     xai.get(INVOICE).mock(return_value=httpx.Response(200, json=invoice_preview()))
     xai.get(LIMITS).mock(return_value=httpx.Response(200, json=LIMITS_BODY))
+    xai.get(INVOICES).mock(return_value=httpx.Response(200, json={}))
 
     await provider.check_credentials(http, CREDS)
     await provider.fetch_daily_costs(http, CREDS, OCT_1, OCT_3)
     await provider.fetch_billing(http, CREDS)
+    await provider.fetch_invoices(http, CREDS, OCT_1)
 
     called = {(call.request.method, call.request.url.path) for call in xai.calls}
-    assert called == {("GET", VALIDATION), ("POST", USAGE), ("GET", INVOICE), ("GET", LIMITS)}
+    assert called == {
+        ("GET", VALIDATION),
+        ("POST", USAGE),
+        ("GET", INVOICE),
+        ("GET", LIMITS),
+        ("GET", INVOICES),
+    }
 
 
 # -- the provider's face ------------------------------------------------------
