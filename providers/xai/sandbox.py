@@ -31,6 +31,8 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs
 
+from providers.cost_standin import day_fraction as _day_fraction
+from providers.cost_standin import unit as _unit
 from providers.standin import Answer, StandIn, StandInHandler
 
 __all__ = [
@@ -297,12 +299,6 @@ def _dumps(value: Any) -> str:
 # --- synthetic data -----------------------------------------------------------
 
 
-def _unit(*parts: object) -> Decimal:
-    """A stable pseudo-random number in [0, 1): the same inputs, the same figures."""
-    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
-    return Decimal(int(digest[:14], 16)) / Decimal(16**14)
-
-
 def _stable_uuid(*parts: object) -> str:
     digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
     return str(uuid.UUID(bytes=digest[:16], version=4))
@@ -338,13 +334,6 @@ def _image_cost(team_id: str, day: date, weekend: bool) -> Decimal:
     ceiling = _SPECS[IMAGE_LABEL].base_usd * _team_scale(team_id)
     count = 1 + int(ceiling * _unit("images", team_id, day))
     return count * _IMAGE_PRICE
-
-
-def _day_fraction(now: datetime) -> Decimal:
-    midnight = datetime.combine(now.date(), datetime.min.time(), tzinfo=UTC)
-    elapsed = now - midnight
-    micros = (elapsed.days * 86400 + elapsed.seconds) * 1_000_000 + elapsed.microseconds
-    return Decimal(micros) / Decimal(86400 * 1_000_000)
 
 
 def _day_cost(
@@ -627,6 +616,13 @@ class Sandbox(StandIn):
         self._faults: list[_Fault] = []
         if demo:
             self.add_key(DEMO_KEY, DEMO_TEAM_ID, name="xai-usage demo")
+
+    @property
+    def demo_credentials(self) -> dict[str, str]:
+        """What connects to the demo team (``LocalStandIn``); none without the demo key."""
+        with self._lock:
+            known = DEMO_KEY in self._keys
+        return {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY} if known else {}
 
     # configuration
 
