@@ -548,9 +548,10 @@ def migrate(command: Command, runtime: Runtime, console: Console) -> int:
 @handles("sandbox")
 def sandbox(command: Command, runtime: Runtime, console: Console) -> int:
     """Serve a provider's local stand-in (``StandInProvider``) until Ctrl-C."""
+    from providers.manager import DEFAULT_PROVIDER
     from providers.types import StandInProvider
 
-    provider = runtime.providers.get(command.get("provider", "xai"))
+    provider = runtime.providers.get(command.get("provider", DEFAULT_PROVIDER))
     if not isinstance(provider, StandInProvider):
         raise UsageError(
             f"{provider.display_name} has no local stand-in to serve. Providers with one: "

@@ -263,17 +263,28 @@ class OpenAIProvider:
         return await self._pages(http, key, COSTS_PATH, query, "next_page", "page")
 
     async def _organization(self, http: httpx.AsyncClient, key: str) -> tuple[str, tuple[str, ...]]:
-        """The organization's identity (its oldest project's id), or "" and why not."""
+        """The organization's identity (its oldest project's id), or "" and why not.
+
+        Only a key that may not list projects, or a service without the list,
+        passes without an identity; any other failure fails the check, since a
+        connection without one cannot be told from another organization's.
+        """
         query = [("limit", str(PROJECTS_PER_PAGE)), ("include_archived", "true")]
         try:
             pages = await self._pages(http, key, PROJECTS_PATH, query, "last_id", "after")
         except ProviderError as error:
-            if error.reason not in (Reason.MISSING_SCOPE, Reason.BAD_RESPONSE):
+            if error.reason != Reason.MISSING_SCOPE:
                 raise
             return "", (
                 "This admin key may not list the organization's projects, so xai-usage cannot "
                 "tell which organization it reads, nor stop the same one being connected "
                 "twice. An admin key with read access to projects can.",
+            )
+        except _Absent:
+            return "", (
+                f"OpenAI's API at {self.base_url} did not list the organization's projects "
+                "(HTTP 404), so xai-usage cannot tell which organization this key reads, nor "
+                "stop the same one being connected twice.",
             )
         projects = []
         for page in pages:
@@ -281,10 +292,7 @@ class OpenAIProvider:
                 if isinstance(project, dict) and isinstance(project.get("id"), str):
                     projects.append((_number(project.get("created_at")), project["id"]))
         if not projects:
-            return "", (
-                "OpenAI listed no projects for this organization, not even its Default "
-                "project, so xai-usage cannot tell which organization the key reads.",
-            )
+            raise self._unreadable("the organization has no projects, not even its Default one")
         return min(projects)[1], ()
 
     async def _pages(
@@ -299,6 +307,8 @@ class OpenAIProvider:
         async def page(cursor: str | None) -> Mapping[str, Any]:
             more = [(cursor_param, cursor)] if cursor else []
             response = await self._get(http, path, key, query + more)
+            if response.status_code == 404 and path == PROJECTS_PATH:
+                raise _Absent
             if not response.is_success:
                 raise self._error(response, key, path)
             payload = cost_reports.json_body(response)
@@ -378,6 +388,10 @@ class OpenAIProvider:
             )
         suffix = f" (OpenAI said: {said})" if said else ""
         return self._unreadable(f"unexpected HTTP {status}{suffix}")
+
+
+class _Absent(Exception):
+    """The service has no project list (a proxy, an older API): no identity to read."""
 
 
 # -- refusals: which case it is, from what OpenAI answered ------------------------

@@ -208,3 +208,43 @@ def test_sandbox_for_an_unknown_provider_is_one_line_naming_those_loaded(cli, en
     assert err == (
         "xai-usage: no provider named 'bogus' is loaded (loaded: anthropic, openai, xai)\n"
     )
+
+
+def test_sandbox_for_a_provider_without_a_stand_in_says_which_have_one(tmp_path) -> None:
+    from bot import cli
+    from bot.config import Settings
+    from bot.grammar import UsageError, parse
+    from bot.runtime import Runtime
+    from providers.manager import ProviderRegistry, load_providers, plugin_manager
+    from tests.providers.test_contract import OldProvider
+
+    runtime = Runtime(Settings.from_env({"XAI_USAGE_DATA_DIR": str(tmp_path)}))
+    shipped = load_providers({}, pm=plugin_manager(load_entry_points=True))
+    runtime.providers = ProviderRegistry([*shipped, OldProvider()])  # replaces the lazy load
+
+    with pytest.raises(UsageError) as refused:
+        cli.sandbox(parse(["sandbox", "--provider", "old"], surface="cli"), runtime, cli.Console())
+
+    assert str(refused.value) == (
+        "Old has no local stand-in to serve. Providers with one: anthropic, openai, xai."
+    )
+
+
+def test_no_admin_key_reaches_output_or_a_log_line(tmp_path, env, db, store_key) -> None:
+    import base64
+
+    from tests.conftest import xai_usage_in_process
+
+    full = {
+        **env,
+        "XAI_USAGE_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": db.url,
+        "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
+        "XAI_USAGE_LOG_LEVEL": "DEBUG",
+    }
+    for name in ("openai", "anthropic"):
+        done = xai_usage_in_process(full, "connect", "--provider", name)
+        assert done.returncode == 0, done.stderr
+        assert "HTTP Request: GET" in done.stderr  # the log was on, and saw the requests
+        for key in (OPENAI_KEY, ANTHROPIC_KEY):
+            assert key not in done.stdout + done.stderr

@@ -436,3 +436,23 @@ def test_an_answer_that_is_not_json_is_unreadable_not_a_crash() -> None:
         router.get(url__startswith=COSTS).mock(httpx.Response(200, text="<html>proxy</html>"))
         error = refusal(respx_provider(), "fetch_daily_costs", creds(), TODAY, TODAY + timedelta(1))
     assert error.reason == Reason.BAD_RESPONSE and "not a JSON object" in error.message
+
+
+PROJECTS = f"{BASE}/v1/organization/projects"
+NO_COSTS = {"object": "page", "data": [], "has_more": False, "next_page": None}
+
+
+def test_a_service_without_the_project_list_passes_with_a_note() -> None:
+    with respx.mock() as router:
+        router.get(url__startswith=COSTS).mock(httpx.Response(200, json=NO_COSTS))
+        router.get(url__startswith=PROJECTS).mock(httpx.Response(404, text="Not Found"))
+        result = call(respx_provider(), "check_credentials", creds())
+    assert result.account_id == "" and "did not list" in result.notes[0]
+
+
+def test_a_garbled_project_list_fails_the_check_rather_than_pass_without_an_identity() -> None:
+    with respx.mock() as router:
+        router.get(url__startswith=COSTS).mock(httpx.Response(200, json=NO_COSTS))
+        router.get(url__startswith=PROJECTS).mock(httpx.Response(200, text="<html>proxy</html>"))
+        error = refusal(respx_provider(), "check_credentials", creds())
+    assert error.reason == Reason.BAD_RESPONSE and "not a JSON object" in error.message
