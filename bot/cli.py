@@ -14,6 +14,7 @@ import os
 import shlex
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ tempfile = _OnFirstUse("tempfile")
 USER_ERRORS = (
     ("bot.sync", "ConnectError"),
     ("providers.types", "ProviderError"),
+    ("providers.manager", "UnknownProvider"),  # --provider NAME of none loaded
     ("storage.crypto", "EncryptionKeyError"),
     ("storage.crypto", "DecryptionError"),
     ("storage.reader", "NotFound"),
@@ -545,25 +547,47 @@ def migrate(command: Command, runtime: Runtime, console: Console) -> int:
 
 @handles("sandbox")
 def sandbox(command: Command, runtime: Runtime, console: Console) -> int:
-    from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, serve_forever
+    """Serve a provider's local stand-in (``StandInProvider``) until Ctrl-C."""
+    from providers.manager import DEFAULT_PROVIDER
+    from providers.types import StandInProvider
 
-    def ready(url: str) -> None:
-        console.print(f"The xAI stand-in is serving synthetic data at {url}")
-        console.print(f"  export XAI_MANAGEMENT_API_URL={url}")
-        console.print(f"  Team ID {DEMO_TEAM_ID}, management key {DEMO_KEY}")
-        console.print("Stop it with Ctrl-C.")
-        sys.stdout.flush()
-
-    try:
-        serve_forever(
-            "127.0.0.1", command.get("port", 8765), command.get("latency", 0.0), ready=ready
+    provider = runtime.providers.get(command.get("provider", DEFAULT_PROVIDER))
+    if not isinstance(provider, StandInProvider):
+        raise UsageError(
+            f"{provider.display_name} has no local stand-in to serve. Providers with one: "
+            + ", ".join(p.name for p in runtime.providers if isinstance(p, StandInProvider))
+            + "."
         )
+    port = command.get("port", 8765)
+    stand_in = provider.stand_in(host="127.0.0.1", port=port, latency=command.get("latency", 0.0))
+    try:
+        stand_in.start()
     except OSError as error:
         raise ConfigError(
-            f"cannot listen on port {command.get('port', 8765)}: "
-            f"{error.strerror}. Pick another with --port N."
+            f"cannot listen on port {port}: {error.strerror}. Pick another with --port N."
         ) from None
-    return 0
+    try:
+        credentials = stand_in.demo_credentials
+        console.print(
+            f"The {provider.display_name} stand-in is serving synthetic data at {stand_in.url}"
+        )
+        console.print(f"  export {provider.stand_in_setting}={stand_in.url}")
+        console.print(
+            "  "
+            + ", ".join(
+                f"{spec.label} {credentials[spec.name]}"
+                for spec in provider.credential_fields
+                if spec.name in credentials
+            )
+        )
+        console.print("Stop it with Ctrl-C.")
+        console.out.flush()
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stand_in.stop()
 
 
 @handles("demo")

@@ -229,9 +229,9 @@ COMMANDS = {
         CommandSpec("migrate", "bring the database schema up to date", (), (), _CLI),
         CommandSpec(
             "sandbox",
-            "serve a local stand-in for the xAI Management API",
+            "serve a local stand-in for a provider's API, with synthetic data (default: xAI)",
             (),
-            ("port", "latency"),
+            ("provider", "port", "latency"),
             _CLI,
         ),
         CommandSpec(

@@ -1,7 +1,7 @@
 """Retrying HTTP calls, for any provider that speaks HTTP.
 
 One logical call gets an overall ``deadline``; inside it, rate limits (429),
-server trouble (500/502/503/504) and transport failures (timeouts, refused or
+server trouble (500/502/503/504/529) and transport failures (timeouts, refused or
 dropped connections, a body cut off half-way) are retried with exponential
 backoff and full jitter. Anything else is returned for the caller to map.
 
@@ -24,7 +24,8 @@ import httpx
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# 529 is Anthropic's "overloaded": a busy service, like 503.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
     httpx.TimeoutException,
     httpx.NetworkError,  # connect, read, write and close errors

@@ -11,6 +11,8 @@ from providers.types import Provider
 
 ENTRY_POINT_GROUP = "xai_usage.providers"
 DEFAULT_PLUGINS = ("providers.default_xai",)
+DEFAULT_PROVIDER = "xai"
+"""The provider a command means when it names none: the built-in one."""
 
 
 class UnknownProvider(LookupError):

@@ -1,7 +1,13 @@
 """The small domain types every provider speaks.
 
 A provider returns these, never ORM rows or raw JSON, and raises
-:class:`ProviderError` with a :class:`Reason` the host can act on.
+:class:`ProviderError` with a reason code the host can act on: one of the
+:class:`Reason` members, or a code of the provider's own.
+
+Everything added after the first provider has a default, so a provider
+written before it keeps working: optional attributes are read through
+:func:`max_backfill_days`, :func:`settle_hours` and :func:`caveats`, optional
+capabilities are protocols the host checks with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -57,27 +63,45 @@ _NEEDS_PERSON = frozenset(
 class ProviderError(Exception):
     """A failure with a reason code and a message a person can act on.
 
+    ``reason`` is a :class:`Reason` member, or a provider's own code (a short
+    ``snake_case`` string such as ``"not_admin_key"``) when none of them says
+    what happened; a string equal to a member's value becomes that member.
+    ``needs_person`` says whether retrying cannot help: it defaults to the
+    member's own answer, and to False for a code of the provider's own.
     ``field`` names the credential field to blame (for a form), when one is.
     The message must never contain a secret.
     """
 
     def __init__(
         self,
-        reason: Reason,
+        reason: Reason | str,
         message: str,
         *,
         field: str | None = None,
         retry_after: float | None = None,
+        needs_person: bool | None = None,
     ) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason: Reason | str = _known_reason(reason)
         self.message = message
         self.field = field
         self.retry_after = retry_after
+        self._needs_person = needs_person
 
     @property
     def needs_person(self) -> bool:
-        return self.reason.needs_person
+        """True when retrying cannot help: someone must act (new key, other settings)."""
+        if self._needs_person is not None:
+            return self._needs_person
+        return isinstance(self.reason, Reason) and self.reason.needs_person
+
+
+def _known_reason(reason: Reason | str) -> Reason | str:
+    """A member for a string that is one (codes are stored as text and read back)."""
+    try:
+        return Reason(reason)
+    except ValueError:
+        return reason
 
 
 class ResultTruncated(ProviderError):
@@ -101,6 +125,8 @@ class CredentialField:
     """Other variables read when ``env_var`` is unset (names people guess)."""
     validate: Callable[[str], str | None] = field(default=lambda value: None, compare=False)
     """Returns an error message for a malformed value, or None. No network."""
+    optional: bool = False
+    """May be left empty: the provider then does without it (``validate`` sees only values)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +181,12 @@ class CheckResult:
     team_name: str = ""
     key_name: str = ""
     notes: tuple[str, ...] = ()
+    account_id: str = ""
+    """Which account (team, organization) the credentials read, as the service names it:
+    stable for the account whatever key is used, and different for any other account.
+    Empty when the service would not say (a note should then say why)."""
+    account_name: str = ""
+    """The account's name for people, where the service has one."""
 
 
 class BillSource(StrEnum):
@@ -250,6 +282,12 @@ class PastInvoice:
 
 Credentials = Mapping[str, str]
 
+DEFAULT_MAX_BACKFILL_DAYS = 90
+"""How far back a provider that does not say is asked for costs."""
+DEFAULT_SETTLE_HOURS = 48
+"""How long a provider that does not say may still change a day after it ends: a guess on
+the safe side (a figure re-fetched for nothing costs a request; one left stale is wrong)."""
+
 
 @runtime_checkable
 class Provider(Protocol):
@@ -258,6 +296,12 @@ class Provider(Protocol):
     The host owns the HTTP client (pooling, lifetime), decrypts the
     credentials and passes them in; the provider never touches the store or
     the environment. Every method may raise :class:`ProviderError`.
+
+    Optional attributes, read with a default (see the functions below):
+    ``max_backfill_days`` (int: how many days back the service keeps costs),
+    ``settle_hours`` (int: how many hours after a UTC day ends its figures may
+    still change) and ``caveats`` (short sentences every report of this
+    provider's figures must state, e.g. what the service leaves out).
     """
 
     name: str
@@ -298,6 +342,21 @@ class Provider(Protocol):
     async def fetch_billing(
         self, http: httpx.AsyncClient, credentials: Credentials
     ) -> BillingSnapshot | None: ...
+
+
+def max_backfill_days(provider: object) -> int:
+    """How many UTC days back (today included) ``provider``'s costs can be fetched."""
+    return int(getattr(provider, "max_backfill_days", DEFAULT_MAX_BACKFILL_DAYS))
+
+
+def settle_hours(provider: object) -> int:
+    """How many hours after a UTC day ends ``provider`` may still change its figures."""
+    return int(getattr(provider, "settle_hours", DEFAULT_SETTLE_HOURS))
+
+
+def caveats(provider: object) -> tuple[str, ...]:
+    """What a report of ``provider``'s figures must say about them (none by default)."""
+    return tuple(getattr(provider, "caveats", ()))
 
 
 @runtime_checkable
@@ -428,4 +487,44 @@ class PriceListProvider(UsageKindProvider, Protocol):
         """The list prices (no network; read once and kept is fine). Raises
         ``ValueError`` with a message saying what is wrong when they cannot be
         read: the host then shows no hints for this provider, and says why."""
+        ...
+
+
+# -- a local stand-in for the provider's API ----------------------------------------
+
+
+class LocalStandIn(Protocol):
+    """A stand-in for a provider's API served on this machine, with synthetic data.
+
+    ``url`` is known once started; ``demo_credentials`` (by credential field
+    name) connect to it. ``start`` returns the stand-in itself, and raises
+    ``OSError`` when the port cannot be had.
+    """
+
+    url: str
+
+    @property
+    def demo_credentials(self) -> Mapping[str, str]: ...
+
+    def start(self) -> LocalStandIn: ...
+
+    def stop(self) -> None: ...
+
+
+@runtime_checkable
+class StandInProvider(Protocol):
+    """An optional capability: a local stand-in for the provider's API (``xai-usage
+    sandbox --provider NAME``), to try the product without an account.
+
+    ``stand_in_setting`` is the configuration name (an environment variable the
+    host passes in ``config``) that points the provider at a base URL: the host
+    tells the person to set it to the stand-in's URL.
+    """
+
+    stand_in_setting: str
+
+    def stand_in(self, *, host: str, port: int, latency: float = 0.0) -> LocalStandIn:
+        """A stand-in listening on ``host``:``port`` (0: any free port), adding ``latency``
+        seconds to each answer; not started yet. Standard library only: a product
+        command must not need test dependencies."""
         ...

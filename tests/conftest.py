@@ -175,16 +175,21 @@ def workspace_id(db) -> int:
 
 @pytest.fixture
 def cli(db: Database, store_key: bytes, tmp_path) -> Callable[..., tuple[int, str, str]]:
-    """The CLI in process, against this test's database: (exit code, stdout, stderr)."""
+    """The CLI in process, against this test's database: (exit code, stdout, stderr).
+
+    ``env`` adds to the environment or overrides it, e.g. a provider's API URL and
+    ``XAI_USAGE_NO_PLUGINS="0"`` for the providers registered as plugins.
+    """
     from bot.cli import Console, main
 
-    def run(*args: str) -> tuple[int, str, str]:
+    def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         environ = {
             "XAI_USAGE_DATA_DIR": str(tmp_path / "data"),
             "DATABASE_URL": db.url,
             "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
             "XAI_USAGE_NO_PLUGINS": "1",
+            **(env or {}),
         }
         code = main(list(args), console=Console(out, err, io.StringIO()), environ=environ)
         return code, out.getvalue(), err.getvalue()

@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -40,6 +40,9 @@ from providers.types import (
     UsageKind,
 )
 from providers.xai import prices
+
+if TYPE_CHECKING:
+    from providers.xai.sandbox import Sandbox
 
 DEFAULT_BASE_URL = "https://management-api.x.ai"
 EXAMPLE_TEAM_ID = "65c1e471-205f-4566-9c5a-07198bcdf4ce"
@@ -113,6 +116,10 @@ class XaiProvider:
     display_name = "xAI"
     credential_fields = (TEAM_ID_FIELD, MANAGEMENT_KEY_FIELD)
     max_window_days = MAX_WINDOW_DAYS
+    max_backfill_days = 90  # how long xAI keeps usage
+    # A day's usage keeps changing for hours after it ends (late-billed requests).
+    settle_hours = 12
+    stand_in_setting = "XAI_MANAGEMENT_API_URL"
 
     def __init__(
         self,
@@ -169,7 +176,8 @@ class XaiProvider:
             await self.fetch_daily_costs(
                 http, credentials, today - timedelta(days=1), today, by_key=False
             )
-        return CheckResult(key_name=key_name, notes=tuple(notes))
+        # The Team ID is the account: the check proved the key reads that team.
+        return CheckResult(key_name=key_name, notes=tuple(notes), account_id=team_id)
 
     async def fetch_daily_costs(
         self,
@@ -240,6 +248,12 @@ class XaiProvider:
         """xAI's list prices from ``prices.toml`` (``PriceListProvider``); a malformed
         file raises :class:`prices.PriceFileError`, a ``ValueError`` saying where."""
         return prices.price_table()
+
+    def stand_in(self, *, host: str, port: int, latency: float = 0.0) -> Sandbox:
+        """The local stand-in for the Management API (``StandInProvider``)."""
+        from providers.xai.sandbox import Sandbox
+
+        return Sandbox(host=host, port=port, latency=latency)
 
     async def fetch_billing(
         self, http: httpx.AsyncClient, credentials: Credentials

@@ -31,6 +31,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs
 
+from providers.cost_standin import unit as _unit
 from providers.standin import Answer, StandIn, StandInHandler
 
 __all__ = [
@@ -331,12 +332,6 @@ def _dumps(value: Any) -> str:
 
 
 # --- synthetic data -----------------------------------------------------------
-
-
-def _unit(*parts: object) -> Decimal:
-    """A stable pseudo-random number in [0, 1): the same inputs, the same figures."""
-    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
-    return Decimal(int(digest[:14], 16)) / Decimal(16**14)
 
 
 def _stable_uuid(*parts: object) -> str:
@@ -702,6 +697,13 @@ class Sandbox(StandIn):
         self._faults: list[_Fault] = []
         if demo:
             self.add_key(DEMO_KEY, DEMO_TEAM_ID, name="xai-usage demo")
+
+    @property
+    def demo_credentials(self) -> dict[str, str]:
+        """What connects to the demo team (``LocalStandIn``); none without the demo key."""
+        with self._lock:
+            known = DEMO_KEY in self._keys
+        return {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY} if known else {}
 
     # configuration
 

@@ -95,8 +95,9 @@ def test_the_check_recognises_what_it_forbids() -> None:
 
 PROVIDER_OWN = "providers.xai"
 """xAI's own package: built as a third party would build the next provider."""
-STAND_IN_COMMANDS = frozenset({("cli.py", "sandbox"), ("cli.py", "demo")})
-"""The commands that serve xAI's local stand-in: the one place the host names xAI's code."""
+STAND_IN_COMMANDS = frozenset({("cli.py", "demo")})
+"""The command that runs the product against xAI's local stand-in: the one place the host
+names xAI's code (``sandbox`` finds any provider's stand-in through ``StandInProvider``)."""
 
 
 def provider_imports(source: str) -> list[tuple[str | None, str]]:

@@ -694,7 +694,7 @@ async def test_a_good_key_passes_with_its_name(provider, xai, http):
 
     result = await provider.check_credentials(http, CREDS)
 
-    assert result == CheckResult(key_name="usage-bot")
+    assert result == CheckResult(key_name="usage-bot", account_id=TEAM)  # the team is the account
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     body = sent_body(route)["analyticsRequest"]
     assert body["timeRange"]["startTime"] == f"{yesterday} 00:00:00"
@@ -782,7 +782,7 @@ async def test_team_ids_compare_without_case(provider, xai, http):
     xai.get(VALIDATION).mock(return_value=validation(scope="SCOPE_TEAM", scopeId=TEAM.upper()))
     xai.post(USAGE).mock(return_value=usage())
 
-    assert await provider.check_credentials(http, CREDS) == CheckResult()
+    assert await provider.check_credentials(http, CREDS) == CheckResult(account_id=TEAM)
 
 
 async def test_an_organisation_key_is_checked_by_usage(provider, xai, http):
@@ -819,7 +819,7 @@ async def test_a_busy_day_does_not_fail_the_check(provider, xai, http):
     xai.get(VALIDATION).mock(return_value=validation(scope="SCOPE_TEAM", scopeId=TEAM))
     xai.post(USAGE).mock(return_value=usage(limitReached=True))
 
-    assert await provider.check_credentials(http, CREDS) == CheckResult()
+    assert await provider.check_credentials(http, CREDS) == CheckResult(account_id=TEAM)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Anthropic as a provider plugin: registered through ``xai_usage.providers`` like any other."""

@@ -1,0 +1,1 @@
+"""OpenAI as a provider plugin: registered through ``xai_usage.providers`` like any other."""

@@ -1,0 +1,519 @@
+"""The OpenAI provider: an organization's costs from OpenAI's Costs API, with an admin key.
+
+Read-only by design: it calls ``GET /v1/organization/costs`` and
+``GET /v1/organization/projects`` and nothing that writes. Amounts are JSON
+numbers in dollars, read as exact decimals; ``line_item`` is free text
+(``"gpt-4o-2024-08-06, input"``, ``"Image models"``), so the model is the
+part before the first comma and a line item without one is kept as it is,
+and the rest of it is the kind of usage (see ``openai-anthropic-admin-apis.md``).
+
+**Which organization a key reads.** An admin key belongs to one organization,
+but no answer an admin key can read carries the organization's id. Its
+projects do: a project belongs to one organization for good, projects cannot
+be deleted, and the Default project, made with the organization, cannot be
+archived. So the account identity (:attr:`CheckResult.account_id`) is the id
+of the organization's oldest project, archived ones included (ties broken by
+id): the same for every admin key of the organization, different for any
+other organization. Its limits: it costs a walk of the project list at each
+key check (100 a page); and a restricted admin key that may read costs but
+not projects cannot tell its organization, so the check passes with no
+identity and a note saying so (the host cannot then tell two such
+connections apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import httpx
+
+from providers import cost_reports
+from providers.cost_reports import DailyTotals, Unreadable
+from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.openai import prices
+from providers.types import (
+    CheckResult,
+    CostFetch,
+    CredentialField,
+    Credentials,
+    PriceTable,
+    ProviderError,
+    Reason,
+    UnitCostRow,
+    UsageKind,
+)
+
+if TYPE_CHECKING:
+    from providers.openai.sandbox import OpenAIStandIn
+
+DEFAULT_BASE_URL = "https://api.openai.com"
+BASE_URL_SETTING = "OPENAI_API_URL"
+COSTS_PATH = "/v1/organization/costs"
+PROJECTS_PATH = "/v1/organization/projects"
+MAX_WINDOW_DAYS = 31
+"""Days per fetch: the API pages at up to 180 buckets, but a month is as much as one
+failed call should have to repeat."""
+PROJECTS_PER_PAGE = 100
+SERVICE = "OpenAI"
+
+NOT_ADMIN_KEY = "not_admin_key"
+"""A key OpenAI has, but not an admin key (a project, service account or user key)."""
+
+ADMIN_PREFIX = "sk-admin-"
+_KEY_PAGE = "platform.openai.com > Settings > Organization > Admin keys"
+# Whatever looks like an OpenAI secret in an echoed message, not only the key sent.
+_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_*-]{8,}")
+# Other kinds of key, by prefix: the first that matches names it.
+_OTHER_KEYS = (
+    ("sk-proj-", "a project API key (sk-proj-…)"),
+    ("sk-svcacct-", "a service account key (sk-svcacct-…)"),
+    ("sk-ant-", "an Anthropic key (sk-ant-…)"),
+    ("sk-", "a user API key (sk-…)"),
+)
+
+
+def _other_key(value: str) -> str | None:
+    """What kind of key ``value`` is when it is not an admin key, by its prefix."""
+    if value.startswith(ADMIN_PREFIX):
+        return None
+    return next((kind for prefix, kind in _OTHER_KEYS if value.startswith(prefix)), None)
+
+
+def _not_admin_message(kind: str) -> str:
+    return (
+        f"That is {kind}, which can call the models but not read the organization's costs. "
+        f"Paste an admin key (sk-admin-…): an Organization Owner creates one in {_KEY_PAGE}."
+    )
+
+
+def _validate_admin_key(value: str) -> str | None:
+    # Never echo the value: it is a secret even when malformed.
+    if not value:
+        return f"Paste an OpenAI admin key (sk-admin-…), created in {_KEY_PAGE}."
+    if any(char.isspace() for char in value):
+        return "The admin key contains spaces or line breaks. Copy it again as one unbroken value."
+    if kind := _other_key(value):
+        return _not_admin_message(kind)
+    if not value.startswith(ADMIN_PREFIX):
+        return (
+            "That is not an OpenAI admin key: admin keys start with sk-admin-. An "
+            f"Organization Owner creates one in {_KEY_PAGE}."
+        )
+    if len(value) < 20:
+        return (
+            "That admin key is too short to be complete. OpenAI shows a key only once, when "
+            f"it is created: copy the whole value, or create a new key in {_KEY_PAGE}."
+        )
+    return None
+
+
+ADMIN_KEY_FIELD = CredentialField(
+    name="admin_key",
+    label="Admin key",
+    secret=True,
+    help=(
+        f"An admin key (sk-admin-…) of the organization, from {_KEY_PAGE}: only Organization "
+        "Owners can create one. A project key (sk-proj-…) cannot read costs."
+    ),
+    placeholder="sk-admin-…",
+    env_var="OPENAI_ADMIN_KEY",
+    validate=_validate_admin_key,
+)
+
+
+class OpenAIProvider:
+    """OpenAI's organization Costs API as a :class:`providers.types.Provider`."""
+
+    name = "openai"
+    display_name = "OpenAI"
+    credential_fields = (ADMIN_KEY_FIELD,)
+    max_window_days = MAX_WINDOW_DAYS
+    # No maximum look-back is documented. 90 days is what the host keeps and what the
+    # stand-in and the tests prove; a longer reach would be a guess about data that
+    # may not be there, and a day fetched empty would read as "no spend".
+    max_backfill_days = 90
+    # No settlement window is documented; third parties see costs take 24-48 hours to
+    # appear, so a day may still change for two days after it ends.
+    settle_hours = 48
+    caveats = (
+        "OpenAI's line items are free text: a model is read from the text before the first "
+        "comma, and a line item without one is shown as it comes.",
+    )
+    stand_in_setting = BASE_URL_SETTING
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing is safe)
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(base_url={self.base_url!r})"
+
+    def mask(self, credentials: Credentials) -> str:
+        key = str(credentials.get("admin_key") or "").strip()
+        if len(key) < 16:
+            return "…"
+        prefix = ADMIN_PREFIX if key.startswith(ADMIN_PREFIX) else key[:3]
+        return f"{prefix}…{key[-4:]}"
+
+    def default_label(self, credentials: Credentials) -> str:
+        return "Production — OpenAI"
+
+    async def check_credentials(
+        self, http: httpx.AsyncClient, credentials: Credentials
+    ) -> CheckResult:
+        """One day of costs (the key can read them), then the organization it reads."""
+        key = _read_key(credentials)
+        today = datetime.now(UTC).date()
+        await self.fetch_daily_costs(
+            http, credentials, today - timedelta(days=1), today, by_key=False
+        )
+        account_id, notes = await self._organization(http, key)
+        return CheckResult(account_id=account_id, notes=notes)
+
+    async def fetch_daily_costs(
+        self,
+        http: httpx.AsyncClient,
+        credentials: Credentials,
+        start: date,
+        end: date,
+        *,
+        by_key: bool = True,
+    ) -> CostFetch:
+        """Costs per UTC day and model (and API key, where OpenAI answers) for [start, end)."""
+        _check_window(start, end)
+        key = _read_key(credentials)
+        if by_key:
+            # Grouping by api_key_id came to the spec at a time nobody recorded: a 400
+            # means "not here" (or "not now"), so this window carries on per model and
+            # the next sync asks per key again.
+            try:
+                pages = await self._cost_pages(http, key, start, end, ("line_item", "api_key_id"))
+            except ProviderError as error:
+                if error.reason != Reason.BAD_REQUEST:
+                    raise
+            else:
+                totals = self._read(pages, start, end, lambda result, _: _key_id(result))
+                return CostFetch(rows=totals.cost_rows(), by_key=True)
+        pages = await self._cost_pages(http, key, start, end, ("line_item",))
+        totals = self._read(pages, start, end, lambda result, _: "")
+        return CostFetch(rows=totals.cost_rows(), by_key=False)
+
+    async def fetch_unit_costs(
+        self, http: httpx.AsyncClient, credentials: Credentials, start: date, end: date
+    ) -> tuple[UnitCostRow, ...] | None:
+        """Cost per UTC day, model and kind of usage (``UnitCostProvider``): the same line
+        items as the costs, the kind being the part after the comma; None on a 400."""
+        _check_window(start, end)
+        key = _read_key(credentials)
+        try:
+            pages = await self._cost_pages(http, key, start, end, ("line_item",))
+        except ProviderError as error:
+            if error.reason == Reason.BAD_REQUEST:
+                return None
+            raise
+        return self._read(pages, start, end, lambda _, item: unit_type(item)).unit_cost_rows()
+
+    def usage_kind(self, unit_type: str) -> UsageKind | str:
+        """Which kind of usage a line item's kind is (``UsageKindProvider``)."""
+        return prices.usage_kind(unit_type)
+
+    def list_prices(self) -> PriceTable:
+        """OpenAI's list prices from ``prices.toml`` (``PriceListProvider``)."""
+        return prices.price_table()
+
+    async def fetch_billing(self, http: httpx.AsyncClient, credentials: Credentials) -> None:
+        """OpenAI's billing figures are not read: the costs are the figures."""
+        return None
+
+    def stand_in(self, *, host: str, port: int, latency: float = 0.0) -> OpenAIStandIn:
+        """The local stand-in for OpenAI's API (``StandInProvider``)."""
+        from providers.openai.sandbox import OpenAIStandIn
+
+        return OpenAIStandIn(host=host, port=port, latency=latency)
+
+    # -- plumbing --------------------------------------------------------------
+
+    async def _cost_pages(
+        self,
+        http: httpx.AsyncClient,
+        key: str,
+        start: date,
+        end: date,
+        group_by: Sequence[str],
+    ) -> list[Mapping[str, Any]]:
+        """Every page of the daily costs of [start, end), grouped by ``group_by``."""
+        query = [
+            ("start_time", str(_unix(start))),
+            ("end_time", str(_unix(end))),
+            ("bucket_width", "1d"),
+            ("limit", str((end - start).days)),
+            *(("group_by", name) for name in group_by),
+        ]
+        return await self._pages(http, key, COSTS_PATH, query, "next_page", "page")
+
+    async def _organization(self, http: httpx.AsyncClient, key: str) -> tuple[str, tuple[str, ...]]:
+        """The organization's identity (its oldest project's id), or "" and why not.
+
+        Only a key that may not list projects, or a service without the list,
+        passes without an identity; any other failure fails the check, since a
+        connection without one cannot be told from another organization's.
+        """
+        query = [("limit", str(PROJECTS_PER_PAGE)), ("include_archived", "true")]
+        try:
+            pages = await self._pages(http, key, PROJECTS_PATH, query, "last_id", "after")
+        except ProviderError as error:
+            if error.reason != Reason.MISSING_SCOPE:
+                raise
+            return "", (
+                "This admin key may not list the organization's projects, so xai-usage cannot "
+                "tell which organization it reads, nor stop the same one being connected "
+                "twice. An admin key with read access to projects can.",
+            )
+        except _Absent:
+            return "", (
+                f"OpenAI's API at {self.base_url} did not list the organization's projects "
+                "(HTTP 404), so xai-usage cannot tell which organization this key reads, nor "
+                "stop the same one being connected twice.",
+            )
+        projects = []
+        for page in pages:
+            for project in page.get("data") or ():
+                if isinstance(project, dict) and isinstance(project.get("id"), str):
+                    projects.append((_number(project.get("created_at")), project["id"]))
+        if not projects:
+            raise self._unreadable("the organization has no projects, not even its Default one")
+        return min(projects)[1], ()
+
+    async def _pages(
+        self,
+        http: httpx.AsyncClient,
+        key: str,
+        path: str,
+        query: list[tuple[str, str]],
+        cursor_field: str,
+        cursor_param: str,
+    ) -> list[Mapping[str, Any]]:
+        async def page(cursor: str | None) -> Mapping[str, Any]:
+            more = [(cursor_param, cursor)] if cursor else []
+            response = await self._get(http, path, key, query + more)
+            if response.status_code == 404 and path == PROJECTS_PATH:
+                raise _Absent
+            if not response.is_success:
+                raise self._error(response, key, path)
+            payload = cost_reports.json_body(response)
+            if not isinstance(payload, dict):
+                raise self._unreadable(f"not a JSON object (HTTP {response.status_code})")
+            return payload
+
+        try:
+            return await cost_reports.follow_pages(page, cursor_field)
+        except Unreadable as problem:
+            raise self._unreadable(str(problem)) from None
+
+    def _read(
+        self,
+        pages: list[Mapping[str, Any]],
+        start: date,
+        end: date,
+        second: Callable[[Mapping[str, Any], str], str],
+    ) -> DailyTotals:
+        """Results summed per (day, model, ``second(result, line_item)``) inside [start, end)."""
+        totals = DailyTotals()
+        try:
+            for bucket in cost_reports.buckets(pages):
+                day = _bucket_day(bucket.get("start_time"))
+                if not start <= day < end:
+                    continue  # a stray bucket is not this window's to store
+                for result in cost_reports.results(bucket):
+                    money = result.get("amount")
+                    money = money if isinstance(money, dict) else {}
+                    cost_reports.refuse_other_currency(money.get("currency"), day, SERVICE)
+                    item = str(result.get("line_item") or "").strip()
+                    totals.add(
+                        day,
+                        model_id(item),
+                        second(result, item),
+                        cost_reports.amount(money.get("value")),
+                    )
+        except Unreadable as problem:
+            raise self._unreadable(str(problem)) from None
+        return totals
+
+    async def _get(
+        self, http: httpx.AsyncClient, path: str, key: str, query: list[tuple[str, str]]
+    ) -> httpx.Response:
+        """The one place a request is built and sent; transport failures become UNREACHABLE."""
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+        url = f"{self.base_url}{path}?{urlencode(query)}"
+        try:
+            return await send_with_retries(
+                http, "GET", url, policy=self.retry, headers=headers, sleep=self._sleep
+            )
+        except httpx.RequestError as exc:
+            # ``from None``: the exception holds the request, and so the key.
+            raise cost_reports.unreachable(SERVICE, self.base_url, BASE_URL_SETTING, exc) from None
+
+    def _unreadable(self, what: str) -> ProviderError:
+        return cost_reports.unreadable(SERVICE, self.base_url, BASE_URL_SETTING, what)
+
+    def _error(self, response: httpx.Response, key: str, path: str) -> ProviderError:
+        """Map an error status (after retries) to a reason and a message a person can act on."""
+        status = response.status_code
+        said, code = _error_details(response, key)
+        if status in (401, 403):
+            return _refusal(status, said, code)
+        if status == 429:
+            return cost_reports.rate_limited(SERVICE, retry_after_seconds(response))
+        if status >= 500:
+            return cost_reports.server_failed(SERVICE, status, said)
+        if status == 400:
+            return ProviderError(
+                Reason.BAD_REQUEST,
+                f"OpenAI rejected the request (HTTP 400): {said or 'no reason given'}",
+            )
+        if status == 404:
+            return cost_reports.not_found(
+                SERVICE, self.base_url, BASE_URL_SETTING, path, DEFAULT_BASE_URL
+            )
+        suffix = f" (OpenAI said: {said})" if said else ""
+        return self._unreadable(f"unexpected HTTP {status}{suffix}")
+
+
+class _Absent(Exception):
+    """The service has no project list (a proxy, an older API): no identity to read."""
+
+
+# -- refusals: which case it is, from what OpenAI answered ------------------------
+
+# OpenAI documents 401 for a bad key and 403 for a missing scope or a key that
+# is not an admin key (medium confidence), so the case is read from the words,
+# most specific first; OpenAI's own words follow the message either way.
+_HINTS = (
+    (re.compile(r"missing scopes?|api\.usage\.read"), Reason.MISSING_SCOPE),
+    (re.compile(r"admin (api )?key|not an admin|organization owner"), NOT_ADMIN_KEY),
+    (re.compile(r"scope|permission"), Reason.MISSING_SCOPE),
+    (
+        re.compile(r"incorrect api key|invalid api key|revoked|deactivated|expired"),
+        Reason.INVALID_KEY,
+    ),
+)
+_REFUSALS = {
+    NOT_ADMIN_KEY: (
+        "OpenAI did not accept this as an admin key. Reading an organization's costs takes an "
+        f"admin key (sk-admin-…), which only an Organization Owner can create, in {_KEY_PAGE}; "
+        "a project or user API key cannot read them."
+    ),
+    Reason.INVALID_KEY: (
+        "OpenAI rejected the admin key: it was revoked or deleted, or it is not a key OpenAI "
+        "knows. Check that you copied the whole key; if it was revoked, an Organization Owner "
+        f"can create a new admin key in {_KEY_PAGE}."
+    ),
+    Reason.MISSING_SCOPE: (
+        "This admin key may not read the organization's costs: it is a restricted key without "
+        "read access to usage (api.usage.read). An Organization Owner can create an admin key "
+        f"with that permission in {_KEY_PAGE}; use that instead."
+    ),
+}
+
+
+def _refusal(status: int, said: str, code: str) -> ProviderError:
+    text = f"{said} {code}".lower()
+    reason = next((reason for hint, reason in _HINTS if hint.search(text)), None)
+    if reason is None:
+        reason = Reason.INVALID_KEY if status == 401 else Reason.MISSING_SCOPE
+    suffix = f" (OpenAI said: {said})" if said else ""
+    return ProviderError(
+        reason, _REFUSALS[reason] + suffix, field=ADMIN_KEY_FIELD.name, needs_person=True
+    )
+
+
+def _error_details(response: httpx.Response, key: str) -> tuple[str, str]:
+    """(message, code) from ``{"error": {"message", "type", "param", "code"}}``, scrubbed."""
+    payload = cost_reports.json_body(response)
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    said = cost_reports.scrubbed(error.get("message"), key, _KEY_LIKE)
+    return said, str(error.get("code") or "")
+
+
+# -- requests and results -----------------------------------------------------
+
+
+def _read_key(credentials: Credentials) -> str:
+    """The stripped admin key, refused before it goes near a header if it is not one."""
+    key = str(credentials.get("admin_key") or "").strip()
+    if kind := _other_key(key):
+        raise ProviderError(
+            NOT_ADMIN_KEY, _not_admin_message(kind), field="admin_key", needs_person=True
+        )
+    if problem := _validate_admin_key(key):
+        raise ProviderError(Reason.INVALID_KEY, problem, field="admin_key")
+    return key
+
+
+def _check_window(start: date, end: date) -> None:
+    if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
+        raise ValueError(
+            f"a cost window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
+        )
+
+
+def _unix(day: date) -> int:
+    """The UTC midnight that starts ``day``, in Unix seconds."""
+    return int(datetime.combine(day, datetime.min.time(), tzinfo=UTC).timestamp())
+
+
+def _number(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError, ArithmeticError):
+        return 0
+
+
+def _bucket_day(value: Any) -> date:
+    """The UTC day a bucket starts, from its Unix-second ``start_time``."""
+    try:
+        return datetime.fromtimestamp(int(value), UTC).date()
+    except (TypeError, ValueError, ArithmeticError, OverflowError, OSError):
+        raise Unreadable(
+            f"a bucket's start_time is not Unix seconds: {str(value)[:40]!r}"
+        ) from None
+
+
+def _key_id(result: Mapping[str, Any]) -> str:
+    key_id = result.get("api_key_id")
+    return key_id.strip() if isinstance(key_id, str) else ""
+
+
+def model_id(line_item: str) -> str:
+    """The model of a line item: ``"gpt-4o-2024-08-06, input"`` -> ``"gpt-4o-2024-08-06"``.
+
+    A line item with nothing before a comma, or no comma at all (``"Image
+    models"``), is kept as it is: new line items are tracked without an
+    allow-list, and never dropped.
+    """
+    head, comma, _ = line_item.partition(",")
+    if comma and head.strip():
+        return head.strip()
+    return line_item.strip() or "unknown"
+
+
+def unit_type(line_item: str) -> str:
+    """The kind of usage of a line item: ``"gpt-4o, cached input"`` -> ``"cached input"``;
+    a line item without a comma is its own kind."""
+    head, comma, tail = line_item.partition(",")
+    if comma and head.strip() and tail.strip():
+        return tail.strip()
+    return line_item.strip() or "unknown"
