@@ -134,6 +134,8 @@ class Alert:
     facts: dict[str, str] = field(default_factory=dict, hash=False)
     """For the JSON webhook: amounts as decimal strings, dates ISO 8601."""
     actions: tuple[Action, ...] = ()
+    correction: str = ""
+    """Set when a later sync moved its figure: "Updated 14:05 UTC: was $60.00. …"."""
 
     @property
     def note(self) -> str:
@@ -707,6 +709,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "text": alert.text,
         "facts": dict(alert.facts),
         "actions": [{"label": a.label, "command": a.command} for a in alert.actions],
+        **({"correction": alert.correction} if alert.correction else {}),
     }
 
 
@@ -722,4 +725,5 @@ def alert_from_json(text: str) -> Alert:
         text=data["text"],
         facts=dict(data.get("facts") or {}),
         actions=tuple(Action(a["label"], a["command"]) for a in data.get("actions") or ()),
+        correction=data.get("correction") or "",
     )

@@ -59,6 +59,10 @@ class Settings:
     daily_sync_at: str = "06:00"
     settle_hours: int | None = None
     """Overrides every provider's settle time (bot.figures: final and provisional days)."""
+    fresh_within_minutes: int = 60
+    """A digest or alert syncs its scope first when its data is older than this."""
+    fresh_budget_seconds: int = 60
+    """How long that sync may take before the message goes out as it stands."""
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -72,6 +76,8 @@ class Settings:
             trailing_days=_int(environ, "XAI_USAGE_TRAILING_DAYS", 3, 1, 31),
             http_deadline=_int(environ, "XAI_USAGE_HTTP_DEADLINE", 60, 1, 600),
             daily_sync_at=_clock_time(environ, "XAI_USAGE_DAILY_SYNC_AT", "06:00"),
+            fresh_within_minutes=_int(environ, "XAI_USAGE_FRESH_WITHIN", 60, 1, 24 * 60),
+            fresh_budget_seconds=_int(environ, "XAI_USAGE_FRESH_BUDGET", 60, 0, 600),
             settle_hours=(
                 _int(environ, "XAI_USAGE_SETTLE_HOURS", 12, 0, 72)
                 if environ.get("XAI_USAGE_SETTLE_HOURS")

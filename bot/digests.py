@@ -105,6 +105,9 @@ class Digest:
     """The subscription's time zone: its "yesterday" is a UTC day, said in its own time."""
     freshness: str | None = None
     """Why its figures are older than the digest wanted (a sync before posting failed)."""
+    correction: Any = None
+    """A :class:`bot.posts.Correction` when a later sync moved its headline and it is shown
+    again, corrected."""
 
     # The amounts as plain numbers, for code that has already read the marks.
 
@@ -681,6 +684,7 @@ def digest_view(digest: Digest) -> dict[str, Any]:
         "footer": f"{scope}  ·  {days_note}  ·  {as_of}",
         "settling": settling,
         "freshness": digest.freshness,
+        "correction": digest.correction.words() if digest.correction else None,
         "unfetched": [
             formatting.clip(line, MAX_LINE_CHARS) for line in digest.unfetched[:MAX_FAILING]
         ],

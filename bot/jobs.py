@@ -20,8 +20,9 @@ import asyncio
 import json
 import logging
 import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -104,20 +105,39 @@ Message = Any
 the outbox renders it for its surface."""
 
 
+@dataclass(frozen=True)
+class Posted:
+    """Where a message landed: its channel (a DM's own id for a DM) and its ``ts``."""
+
+    channel: str
+    ts: str
+
+
+class CannotEdit(Exception):
+    """The outbox will not change a message in place (gone, too old, not ours)."""
+
+
 class Outbox(Protocol):
     """Where messages go: Slack in production. Raises :class:`ChannelUnavailable`
     for a place that will not take posts."""
 
     def post(
         self, team_id: str | None, channel: str, message: Message, *, key: str | None = None
-    ) -> None:
-        """Post ``message``; ``key`` travels with it, for :meth:`posted` to find."""
+    ) -> Posted | None:
+        """Post ``message``; ``key`` travels with it, for :meth:`posted` to find. Says where
+        it landed, when the outbox can tell."""
+
+    def update(self, team_id: str | None, posted: Posted, message: Message) -> None:
+        """Show ``message`` in place of the one at ``posted``; :class:`CannotEdit` if not."""
+
+    def reply(self, team_id: str | None, posted: Posted, message: Message) -> Posted | None:
+        """Post ``message`` in the thread of the one at ``posted``."""
 
     def posted(self, team_id: str | None, channel: str, key: str, since: datetime) -> bool | None:
         """Whether a message carrying ``key`` was posted in ``channel`` since
         ``since``; None when that cannot be told (then it is posted again)."""
 
-    def dm(self, team_id: str | None, user_id: str, message: Message) -> None: ...
+    def dm(self, team_id: str | None, user_id: str, message: Message) -> Posted | None: ...
 
     def webhook(self, url: str, body: dict) -> None: ...
 
@@ -144,6 +164,8 @@ class Outcome:
     """Digests whose chart was shown with them, by key."""
     charts_drawn: int = 0
     """Charts drawn this run: one per scope and period, however many digests show it."""
+    corrections: list[str] = field(default_factory=list)
+    """Posted figures a later sync moved, each corrected once (bot.posts)."""
 
 
 def latest_occurrence(every: str, at_time: str, tz: str, at: datetime) -> datetime:
@@ -199,6 +221,9 @@ def run_due(
     if delivery is None:
         outcome.skipped.append("digests and alerts: no Slack configured to deliver them")
         return outcome
+    from bot.posts import correct_posts
+
+    correct_posts(runtime, ledger, at, delivery, outcome)
     with runtime.db.session() as session:
         workspaces = list(session.scalars(select(Workspace)))
     charts = DigestCharts(runtime, at)
@@ -308,8 +333,13 @@ def _digests(
     delivery: Outbox,
     outcome: Outcome,
 ) -> list[_ChartOwed]:
-    """Post every digest due in ``workspace``; the charts the posted ones still owe."""
-    from bot.digests import DigestRequest, build_digests, quiet_skip
+    """Post every digest due in ``workspace``; the charts the posted ones still owe.
+
+    The connections they cover are synced first where their data is stale
+    (bot.posts.freshen); a digest whose figures could not be made fresh says so.
+    """
+    from bot.digests import DigestRequest, build_digests, digest_period, quiet_skip
+    from bot.posts import digest_headline, freshen, freshness_words, record_posts
 
     with runtime.db.session() as session:
         subscriptions = list(
@@ -330,12 +360,30 @@ def _digests(
     won = ledger.claim_many(list(due), workspace_id=workspace.id, lease=lease)
     mine = [(won[key], sub) for key, (sub, _) in due.items() if key in won]
     requests = [
-        DigestRequest(sub.every, due[claim.key][1].astimezone(UTC).date(), sub.connection_id)
+        DigestRequest(
+            sub.every, due[claim.key][1].astimezone(UTC).date(), sub.connection_id, sub.tz
+        )
         for claim, sub in mine
     ]
+    requests_by_key = {claim.key: r for (claim, _), r in zip(mine, requests, strict=True)}
+    about: dict[int | None, date] = {}
+    for r in requests:
+        end = digest_period(r.every, r.occurrence)[1]
+        about[r.connection_id] = max(end, about.get(r.connection_id, end))
+    not_fresh = freshen(runtime, workspace.id, about, at)
     with runtime.db.session() as session:
-        digests = build_digests(session, workspace.id, requests, providers=runtime.providers)
+        digests = build_digests(
+            session, workspace.id, requests, providers=runtime.providers, now=at
+        )
+    digests = [
+        replace(
+            d,
+            freshness=freshness_words(not_fresh, d.total.coverage.connections, d.total.as_of),
+        )
+        for d in digests
+    ]
     owed: list[_ChartOwed] = []
+    posts: list = []
     with ledger.batch():  # each outcome recorded as it comes, over one connection
         for (claim, sub), digest in zip(mine, digests, strict=True):
             key = claim.key
@@ -344,7 +392,8 @@ def _digests(
                 outcome.skipped.append(key)
                 continue
             try:
-                if not _post_once(delivery, workspace.slack_team_id, sub.channel_id, digest, claim):
+                sent = _post_once(delivery, workspace.slack_team_id, sub.channel_id, digest, claim)
+                if not sent.now:
                     ledger.done(key, EARLIER_POST)
                     outcome.digests.append(key)
                     continue
@@ -360,6 +409,9 @@ def _digests(
                 continue
             ledger.done(key)
             outcome.digests.append(key)
+            if sent.where is not None and not digest.empty:
+                headline = digest_headline(digest, requests_by_key[key])
+                posts.append((key, "digest", sent.where, headline, digest.total.amount))
             if wants_chart(sub) and not digest.empty:
                 owed.append(
                     _ChartOwed(
@@ -371,16 +423,25 @@ def _digests(
                         digest,
                     )
                 )
+    record_posts(runtime, workspace.id, posts, at)
     return owed
 
 
 EARLIER_POST = "found the post of an earlier attempt: not posted again"
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """What :func:`_post_once` did: posted now (and where, when known), or found it done."""
+
+    now: bool
+    where: Posted | None = None
+
+
 def _post_once(
     delivery: Outbox, team_id: str | None, channel: str, message: Message, claim: Claim
-) -> bool:
-    """Post unless an earlier attempt at the same claim did; True when posted now.
+) -> _Sent:
+    """Post unless an earlier attempt at the same claim did.
 
     A first attempt just posts. A later one (its process died, or Slack
     failed it) first looks in the channel for a message carrying the key;
@@ -388,9 +449,8 @@ def _post_once(
     """
     if claim.retry and delivery.posted(team_id, channel, claim.key, claim.since):
         log.info("%s: an earlier attempt had posted it", claim.key)
-        return False
-    delivery.post(team_id, channel, message, key=claim.key)
-    return True
+        return _Sent(False)
+    return _Sent(True, delivery.post(team_id, channel, message, key=claim.key))
 
 
 def _pause(
@@ -444,19 +504,43 @@ def _alerts(
         spiked,
         sync_failure_alerts,
     )
+    from bot.posts import freshen, freshness_words
 
     reached = ledger.reached("syncfail:", workspace.id)
     alerted = spiked(ledger.payloads("spike:", workspace.id))
-    with runtime.db.session() as session:
-        fresh = {
-            alert.key: alert
-            for alert in (
-                *budget_alerts(session, workspace.id, at),
-                *spike_alerts(session, workspace.id, at, alerted),
-                *sync_failure_alerts(session, workspace.id),
-                *recovery_alerts(session, workspace.id, reached),
-            )
-        }
+
+    def evaluate() -> dict[str, Any]:
+        with runtime.db.session() as session:
+            return {
+                alert.key: alert
+                for alert in (
+                    *budget_alerts(session, workspace.id, at),
+                    *spike_alerts(session, workspace.id, at, alerted),
+                    *sync_failure_alerts(session, workspace.id),
+                    *recovery_alerts(session, workspace.id, reached),
+                )
+            }
+
+    fresh = evaluate()
+    # An alert about to speak of figures for the first time syncs what it covers if that
+    # is stale, then is worked out again on what the sync brought (it may be gone).
+    known = ledger.states(list(fresh))
+    about: dict[int | None, date] = {}
+    for alert in fresh.values():
+        if alert.key in known or alert.kind not in FIGURE_ALERTS:
+            continue
+        day = date.fromisoformat(alert.facts.get("day") or alert.facts["through"])
+        about[alert.connection_id] = max(day, about.get(alert.connection_id, day))
+    not_fresh = freshen(runtime, workspace.id, about, at)
+    if about:
+        fresh = evaluate()
+    for key, alert in list(fresh.items()):
+        if key in known or alert.kind not in FIGURE_ALERTS:
+            continue
+        scope = [alert.connection_id] if alert.connection_id else list(not_fresh)
+        words = freshness_words(not_fresh, scope, None)
+        if words:
+            fresh[key] = replace(alert, text=f"{alert.text} {words}")
     # Alerts owed from earlier runs go first, so a channel reads them in order
     # (a late "stopped syncing" before its "working again").
     due = {}
@@ -509,7 +593,7 @@ def _deliver_alert(
             waiting.append(last or f"{place.name}: being delivered by another process")
             continue
         try:
-            sent = _send(delivery, workspace.slack_team_id, place, alert, claim)
+            sent = _send(runtime, workspace, delivery, place, alert, claim, ledger.clock())
         except ChannelUnavailable as error:
             reason = f"{place.name}: {error.error}{error.hint}"
         except Exception as error:  # Slack or the webhook down: retried later
@@ -532,19 +616,40 @@ def _deliver_alert(
         outcome.alerts.append(f"{alert.key} -> {', '.join(delivered)}")
 
 
-def _send(delivery: Outbox, team_id: str | None, place: Destination, alert, claim: Claim) -> str:
-    """Deliver to one place; what it is called in the ledger and the output."""
+def _send(
+    runtime: Runtime,
+    workspace: Workspace,
+    delivery: Outbox,
+    place: Destination,
+    alert,
+    claim: Claim,
+    at: datetime,
+) -> str:
+    """Deliver to one place; what it is called in the ledger and the output. A spike
+    posted in Slack is kept with its figure, to be corrected if a sync moves it."""
     from bot.alerts import alert_json
+    from bot.posts import record_posts, spike_headline
 
+    team_id = workspace.slack_team_id
+    where = None
     if place.kind == "channel":
-        if not _post_once(delivery, team_id, place.target, alert, claim):
+        sent = _post_once(delivery, team_id, place.target, alert, claim)
+        if not sent.now:
             return f"{place.name} (by an earlier attempt)"
+        where = sent.where
     elif place.kind == "dm":
-        delivery.dm(team_id, place.target, alert)
+        where = delivery.dm(team_id, place.target, alert)
     else:
         delivery.webhook(place.target, alert_json(alert))
+    headline = spike_headline(alert)
+    if where is not None and headline is not None:
+        shown = Decimal(alert.facts["cost_usd"])
+        record_posts(runtime, workspace.id, [(claim.key, "alert", where, headline, shown)], at)
     return place.name
 
+
+FIGURE_ALERTS = frozenset({"budget", "forecast", "spike"})
+"""Alerts that speak of spend: synced first when their figures are stale."""
 
 NO_ROUTE = (
     "no alert channel, no budget or digest channel, and nobody who connected a team "

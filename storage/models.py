@@ -564,6 +564,35 @@ class Delivery(Base):
     """An alert still owed, as JSON: sent from here when its situation has passed."""
 
 
+class PostedMessage(Base):
+    """A scheduled message Slack took: where it is, and the figure it headlined.
+
+    Kept so a later run can correct it in place (``chat.update``) when a sync
+    moves that figure, and can tell a post that landed from one that did not
+    without reading the channel. ``key`` is the delivery ledger's key of the
+    post (a digest's, or an alert's for one place).
+    """
+
+    __tablename__ = "posted_messages"
+    __table_args__ = (Index("ix_posted_messages_open", "final", "posted_at"),)
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # digest | alert
+    channel_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    headline: Mapped[dict[str, Any] | None]
+    """What its headline figure is (scope and days) and the amount shown, as JSON."""
+    shown_usd: Mapped[optional_money]
+    """The headline amount the message shows now (after any correction)."""
+    corrections: Mapped[int] = mapped_column(Integer, default=0)
+    checked_at: Mapped[optional_timestamp]
+    """When a run last compared its figure with the store (only a later sync can move it)."""
+    final: Mapped[bool] = mapped_column(default=False)
+    """Its figure can no longer change (every day settled): no more checks."""
+
+
 @dataclass(frozen=True)
 class Sealed:
     """A column holding a sealed secret: key checks and rotation cover them all."""

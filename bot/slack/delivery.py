@@ -26,7 +26,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.formatting import mrkdwn_keep_references
-from bot.jobs import ChannelUnavailable, ChartFile, Message, WebhookFailed
+from bot.jobs import CannotEdit, ChannelUnavailable, ChartFile, Message, Posted, WebhookFailed
 from bot.setup import CannotPost
 from bot.slack.settings import SlackSettings
 
@@ -55,6 +55,21 @@ CANNOT_POST_FIXES = {
     "not_installed": "the app is not installed in this Slack workspace",
 }
 """Why ``digest add`` or ``alerts #channel`` cannot proceed, as the reply says it."""
+
+
+CANNOT_EDIT = frozenset(
+    {"cant_update_message", "message_not_found", "edit_window_closed", "msg_too_long"}
+)
+"""Slack's refusals of ``chat.update`` that a reply in the thread works around."""
+
+
+def _rendered(message: Message) -> dict:
+    """Block Kit as it is, or a digest, alert or note rendered for Slack."""
+    if isinstance(message, dict):
+        return message
+    from bot.slack.messages import slack_message
+
+    return slack_message(message)
 
 
 def unavailable(code: str, channel: str) -> ChannelUnavailable:
@@ -130,21 +145,27 @@ class SlackDelivery:
             self._last_post[channel] = max(self._last_post.get(channel, 0.0), time.monotonic())
 
     def post(
-        self, team_id: str | None, channel: str, message: Message, *, key: str | None = None
-    ) -> None:
-        """Post ``message``: Block Kit as it is, or a digest, alert or note rendered for Slack."""
-        if not isinstance(message, dict):
-            from bot.slack.messages import slack_message
-
-            message = slack_message(message)
+        self,
+        team_id: str | None,
+        channel: str,
+        message: Message,
+        *,
+        key: str | None = None,
+        thread: str | None = None,
+    ) -> Posted | None:
+        """Post ``message``: Block Kit as it is, or a digest, alert or note rendered for
+        Slack; in ``thread`` (a message's ts) when given. Says where it landed."""
+        message = _rendered(message)
         self._pace(channel)
         if key is not None:
             message = {
                 **message,
                 "metadata": {"event_type": EVENT_TYPE, "event_payload": {"key": key}},
             }
+        if thread is not None:
+            message = {**message, "thread_ts": thread}
         try:
-            self._client(team_id).chat_postMessage(channel=channel, **message)
+            answer = self._client(team_id).chat_postMessage(channel=channel, **message)
         except SlackApiError as error:
             code = error.response.get("error", "")
             if code in PAUSING_ERRORS:
@@ -152,6 +173,28 @@ class SlackDelivery:
             raise
         finally:
             self._posted_at(channel)
+        landed, ts = answer.get("channel"), answer.get("ts")
+        return Posted(landed, ts) if landed and ts else None
+
+    def update(self, team_id: str | None, posted: Posted, message: Message) -> None:
+        """Show ``message`` in place of the one at ``posted`` (``chat.update``)."""
+        message = _rendered(message)
+        self._pace(posted.channel)
+        try:
+            self._client(team_id).chat_update(channel=posted.channel, ts=posted.ts, **message)
+        except SlackApiError as error:
+            code = error.response.get("error", "")
+            if code in CANNOT_EDIT:
+                raise CannotEdit(code) from None
+            if code in PAUSING_ERRORS:
+                raise unavailable(code, posted.channel) from None
+            raise
+        finally:
+            self._posted_at(posted.channel)
+
+    def reply(self, team_id: str | None, posted: Posted, message: Message) -> Posted | None:
+        """Post ``message`` in the thread of the one at ``posted``."""
+        return self.post(team_id, posted.channel, message, thread=posted.ts)
 
     def upload(self, team_id: str | None, channel: str, chart: ChartFile) -> None:
         """Share a digest's chart in its channel, as ``--chart`` does (``files_upload_v2``)."""
@@ -229,8 +272,8 @@ class SlackDelivery:
             raise cannot_post(error.error) from None
         post_note(client, channel, text)
 
-    def dm(self, team_id: str | None, user_id: str, message: Message) -> None:
-        self.post(team_id, user_id, message)  # a user id as channel opens the app's DM
+    def dm(self, team_id: str | None, user_id: str, message: Message) -> Posted | None:
+        return self.post(team_id, user_id, message)  # a user id as channel opens the app's DM
 
     def webhook(self, url: str, body: dict) -> None:
         """POST the alert; :class:`WebhookFailed` (the URL never in it) when it is not taken."""

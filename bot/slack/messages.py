@@ -60,6 +60,7 @@ def alert_message(alert: Alert) -> dict[str, Any]:
         body=clip(mrkdwn(alert.text), SECTION_LIMIT),
         note=alert.note,
         buttons=buttons(alert.actions),
+        alert=alert,
     )
 
 

@@ -1106,6 +1106,8 @@ class SlackStandIn(StandIn):
         }
         if params.get("blocks"):
             message["blocks"] = params["blocks"]
+        if params.get("thread_ts"):
+            message["thread_ts"] = str(params["thread_ts"])
         metadata = params.get("metadata")
         if isinstance(metadata, dict):
             if not isinstance(metadata.get("event_type"), str) or not isinstance(
@@ -1134,6 +1136,12 @@ class SlackStandIn(StandIn):
             raise _SlackError("message_not_found")
         self._check_message("chat.update", params)
         text = params.get("text", "")
+        with self._lock:  # a message it was sent is changed in place; a made-up ts is taken
+            for message in self._history.get(channel, ()):
+                if message["ts"] == ts:
+                    message["text"] = text
+                    message["blocks"] = params.get("blocks") or []
+                    message["edited"] = {"user": auth.bot_user_id, "ts": self._next_ts()}
         return {"channel": channel, "ts": ts, "text": text, "message": {"text": text}}
 
     def _conversations_info(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
