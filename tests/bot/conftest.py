@@ -60,5 +60,3 @@ def world(tmp_path, db, store_key, monkeypatch):
         w.workspace_id = workspace_id
         runtime.close()
         yield w
-
-

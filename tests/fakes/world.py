@@ -78,5 +78,3 @@ def subscribe(w: World, channel: str = "CCOSTS", **fields) -> int:
         session.add(sub)
         session.flush()
         return sub.id
-
-
