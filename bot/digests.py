@@ -218,6 +218,29 @@ def same_point_last_month(day: date) -> date:
     return last_month.replace(day=min(day.day, last_month.day))
 
 
+def covers_words(every: str, tz: str, today: date) -> str:
+    """Which days a digest covers, said for its time zone: what ``digest add`` confirms.
+
+    A digest speaks of finished UTC days, as invoices do; outside UTC that is
+    not the reader's own "yesterday", so the hours it ran locally are named.
+    """
+    from zoneinfo import ZoneInfo
+
+    if every == "week":
+        what = "the last whole Monday–Sunday week (UTC days) before it is posted"
+    elif every == "month":
+        what = "the last whole calendar month (UTC days) before it is posted"
+    else:
+        what = "the last UTC day that ended before it is posted"
+    if tz not in ("UTC", "Etc/UTC", "Etc/GMT"):
+        midnight = figures.day_start(today).astimezone(ZoneInfo(tz))
+        what += f" (UTC days run {midnight:%H:%M}–{midnight:%H:%M} in {tz})"
+    return (
+        f"each covers {what}; figures still settling are marked provisional, and a posted "
+        "digest is corrected if they move by more than 1% and $1"
+    )
+
+
 def utc_day_words(day: date, tz: str) -> str:
     """Which hours of a digest's own time zone a UTC day ran, for a reader outside UTC:
     ``Fri 20 Mar 2026 is a UTC day: 09:00 Fri–09:00 Sat in Asia/Tokyo``."""

@@ -32,6 +32,7 @@ from storage.models import (
     Delivery,
     DigestSubscription,
     new_uid,
+    utcnow,
 )
 from storage.repo import find_connection
 
@@ -499,10 +500,14 @@ class Setup:
         return self.words.command(words)
 
     def digest_added(self, sub: DigestSubscription) -> str:
+        from bot.digests import covers_words
+
+        covers = covers_words(sub.every, sub.tz, (sub.created_at or utcnow()).date())
         return (
             f"Digest {sub.id}: {self.channel(sub.channel_id, sub.channel_name or '')}, "
             f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}), {self._scope(sub.connection_id)}"
-            f"{_quiet(sub)}{_chart(sub)}. {self.command(f'digest remove {sub.id}')} stops it."
+            f"{_quiet(sub)}{_chart(sub)}; {covers}. "
+            f"{self.command(f'digest remove {sub.id}')} stops it."
         )
 
     def _scope(self, connection_id: int | None) -> str:

@@ -104,8 +104,20 @@ def test_a_digest_is_saved_only_after_its_note_was_posted(db) -> None:
     ]
     assert [s.id for s in setup.digests()] == [sub.id]
     assert setup.digest_added(sub) == (
-        f"Digest {sub.id}: C0123ABCD, every Monday at 09:00 (UTC), all connections. "
-        f"`xai-usage digest remove {sub.id}` stops it."
+        f"Digest {sub.id}: C0123ABCD, every Monday at 09:00 (UTC), all connections; each covers "
+        "the last whole Monday–Sunday week (UTC days) before it is posted; figures still "
+        "settling are marked provisional, and a posted digest is corrected if they move by "
+        f"more than 1% and $1. `xai-usage digest remove {sub.id}` stops it."
+    )
+
+
+def test_a_digest_elsewhere_than_utc_says_which_hours_its_days_are(db) -> None:
+    setup = _setup(db, "cli")
+    command = parse(["digest", "add", "C0123ABCD", "--at", "09:00", "--tz", "Asia/Tokyo"])
+    sub = setup.add_digest(command, here=None, default_tz=lambda: "UTC", announce=lambda *n: None)
+    assert (
+        "each covers the last UTC day that ended before it is posted "
+        "(UTC days run 09:00–09:00 in Asia/Tokyo)" in setup.digest_added(sub)
     )
 
 
@@ -146,6 +158,6 @@ def test_a_daily_digest_can_ask_for_its_chart(db) -> None:
         announce=lambda *n: None,
     )
     assert [s.chart for s in setup.digests()] == [True, False]  # weekly ones always draw
-    assert "every day at 09:00 (UTC), all connections, with its chart." in setup.digest_added(sub)
+    assert "every day at 09:00 (UTC), all connections, with its chart;" in setup.digest_added(sub)
     assert "with its chart" not in setup.digest_added(weekly)
     assert setup.digest_lines(setup.digests()).splitlines()[0].endswith("with its chart")
