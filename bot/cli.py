@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bot import formatting
 from bot.config import ConfigError, Settings
 from bot.grammar import COMMANDS, OPTIONS, REPORTS, Command, Handlers, UsageError, parse, tokenize
-from bot.reports import Report, build_report, resolve_period, status_rows
+from bot.reports import Report, build_report, closed_month, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime, configure_logging
 from storage.reader import (
     ConnectionRef,
@@ -226,7 +226,10 @@ def _report_without_sqlalchemy(command: Command, runtime: Runtime) -> Report | N
         workspace_id = pick_workspace(reader, command.get("workspace"))
         if workspace_id is None:
             return None  # none yet: the normal way makes the terminal's own
-        return _report(reader, workspace_id, command, runtime)[0]
+        report = _report(reader, workspace_id, command, runtime)[0]
+        if closed_month(report.period, runtime.clock().date()):
+            return None  # a closed month shows its invoices: read in a session
+        return report
     except sqlite3.Error:
         return None
     finally:

@@ -105,6 +105,9 @@ class Digest:
     """The subscription's time zone: its "yesterday" is a UTC day, said in its own time."""
     freshness: str | None = None
     """Why its figures are older than the digest wanted (a sync before posting failed)."""
+    invoices: tuple[tuple[str, Any], ...] = ()
+    """Monthly digests: each connection's invoice for the month beside its usage series
+    (``bot.reports.Reconciliation``, as ``status`` and ``last-month`` show it)."""
     correction: Any = None
     """A :class:`bot.posts.Correction` when a later sync moved its headline and it is shown
     again, corrected."""
@@ -319,6 +322,22 @@ def build_digests(
                 session, workspace_id, today, connection, providers=providers
             )
         digests[n] = replace(digest, insights=found[scope])
+    # Monthly digests set the month's invoices beside them: read once per month.
+    from bot.reports import reconcile_month
+
+    bills: dict[date, dict] = {}
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    for n, digest in enumerate(digests):
+        if digest.every != "month" or digest.empty:
+            continue
+        month = digest.period_start
+        if month not in bills:
+            bills[month] = reconcile_month(session, workspace_id, month, today)
+        scope = digest.total.coverage.connections  # id -> label
+        invoices = [(scope[c], r) for c, r in bills[month].items() if c in scope]
+        digests[n] = replace(
+            digest, invoices=tuple(sorted(invoices, key=lambda item: item[0].lower()))
+        )
     return digests
 
 
@@ -708,10 +727,19 @@ def digest_view(digest: Digest) -> dict[str, Any]:
         "settling": settling,
         "freshness": digest.freshness,
         "correction": digest.correction.words() if digest.correction else None,
+        "invoices": [
+            (label, *reconciliation_words(r)) for label, r in digest.invoices[:MAX_FAILING]
+        ],
         "unfetched": [
             formatting.clip(line, MAX_LINE_CHARS) for line in digest.unfetched[:MAX_FAILING]
         ],
     }
+
+
+def reconciliation_words(r):
+    from bot.reports import reconciliation_words as words
+
+    return words(r)
 
 
 def prepaid_words(prepaid: Sequence[tuple[str, Decimal]]) -> str | None:

@@ -309,11 +309,23 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
         lines.append((facts.prepaid, 11, "normal", TEXT_COLOUR))
     if report.model_pattern:
         lines.append((f"Models matching “{report.model_pattern}”", 10, "normal", MUTED_COLOUR))
+    if report.invoices:
+        from bot.reports import reconciliation_words
+
+        lines.append((f"Invoices for {report.period.start:%B %Y}", 11, "bold", TEXT_COLOUR))
+        for label, r in report.invoices[:4]:
+            line, why = reconciliation_words(r)
+            lines.append((formatting.clip(f"{label}: {line}", 120), 8, "normal", TEXT_COLOUR))
+            if why:
+                text = formatting.clip(f"Could be: {'; '.join(why)}", 120)
+                lines.append((text, 8, "normal", MUTED_COLOUR))
     y = 0.95
     for text, size, weight, colour in lines:
         page.text(0.08, y, text, fontsize=size, fontweight=weight, color=colour)
-        y -= 0.03 if size < 14 else 0.04
-    draw(chart, page, (0.1, 0.36, 0.6, 0.3))
+        y -= 0.022 if size < 10 else 0.03 if size < 14 else 0.04
+    # The chart sits below the last line, as tall as what is left above the notes allows.
+    top = min(0.66, y - 0.04)
+    draw(chart, page, (0.1, 0.36, 0.6, max(top - 0.36, 0.18)))
     notes = [f"Problem: {p}" for p in report.problems]
     for i, note in enumerate(notes[:4]):
         page.text(0.08, 0.28 - 0.02 * i, note, fontsize=8, color=MUTED_COLOUR)

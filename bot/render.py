@@ -64,6 +64,7 @@ def environment() -> jinja2.Environment:
         money_change=formatting.money_change,
         quantity=formatting.quantity,
         figure=figures.figure_words,
+        reconciliation=_reconciliation,
         forecast=figures.forecast_words,
         period=figures.period_words,
     )
@@ -82,6 +83,12 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
         return jinja2.FileSystemBytecodeCache()
     except (OSError, RuntimeError):
         return None
+
+
+def _reconciliation(r) -> tuple[str, tuple[str, ...]]:
+    from bot.reports import reconciliation_words
+
+    return reconciliation_words(r)
 
 
 def render(template: str, **context: Any) -> str:
@@ -104,7 +111,7 @@ def report_table(report: Report) -> str:
         settling=figures.settle_words(report.total.coverage),
         group_title=GROUP_TITLES[report.group_by],
         label_width=max([len(c.label) for c in cells] + [len(report.group_by) + 4, 12]),
-        cost_width=max([len(c.cost) for c in cells] + [len(total), 8]),
+        cost_width=max([len(c.cost) for c in cells] + [8]),
     )
 
 

@@ -33,7 +33,7 @@ from bot.figures import (
     shares_that_add_up,
     week_label,
 )
-from bot.formatting import clock, day_label, day_span, decimal_text, money
+from bot.formatting import clock, day_label, day_span, decimal_text, money, money_change
 from bot.grammar import Command, UsageError, parse_day
 from storage.reader import (
     STRING_AGG,
@@ -164,6 +164,8 @@ class Report:
     model_pattern: str | None = None
     problems: tuple[str, ...] = field(default=())
     coverage_notes: tuple[CoverageNote, ...] = ()
+    invoices: tuple[tuple[str, Reconciliation], ...] = ()
+    """A closed month's: each connection's invoice beside its usage series (as ``status``)."""
 
     @property
     def total_usd(self) -> Decimal:
@@ -391,6 +393,10 @@ def build_report(
         f"“{label}” is not syncing ({reason}): its figures may be out of date."
         for label, reason in scope.failing
     )
+    month = closed_month(period, now.astimezone(UTC).date())
+    invoices: tuple[tuple[str, Reconciliation], ...] = ()
+    if month is not None and isinstance(reader, SessionReader) and not model_pattern:
+        invoices = month_invoices(reader.session, workspace_id, month, now, connection)
     return Report(
         period=period,
         group_by=group_by,
@@ -400,6 +406,32 @@ def build_report(
         model_pattern=model_pattern,
         problems=problems,
         coverage_notes=coverage_notes(coverage),
+        invoices=invoices,
+    )
+
+
+def closed_month(period: Period, today: date) -> date | None:
+    """The first day of the calendar month ``period`` is, when it is a whole month that
+    has ended (``last-month``, or a range of exactly such a month); else None."""
+    first = period.start
+    if first.day != 1 or period.end != _month_end(first):
+        return None
+    return first if period.end < today.replace(day=1) else None
+
+
+def month_invoices(
+    session: Session,
+    workspace_id: int,
+    month: date,
+    now: datetime,
+    connection: Connection | ConnectionRef | None = None,
+) -> tuple[tuple[str, Reconciliation], ...]:
+    """Each connection's bill for ``month`` beside its usage series, by label."""
+    ids = None if connection is None else [connection.id]
+    found = reconcile_month(session, workspace_id, month, now.astimezone(UTC).date(), ids)
+    labels = dict(_connection_labels(SessionReader(session), workspace_id))
+    return tuple(
+        sorted(((labels.get(c, str(c)), r) for c, r in found.items()), key=lambda x: x[0].lower())
     )
 
 
@@ -664,6 +696,44 @@ class Reconciliation:
             "explanations": list(self.explanations) if self.flagged else [],
             "problem": self.problem,
         }
+
+
+def reconciliation_words(r: Reconciliation) -> tuple[str, tuple[str, ...]]:
+    """A reconciliation as every surface says it: one line, and (when flagged) what
+    could explain the difference. ``status``, the Home tab, ``last-month``, the monthly
+    digest and the PDF all word it here."""
+    month = f"{r.month:%B %Y}"
+    usage = f"usage series {money(r.usage_usd)}"
+    if r.source == PREVIEW:
+        bill = "invoice so far"
+        read = f"read {clock(r.invoice_as_of)}"
+    else:
+        bill = "invoice" + (f" {r.number}" if r.number else "")
+        read = (r.status or "").replace("_", " ")
+    if r.invoice_usd is None:
+        if r.status == "not_listed":
+            return f"{month}: {usage} · no invoice listed for it yet", ()
+        why = f": {r.problem}" if r.problem else ""
+        return f"{month}: {usage} · its invoice could not be read{why}", ()
+    parts = []
+    if r.before_tax_usd is not None and r.before_tax_usd != r.invoice_usd:
+        parts.append(f"{money(r.before_tax_usd)} before tax")
+    if r.tax_usd:
+        parts.append(f"{money(r.tax_usd)} tax")
+    if r.corrections_usd:
+        parts.append(f"{money_change(r.corrections_usd)} corrections")
+    if r.bill_source == "lines":
+        parts.append("added up from its lines: it stated no total")
+    if read:
+        parts.append(read)
+    line = f"{month}: {usage} · {bill} {money(r.invoice_usd)} ({', '.join(parts)})"
+    if not r.flagged:
+        return line + " · they agree", ()
+    difference = r.difference_usd or Decimal(0)
+    side = "below" if difference < 0 else "above"
+    against = "the bill before tax" if r.before_tax_usd is not None else "the bill"
+    line += f" · usage is {money(abs(difference))} {side} {against}, over 1% and $1"
+    return line, r.explanations
 
 
 @dataclass(frozen=True)

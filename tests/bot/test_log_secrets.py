@@ -13,9 +13,10 @@ import sys
 import pytest
 
 from bot.runtime import HideUrlSecrets, RedactSecrets
-from tests.bot.test_jobs import World, at, run_cli, world  # noqa: F401 (world is a fixture)
+from tests.bot.test_jobs import run_cli
 from tests.conftest import xai_usage_in_process
 from tests.fakes.webhook import webhook_server
+from tests.fakes.world import World, at
 
 HOOK_PATH = "/services/T0AAAAAAA/B0BBBBBBB/hooksecretpath4242"
 
@@ -33,7 +34,7 @@ def webhook():
 
 
 @pytest.mark.parametrize("level", ["DEBUG", "INFO"])
-def test_delivering_to_a_webhook_never_logs_its_url(world: World, webhook, level) -> None:  # noqa: F811
+def test_delivering_to_a_webhook_never_logs_its_url(world: World, webhook, level) -> None:
     url, received = webhook
     code, out = run_cli(world, "budget", "set", "$50", "--thresholds", "50")
     assert code == 0, out

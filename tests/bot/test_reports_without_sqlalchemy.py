@@ -171,7 +171,9 @@ def test_every_report_reads_the_same_without_sqlalchemy(store, key, both_ways, r
             fast, normal, quick = both_ways(*args)
             assert fast == normal, args
             assert fast[0] == (1 if "Nobody" in filters else 0), fast
-            assert quick or "Nobody" in filters, f"{args} was not read with sqlite3"
+            # A closed month shows its invoices beside it, read in a session: the normal way.
+            closed = report == ["last-month"]
+            assert quick != closed or "Nobody" in filters, f"{args}: read with sqlite3 {quick}"
 
 
 def test_the_empty_workspace_and_the_other_workspace_read_the_same(store, key, both_ways):

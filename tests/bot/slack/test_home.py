@@ -92,7 +92,7 @@ def test_admins_see_the_dashboard_and_buttons_that_are_commands(connected: Slack
     for figure in ("Month to date", "Month-end forecast", "Last 30 days", "Top models"):
         assert figure in seen
     assert "Top movers" in seen and "Prepaid credit left" in seen
-    assert "xAI spending limit" in seen and "xAI invoice so far" in seen  # reconciliation
+    assert "xAI spending limit" in seen and "invoice so far" in seen  # reconciliation
     assert "Production — xAI" in seen and "Last successful sync" in seen
     commands = buttons(view)
     assert commands["xu:connect"] == "connect"
