@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.numbers import clock_time, whole_number
 from storage.reader import sqlite_url
 
 MAX_BACKFILL_DAYS = 90
@@ -32,10 +33,9 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     raw = environ.get(name)
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    value = whole_number(raw)
+    if value is None:
+        raise ConfigError(f"{name} must be a whole number in ASCII digits, got {raw!r}")
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -43,10 +43,10 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
 
 def _clock_time(environ: Mapping[str, str], name: str, default: str) -> str:
     raw = (environ.get(name) or default).strip()
-    hour, _, minute = raw.partition(":")
-    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+    time = clock_time(raw)
+    if time is None:
         raise ConfigError(f"{name} must be a UTC time like 06:00, got {raw!r}")
-    return f"{int(hour):02d}:{int(minute):02d}"
+    return f"{time[0]:02d}:{time[1]:02d}"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from datetime import date
 from typing import Any, Generic, TypeVar
 
 from bot.config import MAX_BACKFILL_DAYS
+from bot.numbers import decimal_number, whole_number
 
 REPORTS = ("today", "yesterday", "week", "month", "last-month", "range")
 MAX_LABEL_LENGTH = 80
@@ -507,19 +508,16 @@ def _option_value(option: Option, value: str, usage: str) -> Any:
         return lowered
     if option.integer:
         low, high = option.integer
-        # ASCII only: int() also takes "²" and "٣", which nobody means as a number.
-        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        number = whole_number(value)
+        if number is None or not low <= number <= high:
             raise UsageError(
                 f"--{option.name} must be a whole number from {low} to {high}; got “{value}”.",
                 usage,
             )
-        return int(value)
+        return number
     if option.name == "latency":
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = -1.0
-        if not value.isascii() or not 0 <= seconds <= MAX_LATENCY_SECONDS:  # also NaN, inf
+        seconds = decimal_number(value)
+        if seconds is None or not 0 <= seconds <= MAX_LATENCY_SECONDS:
             raise UsageError(
                 f"--latency must be a number of seconds from 0 to {MAX_LATENCY_SECONDS:.0f}; "
                 f"got “{value}”.",

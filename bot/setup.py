@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from bot import formatting
 from bot.grammar import Command, slack_channel
 from bot.ledger import EXPIRED, PENDING
+from bot.numbers import clock_time, whole_number
 from bot.runtime import REDACTOR
 from storage.db import Database
 from storage.models import (
@@ -131,10 +132,10 @@ def parse_usd(text: str) -> Decimal:
 
 
 def parse_time(text: str) -> str:
-    hour, _, minute = text.partition(":")
-    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+    time = clock_time(text)
+    if time is None:
         raise SetupError(f"--at takes a time like 09:00; got “{text}”.")
-    return f"{int(hour):02d}:{int(minute):02d}"
+    return f"{time[0]:02d}:{time[1]:02d}"
 
 
 def check_zone(tz: str) -> str:
@@ -148,11 +149,9 @@ def check_zone(tz: str) -> str:
 
 
 def parse_thresholds(raw: str) -> str:
-    try:
-        thresholds = sorted({int(t) for t in raw.split(",") if t.strip()})
-    except ValueError:
-        thresholds = []
-    if not thresholds or not all(1 <= t <= 1000 for t in thresholds):
+    typed = [whole_number(t.strip()) for t in raw.split(",") if t.strip()]
+    thresholds = sorted({t for t in typed if t is not None})
+    if not typed or None in typed or not all(1 <= t <= 1000 for t in thresholds):
         raise SetupError(f"--thresholds takes percentages like 50,80,100; got “{raw}”.")
     return ",".join(str(t) for t in thresholds)
 
@@ -308,11 +307,12 @@ class Setup:
         return self._list(Budget)
 
     def remove(self, model: type, ident: str | None) -> None:
-        if not ident or not ident.isdigit():
+        number = whole_number(ident or "")
+        if number is None:
             raise SetupError("Give the number shown by `list`, e.g. `remove 3`.")
         with self.db.transaction() as session:
             gone = session.execute(
-                delete(model).where(model.id == int(ident), model.workspace_id == self.workspace_id)
+                delete(model).where(model.id == number, model.workspace_id == self.workspace_id)
             )
         if gone.rowcount == 0:
             raise SetupError(f"There is no number {ident} here: see `list`.")

@@ -35,6 +35,7 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 
+from bot.numbers import whole_number
 from bot.runtime import Runtime
 from bot.scheduler import start_scheduler
 from bot.slack.app import build_app, token_resolver
@@ -106,10 +107,10 @@ def _answer(start_response: Callable, status: str, body: bytes) -> list[bytes]:
 
 
 def _read_body(environ: dict[str, Any]) -> bytes | None:
-    length = environ.get("CONTENT_LENGTH") or "0"
-    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
+    length = whole_number(environ.get("CONTENT_LENGTH") or "0")
+    if length is None or length > MAX_BODY_BYTES:
         return None
-    return environ["wsgi.input"].read(int(length))
+    return environ["wsgi.input"].read(length)
 
 
 class _Tally:

@@ -27,6 +27,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from bot.grammar import Command, label_problem
 from bot.home import DashboardCache
 from bot.insights import Insights, build_insights
+from bot.numbers import whole_number
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime
 from bot.setup import Setup
@@ -412,8 +413,8 @@ class SlackService:
             problem = spec.validate(value) if value else f"{spec.label} is required."
             if problem:
                 errors[spec.name] = problem
-        days = values.get("backfill_days") or str(MAX_BACKFILL_DAYS)
-        if not days.isdigit() or not 1 <= int(days) <= MAX_BACKFILL_DAYS:
+        days = whole_number(values.get("backfill_days") or str(MAX_BACKFILL_DAYS))
+        if days is None or not 1 <= days <= MAX_BACKFILL_DAYS:
             errors["backfill_days"] = f"A whole number of days from 1 to {MAX_BACKFILL_DAYS}."
         label = values.get("label", "")
         if problem := label_problem(label):  # Slack enforces max_length only in its own client
