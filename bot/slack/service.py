@@ -545,11 +545,22 @@ class SlackService:
         log.info("forgot workspace %s after uninstall", team_id)
 
 
+def verified_team(context: Any) -> str:
+    """The one team a request is for: Bolt's reading of it, the field the gatekeeper
+    (``only_home_team``, or the installation lookup) checked. Every other team field of
+    the request names the same team, or it was refused before (bot.slack.inbound)."""
+    team = context.team_id
+    if not isinstance(team, str) or not team:
+        raise LookupError("a Slack request without a team reached a listener")
+    return team
+
+
 def metadata_of(view: dict) -> dict[str, str]:
     try:
-        return json.loads(view.get("private_metadata") or "{}")
+        metadata = json.loads(view.get("private_metadata") or "{}")
     except ValueError:
         return {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def setup_for(service: SlackService, invocation: Invocation) -> Setup:

@@ -25,6 +25,7 @@ from bot.slack.service import (
     SlackService,
     setup_for,
     store_unavailable,
+    verified_team,
 )
 from bot.sync import ConnectError
 from storage.repo import NotFound
@@ -42,7 +43,7 @@ def xai_usage(
     ack()
     service: SlackService = context["xai_usage"]
     invocation = Invocation(
-        team_id=body["team_id"],
+        team_id=verified_team(context),
         user_id=body["user_id"],
         team_name=body.get("team_domain", ""),
         channel_id=body.get("channel_id"),

@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from bot.grammar import tokenize
 from bot.slack import blocks, home
 from bot.slack.listeners.commands import SLASH_COMMAND, run_command
-from bot.slack.service import Invocation, SlackService
+from bot.slack.service import Invocation, SlackService, verified_team
 
 ALWAYS_A_FORM = frozenset({"connect", "update-key"})
 """Commands that open a modal: Slack gives no trigger_id with a message, only with a click."""
@@ -32,12 +32,12 @@ def register(app: App) -> None:
 
 
 def app_uninstalled(body: dict, context: BoltContext) -> None:
-    context["xai_usage"].forget_workspace(body["team_id"], body.get("enterprise_id"))
+    context["xai_usage"].forget_workspace(verified_team(context), body.get("enterprise_id"))
 
 
 def tokens_revoked(body: dict, context: BoltContext) -> None:
     if body.get("event", {}).get("tokens", {}).get("bot"):
-        context["xai_usage"].forget_workspace(body["team_id"], body.get("enterprise_id"))
+        context["xai_usage"].forget_workspace(verified_team(context), body.get("enterprise_id"))
 
 
 def app_home_opened(event: dict, body: dict, client: WebClient, context: BoltContext) -> None:
@@ -45,7 +45,7 @@ def app_home_opened(event: dict, body: dict, client: WebClient, context: BoltCon
     if event.get("tab") != "home" or not event.get("user"):
         return
     service: SlackService = context["xai_usage"]
-    invocation = Invocation(team_id=body.get("team_id") or context.team_id, user_id=event["user"])
+    invocation = Invocation(team_id=verified_team(context), user_id=event["user"])
     service.background.submit(home.opened, service, client, invocation)
 
 
@@ -65,7 +65,7 @@ def message(
     service: SlackService = context["xai_usage"]
     channel = event["channel"]
     invocation = Invocation(
-        team_id=body.get("team_id") or context.team_id,
+        team_id=verified_team(context),
         user_id=event["user"],
         channel_id=channel,
     )
