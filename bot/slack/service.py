@@ -165,6 +165,8 @@ class SlackService:
         """One workspace: the bot token's team, the only one served (and the only one
         that may adopt the terminal's workspace)."""
         self._workspaces: dict[str, int] = {}
+        self._dms: dict[str, str] = {}  # user id: the app's DM channel with them
+        self._dm_lock = threading.Lock()
         # Long work (syncs, backfills) runs here, not on Bolt's listener threads,
         # and a workspace syncs once at a time: a second `sync` joins the first.
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xai-usage-work")
@@ -267,6 +269,22 @@ class SlackService:
             )
             self._workspaces[invocation.team_id] = workspace.id
             return workspace.id
+
+    def own_dm(self, client: WebClient, user_id: str) -> str | None:
+        """The app's direct-message channel with ``user_id``, as Slack opens it (kept once
+        known); None when Slack will not say (an app without the ``im:write`` scope)."""
+        with self._dm_lock:
+            known = self._dms.get(user_id)
+        if known is not None:
+            return known
+        try:
+            channel = client.conversations_open(users=user_id)["channel"]["id"]
+        except (SlackApiError, KeyError, TypeError) as error:
+            log.info("could not open the DM with %s (%s)", user_id, type(error).__name__)
+            return None
+        with self._dm_lock:
+            self._dms[user_id] = channel
+        return channel
 
     def person(self, client: WebClient, invocation: Invocation) -> Person | None:
         return look_up(client, invocation.user_id)

@@ -8,6 +8,7 @@ its opener remembered so that a later change re-publishes it (bot.slack.home).
 
 from __future__ import annotations
 
+import logging
 from logging import Logger
 
 from slack_bolt import Ack, App, BoltContext
@@ -17,6 +18,8 @@ from bot.grammar import tokenize
 from bot.slack import blocks, home
 from bot.slack.listeners.commands import SLASH_COMMAND, run_command
 from bot.slack.service import Invocation, SlackService, verified_team
+
+log = logging.getLogger(__name__)
 
 ALWAYS_A_FORM = frozenset({"connect", "update-key"})
 """Commands that open a modal: Slack gives no trigger_id with a message, only with a click."""
@@ -56,14 +59,25 @@ def message(
 
     Only new messages people type in the app's DM: edits, deletions, joins
     (subtypes) and anything a bot posted, this app's own replies included,
-    are left alone.
+    are left alone. The answer goes to the app's DM with whoever wrote, and
+    only when that is where the event says it was written: an event naming a
+    channel, or someone else's DM, is not Slack's and gets no answer anywhere.
     """
     if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
         return
     if not event.get("user") or not event.get("channel"):
         return
     service: SlackService = context["xai_usage"]
-    channel = event["channel"]
+    own = service.own_dm(client, event["user"])
+    # Unknown (no im:write): a DM id is answered by user id, which Slack posts to their DM.
+    channel = own or (event["user"] if event["channel"].startswith("D") else None)
+    if channel is None or (own is not None and event["channel"] != own):
+        log.warning(
+            "ignored a direct message event from %s naming %s, not their DM with the app",
+            event["user"],
+            event["channel"],
+        )
+        return
     invocation = Invocation(
         team_id=verified_team(context),
         user_id=event["user"],

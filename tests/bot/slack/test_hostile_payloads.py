@@ -21,8 +21,9 @@ from sqlalchemy import func, select
 
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.models import Connection, Workspace
-from tests.bot.slack.conftest import ADMIN, TEAM, SlackApp, sign, text_of
+from tests.bot.slack.conftest import ADMIN, BOT_TOKEN, TEAM, SlackApp, sign, text_of
 from tests.bot.slack.test_slack_app import open_modal
+from tests.fakes.slack_api import DEFAULT_BOT_SCOPES
 
 OTHER = "T9999"
 
@@ -241,3 +242,39 @@ def test_a_form_encoded_command_still_runs(connected: SlackApp) -> None:
     assert connected.post(body).status_code == 200
     connected.slack.wait_for(lambda: connected.slack.responses)
     assert quote("x") == "x"
+
+
+def test_a_direct_message_event_naming_a_public_channel_posts_nothing_there(
+    connected: SlackApp,
+) -> None:
+    """A forged ``message.im`` naming #costs (or someone else's DM) is not answered there."""
+    for channel in ("CCOSTS", "DMEMBER"):  # a public channel; another person's DM with the app
+        event = {
+            "type": "message",
+            "channel_type": "im",
+            "channel": channel,
+            "user": ADMIN,
+            "text": "month --by model",
+            "ts": f"{time.time():.6f}",
+        }
+        assert connected.event(event).status_code == 200
+    event = {**event, "channel": "DADMIN", "text": "help"}  # the real one, sent last
+    assert connected.event(event).status_code == 200
+    connected.slack.wait_for(lambda: connected.slack.calls_to("chat.postMessage"), timeout=10)
+    time.sleep(0.5)  # the forged ones had their chance too
+    posted = [c.params["channel"] for c in connected.slack.calls_to("chat.postMessage")]
+    assert posted == ["DADMIN"]
+
+
+def test_without_im_write_a_dm_is_still_answered_in_the_dm_and_only_there(
+    connected: SlackApp,
+) -> None:
+    scopes = ",".join(s for s in DEFAULT_BOT_SCOPES.split(",") if s != "im:write")
+    connected.slack.add_token(BOT_TOKEN, scope=scopes)  # an app from an older app.yaml
+    for channel, text in (("CCOSTS", "month"), ("DADMIN", "help")):
+        event = {"type": "message", "channel_type": "im", "channel": channel, "user": ADMIN}
+        assert connected.event({**event, "text": text, "ts": f"{time.time():.6f}"}).status_code
+    connected.slack.wait_for(lambda: connected.slack.calls_to("chat.postMessage"), timeout=10)
+    time.sleep(0.5)
+    posted = [c.params["channel"] for c in connected.slack.calls_to("chat.postMessage")]
+    assert posted == [ADMIN]  # Slack posts a message addressed to a user in their DM
