@@ -219,7 +219,11 @@ def _daily_sync(
     hour, minute = (int(part) for part in sync_at.split(":"))
     due = datetime.combine(at.astimezone(UTC).date(), time(hour, minute), tzinfo=UTC)
     key = f"sync:{due.date().isoformat()}"
-    if at < due or not ledger.claim(key, lease=SYNC_LEASE):
+    if at < due:
+        return
+    if runtime.db.missing_key_ids():  # rotated while this process runs: it warned, once
+        return  # left to a process with the key (this one, restarted with it)
+    if not ledger.claim(key, lease=SYNC_LEASE):
         return
     results = asyncio.run(runtime.engine.sync_all(trigger="daily"))
     failed = [r for r in results if not r.ok and not r.skipped]

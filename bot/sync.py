@@ -46,7 +46,7 @@ from providers.types import (
     UnitCostRow,
 )
 from storage.crypto import DecryptionError
-from storage.db import Database, upsert
+from storage.db import Database, missing_keys_warning, upsert
 from storage.models import (
     ApiKeyName,
     BillingState,
@@ -668,7 +668,11 @@ class SyncEngine:
         """The network half of a sync: what to store, or why it failed."""
         start, end = self.window_for(connection, days)
         attempt = _Attempt(connection, start, end, self.clock())
-        if connection.status == ConnectionStatus.ERROR and not force:
+        if (
+            connection.status == ConnectionStatus.ERROR
+            and not force
+            and not self._readable_again(connection)
+        ):
             attempt.result = attempt.failed(
                 connection.status_reason, connection.status_message, skipped=True
             )
@@ -685,6 +689,15 @@ class SyncEngine:
         except ProviderError as error:
             attempt.result = attempt.failed(str(error.reason), error.message)
         except DecryptionError as error:  # expected, and its reason says it all: no traceback
+            if error.key_id is not None and error.key_id not in self.db.keyring.key_ids:
+                # This process lacks the key (rotated while it runs): the credential is
+                # fine, so the connection is left as it is and nobody is alerted.
+                if error.key_id not in self.db.missing_key_ids():  # a look a moment old
+                    self.db.missing_key_ids(max_age=0)  # the operator is told, once
+                attempt.result = attempt.failed(
+                    KEY_MISSING, missing_keys_warning([error.key_id]), skipped=True
+                )
+                return attempt
             reason = "credentials_unreadable"
             log.warning("sync of connection %s failed: credentials unreadable", connection.id)
             attempt.result = attempt.failed(reason, _internal_message(reason, error))
@@ -705,6 +718,17 @@ class SyncEngine:
             )
         attempt.duration_ms = int((time.perf_counter() - began) * 1000)
         return attempt
+
+    def _readable_again(self, connection: Connection) -> bool:
+        """A connection failed for credentials it could not open that opens now: its key
+        was missing then (a rotation an older version took for a broken credential)."""
+        if connection.status_reason != "credentials_unreadable":
+            return False
+        try:
+            self.db.keyring.open_json(connection.credentials_sealed, connection.credentials_aad)
+        except DecryptionError:
+            return False
+        return True
 
     async def _store_one(self, writer: _Writer, attempt: _Attempt) -> SyncResult:
         """The storage half, on the writer thread; a skipped sync stores nothing."""
@@ -1113,6 +1137,8 @@ def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Deci
     )
 
 
+KEY_MISSING = "key_missing"
+"""A sync this process skipped: the credential is sealed with a key it lacks."""
 NEEDS_PERSON = frozenset({r.value for r in Reason if r.needs_person} | {"credentials_unreadable"})
 
 

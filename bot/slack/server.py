@@ -42,6 +42,7 @@ from bot.slack.app import build_app, token_resolver
 from bot.slack.delivery import SlackDelivery
 from bot.slack.inbound import Malformed, parse_body, shape_problem, signature_valid
 from bot.slack.settings import HttpLimits, SlackSettings
+from storage.db import missing_keys_warning
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,12 @@ def wsgi_app(
     def application(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
             healthy = database_answers(runtime)
-            body = json.dumps({"ok": healthy, "database": "up" if healthy else "down"}).encode()
+            health: dict[str, Any] = {"ok": healthy, "database": "up" if healthy else "down"}
+            if healthy and (missing := _keys_missing(runtime)):
+                # Still serving (a balancer must not pull every replica): said, not failed.
+                health["keys_missing"] = missing
+                health["warning"] = missing_keys_warning(missing)
+            body = json.dumps(health).encode()
             return _answer(start_response, "200 OK" if healthy else "503 Service Unavailable", body)
         if environ.get("REQUEST_METHOD") == "POST":
             raw = _read_body(environ)
@@ -141,6 +147,13 @@ def database_answers(runtime: Runtime) -> bool:
     except Exception:  # any failure means "not healthy"
         log.warning("health check: the database does not answer")
         return False
+
+
+def _keys_missing(runtime: Runtime) -> list[str]:
+    try:
+        return runtime.db.missing_key_ids()
+    except Exception:  # the database just stopped answering: the next check says so
+        return []
 
 
 def stop_waitress(server: Any) -> None:

@@ -44,6 +44,7 @@ from bot.sync import (
     already_connected,
 )
 from providers.types import CheckResult
+from storage.db import missing_keys_warning
 from storage.models import (
     Connection,
     ConnectionStatus,
@@ -351,6 +352,11 @@ class SlackService:
             return asyncio.run(self.runtime.engine.sync_many(stale, trigger="today", days=1))
         finally:
             self.dashboards.forget(workspace_id)
+
+    def key_warnings(self) -> list[str]:
+        """For ``status``: that this server lacks a key the store now uses, if it does."""
+        missing = self.runtime.db.missing_key_ids()
+        return [f":warning: {missing_keys_warning(missing)}"] if missing else []
 
     def status(self, invocation: Invocation) -> list[StatusRow]:
         with self.runtime.db.session() as session:

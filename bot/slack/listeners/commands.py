@@ -238,7 +238,7 @@ def status(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    alerts = setup_for(service, invocation).alert_status()
+    alerts = [*service.key_warnings(), *setup_for(service, invocation).alert_status()]
     respond(**blocks.status_message(service.status(invocation), alerts), **_placement(invocation))
 
 
