@@ -14,6 +14,8 @@ from pathlib import Path
 from bot.numbers import clock_time, whole_number
 from storage.reader import sqlite_url
 
+WEBHOOKS_ALLOW_PRIVATE = "XAI_USAGE_WEBHOOKS_ALLOW_PRIVATE"
+"""1: alert webhooks may be on loopback or a private network (bot/webhooks.py)."""
 MAX_BACKFILL_DAYS = 90
 """How far back a backfill or `sync --days` may reach (xAI keeps usage that long)."""
 
@@ -49,6 +51,13 @@ def _clock_time(environ: Mapping[str, str], name: str, default: str) -> str:
     return f"{time[0]:02d}:{time[1]:02d}"
 
 
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = (environ.get(name) or "0").strip()
+    if raw not in ("0", "1"):
+        raise ConfigError(f"{name} must be 1 (on) or 0 (off), got {raw!r}")
+    return raw == "1"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -57,6 +66,9 @@ class Settings:
     trailing_days: int = 3
     http_deadline: int = 60
     daily_sync_at: str = "06:00"
+    webhooks_allow_private: bool = False
+    """Alert webhooks may be on loopback or a private network (WEBHOOKS_ALLOW_PRIVATE);
+    off, they must be on the public internet."""
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -70,6 +82,7 @@ class Settings:
             trailing_days=_int(environ, "XAI_USAGE_TRAILING_DAYS", 3, 1, 31),
             http_deadline=_int(environ, "XAI_USAGE_HTTP_DEADLINE", 60, 1, 600),
             daily_sync_at=_clock_time(environ, "XAI_USAGE_DAILY_SYNC_AT", "06:00"),
+            webhooks_allow_private=_flag(environ, WEBHOOKS_ALLOW_PRIVATE),
             environ=environ,
         )
 

@@ -45,7 +45,13 @@ _CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{4,}")
 
 
 class SetupError(Exception):
-    """A digest, budget or alert route that can't be set up as asked; says why."""
+    """A digest, budget or alert route that can't be set up as asked; says why.
+
+    ``field`` names the form field it is about, when it is about one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 Announce = Callable[[str, str], None]
@@ -172,6 +178,7 @@ class Setup:
     workspace_id: int
     actor: str
     words: Words = TERMINAL  # how the surface asking names channels and commands
+    allow_private_webhooks: bool = False  # the operator's XAI_USAGE_WEBHOOKS_ALLOW_PRIVATE
 
     def _connection_id(self, label: str | None) -> int | None:
         if not label:
@@ -325,6 +332,10 @@ class Setup:
         webhook = command.get("webhook")
         if webhook:
             check_webhook(webhook)
+            from bot.webhooks import address_problem  # httpx: only when a webhook is set
+
+            if problem := address_problem(webhook, allow_private=self.allow_private_webhooks):
+                raise SetupError(f"Not set: {problem}.", field="webhook")
         label = command.get("connection")
         connection_id = self._connection_id(label)
         if announce is not None:

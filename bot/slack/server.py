@@ -354,7 +354,11 @@ def serve(
     app, service = build_app(runtime, settings)
     tokens = token_resolver(runtime, settings, home_team=service.home_team)
     scheduler = start_scheduler(
-        runtime, SlackDelivery(settings, tokens), after_tick=service.check_homes
+        runtime,
+        SlackDelivery(
+            settings, tokens, allow_private_webhooks=runtime.settings.webhooks_allow_private
+        ),
+        after_tick=service.check_homes,
     )
     try:
         if settings.mode == "socket":

@@ -589,4 +589,10 @@ def metadata_of(view: dict) -> dict[str, str]:
 
 def setup_for(service: SlackService, invocation: Invocation) -> Setup:
     """Digests, budgets and alert routes of the workspace the command came from."""
-    return Setup(service.runtime.db, service.workspace_id(invocation), invocation.user_id, SLACK)
+    return Setup(
+        service.runtime.db,
+        service.workspace_id(invocation),
+        invocation.user_id,
+        SLACK,
+        allow_private_webhooks=service.runtime.settings.webhooks_allow_private,
+    )

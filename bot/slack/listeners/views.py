@@ -277,7 +277,8 @@ def setup_form_submitted(
             invocation, command, here=None, default_tz=zone, announce=partial(post_note, client)
         )
     except SetupError as error:  # what is left after the field checks: posting in the channel
-        ack(response_action="errors", errors={first: forms.field_error(str(error))})
+        field = error.field or first
+        ack(response_action="errors", errors={field: forms.field_error(str(error))})
         return
     except NotFound:
         ack(
