@@ -219,7 +219,9 @@ class Setup:
             self.remove(DigestSubscription, ident)
             return "Removed: that digest won't be posted again."
         if action == "set":
-            return self._made(self.budget_set(*self.replace_budget(command, here=here)))
+            return self._made(
+                self.budget_set(*self.replace_budget(command, here=here, announce=announce))
+            )
         if action == "list":
             return self.budget_lines(self.budgets())
         self.remove(Budget, ident)
@@ -251,17 +253,12 @@ class Setup:
             chart=bool(command.get("chart")),
             created_by=self.actor,
         )
-        who = self.words.actor(self.actor)
-        try:
-            announce(
-                channel_id,
-                f":calendar: {who} set up an xAI spend digest here, "
-                f"{WHEN[every]} at {subscription.at_time} ({subscription.tz}).",
-            )
-        except CannotPost as error:
-            raise SetupError(
-                f"I can't post in {self.channel(channel_id)}: {error.fix}. Then try again."
-            ) from None
+        self.prove_channel(
+            channel_id,
+            f":calendar: {self.words.actor(self.actor)} set up an xAI spend digest here, "
+            f"{WHEN[every]} at {subscription.at_time} ({subscription.tz}).",
+            announce,
+        )
         with self.db.transaction() as session:
             session.add(subscription)
         return subscription
@@ -269,21 +266,35 @@ class Setup:
     def digests(self) -> list[DigestSubscription]:
         return self._list(DigestSubscription)
 
-    def set_budget(self, command: Command, *, here: str | None = None) -> Budget:
-        return self.replace_budget(command, here=here)[0]
+    def set_budget(
+        self, command: Command, *, here: str | None = None, announce: Announce | None = None
+    ) -> Budget:
+        return self.replace_budget(command, here=here, announce=announce)[0]
 
     def replace_budget(
-        self, command: Command, *, here: str | None = None
+        self, command: Command, *, here: str | None = None, announce: Announce | None = None
     ) -> tuple[Budget, Decimal | None]:
-        """The scope's budget, set or replaced; and the amount it replaced, if any."""
+        """The scope's budget, set or replaced; and the amount it replaced, if any.
+
+        Its channel (``--channel``, else where it was typed) gets a note first, as a
+        digest's and an alert route's do: a channel the bot can't post in is refused."""
         if len(command.args) < 2:
             raise SetupError("Say how much, e.g. `budget set 500`.")
         amount = parse_usd(command.args[1])
         thresholds = parse_thresholds(command.get("thresholds", DEFAULT_THRESHOLDS))
         # A budget set in a channel alerts there, unless --channel says otherwise.
         channel = command.get("channel")
-        connection_id = self._connection_id(command.get("connection"))
+        label = command.get("connection")
+        connection_id = self._connection_id(label)
         channel_id = parse_channel(channel, here, self.words)[0] if channel or here else None
+        if channel_id is not None and announce is not None:
+            scope = f"“{label}”" if label else "all connections"
+            self.prove_channel(
+                channel_id,
+                f":moneybag: {self.words.actor(self.actor)} set a {formatting.money(amount)} "
+                f"monthly budget for {scope}; its alerts come here.",
+                announce,
+            )
         with self.db.transaction() as session:
             # One budget per scope: setting it again replaces it (and keeps its number).
             budget = session.scalar(
@@ -309,6 +320,21 @@ class Setup:
             session.flush()
             session.expunge(budget)
         return budget, replaced
+
+    def prove_channel(
+        self, channel_id: str, note: str, announce: Announce, *, meanwhile: str = ""
+    ) -> None:
+        """Post ``note`` in the channel something will post in: the one test, for digests,
+        budgets and alert routes, typed or from a form, that the bot can post there.
+        SetupError (on the form's channel field) with the fix when it can't."""
+        try:
+            announce(channel_id, note)
+        except CannotPost as error:
+            raise SetupError(
+                f"I can't post in {self.channel(channel_id)}: {error.fix}. Then try again"
+                f"{meanwhile}.",
+                field="channel",
+            ) from None
 
     def budgets(self) -> list[Budget]:
         return self._list(Budget)
@@ -339,19 +365,14 @@ class Setup:
         label = command.get("connection")
         connection_id = self._connection_id(label)
         if announce is not None:
-            who = self.words.actor(self.actor)
             scope = f"“{label}”" if label else "all connections"
-            try:
-                announce(
-                    channel_id,
-                    f":bell: {who} sent xAI spend alerts for {scope} here: budgets, "
-                    "spikes and sync failures.",
-                )
-            except CannotPost as error:
-                raise SetupError(
-                    f"I can't post in {self.channel(channel_id)}: {error.fix}. Then try again; "
-                    "alerts still go where they went."
-                ) from None
+            self.prove_channel(
+                channel_id,
+                f":bell: {self.words.actor(self.actor)} sent xAI spend alerts for {scope} here: "
+                "budgets, spikes and sync failures.",
+                announce,
+                meanwhile="; alerts still go where they went",
+            )
         with self.db.transaction() as session:
             route = self._route(session, connection_id)
             if route is None:
