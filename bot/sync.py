@@ -18,12 +18,12 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache, partial
-from typing import Any
+from typing import Any, TypeVar
 
 import certifi
 import httpx
@@ -843,7 +843,7 @@ class SyncEngine:
                     "day (too many groups). Nothing was stored for that sync.",
                 ) from None
             middle = start + timedelta(days=span // 2)
-            first, second = await asyncio.gather(
+            first, second = await _together(
                 self._fetch_split(http, provider, credentials, start, middle, by_key),
                 self._fetch_split(http, provider, credentials, middle, end, by_key),
             )
@@ -1137,6 +1137,7 @@ def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Deci
     )
 
 
+T = TypeVar("T")
 KEY_MISSING = "key_missing"
 """A sync this process skipped: the credential is sealed with a key it lacks."""
 NEEDS_PERSON = frozenset({r.value for r in Reason if r.needs_person} | {"credentials_unreadable"})
@@ -1148,6 +1149,21 @@ def _without_keys(rows: Iterable[CostRow]) -> list[CostRow]:
     for row in rows:
         totals[(row.day, row.model)] = totals.get((row.day, row.model), Decimal(0)) + row.cost_usd
     return [CostRow(day, model, cost) for (day, model), cost in sorted(totals.items())]
+
+
+async def _together(*steps: Awaitable[T]) -> list[T]:
+    """Run ``steps`` at once; their results in order. The first to fail ends the others
+    and is raised once they have ended: nothing runs on past the caller (a plain gather
+    left a half of a split window running, whose next request then met a closed client
+    while asyncio.run() shut down, a traceback after the sync's one-line failure)."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _internal_message(reason: str, error: Exception) -> str:
