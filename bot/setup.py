@@ -102,6 +102,10 @@ class Words:
         """A digest's or budget's number at the start of a `list` line."""
         return f"{ident:>3}"
 
+    def label(self, label: str) -> str:
+        """A connection's label in a reply: as it is, in a terminal."""
+        return label
+
 
 TERMINAL = Words()
 
@@ -288,7 +292,7 @@ class Setup:
         connection_id = self._connection_id(label)
         channel_id = parse_channel(channel, here, self.words)[0] if channel or here else None
         if channel_id is not None and announce is not None:
-            scope = f"“{label}”" if label else "all connections"
+            scope = self._named(label)
             self.prove_channel(
                 channel_id,
                 f":moneybag: {self.words.actor(self.actor)} set a {formatting.money(amount)} "
@@ -365,7 +369,7 @@ class Setup:
         label = command.get("connection")
         connection_id = self._connection_id(label)
         if announce is not None:
-            scope = f"“{label}”" if label else "all connections"
+            scope = self._named(label)
             self.prove_channel(
                 channel_id,
                 f":bell: {self.words.actor(self.actor)} sent xAI spend alerts for {scope} here: "
@@ -404,7 +408,7 @@ class Setup:
         """``alerts remove [--connection L] [--webhook]``: the route, or only its webhook."""
         label = command.get("connection")
         connection_id = self._connection_id(label)
-        target = f"“{label}”" if label else "all connections"
+        target = self._named(label)
         with self.db.transaction() as session:
             route = self._route(session, connection_id)
             if route is None:
@@ -463,7 +467,9 @@ class Setup:
             }
         lines = []
         for route in routes:
-            who = f"“{labels.get(route.connection_id, '?')}”" if route.connection_key else "All"
+            who = (
+                self._named(labels.get(route.connection_id, "?")) if route.connection_key else "All"
+            )
             webhook = " and the webhook" if route.webhook_sealed else ""
             lines.append(f"{who}: {self.channel(route.channel_id)}{webhook}")
         if not any(route.connection_key == 0 for route in routes):
@@ -530,6 +536,11 @@ class Setup:
     def command(self, words: str) -> str:
         return self.words.command(words)
 
+    def _named(self, label: str | None) -> str:
+        """A connection in a reply: ``“Production”`` (as the surface shows a label), or
+        ``all connections``."""
+        return f"“{self.words.label(label)}”" if label else "all connections"
+
     def digest_added(self, sub: DigestSubscription) -> str:
         return (
             f"Digest {sub.id}: {self.channel(sub.channel_id, sub.channel_name or '')}, "
@@ -543,7 +554,7 @@ class Setup:
             return "all connections"
         with self.db.session() as session:
             label = session.scalar(select(Connection.label).where(Connection.id == connection_id))
-        return f"“{label}”"
+        return self._named(label)
 
     def digest_lines(self, subscriptions: Sequence[DigestSubscription]) -> str:
         if not subscriptions:
@@ -587,7 +598,7 @@ class Setup:
 
     def alerts_routed(self, route: AlertRoute, command: Command) -> str:
         label = command.get("connection")
-        target = f"“{label}”" if label else "all connections"
+        target = self._named(label)
         webhook = " and to the webhook" if route.webhook_sealed else ""
         return f"Alerts for {target} now go to {self.channel(route.channel_id)}{webhook}."
 

@@ -12,7 +12,7 @@ from logging import Logger
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.formatting import mrkdwn
+from bot.formatting import mrkdwn_inert
 from bot.grammar import COMMANDS, UsageError, parse, tokenize
 from bot.slack import blocks
 from bot.slack.listeners.commands import SLASH_COMMAND, run_command
@@ -53,7 +53,7 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
 
     text = clicked_words(action)
     if (stale := stale_click(text)) is not None:
-        answer(**blocks.words_notice(stale))
+        answer(**blocks.words_notice(stale, references=False))
         return
     if action_id.startswith(TO_CHANNEL):
         text = _shared(text)
@@ -122,7 +122,7 @@ def disconnect_confirmed(
         respond(**blocks.notice(f":warning: {STORE_UNAVAILABLE}"), replace_original=False)
         return
     text = (
-        f"Disconnected *{mrkdwn(label)}*: its management key and cost data are deleted."
+        f"Disconnected *{mrkdwn_inert(label)}*: its management key and cost data are deleted."
         if label
         else "That connection was already removed."
     )

@@ -136,7 +136,7 @@ def _connect_and_backfill(
     except ConnectError as error:
         tell(f":x: Not connected: {formatting.mrkdwn(service.error_text(error))}")
         return
-    label = formatting.mrkdwn(connected.label)
+    label = formatting.mrkdwn_inert(connected.label)
     alerts = setup_for(service, invocation).where_alerts_go(connected.connection_id)
     backfill = connected.backfill
     if backfill.ok:
@@ -223,7 +223,7 @@ def update_key_submitted(
     except ConnectError as error:
         tell(f":x: The key was not changed: {formatting.mrkdwn(error.message)}")
         return
-    label = formatting.mrkdwn(updated.label)
+    label = formatting.mrkdwn_inert(updated.label)
     sync = updated.sync
     if sync.ok:
         tell(
