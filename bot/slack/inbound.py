@@ -2,9 +2,10 @@
 
 Slack's own requests are always well formed; anything else on the public
 URL is a stranger's. An unsigned request is refused before a byte of its
-body is parsed; a signed one that does not parse, or lacks what the
-listeners read, is refused with one log line instead of a traceback. Socket
-Mode payloads arrive parsed, and go through :func:`shape_problem` alone.
+body is parsed; a signed one that does not parse, lacks what the listeners
+read, gives a field they read another type, or names more than one team, is
+refused with one log line instead of a traceback (or a second workspace).
+Socket Mode payloads arrive parsed, and go through :func:`shape_problem` alone.
 """
 
 from __future__ import annotations
