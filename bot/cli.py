@@ -664,7 +664,12 @@ def setup_command(command: Command, runtime: Runtime, console: Console) -> int:
     with runtime.db.transaction() as session:
         workspace = repo.resolve_workspace(session, command.get("workspace"))
         workspace_id, team_id = workspace.id, workspace.slack_team_id
-    setup = Setup(runtime.db, workspace_id, f"terminal:{getpass.getuser()}")
+    setup = Setup(
+        runtime.db,
+        workspace_id,
+        f"terminal:{getpass.getuser()}",
+        allow_private_webhooks=runtime.settings.webhooks_allow_private,
+    )
     try:
         reply = setup.run(
             command,
@@ -773,7 +778,11 @@ def _slack_delivery(runtime: Runtime):
     from bot.slack.settings import SlackSettings
 
     settings = SlackSettings.from_env(environ, delivering_only=True)
-    return SlackDelivery(settings, token_resolver(runtime, settings))
+    return SlackDelivery(
+        settings,
+        token_resolver(runtime, settings),
+        allow_private_webhooks=runtime.settings.webhooks_allow_private,
+    )
 
 
 @handles("help")

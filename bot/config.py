@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.numbers import clock_time, whole_number
 from storage.reader import sqlite_url
 
+WEBHOOKS_ALLOW_PRIVATE = "XAI_USAGE_WEBHOOKS_ALLOW_PRIVATE"
+"""1: alert webhooks may be on loopback or a private network (bot/webhooks.py)."""
 MAX_BACKFILL_DAYS = 90
 """How far back a backfill or `sync --days` may reach (xAI keeps usage that long)."""
 
@@ -32,10 +35,9 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     raw = environ.get(name)
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    value = whole_number(raw)
+    if value is None:
+        raise ConfigError(f"{name} must be a whole number in ASCII digits, got {raw!r}")
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -43,10 +45,17 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
 
 def _clock_time(environ: Mapping[str, str], name: str, default: str) -> str:
     raw = (environ.get(name) or default).strip()
-    hour, _, minute = raw.partition(":")
-    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+    time = clock_time(raw)
+    if time is None:
         raise ConfigError(f"{name} must be a UTC time like 06:00, got {raw!r}")
-    return f"{int(hour):02d}:{int(minute):02d}"
+    return f"{time[0]:02d}:{time[1]:02d}"
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = (environ.get(name) or "0").strip()
+    if raw not in ("0", "1"):
+        raise ConfigError(f"{name} must be 1 (on) or 0 (off), got {raw!r}")
+    return raw == "1"
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,9 @@ class Settings:
     """A digest or alert syncs its scope first when its data is older than this."""
     fresh_budget_seconds: int = 60
     """How long that sync may take before the message goes out as it stands."""
+    webhooks_allow_private: bool = False
+    """Alert webhooks may be on loopback or a private network (WEBHOOKS_ALLOW_PRIVATE);
+    off, they must be on the public internet."""
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -83,6 +95,7 @@ class Settings:
                 if environ.get("XAI_USAGE_SETTLE_HOURS")
                 else None
             ),
+            webhooks_allow_private=_flag(environ, WEBHOOKS_ALLOW_PRIVATE),
             environ=environ,
         )
 

@@ -11,7 +11,6 @@ matplotlib is imported only when a PDF is made.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from bot import figures, formatting
 from bot.costs import cost_query
+from bot.csvfile import csv_text
 from bot.figures import Forecast
 from bot.reports import Report, build_report
 from storage.models import ApiKeyName, Connection
@@ -39,7 +39,6 @@ CSV_COLUMNS = (
     "fetched",
 )
 FORMATS = ("csv", "json", "pdf")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -113,33 +112,28 @@ def unfetched_rows(report: Report) -> list[DetailRow]:
     return rows
 
 
-def safe_cell(text: str) -> str:
-    """A label a spreadsheet will not run: one starting with = + - @ (or tab, CR) gets a '."""
-    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
-
-
 def _amount(value: Decimal | None) -> str:
     return "" if value is None else formatting.decimal_text(value)
 
 
 def export_csv(export: Export) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in export.rows:
-        writer.writerow(
-            [
+    return csv_text(
+        CSV_COLUMNS,
+        (
+            (
                 r.day.isoformat(),
-                safe_cell(r.connection),
-                safe_cell(r.model),
-                safe_cell(r.api_key_id),
-                safe_cell(r.api_key_name),
+                r.connection,
+                r.model,
+                r.api_key_id,
+                r.api_key_name,
                 _amount(r.cost_usd),
                 CURRENCY,
                 "true" if r.fetched else "false",
-            ]
-        )
-    return out.getvalue()
+            )
+            for r in export.rows
+        ),
+        figures=("day", "cost_usd", "currency", "fetched"),
+    )
 
 
 def export_json(export: Export) -> str:

@@ -96,9 +96,49 @@ def fit(text: str, width: int) -> str:
     return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
 
 
-def mrkdwn(text: str) -> str:
-    """Escape what Slack's mrkdwn treats as markup (&, <, >)."""
+ZERO_WIDTH_SPACE = "\u200b"
+_EMPHASIS = re.compile("\u200b?([*_~])\u200b?")
+_MARKUP = re.compile("\u200b?([*_~`])\u200b?")
+_REFERENCE_START = re.compile("<(?!\u200b)")
+_LEFT_ALONE = re.compile(r"```.*?```|`[^`\n]+`|:[a-z0-9_+'-]+:", re.DOTALL)
+"""Code (commands to copy, exactly) and emoji codes (``:white_check_mark:``)."""
+
+
+def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mrkdwn(text: str) -> str:
+    """Text for Slack's mrkdwn that shows as written: ``&``, ``<`` and ``>`` escaped, and
+    ``*``, ``_`` and ``~`` (bold, italic, struck) kept from pairing up by a zero-width
+    space on each side (mrkdwn has no escape for them), except inside code and emoji
+    codes, which stay exactly as they are. For words from people and providers."""
+    escaped = _escape(text)
+    out, at = [], 0
+    for kept in _LEFT_ALONE.finditer(escaped):
+        out += [_unpaired(_EMPHASIS, escaped[at : kept.start()]), kept.group()]
+        at = kept.end()
+    out.append(_unpaired(_EMPHASIS, escaped[at:]))
+    return "".join(out)
+
+
+def _unpaired(markup: re.Pattern[str], text: str) -> str:
+    """Each ``markup`` character with a zero-width space on each side (once, however
+    often it is done), so Slack pairs none of them into bold, italic, strike or code."""
+    return markup.sub(f"{ZERO_WIDTH_SPACE}\\1{ZERO_WIDTH_SPACE}", text)
+
+
+def inert(text: str) -> str:
+    """People's words (a label) made markup-free before they go into a reply: ``*``,
+    ``_``, ``~`` and backticks can't pair up, and ``<@U…>`` can't become a reference
+    again when the reply is escaped and its own references restored
+    (:func:`mrkdwn_keep_references`). Reads the same; escaping is still the reply's."""
+    return _REFERENCE_START.sub(f"<{ZERO_WIDTH_SPACE}", _unpaired(_MARKUP, text))
+
+
+def mrkdwn_inert(text: str) -> str:
+    """A label alone in mrkdwn: escaped, and no markup of any kind, code included."""
+    return mrkdwn(inert(text))
 
 
 _SLACK_REFERENCE = re.compile(r"&lt;([#@][A-Z0-9]+)&gt;")
@@ -109,9 +149,11 @@ def mrkdwn_keep_references(text: str) -> str:
 
     For replies built from user words (errors, setup confirmations) that also
     point at ``<#C…>`` or ``<@U…>`` on purpose: labels, amounts typed and
-    provider text are escaped, so ``<!channel>`` in a label never pings.
+    provider text are escaped, so ``<!channel>`` in a label never pings, and
+    the labels in it are :func:`inert`, so none becomes a reference again.
+    The reply's own markup (``*1*``, commands in code) is kept.
     """
-    return _SLACK_REFERENCE.sub(r"<\1>", mrkdwn(text))
+    return _SLACK_REFERENCE.sub(r"<\1>", _escape(text))
 
 
 def day_span(start: date, end: date) -> str:

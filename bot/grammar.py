@@ -20,6 +20,8 @@ from datetime import date
 from typing import Any, Generic, TypeVar
 
 from bot.config import MAX_BACKFILL_DAYS
+from bot.formatting import ZERO_WIDTH_SPACE
+from bot.numbers import decimal_number, whole_number
 
 REPORTS = ("today", "yesterday", "week", "month", "last-month", "range")
 MAX_LABEL_LENGTH = 80
@@ -376,8 +378,10 @@ _SLACK_CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 
 def tokenize(text: str) -> list[str]:
     """Split a typed command, forgiving phones' curly quotes and lone quotes."""
-    # Phones turn "--by" into "—by"; a dash inside a label ("Prod — xAI") stays.
-    text = _PHONE_DASH.sub(r"\1--", text.translate(_SMART_QUOTES))
+    # Phones turn "--by" into "—by"; a dash inside a label ("Prod — xAI") stays. Zero-width
+    # spaces come along when a command is copied from a message, where they keep a label's
+    # markup from rendering (bot.formatting): they are never part of what was meant.
+    text = _PHONE_DASH.sub(r"\1--", text.translate(_SMART_QUOTES).replace(ZERO_WIDTH_SPACE, ""))
     try:
         return shlex.split(text)
     except ValueError:  # an unbalanced quote: fall back to plain words
@@ -471,6 +475,11 @@ def _check_word(word: str) -> None:
         )
 
 
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Embeddings, overrides and isolates: invisible, they make a label read as another
+("Prod\u202eiaX" shows as "ProdXai"). Right-to-left text itself needs none of them."""
+
+
 def label_problem(label: str) -> str | None:
     """Why a new connection's label is refused (terminal and Slack form alike), or None."""
     if len(label) > MAX_LABEL_LENGTH:
@@ -480,6 +489,13 @@ def label_problem(label: str) -> str | None:
         )
     if any(unicodedata.category(char) == "Cc" for char in label):
         return "A label cannot contain control characters (such as NUL or a line break)."
+    if ZERO_WIDTH_SPACE in label or "\ufeff" in label or "\u2060" in label:
+        return "A label cannot contain invisible spaces (such as U+200B): retype it without."
+    if any(char in BIDI_CONTROLS for char in label):
+        return (
+            "A label cannot contain characters that change the text's direction (such as "
+            "U+202E, which shows what follows backwards): retype it without them."
+        )
     return None
 
 
@@ -507,19 +523,16 @@ def _option_value(option: Option, value: str, usage: str) -> Any:
         return lowered
     if option.integer:
         low, high = option.integer
-        # ASCII only: int() also takes "²" and "٣", which nobody means as a number.
-        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        number = whole_number(value)
+        if number is None or not low <= number <= high:
             raise UsageError(
                 f"--{option.name} must be a whole number from {low} to {high}; got “{value}”.",
                 usage,
             )
-        return int(value)
+        return number
     if option.name == "latency":
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = -1.0
-        if not value.isascii() or not 0 <= seconds <= MAX_LATENCY_SECONDS:  # also NaN, inf
+        seconds = decimal_number(value)
+        if seconds is None or not 0 <= seconds <= MAX_LATENCY_SECONDS:
             raise UsageError(
                 f"--latency must be a number of seconds from 0 to {MAX_LATENCY_SECONDS:.0f}; "
                 f"got “{value}”.",

@@ -244,7 +244,11 @@ def _daily_sync(
     hour, minute = (int(part) for part in sync_at.split(":"))
     due = datetime.combine(at.astimezone(UTC).date(), time(hour, minute), tzinfo=UTC)
     key = f"sync:{due.date().isoformat()}"
-    if at < due or not ledger.claim(key, lease=SYNC_LEASE):
+    if at < due:
+        return
+    if runtime.db.missing_key_ids():  # rotated while this process runs: it warned, once
+        return  # left to a process with the key (this one, restarted with it)
+    if not ledger.claim(key, lease=SYNC_LEASE):
         return
     results = asyncio.run(runtime.engine.sync_all(trigger="daily"))
     failed = [r for r in results if not r.ok and not r.skipped]
@@ -639,6 +643,11 @@ def _send(
         where = sent.where
     elif place.kind == "dm":
         where = delivery.dm(team_id, place.target, alert)
+    elif not place.target:  # sealed with a key this process lacks (see _route)
+        raise WebhookFailed(
+            "not sent by this process: its URL is sealed with a key it lacks, so a process "
+            "that has the key sends it"
+        )
     else:
         delivery.webhook(place.target, alert_json(alert))
     headline = spike_headline(alert)
@@ -674,8 +683,12 @@ def _route(runtime: Runtime, workspace: Workspace, alert) -> tuple[list[Destinat
             try:
                 webhook = runtime.db.keyring.open(route.webhook_sealed, route.webhook_aad).decode()
                 REDACTOR.add(webhook)  # the URL is the secret: never in a log line
-            except DecryptionError:
-                log.warning("the webhook of alert route %s cannot be decrypted", route.id)
+            except DecryptionError as error:
+                if error.key_id is not None and error.key_id not in runtime.db.keyring.key_ids:
+                    runtime.db.missing_key_ids()  # rotated while this process runs: said once
+                    webhook = ""  # still owed: a process with the key sends it
+                else:
+                    log.warning("the webhook of alert route %s cannot be decrypted", route.id)
         if alert.kind in ("budget", "forecast"):
             budget = session.get(Budget, int(alert.key.split(":")[1]))
             if budget is not None and budget.workspace_id == workspace.id and budget.channel_id:
@@ -686,7 +699,7 @@ def _route(runtime: Runtime, workspace: Workspace, alert) -> tuple[list[Destinat
     places = [Destination("channel", channel)] if channel else []
     if person and (not channel or alert.kind in ("sync_failure", "recovered")):
         places.append(Destination("dm", person))
-    if webhook:
+    if webhook is not None:
         places.append(Destination("webhook", webhook))
     return places, NO_ROUTE
 

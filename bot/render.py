@@ -8,8 +8,6 @@ templates never do maths. Here are the terminal's renderings; Slack's are in
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from decimal import Decimal
 from functools import cache
@@ -20,6 +18,7 @@ import jinja2
 
 import templates
 from bot import figures, formatting
+from bot.csvfile import csv_text
 from bot.reports import Report, ReportRow
 
 if TYPE_CHECKING:
@@ -172,15 +171,21 @@ def _share_json(share: Decimal) -> str:
 
 
 def report_csv(report: Report) -> str:
-    """An unfetched row leaves its cost and share cells empty."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([report.group_by, "label", "cost_usd", "share"])
-    for r in report.rows:
-        cost = figures.amount_json(r.cost_usd) or ""
-        share = "" if r.share is None else _share_json(r.share)
-        writer.writerow([r.key, r.label, cost, share])
-    return out.getvalue()
+    """An unfetched row leaves its cost and share cells empty; names can't be formulas."""
+    return csv_text(
+        (report.group_by, "label", "cost_usd", "share"),
+        (
+            (
+                r.key,
+                r.label,
+                figures.amount_json(r.cost_usd),
+                None if r.share is None else _share_json(r.share),
+            )
+            for r in report.rows
+        ),
+        figures=("cost_usd", "share"),
+        line_end="\n",  # a terminal's lines
+    )
 
 
 def insights_text(insights: Insights) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from bot import formatting
 from bot.grammar import Command, slack_channel
 from bot.ledger import EXPIRED, PENDING
+from bot.numbers import clock_time, whole_number
 from bot.runtime import REDACTOR
 from storage.db import Database
 from storage.models import (
@@ -45,7 +46,13 @@ _CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{4,}")
 
 
 class SetupError(Exception):
-    """A digest, budget or alert route that can't be set up as asked; says why."""
+    """A digest, budget or alert route that can't be set up as asked; says why.
+
+    ``field`` names the form field it is about, when it is about one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 Announce = Callable[[str, str], None]
@@ -96,6 +103,10 @@ class Words:
         """A digest's or budget's number at the start of a `list` line."""
         return f"{ident:>3}"
 
+    def label(self, label: str) -> str:
+        """A connection's label in a reply: as it is, in a terminal."""
+        return label
+
 
 TERMINAL = Words()
 
@@ -132,10 +143,10 @@ def parse_usd(text: str) -> Decimal:
 
 
 def parse_time(text: str) -> str:
-    hour, _, minute = text.partition(":")
-    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+    time = clock_time(text)
+    if time is None:
         raise SetupError(f"--at takes a time like 09:00; got “{text}”.")
-    return f"{int(hour):02d}:{int(minute):02d}"
+    return f"{time[0]:02d}:{time[1]:02d}"
 
 
 def check_zone(tz: str) -> str:
@@ -149,11 +160,9 @@ def check_zone(tz: str) -> str:
 
 
 def parse_thresholds(raw: str) -> str:
-    try:
-        thresholds = sorted({int(t) for t in raw.split(",") if t.strip()})
-    except ValueError:
-        thresholds = []
-    if not thresholds or not all(1 <= t <= 1000 for t in thresholds):
+    typed = [whole_number(t.strip()) for t in raw.split(",") if t.strip()]
+    thresholds = sorted({t for t in typed if t is not None})
+    if not typed or None in typed or not all(1 <= t <= 1000 for t in thresholds):
         raise SetupError(f"--thresholds takes percentages like 50,80,100; got “{raw}”.")
     return ",".join(str(t) for t in thresholds)
 
@@ -174,6 +183,7 @@ class Setup:
     workspace_id: int
     actor: str
     words: Words = TERMINAL  # how the surface asking names channels and commands
+    allow_private_webhooks: bool = False  # the operator's XAI_USAGE_WEBHOOKS_ALLOW_PRIVATE
 
     def _connection_id(self, label: str | None) -> int | None:
         if not label:
@@ -214,7 +224,9 @@ class Setup:
             self.remove(DigestSubscription, ident)
             return "Removed: that digest won't be posted again."
         if action == "set":
-            return self._made(self.budget_set(*self.replace_budget(command, here=here)))
+            return self._made(
+                self.budget_set(*self.replace_budget(command, here=here, announce=announce))
+            )
         if action == "list":
             return self.budget_lines(self.budgets())
         self.remove(Budget, ident)
@@ -246,17 +258,12 @@ class Setup:
             chart=bool(command.get("chart")),
             created_by=self.actor,
         )
-        who = self.words.actor(self.actor)
-        try:
-            announce(
-                channel_id,
-                f":calendar: {who} set up an xAI spend digest here, "
-                f"{WHEN[every]} at {subscription.at_time} ({subscription.tz}).",
-            )
-        except CannotPost as error:
-            raise SetupError(
-                f"I can't post in {self.channel(channel_id)}: {error.fix}. Then try again."
-            ) from None
+        self.prove_channel(
+            channel_id,
+            f":calendar: {self.words.actor(self.actor)} set up an xAI spend digest here, "
+            f"{WHEN[every]} at {subscription.at_time} ({subscription.tz}).",
+            announce,
+        )
         with self.db.transaction() as session:
             session.add(subscription)
         return subscription
@@ -264,21 +271,35 @@ class Setup:
     def digests(self) -> list[DigestSubscription]:
         return self._list(DigestSubscription)
 
-    def set_budget(self, command: Command, *, here: str | None = None) -> Budget:
-        return self.replace_budget(command, here=here)[0]
+    def set_budget(
+        self, command: Command, *, here: str | None = None, announce: Announce | None = None
+    ) -> Budget:
+        return self.replace_budget(command, here=here, announce=announce)[0]
 
     def replace_budget(
-        self, command: Command, *, here: str | None = None
+        self, command: Command, *, here: str | None = None, announce: Announce | None = None
     ) -> tuple[Budget, Decimal | None]:
-        """The scope's budget, set or replaced; and the amount it replaced, if any."""
+        """The scope's budget, set or replaced; and the amount it replaced, if any.
+
+        Its channel (``--channel``, else where it was typed) gets a note first, as a
+        digest's and an alert route's do: a channel the bot can't post in is refused."""
         if len(command.args) < 2:
             raise SetupError("Say how much, e.g. `budget set 500`.")
         amount = parse_usd(command.args[1])
         thresholds = parse_thresholds(command.get("thresholds", DEFAULT_THRESHOLDS))
         # A budget set in a channel alerts there, unless --channel says otherwise.
         channel = command.get("channel")
-        connection_id = self._connection_id(command.get("connection"))
+        label = command.get("connection")
+        connection_id = self._connection_id(label)
         channel_id = parse_channel(channel, here, self.words)[0] if channel or here else None
+        if channel_id is not None and announce is not None:
+            scope = self._named(label)
+            self.prove_channel(
+                channel_id,
+                f":moneybag: {self.words.actor(self.actor)} set a {formatting.money(amount)} "
+                f"monthly budget for {scope}; its alerts come here.",
+                announce,
+            )
         with self.db.transaction() as session:
             # One budget per scope: setting it again replaces it (and keeps its number).
             budget = session.scalar(
@@ -305,15 +326,31 @@ class Setup:
             session.expunge(budget)
         return budget, replaced
 
+    def prove_channel(
+        self, channel_id: str, note: str, announce: Announce, *, meanwhile: str = ""
+    ) -> None:
+        """Post ``note`` in the channel something will post in: the one test, for digests,
+        budgets and alert routes, typed or from a form, that the bot can post there.
+        SetupError (on the form's channel field) with the fix when it can't."""
+        try:
+            announce(channel_id, note)
+        except CannotPost as error:
+            raise SetupError(
+                f"I can't post in {self.channel(channel_id)}: {error.fix}. Then try again"
+                f"{meanwhile}.",
+                field="channel",
+            ) from None
+
     def budgets(self) -> list[Budget]:
         return self._list(Budget)
 
     def remove(self, model: type, ident: str | None) -> None:
-        if not ident or not ident.isdigit():
+        number = whole_number(ident or "")
+        if number is None:
             raise SetupError("Give the number shown by `list`, e.g. `remove 3`.")
         with self.db.transaction() as session:
             gone = session.execute(
-                delete(model).where(model.id == int(ident), model.workspace_id == self.workspace_id)
+                delete(model).where(model.id == number, model.workspace_id == self.workspace_id)
             )
         if gone.rowcount == 0:
             raise SetupError(f"There is no number {ident} here: see `list`.")
@@ -326,22 +363,21 @@ class Setup:
         webhook = command.get("webhook")
         if webhook:
             check_webhook(webhook)
+            from bot.webhooks import address_problem  # httpx: only when a webhook is set
+
+            if problem := address_problem(webhook, allow_private=self.allow_private_webhooks):
+                raise SetupError(f"Not set: {problem}.", field="webhook")
         label = command.get("connection")
         connection_id = self._connection_id(label)
         if announce is not None:
-            who = self.words.actor(self.actor)
-            scope = f"“{label}”" if label else "all connections"
-            try:
-                announce(
-                    channel_id,
-                    f":bell: {who} sent xAI spend alerts for {scope} here: budgets, "
-                    "spikes and sync failures.",
-                )
-            except CannotPost as error:
-                raise SetupError(
-                    f"I can't post in {self.channel(channel_id)}: {error.fix}. Then try again; "
-                    "alerts still go where they went."
-                ) from None
+            scope = self._named(label)
+            self.prove_channel(
+                channel_id,
+                f":bell: {self.words.actor(self.actor)} sent xAI spend alerts for {scope} here: "
+                "budgets, spikes and sync failures.",
+                announce,
+                meanwhile="; alerts still go where they went",
+            )
         with self.db.transaction() as session:
             route = self._route(session, connection_id)
             if route is None:
@@ -373,7 +409,7 @@ class Setup:
         """``alerts remove [--connection L] [--webhook]``: the route, or only its webhook."""
         label = command.get("connection")
         connection_id = self._connection_id(label)
-        target = f"“{label}”" if label else "all connections"
+        target = self._named(label)
         with self.db.transaction() as session:
             route = self._route(session, connection_id)
             if route is None:
@@ -432,7 +468,9 @@ class Setup:
             }
         lines = []
         for route in routes:
-            who = f"“{labels.get(route.connection_id, '?')}”" if route.connection_key else "All"
+            who = (
+                self._named(labels.get(route.connection_id, "?")) if route.connection_key else "All"
+            )
             webhook = " and the webhook" if route.webhook_sealed else ""
             lines.append(f"{who}: {self.channel(route.channel_id)}{webhook}")
         if not any(route.connection_key == 0 for route in routes):
@@ -499,6 +537,11 @@ class Setup:
     def command(self, words: str) -> str:
         return self.words.command(words)
 
+    def _named(self, label: str | None) -> str:
+        """A connection in a reply: ``“Production”`` (as the surface shows a label), or
+        ``all connections``."""
+        return f"“{self.words.label(label)}”" if label else "all connections"
+
     def digest_added(self, sub: DigestSubscription) -> str:
         from bot.digests import covers_words
 
@@ -516,7 +559,7 @@ class Setup:
             return "all connections"
         with self.db.session() as session:
             label = session.scalar(select(Connection.label).where(Connection.id == connection_id))
-        return f"“{label}”"
+        return self._named(label)
 
     def digest_lines(self, subscriptions: Sequence[DigestSubscription]) -> str:
         if not subscriptions:
@@ -560,7 +603,7 @@ class Setup:
 
     def alerts_routed(self, route: AlertRoute, command: Command) -> str:
         label = command.get("connection")
-        target = f"“{label}”" if label else "all connections"
+        target = self._named(label)
         webhook = " and to the webhook" if route.webhook_sealed else ""
         return f"Alerts for {target} now go to {self.channel(route.channel_id)}{webhook}."
 

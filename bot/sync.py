@@ -18,12 +18,12 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache, partial
-from typing import Any
+from typing import Any, TypeVar
 
 import certifi
 import httpx
@@ -50,7 +50,7 @@ from providers.types import (
     UnitCostRow,
 )
 from storage.crypto import DecryptionError
-from storage.db import Database, upsert
+from storage.db import Database, missing_keys_warning, upsert
 from storage.models import (
     ApiKeyName,
     BillingState,
@@ -757,7 +757,11 @@ class SyncEngine:
         """The network half of a sync: what to store, or why it failed."""
         start, end = self.window_for(connection, days)
         attempt = _Attempt(connection, start, end, self.clock())
-        if connection.status == ConnectionStatus.ERROR and not force:
+        if (
+            connection.status == ConnectionStatus.ERROR
+            and not force
+            and not self._readable_again(connection)
+        ):
             attempt.result = attempt.failed(
                 connection.status_reason, connection.status_message, skipped=True
             )
@@ -780,6 +784,15 @@ class SyncEngine:
         except ProviderError as error:
             attempt.result = attempt.failed(str(error.reason), error.message)
         except DecryptionError as error:  # expected, and its reason says it all: no traceback
+            if error.key_id is not None and error.key_id not in self.db.keyring.key_ids:
+                # This process lacks the key (rotated while it runs): the credential is
+                # fine, so the connection is left as it is and nobody is alerted.
+                if error.key_id not in self.db.missing_key_ids():  # a look a moment old
+                    self.db.missing_key_ids(max_age=0)  # the operator is told, once
+                attempt.result = attempt.failed(
+                    KEY_MISSING, missing_keys_warning([error.key_id]), skipped=True
+                )
+                return attempt
             reason = "credentials_unreadable"
             log.warning("sync of connection %s failed: credentials unreadable", connection.id)
             attempt.result = attempt.failed(reason, _internal_message(reason, error))
@@ -800,6 +813,17 @@ class SyncEngine:
             )
         attempt.duration_ms = int((time.perf_counter() - began) * 1000)
         return attempt
+
+    def _readable_again(self, connection: Connection) -> bool:
+        """A connection failed for credentials it could not open that opens now: its key
+        was missing then (a rotation an older version took for a broken credential)."""
+        if connection.status_reason != "credentials_unreadable":
+            return False
+        try:
+            self.db.keyring.open_json(connection.credentials_sealed, connection.credentials_aad)
+        except DecryptionError:
+            return False
+        return True
 
     async def _store_one(self, writer: _Writer, attempt: _Attempt) -> SyncResult:
         """The storage half, on the writer thread; a skipped sync stores nothing."""
@@ -917,7 +941,7 @@ class SyncEngine:
                     "day (too many groups). Nothing was stored for that sync.",
                 ) from None
             middle = start + timedelta(days=span // 2)
-            first, second = await asyncio.gather(
+            first, second = await _together(
                 self._fetch_split(http, provider, credentials, start, middle, by_key),
                 self._fetch_split(http, provider, credentials, middle, end, by_key),
             )
@@ -1327,6 +1351,9 @@ def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Deci
     )
 
 
+T = TypeVar("T")
+KEY_MISSING = "key_missing"
+"""A sync this process skipped: the credential is sealed with a key it lacks."""
 NEEDS_PERSON = frozenset({r.value for r in Reason if r.needs_person} | {"credentials_unreadable"})
 
 
@@ -1336,6 +1363,21 @@ def _without_keys(rows: Iterable[CostRow]) -> list[CostRow]:
     for row in rows:
         totals[(row.day, row.model)] = totals.get((row.day, row.model), Decimal(0)) + row.cost_usd
     return [CostRow(day, model, cost) for (day, model), cost in sorted(totals.items())]
+
+
+async def _together(*steps: Awaitable[T]) -> list[T]:
+    """Run ``steps`` at once; their results in order. The first to fail ends the others
+    and is raised once they have ended: nothing runs on past the caller (a plain gather
+    left a half of a split window running, whose next request then met a closed client
+    while asyncio.run() shut down, a traceback after the sync's one-line failure)."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _internal_message(reason: str, error: Exception) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+KEY_CHECK_SECONDS = 30.0
+"""How long a running process trusts its last look at the keys the store uses."""
 URL_HINT = "postgresql://USER@HOST:5432/DATABASE or sqlite:////absolute/path/xai-usage.db"
 
 
@@ -243,6 +247,9 @@ class Database:
         self.engine = make_engine(self.url, read_only=read_only)
         self.keyring = keyring
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._missing_keys: tuple[float, list[str]] | None = None  # (when read, ids)
+        self._warned_keys: set[str] = set()
+        self._keys_lock = threading.Lock()
 
     @property
     def backend(self) -> str:
@@ -297,6 +304,30 @@ class Database:
                 "the old one after a comma, then run `xai-usage rotate-key`)."
             )
 
+    def missing_key_ids(self, max_age: float = KEY_CHECK_SECONDS) -> list[str]:
+        """Keys stored secrets were sealed with since this process started that it lacks.
+
+        :meth:`check_keys` refuses to start without them; this is for a process
+        that is running when another one rotates the keys (``rotate-key``). Read
+        at most every ``max_age`` seconds (``/healthz`` may be asked often); a
+        key newly missing is logged once, as a warning saying what to do.
+        """
+        now = time.monotonic()
+        with self._keys_lock:
+            known = self._missing_keys
+            if known is not None and now - known[0] < max_age:
+                return known[1]
+        with self.engine.connect() as connection:
+            used = set(connection.scalars(text(KEY_IDS_IN_USE_SQL)))
+        missing = sorted(used - set(self.keyring.key_ids))
+        with self._keys_lock:
+            self._missing_keys = (now, missing)
+            new = [kid for kid in missing if kid not in self._warned_keys]
+            self._warned_keys.update(new)
+        if new:
+            log.warning("%s", missing_keys_warning(missing))
+        return missing
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self.sessions() as session:
@@ -328,6 +359,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def missing_keys_warning(key_ids: list[str]) -> str:
+    """What to tell the operator of a process that lacks keys the store now uses."""
+    keys = ", ".join(key_ids)
+    return (
+        f"Stored credentials are now sealed with key id {keys}, which this process does not "
+        "have (the keys were rotated with `xai-usage rotate-key` while it ran). Until it is "
+        "restarted with XAI_USAGE_ENCRYPTION_KEY listing that key first, it leaves those "
+        "connections as they are and does not sync them."
+    )
 
 
 def loose_permissions(url: str) -> str | None:

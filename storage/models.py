@@ -442,6 +442,15 @@ class SlackInstallation(Base):
         return f"slack_installations/{self.uid}/{self.SEALED_FIELD}"
 
 
+class InboundSeen(Base):
+    """A Slack click or event already handled (bot/slack/replays.py), kept an hour."""
+
+    __tablename__ = "inbound_seen"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class SlackOAuthState(Base):
     """An OAuth ``state`` issued at the start of an install, usable once."""
 

@@ -28,6 +28,7 @@ from bot.slack import blocks
 from bot.slack.home import LiveHome
 from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallationStore
 from bot.slack.listeners import register_listeners
+from bot.slack.replays import SeenRequests, replay_key
 from bot.slack.service import SlackService, log_failed_request
 from bot.slack.settings import SCOPES, SlackSettings
 from storage.repo import workspace_for_slack_team
@@ -126,6 +127,20 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
                     body={"response_type": "ephemeral", **blocks.notice(ANOTHER_WORKSPACE)},
                 )
             return BoltResponse(status=200, body="")
+
+    seen = SeenRequests(runtime.db)
+
+    @app.middleware
+    def handled_once(
+        body: dict, context: BoltContext, next: Callable[[], None]
+    ) -> BoltResponse | None:
+        """A click or event already handled, here or by another process: 200, nothing done."""
+        key = replay_key(body, context.team_id)
+        if key is None or seen.first_time(key):
+            next()
+            return None
+        log.info("ignored a repeat of %s", key.split(":", 1)[0])
+        return BoltResponse(status=200, body="")
 
     @app.middleware
     def attach_service(context: BoltContext, next: Callable[[], None]) -> None:

@@ -131,11 +131,11 @@ def report_message(
     cost_width = max(len(c) for c in costs)
     subtitle = [f"by {GROUP_TITLES[report.group_by]}"]
     if report.model_pattern:
-        subtitle.append(f"models matching “{formatting.mrkdwn(report.model_pattern)}”")
+        subtitle.append(f"models matching “{formatting.mrkdwn_inert(report.model_pattern)}”")
     count = len(report.connection_labels)
     subtitle.append(f"{count} connection{'s' if count != 1 else ''}")
     subtitle.append(f"as of {formatting.clock(report.as_of)}")
-    top = ", ".join(f"{formatting.mrkdwn(c.label)} {c.cost}" for c in cells[:3])
+    top = ", ".join(f"{formatting.mrkdwn_inert(c.label)} {c.cost}" for c in cells[:3])
     header = f"{report.period.title}: {figures.figure_words(report.total)}"
     controls = (
         report_controls(report, command)
@@ -190,6 +190,13 @@ def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dic
     return render_json(
         "slack/status.json.j2",
         rows=rows[:MAX_STATUS_ROWS],
+        # Labels as shown (inert); commands to copy keep them as typed.
+        shown={
+            label: formatting.inert(label)
+            for row in rows[:MAX_STATUS_ROWS]
+            for label in (row.label, row.duplicate_of)
+            if label
+        },
         alerts=[formatting.mrkdwn_keep_references(line) for line in alerts],
         controls=status_controls(rows),
         hidden=max(0, len(rows) - MAX_STATUS_ROWS),
@@ -210,7 +217,7 @@ def status_fallback(rows: Sequence[StatusRow]) -> str:
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
     shown = "; ".join(
-        f"{formatting.clip(formatting.mrkdwn(r.label), 60)}: {r.status}"
+        f"{formatting.clip(formatting.mrkdwn_inert(r.label), 60)}: {r.status}"
         for r in rows[:FALLBACK_LABELS]
     )
     more = f"; and {len(rows) - FALLBACK_LABELS} more" if len(rows) > FALLBACK_LABELS else ""
@@ -223,10 +230,12 @@ def notice(text: str, usage: str = "") -> dict[str, Any]:
     return render_json("slack/notice.json.j2", text=formatting.clip(text, 2900), usage=usage)
 
 
-def words_notice(text: str, usage: str = "") -> dict[str, Any]:
+def words_notice(text: str, usage: str = "", *, references: bool = True) -> dict[str, Any]:
     """A reply built from people's words (an error, a setup confirmation): escaped here,
-    keeping the ``<#C…>``/``<@U…>`` references it makes on purpose."""
-    return notice(formatting.mrkdwn_keep_references(text), formatting.mrkdwn(usage))
+    keeping the ``<#C…>``/``<@U…>`` references it makes on purpose; ``references=False``
+    for one that makes none (a usage error), so none typed into it comes alive."""
+    shown = formatting.mrkdwn_keep_references(text) if references else formatting.mrkdwn(text)
+    return notice(shown, formatting.mrkdwn(usage))
 
 
 def help_message(topic: str | None = None) -> dict[str, Any]:
@@ -235,7 +244,7 @@ def help_message(topic: str | None = None) -> dict[str, Any]:
 
 
 def confirm_disconnect(label: str, uid: str) -> dict[str, Any]:
-    return render_json("slack/confirm_disconnect.json.j2", label=label, uid=uid)
+    return render_json("slack/confirm_disconnect.json.j2", label=formatting.inert(label), uid=uid)
 
 
 def connect_modal(
@@ -269,7 +278,7 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
     """One line per connection synced, for the reply to `sync`."""
     lines = []
     for r in results:
-        label = formatting.mrkdwn(r.label)
+        label = formatting.mrkdwn_inert(r.label)
         if r.ok:
             lines.append(
                 f":white_check_mark: *{label}*: {r.days} days "

@@ -29,6 +29,7 @@ from bot.formatting import mrkdwn_keep_references
 from bot.jobs import CannotEdit, ChannelUnavailable, ChartFile, Message, Posted, WebhookFailed
 from bot.setup import CannotPost
 from bot.slack.settings import SlackSettings
+from bot.webhooks import AddressRefused, post_json
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,12 @@ class SlackDelivery:
         settings: SlackSettings,
         token_for: Callable[[str | None], str | None],
         pause: Callable[[float], None] = time.sleep,
+        *,
+        allow_private_webhooks: bool = False,
     ) -> None:
         self.settings = settings
+        self.allow_private_webhooks = allow_private_webhooks
+        """The operator's XAI_USAGE_WEBHOOKS_ALLOW_PRIVATE (bot.webhooks)."""
         self.token_for = token_for
         self.pause = pause
         self._last_post: dict[str, float] = {}
@@ -276,20 +281,24 @@ class SlackDelivery:
         return self.post(team_id, user_id, message)  # a user id as channel opens the app's DM
 
     def webhook(self, url: str, body: dict) -> None:
-        """POST the alert; :class:`WebhookFailed` (the URL never in it) when it is not taken."""
-        answer = "did not answer"
+        """POST the alert; :class:`WebhookFailed` when it is not taken. Neither the URL
+        nor what the receiver answered (its status) is in it: only the log has the status."""
+        answer, told = "did not answer", "did not answer"
         for attempt in range(WEBHOOK_ATTEMPTS):
             try:
-                response = httpx.post(url, json=body, timeout=5)
-            except httpx.TransportError as error:
-                answer = f"did not answer ({type(error).__name__})"
+                status = post_json(url, body, allow_private=self.allow_private_webhooks)
+            except AddressRefused as error:
+                log.warning("the alert webhook was not sent: %s", error)
+                raise WebhookFailed(f"not sent: {error}") from None
+            except (httpx.TransportError, OSError) as error:
+                answer = told = f"did not answer ({type(error).__name__})"
             else:
-                if response.status_code < 300:
+                if status < 300:
                     return
-                answer = f"answered HTTP {response.status_code}"
-                if response.status_code < 500:  # refused: asking again will not help now
+                answer, told = f"answered HTTP {status}", "did not take the alert"
+                if status < 500:  # refused: asking again will not help now
                     break
             if attempt + 1 < WEBHOOK_ATTEMPTS:  # no wait after the last
                 self.pause(WEBHOOK_RETRY_DELAY * 2**attempt)
         log.warning("the alert webhook %s", answer)
-        raise WebhookFailed(answer)
+        raise WebhookFailed(told)

@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -73,7 +73,12 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
     weeks = [(label, figures.figure_words(week)) for label, week in dashboard.weeks]
     forecast = dashboard.forecast
     budget = dashboard.week.budget_usd
-    rows = dashboard.connections[:MAX_CONNECTIONS]
+    # Labels are shown inert (no markup, no mention); the buttons carry them as typed.
+    shown = [
+        (replace(row, label=formatting.inert(row.label)), row.label)
+        for row in dashboard.connections[:MAX_CONNECTIONS]
+    ]
+    rows = [row for row, _ in shown]
     return render_json(
         "slack/home.json.j2",
         d=dashboard,
@@ -100,7 +105,10 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         rows=rows,
         hidden=len(dashboard.connections) - len(rows),
         icons=STATUS_ICONS,
-        labels={row.label: command_label(row.label) for row in rows},
+        labels={row.label: command_label(typed) for row, typed in shown},
+        reconciled_rows=[
+            replace(r, label=formatting.inert(r.label)) for r in dashboard.reconciled[:5]
+        ],
         digests=[(s, formatting.mrkdwn_keep_references(s.text)) for s in dashboard.digests],
         budgets=[(b, formatting.mrkdwn_keep_references(b.text)) for b in dashboard.budgets],
         alerts=formatting.mrkdwn_keep_references(dashboard.alerts),

@@ -2,9 +2,10 @@
 
 Slack's own requests are always well formed; anything else on the public
 URL is a stranger's. An unsigned request is refused before a byte of its
-body is parsed; a signed one that does not parse, or lacks what the
-listeners read, is refused with one log line instead of a traceback. Socket
-Mode payloads arrive parsed, and go through :func:`shape_problem` alone.
+body is parsed; a signed one that does not parse, lacks what the listeners
+read, gives a field they read another type, or names more than one team, is
+refused with one log line instead of a traceback (or a second workspace).
+Socket Mode payloads arrive parsed, and go through :func:`shape_problem` alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import hmac
 import json
 from typing import Any
 from urllib.parse import parse_qs
+
+from bot.numbers import whole_number
 
 MAX_SKEW = 5 * 60
 """Seconds a request's timestamp may be from now (Slack's own rule, against replays)."""
@@ -30,9 +33,8 @@ def signature_valid(
     """Slack's v0 signature over ``v0:timestamp:body``, with a fresh numeric timestamp."""
     if not timestamp or not signature:
         return False
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-        return False
-    if abs(now - int(timestamp)) > MAX_SKEW:
+    sent = whole_number(timestamp)
+    if sent is None or abs(now - sent) > MAX_SKEW:
         return False
     base = b"v0:" + timestamp.encode() + b":" + body
     expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
@@ -71,33 +73,177 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
 
 
 def shape_problem(body: Any) -> str | None:
-    """Why ``body`` is not a request our listeners can read, or None if it is."""
+    """Why ``body`` is not a request our listeners can read, or None if it is.
+
+    Besides the fields each kind needs, every field a listener reads must have
+    the type Slack gives it (``team`` an object, ``text`` a string, a form's
+    ``private_metadata`` a JSON object), and every team field must name the
+    same team (:func:`team_problem`).
+    """
     if not isinstance(body, dict):
         return f"the request is a {type(body).__name__}, not an object"
     if nul := _nul_problem(body):
         return nul
     kind = body.get("type")
     if "command" in body:
-        return _missing_strings(body, "command", "team_id", "user_id")
+        return (
+            _missing_strings(body, "command", "team_id", "user_id")
+            or _typed(body, COMMAND_FIELDS)
+            or team_problem(body)
+        )
     if kind == "block_actions":
         actions = body.get("actions")
         if not isinstance(actions, list) or not actions:
             return "block_actions without actions"
         if not all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions):
             return "an action without an action_id"
-        return _user_and_team(body)
+        return (
+            _user_and_team(body)
+            or _typed(body, INTERACTION_FIELDS)
+            or next(filter(None, (_typed(a, ACTION_FIELDS, "an action's") for a in actions)), None)
+            or team_problem(body)
+        )
     if kind in ("view_submission", "view_closed"):
         view = body.get("view")
         if not isinstance(view, dict) or not isinstance(view.get("callback_id"), str):
             return f"{kind} without a view callback_id"
-        return _user_and_team(body, view.get("team_id"))
+        return (
+            _user_and_team(body, view.get("team_id"))
+            or _typed(body, INTERACTION_FIELDS)
+            or _view_problem(view)
+            or team_problem(body)
+        )
     if kind == "event_callback":
         event = body.get("event")
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return "event_callback without an event type"
-        return _missing_strings(body, "team_id")
+        return (
+            _missing_strings(body, "team_id")
+            or _typed(body, ENVELOPE_FIELDS)
+            or (
+                _typed(event, EVENT_FIELDS, "the event's") if event["type"] in READ_EVENTS else None
+            )
+            or team_problem(body)
+        )
     if kind in ("shortcut", "message_action"):
-        return _missing_strings(body, "callback_id") or _user_and_team(body)
+        return (
+            _missing_strings(body, "callback_id")
+            or _user_and_team(body)
+            or _typed(body, INTERACTION_FIELDS)
+            or team_problem(body)
+        )
+    return None
+
+
+# What each field a listener reads must be, where present (None is "not given").
+_STR, _DICT, _LIST = (str,), (dict,), (list,)
+COMMAND_FIELDS = {
+    name: _STR
+    for name in (
+        "text",
+        "team_domain",
+        "channel_id",
+        "response_url",
+        "trigger_id",
+        "enterprise_id",
+        "api_app_id",
+    )
+}
+INTERACTION_FIELDS = {
+    "team": _DICT,
+    "user": _DICT,
+    "user.id": _STR,
+    "user.team_id": _STR,
+    "team.id": _STR,
+    "team.domain": _STR,
+    "channel": _DICT,
+    "channel.id": _STR,
+    "container": _DICT,
+    "container.channel_id": _STR,
+    "response_url": _STR,
+    "trigger_id": _STR,
+    "view": _DICT,
+    "view.id": _STR,
+    "view.team_id": _STR,
+    "view.app_installed_team_id": _STR,
+}
+ACTION_FIELDS = {"value": _STR, "selected_option": _DICT, "selected_option.value": _STR}
+READ_EVENTS = frozenset({"message", "app_home_opened"})
+"""The events whose fields a listener reads (others' shapes vary by type: a channel
+event's ``channel`` is an object)."""
+ENVELOPE_FIELDS = {"authorizations": _LIST, "event_id": _STR, "enterprise_id": _STR}
+EVENT_FIELDS = {
+    name: _STR
+    for name in ("user", "channel", "channel_type", "text", "tab", "subtype", "bot_id", "team")
+} | {"view": _DICT, "view.team_id": _STR, "tokens": _DICT}
+
+
+def _typed(body: dict, fields: dict[str, tuple[type, ...]], whose: str = "") -> str | None:
+    """The first of ``fields`` (dotted paths) present in ``body`` with another type."""
+    for path, types in fields.items():
+        value: Any = body
+        for step in path.split("."):
+            value = value.get(step) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, types):
+            name = " ".join(filter(None, (whose, path)))
+            return f"{name} is a {type(value).__name__}, not a {types[0].__name__}"
+    return None
+
+
+def _view_problem(view: dict) -> str | None:
+    """A submitted form the listeners can read: its state and its own metadata."""
+    if problem := _typed(view, {"id": _STR, "state": _DICT, "state.values": _DICT}, "the view's"):
+        return problem
+    for block in ((view.get("state") or {}).get("values") or {}).values():
+        if not isinstance(block, dict) or not all(isinstance(a, dict) for a in block.values()):
+            return "a form field that is not an object"
+        for action in block.values():
+            value = action.get("value")
+            if value is not None and not isinstance(value, str):
+                return f"a form field's value is a {type(value).__name__}"
+    metadata = view.get("private_metadata")
+    if metadata is None or metadata == "":
+        return None
+    if not isinstance(metadata, str):
+        return f"private_metadata is a {type(metadata).__name__}"
+    try:
+        decoded = json.loads(metadata)
+    except (ValueError, RecursionError):
+        return "private_metadata is not JSON"
+    if not isinstance(decoded, dict):
+        return f"private_metadata is a JSON {type(decoded).__name__}, not an object"
+    return None
+
+
+def team_ids(body: dict) -> set[str]:
+    """Every team a request names: the envelope's, the team's, the user's, the view's, the
+    event's, each authorization's (org-wide installs leave some out; None is no claim)."""
+
+    def at(value: Any, *path: str) -> Any:
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        return value
+
+    event = body.get("event")
+    found = [
+        body.get("team_id"),
+        at(body, "team", "id"),
+        at(body, "user", "team_id"),
+        at(body, "view", "team_id"),
+        at(body, "view", "app_installed_team_id"),
+        at(event, "team"),
+        at(event, "team_id"),
+        at(event, "view", "team_id"),
+        *(at(a, "team_id") for a in body.get("authorizations") or () if isinstance(a, dict)),
+    ]
+    return {team for team in found if isinstance(team, str) and team}
+
+
+def team_problem(body: dict) -> str | None:
+    """A request naming more than one team is not Slack's: which one would it act for?"""
+    teams = team_ids(body)
+    if len(teams) > 1:
+        return f"it names {len(teams)} teams ({', '.join(sorted(teams))})"
     return None
 
 

@@ -35,12 +35,14 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 
+from bot.numbers import whole_number
 from bot.runtime import Runtime
 from bot.scheduler import start_scheduler
 from bot.slack.app import build_app, token_resolver
 from bot.slack.delivery import SlackDelivery
 from bot.slack.inbound import Malformed, parse_body, shape_problem, signature_valid
 from bot.slack.settings import HttpLimits, SlackSettings
+from storage.db import missing_keys_warning
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,12 @@ def wsgi_app(
     def application(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
             healthy = database_answers(runtime)
-            body = json.dumps({"ok": healthy, "database": "up" if healthy else "down"}).encode()
+            health: dict[str, Any] = {"ok": healthy, "database": "up" if healthy else "down"}
+            if healthy and (missing := _keys_missing(runtime)):
+                # Still serving (a balancer must not pull every replica): said, not failed.
+                health["keys_missing"] = missing
+                health["warning"] = missing_keys_warning(missing)
+            body = json.dumps(health).encode()
             return _answer(start_response, "200 OK" if healthy else "503 Service Unavailable", body)
         if environ.get("REQUEST_METHOD") == "POST":
             raw = _read_body(environ)
@@ -106,10 +113,10 @@ def _answer(start_response: Callable, status: str, body: bytes) -> list[bytes]:
 
 
 def _read_body(environ: dict[str, Any]) -> bytes | None:
-    length = environ.get("CONTENT_LENGTH") or "0"
-    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
+    length = whole_number(environ.get("CONTENT_LENGTH") or "0")
+    if length is None or length > MAX_BODY_BYTES:
         return None
-    return environ["wsgi.input"].read(int(length))
+    return environ["wsgi.input"].read(length)
 
 
 class _Tally:
@@ -132,6 +139,38 @@ class _Tally:
                 self.count, self.logged_at = 0, now
 
 
+class ThrottledLog(logging.Filter):
+    """Lets a logger's records through once per ``every`` seconds; the next one says how
+    many were held back. For waitress's "Task queue depth is N", logged for every
+    request that finds the threads busy: a /healthz flood wrote 13,000 lines in 15 s."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every = every
+        self.clock = clock
+        self.passed_at: float | None = None
+        self.held = 0
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self.lock:
+            now = self.clock()
+            if self.passed_at is not None and now - self.passed_at < self.every:
+                self.held += 1
+                return False
+            held, self.held, self.passed_at = self.held, 0, now
+        if held:
+            record.msg = f"{record.getMessage()} ({held} more like it since the last such line)"
+            record.args = None
+        return True
+
+
+def throttle(logger: logging.Logger) -> None:
+    """Throttle ``logger`` (once, however many servers are built)."""
+    if not any(isinstance(f, ThrottledLog) for f in logger.filters):
+        logger.addFilter(ThrottledLog())
+
+
 def database_answers(runtime: Runtime) -> bool:
     try:
         with runtime.db.engine.connect() as conn:
@@ -140,6 +179,13 @@ def database_answers(runtime: Runtime) -> bool:
     except Exception:  # any failure means "not healthy"
         log.warning("health check: the database does not answer")
         return False
+
+
+def _keys_missing(runtime: Runtime) -> list[str]:
+    try:
+        return runtime.db.missing_key_ids()
+    except Exception:  # the database just stopped answering: the next check says so
+        return []
 
 
 def stop_waitress(server: Any) -> None:
@@ -245,7 +291,8 @@ class DeadlineServer(TcpWSGIServer):
 def http_server(
     application: Callable, limits: HttpLimits, *, host: str, port: int, threads: int = THREADS
 ) -> DeadlineServer:
-    """The waitress server `serve --http` runs, configured against slow clients."""
+    """The waitress server `serve --http` runs, configured against slow clients and floods."""
+    throttle(logging.getLogger("waitress.queue"))
     connection_limit = min(limits.max_connections, _open_files_allowed() - SPARE_FILES)
     if connection_limit < limits.max_connections:
         log.warning(
@@ -307,7 +354,11 @@ def serve(
     app, service = build_app(runtime, settings)
     tokens = token_resolver(runtime, settings, home_team=service.home_team)
     scheduler = start_scheduler(
-        runtime, SlackDelivery(settings, tokens), after_tick=service.check_homes
+        runtime,
+        SlackDelivery(
+            settings, tokens, allow_private_webhooks=runtime.settings.webhooks_allow_private
+        ),
+        after_tick=service.check_homes,
     )
     try:
         if settings.mode == "socket":

@@ -27,6 +27,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from bot.grammar import Command, label_problem
 from bot.home import DashboardCache
 from bot.insights import Insights, build_insights
+from bot.numbers import whole_number
 from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime
 from bot.setup import Setup
@@ -43,6 +44,7 @@ from bot.sync import (
     already_connected,
 )
 from providers.types import CheckResult
+from storage.db import missing_keys_warning
 from storage.models import (
     Connection,
     ConnectionStatus,
@@ -164,6 +166,8 @@ class SlackService:
         """One workspace: the bot token's team, the only one served (and the only one
         that may adopt the terminal's workspace)."""
         self._workspaces: dict[str, int] = {}
+        self._dms: dict[str, str] = {}  # user id: the app's DM channel with them
+        self._dm_lock = threading.Lock()
         # Long work (syncs, backfills) runs here, not on Bolt's listener threads,
         # and a workspace syncs once at a time: a second `sync` joins the first.
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xai-usage-work")
@@ -267,6 +271,22 @@ class SlackService:
             self._workspaces[invocation.team_id] = workspace.id
             return workspace.id
 
+    def own_dm(self, client: WebClient, user_id: str) -> str | None:
+        """The app's direct-message channel with ``user_id``, as Slack opens it (kept once
+        known); None when Slack will not say (an app without the ``im:write`` scope)."""
+        with self._dm_lock:
+            known = self._dms.get(user_id)
+        if known is not None:
+            return known
+        try:
+            channel = client.conversations_open(users=user_id)["channel"]["id"]
+        except (SlackApiError, KeyError, TypeError) as error:
+            log.info("could not open the DM with %s (%s)", user_id, type(error).__name__)
+            return None
+        with self._dm_lock:
+            self._dms[user_id] = channel
+        return channel
+
     def person(self, client: WebClient, invocation: Invocation) -> Person | None:
         return look_up(client, invocation.user_id)
 
@@ -332,6 +352,11 @@ class SlackService:
             return asyncio.run(self.runtime.engine.sync_many(stale, trigger="today", days=1))
         finally:
             self.dashboards.forget(workspace_id)
+
+    def key_warnings(self) -> list[str]:
+        """For ``status``: that this server lacks a key the store now uses, if it does."""
+        missing = self.runtime.db.missing_key_ids()
+        return [f":warning: {missing_keys_warning(missing)}"] if missing else []
 
     def status(self, invocation: Invocation) -> list[StatusRow]:
         with self.runtime.db.session() as session:
@@ -412,8 +437,8 @@ class SlackService:
             problem = spec.validate(value) if value else f"{spec.label} is required."
             if problem:
                 errors[spec.name] = problem
-        days = values.get("backfill_days") or str(MAX_BACKFILL_DAYS)
-        if not days.isdigit() or not 1 <= int(days) <= MAX_BACKFILL_DAYS:
+        days = whole_number(values.get("backfill_days") or str(MAX_BACKFILL_DAYS))
+        if days is None or not 1 <= days <= MAX_BACKFILL_DAYS:
             errors["backfill_days"] = f"A whole number of days from 1 to {MAX_BACKFILL_DAYS}."
         label = values.get("label", "")
         if problem := label_problem(label):  # Slack enforces max_length only in its own client
@@ -544,13 +569,30 @@ class SlackService:
         log.info("forgot workspace %s after uninstall", team_id)
 
 
+def verified_team(context: Any) -> str:
+    """The one team a request is for: Bolt's reading of it, the field the gatekeeper
+    (``only_home_team``, or the installation lookup) checked. Every other team field of
+    the request names the same team, or it was refused before (bot.slack.inbound)."""
+    team = context.team_id
+    if not isinstance(team, str) or not team:
+        raise LookupError("a Slack request without a team reached a listener")
+    return team
+
+
 def metadata_of(view: dict) -> dict[str, str]:
     try:
-        return json.loads(view.get("private_metadata") or "{}")
+        metadata = json.loads(view.get("private_metadata") or "{}")
     except ValueError:
         return {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def setup_for(service: SlackService, invocation: Invocation) -> Setup:
     """Digests, budgets and alert routes of the workspace the command came from."""
-    return Setup(service.runtime.db, service.workspace_id(invocation), invocation.user_id, SLACK)
+    return Setup(
+        service.runtime.db,
+        service.workspace_id(invocation),
+        invocation.user_id,
+        SLACK,
+        allow_private_webhooks=service.runtime.settings.webhooks_allow_private,
+    )

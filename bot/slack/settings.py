@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bot.config import ConfigError
+from bot.numbers import decimal_number, whole_number
 
 DEFAULT_API_URL = "https://slack.com/api/"
 # What the bot needs and no more: the slash command, replies and DMs;
@@ -48,11 +49,8 @@ class HttpLimits:
             raw = get(name)
             if raw is None:
                 return default
-            try:
-                value = int(raw) if whole else float(raw)
-            except ValueError:
-                value = None
-            if value is None or not lowest <= value < float("inf"):
+            value = whole_number(raw) if whole else decimal_number(raw)
+            if value is None or not lowest <= value:
                 kind = "a whole number" if whole else "a number of seconds"
                 raise ConfigError(f"{name} must be {kind} of at least {lowest:g}, got {raw!r}.")
             return value
@@ -156,9 +154,9 @@ class SlackSettings:
             api_url = api_url.rstrip("/") + "/api"
         if port is None:
             raw_port = get("PORT") or "3000"
-            if not raw_port.isdigit() or not 0 <= int(raw_port) <= 65535:
-                raise ConfigError(f"PORT must be a port number, got {raw_port!r}.")
-            port = int(raw_port)
+            port = whole_number(raw_port)
+            if port is None or port > 65535:
+                raise ConfigError(f"PORT must be a port number (0-65535), got {raw_port!r}.")
         admins = frozenset(
             part.strip() for part in (get("XAI_USAGE_ADMINS") or "").split(",") if part.strip()
         )

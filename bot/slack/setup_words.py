@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.formatting import inert
 from bot.setup import Words
 
 
@@ -33,6 +34,10 @@ class SlackWords(Words):
 
     def number(self, ident: int) -> str:
         return f"*{ident}*"
+
+    def label(self, label: str) -> str:
+        """Shown as typed: its markup and ``<@U…>`` inert in the reply (bot.formatting)."""
+        return inert(label)
 
 
 SLACK = SlackWords()

@@ -42,6 +42,8 @@ def world(tmp_path, db, store_key, monkeypatch):
             # headroom for a loaded machine, where a sync under 2 s once missed it.
             "XAI_USAGE_HTTP_DEADLINE": "10",
             "XAI_USAGE_NO_PLUGINS": "1",
+            # The webhook receivers here listen on 127.0.0.1, which alerts refuse without it.
+            "XAI_USAGE_WEBHOOKS_ALLOW_PRIVATE": "1",
         }
         w = World(env, clock, xai, slack)
         runtime = w.runtime()

@@ -12,11 +12,17 @@ from logging import Logger
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.formatting import mrkdwn
+from bot.formatting import mrkdwn_inert
 from bot.grammar import COMMANDS, UsageError, parse, tokenize
 from bot.slack import blocks
 from bot.slack.listeners.commands import SLASH_COMMAND, run_command
-from bot.slack.service import STORE_UNAVAILABLE, Invocation, SlackService, store_unavailable
+from bot.slack.service import (
+    STORE_UNAVAILABLE,
+    Invocation,
+    SlackService,
+    store_unavailable,
+    verified_team,
+)
 
 CLICK = re.compile(r"^xu:")
 IN_PLACE = "xu:view:"
@@ -38,7 +44,7 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
     action_id = action.get("action_id", "")
     # Without a response URL (a button on the App Home tab) there is no message to replace.
     in_place = action_id.startswith(IN_PLACE) and bool(body.get("response_url"))
-    invocation = _invocation(body, in_place=in_place)
+    invocation = _invocation(body, context, in_place=in_place)
     respond = service.responder(client, invocation)
 
     def answer(**message: object) -> str:
@@ -47,7 +53,7 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
 
     text = clicked_words(action)
     if (stale := stale_click(text)) is not None:
-        answer(**blocks.words_notice(stale))
+        answer(**blocks.words_notice(stale, references=False))
         return
     if action_id.startswith(TO_CHANNEL):
         text = _shared(text)
@@ -80,15 +86,16 @@ def _shared(text: str) -> str:
     return text
 
 
-def _invocation(body: dict, *, in_place: bool = False) -> Invocation:
-    """Who clicked, where: ``block_actions`` carries the team, user, channel,
-    a trigger for a modal, and a response URL for the message clicked."""
+def _invocation(body: dict, context: BoltContext, *, in_place: bool = False) -> Invocation:
+    """Who clicked, where: ``block_actions`` carries the user, channel, a trigger for
+    a modal, and a response URL for the message clicked; the team is the one the
+    gatekeeper verified (every team field of the request names it)."""
     team = body.get("team") or {}
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id"
     )
     return Invocation(
-        team_id=team.get("id") or body["user"]["team_id"],
+        team_id=verified_team(context),
         user_id=body["user"]["id"],
         team_name=team.get("domain", ""),
         channel_id=channel,
@@ -103,7 +110,7 @@ def disconnect_confirmed(
 ) -> None:
     ack()
     service: SlackService = context["xai_usage"]
-    invocation = _invocation(body)
+    invocation = _invocation(body, context)
     if refusal := service.refusal(client, invocation, admin=True, what="disconnect"):
         respond(**blocks.notice(refusal), replace_original=False)
         return
@@ -115,7 +122,7 @@ def disconnect_confirmed(
         respond(**blocks.notice(f":warning: {STORE_UNAVAILABLE}"), replace_original=False)
         return
     text = (
-        f"Disconnected *{mrkdwn(label)}*: its management key and cost data are deleted."
+        f"Disconnected *{mrkdwn_inert(label)}*: its management key and cost data are deleted."
         if label
         else "That connection was already removed."
     )

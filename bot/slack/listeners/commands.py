@@ -15,6 +15,7 @@ from logging import Logger
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
+from bot import formatting
 from bot.grammar import COMMANDS, REPORTS, Command, Handlers, UsageError, parse, tokenize
 from bot.setup import SetupError
 from bot.slack import blocks, files, forms
@@ -25,6 +26,7 @@ from bot.slack.service import (
     SlackService,
     setup_for,
     store_unavailable,
+    verified_team,
 )
 from bot.sync import ConnectError
 from storage.repo import NotFound
@@ -42,7 +44,7 @@ def xai_usage(
     ack()
     service: SlackService = context["xai_usage"]
     invocation = Invocation(
-        team_id=body["team_id"],
+        team_id=verified_team(context),
         user_id=body["user_id"],
         team_name=body.get("team_domain", ""),
         channel_id=body.get("channel_id"),
@@ -70,7 +72,7 @@ def run_command(
     try:
         command = parse(tokenize(text), surface="slack")
     except UsageError as error:
-        respond(**blocks.words_notice(error.message, error.usage))
+        respond(**blocks.words_notice(error.message, error.usage, references=False))
         return
     if command.name != "help" and (
         refusal := service.refusal(
@@ -85,7 +87,11 @@ def run_command(
         return
     try:
         handler(service, command, invocation, respond, client)
-    except (NotFound, SetupError, UsageError) as error:
+    except NotFound as error:  # names what was typed and the labels there are, nothing else
+        respond(**blocks.notice(formatting.mrkdwn_inert(str(error))))
+    except UsageError as error:
+        respond(**blocks.words_notice(str(error), references=False))
+    except SetupError as error:  # may name the channel it is about
         respond(**blocks.words_notice(str(error)))
     except Exception as error:
         if not store_unavailable(error):
@@ -237,7 +243,7 @@ def status(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    alerts = setup_for(service, invocation).alert_status()
+    alerts = [*service.key_warnings(), *setup_for(service, invocation).alert_status()]
     respond(**blocks.status_message(service.status(invocation), alerts), **_placement(invocation))
 
 
@@ -326,4 +332,4 @@ def _open_form(
     try:
         forms.open_form(service, client, invocation, command)
     except UsageError as error:
-        respond(**blocks.words_notice(error.message, error.usage))
+        respond(**blocks.words_notice(error.message, error.usage, references=False))

@@ -8,6 +8,7 @@ its opener remembered so that a later change re-publishes it (bot.slack.home).
 
 from __future__ import annotations
 
+import logging
 from logging import Logger
 
 from slack_bolt import Ack, App, BoltContext
@@ -16,7 +17,9 @@ from slack_sdk import WebClient
 from bot.grammar import tokenize
 from bot.slack import blocks, home
 from bot.slack.listeners.commands import SLASH_COMMAND, run_command
-from bot.slack.service import Invocation, SlackService
+from bot.slack.service import Invocation, SlackService, verified_team
+
+log = logging.getLogger(__name__)
 
 ALWAYS_A_FORM = frozenset({"connect", "update-key"})
 """Commands that open a modal: Slack gives no trigger_id with a message, only with a click."""
@@ -32,12 +35,12 @@ def register(app: App) -> None:
 
 
 def app_uninstalled(body: dict, context: BoltContext) -> None:
-    context["xai_usage"].forget_workspace(body["team_id"], body.get("enterprise_id"))
+    context["xai_usage"].forget_workspace(verified_team(context), body.get("enterprise_id"))
 
 
 def tokens_revoked(body: dict, context: BoltContext) -> None:
     if body.get("event", {}).get("tokens", {}).get("bot"):
-        context["xai_usage"].forget_workspace(body["team_id"], body.get("enterprise_id"))
+        context["xai_usage"].forget_workspace(verified_team(context), body.get("enterprise_id"))
 
 
 def app_home_opened(event: dict, body: dict, client: WebClient, context: BoltContext) -> None:
@@ -45,7 +48,7 @@ def app_home_opened(event: dict, body: dict, client: WebClient, context: BoltCon
     if event.get("tab") != "home" or not event.get("user"):
         return
     service: SlackService = context["xai_usage"]
-    invocation = Invocation(team_id=body.get("team_id") or context.team_id, user_id=event["user"])
+    invocation = Invocation(team_id=verified_team(context), user_id=event["user"])
     service.background.submit(home.opened, service, client, invocation)
 
 
@@ -56,16 +59,27 @@ def message(
 
     Only new messages people type in the app's DM: edits, deletions, joins
     (subtypes) and anything a bot posted, this app's own replies included,
-    are left alone.
+    are left alone. The answer goes to the app's DM with whoever wrote, and
+    only when that is where the event says it was written: an event naming a
+    channel, or someone else's DM, is not Slack's and gets no answer anywhere.
     """
     if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
         return
     if not event.get("user") or not event.get("channel"):
         return
     service: SlackService = context["xai_usage"]
-    channel = event["channel"]
+    own = service.own_dm(client, event["user"])
+    # Unknown (no im:write): a DM id is answered by user id, which Slack posts to their DM.
+    channel = own or (event["user"] if event["channel"].startswith("D") else None)
+    if channel is None or (own is not None and event["channel"] != own):
+        log.warning(
+            "ignored a direct message event from %s naming %s, not their DM with the app",
+            event["user"],
+            event["channel"],
+        )
+        return
     invocation = Invocation(
-        team_id=body.get("team_id") or context.team_id,
+        team_id=verified_team(context),
         user_id=event["user"],
         channel_id=channel,
     )

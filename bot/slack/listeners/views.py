@@ -31,6 +31,7 @@ from bot.slack.service import (
     metadata_of,
     setup_for,
     store_unavailable,
+    verified_team,
 )
 from bot.sync import ConnectError
 from providers.types import CheckResult
@@ -47,16 +48,16 @@ def register(app: App) -> None:
     app.view(forms.CALLBACK_IDS["range"])(range_form_submitted)
 
 
-def _submitter(body: dict, view: dict) -> Invocation:
-    """Who submitted a modal, in which workspace (the view's team, else the body's)."""
-    return Invocation(team_id=view.get("team_id") or body["team"]["id"], user_id=body["user"]["id"])
+def _submitter(body: dict, context: BoltContext) -> Invocation:
+    """Who submitted a modal, in the workspace the gatekeeper verified."""
+    return Invocation(team_id=verified_team(context), user_id=body["user"]["id"])
 
 
 def connect_submitted(
     ack: Ack, body: dict, view: dict, client: WebClient, context: BoltContext, logger: Logger
 ) -> None:
     service: SlackService = context["xai_usage"]
-    invocation = _submitter(body, view)
+    invocation = _submitter(body, context)
     metadata = metadata_of(view)
     if refusal := service.refusal(client, invocation, admin=True, what="connect"):
         ack(response_action="errors", errors={"team_id": refusal})
@@ -135,7 +136,7 @@ def _connect_and_backfill(
     except ConnectError as error:
         tell(f":x: Not connected: {formatting.mrkdwn(service.error_text(error))}")
         return
-    label = formatting.mrkdwn(connected.label)
+    label = formatting.mrkdwn_inert(connected.label)
     alerts = setup_for(service, invocation).where_alerts_go(connected.connection_id)
     backfill = connected.backfill
     if backfill.ok:
@@ -171,7 +172,7 @@ def update_key_submitted(
 ) -> None:
     """The key is tested before the form closes; every problem shows on the key field."""
     service: SlackService = context["xai_usage"]
-    invocation = _submitter(body, view)
+    invocation = _submitter(body, context)
     metadata = metadata_of(view)
     if refusal := service.refusal(client, invocation, admin=True, what="update-key"):
         ack(response_action="errors", errors={KEY_FIELD: refusal})
@@ -222,7 +223,7 @@ def update_key_submitted(
     except ConnectError as error:
         tell(f":x: The key was not changed: {formatting.mrkdwn(error.message)}")
         return
-    label = formatting.mrkdwn(updated.label)
+    label = formatting.mrkdwn_inert(updated.label)
     sync = updated.sync
     if sync.ok:
         tell(
@@ -255,7 +256,7 @@ def setup_form_submitted(
     """``digest add``, ``budget set`` or ``alerts`` from their form: run as typed, before
     the form closes, so that every refusal is shown on its field."""
     service: SlackService = context["xai_usage"]
-    invocation = _submitter(body, view)
+    invocation = _submitter(body, context)
     metadata = metadata_of(view)
     name = forms.COMMAND_OF[view["callback_id"]]
     first = "amount" if name == "budget" else "channel"  # the field a general refusal shows on
@@ -276,7 +277,8 @@ def setup_form_submitted(
             invocation, command, here=None, default_tz=zone, announce=partial(post_note, client)
         )
     except SetupError as error:  # what is left after the field checks: posting in the channel
-        ack(response_action="errors", errors={first: forms.field_error(str(error))})
+        field = error.field or first
+        ack(response_action="errors", errors={field: forms.field_error(str(error))})
         return
     except NotFound:
         ack(
@@ -302,7 +304,7 @@ def range_form_submitted(
     """The date-picker form: checked on its fields, then answered as ``range FROM TO --by X``
     typed where the form was opened."""
     service: SlackService = context["xai_usage"]
-    invocation = _submitter(body, view)
+    invocation = _submitter(body, context)
     metadata = metadata_of(view)
     carried = [word for word in metadata.get("words", []) if isinstance(word, str)]
     today = service.runtime.clock().astimezone(UTC).date()

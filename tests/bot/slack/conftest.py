@@ -114,8 +114,10 @@ class SlackApp:
         return self.post(body, {**sign(body), "Content-Type": "application/json"})
 
 
-def text_of(message: dict) -> str:
-    """Everything a person reads in a message: fallback and every block's text."""
+def text_of(message: dict, *, as_sent: bool = False) -> str:
+    """Everything a person reads in a message: fallback and every block's text (without
+    the zero-width spaces that keep a label's * _ ~ from turning into markup, unless
+    ``as_sent``)."""
     parts = [message.get("text", "")]
     for block in message.get("blocks", []):
         for item in [block.get("text"), *block.get("elements", []), *block.get("fields", [])]:
@@ -123,7 +125,8 @@ def text_of(message: dict) -> str:
                 parts.append(item["text"])
             elif isinstance(item, dict) and isinstance(item.get("text"), dict):
                 parts.append(item["text"].get("text", ""))
-    return "\n".join(parts)
+    text = "\n".join(parts)
+    return text if as_sent else text.replace("\u200b", "")
 
 
 @pytest.fixture

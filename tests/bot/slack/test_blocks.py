@@ -50,7 +50,7 @@ def test_empty_answers_say_what_to_do_first(slack_app: SlackApp):
 
 def test_no_spend_on_a_model_pattern_says_how_to_see_the_models(connected: SlackApp):
     _, url_id = connected.command("month --model nothing-like-this*")
-    text = text_of(connected.reply(url_id))
+    text = text_of(connected.reply(url_id)).replace("\u200b", "")  # what a person reads
     assert "No spend in this period on models matching “nothing-like-this*”" in text
     assert "`/xai-usage month --by model` lists the models used" in text
 

@@ -32,7 +32,7 @@ def click(
     """Click a control of a private message in #costs (or on the App Home tab, which
     has neither channel nor response URL); returns the click's response URL id."""
     response_url = app.slack.response_url()
-    action: dict = {"action_id": action_id, "block_id": "b", "action_ts": "1.2"}
+    action: dict = {"action_id": action_id, "block_id": "b", "action_ts": f"{time.time():.6f}"}
     if select:
         action |= {"type": "static_select", "selected_option": {"value": value}}
     else:

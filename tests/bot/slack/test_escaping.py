@@ -94,8 +94,10 @@ def test_labels_and_model_names_are_escaped_in_everything_posted(slack_app: Slac
         _, url_id = slack_app.command(text)
         slack_app.reply(url_id)
     _, url_id = slack_app.command("sync")
-    sync_result = text_of(slack_app.reply(url_id, count=2, timeout=30))
-    assert "R&amp;D &lt;!channel&gt; *x*" in sync_result
+    sync_result = text_of(slack_app.reply(url_id, count=2, timeout=30), as_sent=True)
+    # Read as written (zero-width spaces aside), and its *x* can't turn bold.
+    assert "R&amp;D &lt;!channel&gt; *x*" in sync_result.replace("\u200b", "")
+    assert "*x*" not in sync_result
 
     # Digests and alerts, as `jobs run` posts them.
     settings = SlackSettings.from_env(
@@ -111,7 +113,9 @@ def test_labels_and_model_names_are_escaped_in_everything_posted(slack_app: Slac
     posted = _posted(slack_app)
     everything = [s for p in posted for s in _strings(p)]
     assert any("grok&lt;&amp;&gt;x" in s for s in everything)  # the model was shown, escaped
-    assert any("R&amp;D &lt;!channel&gt; *x*" in s for s in everything)
+    assert any("R&amp;D &lt;!channel&gt; *x*" in s.replace("\u200b", "") for s in everything)
+    # Outside code (commands to copy keep the label exactly; code renders no markup).
+    assert not any("*x*" in re.sub(r"`[^`]*`", "", s) for s in everything)
     bad = {s[:120]: _unescaped(s) for s in everything if _unescaped(s)}
     assert bad == {}
 

@@ -1,0 +1,29 @@
+"""Numbers typed in Slack are ASCII digits (the one parser: bot/numbers.py)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from storage.models import Budget, DigestSubscription
+from tests.bot.slack.conftest import SlackApp, text_of
+
+
+def test_digest_times_and_thresholds_typed_in_other_digits_are_refused(connected: SlackApp):
+    for words, expected in (
+        ("digest add --at ²:00", "--at takes a time like 09:00"),
+        ("digest add --at ١٠:٠٠", "--at takes a time like 09:00"),
+        ("budget set 500 --thresholds ٥٠,١٠٠", "--thresholds takes percentages"),
+        ("budget remove ١", "Give the number shown by `list`"),
+    ):
+        _, url_id = connected.command(words)
+        assert expected in text_of(connected.reply(url_id)), words
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DigestSubscription)) == 0
+        assert session.scalar(select(func.count()).select_from(Budget)) == 0
+
+
+def test_the_connect_forms_days_are_ascii_digits(slack_app: SlackApp) -> None:
+    errors = slack_app.service.field_errors(
+        1, {"label": "", "team_id": "", "management_key": "", "backfill_days": "٣٠"}
+    )
+    assert errors["backfill_days"] == "A whole number of days from 1 to 90."
