@@ -278,8 +278,8 @@ class Setup:
 
     def replace_budget(
         self, command: Command, *, here: str | None = None, announce: Announce | None = None
-    ) -> tuple[Budget, Decimal | None]:
-        """The scope's budget, set or replaced; and the amount it replaced, if any.
+    ) -> tuple[Budget, Budget | None]:
+        """The scope's budget, set or replaced; and what it replaced (a copy), if any.
 
         Its channel (``--channel``, else where it was typed) gets a note first, as a
         digest's and an alert route's do: a channel the bot can't post in is refused."""
@@ -317,7 +317,11 @@ class Setup:
                 session.add(budget)
                 replaced = None
             else:
-                replaced = budget.amount_usd
+                replaced = Budget(
+                    amount_usd=budget.amount_usd,
+                    thresholds=budget.thresholds,
+                    channel_id=budget.channel_id,
+                )
             budget.amount_usd = amount
             budget.thresholds = thresholds
             budget.channel_id = channel_id
@@ -340,6 +344,23 @@ class Setup:
                 f"{meanwhile}.",
                 field="channel",
             ) from None
+
+    def budget_of(self, connection_id: int | None) -> Budget | None:
+        """The budget set for a scope (a connection, or None for the whole workspace)."""
+        with self.db.session() as session:
+            budget = session.scalar(
+                select(Budget)
+                .where(
+                    Budget.workspace_id == self.workspace_id,
+                    Budget.connection_id.is_(None)
+                    if connection_id is None
+                    else Budget.connection_id == connection_id,
+                )
+                .order_by(Budget.id)
+            )
+            if budget is not None:
+                session.expunge(budget)
+            return budget
 
     def budgets(self) -> list[Budget]:
         return self._list(Budget)
@@ -577,12 +598,21 @@ class Setup:
             )
         return "\n".join(lines)
 
-    def budget_set(self, budget: Budget, replaced: Decimal | None = None) -> str:
+    def budget_set(self, budget: Budget, replaced: Budget | None = None) -> str:
         if budget.channel_id:
             where = f"Its alerts go to {self.channel(budget.channel_id)}."
         else:
             where = self.where_alerts_go(budget.connection_id)
-        was = f" (replaces {formatting.money(replaced)})" if replaced is not None else ""
+        if replaced is not None and replaced.channel_id != budget.channel_id:
+            before = (
+                self.channel(replaced.channel_id)
+                if replaced.channel_id
+                else "where other alerts go"
+            )
+            where = f"{where.rstrip('.')} (they went to {before})."
+        was = (
+            f" (replaces {formatting.money(replaced.amount_usd)})" if replaced is not None else ""
+        )
         return (
             f"Budget {budget.id} for {self._scope(budget.connection_id)}: "
             f"{formatting.money(budget.amount_usd)} a month{was}, "

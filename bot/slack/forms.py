@@ -35,7 +35,7 @@ from bot.setup import (
     parse_time,
     parse_usd,
 )
-from bot.slack.service import Invocation, SlackService
+from bot.slack.service import Invocation, SlackService, setup_for
 from storage.repo import connections, find_connection
 
 CALLBACK_IDS = {
@@ -135,7 +135,8 @@ def setup_view(
     with service.runtime.db.session() as session:
         known = [(c.uid, c.label) for c in connections(session, workspace_id)]
         label = command.get("connection")
-        chosen = find_connection(session, workspace_id, label).uid if label else ALL_CONNECTIONS
+        typed = find_connection(session, workspace_id, label) if label else None
+        chosen = typed.uid if typed else ALL_CONNECTIONS
     # A form opened from a DM (a button there) starts empty: the picker lists channels only.
     here = invocation.channel_id if (invocation.channel_id or "D")[0] in "CG" else None
     values: dict[str, Any] = {"channel": here, "connection": chosen}
@@ -149,12 +150,19 @@ def setup_view(
             "quiet_change": "",
         }
     elif command.name == "budget":
+        # The scope's budget, if it has one, is what the form starts from: it replaces it.
+        setup = setup_for(service, invocation)
+        existing = setup.budget_of(typed.id if typed else None)
         channel = command.get("channel")
         values |= {
-            "amount": "",
-            "thresholds": command.get("thresholds") or DEFAULT_THRESHOLDS,
-            "channel": parse_channel(channel, here, "slack")[0] if channel else here,
+            "amount": formatting.decimal_text(existing.amount_usd) if existing else "",
+            "thresholds": command.get("thresholds")
+            or (existing.thresholds if existing else DEFAULT_THRESHOLDS),
+            "channel": parse_channel(channel, here, "slack")[0]
+            if channel
+            else (existing.channel_id if existing and existing.channel_id else here),
         }
+        values["replaces"] = setup.budget_lines([existing]) if existing else ""
     options = [{"text": _option_text("All connections"), "value": ALL_CONNECTIONS}]
     shown = known[:MAX_CONNECTION_OPTIONS]
     if chosen != ALL_CONNECTIONS and all(uid != chosen for uid, _ in shown):

@@ -257,6 +257,26 @@ def test_a_budget_form_saves_what_the_typed_command_saves(connected: SlackApp):
     assert formed == (budget.amount_usd, budget.thresholds, budget.channel_id, None)
 
 
+def test_a_budget_form_starts_from_the_scopes_budget_and_says_when_its_channel_moves(
+    connected: SlackApp,
+):
+    connected.slack.add_channel("CALERTS", "alerts")
+    _, url_id = connected.command("budget set 800 --thresholds 75,100 --channel <#CALERTS|a>")
+    connected.reply(url_id)
+    view, url_id = open_form(connected, "budget set")  # typed in #costs
+    fields = inputs(view)
+    assert initial(fields["amount"]) == "800.00" and initial(fields["thresholds"]) == "75,100"
+    assert initial(fields["channel"]) == "CALERTS"  # where it alerts now, not where typed
+    assert "Replaces:" in text_of({"blocks": view["blocks"]}) and "$800.00" in str(view)
+    # A budget for one connection has none yet: the form starts empty for it.
+    view_one, _ = open_form(connected, 'budget set --connection "Production — xAI"')
+    assert initial(inputs(view_one)["amount"]) is None
+    assert submit(connected, view, amount="900", channel="CCOSTS").text == ""
+    confirmed = text_of(connected.reply(url_id))
+    assert "(replaces $800.00)" in confirmed
+    assert "Its alerts go to <#CCOSTS> (they went to <#CALERTS>)." in confirmed
+
+
 def test_a_budget_form_with_no_channel_alerts_where_alerts_go(connected: SlackApp):
     view, url_id = open_form(connected, "budget set")
     assert submit(connected, view, amount="20", channel=None).text == ""
