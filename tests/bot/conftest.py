@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,25 @@ def world(tmp_path, db, store_key, monkeypatch):
         w.workspace_id = workspace_id
         runtime.close()
         yield w
+
+
+@pytest.fixture
+def live_sandbox():
+    with Sandbox() as stand_in:  # real clock: the CLI runs in its own process
+        yield stand_in
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, live_sandbox: Sandbox, db) -> dict[str, str]:
+    """The CLI's environment; ``db`` migrates the store and cleans it afterwards."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XAI_", "SLACK_"))}
+    env.update(
+        XAI_USAGE_DATA_DIR=str(tmp_path / "data"),
+        XAI_MANAGEMENT_API_URL=live_sandbox.url,
+        XAI_USAGE_LOG_LEVEL="DEBUG",  # the secrets test reads everything that is logged
+        XAI_USAGE_NO_PLUGINS="1",
+        XAI_USAGE_HTTP_DEADLINE="2",  # an outage is declared after 2 s of retries, not 60
+    )
+    if db.backend == "postgresql":
+        env["DATABASE_URL"] = db.url
+    return env

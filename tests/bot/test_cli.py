@@ -25,31 +25,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
+from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.models import Budget, Connection, Delivery
 from tests.conftest import xai_usage_in_process as xai_usage
-
-
-@pytest.fixture
-def live_sandbox():
-    with Sandbox() as stand_in:  # real clock: the CLI runs in its own process
-        yield stand_in
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, live_sandbox: Sandbox, db) -> dict[str, str]:
-    """The CLI's environment; ``db`` migrates the store and cleans it afterwards."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XAI_", "SLACK_"))}
-    env.update(
-        XAI_USAGE_DATA_DIR=str(tmp_path / "data"),
-        XAI_MANAGEMENT_API_URL=live_sandbox.url,
-        XAI_USAGE_LOG_LEVEL="DEBUG",  # the secrets test reads everything that is logged
-        XAI_USAGE_NO_PLUGINS="1",
-        XAI_USAGE_HTTP_DEADLINE="2",  # an outage is declared after 2 s of retries, not 60
-    )
-    if db.backend == "postgresql":
-        env["DATABASE_URL"] = db.url
-    return env
 
 
 def xai_usage_process(
