@@ -6,29 +6,33 @@ at most once (``bot.ledger``). So the same situation must always give the
 same key, and a new situation a new one.
 
 Budgets (``budget:<budget>:<YYYY-MM>:<threshold>``)
-    Month to date is the spend of the budget's connections (or all of the
-    workspace's) over the UTC month of ``today``, through ``today``. Each
-    threshold reached (month to date >= threshold% of the budget) has its own
-    key, so crossing 50% and 80% at once gives both, later runs the same ones,
-    and a new month new ones.
+    Month to date is :mod:`bot.figures`' (the 1st through today, today so far
+    included; of fetched days only when some were never fetched, and then the
+    share of the budget is "at least"). Each threshold reached (month to date
+    >= threshold% of the budget) has its own key, so crossing 50% and 80% at
+    once gives both, later runs the same ones, and a new month new ones. The
+    title says what was spent: "Over budget: 192% of $500.00", "77% of the
+    $500.00 budget used (passed 50%)".
 
 Forecast (``budget:<budget>:<YYYY-MM>:forecast``)
-    From the 3rd of the month, :func:`bot.figures.month_end_forecast` through
-    yesterday (the figure that day's digest shows). Once a month, on the first
-    run whose forecast is over the budget.
+    From the 3rd of the month, :meth:`bot.figures.Book.forecast` (the figure
+    ``status`` and the Home tab show, never below what was spent). Once a
+    month, on the first run whose forecast is over the budget.
 
-Spikes (``spike:<connection>:<day>:<level>``)
+Spikes (``spike:<connection>:<day>:r<round>``)
     For each connection and each finished UTC day ``d`` of the last three
-    (``today - 3 <= d < today``), with missing days counted as $0:
+    (``today - 3 <= d < today``), over fetched days only (a day never fetched
+    is unknown, not $0):
 
-    * ``cost(d) > 1.5 x mean7``, mean7 the mean of the 7 days before ``d``;
+    * ``cost(d) > 1.5 x mean7``, mean7 the mean of the fetched days of the 7 before ``d``;
     * ``cost(d) > mean28 + 3 x sd28``, the mean and population standard
-      deviation of the 28 days before ``d``;
+      deviation of the fetched days of the 28 before ``d``;
     * ``cost(d) - mean7 >= $10``;
     * at least 7 days of history: ``d - first day with a cost row >= 7 days``.
 
-    The level is ``floor(log2(cost(d) / max(mean7, $1)))``: the same spike
-    keeps its key as its figure settles, and alerts again only once it doubles.
+    A day alerts once (round 1); it alerts again (round 2, 3...) only once its
+    spend reaches twice what it last alerted at, read from the ledger: a
+    figure that settles a little higher is the same spike.
 
 Sync failures (``syncfail:<connection>:<error_since>``)
     A connection in ``error`` (it needs a person): one alert per incident,
