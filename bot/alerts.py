@@ -285,7 +285,8 @@ def _budget_alerts_for(
         title = (
             f"Over budget: {used} of {amount}{scope} in {period}"
             if threshold >= 100
-            else f"{used} of the {amount} budget{scope} used in {period} (passed {threshold}%)"
+            else f"{used[:1].upper()}{used[1:]} of the {amount} budget{scope} used in {period} "
+            f"(passed {threshold}%)"
         )
         lines = [
             spent_words,

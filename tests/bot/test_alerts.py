@@ -768,3 +768,39 @@ def test_the_webhook_has_the_actions_as_data_and_the_terminal_leaves_them_out(db
     assert text.splitlines()[0] == "“Production — xAI” stopped syncing"
     assert failure.text in text and "I'll say when it works again." in text
     assert "Sync now" not in text and "xu:" not in text and "mrkdwn" not in text
+
+
+def test_a_budget_alert_title_says_what_was_spent_not_the_threshold_crossed(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.budget(500, thresholds="50,80,100")
+    store.spend(prod, {date(2026, 12, 1): 385})  # 77%: passed 50%, not 80%
+    (alert,) = store.budgets(date(2026, 12, 1), "budget")
+    assert alert.title == "77% of the $500.00 budget used in December 2026 (passed 50%)"
+    store.spend(prod, {date(2026, 12, 2): 575})  # $960: 192%
+    (alert,) = store.budgets(date(2026, 12, 2), "budget")
+    assert alert.title == "Over budget: 192% of $500.00 in December 2026"
+
+
+def test_a_budget_alert_over_a_month_not_fetched_in_full_says_at_least(db) -> None:
+    store = Store(db)
+    prod, late = store.connection("Production"), store.connection("Late")
+    store.budget(500, thresholds="50")
+    store.spend(prod, {date(2026, 12, 1): 300, date(2026, 12, 2): 10})
+    store.spend(late, {date(2026, 12, 2): 5})  # fetched only from the 2nd
+    (alert,) = store.budgets(date(2026, 12, 2), "budget")
+    assert alert.title.startswith("At least 63% of the $500.00 budget used")
+    assert "$315.00 (fetched days only)" in alert.text
+    assert alert.facts["month_to_date_complete"] == "false"
+
+
+def test_the_month_ends_no_lower_than_it_has_already_spent(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    store.budget(1000)
+    store.daily(prod, date(2026, 11, 20), date(2026, 12, 9), 10)
+    store.spend(prod, {date(2026, 12, 10): 2000})  # today, partial, already over
+    (forecast,) = store.budgets(date(2026, 12, 10), "forecast")
+    # $90 + $10 x 22 days = $310 at the week's pace; $2,090 is already spent
+    assert forecast.facts["forecast_usd"] == "2090.00"
+    assert "about $2,090.00 in December 2026" in forecast.text

@@ -94,3 +94,122 @@ def test_a_share_under_one_percent_shows_a_decimal_not_zero() -> None:
     assert percent_reached(D(0), D(1000)) == "0%"
     assert percent_reached(D("999.99"), D(1000)) == "99%"
     assert percent_reached(D(1000), D(1000)) == "100%"
+
+
+# -- the figure model ---------------------------------------------------------------------
+
+from datetime import UTC, datetime  # noqa: E402
+
+from bot.figures import (  # noqa: E402
+    Figure,
+    budget_share_words,
+    cents_that_add_up,
+    combine_forecasts,
+    compare,
+    coverage_of,
+    figure_words,
+    settle_words,
+    shares_that_add_up,
+    weeks_of,
+)
+
+NOW = datetime(2026, 12, 7, 9, tzinfo=UTC)
+DEC = (date(2026, 12, 1), date(2026, 12, 7))
+
+
+def figure(amounts: dict[int, str], spans: dict[int, list], start=DEC[0], end=DEC[1], **kw):
+    labels = {c: f"Team {c}" for c in amounts}
+    coverage = coverage_of(start, end, NOW, labels, spans, kw.get("provisional"))
+    parts = {c: D(a) for c, a in amounts.items()}
+    amount = None if coverage.nothing else sum(parts.values(), D(0))
+    return Figure(amount, coverage, NOW, parts)
+
+
+def test_a_figure_says_fetched_days_only_provisional_or_not_fetched() -> None:
+    whole = figure({1: "963.98"}, {1: [DEC]})
+    assert figure_words(whole) == "$963.98" and whole.running and not whole.final
+    partly = figure({1: "540.62", 2: "10"}, {1: [DEC], 2: [(date(2026, 12, 5), DEC[1])]})
+    assert figure_words(partly) == "$550.62 (fetched days only)"
+    assert [(g.connection, g.start, g.end) for g in partly.coverage.gaps] == [
+        ("Team 2", date(2026, 12, 1), date(2026, 12, 4))
+    ]
+    settling = {1: {date(2026, 12, 6): datetime(2026, 12, 7, 12, tzinfo=UTC)}}
+    provisional = figure({1: "5"}, {1: [DEC]}, provisional=settling)
+    assert figure_words(provisional) == "$5.00 (provisional)"
+    assert settle_words(provisional.coverage) == (
+        "Sun 6 Dec 2026 is provisional: the provider may still add to it until 7 Dec 12:00 UTC."
+    )
+    nothing = figure({1: "0"}, {1: []})
+    assert figure_words(nothing) == "not fetched" and nothing.as_json()["usd"] is None
+    assert figure({}, {}).amount is None  # no connection: nothing fetched, not $0.00
+    closed = figure(
+        {1: "7"},
+        {1: [(date(2026, 11, 1), date(2026, 11, 30))]},
+        start=date(2026, 11, 1),
+        end=date(2026, 11, 30),
+    )
+    assert closed.final and figure_words(closed) == "$7.00"
+
+
+def test_comparisons_are_like_for_like_or_declined_never_against_zero() -> None:
+    full = [(date(2026, 11, 1), DEC[1])]
+    now = figure({1: "120", 2: "30"}, {1: full, 2: full})
+    before_spans = {1: full, 2: [(date(2026, 11, 25), DEC[1])]}  # team 2 missed 24 Nov
+    before = figure(
+        {1: "100", 2: "1"}, before_spans, start=date(2026, 11, 24), end=date(2026, 11, 30)
+    )
+    compared = compare(now, before)
+    # Team 2's unknown day would have made it +48.5% against $101 of known spend.
+    assert (compared.current, compared.previous) == (D(120), D(100))
+    assert compared.words() == "+20.0%" and compared.left_out == ("Team 2",)
+    assert compared.note() == "compared without “Team 2” (days not fetched)"
+    nobody = figure({1: "9"}, {1: []}, start=date(2026, 11, 24), end=date(2026, 11, 30))
+    declined = compare(now, nobody)
+    assert declined.words() == "no comparison" and declined.change is None
+    assert declined.note() == "no comparison: 24 Nov–30 Nov 2026 was not fetched in full"
+    assert compare(now, before, per_day=7).previous == D(100) / 7
+
+
+def test_a_forecast_is_never_below_what_was_spent_and_says_when_it_is_partial() -> None:
+    through = date(2026, 12, 6)
+    daily = {through - timedelta(days=n): D(1) for n in range(7)}  # 30 Nov to 6 Dec
+    quiet = month_end_forecast(daily, through)
+    # $6 through the 6th, $1 a day: $31; but $40 was already spent today
+    assert month_end_forecast(daily, through, spent=D(40)).total == D(40)
+    assert quiet.total == D(31)
+    # A connection that fetched 3 of its 7 pace days: its mean is of those three.
+    fetched = [date(2026, 12, d) for d in (4, 5, 6)]
+    partial = month_end_forecast({d: D(10) for d in fetched}, through, fetched=fetched)
+    assert partial.daily_pace == D(10) and not partial.complete
+    both = combine_forecasts({1: quiet, 2: partial}, {1: "A", 2: "B", 3: "C"}, D(0), through)
+    assert both.total == quiet.total + partial.total and not both.complete
+    assert both.left_out == ("C",)  # no pace day fetched: its days to come are unknown
+
+
+def test_rows_add_up_to_the_total_as_shown_and_shares_to_a_hundred() -> None:
+    # Three thirds of $963.98: rounded alone they show $963.99.
+    thirds = [D("963.98") / 3] * 3
+    cents = cents_that_add_up(thirds)
+    assert sum(cents) == D("963.98") and sorted(cents) == [D("321.32"), D("321.33"), D("321.33")]
+    shares = shares_that_add_up(thirds)
+    assert sum(shares) == D(100) and sorted(shares) == [D("33.3"), D("33.3"), D("33.4")]
+    whole = shares_that_add_up([D(1), D(1), D(1)], unit=D(1))
+    assert sum(whole) == 100 and sorted(whole) == [33, 33, 34]
+    assert shares_that_add_up([D(0), D(0)]) == [None, None]
+
+
+def test_a_budget_share_of_a_partly_fetched_month_is_at_least() -> None:
+    partly = figure({1: "385", 2: "0"}, {1: [DEC], 2: [(date(2026, 12, 6), DEC[1])]})
+    assert budget_share_words(partly, D(500)) == "at least 77%"
+    assert budget_share_words(figure({1: "960"}, {1: [DEC]}), D(500)) == "192%"
+
+
+def test_weeks_run_monday_to_sunday_and_a_cut_week_says_so() -> None:
+    assert [label for *_, label in weeks_of(date(2026, 11, 8), DEC[1])] == [
+        "8 Nov (part)",
+        "9 Nov–15 Nov",
+        "16 Nov–22 Nov",
+        "23 Nov–29 Nov",
+        "30 Nov–6 Dec",
+        "7 Dec (part)",
+    ]

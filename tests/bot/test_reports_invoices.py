@@ -161,3 +161,54 @@ def test_the_current_month_asked_for_is_the_one_status_shows(
     with engine.db.session() as session:
         (r,) = reconcile_month(session, workspace_id, date(2026, 11, 1), clock.now.date()).values()
     assert r.source == "preview" and r.invoice_usd == sandbox.bill(DEMO_TEAM_ID).stated
+
+
+# -- a closed month on every surface that shows one --------------------------------------
+
+
+def test_last_month_the_monthly_digest_and_the_pdf_show_the_months_invoice(
+    engine, sandbox, workspace_id, cli, tmp_path, db
+) -> None:
+    from bot.digests import build_digest
+    from bot.render import digest_text
+    from tests.bot.test_exports import pdf_text
+    from tests.fakes.providers import built_in
+
+    sandbox.set_invoice(2026, 10, "PENDING")
+    connect(engine, workspace_id, 90)
+    past = sandbox.past_bill(DEMO_TEAM_ID, 2026, 10)
+    expected = f"invoice INV-202610-{DEMO_TEAM_ID[:8].upper()} {money(past.stated)}"
+
+    # (The terminal runs on the real clock, the stand-in at 22 Nov: name October itself.)
+    code, out, err = cli("range", "2026-10-01", "2026-10-31")
+    assert code == 0, err
+    assert "Invoices for October 2026:" in out
+    line = next(x for x in out.splitlines() if "October 2026: usage series" in x)
+    assert expected in line and "pending" in line and "they agree" in line
+
+    with db.session() as session:
+        digest = build_digest(
+            session, workspace_id, "month", date(2026, 11, 1), providers=built_in()
+        )
+    assert [label for label, _ in digest.invoices] == ["Production — xAI"]
+    assert expected in digest_text(digest)
+
+    pdf = tmp_path / "october.pdf"
+    code, _, err = cli("export", "2026-10-01", "2026-10-31", "--format", "pdf", "-o", str(pdf))
+    assert code == 0, err
+    text = " ".join(pdf_text(pdf.read_bytes()).split())
+    assert "Invoices for October 2026" in text and money(past.stated) in text
+
+    code, out, _ = cli("range", "2026-10-01", "2026-10-30")  # not the whole month: none
+    assert "Invoices for" not in out
+
+
+def test_a_closed_month_whose_invoice_cannot_be_read_says_so_never_zero(
+    engine, sandbox, workspace_id, cli
+) -> None:
+    sandbox.set_invoice(2026, 10, malformed="total")
+    connect(engine, workspace_id, 90)
+    code, out, err = cli("range", "2026-10-01", "2026-10-31")
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if "October 2026: usage series" in x)
+    assert "its invoice could not be read" in line and "$0.00" not in line
