@@ -115,6 +115,15 @@ class Console:
         return self.stdin.isatty()
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit flush does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 Handler = Callable[[Command, Runtime, Console], int]
 HANDLERS: Handlers[Handler] = Handlers("cli")
 handles = HANDLERS.handles
@@ -150,6 +159,10 @@ def main(
     except KeyboardInterrupt:
         console.note("xai-usage: interrupted; nothing half-saved.")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): what it did not read is not ours to print.
+        _quiet_stdout()
+        return 0
     except Exception as error:
         message = _user_message(error, settings)
         if message is None:

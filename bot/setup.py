@@ -302,16 +302,7 @@ class Setup:
             )
         with self.db.transaction() as session:
             # One budget per scope: setting it again replaces it (and keeps its number).
-            budget = session.scalar(
-                select(Budget)
-                .where(
-                    Budget.workspace_id == self.workspace_id,
-                    Budget.connection_id.is_(None)
-                    if connection_id is None
-                    else Budget.connection_id == connection_id,
-                )
-                .order_by(Budget.id)
-            )
+            budget = session.scalar(self._budget_of(connection_id))
             if budget is None:
                 budget = Budget(workspace_id=self.workspace_id, connection_id=connection_id)
                 session.add(budget)
@@ -345,19 +336,23 @@ class Setup:
                 field="channel",
             ) from None
 
+    def _budget_of(self, connection_id: int | None):
+        """The statement for a scope's budget: one per scope (the first, for old stores)."""
+        scope = (
+            Budget.connection_id.is_(None)
+            if connection_id is None
+            else Budget.connection_id == connection_id
+        )
+        return (
+            select(Budget)
+            .where(Budget.workspace_id == self.workspace_id, scope)
+            .order_by(Budget.id)
+        )
+
     def budget_of(self, connection_id: int | None) -> Budget | None:
         """The budget set for a scope (a connection, or None for the whole workspace)."""
         with self.db.session() as session:
-            budget = session.scalar(
-                select(Budget)
-                .where(
-                    Budget.workspace_id == self.workspace_id,
-                    Budget.connection_id.is_(None)
-                    if connection_id is None
-                    else Budget.connection_id == connection_id,
-                )
-                .order_by(Budget.id)
-            )
+            budget = session.scalar(self._budget_of(connection_id))
             if budget is not None:
                 session.expunge(budget)
             return budget
@@ -610,9 +605,7 @@ class Setup:
                 else "where other alerts go"
             )
             where = f"{where.rstrip('.')} (they went to {before})."
-        was = (
-            f" (replaces {formatting.money(replaced.amount_usd)})" if replaced is not None else ""
-        )
+        was = f" (replaces {formatting.money(replaced.amount_usd)})" if replaced is not None else ""
         return (
             f"Budget {budget.id} for {self._scope(budget.connection_id)}: "
             f"{formatting.money(budget.amount_usd)} a month{was}, "

@@ -660,3 +660,30 @@ def test_a_nul_byte_in_any_field_is_one_line(edge_env, db, words) -> None:
     code, out, err = run_in_process(edge_env, *words)
     assert code == 2 and out == ""
     assert "contains a control character" in one_error_line(err)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(cli_env) -> None:
+    """`xai-usage month --by day --format json | head -1`: the pipe closes mid-answer."""
+    assert connect(cli_env, days="30").returncode == 0
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "range",
+            "2023-01-01",
+            "2026-12-31",
+            "--by",
+            "day",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env,
+        cwd=Path(__file__).parents[2],
+    )
+    assert reader.stdout.read(10) == b'{\n  "start'  # then stop reading, as head does
+    reader.stdout.close()
+    assert reader.wait(timeout=60) == 0
+    assert b"Traceback" not in reader.stderr.read()
