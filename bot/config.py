@@ -13,9 +13,6 @@ from pathlib import Path
 
 from storage.reader import sqlite_url
 
-MAX_BACKFILL_DAYS = 90
-"""How far back a backfill or `sync --days` may reach (xAI keeps usage that long)."""
-
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names the variable to set."""

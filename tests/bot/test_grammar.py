@@ -109,7 +109,7 @@ def test_alerts_can_list_and_remove_a_route_or_only_its_webhook() -> None:
 @pytest.mark.parametrize("digits", ["²", "٣", "３", "1²"])
 def test_whole_numbers_are_ascii_digits_only(digits: str) -> None:
     # "²".isdigit() is True and int("٣") == 3: neither is a number anybody typed.
-    with pytest.raises(UsageError, match=r"--days must be a whole number from 1 to 90"):
+    with pytest.raises(UsageError, match=r"--days must be a whole number from 1 to 3660"):
         parse(["sync", "--days", digits])
 
 
