@@ -249,7 +249,7 @@ class Setup:
         try:
             announce(
                 channel_id,
-                f":calendar: {who} set up an xAI spend digest here, "
+                f":calendar: {who} set up a spend digest here, "
                 f"{WHEN[every]} at {subscription.at_time} ({subscription.tz}).",
             )
         except CannotPost as error:
@@ -333,7 +333,7 @@ class Setup:
             try:
                 announce(
                     channel_id,
-                    f":bell: {who} sent xAI spend alerts for {scope} here: budgets, "
+                    f":bell: {who} sent spend alerts for {scope} here: budgets, "
                     "spikes and sync failures.",
                 )
             except CannotPost as error:

@@ -140,7 +140,7 @@ def test_nothing_fetched_means_no_movers_not_zero_movers(db, workspace_id):
 
 def test_key_movers_and_idle_keys_by_name(db, workspace_id):
     with db.transaction() as session:
-        c = add_connection(session, workspace_id, "Prod")
+        c = add_connection(session, workspace_id, "Prod", key_breakdown=True)
         fetched(session, c, day(60))
         for key, name in (("k1", "production"), ("k2", "staging"), ("k3", "old-batch")):
             session.add(ApiKeyName(connection_id=c.id, api_key_id=key, name=name))
@@ -298,7 +298,7 @@ def test_one_connection_only(db, workspace_id):
 def test_no_connection_says_so(db, workspace_id):
     found = insights(db, workspace_id)
     assert found.empty and found.notes == (
-        "No xAI team is connected yet: connect one to see insights.",
+        "Nothing is connected yet: connect an account to see insights.",
     )
 
 
@@ -446,7 +446,9 @@ def test_a_second_provider_gets_hints_from_its_own_price_list(db, workspace_id):
     assert grok.prices_source == price_table().source
     # Figures say whose they are: both providers here, each by its own name.
     assert found.kinds.source == "Other AI and xAI usage series by unit type"
-    assert big.source == grok.source == found.kinds.source
+    # ...and a hint only its own provider's, whose token mix and prices it is built on.
+    assert big.source == "Other AI usage series by unit type"
+    assert grok.source == "xAI usage series by unit type"
     with db.session() as session:
         other_only = build_insights(
             session, workspace_id, TODAY, session.get(type(other), other.id),
