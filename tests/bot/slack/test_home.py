@@ -92,7 +92,7 @@ def test_admins_see_the_dashboard_and_buttons_that_are_commands(connected: Slack
     for figure in ("Month to date", "Month-end forecast", "Last 30 days", "Top models"):
         assert figure in seen
     assert "Top movers" in seen and "Prepaid credit left" in seen
-    assert "xAI spending limit" in seen and "xAI invoice so far" in seen  # reconciliation
+    assert "xAI spending limit" in seen and "invoice so far" in seen  # reconciliation
     assert "Production — xAI" in seen and "Last successful sync" in seen
     commands = buttons(view)
     assert commands["xu:connect"] == "connect"
@@ -149,7 +149,7 @@ def test_a_new_workspace_gets_a_checklist_that_ticks_as_things_are_set_up(
     view = open_home(slack_app)
     seen = words(view)
     assert "0 of 3 done" in seen
-    assert ":white_large_square: Connect an xAI team" in seen
+    assert ":white_large_square: Connect a provider's account" in seen
     assert ":white_large_square: Choose where alerts go" in seen
     assert ":white_large_square: Add a digest" in seen
     steps = {k: v for k, v in buttons(view).items() if k.startswith("xu:start-")}

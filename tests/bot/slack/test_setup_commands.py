@@ -130,7 +130,7 @@ def test_alerts_to_a_channel_post_a_note_there_first(connected: SlackApp):
     _, url_id = connected.command("alerts <#CALERTS|alerts>")
     assert "now go to <#CALERTS>" in text_of(connected.reply(url_id))
     [note] = connected.slack.history("CALERTS")
-    assert "<@UADMIN> sent xAI spend alerts for all connections here" in note["text"]
+    assert "<@UADMIN> sent spend alerts for all connections here" in note["text"]
     _, url_id = connected.command("status")
     assert "Alerts go to <#CALERTS>." in text_of(connected.reply(url_id))
 
