@@ -198,8 +198,8 @@ COMMANDS = {
         ),
         CommandSpec(
             "connect",
-            "connect an account of a provider (see `providers`; its fields are flags, such "
-            "as --team-id): the key is tested, then stored encrypted",
+            "connect an account of a provider (`help connect` lists each one's fields, given "
+            "as flags): the key is tested, then stored encrypted",
             (),
             ("provider", "label", "days", "workspace"),
             admin=True,
