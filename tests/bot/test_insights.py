@@ -500,3 +500,32 @@ def test_cli_insights_prints_them_and_refuses_an_unknown_connection(cli, db, wor
     code, out, err = cli("insights", "--connection", "Nope")
     assert (code, out) == (1, "")
     assert err == "xai-usage: no connection labelled “Nope” (connections: “Prod”)\n"
+
+
+def test_a_connection_answered_per_key_is_keyed_though_some_costs_have_no_key(db, workspace_id):
+    """OpenAI answers per API key, yet its image and tool line items are no key's: the
+    provider's answer (``key_breakdown``), not a row without a key, says it was keyed."""
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "OpenAI", key_breakdown=True)
+        fetched(session, c, day(60))
+        session.add(ApiKeyName(connection_id=c.id, api_key_id="key_a", name="production"))
+        cost(session, c, 2, "gpt-4o", "30", "key_a")
+        cost(session, c, 9, "gpt-4o", "10", "key_a")
+        cost(session, c, 2, "Image models", "4")  # no key made it
+        cost(session, c, 9, "Image models", "1")
+    found = insights(db, workspace_id)
+    # The key's own spend moves; the costs no key made are no key's to move.
+    assert [(m.label, m.this_week_usd, m.last_week_usd) for m in found.movers.keys] == [
+        ("production", D(30), D(10)),
+    ]
+    assert not any("leave out “OpenAI”" in note for note in found.notes)
+
+
+def test_a_provider_that_cannot_split_by_unit_type_gets_no_note_about_it(db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Plain team", provider="plain")
+        fetched(session, c, day(20))
+        cost(session, c, 2, "plain-1", "40")
+    found = insights(db, workspace_id, providers=registry(PlainProvider()))
+    assert found.kinds is None
+    assert not any("Where the money goes" in n or "by unit type" in n for n in found.notes)
