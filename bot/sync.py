@@ -757,8 +757,11 @@ class SyncEngine:
         backfill_days: int,
         created_by: str,
     ) -> tuple[int, str]:
-        public = {f.name: clean[f.name] for f in provider.credential_fields if not f.secret}
-        public = {name: value for name, value in public.items() if name in clean}
+        public = {
+            f.name: clean[f.name]
+            for f in provider.credential_fields
+            if not f.secret and f.name in clean  # an optional field left empty is not kept
+        }
         with self.db.transaction() as session:
             label = label or unique_label(session, workspace_id, provider.default_label(clean))
             connection = Connection(
