@@ -22,8 +22,9 @@ from datetime import datetime
 from storage.reader import Reader
 
 DEFAULT_REACH_DAYS = 90
-"""``providers.types.DEFAULT_MAX_BACKFILL_DAYS``, without importing the contract (it
-imports httpx, which a report never needs); a test keeps the two equal."""
+DEFAULT_SETTLE_HOURS = 48
+"""``providers.types``' defaults, without importing the contract (it imports httpx,
+which a report never needs); tests/bot/test_profiles.py keeps them equal."""
 SEVERAL = "AI"
 """How a scope of several providers (or none the store knows) names them: "AI spend"."""
 
@@ -35,7 +36,7 @@ class Profile:
     name: str
     display_name: str
     max_backfill_days: int = DEFAULT_REACH_DAYS
-    settle_hours: int = 48
+    settle_hours: int = DEFAULT_SETTLE_HOURS
     caveats: tuple[str, ...] = ()
     key_page: str = ""
     no_spend_hint: str = ""
