@@ -45,7 +45,6 @@ Recovery (``recovered:<connection>:<error_since>``)
 from __future__ import annotations
 
 import json
-import shlex
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -56,6 +55,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot import profiles
 from bot.costs import cost_query
 from bot.figures import (
     PACE,
@@ -82,6 +82,7 @@ from bot.formatting import (
     month_label,
     times,
 )
+from bot.grammar import words
 from bot.reports import fetched_days
 from storage.models import BillingState, Budget, Connection, ConnectionStatus, DailyCost
 from storage.reader import SessionReader
@@ -101,10 +102,9 @@ SPIKE_MIN_HISTORY = 7
 
 MESSAGE_DETAIL_LIMIT = 500  # of a provider's error message quoted in an alert
 
-FIX_SYNC = (
-    'give it a new key with `/xai-usage update-key "{label}"` (its data is kept), '
-    "or fix the key in console.x.ai and run `/xai-usage sync`"
-)
+FIX_SYNC = "give it a new key with `/xai-usage {command}` (its data is kept)"
+FIX_AT = ", or fix the key in {key_page} and run `/xai-usage sync`"
+"""Where the connection's provider says its keys are made (``key_page``), when it says."""
 
 REPEATS = {
     "budget": "Each threshold alerts once a month.",
@@ -147,18 +147,6 @@ class Alert:
         return REPEATS.get(self.kind, "")
 
 
-def command_words(*words: str) -> str:
-    """Words as typed, quoted so ``bot.grammar.tokenize`` gives them back: a label with
-    spaces in double quotes, as people type it (``sync --connection "Prod — xAI"``)."""
-    return " ".join(_quoted(word) for word in words)
-
-
-def _quoted(word: str) -> str:
-    if shlex.quote(word) == word:
-        return word
-    return f'"{word}"' if not set(word) & {'"', "\\"} else shlex.quote(word)
-
-
 # Budgets and the month-end forecast
 
 
@@ -194,17 +182,20 @@ def budget_alerts(session: Session, workspace_id: int, at: date | datetime) -> l
                 BillingState.spending_limit_usd,
                 BillingState.prepaid_credit_usd,
                 BillingState.invoiced_usd,
+                Connection.provider,
             )
             .outerjoin(BillingState, BillingState.connection_id == Connection.id)
             .where(Connection.workspace_id == workspace_id)
         )
     )
+    words = profiles.read(SessionReader(session), (row[-1] for row in rows))
     labels: dict[int, str] = {}
     limits: dict[int, TeamLimit] = {}
-    for connection_id, label, _, limit, prepaid_left, invoiced in rows:
+    for connection_id, label, _, limit, prepaid_left, invoiced, provider in rows:
         labels[connection_id] = label
         if limit is not None:
-            limits[connection_id] = TeamLimit(limit, prepaid_left, invoiced, label)
+            display = words.get(provider).own_name
+            limits[connection_id] = TeamLimit(limit, prepaid_left, invoiced, label, display)
     book = Book(
         SessionReader(session),
         workspace_id,
@@ -247,13 +238,8 @@ def _budget_alerts_for(
     period = month_label(today)
     used = budget_share_words(spent, budget.amount_usd)
     amount = money(budget.amount_usd)
-    see = "See where it goes: `/xai-usage month --by model" + (
-        f' --connection "{label}"`.' if label else "`."
-    )
-    by_model = Action(
-        "See the month by model",
-        command_words("month", "--by", "model", *(("--connection", label) if label else ())),
-    )
+    by_model = Action("See the month by model", words("month", by="model", connection=label))
+    see = f"See where it goes: `/xai-usage {by_model.command}`."
     as_of = figure_as_of(spent)
     facts = {
         "budget_id": str(budget.id),
@@ -550,9 +536,7 @@ def _spike_alert(
         actions=(
             Action(
                 "See the day by model",
-                command_words(
-                    "range", str(spike.day), str(spike.day), "--by", "model", "--connection", label
-                ),
+                words("range", str(spike.day), str(spike.day), by="model", connection=label),
             ),
         ),
     )
@@ -597,6 +581,7 @@ def sync_failure_alerts(session: Session, workspace_id: int) -> list[Alert]:
             Connection.error_since,
             Connection.status_reason,
             Connection.status_message,
+            Connection.provider,
         )
         .where(
             Connection.workspace_id == workspace_id,
@@ -605,11 +590,16 @@ def sync_failure_alerts(session: Session, workspace_id: int) -> list[Alert]:
         )
         .order_by(Connection.id)
     )
+    failing = list(failing)
+    words_of = profiles.read(SessionReader(session), (row[-1] for row in failing))
     alerts = []
-    for connection_id, label, since, reason, message in failing:
+    for connection_id, label, since, reason, message, provider in failing:
         detail = clip(message or reason or "no reason given", MESSAGE_DETAIL_LIMIT)
         if reason and message:
             detail += f" ({reason})"
+        fix = FIX_SYNC.format(command=words("update-key", label))
+        if key_page := words_of.get(provider).key_page:
+            fix += FIX_AT.format(key_page=key_page)
         alerts.append(
             Alert(
                 key=f"syncfail:{connection_id}:{since.isoformat()}",
@@ -620,7 +610,7 @@ def sync_failure_alerts(session: Session, workspace_id: int) -> list[Alert]:
                 text=(
                     f"“{label}” has failed to sync since {clock(since)}: {detail}. "
                     "Its figures are not updated until this is fixed. "
-                    f"To fix it, {FIX_SYNC.format(label=label)}."
+                    f"To fix it, {fix}."
                 ),
                 facts={
                     "connection": label,
@@ -629,8 +619,8 @@ def sync_failure_alerts(session: Session, workspace_id: int) -> list[Alert]:
                     "message": message or "",
                 },
                 actions=(
-                    Action("Update key", command_words("update-key", label)),
-                    Action("Sync now", command_words("sync", "--connection", label)),
+                    Action("Update key", words("update-key", label)),
+                    Action("Sync now", words("sync", connection=label)),
                 ),
             )
         )

@@ -8,6 +8,7 @@ non-zero exit; nothing is half-saved.
 from __future__ import annotations
 
 import base64
+import difflib
 import getpass
 import importlib
 import os
@@ -23,7 +24,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from bot import formatting
 from bot.config import ConfigError, Settings
-from bot.grammar import COMMANDS, OPTIONS, REPORTS, Command, Handlers, UsageError, parse, tokenize
+from bot.grammar import (
+    COMMANDS,
+    REPORTS,
+    Command,
+    Handlers,
+    UsageError,
+    field_options,
+    parse,
+    tokenize,
+)
 from bot.reports import Report, build_report, closed_month, resolve_period, status_rows
 from bot.runtime import REDACTOR, Runtime, configure_logging
 from storage.reader import (
@@ -38,7 +48,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from bot.sync import SyncResult
-    from providers.types import CredentialField
+    from providers.types import CredentialField, Provider
     from storage.models import Connection
 
 
@@ -311,39 +321,64 @@ def export(command: Command, runtime: Runtime, console: Console) -> int:
 
 @handles("connect")
 def connect(command: Command, runtime: Runtime, console: Console) -> int:
-    provider = runtime.providers.get(command.get("provider", "xai"))
+    """Every surface's connect flow (``SyncEngine.connect``), with the fields from flags,
+    the provider's variables, standard input or a prompt."""
+    from providers.manager import DEFAULT_PROVIDER
+    from providers.types import no_spend_hint
+
+    provider = runtime.providers.get(command.get("provider", DEFAULT_PROVIDER))
+    given = _field_flags(provider, command)
     with runtime.db.transaction() as session:
         workspace_id = repo.resolve_workspace(session, command.get("workspace")).id
+    engine = runtime.engine
     credentials = {
-        spec.name: _credential(spec, command, runtime, console)
+        spec.name: _credential(spec, given, runtime, console)
         for spec in provider.credential_fields
         if not spec.secret
     }
-    # Refused before anyone pastes a key: this team may already be connected.
-    account = [credentials[f.name].strip() for f in provider.credential_fields if not f.secret]
-    runtime.engine.refuse_connected(workspace_id, provider.name, " ".join(account))
+    # Told before anyone pastes a key: a malformed field, a label taken, an account
+    # these fields name that is connected already.
+    problems = engine.problems(
+        workspace_id,
+        provider.name,
+        credentials,
+        label=command.get("label") or "",
+        backfill_days=command.get("days"),
+    )
+    if problems:
+        from bot.sync import ConnectError
+
+        field, problem = next(iter(problems.items()))
+        raise ConnectError(problem, field=field)
     credentials |= {
-        spec.name: _credential(spec, command, runtime, console)
+        spec.name: _credential(spec, given, runtime, console)
         for spec in provider.credential_fields
         if spec.secret
     }
     console.note(f"Testing the credentials with {provider.display_name}…")
     connected = asyncio.run(
-        runtime.engine.connect(
+        engine.connect(
             workspace_id,
             provider.name,
             credentials,
             label=command.get("label"),
-            backfill_days=command.get("days", 90),
+            backfill_days=command.get("days"),
             created_by=getpass.getuser(),
         )
     )
+    account = f", {provider.display_name} account {connected.account}" if connected.account else ""
     console.print(
-        f"Connected “{connected.label}” ({connected.mask}). The key is stored "
+        f"Connected “{connected.label}” ({connected.mask}){account}. The key is stored "
         "encrypted and will not be shown again."
     )
+    for note in connected.check.notes:
+        console.print(f"Note: {note}")
     backfill = connected.backfill
-    hint = formatting.zero_backfill_hint(backfill.total_usd, backfill.days) if backfill.ok else ""
+    hint = (
+        formatting.zero_backfill_hint(backfill.total_usd, backfill.days, no_spend_hint(provider))
+        if backfill.ok
+        else ""
+    )
     console.print(_sync_line(backfill, verb="Backfilled") + hint)
     from bot.setup import Setup
 
@@ -351,17 +386,49 @@ def connect(command: Command, runtime: Runtime, console: Console) -> int:
     return 0 if connected.backfill.ok else EXIT_FAILED
 
 
-def _credential(spec: CredentialField, command: Command, runtime: Runtime, console: Console) -> str:
-    """One field: its option, else its environment variable, else stdin or a prompt."""
+def _field_flags(provider: Provider, command: Command) -> dict[str, str]:
+    """The fields ``connect`` was given as flags, each one the provider declares and not a
+    secret (a key typed on the command line stays in the shell's history)."""
+    declared = {spec.name: spec for spec in provider.credential_fields}
+    flags = {f"--{name.replace('_', '-')}": spec for name, spec in declared.items()}
+    usable = [flag for flag, spec in flags.items() if not spec.secret]
+    given = field_options(command)
+    for name in given:
+        spec = declared.get(name)
+        flag = f"--{name.replace('_', '-')}"
+        if spec is None:
+            offered = ", ".join(usable) or "none: it needs only a key"
+            guess = difflib.get_close_matches(flag, usable, n=1)
+            hint = f" Did you mean `{guess[0]}`?" if guess else ""
+            raise UsageError(
+                f"{provider.display_name} has no field {flag}.{hint} Its fields: {offered} "
+                "(`xai-usage providers` lists every provider's).",
+                COMMANDS["connect"].usage("cli"),
+            )
+        if spec.secret:
+            source = " or ".join(filter(None, ("standard input, the hidden prompt", spec.env_var)))
+            raise UsageError(
+                f"{spec.label} is a secret: it is never typed on the command line (it would "
+                f"stay in your shell's history). Give it through {source}."
+            )
+    return given
+
+
+def _credential(
+    spec: CredentialField, given: dict[str, str], runtime: Runtime, console: Console
+) -> str:
+    """One field: its flag, else its environment variable, else stdin or a prompt."""
     option = spec.name.replace("_", "-")
-    value = command.get(option)
+    value = given.get(spec.name)
     for variable in (spec.env_var, *spec.env_aliases) if spec.env_var else ():
         if value is None:
             value = runtime.settings.environ.get(variable)
     if value is None and spec.secret:
         value = _read_secret(spec.label, console)
     if value is None and console.interactive():
-        value = input(f"{spec.label}: ")
+        value = input(f"{spec.label}{' (optional: Enter to skip)' if spec.optional else ''}: ")
+    if not value and spec.optional:
+        return ""
     if not value:
         source = (
             f"--{option}"
@@ -390,7 +457,7 @@ def update_key(command: Command, runtime: Runtime, console: Console) -> int:
         connection_id, label = connection.id, connection.label
         provider = runtime.providers.get(connection.provider)
     secrets = {
-        spec.name: _credential(spec, command, runtime, console)
+        spec.name: _credential(spec, {}, runtime, console)
         for spec in provider.credential_fields
         if spec.secret
     }
@@ -532,14 +599,9 @@ def _sync_line(result: SyncResult, verb: str = "Synced") -> str:
 
 @handles("providers")
 def providers(command: Command, runtime: Runtime, console: Console) -> int:
-    for provider in runtime.providers:
-        fields = ", ".join(
-            f"{f.name}{' (secret)' if f.secret else ''}" for f in provider.credential_fields
-        )
-        console.print(
-            f"{provider.name:10} {provider.display_name:12} "
-            f"{type(provider).__module__}  fields: {fields}"
-        )
+    """The loaded providers, where each comes from, and the fields `connect` takes."""
+    for line, provider in zip(_field_lines(runtime.providers), runtime.providers, strict=True):
+        console.print(f"{line.strip()}  [{type(provider).__module__}]")
     return 0
 
 
@@ -608,30 +670,57 @@ def sandbox(command: Command, runtime: Runtime, console: Console) -> int:
 
 @handles("demo")
 def demo(command: Command, runtime: Runtime, console: Console) -> int:
-    from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, Sandbox
+    """Every loaded provider with a local stand-in (``StandInProvider``), connected side by
+    side in a throwaway store, then the reports, ``status`` and ``insights`` over them."""
+    from contextlib import ExitStack
 
+    from providers.types import StandInProvider
+
+    with_stand_ins = [p for p in runtime.providers if isinstance(p, StandInProvider)]
+    if not with_stand_ins:
+        raise UsageError("No loaded provider has a local stand-in to run the demo against.")
+    names = ", ".join(p.display_name for p in with_stand_ins)
     console.print(
-        "Demo: everything below runs against a local stand-in for the xAI "
-        "Management API. The data is synthetic.\n"
+        f"Demo: everything below runs against local stand-ins for {names}. The data is synthetic.\n"
     )
-    with tempfile.TemporaryDirectory(prefix="xai-usage-demo-") as data_dir, Sandbox() as stand_in:
+    with (
+        tempfile.TemporaryDirectory(prefix="xai-usage-demo-") as data_dir,
+        ExitStack() as stand_ins,
+    ):
         environ = {
+            **os.environ,
             "XAI_USAGE_DATA_DIR": data_dir,
-            "XAI_MANAGEMENT_API_URL": stand_in.url,
-            "XAI_MANAGEMENT_KEY": DEMO_KEY,
-            "XAI_USAGE_NO_PLUGINS": "1",
+            "DATABASE_URL": "",  # the demo's own store, never yours
             # A throwaway key: the demo's data dies with its directory.
             "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
         }
-        steps = [
-            ["connect", "--team-id", DEMO_TEAM_ID, "--label", "Demo — xAI"],
+        steps = []
+        for provider in with_stand_ins:
+            stand_in = provider.stand_in(host="127.0.0.1", port=0).start()
+            stand_ins.callback(stand_in.stop)
+            environ[provider.stand_in_setting] = stand_in.url
+            step = [
+                "connect",
+                "--provider",
+                provider.name,
+                "--label",
+                f"Demo — {provider.display_name}",
+            ]
+            for spec in provider.credential_fields:
+                value = stand_in.demo_credentials.get(spec.name, "")
+                if not spec.secret:
+                    step += [f"--{spec.name.replace('_', '-')}", value]
+                elif spec.env_var:
+                    environ[spec.env_var] = value  # as a person would export it
+            steps.append(step)
+        steps += [
             ["sync"],
+            ["month", "--by", "connection"],
             ["month", "--by", "model"],
             ["week", "--by", "day"],
             ["status"],
             ["insights"],
         ]
-        environ = {**os.environ, **environ}
         for step in steps:
             console.print(f"$ xai-usage {shlex.join(step)}")
             code = main(step, console=console, environ=environ)
@@ -640,7 +729,8 @@ def demo(command: Command, runtime: Runtime, console: Console) -> int:
                 return code
     console.print(
         f"That was synthetic data in a temporary directory ({Path(data_dir).name}, "
-        "now deleted). Connect your own team with `xai-usage connect --team-id UUID`."
+        "now deleted). Connect your own account with `xai-usage connect --provider NAME` "
+        "(`xai-usage help connect` lists each provider's fields)."
     )
     return 0
 
@@ -800,16 +890,32 @@ def _slack_delivery(runtime: Runtime):
 
 @handles("help")
 def help_(command: Command, runtime: Runtime, console: Console) -> int:
+    topic = command.args[0].lower() if command.args else None
+    extra = []
+    if topic == "connect":  # its fields are each provider's: loaded only to say which
+        extra = ["", "Fields, by provider (`--provider NAME`):", *_field_lines(runtime.providers)]
     console.print(
         render.render(
-            "help.txt.j2",
-            commands=COMMANDS,
-            options=OPTIONS,
-            topic=command.args[0].lower() if command.args else None,
-            surface="cli",
+            "help.txt.j2", commands=COMMANDS, topic=topic, surface="cli", extra=extra
         ).rstrip("\n")
     )
     return 0
+
+
+def _field_lines(providers) -> list[str]:
+    """Each provider's fields as ``connect`` takes them: flags, and where its keys come from."""
+    lines = []
+    for provider in providers:
+        parts = []
+        for spec in provider.credential_fields:
+            if spec.secret:
+                sources = ["standard input", "the prompt", *filter(None, (spec.env_var,))]
+                parts.append(f"{spec.label} from {', '.join(sources)}")
+            else:
+                flag = f"--{spec.name.replace('_', '-')}"
+                parts.append(f"{flag} ({spec.label}{', optional' if spec.optional else ''})")
+        lines.append(f"  {provider.name:10} {provider.display_name:10} {'; '.join(parts)}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ from storage.reader import sqlite_url
 
 WEBHOOKS_ALLOW_PRIVATE = "XAI_USAGE_WEBHOOKS_ALLOW_PRIVATE"
 """1: alert webhooks may be on loopback or a private network (bot/webhooks.py)."""
-MAX_BACKFILL_DAYS = 90
-"""How far back a backfill or `sync --days` may reach (xAI keeps usage that long)."""
 
 
 class ConfigError(Exception):

@@ -6,7 +6,7 @@ connections, models and days there are (see there); everything else is
 worked out in Python. A :class:`Digest` is plain data; each surface renders
 it from ``templates/`` (:func:`digest_view` is what they all show): Slack's
 in ``bot.slack.messages``, the terminal's in ``bot.render``. Days are UTC
-days, as on xAI invoices; a digest only ever summarises finished days.
+days, as on the providers' invoices; a digest only ever summarises finished days.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from bot import figures, formatting
+from bot import figures, formatting, profiles
 from bot.costs import cost_query
 from bot.figures import (
     PACE,
@@ -37,7 +37,14 @@ from bot.figures import (
 )
 from bot.insights import Insights, build_insights
 from providers.types import Provider
-from storage.models import BillingState, Budget, Connection, ConnectionStatus, ModelSeen
+from storage.models import (
+    BillingState,
+    Budget,
+    Connection,
+    ConnectionStatus,
+    ModelSeen,
+    ProviderProfile,
+)
 from storage.reader import SessionReader
 
 COMPARED_WITH = {"day": "the day before", "week": "the week before", "month": "the month before"}
@@ -401,6 +408,8 @@ class _Facts:
     book: Book | None
     by_model: dict[tuple[str, int | None], _ByModel]
     now: datetime
+    words: profiles.Profiles
+    """The providers' own words (display names), for titles and limits."""
 
     @classmethod
     def load(
@@ -430,7 +439,15 @@ class _Facts:
                 max(span.end for span in spans),
                 connections=[(c.id, c.label, c.last_success_at) for c in connections.values()],
             )
-        facts = cls(connections, budgets, first_seen, book, defaultdict(dict), now)
+        words = profiles.Profiles(
+            {
+                c.provider: profiles.Profile(
+                    c.provider, c.display_name or c.provider, stored=c.display_name is not None
+                )
+                for c in connections.values()
+            }
+        )
+        facts = cls(connections, budgets, first_seen, book, defaultdict(dict), now, words)
         by_every: dict[str, list[DigestRequest]] = defaultdict(list)
         for request in wanted:
             by_every[request.every].append(request)
@@ -467,12 +484,12 @@ class _Facts:
     def digest(self, request: DigestRequest) -> Digest:
         span = _Span.of(request.every, request.occurrence)
         start, end, every = span.start, span.end, span.every
-        title = _title(every, start, end)
         one = request.connection_id
         if one is None:
             included = list(self.connections.values())
         else:
             included = [self.connections[one]] if one in self.connections else []
+        title = _title(every, start, end, self.words.name_for(c.provider for c in included))
         if not included or self.book is None:
             return _empty(every, start, end, title, self.now, request.tz)
         book = self.book
@@ -551,7 +568,13 @@ class _Facts:
                 if c.prepaid_credit_usd is not None
             ),
             spending_limit_text=spending_limit_text(
-                TeamLimit(c.spending_limit_usd, c.prepaid_credit_usd, c.invoiced_usd, c.label)
+                TeamLimit(
+                    c.spending_limit_usd,
+                    c.prepaid_credit_usd,
+                    c.invoiced_usd,
+                    c.label,
+                    self.words.get(c.provider).own_name,
+                )
                 for c in sorted(included, key=lambda c: c.label.lower())
                 if c.spending_limit_usd is not None
             ),
@@ -779,8 +802,11 @@ _CONNECTIONS = (
         BillingState.prepaid_credit_usd,
         BillingState.spending_limit_usd,
         BillingState.invoiced_usd,
+        Connection.provider,
+        ProviderProfile.display_name,
     )
     .outerjoin(BillingState, BillingState.connection_id == Connection.id)
+    .outerjoin(ProviderProfile, ProviderProfile.name == Connection.provider)
     .where(_IN_WORKSPACE)
 )
 # The first budget set for each scope (a connection, or None for the workspace).
@@ -842,14 +868,15 @@ def _trend_buckets(every: str, start: date, end: date) -> list[tuple[date, date]
     return [(a, min(a + timedelta(days=6), end)) for a in firsts]
 
 
-def _title(every: str, start: date, end: date) -> str:
+def _title(every: str, start: date, end: date, name: str) -> str:
+    """ "Daily xAI spend · …": ``name`` is the provider's, or "AI" for several (bot.profiles)."""
     if every == "day":
         span = formatting.day_label(end)
     elif every == "week":
         span = formatting.day_span(start, end)
     else:
         span = formatting.month_label(end)
-    return f"{TITLES[every]} xAI spend · {span}"
+    return f"{TITLES[every]} {name} spend · {span}"
 
 
 def _sentence(text: str) -> str:

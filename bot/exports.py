@@ -1,7 +1,7 @@
 """Exports of a period: the detail rows as CSV or JSON, and a PDF for finance.
 
-Detail rows are one per UTC day, connection, model and API key (where xAI
-breaks costs down by key), summed in SQL from the same store the reports
+Detail rows are one per UTC day, connection, model and API key (where the
+provider breaks costs down by key), summed in SQL from the same store the reports
 read, so their total equals the report's to the nano-dollar. Days a
 connection never fetched are rows too, with ``fetched`` false and no cost,
 so nobody mistakes a missing day for a free one.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import textwrap
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -236,6 +237,8 @@ def pdf_facts(
 
 
 TABLE_ROWS = 12
+PDF_NOTE_WIDTH = 110
+"""Characters a note's line holds on the first page, at its size."""
 
 
 def export_pdf(export: Export, facts: PdfFacts, chart) -> bytes:
@@ -251,7 +254,7 @@ def export_pdf(export: Export, facts: PdfFacts, chart) -> bytes:
         for page in pdf_pages(export, facts, chart):
             pdf.savefig(page)
         info = pdf.infodict()
-        info["Title"] = f"xAI spend, {export.report.period.title}"
+        info["Title"] = f"{export.report.scope_name} spend, {export.report.period.title}"
         info["Creator"] = "xai-usage"
     return out.getvalue()
 
@@ -266,7 +269,7 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
     pages = []
     page = Figure(figsize=(8.27, 11.69), facecolor="white")
     lines = [
-        (f"xAI spend · {facts.workspace}", 18, "bold", TEXT_COLOUR),
+        (f"{report.scope_name} spend · {facts.workspace}", 18, "bold", TEXT_COLOUR),
         (f"{report.period.title} ({_span(report)}, UTC days)", 13, "normal", TEXT_COLOUR),
         (
             f"Generated {facts.generated_at:%Y-%m-%d %H:%M} UTC · as of "
@@ -321,7 +324,9 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
     top = min(0.66, y - 0.04)
     draw(chart, page, (0.1, 0.36, 0.6, max(top - 0.36, 0.18)))
     notes = [f"Problem: {p}" for p in report.problems]
-    for i, note in enumerate(notes[:4]):
+    for caveat in report.caveats:  # what the providers' figures leave out, in their words
+        notes += textwrap.wrap(f"Note: {caveat}", PDF_NOTE_WIDTH, subsequent_indent="  ")
+    for i, note in enumerate(notes[:8]):
         page.text(0.08, 0.28 - 0.02 * i, note, fontsize=8, color=MUTED_COLOUR)
     pages.append(page)
 
@@ -436,4 +441,4 @@ def export_file(
     else:
         data = export_csv(detail).encode()
     name = f"xai-usage-{period.start.isoformat()}-to-{period.end.isoformat()}.{fmt}"
-    return ExportFile(data, name, f"xAI spend, {period.title}", report.total_usd)
+    return ExportFile(data, name, f"{report.scope_name} spend, {period.title}", report.total_usd)

@@ -18,8 +18,8 @@ Month to date
     same figure when a later sync corrects it.
 
 Final and provisional
-    A provider keeps adding to a UTC day for hours after it ends (xAI: about
-    12; each provider declares its own). A day is *final* once a sync
+    A provider keeps adding to a UTC day for hours after it ends (each
+    provider declares how long: ``providers.types.settle_hours``). A day is *final* once a sync
     fetched it after that settle time; until then it is *provisional*, and
     so is every figure that counts it. Today is never final ("so far").
 
@@ -43,8 +43,8 @@ The month-end forecast
     far included); once the month is over it is the month's total.
 
 A provider's spending limit
-    xAI's applies to invoiced (postpaid) spend only: usage is paid from
-    prepaid credit first, and a limit of $0 means prepaid only. So it is
+    Where a provider has one, it applies to invoiced (postpaid) spend only:
+    usage is paid from prepaid credit first, and a limit of $0 means prepaid only. So it is
     shown as "prepaid only", or as headroom on invoiced spend where that is
     known (while prepaid credit is left, nothing is invoiced yet); never as a
     share of all spend. Invoiced spend is the bill so far as the provider
@@ -851,13 +851,16 @@ def read_provisional(
 
 @dataclass(frozen=True)
 class TeamLimit:
-    """One xAI team's monthly spending limit, with what tells its invoiced spend."""
+    """One account's monthly spending limit at its provider, with what tells its
+    invoiced spend."""
 
     limit: Decimal
     prepaid_left: Decimal | None = None
     invoiced: Decimal | None = None  # the bill so far minus prepaid credit used, when known
     label: str = ""
     """The connection's name, to tell the teams apart when several are shown."""
+    provider: str = ""
+    """The provider's display name (``bot.profiles``): whose limit it is, in its words."""
 
     @property
     def invoiced_spend(self) -> Decimal | None:
@@ -878,7 +881,7 @@ class TeamLimit:
 
 
 def spending_limit_lines(teams: Iterable[TeamLimit]) -> tuple[str, ...]:
-    """xAI's own limit, one phrase per team: "prepaid only", or the headroom on invoiced
+    """A provider's own limit, one phrase per team: "prepaid only", or the headroom on invoiced
     spend. Never summed across teams: a team that ran out must not hide behind another's
     room. Teams are named (their label, else "team N") when there are several."""
     teams = list(teams)
@@ -887,7 +890,8 @@ def spending_limit_lines(teams: Iterable[TeamLimit]) -> tuple[str, ...]:
         name = ""
         if len(teams) > 1:
             name = f" for “{team.label}”" if team.label else f" for team {number}"
-        lines.append(f"xAI spending limit{name}: {_limit_phrase(team)}")
+        whose = f"{team.provider} spending limit" if team.provider else "Spending limit"
+        lines.append(f"{whose}{name}: {_limit_phrase(team)}")
     return tuple(lines)
 
 
@@ -912,5 +916,6 @@ def _limit_phrase(team: TeamLimit) -> str:
         return text + ", after prepaid credit"
     text += f", {money(headroom)} headroom"
     if headroom <= 0:
-        text += " (reached: xAI stops serving once prepaid credit is gone)"
+        who = team.provider or "the provider"
+        text += f" (reached: {who} stops serving once prepaid credit is gone)"
     return text

@@ -212,15 +212,13 @@ def clip(text: str, limit: int) -> str:
     return cut + "…"
 
 
-def zero_backfill_hint(total: Decimal, days: int) -> str:
-    """After a backfill that found nothing: the likeliest cause, and what to check."""
+def zero_backfill_hint(total: Decimal, days: int, hint: str = "") -> str:
+    """After a backfill that found nothing: the likeliest cause, and what to check
+    (``hint``: the provider's own words, ``providers.types.no_spend_hint``)."""
     if total != 0:
         return ""
-    return (
-        f" No spend at all in {days} days: if this team does use the API, the Team ID may be "
-        "another team's (a key can only read its own team: check Settings > Team ID in "
-        "console.x.ai)."
-    )
+    check = hint or "the key may be another account's: check which account it was made in."
+    return f" No spend at all in {days} days: if this account does use the API, {check}"
 
 
 def connections_count(count: int) -> str:

@@ -3,9 +3,12 @@
 One table of commands and options; ``parse`` turns words into a
 :class:`Command` or raises :class:`UsageError` with the closest valid
 spelling and the usage line, and ``words`` spells a command back (what a
-Slack button carries). Each surface (the terminal, Slack) registers its
-handlers in a :class:`Handlers` keyed by these names, so the commands are
-declared here once. No Slack, no I/O.
+Slack button carries; :func:`quoted` is the one quoter of a word). Each
+surface (the terminal, Slack) registers its handlers in a :class:`Handlers`
+keyed by these names, so the commands are declared here once, and ``help``
+is rendered from them. No Slack, no I/O, no provider: ``connect`` takes
+whatever non-secret fields the chosen provider declares as ``--field VALUE``
+(:func:`field_options`), checked where the provider is known.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Generic, TypeVar
 
-from bot.config import MAX_BACKFILL_DAYS
 from bot.formatting import ZERO_WIDTH_SPACE
 from bot.numbers import decimal_number, whole_number
 
@@ -29,6 +31,12 @@ MAX_LABEL_LENGTH = 80
 MAX_VALUE_LENGTH = 2000
 """Any other word or value: enough for a webhook URL, not for a pasted file."""
 MAX_LATENCY_SECONDS = 60.0
+MAX_DAYS = 3660
+"""``--days`` at most, whatever the provider: each provider's own reach (how many days
+back it keeps costs) is checked where the provider is known."""
+FIELD_OPTIONS = frozenset({"connect"})
+"""Commands whose other ``--name VALUE`` options are the provider's declared non-secret
+credential fields (``--team-id``), checked against the provider by the handler."""
 GROUPINGS = ("model", "day", "week", "month", "connection", "key")
 FORMATS = ("table", "json", "csv", "png", "svg", "pdf")
 OPENS_A_FORM = ("range", "alerts")
@@ -93,12 +101,16 @@ OPTIONS = {
         Option(
             "label",
             f"a name for the connection, up to {MAX_LABEL_LENGTH} characters "
-            "(default: “Production — xAI”)",
+            "(default: the provider's, e.g. “Production — <provider>”)",
             "LABEL",
         ),
-        Option("team-id", "the xAI Team ID (a UUID from console.x.ai > Settings)", "UUID"),
-        Option("provider", "the provider (see `providers`)", "NAME"),
-        Option("days", "how many days to fetch", "N", integer=(1, MAX_BACKFILL_DAYS)),
+        Option("provider", "the provider (see `providers`; default: the built-in one)", "NAME"),
+        Option(
+            "days",
+            "how many days to fetch (at most as many as the provider keeps)",
+            "N",
+            integer=(1, MAX_DAYS),
+        ),
         Option("port", "the port to listen on", "N", integer=(0, 65535)),
         Option("latency", "seconds of latency to add to each answer", "SECONDS"),
         Option("yes", "do not ask for confirmation"),
@@ -145,11 +157,15 @@ class CommandSpec:
     actions: tuple[str, ...] = ()
     """For commands with sub-actions (``digest add``): the first argument."""
 
+    def options_on(self, surface: str = "cli") -> tuple[Option, ...]:
+        """The options this command takes on ``surface``: what its usage and help list."""
+        return tuple(OPTIONS[name] for name in self.options if _option_on(name, surface, self.name))
+
     def usage(self, surface: str = "cli") -> str:
         words = [self.name, *self.args]
-        for name in self.options:
-            if _option_on(name, surface, self.name):
-                words.append(f"[{OPTIONS[name].usage()}]")
+        words += [f"[{option.usage()}]" for option in self.options_on(surface)]
+        if self.name in FIELD_OPTIONS:
+            words.append("[--FIELD VALUE]")
         return " ".join(words)
 
 
@@ -185,9 +201,10 @@ COMMANDS = {
         ),
         CommandSpec(
             "connect",
-            "connect an xAI team: the key is tested, then stored encrypted",
+            "connect an account of a provider (`help connect` lists each one's fields, given "
+            "as flags): the key is tested, then stored encrypted",
             (),
-            ("label", "team-id", "days", "provider", "workspace"),
+            ("provider", "label", "days", "workspace"),
             admin=True,
         ),
         CommandSpec(
@@ -208,7 +225,7 @@ COMMANDS = {
         ),
         CommandSpec(
             "update-key",
-            "give a connection a new management key: tested, then stored; its data stays",
+            "give a connection a new key: tested, then stored; its data stays",
             ("LABEL",),
             ("workspace",),
             admin=True,
@@ -231,13 +248,17 @@ COMMANDS = {
         CommandSpec("migrate", "bring the database schema up to date", (), (), _CLI),
         CommandSpec(
             "sandbox",
-            "serve a local stand-in for a provider's API, with synthetic data (default: xAI)",
+            "serve a local stand-in for a provider's API, with synthetic data",
             (),
             ("provider", "port", "latency"),
             _CLI,
         ),
         CommandSpec(
-            "demo", "the whole path against the stand-in, with synthetic data", (), (), _CLI
+            "demo",
+            "the whole path against every provider's stand-in, with synthetic data",
+            (),
+            (),
+            _CLI,
         ),
         CommandSpec(
             "digest",
@@ -336,13 +357,13 @@ class Command:
 def words(name: str, *args: str, **options: Any) -> str:
     """A command as someone would type it, for a button to carry: ``parse(tokenize(...))``
     gives it back. Options are spelled with ``_`` for ``-``; None and False are left out."""
-    out = [name, *(_quoted(a) for a in args)]
+    out = [name, *(quoted(a) for a in args)]
     for key, value in options.items():
         if value is None or value is False:
             continue
         out.append(f"--{key.replace('_', '-')}")
         if value is not True:
-            out.append(_quoted(str(value)))
+            out.append(quoted(str(value)))
     return " ".join(out)
 
 
@@ -351,7 +372,20 @@ def command_words(command: Command, **changes: Any) -> str:
     return words(command.name, *command.args, **{**command.options, **changes})
 
 
-def _quoted(word: str) -> str:
+def field_options(command: Command) -> dict[str, str]:
+    """The provider fields a ``connect`` was given as flags, by field name
+    (``--team-id X`` -> ``{"team_id": "X"}``): every option the grammar does not know."""
+    known = COMMANDS[command.name].options
+    return {
+        name.replace("-", "_"): value
+        for name, value in command.options.items()
+        if name not in known
+    }
+
+
+def quoted(word: str) -> str:
+    """One word as typed, so :func:`tokenize` gives it back: as it is when it can be,
+    else in double quotes (a label with spaces: ``"Prod — team"``)."""
     if word and not any(c.isspace() or c in "\"'“”‘’\\" for c in word):
         return word
     # Curly quotes come back straight, as when typed (see tokenize).
@@ -372,6 +406,7 @@ class UsageError(Exception):
 
 
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+_FIELD_FLAG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _PHONE_DASH = re.compile(r"(^|\s)[—–](?=[a-z])")
 _SLACK_CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 
@@ -436,12 +471,15 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
             args.append(word)
             continue
         key, _, inline = word[2:].partition("=")
-        key = key.lower()
-        if key not in allowed:
+        key = key.lower().replace("_", "-")
+        if key in allowed:
+            option = OPTIONS[key]
+        elif name in FIELD_OPTIONS and _FIELD_FLAG.fullmatch(key):
+            option = Option(key, "a field the provider declares", "VALUE")  # judged by the handler
+        else:
             raise UsageError(
                 f"`{name}` has no option --{key}.{_did_you_mean(key, allowed, '--')}", usage
             )
-        option = OPTIONS[key]
         if option.is_flag:
             options[key] = True
             continue

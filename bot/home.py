@@ -19,12 +19,14 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot import profiles
 from bot.digests import Digest, build_digest
 from bot.figures import Figure, weeks_of
 from bot.insights import Insights, build_insights
 from bot.reports import StatusRow, status_book, status_rows
 from providers.types import Provider
 from storage.models import AlertRoute, Budget, Connection, DigestSubscription
+from storage.reader import SessionReader
 
 TREND_DAYS = 30
 MAX_LISTED = 10
@@ -76,6 +78,10 @@ class Dashboard:
     more_budgets: int
     alerts: str  # where alerts go, as one sentence
     checklist: tuple[Step, ...]
+    scope_name: str = profiles.SEVERAL
+    """The one provider's display name, or "AI" for several: the tab's title says whose."""
+    caveats: tuple[str, ...] = ()
+    """What the providers in scope say their figures leave out."""
 
     @property
     def forecast(self):
@@ -111,6 +117,7 @@ def build_dashboard(
     alert routes as the ``list`` commands do; without it they are left out.
     """
     today = now.astimezone(UTC).date()
+    words = profiles.in_scope(SessionReader(session), workspace_id)
     rows = tuple(status_rows(session, workspace_id, now))
     book = status_book(session, workspace_id, now)
     last_month_end = today.replace(day=1) - timedelta(days=1)
@@ -149,11 +156,13 @@ def build_dashboard(
         more_budgets=more_budgets,
         alerts=alerts,
         checklist=checklist(session, workspace_id),
+        scope_name=words.scope_name,
+        caveats=words.caveats,
     )
 
 
 def checklist(session: Session, workspace_id: int) -> tuple[Step, ...]:
-    """Connect a team, choose where alerts go, add a digest: each ticked from the store."""
+    """Connect an account, choose where alerts go, add a digest: each ticked from the store."""
 
     def exists(model) -> bool:
         return bool(
@@ -161,7 +170,7 @@ def checklist(session: Session, workspace_id: int) -> tuple[Step, ...]:
         )
 
     return (
-        Step("Connect an xAI team", exists(Connection), "connect", "Connect a team"),
+        Step("Connect a provider's account", exists(Connection), "connect", "Connect"),
         Step("Choose where alerts go", exists(AlertRoute), "alerts", "Alert channel"),
         Step("Add a digest", exists(DigestSubscription), "digest add", "Add a digest"),
     )

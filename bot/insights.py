@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
@@ -33,6 +33,7 @@ from providers.types import (
     PriceListProvider,
     PriceTable,
     Provider,
+    UnitCostProvider,
     UsageKindProvider,
     kind_label,
 )
@@ -199,17 +200,17 @@ def build_insights(
     scope = _Scope.read(session, workspace_id, connection, providers)
     notes: list[str] = []
     if not scope.labels:
-        notes.append("No xAI team is connected yet: connect one to see insights.")
+        notes.append("Nothing is connected yet: connect an account to see insights.")
         return Insights(today, None, None, None, None, (), tuple(notes))
     movers = _movers(session, scope, today, notes)
     idle = _idle_keys(session, scope, today, notes)
     kinds, mix = _kinds(session, scope, today, notes)
     prices = scope.price_lists(notes)
     hints = _hints(mix, prices)
-    if not mix and _has_cheaper_sibling(session, scope, today, prices):
+    if not mix and (priced := _with_cheaper_sibling(session, scope, today, prices)):
         notes.append(
             "Cheaper-model hints need the token mix (input, output, cached), which "
-            f"{scope.who} has not "
+            f"{scope.who_of(priced)} has not "
             "given for these days: neither the usage split by unit type nor invoice lines."
         )
     return Insights(
@@ -262,16 +263,35 @@ class _Scope:
     @property
     def who(self) -> str:
         """The providers of these connections, by their display names: "xAI", "xAI and …"."""
+        return self.who_of(self.ids)
+
+    def who_of(self, ids: Iterable[int]) -> str:
+        """The providers of some of these connections, by their display names: a source
+        names only the providers whose figures it holds."""
         names = sorted(
             {
                 self.providers[n].display_name if n in self.providers else n
-                for n in self.provider_of.values()
+                for n in (self.provider_of[i] for i in ids)
             }
         )
         return " and ".join(filter(None, (", ".join(names[:-1]), names[-1]))) if names else ""
 
-    def says(self, template: str) -> str:
-        return template.format(who=self.who)
+    def says(self, template: str, ids: Iterable[int] | None = None) -> str:
+        return template.format(who=self.who if ids is None else self.who_of(ids))
+
+    @property
+    def splitting(self) -> set[int]:
+        """The connections whose provider can split costs by unit type
+        (``UnitCostProvider``): for the others, saying nothing is the right answer."""
+        return {
+            cid
+            for cid, name in self.provider_of.items()
+            if isinstance(self.providers.get(name), UnitCostProvider)
+        }
+
+    def display_name(self, provider: str) -> str:
+        loaded = self.providers.get(provider)
+        return loaded.display_name if loaded is not None else provider
 
     def kind(self, connection_id: int, unit_type: str) -> _KindKey:
         """The kind of usage a unit type of this connection is, as its provider reads it;
@@ -321,27 +341,20 @@ def _covering(session: Session, table, ids: Sequence[int], span: Span) -> set[in
 
 
 def _keyed(session: Session, ids: Iterable[int], span: Span) -> set[int]:
-    """Of connections that fetched ``span``, those whose every cost row of it names a key.
+    """Of connections that fetched ``span``, those their provider answers per API key.
 
-    A window fetched without the breakdown stores rows with no key; a day with
-    no spend stores nothing, and needs no key to be read as zero.
+    What the provider said (``CostFetch.by_key``, kept as ``key_breakdown`` by each
+    sync) is the signal, not the rows: a provider that does answer per key still has
+    costs no key made (OpenAI's image and tool line items), stored with no key.
     """
     ids = list(ids)
     if not ids:
         return set()
-    unkeyed = set(
+    return set(
         session.scalars(
-            select(DailyCost.connection_id)
-            .where(
-                DailyCost.connection_id.in_(ids),
-                DailyCost.day >= span.start,
-                DailyCost.day <= span.end,
-                DailyCost.api_key_id == "",
-            )
-            .distinct()
+            select(Connection.id).where(Connection.id.in_(ids), Connection.key_breakdown.is_(True))
         )
     )
-    return set(ids) - unkeyed
 
 
 def _weeks(today: date) -> tuple[Span, Span]:
@@ -390,13 +403,19 @@ def _movers(session: Session, scope: _Scope, today: date, notes: list[str]) -> M
         keys = _ranked({label: [recent, before] for label, (recent, before, _) in by_key.items()})
     if covered - keyed:
         notes.append(
-            f"API key movers leave out {scope.names(covered - keyed)}: {scope.who} did not give "
-            f"the per-key breakdown for every day of {both.title}."
+            f"API key movers leave out {scope.names(covered - keyed)}: "
+            f"{scope.who_of(covered - keyed)} did not give the per-key breakdown at the last "
+            "sync."
         )
     if not models and not keys:
         return None
     return Movers(
-        this_week, last_week, models, keys, scope.says(COST_SOURCE), scope.says(KEY_SOURCE)
+        this_week,
+        last_week,
+        models,
+        keys,
+        scope.says(COST_SOURCE, covered),
+        scope.says(KEY_SOURCE, keyed),
     )
 
 
@@ -464,7 +483,8 @@ def _idle_keys(session: Session, scope: _Scope, today: date, notes: list[str]) -
     if missing := set(scope.ids) - keyed:
         notes.append(
             f"Idle API keys leave out {scope.names(missing)}: finding them needs every day of "
-            f"{whole.title} fetched with {scope.who}'s per-key breakdown."
+            f"{whole.title} fetched, with the per-key breakdown {scope.who_of(missing)} did "
+            "not give at the last sync."
         )
     if not keyed:
         return None
@@ -484,7 +504,7 @@ def _idle_keys(session: Session, scope: _Scope, today: date, notes: list[str]) -
         before,
         tuple(idle[:MAX_IDLE_KEYS]),
         max(0, len(idle) - MAX_IDLE_KEYS),
-        scope.says(KEY_SOURCE),
+        scope.says(KEY_SOURCE, keyed),
     )
 
 
@@ -521,21 +541,27 @@ def _kinds(
     with the token mix per model the hints are built from."""
     week, _ = _weeks(today)
     covered = _covering(session, UnitCostSpan, scope.ids, week)
-    lines = _invoice_lines(session, scope.ids, scope.says(INVOICE_SOURCE))
+    lines = _invoice_lines(session, scope.ids)
+    invoiced = {row[0] for row in lines.rows}
+    # A provider that cannot split costs by unit type is left out of the notes: it has
+    # no kinds to give, and saying so every time would be noise.
+    missing = scope.splitting - covered
     if not covered and not lines.rows:
-        notes.append(
-            f"Where the money goes (input, output, images…) is not known: {scope.who} did not "
-            f"split {week.title}'s costs by unit type (it answers that grouping only "
-            "sometimes, or no sync has asked yet; the next one asks again), and its invoice "
-            "preview has no unit counts yet."
-        )
+        if missing:
+            notes.append(
+                "Where the money goes (input, output, images…) is not known: "
+                f"{scope.who_of(missing)} did not split {week.title}'s costs by unit type (it "
+                "answers that grouping only sometimes, or no sync has asked yet; the next one "
+                "asks again), and no invoice preview has unit counts yet."
+            )
         return None, []
-    if missing := set(scope.ids) - covered:
-        fallback = "" if covered else f"; shown instead from the {scope.says(INVOICE_SOURCE)}"
+    lines = replace(lines, title=lines.title.format(who=scope.who_of(invoiced)))
+    if missing:
+        fallback = f"; shown instead from the {lines.title}" if not covered else ""
         notes.append(
-            f"{scope.who} did not split the costs of {scope.names(missing)} by unit type for "
-            f"{week.title} (it answers that grouping only sometimes, or no sync has asked yet; "
-            f"the next one asks again){fallback}."
+            f"{scope.who_of(missing)} did not split the costs of {scope.names(missing)} by unit "
+            f"type for {week.title} (it answers that grouping only sometimes, or no sync has "
+            f"asked yet; the next one asks again){fallback}."
         )
     units_by_kind: dict[_KindKey, int] = defaultdict(int)
     for cid, _, unit_type, units, _ in lines.rows:
@@ -563,12 +589,13 @@ def _kinds(
                 model,
                 provider,
                 week,
-                scope.says(UNIT_SOURCE),
+                UNIT_SOURCE.format(who=scope.display_name(provider)),
                 {k: (c, None) for k, c in kinds.items()},
             )
             for (model, provider), kinds in sorted(costs.items())
         ]
-        kinds = _kind_rows(mixes, week, scope.says(UNIT_SOURCE), units_by_kind, units_source)
+        source = scope.says(UNIT_SOURCE, covered)
+        kinds = _kind_rows(mixes, week, source, units_by_kind, units_source)
         return kinds, mixes
     by_model: dict[tuple[str, str], _ByKind] = defaultdict(dict)  # by (model, provider)
     for cid, model, unit_type, units, amount in lines.rows:
@@ -616,8 +643,9 @@ class _Lines:
     title: str
 
 
-def _invoice_lines(session: Session, ids: Sequence[int], source: str) -> _Lines:
-    """The invoice previews' unit counts for this cycle: one cycle, the oldest reading."""
+def _invoice_lines(session: Session, ids: Sequence[int]) -> _Lines:
+    """The invoice previews' unit counts for this cycle: one cycle, the oldest reading.
+    Its title names its source with ``{who}`` left for the providers that gave lines."""
     lines = InvoiceLineUnits
     found = session.execute(
         select(
@@ -643,7 +671,7 @@ def _invoice_lines(session: Session, ids: Sequence[int], source: str) -> _Lines:
     read: datetime = min(_aware(row[9]) for row in found)
     span = Span(month, max(month, read.date()))
     rows = [(cid, model, unit, int(units), amount) for cid, model, unit, units, amount, *_ in found]
-    return _Lines(rows, span, f"{source}, {month:%B %Y} as read {clock(read)}")
+    return _Lines(rows, span, f"{INVOICE_SOURCE}, {month:%B %Y} as read {clock(read)}")
 
 
 def _aware(moment: datetime) -> datetime:
@@ -698,10 +726,11 @@ def _hints(mixes: list[_Mix], price_lists: dict[str, PriceTable]) -> tuple[Cheap
     return tuple(hints)
 
 
-def _has_cheaper_sibling(
+def _with_cheaper_sibling(
     session: Session, scope: _Scope, today: date, price_lists: dict[str, PriceTable]
-) -> bool:
-    """Whether a model used this week has a cheaper sibling in its provider's price list."""
+) -> set[int]:
+    """The connections that used a model this week with a cheaper sibling in its
+    provider's price list."""
     week, _ = _weeks(today)
     used = session.execute(
         select(DailyCost.connection_id, DailyCost.model)
@@ -712,8 +741,9 @@ def _has_cheaper_sibling(
         )
         .distinct()
     )
+    found = set()
     for cid, model in used:
         prices = price_lists.get(scope.provider_of[cid])
         if prices is not None and (price := prices.get(model)) is not None and price.cheaper:
-            return True
-    return False
+            found.add(cid)
+    return found

@@ -19,6 +19,7 @@ import jinja2
 import templates
 from bot import figures, formatting
 from bot.csvfile import csv_text
+from bot.grammar import quoted
 from bot.reports import Report, ReportRow
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ def environment() -> jinja2.Environment:
         reconciliation=_reconciliation,
         forecast=figures.forecast_words,
         period=figures.period_words,
+        quoted=quoted,
     )
     return env
 
@@ -144,6 +146,7 @@ def report_json(report: Report) -> str:
                 for u in report.uncovered
             ],
             "data_from": report.data_from.isoformat() if report.data_from else None,
+            "caveats": list(report.caveats),
         },
         indent=2,
     )

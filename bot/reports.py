@@ -1,7 +1,9 @@
 """Cost reports: a period, a grouping and filters in; plain data out.
 
 The terminal and Slack render the same :class:`Report`. Days are UTC days,
-as on xAI invoices; sums happen in SQL on exact integer nano-dollars.
+as on the providers' invoices; sums happen in SQL on exact integer nano-dollars.
+A report words its providers' figures in their own words (their reach, their
+caveats), read from the store (:mod:`bot.profiles`), never by loading a provider.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from bot.config import MAX_BACKFILL_DAYS
+from bot import profiles
 from bot.costs import cost_params, cost_query, cost_scope, cost_sql, cost_values
 from bot.figures import (
     NOT_FETCHED,
@@ -53,7 +55,7 @@ if TYPE_CHECKING:  # SQLAlchemy is imported only by what runs in a session (issu
 
 NO_KEY = "(no key breakdown)"
 EARLIEST_DAY = date(2023, 1, 1)
-"""No connection can hold costs before this day: xAI's API did not exist."""
+"""The earliest day a report covers: no provider keeps costs that old (they keep months)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,10 @@ class Report:
     coverage_notes: tuple[CoverageNote, ...] = ()
     invoices: tuple[tuple[str, Reconciliation], ...] = ()
     """A closed month's: each connection's invoice beside its usage series (as ``status``)."""
+    caveats: tuple[str, ...] = ()
+    """What the providers in scope say every report of their figures must state."""
+    scope_name: str = profiles.SEVERAL
+    """The one provider's display name ("xAI"), or "AI" for several: "xAI spend"."""
 
     @property
     def total_usd(self) -> Decimal:
@@ -397,6 +403,7 @@ def build_report(
     invoices: tuple[tuple[str, Reconciliation], ...] = ()
     if month is not None and isinstance(reader, SessionReader) and not model_pattern:
         invoices = month_invoices(reader.session, workspace_id, month, now, connection)
+    words = profiles.in_scope(reader, workspace_id, connection.id if connection else None)
     return Report(
         period=period,
         group_by=group_by,
@@ -405,8 +412,10 @@ def build_report(
         connection_labels=scope.labels,
         model_pattern=model_pattern,
         problems=problems,
-        coverage_notes=coverage_notes(coverage),
+        coverage_notes=coverage_notes(coverage, _reach(reader, coverage, words)),
         invoices=invoices,
+        caveats=words.caveats,
+        scope_name=words.scope_name,
     )
 
 
@@ -433,6 +442,15 @@ def month_invoices(
     return tuple(
         sorted(((labels.get(c, str(c)), r) for c, r in found.items()), key=lambda x: x[0].lower())
     )
+
+
+def _reach(reader: Reader, coverage: Coverage, words: profiles.Profiles) -> dict[int, int]:
+    """How many days back a sync can reach, for each connection with a gap (by its
+    provider's profile): read only when some day is missing."""
+    if not coverage.gaps:
+        return {}
+    provider = profiles.providers_of(reader, (g.connection_id for g in coverage.gaps))
+    return {cid: words.get(name).max_backfill_days for cid, name in provider.items()}
 
 
 def _by(reader: Reader, workspace_id: int, period: Period, group, filters) -> list:
@@ -559,14 +577,19 @@ def read_coverage(
     return coverage_of(period.start, period.end, now, included, spans, settling)
 
 
-def coverage_notes(coverage: Coverage) -> tuple[CoverageNote, ...]:
-    """One note per distinct unfetched stretch, naming the connections that lack it."""
-    reachable = coverage.today - timedelta(days=MAX_BACKFILL_DAYS - 1)
-    by_span: dict[tuple[date, date], list[Gap]] = {}
+def coverage_notes(
+    coverage: Coverage, reach: dict[int, int] | None = None
+) -> tuple[CoverageNote, ...]:
+    """One note per distinct unfetched stretch and reach, naming the connections that lack
+    it. ``reach``: how many days back each connection's provider keeps costs (the
+    contract's default for one not given)."""
+    reach = reach or {}
+    by_span: dict[tuple[date, date, int], list[Gap]] = {}
     for gap in coverage.gaps:
-        by_span.setdefault((gap.start, gap.end), []).append(gap)
+        days = reach.get(gap.connection_id, profiles.DEFAULT_REACH_DAYS)
+        by_span.setdefault((gap.start, gap.end, days), []).append(gap)
     notes = []
-    for (start, end), gaps in sorted(by_span.items()):
+    for (start, end, days), gaps in sorted(by_span.items()):
         firsts = [
             coverage.first_days[g.connection_id]
             for g in gaps
@@ -578,8 +601,8 @@ def coverage_notes(coverage: Coverage) -> tuple[CoverageNote, ...]:
                 start=start,
                 end=end,
                 data_from=min(firsts) if firsts else None,
-                reachable_from=reachable,
-                max_days=MAX_BACKFILL_DAYS,
+                reachable_from=coverage.today - timedelta(days=days - 1),
+                max_days=days,
             )
         )
     return tuple(notes)
@@ -741,6 +764,7 @@ class StatusRow:
     label: str
     provider: str
     account: str
+    """Which account it reads, as its provider names it ("" when the provider could not say)."""
     secret_mask: str
     status: str
     reason: str | None
@@ -757,16 +781,29 @@ class StatusRow:
     """The workspace's, the same for every row: a connection's never exceeds it."""
     workspace_month_to_date: Figure | None = None
     """The workspace's month to date, the same for every row."""
+    provider_name: str = ""
+    """The provider's display name, as it calls itself (bot.profiles)."""
+    account_name: str = ""
+    """The account's name for people, where the provider gave one."""
 
     @property
     def month_to_date_usd(self) -> Decimal:
         return self.month_to_date.value
 
+    @property
+    def account_shown(self) -> str:
+        """The account as people read it: "Acme (org-1)", its id, or its name."""
+        if self.account_name and self.account and self.account_name != self.account:
+            return f"{self.account_name} ({self.account})"
+        return self.account_name or self.account
+
     def as_json(self) -> dict[str, object]:
         return {
             "label": self.label,
             "provider": self.provider,
+            "provider_name": self.provider_name or self.provider,
             "account": self.account,
+            "account_name": self.account_name,
             "key": self.secret_mask,
             "status": self.status,
             "reason": self.reason,
@@ -805,6 +842,7 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
                 Connection.provider,
                 Connection.account_ref,
                 Connection.account_key,
+                Connection.account_name,
                 Connection.secret_mask,
                 Connection.status,
                 Connection.status_reason,
@@ -818,7 +856,9 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
     if not connections:
         return []
     book = status_book(session, workspace_id, now, connections)
-    # A connection without an account key duplicates an older one (see migration 0009).
+    words = profiles.read(SessionReader(session), (c.provider for c in connections))
+    # A connection without an account key duplicates an older one (see migration 0009), or
+    # reads an account its provider could not name (never a duplicate of anything).
     owners = {(c.provider, c.account_key): c.label for c in connections if c.account_key}
     reconciled = _reconcile(session, workspace_id, today)
     workspace_forecast = book.forecast()
@@ -835,12 +875,14 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             last_success_at=c.last_success_at,
             month_to_date=book.month_to_date(scope=c.id),
             duplicate_of=None
-            if c.account_key
-            else owners.get((c.provider, account_key(c.account_ref or ""))),
+            if c.account_key or not c.account_ref
+            else owners.get((c.provider, account_key(c.account_ref))),
             reconciliation=reconciled.get(c.id),
             forecast=book.forecast(c.id),
             workspace_forecast=workspace_forecast,
             workspace_month_to_date=workspace_month,
+            provider_name=words.get(c.provider).display_name,
+            account_name=c.account_name or "",
         )
         for c in connections
     ]
@@ -1002,22 +1044,30 @@ def _reconciled(
         )
     ):
         spans.setdefault(cid, []).append((first, last))
+    reader = SessionReader(session)
+    provider = profiles.providers_of(reader, (bill.connection_id for bill in bills))
+    words = profiles.read(reader, provider.values())
     found = {}
     for bill in bills:
         spent = usage.get(bill.connection_id) or Decimal(0)
         fetched = merge_spans(spans.get(bill.connection_id, []))
+        said_by = words.get(provider.get(bill.connection_id, ""))
         found[bill.connection_id] = dataclasses.replace(
             bill.stated,
             usage_usd=spent,
-            explanations=_explanations(bill, fetched, today, spent),
+            explanations=_explanations(bill, fetched, today, spent, said_by),
         )
     return found
 
 
 def _explanations(
-    bill: _Bill, spans: list[tuple[date, date]], today: date, usage: Decimal
+    bill: _Bill,
+    spans: list[tuple[date, date]],
+    today: date,
+    usage: Decimal,
+    provider: profiles.Profile,
 ) -> tuple[str, ...]:
-    """What could explain a difference, most actionable first."""
+    """What could explain a difference, most actionable first, naming the provider."""
     stated, start, end = bill.stated, bill.stated.month, bill.end
     reasons = []
     missing = []
@@ -1044,9 +1094,10 @@ def _explanations(
             f"the costs at {clock(synced)} (the next sync reads both)"
         )
     if end >= today - timedelta(days=1):
+        who = provider.own_name or "the provider"
         reasons.append(
-            "today's and yesterday's figures are still settling: xAI keeps updating a day for "
-            "hours after it ends"
+            f"today's and yesterday's figures are still settling: {who} keeps updating a day "
+            f"for up to {provider.settle_hours} hours after it ends"
         )
     # The stored values of providers.types' InvoiceStatus and BillSource (not imported:
     # it brings httpx, which a terminal report never needs).
@@ -1060,7 +1111,9 @@ def _explanations(
     invoice = stated.invoice_usd
     if stated.before_tax_usd is None and invoice is not None and invoice > usage:
         reasons.append("tax or fees on the invoice that the usage series does not carry")
-    reasons.append("corrections or credits xAI applied to the invoice")
+    reasons.append(
+        f"corrections or credits {provider.own_name or 'the provider'} applied to the invoice"
+    )
     return tuple(reasons)
 
 

@@ -260,7 +260,7 @@ class Setup:
         )
         self.prove_channel(
             channel_id,
-            f":calendar: {self.words.actor(self.actor)} set up an xAI spend digest here, "
+            f":calendar: {self.words.actor(self.actor)} set up a spend digest here, "
             f"{WHEN[every]} at {subscription.at_time} ({subscription.tz}).",
             announce,
         )
@@ -389,7 +389,7 @@ class Setup:
             scope = self._named(label)
             self.prove_channel(
                 channel_id,
-                f":bell: {self.words.actor(self.actor)} sent xAI spend alerts for {scope} here: "
+                f":bell: {self.words.actor(self.actor)} sent spend alerts for {scope} here: "
                 "budgets, spikes and sync failures.",
                 announce,
                 meanwhile="; alerts still go where they went",

@@ -10,6 +10,7 @@ transaction (no duplicates, nothing partial on failure).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import queue
@@ -31,8 +32,10 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.config import MAX_BACKFILL_DAYS
-from bot.figures import SETTLE_HOURS, day_end
+from bot.figures import day_end
+from bot.numbers import whole_number
+from bot.profiles import Profile
+from bot.profiles import record as record_profiles
 from providers.manager import ProviderRegistry
 from providers.types import (
     BillingSnapshot,
@@ -48,6 +51,8 @@ from providers.types import (
     ResultTruncated,
     UnitCostProvider,
     UnitCostRow,
+    max_backfill_days,
+    settle_hours,
 )
 from storage.crypto import DecryptionError
 from storage.db import Database, missing_keys_warning, upsert
@@ -75,7 +80,8 @@ log = logging.getLogger(__name__)
 
 
 class ConnectError(Exception):
-    """Connecting failed; nothing was saved. ``field`` names the input to fix."""
+    """Connecting failed; nothing was saved. ``field`` names the input to fix: a
+    credential field the provider declares, or ``label`` or ``backfill_days``."""
 
     def __init__(
         self,
@@ -93,19 +99,103 @@ class ConnectError(Exception):
         self.existing = existing
         """With reason ``already_connected``: the label of the connection there is..."""
         self.account = account
-        """...and the account (Team ID) it reads."""
+        """...and the account it reads, as its provider names it."""
 
 
 ALREADY_CONNECTED = "already_connected"
+INVALID_INPUT = "invalid_input"
+BACKFILL_FIELD = "backfill_days"
+LABEL_FIELD = "label"
 
 
 def already_connected(label: str, account: str, command: str = "xai-usage") -> str:
     """The refusal to connect an account twice, with the command that gives it a new key."""
     return (
-        f"Team {account} is already connected here as “{label}”: a second connection "
-        "would count its spend twice. To give it a new key, run "
-        f'`{command} update-key "{label}"`.'
+        f"That account ({account}) is already connected here as “{label}”: a second "
+        "connection would count its spend twice. To give it a new key, run "
+        f"`{command} update-key {_quoted_label(label)}`."
     )
+
+
+def _quoted_label(label: str) -> str:
+    from bot.grammar import quoted
+
+    return quoted(label)
+
+
+# -- what a provider declares, read the same way on every surface ---------------
+
+
+def field_problems(
+    provider: Provider, credentials: Mapping[str, str], *, only_given: bool = False
+) -> dict[str, str]:
+    """Each declared field's problem, by field name, checked by the provider's own
+    ``validate`` (no network): a required field left empty, a malformed value.
+    With ``only_given``, fields absent from ``credentials`` are not judged."""
+    problems = {}
+    for spec in provider.credential_fields:
+        if only_given and spec.name not in credentials:
+            continue
+        value = (credentials.get(spec.name) or "").strip()
+        if not value:
+            if not spec.optional:
+                problems[spec.name] = f"{spec.label} is required."
+            continue
+        if problem := spec.validate(value):
+            problems[spec.name] = problem
+    return problems
+
+
+def given_fields(provider: Provider, credentials: Mapping[str, str]) -> dict[str, str]:
+    """The declared fields that have a value, trimmed (an optional one left empty is left
+    out: the provider then does without it)."""
+    given = {}
+    for spec in provider.credential_fields:
+        value = (credentials.get(spec.name) or "").strip()
+        if value:
+            given[spec.name] = value
+    return given
+
+
+def account_of(provider: Provider, credentials: Mapping[str, str], check: CheckResult) -> str:
+    """Which account checked credentials read: the provider's word for it
+    (``CheckResult.account_id``), else its non-secret fields joined; "" when neither
+    says (a key-only provider that could not tell)."""
+    if check.account_id.strip():
+        return check.account_id.strip()
+    public = (credentials.get(f.name, "") for f in provider.credential_fields if not f.secret)
+    return " ".join(value.strip() for value in public if value.strip())
+
+
+def account_field(provider: Provider, credentials: Mapping[str, str], account: str) -> str:
+    """The field a refusal of ``account`` belongs on: the non-secret field that names it,
+    where one does (a Team ID), else the secret (the key is what reads the account)."""
+    for spec in provider.credential_fields:
+        if not spec.secret and account_key(credentials.get(spec.name, "")) == account_key(account):
+            return spec.name
+    return next((f.name for f in provider.credential_fields if f.secret), "")
+
+
+def account_words(name: str, account: str) -> str:
+    """An account as people read it: "Acme (org-123)", its id alone, or its name alone."""
+    name, account = name.strip(), account.strip()
+    if name and account and name != account:
+        return f"{name} ({account})"
+    return name or account
+
+
+def stored_fields(provider: Provider, connection: Connection) -> dict[str, str]:
+    """A connection's non-secret credential fields, from their plain column (or, for a
+    connection made before it, from ``account_ref``, which held them joined)."""
+    if connection.account_fields is not None:
+        try:
+            stored = json.loads(connection.account_fields)
+        except ValueError:
+            stored = {}
+        return {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
+    public = [f for f in provider.credential_fields if not f.secret]
+    values = (connection.account_ref or "").split(" ")
+    return {f.name: v for f, v in zip(public, values, strict=False) if v}
 
 
 @dataclass(frozen=True)
@@ -121,6 +211,9 @@ class SyncResult:
     message: str | None = None
     skipped: bool = False
     by_key: bool = False
+    needs_person: bool = False
+    """A failure retrying cannot mend (``ProviderError.needs_person``): the connection
+    turns to error until someone gives it a new key."""
 
     @property
     def days(self) -> int:
@@ -134,6 +227,8 @@ class Connected:
     mask: str
     check: CheckResult
     backfill: SyncResult
+    account: str = ""
+    """The account it reads, as shown (its name and id, where the provider gave them)."""
 
 
 @dataclass(frozen=True)
@@ -241,7 +336,12 @@ class _Attempt:
     duration_ms: int = 0
 
     def failed(
-        self, reason: str | None, message: str | None, *, skipped: bool = False
+        self,
+        reason: str | None,
+        message: str | None,
+        *,
+        skipped: bool = False,
+        needs_person: bool = False,
     ) -> SyncResult:
         c = self.connection
         return SyncResult(
@@ -253,6 +353,7 @@ class _Attempt:
             reason=reason,
             message=message,
             skipped=skipped,
+            needs_person=needs_person,
         )
 
 
@@ -401,39 +502,132 @@ class SyncEngine:
         self.clock = clock
         self.settle_hours = settle_hours
         """XAI_USAGE_SETTLE_HOURS: every provider's days settle this long after they end
-        (None: as long as each provider declares, bot.figures.SETTLE_HOURS if it does not)."""
+        (None: as long as each provider declares, ``providers.types.settle_hours``)."""
+        self._profiled: set[str] = set()
+        """Providers whose profile this engine has recorded (:meth:`record_profiles`)."""
 
     def settle_time(self, provider_name: str) -> timedelta:
         """How long after a UTC day ends a sync must read it for its figure to be final."""
         if self.settle_hours is not None:
             return timedelta(hours=self.settle_hours)
+        return timedelta(hours=settle_hours(self._loaded(provider_name)))
+
+    def reach(self, provider_name: str) -> int:
+        """How many UTC days back (today included) a provider's costs can be fetched."""
+        return max_backfill_days(self._loaded(provider_name))
+
+    def _loaded(self, provider_name: str) -> object:
+        """The provider, or None when it is not loaded (the contract's defaults then)."""
         try:
-            provider = self.providers.get(provider_name)
+            return self.providers.get(provider_name)
         except LookupError:
-            provider = None
-        return timedelta(hours=getattr(provider, "settle_hours", None) or SETTLE_HOURS)
+            return None
+
+    def record_profiles(self, names: Iterable[str]) -> None:
+        """Keep what the loaded providers among ``names`` say of themselves in the store
+        (:mod:`bot.profiles`), once per engine: reports word their figures from it."""
+        fresh = []
+        for name in sorted(set(names) - self._profiled):
+            provider = self._loaded(name)
+            if provider is not None:
+                fresh.append(Profile.of(provider))
+        if not fresh:
+            return
+        with self.db.transaction() as session:
+            record_profiles(session, fresh, self.clock())
+        self._profiled.update(p.name for p in fresh)
 
     # -- connect ----------------------------------------------------------------
 
     def validate_fields(self, provider: Provider, credentials: Mapping[str, str]) -> dict[str, str]:
         """Trimmed credentials, or ConnectError on the first malformed field."""
-        clean = {}
-        for spec in provider.credential_fields:
-            value = (credentials.get(spec.name) or "").strip()
-            problem = spec.validate(value) if value else f"{spec.label} is required."
-            if problem:
-                raise ConnectError(problem, field=spec.name, reason="invalid_input")
-            clean[spec.name] = value
-        return clean
+        problems = field_problems(provider, credentials)
+        if problems:
+            name, problem = next(iter(problems.items()))
+            raise ConnectError(problem, field=name, reason=INVALID_INPUT)
+        return given_fields(provider, credentials)
 
-    async def check(self, provider_name: str, credentials: Mapping[str, str]) -> CheckResult:
+    def problems(
+        self,
+        workspace_id: int,
+        provider_name: str,
+        credentials: Mapping[str, str],
+        *,
+        label: str = "",
+        backfill_days: int | str | None = None,
+    ) -> dict[str, str]:
+        """Every problem with a connect request found without the network, by field
+        (a credential field, ``label``, ``backfill_days``), each in words to act on.
+
+        The Slack form shows them all at once; :meth:`connect` raises the first. A
+        field absent from ``credentials`` is not judged (a command that pre-fills a
+        form judges only what it says); an empty one is.
+        """
+        provider = self.providers.get(provider_name)
+        errors = field_problems(provider, credentials, only_given=True)
+        try:
+            self.refuse_named(workspace_id, provider, credentials)
+        except ConnectError as error:
+            errors.setdefault(error.field or LABEL_FIELD, error.message)
+        if problem := self.backfill_problem(provider, backfill_days):
+            errors[BACKFILL_FIELD] = problem
+        if problem := self.label_problem(workspace_id, label):
+            errors[LABEL_FIELD] = problem
+        return errors
+
+    def backfill_problem(self, provider: Provider, days: int | str | None) -> str | None:
+        reach = max_backfill_days(provider)
+        if days is None or days == "":
+            return None
+        number = whole_number(str(days).strip())
+        if number is not None and 1 <= number <= reach:
+            return None
+        return (
+            f"A whole number of days from 1 to {reach}: {provider.display_name} keeps "
+            f"{reach} days of costs."
+        )
+
+    def label_problem(self, workspace_id: int, label: str) -> str | None:
+        from bot.grammar import label_problem
+
+        label = (label or "").strip()
+        if not label:
+            return None
+        if problem := label_problem(label):  # Slack enforces max_length only in its own client
+            return problem
+        with self.db.session() as session:
+            taken = {c.label.lower() for c in list_connections(session, workspace_id)}
+        if label.lower() in taken:
+            return (
+                f"A connection labelled “{label}” already exists. Pick another label, "
+                "or disconnect the old one first."
+            )
+        return None
+
+    async def check(
+        self,
+        provider_name: str,
+        credentials: Mapping[str, str],
+        *,
+        workspace_id: int | None = None,
+    ) -> CheckResult:
+        """Test the credentials with the provider; ConnectError on the field to blame.
+
+        With ``workspace_id``, an account already connected there is refused too:
+        only the check says which account a key reads.
+        """
         provider = self.providers.get(provider_name)
         clean = self.validate_fields(provider, credentials)
         async with HttpClients(1) as clients:
             try:
-                return await provider.check_credentials(clients.pick(0), clean)
+                check = await provider.check_credentials(clients.pick(0), clean)
             except ProviderError as error:
-                raise ConnectError(error.message, field=error.field, reason=error.reason) from None
+                raise ConnectError(
+                    error.message, field=error.field, reason=str(error.reason)
+                ) from None
+        if workspace_id is not None:
+            self.refuse_connected(workspace_id, provider, clean, check)
+        return check
 
     async def connect(
         self,
@@ -442,89 +636,143 @@ class SyncEngine:
         credentials: Mapping[str, str],
         *,
         label: str | None = None,
-        backfill_days: int = MAX_BACKFILL_DAYS,
+        backfill_days: int | None = None,
         created_by: str = "",
         check: CheckResult | None = None,
     ) -> Connected:
-        """Test, save, backfill. Nothing is saved unless the test passes.
+        """Test, save, backfill: the one way a connection is made, from any surface.
 
-        ``check`` is a test that already passed moments ago (the Slack modal
-        tests before it closes), so it is not repeated.
+        Nothing is saved unless the test passes. ``backfill_days`` defaults to as
+        far back as the provider keeps costs. ``check`` is a test that already
+        passed moments ago (the Slack form tests before it closes), so it is not
+        repeated.
         """
-        if not 1 <= backfill_days <= MAX_BACKFILL_DAYS:
-            raise ConnectError(
-                f"Backfill days must be between 1 and {MAX_BACKFILL_DAYS}, got {backfill_days}.",
-                field="backfill_days",
-                reason="invalid_input",
-            )
         provider = self.providers.get(provider_name)
+        if backfill_days is None:
+            backfill_days = max_backfill_days(provider)
+        if problem := self.backfill_problem(provider, backfill_days):
+            raise ConnectError(problem, field=BACKFILL_FIELD, reason=INVALID_INPUT)
         clean = self.validate_fields(provider, credentials)
         label = (label or "").strip()
-        account_ref = " ".join(clean[f.name] for f in provider.credential_fields if not f.secret)
-        self.refuse_connected(workspace_id, provider.name, account_ref)
-        with self.db.session() as session:
-            taken = {c.label.lower() for c in list_connections(session, workspace_id)}
-            if label and label.lower() in taken:
-                raise ConnectError(
-                    f"A connection labelled “{label}” already exists. Pick another label, "
-                    "or disconnect the old one first.",
-                    field="label",
-                    reason="label_taken",
-                )
+        if problem := self.label_problem(workspace_id, label):
+            raise ConnectError(problem, field=LABEL_FIELD, reason="label_taken")
+        self.record_profiles([provider.name])
+        self.refuse_named(workspace_id, provider, clean)  # before any request, where it can
         check = check or await self.check(provider_name, clean)
+        account = self.refuse_connected(workspace_id, provider, clean, check)
         mask = provider.mask(clean)
         try:
             connection_id, label = self._save(
-                workspace_id, provider, clean, label, mask, backfill_days, created_by
+                workspace_id,
+                provider,
+                clean,
+                check,
+                account,
+                label,
+                mask,
+                backfill_days,
+                created_by,
             )
         except IntegrityError:
             # Connected by someone else while this key was being tested.
-            self.refuse_connected(workspace_id, provider.name, account_ref)
+            self.refuse_connected(workspace_id, provider, clean, check)
             raise
         log.info("connected %s (%s) as connection %s", label, mask, connection_id)
         backfill = await self.sync_connection(
             connection_id, trigger="backfill", days=backfill_days, force=True
         )
-        return Connected(connection_id, label, mask, check, backfill)
+        shown = account_words(check.account_name, account)
+        return Connected(connection_id, label, mask, check, backfill, shown)
 
-    def refuse_connected(self, workspace_id: int, provider_name: str, account_ref: str) -> None:
-        """ConnectError naming the connection of this account, if there is one."""
+    def refuse_named(
+        self, workspace_id: int, provider: Provider, credentials: Mapping[str, str]
+    ) -> None:
+        """ConnectError when a non-secret field names an account already connected here
+        (a Team ID that is the account's id): told before any key is read or tested.
+        Only the check says which account a key reads; this catches what fields say."""
+        named = {
+            account_key(value): spec.name
+            for spec in provider.credential_fields
+            if not spec.secret and (value := (credentials.get(spec.name) or "").strip())
+        }
+        if not named:
+            return
+        with self.db.session() as session:
+            found = session.execute(
+                select(Connection.label, Connection.account_ref, Connection.account_name).where(
+                    Connection.workspace_id == workspace_id,
+                    Connection.provider == provider.name,
+                    Connection.account_key.in_(list(named)),
+                )
+            ).first()
+        if found is not None:
+            label, account, name = found
+            shown = account_words(name, account)
+            raise ConnectError(
+                already_connected(label, shown),
+                field=named[account_key(account)],
+                reason=ALREADY_CONNECTED,
+                existing=label,
+                account=shown,
+            )
+
+    def refuse_connected(
+        self,
+        workspace_id: int,
+        provider: Provider,
+        credentials: Mapping[str, str],
+        check: CheckResult,
+    ) -> str:
+        """The account the checked credentials read, as its provider names it; a
+        ConnectError naming the connection of that account, if there is one."""
+        account = account_of(provider, credentials, check)
+        if not account:
+            return ""  # the provider cannot say: such connections cannot be told apart
         with self.db.session() as session:
             existing = session.scalar(
                 select(Connection.label).where(
                     Connection.workspace_id == workspace_id,
-                    Connection.provider == provider_name,
-                    Connection.account_key == account_key(account_ref),
+                    Connection.provider == provider.name,
+                    Connection.account_key == account_key(account),
                 )
             )
         if existing is not None:
             raise ConnectError(
-                already_connected(existing, account_ref),
-                field="team_id",
+                already_connected(existing, account_words(check.account_name, account)),
+                field=account_field(provider, credentials, account),
                 reason=ALREADY_CONNECTED,
                 existing=existing,
-                account=account_ref,
+                account=account_words(check.account_name, account),
             )
+        return account
 
     def _save(
         self,
         workspace_id: int,
         provider: Provider,
         clean: dict[str, str],
+        check: CheckResult,
+        account: str,
         label: str,
         mask: str,
         backfill_days: int,
         created_by: str,
     ) -> tuple[int, str]:
+        public = {
+            f.name: clean[f.name]
+            for f in provider.credential_fields
+            if not f.secret and f.name in clean  # an optional field left empty is not kept
+        }
         with self.db.transaction() as session:
             label = label or unique_label(session, workspace_id, provider.default_label(clean))
-            public = " ".join(clean[f.name] for f in provider.credential_fields if not f.secret)
             connection = Connection(
                 workspace_id=workspace_id,
                 provider=provider.name,
                 label=label,
-                account_ref=public,
-                account_key=account_key(public),
+                account_ref=account,
+                account_key=account_key(account) if account else None,
+                account_name=check.account_name.strip()[:200],
+                account_fields=json.dumps(public),
                 secret_mask=mask,
                 backfill_days=backfill_days,
                 created_by=created_by,
@@ -548,9 +796,9 @@ class SyncEngine:
     ) -> KeyUpdated:
         """Give a connection a new key: tested first, then sealed; its data stays.
 
-        The account (the Team ID) cannot change here: a key of another team is
-        refused, since its costs would be stored as this connection's. On
-        success the error state is cleared and a sync runs at once.
+        The account cannot change here: a key of another account is refused,
+        since its costs would be stored as this connection's. On success the
+        error state is cleared and a sync runs at once.
         """
         connection, provider, credentials = self.new_credentials(connection_id, secrets)
         if check is None:
@@ -567,6 +815,8 @@ class SyncEngine:
             row.credentials_key_id = self.db.keyring.primary_key_id
             row.credentials_changed_at = self.clock()
             row.secret_mask = mask
+            if check.account_name.strip():
+                row.account_name = check.account_name.strip()[:200]
             row.status = ConnectionStatus.PENDING
             row.status_reason = None
             row.status_message = None
@@ -584,11 +834,9 @@ class SyncEngine:
         if connection is None:
             raise ConnectError(f"No connection with id {connection_id}.", reason="gone")
         provider = self.providers.get(connection.provider)
-        public_fields = [f for f in provider.credential_fields if not f.secret]
-        # The account fields come from the plain column, so a key can be replaced
+        # The account fields come from a plain column, so a key can be replaced
         # even when the stored one no longer decrypts.
-        values = connection.account_ref.split(" ")
-        credentials = {f.name: v for f, v in zip(public_fields, values, strict=False)}
+        credentials = stored_fields(provider, connection)
         for spec in provider.credential_fields:
             if spec.secret:
                 credentials[spec.name] = secrets.get(spec.name) or ""
@@ -598,20 +846,30 @@ class SyncEngine:
         self, connection: Connection, credentials: Mapping[str, str]
     ) -> CheckResult:
         """Test a replacement key; every problem is the key's (the account is fixed)."""
+        provider = self.providers.get(connection.provider)
+        secret = next(f.name for f in provider.credential_fields if f.secret)
         try:
-            return await self.check(connection.provider, credentials)
+            check = await self.check(connection.provider, credentials)
         except ConnectError as error:
-            fields = self.providers.get(connection.provider).credential_fields
             message = error.message
-            if error.reason == Reason.TEAM_MISMATCH:
-                message = (
-                    f"This key is not a key of team {connection.account_ref}, the team "
-                    f"“{connection.label}” reads. Create a key in that team "
-                    "(console.x.ai > Settings > Management Keys, Billing: Read Only), "
-                    "or connect the other team separately."
+            if error.field and error.field != secret:
+                message += (
+                    f" “{connection.label}” reads {connection.account_ref or 'its account'}, "
+                    "which a new key cannot change: give it a key of that account, or "
+                    "connect the other account separately."
                 )
-            secret = next(f.name for f in fields if f.secret)
             raise ConnectError(message, field=secret, reason=error.reason) from None
+        account = account_of(provider, credentials, check)
+        if account and connection.account_key and account_key(account) != connection.account_key:
+            raise ConnectError(
+                f"This key reads {account_words(check.account_name, account)}, not "
+                f"{connection.account_ref}, the account “{connection.label}” reads: its costs "
+                "would be stored as that connection's. Give it a key of its own account, or "
+                "connect the other account separately.",
+                field=secret,
+                reason="account_mismatch",
+            )
+        return check
 
     def disconnect(self, connection_id: int) -> None:
         """Delete the connection, its credentials and all its data."""
@@ -649,7 +907,7 @@ class SyncEngine:
 
         A daily sync re-fetches the trailing days (a day keeps changing for
         hours after it ends) and, after downtime, every day since the last
-        success, up to the backfill limit.
+        success; never further back than the provider keeps costs.
         """
         today = self.today()
         if days is None:
@@ -658,8 +916,8 @@ class SyncEngine:
                 days = connection.backfill_days
             else:
                 since = (today - connection.last_success_at.date()).days + 1
-                days = max(days, min(since, MAX_BACKFILL_DAYS))
-        days = max(1, min(days, MAX_BACKFILL_DAYS))
+                days = max(days, since)
+        days = max(1, min(days, self.reach(connection.provider)))
         return today - timedelta(days=days - 1), today
 
     async def sync_connection(
@@ -707,6 +965,7 @@ class SyncEngine:
         missing = [i for i in ids if i not in loaded]
         if missing:
             raise LookupError(f"no connection with id {missing[0]}")
+        self.record_profiles(c.provider for c in loaded.values())
         limit = asyncio.Semaphore(self.concurrency)
         done = 0
         writer = _Writer(partial(self._record, trigger=trigger), self.db.transaction)
@@ -782,7 +1041,9 @@ class SyncEngine:
                 tuple(invoice_months),
             )
         except ProviderError as error:
-            attempt.result = attempt.failed(str(error.reason), error.message)
+            attempt.result = attempt.failed(
+                str(error.reason), error.message, needs_person=error.needs_person
+            )
         except DecryptionError as error:  # expected, and its reason says it all: no traceback
             if error.key_id is not None and error.key_id not in self.db.keyring.key_ids:
                 # This process lacks the key (rotated while it runs): the credential is
@@ -795,7 +1056,9 @@ class SyncEngine:
                 return attempt
             reason = "credentials_unreadable"
             log.warning("sync of connection %s failed: credentials unreadable", connection.id)
-            attempt.result = attempt.failed(reason, _internal_message(reason, error))
+            attempt.result = attempt.failed(
+                reason, _internal_message(reason, error), needs_person=True
+            )
         except Exception as error:  # a bug must not stop the others
             log.exception("sync of connection %s failed", connection.id)
             attempt.result = attempt.failed("internal", _internal_message("internal", error))
@@ -986,11 +1249,10 @@ class SyncEngine:
         connection, result, fetched = attempt.connection, attempt.result, attempt.fetched
         now = self.clock()
         if fetched is None:
-            reason = result.reason or ""
-            needs_person = reason in NEEDS_PERSON
+            needs_person = result.needs_person
             status = {
                 "status": ConnectionStatus.ERROR if needs_person else ConnectionStatus.FAILING,
-                "status_reason": reason,
+                "status_reason": result.reason or "",
                 "status_message": result.message,
             }
             if needs_person:  # the start of an incident, kept while it lasts
@@ -1354,7 +1616,6 @@ def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Deci
 T = TypeVar("T")
 KEY_MISSING = "key_missing"
 """A sync this process skipped: the credential is sealed with a key it lacks."""
-NEEDS_PERSON = frozenset({r.value for r in Reason if r.needs_person} | {"credentials_unreadable"})
 
 
 def _without_keys(rows: Iterable[CostRow]) -> list[CostRow]:

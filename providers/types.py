@@ -6,7 +6,8 @@ A provider returns these, never ORM rows or raw JSON, and raises
 
 Everything added after the first provider has a default, so a provider
 written before it keeps working: optional attributes are read through
-:func:`max_backfill_days`, :func:`settle_hours` and :func:`caveats`, optional
+:func:`max_backfill_days`, :func:`settle_hours`, :func:`caveats`, :func:`key_page`
+and :func:`no_spend_hint`, optional
 capabilities are protocols the host checks with ``isinstance``.
 """
 
@@ -301,7 +302,9 @@ class Provider(Protocol):
     ``max_backfill_days`` (int: how many days back the service keeps costs),
     ``settle_hours`` (int: how many hours after a UTC day ends its figures may
     still change) and ``caveats`` (short sentences every report of this
-    provider's figures must state, e.g. what the service leaves out).
+    provider's figures must state, e.g. what the service leaves out), ``key_page``
+    (str: where a person makes and revokes keys, for the host's advice on a refused
+    key) and ``no_spend_hint`` (str: what to check when a backfill finds no spend).
     """
 
     name: str
@@ -357,6 +360,17 @@ def settle_hours(provider: object) -> int:
 def caveats(provider: object) -> tuple[str, ...]:
     """What a report of ``provider``'s figures must say about them (none by default)."""
     return tuple(getattr(provider, "caveats", ()))
+
+
+def key_page(provider: object) -> str:
+    """Where a person makes and revokes ``provider``'s keys, in words or a URL ("" when
+    unsaid): the host's advice on a refused key names it."""
+    return str(getattr(provider, "key_page", "") or "")
+
+
+def no_spend_hint(provider: object) -> str:
+    """What to check when a first backfill finds no spend at all ("" when unsaid)."""
+    return str(getattr(provider, "no_spend_hint", "") or "")
 
 
 @runtime_checkable

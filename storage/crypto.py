@@ -1,4 +1,4 @@
-"""Sealing secrets (xAI management keys) before they reach the database.
+"""Sealing secrets (providers' keys) before they reach the database.
 
 A sealed value is a short ASCII token, ``v1.<key id>.<data>``, so it fits a
 text column and says which key opened it without revealing the key. Each

@@ -111,7 +111,7 @@ class ConnectionStatus:
 
 
 class Connection(Base):
-    """One provider account (an xAI team) connected to a workspace."""
+    """One provider account (a team, an organization) connected to a workspace."""
 
     __tablename__ = "connections"
     __table_args__ = (
@@ -127,11 +127,19 @@ class Connection(Base):
     provider: Mapped[str] = mapped_column(String(50))
     label: Mapped[short_text]
     account_ref: Mapped[str] = mapped_column(String(200), default="")
-    """The non-secret account id (the xAI Team ID), for display."""
+    """Which account the key reads, as the provider names it (``CheckResult.account_id``,
+    else the non-secret credential fields joined); empty when neither says."""
     account_key: Mapped[str | None] = mapped_column(String(200))
     """``account_ref`` normalised (:func:`account_key`): what makes two connections
-    the same account. Kept plain like ``account_ref``: a Team ID opens nothing
-    without a key. NULL only on a duplicate an old database already had."""
+    the same account. Kept plain like ``account_ref``: an account id opens nothing
+    without a key. NULL when the provider could not say which account a key reads
+    (such connections cannot be told apart), or on a duplicate an old database had."""
+    account_name: Mapped[str] = mapped_column(String(200), server_default="")
+    """The account's name for people, where the provider gives one."""
+    account_fields: Mapped[str | None] = mapped_column(Text)
+    """The non-secret credential fields as JSON (``{"name": "value"}``), so a key can be
+    replaced even when the stored one no longer decrypts. NULL on a connection made
+    before it was kept: ``account_ref`` then holds those fields, joined by spaces."""
     secret_mask: Mapped[str] = mapped_column(String(40), default="")
     credentials_sealed: Mapped[str] = mapped_column(Text)
     credentials_key_id: Mapped[str] = mapped_column(String(32), index=True)
@@ -159,8 +167,30 @@ class Connection(Base):
 
 
 def account_key(account_ref: str) -> str:
-    """How an account id compares: Team IDs are UUIDs, whatever their case."""
+    """How an account id compares: whatever its case and spacing (ids are often UUIDs)."""
     return " ".join(account_ref.split()).lower()
+
+
+class ProviderProfile(Base):
+    """What the host knows of a provider without loading it, as the engine last saw it.
+
+    Reports are read without importing any provider (a terminal report must answer at
+    once), yet they word a provider's figures in its words: its display name, how far
+    back a sync reaches, the caveats its figures carry. The engine records them here
+    whenever it uses a provider, so every surface reads them from the store.
+    """
+
+    __tablename__ = "provider_profiles"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    max_backfill_days: Mapped[int] = mapped_column(Integer)
+    settle_hours: Mapped[int] = mapped_column(Integer)
+    caveats: Mapped[str] = mapped_column(Text, default="[]")
+    """JSON list of sentences (``providers.types.caveats``)."""
+    key_page: Mapped[str] = mapped_column(Text, default="")
+    no_spend_hint: Mapped[str] = mapped_column(Text, default="")
+    recorded_at: Mapped[timestamp]
 
 
 class DailyCost(Base):

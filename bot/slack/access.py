@@ -47,7 +47,7 @@ def refusal_to_use(person: Person | None, team_id: str) -> str | None:
             "and you are visiting from another one."
         )
     if person.is_guest:
-        return "Sorry, guests can't see this workspace's xAI costs. Ask a member or an admin."
+        return "Sorry, guests can't see this workspace's costs. Ask a member or an admin."
     return None
 
 
@@ -62,7 +62,7 @@ def refusal_to_administer(
         return refusal
     if person.is_admin or person.is_owner or person.user_id in admins:
         return None
-    doing = f"`/xai-usage {what}`" if what else "connect, disconnect or configure xAI teams"
+    doing = f"`/xai-usage {what}`" if what else "connect, disconnect or configure connections"
     return (
         f"Sorry, only workspace admins and owners (or people listed in XAI_USAGE_ADMINS) can "
         f"{'run ' if what else ''}{doing}. Everyone can run reports and `status`."

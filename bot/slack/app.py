@@ -17,14 +17,11 @@ from slack_bolt.error import BoltError
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-)
 
 from bot.config import ConfigError
 from bot.runtime import REDACTOR, Runtime
 from bot.slack import blocks
+from bot.slack.client import web_client
 from bot.slack.home import LiveHome
 from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallationStore
 from bot.slack.listeners import register_listeners
@@ -42,13 +39,6 @@ ANOTHER_WORKSPACE = (
     "SLACK_BOT_TOKEN), or install it for many workspaces (SLACK_CLIENT_ID)."
 )
 REDIRECT_PATH = "/slack/oauth_redirect"
-
-
-def web_client(settings: SlackSettings, token: str | None = None) -> WebClient:
-    client = WebClient(token=token, base_url=settings.api_url)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
-    client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
-    return client
 
 
 def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackService]:

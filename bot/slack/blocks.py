@@ -7,7 +7,6 @@ more" instead of breaking the message.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -157,6 +156,7 @@ def report_message(
         fallback=f"{header}" + (f" ({top})" if top else ""),
         problems=[formatting.mrkdwn(p) for p in report.problems[:5]],
         coverage_notes=report.coverage_notes[:3],
+        caveats=report.caveats[:3],
         label_width=min(
             LABEL_WIDTH,
             PHONE_WIDTH - 2 - cost_width - 2 - SHARE_WIDTH,
@@ -212,7 +212,7 @@ def status_fallback(rows: Sequence[StatusRow]) -> str:
     1,000 connections.
     """
     if not rows:
-        return "No xAI team is connected yet: a workspace admin can run `/xai-usage connect`."
+        return "Nothing is connected yet: a workspace admin can run `/xai-usage connect`."
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -247,29 +247,6 @@ def confirm_disconnect(label: str, uid: str) -> dict[str, Any]:
     return render_json("slack/confirm_disconnect.json.j2", label=formatting.inert(label), uid=uid)
 
 
-def connect_modal(
-    metadata: dict[str, str], values: dict[str, str] | None = None, error: str | None = None
-) -> dict[str, Any]:
-    """The connect form; ``values`` refills it, except the key (never echoed)."""
-    values = {k: v for k, v in (values or {}).items() if k != "management_key"}
-    return render_json(
-        "slack/connect_modal.json.j2", metadata=json.dumps(metadata), values=values, error=error
-    )
-
-
-def update_key_modal(
-    metadata: dict[str, str], label: str, account: str, error: str | None = None
-) -> dict[str, Any]:
-    """The form with only the key field: the connection keeps its team and data."""
-    return render_json(
-        "slack/update_key_modal.json.j2",
-        metadata=json.dumps(metadata),
-        label=label,
-        account=account,
-        error=error,
-    )
-
-
 def message_view(title: str, text: str) -> dict[str, Any]:
     return render_json("slack/message_view.json.j2", title=title[:24], text=text[:2900])
 
@@ -290,7 +267,7 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
     if len(lines) > 30:
         lines = [*lines[:29], f"and {len(lines) - 29} more"]
     return "\n".join(lines) or (
-        "No xAI team is connected yet, so there is nothing to sync: a workspace admin can run "
+        "Nothing is connected yet, so there is nothing to sync: a workspace admin can run "
         "`/xai-usage connect` first."
     )
 

@@ -28,6 +28,7 @@ from slack_sdk.errors import SlackApiError
 from bot.formatting import mrkdwn_keep_references
 from bot.jobs import CannotEdit, ChannelUnavailable, ChartFile, Message, Posted, WebhookFailed
 from bot.setup import CannotPost
+from bot.slack.client import web_client
 from bot.slack.settings import SlackSettings
 from bot.webhooks import AddressRefused, post_json
 
@@ -129,8 +130,6 @@ class SlackDelivery:
         if not token:
             raise unavailable("not_installed", team_id or "")
         if token not in self._clients:
-            from bot.slack.app import web_client  # app imports the listeners, which import this
-
             self._clients[token] = web_client(self.settings, token)
         return self._clients[token]
 

@@ -6,7 +6,8 @@ command's words, parsed by the same grammar and checked by the same
 :mod:`bot.setup` parsers, then run exactly as typed, so every rule lives in
 one place. What a form adds is where a problem shows: under its field.
 Building the views and reading submissions is here; the listeners that
-open and receive them are in ``listeners/commands.py`` and ``listeners/views.py``.
+open and receive them are in ``dispatch.py`` and ``listeners/views.py``; the connect
+and update-key forms, built from a provider's fields, are ``connecting.py``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 slack_sdk's own SQLAlchemy installation store keeps bot and user tokens,
 refresh tokens and webhook URLs in plain text. Here the whole installation
-is sealed with the keyring that protects the xAI keys (AES-256-GCM, bound to
+is sealed with the keyring that protects the providers' keys (AES-256-GCM, bound to
 the row's ``uid``), and only what lookups and scheduling need stays plain:
 the app, enterprise, team and installer ids, when it was installed and when
 the bot token expires.

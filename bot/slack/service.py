@@ -1,7 +1,11 @@
-"""What the Slack listeners call: plain methods over the store and the engine.
+"""The Slack app's service: who asks and where, where the answer goes, and the work
+pools it runs on.
 
-Listeners ack, parse, call one of these, and render. Nothing here imports
-Bolt; the Slack client is passed in where a Slack lookup is needed.
+Split by job: what an answer says is ``answers.py`` (reports, insights, status);
+the connect and update-key forms, and every credential Slack handles, are
+``connecting.py``; the Home tab is ``home.py``; the setup forms are ``forms.py``.
+Nothing here imports Bolt; the Slack client is passed in where a Slack lookup is
+needed.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
@@ -24,32 +27,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from bot.grammar import Command, label_problem
+from bot.grammar import Command
 from bot.home import DashboardCache
-from bot.insights import Insights, build_insights
-from bot.numbers import whole_number
-from bot.reports import Report, StatusRow, build_report, resolve_period, status_rows
-from bot.runtime import REDACTOR, Runtime
+from bot.runtime import Runtime
 from bot.setup import Setup
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
 from bot.slack.settings import SlackSettings
 from bot.slack.setup_words import SLACK
-from bot.sync import (
-    ALREADY_CONNECTED,
-    MAX_BACKFILL_DAYS,
-    Connected,
-    ConnectError,
-    KeyUpdated,
-    SyncResult,
-    already_connected,
-)
-from providers.types import CheckResult
+from bot.sync import SyncResult
 from storage.db import missing_keys_warning
-from storage.models import (
-    Connection,
-    ConnectionStatus,
-    Workspace,
-)
+from storage.models import Connection, Workspace
 from storage.repo import find_connection, workspace_for_slack_team
 
 if TYPE_CHECKING:
@@ -74,10 +61,6 @@ def log_failed_request(error: BaseException) -> None:
     log.debug("the failed request's traceback", exc_info=error)
 
 
-FRESH_FOR = timedelta(minutes=15)
-CHECK_BUDGET_SECONDS = 2.3  # of Slack's 3 s for a modal submission
-CONNECT_FIELDS = ("label", "team_id", "management_key", "backfill_days")
-SLASH = "/xai-usage"
 RESPONSE_URL_USES = 5
 RESPONSE_URL_SECONDS = 30 * 60
 RESPONSE_URL_MARGIN = 60
@@ -253,6 +236,18 @@ class SlackService:
 
         return respond
 
+    @staticmethod
+    def modal_metadata(invocation: Invocation) -> dict[str, str]:
+        """What a form carries so its answer goes where the command was typed."""
+        return {
+            k: v
+            for k, v in (
+                ("channel_id", invocation.channel_id),
+                ("response_url", invocation.response_url),
+            )
+            if v
+        }
+
     # -- who and where ---------------------------------------------------------
 
     def workspace_id(self, invocation: Invocation) -> int:
@@ -299,68 +294,10 @@ class SlackService:
             return refusal_to_administer(person, invocation.team_id, self.settings.admins, what)
         return refusal_to_use(person, invocation.team_id)
 
-    # -- reports ----------------------------------------------------------------
-
-    def report(self, invocation: Invocation, command: Command) -> Report:
-        workspace_id = self.workspace_id(invocation)
-        if command.name == "today" and self.refresh_today(workspace_id):
-            self.home_changed(invocation.team_id, force=True)
-        now = self.runtime.clock()
-        with self.runtime.db.session() as session:
-            connection = (
-                find_connection(session, workspace_id, command.get("connection"))
-                if command.get("connection")
-                else None
-            )
-            return build_report(
-                session,
-                workspace_id,
-                resolve_period(command, now.astimezone(UTC).date()),
-                command.get("by", "model"),
-                connection=connection,
-                model_pattern=command.get("model"),
-                now=now,
-            )
-
-    def insights(self, invocation: Invocation, label: str | None = None) -> Insights:
-        """The workspace's insights (or one connection's), as of today (UTC)."""
-        workspace_id = self.workspace_id(invocation)
-        with self.runtime.db.session() as session:
-            connection = find_connection(session, workspace_id, label) if label else None
-            today = self.runtime.clock().astimezone(UTC).date()
-            return build_insights(
-                session, workspace_id, today, connection, providers=self.runtime.providers
-            )
-
-    def refresh_today(self, workspace_id: int) -> list[SyncResult]:
-        """Re-fetch today for connections whose data is over 15 minutes old."""
-        cutoff = self.runtime.clock() - FRESH_FOR
-        with self.runtime.db.session() as session:
-            stale = list(
-                session.scalars(
-                    select(Connection.id).where(
-                        Connection.workspace_id == workspace_id,
-                        Connection.status != ConnectionStatus.ERROR,
-                        (Connection.last_success_at.is_(None))
-                        | (Connection.last_success_at < cutoff),
-                    )
-                )
-            )
-        if not stale:
-            return []
-        try:
-            return asyncio.run(self.runtime.engine.sync_many(stale, trigger="today", days=1))
-        finally:
-            self.dashboards.forget(workspace_id)
-
     def key_warnings(self) -> list[str]:
         """For ``status``: that this server lacks a key the store now uses, if it does."""
         missing = self.runtime.db.missing_key_ids()
         return [f":warning: {missing_keys_warning(missing)}"] if missing else []
-
-    def status(self, invocation: Invocation) -> list[StatusRow]:
-        with self.runtime.db.session() as session:
-            return status_rows(session, self.workspace_id(invocation), self.runtime.clock())
 
     def sync(
         self, invocation: Invocation, label: str | None, days: int | None
@@ -403,127 +340,6 @@ class SlackService:
         reply = setup_for(self, invocation).run(command, **how)
         self.home_changed(invocation.team_id)
         return reply
-
-    # -- connect ----------------------------------------------------------------
-
-    @staticmethod
-    def modal_metadata(invocation: Invocation) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (
-                ("channel_id", invocation.channel_id),
-                ("response_url", invocation.response_url),
-            )
-            if v
-        }
-
-    @staticmethod
-    def submitted_values(view: dict) -> dict[str, str]:
-        state = view.get("state", {}).get("values", {})
-        values = {}
-        for block_id in CONNECT_FIELDS:
-            value = (state.get(block_id, {}).get("value", {}) or {}).get("value")
-            values[block_id] = (value or "").strip()
-        if values["management_key"]:
-            REDACTOR.add(values["management_key"])
-        return values
-
-    def field_errors(self, workspace_id: int, values: dict[str, str]) -> dict[str, str]:
-        """Malformed input, shown on the field at once; no network."""
-        errors = {}
-        provider = self.runtime.providers.get("xai")
-        for spec in provider.credential_fields:
-            value = values.get(spec.name, "")
-            problem = spec.validate(value) if value else f"{spec.label} is required."
-            if problem:
-                errors[spec.name] = problem
-        days = whole_number(values.get("backfill_days") or str(MAX_BACKFILL_DAYS))
-        if days is None or not 1 <= days <= MAX_BACKFILL_DAYS:
-            errors["backfill_days"] = f"A whole number of days from 1 to {MAX_BACKFILL_DAYS}."
-        label = values.get("label", "")
-        if problem := label_problem(label):  # Slack enforces max_length only in its own client
-            errors["label"] = problem
-        elif label and not errors:
-            with self.runtime.db.session() as session:
-                taken = session.scalar(
-                    select(Connection.id).where(
-                        Connection.workspace_id == workspace_id, Connection.label == label
-                    )
-                )
-            if taken:
-                errors["label"] = f"“{label}” is taken: pick another label."
-        if "team_id" not in errors:
-            try:
-                self.runtime.engine.refuse_connected(workspace_id, "xai", values["team_id"])
-            except ConnectError as error:
-                errors["team_id"] = self.error_text(error)
-        return errors
-
-    @staticmethod
-    def error_text(error: ConnectError) -> str:
-        """A ConnectError as Slack shows it: commands spelled ``/xai-usage``."""
-        if error.reason == ALREADY_CONNECTED and error.existing:
-            return already_connected(error.existing, error.account, SLASH)
-        return error.message
-
-    def check(
-        self, values: dict[str, str], *, budget: float | None = CHECK_BUDGET_SECONDS
-    ) -> CheckResult:
-        """Test the credentials; TimeoutError if it takes longer than ``budget``."""
-        credentials = {"team_id": values["team_id"], "management_key": values["management_key"]}
-        check = self.runtime.engine.check("xai", credentials)
-        return asyncio.run(asyncio.wait_for(check, budget) if budget else check)
-
-    def connect(
-        self, invocation: Invocation, values: dict[str, str], check: CheckResult
-    ) -> Connected:
-        credentials = {"team_id": values["team_id"], "management_key": values["management_key"]}
-        connected = asyncio.run(
-            self.runtime.engine.connect(
-                self.workspace_id(invocation),
-                "xai",
-                credentials,
-                label=values.get("label") or None,
-                backfill_days=int(values.get("backfill_days") or MAX_BACKFILL_DAYS),
-                created_by=invocation.user_id,
-                check=check,
-            )
-        )
-        self.home_changed(invocation.team_id, force=True)
-        return connected
-
-    # -- update-key -------------------------------------------------------------
-
-    def update_key_target(self, invocation: Invocation, uid: str) -> Connection | None:
-        with self.runtime.db.session() as session:
-            return session.scalar(
-                select(Connection).where(
-                    Connection.uid == uid, Connection.workspace_id == self.workspace_id(invocation)
-                )
-            )
-
-    def check_update(
-        self,
-        connection: Connection,
-        key: str,
-        *,
-        budget: float | None = CHECK_BUDGET_SECONDS,
-    ) -> CheckResult:
-        """Test a new key for ``connection``; ConnectError (on the key) or TimeoutError."""
-        REDACTOR.add(key)
-        engine = self.runtime.engine
-        _, _, credentials = engine.new_credentials(connection.id, {"management_key": key})
-        check = engine.check_update(connection, credentials)
-        return asyncio.run(asyncio.wait_for(check, budget) if budget else check)
-
-    def update_key(
-        self, invocation: Invocation, connection: Connection, key: str, check: CheckResult
-    ) -> KeyUpdated:
-        updated = asyncio.run(
-            self.runtime.engine.update_key(connection.id, {"management_key": key}, check=check)
-        )
-        self.home_changed(invocation.team_id, force=True)  # the new key's sync ran
-        return updated
 
     # -- disconnect -------------------------------------------------------------
 

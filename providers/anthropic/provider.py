@@ -154,6 +154,11 @@ class AnthropicProvider:
         "Anthropic's cost report leaves out Priority Tier costs: an organization on Priority "
         "Tier spends more than these figures show.",
     )
+    key_page = _KEY_PAGE
+    no_spend_hint = (
+        "the key may be another organization's: an Admin key reads only its own "
+        "organization, so check it was made in the organization you meant."
+    )
     stand_in_setting = BASE_URL_SETTING
 
     def __init__(

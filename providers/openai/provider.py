@@ -144,6 +144,11 @@ class OpenAIProvider:
         "OpenAI's line items are free text: a model is read from the text before the first "
         "comma, and a line item without one is shown as it comes.",
     )
+    key_page = _KEY_PAGE
+    no_spend_hint = (
+        "the key may be another organization's: an admin key reads only its own "
+        "organization, so check it was made in the organization you meant."
+    )
     stand_in_setting = BASE_URL_SETTING
 
     def __init__(

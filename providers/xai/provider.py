@@ -119,6 +119,11 @@ class XaiProvider:
     max_backfill_days = 90  # how long xAI keeps usage
     # A day's usage keeps changing for hours after it ends (late-billed requests).
     settle_hours = 12
+    key_page = _KEY_PAGE
+    no_spend_hint = (
+        "the Team ID may be another team's: a key reads only its own team "
+        f"(check the Team ID in {_TEAM_PAGE})."
+    )
     stand_in_setting = "XAI_MANAGEMENT_API_URL"
 
     def __init__(

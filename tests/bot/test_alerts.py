@@ -33,6 +33,7 @@ from bot.slack.messages import alert_message
 from storage.db import Database
 from storage.models import BillingState, Budget, Connection, DailyCost, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
+from tests.fakes.connections import add_connection
 from tests.fakes.slack_api import SlackStandIn
 
 SPIKE_DAY = date(2026, 11, 20)  # a Friday
@@ -61,18 +62,7 @@ class Store:
 
     def connection(self, label: str = "Production — xAI", **fields) -> int:
         with self.db.transaction() as session:
-            connection = Connection(
-                workspace_id=self.workspace_id,
-                provider="xai",
-                label=label,
-                credentials_sealed="sealed",
-                credentials_key_id="k",
-                status="ok",
-                **fields,
-            )
-            session.add(connection)
-            session.flush()
-            return connection.id
+            return add_connection(session, self.workspace_id, label, **fields).id
 
     def spend(self, connection_id: int, costs: dict[date, object], model: str = "grok-4") -> None:
         """Set a model's cost on some days (replacing what was there)."""
@@ -236,7 +226,7 @@ def test_a_connection_budget_counts_only_its_connection(db) -> None:
     alerts = store.budgets(date(2026, 11, 2))
     assert keys(alerts) == [f"budget:{mine}:2026-11:50", f"budget:{everyone}:2026-11:50"]
     assert alerts[0].connection_id == prod and "“Production”" in alerts[0].text
-    assert '--connection "Production"' in alerts[0].text  # where to look next
+    assert "--connection Production" in alerts[0].text  # where to look next
     assert alerts[1].connection_id is None and alerts[1].text.startswith("All connections")
 
 
@@ -655,7 +645,8 @@ def test_every_kind_of_alert_renders_a_slack_message_with_its_emoji(db) -> None:
         assert alert.title in header["text"]["text"]
         # Shown as written: escaped, its markup kept from pairing by zero-width spaces.
         assert section["text"]["text"] == mrkdwn(alert.text)
-        assert section["text"]["text"].replace("\u200b", "") == alert.text.replace("&", "&amp;")
+        escaped = alert.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert section["text"]["text"].replace("\u200b", "") == escaped
         assert message["text"].startswith(alert.title)  # the notification's fallback
         headers.add(header["text"]["text"].split()[0])
     assert len(headers) == len(alerts)  # an emoji per kind

@@ -263,7 +263,7 @@ def test_update_key_refuses_another_teams_key_and_unknown_labels(cli_env, live_s
     live_sandbox.add_key(NEW_KEY, "11111111-2222-3333-4444-555555555555")
     code, out, err = run_cli(cli_env, "update-key", "Production — xAI", stdin=NEW_KEY)
     assert code == 1 and err.count("xai-usage:") == 1 and "Traceback" not in err and out == ""
-    assert f"not a key of team {DEMO_TEAM_ID}" in err
+    assert f"reads {DEMO_TEAM_ID}, which a new key cannot change" in err
     status = json.loads(run_cli(cli_env, "status", "--format", "json")[1])
     assert status[0]["key"] == "xai-…beef"  # the old key stays
     code, _, err = run_cli(cli_env, "update-key", "Staging", stdin=NEW_KEY)
@@ -593,7 +593,7 @@ def test_jobs_with_an_unknown_subcommand_runs_nothing(edge_env, db) -> None:
 def test_sync_days_takes_ascii_digits_only(edge_env) -> None:
     code, out, err = run_in_process(edge_env, "sync", "--days", "²")
     assert code == 2 and out == ""
-    assert "--days must be a whole number from 1 to 90; got “²”" in one_error_line(err)
+    assert "--days must be a whole number from 1 to 3660; got “²”" in one_error_line(err)
 
 
 @pytest.mark.parametrize(

@@ -248,3 +248,91 @@ def test_no_admin_key_reaches_output_or_a_log_line(tmp_path, env, db, store_key)
         assert "HTTP Request: GET" in done.stderr  # the log was on, and saw the requests
         for key in (OPENAI_KEY, ANTHROPIC_KEY):
             assert key not in done.stdout + done.stderr
+
+
+# -- connect --provider: the provider's own fields, and two organizations side by side -----
+
+
+def test_two_openai_organizations_connect_side_by_side_and_status_names_each(
+    cli, env, openai
+) -> None:
+    second_key = "sk-admin-second0openai0organization0keyfeed"
+    openai.add_organization("org-second")
+    openai.add_key(second_key, "org-second")
+
+    assert cli("connect", "--provider", "openai", "--label", "Research", env=env)[0] == 0
+    code, out, err = cli(
+        "connect",
+        "--provider",
+        "openai",
+        "--label",
+        "Product",
+        env={**env, "OPENAI_ADMIN_KEY": second_key},
+    )
+    assert code == 0, err
+    assert f"OpenAI account {openai.identity('org-second')}" in out
+
+    rows = json.loads(cli("status", "--format", "json", env=env)[1])
+    assert [(r["label"], r["provider_name"], r["account"]) for r in rows] == [
+        ("Product", "OpenAI", openai.identity("org-second")),
+        ("Research", "OpenAI", openai.identity(OPENAI_ORG)),
+    ]
+    month, _ = by_model(cli, env, "month")
+    first = TODAY.replace(day=1)
+    expected: dict[str, Decimal] = {}
+    for org in (OPENAI_ORG, "org-second"):
+        for model, usd in openai.costs_by_model(org, first, TODAY).items():
+            expected[model] = expected.get(model, Decimal(0)) + usd
+    assert month == expected  # both, each counted once
+
+    # The first organization again, with another of its admin keys: refused, one line.
+    other = OPENAI_KEY[:-4] + "0000"
+    openai.add_key(other, OPENAI_ORG)
+    code, out, err = cli("connect", "--provider", "openai", env={**env, "OPENAI_ADMIN_KEY": other})
+    assert code == 1 and out == "" and err.count("\n") == 2  # "Testing…", then one line
+    assert "already connected here as “Research”" in err
+    assert "`xai-usage update-key Research`" in err
+
+
+def test_a_field_the_provider_does_not_have_or_a_key_as_a_flag_is_refused_first(
+    cli, env, openai
+) -> None:
+    requests = len(openai.requests)
+    code, _, err = cli("connect", "--provider", "openai", "--team-id", "abc", env=env)
+    assert code == 1 and "OpenAI has no field --team-id" in err
+    assert "Its fields: none: it needs only a key" in err
+    code, _, err = cli("connect", "--provider", "openai", "--admin-key", OPENAI_KEY, env=env)
+    assert code == 1 and "Admin key is a secret: it is never typed on the command line" in err
+    assert "OPENAI_ADMIN_KEY" in err and OPENAI_KEY not in err
+    code, _, err = cli("connect", "--provider", "nobody", env=env)
+    assert code == 1 and "no provider named 'nobody' is loaded" in err
+    assert len(openai.requests) == requests  # nothing was sent anywhere
+    assert "No connections yet" in cli("status", env=env)[1]
+
+
+def test_help_connect_and_providers_list_each_providers_fields(cli, env) -> None:
+    code, out, _ = cli("help", "connect", env=env)
+    assert code == 0
+    assert "Usage: xai-usage connect [--provider NAME]" in out and "[--FIELD VALUE]" in out
+    lines = {line.split()[0]: line for line in out.splitlines()[-3:]}
+    assert "--team-id (Team ID)" in lines["xai"] and "XAI_MANAGEMENT_KEY" in lines["xai"]
+    assert "Admin key from standard input, the prompt, OPENAI_ADMIN_KEY" in lines["openai"]
+    assert "ANTHROPIC_ADMIN_KEY" in lines["anthropic"]
+    code, out, _ = cli("providers", env=env)
+    assert code == 0 and "[providers.openai.provider]" in out and "--team-id" in out
+
+
+def test_a_report_states_each_providers_caveats_only_where_its_figures_are(
+    cli, env, openai, anthropic
+) -> None:
+    assert cli("connect", "--provider", "openai", "--label", "OA", env=env)[0] == 0
+    assert cli("connect", "--provider", "anthropic", "--label", "AN", env=env)[0] == 0
+    priority = "leaves out Priority Tier costs"
+    free_text = "line items are free text"
+
+    out = cli("month", env=env)[1]
+    assert priority in out and free_text in out
+    out = cli("month", "--connection", "OA", env=env)[1]
+    assert free_text in out and priority not in out
+    report = json.loads(cli("month", "--connection", "AN", "--format", "json", env=env)[1])
+    assert len(report["caveats"]) == 1 and priority in report["caveats"][0]

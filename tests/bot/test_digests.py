@@ -551,7 +551,7 @@ def test_an_empty_workspace_gets_a_helpful_message(db) -> None:
     assert d.empty and d.total_usd == 0 and d.top == ()
     assert not quiet_skip(d, None, None)
     message = digest_message(d)
-    assert message["text"] == "Daily xAI spend · Fri 20 Mar 2026: no provider is connected yet."
+    assert message["text"] == "Daily AI spend · Fri 20 Mar 2026: no provider is connected yet."
     assert "`/xai-usage connect`" in all_text(message)
 
 

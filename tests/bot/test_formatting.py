@@ -23,9 +23,11 @@ def test_whole_replies_are_escaped_but_keep_the_references_the_bot_makes() -> No
     )
 
 
-def test_a_backfill_of_nothing_hints_at_another_teams_id() -> None:
+def test_a_backfill_of_nothing_hints_at_another_account_in_the_providers_words() -> None:
     hint = formatting.zero_backfill_hint(Decimal(0), 90)
-    assert "No spend at all in 90 days" in hint and "Team ID may be another team's" in hint
+    assert "No spend at all in 90 days" in hint and "another account's" in hint
+    said = formatting.zero_backfill_hint(Decimal(0), 90, "the Team ID may be another team's.")
+    assert said.endswith("if this account does use the API, the Team ID may be another team's.")
     assert formatting.zero_backfill_hint(Decimal("0.01"), 90) == ""
 
 

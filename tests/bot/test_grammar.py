@@ -109,7 +109,7 @@ def test_alerts_can_list_and_remove_a_route_or_only_its_webhook() -> None:
 @pytest.mark.parametrize("digits", ["²", "٣", "３", "1²"])
 def test_whole_numbers_are_ascii_digits_only(digits: str) -> None:
     # "²".isdigit() is True and int("٣") == 3: neither is a number anybody typed.
-    with pytest.raises(UsageError, match=r"--days must be a whole number from 1 to 90"):
+    with pytest.raises(UsageError, match=r"--days must be a whole number from 1 to 3660"):
         parse(["sync", "--days", digits])
 
 
@@ -163,3 +163,51 @@ def test_jobs_has_one_subcommand_and_refuses_the_rest() -> None:
         with pytest.raises(UsageError) as caught:
             parse(words)
         assert caught.value.usage == "jobs run [--at TIME]"
+
+
+# -- connect's fields are the provider's; help is the grammar's; one quoter ----------------
+
+
+def test_connect_takes_any_field_as_a_flag_for_the_provider_to_judge() -> None:
+    from bot.grammar import field_options
+
+    command = parse(
+        ["connect", "--provider", "acme", "--region", "eu-west", "--Team_ID", "x", "--days", "7"]
+    )
+    assert command.get("provider") == "acme" and command.get("days") == 7
+    assert field_options(command) == {"region": "eu-west", "team_id": "x"}
+    with pytest.raises(UsageError, match="--region needs a value"):
+        parse(["connect", "--region"])
+    with pytest.raises(UsageError, match="`sync` has no option --region"):
+        parse(["sync", "--region", "eu"])  # only connect takes a provider's fields
+
+
+def test_help_lists_the_options_its_usage_line_shows() -> None:
+    """The help template once re-implemented which options show where, and drifted:
+    `help digest` listed --chart in its usage but not among its options."""
+    from bot.grammar import COMMANDS
+    from bot.render import render
+
+    for surface in ("cli", "slack"):
+        for name, spec in COMMANDS.items():
+            if surface not in spec.surfaces:
+                continue
+            text = render("help.txt.j2", commands=COMMANDS, topic=name, surface=surface, extra=[])
+            usage = text.splitlines()[0]
+            listed = [line.split()[0] for line in text.splitlines()[3:] if line.startswith("  --")]
+            shown = [word.strip("[]") for word in usage.split() if word.startswith("[--")]
+            assert listed == [s for s in shown if s != "--FIELD"], (surface, name)
+    digest = render("help.txt.j2", commands=COMMANDS, topic="digest", surface="cli", extra=[])
+    assert "  --chart" in digest
+
+
+@pytest.mark.parametrize(
+    "word",
+    ["Production", "Prod — team", 'say "hi"', "back\\slash", "it’s", "a'b", "two  spaces"],
+)
+def test_one_quoter_gives_every_word_back_through_tokenize(word: str) -> None:
+    from bot.grammar import quoted, words
+
+    typed = word.replace("’", "'")  # a curly quote comes back straight, as when typed
+    assert tokenize(quoted(word)) == [typed]
+    assert parse(tokenize(words("sync", connection=word))).get("connection") == typed

@@ -140,7 +140,7 @@ def test_nothing_fetched_means_no_movers_not_zero_movers(db, workspace_id):
 
 def test_key_movers_and_idle_keys_by_name(db, workspace_id):
     with db.transaction() as session:
-        c = add_connection(session, workspace_id, "Prod")
+        c = add_connection(session, workspace_id, "Prod", key_breakdown=True)
         fetched(session, c, day(60))
         for key, name in (("k1", "production"), ("k2", "staging"), ("k3", "old-batch")):
             session.add(ApiKeyName(connection_id=c.id, api_key_id=key, name=name))
@@ -298,7 +298,7 @@ def test_one_connection_only(db, workspace_id):
 def test_no_connection_says_so(db, workspace_id):
     found = insights(db, workspace_id)
     assert found.empty and found.notes == (
-        "No xAI team is connected yet: connect one to see insights.",
+        "Nothing is connected yet: connect an account to see insights.",
     )
 
 
@@ -446,7 +446,9 @@ def test_a_second_provider_gets_hints_from_its_own_price_list(db, workspace_id):
     assert grok.prices_source == price_table().source
     # Figures say whose they are: both providers here, each by its own name.
     assert found.kinds.source == "Other AI and xAI usage series by unit type"
-    assert big.source == grok.source == found.kinds.source
+    # ...and a hint only its own provider's, whose token mix and prices it is built on.
+    assert big.source == "Other AI usage series by unit type"
+    assert grok.source == "xAI usage series by unit type"
     with db.session() as session:
         other_only = build_insights(
             session, workspace_id, TODAY, session.get(type(other), other.id),
@@ -498,3 +500,32 @@ def test_cli_insights_prints_them_and_refuses_an_unknown_connection(cli, db, wor
     code, out, err = cli("insights", "--connection", "Nope")
     assert (code, out) == (1, "")
     assert err == "xai-usage: no connection labelled “Nope” (connections: “Prod”)\n"
+
+
+def test_a_connection_answered_per_key_is_keyed_though_some_costs_have_no_key(db, workspace_id):
+    """OpenAI answers per API key, yet its image and tool line items are no key's: the
+    provider's answer (``key_breakdown``), not a row without a key, says it was keyed."""
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "OpenAI", key_breakdown=True)
+        fetched(session, c, day(60))
+        session.add(ApiKeyName(connection_id=c.id, api_key_id="key_a", name="production"))
+        cost(session, c, 2, "gpt-4o", "30", "key_a")
+        cost(session, c, 9, "gpt-4o", "10", "key_a")
+        cost(session, c, 2, "Image models", "4")  # no key made it
+        cost(session, c, 9, "Image models", "1")
+    found = insights(db, workspace_id)
+    # The key's own spend moves; the costs no key made are no key's to move.
+    assert [(m.label, m.this_week_usd, m.last_week_usd) for m in found.movers.keys] == [
+        ("production", D(30), D(10)),
+    ]
+    assert not any("leave out “OpenAI”" in note for note in found.notes)
+
+
+def test_a_provider_that_cannot_split_by_unit_type_gets_no_note_about_it(db, workspace_id):
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Plain team", provider="plain")
+        fetched(session, c, day(20))
+        cost(session, c, 2, "plain-1", "40")
+    found = insights(db, workspace_id, providers=registry(PlainProvider()))
+    assert found.kinds is None
+    assert not any("Where the money goes" in n or "by unit type" in n for n in found.notes)

@@ -338,7 +338,7 @@ def test_a_digest_set_up_in_a_terminal_is_announced_then_delivered(world: World)
     assert "Digest 1: CCOSTS, every day at 09:00 (UTC)" in out
     assert "`xai-usage digest remove 1` stops it" in out
     [note] = world.posts("CCOSTS")
-    assert note["text"].startswith(":calendar: An admin set up an xAI spend digest here")
+    assert note["text"].startswith(":calendar: An admin set up a spend digest here")
     with world.runtime().db.session() as session:
         sub = session.scalar(select(DigestSubscription))
     assert sub.created_by.startswith("terminal:")
@@ -582,7 +582,7 @@ def test_alert_routes_from_a_terminal_are_tested_listed_and_removed(world: World
     code, out = run_cli(world, "alerts", "CALERTS")
     assert code == 0, out
     [note] = world.slack.history("CALERTS")
-    assert note["text"].startswith(":bell: An admin sent xAI spend alerts for all connections")
+    assert note["text"].startswith(":bell: An admin sent spend alerts for all connections")
     code, out = run_cli(world, "budget", "set", "20")
     assert code == 0 and "Alerts go to CALERTS. `xai-usage alerts C0123ABCD` changes it." in out
     code, out = run_cli(world, "alerts", "list")

@@ -8,7 +8,7 @@ import pytest
 
 from bot import cli
 from bot.grammar import COMMANDS, Handlers
-from bot.slack.listeners import commands as slack_commands
+from bot.slack import dispatch as slack_commands
 
 SURFACES = {"cli": cli.HANDLERS, "slack": slack_commands.HANDLERS}
 

@@ -51,7 +51,7 @@ def test_status_sets_usage_beside_a_lines_less_invoices_own_total(
     code, out, err = cli("status")
 
     assert code == 0, err
-    assert "xAI invoice so far $0.00" not in out and "above the invoice" not in out
+    assert "invoice so far $0.00" not in out and "above the invoice" not in out
     assert f"invoice so far {money(bill.stated)}" in out and "they agree" in out
     r = status_json(cli)
     assert r["flagged"] is False and r["explanations"] == []

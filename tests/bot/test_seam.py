@@ -12,6 +12,7 @@ the host fails here, not in review.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -93,11 +94,93 @@ def test_the_check_recognises_what_it_forbids() -> None:
 
 # -- the host learns about a provider only through the provider object ----------------
 
-PROVIDER_OWN = "providers.xai"
-"""xAI's own package: built as a third party would build the next provider."""
-STAND_IN_COMMANDS = frozenset({("cli.py", "demo")})
-"""The command that runs the product against xAI's local stand-in: the one place the host
-names xAI's code (``sandbox`` finds any provider's stand-in through ``StandInProvider``)."""
+ROOT = Path(bot.__file__).parents[1]
+HOST = ("bot", "storage", "templates")
+HISTORY = "storage/migrations"
+"""Migrations record what the schema was; their docstrings are history, not the host's words."""
+PROVIDER_PACKAGES = ("providers.xai", "providers.openai", "providers.anthropic")
+"""Each provider's own package, built as a third party would build one."""
+PROVIDER_WORDS = re.compile(
+    r"\bxAI\b|x\.ai\b|\bOpenAI\b|\bAnthropic\b|\bGrok\b|\bClaude\b|Team ID|"
+    r"[Mm]anagement (API )?[Kk]ey|[Aa]dmin [Kk]ey|\bteam-id\b|sk-admin|sk-ant"
+)
+"""How the built-in providers word themselves: a host surface says them only by quoting
+what a provider supplies (display names, field labels, help, messages)."""
+SLACK_OWN = frozenset({"team_id"})
+"""A provider's field name that is also a Slack payload field: Slack's own in bot/slack."""
+
+
+def provider_vocabulary() -> tuple[frozenset[str], frozenset[str]]:
+    """The names and credential field names of every provider this repository ships."""
+    from providers.manager import load_providers, plugin_manager
+
+    registry = load_providers({}, plugin_manager(load_entry_points=True))
+    names = frozenset(p.name for p in registry)
+    fields = frozenset(f.name for p in registry for f in p.credential_fields)
+    return names, fields
+
+
+def string_constants(source: str) -> list[tuple[int, str]]:
+    """Every string literal of ``source`` but docstrings (which explain, and may cite a
+    provider as an example), with its line."""
+    tree = ast.parse(source)
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    for node in ast.walk(tree):  # a docstring after an assignment (attribute docs)
+        if isinstance(node, ast.Module | ast.ClassDef):
+            for before, after in zip(node.body, node.body[1:], strict=False):
+                documents = isinstance(before, ast.Assign | ast.AnnAssign)
+                if (
+                    documents
+                    and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant)
+                ):
+                    docstrings.add(id(after.value))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def provider_knowledge(path: Path, source: str, names, fields) -> list[str]:
+    """What in a host file names a provider, its credential fields or its wording."""
+    relative = path.relative_to(ROOT).as_posix()
+    in_slack = relative.startswith(("bot/slack/", "storage/"))
+    found = []
+    if path.suffix == ".py":
+        for name in provider_imports(source):
+            found.append(f"imports {name[1]}")
+        texts = string_constants(source)
+    else:
+        texts = [(n, line) for n, line in enumerate(source.splitlines(), start=1)]
+    for line, text in texts:
+        if match := PROVIDER_WORDS.search(text):
+            found.append(f"line {line}: says {match.group(0)!r}")
+        words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_-]*", text))
+        if path.suffix == ".py":
+            words = {text} if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", text) else set()
+        for word in words & (names | fields):
+            if word in SLACK_OWN and in_slack:
+                continue
+            found.append(f"line {line}: names {word!r}")
+    return found
+
+
+def host_files() -> list[Path]:
+    files = []
+    for folder in HOST:
+        for path in sorted((ROOT / folder).rglob("*")):
+            relative = path.relative_to(ROOT).as_posix()
+            if path.suffix in (".py", ".j2") and not relative.startswith(HISTORY):
+                files.append(path)
+    return files
 
 
 def provider_imports(source: str) -> list[tuple[str | None, str]]:
@@ -119,7 +202,7 @@ def provider_imports(source: str) -> list[tuple[str | None, str]]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             function = node.name
         for name in names(node):
-            if name == PROVIDER_OWN or name.startswith(PROVIDER_OWN + "."):
+            if any(name == p or name.startswith(p + ".") for p in PROVIDER_PACKAGES):
                 found.append((function, name))
                 break
         for child in ast.iter_child_nodes(node):
@@ -129,27 +212,104 @@ def provider_imports(source: str) -> list[tuple[str | None, str]]:
     return found
 
 
-def test_the_host_imports_no_providers_own_code_but_the_stand_in_commands() -> None:
-    root = Path(bot.__file__).parent
+def test_the_host_names_no_provider_its_fields_or_its_words() -> None:
+    """bot/, storage/ and templates/ say a provider's name, fields and words only by
+    quoting what the provider supplies: `demo` included, which finds the stand-ins through
+    their capability."""
+    names, fields = provider_vocabulary()
+    assert {"xai", "openai", "anthropic"} <= names  # the check knows what it looks for
     found = {
-        (str(path.relative_to(root)), function, name)
-        for path in sorted(root.rglob("*.py"))
-        for function, name in provider_imports(path.read_text(encoding="utf-8"))
-        if (str(path.relative_to(root)), function) not in STAND_IN_COMMANDS
+        path.relative_to(ROOT).as_posix(): problems
+        for path in host_files()
+        if (problems := provider_knowledge(path, path.read_text(encoding="utf-8"), names, fields))
     }
-    assert found == set(), "bot/ reaches into a provider's package: use its capabilities"
+    assert found == {}, "the host knows a provider: quote what the provider object says"
 
 
 def test_the_provider_check_recognises_what_it_forbids() -> None:
-    assert provider_imports("from providers.xai.prices import price_table") == [
-        (None, "providers.xai.prices")
+    names, fields = frozenset({"xai", "openai"}), frozenset({"team_id", "admin_key"})
+    py = ROOT / "bot" / "example.py"
+    slack = ROOT / "bot" / "slack" / "example.py"
+    template = ROOT / "templates" / "example.j2"
+
+    def knows(path: Path, source: str) -> list[str]:
+        return provider_knowledge(path, source, names, fields)
+
+    assert knows(py, 'TITLE = "Daily xAI spend"') == ["line 1: says 'xAI'"]
+    assert knows(py, 'provider = registry.get("openai")') == ["line 1: names 'openai'"]
+    assert knows(py, 'key = values["admin_key"]') == ["line 1: names 'admin_key'"]
+    assert knows(py, 'hint = "check console.x.ai"') == ["line 1: says 'x.ai'"]
+    assert knows(py, '"""Like xAI\'s, for example."""\nx = 1') == []  # a docstring explains
+    assert knows(slack, 'team = body["team_id"]') == []  # Slack's own field
+    assert knows(py, 'team = body["team_id"]') == ["line 1: names 'team_id'"]
+    assert knows(template, '"text": "Connect an xAI team"') == ["line 1: says 'xAI'"]
+    assert knows(template, '{% if name == "openai" %}') == ["line 1: names 'openai'"]
+    assert knows(py, "from providers.xai.prices import price_table") == [
+        "imports providers.xai.prices"
     ]
-    assert provider_imports("from providers import xai") == [(None, "providers.xai")]
-    assert provider_imports("def f():\n    import providers.xai.sandbox as s") == [
-        ("f", "providers.xai.sandbox")
+    assert knows(py, 'importlib.import_module("providers.openai.provider")') == [
+        "imports providers.openai.provider"
     ]
-    assert provider_imports('importlib.import_module("providers.xai.provider")') == [
-        (None, "providers.xai.provider")
-    ]
-    assert provider_imports("from providers.types import UsageKind") == []
-    assert provider_imports("from providers.xaiish import x") == []
+    assert knows(py, "from providers.types import UsageKind") == []
+    assert knows(py, 'name = "xai-usage"') == []  # the product's own name
+
+
+# -- bot/slack: dependencies point one way ----------------------------------------------
+
+
+def slack_imports() -> dict[str, set[str]]:
+    """Each bot/slack module's imports of another, lazy ones included (not those under
+    ``TYPE_CHECKING``, which never run)."""
+    root = Path(bot.__file__).parent / "slack"
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        module = "bot." + path.relative_to(root.parent).with_suffix("").as_posix().replace("/", ".")
+        module = module.removesuffix(".__init__")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skipped = {
+            id(child)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for child in ast.walk(node)
+        }
+        found = set()
+        for node in ast.walk(tree):
+            if id(node) in skipped or not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            if node.module.startswith("bot.slack"):
+                found.add(node.module)
+                found |= {
+                    f"{node.module}.{a.name}"
+                    for a in node.names
+                    if (root.parent / node.module.replace("bot.", "").replace(".", "/")).is_dir()
+                }
+        graph[module] = found - {module}  # a package naming its own submodules
+    return graph
+
+
+def test_bot_slack_has_no_import_cycle_and_no_listener_imports_another() -> None:
+    graph = slack_imports()
+    listeners = {m for m in graph if m.startswith("bot.slack.listeners.")}
+    for listener in listeners:
+        assert not graph[listener] & listeners, f"{listener} imports another listener"
+
+    def cycle_from(start: str) -> list[str] | None:
+        path, seen = [start], set()
+
+        def walk(module: str) -> list[str] | None:
+            for nxt in sorted(graph.get(module, ())):
+                if nxt == start:
+                    return [*path, nxt]
+                if nxt in seen:
+                    continue
+                seen.add(nxt)
+                path.append(nxt)
+                if found := walk(nxt):
+                    return found
+                path.pop()
+            return None
+
+        return walk(start)
+
+    cycles = [found for module in graph if (found := cycle_from(module))]
+    assert cycles == [], f"an import cycle in bot/slack: {' -> '.join(cycles[0])}"

@@ -99,7 +99,7 @@ def test_a_digest_is_saved_only_after_its_note_was_posted(db) -> None:
     assert notes == [
         (
             "C0123ABCD",
-            ":calendar: An admin set up an xAI spend digest here, every Monday at 09:00 (UTC).",
+            ":calendar: An admin set up a spend digest here, every Monday at 09:00 (UTC).",
         )
     ]
     assert [s.id for s in setup.digests()] == [sub.id]

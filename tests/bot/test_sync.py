@@ -488,7 +488,9 @@ def test_update_key_refuses_a_key_of_another_team_and_changes_nothing(
     with pytest.raises(ConnectError) as refused:
         asyncio.run(engine.update_key(connected.connection_id, {"management_key": NEW_KEY}))
     assert refused.value.field == "management_key"  # the only field an update has
-    assert f"not a key of team {DEMO_TEAM_ID}" in refused.value.message
+    # The provider's words (whose key it is), then the host's: the account cannot change.
+    assert f"not {DEMO_TEAM_ID}" in refused.value.message
+    assert f"reads {DEMO_TEAM_ID}, which a new key cannot change" in refused.value.message
     with pytest.raises(ConnectError) as rejected:
         asyncio.run(
             engine.update_key(connected.connection_id, {"management_key": "xai-nope-" + "0" * 30})

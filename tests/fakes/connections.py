@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from bot.profiles import Profile, record
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.models import Connection, DailyCost
+from tests.fakes.providers import built_in
 
 
 def add_connection(session, workspace_id: int, label: str, **fields) -> Connection:
     """A connection, flushed for its id: xAI's and status ``ok`` unless ``fields`` say
-    otherwise (``provider="..."``, ``status="..."``)."""
+    otherwise (``provider="..."``, ``status="..."``). A built-in provider's profile is
+    recorded as the engine records it (bot.profiles), so surfaces word it as in use."""
+    provider = fields.pop("provider", "xai")
     connection = Connection(
         workspace_id=workspace_id,
-        provider=fields.pop("provider", "xai"),
+        provider=provider,
         label=label,
         credentials_sealed="sealed",
         credentials_key_id="k1",
@@ -24,6 +28,11 @@ def add_connection(session, workspace_id: int, label: str, **fields) -> Connecti
     )
     session.add(connection)
     session.flush()
+    try:
+        loaded = built_in().get(provider)
+    except LookupError:
+        return connection  # a provider of the test's own: no profile, as if never synced
+    record(session, [Profile.of(loaded)], datetime.now(UTC))
     return connection
 
 

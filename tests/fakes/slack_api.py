@@ -885,6 +885,12 @@ class SlackStandIn(StandIn):
         with self._lock:
             return [call for call in self.calls if call.method == method]
 
+    def views(self) -> dict[str, str]:
+        """Every view opened, updated or published, by id, with its current hash: what a
+        ``block_actions`` payload from that view carries, for ``views.update``."""
+        with self._lock:
+            return dict(self._views)
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Poll until ``predicate()`` holds: the app answers after its ack, on another thread."""
         deadline = time.monotonic() + timeout

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from bot.formatting import mrkdwn_inert
 from bot.grammar import COMMANDS, UsageError, parse, tokenize
 from bot.slack import blocks
-from bot.slack.listeners.commands import SLASH_COMMAND, run_command
+from bot.slack.dispatch import SLASH_COMMAND, run_command
 from bot.slack.service import (
     STORE_UNAVAILABLE,
     Invocation,
@@ -122,7 +122,7 @@ def disconnect_confirmed(
         respond(**blocks.notice(f":warning: {STORE_UNAVAILABLE}"), replace_original=False)
         return
     text = (
-        f"Disconnected *{mrkdwn_inert(label)}*: its management key and cost data are deleted."
+        f"Disconnected *{mrkdwn_inert(label)}*: its key and cost data are deleted."
         if label
         else "That connection was already removed."
     )

@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 
 from bot.grammar import tokenize
 from bot.slack import blocks, home
-from bot.slack.listeners.commands import SLASH_COMMAND, run_command
+from bot.slack.dispatch import SLASH_COMMAND, run_command
 from bot.slack.service import Invocation, SlackService, verified_team
 
 log = logging.getLogger(__name__)

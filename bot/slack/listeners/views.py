@@ -1,10 +1,11 @@
 """Modal submissions: malformed input and failed tests stay on the form.
 
 Slack gives a modal submission 3 seconds. Field checks are instant; the
-credential test gets most of the rest. If xAI is slow, the connect form turns
-into a "testing" view and the answer follows with views.update. The setup
-forms (bot/slack/forms.py) run their command before closing, so a channel
-the bot can't post in is told on the channel field.
+credential test gets most of the rest. If the provider is slow, the connect form
+turns into a "testing" view and the answer follows with views.update. Choosing
+another provider at the top of the connect form rebuilds it for that provider.
+The setup forms (bot/slack/forms.py) run their command before closing, so a
+channel the bot can't post in is told on the channel field.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot import formatting
+from bot.grammar import UsageError
 from bot.setup import SetupError
-from bot.slack import blocks, forms
+from bot.slack import blocks, connecting, forms
 from bot.slack.delivery import post_note
-from bot.slack.listeners.commands import run_command
+from bot.slack.dispatch import run_command
 from bot.slack.service import (
     STORE_UNAVAILABLE,
     Invocation,
@@ -34,14 +36,13 @@ from bot.slack.service import (
     verified_team,
 )
 from bot.sync import ConnectError
-from providers.types import CheckResult
+from providers.types import CheckResult, no_spend_hint
 from storage.repo import NotFound
-
-KEY_FIELD = "management_key"
 
 
 def register(app: App) -> None:
     app.view("connect")(connect_submitted)
+    app.action(connecting.CHOICE_ACTION)(provider_chosen)
     app.view("update_key")(update_key_submitted)
     for name in ("digest", "budget", "alerts"):
         app.view(forms.CALLBACK_IDS[name])(setup_form_submitted)
@@ -53,18 +54,48 @@ def _submitter(body: dict, context: BoltContext) -> Invocation:
     return Invocation(team_id=verified_team(context), user_id=body["user"]["id"])
 
 
+# -- connect --------------------------------------------------------------------------
+
+
+def provider_chosen(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
+    """Another provider chosen at the top of the connect form: the form is rebuilt with
+    that provider's fields (what was typed in the label and days is kept by Slack)."""
+    ack()
+    service: SlackService = context["xai_usage"]
+    view = body.get("view") or {}
+    action = (body.get("actions") or [{}])[0]
+    chosen = (action.get("selected_option") or {}).get("value")
+    try:
+        provider = connecting.provider_named(service, chosen)
+    except UsageError:
+        return  # an option from an older form, for a provider no longer loaded
+    metadata = metadata_of(view)
+    if metadata.get("provider") == provider.name:
+        return
+    client.views_update(
+        view_id=view["id"],
+        hash=view.get("hash"),
+        view=connecting.connect_view(service, metadata, provider),
+    )
+
+
 def connect_submitted(
     ack: Ack, body: dict, view: dict, client: WebClient, context: BoltContext, logger: Logger
 ) -> None:
     service: SlackService = context["xai_usage"]
     invocation = _submitter(body, context)
     metadata = metadata_of(view)
-    if refusal := service.refusal(client, invocation, admin=True, what="connect"):
-        ack(response_action="errors", errors={"team_id": refusal})
-        return
-    values = service.submitted_values(view)
     try:
-        errors = service.field_errors(service.workspace_id(invocation), values)
+        request = connecting.connect_request(service, view)
+    except UsageError as error:  # the provider the form was for is no longer loaded
+        ack(response_action="update", view=blocks.message_view("Connect", error.message))
+        return
+    if refusal := service.refusal(client, invocation, admin=True, what="connect"):
+        ack(response_action="errors", errors={request.secret_block(): refusal})
+        return
+    try:
+        workspace_id = service.workspace_id(invocation)
+        errors = connecting.problems(service, workspace_id, request)
     except Exception as error:
         if not store_unavailable(error):
             raise
@@ -74,23 +105,28 @@ def connect_submitted(
     if errors:
         ack(response_action="errors", errors=errors)
         return
+    name = request.provider.display_name
     try:
-        check = service.check(values)
+        check = connecting.check(service, workspace_id, request)
     except ConnectError as error:
-        ack(response_action="errors", errors={error.field or KEY_FIELD: error.message})
+        ack(
+            response_action="errors",
+            errors={request.block_for(error.field): connecting.error_text(error)},
+        )
         return
     except TimeoutError:
         ack(
             response_action="update",
             view=blocks.message_view(
-                "Connect xAI",
-                ":hourglass: Still testing the key with xAI… this view updates when it is done.",
+                f"Connect {name}",
+                f":hourglass: Still testing the key with {name}… this view updates when it "
+                "is done.",
             ),
         )
-        _slow_check(service, client, body["view"]["id"], invocation, values, metadata)
+        _slow_check(service, client, body["view"]["id"], invocation, request, metadata)
         return
     ack()  # closes the modal; the backfill runs after the ack
-    _connect_and_backfill(service, client, invocation, values, metadata, check)
+    _connect_and_backfill(service, client, invocation, request, metadata, check)
 
 
 def _slow_check(
@@ -98,60 +134,85 @@ def _slow_check(
     client: WebClient,
     view_id: str,
     invocation: Invocation,
-    values: dict[str, str],
+    request: connecting.Request,
     metadata: dict,
 ) -> None:
+    workspace_id = service.workspace_id(invocation)
     try:
-        check = service.check(values, budget=None)
+        check = connecting.check(service, workspace_id, request, budget=None)
     except ConnectError as error:
+        values = {
+            "label": request.label,
+            "backfill_days": request.backfill_days,
+            **{
+                spec.name: request.credentials.get(spec.name, "")
+                for spec in request.provider.credential_fields
+                if not spec.secret
+            },
+        }
         client.views_update(
             view_id=view_id,
-            view=blocks.connect_modal(
-                metadata, values, error=f"{error.message} Paste the key again to retry."
+            view=connecting.connect_view(
+                service,
+                metadata,
+                request.provider,
+                values,
+                error=f"{connecting.error_text(error)} Paste the key again to retry.",
             ),
         )
         return
     client.views_update(
         view_id=view_id,
         view=blocks.message_view(
-            "Connect xAI", "Key accepted. Backfilling now; I'll message you when it is done."
+            f"Connect {request.provider.display_name}",
+            "Key accepted. Backfilling now; I'll message you when it is done.",
         ),
     )
-    _connect_and_backfill(service, client, invocation, values, metadata, check)
+    _connect_and_backfill(service, client, invocation, request, metadata, check)
 
 
 def _connect_and_backfill(
     service: SlackService,
     client: WebClient,
     invocation: Invocation,
-    values: dict[str, str],
+    request: connecting.Request,
     metadata: dict,
     check: CheckResult,
 ) -> None:
     tell = _teller(service, client, invocation, metadata)
-    days = values.get("backfill_days") or "90"
+    days = request.backfill_days or str(connecting.max_backfill_days(request.provider))
     tell(f":hourglass: Testing passed. Saving and backfilling {days} days…")
     try:
-        connected = service.connect(invocation, values, check)
+        connected = connecting.connect(service, invocation, request, check)
     except ConnectError as error:
-        tell(f":x: Not connected: {formatting.mrkdwn(service.error_text(error))}")
+        tell(f":x: Not connected: {formatting.mrkdwn(connecting.error_text(error))}")
         return
     label = formatting.mrkdwn_inert(connected.label)
+    account = (
+        f", {formatting.mrkdwn(request.provider.display_name)} account "
+        f"`{formatting.mrkdwn(connected.account)}`"
+        if connected.account
+        else ""
+    )
+    notes = "".join(f" {formatting.mrkdwn(note)}" for note in connected.check.notes)
     alerts = setup_for(service, invocation).where_alerts_go(connected.connection_id)
     backfill = connected.backfill
     if backfill.ok:
+        hint = formatting.zero_backfill_hint(
+            backfill.total_usd, backfill.days, no_spend_hint(request.provider)
+        )
         tell(
-            f":white_check_mark: Connected *{label}* (`{connected.mask}`); the key is stored "
-            f"encrypted and won't be shown again. Backfilled {backfill.days} days: "
-            f"{formatting.money(backfill.total_usd)}."
-            f"{formatting.mrkdwn(formatting.zero_backfill_hint(backfill.total_usd, backfill.days))}"
+            f":white_check_mark: Connected *{label}* (`{connected.mask}`){account}; the "
+            f"key is stored encrypted and won't be shown again.{notes} Backfilled "
+            f"{backfill.days} days: {formatting.money(backfill.total_usd)}."
+            f"{formatting.mrkdwn(hint)}"
             f" Try `/xai-usage month --by model`. {alerts}"
         )
     else:
         tell(
-            f":warning: Connected *{label}* (`{connected.mask}`), but the backfill failed: "
-            f"{formatting.mrkdwn(backfill.message or '')} It will be retried at the next sync; "
-            f"`/xai-usage sync` retries now. {alerts}"
+            f":warning: Connected *{label}* (`{connected.mask}`){account}, but the "
+            f"backfill failed: {formatting.mrkdwn(backfill.message or '')} It will be retried "
+            f"at the next sync; `/xai-usage sync` retries now. {alerts}"
         )
 
 
@@ -174,54 +235,61 @@ def update_key_submitted(
     service: SlackService = context["xai_usage"]
     invocation = _submitter(body, context)
     metadata = metadata_of(view)
-    if refusal := service.refusal(client, invocation, admin=True, what="update-key"):
-        ack(response_action="errors", errors={KEY_FIELD: refusal})
-        return
-    connection = service.update_key_target(invocation, metadata.get("uid", ""))
+    connection = connecting.update_key_target(service, invocation, metadata.get("uid", ""))
     if connection is None:
         ack(
             response_action="update",
-            view=blocks.message_view("New xAI key", "That connection was disconnected meanwhile."),
+            view=blocks.message_view("New key", "That connection was disconnected meanwhile."),
         )
         return
-    key = service.submitted_values(view)[KEY_FIELD]
     try:
-        check = service.check_update(connection, key)
+        key_block = connecting.key_block(service, connection)
+    except UsageError as error:  # its provider is no longer loaded
+        ack(response_action="update", view=blocks.message_view("New key", error.message))
+        return
+    if refusal := service.refusal(client, invocation, admin=True, what="update-key"):
+        ack(response_action="errors", errors={key_block: refusal})
+        return
+    secrets = connecting.new_secrets(service, connection, view)
+    name = connecting.display_name(service, connection.provider)
+    try:
+        check = connecting.check_update(service, connection, secrets)
     except ConnectError as error:
-        ack(response_action="errors", errors={KEY_FIELD: error.message})
+        ack(response_action="errors", errors={key_block: connecting.error_text(error)})
         return
     except TimeoutError:
         ack(
             response_action="update",
             view=blocks.message_view(
-                "New xAI key",
-                ":hourglass: Still testing the key with xAI… this view updates when it is done.",
+                f"New {name} key",
+                f":hourglass: Still testing the key with {name}… this view updates when it "
+                "is done.",
             ),
         )
         try:
-            check = service.check_update(connection, key, budget=None)
+            check = connecting.check_update(service, connection, secrets, budget=None)
         except ConnectError as error:
             client.views_update(
                 view_id=body["view"]["id"],
-                view=blocks.update_key_modal(
+                view=connecting.update_key_view(
+                    service,
                     metadata,
-                    connection.label,
-                    connection.account_ref,
-                    error=f"{error.message} Paste the key again to retry.",
+                    connection,
+                    error=f"{connecting.error_text(error)} Paste the key again to retry.",
                 ),
             )
             return
         client.views_update(
             view_id=body["view"]["id"],
-            view=blocks.message_view("New xAI key", "Key accepted. Syncing now…"),
+            view=blocks.message_view(f"New {name} key", "Key accepted. Syncing now…"),
         )
     else:
         ack()  # closes the modal; the sync runs after the ack
     tell = _teller(service, client, invocation, metadata)
     try:
-        updated = service.update_key(invocation, connection, key, check)
+        updated = connecting.update_key(service, invocation, connection, secrets, check)
     except ConnectError as error:
-        tell(f":x: The key was not changed: {formatting.mrkdwn(error.message)}")
+        tell(f":x: The key was not changed: {formatting.mrkdwn(connecting.error_text(error))}")
         return
     label = formatting.mrkdwn_inert(updated.label)
     sync = updated.sync

@@ -14,6 +14,8 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -143,8 +145,9 @@ def slack_env(tmp_path: Path, db) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def slack_app(slack_env, db, store_key):
+@contextmanager
+def serving(slack_env: dict[str, str], store_key: bytes, **more_env: str) -> Iterator[SlackApp]:
+    """The app served over HTTP with the Slack stand-in and xAI's, and ``more_env``."""
     with SlackStandIn(team_id=TEAM) as stand_in, Sandbox() as xai:
         stand_in.add_token(BOT_TOKEN)
         stand_in.add_user(ADMIN, name="ada", is_admin=True)
@@ -158,6 +161,7 @@ def slack_app(slack_env, db, store_key):
             "SLACK_API_URL": stand_in.api_url,
             "XAI_MANAGEMENT_API_URL": xai.url,
             "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
+            **more_env,
         }
         runtime = Runtime(Settings.from_env(env))
         settings = SlackSettings.from_env(env, force_http=True, port=0)
@@ -184,6 +188,12 @@ def slack_app(slack_env, db, store_key):
             harness.http.close()
             runtime.close()
         assert stand_in.violations == []  # every message and view stayed within Block Kit limits
+
+
+@pytest.fixture
+def slack_app(slack_env, db, store_key):
+    with serving(slack_env, store_key) as app:
+        yield app
 
 
 @pytest.fixture

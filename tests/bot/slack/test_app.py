@@ -14,6 +14,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from sqlalchemy import func, select
 
 from bot.cli import Console, main
+from bot.slack import answers
 from bot.slack.app import ANOTHER_WORKSPACE, token_resolver
 from bot.slack.server import GuardedSocketModeHandler
 from bot.slack.service import STORE_UNAVAILABLE
@@ -158,7 +159,7 @@ def test_a_failing_listener_is_one_log_line(
     def broken(*args, **kwargs):
         raise RuntimeError("something broke\non two lines")
 
-    monkeypatch.setattr(slack_app.service, "status", broken)
+    monkeypatch.setattr(answers, "status", broken)
     caplog.clear()
     answer, _ = slack_app.command("status")
     assert answer.status_code == 200

@@ -62,13 +62,19 @@ def test_status_shows_the_month_end_forecast(connected: SlackApp):
     assert ", at the pace of the last 7 days, all connections: *$" in text  # the workspace's
 
 
-def test_xais_own_words_in_a_form_are_escaped():
-    from bot.slack import blocks
+def test_a_providers_own_words_in_a_form_are_escaped():
+    from types import SimpleNamespace
 
+    from bot.slack import connecting
+    from storage.models import Connection
+    from tests.fakes.providers import built_in
+
+    service = SimpleNamespace(runtime=SimpleNamespace(providers=built_in()))
+    connection = Connection(label="R&D <!here>", provider="xai", account_ref="team-1")
     said = "xAI said: team <!channel> & key > 1"
     for view in (
-        blocks.connect_modal({}, {}, error=said),
-        blocks.update_key_modal({}, "R&D <!here>", "team-1", error=said),
+        connecting.connect_view(service, {}, built_in().get("xai"), error=said),
+        connecting.update_key_view(service, {}, connection, error=said),
     ):
         text = json.dumps(view)
         assert "<!channel>" not in text and "<!here>" not in text

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from bot.grammar import parse, tokenize
-from bot.slack.listeners import commands
+from bot.slack import dispatch
 from storage.models import Connection
 from tests.bot.slack.conftest import ADMIN, MEMBER, TEAM, SlackApp, text_of
 from tests.bot.slack.test_files import DM_OF_MEMBER, shared_files
@@ -220,7 +220,7 @@ def test_stale_clicks_get_one_clear_line(connected: SlackApp, value, says) -> No
 
 
 def test_a_command_without_a_slack_handler_says_so(connected: SlackApp, monkeypatch) -> None:
-    monkeypatch.delitem(commands.HANDLERS, "status")
+    monkeypatch.delitem(dispatch.HANDLERS, "status")
     _, url_id = connected.command("status")
     assert "`status` isn't available here" in text_of(connected.reply(url_id))
     clicked = click(connected, "xu:sync", "status")

@@ -16,7 +16,7 @@ from logging import getLogger
 import pytest
 from sqlalchemy import select
 
-from bot.slack.listeners.commands import run_command
+from bot.slack.dispatch import run_command
 from bot.slack.service import STORE_UNAVAILABLE, Invocation
 from storage.db import Database
 from storage.models import AlertRoute, Budget, DigestSubscription
@@ -302,7 +302,7 @@ def test_bare_alerts_opens_a_form_and_its_webhook_is_checked_and_sealed(connecte
     assert submit(connected, view, channel="CALERTS", webhook=url).text == ""
     assert "now go to <#CALERTS> and to the webhook" in text_of(connected.reply(url_id))
     [note] = connected.slack.history("CALERTS")
-    assert "<@UADMIN> sent xAI spend alerts for all connections here" in note["text"]
+    assert "<@UADMIN> sent spend alerts for all connections here" in note["text"]
     with connected.runtime.db.session() as session:
         route = session.scalar(select(AlertRoute))
     assert route.connection_id is None and route.channel_id == "CALERTS"

@@ -149,7 +149,7 @@ def test_a_new_workspace_gets_a_checklist_that_ticks_as_things_are_set_up(
     view = open_home(slack_app)
     seen = words(view)
     assert "0 of 3 done" in seen
-    assert ":white_large_square: Connect an xAI team" in seen
+    assert ":white_large_square: Connect a provider's account" in seen
     assert ":white_large_square: Choose where alerts go" in seen
     assert ":white_large_square: Add a digest" in seen
     steps = {k: v for k, v in buttons(view).items() if k.startswith("xu:start-")}

@@ -90,10 +90,11 @@ def test_a_label_with_a_bidi_control_is_refused_when_typed() -> None:
 
 
 def test_the_connect_form_refuses_a_bidi_control_in_the_label(slack_app: SlackApp) -> None:
-    errors = slack_app.service.field_errors(
-        1, {"label": "Prod\u202eiaX", "team_id": "", "management_key": "", "backfill_days": ""}
-    )
-    assert "direction" in errors["label"]
+    from bot.slack.connecting import LABEL_FIELD, Request, problems
+
+    provider = slack_app.runtime.providers.get("xai")
+    request = Request(provider, {"team_id": "", "management_key": ""}, "Prod\u202eiaX", "")
+    assert "direction" in problems(slack_app.service, 1, request)[LABEL_FIELD]
 
 
 def test_a_mention_typed_into_a_setup_reply_stays_dead(labelled: SlackApp) -> None:

@@ -23,7 +23,10 @@ def test_digest_times_and_thresholds_typed_in_other_digits_are_refused(connected
 
 
 def test_the_connect_forms_days_are_ascii_digits(slack_app: SlackApp) -> None:
-    errors = slack_app.service.field_errors(
-        1, {"label": "", "team_id": "", "management_key": "", "backfill_days": "٣٠"}
+    from bot.slack.connecting import BACKFILL_FIELD, Request, problems
+
+    provider = slack_app.runtime.providers.get("xai")
+    request = Request(provider, {"team_id": "", "management_key": ""}, "", "٣٠")
+    assert problems(slack_app.service, 1, request)[BACKFILL_FIELD].startswith(
+        "A whole number of days from 1 to 90"
     )
-    assert errors["backfill_days"] == "A whole number of days from 1 to 90."

@@ -102,7 +102,7 @@ def test_http_mode_serves_health_and_signed_commands(env, stand_in) -> None:
         answer = httpx.post(f"{url}/slack/events", content=body, headers=sign(body), timeout=5)
         assert answer.status_code == 200
         stand_in.wait_for(lambda: stand_in.responses)
-        assert "No xAI team is connected yet" in text_of(stand_in.responses[0].payload)
+        assert "Nothing is connected yet" in text_of(stand_in.responses[0].payload)
         unsigned = httpx.post(
             f"{url}/slack/events",
             content=body,

@@ -122,7 +122,9 @@ def test_a_budget_set_in_a_channel_alerts_there_and_says_so(connected: SlackApp)
         assert session.scalar(select(Budget)).channel_id == "CCOSTS"
     connected.slack.add_channel("CALERTS", "alerts")
     _, url_id = connected.command("budget set 30 --channel <#CALERTS|alerts>")
-    assert "Its alerts go to <#CALERTS>." in text_of(connected.reply(url_id))
+    assert "Its alerts go to <#CALERTS> (they went to <#CCOSTS>)." in text_of(
+        connected.reply(url_id)
+    )
 
 
 def test_alerts_to_a_channel_post_a_note_there_first(connected: SlackApp):
@@ -130,7 +132,7 @@ def test_alerts_to_a_channel_post_a_note_there_first(connected: SlackApp):
     _, url_id = connected.command("alerts <#CALERTS|alerts>")
     assert "now go to <#CALERTS>" in text_of(connected.reply(url_id))
     [note] = connected.slack.history("CALERTS")
-    assert "<@UADMIN> sent xAI spend alerts for all connections here" in note["text"]
+    assert "<@UADMIN> sent spend alerts for all connections here" in note["text"]
     _, url_id = connected.command("status")
     assert "Alerts go to <#CALERTS>." in text_of(connected.reply(url_id))
 

@@ -14,6 +14,7 @@ from io import StringIO
 import pytest
 from sqlalchemy import func, select
 
+from bot.slack import answers
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.models import Connection, DailyCost, SyncRun, Workspace
 from tests.bot.slack.conftest import (
@@ -431,13 +432,13 @@ def test_answers_still_being_worked_out_keep_no_ack_waiting(
     under a sync, asked again and again, missed the ack benchmark).
     """
     release = threading.Event()
-    status = connected.service.status
+    status = answers.status
 
-    def slow(invocation):
+    def slow(service, invocation):
         release.wait(20)
-        return status(invocation)
+        return status(service, invocation)
 
-    monkeypatch.setattr(connected.service, "status", slow)
+    monkeypatch.setattr(answers, "status", slow)
     try:
         sent = []
         for _ in range(24):  # Bolt's listener pool has 16 threads
@@ -529,7 +530,9 @@ def test_a_revoked_key_is_replaced_from_slack_and_the_data_is_kept(connected: Sl
     connected.xai.add_key(NEW_KEY, "11111111-2222-3333-4444-555555555555")
     body = submit(connected, view, management_key=NEW_KEY).json()  # another team's key
     assert body["response_action"] == "errors" and list(body["errors"]) == ["management_key"]
-    assert f"not a key of team {DEMO_TEAM_ID}" in body["errors"]["management_key"]
+    assert (
+        f"reads {DEMO_TEAM_ID}, which a new key cannot change" in body["errors"]["management_key"]
+    )
     body = submit(connected, view, management_key="xai-" + "0" * 30).json()  # unknown key
     assert list(body["errors"]) == ["management_key"]
 
@@ -589,7 +592,7 @@ def test_a_refused_response_url_falls_back_to_a_dm(connected: SlackApp) -> None:
 
 
 def test_a_response_url_is_used_five_times_then_dms_take_over(connected: SlackApp) -> None:
-    from bot.slack.app import web_client
+    from bot.slack.client import web_client
     from bot.slack.service import Invocation
     from tests.bot.slack.conftest import BOT_TOKEN
 

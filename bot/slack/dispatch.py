@@ -1,0 +1,305 @@
+"""Every Slack surface's commands: words (typed, carried by a button, sent by DM) to
+their answer. Parse, check who asks, call the handler, render, respond.
+
+Listeners (``listeners/``) only turn a request into an :class:`Invocation` and call
+:func:`run_command`; no listener imports another. Which commands are for admins
+is said once, in the grammar. Answers are ephemeral unless ``--share`` asks for the
+channel: cost data is sensitive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from functools import partial
+from logging import Logger
+
+from slack_bolt import Respond
+from slack_sdk import WebClient
+
+from bot import formatting
+from bot.grammar import COMMANDS, REPORTS, Command, Handlers, UsageError, parse, tokenize
+from bot.setup import SetupError
+from bot.slack import answers, blocks, connecting, files, forms
+from bot.slack.delivery import post_note
+from bot.slack.service import (
+    STORE_UNAVAILABLE,
+    Invocation,
+    SlackService,
+    setup_for,
+    store_unavailable,
+)
+from bot.sync import ConnectError
+from providers.manager import UnknownProvider
+from storage.repo import NotFound
+
+SLASH_COMMAND = "/xai-usage"
+
+
+def run_command(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    text: str,
+    respond: Respond,
+    logger: Logger,
+) -> None:
+    """Words typed (or carried by a button, or sent by DM) to their answer:
+    parse, check who asks, call the handler. Every surface in Slack comes here."""
+    try:
+        command = parse(tokenize(text), surface="slack")
+    except UsageError as error:
+        respond(**blocks.words_notice(error.message, error.usage, references=False))
+        return
+    if command.name != "help" and (
+        refusal := service.refusal(
+            client, invocation, admin=COMMANDS[command.name].admin, what=_refused(command)
+        )
+    ):
+        respond(**blocks.notice(refusal))
+        return
+    handler = HANDLERS.get(command.name)
+    if handler is None:
+        respond(**blocks.notice(Handlers.unavailable(command.name)))
+        return
+    try:
+        handler(service, command, invocation, respond, client)
+    except NotFound as error:  # names what was typed and the labels there are, nothing else
+        respond(**blocks.notice(formatting.mrkdwn_inert(str(error))))
+    except (UsageError, UnknownProvider) as error:
+        respond(**blocks.words_notice(str(error), references=False))
+    except SetupError as error:  # may name the channel it is about
+        respond(**blocks.words_notice(str(error)))
+    except ConnectError as error:
+        respond(**blocks.words_notice(connecting.error_text(error)))
+    except Exception as error:
+        if not store_unavailable(error):
+            raise  # a bug: Bolt's error handler logs it
+        logger.error("/xai-usage %s: %s", command.name, STORE_UNAVAILABLE)
+        respond(**blocks.notice(f":warning: {STORE_UNAVAILABLE}"))
+
+
+def _refused(command: Command) -> str:
+    """The words of a command, as a refusal names them: ``budget set``, ``disconnect``."""
+    action = (
+        command.args[0] if command.name in ("digest", "budget", "alerts") and command.args else ""
+    )
+    return (
+        f"{command.name} {action}".strip()
+        if action in ("add", "set", "remove", "list")
+        else (command.name)
+    )
+
+
+Handler = Callable[[SlackService, Command, Invocation, Respond, WebClient], None]
+HANDLERS: Handlers[Handler] = Handlers("slack")
+handles = HANDLERS.handles
+
+
+@handles(*(name for name in REPORTS if name != "range"))
+def report(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    result = answers.report(service, invocation, command)
+    shared = bool(command.get("share"))
+    message = blocks.report_message(
+        result, command, shared_by=invocation.user_id if shared else None
+    )
+    if command.get("chart"):
+        message = files.with_note(message, files.where_it_goes(shared, "chart"))
+    respond(**message, **_placement(invocation, shared))
+    if command.get("chart"):  # drawn off Bolt's listener threads, after the table is out
+        service.background.submit(
+            files.send_chart, service, client, invocation, command, result, respond
+        )
+
+
+def _placement(invocation: Invocation, shared: bool = False) -> dict[str, object]:
+    """Where an answer goes: the channel, the clicked message (replaced), or only to the asker."""
+    if shared:
+        return {"response_type": "in_channel", "replace_original": False}
+    if invocation.in_place:
+        return {"response_type": "ephemeral", "replace_original": True}
+    return {"response_type": "ephemeral"}
+
+
+@handles("range")
+def range_report(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``range FROM TO`` answers; ``range`` with no days opens a date-picker form."""
+    if forms.wants_form(command):
+        _open_form(service, client, invocation, command, respond)
+        return
+    report(service, command, invocation, respond, client)
+
+
+@handles("insights")
+def insights(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``insights``: private unless --share, like a report (cost data is sensitive)."""
+    found = answers.insights(service, invocation, command.get("connection"))
+    respond(
+        **blocks.insights_message(found),
+        response_type="in_channel" if command.get("share") else "ephemeral",
+    )
+
+
+@handles("export")
+def export(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``export PERIOD``: a CSV, JSON or PDF file, to the asker's DM unless --share."""
+    service.background.submit(files.send_export, service, client, invocation, command, respond)
+
+
+@handles("connect")
+def connect(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """The chosen provider's connect form, filled in with what the command already says."""
+    connecting.open_connect(service, client, invocation, command)
+
+
+@handles("update-key")
+def update_key(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """A form with only the connection's provider's secret fields: the connection keeps
+    its account, label and data."""
+    connection = service.find(invocation, command.args[0])
+    if not invocation.trigger_id:
+        raise UsageError(
+            f"Slack opens the update-key form only from `{SLASH_COMMAND} update-key` or a button."
+        )
+    metadata = {**service.modal_metadata(invocation), "uid": connection.uid}
+    client.views_open(
+        trigger_id=invocation.trigger_id,
+        view=connecting.update_key_view(service, metadata, connection),
+    )
+
+
+@handles("status", "connections")
+def status(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    alerts = [*service.key_warnings(), *setup_for(service, invocation).alert_status()]
+    rows = answers.status(service, invocation)
+    respond(**blocks.status_message(rows, alerts), **_placement(invocation))
+
+
+@handles("sync")
+def sync(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    respond(**blocks.notice(":arrows_counterclockwise: Syncing… I'll post the result here."))
+    running = service.sync(invocation, command.get("connection"), command.get("days"))
+    # The result is posted when the sync ends; this listener's thread is free now.
+    running.add_done_callback(lambda done: respond(**blocks.notice(_sync_outcome(done))))
+
+
+def _sync_outcome(done: Future) -> str:
+    error = done.exception()
+    if error is not None and store_unavailable(error):
+        return f":warning: {STORE_UNAVAILABLE}"
+    if error is not None:
+        return f":x: The sync failed ({type(error).__name__}); `/xai-usage status` shows why."
+    return blocks.sync_lines(done.result())
+
+
+@handles("disconnect")
+def disconnect(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    connection = service.find(invocation, command.args[0])
+    respond(**blocks.confirm_disconnect(connection.label, connection.uid))
+
+
+@handles("help")
+def help_(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    respond(**blocks.help_message(command.args[0].lower() if command.args else None))
+
+
+@handles("digest", "budget", "alerts")
+def setup(
+    service: SlackService,
+    command: Command,
+    invocation: Invocation,
+    respond: Respond,
+    client: WebClient,
+) -> None:
+    """``digest``, ``budget`` and ``alerts``: here by default, in the asker's time zone;
+    typed bare (``digest add``, ``budget set``, ``alerts``), a form asks instead."""
+    if forms.wants_form(command):
+        _open_form(service, client, invocation, command, respond)
+        return
+
+    def zone() -> str:
+        person = service.person(client, invocation)
+        return person.tz if person and person.tz else "UTC"
+
+    reply = service.run_setup(
+        invocation,
+        command,
+        here=invocation.channel_id,
+        default_tz=zone,
+        announce=partial(post_note, client),
+    )
+    respond(**blocks.words_notice(reply))
+
+
+def _open_form(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    command: Command,
+    respond: Respond,
+) -> None:
+    """The command's form; where Slack can't open one (no trigger: a DM), what to type."""
+    try:
+        forms.open_form(service, client, invocation, command)
+    except UsageError as error:
+        respond(**blocks.words_notice(error.message, error.usage, references=False))
