@@ -12,6 +12,7 @@ days, as on the providers' invoices; a digest only ever summarises finished days
 from __future__ import annotations
 
 import calendar
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -112,6 +113,8 @@ class Digest:
     """The subscription's time zone: its "yesterday" is a UTC day, said in its own time."""
     freshness: str | None = None
     """Why its figures are older than the digest wanted (a sync before posting failed)."""
+    caveats: tuple[str, ...] = ()
+    """What the providers in scope say their figures leave out (their words)."""
     invoices: tuple[tuple[str, Any], ...] = ()
     """Monthly digests: each connection's invoice for the month beside its usage series
     (``bot.reports.Reconciliation``, as ``status`` and ``last-month`` show it)."""
@@ -442,7 +445,10 @@ class _Facts:
         words = profiles.Profiles(
             {
                 c.provider: profiles.Profile(
-                    c.provider, c.display_name or c.provider, stored=c.display_name is not None
+                    c.provider,
+                    c.display_name or c.provider,
+                    caveats=tuple(json.loads(c.caveats or "[]")),
+                    stored=c.display_name is not None,
                 )
                 for c in connections.values()
             }
@@ -587,6 +593,9 @@ class _Facts:
                 else ""
             ),
             tz=request.tz,
+            caveats=profiles.Profiles(
+                {c.provider: self.words.get(c.provider) for c in included}
+            ).caveats,
         )
 
     def _new_models(self, included: list[Any], start: date, end: date) -> tuple[str, ...]:
@@ -749,6 +758,7 @@ def digest_view(digest: Digest) -> dict[str, Any]:
         "footer": f"{scope}  ·  {days_note}  ·  {as_of}",
         "settling": settling,
         "freshness": digest.freshness,
+        "caveats": list(digest.caveats),
         "correction": digest.correction.words() if digest.correction else None,
         "invoices": [
             (label, *reconciliation_words(r)) for label, r in digest.invoices[:MAX_FAILING]
@@ -804,6 +814,7 @@ _CONNECTIONS = (
         BillingState.invoiced_usd,
         Connection.provider,
         ProviderProfile.display_name,
+        ProviderProfile.caveats,
     )
     .outerjoin(BillingState, BillingState.connection_id == Connection.id)
     .outerjoin(ProviderProfile, ProviderProfile.name == Connection.provider)

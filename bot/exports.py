@@ -21,12 +21,13 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import figures, formatting
+from bot import figures, formatting, profiles
 from bot.costs import cost_query
 from bot.csvfile import csv_text
 from bot.figures import Forecast
 from bot.reports import Report, build_report
 from storage.models import ApiKeyName, Connection
+from storage.reader import SessionReader
 
 CURRENCY = "USD"
 CSV_COLUMNS = (
@@ -38,6 +39,7 @@ CSV_COLUMNS = (
     "cost_usd",
     "currency",
     "fetched",
+    "provider",
 )
 FORMATS = ("csv", "json", "pdf")
 
@@ -51,6 +53,8 @@ class DetailRow:
     api_key_name: str
     cost_usd: Decimal | None  # None: this connection did not fetch this day
     fetched: bool = True
+    provider: str = ""
+    """The connection's provider, by its display name ("xAI", "OpenAI")."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,15 @@ def build_export(
         connection_id=connection_id,
         model_pattern=report.model_pattern,
     )
-    labels = dict(
-        session.execute(
-            select(Connection.id, Connection.label).where(Connection.workspace_id == workspace_id)
-        ).all()
-    )
+    labels, providers = {}, {}
+    for cid, label, provider in session.execute(
+        select(Connection.id, Connection.label, Connection.provider).where(
+            Connection.workspace_id == workspace_id
+        )
+    ):
+        labels[cid], providers[cid] = label, provider
+    words = profiles.read(SessionReader(session), providers.values())
+    shown = {cid: words.get(name).display_name for cid, name in providers.items()}
     names = {
         (n.connection_id, n.api_key_id): n.name
         for n in session.scalars(
@@ -94,21 +102,27 @@ def build_export(
             key_id or "",
             names.get((cid, key_id), "") if key_id else "",
             cost or Decimal(0),
+            provider=shown.get(cid, ""),
         )
         for day, cid, model, key_id, cost in session.execute(query)
     ]
-    rows += unfetched_rows(report)
+    rows += unfetched_rows(report, shown)
     rows.sort(key=lambda r: (r.day, r.connection, r.model, r.api_key_id))
     return Export(report, tuple(rows))
 
 
-def unfetched_rows(report: Report) -> list[DetailRow]:
+def unfetched_rows(report: Report, providers: dict[int, str] | None = None) -> list[DetailRow]:
     """A row per day and connection the report says was not fetched (coverage's hook)."""
     rows = []
     for span in report.uncovered:
+        provider = (providers or {}).get(span.connection_id, "")
         day = span.start
         while day <= span.end:
-            rows.append(DetailRow(day, span.connection, "", "", "", None, fetched=False))
+            rows.append(
+                DetailRow(
+                    day, span.connection, "", "", "", None, fetched=False, provider=provider
+                )
+            )
             day += timedelta(days=1)
     return rows
 
@@ -130,6 +144,7 @@ def export_csv(export: Export) -> str:
                 _amount(r.cost_usd),
                 CURRENCY,
                 "true" if r.fetched else "false",
+                r.provider,
             )
             for r in export.rows
         ),
@@ -164,6 +179,7 @@ def export_json(export: Export) -> str:
                     "cost_usd": _amount(r.cost_usd) or None,
                     "currency": CURRENCY,
                     "fetched": r.fetched,
+                    "provider": r.provider,
                 }
                 for r in export.rows
             ],

@@ -60,6 +60,7 @@ def test_csv_and_json_hold_the_detail_and_add_up_to_the_report_and_the_truth(
     assert tuple(rows[0]) == CSV_COLUMNS
     assert sum(Decimal(r["cost_usd"]) for r in rows) == report.total_usd
     assert {r["currency"] for r in rows} == {"USD"} and {r["fetched"] for r in rows} == {"true"}
+    assert {r["provider"] for r in rows} == {"xAI"}  # each row says whose figure it is
     assert {r["day"] for r in rows} <= {
         (period.start + timedelta(i)).isoformat() for i in range(period.days)
     }

@@ -351,6 +351,8 @@ def test_a_mixed_workspace_gets_one_digest_one_budget_alert_and_one_home_tab(
             session, workspace_id, resolve_period(parse(["yesterday"]), now.date()), "connection"
         )
     assert report.total.value > 0 and f"${report.total.value:,.2f}" in digest["text"]
+    said = text_of(digest)  # the digest says what each provider's figures leave out
+    assert "leaves out Priority Tier costs" in said and "line items are free text" in said
     alerts = [
         text_of(c.params)
         for c in app.slack.calls_to("chat.postMessage")
