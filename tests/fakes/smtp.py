@@ -19,7 +19,6 @@ import email.policy
 import ipaddress
 import socket
 import ssl
-import warnings
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -30,10 +29,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-# The smtps stand-in asks for a login on a socket that is TLS from its first byte, which
-# aiosmtpd (counting only STARTTLS as TLS) warns about at each connection.
-warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
 
 
 class CertificateAuthority:
