@@ -800,9 +800,8 @@ class Setup:
         if route.channel_id:
             channel = self.channel(route.channel_id)
             return f"Alerts for {target} now go to {channel}{webhook}{emails}."
-        tested = " (each got a test message)" if command.get("email") else ""
         return (
-            f"Alerts for {target} now go by email to {_and(addresses)}{tested}. "
+            f"Alerts for {target} now go by email to {_and(addresses)}. "
             f"{self.where_alerts_go(route.connection_id)}"
         )
 
