@@ -354,3 +354,21 @@ def test_who_gets_an_alert_with_only_an_address_and_nobody_in_slack(world: World
     [spike] = [r for r in server.received if "spike" in r.message["Subject"].lower()]
     assert "12 Oct" in spike.part("plain")
     assert world.slack.calls_to("chat.postMessage") == []
+
+
+def test_rotating_the_key_reseals_the_addresses_and_mail_still_goes(world: World, servers) -> None:
+    import base64
+    import os
+
+    server = servers("plain")
+    use(world, server)
+    assert run_cli(world, "alerts", "CALERTS", "--email", ANA)[0] == 0
+    new = base64.b64encode(os.urandom(32)).decode()
+    world.env["XAI_USAGE_ENCRYPTION_KEY"] = f"{new},{world.env['XAI_USAGE_ENCRYPTION_KEY']}"
+    code, out = run_cli(world, "rotate-key")
+    assert code == 0, out
+    world.env["XAI_USAGE_ENCRYPTION_KEY"] = new  # the old key is gone
+    fail_sync(world)
+    out = world.jobs(FAILING)
+    assert world.code == 0 and "email 1" in out, out
+    assert server.received[-1].message["To"] == ANA
