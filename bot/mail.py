@@ -233,11 +233,6 @@ def same_address(a: Address, b: Address) -> bool:
     return a.addr_spec.lower() == b.addr_spec.lower()
 
 
-def address_text(address: Address) -> str:
-    """How an address is kept and shown: ``Ana Lopez <ana@example.com>`` or the bare address."""
-    return str(address)
-
-
 # -- messages ------------------------------------------------------------------------------
 
 
