@@ -772,6 +772,7 @@ def setup_command(command: Command, runtime: Runtime, console: Console) -> int:
         workspace_id,
         f"terminal:{getpass.getuser()}",
         allow_private_webhooks=runtime.settings.webhooks_allow_private,
+        environ=runtime.settings.environ,
     )
     try:
         reply = setup.run(

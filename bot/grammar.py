@@ -127,6 +127,12 @@ OPTIONS = {
         Option("channel", "the channel to post in", "#CHANNEL"),
         Option("thresholds", "percentages of the budget that alert", "50,80,100"),
         Option("webhook", "also send each alert as JSON to this URL", "URL"),
+        Option(
+            "email",
+            'also email each alert to this address ("Name <address>" quoted; several: '
+            "comma-separated)",
+            "ADDRESS",
+        ),
         Option("quiet-min", "post only if the period's spend passed this many dollars", "USD"),
         Option(
             "quiet-change", "...or changed by more than this percentage", "PCT", integer=(1, 1000)
@@ -278,10 +284,11 @@ COMMANDS = {
         ),
         CommandSpec(
             "alerts",
-            "where alerts go: `alerts #channel [--connection L] [--webhook URL]`, "
-            "`alerts list`, `alerts remove [--connection L] [--webhook]`",
+            "where alerts go: `alerts #channel [--connection L] [--webhook URL] "
+            "[--email ADDRESS]`, `alerts --email ADDRESS`, `alerts list`, "
+            "`alerts remove [--connection L] [--webhook | --email [ADDRESS]]`",
             ("#CHANNEL|list|remove",),
-            ("connection", "webhook", "workspace"),
+            ("connection", "webhook", "email", "workspace"),
             admin=True,
         ),
         CommandSpec(
@@ -492,14 +499,16 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
                 while i < len(rest) and not rest[i].startswith("--") and not _is_day(rest[i]):
                     value = f"{value} {rest[i]}"
                     i += 1
-        elif name == "alerts" and key == "webhook" and args[:1] == ["remove"]:
-            options[key] = True  # `alerts remove --webhook`: the webhook alone
+        elif name == "alerts" and key in ("webhook", "email") and args[:1] == ["remove"]:
+            options[key] = True  # `alerts remove --webhook`: the webhook alone (or the emails)
             continue
         else:
             raise UsageError(f"--{key} needs a value ({option.metavar}).", usage)
         options[key] = _option_value(option, value, usage)
     if not args and surface == "slack" and name in OPENS_A_FORM:
         return Command(name, (), options)  # Slack asks for the rest in a form
+    if not args and name == "alerts" and isinstance(options.get("email"), str):
+        return Command(name, (), options)  # addresses alone: the channel stays as it is
     _check_args(spec, args, usage)
     return Command(name, tuple(args), options)
 

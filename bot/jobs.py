@@ -87,16 +87,34 @@ class WebhookFailed(Exception):
         self.reason = f"webhook {reason}"
 
 
+class Refused(Exception):
+    """The place will never take this alert (a mail server's 5xx): recorded as refused
+    there and not tried again; the other places still get it. ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+REFUSED = "refused: "
+"""How the ledger's outcome of a place marks a refusal for good (see :class:`Refused`)."""
+
+
 @dataclass(frozen=True)
 class Destination:
     """One place an alert goes; each is tried, and recorded, on its own."""
 
-    kind: str  # channel | dm | webhook
-    target: str = field(repr=False)  # a channel id, a user id, or the webhook URL (secret)
+    kind: str  # channel | dm | webhook | email
+    target: str = field(repr=False)
+    """A channel id, a user id, the webhook URL (a secret) or an email address (personal)."""
+    ref: str = ""
+    """An email address's number (bot.mail): how it is named, never by the address."""
 
     @property
     def name(self) -> str:
-        """How the ledger and the output call it: never the webhook's URL."""
+        """How the ledger and the output call it: never the webhook's URL nor an address."""
+        if self.kind == "email":
+            return f"email {self.ref}"
         return {"channel": f"#{self.target}", "dm": f"@{self.target}"}.get(self.kind, "webhook")
 
 
@@ -587,8 +605,12 @@ def _deliver_alert(
     states = ledger.states(list(keys.values()))
     delivered: list[str] = []
     waiting: list[str] = []
+    refused: list[str] = []  # places that will never take it: said, not retried
     for place, key in keys.items():
         done, last = states.get(key, (False, None))
+        if done and last and last.startswith(REFUSED):
+            refused.append(last.removeprefix(REFUSED))
+            continue
         if done:
             delivered.append(place.name)
             continue
@@ -600,6 +622,11 @@ def _deliver_alert(
             sent = _send(runtime, workspace, delivery, place, alert, claim, ledger.clock())
         except ChannelUnavailable as error:
             reason = f"{place.name}: {error.error}{error.hint}"
+        except Refused as error:
+            reason = f"{place.name}: {error.reason}"
+            ledger.done(key, f"{REFUSED}{reason}", state=EXPIRED)
+            refused.append(reason)
+            continue
         except Exception as error:  # Slack or the webhook down: retried later
             log.warning("alert %s not delivered to %s: %s", alert.key, place.name, error)
             reason = f"{place.name}: {getattr(error, 'reason', None) or type(error).__name__}"
@@ -610,14 +637,19 @@ def _deliver_alert(
         ledger.pending(key, reason, retry_in=RETRY_REFUSED)
         waiting.append(reason)
     if waiting:
-        reason = "; ".join(waiting)
+        reason = "; ".join(waiting + refused)
         if delivered:
             reason += f" (delivered to {', '.join(delivered)})"
         ledger.pending(alert.key, reason, payload=payload)
         outcome.pending.append(f"{alert.key}: {reason}")
-    else:
-        ledger.done(alert.key, f"delivered to {', '.join(delivered)}", state=DELIVERED)
-        outcome.alerts.append(f"{alert.key} -> {', '.join(delivered)}")
+        return
+    if refused:  # told once, in this run's problems: the rest of the places have it
+        outcome.problems.append(f"{alert.key}: {'; '.join(refused)} (not tried again)")
+    if not delivered:
+        ledger.done(alert.key, f"not delivered: {'; '.join(refused)}", state=EXPIRED)
+        return
+    ledger.done(alert.key, f"delivered to {', '.join(delivered)}", state=DELIVERED)
+    outcome.alerts.append(f"{alert.key} -> {', '.join(delivered)}")
 
 
 def _send(
@@ -643,6 +675,15 @@ def _send(
         where = sent.where
     elif place.kind == "dm":
         where = delivery.dm(team_id, place.target, alert)
+    elif place.kind == "email":
+        from bot.mail import MailFailed, send_alert
+
+        try:
+            send_alert(runtime.settings.environ, place.target, alert, at, seed=claim.key)
+        except MailFailed as error:
+            if error.for_good:
+                raise Refused(error.reason) from None
+            raise
     elif not place.target:  # sealed with a key this process lacks (see _route)
         raise WebhookFailed(
             "not sent by this process: its URL is sealed with a key it lacks, so a process "
@@ -673,10 +714,15 @@ def _route(runtime: Runtime, workspace: Workspace, alert) -> tuple[list[Destinat
     The channel: a budget's own, else the connection's alert route, else the
     workspace's, else the channel of the workspace's first budget or digest;
     with none, a DM to whoever connected the team. Sync failures and recoveries
-    also DM that person; a route's webhook gets every alert of its route.
+    also DM that person; a route's webhook and email addresses get every alert of
+    its route (an address-only route leaves the channel as it would be without it).
     """
+    from bot.mail import route_addresses
+
     with runtime.db.session() as session:
-        route = alert_route(session, workspace.id, alert.connection_id)
+        mailing = alert_route(session, workspace.id, alert.connection_id)
+        emails = route_addresses(runtime.db, session, mailing.id) if mailing else []
+        route = alert_route(session, workspace.id, alert.connection_id, for_channel=True)
         channel = route.channel_id if route else None
         webhook = None
         if route and route.webhook_sealed:
@@ -701,11 +747,16 @@ def _route(runtime: Runtime, workspace: Workspace, alert) -> tuple[list[Destinat
         places.append(Destination("dm", person))
     if webhook is not None:
         places.append(Destination("webhook", webhook))
+    places += [Destination("email", address, ref) for ref, address in emails]
     return places, NO_ROUTE
 
 
-def alert_route(session, workspace_id: int, connection_id: int | None) -> AlertRoute | None:
-    """The connection's own alert route, else the workspace's."""
+def alert_route(
+    session, workspace_id: int, connection_id: int | None, *, for_channel: bool = False
+) -> AlertRoute | None:
+    """The connection's own alert route, else the workspace's. ``for_channel``: the
+    route whose channel and webhook apply, passing over a connection's route that only
+    adds email addresses (no channel of its own)."""
     routes = {
         r.connection_key: r
         for r in session.scalars(
@@ -715,7 +766,10 @@ def alert_route(session, workspace_id: int, connection_id: int | None) -> AlertR
             )
         )
     }
-    return routes.get(connection_id or 0) or routes.get(0)
+    own = routes.get(connection_id or 0)
+    if own is not None and for_channel and own.channel_id is None and own.connection_key:
+        own = None
+    return own or routes.get(0)
 
 
 def first_setup_channel(session, workspace_id: int) -> str | None:

@@ -33,6 +33,7 @@ SECRET_ENV_VARS = (
     "SLACK_SIGNING_SECRET",
     "SLACK_APP_TOKEN",
     "SLACK_CLIENT_SECRET",
+    "XAI_USAGE_SMTP_URL",  # holds the mail server's password (bot.mail)
 )
 
 

@@ -11,8 +11,8 @@ bot can post in a digest's channel.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +27,7 @@ from bot.numbers import clock_time, whole_number
 from bot.runtime import REDACTOR
 from storage.db import Database
 from storage.models import (
+    AlertEmail,
     AlertRoute,
     Budget,
     Connection,
@@ -43,6 +44,8 @@ DEFAULT_AT = "09:00"
 DEFAULT_THRESHOLDS = "50,80,100"
 """The percentages of a budget that alert unless --thresholds says otherwise."""
 _CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{4,}")
+MAX_EMAILS = 10
+"""Email addresses one alert route may have: a team's few (bot.mail.MAX_ADDRESSES)."""
 
 
 class SetupError(Exception):
@@ -174,6 +177,17 @@ def check_webhook(url: str | bool) -> str:
     return str(url)
 
 
+def check_emails(text: str | bool):
+    """The addresses ``--email`` was given (``email.headerregistry.Address`` each), or
+    SetupError on the form's email field saying how to write one."""
+    from bot.mail import AddressProblem, parse_addresses
+
+    try:
+        return parse_addresses("" if text is True else str(text))
+    except AddressProblem as error:
+        raise SetupError(str(error), field="email") from None
+
+
 @dataclass(frozen=True)
 class Setup:
     """One workspace's digests, budgets and alert routes, set up by ``actor``
@@ -184,6 +198,8 @@ class Setup:
     actor: str
     words: Words = TERMINAL  # how the surface asking names channels and commands
     allow_private_webhooks: bool = False  # the operator's XAI_USAGE_WEBHOOKS_ALLOW_PRIVATE
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The operator's settings: the SMTP server that email alerts and test messages use."""
 
     def _connection_id(self, label: str | None) -> int | None:
         if not label:
@@ -374,8 +390,14 @@ class Setup:
     def route_alerts(
         self, command: Command, *, here: str | None = None, announce: Announce | None = None
     ) -> AlertRoute:
-        """Send alerts to a channel, once a note there proved the bot can post in it."""
-        channel_id, _ = parse_channel(command.args[0] if command.args else None, here, self.words)
+        """Send alerts to a channel, once a note there proved the bot can post in it; and
+        by email to addresses (``--email``) once a test message reached each.
+
+        Addresses with no channel named leave the channel as it is. Nothing is saved
+        unless every check passed."""
+        named = command.args[0] if command.args else None
+        adding = check_emails(command.get("email")) if command.get("email") else []
+        channel_id = parse_channel(named, here, self.words)[0] if named or not adding else None
         webhook = command.get("webhook")
         if webhook:
             check_webhook(webhook)
@@ -385,7 +407,25 @@ class Setup:
                 raise SetupError(f"Not set: {problem}.", field="webhook")
         label = command.get("connection")
         connection_id = self._connection_id(label)
-        if announce is not None:
+        with self.db.session() as session:
+            route = self._route(session, connection_id)
+            kept = self._addresses(session, route)
+            has_channel = bool(route and route.channel_id)
+        if webhook and not (channel_id or has_channel):
+            raise SetupError(
+                f"A webhook goes with a channel: {self.command('alerts #channel --webhook URL')}.",
+                field="webhook",
+            )
+        new = _new_addresses(adding, [address for _, address in kept])
+        if len(kept) + len(new) > MAX_EMAILS:
+            raise SetupError(
+                f"Alerts for {self._named(label)} go to {len(kept)} email address"
+                f"{'es' if len(kept) != 1 else ''} already; a route has {MAX_EMAILS} at most "
+                f"({self.command('alerts remove --email ADDRESS')} makes room).",
+                field="email",
+            )
+        server = self._mail_server() if new else None
+        if announce is not None and channel_id is not None:
             scope = self._named(label)
             self.prove_channel(
                 channel_id,
@@ -394,6 +434,8 @@ class Setup:
                 announce,
                 meanwhile="; alerts still go where they went",
             )
+        for address in new:
+            self._test_message(server, address, self._named(label))
         with self.db.transaction() as session:
             route = self._route(session, connection_id)
             if route is None:
@@ -404,13 +446,58 @@ class Setup:
                     uid=new_uid(),
                 )
                 session.add(route)
-            route.channel_id = channel_id
+            if channel_id is not None:
+                route.channel_id = channel_id
             route.created_by = self.actor
+            session.flush()  # the route's id, for its addresses
+            for address in new:
+                row = AlertEmail(route_id=route.id, uid=new_uid(), created_by=self.actor)
+                row.address_sealed = self.db.keyring.seal(str(address).encode(), row.address_aad)
+                row.address_key_id = self.db.keyring.primary_key_id
+                session.add(row)
             if webhook:
                 REDACTOR.add(webhook)
                 route.webhook_sealed = self.db.keyring.seal(webhook.encode(), route.webhook_aad)
                 route.webhook_key_id = self.db.keyring.primary_key_id
         return route
+
+    def _mail_server(self):
+        """The operator's SMTP server (bot.mail), or SetupError saying what to set."""
+        from bot.mail import MailNotConfigured, MailServer
+
+        try:
+            return MailServer.from_env(self.environ)
+        except MailNotConfigured as error:
+            raise SetupError(
+                f"Not saved: {error}. Alerts still go where they went.", field="email"
+            ) from None
+
+    def _test_message(self, server, address, scope: str) -> None:
+        """Prove mail reaches ``address``: a test message, or SetupError with why not."""
+        from bot.mail import MailFailed, added_message, send
+
+        try:
+            send(server, added_message(server, address, scope, datetime.now(UTC)), address)
+        except MailFailed as error:
+            raise SetupError(
+                f"Not saved: the test message to {address} was not sent: {error.reason}. "
+                "Check the address (or ask the operator to check the mail server), then try "
+                "again; alerts still go where they went.",
+                field="email",
+            ) from None
+
+    def _addresses(self, session: Session, route: AlertRoute | None) -> list[tuple[int, object]]:
+        """(number, Address) of each address ``route`` emails; one this process can't open
+        (a key it lacks) is left out."""
+        if route is None:
+            return []
+        from bot.mail import parse_addresses, route_addresses
+
+        return [
+            (int(ref), parse_addresses(text)[0])
+            for ref, text in route_addresses(self.db, session, route.id)
+            if text
+        ]
 
     def _route(self, session: Session, connection_id: int | None) -> AlertRoute | None:
         """The alert route of one connection, or of all connections (key 0)."""
@@ -422,7 +509,8 @@ class Setup:
         )
 
     def remove_route(self, command: Command) -> str:
-        """``alerts remove [--connection L] [--webhook]``: the route, or only its webhook."""
+        """``alerts remove [--connection L] [--webhook | --email [ADDRESS]]``: the route, or
+        only its webhook, or its email addresses (those given, else all)."""
         label = command.get("connection")
         connection_id = self._connection_id(label)
         target = self._named(label)
@@ -433,36 +521,107 @@ class Setup:
                     f"No alert channel is set for {target}: {self.command('alerts list')} "
                     "shows where alerts go."
                 )
-            if command.get("webhook"):
+            if command.get("email"):
+                removed = self._remove_addresses(session, route, command.get("email"), target)
+            elif command.get("webhook"):
                 if not route.webhook_sealed:
                     raise SetupError(f"Alerts for {target} have no webhook.")
                 route.webhook_sealed = None
                 route.webhook_key_id = None
                 removed = f"Alerts for {target} no longer go to the webhook."
             else:
+                removed = f"Alerts for {target} no longer go to {self._places(session, route)}."
                 session.delete(route)
-                removed = f"Alerts for {target} no longer go to {self.channel(route.channel_id)}."
+            part = command.get("email") or command.get("webhook")
+            if part and not (
+                route.channel_id or route.webhook_sealed or self._addresses(session, route)
+            ):
+                session.delete(route)  # nothing is left of it
         return f"{removed} {self.where_alerts_go(connection_id)}"
+
+    def _remove_addresses(
+        self, session: Session, route: AlertRoute, typed: str | bool, target: str
+    ) -> str:
+        """``alerts remove --email [ADDRESS]``: those addresses, or (bare) all of them."""
+        kept = self._addresses(session, route)
+        if not kept:
+            raise SetupError(f"Alerts for {target} go to no email address.")
+        if typed is True:
+            going = kept
+        else:
+            from bot.mail import same_address
+
+            asked = check_emails(typed)
+            going = [(n, a) for n, a in kept if any(same_address(a, b) for b in asked)]
+            if not going:
+                raise SetupError(
+                    f"Alerts for {target} do not go to {', '.join(map(str, asked))}: "
+                    f"{self.command('alerts list')} shows the addresses they go to."
+                )
+        numbers = [number for number, _ in going]
+        session.execute(delete(AlertEmail).where(AlertEmail.id.in_(numbers)))
+        return f"Alerts for {target} no longer go by email to {_and(going)}."
 
     def where_alerts_go(self, connection_id: int | None = None) -> str:
         """Where an alert of a connection (or the workspace) goes now, as one sentence."""
         from bot.jobs import alert_route, connector, first_setup_channel
 
         with self.db.session() as session:
-            route = alert_route(session, self.workspace_id, connection_id)
+            route = alert_route(session, self.workspace_id, connection_id, for_channel=True)
+            mailing = alert_route(session, self.workspace_id, connection_id)
+            emails = len(self._addresses(session, mailing))
             first = first_setup_channel(session, self.workspace_id)
             person = connector(session, self.workspace_id, connection_id)
         change = f"{self.command('alerts #channel')} changes it."
-        if route is not None:
-            return f"Alerts go to {self.channel(route.channel_id)}. {change}"
+        also = f" and by email to {_count(emails, 'address')}" if emails else ""
+        if route is not None and route.channel_id:
+            return f"Alerts go to {self.channel(route.channel_id)}{also}. {change}"
         if first:
             return (
                 f"Alerts go to {self.channel(first)}, where the first budget or digest was "
-                f"set. {change}"
+                f"set{also}. {change}"
             )
         if person:
-            return f"Alerts go by direct message to <@{person}>. {change}"
+            return f"Alerts go by direct message to <@{person}>{also}. {change}"
+        if emails:
+            return (
+                f"Alerts go by email to {_count(emails, 'address')} only, to no channel: "
+                f"{self.command('alerts #channel')} adds one."
+            )
         return f"Alerts have nowhere to go yet and wait (7 days at most): {change}"
+
+    def _places(self, session: Session, route: AlertRoute, *, numbered: bool = False) -> str:
+        """A route's places in words: ``CALERTS and the webhook and by email to ana@…``."""
+        places = [self.channel(route.channel_id)] if route.channel_id else []
+        if route.webhook_sealed:
+            places.append("the webhook")
+        if addresses := self._addresses(session, route):
+            places.append(f"by email to {_and(addresses, numbered=numbered)}")
+        return " and ".join(places) or "nowhere"
+
+    def _refusals(self, session: Session, route: AlertRoute) -> list[str]:
+        """Addresses whose mail server refused the last alert for good, and why."""
+        from bot.jobs import REFUSED
+
+        lines = []
+        for number, address in self._addresses(session, route):
+            last = session.scalar(
+                select(Delivery.outcome)
+                .where(
+                    Delivery.workspace_id == self.workspace_id,
+                    Delivery.key.like(f"%@email {number}"),
+                    Delivery.done_at.is_not(None),
+                )
+                .order_by(Delivery.done_at.desc())
+                .limit(1)
+            )
+            if last and last.startswith(REFUSED):
+                why = last.removeprefix(REFUSED).removeprefix(f"email {number}: ")
+                lines.append(
+                    f"• {address} (email {number}) refused the last alert: {why}. Check it, or "
+                    f"{self.command(f'alerts remove --email {address.addr_spec}')}"
+                )
+        return lines
 
     def alerts_lines(self) -> str:
         """``alerts list``: every route, where the rest go, and alerts still owed."""
@@ -482,14 +641,16 @@ class Setup:
                     )
                 )
             }
-        lines = []
-        for route in routes:
-            who = (
-                self._named(labels.get(route.connection_id, "?")) if route.connection_key else "All"
-            )
-            webhook = " and the webhook" if route.webhook_sealed else ""
-            lines.append(f"{who}: {self.channel(route.channel_id)}{webhook}")
-        if not any(route.connection_key == 0 for route in routes):
+            lines = []
+            for route in routes:
+                who = (
+                    self._named(labels.get(route.connection_id, "?"))
+                    if route.connection_key
+                    else "All"
+                )
+                lines.append(f"{who}: {self._places(session, route, numbered=True)}")
+                lines += self._refusals(session, route)
+        if not any(route.connection_key == 0 and route.channel_id for route in routes):
             lines.append(self.where_alerts_go())
         lines.append("Budgets set in a channel alert there (`budget list`).")
         lines += self.undelivered_lines()
@@ -628,10 +789,40 @@ class Setup:
         label = command.get("connection")
         target = self._named(label)
         webhook = " and to the webhook" if route.webhook_sealed else ""
-        return f"Alerts for {target} now go to {self.channel(route.channel_id)}{webhook}."
+        with self.db.session() as session:
+            addresses = self._addresses(session, route)
+        emails = f" and by email to {_and(addresses)}" if addresses else ""
+        if route.channel_id:
+            channel = self.channel(route.channel_id)
+            return f"Alerts for {target} now go to {channel}{webhook}{emails}."
+        return (
+            f"Alerts for {target} now go by email to {_and(addresses)}. "
+            f"{self.where_alerts_go(route.connection_id)}"
+        )
 
     def _made(self, text: str) -> str:
         return f"{self.words.done_mark}{text}"
+
+
+def _new_addresses(adding: list, kept: list) -> list:
+    """The addresses of ``adding`` not already among ``kept`` (nor typed twice)."""
+    from bot.mail import same_address
+
+    new: list = []
+    for address in adding:
+        if not any(same_address(address, other) for other in [*kept, *new]):
+            new.append(address)
+    return new
+
+
+def _and(addresses: list, *, numbered: bool = False) -> str:
+    """``(number, Address)`` pairs as ``ana@example.com and Bob <bob@example.com>``."""
+    words = [f"{a} (email {n})" if numbered else str(a) for n, a in addresses]
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'es' if n != 1 and thing.endswith('s') else 's' if n != 1 else ''}"
 
 
 def _percents(thresholds: str) -> str:

@@ -563,7 +563,8 @@ class AlertRoute(Base):
     )
     connection_key: Mapped[int] = mapped_column(Integer, default=0)
     """connection_id, or 0 for the workspace default (NULLs never collide)."""
-    channel_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    """None for a route that only adds places (email): its Slack alerts go where they would."""
     webhook_sealed: Mapped[str | None] = mapped_column(Text)
     webhook_key_id: Mapped[str | None] = mapped_column(String(32), index=True)
     uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
@@ -572,6 +573,31 @@ class AlertRoute(Base):
     @property
     def webhook_aad(self) -> str:
         return f"alert_routes/{self.uid}/webhook"
+
+
+class AlertEmail(Base):
+    """An address a route's alerts are emailed to; a route has a few at most.
+
+    The address is personal data, so it is sealed like a webhook URL: a copy of
+    the database (a backup, or a reader who may only run reports) does not list
+    the team's addresses. The ledger and the logs name it by its number.
+    """
+
+    __tablename__ = "alert_emails"
+
+    id: Mapped[intpk]
+    route_id: Mapped[int] = mapped_column(
+        ForeignKey("alert_routes.id", ondelete="CASCADE"), index=True
+    )
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    address_sealed: Mapped[str] = mapped_column(Text)
+    address_key_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[timestamp]
+
+    @property
+    def address_aad(self) -> str:
+        return f"alert_emails/{self.uid}/address"
 
 
 class Delivery(Base):
@@ -650,4 +676,5 @@ SEALED = (
     Sealed(Connection, "credentials_sealed", "credentials_key_id", lambda row: row.credentials_aad),
     Sealed(SlackInstallation, "sealed", "key_id", lambda row: row.sealed_aad),
     Sealed(AlertRoute, "webhook_sealed", "webhook_key_id", lambda row: row.webhook_aad),
+    Sealed(AlertEmail, "address_sealed", "address_key_id", lambda row: row.address_aad),
 )

@@ -174,6 +174,7 @@ SEALED_KEY_ID_COLUMNS = (
     ("connections", "credentials_key_id"),
     ("slack_installations", "key_id"),
     ("alert_routes", "webhook_key_id"),
+    ("alert_emails", "address_key_id"),
 )
 """Where each sealed secret's key id is kept: ``storage.models.SEALED`` (a test checks)."""
 

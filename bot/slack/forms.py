@@ -29,6 +29,7 @@ from bot.setup import (
     DEFAULT_THRESHOLDS,
     WHEN,
     SetupError,
+    check_emails,
     check_webhook,
     check_zone,
     parse_channel,
@@ -69,6 +70,7 @@ FIELD_CHECKS: dict[str, Callable[[str], object]] = {
     "amount": parse_usd,
     "thresholds": parse_thresholds,
     "webhook": check_webhook,
+    "email": check_emails,
 }
 """Each field through the parser the typed command uses for it, so an error
 lands on that field before the command runs."""
@@ -88,7 +90,12 @@ FIELDS: dict[str, dict[str, str | None]] = {
         "thresholds": "thresholds",
         "channel": "channel",
     },
-    "alerts": {"channel": None, "connection": "connection", "webhook": "webhook"},
+    "alerts": {
+        "channel": None,
+        "connection": "connection",
+        "webhook": "webhook",
+        "email": "email",
+    },
 }
 """Each form's fields: the ``--option`` each stands for, or None for the command's argument."""
 
@@ -100,6 +107,8 @@ def wants_form(command: Command) -> bool:
         return command.args == ("add",) and not command.options
     if command.name == "budget":
         return command.args == ("set",)  # no amount: asked for, with any options typed filled in
+    if command.name == "alerts" and command.get("email"):
+        return False  # addresses alone: added as typed, the channel left as it is
     return command.name in ("alerts", "range") and not command.args
 
 

@@ -411,4 +411,5 @@ def setup_for(service: SlackService, invocation: Invocation) -> Setup:
         invocation.user_id,
         SLACK,
         allow_private_webhooks=service.runtime.settings.webhooks_allow_private,
+        environ=service.runtime.settings.environ,
     )
