@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.config import MAX_BACKFILL_DAYS
+from bot.ledger import process_name
 from providers.manager import ProviderRegistry
 from providers.types import (
     BillingSnapshot,
@@ -201,6 +202,14 @@ class _Attempt:
         )
 
 
+Stored = Callable[[Session, list["SyncResult"]], None]
+"""Called in the transaction that stores these syncs, to record something with them
+(the daily sync marks each connection's share done: bot.jobs)."""
+
+NextConnections = Callable[[int], Awaitable[list[Connection]]]
+"""Up to ``n`` more connections to sync; none when there are no more."""
+
+
 class _Writer:
     """One thread that stores syncs, committing whatever is queued together.
 
@@ -213,10 +222,14 @@ class _Writer:
     MAX_BATCH = 50
 
     def __init__(
-        self, store: Callable[[Session, _Attempt], None], transaction: Callable[[], Any]
+        self,
+        store: Callable[[Session, _Attempt], None],
+        transaction: Callable[[], Any],
+        stored: Stored | None = None,
     ) -> None:
         self._store = store
         self._transaction = transaction
+        self._stored = stored
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="xai-usage-writer", daemon=True)
         self._thread.start()
@@ -256,6 +269,8 @@ class _Writer:
                 for attempt, _, _ in batch:
                     self._store(session, attempt, totals)
                 adjust_totals(session, totals)
+                if self._stored is not None:
+                    self._stored(session, [attempt.result for attempt, _, _ in batch])
         except Exception:
             if len(batch) > 1:
                 for item in batch:
@@ -337,12 +352,15 @@ class SyncEngine:
         concurrency: int = 32,
         trailing_days: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        worker: str | None = None,
     ) -> None:
         self.db = db
         self.providers = providers
         self.concurrency = concurrency
         self.trailing_days = trailing_days
         self.clock = clock
+        self.worker = worker or process_name()
+        """Who runs the syncs (``host:pid``), recorded with each: replicas share the work."""
 
     # -- connect ----------------------------------------------------------------
 
@@ -627,34 +645,102 @@ class SyncEngine:
         days: int | None = None,
         force: bool = False,
         progress: Callable[[SyncResult, int, int], None] | None = None,
+        stored: Stored | None = None,
     ) -> list[SyncResult]:
+        """Sync these connections; their results in the same order."""
         ids = list(connection_ids)
-        with self.db.session() as session:
-            loaded = {
-                c.id: c for c in session.scalars(select(Connection).where(Connection.id.in_(ids)))
-            }
+        loaded = self._load(ids)
         missing = [i for i in ids if i not in loaded]
         if missing:
             raise LookupError(f"no connection with id {missing[0]}")
-        limit = asyncio.Semaphore(self.concurrency)
+        rest = [loaded[i] for i in ids]
+
+        async def everything(_: int) -> list[Connection]:
+            handed, rest[:] = rest[:], []
+            return handed
+
+        return await self._sync(
+            everything, trigger, days, force, stored, progress=progress, total=len(ids)
+        )
+
+    async def sync_claimed(
+        self,
+        claim: Callable[[int], Sequence[int]],
+        *,
+        trigger: str,
+        days: int | None = None,
+        force: bool = False,
+        stored: Stored | None = None,
+    ) -> list[SyncResult]:
+        """Sync connections as ``claim(n)`` hands them out, until it hands out none.
+
+        ``claim`` returns up to ``n`` more connection ids this process now owns
+        (work shared between processes: ``bot.jobs`` claims the daily sync a few
+        dozen connections at a time). It is called, in a thread, while the last
+        ones it handed out are still in flight, so the network never waits for
+        it. An id whose connection is gone by then is left out of the results.
+        """
+
+        def claimed(n: int) -> list[Connection]:
+            while ids := list(claim(n)):
+                loaded = self._load(ids)
+                if connections := [loaded[i] for i in ids if i in loaded]:
+                    return connections
+            return []
+
+        async def more(n: int) -> list[Connection]:
+            return await asyncio.to_thread(claimed, n)
+
+        return await self._sync(more, trigger, days, force, stored)
+
+    def _load(self, ids: list[int]) -> dict[int, Connection]:
+        with self.db.session() as session:
+            return {
+                c.id: c for c in session.scalars(select(Connection).where(Connection.id.in_(ids)))
+            }
+
+    async def _sync(
+        self,
+        more: NextConnections,
+        trigger: str,
+        days: int | None,
+        force: bool,
+        stored: Stored | None,
+        *,
+        progress: Callable[[SyncResult, int, int], None] | None = None,
+        total: int = 0,
+    ) -> list[SyncResult]:
+        """Keep ``concurrency`` connections fetching, storing each as it is fetched.
+
+        A connection holds its slot for the network part only; storing is the
+        writer thread's, so the next fetch starts meanwhile.
+        """
+        slots = asyncio.Semaphore(self.concurrency)
         done = 0
-        writer = _Writer(partial(self._record, trigger=trigger), self.db.transaction)
+        writer = _Writer(partial(self._record, trigger=trigger), self.db.transaction, stored)
         try:
             async with HttpClients(self.concurrency) as clients:
 
                 async def one(index: int, connection: Connection) -> SyncResult:
                     nonlocal done
-                    async with limit:  # held for the network part only
+                    try:
                         attempt = await self._fetch_one(
                             clients.pick(index), connection, days, force
                         )
+                    finally:
+                        slots.release()
                     result = await self._store_one(writer, attempt)
                     done += 1
                     if progress:
-                        progress(result, done, len(ids))
+                        progress(result, done, total)
                     return result
 
-                return list(await asyncio.gather(*(one(n, loaded[i]) for n, i in enumerate(ids))))
+                syncs: list[asyncio.Task[SyncResult]] = []
+                while connections := await more(self.concurrency):
+                    for connection in connections:
+                        await slots.acquire()
+                        syncs.append(asyncio.create_task(one(len(syncs), connection)))
+                return list(await asyncio.gather(*syncs))
         finally:
             writer.close()
 
@@ -888,6 +974,7 @@ class SyncEngine:
                 rows=result.rows,
                 total_usd=result.total_usd if result.ok else None,
                 duration_ms=attempt.duration_ms,
+                worker=self.worker,
             )
         )
         if fetched is not None:

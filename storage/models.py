@@ -339,6 +339,8 @@ class SyncRun(Base):
     rows: Mapped[int] = mapped_column(Integer, default=0)
     total_usd: Mapped[optional_money]
     duration_ms: Mapped[int | None]
+    worker: Mapped[str | None] = mapped_column(String(100))
+    """The process that ran it (``host:pid``): the daily sync is shared by every replica."""
 
 
 # Slack's multi-workspace OAuth: installations and OAuth states.
