@@ -78,7 +78,7 @@ from sqlalchemy import func, select
 
 from bench.sandbox_process import SandboxProcess
 from bench.stores import STORES, Unavailable, bulk_insert_costs
-from bench.sync_bench import add_connection, credentials, management_key, team_id
+from bench.sync_bench import credentials, management_key, team_id
 from bench.table import Column, Scoreboard, Table, count, ms, percentile, ratio
 from bot.config import Settings
 from bot.runtime import Runtime
@@ -91,6 +91,7 @@ from storage.crypto import Keyring
 from storage.db import Database
 from storage.models import SyncRun
 from storage.repo import rebuild_totals, workspace_for_slack_team
+from tests.fakes.connections import add_sealed_connection
 from tests.fakes.slack_api import SlackStandIn
 
 LATENCY = 0.1
@@ -353,7 +354,7 @@ def _seed(db: Database) -> int:
         connections = []
         for n in range(TEAMS):
             clean = credentials(n)
-            connection = add_connection(
+            connection = add_sealed_connection(
                 session,
                 keyring,
                 workspace_id,

@@ -45,13 +45,12 @@ import math
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from bench.sandbox_process import SandboxProcess, by_endpoint
 from bench.stores import STORES, Unavailable
@@ -64,12 +63,11 @@ from storage.crypto import Keyring
 from storage.db import Database
 from storage.models import (
     Connection,
-    ConnectionStatus,
     DailyCost,
     SyncRun,
     Workspace,
-    new_uid,
 )
+from tests.fakes.connections import add_sealed_connection
 
 LATENCY = 0.1
 TEAMS = 500
@@ -165,45 +163,6 @@ def run(score: Scoreboard) -> None:
         "query, then 3 usage windows + 2 billing GETs + the last days by unit type at once);"
     )
     table.note("       daily = ceil(requests served / concurrency) x latency.")
-
-
-def add_connection(
-    session: Session,
-    keyring: Keyring,
-    workspace_id: int,
-    credentials: Mapping[str, str],
-    *,
-    label: str,
-    secret_mask: str,
-    backfill_days: int,
-    key_breakdown: bool,
-    now: datetime,
-) -> Connection:
-    """An xAI connection as ``connect`` leaves it after a good sync, written straight in.
-
-    Benchmarks need hundreds of them and must not pay a backfill each; the
-    credentials are sealed exactly as ``connect`` seals them (bound to the
-    connection's uid, under the primary key), so the engine can open them.
-    """
-    connection = Connection(
-        uid=new_uid(),  # set up front: the ciphertext is bound to it
-        workspace_id=workspace_id,
-        provider="xai",
-        label=label,
-        account_ref=credentials["team_id"],
-        secret_mask=secret_mask,
-        backfill_days=backfill_days,
-        created_by="bench",
-        credentials_changed_at=now,
-        credentials_key_id=keyring.primary_key_id,
-        status=ConnectionStatus.OK,
-        key_breakdown=key_breakdown,
-        last_success_at=now,
-        last_attempt_at=now,
-    )
-    connection.credentials_sealed = keyring.seal_json(credentials, connection.credentials_aad)
-    session.add(connection)
-    return connection
 
 
 def _new_workspace(db: Database, name: str) -> int:
@@ -307,7 +266,7 @@ def _add_connections(
     with db.transaction() as session:
         for n in range(TEAMS):
             clean = engine.validate_fields(provider, credentials(n))
-            connections[n] = add_connection(
+            connections[n] = add_sealed_connection(
                 session,
                 db.keyring,
                 workspace_id,
