@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from itertools import islice
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -215,7 +216,10 @@ def run_due(
     runtime: Runtime, at: datetime, delivery: Outbox | None, *, daily_sync_at: str = "06:00"
 ) -> Outcome:
     outcome = Outcome()
-    ledger = Ledger(runtime.db, clock=lambda: at)
+    # The ledger's time starts at ``at`` and moves on with the run, so a claim renewed
+    # during a long daily sync holds from the moment it is renewed, not from ``at``.
+    began = monotonic()
+    ledger = Ledger(runtime.db, clock=lambda: at + timedelta(seconds=monotonic() - began))
     _daily_sync(runtime, ledger, at, daily_sync_at, outcome)
     if delivery is None:
         outcome.skipped.append("digests and alerts: no Slack configured to deliver them")

@@ -182,3 +182,39 @@ def test_one_process_syncs_every_connection_once_and_closes_the_day(db, teams) -
         left = set(session.scalars(select(Delivery.key).where(Delivery.key.startswith("sync:"))))
     assert DAY in left and not any(k.startswith(f"{DAY}:c") for k in left)
     assert len([k for k in left if k.startswith("sync:2026-11-23:c")]) == 5
+
+
+def test_a_long_daily_sync_keeps_renewing_its_claims(db, teams, monkeypatch) -> None:
+    """While its share is in flight, a process renews its claims from the time it renews
+    them: a sync longer than the lease is not taken over under its feet."""
+    import threading
+
+    import bot.jobs
+
+    monkeypatch.setattr(bot.jobs, "RENEW_EVERY", timedelta(seconds=0.1))
+    xai, env = teams(3)
+    xai.hold()  # the share stays in flight until released
+    run = threading.Thread(target=jobs_run, args=(env, AT))
+    run.start()
+    try:
+        deadline = time.monotonic() + 20
+
+        def leases() -> list[datetime]:
+            with db.session() as session:
+                return list(
+                    session.scalars(
+                        select(Delivery.lease_until).where(Delivery.key.startswith(f"{DAY}:c"))
+                    )
+                )
+
+        while len(leases()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first = max(leases())
+        while max(leases()) < first + timedelta(seconds=0.3) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert max(leases()) >= first + timedelta(seconds=0.3)  # renewed, and later each time
+    finally:
+        xai.release()
+        run.join(timeout=30)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(SyncRun)) == 3
