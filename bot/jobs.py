@@ -216,11 +216,8 @@ def run_due(
     runtime: Runtime, at: datetime, delivery: Outbox | None, *, daily_sync_at: str = "06:00"
 ) -> Outcome:
     outcome = Outcome()
-    # The ledger's time starts at ``at`` and moves on with the run, so a claim renewed
-    # during a long daily sync holds from the moment it is renewed, not from ``at``.
-    began = monotonic()
-    ledger = Ledger(runtime.db, clock=lambda: at + timedelta(seconds=monotonic() - began))
-    _daily_sync(runtime, ledger, at, daily_sync_at, outcome)
+    ledger = Ledger(runtime.db, clock=lambda: at)
+    _daily_sync(runtime, at, daily_sync_at, outcome)
     if delivery is None:
         outcome.skipped.append("digests and alerts: no Slack configured to deliver them")
         return outcome
@@ -238,13 +235,15 @@ def run_due(
     return outcome
 
 
-def _daily_sync(
-    runtime: Runtime, ledger: Ledger, at: datetime, sync_at: str, outcome: Outcome
-) -> None:
+def _daily_sync(runtime: Runtime, at: datetime, sync_at: str, outcome: Outcome) -> None:
     hour, minute = (int(part) for part in sync_at.split(":"))
     due = datetime.combine(at.astimezone(UTC).date(), time(hour, minute), tzinfo=UTC)
     if at < due:
         return
+    # The share's time starts at ``at`` and moves on with the sync, so a claim renewed
+    # during a long one holds from the moment it is renewed, not from ``at``.
+    began = monotonic()
+    ledger = Ledger(runtime.db, clock=lambda: at + timedelta(seconds=monotonic() - began))
     share = DailyShare(runtime, ledger, due.date().isoformat())
     if share.finished():
         return
