@@ -15,7 +15,9 @@ parses their JSON (no store, no rows).
    limits, the usage by unit type for the finished days), sent with plain
    ``httpx.AsyncClient`` clients, 4 of them with 16 connections, 64 requests in
    flight, each answer parsed with ``json.loads``; its CPU seconds per request
-   (the better of two runs) are the yardstick. Target: the engine's CPU per
+   are the yardstick. The machine's load changes by the minute (other work on it
+   included), so it runs right before and right after each measurement at c=64,
+   and that row is set against the mean of the two. Target: the engine's CPU per
    request at c=64 within 1.5x of it.
 
 1. **Backfill of one connection**: ``SyncEngine.connect`` for 90 days, timed
@@ -74,7 +76,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -282,21 +284,41 @@ async def _send_lean(requests: list[tuple[str, str, dict, dict | None]]) -> int:
     return sum(1 for status in statuses if status == 200)
 
 
-def _lean(table: Table, sandbox: SandboxProcess) -> float:
-    """The lean client's CPU seconds per request: the better of two runs."""
-    requests = _lean_requests(sandbox.url, TEAMS)
-    asyncio.run(_send_lean(requests[:200]))  # warm-up
-    best = None
-    for _ in range(2):
-        with _CpuMeter(sandbox) as cpu:
-            measured, answered = asyncio.run(_timed(_send_lean(requests)))
-        if answered != len(requests):
-            raise RuntimeError(f"the lean client got {answered} of {len(requests)} answers")
-        if best is None or cpu.engine < best[2].engine:
-            best = (measured, answered, cpu)
-    measured, answered, cpu = best
+class Lean:
+    """The lean client, run on demand beside each measurement it is the yardstick of: the
+    machine's load changes by the minute, so its CPU per request is taken right before
+    and right after the engine's run, and the two averaged."""
+
+    def __init__(self, sandbox: SandboxProcess) -> None:
+        self.sandbox = sandbox
+        self.requests = _lean_requests(sandbox.url, TEAMS)
+        asyncio.run(_send_lean(self.requests[:200]))  # warm-up
+
+    def run(self) -> tuple[float, int, _CpuMeter]:
+        with _CpuMeter(self.sandbox) as cpu:
+            measured, answered = asyncio.run(_timed(_send_lean(self.requests)))
+        if answered != len(self.requests):
+            raise RuntimeError(f"the lean client got {answered} of {len(self.requests)} answers")
+        return measured, answered, cpu
+
+    def per_request(self) -> float:
+        _, answered, cpu = self.run()
+        return cpu.engine / answered
+
+    def beside(self, measure: Callable[[], T]) -> tuple[T, float, str]:
+        """``measure()``'s result, the lean client's CPU per request around it, and a note."""
+        before = self.per_request()
+        result = measure()
+        after = self.per_request()
+        note = f"lean client beside it: {ms(before)} before, {ms(after)} after a request"
+        return result, (before + after) / 2, note
+
+
+def _lean(table: Table, sandbox: SandboxProcess) -> Lean:
+    """The lean client, and a row for it on its own (its figures against the floor)."""
+    lean = Lean(sandbox)
+    measured, answered, cpu = lean.run()
     floor = math.ceil(answered / LEAN_CONCURRENCY) * LATENCY
-    per_request = cpu.engine / answered
     table.row(
         "-",
         f"lean client, c={LEAN_CONCURRENCY}",
@@ -307,17 +329,17 @@ def _lean(table: Table, sandbox: SandboxProcess) -> float:
         "",
         "",
         cpu.cells()[0],
-        ms(per_request),
+        ms(cpu.engine / answered),
         "1.00x",
         cpu.cells()[1],
         "",
     )
     table.note(
         f"lean client: the daily requests of {TEAMS} teams over {LEAN_CLIENTS} httpx clients "
-        f"of {LEAN_CONCURRENCY // LEAN_CLIENTS} connections, only parsing the JSON; better of "
-        "two runs: the yardstick for CPU per request"
+        f"of {LEAN_CONCURRENCY // LEAN_CLIENTS} connections, only parsing the JSON; run again "
+        "right before and after each c=64 measurement, whose /lean is against their mean"
     )
-    return per_request
+    return lean
 
 
 def _new_workspace(db: Database, name: str) -> int:
@@ -446,17 +468,24 @@ def _daily(
     db: Database,
     registry: ProviderRegistry,
     sandbox: SandboxProcess,
-    lean: float,
+    lean: Lean,
     teams: int = TEAMS,
 ) -> None:
     workspace_id = _new_workspace(db, f"bench daily {teams}")
     numbers = _add_connections(db, SyncEngine(db, registry), workspace_id, datetime.now(UTC), teams)
     for concurrency in CONCURRENCIES if teams == TEAMS else (64,):
         engine = SyncEngine(db, registry, concurrency=concurrency)
-        before = sandbox.request_count()
-        with _CpuMeter(sandbox) as cpu:
-            measured, results = asyncio.run(_timed(engine.sync_all(workspace_id, trigger="daily")))
-        served = sandbox.requests_since(before)
+
+        def sync(engine: SyncEngine = engine) -> tuple[_CpuMeter, tuple[float, list], list]:
+            before = sandbox.request_count()
+            with _CpuMeter(sandbox) as cpu:
+                timed = asyncio.run(_timed(engine.sync_all(workspace_id, trigger="daily")))
+            return cpu, timed, sandbox.requests_since(before)
+
+        if concurrency == LEAN_CONCURRENCY:
+            (cpu, (measured, results), served), yardstick, beside = lean.beside(sync)
+        else:
+            (cpu, (measured, results), served), yardstick, beside = sync(), 0.0, ""
         rows = _check_daily(score, backend, db, workspace_id, numbers, results, served)
         floor = math.ceil(len(served) / concurrency) * LATENCY
         engine_cpu, stand_in_cpu = cpu.cells()
@@ -473,15 +502,17 @@ def _daily(
             count(rows),
             engine_cpu,
             ms(per_request),
-            ratio(per_request / lean),
+            ratio(per_request / yardstick) if yardstick else "",
             stand_in_cpu,
             score.target(
                 f"{what}: CPU per request within {CPU_TARGET}x of the lean client's",
-                per_request <= CPU_TARGET * lean,
+                per_request <= CPU_TARGET * yardstick,
             )
-            if concurrency == LEAN_CONCURRENCY
+            if yardstick
             else "",
         )
+        if beside:
+            table.note(f"{backend}: {beside}")
     table.note(
         f"{backend}: daily requests of {teams:,} by endpoint (last run): "
         + ", ".join(f"{name} {n:,}" for name, n in sorted(by_endpoint(served).items()))
@@ -497,7 +528,7 @@ def _workers(
     url: str,
     store_key: bytes,
     sandbox: SandboxProcess,
-    lean: float,
+    lean: Lean,
 ) -> None:
     """``xai-usage jobs run`` x 3 sharing a 5,000-connection daily sync on one PostgreSQL."""
     db = Database(url, Keyring([store_key]))
@@ -518,31 +549,36 @@ def _workers(
             "XAI_USAGE_NO_PLUGINS": "1",
             "XAI_USAGE_LOG_LEVEL": "ERROR",
         }
-        before = sandbox.request_count()
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        stand_in = sandbox.cpu_seconds()
-        began = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="xai-usage-bench-") as data_dir:
-            env["XAI_USAGE_DATA_DIR"] = data_dir
-            workers = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "bot.cli", "jobs", "run"],
-                    env=env,
-                    cwd=PROJECT_ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for _ in range(WORKERS)
-            ]
-            outputs = [worker.communicate(timeout=600) for worker in workers]
-        measured = time.perf_counter() - began
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        stand_in_after = sandbox.cpu_seconds()
+
+        def share() -> tuple:
+            before = sandbox.request_count()
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            stand_in = sandbox.cpu_seconds()
+            began = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="xai-usage-bench-") as data_dir:
+                workers = [
+                    subprocess.Popen(
+                        [sys.executable, "-m", "bot.cli", "jobs", "run"],
+                        env={**env, "XAI_USAGE_DATA_DIR": data_dir},
+                        cwd=PROJECT_ROOT,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                    for _ in range(WORKERS)
+                ]
+                outputs = [worker.communicate(timeout=600) for worker in workers]
+            measured = time.perf_counter() - began
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            stand_in_after = sandbox.cpu_seconds()
+            served = sandbox.requests_since(before)
+            return workers, outputs, measured, children, after, stand_in, stand_in_after, served
+
+        shared, yardstick, beside = lean.beside(share)
+        workers, outputs, measured, children, after, stand_in, stand_in_after, served = shared
         for worker, (out, err) in zip(workers, outputs, strict=True):
             if worker.returncode != 0:
                 score.fail(f"a worker exited {worker.returncode}: {(out + err)[-500:]}")
-        served = sandbox.requests_since(before)
         cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
         with db.session() as session:
             per_connection = Counter(
@@ -574,7 +610,7 @@ def _workers(
             count(rows),
             secs(cpu),
             ms(per_request),
-            ratio(per_request / lean),
+            ratio(per_request / yardstick),
             "n/a" if stand_in is None else secs((stand_in_after or 0.0) - stand_in),
             "",
         )
@@ -584,6 +620,7 @@ def _workers(
             + ("exactly once" if once else "NOT exactly once")
             + "; wall and CPU include each process's start-up (imports, connecting)"
         )
+        table.note(f"three workers: {beside}")
     finally:
         db.dispose()
 
