@@ -479,7 +479,11 @@ class LiveHome:
         sender = self._client(client.token, client.base_url)
 
         def send() -> None:
-            self._remember(invocation)
+            try:
+                self._remember(invocation)
+            except Exception as error:  # the tab itself says the store is down
+                if not store_unavailable(error):
+                    raise
             publish(self.service, sender, invocation, lambda: self._person(sender, invocation))
 
         self.publisher.submit(_Publish(invocation.team_id, invocation.user_id, send, opening=True))

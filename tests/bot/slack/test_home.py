@@ -592,3 +592,12 @@ def test_two_replicas_share_their_viewers_and_each_round_publishes_once(
         assert len(publishes_to(connected, MEMBER)) == 3
         assert "budget remove" in " ".join(buttons(publishes_to(connected, ADMIN)[-1]).values())
         assert connected.service.live_home.rounds + other.service.live_home.rounds == 2
+
+
+def test_a_database_outage_shows_on_the_tab_it_opens(connected: SlackApp, keyring) -> None:
+    from bot.slack.service import STORE_UNAVAILABLE
+    from storage.db import Database
+
+    connected.runtime.__dict__["db"] = Database("postgresql://nobody@127.0.0.1:1/none", keyring)
+    connected.service._workspaces.clear()  # nothing answered from memory
+    assert STORE_UNAVAILABLE in words(open_home(connected))
