@@ -33,7 +33,6 @@ from decimal import Decimal
 from pathlib import Path
 
 from bench.stores import bulk_insert_costs, sqlite_store
-from bench.sync_bench import add_connection
 from bench.table import Column, Scoreboard, Table, ms, percentile
 from bot.grammar import Command
 from bot.reports import Period, build_report
@@ -44,6 +43,7 @@ from storage.crypto import Keyring
 from storage.db import Database
 from storage.models import NANO, Workspace
 from storage.repo import rebuild_totals
+from tests.fakes.connections import add_sealed_connection
 
 DAYS = 90
 PNG_RUNS, PDF_RUNS, STARTS = 30, 10, 5
@@ -127,7 +127,7 @@ def _load(db: Database, keyring: Keyring, now: datetime) -> int:
         workspace = Workspace(name="bench")
         session.add(workspace)
         session.flush()
-        connection = add_connection(
+        connection = add_sealed_connection(
             session,
             keyring,
             workspace.id,

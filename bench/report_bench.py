@@ -41,7 +41,6 @@ from typing import Any
 from sqlalchemy import Date, bindparam, insert, text
 
 from bench.stores import STORES, Unavailable, bulk_insert_costs
-from bench.sync_bench import add_connection
 from bench.table import Column, Scoreboard, Table, count, ms, percentile, ratio
 from bot.grammar import Command
 from bot.reports import Period, build_report, resolve_period
@@ -51,6 +50,7 @@ from storage.crypto import Keyring
 from storage.db import Database
 from storage.models import NANO, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
+from tests.fakes.connections import add_sealed_connection
 
 CONNECTIONS = 1000
 DAYS = 90
@@ -269,7 +269,7 @@ def _load_store(db: Database, today: date) -> int:
         for n in range(CONNECTIONS):
             team = str(uuid.uuid5(uuid.NAMESPACE_URL, f"xai-usage-bench-report-{n}"))
             key = f"xai-mgmt-report-{n:04d}-5b3e8f0a1c2d"
-            connection = add_connection(
+            connection = add_sealed_connection(
                 session,
                 db.keyring,
                 workspace_id,

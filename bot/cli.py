@@ -747,11 +747,40 @@ def serve(command: Command, runtime: Runtime, console: Console) -> int:
     if not environ.get("XAI_USAGE_LOG_LEVEL"):
         configure_logging("INFO")
     runtime.db.check_keys()  # opening migrates; both before any request is accepted
+    scheduler = not command.get("no-scheduler", False)
     serve_slack(
         runtime,
         settings,
         host=environ.get("HOST") or "0.0.0.0",
-        ready=lambda where: console.note(f"xai-usage is serving Slack ({where})."),
+        ready=lambda where: console.note(
+            f"xai-usage is serving Slack ({where})"
+            + ("." if scheduler else "; the scheduled work is left to `xai-usage worker`.")
+        ),
+        scheduler=scheduler,
+    )
+    return 0
+
+
+@handles("worker")
+def worker(command: Command, runtime: Runtime, console: Console) -> int:
+    """The scheduled work in a process of its own (``serve --no-scheduler`` serves Slack)."""
+    from bot.ledger import process_name
+    from bot.slack.server import work
+    from bot.slack.settings import SlackSettings
+
+    environ = runtime.settings.environ
+    slack = bool(environ.get("SLACK_BOT_TOKEN") or environ.get("SLACK_CLIENT_ID"))
+    settings = SlackSettings.from_env(environ, delivering_only=True) if slack else None
+    if not environ.get("XAI_USAGE_LOG_LEVEL"):
+        configure_logging("INFO")
+    runtime.db.check_keys()
+    posting = "posting digests and alerts to Slack" if slack else "no Slack configured"
+    work(
+        runtime,
+        settings,
+        ready=lambda: console.note(
+            f"xai-usage is running the scheduled work as {process_name()} ({posting})."
+        ),
     )
     return 0
 
@@ -882,11 +911,7 @@ def _slack_delivery(runtime: Runtime):
     from bot.slack.settings import SlackSettings
 
     settings = SlackSettings.from_env(environ, delivering_only=True)
-    return SlackDelivery(
-        settings,
-        token_resolver(runtime, settings),
-        allow_private_webhooks=runtime.settings.webhooks_allow_private,
-    )
+    return SlackDelivery.of(runtime, settings, token_resolver(runtime, settings))
 
 
 @handles("help")

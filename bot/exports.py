@@ -119,9 +119,7 @@ def unfetched_rows(report: Report, providers: dict[int, str] | None = None) -> l
         day = span.start
         while day <= span.end:
             rows.append(
-                DetailRow(
-                    day, span.connection, "", "", "", None, fetched=False, provider=provider
-                )
+                DetailRow(day, span.connection, "", "", "", None, fetched=False, provider=provider)
             )
             day += timedelta(days=1)
     return rows

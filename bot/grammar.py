@@ -115,6 +115,7 @@ OPTIONS = {
         Option("latency", "seconds of latency to add to each answer", "SECONDS"),
         Option("yes", "do not ask for confirmation"),
         Option("http", "serve HTTP even when SLACK_APP_TOKEN is set"),
+        Option("no-scheduler", "serve Slack only: `xai-usage worker` does the scheduled work"),
         Option("at", "when: HH:MM for a digest; an ISO-8601 time for `jobs run`", "TIME"),
         Option("tz", "the digest's time zone, e.g. Europe/London (default: yours)", "AREA/CITY"),
         Option(
@@ -303,7 +304,14 @@ COMMANDS = {
             "serve",
             "run the Slack app and its scheduler (Socket Mode with SLACK_APP_TOKEN, else HTTP)",
             (),
-            ("http", "port"),
+            ("http", "port", "no-scheduler"),
+            _CLI,
+        ),
+        CommandSpec(
+            "worker",
+            "run the scheduled work (daily sync, digests, alerts) without serving Slack",
+            (),
+            (),
             _CLI,
         ),
         CommandSpec("help", "this help, or one command's", ("[COMMAND]",)),

@@ -19,19 +19,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from itertools import islice
+from time import monotonic
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
-from bot.ledger import DELIVERED, EXPIRED, Claim, Ledger
+from bot.ledger import DELIVERED, EXPIRED, MAX_ATTEMPTS, Claim, Ledger
 from bot.runtime import REDACTOR, Runtime
 from storage.crypto import DecryptionError
-from storage.models import AlertRoute, Budget, Connection, DigestSubscription, Workspace
+
+if TYPE_CHECKING:
+    from bot.sync import SyncResult
+from storage.models import (
+    AlertRoute,
+    Budget,
+    Connection,
+    Delivery,
+    DigestSubscription,
+    Workspace,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +55,14 @@ CATCH_UP = timedelta(hours=12)
 EARLIEST_RUN = datetime(2023, 1, 1, tzinfo=UTC)
 """``jobs run --at`` replays from here (xAI's API) up to a day ahead of now."""
 LATEST_AHEAD = timedelta(days=1)
-SYNC_LEASE = timedelta(minutes=30)
+SYNC_LEASE = timedelta(minutes=5)
+"""A claim on a connection's daily sync holds this long unless renewed: renewed every
+:data:`RENEW_EVERY` while its process works, so it runs out only for a process that died."""
+RENEW_EVERY = timedelta(minutes=1)
+CLAIM_BATCH = 32
+"""Connections claimed in one round trip, at least (the engine asks for its concurrency)."""
+DAILY_KEYS = "sync:"
+"""The daily sync's keys: ``sync:DAY``, and ``sync:DAY:cID`` for each connection."""
 PENDING_FOR = timedelta(days=7)
 """An alert that cannot be delivered is retried this long, then recorded as expired."""
 RETRY_REFUSED = timedelta(minutes=5)
@@ -235,7 +257,7 @@ def run_due(
 ) -> Outcome:
     outcome = Outcome()
     ledger = Ledger(runtime.db, clock=lambda: at)
-    _daily_sync(runtime, ledger, at, daily_sync_at, outcome)
+    _daily_sync(runtime, at, daily_sync_at, outcome)
     if delivery is None:
         outcome.skipped.append("digests and alerts: no Slack configured to deliver them")
         return outcome
@@ -256,22 +278,156 @@ def run_due(
     return outcome
 
 
-def _daily_sync(
-    runtime: Runtime, ledger: Ledger, at: datetime, sync_at: str, outcome: Outcome
-) -> None:
+def _daily_sync(runtime: Runtime, at: datetime, sync_at: str, outcome: Outcome) -> None:
     hour, minute = (int(part) for part in sync_at.split(":"))
     due = datetime.combine(at.astimezone(UTC).date(), time(hour, minute), tzinfo=UTC)
-    key = f"sync:{due.date().isoformat()}"
     if at < due:
         return
     if runtime.db.missing_key_ids():  # rotated while this process runs: it warned, once
-        return  # left to a process with the key (this one, restarted with it)
-    if not ledger.claim(key, lease=SYNC_LEASE):
         return
-    results = asyncio.run(runtime.engine.sync_all(trigger="daily"))
-    failed = [r for r in results if not r.ok and not r.skipped]
-    outcome.synced = len(results)
-    ledger.done(key, f"{len(results)} connections, {len(failed)} failed")
+    # The share's time starts at ``at`` and moves on with the sync, so a claim renewed
+    # during a long one holds from the moment it is renewed, not from ``at``.
+    began = monotonic()
+    ledger = Ledger(runtime.db, clock=lambda: at + timedelta(seconds=monotonic() - began))
+    share = DailyShare(runtime, ledger, due.date().isoformat())
+    if share.finished():
+        return
+    results = share.run()
+    if results:
+        outcome.synced = len(results)
+    share.close_day(outcome)
+
+
+class DailyShare:
+    """This process's part of one day's sync, claimed a few dozen connections at a time.
+
+    Each connection's daily sync has its own ledger key (``sync:DAY:cID``), so
+    any number of processes share the day: each claims a batch of keys (one
+    round trip for dozens), syncs them, and claims more while the last are in
+    flight, until none is left unclaimed. A key is marked done in the very
+    transaction that stores its connection's sync, so a sync is stored once
+    and only once. While a process works, a thread renews its leases; a
+    process that dies stops renewing, and once its lease runs out the next run
+    (of any process) takes its share over. When every connection's key is done,
+    the day's own key (``sync:DAY``) is marked done, so later runs that day
+    look no further, and the keys of days before are deleted.
+    """
+
+    def __init__(self, runtime: Runtime, ledger: Ledger, day: str) -> None:
+        self.runtime = runtime
+        self.ledger = ledger
+        self.day = f"sync:{day}"
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+
+    def key(self, connection_id: int) -> str:
+        return f"{self.day}:c{connection_id}"
+
+    def finished(self) -> bool:
+        """The day's sync is done (by this process or another)."""
+        done, _ = self.ledger.states([self.day]).get(self.day, (False, None))
+        return done
+
+    def run(self) -> list[SyncResult]:
+        """Sync every connection this process manages to claim; their results."""
+        candidates = self._unclaimed()
+        random.Random(self.ledger.owner).shuffle(candidates)  # replicas start apart
+        offered = iter(candidates)
+
+        def claim(n: int) -> list[int]:
+            while batch := list(islice(offered, max(n, CLAIM_BATCH))):
+                keys = {self.key(i): i for i in batch}
+                won = self.ledger.claim_many(list(keys), lease=SYNC_LEASE)
+                if won:
+                    with self._lock:
+                        self._held.update(won)
+                    return [keys[key] for key in won]
+            return []
+
+        keeper = threading.Thread(target=self._renew, name="xai-usage-lease", daemon=True)
+        self._stop = threading.Event()
+        keeper.start()
+        try:
+            results = asyncio.run(
+                self.runtime.engine.sync_claimed(claim, trigger="daily", stored=self._stored)
+            )
+        finally:
+            self._stop.set()
+            keeper.join()
+        with self._lock:  # claimed, not stored: skipped (a connection in error), or gone
+            left = sorted(self._held)
+        if left:
+            with self.runtime.db.transaction() as session:
+                self.ledger.done_with(session, left, "not synced: in error, or disconnected")
+        return results
+
+    def _unclaimed(self) -> list[int]:
+        """Connections whose key is neither done, nor held by a live lease, nor given up."""
+        now = self.ledger.clock()
+        with self.runtime.db.session() as session:
+            ids = list(session.scalars(select(Connection.id).order_by(Connection.id)))
+            taken = set(
+                session.scalars(
+                    select(Delivery.key).where(
+                        Delivery.key.startswith(f"{self.day}:c"),
+                        (Delivery.done_at.is_not(None))
+                        | (Delivery.lease_until >= now)
+                        | (Delivery.attempts >= MAX_ATTEMPTS),
+                    )
+                )
+            )
+        return [i for i in ids if self.key(i) not in taken]
+
+    def _stored(self, session: Session, results: list[SyncResult]) -> None:
+        """In the transaction that stores these syncs: their keys are done."""
+        keys = [self.key(result.connection_id) for result in results]
+        self.ledger.done_with(session, keys, "synced")
+        with self._lock:
+            self._held.difference_update(keys)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(RENEW_EVERY.total_seconds()):
+            with self._lock:
+                held = sorted(self._held)
+            try:
+                self.ledger.renew(held, SYNC_LEASE)
+            except Exception as error:  # the next renewal tries again; the lease has slack
+                log.warning("could not renew the daily sync's leases: %s", type(error).__name__)
+
+    def close_day(self, outcome: Outcome) -> None:
+        """Mark the day done once no connection's sync is left; the days before are forgotten."""
+        if self._unclaimed() or self._in_hand_elsewhere():
+            return
+        if self.ledger.claim(self.day, lease=SYNC_LEASE) is None:
+            return  # another process is closing it
+        with self.runtime.db.session() as session:
+            count = session.scalar(select(func.count()).select_from(Connection))
+        self.ledger.done(self.day, f"{count} connections")
+        if outcome.synced is None and not count:
+            outcome.synced = 0
+        with self.runtime.db.transaction() as session:  # a day's worth of keys, each day
+            session.execute(
+                delete(Delivery).where(
+                    Delivery.key.like(f"{DAILY_KEYS}%:c%"), Delivery.key < self.day
+                )
+            )
+
+    def _in_hand_elsewhere(self) -> bool:
+        """Some connection's key is held by a live lease (being synced, or its process died)."""
+        now = self.ledger.clock()
+        with self.runtime.db.session() as session:
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(
+                        Delivery.key.startswith(f"{self.day}:c"),
+                        Delivery.done_at.is_(None),
+                        Delivery.lease_until >= now,
+                    )
+                )
+                > 0
+            )
 
 
 @dataclass(frozen=True)

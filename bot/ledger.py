@@ -39,6 +39,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from storage.db import Database, upsert
 from storage.models import Delivery
@@ -141,7 +142,9 @@ class Ledger:
                             "attempts": 1,
                             "first_claimed_at": now,
                         }
-                        for key in keys
+                        # In one order for everyone: processes claiming overlapping keys
+                        # then wait for each other instead of deadlocking.
+                        for key in sorted(keys)
                     ]
                 )
                 .on_conflict_do_nothing(index_elements=["key"])
@@ -189,6 +192,38 @@ class Ledger:
             return
         with _autocommit(self.db.engine) as conn:
             conn.execute(statement, params)
+
+    def done_with(self, session: Session, keys: list[str], outcome: str = "ok") -> list[str]:
+        """Mark ``keys`` done in ``session``'s transaction, so the work and its mark are
+        stored together or not at all; the keys this process still held."""
+        if not keys:
+            return []
+        statement = (
+            update(Delivery)
+            .where(Delivery.key.in_(keys), Delivery.claimed_by == self.owner)
+            .values(done_at=self.clock(), outcome=outcome[:2000])
+            .returning(Delivery.key)
+        )
+        return list(session.scalars(statement))
+
+    def renew(self, keys: list[str], lease: timedelta) -> int:
+        """Extend this process's lease on ``keys`` not done yet, while it works on them;
+        how many it still held (another process may have taken one over meanwhile)."""
+        if not keys:
+            return 0
+        with self.db.transaction() as session:
+            return len(
+                session.scalars(
+                    update(Delivery)
+                    .where(
+                        Delivery.key.in_(keys),
+                        Delivery.claimed_by == self.owner,
+                        Delivery.done_at.is_(None),
+                    )
+                    .values(lease_until=self.clock() + lease)
+                    .returning(Delivery.key)
+                ).all()
+            )
 
     def pending(
         self,

@@ -1,12 +1,15 @@
-"""Scheduled work inside `xai-usage serve`: everything due, every minute.
+"""Scheduled work, every minute: inside `xai-usage serve`, or on its own in `xai-usage worker`.
 
 The daily sync, digests and alerts all go through ``bot.jobs.run_due``,
-whose ledger makes each happen once however many processes run this.
+whose ledger makes each happen once however many processes run this, and
+shares the daily sync out between them.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -58,6 +61,8 @@ def _due(runtime: Runtime, delivery: Outbox | None, daily_sync_at: str) -> None:
 def start_scheduler(
     runtime: Runtime, delivery: Outbox | None, after_tick: Callable[[], None] | None = None
 ) -> BackgroundScheduler:
+    """Everything due, at once (a restarted process catches up without waiting for the
+    minute), then five seconds into every minute."""
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
         tick,
@@ -68,6 +73,33 @@ def start_scheduler(
         coalesce=True,
         max_instances=1,
         misfire_grace_time=50,
+        next_run_time=datetime.now(UTC),
     )
     scheduler.start()
     return scheduler
+
+
+def work_until_stopped(
+    runtime: Runtime,
+    delivery: Outbox | None,
+    after_tick: Callable[[], None] | None = None,
+    *,
+    ready: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """``xai-usage worker``: the scheduled work in a process of its own, until SIGTERM or
+    Ctrl-C (or ``stop``). A share of the daily sync it held when stopped is taken over
+    by another process once its lease runs out (``bot.jobs.DailyShare``)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    scheduler = start_scheduler(runtime, delivery, after_tick)
+    if ready is not None:
+        ready()
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.shutdown(wait=False)

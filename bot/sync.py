@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -28,11 +28,23 @@ from typing import Any, TypeVar
 
 import certifi
 import httpx
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.figures import day_end
+from bot.ledger import process_name
 from bot.numbers import whole_number
 from bot.profiles import Profile
 from bot.profiles import record as record_profiles
@@ -73,6 +85,7 @@ from storage.models import (
     WorkspaceDailyTotal,
     account_key,
 )
+from storage.reader import usd
 from storage.repo import connections as list_connections
 from storage.repo import unique_label
 
@@ -357,6 +370,14 @@ class _Attempt:
         )
 
 
+Stored = Callable[[Session, list["SyncResult"]], None]
+"""Called in the transaction that stores these syncs, to record something with them
+(the daily sync marks each connection's share done: bot.jobs)."""
+
+NextConnections = Callable[[int], Awaitable[list[Connection]]]
+"""Up to ``n`` more connections to sync; none when there are no more."""
+
+
 class _Writer:
     """One thread that stores syncs, committing whatever is queued together.
 
@@ -367,12 +388,20 @@ class _Writer:
     """
 
     MAX_BATCH = 50
+    GATHER_SECONDS = 0.02
+    """How long a batch waits for more syncs to join it: a statement's cost is mostly
+    per statement, not per row, so a daily sync's batches of one or two connections
+    cost several times what batches of ten do. A lone sync waits this once."""
 
     def __init__(
-        self, store: Callable[[Session, _Attempt], None], transaction: Callable[[], Any]
+        self,
+        store: Callable[[Session, list[_Attempt]], None],
+        transaction: Callable[[], Any],
+        stored: Stored | None = None,
     ) -> None:
         self._store = store
         self._transaction = transaction
+        self._stored = stored
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="xai-usage-writer", daemon=True)
         self._thread.start()
@@ -390,9 +419,10 @@ class _Writer:
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             batch = [item]
+            gather_until = time.monotonic() + self.GATHER_SECONDS
             while len(batch) < self.MAX_BATCH:
                 try:
-                    extra = self._queue.get_nowait()
+                    extra = self._queue.get(timeout=max(0.0, gather_until - time.monotonic()))
                 except queue.Empty:
                     break
                 if extra is None:
@@ -406,12 +436,15 @@ class _Writer:
         # rollup rows by workspace, day and model), so concurrent writers, in
         # this process or another, wait for each other instead of deadlocking.
         batch.sort(key=lambda item: item[0].connection.id)
+        if len({attempt.connection.id for attempt, _, _ in batch}) < len(batch):
+            for item in batch:  # one connection twice: each sync replaces the other's days
+                self._write([item])
+            return
         try:
             with self._transaction() as session:
-                totals: dict[tuple[int, date, str], Decimal] = defaultdict(Decimal)
-                for attempt, _, _ in batch:
-                    self._store(session, attempt, totals)
-                adjust_totals(session, totals)
+                self._store(session, [attempt for attempt, _, _ in batch])
+                if self._stored is not None:
+                    self._stored(session, [attempt.result for attempt, _, _ in batch])
         except Exception:
             if len(batch) > 1:
                 for item in batch:
@@ -436,52 +469,46 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-class _GatedClient(httpx.AsyncClient):
-    """A client whose requests take a slot in a gate shared by all clients."""
+class HttpPool(httpx.AsyncClient):
+    """One client for every request of a sync: at most ``concurrency`` in flight, over
+    small pools in which no request ever queues.
 
-    def __init__(self, gate: asyncio.Semaphore, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._gate = gate
-
-    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        async with self._gate:  # held until the body is read (no streaming here)
-            return await super().send(request, **kwargs)
-
-
-class HttpClients:
-    """At most ``concurrency`` requests in flight, over small pooled clients.
-
-    httpcore's pool does work proportional to its connection count on every
-    request: one pool of 32 connections costs several ms of CPU a request,
-    eight pools of a few connections well under one. Each client has room
-    for a connection's whole burst (a 90-day backfill is seven requests at
-    once: three windows, two billing GETs, past invoices, the split by unit
-    type), so the shared gate, not a pool, decides who waits.
+    httpcore's pool scans its connections, and every request queued against them,
+    each time a request starts or ends: one pool of 64 connections used 8.8 ms of
+    CPU a request, and several pools still cost more as their queues grew. Here a
+    request first takes a slot in the gate, then a shard with a free connection
+    slot (the one freed last, whose connection is still open) and is sent there:
+    a shard never holds more requests than connections, so its queue stays empty
+    and its scans cover :attr:`SHARD_SIZE` connections at most. Requests are read
+    whole before their slot is given back (nothing here streams).
     """
 
-    CONNECTIONS_PER_CLIENT = 8
-    REQUESTS_PER_CLIENT = 4
+    SHARD_SIZE = 4
 
     def __init__(self, concurrency: int) -> None:
-        gate = asyncio.Semaphore(concurrency)
-        count = max(1, math.ceil(concurrency / self.REQUESTS_PER_CLIENT))
-        size = self.CONNECTIONS_PER_CLIENT
+        super().__init__(verify=_tls_context())
+        self._gate = asyncio.Semaphore(concurrency)
+        size = self.SHARD_SIZE
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        self.clients = [
-            _GatedClient(
-                gate, limits=limits, timeout=httpx.Timeout(20.0, pool=None), verify=_tls_context()
+        self._shards = [
+            httpx.AsyncClient(
+                limits=limits, timeout=httpx.Timeout(20.0, pool=None), verify=_tls_context()
             )
-            for _ in range(count)
+            for _ in range(max(1, math.ceil(concurrency / size)))
         ]
+        self._free = [shard for shard in reversed(self._shards) for _ in range(size)]
 
-    def pick(self, index: int) -> httpx.AsyncClient:
-        return self.clients[index % len(self.clients)]
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        async with self._gate:
+            shard = self._free.pop()
+            try:
+                return await shard.send(request, **kwargs)
+            finally:
+                self._free.append(shard)
 
-    async def __aenter__(self) -> HttpClients:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.gather(*(client.aclose() for client in self.clients))
+    async def aclose(self) -> None:
+        await asyncio.gather(*(shard.aclose() for shard in self._shards))
+        await super().aclose()
 
 
 class SyncEngine:
@@ -494,6 +521,7 @@ class SyncEngine:
         trailing_days: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         settle_hours: int | None = None,
+        worker: str | None = None,
     ) -> None:
         self.db = db
         self.providers = providers
@@ -505,6 +533,11 @@ class SyncEngine:
         (None: as long as each provider declares, ``providers.types.settle_hours``)."""
         self._profiled: set[str] = set()
         """Providers whose profile this engine has recorded (:meth:`record_profiles`)."""
+        self.worker = worker or process_name()
+        """Who runs the syncs (``host:pid``), recorded with each: replicas share the work."""
+        self._due: dict[int, tuple[date, ...]] = {}
+        """Closed months whose invoice each connection being synced asks for."""
+        self._due_lock = threading.Lock()
 
     def settle_time(self, provider_name: str) -> timedelta:
         """How long after a UTC day ends a sync must read it for its figure to be final."""
@@ -618,9 +651,9 @@ class SyncEngine:
         """
         provider = self.providers.get(provider_name)
         clean = self.validate_fields(provider, credentials)
-        async with HttpClients(1) as clients:
+        async with HttpPool(1) as http:
             try:
-                check = await provider.check_credentials(clients.pick(0), clean)
+                check = await provider.check_credentials(http, clean)
             except ProviderError as error:
                 raise ConnectError(
                     error.message, field=error.field, reason=str(error.reason)
@@ -955,40 +988,113 @@ class SyncEngine:
         days: int | None = None,
         force: bool = False,
         progress: Callable[[SyncResult, int, int], None] | None = None,
+        stored: Stored | None = None,
     ) -> list[SyncResult]:
+        """Sync these connections; their results in the same order."""
         ids = list(connection_ids)
+        loaded = self._load(ids)
+        missing = [i for i in ids if i not in loaded]
+        if missing:
+            raise LookupError(f"no connection with id {missing[0]}")
+        rest = [loaded[i] for i in ids]
+
+        async def everything(_: int) -> list[Connection]:
+            handed, rest[:] = rest[:], []
+            return handed
+
+        return await self._sync(
+            everything, trigger, days, force, stored, progress=progress, total=len(ids)
+        )
+
+    async def sync_claimed(
+        self,
+        claim: Callable[[int], Sequence[int]],
+        *,
+        trigger: str,
+        days: int | None = None,
+        force: bool = False,
+        stored: Stored | None = None,
+    ) -> list[SyncResult]:
+        """Sync connections as ``claim(n)`` hands them out, until it hands out none.
+
+        ``claim`` returns up to ``n`` more connection ids this process now owns
+        (work shared between processes: ``bot.jobs`` claims the daily sync a few
+        dozen connections at a time). It is called, in a thread, while the last
+        ones it handed out are still in flight, so the network never waits for
+        it. An id whose connection is gone by then is left out of the results.
+        """
+
+        def claimed(n: int) -> list[Connection]:
+            while ids := list(claim(n)):
+                loaded = self._load(ids)
+                if connections := [loaded[i] for i in ids if i in loaded]:
+                    return connections
+            return []
+
+        async def more(n: int) -> list[Connection]:
+            return await asyncio.to_thread(claimed, n)
+
+        return await self._sync(more, trigger, days, force, stored)
+
+    def _load(self, ids: list[int]) -> dict[int, Connection]:
+        """The connections to sync, with the closed months whose invoice each now asks for
+        (kept for :meth:`_invoices_for`); their providers' profiles recorded."""
         with self.db.session() as session:
             loaded = {
                 c.id: c for c in session.scalars(select(Connection).where(Connection.id.in_(ids)))
             }
-            invoices_due = self._invoices_due(session, ids)
-        missing = [i for i in ids if i not in loaded]
-        if missing:
-            raise LookupError(f"no connection with id {missing[0]}")
+            due = self._invoices_due(session, list(loaded))
+        with self._due_lock:
+            self._due.update({cid: tuple(months) for cid, months in due.items()})
         self.record_profiles(c.provider for c in loaded.values())
-        limit = asyncio.Semaphore(self.concurrency)
-        done = 0
-        writer = _Writer(partial(self._record, trigger=trigger), self.db.transaction)
-        try:
-            async with HttpClients(self.concurrency) as clients:
+        return loaded
 
-                async def one(index: int, connection: Connection) -> SyncResult:
+    def _invoices_for(self, connection_id: int) -> tuple[date, ...]:
+        with self._due_lock:
+            return self._due.pop(connection_id, ())
+
+    async def _sync(
+        self,
+        more: NextConnections,
+        trigger: str,
+        days: int | None,
+        force: bool,
+        stored: Stored | None,
+        *,
+        progress: Callable[[SyncResult, int, int], None] | None = None,
+        total: int = 0,
+    ) -> list[SyncResult]:
+        """Keep ``concurrency`` connections fetching, storing each as it is fetched.
+
+        A connection holds its slot for the network part only; storing is the
+        writer thread's, so the next fetch starts meanwhile.
+        """
+        slots = asyncio.Semaphore(self.concurrency)
+        done = 0
+        writer = _Writer(partial(self._record, trigger=trigger), self.db.transaction, stored)
+        try:
+            async with HttpPool(self.concurrency) as http:
+
+                async def one(connection: Connection) -> SyncResult:
                     nonlocal done
-                    async with limit:  # held for the network part only
+                    try:
                         attempt = await self._fetch_one(
-                            clients.pick(index),
-                            connection,
-                            days,
-                            force,
-                            invoices_due.get(connection.id, ()),
+                            http, connection, days, force, self._invoices_for(connection.id)
                         )
+                    finally:
+                        slots.release()
                     result = await self._store_one(writer, attempt)
                     done += 1
                     if progress:
-                        progress(result, done, len(ids))
+                        progress(result, done, total)
                     return result
 
-                return list(await asyncio.gather(*(one(n, loaded[i]) for n, i in enumerate(ids))))
+                syncs: list[asyncio.Task[SyncResult]] = []
+                while connections := await more(self.concurrency):
+                    for connection in connections:
+                        await slots.acquire()
+                        syncs.append(asyncio.create_task(one(connection)))
+                return list(await asyncio.gather(*syncs))
         finally:
             writer.close()
 
@@ -1240,238 +1346,436 @@ class SyncEngine:
             return None
         return None if found is None else _Invoices(months, tuple(found))
 
-    def _record(self, session: Session, attempt: _Attempt, totals: dict, trigger: str) -> None:
-        """Store one sync's outcome (on the writer, inside its transaction).
+    def _record(self, session: Session, attempts: list[_Attempt], trigger: str) -> None:
+        """Store a batch of syncs' outcomes (on the writer, inside its transaction).
 
-        A handful of set-based statements per sync: this runs once per
-        connection per day, hundreds of times in a row.
+        A fixed number of set-based statements for the whole batch, each run once
+        over every connection's rows: a daily sync of hundreds of connections
+        costs a few dozen statements, not a dozen per connection.
         """
-        connection, result, fetched = attempt.connection, attempt.result, attempt.fetched
         now = self.clock()
-        if fetched is None:
-            needs_person = result.needs_person
-            status = {
-                "status": ConnectionStatus.ERROR if needs_person else ConnectionStatus.FAILING,
-                "status_reason": result.reason or "",
-                "status_message": result.message,
-            }
-            if needs_person:  # the start of an incident, kept while it lasts
-                status["error_since"] = case(
-                    (Connection.status == ConnectionStatus.ERROR, Connection.error_since),
-                    else_=now,
-                )
-        else:
-            status = {
-                "status": ConnectionStatus.OK,
-                "status_reason": None,
-                "status_message": None,
-                "last_success_at": now,
-                "key_breakdown": fetched.by_key,
-                "error_since": None,
-            }
-        updated = session.execute(
-            update(Connection)
-            .where(Connection.id == connection.id)
-            .values(last_attempt_at=now, **status)
+        ids = [attempt.connection.id for attempt in attempts]
+        # Locked in id order, as every writer locks them; gone ones (disconnected
+        # while their sync ran) store nothing.
+        present = set(
+            session.scalars(
+                select(Connection.id)
+                .where(Connection.id.in_(ids))
+                .order_by(Connection.id)
+                .with_for_update()
+            )
         )
-        if updated.rowcount == 0:  # disconnected while the sync ran
+        attempts = [a for a in attempts if a.connection.id in present]
+        if not attempts:
             return
-        session.execute(
-            insert(SyncRun).values(
-                connection_id=connection.id,
-                trigger=trigger,
-                window_start=result.start,
-                window_end=result.end,
-                started_at=attempt.started,
-                finished_at=now,
-                outcome="ok" if result.ok else "error",
-                reason=result.reason,
-                message=result.message,
-                rows=result.rows,
-                total_usd=result.total_usd if result.ok else None,
-                duration_ms=attempt.duration_ms,
+        synced = [a for a in attempts if a.fetched is not None]
+        for attempt in attempts:
+            if attempt.fetched is None:
+                _record_failure(session, attempt, now)
+        if synced:
+            session.execute(
+                _SYNCED,
+                [{"cid": a.connection.id, "now": now, "by_key": a.fetched.by_key} for a in synced],
             )
-        )
-        if fetched is not None:
-            self._replace_costs(session, connection, result.start, result.end, fetched, totals)
-            record_fetched(
-                session, connection.id, connection.workspace_id, result.start, result.end
-            )
-            record_provisional(
-                session,
-                connection,
-                result.start,
-                result.end,
-                fetched_at=attempt.started,
-                settle=self.settle_time(connection.provider),
-            )
-            _replace_unit_costs(session, connection, fetched.unit_costs)
-            _replace_invoice_lines(session, connection, fetched.billing, self.clock())
-            _store_invoices(session, connection, fetched.invoices, now)
-
-    def _replace_costs(
-        self,
-        session: Session,
-        connection: Connection,
-        start: date,
-        end: date,
-        fetched: _Fetched,
-        totals: dict,
-    ) -> None:
-        """Replace the window's rows; the rollup's differences go into ``totals``."""
-        window = (
-            DailyCost.connection_id == connection.id,
-            DailyCost.day >= start,
-            DailyCost.day <= end,
-        )
-        deltas: dict[tuple[date, str], Decimal] = {}
-        for row in fetched.rows:
-            deltas[(row.day, row.model)] = deltas.get((row.day, row.model), 0) + row.cost_usd
-        for day, model, old in session.execute(_totals_by_day_and_model(*window)):
-            deltas[(day, model)] = deltas.get((day, model), 0) - old
-        for (day, model), delta in deltas.items():
-            totals[(connection.workspace_id, day, model)] += delta
-        session.execute(delete(DailyCost).where(*window))
-        if not fetched.rows:
-            return
-        session.execute(
-            insert(DailyCost),
+        _insert_rows(
+            session,
+            SyncRun.__table__,
+            _SYNC_RUN_COLUMNS,
             [
-                {
-                    "connection_id": connection.id,
-                    "workspace_id": connection.workspace_id,
-                    "day": row.day,
-                    "model": row.model,
-                    "api_key_id": row.api_key_id,
-                    "cost": row.cost_usd,
-                }
-                for row in fetched.rows
+                (
+                    a.connection.id,
+                    trigger,
+                    a.result.start,
+                    a.result.end,
+                    a.started,
+                    now,
+                    "ok" if a.result.ok else "error",
+                    a.result.reason,
+                    a.result.message,
+                    a.result.rows,
+                    a.result.total_usd if a.result.ok else None,
+                    a.duration_ms,
+                    self.worker,
+                )
+                for a in attempts
             ],
         )
-        first_days: dict[str, date] = {}
-        for row in fetched.rows:
-            first_days[row.model] = min(row.day, first_days.get(row.model, row.day))
-        seen = upsert(session, ModelSeen)
+        if synced:
+            _replace_costs(session, synced, now)
+            record_fetched_many(
+                session,
+                [(a.connection.id, a.connection.workspace_id, a.start, a.end) for a in synced],
+            )
+            _replace_unit_costs(session, synced)
+            _replace_billing(session, synced, now)
+            record_provisional_many(
+                session,
+                [(a.connection, a.start, a.end, a.started) for a in synced],
+                {a.connection.provider: self.settle_time(a.connection.provider) for a in synced},
+            )
+            for a in synced:
+                if a.fetched.invoices is not None:
+                    _store_invoices(session, a.connection, a.fetched.invoices, now)
+
+
+def _record_failure(session: Session, attempt: _Attempt, now: datetime) -> None:
+    """A failed sync's mark on its connection: rare, so a statement of its own."""
+    result = attempt.result
+    reason = result.reason or ""
+    needs_person = result.needs_person
+    status = {
+        "status": ConnectionStatus.ERROR if needs_person else ConnectionStatus.FAILING,
+        "status_reason": reason,
+        "status_message": result.message,
+    }
+    if needs_person:  # the start of an incident, kept while it lasts
+        status["error_since"] = case(
+            (Connection.status == ConnectionStatus.ERROR, Connection.error_since),
+            else_=now,
+        )
+    session.execute(
+        update(Connection)
+        .where(Connection.id == attempt.connection.id)
+        .values(last_attempt_at=now, **status)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_SYNC_RUN_COLUMNS = (
+    "connection_id",
+    "trigger",
+    "window_start",
+    "window_end",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "reason",
+    "message",
+    "rows",
+    "total_usd",
+    "duration_ms",
+    "worker",
+)
+_CONNECTIONS = Connection.__table__.c
+_SYNCED = (
+    update(Connection.__table__)
+    .where(_CONNECTIONS.id == bindparam("cid"))
+    .values(
+        status=ConnectionStatus.OK,
+        status_reason=None,
+        status_message=None,
+        last_attempt_at=bindparam("now"),
+        last_success_at=bindparam("now"),
+        key_breakdown=bindparam("by_key"),
+        error_since=None,
+    )
+)
+"""A good sync's mark on its connection, one parameter set a connection."""
+
+
+def _replace_costs(session: Session, synced: list[_Attempt], now: datetime) -> None:
+    """Make each window's rows what was fetched, and move the workspace rollup by the
+    difference."""
+    totals: dict[tuple[int, date, str], Decimal] = defaultdict(Decimal)
+    workspaces = {a.connection.id: a.connection.workspace_id for a in synced}
+    old = _replace_window(
+        session,
+        DailyCost.__table__,
+        "api_key_id",
+        [(a.connection.id, a.connection.workspace_id, a.start, a.end) for a in synced],
+        [
+            (a.connection.id, r.day, r.model, r.api_key_id, r.cost_usd)
+            for a in synced
+            for r in a.fetched.rows
+        ],
+    )
+    before: dict[tuple[int, date, str], int] = defaultdict(int)
+    for (connection_id, day, model, _), nano in old.items():
+        before[(workspaces[connection_id], day, model)] += nano
+    for slot, nano in before.items():
+        totals[slot] -= usd(nano)
+    for a in synced:
+        for row in a.fetched.rows:
+            totals[(a.connection.workspace_id, row.day, row.model)] += row.cost_usd
+    adjust_totals(session, totals)
+    _note_models_and_keys(session, synced, now)
+
+
+def _note_models_and_keys(session: Session, synced: list[_Attempt], now: datetime) -> None:
+    """The first day each model was seen, and API keys' names: written only where they
+    are new or changed (on a daily sync, almost never), after one read of both."""
+    ids = [a.connection.id for a in synced]
+    seen, named = ModelSeen.__table__.c, ApiKeyName.__table__.c  # tables: no ORM per row
+    known_days = {
+        (cid, model): day
+        for cid, model, day in session.execute(
+            select(seen.connection_id, seen.model, seen.first_day).where(
+                seen.connection_id.in_(ids)
+            )
+        )
+    }
+    known_names = {
+        (cid, key): name
+        for cid, key, name in session.execute(
+            select(named.connection_id, named.api_key_id, named.name).where(
+                named.connection_id.in_(ids)
+            )
+        )
+    }
+    first_days: dict[tuple[int, str], date] = {}
+    for a in synced:
+        for row in a.fetched.rows:
+            slot = (a.connection.id, row.model)
+            first_days[slot] = min(row.day, first_days.get(slot, row.day))
+    earlier = [
+        {"connection_id": cid, "model": model, "first_day": day, "first_seen_at": now}
+        for (cid, model), day in sorted(first_days.items())
+        if (cid, model) not in known_days or day < known_days[(cid, model)]
+    ]
+    if earlier:
+        first = upsert(session, ModelSeen.__table__)
         session.execute(
-            seen.on_conflict_do_update(
+            first.on_conflict_do_update(
                 index_elements=["connection_id", "model"],
                 set_={
                     "first_day": case(
-                        (seen.excluded.first_day < ModelSeen.first_day, seen.excluded.first_day),
-                        else_=ModelSeen.first_day,
+                        (first.excluded.first_day < seen.first_day, first.excluded.first_day),
+                        else_=seen.first_day,
                     )
                 },
             ),
-            [
-                {
-                    "connection_id": connection.id,
-                    "model": model,
-                    "first_day": day,
-                    "first_seen_at": self.clock(),
-                }
-                for model, day in first_days.items()
-            ],
+            earlier,
         )
-        if fetched.key_names:
-            names = upsert(session, ApiKeyName)
-            session.execute(
-                names.on_conflict_do_update(
-                    index_elements=["connection_id", "api_key_id"],
-                    set_={"name": names.excluded.name},
-                ),
-                [
-                    {"connection_id": connection.id, "api_key_id": key, "name": name}
-                    for key, name in fetched.key_names.items()
-                ],
-            )
-        if fetched.billing is not None:
-            b = fetched.billing
-            figures = {
-                # The sync's clock: the invoice is compared with costs fetched at that time.
-                "as_of": self.clock(),
-                "invoice_month": b.billing_cycle,
-                "month_to_date_usd": b.month_to_date_usd,
-                "prepaid_credit_usd": b.prepaid_credit_usd,
-                "spending_limit_usd": b.spending_limit_usd,
-                "invoiced_usd": b.invoiced_usd,
-                "bill_source": b.bill_source,
-                "subtotal_usd": b.subtotal_usd,
-                "tax_usd": b.tax_usd,
-                "total_usd": b.total_usd,
-                "total_with_corrections_usd": b.total_with_corrections_usd,
-                "prepaid_total_usd": b.prepaid_total_usd,
-                "prepaid_used_usd": b.prepaid_used_usd,
-            }
-            billing = upsert(session, BillingState).values(connection_id=connection.id, **figures)
-            session.execute(
-                billing.on_conflict_do_update(index_elements=["connection_id"], set_=figures)
-            )
+    renamed = [
+        {"connection_id": a.connection.id, "api_key_id": key, "name": name}
+        for a in synced
+        for key, name in sorted(a.fetched.key_names.items())
+        if known_names.get((a.connection.id, key)) != name
+    ]
+    if renamed:
+        names = upsert(session, ApiKeyName.__table__)
+        session.execute(
+            names.on_conflict_do_update(
+                index_elements=["connection_id", "api_key_id"],
+                set_={"name": names.excluded.name},
+            ),
+            renamed,
+        )
 
 
-def _totals_by_day_and_model(*where: Any) -> Any:
+def _replace_billing(session: Session, synced: list[_Attempt], now: datetime) -> None:
+    """Billing figures, and the invoice preview's unit counts, where the invoice was read."""
+    billed = [a for a in synced if a.fetched.billing is not None]
+    if not billed:
+        return
+    # Every column is the sync's: replaced whole, one DELETE and one bulk insert.
+    ids = [a.connection.id for a in billed]
+    states, lines = BillingState.__table__, InvoiceLineUnits.__table__
+    session.execute(delete(states).where(states.c.connection_id.in_(ids)))
+    session.execute(delete(lines).where(lines.c.connection_id.in_(ids)))
+    _insert_rows(
+        session,
+        states,
+        (
+            "connection_id",
+            "as_of",
+            "invoice_month",
+            "month_to_date_usd",
+            "prepaid_credit_usd",
+            "spending_limit_usd",
+            "invoiced_usd",
+            "bill_source",
+            "subtotal_usd",
+            "tax_usd",
+            "total_usd",
+            "total_with_corrections_usd",
+            "prepaid_total_usd",
+            "prepaid_used_usd",
+        ),
+        [
+            (
+                a.connection.id,
+                now,  # the sync's clock: the invoice is compared with costs fetched then
+                b.billing_cycle,
+                b.month_to_date_usd,
+                b.prepaid_credit_usd,
+                b.spending_limit_usd,
+                b.invoiced_usd,
+                b.bill_source,
+                b.subtotal_usd,
+                b.tax_usd,
+                b.total_usd,
+                b.total_with_corrections_usd,
+                b.prepaid_total_usd,
+                b.prepaid_used_usd,
+            )
+            for a in billed
+            if (b := a.fetched.billing) is not None
+        ],
+    )
+    _insert_rows(
+        session,
+        lines,
+        (
+            "connection_id",
+            "model",
+            "unit_type",
+            "invoice_month",
+            "num_units",
+            "amount_usd",
+            "as_of",
+        ),
+        [
+            (
+                a.connection.id,
+                line.model,
+                line.unit_type,
+                a.fetched.billing.billing_cycle,
+                line.num_units,
+                line.amount_usd,
+                now,
+            )
+            for a in billed
+            for line in a.fetched.billing.lines
+        ],
+    )
+
+
+def _insert_rows(session: Session, table: Table, columns: tuple[str, ...], rows: list) -> None:
+    """Many rows into ``table`` at once: COPY on PostgreSQL, one prepared INSERT run over
+    every row on SQLite.
+
+    Each value is converted by its column's type exactly as SQLAlchemy converts it
+    (nano-dollars, SQLite's text dates), but without SQLAlchemy's work per row, which
+    was most of the writer's time: tens of thousands of rows a daily sync.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    convert = _converters(table, columns, dialect)
+    values = [tuple(c(v) if c else v for c, v in zip(convert, row, strict=True)) for row in rows]
+    names = ", ".join(columns)
+    if dialect.name == "postgresql":
+        cursor = connection.connection.dbapi_connection.cursor()
+        with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" * len(columns))
+    connection.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", values)
+
+
+@cache
+def _converters(table: Table, columns: tuple[str, ...], dialect: Any) -> tuple:
+    return tuple(table.c[name].type.bind_processor(dialect) for name in columns)
+
+
+def _totals_by_day_and_model(*where: Any, by_connection: bool = False) -> Any:
+    keys = (DailyCost.connection_id,) if by_connection else ()
     return (
-        select(DailyCost.day, DailyCost.model, func.sum(DailyCost.cost))
+        select(*keys, DailyCost.day, DailyCost.model, func.sum(DailyCost.cost))
         .where(*where)
-        .group_by(DailyCost.day, DailyCost.model)
+        .group_by(*keys, DailyCost.day, DailyCost.model)
     )
 
 
-def _replace_unit_costs(
-    session: Session, connection: Connection, fetched: _UnitCosts | None
-) -> None:
-    """Replace the days' costs by unit type and note them fetched (in the sync's transaction)."""
-    if fetched is None:
+def _replace_unit_costs(session: Session, synced: list[_Attempt]) -> None:
+    """Make the days' costs by unit type what was fetched and note them fetched, where
+    they came."""
+    split = [(a, a.fetched.unit_costs) for a in synced if a.fetched.unit_costs is not None]
+    if not split:
         return
-    session.execute(
-        delete(UnitCost).where(
-            UnitCost.connection_id == connection.id,
-            UnitCost.day >= fetched.start,
-            UnitCost.day <= fetched.end,
-        )
+    _replace_window(
+        session,
+        UnitCost.__table__,
+        "unit_type",
+        [(a.connection.id, a.connection.workspace_id, u.start, u.end) for a, u in split],
+        [
+            (a.connection.id, r.day, r.model, r.unit_type, r.cost_usd)
+            for a, u in split
+            for r in u.rows
+        ],
     )
-    if fetched.rows:
+    record_fetched_many(
+        session,
+        [(a.connection.id, a.connection.workspace_id, u.start, u.end) for a, u in split],
+        UnitCostSpan,
+    )
+
+
+_AT_KEY = ("at_cid", "at_day", "at_model", "at_second")
+"""Bound names for a row's key: unlike the columns', which an UPDATE's SET would claim."""
+
+
+def _replace_window(
+    session: Session,
+    table: Table,
+    kind: str,
+    windows: list[tuple[int, int, date, date]],
+    rows: list[tuple[int, date, str, str, Decimal]],
+) -> dict[tuple[int, date, str, str], int]:
+    """Make the rows of each ``(connection, workspace, first, last)`` window exactly
+    ``rows`` (connection, day, model, ``kind``, cost); what was there before, in
+    nano-dollars.
+
+    A daily sync fetches again days it already has (they settle for hours), and most
+    of their figures have not moved: reading the windows once and writing only the
+    rows that changed, appeared or went away costs a fraction of deleting and
+    inserting them all.
+    """
+    c = table.c
+    span = {cid: (first, last) for cid, _, first, last in windows}
+    workspace = {cid: ws for cid, ws, _, _ in windows}
+    has_id = "id" in c  # daily_costs has one; unit_costs' key is its primary key
+    old: dict[tuple[int, date, str, str], int] = {}
+    ids: dict[tuple[int, date, str, str], int] = {}
+    nano = type_coerce(c.cost, BigInteger)  # compared as stored: no Decimal for each row
+    for cid, day, model, second, cost, *row_id in session.execute(
+        select(c.connection_id, c.day, c.model, c[kind], nano, *([c.id] if has_id else [])).where(
+            c.connection_id.in_(sorted(span)),
+            c.day >= min(first for first, _ in span.values()),
+            c.day <= max(last for _, last in span.values()),
+        )
+    ):
+        first, last = span[cid]
+        if first <= day <= last:
+            old[(cid, day, model, second)] = cost
+            if row_id:
+                ids[(cid, day, model, second)] = row_id[0]
+    new = {(cid, day, model, second): cost for cid, day, model, second, cost in rows}
+    as_stored = c.cost.type.process_bind_param
+    # Rows gone, and rows whose figure moved, are deleted; moved and new ones inserted.
+    stale = [k for k, cost in old.items() if k not in new or cost != as_stored(new[k], None)]
+    if has_id:
+        gone = [ids[k] for k in stale]
+        for start in range(0, len(gone), 10_000):  # under SQLite's limit on parameters
+            session.execute(delete(table).where(c.id.in_(gone[start : start + 10_000])))
+    elif stale:
         session.execute(
-            insert(UnitCost),
+            delete(table).where(
+                c.connection_id == bindparam("at_cid"),
+                c.day == bindparam("at_day"),
+                c.model == bindparam("at_model"),
+                c[kind] == bindparam("at_second"),
+            ),
             [
-                {
-                    "connection_id": connection.id,
-                    "workspace_id": connection.workspace_id,
-                    "day": row.day,
-                    "model": row.model,
-                    "unit_type": row.unit_type,
-                    "cost": row.cost_usd,
-                }
-                for row in fetched.rows
+                dict(zip(("at_cid", "at_day", "at_model", "at_second"), k, strict=True))
+                for k in stale
             ],
         )
-    record_fetched(
-        session, connection.id, connection.workspace_id, fetched.start, fetched.end, UnitCostSpan
+    fresh = set(stale)
+    _insert_rows(
+        session,
+        table,
+        ("connection_id", "workspace_id", "day", "model", kind, "cost"),
+        [
+            (cid, workspace[cid], day, model, second, cost)
+            for (cid, day, model, second), cost in new.items()
+            if (cid, day, model, second) in fresh or (cid, day, model, second) not in old
+        ],
     )
-
-
-def _replace_invoice_lines(
-    session: Session, connection: Connection, billing: BillingSnapshot | None, now: datetime
-) -> None:
-    """The invoice preview's unit counts, replaced whenever the invoice was read."""
-    if billing is None:
-        return
-    session.execute(delete(InvoiceLineUnits).where(InvoiceLineUnits.connection_id == connection.id))
-    if billing.lines:
-        session.execute(
-            insert(InvoiceLineUnits),
-            [
-                {
-                    "connection_id": connection.id,
-                    "model": line.model,
-                    "unit_type": line.unit_type,
-                    "invoice_month": billing.billing_cycle,
-                    "num_units": line.num_units,
-                    "amount_usd": line.amount_usd,
-                    "as_of": now,
-                }
-                for line in billing.lines
-            ],
-        )
+    return old
 
 
 def _store_invoices(
@@ -1523,71 +1827,112 @@ def record_fetched(
     last: date,
     span: type[FetchedSpan] | type[UnitCostSpan] = FetchedSpan,
 ) -> None:
-    """Note that ``first``..``last`` were fetched completely, merged with what touches it.
+    """Note that ``first``..``last`` were fetched completely, merged with what touches it."""
+    record_fetched_many(session, [(connection_id, workspace_id, first, last)], span)
+
+
+def record_fetched_many(
+    session: Session,
+    spans: list[tuple[int, int, date, date]],
+    span: type[FetchedSpan] | type[UnitCostSpan] = FetchedSpan,
+) -> None:
+    """Note each ``(connection, workspace, first, last)`` as fetched completely, merged with
+    the spans that touch it, in three statements however many there are.
 
     ``span`` is the table of what was fetched: the costs (``FetchedSpan``) or
     their split by unit type (``UnitCostSpan``).
 
     Called in the transaction that stored those days' costs, after the
-    connection's row was updated: that row lock orders concurrent writers of
-    one connection, so the read-merge-write below never races.
+    connections' rows were locked: that lock orders concurrent writers of one
+    connection, so the read-merge-write below never races.
     """
-    touching = (
-        span.connection_id == connection_id,
-        span.first_day <= last + timedelta(days=1),
-        span.last_day >= first - timedelta(days=1),
-    )
-    for old_first, old_last in session.execute(
-        select(span.first_day, span.last_day).where(*touching)
-    ):
-        first, last = min(first, old_first), max(last, old_last)
-    session.execute(delete(span).where(*touching))
-    session.execute(
-        insert(span).values(
-            connection_id=connection_id, workspace_id=workspace_id, first_day=first, last_day=last
+    if not spans:
+        return
+    table = span.__table__
+    known: dict[int, list[tuple[date, date]]] = defaultdict(list)
+    for connection_id, old_first, old_last in session.execute(
+        select(table.c.connection_id, table.c.first_day, table.c.last_day).where(
+            table.c.connection_id.in_(sorted({s[0] for s in spans}))
         )
-    )
+    ):
+        known[connection_id].append((old_first, old_last))
+    gone: list[dict] = []
+    merged: dict[tuple[int, date], dict] = {}
+    for connection_id, workspace_id, first, last in spans:
+        keep = []
+        for old_first, old_last in known[connection_id]:
+            if old_first <= first and last <= old_last:  # already known: nothing to write
+                first, last = old_first, old_last
+                break
+        else:
+            for old_first, old_last in known[connection_id]:
+                if old_first <= last + timedelta(days=1) and old_last >= first - timedelta(days=1):
+                    first, last = min(first, old_first), max(last, old_last)
+                    if (connection_id, old_first) in merged:  # merged earlier in this batch
+                        merged.pop((connection_id, old_first))
+                    else:
+                        gone.append({"cid": connection_id, "first": old_first})
+                else:
+                    keep.append((old_first, old_last))
+            known[connection_id] = [*keep, (first, last)]
+            merged[(connection_id, first)] = {
+                "connection_id": connection_id,
+                "workspace_id": workspace_id,
+                "first_day": first,
+                "last_day": last,
+            }
+    if gone:
+        session.execute(
+            delete(table).where(
+                table.c.connection_id == bindparam("cid"), table.c.first_day == bindparam("first")
+            ),
+            gone,
+        )
+    if merged:
+        session.execute(insert(table), list(merged.values()))
 
 
-def record_provisional(
+def record_provisional_many(
     session: Session,
-    connection: Connection,
-    first: date,
-    last: date,
-    *,
-    fetched_at: datetime,
-    settle: timedelta,
+    windows: Sequence[tuple[Connection, date, date, datetime]],
+    settle: Mapping[str, timedelta],
 ) -> None:
-    """Mark the days of ``first``..``last`` fetched before they settled; clear the rest.
+    """Mark the days of each (connection, first, last, fetched at) fetched before they
+    settled (``settle``, by provider); clear the window's other marks. Two statements
+    for the whole batch.
 
     In the transaction that stored those days' costs: a day is final exactly
     when the costs stored for it were read after its settle time.
     """
+    if not windows:
+        return
     session.execute(
-        delete(ProvisionalDay).where(
-            ProvisionalDay.connection_id == connection.id,
-            ProvisionalDay.day >= first,
-            ProvisionalDay.day <= last,
-        )
+        delete(ProvisionalDay.__table__).where(
+            ProvisionalDay.__table__.c.connection_id == bindparam("cid"),
+            ProvisionalDay.__table__.c.day >= bindparam("first"),
+            ProvisionalDay.__table__.c.day <= bindparam("last"),
+        ),
+        [{"cid": c.id, "first": first, "last": last} for c, first, last, _ in windows],
     )
     marks = []
-    day = last
-    while day >= first:
-        settles_at = day_end(day) + settle
-        if settles_at <= fetched_at:
-            break  # this day and every one before it were read after they settled
-        marks.append(
-            {
-                "connection_id": connection.id,
-                "workspace_id": connection.workspace_id,
-                "day": day,
-                "fetched_at": fetched_at,
-                "settles_at": settles_at,
-            }
-        )
-        day -= timedelta(days=1)
+    for connection, first, last, fetched_at in windows:
+        day = last
+        while day >= first:
+            settles_at = day_end(day) + settle[connection.provider]
+            if settles_at <= fetched_at:
+                break  # this day and every one before it were read after they settled
+            marks.append(
+                {
+                    "connection_id": connection.id,
+                    "workspace_id": connection.workspace_id,
+                    "day": day,
+                    "fetched_at": fetched_at,
+                    "settles_at": settles_at,
+                }
+            )
+            day -= timedelta(days=1)
     if marks:
-        session.execute(insert(ProvisionalDay), marks)
+        session.execute(insert(ProvisionalDay.__table__), marks)
 
 
 def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Decimal]) -> None:
@@ -1603,11 +1948,11 @@ def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Deci
     ]
     if not rows:
         return
-    totals = upsert(session, WorkspaceDailyTotal)
+    totals = upsert(session, WorkspaceDailyTotal.__table__)  # the table: no ORM work per row
     session.execute(
         totals.on_conflict_do_update(
             index_elements=["workspace_id", "day", "model"],
-            set_={"cost": WorkspaceDailyTotal.cost + totals.excluded.cost},
+            set_={"cost": totals.table.c.cost + totals.excluded.cost},
         ),
         rows,
     )

@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -431,6 +432,8 @@ class SyncRun(Base):
     rows: Mapped[int] = mapped_column(Integer, default=0)
     total_usd: Mapped[optional_money]
     duration_ms: Mapped[int | None]
+    worker: Mapped[str | None] = mapped_column(String(100))
+    """The process that ran it (``host:pid``): the daily sync is shared by every replica."""
 
 
 # Slack's multi-workspace OAuth: installations and OAuth states.
@@ -656,6 +659,49 @@ class PostedMessage(Base):
     """When a run last compared its figure with the store (only a later sync can move it)."""
     final: Mapped[bool] = mapped_column(default=False)
     """Its figure can no longer change (every day settled): no more checks."""
+
+
+class HomeViewer(Base):
+    """Someone who opened the App Home tab lately, in a Slack team (``bot.slack.home``).
+
+    In the store, not in a server's memory, so that behind a load balancer every
+    replica's viewers are re-published after a change, once, by one process.
+    """
+
+    __tablename__ = "home_viewers"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HomeRound(Base):
+    """A Slack team's open Home tabs: what they last showed, and the re-publish due.
+
+    A change (a sync, a setup command, in any process) stamps ``changed_first`` and
+    ``changed_last``; once the burst settles, one process claims the round (a lease, as
+    the ledger's) and publishes it to the team's recent viewers.
+    """
+
+    __tablename__ = "home_rounds"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    shown: Mapped[str | None] = mapped_column(String(64))
+    """A digest of the workspace's fingerprint (``bot.home.fingerprint``) last published."""
+    changed_first: Mapped[optional_timestamp]
+    changed_last: Mapped[optional_timestamp]
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A sync changed figures the fingerprint does not count: publish whatever it says."""
+    started: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Rounds begun, ever: an opener's tab built meanwhile is published once more."""
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[optional_timestamp]
 
 
 @dataclass(frozen=True)

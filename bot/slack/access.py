@@ -19,10 +19,14 @@ class Person:
     tz: str = "UTC"
 
 
-def look_up(client: WebClient, user_id: str) -> Person | None:
+def look_up(client: WebClient, user_id: str, *, rate_limits: bool = False) -> Person | None:
+    """Who ``user_id`` is, or None when Slack will not say; ``rate_limits``: a 429 is
+    raised instead, for a caller that waits it out and asks again."""
     try:
         user = client.users_info(user=user_id)["user"]
-    except SlackApiError:
+    except SlackApiError as error:
+        if rate_limits and error.response.get("error") == "ratelimited":
+            raise
         return None
     return Person(
         user_id=user_id,

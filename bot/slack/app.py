@@ -94,7 +94,8 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
             "or SLACK_API_URL if you set it."
         ) from None
     service = SlackService(runtime, settings, forget, home_team=home_team)
-    service.live_home = LiveHome(service)
+    service.tokens = token_resolver(runtime, settings, home_team=home_team)
+    service.live_home = LiveHome(service, service.tokens)
 
     if home_team is not None:
 

@@ -108,6 +108,18 @@ def post_note(client: WebClient, channel: str, text: str) -> None:
 
 
 class SlackDelivery:
+    @classmethod
+    def of(
+        cls, runtime, settings: SlackSettings, token_for: Callable[[str | None], str | None]
+    ) -> SlackDelivery:
+        """The delivery a process posts with (serve, worker, ``jobs run``): its settings and
+        the operator's choices from the runtime's configuration."""
+        return cls(
+            settings,
+            token_for,
+            allow_private_webhooks=runtime.settings.webhooks_allow_private,
+        )
+
     def __init__(
         self,
         settings: SlackSettings,

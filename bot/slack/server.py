@@ -1,4 +1,10 @@
-"""``xai-usage serve``: the Slack app with its scheduler.
+"""``xai-usage serve``: the Slack app with its scheduler; ``xai-usage worker``: the
+scheduler alone.
+
+``serve --no-scheduler`` and ``worker`` split the two: any number of Slack
+fronts behind a load balancer, and the scheduled work (the daily sync, shared
+out between workers; digests; alerts) in processes of its own, so a sync never
+competes with a command's acknowledgement for the interpreter.
 
 Socket Mode when SLACK_APP_TOKEN is set (no public URL needed), otherwise
 HTTP on waitress, a production WSGI server: POST /slack/events, the OAuth
@@ -37,10 +43,12 @@ from waitress.server import TcpWSGIServer
 
 from bot.numbers import whole_number
 from bot.runtime import Runtime
-from bot.scheduler import start_scheduler
+from bot.scheduler import start_scheduler, work_until_stopped
 from bot.slack.app import build_app, token_resolver
 from bot.slack.delivery import SlackDelivery
+from bot.slack.home import LiveHome
 from bot.slack.inbound import Malformed, parse_body, shape_problem, signature_valid
+from bot.slack.service import SlackService
 from bot.slack.settings import HttpLimits, SlackSettings
 from storage.db import missing_keys_warning
 
@@ -350,15 +358,20 @@ def serve(
     *,
     host: str = "0.0.0.0",
     ready: Callable[[str], None] | None = None,
+    scheduler: bool = True,
 ) -> None:
+    """The Slack app; with ``scheduler``, the scheduled work too (else `xai-usage worker`
+    does it, in another process: :func:`work`)."""
     app, service = build_app(runtime, settings)
-    tokens = token_resolver(runtime, settings, home_team=service.home_team)
-    scheduler = start_scheduler(
-        runtime,
-        SlackDelivery(
-            settings, tokens, allow_private_webhooks=runtime.settings.webhooks_allow_private
-        ),
-        after_tick=service.check_homes,
+    assert service.tokens is not None
+    running = (
+        start_scheduler(
+            runtime,
+            SlackDelivery.of(runtime, settings, service.tokens),
+            after_tick=service.check_homes,
+        )
+        if scheduler
+        else None
     )
     try:
         if settings.mode == "socket":
@@ -377,6 +390,31 @@ def serve(
                 ready(f"http://{host}:{server.effective_port}")
             server.run()
     finally:
-        scheduler.shutdown(wait=False)
+        if running is not None:
+            running.shutdown(wait=False)
         if service.live_home is not None:
             service.live_home.close()
+
+
+def work(
+    runtime: Runtime,
+    settings: SlackSettings | None,
+    *,
+    ready: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """`xai-usage worker`: the scheduled work without Slack's front. With Slack
+    configured (``settings``), digests and alerts are posted and, after each minute's
+    work, the Home tabs open anywhere are brought up to date (their viewers are in the
+    store); without it, the daily sync alone."""
+    delivery, after, live = None, None, None
+    if settings is not None:
+        service = SlackService(runtime, settings)
+        service.tokens = token_resolver(runtime, settings)
+        live = service.live_home = LiveHome(service, service.tokens)
+        delivery, after = SlackDelivery.of(runtime, settings, service.tokens), service.check_homes
+    try:
+        work_until_stopped(runtime, delivery, after, ready=ready, stop=stop)
+    finally:
+        if live is not None:
+            live.close()

@@ -168,6 +168,8 @@ class SlackService:
         self.dashboards = DashboardCache()
         self.live_home: LiveHome | None = None
         """Open Home tabs, re-published when their dashboard changes (set by build_app)."""
+        self.tokens: Callable[[str | None], str | None] | None = None
+        """A bot token for a team when no request brings one (set by build_app)."""
 
     def after_ack(self, work: Callable[..., object], *args: object) -> None:
         """Run ``work(*args)`` on the command pool; a failure is one log line, as Bolt's are."""

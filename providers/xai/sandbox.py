@@ -695,6 +695,8 @@ class Sandbox(StandIn):
         self._revoked: set[str] = set()
         self._client = threading.local()
         self._faults: list[_Fault] = []
+        self._open = threading.Event()
+        self._open.set()
         if demo:
             self.add_key(DEMO_KEY, DEMO_TEAM_ID, name="xai-usage demo")
 
@@ -781,6 +783,14 @@ class Sandbox(StandIn):
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def hold(self) -> None:
+        """API requests wait from now on until :meth:`release` (or the stop): for a test
+        that needs several clients' requests in flight at the same moment."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     # oracles
 
@@ -892,6 +902,9 @@ class Sandbox(StandIn):
     ) -> _Answer | None:
         if self.latency > 0 and self._stopping.wait(self.latency):
             return None
+        while not self._open.wait(0.05):  # held (see hold())
+            if self._stopping.is_set():
+                return None
         try:
             endpoint, team_id = _route(method, path)
         except _ApiError as exc:

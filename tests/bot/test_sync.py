@@ -265,7 +265,9 @@ def test_disconnect_deletes_the_key_and_every_row(engine, sandbox, workspace_id)
             assert session.scalar(select(func.count()).select_from(table)) == 0
 
 
-def test_a_write_that_fails_costs_only_its_own_connection(engine, sandbox, workspace_id):
+def test_a_write_that_fails_costs_only_its_own_connection(
+    engine, sandbox, workspace_id, monkeypatch
+):
     sandbox.add_key("xai-mgmt-second-team-key-0000000000", "22222222-3333-4444-5555-666666666666")
     first = connect(engine, workspace_id, days=5)
     second = asyncio.run(
@@ -281,14 +283,16 @@ def test_a_write_that_fails_costs_only_its_own_connection(engine, sandbox, works
         )
     )
     before = stored(engine)
-    replace_costs = engine._replace_costs
+    import bot.sync
 
-    def broken_for_the_first(session, connection, *args):
-        if connection.id == first.connection_id:
+    replace_costs = bot.sync._replace_costs
+
+    def broken_for_the_first(session, synced, *args):
+        if any(attempt.connection.id == first.connection_id for attempt in synced):
             raise RuntimeError("disk full")
-        return replace_costs(session, connection, *args)
+        return replace_costs(session, synced, *args)
 
-    engine._replace_costs = broken_for_the_first
+    monkeypatch.setattr(bot.sync, "_replace_costs", broken_for_the_first)
     results = {r.label: r for r in asyncio.run(engine.sync_all(workspace_id, days=5))}
     assert results[first.label].reason == "store_failed"
     assert "could not store" in results[first.label].message

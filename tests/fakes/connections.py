@@ -1,14 +1,19 @@
-"""Connections for tests: rows built by hand (no real key), or the demo team synced."""
+"""Connections for tests and benchmarks: rows built by hand (no real key, or a real key
+sealed as ``connect`` seals it), or the demo team synced."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from sqlalchemy.orm import Session
+
 from bot.profiles import Profile, record
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
-from storage.models import Connection, DailyCost
+from storage.crypto import Keyring
+from storage.models import Connection, ConnectionStatus, DailyCost, new_uid
 from tests.fakes.providers import built_in
 
 
@@ -33,6 +38,45 @@ def add_connection(session, workspace_id: int, label: str, **fields) -> Connecti
     except LookupError:
         return connection  # a provider of the test's own: no profile, as if never synced
     record(session, [Profile.of(loaded)], datetime.now(UTC))
+    return connection
+
+
+def add_sealed_connection(
+    session: Session,
+    keyring: Keyring,
+    workspace_id: int,
+    credentials: Mapping[str, str],
+    *,
+    label: str,
+    secret_mask: str,
+    backfill_days: int,
+    key_breakdown: bool,
+    now: datetime,
+) -> Connection:
+    """An xAI connection as ``connect`` leaves it after a good sync, written straight in.
+
+    Benchmarks need hundreds of them and must not pay a backfill each; the
+    credentials are sealed exactly as ``connect`` seals them (bound to the
+    connection's uid, under the primary key), so the engine can open them.
+    """
+    connection = Connection(
+        uid=new_uid(),  # set up front: the ciphertext is bound to it
+        workspace_id=workspace_id,
+        provider="xai",
+        label=label,
+        account_ref=credentials["team_id"],
+        secret_mask=secret_mask,
+        backfill_days=backfill_days,
+        created_by="bench",
+        credentials_changed_at=now,
+        credentials_key_id=keyring.primary_key_id,
+        status=ConnectionStatus.OK,
+        key_breakdown=key_breakdown,
+        last_success_at=now,
+        last_attempt_at=now,
+    )
+    connection.credentials_sealed = keyring.seal_json(credentials, connection.credentials_aad)
+    session.add(connection)
     return connection
 
 

@@ -27,15 +27,17 @@ def _connection(session, workspace_id: int, label: str, success: datetime | None
     ).scalar_one()
 
 
-def _run(cid: int, start: date, end: date, outcome: str) -> SyncRun:
-    moment = datetime(2026, 10, 1, tzinfo=UTC)
-    return SyncRun(
-        connection_id=cid,
-        trigger="daily",
-        window_start=start,
-        window_end=end,
-        started_at=moment,
-        outcome=outcome,
+def _run(session, cid: int, start: date, end: date, outcome: str) -> None:
+    # As _connection: the columns of the 0006 schema only.
+    session.execute(
+        insert(SyncRun).values(
+            connection_id=cid,
+            trigger="daily",
+            window_start=start,
+            window_end=end,
+            started_at=datetime(2026, 10, 1, tzinfo=UTC),
+            outcome=outcome,
+        )
     )
 
 
@@ -51,13 +53,9 @@ def test_existing_stores_get_spans_from_runs_or_first_day_to_last_success(db: Da
         runs = _connection(session, ws, "with runs", datetime(2026, 10, 22, 6, tzinfo=UTC))
         bare = _connection(session, ws, "no runs", datetime(2026, 10, 12, 23, tzinfo=UTC))
         _connection(session, ws, "never synced", None)
-        session.add_all(
-            [
-                _run(runs, date(2026, 10, 1), date(2026, 10, 10), "ok"),  # zero spend until 5th
-                _run(runs, date(2026, 10, 11), date(2026, 10, 13), "error"),
-                _run(runs, date(2026, 10, 20), date(2026, 10, 22), "ok"),
-            ]
-        )
+        _run(session, runs, date(2026, 10, 1), date(2026, 10, 10), "ok")  # zero spend till 5th
+        _run(session, runs, date(2026, 10, 11), date(2026, 10, 13), "error")
+        _run(session, runs, date(2026, 10, 20), date(2026, 10, 22), "ok")
         costs = [(runs, 5), (runs, 21), (bare, 3), (bare, 8)]  # October days
         for cid, day in costs:
             session.execute(

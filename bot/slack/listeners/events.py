@@ -2,8 +2,9 @@
 a direct message is a command, answered in that conversation.
 
 Bolt acks every event before its listener runs; the Home tab is then built
-on the service's background pool so Bolt's listener threads stay free, and
-its opener remembered so that a later change re-publishes it (bot.slack.home).
+and published on the Home tab's own pool, so Bolt's listener threads stay
+free and nothing else waits on Slack's answer to it, and its opener is
+remembered so that a later change re-publishes it (bot.slack.home).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def app_home_opened(event: dict, body: dict, client: WebClient, context: BoltCon
         return
     service: SlackService = context["xai_usage"]
     invocation = Invocation(team_id=verified_team(context), user_id=event["user"])
-    service.background.submit(home.opened, service, client, invocation)
+    home.opened(service, client, invocation)  # queued on Home's own pool
 
 
 def message(

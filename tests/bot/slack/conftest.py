@@ -163,31 +163,40 @@ def serving(slack_env: dict[str, str], store_key: bytes, **more_env: str) -> Ite
             "XAI_USAGE_ENCRYPTION_KEY": base64.b64encode(store_key).decode(),
             **more_env,
         }
-        runtime = Runtime(Settings.from_env(env))
-        settings = SlackSettings.from_env(env, force_http=True, port=0)
-        app, service = build_app(runtime, settings)
-        server = http_server(
-            wsgi_app(app, runtime, SIGNING_SECRET),
-            settings.limits,
-            host="127.0.0.1",
-            port=0,
-            threads=8,
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        harness = SlackApp(
-            f"http://127.0.0.1:{server.effective_port}", stand_in, xai, runtime, service, bolt=app
-        )
-        try:
+        with served_app(env, stand_in, xai) as harness:
             yield harness
-        finally:
-            service.live_home.close()  # no re-publish outlives the test
-            stop_waitress(server)
-            thread.join(timeout=5)
-            assert not thread.is_alive()
-            harness.http.close()
-            runtime.close()
         assert stand_in.violations == []  # every message and view stayed within Block Kit limits
+
+
+@contextmanager
+def served_app(env: dict[str, str], stand_in: SlackStandIn, xai: Sandbox) -> Iterator[SlackApp]:
+    """The app on waitress as `serve --http` runs it, with its own runtime (engine,
+    database pool, caches, Home publisher): a second one on the same store is another
+    replica behind the load balancer, sharing only the store."""
+    runtime = Runtime(Settings.from_env(env))
+    settings = SlackSettings.from_env(env, force_http=True, port=0)
+    app, service = build_app(runtime, settings)
+    server = http_server(
+        wsgi_app(app, runtime, SIGNING_SECRET),
+        settings.limits,
+        host="127.0.0.1",
+        port=0,
+        threads=8,
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    harness = SlackApp(
+        f"http://127.0.0.1:{server.effective_port}", stand_in, xai, runtime, service, bolt=app
+    )
+    try:
+        yield harness
+    finally:
+        service.live_home.close()  # no re-publish outlives the test
+        stop_waitress(server)
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+        harness.http.close()
+        runtime.close()
 
 
 @pytest.fixture

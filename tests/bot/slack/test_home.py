@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from bot.grammar import parse, tokenize
@@ -428,10 +429,10 @@ def test_slack_refusing_a_re_publish_is_logged_without_secrets_and_fails_nothing
 def test_only_recent_openers_are_kept_and_at_most_the_newest_few(connected: SlackApp) -> None:
     live = connected.service.live_home
     live.most = 2  # 50 people, shrunk to fit a test
-    later = [0.0]
-    live.clock = lambda: time.monotonic() + later[0]
+    later = [timedelta(0)]
+    live.clock = lambda: datetime.now(UTC) + later[0]
     open_home(connected, MEMBER)
-    later[0] = live.recent_for + 1  # MEMBER's open is now too old
+    later[0] = live.recent_for + timedelta(seconds=1)  # MEMBER's open is now too old
     for user in (VISITOR, GUEST, ADMIN):  # VISITOR is then the oldest of three: dropped
         open_home(connected, user)
     synced(connected, "sync")
@@ -519,3 +520,84 @@ def test_someone_slack_no_longer_knows_is_skipped_and_forgotten(
     assert ":white_check_mark:" in synced(connected, "sync")
     connected.slack.wait_for(lambda: len(publishes_to(connected, MEMBER)) == 3, timeout=10)
     assert len(publishes_to(connected, ADMIN)) == 2  # the open and the refused one: no more
+
+
+def test_a_rate_limit_storm_on_home_holds_up_no_export(connected: SlackApp) -> None:
+    """Slack answering every views.publish with a 429 and Retry-After 20: the tabs wait
+    on their own pool, the team's others wait for the Retry-After instead of asking
+    again, and an export typed meanwhile is in the asker's DM at once."""
+    from tests.bot.slack.test_files import shared_files
+
+    connected.slack.rate_limit("views.publish", times=1000, retry_after=20)
+    for user in (ADMIN, MEMBER, GUEST, VISITOR, BOT_USER, ADMIN, MEMBER):  # some open twice
+        answer = connected.event({"type": "app_home_opened", "user": user, "tab": "home"})
+        assert answer.status_code == 200
+    connected.slack.wait_for(lambda: connected.slack.calls_to("views.publish"), timeout=10)
+    asked = time.monotonic()
+    answer, url = connected.command("export week")
+    assert answer.status_code == 200
+    connected.reply(url)
+    [export] = shared_files(connected)
+    assert time.monotonic() - asked < 3  # not after the storm (it took 101 s)
+    assert export.filename.endswith(".csv")
+    time.sleep(0.3)  # the team's other tabs had their chance to ask again: they wait instead
+    assert len(connected.slack.calls_to("views.publish")) == 1
+
+
+def test_a_burst_of_opens_looks_the_person_up_once(connected: SlackApp) -> None:
+    connected.slack.after("views.publish", lambda call: time.sleep(0.2))  # Slack taking a while
+    try:
+        for _ in range(5):
+            connected.event({"type": "app_home_opened", "user": MEMBER, "tab": "home"})
+        connected.slack.wait_for(lambda: publishes_to(connected, MEMBER), timeout=10)
+        assert connected.service.live_home.settled(timeout=10)
+    finally:
+        connected.slack.after("views.publish", None)
+    # the first open's tab, and one more for the four that came while it was being sent
+    assert len(publishes_to(connected, MEMBER)) == 2
+    assert len(connected.slack.calls_to("users.info")) == 1
+
+
+def test_two_replicas_share_their_viewers_and_each_round_publishes_once(
+    connected: SlackApp,
+) -> None:
+    """Behind a load balancer: people open Home through either replica, a change made
+    through either reaches everyone's tab, once, published by one of them."""
+    from tests.bot.slack.conftest import served_app
+
+    env = connected.runtime.settings.environ
+    with served_app(dict(env), connected.slack, connected.xai) as other:
+        open_home(connected, ADMIN)
+        open_home(other, MEMBER)
+        synced(connected, "sync")  # through the first replica
+        connected.slack.wait_for(
+            lambda: (
+                len(publishes_to(connected, ADMIN)) == 2
+                and len(publishes_to(connected, MEMBER)) == 2
+            ),
+            timeout=10,
+        )
+        _, url = other.command("budget set 800")  # through the second
+        other.reply(url)
+        connected.slack.wait_for(
+            lambda: (
+                len(publishes_to(connected, ADMIN)) == 3
+                and len(publishes_to(connected, MEMBER)) == 3
+            ),
+            timeout=10,
+        )
+        assert connected.service.live_home.settled(timeout=10)
+        assert other.service.live_home.settled(timeout=10)
+        assert len(publishes_to(connected, ADMIN)) == 3  # once a round, not once a replica
+        assert len(publishes_to(connected, MEMBER)) == 3
+        assert "budget remove" in " ".join(buttons(publishes_to(connected, ADMIN)[-1]).values())
+        assert connected.service.live_home.rounds + other.service.live_home.rounds == 2
+
+
+def test_a_database_outage_shows_on_the_tab_it_opens(connected: SlackApp, keyring) -> None:
+    from bot.slack.service import STORE_UNAVAILABLE
+    from storage.db import Database
+
+    connected.runtime.__dict__["db"] = Database("postgresql://nobody@127.0.0.1:1/none", keyring)
+    connected.service._workspaces.clear()  # nothing answered from memory
+    assert STORE_UNAVAILABLE in words(open_home(connected))

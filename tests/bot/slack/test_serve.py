@@ -170,3 +170,76 @@ def test_health_says_503_when_the_database_is_down(tmp_path) -> None:
         lambda status, headers: statuses.append(status),
     )
     assert statuses == ["503 Service Unavailable"] and b'"down"' in b"".join(body)
+
+
+def test_serve_without_its_scheduler_leaves_the_scheduled_work_to_a_worker(env, stand_in) -> None:
+    """The split an operator makes behind a load balancer: Slack fronts that do no scheduled
+    work, and a worker that does it all (the daily sync, digests), with Slack's tokens."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from bot.config import Settings
+    from bot.runtime import Runtime
+    from providers.xai.sandbox import Sandbox
+    from storage.models import Delivery, DigestSubscription, SyncRun
+    from storage.repo import workspace_for_slack_team
+    from tests.fakes.connections import connect_demo
+
+    stand_in.add_channel("CCOSTS", "costs")
+    with Sandbox() as xai:
+        env = {**env, "XAI_MANAGEMENT_API_URL": xai.url, "XAI_USAGE_DAILY_SYNC_AT": "00:00"}
+        runtime = Runtime(Settings.from_env(env))
+        now = datetime.now(UTC)
+        with runtime.db.transaction() as session:
+            workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
+            session.add(  # due a minute ago, every day
+                DigestSubscription(
+                    workspace_id=workspace_id,
+                    channel_id="CCOSTS",
+                    at_time=f"{now - timedelta(minutes=1):%H:%M}",
+                    tz="UTC",
+                    created_by="UADMIN",
+                    created_at=now - timedelta(days=2),
+                )
+            )
+        connect_demo(runtime.engine, workspace_id, 3)
+
+        def daily_runs() -> list[str | None]:
+            with runtime.db.session() as session:
+                return list(
+                    session.scalars(select(SyncRun.worker).where(SyncRun.trigger == "daily"))
+                )
+
+        web = start(env, "--http", "--port", "0", "--no-scheduler")
+        worker = None
+        try:
+            wait_for_line(web, r"serving Slack \(http://.*left to `xai-usage worker`")
+            time.sleep(1.5)  # a scheduler would have done its first minute's work by now
+            with runtime.db.session() as session:
+                assert session.scalars(select(Delivery.key)).all() == []
+            assert daily_runs() == [] and stand_in.calls_to("chat.postMessage") == []
+
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "worker"],
+                env=env,
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            line = wait_for_line(worker, r"running the scheduled work as \S+:\d+")
+            name = re.search(r"as (\S+:\d+)", line).group(1)
+            assert name.endswith(f":{worker.pid}")
+            stand_in.wait_for(lambda: stand_in.calls_to("chat.postMessage"), timeout=20)
+            deadline = time.monotonic() + 20
+            while not daily_runs() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert daily_runs() == [name]  # the worker's, not the front's
+            [digest] = stand_in.calls_to("chat.postMessage")
+            assert digest.params["channel"] == "CCOSTS"
+        finally:
+            stop(web)
+            if worker is not None:
+                stop(worker)
+            runtime.close()
