@@ -36,6 +36,7 @@ from providers import cost_reports
 from providers.anthropic import prices
 from providers.cost_reports import DailyTotals, Unreadable
 from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.keys import NOT_ADMIN_KEY, AdminKey
 from providers.types import (
     CheckResult,
     CostFetch,
@@ -61,52 +62,23 @@ MAX_WINDOW_DAYS = 31
 SERVICE = "Anthropic"
 CENTS = 100
 
-NOT_ADMIN_KEY = "not_admin_key"
-"""A key Anthropic has, but not an Admin key (a regular API key)."""
-
-ADMIN_PREFIX = "sk-ant-admin"
 _KEY_PAGE = "the Claude Console > Settings > Admin keys"
 _KEY_LIKE = re.compile(r"sk-ant-[A-Za-z0-9_*-]{8,}")
-_OTHER_KEYS = (
-    ("sk-ant-api", "a regular API key (sk-ant-api…)"),
-    ("sk-ant-", "an Anthropic key that is not an Admin key"),
-    ("sk-", "not an Anthropic key (it looks like an OpenAI key)"),
+ADMIN_KEY = AdminKey(
+    service=SERVICE,
+    name="Admin key",
+    called="an Anthropic Admin key",
+    prefix="sk-ant-admin",
+    min_length=24,
+    creator="an organization admin",
+    key_page=_KEY_PAGE,
+    cannot="cannot read the organization's cost report",
+    other_kinds=(
+        ("sk-ant-api", "a regular API key (sk-ant-api…)"),
+        ("sk-ant-", "an Anthropic key that is not an Admin key"),
+        ("sk-", "not an Anthropic key (it looks like an OpenAI key)"),
+    ),
 )
-
-
-def _other_key(value: str) -> str | None:
-    """What kind of key ``value`` is when it is not an Admin key, by its prefix."""
-    if value.startswith(ADMIN_PREFIX):
-        return None
-    return next((kind for prefix, kind in _OTHER_KEYS if value.startswith(prefix)), None)
-
-
-def _not_admin_message(kind: str) -> str:
-    return (
-        f"That is {kind}, which cannot read the organization's cost report. Paste an Admin "
-        f"key (sk-ant-admin…): an organization admin creates one in {_KEY_PAGE}."
-    )
-
-
-def _validate_admin_key(value: str) -> str | None:
-    # Never echo the value: it is a secret even when malformed.
-    if not value:
-        return f"Paste an Anthropic Admin key (sk-ant-admin…), created in {_KEY_PAGE}."
-    if any(char.isspace() for char in value):
-        return "The Admin key contains spaces or line breaks. Copy it again as one unbroken value."
-    if kind := _other_key(value):
-        return _not_admin_message(kind)
-    if not value.startswith(ADMIN_PREFIX):
-        return (
-            "That is not an Anthropic Admin key: Admin keys start with sk-ant-admin. An "
-            f"organization admin creates one in {_KEY_PAGE}."
-        )
-    if len(value) < 24:
-        return (
-            "That Admin key is too short to be complete. Anthropic shows a key only once, when "
-            f"it is created: copy the whole value, or create a new key in {_KEY_PAGE}."
-        )
-    return None
 
 
 ADMIN_KEY_FIELD = CredentialField(
@@ -119,7 +91,7 @@ ADMIN_KEY_FIELD = CredentialField(
     ),
     placeholder="sk-ant-admin…",
     env_var="ANTHROPIC_ADMIN_KEY",
-    validate=_validate_admin_key,
+    validate=ADMIN_KEY.problem,
 )
 
 
@@ -175,11 +147,7 @@ class AnthropicProvider:
         return f"AnthropicProvider(base_url={self.base_url!r})"
 
     def mask(self, credentials: Credentials) -> str:
-        key = str(credentials.get("admin_key") or "").strip()
-        if len(key) < 16:
-            return "…"
-        prefix = ADMIN_PREFIX if key.startswith(ADMIN_PREFIX) else key[:3]
-        return f"{prefix}…{key[-4:]}"
+        return ADMIN_KEY.mask(credentials)
 
     def default_label(self, credentials: Credentials) -> str:
         return "Production — Anthropic"
@@ -188,7 +156,7 @@ class AnthropicProvider:
         self, http: httpx.AsyncClient, credentials: Credentials
     ) -> CheckResult:
         """The organization the key is an Admin key of, then one day of its cost report."""
-        key = _read_key(credentials)
+        key = ADMIN_KEY.read(credentials)
         account_id, account_name, notes = await self._organization(http, key)
         today = datetime.now(UTC).date()
         await self.fetch_daily_costs(http, credentials, today - timedelta(days=1), today)
@@ -255,7 +223,7 @@ class AnthropicProvider:
             raise ValueError(
                 f"a cost window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
             )
-        key = _read_key(credentials)
+        key = ADMIN_KEY.read(credentials)
         query = [
             ("starting_at", _rfc3339(start)),
             ("ending_at", _rfc3339(end)),
@@ -413,18 +381,6 @@ def _error_details(response: httpx.Response, key: str) -> tuple[str, str]:
 
 
 # -- requests and results -----------------------------------------------------
-
-
-def _read_key(credentials: Credentials) -> str:
-    """The stripped Admin key, refused before it goes near a header if it is not one."""
-    key = str(credentials.get("admin_key") or "").strip()
-    if kind := _other_key(key):
-        raise ProviderError(
-            NOT_ADMIN_KEY, _not_admin_message(kind), field="admin_key", needs_person=True
-        )
-    if problem := _validate_admin_key(key):
-        raise ProviderError(Reason.INVALID_KEY, problem, field="admin_key")
-    return key
 
 
 def _rfc3339(day: date) -> str:

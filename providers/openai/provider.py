@@ -35,6 +35,7 @@ import httpx
 from providers import cost_reports
 from providers.cost_reports import DailyTotals, Unreadable
 from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.keys import NOT_ADMIN_KEY, AdminKey
 from providers.openai import prices
 from providers.types import (
     CheckResult,
@@ -61,55 +62,26 @@ failed call should have to repeat."""
 PROJECTS_PER_PAGE = 100
 SERVICE = "OpenAI"
 
-NOT_ADMIN_KEY = "not_admin_key"
-"""A key OpenAI has, but not an admin key (a project, service account or user key)."""
-
-ADMIN_PREFIX = "sk-admin-"
 _KEY_PAGE = "platform.openai.com > Settings > Organization > Admin keys"
 # Whatever looks like an OpenAI secret in an echoed message, not only the key sent.
 _KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_*-]{8,}")
-# Other kinds of key, by prefix: the first that matches names it.
-_OTHER_KEYS = (
-    ("sk-proj-", "a project API key (sk-proj-…)"),
-    ("sk-svcacct-", "a service account key (sk-svcacct-…)"),
-    ("sk-ant-", "an Anthropic key (sk-ant-…)"),
-    ("sk-", "a user API key (sk-…)"),
+ADMIN_KEY = AdminKey(
+    service=SERVICE,
+    name="admin key",
+    called="an OpenAI admin key",
+    prefix="sk-admin-",
+    min_length=20,
+    creator="an Organization Owner",
+    key_page=_KEY_PAGE,
+    cannot="can call the models but not read the organization's costs",
+    # The first prefix that matches names the key.
+    other_kinds=(
+        ("sk-proj-", "a project API key (sk-proj-…)"),
+        ("sk-svcacct-", "a service account key (sk-svcacct-…)"),
+        ("sk-ant-", "an Anthropic key (sk-ant-…)"),
+        ("sk-", "a user API key (sk-…)"),
+    ),
 )
-
-
-def _other_key(value: str) -> str | None:
-    """What kind of key ``value`` is when it is not an admin key, by its prefix."""
-    if value.startswith(ADMIN_PREFIX):
-        return None
-    return next((kind for prefix, kind in _OTHER_KEYS if value.startswith(prefix)), None)
-
-
-def _not_admin_message(kind: str) -> str:
-    return (
-        f"That is {kind}, which can call the models but not read the organization's costs. "
-        f"Paste an admin key (sk-admin-…): an Organization Owner creates one in {_KEY_PAGE}."
-    )
-
-
-def _validate_admin_key(value: str) -> str | None:
-    # Never echo the value: it is a secret even when malformed.
-    if not value:
-        return f"Paste an OpenAI admin key (sk-admin-…), created in {_KEY_PAGE}."
-    if any(char.isspace() for char in value):
-        return "The admin key contains spaces or line breaks. Copy it again as one unbroken value."
-    if kind := _other_key(value):
-        return _not_admin_message(kind)
-    if not value.startswith(ADMIN_PREFIX):
-        return (
-            "That is not an OpenAI admin key: admin keys start with sk-admin-. An "
-            f"Organization Owner creates one in {_KEY_PAGE}."
-        )
-    if len(value) < 20:
-        return (
-            "That admin key is too short to be complete. OpenAI shows a key only once, when "
-            f"it is created: copy the whole value, or create a new key in {_KEY_PAGE}."
-        )
-    return None
 
 
 ADMIN_KEY_FIELD = CredentialField(
@@ -122,7 +94,7 @@ ADMIN_KEY_FIELD = CredentialField(
     ),
     placeholder="sk-admin-…",
     env_var="OPENAI_ADMIN_KEY",
-    validate=_validate_admin_key,
+    validate=ADMIN_KEY.problem,
 )
 
 
@@ -165,11 +137,7 @@ class OpenAIProvider:
         return f"OpenAIProvider(base_url={self.base_url!r})"
 
     def mask(self, credentials: Credentials) -> str:
-        key = str(credentials.get("admin_key") or "").strip()
-        if len(key) < 16:
-            return "…"
-        prefix = ADMIN_PREFIX if key.startswith(ADMIN_PREFIX) else key[:3]
-        return f"{prefix}…{key[-4:]}"
+        return ADMIN_KEY.mask(credentials)
 
     def default_label(self, credentials: Credentials) -> str:
         return "Production — OpenAI"
@@ -178,7 +146,7 @@ class OpenAIProvider:
         self, http: httpx.AsyncClient, credentials: Credentials
     ) -> CheckResult:
         """One day of costs (the key can read them), then the organization it reads."""
-        key = _read_key(credentials)
+        key = ADMIN_KEY.read(credentials)
         today = datetime.now(UTC).date()
         await self.fetch_daily_costs(
             http, credentials, today - timedelta(days=1), today, by_key=False
@@ -197,7 +165,7 @@ class OpenAIProvider:
     ) -> CostFetch:
         """Costs per UTC day and model (and API key, where OpenAI answers) for [start, end)."""
         _check_window(start, end)
-        key = _read_key(credentials)
+        key = ADMIN_KEY.read(credentials)
         if by_key:
             # Grouping by api_key_id came to the spec at a time nobody recorded: a 400
             # means "not here" (or "not now"), so this window carries on per model and
@@ -220,7 +188,7 @@ class OpenAIProvider:
         """Cost per UTC day, model and kind of usage (``UnitCostProvider``): the same line
         items as the costs, the kind being the part after the comma; None on a 400."""
         _check_window(start, end)
-        key = _read_key(credentials)
+        key = ADMIN_KEY.read(credentials)
         try:
             pages = await self._cost_pages(http, key, start, end, ("line_item",))
         except ProviderError as error:
@@ -454,18 +422,6 @@ def _error_details(response: httpx.Response, key: str) -> tuple[str, str]:
 
 
 # -- requests and results -----------------------------------------------------
-
-
-def _read_key(credentials: Credentials) -> str:
-    """The stripped admin key, refused before it goes near a header if it is not one."""
-    key = str(credentials.get("admin_key") or "").strip()
-    if kind := _other_key(key):
-        raise ProviderError(
-            NOT_ADMIN_KEY, _not_admin_message(kind), field="admin_key", needs_person=True
-        )
-    if problem := _validate_admin_key(key):
-        raise ProviderError(Reason.INVALID_KEY, problem, field="admin_key")
-    return key
 
 
 def _check_window(start: date, end: date) -> None:

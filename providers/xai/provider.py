@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.keys import pasted_key_problem
 from providers.types import (
     BillingSnapshot,
     BillSource,
@@ -75,17 +76,9 @@ def _validate_management_key(value: str) -> str | None:
             f"Paste a Management key. Create one in {_KEY_PAGE} "
             "with only the Billing: Read Only scope."
         )
-    if any(char.isspace() for char in value):
-        return (
-            "The management key contains spaces or line breaks. "
-            "Copy it again as one unbroken value."
-        )
-    if len(value) < 20:
-        return (
-            "That management key is too short to be complete. xAI shows a key only once, "
-            f"when it is created: copy the whole value, or create a new key in {_KEY_PAGE}."
-        )
-    return None
+    return pasted_key_problem(
+        value, name="management key", service="xAI", min_length=20, key_page=_KEY_PAGE
+    )
 
 
 TEAM_ID_FIELD = CredentialField(
