@@ -22,20 +22,18 @@ endpoint (a proxy, an old API) leaves the identity empty, with a note.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import httpx
 
 from providers import cost_reports
 from providers.anthropic import prices
 from providers.cost_reports import DailyTotals, Unreadable
-from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.http import HttpProvider, json_body, scrubbed
 from providers.keys import NOT_ADMIN_KEY, AdminKey
 from providers.types import (
     CheckResult,
@@ -107,11 +105,15 @@ def user_agent() -> str:
     return f"xai-usage/{release} (cost reports)"
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """Anthropic's Admin API cost report as a :class:`providers.types.Provider`."""
 
     name = "anthropic"
     display_name = "Anthropic"
+    service = SERVICE
+    api_name = "Anthropic's API"
+    default_base_url = DEFAULT_BASE_URL
+    base_url_setting = BASE_URL_SETTING
     credential_fields = (ADMIN_KEY_FIELD,)
     max_window_days = MAX_WINDOW_DAYS
     # No maximum look-back is documented. 90 days is what the host keeps and what the
@@ -132,19 +134,6 @@ class AnthropicProvider:
         "organization, so check it was made in the organization you meant."
     )
     stand_in_setting = BASE_URL_SETTING
-
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing is safe)
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.retry = retry
-        self._sleep = sleep
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(base_url={self.base_url!r})"
 
     def mask(self, credentials: Credentials) -> str:
         return ADMIN_KEY.mask(credentials)
@@ -249,7 +238,7 @@ class AnthropicProvider:
                     cost = cost_reports.amount(result.get("amount"), per_dollar=CENTS)
                     totals.add(day, model_id(result), second(result), cost)
         except Unreadable as problem:
-            raise self._unreadable(str(problem)) from None
+            raise self.unreadable(str(problem)) from None
         return totals
 
     async def _organization(
@@ -269,9 +258,9 @@ class AnthropicProvider:
             )
         if not response.is_success:
             raise self._error(response, key, ORGANIZATION_PATH)
-        info = cost_reports.json_body(response)
+        info = json_body(response)
         if not isinstance(info, dict) or not isinstance(info.get("id"), str) or not info["id"]:
-            raise self._unreadable("the organization has no id")
+            raise self.unreadable("the organization has no id")
         return info["id"], str(info.get("name") or ""), ()
 
     async def _get_object(
@@ -280,54 +269,25 @@ class AnthropicProvider:
         response = await self._get(http, path, key, query)
         if not response.is_success:
             raise self._error(response, key, path)
-        payload = cost_reports.json_body(response)
-        if not isinstance(payload, dict):
-            raise self._unreadable(f"not a JSON object (HTTP {response.status_code})")
-        return payload
+        return self.json_object(response)
 
     async def _get(
         self, http: httpx.AsyncClient, path: str, key: str, query: list[tuple[str, str]]
     ) -> httpx.Response:
-        """The one place a request is built and sent; transport failures become UNREACHABLE."""
         headers = {
             "x-api-key": key,
             "anthropic-version": API_VERSION,
             "User-Agent": user_agent(),
             "Accept": "application/json",
         }
-        url = f"{self.base_url}{path}" + (f"?{urlencode(query)}" if query else "")
-        try:
-            return await send_with_retries(
-                http, "GET", url, policy=self.retry, headers=headers, sleep=self._sleep
-            )
-        except httpx.RequestError as exc:
-            # ``from None``: the exception holds the request, and so the key.
-            raise cost_reports.unreachable(SERVICE, self.base_url, BASE_URL_SETTING, exc) from None
-
-    def _unreadable(self, what: str) -> ProviderError:
-        return cost_reports.unreadable(SERVICE, self.base_url, BASE_URL_SETTING, what)
+        return await self.send(http, "GET", path, headers=headers, query=query)
 
     def _error(self, response: httpx.Response, key: str, path: str) -> ProviderError:
         """Map an error status (after retries) to a reason and a message a person can act on."""
-        status = response.status_code
         said, kind = _error_details(response, key)
-        if status in (401, 403):
-            return _refusal(status, said, kind)
-        if status == 429:
-            return cost_reports.rate_limited(SERVICE, retry_after_seconds(response))
-        if status >= 500:
-            return cost_reports.server_failed(SERVICE, status, said)
-        if status == 400:
-            return ProviderError(
-                Reason.BAD_REQUEST,
-                f"Anthropic rejected the request (HTTP 400): {said or 'no reason given'}",
-            )
-        if status == 404:
-            return cost_reports.not_found(
-                SERVICE, self.base_url, BASE_URL_SETTING, path, DEFAULT_BASE_URL
-            )
-        suffix = f" (Anthropic said: {said})" if said else ""
-        return self._unreadable(f"unexpected HTTP {status}{suffix}")
+        if response.status_code in (401, 403):
+            return _refusal(response.status_code, said, kind)
+        return self.status_error(response, said, path)
 
 
 # -- refusals: which case it is, from what Anthropic answered ---------------------
@@ -372,11 +332,11 @@ def _refusal(status: int, said: str, kind: str) -> ProviderError:
 
 def _error_details(response: httpx.Response, key: str) -> tuple[str, str]:
     """(message, error type) from ``{"type": "error", "error": {"type", "message"}}``."""
-    payload = cost_reports.json_body(response)
+    payload = json_body(response)
     error = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(error, dict):
         return "", ""
-    said = cost_reports.scrubbed(error.get("message"), key, _KEY_LIKE)
+    said = scrubbed(error.get("message"), key, _KEY_LIKE)
     return said, str(error.get("type") or "")
 
 

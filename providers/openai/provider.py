@@ -23,18 +23,16 @@ connections apart).
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import httpx
 
 from providers import cost_reports
 from providers.cost_reports import DailyTotals, Unreadable
-from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.http import HttpProvider, json_body, scrubbed
 from providers.keys import NOT_ADMIN_KEY, AdminKey
 from providers.openai import prices
 from providers.types import (
@@ -98,11 +96,15 @@ ADMIN_KEY_FIELD = CredentialField(
 )
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     """OpenAI's organization Costs API as a :class:`providers.types.Provider`."""
 
     name = "openai"
     display_name = "OpenAI"
+    service = SERVICE
+    api_name = "OpenAI's API"
+    default_base_url = DEFAULT_BASE_URL
+    base_url_setting = BASE_URL_SETTING
     credential_fields = (ADMIN_KEY_FIELD,)
     max_window_days = MAX_WINDOW_DAYS
     # No maximum look-back is documented. 90 days is what the host keeps and what the
@@ -122,19 +124,6 @@ class OpenAIProvider:
         "organization, so check it was made in the organization you meant."
     )
     stand_in_setting = BASE_URL_SETTING
-
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing is safe)
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.retry = retry
-        self._sleep = sleep
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(base_url={self.base_url!r})"
 
     def mask(self, credentials: Credentials) -> str:
         return ADMIN_KEY.mask(credentials)
@@ -265,7 +254,7 @@ class OpenAIProvider:
                 if isinstance(project, dict) and isinstance(project.get("id"), str):
                     projects.append((_number(project.get("created_at")), project["id"]))
         if not projects:
-            raise self._unreadable("the organization has no projects, not even its Default one")
+            raise self.unreadable("the organization has no projects, not even its Default one")
         return min(projects)[1], ()
 
     async def _pages(
@@ -284,15 +273,12 @@ class OpenAIProvider:
                 raise _Absent
             if not response.is_success:
                 raise self._error(response, key, path)
-            payload = cost_reports.json_body(response)
-            if not isinstance(payload, dict):
-                raise self._unreadable(f"not a JSON object (HTTP {response.status_code})")
-            return payload
+            return self.json_object(response)
 
         try:
             return await cost_reports.follow_pages(page, cursor_field)
         except Unreadable as problem:
-            raise self._unreadable(str(problem)) from None
+            raise self.unreadable(str(problem)) from None
 
     def _read(
         self,
@@ -320,47 +306,21 @@ class OpenAIProvider:
                         cost_reports.amount(money.get("value")),
                     )
         except Unreadable as problem:
-            raise self._unreadable(str(problem)) from None
+            raise self.unreadable(str(problem)) from None
         return totals
 
     async def _get(
         self, http: httpx.AsyncClient, path: str, key: str, query: list[tuple[str, str]]
     ) -> httpx.Response:
-        """The one place a request is built and sent; transport failures become UNREACHABLE."""
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-        url = f"{self.base_url}{path}?{urlencode(query)}"
-        try:
-            return await send_with_retries(
-                http, "GET", url, policy=self.retry, headers=headers, sleep=self._sleep
-            )
-        except httpx.RequestError as exc:
-            # ``from None``: the exception holds the request, and so the key.
-            raise cost_reports.unreachable(SERVICE, self.base_url, BASE_URL_SETTING, exc) from None
-
-    def _unreadable(self, what: str) -> ProviderError:
-        return cost_reports.unreadable(SERVICE, self.base_url, BASE_URL_SETTING, what)
+        return await self.send(http, "GET", path, headers=headers, query=query)
 
     def _error(self, response: httpx.Response, key: str, path: str) -> ProviderError:
         """Map an error status (after retries) to a reason and a message a person can act on."""
-        status = response.status_code
         said, code = _error_details(response, key)
-        if status in (401, 403):
-            return _refusal(status, said, code)
-        if status == 429:
-            return cost_reports.rate_limited(SERVICE, retry_after_seconds(response))
-        if status >= 500:
-            return cost_reports.server_failed(SERVICE, status, said)
-        if status == 400:
-            return ProviderError(
-                Reason.BAD_REQUEST,
-                f"OpenAI rejected the request (HTTP 400): {said or 'no reason given'}",
-            )
-        if status == 404:
-            return cost_reports.not_found(
-                SERVICE, self.base_url, BASE_URL_SETTING, path, DEFAULT_BASE_URL
-            )
-        suffix = f" (OpenAI said: {said})" if said else ""
-        return self._unreadable(f"unexpected HTTP {status}{suffix}")
+        if response.status_code in (401, 403):
+            return _refusal(response.status_code, said, code)
+        return self.status_error(response, said, path)
 
 
 class _Absent(Exception):
@@ -413,11 +373,11 @@ def _refusal(status: int, said: str, code: str) -> ProviderError:
 
 def _error_details(response: httpx.Response, key: str) -> tuple[str, str]:
     """(message, code) from ``{"error": {"message", "type", "param", "code"}}``, scrubbed."""
-    payload = cost_reports.json_body(response)
+    payload = json_body(response)
     error = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(error, dict):
         return "", ""
-    said = cost_reports.scrubbed(error.get("message"), key, _KEY_LIKE)
+    said = scrubbed(error.get("message"), key, _KEY_LIKE)
     return said, str(error.get("code") or "")
 
 
