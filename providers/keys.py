@@ -9,8 +9,8 @@ them, in that order, with a service's own check between the two.
 Services that read an organization's costs with an admin key also issue other
 kinds of key, told apart by their prefix (``sk-admin-…`` beside ``sk-proj-…``).
 :class:`AdminKey` declares a service's admin key once and answers for it: the
-credential field's check, the refusal of another kind of key before it goes
-near a header (``not_admin_key``, which a person must fix), and the key's
+credential field and its check, the refusal of another kind of key before it
+goes near a header (``not_admin_key``, which a person must fix), and the key's
 masked form.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from providers.types import Credentials, ProviderError, Reason
+from providers.types import CredentialField, Credentials, ProviderError, Reason
 
 NOT_ADMIN_KEY = "not_admin_key"
 """The reason code of a key the service has, but not an admin key (retrying cannot help)."""
@@ -75,6 +75,18 @@ class AdminKey:
     other_kinds: tuple[tuple[str, str], ...]
     field: str = "admin_key"
     """The credential field that holds the key."""
+
+    def credential_field(self, *, help: str, env_var: str) -> CredentialField:
+        """The credential field that holds the key: secret, checked by :meth:`problem`."""
+        return CredentialField(
+            name=self.field,
+            label=self.name[:1].upper() + self.name[1:],
+            secret=True,
+            help=help,
+            placeholder=f"{self.prefix}…",
+            env_var=env_var,
+            validate=self.problem,
+        )
 
     def other_kind(self, value: str) -> str | None:
         """What kind of key ``value`` is when it is not an admin key, by its prefix."""

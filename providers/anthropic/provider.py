@@ -38,7 +38,6 @@ from providers.keys import NOT_ADMIN_KEY, AdminKey
 from providers.types import (
     CheckResult,
     CostFetch,
-    CredentialField,
     Credentials,
     PriceTable,
     ProviderError,
@@ -79,17 +78,12 @@ ADMIN_KEY = AdminKey(
 )
 
 
-ADMIN_KEY_FIELD = CredentialField(
-    name="admin_key",
-    label="Admin key",
-    secret=True,
+ADMIN_KEY_FIELD = ADMIN_KEY.credential_field(
     help=(
         f"An Admin key (sk-ant-admin…) from {_KEY_PAGE}: only organization admins can create "
         "one. A regular API key (sk-ant-api…) cannot read costs."
     ),
-    placeholder="sk-ant-admin…",
     env_var="ANTHROPIC_ADMIN_KEY",
-    validate=ADMIN_KEY.problem,
 )
 
 

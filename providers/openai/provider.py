@@ -38,7 +38,6 @@ from providers.openai import prices
 from providers.types import (
     CheckResult,
     CostFetch,
-    CredentialField,
     Credentials,
     PriceTable,
     ProviderError,
@@ -82,17 +81,12 @@ ADMIN_KEY = AdminKey(
 )
 
 
-ADMIN_KEY_FIELD = CredentialField(
-    name="admin_key",
-    label="Admin key",
-    secret=True,
+ADMIN_KEY_FIELD = ADMIN_KEY.credential_field(
     help=(
         f"An admin key (sk-admin-…) of the organization, from {_KEY_PAGE}: only Organization "
         "Owners can create one. A project key (sk-proj-…) cannot read costs."
     ),
-    placeholder="sk-admin-…",
     env_var="OPENAI_ADMIN_KEY",
-    validate=ADMIN_KEY.problem,
 )
 
 
