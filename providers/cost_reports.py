@@ -4,19 +4,25 @@ OpenAI's Costs API and Anthropic's cost report answer alike: daily buckets of
 results, cut into pages (``has_more``, and a ``next_page`` cursor sent back as
 ``page``), each result an amount in a currency. The providers differ in their
 words, units and errors, which stay in their packages; what they share is
-here, once: following pages without ever looping, reading amounts as exact
-dollars, refusing a currency that is not US dollars, and summing results into
-rows per UTC day, model and API key. (What any HTTP provider needs, reading a
-body with every number as ``Decimal`` included, is in :mod:`providers.http`.)
+here, once: following pages without ever looping, taking each result of the
+window's days, reading amounts as exact dollars, refusing a currency that is
+not US dollars, reading an error body (``{"error": {"message": …}}`` in both),
+and summing results into rows per UTC day, model and API key. (What any HTTP
+provider needs, reading a body with every number as ``Decimal`` included, is in
+:mod:`providers.http`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import httpx
+
+from providers.http import json_body, scrubbed
 from providers.types import CostRow, ProviderError, UnitCostRow
 
 MAX_PAGES = 1000
@@ -56,6 +62,22 @@ async def follow_pages(
         if cursor in followed or len(pages) >= MAX_PAGES:
             raise Unreadable("the pages never end (a next_page came back again)")
         followed.add(cursor)
+
+
+def results_in_window(
+    pages: list[Mapping[str, Any]],
+    start: date,
+    end: date,
+    day_of: Callable[[Mapping[str, Any]], date],
+) -> Iterator[tuple[date, Mapping[str, Any]]]:
+    """Every result of every page's buckets in [start, end), with its bucket's UTC day
+    (``day_of(bucket)``); a stray bucket is not this window's to store."""
+    for bucket in buckets(pages):
+        day = day_of(bucket)
+        if not start <= day < end:
+            continue
+        for result in results(bucket):
+            yield day, result
 
 
 def buckets(pages: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -107,6 +129,19 @@ def refuse_other_currency(currency: Any, day: date, service: str) -> None:
         "currency your organization is billed in.",
         needs_person=True,
     )
+
+
+def error_words(
+    response: httpx.Response, key: str, key_like: re.Pattern[str], detail: str
+) -> tuple[str, str]:
+    """(message, ``detail``) of an error body ``{"error": {"message": …, detail: …}}``, the
+    shape both services answer errors in; the message scrubbed of keys (``key_like``),
+    ("", "") for a body of any other shape."""
+    payload = json_body(response)
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    return scrubbed(error.get("message"), key, key_like), str(error.get(detail) or "")
 
 
 class DailyTotals:

@@ -117,12 +117,15 @@ class AdminKey:
         """The stripped admin key, refused before it goes near a header if it is not one."""
         key = str(credentials.get(self.field) or "").strip()
         if kind := self.other_kind(key):
-            raise ProviderError(
-                NOT_ADMIN_KEY, self.not_admin_message(kind), field=self.field, needs_person=True
-            )
+            raise self.refused(NOT_ADMIN_KEY, self.not_admin_message(kind))
         if problem := self.problem(key):
             raise ProviderError(Reason.INVALID_KEY, problem, field=self.field)
         return key
+
+    def refused(self, reason: Reason | str, message: str) -> ProviderError:
+        """The key refused, by its prefix or by the service: on its field, for a person
+        to fix (a new key, not a retry)."""
+        return ProviderError(reason, message, field=self.field, needs_person=True)
 
     def mask(self, credentials: Credentials) -> str:
         """The key as people may see it: its prefix and last four characters."""

@@ -33,7 +33,7 @@ import httpx
 from providers import cost_reports
 from providers.anthropic import prices
 from providers.cost_reports import DailyTotals, Unreadable
-from providers.http import HttpProvider, json_body, scrubbed
+from providers.http import HttpProvider, json_body
 from providers.keys import NOT_ADMIN_KEY, AdminKey
 from providers.types import (
     CheckResult,
@@ -44,6 +44,7 @@ from providers.types import (
     Reason,
     UnitCostRow,
     UsageKind,
+    check_window,
 )
 
 if TYPE_CHECKING:
@@ -202,10 +203,7 @@ class AnthropicProvider(HttpProvider):
     ) -> DailyTotals:
         """The cost report of [start, end) grouped by description, summed per
         (day, model, ``second(result)``)."""
-        if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
-            raise ValueError(
-                f"a cost window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
-            )
+        check_window(start, end, MAX_WINDOW_DAYS)
         key = ADMIN_KEY.read(credentials)
         query = [
             ("starting_at", _rfc3339(start)),
@@ -223,14 +221,10 @@ class AnthropicProvider(HttpProvider):
         totals = DailyTotals()
         try:
             pages = await cost_reports.follow_pages(page)
-            for bucket in cost_reports.buckets(pages):
-                day = _bucket_day(bucket.get("starting_at"))
-                if not start <= day < end:
-                    continue  # a stray bucket is not this window's to store
-                for result in cost_reports.results(bucket):
-                    cost_reports.refuse_other_currency(result.get("currency"), day, SERVICE)
-                    cost = cost_reports.amount(result.get("amount"), per_dollar=CENTS)
-                    totals.add(day, model_id(result), second(result), cost)
+            for day, result in cost_reports.results_in_window(pages, start, end, _bucket_day):
+                cost_reports.refuse_other_currency(result.get("currency"), day, SERVICE)
+                cost = cost_reports.amount(result.get("amount"), per_dollar=CENTS)
+                totals.add(day, model_id(result), second(result), cost)
         except Unreadable as problem:
             raise self.unreadable(str(problem)) from None
         return totals
@@ -278,9 +272,10 @@ class AnthropicProvider(HttpProvider):
 
     def _error(self, response: httpx.Response, key: str, path: str) -> ProviderError:
         """Map an error status (after retries) to a reason and a message a person can act on."""
-        said, kind = _error_details(response, key)
+        said, kind = cost_reports.error_words(response, key, _KEY_LIKE, "type")
         if response.status_code in (401, 403):
-            return _refusal(response.status_code, said, kind)
+            reason = _refusal_reason(response.status_code, said, kind)
+            return ADMIN_KEY.refused(reason, _REFUSALS[reason] + self.said(said))
         return self.status_error(response, said, path)
 
 
@@ -312,26 +307,14 @@ _REFUSALS = {
 }
 
 
-def _refusal(status: int, said: str, kind: str) -> ProviderError:
+def _refusal_reason(status: int, said: str, kind: str) -> Reason | str:
+    """Which refusal a 401 or 403 is: from Anthropic's words, else its error type and status."""
     text = said.lower()
     reason = next((reason for hint, reason in _HINTS if hint.search(text)), None)
     if reason is None:
         authentication = status == 401 or kind == "authentication_error"
         reason = Reason.INVALID_KEY if authentication else Reason.MISSING_SCOPE
-    suffix = f" (Anthropic said: {said})" if said else ""
-    return ProviderError(
-        reason, _REFUSALS[reason] + suffix, field=ADMIN_KEY_FIELD.name, needs_person=True
-    )
-
-
-def _error_details(response: httpx.Response, key: str) -> tuple[str, str]:
-    """(message, error type) from ``{"type": "error", "error": {"type", "message"}}``."""
-    payload = json_body(response)
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if not isinstance(error, dict):
-        return "", ""
-    said = scrubbed(error.get("message"), key, _KEY_LIKE)
-    return said, str(error.get("type") or "")
+    return reason
 
 
 # -- requests and results -----------------------------------------------------
@@ -341,8 +324,9 @@ def _rfc3339(day: date) -> str:
     return f"{day.isoformat()}T00:00:00Z"
 
 
-def _bucket_day(value: Any) -> date:
-    """The UTC day an RFC 3339 ``starting_at`` falls on."""
+def _bucket_day(bucket: Mapping[str, Any]) -> date:
+    """The UTC day a bucket's RFC 3339 ``starting_at`` falls on."""
+    value = bucket.get("starting_at")
     try:
         moment = datetime.fromisoformat(str(value).replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:

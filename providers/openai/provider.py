@@ -32,7 +32,7 @@ import httpx
 
 from providers import cost_reports
 from providers.cost_reports import DailyTotals, Unreadable
-from providers.http import HttpProvider, json_body, scrubbed
+from providers.http import HttpProvider
 from providers.keys import NOT_ADMIN_KEY, AdminKey
 from providers.openai import prices
 from providers.types import (
@@ -44,6 +44,7 @@ from providers.types import (
     Reason,
     UnitCostRow,
     UsageKind,
+    check_window,
 )
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ class OpenAIProvider(HttpProvider):
         by_key: bool = True,
     ) -> CostFetch:
         """Costs per UTC day and model (and API key, where OpenAI answers) for [start, end)."""
-        _check_window(start, end)
+        check_window(start, end, MAX_WINDOW_DAYS)
         key = ADMIN_KEY.read(credentials)
         if by_key:
             # Grouping by api_key_id came to the spec at a time nobody recorded: a 400
@@ -170,7 +171,7 @@ class OpenAIProvider(HttpProvider):
     ) -> tuple[UnitCostRow, ...] | None:
         """Cost per UTC day, model and kind of usage (``UnitCostProvider``): the same line
         items as the costs, the kind being the part after the comma; None on a 400."""
-        _check_window(start, end)
+        check_window(start, end, MAX_WINDOW_DAYS)
         key = ADMIN_KEY.read(credentials)
         try:
             pages = await self._cost_pages(http, key, start, end, ("line_item",))
@@ -284,21 +285,17 @@ class OpenAIProvider(HttpProvider):
         """Results summed per (day, model, ``second(result, line_item)``) inside [start, end)."""
         totals = DailyTotals()
         try:
-            for bucket in cost_reports.buckets(pages):
-                day = _bucket_day(bucket.get("start_time"))
-                if not start <= day < end:
-                    continue  # a stray bucket is not this window's to store
-                for result in cost_reports.results(bucket):
-                    money = result.get("amount")
-                    money = money if isinstance(money, dict) else {}
-                    cost_reports.refuse_other_currency(money.get("currency"), day, SERVICE)
-                    item = str(result.get("line_item") or "").strip()
-                    totals.add(
-                        day,
-                        model_id(item),
-                        second(result, item),
-                        cost_reports.amount(money.get("value")),
-                    )
+            for day, result in cost_reports.results_in_window(pages, start, end, _bucket_day):
+                money = result.get("amount")
+                money = money if isinstance(money, dict) else {}
+                cost_reports.refuse_other_currency(money.get("currency"), day, SERVICE)
+                item = str(result.get("line_item") or "").strip()
+                totals.add(
+                    day,
+                    model_id(item),
+                    second(result, item),
+                    cost_reports.amount(money.get("value")),
+                )
         except Unreadable as problem:
             raise self.unreadable(str(problem)) from None
         return totals
@@ -311,9 +308,10 @@ class OpenAIProvider(HttpProvider):
 
     def _error(self, response: httpx.Response, key: str, path: str) -> ProviderError:
         """Map an error status (after retries) to a reason and a message a person can act on."""
-        said, code = _error_details(response, key)
+        said, code = cost_reports.error_words(response, key, _KEY_LIKE, "code")
         if response.status_code in (401, 403):
-            return _refusal(response.status_code, said, code)
+            reason = _refusal_reason(response.status_code, said, code)
+            return ADMIN_KEY.refused(reason, _REFUSALS[reason] + self.said(said))
         return self.status_error(response, said, path)
 
 
@@ -354,35 +352,16 @@ _REFUSALS = {
 }
 
 
-def _refusal(status: int, said: str, code: str) -> ProviderError:
+def _refusal_reason(status: int, said: str, code: str) -> Reason | str:
+    """Which refusal a 401 or 403 is: from OpenAI's words and error code, else its status."""
     text = f"{said} {code}".lower()
     reason = next((reason for hint, reason in _HINTS if hint.search(text)), None)
     if reason is None:
         reason = Reason.INVALID_KEY if status == 401 else Reason.MISSING_SCOPE
-    suffix = f" (OpenAI said: {said})" if said else ""
-    return ProviderError(
-        reason, _REFUSALS[reason] + suffix, field=ADMIN_KEY_FIELD.name, needs_person=True
-    )
-
-
-def _error_details(response: httpx.Response, key: str) -> tuple[str, str]:
-    """(message, code) from ``{"error": {"message", "type", "param", "code"}}``, scrubbed."""
-    payload = json_body(response)
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if not isinstance(error, dict):
-        return "", ""
-    said = scrubbed(error.get("message"), key, _KEY_LIKE)
-    return said, str(error.get("code") or "")
+    return reason
 
 
 # -- requests and results -----------------------------------------------------
-
-
-def _check_window(start: date, end: date) -> None:
-    if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
-        raise ValueError(
-            f"a cost window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
-        )
 
 
 def _unix(day: date) -> int:
@@ -397,8 +376,9 @@ def _number(value: Any) -> int:
         return 0
 
 
-def _bucket_day(value: Any) -> date:
+def _bucket_day(bucket: Mapping[str, Any]) -> date:
     """The UTC day a bucket starts, from its Unix-second ``start_time``."""
+    value = bucket.get("start_time")
     try:
         return datetime.fromtimestamp(int(value), UTC).date()
     except (TypeError, ValueError, ArithmeticError, OverflowError, OSError):

@@ -39,6 +39,7 @@ from providers.types import (
     ResultTruncated,
     UnitCostRow,
     UsageKind,
+    check_window,
 )
 from providers.xai import prices
 
@@ -179,10 +180,7 @@ class XaiProvider(HttpProvider):
         by_key: bool = True,
     ) -> CostFetch:
         """Costs per UTC day and model (and API key, if xAI allows) for [start, end)."""
-        if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
-            raise ValueError(
-                f"a usage window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
-            )
+        check_window(start, end, MAX_WINDOW_DAYS, what="usage")
         team_id, key = _read_credentials(credentials)
         path = f"/v1/billing/teams/{team_id}/usage"
         if by_key:
@@ -214,10 +212,7 @@ class XaiProvider(HttpProvider):
         ``api_key_id``): a 400 or a cut-off answer means "not available here",
         never a failed sync.
         """
-        if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
-            raise ValueError(
-                f"a usage window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
-            )
+        check_window(start, end, MAX_WINDOW_DAYS, what="usage")
         team_id, key = _read_credentials(credentials)
         body = _usage_body(start, end, ["description", "unit_type"])
         response = await self._call(http, "POST", f"/v1/billing/teams/{team_id}/usage", key, body)
