@@ -40,14 +40,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Generic, Protocol, Self, TypedDict, TypeVar
 
-__all__ = [
-    "Answer",
-    "ApiStandIn",
-    "StandIn",
-    "StandInHandler",
-    "StandInOptions",
-    "StandInServer",
-]
+__all__ = ["Answer", "ApiStandIn", "StandIn", "StandInHandler", "StandInOptions", "StandInServer"]
 
 # How often the accept loop looks for a stop request: short, so tests stop fast.
 _POLL_SECONDS = 0.01

@@ -77,8 +77,6 @@ ADMIN_KEY = AdminKey(
         ("sk-", "not an Anthropic key (it looks like an OpenAI key)"),
     ),
 )
-
-
 ADMIN_KEY_FIELD = ADMIN_KEY.credential_field(
     help=(
         f"An Admin key (sk-ant-admin…) from {_KEY_PAGE}: only organization admins can create "

@@ -80,8 +80,6 @@ ADMIN_KEY = AdminKey(
         ("sk-", "a user API key (sk-…)"),
     ),
 )
-
-
 ADMIN_KEY_FIELD = ADMIN_KEY.credential_field(
     help=(
         f"An admin key (sk-admin-…) of the organization, from {_KEY_PAGE}: only Organization "
