@@ -4,23 +4,26 @@ OpenAI's Costs API and Anthropic's cost report answer alike: daily buckets of
 results, cut into pages (``has_more``, and a ``next_page`` cursor sent back as
 ``page``), each result an amount in a currency. The providers differ in their
 words, units and errors, which stay in their packages; what they share is
-here, once: following pages without ever looping, reading a body with every
-number as ``Decimal``, refusing a currency that is not US dollars, and summing
-results into rows per UTC day, model and API key.
+here, once: following pages without ever looping, taking each result of the
+window's days, reading amounts as exact dollars, refusing a currency that is
+not US dollars, reading an error body (``{"error": {"message": …}}`` in both),
+and summing results into rows per UTC day, model and API key. (What any HTTP
+provider needs, reading a body with every number as ``Decimal`` included, is in
+:mod:`providers.http`.)
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 
-from providers.types import CostRow, ProviderError, Reason, UnitCostRow
+from providers.http import json_body, scrubbed
+from providers.types import CostRow, ProviderError, UnitCostRow
 
 MAX_PAGES = 1000
 """More pages than any window can need: a service that keeps saying ``has_more`` is broken."""
@@ -31,26 +34,6 @@ CURRENCY_NOT_USD = "currency_not_usd"
 
 class Unreadable(ValueError):
     """A part of an answer this module cannot read; the provider words the error."""
-
-
-def json_body(response: httpx.Response) -> Any:
-    """The body as JSON with every number a ``Decimal`` (never a float), or None."""
-    try:
-        return json.loads(
-            response.content, parse_float=Decimal, parse_int=Decimal, parse_constant=Decimal
-        )
-    except ValueError:  # HTML from a proxy, an empty body...
-        return None
-
-
-def scrubbed(text: object, key: str, key_like: re.Pattern[str]) -> str:
-    """A service's words, safe to show: the key and anything shaped like one removed,
-    on one line, at most 300 characters."""
-    words = str(text or "")
-    if key:
-        words = words.replace(key, "[redacted]")
-    words = key_like.sub("[redacted]", words)
-    return " ".join(words.split())[:300]
 
 
 async def follow_pages(
@@ -79,6 +62,22 @@ async def follow_pages(
         if cursor in followed or len(pages) >= MAX_PAGES:
             raise Unreadable("the pages never end (a next_page came back again)")
         followed.add(cursor)
+
+
+def results_in_window(
+    pages: list[Mapping[str, Any]],
+    start: date,
+    end: date,
+    day_of: Callable[[Mapping[str, Any]], date],
+) -> Iterator[tuple[date, Mapping[str, Any]]]:
+    """Every result of every page's buckets in [start, end), with its bucket's UTC day
+    (``day_of(bucket)``); a stray bucket is not this window's to store."""
+    for bucket in buckets(pages):
+        day = day_of(bucket)
+        if not start <= day < end:
+            continue
+        for result in results(bucket):
+            yield day, result
 
 
 def buckets(pages: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -132,52 +131,17 @@ def refuse_other_currency(currency: Any, day: date, service: str) -> None:
     )
 
 
-# -- the errors every HTTP provider words alike --------------------------------------
-
-
-def rate_limited(service: str, wait: float | None) -> ProviderError:
-    """A 429 that outlasted the retries; ``wait`` is what ``Retry-After`` asked for."""
-    when = f"in {wait:.0f} seconds" if wait is not None else "in a few minutes"
-    return ProviderError(
-        Reason.RATE_LIMITED,
-        f"{service} is rate limiting requests right now. Try again {when}.",
-        retry_after=wait,
-    )
-
-
-def server_failed(service: str, status: int, said: str) -> ProviderError:
-    suffix = f" ({service} said: {said})" if said else ""
-    busy = " (overloaded)" if status == 529 else ""
-    return ProviderError(
-        Reason.SERVER_ERROR,
-        f"{service}'s API kept failing (HTTP {status}{busy}) after retries. This is usually "
-        f"temporary: try again in a few minutes.{suffix}",
-    )
-
-
-def unreachable(service: str, base_url: str, setting: str, error: Exception) -> ProviderError:
-    return ProviderError(
-        Reason.UNREACHABLE,
-        f"Could not reach {service}'s API at {base_url} ({type(error).__name__}). Check the "
-        f"network connection, and {setting} if it is set.",
-    )
-
-
-def unreadable(service: str, base_url: str, setting: str, what: str) -> ProviderError:
-    return ProviderError(
-        Reason.BAD_RESPONSE,
-        f"{service}'s API at {base_url} sent an answer this app cannot read: {what}. If "
-        f"{setting} points to a proxy, check it; otherwise try again later.",
-    )
-
-
-def not_found(service: str, base_url: str, setting: str, path: str, default: str) -> ProviderError:
-    """A 404 on a documented endpoint: the base URL is not the API's."""
-    return ProviderError(
-        Reason.BAD_RESPONSE,
-        f"{service}'s API at {base_url} has no {path} (HTTP 404). Check {setting}: it is "
-        f"the address without /v1, such as {default}.",
-    )
+def error_words(
+    response: httpx.Response, key: str, key_like: re.Pattern[str], detail: str
+) -> tuple[str, str]:
+    """(message, ``detail``) of an error body ``{"error": {"message": …, detail: …}}``, the
+    shape both services answer errors in; the message scrubbed of keys (``key_like``),
+    ("", "") for a body of any other shape."""
+    payload = json_body(response)
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    return scrubbed(error.get("message"), key, key_like), str(error.get(detail) or "")
 
 
 class DailyTotals:

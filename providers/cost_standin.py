@@ -2,13 +2,15 @@
 
 Both services answer an organization's admin key with daily cost buckets cut
 into pages, so their stand-ins (``providers/openai/sandbox.py``,
-``providers/anthropic/sandbox.py``) share the mechanics, kept here once:
-organizations and the keys that read them (revoked, of the wrong kind, or
-without a permission), faults injected on purpose (429 with ``Retry-After``,
-5xx), page cursors bound to the query they page (a cursor sent with another
-query is refused, as the real services refuse it), strict query parsing, a
-record of every request (never its key), and deterministic synthetic figures.
-Each stand-in says how its service words things: routes, payloads, errors.
+``providers/anthropic/sandbox.py``) share the mechanics, kept here once, on top
+of what every API's stand-in has (:class:`providers.standin.ApiStandIn`: keys,
+faults, a clock, a record): organizations and the keys that read them (revoked,
+of the wrong kind, or without a permission), faults injected on purpose (429
+with ``Retry-After``, 5xx), page cursors bound to the query they page (a cursor
+sent with another query is refused, as the real services refuse it), strict
+query parsing, a record of every request (never its key), and deterministic
+synthetic figures, served as of the clock. Each stand-in says how its service
+words things: routes, payloads, errors.
 
 Standard library only: a product command must not need test dependencies.
 """
@@ -18,17 +20,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.message import Message
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 from urllib.parse import parse_qs
 
-from providers.standin import StandIn
+from providers.standin import ApiStandIn, StandInOptions
 
 __all__ = [
     "ApiError",
@@ -226,39 +227,47 @@ def decode_cursor(cursor: str, fingerprint: str, param: str) -> int:
     return position
 
 
-class CostStandIn(StandIn):
+class CostStandInOptions(StandInOptions, total=False):
+    """What a cost API's stand-in takes besides where it serves (see :class:`CostStandIn`)."""
+
+    page_size: int
+    demo: bool
+
+
+class CostStandIn(ApiStandIn[StandInKey, Fault]):
     """A cost API's stand-in: organizations, keys, faults, pages and a record of requests.
 
-    A subclass routes (``_route``), answers (``_serve``) and words its errors
-    (``_error_answer``); requests run through :meth:`_respond` here: latency,
-    the route, a fault if one is due, then the answer, and the record.
+    A subclass routes (``_route``), answers (``_serve``), words its errors
+    (``_error_answer``, ``_fault_error``), adds organizations its own way
+    (``add_organization``) and the demo one (``_add_demo``, with :attr:`demo_key`);
+    requests run through :meth:`_respond` here: latency, the route, a fault if one
+    is due, then the answer, and the record.
     """
 
     ENDPOINTS: ClassVar[tuple[str, ...]]
     """The endpoint names faults can target, besides ``any``."""
+    demo_key: ClassVar[str]
+    """The demo organization's admin key: what :attr:`demo_credentials` connect with."""
+    requests: list[RecordedRequest]
 
     def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        latency: float,
-        clock: Callable[[], datetime] | None,
-        page_size: int,
+        self, *, page_size: int = 7, demo: bool = True, **options: Unpack[StandInOptions]
     ) -> None:
-        super().__init__(host, port)
+        """``page_size``: see :attr:`page_size`; ``demo``: with the demo organization and key."""
+        super().__init__(**options)
         if page_size < 1:
             raise ValueError("page_size must be 1 or more")
-        self.latency = latency
         self.page_size = page_size
         """The most items one page holds, whatever ``limit`` asks for (a service may
         answer short pages): small, so every client crosses pages."""
-        self.requests: list[RecordedRequest] = []
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self._lock = threading.Lock()
-        self._keys: dict[str, StandInKey] = {}
-        self._revoked: set[str] = set()
-        self._faults: list[Fault] = []
+        self._organizations: dict[str, Any] = {}
+        if demo:
+            self._add_demo()
+
+    @property
+    def demo_credentials(self) -> dict[str, str]:
+        """What connects to the demo organization (``LocalStandIn``); none without its key."""
+        return {"admin_key": self.demo_key} if self.demo_key in self._keys else {}
 
     # configuration
 
@@ -274,16 +283,9 @@ class CostStandIn(StandIn):
         """Register a key; adding a known key again replaces it (and un-revokes it)."""
         if not key or not org_id:
             raise ValueError("key and org_id are required")
-        self._check_organization(org_id)
-        with self._lock:
-            self._keys[key] = StandInKey(key, org_id, kind, can_read_costs, can_read_org)
-            self._revoked.discard(key)
-
-    def revoke_key(self, key: str) -> None:
-        """The key is refused from now on, as revoked (a key never added is just unknown)."""
-        with self._lock:
-            if self._keys.pop(key, None) is not None:
-                self._revoked.add(key)
+        if org_id not in self._organizations:
+            raise ValueError(f"no organization {org_id!r}: add_organization first")
+        self._store_key(key, StandInKey(key, org_id, kind, can_read_costs, can_read_org))
 
     def add_fault(
         self,
@@ -307,20 +309,12 @@ class CostStandIn(StandIn):
             raise ValueError("status must be an HTTP error status")
         if times < 0:
             raise ValueError("times must be 0 (forever) or more")
-        with self._lock:
-            self._faults.append(Fault(endpoint, status, retry_after, message, times or None))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def now(self) -> datetime:
-        return self._clock().astimezone(UTC)
+        self._add_fault(Fault(endpoint, status, retry_after, message, times or None))
 
     # what a subclass says
 
-    def _check_organization(self, org_id: str) -> None:
-        """Raise ValueError for an organization the stand-in does not have."""
+    def _add_demo(self) -> None:
+        """Add the demo organization and its key, :attr:`demo_key` (``demo=True``)."""
         raise NotImplementedError
 
     def _route(self, method: str, path: str) -> str:
@@ -341,12 +335,6 @@ class CostStandIn(StandIn):
 
     # shared by subclasses
 
-    def _key(self, token: str | None) -> tuple[StandInKey | None, bool]:
-        """The key behind a credential, and whether it was revoked (when it is None)."""
-        with self._lock:
-            key = self._keys.get(token) if token else None
-            return key, token in self._revoked
-
     def _page(
         self, items: Sequence[Any], query: Query, limit: int, cursor_param: str
     ) -> tuple[list[Any], str | None]:
@@ -359,13 +347,22 @@ class CostStandIn(StandIn):
         more = offset + size < len(items)
         return page, encode_cursor(offset + size, fingerprint) if more else None
 
+    def _days_page(
+        self, query: Query, start: date, end: date, today: date, max_limit: int
+    ) -> tuple[list[date], str | None]:
+        """One page of the days of [start, end) the cost API has buckets for (none after
+        ``today``), at most the query's ``limit`` (1 to ``max_limit``, 7 when not given),
+        and the cursor of the next page, sent back as ``page``."""
+        limit = query.integer("limit", 7, 1, max_limit)
+        return self._page(served_days(start, end, today), query, limit, "page")
+
     # request handling (called from server threads)
 
     def _respond(
         self, method: str, target: str, headers: Message, raw_body: bytes
     ) -> JsonAnswer | None:
         arrived = time.monotonic()
-        if self.latency > 0 and self._stopping.wait(self.latency):
+        if not self._wait_latency():
             return None
         path, _, query = target.partition("?")
         try:
@@ -376,29 +373,17 @@ class CostStandIn(StandIn):
             answer = self._serve(endpoint, query, headers)
         except ApiError as error:
             answer = self._error_answer(error)
-        entry = RecordedRequest(
-            method,
-            target,
-            answer.status,
-            headers.get("User-Agent", ""),
-            arrived,
-            time.monotonic(),
+        self._record(
+            RecordedRequest(
+                method,
+                target,
+                answer.status,
+                headers.get("User-Agent", ""),
+                arrived,
+                time.monotonic(),
+            )
         )
-        with self._lock:
-            self.requests.append(entry)
         return answer
-
-    def _take_fault(self, endpoint: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.endpoint not in ("any", endpoint):
-                    continue
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
 
     def _unreadable(self, problem: str) -> JsonAnswer:
         return self._error_answer(ApiError(400, problem))
@@ -406,6 +391,17 @@ class CostStandIn(StandIn):
     def _failed(self, method: str, target: str) -> JsonAnswer:
         self._log.exception("%s failed to answer %s %s", self._label, method, target)
         return self._error_answer(ApiError(500, "internal error", kind="api_error"))
+
+
+def as_served(full: Decimal, day: date, now: datetime, grid: Decimal) -> Decimal:
+    """A day's figure as a cost API serves it at ``now``: nothing for a day to come, the
+    part of the day gone by (to ``grid``) for today, all of it for a day that is over."""
+    today = now.date()
+    if day > today:
+        return Decimal(0)
+    if day == today:
+        return (full * day_fraction(now)).quantize(grid)
+    return full
 
 
 def served_days(start: date, end: date, today: date) -> list[date]:

@@ -19,6 +19,12 @@ A stand-in subclasses :class:`StandIn` and says what to answer
 anything more particular (the xAI sandbox's truncated answers) goes in a
 :class:`StandInHandler` subclass.
 
+The stand-ins for the providers' APIs (xAI's, and OpenAI's and Anthropic's
+through :mod:`providers.cost_standin`) also share what any service's stand-in
+has besides its answers, in :class:`ApiStandIn`: the keys it knows and those
+revoked, faults injected on purpose and spent one request each, a clock the
+tests set, latency, and a record of the requests it answered.
+
 Standard library only: a product command must not need test dependencies.
 """
 
@@ -28,11 +34,13 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Generic, Protocol, Self, TypedDict, TypeVar
 
-__all__ = ["Answer", "StandIn", "StandInHandler", "StandInServer"]
+__all__ = ["Answer", "ApiStandIn", "StandIn", "StandInHandler", "StandInOptions", "StandInServer"]
 
 # How often the accept loop looks for a stop request: short, so tests stop fast.
 _POLL_SECONDS = 0.01
@@ -244,3 +252,114 @@ class StandIn:
     def _failed(self, method: str, target: str) -> Answer:
         """The answer when ``_respond`` raised; called inside the ``except``, so it can log it."""
         raise NotImplementedError
+
+
+class StandInOptions(TypedDict, total=False):
+    """Where an :class:`ApiStandIn` serves and how it keeps time: every one takes these."""
+
+    host: str
+    port: int
+    """0: any free port (``url`` says which, once started)."""
+    latency: float
+    """Seconds added before each answer."""
+    clock: Callable[[], datetime] | None
+    """What "now" is, for the figures a stand-in serves (None: the real clock)."""
+
+
+class InjectedFault(Protocol):
+    """What :meth:`ApiStandIn._take_fault` needs of a fault; each stand-in says the rest."""
+
+    endpoint: str
+    """The endpoint it hits, or ``any``."""
+    remaining: int | None
+    """Requests left before it is spent; None means forever."""
+
+
+KeyT = TypeVar("KeyT")
+FaultT = TypeVar("FaultT", bound=InjectedFault)
+
+
+def _real_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ApiStandIn(StandIn, Generic[KeyT, FaultT]):
+    """A stand-in for a service's API: keys, faults, a clock, latency and a record.
+
+    Keys are held by their secret (``KeyT`` is the stand-in's own record of
+    one); a key revoked is refused as revoked, one never added as unknown.
+    Faults (``FaultT``) apply in the order they were added, one request spending
+    one. Everything here may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(host, port)
+        self.latency = latency
+        self.requests: list[Any] = []
+        self._clock = clock or _real_now
+        self._lock = threading.Lock()
+        self._keys: dict[str, KeyT] = {}
+        self._revoked: set[str] = set()
+        self._faults: list[FaultT] = []
+
+    def now(self) -> datetime:
+        """The stand-in's clock, in UTC."""
+        return self._clock().astimezone(UTC)
+
+    def revoke_key(self, key: str) -> None:
+        """The key is refused from now on, as revoked (a key never added is just unknown)."""
+        with self._lock:
+            if self._keys.pop(key, None) is not None:
+                self._revoked.add(key)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _store_key(self, key: str, entry: KeyT) -> None:
+        """Register a key; adding a known key again replaces it (and un-revokes it)."""
+        with self._lock:
+            self._keys[key] = entry
+            self._revoked.discard(key)
+
+    def _key(self, token: str | None) -> tuple[KeyT | None, bool]:
+        """The key behind a credential, and whether it was revoked (when it is None)."""
+        with self._lock:
+            key = self._keys.get(token) if token else None
+            return key, token in self._revoked
+
+    def _add_fault(self, fault: FaultT) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def _take_fault(
+        self, endpoint: str, matches: Callable[[FaultT], bool] = lambda fault: True
+    ) -> FaultT | None:
+        """The first fault due for a request to ``endpoint`` (and that ``matches`` it), spent
+        by one; None when none is."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.endpoint not in ("any", endpoint) or not matches(fault):
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
+
+    def _record(self, entry: Any) -> None:
+        with self._lock:
+            self.requests.append(entry)
+
+    def _wait_latency(self) -> bool:
+        """Wait :attr:`latency` before answering; False when the stand-in stopped meanwhile
+        (the request then goes unanswered)."""
+        return not (self.latency > 0 and self._stopping.wait(self.latency))

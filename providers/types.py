@@ -347,6 +347,14 @@ class Provider(Protocol):
     ) -> BillingSnapshot | None: ...
 
 
+def check_window(start: date, end: date, max_days: int, *, what: str = "cost") -> None:
+    """Refuse a fetch of other than 1 to ``max_days`` (``max_window_days``) UTC days
+    ``[start, end)``: the host never asks for one, so it is a bug, a ``ValueError``.
+    ``what`` is what the provider's API calls the figures ("cost", "usage")."""
+    if not 0 < (end - start).days <= max_days:
+        raise ValueError(f"a {what} window must span 1 to {max_days} days, got {start} to {end}")
+
+
 def max_backfill_days(provider: object) -> int:
     """How many UTC days back (today included) ``provider``'s costs can be fetched."""
     return int(getattr(provider, "max_backfill_days", DEFAULT_MAX_BACKFILL_DAYS))

@@ -22,30 +22,29 @@ endpoint (a proxy, an old API) leaves the identity empty, with a note.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import httpx
 
 from providers import cost_reports
 from providers.anthropic import prices
 from providers.cost_reports import DailyTotals, Unreadable
-from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.http import HttpProvider, json_body
+from providers.keys import NOT_ADMIN_KEY, AdminKey
 from providers.types import (
     CheckResult,
     CostFetch,
-    CredentialField,
     Credentials,
     PriceTable,
     ProviderError,
     Reason,
     UnitCostRow,
     UsageKind,
+    check_window,
 )
 
 if TYPE_CHECKING:
@@ -61,65 +60,29 @@ MAX_WINDOW_DAYS = 31
 SERVICE = "Anthropic"
 CENTS = 100
 
-NOT_ADMIN_KEY = "not_admin_key"
-"""A key Anthropic has, but not an Admin key (a regular API key)."""
-
-ADMIN_PREFIX = "sk-ant-admin"
 _KEY_PAGE = "the Claude Console > Settings > Admin keys"
 _KEY_LIKE = re.compile(r"sk-ant-[A-Za-z0-9_*-]{8,}")
-_OTHER_KEYS = (
-    ("sk-ant-api", "a regular API key (sk-ant-api…)"),
-    ("sk-ant-", "an Anthropic key that is not an Admin key"),
-    ("sk-", "not an Anthropic key (it looks like an OpenAI key)"),
+ADMIN_KEY = AdminKey(
+    service=SERVICE,
+    name="Admin key",
+    called="an Anthropic Admin key",
+    prefix="sk-ant-admin",
+    min_length=24,
+    creator="an organization admin",
+    key_page=_KEY_PAGE,
+    cannot="cannot read the organization's cost report",
+    other_kinds=(
+        ("sk-ant-api", "a regular API key (sk-ant-api…)"),
+        ("sk-ant-", "an Anthropic key that is not an Admin key"),
+        ("sk-", "not an Anthropic key (it looks like an OpenAI key)"),
+    ),
 )
-
-
-def _other_key(value: str) -> str | None:
-    """What kind of key ``value`` is when it is not an Admin key, by its prefix."""
-    if value.startswith(ADMIN_PREFIX):
-        return None
-    return next((kind for prefix, kind in _OTHER_KEYS if value.startswith(prefix)), None)
-
-
-def _not_admin_message(kind: str) -> str:
-    return (
-        f"That is {kind}, which cannot read the organization's cost report. Paste an Admin "
-        f"key (sk-ant-admin…): an organization admin creates one in {_KEY_PAGE}."
-    )
-
-
-def _validate_admin_key(value: str) -> str | None:
-    # Never echo the value: it is a secret even when malformed.
-    if not value:
-        return f"Paste an Anthropic Admin key (sk-ant-admin…), created in {_KEY_PAGE}."
-    if any(char.isspace() for char in value):
-        return "The Admin key contains spaces or line breaks. Copy it again as one unbroken value."
-    if kind := _other_key(value):
-        return _not_admin_message(kind)
-    if not value.startswith(ADMIN_PREFIX):
-        return (
-            "That is not an Anthropic Admin key: Admin keys start with sk-ant-admin. An "
-            f"organization admin creates one in {_KEY_PAGE}."
-        )
-    if len(value) < 24:
-        return (
-            "That Admin key is too short to be complete. Anthropic shows a key only once, when "
-            f"it is created: copy the whole value, or create a new key in {_KEY_PAGE}."
-        )
-    return None
-
-
-ADMIN_KEY_FIELD = CredentialField(
-    name="admin_key",
-    label="Admin key",
-    secret=True,
+ADMIN_KEY_FIELD = ADMIN_KEY.credential_field(
     help=(
         f"An Admin key (sk-ant-admin…) from {_KEY_PAGE}: only organization admins can create "
         "one. A regular API key (sk-ant-api…) cannot read costs."
     ),
-    placeholder="sk-ant-admin…",
     env_var="ANTHROPIC_ADMIN_KEY",
-    validate=_validate_admin_key,
 )
 
 
@@ -135,11 +98,15 @@ def user_agent() -> str:
     return f"xai-usage/{release} (cost reports)"
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """Anthropic's Admin API cost report as a :class:`providers.types.Provider`."""
 
     name = "anthropic"
     display_name = "Anthropic"
+    service = SERVICE
+    api_name = "Anthropic's API"
+    default_base_url = DEFAULT_BASE_URL
+    base_url_setting = BASE_URL_SETTING
     credential_fields = (ADMIN_KEY_FIELD,)
     max_window_days = MAX_WINDOW_DAYS
     # No maximum look-back is documented. 90 days is what the host keeps and what the
@@ -161,25 +128,8 @@ class AnthropicProvider:
     )
     stand_in_setting = BASE_URL_SETTING
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing is safe)
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.retry = retry
-        self._sleep = sleep
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(base_url={self.base_url!r})"
-
     def mask(self, credentials: Credentials) -> str:
-        key = str(credentials.get("admin_key") or "").strip()
-        if len(key) < 16:
-            return "…"
-        prefix = ADMIN_PREFIX if key.startswith(ADMIN_PREFIX) else key[:3]
-        return f"{prefix}…{key[-4:]}"
+        return ADMIN_KEY.mask(credentials)
 
     def default_label(self, credentials: Credentials) -> str:
         return "Production — Anthropic"
@@ -188,7 +138,7 @@ class AnthropicProvider:
         self, http: httpx.AsyncClient, credentials: Credentials
     ) -> CheckResult:
         """The organization the key is an Admin key of, then one day of its cost report."""
-        key = _read_key(credentials)
+        key = ADMIN_KEY.read(credentials)
         account_id, account_name, notes = await self._organization(http, key)
         today = datetime.now(UTC).date()
         await self.fetch_daily_costs(http, credentials, today - timedelta(days=1), today)
@@ -251,11 +201,8 @@ class AnthropicProvider:
     ) -> DailyTotals:
         """The cost report of [start, end) grouped by description, summed per
         (day, model, ``second(result)``)."""
-        if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
-            raise ValueError(
-                f"a cost window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
-            )
-        key = _read_key(credentials)
+        check_window(start, end, MAX_WINDOW_DAYS)
+        key = ADMIN_KEY.read(credentials)
         query = [
             ("starting_at", _rfc3339(start)),
             ("ending_at", _rfc3339(end)),
@@ -272,16 +219,12 @@ class AnthropicProvider:
         totals = DailyTotals()
         try:
             pages = await cost_reports.follow_pages(page)
-            for bucket in cost_reports.buckets(pages):
-                day = _bucket_day(bucket.get("starting_at"))
-                if not start <= day < end:
-                    continue  # a stray bucket is not this window's to store
-                for result in cost_reports.results(bucket):
-                    cost_reports.refuse_other_currency(result.get("currency"), day, SERVICE)
-                    cost = cost_reports.amount(result.get("amount"), per_dollar=CENTS)
-                    totals.add(day, model_id(result), second(result), cost)
+            for day, result in cost_reports.results_in_window(pages, start, end, _bucket_day):
+                cost_reports.refuse_other_currency(result.get("currency"), day, SERVICE)
+                cost = cost_reports.amount(result.get("amount"), per_dollar=CENTS)
+                totals.add(day, model_id(result), second(result), cost)
         except Unreadable as problem:
-            raise self._unreadable(str(problem)) from None
+            raise self.unreadable(str(problem)) from None
         return totals
 
     async def _organization(
@@ -301,9 +244,9 @@ class AnthropicProvider:
             )
         if not response.is_success:
             raise self._error(response, key, ORGANIZATION_PATH)
-        info = cost_reports.json_body(response)
+        info = json_body(response)
         if not isinstance(info, dict) or not isinstance(info.get("id"), str) or not info["id"]:
-            raise self._unreadable("the organization has no id")
+            raise self.unreadable("the organization has no id")
         return info["id"], str(info.get("name") or ""), ()
 
     async def _get_object(
@@ -312,54 +255,26 @@ class AnthropicProvider:
         response = await self._get(http, path, key, query)
         if not response.is_success:
             raise self._error(response, key, path)
-        payload = cost_reports.json_body(response)
-        if not isinstance(payload, dict):
-            raise self._unreadable(f"not a JSON object (HTTP {response.status_code})")
-        return payload
+        return self.json_object(response)
 
     async def _get(
         self, http: httpx.AsyncClient, path: str, key: str, query: list[tuple[str, str]]
     ) -> httpx.Response:
-        """The one place a request is built and sent; transport failures become UNREACHABLE."""
         headers = {
             "x-api-key": key,
             "anthropic-version": API_VERSION,
             "User-Agent": user_agent(),
             "Accept": "application/json",
         }
-        url = f"{self.base_url}{path}" + (f"?{urlencode(query)}" if query else "")
-        try:
-            return await send_with_retries(
-                http, "GET", url, policy=self.retry, headers=headers, sleep=self._sleep
-            )
-        except httpx.RequestError as exc:
-            # ``from None``: the exception holds the request, and so the key.
-            raise cost_reports.unreachable(SERVICE, self.base_url, BASE_URL_SETTING, exc) from None
-
-    def _unreadable(self, what: str) -> ProviderError:
-        return cost_reports.unreadable(SERVICE, self.base_url, BASE_URL_SETTING, what)
+        return await self.send(http, "GET", path, headers=headers, query=query)
 
     def _error(self, response: httpx.Response, key: str, path: str) -> ProviderError:
         """Map an error status (after retries) to a reason and a message a person can act on."""
-        status = response.status_code
-        said, kind = _error_details(response, key)
-        if status in (401, 403):
-            return _refusal(status, said, kind)
-        if status == 429:
-            return cost_reports.rate_limited(SERVICE, retry_after_seconds(response))
-        if status >= 500:
-            return cost_reports.server_failed(SERVICE, status, said)
-        if status == 400:
-            return ProviderError(
-                Reason.BAD_REQUEST,
-                f"Anthropic rejected the request (HTTP 400): {said or 'no reason given'}",
-            )
-        if status == 404:
-            return cost_reports.not_found(
-                SERVICE, self.base_url, BASE_URL_SETTING, path, DEFAULT_BASE_URL
-            )
-        suffix = f" (Anthropic said: {said})" if said else ""
-        return self._unreadable(f"unexpected HTTP {status}{suffix}")
+        said, kind = cost_reports.error_words(response, key, _KEY_LIKE, "type")
+        if response.status_code in (401, 403):
+            reason = _refusal_reason(response.status_code, said, kind)
+            return ADMIN_KEY.refused(reason, _REFUSALS[reason] + self.said(said))
+        return self.status_error(response, said, path)
 
 
 # -- refusals: which case it is, from what Anthropic answered ---------------------
@@ -390,49 +305,26 @@ _REFUSALS = {
 }
 
 
-def _refusal(status: int, said: str, kind: str) -> ProviderError:
+def _refusal_reason(status: int, said: str, kind: str) -> Reason | str:
+    """Which refusal a 401 or 403 is: from Anthropic's words, else its error type and status."""
     text = said.lower()
     reason = next((reason for hint, reason in _HINTS if hint.search(text)), None)
     if reason is None:
         authentication = status == 401 or kind == "authentication_error"
         reason = Reason.INVALID_KEY if authentication else Reason.MISSING_SCOPE
-    suffix = f" (Anthropic said: {said})" if said else ""
-    return ProviderError(
-        reason, _REFUSALS[reason] + suffix, field=ADMIN_KEY_FIELD.name, needs_person=True
-    )
-
-
-def _error_details(response: httpx.Response, key: str) -> tuple[str, str]:
-    """(message, error type) from ``{"type": "error", "error": {"type", "message"}}``."""
-    payload = cost_reports.json_body(response)
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if not isinstance(error, dict):
-        return "", ""
-    said = cost_reports.scrubbed(error.get("message"), key, _KEY_LIKE)
-    return said, str(error.get("type") or "")
+    return reason
 
 
 # -- requests and results -----------------------------------------------------
-
-
-def _read_key(credentials: Credentials) -> str:
-    """The stripped Admin key, refused before it goes near a header if it is not one."""
-    key = str(credentials.get("admin_key") or "").strip()
-    if kind := _other_key(key):
-        raise ProviderError(
-            NOT_ADMIN_KEY, _not_admin_message(kind), field="admin_key", needs_person=True
-        )
-    if problem := _validate_admin_key(key):
-        raise ProviderError(Reason.INVALID_KEY, problem, field="admin_key")
-    return key
 
 
 def _rfc3339(day: date) -> str:
     return f"{day.isoformat()}T00:00:00Z"
 
 
-def _bucket_day(value: Any) -> date:
-    """The UTC day an RFC 3339 ``starting_at`` falls on."""
+def _bucket_day(bucket: Mapping[str, Any]) -> date:
+    """The UTC day a bucket's RFC 3339 ``starting_at`` falls on."""
+    value = bucket.get("starting_at")
     try:
         moment = datetime.fromisoformat(str(value).replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -38,9 +37,8 @@ from providers.cost_standin import (
     Fault,
     JsonAnswer,
     Query,
-    day_fraction,
+    as_served,
     midnight,
-    served_days,
     stable_id,
     unit,
 )
@@ -158,27 +156,8 @@ class AnthropicStandIn(CostStandIn):
     _thread_name = "anthropic-standin"
     _log = log
     ENDPOINTS = ("cost_report", "me")
-
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        latency: float = 0.0,
-        clock: Callable[[], datetime] | None = None,
-        page_size: int = 7,
-        demo: bool = True,
-    ) -> None:
-        super().__init__(host=host, port=port, latency=latency, clock=clock, page_size=page_size)
-        self._organizations: dict[str, Organization] = {}
-        if demo:
-            self.add_organization(DEMO_ORG, name="Demo Org")
-            self.add_key(DEMO_KEY, DEMO_ORG)
-
-    @property
-    def demo_credentials(self) -> dict[str, str]:
-        """What connects to the demo organization (``LocalStandIn``)."""
-        return {"admin_key": DEMO_KEY} if DEMO_KEY in self._keys else {}
+    demo_key = DEMO_KEY
+    _organizations: dict[str, Organization]
 
     # configuration
 
@@ -191,21 +170,16 @@ class AnthropicStandIn(CostStandIn):
                 org_id, name or f"Organization {org_id[:8]}", currency, workspace
             )
 
-    def _check_organization(self, org_id: str) -> None:
-        if org_id not in self._organizations:
-            raise ValueError(f"no organization {org_id!r}: add_organization first")
+    def _add_demo(self) -> None:
+        self.add_organization(DEMO_ORG, name="Demo Org")
+        self.add_key(DEMO_KEY, DEMO_ORG)
 
     # oracles: exactly what is served, as of the stand-in's clock
 
     def cents(self, org_id: str, description: str, day: date) -> Decimal:
         """One line's cost on ``day`` in cents, as the report writes it."""
-        now = self.now()
-        if day > now.date():
-            return Decimal(0)
         full = _full_day_cents(org_id, description, day)
-        if day == now.date():
-            return (full * day_fraction(now)).quantize(_CENT_GRID)
-        return full
+        return as_served(full, day, self.now(), _CENT_GRID)
 
     def cost(self, org_id: str, model: str, day: date) -> Decimal:
         """A model's cost on ``day`` in dollars (a cost with no model under its description)."""
@@ -308,9 +282,7 @@ class AnthropicStandIn(CostStandIn):
                 raise ApiError(400, f"group_by[]: '{name}' is not one of workspace_id, description")
         if len(set(group_by)) != len(group_by):
             raise ApiError(400, "group_by[]: a field is named twice")
-        limit = query.integer("limit", 7, 1, _MAX_LIMIT)
-        days = served_days(start, end, now.date())
-        page, cursor = self._page(days, query, limit, "page")
+        page, cursor = self._days_page(query, start, end, now.date(), _MAX_LIMIT)
         buckets = [
             {
                 "starting_at": _timestamp(day),

@@ -23,29 +23,28 @@ connections apart).
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import httpx
 
 from providers import cost_reports
 from providers.cost_reports import DailyTotals, Unreadable
-from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.http import HttpProvider
+from providers.keys import NOT_ADMIN_KEY, AdminKey
 from providers.openai import prices
 from providers.types import (
     CheckResult,
     CostFetch,
-    CredentialField,
     Credentials,
     PriceTable,
     ProviderError,
     Reason,
     UnitCostRow,
     UsageKind,
+    check_window,
 )
 
 if TYPE_CHECKING:
@@ -61,76 +60,44 @@ failed call should have to repeat."""
 PROJECTS_PER_PAGE = 100
 SERVICE = "OpenAI"
 
-NOT_ADMIN_KEY = "not_admin_key"
-"""A key OpenAI has, but not an admin key (a project, service account or user key)."""
-
-ADMIN_PREFIX = "sk-admin-"
 _KEY_PAGE = "platform.openai.com > Settings > Organization > Admin keys"
 # Whatever looks like an OpenAI secret in an echoed message, not only the key sent.
 _KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_*-]{8,}")
-# Other kinds of key, by prefix: the first that matches names it.
-_OTHER_KEYS = (
-    ("sk-proj-", "a project API key (sk-proj-…)"),
-    ("sk-svcacct-", "a service account key (sk-svcacct-…)"),
-    ("sk-ant-", "an Anthropic key (sk-ant-…)"),
-    ("sk-", "a user API key (sk-…)"),
+ADMIN_KEY = AdminKey(
+    service=SERVICE,
+    name="admin key",
+    called="an OpenAI admin key",
+    prefix="sk-admin-",
+    min_length=20,
+    creator="an Organization Owner",
+    key_page=_KEY_PAGE,
+    cannot="can call the models but not read the organization's costs",
+    # The first prefix that matches names the key.
+    other_kinds=(
+        ("sk-proj-", "a project API key (sk-proj-…)"),
+        ("sk-svcacct-", "a service account key (sk-svcacct-…)"),
+        ("sk-ant-", "an Anthropic key (sk-ant-…)"),
+        ("sk-", "a user API key (sk-…)"),
+    ),
 )
-
-
-def _other_key(value: str) -> str | None:
-    """What kind of key ``value`` is when it is not an admin key, by its prefix."""
-    if value.startswith(ADMIN_PREFIX):
-        return None
-    return next((kind for prefix, kind in _OTHER_KEYS if value.startswith(prefix)), None)
-
-
-def _not_admin_message(kind: str) -> str:
-    return (
-        f"That is {kind}, which can call the models but not read the organization's costs. "
-        f"Paste an admin key (sk-admin-…): an Organization Owner creates one in {_KEY_PAGE}."
-    )
-
-
-def _validate_admin_key(value: str) -> str | None:
-    # Never echo the value: it is a secret even when malformed.
-    if not value:
-        return f"Paste an OpenAI admin key (sk-admin-…), created in {_KEY_PAGE}."
-    if any(char.isspace() for char in value):
-        return "The admin key contains spaces or line breaks. Copy it again as one unbroken value."
-    if kind := _other_key(value):
-        return _not_admin_message(kind)
-    if not value.startswith(ADMIN_PREFIX):
-        return (
-            "That is not an OpenAI admin key: admin keys start with sk-admin-. An "
-            f"Organization Owner creates one in {_KEY_PAGE}."
-        )
-    if len(value) < 20:
-        return (
-            "That admin key is too short to be complete. OpenAI shows a key only once, when "
-            f"it is created: copy the whole value, or create a new key in {_KEY_PAGE}."
-        )
-    return None
-
-
-ADMIN_KEY_FIELD = CredentialField(
-    name="admin_key",
-    label="Admin key",
-    secret=True,
+ADMIN_KEY_FIELD = ADMIN_KEY.credential_field(
     help=(
         f"An admin key (sk-admin-…) of the organization, from {_KEY_PAGE}: only Organization "
         "Owners can create one. A project key (sk-proj-…) cannot read costs."
     ),
-    placeholder="sk-admin-…",
     env_var="OPENAI_ADMIN_KEY",
-    validate=_validate_admin_key,
 )
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     """OpenAI's organization Costs API as a :class:`providers.types.Provider`."""
 
     name = "openai"
     display_name = "OpenAI"
+    service = SERVICE
+    api_name = "OpenAI's API"
+    default_base_url = DEFAULT_BASE_URL
+    base_url_setting = BASE_URL_SETTING
     credential_fields = (ADMIN_KEY_FIELD,)
     max_window_days = MAX_WINDOW_DAYS
     # No maximum look-back is documented. 90 days is what the host keeps and what the
@@ -151,25 +118,8 @@ class OpenAIProvider:
     )
     stand_in_setting = BASE_URL_SETTING
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing is safe)
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.retry = retry
-        self._sleep = sleep
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(base_url={self.base_url!r})"
-
     def mask(self, credentials: Credentials) -> str:
-        key = str(credentials.get("admin_key") or "").strip()
-        if len(key) < 16:
-            return "…"
-        prefix = ADMIN_PREFIX if key.startswith(ADMIN_PREFIX) else key[:3]
-        return f"{prefix}…{key[-4:]}"
+        return ADMIN_KEY.mask(credentials)
 
     def default_label(self, credentials: Credentials) -> str:
         return "Production — OpenAI"
@@ -178,7 +128,7 @@ class OpenAIProvider:
         self, http: httpx.AsyncClient, credentials: Credentials
     ) -> CheckResult:
         """One day of costs (the key can read them), then the organization it reads."""
-        key = _read_key(credentials)
+        key = ADMIN_KEY.read(credentials)
         today = datetime.now(UTC).date()
         await self.fetch_daily_costs(
             http, credentials, today - timedelta(days=1), today, by_key=False
@@ -196,8 +146,8 @@ class OpenAIProvider:
         by_key: bool = True,
     ) -> CostFetch:
         """Costs per UTC day and model (and API key, where OpenAI answers) for [start, end)."""
-        _check_window(start, end)
-        key = _read_key(credentials)
+        check_window(start, end, MAX_WINDOW_DAYS)
+        key = ADMIN_KEY.read(credentials)
         if by_key:
             # Grouping by api_key_id came to the spec at a time nobody recorded: a 400
             # means "not here" (or "not now"), so this window carries on per model and
@@ -219,8 +169,8 @@ class OpenAIProvider:
     ) -> tuple[UnitCostRow, ...] | None:
         """Cost per UTC day, model and kind of usage (``UnitCostProvider``): the same line
         items as the costs, the kind being the part after the comma; None on a 400."""
-        _check_window(start, end)
-        key = _read_key(credentials)
+        check_window(start, end, MAX_WINDOW_DAYS)
+        key = ADMIN_KEY.read(credentials)
         try:
             pages = await self._cost_pages(http, key, start, end, ("line_item",))
         except ProviderError as error:
@@ -297,7 +247,7 @@ class OpenAIProvider:
                 if isinstance(project, dict) and isinstance(project.get("id"), str):
                     projects.append((_number(project.get("created_at")), project["id"]))
         if not projects:
-            raise self._unreadable("the organization has no projects, not even its Default one")
+            raise self.unreadable("the organization has no projects, not even its Default one")
         return min(projects)[1], ()
 
     async def _pages(
@@ -316,15 +266,12 @@ class OpenAIProvider:
                 raise _Absent
             if not response.is_success:
                 raise self._error(response, key, path)
-            payload = cost_reports.json_body(response)
-            if not isinstance(payload, dict):
-                raise self._unreadable(f"not a JSON object (HTTP {response.status_code})")
-            return payload
+            return self.json_object(response)
 
         try:
             return await cost_reports.follow_pages(page, cursor_field)
         except Unreadable as problem:
-            raise self._unreadable(str(problem)) from None
+            raise self.unreadable(str(problem)) from None
 
     def _read(
         self,
@@ -336,63 +283,34 @@ class OpenAIProvider:
         """Results summed per (day, model, ``second(result, line_item)``) inside [start, end)."""
         totals = DailyTotals()
         try:
-            for bucket in cost_reports.buckets(pages):
-                day = _bucket_day(bucket.get("start_time"))
-                if not start <= day < end:
-                    continue  # a stray bucket is not this window's to store
-                for result in cost_reports.results(bucket):
-                    money = result.get("amount")
-                    money = money if isinstance(money, dict) else {}
-                    cost_reports.refuse_other_currency(money.get("currency"), day, SERVICE)
-                    item = str(result.get("line_item") or "").strip()
-                    totals.add(
-                        day,
-                        model_id(item),
-                        second(result, item),
-                        cost_reports.amount(money.get("value")),
-                    )
+            for day, result in cost_reports.results_in_window(pages, start, end, _bucket_day):
+                money = result.get("amount")
+                money = money if isinstance(money, dict) else {}
+                cost_reports.refuse_other_currency(money.get("currency"), day, SERVICE)
+                item = str(result.get("line_item") or "").strip()
+                totals.add(
+                    day,
+                    model_id(item),
+                    second(result, item),
+                    cost_reports.amount(money.get("value")),
+                )
         except Unreadable as problem:
-            raise self._unreadable(str(problem)) from None
+            raise self.unreadable(str(problem)) from None
         return totals
 
     async def _get(
         self, http: httpx.AsyncClient, path: str, key: str, query: list[tuple[str, str]]
     ) -> httpx.Response:
-        """The one place a request is built and sent; transport failures become UNREACHABLE."""
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-        url = f"{self.base_url}{path}?{urlencode(query)}"
-        try:
-            return await send_with_retries(
-                http, "GET", url, policy=self.retry, headers=headers, sleep=self._sleep
-            )
-        except httpx.RequestError as exc:
-            # ``from None``: the exception holds the request, and so the key.
-            raise cost_reports.unreachable(SERVICE, self.base_url, BASE_URL_SETTING, exc) from None
-
-    def _unreadable(self, what: str) -> ProviderError:
-        return cost_reports.unreadable(SERVICE, self.base_url, BASE_URL_SETTING, what)
+        return await self.send(http, "GET", path, headers=headers, query=query)
 
     def _error(self, response: httpx.Response, key: str, path: str) -> ProviderError:
         """Map an error status (after retries) to a reason and a message a person can act on."""
-        status = response.status_code
-        said, code = _error_details(response, key)
-        if status in (401, 403):
-            return _refusal(status, said, code)
-        if status == 429:
-            return cost_reports.rate_limited(SERVICE, retry_after_seconds(response))
-        if status >= 500:
-            return cost_reports.server_failed(SERVICE, status, said)
-        if status == 400:
-            return ProviderError(
-                Reason.BAD_REQUEST,
-                f"OpenAI rejected the request (HTTP 400): {said or 'no reason given'}",
-            )
-        if status == 404:
-            return cost_reports.not_found(
-                SERVICE, self.base_url, BASE_URL_SETTING, path, DEFAULT_BASE_URL
-            )
-        suffix = f" (OpenAI said: {said})" if said else ""
-        return self._unreadable(f"unexpected HTTP {status}{suffix}")
+        said, code = cost_reports.error_words(response, key, _KEY_LIKE, "code")
+        if response.status_code in (401, 403):
+            reason = _refusal_reason(response.status_code, said, code)
+            return ADMIN_KEY.refused(reason, _REFUSALS[reason] + self.said(said))
+        return self.status_error(response, said, path)
 
 
 class _Absent(Exception):
@@ -432,47 +350,16 @@ _REFUSALS = {
 }
 
 
-def _refusal(status: int, said: str, code: str) -> ProviderError:
+def _refusal_reason(status: int, said: str, code: str) -> Reason | str:
+    """Which refusal a 401 or 403 is: from OpenAI's words and error code, else its status."""
     text = f"{said} {code}".lower()
     reason = next((reason for hint, reason in _HINTS if hint.search(text)), None)
     if reason is None:
         reason = Reason.INVALID_KEY if status == 401 else Reason.MISSING_SCOPE
-    suffix = f" (OpenAI said: {said})" if said else ""
-    return ProviderError(
-        reason, _REFUSALS[reason] + suffix, field=ADMIN_KEY_FIELD.name, needs_person=True
-    )
-
-
-def _error_details(response: httpx.Response, key: str) -> tuple[str, str]:
-    """(message, code) from ``{"error": {"message", "type", "param", "code"}}``, scrubbed."""
-    payload = cost_reports.json_body(response)
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if not isinstance(error, dict):
-        return "", ""
-    said = cost_reports.scrubbed(error.get("message"), key, _KEY_LIKE)
-    return said, str(error.get("code") or "")
+    return reason
 
 
 # -- requests and results -----------------------------------------------------
-
-
-def _read_key(credentials: Credentials) -> str:
-    """The stripped admin key, refused before it goes near a header if it is not one."""
-    key = str(credentials.get("admin_key") or "").strip()
-    if kind := _other_key(key):
-        raise ProviderError(
-            NOT_ADMIN_KEY, _not_admin_message(kind), field="admin_key", needs_person=True
-        )
-    if problem := _validate_admin_key(key):
-        raise ProviderError(Reason.INVALID_KEY, problem, field="admin_key")
-    return key
-
-
-def _check_window(start: date, end: date) -> None:
-    if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
-        raise ValueError(
-            f"a cost window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
-        )
 
 
 def _unix(day: date) -> int:
@@ -487,8 +374,9 @@ def _number(value: Any) -> int:
         return 0
 
 
-def _bucket_day(value: Any) -> date:
+def _bucket_day(bucket: Mapping[str, Any]) -> date:
     """The UTC day a bucket starts, from its Unix-second ``start_time``."""
+    value = bucket.get("start_time")
     try:
         return datetime.fromtimestamp(int(value), UTC).date()
     except (TypeError, ValueError, ArithmeticError, OverflowError, OSError):

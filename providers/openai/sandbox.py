@@ -23,22 +23,21 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.message import Message
-from typing import Any
+from typing import Any, Unpack
 
 from providers.cost_standin import (
     ApiError,
     CostStandIn,
+    CostStandInOptions,
     Fault,
     JsonAnswer,
     Query,
-    day_fraction,
+    as_served,
     midnight,
-    served_days,
     stable_id,
     unit,
 )
@@ -175,31 +174,16 @@ class OpenAIStandIn(CostStandIn):
     _thread_name = "openai-standin"
     _log = log
     ENDPOINTS = ("costs", "projects")
+    demo_key = DEMO_KEY
+    _organizations: dict[str, Organization]
 
     def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        latency: float = 0.0,
-        clock: Callable[[], datetime] | None = None,
-        page_size: int = 7,
-        key_breakdown: bool = True,
-        demo: bool = True,
+        self, *, key_breakdown: bool = True, **options: Unpack[CostStandInOptions]
     ) -> None:
-        super().__init__(host=host, port=port, latency=latency, clock=clock, page_size=page_size)
+        super().__init__(**options)
         self.key_breakdown = key_breakdown
         """Whether costs may be grouped by ``api_key_id`` (False answers 400, as an
         older API would)."""
-        self._organizations: dict[str, Organization] = {}
-        if demo:
-            self.add_organization(DEMO_ORG)
-            self.add_key(DEMO_KEY, DEMO_ORG)
-
-    @property
-    def demo_credentials(self) -> dict[str, str]:
-        """What connects to the demo organization (``LocalStandIn``)."""
-        return {"admin_key": DEMO_KEY} if DEMO_KEY in self._keys else {}
 
     # configuration
 
@@ -211,9 +195,9 @@ class OpenAIStandIn(CostStandIn):
         with self._lock:
             self._organizations[org_id] = _organization(org_id, currency, extra_projects)
 
-    def _check_organization(self, org_id: str) -> None:
-        if org_id not in self._organizations:
-            raise ValueError(f"no organization {org_id!r}: add_organization first")
+    def _add_demo(self) -> None:
+        self.add_organization(DEMO_ORG)
+        self.add_key(DEMO_KEY, DEMO_ORG)
 
     # oracles: exactly what is served, as of the stand-in's clock
 
@@ -258,14 +242,7 @@ class OpenAIStandIn(CostStandIn):
 
     def _day_cost(self, org_id: str, text: str, day: date) -> Decimal:
         organization = self._organizations[org_id]
-        now = self.now()
-        today = now.date()
-        if day > today:
-            return Decimal(0)
-        full = _full_day(organization.org_id, text, day)
-        if day == today:
-            return (full * day_fraction(now)).quantize(_NANO)
-        return full
+        return as_served(_full_day(organization.org_id, text, day), day, self.now(), _NANO)
 
     def _shares(self, org_id: str, text: str, total: Decimal) -> dict[str, Decimal]:
         """How a line item's cost splits across API keys ("" for none); the parts add up."""
@@ -385,9 +362,7 @@ class OpenAIStandIn(CostStandIn):
                 raise ApiError(400, "Invalid 'group_by': 'api_key_id'.", param="group_by")
         if len(set(group_by)) != len(group_by):
             raise ApiError(400, "Invalid 'group_by': a field is named twice.", param="group_by")
-        limit = query.integer("limit", 7, 1, _MAX_LIMIT)
-        days = served_days(start, end, now.date())
-        page, cursor = self._page(days, query, limit, "page")
+        page, cursor = self._days_page(query, start, end, now.date(), _MAX_LIMIT)
         buckets = [
             {
                 "object": "bucket",

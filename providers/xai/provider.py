@@ -13,14 +13,15 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from providers.http import RetryPolicy, retry_after_seconds, send_with_retries
+from providers.http import HttpProvider, json_body, scrubbed
+from providers.keys import pasted_key_problem
 from providers.types import (
     BillingSnapshot,
     BillSource,
@@ -38,6 +39,7 @@ from providers.types import (
     ResultTruncated,
     UnitCostRow,
     UsageKind,
+    check_window,
 )
 from providers.xai import prices
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from providers.xai.sandbox import Sandbox
 
 DEFAULT_BASE_URL = "https://management-api.x.ai"
+BASE_URL_SETTING = "XAI_MANAGEMENT_API_URL"
 EXAMPLE_TEAM_ID = "65c1e471-205f-4566-9c5a-07198bcdf4ce"
 MAX_WINDOW_DAYS = 31
 
@@ -75,17 +78,9 @@ def _validate_management_key(value: str) -> str | None:
             f"Paste a Management key. Create one in {_KEY_PAGE} "
             "with only the Billing: Read Only scope."
         )
-    if any(char.isspace() for char in value):
-        return (
-            "The management key contains spaces or line breaks. "
-            "Copy it again as one unbroken value."
-        )
-    if len(value) < 20:
-        return (
-            "That management key is too short to be complete. xAI shows a key only once, "
-            f"when it is created: copy the whole value, or create a new key in {_KEY_PAGE}."
-        )
-    return None
+    return pasted_key_problem(
+        value, name="management key", service="xAI", min_length=20, key_page=_KEY_PAGE
+    )
 
 
 TEAM_ID_FIELD = CredentialField(
@@ -109,11 +104,15 @@ MANAGEMENT_KEY_FIELD = CredentialField(
 )
 
 
-class XaiProvider:
+class XaiProvider(HttpProvider):
     """xAI's Management API as a :class:`providers.types.Provider`."""
 
     name = "xai"
     display_name = "xAI"
+    service = "xAI"
+    api_name = "xAI's Management API"
+    default_base_url = DEFAULT_BASE_URL
+    base_url_setting = BASE_URL_SETTING
     credential_fields = (TEAM_ID_FIELD, MANAGEMENT_KEY_FIELD)
     max_window_days = MAX_WINDOW_DAYS
     max_backfill_days = 90  # how long xAI keeps usage
@@ -124,20 +123,7 @@ class XaiProvider:
         "the Team ID may be another team's: a key reads only its own team "
         f"(check the Team ID in {_TEAM_PAGE})."
     )
-    stand_in_setting = "XAI_MANAGEMENT_API_URL"
-
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing is safe)
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.retry = retry
-        self._sleep = sleep
-
-    def __repr__(self) -> str:
-        return f"XaiProvider(base_url={self.base_url!r})"
+    stand_in_setting = BASE_URL_SETTING
 
     def mask(self, credentials: Credentials) -> str:
         key = str(credentials.get("management_key") or "").strip()
@@ -194,10 +180,7 @@ class XaiProvider:
         by_key: bool = True,
     ) -> CostFetch:
         """Costs per UTC day and model (and API key, if xAI allows) for [start, end)."""
-        if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
-            raise ValueError(
-                f"a usage window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
-            )
+        check_window(start, end, MAX_WINDOW_DAYS, what="usage")
         team_id, key = _read_credentials(credentials)
         path = f"/v1/billing/teams/{team_id}/usage"
         if by_key:
@@ -229,10 +212,7 @@ class XaiProvider:
         ``api_key_id``): a 400 or a cut-off answer means "not available here",
         never a failed sync.
         """
-        if not 0 < (end - start).days <= MAX_WINDOW_DAYS:
-            raise ValueError(
-                f"a usage window must span 1 to {MAX_WINDOW_DAYS} days, got {start} to {end}"
-            )
+        check_window(start, end, MAX_WINDOW_DAYS, what="usage")
         team_id, key = _read_credentials(credentials)
         body = _usage_body(start, end, ["description", "unit_type"])
         response = await self._call(http, "POST", f"/v1/billing/teams/{team_id}/usage", key, body)
@@ -302,28 +282,10 @@ class XaiProvider:
         key: str,
         body: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        """The one place a request is built and sent; transport failures become UNREACHABLE."""
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        try:
-            return await send_with_retries(
-                http,
-                method,
-                self.base_url + path,
-                policy=self.retry,
-                headers=headers,
-                json=body,
-                sleep=self._sleep,
-            )
-        except httpx.RequestError as exc:
-            # ``from None``: the exception holds the request, and so the key.
-            raise ProviderError(
-                Reason.UNREACHABLE,
-                f"Could not reach xAI's Management API at {self.base_url} "
-                f"({type(exc).__name__}). Check the network connection, and "
-                "XAI_MANAGEMENT_API_URL if it is set.",
-            ) from None
+        return await self.send(http, method, path, headers=headers, json=body)
 
     async def _optional_get(
         self, http: httpx.AsyncClient, path: str, team_id: str, key: str
@@ -346,29 +308,21 @@ class XaiProvider:
         """
         status = response.status_code
         code, said = _error_details(response, key)
-        said_suffix = f" (xAI said: {said})" if said else ""
+        said_suffix = self.said(said)
         if status in (401, 403, 404):
             reason, guessed = _refusal_reason(status, code, said, validating)
             return _refusal(reason, team_id, said_suffix, guessed=guessed)
         if status == 429:
-            wait = retry_after_seconds(response)
-            when = f"in {wait:.0f} seconds" if wait is not None else "in a few minutes"
-            return ProviderError(
-                Reason.RATE_LIMITED,
-                f"xAI is rate limiting requests right now. Try again {when}.",
-                retry_after=wait,
-            )
+            return self.rate_limited(response)
         if status >= 500:
+            # server_failed's words but for a 529, which xAI's have never called overloaded.
             return ProviderError(
                 Reason.SERVER_ERROR,
                 f"xAI's Management API kept failing (HTTP {status}) after retries. This is "
                 f"usually temporary: try again in a few minutes.{said_suffix}",
             )
         if status == 400:
-            return ProviderError(
-                Reason.BAD_REQUEST,
-                f"xAI rejected the request (HTTP 400): {said or 'no reason given'}",
-            )
+            return self.bad_request(said)
         return ProviderError(
             Reason.BAD_RESPONSE,
             f"xAI's Management API at {self.base_url} answered with unexpected HTTP "
@@ -512,19 +466,9 @@ def _usage_body(start: date, end: date, group_by: Sequence[str]) -> dict[str, An
     }
 
 
-def _json(response: httpx.Response) -> Any:
-    """The body as JSON with numbers as Decimal; None if it is not JSON."""
-    try:
-        return json.loads(
-            response.content, parse_float=Decimal, parse_int=Decimal, parse_constant=Decimal
-        )
-    except ValueError:
-        return None
-
-
 def _json_object(response: httpx.Response, base_url: str) -> dict[str, Any]:
     """The body as a JSON object, numbers as Decimal; BAD_RESPONSE if it is not one."""
-    payload = _json(response)
+    payload = json_body(response)
     if not isinstance(payload, dict):
         raise ProviderError(
             Reason.BAD_RESPONSE,
@@ -683,7 +627,7 @@ def _invoice_entries(response: httpx.Response, base_url: str) -> list[Any]:
     """The entries of an invoice list: ``{"invoices": [...]}`` (ListInvoicesResp), or a
     bare list; an empty object is no invoices (proto3). Any other shape is refused
     by name rather than searched for something that looks like invoices."""
-    payload = _json(response)
+    payload = json_body(response)
     if isinstance(payload, list):
         return payload
     if isinstance(payload, dict):
@@ -838,9 +782,7 @@ def _error_details(response: httpx.Response, key: str) -> tuple[int | None, str]
     if not isinstance(payload, dict):
         return None, ""
     code = payload.get("code")
-    message = payload.get("message") or payload.get("error") or ""
-    message = _KEY_LIKE.sub("[redacted]", str(message).replace(key, "[redacted]"))
-    message = " ".join(message.split())[:300]
+    message = scrubbed(payload.get("message") or payload.get("error") or "", key, _KEY_LIKE)
     return (code if isinstance(code, int) else None), message
 
 

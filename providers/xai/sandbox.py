@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from email.message import Message
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import parse_qs
 
 from providers.cost_standin import unit as _unit
-from providers.standin import Answer, StandIn, StandInHandler
+from providers.standin import Answer, ApiStandIn, StandInHandler, StandInOptions
 
 __all__ = [
     "DEMO_KEY",
@@ -602,10 +602,6 @@ def _bearer_token(authorization: str | None) -> str | None:
 # --- the sandbox ----------------------------------------------------------------
 
 
-def _real_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class _Handler(StandInHandler):
     """Adds what only the xAI stand-in needs: PATCH, and answers cut short on purpose."""
 
@@ -628,21 +624,18 @@ class _Handler(StandInHandler):
         self.close_connection = True
 
 
-class Sandbox(StandIn):
+class Sandbox(ApiStandIn[_Key, _Fault]):
     """The xAI Management API on 127.0.0.1, with knobs for faults and test oracles."""
 
     _label = "sandbox"
     _thread_name = "xai-sandbox"
     _log = log
     _handler = _Handler
+    requests: list[RecordedRequest]
 
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        latency: float = 0.0,
-        clock: Callable[[], datetime] | None = None,
         max_range_days: int = 62,
         anchor: date | None = None,
         key_breakdown: bool = True,
@@ -656,8 +649,9 @@ class Sandbox(StandIn):
         vat_percent: Decimal | int | str = 0,
         prepaid_cents: int = _PREPAID_CENTS,
         top_up_invoices: bool = False,
+        **options: Unpack[StandInOptions],
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(**options)
         if api_key_count < 1:
             raise ValueError("api_key_count must be 1 or more")
         if settle_hours < 0:
@@ -678,7 +672,6 @@ class Sandbox(StandIn):
         self.top_up_invoices = top_up_invoices
         """Past invoices include a prepaid top-up a month, which is no month's bill."""
         self._past_invoices: dict[tuple[int, int], tuple[str, str | None, bool]] = {}
-        self.latency = latency
         self.max_range_days = max_range_days
         self.anchor = anchor
         self.key_breakdown = key_breakdown
@@ -687,14 +680,8 @@ class Sandbox(StandIn):
         self.api_key_count = api_key_count
         self.max_groups = max_groups
         """At most this many series per usage answer, then ``limitReached`` (None: no limit)."""
-        self.requests: list[RecordedRequest] = []
-        self._clock = clock or _real_now
-        self._lock = threading.Lock()
-        self._keys: dict[str, _Key] = {}
         self._deleted_teams: set[str] = set()
-        self._revoked: set[str] = set()
         self._client = threading.local()
-        self._faults: list[_Fault] = []
         self._open = threading.Event()
         self._open.set()
         if demo:
@@ -732,15 +719,7 @@ class Sandbox(StandIn):
         if not key or not team_id:
             raise ValueError("key and team_id are required")
         ranges = tuple(ipaddress.ip_network(r, strict=False) for r in allowed_ips)
-        with self._lock:
-            self._keys[key] = _Key(key, team_id, name, kind, billing_read, scope, ranges)
-            self._revoked.discard(key)
-
-    def revoke_key(self, key: str) -> None:
-        """The key is refused from now on, as revoked (a key never added is just unknown)."""
-        with self._lock:
-            if self._keys.pop(key, None) is not None:
-                self._revoked.add(key)
+        self._store_key(key, _Key(key, team_id, name, kind, billing_read, scope, ranges))
 
     def delete_team(self, team_id: str) -> None:
         with self._lock:
@@ -776,13 +755,9 @@ class Sandbox(StandIn):
             raise ValueError("times must be 0 (forever) or more")
         if kind == "status" and status is None:
             status = 429 if retry_after is not None else 503
-        fault = _Fault(endpoint, kind, status, retry_after, message, times or None, grouping)
-        with self._lock:
-            self._faults.append(fault)
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        self._add_fault(
+            _Fault(endpoint, kind, status, retry_after, message, times or None, grouping)
+        )
 
     def hold(self) -> None:
         """API requests wait from now on until :meth:`release` (or the stop): for a test
@@ -798,7 +773,7 @@ class Sandbox(StandIn):
         self, team_id: str, model_label: str, day: date, api_key_id: str | None = None
     ) -> Decimal:
         """Exactly what the server serves for that day now (per the clock), or one key's share."""
-        total = _day_cost(team_id, model_label, day, self._now(), self.anchor, self.settle_hours)
+        total = _day_cost(team_id, model_label, day, self.now(), self.anchor, self.settle_hours)
         if api_key_id is None:
             return total
         return _key_share(total, _key_ids(team_id, self.api_key_count), api_key_id)
@@ -807,7 +782,7 @@ class Sandbox(StandIn):
         self, team_id: str, model_label: str, day: date, api_key_id: str | None = None
     ) -> Decimal:
         """What the server will serve for that day once it has settled (:meth:`settled_at`)."""
-        now = max(self._now(), self.settled_at(day))
+        now = max(self.now(), self.settled_at(day))
         total = _day_cost(team_id, model_label, day, now, self.anchor, self.settle_hours)
         if api_key_id is None:
             return total
@@ -819,13 +794,13 @@ class Sandbox(StandIn):
 
     def bill(self, team_id: str) -> Bill:
         """The invoice preview's figures now: the current month to date."""
-        now = self._now()
+        now = self.now()
         today = now.date()
         return self._bill(team_id, _month_days(today.year, today.month, today), now)
 
     def past_bill(self, team_id: str, year: int, month: int) -> Bill:
         """A closed month's invoice, as ``/invoices`` lists it (its corrections: none)."""
-        return self._bill(team_id, _month_days(year, month), self._now(), corrections=False)
+        return self._bill(team_id, _month_days(year, month), self.now(), corrections=False)
 
     def set_invoice(
         self,
@@ -857,9 +832,6 @@ class Sandbox(StandIn):
 
     # request handling (called from server threads)
 
-    def _now(self) -> datetime:
-        return self._clock().astimezone(UTC)
-
     def _respond(
         self, method: str, target: str, headers: Message, raw_body: bytes
     ) -> _Answer | None:
@@ -869,7 +841,7 @@ class Sandbox(StandIn):
             return self._control(method, path, raw_body)
         arrived = time.monotonic()
         answer = self._api(method, path, query, headers.get("Authorization"), raw_body)
-        self._record(method, target, raw_body, answer.status if answer else 0, arrived)
+        self._record_request(method, target, raw_body, answer.status if answer else 0, arrived)
         return answer
 
     def _unreadable(self, problem: str) -> _Answer:
@@ -879,7 +851,7 @@ class Sandbox(StandIn):
         log.exception("sandbox failed to answer %s %s", method, target.partition("?")[0])
         return _error_answer(500, "internal error")
 
-    def _record(
+    def _record_request(
         self, method: str, target: str, raw_body: bytes, status: int, arrived: float
     ) -> None:
         answered = time.monotonic()
@@ -888,9 +860,7 @@ class Sandbox(StandIn):
         except ValueError:
             body = None
         body = body if isinstance(body, dict) else None
-        entry = RecordedRequest(method, target, body, status, arrived, answered)
-        with self._lock:
-            self.requests.append(entry)
+        self._record(RecordedRequest(method, target, body, status, arrived, answered))
 
     def _api(
         self,
@@ -900,7 +870,7 @@ class Sandbox(StandIn):
         authorization: str | None,
         raw_body: bytes,
     ) -> _Answer | None:
-        if self.latency > 0 and self._stopping.wait(self.latency):
+        if not self._wait_latency():
             return None
         while not self._open.wait(0.05):  # held (see hold())
             if self._stopping.is_set():
@@ -909,7 +879,7 @@ class Sandbox(StandIn):
             endpoint, team_id = _route(method, path)
         except _ApiError as exc:
             return exc.answer()
-        fault = self._take_fault(endpoint, raw_body)
+        fault = self._take_request_fault(endpoint, raw_body)
         if fault is not None and fault.kind == "status":
             return self._fault_answer(fault)
         if fault is not None and fault.kind == "hang" and self._stopping.wait(HANG_SECONDS):
@@ -921,21 +891,13 @@ class Sandbox(StandIn):
             answer.truncate = True
         return answer
 
-    def _take_fault(self, endpoint: str, raw_body: bytes) -> _Fault | None:
-        with self._lock:
-            named = endpoint == "usage" and any(f.group_by is not None for f in self._faults)
-            grouping = _request_grouping(raw_body) if named else None
-            for fault in self._faults:
-                if fault.endpoint not in ("any", endpoint):
-                    continue
-                if fault.group_by is not None and fault.group_by != grouping:
-                    continue
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
+    def _take_request_fault(self, endpoint: str, raw_body: bytes) -> _Fault | None:
+        """The fault due for this request: one naming a grouping hits only usage requests
+        grouped so (the body is read only when such a fault is in the way)."""
+        grouping = functools.cache(lambda: _request_grouping(raw_body))
+        return self._take_fault(
+            endpoint, lambda fault: fault.group_by is None or fault.group_by == grouping()
+        )
 
     @staticmethod
     def _fault_answer(fault: _Fault) -> _Answer:
@@ -954,7 +916,7 @@ class Sandbox(StandIn):
         authorization: str | None,
         raw_body: bytes,
     ) -> _Answer:
-        now = self._now()
+        now = self.now()
         try:
             if endpoint == "validation":
                 return _Answer(200, self._validation(authorization))
@@ -976,10 +938,7 @@ class Sandbox(StandIn):
 
     def _caller(self, authorization: str | None) -> _Key:
         """The management key behind a request, or the refusal the key itself earns."""
-        token = _bearer_token(authorization)
-        with self._lock:
-            key = self._keys.get(token) if token else None
-            revoked = token in self._revoked
+        key, revoked = self._key(_bearer_token(authorization))
         if key is None:
             raise _ApiError(
                 401, "management key has been revoked" if revoked else "invalid management key"

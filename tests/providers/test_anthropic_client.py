@@ -5,7 +5,6 @@ respx appears only at the end, for answers the stand-in never gives.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -18,21 +17,14 @@ from providers.anthropic.provider import NOT_ADMIN_KEY, AnthropicProvider, model
 from providers.anthropic.sandbox import COSTS, DEMO_KEY, DEMO_ORG, AnthropicStandIn
 from providers.cost_reports import CURRENCY_NOT_USD
 from providers.http import RetryPolicy
-from providers.types import ProviderError, Reason, UsageKind, caveats
+from providers.types import Reason, UsageKind, caveats
+from tests.providers.conftest import QUICK_RETRY, call, cost_by_model, cost_on, refusal, windows
 
 NOW = datetime(2026, 10, 15, 13, 30, tzinfo=UTC)
 TODAY = NOW.date()
 OTHER_ORG = "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
 OTHER_KEY = "sk-ant-admin01-other0org0key000000000000001"
 SECOND_KEY = "sk-ant-admin01-demo0org0second0key0000000002"
-
-
-class RecordingSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 @pytest.fixture
@@ -45,28 +37,8 @@ def stand_in():
 
 
 @pytest.fixture
-def sleep() -> RecordingSleep:
-    return RecordingSleep()
-
-
-@pytest.fixture
 def provider(stand_in, sleep) -> AnthropicProvider:
-    retry = RetryPolicy(deadline=20, base_delay=0.01, max_delay=0.05, timeout=2)
-    return AnthropicProvider(base_url=stand_in.url, retry=retry, sleep=sleep)
-
-
-def call(provider: AnthropicProvider, method: str, *args, **kwargs):
-    async def run():
-        async with httpx.AsyncClient() as http:
-            return await getattr(provider, method)(http, *args, **kwargs)
-
-    return asyncio.run(run())
-
-
-def refusal(provider: AnthropicProvider, method: str, *args, **kwargs) -> ProviderError:
-    with pytest.raises(ProviderError) as caught:
-        call(provider, method, *args, **kwargs)
-    return caught.value
+    return AnthropicProvider(base_url=stand_in.url, retry=QUICK_RETRY, sleep=sleep)
 
 
 def creds(key: str = DEMO_KEY) -> dict[str, str]:
@@ -209,23 +181,17 @@ def test_a_429_that_outlasts_the_deadline_says_when_to_try_again(provider, stand
 def test_90_days_by_model_equal_what_anthropic_served_to_the_cent_fraction(provider, stand_in):
     start, end = TODAY - timedelta(days=89), TODAY + timedelta(days=1)
     rows = []
-    window = start
-    while window < end:
-        stop = min(end, window + timedelta(days=31))
+    for window, stop in windows(start, end):
         fetched = call(provider, "fetch_daily_costs", creds(), window, stop)
         assert not fetched.by_key  # the cost report has no per-key costs, ever
         rows += fetched.rows
-        window = stop
 
-    by_model: dict[str, Decimal] = {}
-    for row in rows:
-        by_model[row.model] = by_model.get(row.model, Decimal(0)) + row.cost_usd
+    by_model = cost_by_model(rows)
     assert by_model == stand_in.costs_by_model(DEMO_ORG, start, TODAY)
     assert "Code Execution Usage" in by_model  # no model: under its description
     for day in (start, TODAY - timedelta(days=40), TODAY):
         for model in by_model:
-            served = sum((r.cost_usd for r in rows if (r.day, r.model) == (day, model)), Decimal(0))
-            assert served == stand_in.cost(DEMO_ORG, model, day), (day, model)
+            assert cost_on(rows, day, model) == stand_in.cost(DEMO_ORG, model, day), (day, model)
     # Cents with fractions of a cent: dollars with seven decimals, kept exactly.
     assert any(r.cost_usd.as_tuple().exponent == -7 for r in rows)
     # 31 + 31 + 28 days at 7 buckets a page: 5 + 5 + 4 pages.

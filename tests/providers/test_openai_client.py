@@ -6,9 +6,8 @@ HTML, a cursor that comes back, words OpenAI might use).
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -19,22 +18,13 @@ from providers.cost_reports import CURRENCY_NOT_USD
 from providers.http import RetryPolicy
 from providers.openai.provider import NOT_ADMIN_KEY, OpenAIProvider, model_id, unit_type
 from providers.openai.sandbox import DEMO_KEY, DEMO_ORG, LINE_ITEMS, OpenAIStandIn
-from providers.types import ProviderError, Reason, UsageKind
+from providers.types import Reason, UsageKind
+from tests.providers.conftest import QUICK_RETRY, call, cost_by_model, cost_on, refusal, windows
 
 NOW = datetime(2026, 10, 15, 13, 30, tzinfo=UTC)
 TODAY = NOW.date()
 OTHER_ORG, OTHER_KEY = "org-other", "sk-admin-other0org0key0000000000000001"
 SECOND_KEY = "sk-admin-demo0org0second0key00000000002"
-
-
-class RecordingSleep:
-    """Stands in for asyncio.sleep: records the waits, never waits."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 @pytest.fixture
@@ -47,38 +37,12 @@ def stand_in():
 
 
 @pytest.fixture
-def sleep() -> RecordingSleep:
-    return RecordingSleep()
-
-
-@pytest.fixture
 def provider(stand_in, sleep) -> OpenAIProvider:
-    retry = RetryPolicy(deadline=20, base_delay=0.01, max_delay=0.05, timeout=2)
-    return OpenAIProvider(base_url=stand_in.url, retry=retry, sleep=sleep)
-
-
-def call(provider: OpenAIProvider, method: str, *args, **kwargs):
-    async def run():
-        async with httpx.AsyncClient() as http:
-            return await getattr(provider, method)(http, *args, **kwargs)
-
-    return asyncio.run(run())
-
-
-def refusal(provider: OpenAIProvider, method: str, *args, **kwargs) -> ProviderError:
-    with pytest.raises(ProviderError) as caught:
-        call(provider, method, *args, **kwargs)
-    return caught.value
+    return OpenAIProvider(base_url=stand_in.url, retry=QUICK_RETRY, sleep=sleep)
 
 
 def creds(key: str = DEMO_KEY) -> dict[str, str]:
     return {"admin_key": key}
-
-
-def windows(start: date, end: date, size: int = 31):
-    while start < end:
-        yield start, min(end, start + timedelta(days=size))
-        start += timedelta(days=size)
 
 
 def cost_requests(stand_in: OpenAIStandIn):
@@ -260,15 +224,12 @@ def test_90_days_by_model_equal_what_openai_served_to_the_nano_dollar(provider, 
         for row in call(provider, "fetch_daily_costs", creds(), s, e).rows
     ]
 
-    by_model: dict[str, Decimal] = {}
-    for row in rows:
-        by_model[row.model] = by_model.get(row.model, Decimal(0)) + row.cost_usd
+    by_model = cost_by_model(rows)
     assert by_model == stand_in.costs_by_model(DEMO_ORG, start, TODAY)
     assert {(r.day, r.model) for r in rows} >= {(TODAY, "gpt-4o-2024-08-06")}  # today, partial
     for day in (start, TODAY - timedelta(days=45), TODAY):
         for model in by_model:
-            served = sum((r.cost_usd for r in rows if (r.day, r.model) == (day, model)), Decimal(0))
-            assert served == stand_in.cost(DEMO_ORG, model, day), (day, model)
+            assert cost_on(rows, day, model) == stand_in.cost(DEMO_ORG, model, day), (day, model)
     # The amounts are not binary fractions: adding them as floats would not give these.
     amounts = [
         stand_in.line_item_cost(DEMO_ORG, item.text, day)

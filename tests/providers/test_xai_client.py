@@ -25,6 +25,7 @@ from providers.types import (
     ResultTruncated,
 )
 from providers.xai.provider import DEFAULT_BASE_URL, XaiProvider, model_id
+from tests.providers.conftest import RecordingSleep
 
 pytestmark = pytest.mark.anyio
 
@@ -41,24 +42,9 @@ INVOICES = f"/v1/billing/teams/{TEAM}/invoices"
 OCT_1, OCT_3 = date(2026, 10, 1), date(2026, 10, 3)
 
 
-class RecordingSleep:
-    """Stands in for asyncio.sleep: records the waits, never waits."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-
-
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture
-def sleep() -> RecordingSleep:
-    return RecordingSleep()
 
 
 @pytest.fixture
