@@ -122,8 +122,9 @@ def digest_text(digest: Digest) -> str:
 
 
 def alert_text(alert: Alert) -> str:
-    """An alert as the terminal shows it: its title, text and note, without buttons."""
-    return render("alert.txt.j2", alert=alert).rstrip("\n")
+    """An alert as the terminal shows it: its title, fields, fix and note, without buttons."""
+    width = max((len(f.label) + 1 for f in alert.fields), default=0)
+    return render("alert.txt.j2", alert=alert, width=width).rstrip("\n")
 
 
 def report_json(report: Report) -> str:

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from urllib.error import URLError
 
 from slack_bolt import App, BoltContext, BoltResponse
 from slack_bolt.error import BoltError
@@ -30,7 +31,7 @@ from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallati
 from bot.slack.listeners import register_listeners
 from bot.slack.replays import SeenRequests, replay_key
 from bot.slack.service import SlackService, log_failed_request
-from bot.slack.settings import SCOPES, SlackSettings
+from bot.slack.settings import OPTIONAL_SCOPES, SCOPES, SlackSettings
 from storage.repo import workspace_for_slack_team
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,37 @@ ANOTHER_WORKSPACE = (
 REDIRECT_PATH = "/slack/oauth_redirect"
 
 
+POSTING_METHODS = frozenset(
+    {"chat.postMessage", "chat.scheduleMessage", "chat.meMessage", "files.completeUploadExternal"}
+)
+"""Web API methods that add a message: never sent again after a lost answer."""
+
+
+class RetryUnlessPosted(ConnectionErrorRetryHandler):
+    """Connection errors are retried, except a post whose answer was lost.
+
+    A request that never went (the connection refused, or cut while it was being
+    sent) comes back as a ``URLError``: safe to send again. A post that went and
+    whose answer did not come back may have landed; sending it again blind is how
+    one digest appeared three times. That one is raised instead, and the job looks
+    for the post before sending it again (``bot.jobs._post_once``).
+    """
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        method = request.url.rsplit("/", 1)[-1].partition("?")[0]
+        if method in POSTING_METHODS and not isinstance(error, URLError):
+            return False
+        return super()._can_retry(state=state, request=request, response=response, error=error)
+
+
 def web_client(settings: SlackSettings, token: str | None = None) -> WebClient:
+    """Our Web API client: 429s waited out, connection errors retried unless a post may
+    have landed (:class:`RetryUnlessPosted`; slack_sdk's own default retries are replaced)."""
     client = WebClient(token=token, base_url=settings.api_url)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
-    client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=2))
+    client.retry_handlers = [
+        RateLimitErrorRetryHandler(max_retry_count=5),
+        RetryUnlessPosted(max_retry_count=2),
+    ]
     return client
 
 
@@ -78,7 +106,8 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
                 oauth_settings=OAuthSettings(
                     client_id=settings.client_id,
                     client_secret=settings.client_secret,
-                    scopes=list(SCOPES),
+                    # Slack shows the optional ones as optional (bot_optional in app.yaml).
+                    scopes=[*SCOPES, *OPTIONAL_SCOPES],
                     installation_store=store,
                     state_store=DatabaseOAuthStateStore(runtime.db),
                     install_path=INSTALL_PATH,

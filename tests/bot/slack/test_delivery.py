@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.jobs import ChannelUnavailable
+from bot.jobs import ChannelUnavailable, Posted
 from bot.slack.delivery import SlackDelivery
 from bot.slack.settings import SlackSettings
 from tests.fakes.slack_api import SlackStandIn
@@ -97,7 +97,8 @@ def test_a_keyed_post_is_found_in_its_channel_and_nowhere_else(slack) -> None:
         "event_type": "xai_usage_delivery",
         "event_payload": {"key": "digest:1:2026-11-23"},
     }
-    assert sender.posted("T1", "CA", "digest:1:2026-11-23", SINCE) is True
+    # found where it is, so a follow-up can reply in its thread
+    assert sender.posted("T1", "CA", "digest:1:2026-11-23", SINCE) == Posted("CA", posted["ts"])
     assert sender.posted("T1", "CA", "digest:2:2026-11-23", SINCE) is False  # another key
     assert sender.posted("T1", "CB", "digest:1:2026-11-23", SINCE) is False  # another channel
     # posted before the work began: an older message is not this attempt's
@@ -107,10 +108,10 @@ def test_a_keyed_post_is_found_in_its_channel_and_nowhere_else(slack) -> None:
 
 def test_the_search_pages_through_a_busy_channel(slack) -> None:
     sender = delivery(slack)
-    sender.post("T1", "CA", MESSAGE, key="alert:budget:1")
+    first = sender.post("T1", "CA", MESSAGE, key="alert:budget:1")
     for _ in range(450):  # then a busy morning: the post is on the third page
         sender.post("T1", "CA", MESSAGE)
-    assert sender.posted("T1", "CA", "alert:budget:1", SINCE) is True
+    assert sender.posted("T1", "CA", "alert:budget:1", SINCE) == first
     pages = slack.calls_to("conversations.history")
     assert len(pages) == 3 and all(p.params["limit"] in ("200", 200) for p in pages)
 
@@ -127,6 +128,8 @@ def test_without_the_history_scopes_it_cannot_tell_and_says_how_to_fix_it(slack,
         assert sender.posted("T1", "CA", "digest:1:2026-11-23", SINCE) is None
     assert "channels:history and groups:history" in caplog.text
     assert narrow not in caplog.text
+    # The scopes are optional: a workspace that did not grant them is never asked for history.
+    assert slack.calls_to("conversations.history") == []
 
 
 def test_a_webhook_that_refuses_or_fails_raises_without_naming_its_url(slack) -> None:
