@@ -44,7 +44,7 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
     action_id = action.get("action_id", "")
     # Without a response URL (a button on the App Home tab) there is no message to replace.
     in_place = action_id.startswith(IN_PLACE) and bool(body.get("response_url"))
-    invocation = _invocation(body, context, in_place=in_place)
+    invocation = click_invocation(body, context, in_place=in_place)
     respond = service.responder(client, invocation)
 
     def answer(**message: object) -> str:
@@ -86,7 +86,7 @@ def _shared(text: str) -> str:
     return text
 
 
-def _invocation(body: dict, context: BoltContext, *, in_place: bool = False) -> Invocation:
+def click_invocation(body: dict, context: BoltContext, *, in_place: bool = False) -> Invocation:
     """Who clicked, where: ``block_actions`` carries the user, channel, a trigger for
     a modal, and a response URL for the message clicked; the team is the one the
     gatekeeper verified (every team field of the request names it)."""
@@ -110,7 +110,7 @@ def disconnect_confirmed(
 ) -> None:
     ack()
     service: SlackService = context["xai_usage"]
-    invocation = _invocation(body, context)
+    invocation = click_invocation(body, context)
     if refusal := service.refusal(client, invocation, admin=True, what="disconnect"):
         respond(**blocks.notice(refusal), replace_original=False)
         return
