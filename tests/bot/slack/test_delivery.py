@@ -155,3 +155,32 @@ def test_a_webhook_that_refuses_or_fails_raises_without_naming_its_url(slack) ->
         assert "did not answer" in str(silent.value)
     for caught in (refused, failed, silent):
         assert "secret-77" not in str(caught.value) + caught.value.reason
+
+
+# -- a lost answer: a post is never sent again blind, anything else is
+
+
+def test_a_post_whose_answer_was_lost_is_not_sent_again_by_the_client(slack) -> None:
+    from bot.jobs import AnswerLost
+
+    slack.lose_answers("chat.postMessage")
+    with pytest.raises(AnswerLost):
+        delivery(slack).post("T1", "CA", MESSAGE, key="digest:1:2026-11-23")
+    assert len(slack.calls_to("chat.postMessage")) == 1  # Slack kept it; nothing resent it
+    assert len(slack.history("CA")) == 1
+
+
+def test_a_lost_answer_to_anything_but_a_post_is_asked_again(slack) -> None:
+    sender = delivery(slack)
+    posted = sender.post("T1", "CA", MESSAGE)
+    slack.lose_answers("chat.getPermalink")  # a question: asking twice changes nothing
+    assert sender.exists("T1", posted) is True
+    assert len(slack.calls_to("chat.getPermalink")) == 2
+
+
+def test_a_recorded_post_is_confirmed_without_any_scope(slack) -> None:
+    sender = delivery(slack)
+    posted = sender.post("T1", "CA", MESSAGE)
+    assert sender.exists("T1", posted) is True
+    slack.delete_message("CA", posted.ts)
+    assert sender.exists("T1", posted) is False
