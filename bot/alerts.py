@@ -38,15 +38,30 @@ Sync failures (``syncfail:<connection>:<error_since>``)
     A connection in ``error`` (it needs a person): one alert per incident,
     keyed by when the incident began.
 
+Reminders (``stillfailing:<connection>:<error_since>:<n>``)
+    A sync failure whose first post went out is recalled once a day (``n`` days
+    after that post) while it lasts, until someone acknowledges it.
+
 Recovery (``recovered:<connection>:<error_since>``)
     For the latest delivered failure of a connection that is ``ok`` again.
+
+Incidents, follow-ups and rules
+    An *incident* is one situation people are told about (:func:`incident_of`):
+    a sync failure (its first post, its daily reminders, its "working again"),
+    a spike of one connection on one day (its first alert, and a reply each time
+    it doubles), a budget's alert (one post: the thresholds and the forecast of
+    one run together). A *follow-up* is any post of an incident after its first:
+    it replies in the first post's thread. A *rule* (:func:`rule_of`) is what
+    people snooze or mute: one budget, one connection's spikes, one connection's
+    sync failures.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -100,19 +115,22 @@ SPIKE_SIGMAS = 3
 SPIKE_MIN_IMPACT = Decimal(10)
 SPIKE_MIN_HISTORY = 7
 
-MESSAGE_DETAIL_LIMIT = 500  # of a provider's error message quoted in an alert
+MESSAGE_DETAIL_LIMIT = 300  # of a provider's sentence, or its words, quoted in an alert
 
-FIX_SYNC = "give it a new key with `/xai-usage {command}` (its data is kept)"
-FIX_AT = ", or fix the key in {key_page} and run `/xai-usage sync`"
-"""Where the connection's provider says its keys are made (``key_page``), when it says."""
 
 REPEATS = {
     "budget": "Each threshold alerts once a month.",
     "forecast": "The forecast alerts once a month.",
     "spike": "This day alerts again only if its spend doubles.",
-    "sync_failure": "I'll say when it works again.",
+    "sync_failure": "A reminder follows each day until someone acknowledges it, and “working "
+    "again” once it is fixed.",
+    "still_failing": "One reminder a day until someone acknowledges it.",
     "recovered": "",
 }
+REMIND_EVERY = timedelta(days=1)
+"""How often a sync failure that goes on is recalled in its thread."""
+PROVIDER_SAID = re.compile(r"\s*\((?P<who>[^()]{1,40}?) said: (?P<words>.*)\)\s*$", re.DOTALL)
+"""The provider's own words, as every provider plugin ends a message: "(xAI said: …)"."""
 
 
 @dataclass(frozen=True)
@@ -128,23 +146,102 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Field:
+    """One thing an alert says, as people read it: ``Spent`` → ``$385.00 (77%)``.
+
+    Every surface shows the same fields (Slack's section fields, the terminal's
+    lines, the webhook's ``fields``); the value is worded here, never in a template.
+    """
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Alert:
     key: str
-    kind: str  # budget | forecast | spike | sync_failure | recovered
+    kind: str  # budget | forecast | spike | sync_failure | still_failing | recovered
     workspace_id: int
     connection_id: int | None
     title: str
-    text: str  # plain text, with the fix where there is one
+    text: str  # plain text, with the fix where there is one: the webhook's and a notification's
     facts: dict[str, str] = field(default_factory=dict, hash=False)
     """For the JSON webhook: amounts as decimal strings, dates ISO 8601."""
     actions: tuple[Action, ...] = ()
     correction: str = ""
     """Set when a later sync moved its figure: "Updated 14:05 UTC: was $60.00. …"."""
+    fields: tuple[Field, ...] = ()
+    """What, how much, since when, which connection: the alert as people read it."""
+    fix: str = ""
+    """What to do about it, in one line; empty when there is nothing to do."""
+    covers: tuple[str, ...] = ()
+    """Other alerts' keys this post also says, used up with it (a budget's forecast
+    due in the same run as a threshold: one post, see :func:`one_post_per_budget`)."""
 
     @property
     def note(self) -> str:
         """How often this kind alerts, for a reader wondering if it will again."""
         return REPEATS.get(self.kind, "")
+
+    @property
+    def incident(self) -> str:
+        """The incident this alert is part of (:func:`incident_of`)."""
+        return incident_of(self.key)
+
+    @property
+    def rule(self) -> str | None:
+        """What snoozing or muting this alert silences (:func:`rule_of`)."""
+        return rule_of(self.key)
+
+    @property
+    def follow_up(self) -> bool:
+        """A later post of its incident: it replies in the thread of the first."""
+        return self.incident != self.key
+
+    @property
+    def broadcast(self) -> bool:
+        """A follow-up the whole channel sees as well as the thread: "working again"."""
+        return self.kind == "recovered"
+
+    @property
+    def can_silence(self) -> bool:
+        """Whether it can be acknowledged, snoozed or muted ("working again" closes
+        an incident: there is nothing left to silence)."""
+        return self.kind != "recovered" and self.rule is not None
+
+
+def incident_of(key: str) -> str:
+    """The incident an alert's key belongs to: its first post's key.
+
+    A spike's later rounds belong to its first (``spike:<connection>:<day>:r1``); a sync
+    failure's reminders and recovery to its ``syncfail:<connection>:<since>``; a budget
+    alert is its own incident.
+    """
+    kind, _, rest = key.partition(":")
+    if kind == "spike" and key.count(":") == 3:
+        return key.rpartition(":")[0] + ":r1"
+    if kind == "stillfailing":
+        return "syncfail:" + rest.rpartition(":")[0]
+    if kind == "recovered":
+        return "syncfail:" + rest
+    return key
+
+
+def rule_of(key: str) -> str | None:
+    """The rule an alert (or incident) key is under: ``budget:<id>``, ``spike:<connection>``
+    or ``syncfail:<connection>``; None for a key of no rule."""
+    kind, _, rest = key.partition(":")
+    subject = rest.partition(":")[0]
+    if not subject.isascii() or not subject.isdigit():
+        return None
+    family = {
+        "budget": "budget",
+        "spike": "spike",
+        "syncfail": "syncfail",
+        "stillfailing": "syncfail",
+        "recovered": "syncfail",
+    }.get(kind)
+    return f"{family}:{int(subject)}" if family else None
 
 
 # Budgets and the month-end forecast
@@ -251,6 +348,7 @@ def _budget_alerts_for(
         "through": today.isoformat(),
         "as_of": spent.as_of.isoformat() if spent.as_of else "",
     }
+    over = forecast.total - budget.amount_usd if forecast is not None else None
     if forecast is not None:
         facts["forecast_usd"] = decimal_text(forecast.total.quantize(CENT))
         facts["forecast_through"] = forecast.through.isoformat()
@@ -259,6 +357,22 @@ def _budget_alerts_for(
         f"{who} spent {figure_words(spent)} of the {amount} monthly budget in {period} so far "
         f"({used}, {period_words(spent)}, {as_of})."
     )
+    # The same facts every budget alert shows, in the order people ask for them.
+    spent_field = Field("Spent", f"{figure_words(spent)}, {used} of the budget")
+    budget_field = Field("Budget", f"{amount} a month · {who}")
+    period_field = Field("Period", period_words(spent))
+    forecast_field = (
+        Field(
+            "Month-end forecast",
+            forecast_words(forecast)
+            + (f", {money(over)} over" if over is not None and over > 0 else "")
+            + f" ({PACE}: {money(forecast.daily_pace)} a day)",
+        )
+        if forecast is not None
+        else None
+    )
+    tail = [Field("Spending limit", limit_line.removesuffix("."))] if limit_line else []
+    tail.append(Field("As of", clock(spent.as_of)))
     alerts = []
     # Several thresholds crossed at once (a budget set mid-month, a big day)
     # make one alert, for the highest: the lower ones are no news by then.
@@ -294,11 +408,18 @@ def _budget_alerts_for(
                 text=" ".join(lines),
                 facts={**facts, "threshold_pct": str(threshold)},
                 actions=(by_model,),
+                fields=(
+                    spent_field,
+                    budget_field,
+                    period_field,
+                    *([forecast_field] if forecast_field else []),
+                    *tail,
+                ),
+                fix=see,
             )
         )
     # The first run whose forecast is over the budget, as status and the Home tab show it.
-    if forecast is not None and forecast.total > budget.amount_usd:
-        over = forecast.total - budget.amount_usd
+    if forecast is not None and over is not None and over > 0:
         lines = [
             f"{PACE.capitalize()} ({money(forecast.daily_pace)} a day, through "
             f"{day_label(forecast.through)}), {who if label else who.lower()} will spend "
@@ -321,9 +442,63 @@ def _budget_alerts_for(
                     "daily_mean_usd": decimal_text(forecast.daily_pace.quantize(CENT)),
                 },
                 actions=(by_model,),
+                fields=(
+                    Field(
+                        "Month-end forecast",
+                        f"{forecast_words(forecast)}, {money(over)} over",
+                    ),
+                    Field(
+                        "Pace",
+                        f"{money(forecast.daily_pace)} a day (the 7 days through "
+                        f"{day_label(forecast.through)})",
+                    ),
+                    Field("Spent so far", f"{figure_words(spent)}, {used} of the budget"),
+                    budget_field,
+                    period_field,
+                    *tail,
+                ),
+                fix=see,
             )
         )
     return alerts
+
+
+def one_post_per_budget(alerts: Iterable[Alert]) -> list[Alert]:
+    """A budget's threshold and forecast alerts due together, as one post.
+
+    ``alerts`` are those about to go out for the first time. When a budget has
+    both, the threshold's alert (which gives the forecast already) goes out
+    alone, saying the forecast is over the budget and covering the forecast's
+    key, so neither comes again; every other alert is kept as it is.
+    """
+    alerts = list(alerts)
+    forecasts = {
+        rule_of(a.key): a for a in alerts if a.kind == "forecast" and rule_of(a.key) is not None
+    }
+    merged: set[str] = set()
+    out = []
+    for alert in alerts:
+        forecast = forecasts.get(alert.rule) if alert.kind == "budget" else None
+        if forecast is None:
+            out.append(alert)
+            continue
+        merged.add(forecast.key)
+        over = money(
+            Decimal(forecast.facts["forecast_usd"]) - Decimal(forecast.facts["budget_usd"])
+        )
+        out.append(
+            replace(
+                alert,
+                text=f"{alert.text} That is {over} over the budget.",
+                facts={**alert.facts, "forecast_over_budget": "true", **_pace(forecast)},
+                covers=(*alert.covers, forecast.key),
+            )
+        )
+    return [a for a in out if a.key not in merged]
+
+
+def _pace(forecast: Alert) -> dict[str, str]:
+    return {k: v for k, v in forecast.facts.items() if k == "daily_mean_usd"}
 
 
 def figure_as_of(figure: Figure) -> str:
@@ -500,6 +675,7 @@ def _spike_alert(
         f"“{label}” spent {cost} on {day} (UTC){again}, {against}, and above its "
         f"28-day normal range (up to {money(spike.upper)}); {as_of_words(as_of)}.",
     ]
+    when = ""
     if provisional:
         when = f"until {clock(settles_at)}" if settles_at > now else "until the next sync"
         lines.append(f"The day is still settling: the provider may add to it {when}.")
@@ -512,6 +688,21 @@ def _spike_alert(
         f"See the day by model: `/xai-usage range {spike.day} {spike.day} --by model "
         f'--connection "{label}"`.'
     )
+    fields = [
+        Field("Spent", f"{cost} on {day} (UTC)"),
+        Field(
+            "Usual",
+            f"{times(ratio)} the 7-day average of {money(spike.mean7)}"
+            if ratio is not None
+            else "nothing in the 7 days before",
+        ),
+        Field("Normal range", f"up to {money(spike.upper)} (28 days)"),
+        *([Field("Most of the rise", f"{top[0]} (+{money(top[1])})")] if top else []),
+        Field("Connection", f"“{label}”"),
+        Field("As of", clock(as_of) + (f"; the day may still grow {when}" if provisional else "")),
+    ]
+    if spike.round > 1:
+        fields.insert(1, Field("Doubled", "since the last alert about this day"))
     facts = {
         "connection": label,
         "day": spike.day.isoformat(),
@@ -530,9 +721,14 @@ def _spike_alert(
         kind="spike",
         workspace_id=workspace_id,
         connection_id=connection_id,
-        title=f"Spend spike: “{label}” on {day}",
+        title=f"Spend spike{' doubled' if spike.round > 1 else ''}: “{label}” on {day}",
         text=" ".join(lines),
         facts=facts,
+        fields=tuple(fields),
+        fix=(
+            f"See the day by model: `/xai-usage range {spike.day} {spike.day} --by model "
+            f'--connection "{label}"`.'
+        ),
         actions=(
             Action(
                 "See the day by model",
@@ -574,57 +770,160 @@ def spiked(payloads: Mapping[str, str | None]) -> dict[tuple[int, date], list[De
 
 def sync_failure_alerts(session: Session, workspace_id: int) -> list[Alert]:
     """One alert per incident of a connection that needs a person."""
-    failing = session.execute(
-        select(
-            Connection.id,
-            Connection.label,
-            Connection.error_since,
-            Connection.status_reason,
-            Connection.status_message,
-            Connection.provider,
+    failing = _failing(session, workspace_id)
+    pages = _key_pages(session, failing)
+    return [
+        _failure_alert(
+            workspace_id,
+            *row[:5],
+            key=f"syncfail:{row[0]}:{row[2].isoformat()}",
+            key_page=pages.get(row[5], ""),
         )
-        .where(
-            Connection.workspace_id == workspace_id,
-            Connection.status == ConnectionStatus.ERROR,
-            Connection.error_since.is_not(None),
-        )
-        .order_by(Connection.id)
-    )
-    failing = list(failing)
-    words_of = profiles.read(SessionReader(session), (row[-1] for row in failing))
+        for row in failing
+    ]
+
+
+def reminder_alerts(
+    session: Session,
+    workspace_id: int,
+    at: date | datetime,
+    first_posted: Mapping[str, datetime],
+    acknowledged: Iterable[str] = (),
+) -> list[Alert]:
+    """ "Still failing" for each sync failure that goes on, one a day after its first post.
+
+    ``first_posted``: when each incident's first post went out (``bot.jobs`` reads it
+    from the posts recorded); ``acknowledged``: incidents someone acknowledged, which
+    are not recalled. The ``n``-th reminder is due ``n`` days after the first post,
+    so a run that missed some days sends the latest one only.
+    """
+    now = moment_of(at)
+    acked = set(acknowledged)
     alerts = []
-    for connection_id, label, since, reason, message, provider in failing:
-        detail = clip(message or reason or "no reason given", MESSAGE_DETAIL_LIMIT)
-        if reason and message:
-            detail += f" ({reason})"
-        fix = FIX_SYNC.format(command=words("update-key", label))
-        if key_page := words_of.get(provider).key_page:
-            fix += FIX_AT.format(key_page=key_page)
-        alerts.append(
-            Alert(
-                key=f"syncfail:{connection_id}:{since.isoformat()}",
-                kind="sync_failure",
-                workspace_id=workspace_id,
-                connection_id=connection_id,
-                title=f"“{label}” stopped syncing",
-                text=(
-                    f"“{label}” has failed to sync since {clock(since)}: {detail}. "
-                    "Its figures are not updated until this is fixed. "
-                    f"To fix it, {fix}."
-                ),
-                facts={
-                    "connection": label,
-                    "error_since": since.isoformat(),
-                    "reason": reason or "",
-                    "message": message or "",
-                },
-                actions=(
-                    Action("Update key", words("update-key", label)),
-                    Action("Sync now", words("sync", connection=label)),
-                ),
+    failing = _failing(session, workspace_id)
+    pages = _key_pages(session, failing)
+    for row in failing:
+        connection_id, _, since, *_ = row
+        incident = f"syncfail:{connection_id}:{since.isoformat()}"
+        posted = first_posted.get(incident)
+        if posted is None or incident in acked:
+            continue
+        n = (now - posted) // REMIND_EVERY
+        if n >= 1:
+            key = f"stillfailing:{connection_id}:{since.isoformat()}:{n}"
+            alerts.append(
+                _failure_alert(
+                    workspace_id,
+                    *row[:5],
+                    key=key,
+                    reminder=n,
+                    key_page=pages.get(row[5], ""),
+                )
             )
-        )
     return alerts
+
+
+def _failing(session: Session, workspace_id: int) -> list:
+    return list(
+        session.execute(
+            select(
+                Connection.id,
+                Connection.label,
+                Connection.error_since,
+                Connection.status_reason,
+                Connection.status_message,
+                Connection.provider,
+            )
+            .where(
+                Connection.workspace_id == workspace_id,
+                Connection.status == ConnectionStatus.ERROR,
+                Connection.error_since.is_not(None),
+            )
+            .order_by(Connection.id)
+        )
+    )
+
+
+def _key_pages(session: Session, failing: list) -> dict[str, str]:
+    """Where each failing connection's provider says its keys are made, by provider."""
+    words_of = profiles.read(SessionReader(session), (row[5] for row in failing))
+    return {row[5]: words_of.get(row[5]).key_page for row in failing}
+
+
+def provider_words(message: str | None, reason: str | None) -> tuple[str, str, str]:
+    """A connection's failure as (what happened, in one sentence; who said the rest;
+    their words). A provider's message ends with its service's own words, "(xAI said:
+    …)": they are quoted once, apart, and the code (``invalid_key``) is not shown."""
+    if not message:
+        return (f"The provider refused ({reason})." if reason else "No reason given."), "", ""
+    said = PROVIDER_SAID.search(message)
+    summary = message[: said.start()] if said else message
+    first = summary.partition(". ")[0]
+    first = clip(first.strip().rstrip("."), MESSAGE_DETAIL_LIMIT) + "."
+    if not said:
+        return first, "", ""
+    return first, said["who"].strip(), clip(said["words"].strip(), MESSAGE_DETAIL_LIMIT)
+
+
+def _failure_alert(
+    workspace_id: int,
+    connection_id: int,
+    label: str,
+    since: datetime,
+    reason: str | None,
+    message: str | None,
+    *,
+    key: str,
+    reminder: int = 0,
+    key_page: str = "",
+) -> Alert:
+    """A sync failure's first post, or (``reminder``: how many days on) its reminder.
+    ``key_page``: where its provider says keys are made, when it says."""
+    what, who, said = provider_words(message, reason)
+    quoted = f" {who} said: “{said}”." if said else ""
+    where = f"in {key_page}" if key_page else "at the provider"
+    fix = (
+        f"Give it a new key with `/xai-usage {words('update-key', label)}` (its data is "
+        f"kept), or once the key is fixed {where}, `/xai-usage {words('sync', connection=label)}`."
+    )
+    fields = (
+        Field("Connection", f"“{label}”"),
+        Field("Failing since", clock(since)),
+        Field("What happened", what),
+        *((Field(f"{who} said", f"“{said}”"),) if said else ()),
+        Field("Meanwhile", "its figures are those of its last sync"),
+    )
+    if reminder:
+        days = f"{reminder} day{'s' if reminder != 1 else ''}"
+        title = f"“{label}” still not syncing ({days} since this alert)"
+        text = f"“{label}” is still failing to sync, since {clock(since)}: {what}{quoted} {fix}"
+    else:
+        title = f"“{label}” stopped syncing"
+        text = (
+            f"“{label}” has failed to sync since {clock(since)}: {what}{quoted} Its figures "
+            f"are not updated until this is fixed. {fix}"
+        )
+    return Alert(
+        key=key,
+        kind="still_failing" if reminder else "sync_failure",
+        workspace_id=workspace_id,
+        connection_id=connection_id,
+        title=title,
+        text=text,
+        facts={
+            "connection": label,
+            "error_since": since.isoformat(),
+            "reason": reason or "",
+            "message": message or "",
+            **({"reminder": str(reminder)} if reminder else {}),
+        },
+        actions=(
+            Action("Update key", words("update-key", label)),
+            Action("Sync now", words("sync", connection=label)),
+        ),
+        fields=fields,
+        fix=fix,
+    )
 
 
 def _failure(key: str) -> tuple[int, datetime, str] | None:
@@ -685,9 +984,47 @@ def recovery_alerts(
                     "error_since": since.isoformat(),
                     "last_success_at": last_success.isoformat() if last_success else "",
                 },
+                fields=(
+                    Field("Connection", f"“{label}”"),
+                    Field("Synced", clock(last_success)),
+                    Field("Failing since", clock(since)),
+                ),
             )
         )
     return alerts
+
+
+def rule_words(
+    session: Session, workspace_id: int, rule: str, named: Callable[[str], str] = str
+) -> str | None:
+    """What a rule is, as ``alerts list`` and a muted alert say it ("spend spikes of
+    “Prod”"), each label as ``named`` shows it (inert, in Slack); None when its budget or
+    connection is gone or is another workspace's."""
+    family, _, ident = rule.partition(":")
+    if not ident.isascii() or not ident.isdigit():
+        return None
+    if family == "budget":
+        row = session.execute(
+            select(Budget.amount_usd, Connection.label)
+            .outerjoin(Connection, Connection.id == Budget.connection_id)
+            .where(Budget.id == int(ident), Budget.workspace_id == workspace_id)
+        ).first()
+        if row is None:
+            return None
+        amount, label = row
+        scope = f"“{named(label)}”" if label else "all connections"
+        return f"the {money(amount)} budget for {scope}"
+    label = session.scalar(
+        select(Connection.label).where(
+            Connection.id == int(ident), Connection.workspace_id == workspace_id
+        )
+    )
+    if label is None:
+        return None
+    label = named(label)
+    return {"spike": f"spend spikes of “{label}”", "syncfail": f"sync failures of “{label}”"}.get(
+        family
+    )
 
 
 # The webhook's body, and the ledger's copy of an alert still owed
@@ -703,7 +1040,11 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "title": alert.title,
         "text": alert.text,
         "facts": dict(alert.facts),
+        "fields": [{"label": f.label, "value": f.value} for f in alert.fields],
+        "fix": alert.fix,
+        "incident": alert.incident,
         "actions": [{"label": a.label, "command": a.command} for a in alert.actions],
+        **({"covers": list(alert.covers)} if alert.covers else {}),
         **({"correction": alert.correction} if alert.correction else {}),
     }
 
@@ -721,4 +1062,7 @@ def alert_from_json(text: str) -> Alert:
         facts=dict(data.get("facts") or {}),
         actions=tuple(Action(a["label"], a["command"]) for a in data.get("actions") or ()),
         correction=data.get("correction") or "",
+        fields=tuple(Field(f["label"], f["value"]) for f in data.get("fields") or ()),
+        fix=data.get("fix") or "",
+        covers=tuple(data.get("covers") or ()),
     )

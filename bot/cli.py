@@ -873,6 +873,8 @@ def jobs(command: Command, runtime: Runtime, console: Console) -> int:
     else:
         plural = "s" if outcome.synced != 1 else ""
         console.print(f"  daily sync: {outcome.synced} connection{plural}")
+    from bot.setup import TERMINAL  # names channels and people as a terminal shows them
+
     for label, keys in (
         ("digests sent", outcome.digests),
         ("digest charts shown", outcome.charts),
@@ -881,11 +883,12 @@ def jobs(command: Command, runtime: Runtime, console: Console) -> int:
         ("alerts expired, never delivered", outcome.expired),
         ("skipped", outcome.skipped),
         ("problems", outcome.problems),
+        ("corrected in place", outcome.corrections),
     ):
         if keys:
             console.print(f"  {label}: {len(keys)}")
             for key in keys:
-                console.print(f"    {key}")
+                console.print(f"    {TERMINAL.references(key)}")
     # Anything due that did not reach its place is a failure, for cron to report.
     undelivered = outcome.problems or outcome.pending or outcome.expired
     return EXIT_FAILED if undelivered else 0

@@ -287,8 +287,8 @@ COMMANDS = {
             "alerts",
             "where alerts go: `alerts #channel [--connection L] [--webhook URL] "
             "[--email ADDRESS]`, `alerts --email ADDRESS`, `alerts list`, "
-            "`alerts remove [--connection L] [--webhook | --email [ADDRESS]]`",
-            ("#CHANNEL|list|remove",),
+            "`alerts remove [--connection L] [--webhook | --email [ADDRESS]]`, `alerts unmute ID`",
+            ("#CHANNEL|list|remove|unmute", "[ID]"),
             ("connection", "webhook", "email", "workspace"),
             admin=True,
         ),
@@ -620,8 +620,11 @@ def _check_args(spec: CommandSpec, args: list[str], usage: str) -> None:
     if spec.name in ("disconnect", "update-key"):
         args[:] = [" ".join(args)]  # a label may have spaces without quotes
         return
-    if len(args) > len(spec.args):
-        extra = args[len(spec.args)]
+    most = len(spec.args)
+    if spec.name == "alerts" and args[:1] != ["unmute"]:
+        most = 1  # an ID only after `alerts unmute`
+    if len(args) > most:
+        extra = args[most]
         hint = _did_you_mean(extra.lower(), list(COMMANDS))
         raise UsageError(f"Unexpected “{extra}” after `{spec.name}`.{hint}", usage)
     if spec.name == "range":

@@ -25,7 +25,7 @@ from bot.figures import Figure, weeks_of
 from bot.insights import Insights, build_insights
 from bot.reports import StatusRow, status_book, status_rows
 from providers.types import Provider
-from storage.models import AlertRoute, Budget, Connection, DigestSubscription
+from storage.models import AlertRoute, AlertSilence, Budget, Connection, DigestSubscription
 from storage.reader import SessionReader
 
 TREND_DAYS = 30
@@ -82,6 +82,8 @@ class Dashboard:
     """The one provider's display name, or "AI" for several: the tab's title says whose."""
     caveats: tuple[str, ...] = ()
     """What the providers in scope say their figures leave out."""
+    silenced: tuple[SetUp, ...] = ()
+    """Alert rules muted or snoozed, each with the command that unmutes it."""
 
     @property
     def forecast(self):
@@ -123,7 +125,7 @@ def build_dashboard(
     last_month_end = today.replace(day=1) - timedelta(days=1)
     first_trend = today - timedelta(days=TREND_DAYS - 1)
     week = build_digest(session, workspace_id, "week", today, providers=providers, now=now)
-    digests, budgets, alerts = (), (), ""
+    digests, budgets, alerts, silenced = (), (), "", ()
     more_digests = more_budgets = 0
     if setup is not None:
         subscriptions, all_budgets = setup.digests(), setup.budgets()
@@ -138,6 +140,12 @@ def build_dashboard(
         more_digests = max(0, len(subscriptions) - MAX_LISTED)
         more_budgets = max(0, len(all_budgets) - MAX_LISTED)
         alerts = setup.where_alerts_go()
+        silenced = tuple(
+            SetUp(ident, line, f"alerts unmute {ident}")
+            for (ident, *_), line in zip(
+                setup.silences(now), setup.silenced_lines(now), strict=True
+            )
+        )[:MAX_LISTED]
     return Dashboard(
         built_at=now,
         today=today,
@@ -158,6 +166,7 @@ def build_dashboard(
         checklist=checklist(session, workspace_id),
         scope_name=words.scope_name,
         caveats=words.caveats,
+        silenced=silenced,
     )
 
 
@@ -204,6 +213,10 @@ def fingerprint(session: Session, workspace_id: int) -> tuple:
                 of(func.min(Budget.thresholds), model=Budget),
                 of(func.max(Budget.thresholds), model=Budget),
                 of(func.count(AlertRoute.id), model=AlertRoute),
+                of(func.count(AlertSilence.id), model=AlertSilence),
+                of(func.max(AlertSilence.id), model=AlertSilence),
+                of(func.count(AlertSilence.muted_by), model=AlertSilence),
+                of(func.max(AlertSilence.snoozed_until), model=AlertSilence),
                 of(func.min(AlertRoute.channel_id), model=AlertRoute),
                 of(func.max(AlertRoute.channel_id), model=AlertRoute),
             )

@@ -71,15 +71,19 @@ RETRY_REFUSED = timedelta(minutes=5)
 
 class ChannelUnavailable(Exception):
     """The outbox will not take posts there (gone, not a member, archived): what posts
-    there is paused, not retried. ``error`` names the refusal for the ledger; ``fix``
-    (for a paused digest) and ``hint`` (for an alert still owed) say what to do."""
+    there is paused, not retried. ``error`` names the refusal for the ledger, ``words``
+    for people; ``fix`` (for a paused digest) and ``hint`` (for an alert still owed)
+    say what to do."""
 
-    def __init__(self, error: str, channel: str, *, fix: str = "", hint: str = "") -> None:
+    def __init__(
+        self, error: str, channel: str, *, fix: str = "", hint: str = "", words: str = ""
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.channel = channel
         self.fix = fix or "check the channel"
         self.hint = hint
+        self.words = words
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,12 @@ REFUSED = "refused: "
 
 @dataclass(frozen=True)
 class Destination:
-    """One place an alert goes; each is tried, and recorded, on its own."""
+    """One place an alert goes; each is tried, and recorded, on its own.
+
+    A kind of place is a ``kind`` here, a branch of :func:`_send` and, for a place
+    people are named by, an entry of ``PLACE_WORDS``: the ledger, threads and the
+    outputs follow from ``name`` and ``words``.
+    """
 
     kind: str  # channel | dm | webhook | email
     target: str = field(repr=False)
@@ -137,7 +146,27 @@ class Destination:
         """How the ledger and the output call it: never the webhook's URL nor an address."""
         if self.kind == "email":
             return f"email {self.ref}"
-        return {"channel": f"#{self.target}", "dm": f"@{self.target}"}.get(self.kind, "webhook")
+        return {"channel": f"#{self.target}", "dm": f"@{self.target}"}.get(self.kind, self.kind)
+
+    @property
+    def words(self) -> str:
+        """How ``status`` and ``alerts list`` say it (Slack's references; the terminal
+        shows them as ``#C…`` and ``@U…``): never the webhook's URL nor an address."""
+        if self.kind == "email":
+            return f"email {self.ref}"
+        return PLACE_WORDS.get(self.kind, "{kind}").format(target=self.target, kind=self.kind)
+
+    @property
+    def posts_in_slack(self) -> bool:
+        """A Slack conversation: posted once, looked for, threaded (not a webhook)."""
+        return self.kind in ("channel", "dm")
+
+
+PLACE_WORDS = {
+    "channel": "<#{target}>",
+    "dm": "<@{target}> (direct message)",
+    "webhook": "the webhook",
+}
 
 
 Message = Any
@@ -147,14 +176,21 @@ the outbox renders it for its surface."""
 
 @dataclass(frozen=True)
 class Posted:
-    """Where a message landed: its channel (a DM's own id for a DM) and its ``ts``."""
+    """Where a message landed: its channel (a DM's own id for a DM) and its ``ts``; for a
+    reply, the ``ts`` of the message it replied to."""
 
     channel: str
     ts: str
+    thread: str | None = None
 
 
 class CannotEdit(Exception):
     """The outbox will not change a message in place (gone, too old, not ours)."""
+
+
+class AnswerLost(Exception):
+    """The outbox sent a post and heard nothing back (the connection dropped, or timed
+    out, after the request went): it may have landed. Never sent again blind."""
 
 
 class Outbox(Protocol):
@@ -162,10 +198,19 @@ class Outbox(Protocol):
     for a place that will not take posts."""
 
     def post(
-        self, team_id: str | None, channel: str, message: Message, *, key: str | None = None
+        self,
+        team_id: str | None,
+        channel: str,
+        message: Message,
+        *,
+        key: str | None = None,
+        thread: str | None = None,
+        broadcast: bool = False,
     ) -> Posted | None:
-        """Post ``message``; ``key`` travels with it, for :meth:`posted` to find. Says where
-        it landed, when the outbox can tell."""
+        """Post ``message``; ``key`` travels with it, for :meth:`posted` to find. In the
+        thread of the message ``thread`` (a ts) when given, shown to the whole channel too
+        with ``broadcast``. Says where it landed, when the outbox can tell; raises
+        :class:`AnswerLost` when the answer was lost after the post went."""
 
     def update(self, team_id: str | None, posted: Posted, message: Message) -> None:
         """Show ``message`` in place of the one at ``posted``; :class:`CannotEdit` if not."""
@@ -173,9 +218,21 @@ class Outbox(Protocol):
     def reply(self, team_id: str | None, posted: Posted, message: Message) -> Posted | None:
         """Post ``message`` in the thread of the one at ``posted``."""
 
-    def posted(self, team_id: str | None, channel: str, key: str, since: datetime) -> bool | None:
-        """Whether a message carrying ``key`` was posted in ``channel`` since
-        ``since``; None when that cannot be told (then it is posted again)."""
+    def posted(
+        self,
+        team_id: str | None,
+        channel: str,
+        key: str,
+        since: datetime,
+        *,
+        thread: str | None = None,
+    ) -> Posted | bool | None:
+        """Where a message carrying ``key`` was posted in ``channel`` (in the thread of
+        ``thread``) since ``since``: a :class:`Posted` (True when found but not where),
+        False when it is not there, None when that cannot be told (then it is posted again)."""
+
+    def exists(self, team_id: str | None, posted: Posted) -> bool | None:
+        """Whether the message at ``posted`` is still there; None when that cannot be told."""
 
     def dm(self, team_id: str | None, user_id: str, message: Message) -> Posted | None: ...
 
@@ -617,18 +674,70 @@ class _Sent:
 
 
 def _post_once(
-    delivery: Outbox, team_id: str | None, channel: str, message: Message, claim: Claim
+    delivery: Outbox,
+    team_id: str | None,
+    channel: str,
+    message: Message,
+    claim: Claim,
+    *,
+    recorded: Posted | None = None,
+    thread: str | None = None,
+    broadcast: bool = False,
 ) -> _Sent:
-    """Post unless an earlier attempt at the same claim did.
+    """Post unless an earlier attempt at the same claim did; never send one blind.
 
-    A first attempt just posts. A later one (its process died, or Slack
-    failed it) first looks in the channel for a message carrying the key;
-    when Slack cannot say, it posts: a rare repeat beats a lost message.
+    A first attempt just posts. A later one (its process died, or Slack failed it)
+    first checks the post an earlier attempt recorded (``recorded``: where Slack
+    said it landed) is still there (``chat.getPermalink``: no scope needed), else
+    looks in the channel for a message carrying the key. An attempt whose answer
+    was lost (the post went, the connection dropped before Slack's answer) looks
+    the same way at once. Only when nothing can tell (the app lacks the optional
+    history scope) does it post again, once, saying so in the log: a rare repeat
+    beats a lost message.
     """
-    if claim.retry and delivery.posted(team_id, channel, claim.key, claim.since):
-        log.info("%s: an earlier attempt had posted it", claim.key)
-        return _Sent(False)
-    return _Sent(True, delivery.post(team_id, channel, message, key=claim.key))
+    if claim.retry:
+        found = _landed(delivery, team_id, channel, claim, recorded, thread)
+        if found:
+            log.info("%s: an earlier attempt had posted it", claim.key)
+            return _Sent(False, found if isinstance(found, Posted) else None)
+
+    def post() -> Posted | None:
+        return delivery.post(
+            team_id, channel, message, key=claim.key, thread=thread, broadcast=broadcast
+        )
+
+    try:
+        return _Sent(True, post())
+    except AnswerLost:
+        found = delivery.posted(team_id, channel, claim.key, claim.since, thread=thread)
+        if found:
+            log.info("%s: Slack's answer was lost, and the post is there", claim.key)
+            return _Sent(False, found if isinstance(found, Posted) else None)
+        if found is None:
+            log.warning(
+                "%s: Slack's answer was lost and whether it landed can't be told: posting it "
+                "again, once (it may show twice)",
+                claim.key,
+            )
+        return _Sent(True, post())  # lost again: the key is retried later, looked for first
+
+
+def _landed(
+    delivery: Outbox,
+    team_id: str | None,
+    channel: str,
+    claim: Claim,
+    recorded: Posted | None,
+    thread: str | None,
+) -> Posted | bool | None:
+    """Where an earlier attempt's post is: its recorded ts if the message is still there
+    (or Slack can't say: it did take it), else what the channel shows."""
+    if recorded is not None:
+        if delivery.exists(team_id, recorded) is not False:
+            return recorded
+        log.info("%s: its recorded post was deleted since; posting it again", claim.key)
+        return False
+    return delivery.posted(team_id, channel, claim.key, claim.since, thread=thread)
 
 
 def _pause(
@@ -673,19 +782,27 @@ def _alerts(
     recorded as expired. Each place is claimed under ``key@place`` on its own,
     so one refusing never skips the others and a place that took it is not
     sent it again.
+
+    What people did about alerts counts too (``bot.incidents``): an acknowledged
+    incident is not recalled, and a snoozed or muted rule's alerts are held back
+    (a muted rule's owed alerts are let go), but for "working again".
     """
     from bot.alerts import (
         alert_from_json,
         budget_alerts,
+        one_post_per_budget,
         recovery_alerts,
+        reminder_alerts,
         spike_alerts,
         spiked,
         sync_failure_alerts,
     )
+    from bot.incidents import Incidents
     from bot.posts import freshen, freshness_words
 
     reached = ledger.reached("syncfail:", workspace.id)
     alerted = spiked(ledger.payloads("spike:", workspace.id))
+    incidents = Incidents.read(runtime.db, workspace.id, at)
 
     def evaluate() -> dict[str, Any]:
         with runtime.db.session() as session:
@@ -695,6 +812,9 @@ def _alerts(
                     *budget_alerts(session, workspace.id, at),
                     *spike_alerts(session, workspace.id, at, alerted),
                     *sync_failure_alerts(session, workspace.id),
+                    *reminder_alerts(
+                        session, workspace.id, at, incidents.first_posted, incidents.acked
+                    ),
                     *recovery_alerts(session, workspace.id, reached),
                 )
             }
@@ -707,6 +827,8 @@ def _alerts(
     for alert in fresh.values():
         if alert.key in known or alert.kind not in FIGURE_ALERTS:
             continue
+        if incidents.held(alert):
+            continue  # not posted now: no sync on its account
         day = date.fromisoformat(alert.facts.get("day") or alert.facts["through"])
         about[alert.connection_id] = max(day, about.get(alert.connection_id, day))
     not_fresh = freshen(runtime, workspace.id, about, at)
@@ -719,6 +841,13 @@ def _alerts(
         words = freshness_words(not_fresh, scope, None)
         if words:
             fresh[key] = replace(alert, text=f"{alert.text} {words}")
+    # A budget's threshold and forecast due together are one post.
+    for alert in one_post_per_budget(a for k, a in fresh.items() if k not in known):
+        for covered in alert.covers:
+            fresh.pop(covered, None)
+        fresh[alert.key] = alert
+    for key in [k for k, a in fresh.items() if incidents.held(a)]:
+        log.debug("%s held back: %s", key, incidents.why_held(fresh.pop(key)))
     # Alerts owed from earlier runs go first, so a channel reads them in order
     # (a late "stopped syncing" before its "working again").
     due = {}
@@ -731,12 +860,26 @@ def _alerts(
                 outcome.expired.append(f"{key}: {expired}")
             continue
         # the situation may have passed since; the alert is still owed
-        due[key] = fresh.pop(key, None) or alert_from_json(payload)
+        owed = fresh.pop(key, None) or alert_from_json(payload)
+        if incidents.muted(owed):  # an admin muted its rule: let it go, said why
+            if ledger.claim(key, workspace_id=workspace.id):
+                ledger.done(key, incidents.why_held(owed), state=MUTED)
+            continue
+        if not incidents.held(owed):
+            due[key] = owed
     due.update(fresh)
     for alert in due.values():
         claim = ledger.claim(alert.key, workspace_id=workspace.id)
-        if claim is not None:
-            _deliver_alert(runtime, ledger, workspace, alert, delivery, outcome)
+        if claim is None:
+            continue
+        # What it also says is used up with it (the forecast in a budget's threshold post).
+        for covered in ledger.claim_many(list(alert.covers), workspace_id=workspace.id):
+            ledger.done(covered, f"said with {alert.key}")
+        _deliver_alert(runtime, ledger, workspace, alert, delivery, outcome)
+
+
+MUTED = "muted"
+"""The ledger state of an alert let go because an admin muted its rule."""
 
 
 def _deliver_alert(
@@ -753,7 +896,7 @@ def _deliver_alert(
     payload = json.dumps(alert_json(alert))
     ledger.keep(alert.key, payload)  # what it said: spike repeats and corrections read it
     if not places:
-        reason = f"no route: {why_none}"
+        reason = f"nowhere to send it: {why_none}"
         ledger.pending(alert.key, reason, payload=payload)
         outcome.pending.append(f"{alert.key}: {reason}")
         return
@@ -762,33 +905,37 @@ def _deliver_alert(
     delivered: list[str] = []
     waiting: list[str] = []
     refused: list[str] = []  # places that will never take it: said, not retried
+    sent_to: list[str] = []  # how the output names the places that took it
     for place, key in keys.items():
         done, last = states.get(key, (False, None))
         if done and last and last.startswith(REFUSED):
             refused.append(last.removeprefix(REFUSED))
             continue
         if done:
-            delivered.append(place.name)
+            delivered.append(place.words)
+            sent_to.append(place.name)
             continue
         claim = ledger.claim(key, workspace_id=workspace.id)
         if claim is None:  # refused a moment ago: retried once its pause is over
-            waiting.append(last or f"{place.name}: being delivered by another process")
+            waiting.append(last or f"{place.words}: being delivered by another process")
             continue
         try:
             sent = _send(runtime, workspace, delivery, place, alert, claim, ledger.clock())
         except ChannelUnavailable as error:
-            reason = f"{place.name}: {error.error}{error.hint}"
+            reason = f"{place.words}: {error.words or error.error}{error.hint}"
         except Refused as error:
-            reason = f"{place.name}: {error.reason}"
+            reason = f"{place.words}: {error.reason}"
             ledger.done(key, f"{REFUSED}{reason}", state=EXPIRED)
             refused.append(reason)
             continue
         except Exception as error:  # Slack or the webhook down: retried later
             log.warning("alert %s not delivered to %s: %s", alert.key, place.name, error)
-            reason = f"{place.name}: {getattr(error, 'reason', None) or type(error).__name__}"
+            said = getattr(error, "reason", None) or f"not delivered ({type(error).__name__})"
+            reason = f"{place.words}: {said}, tried again in {RETRY_REFUSED.seconds // 60} min"
         else:
             ledger.done(key, sent, state=DELIVERED)
-            delivered.append(sent)
+            delivered.append(place.words)
+            sent_to.append(sent)
             continue
         ledger.pending(key, reason, retry_in=RETRY_REFUSED)
         waiting.append(reason)
@@ -805,7 +952,7 @@ def _deliver_alert(
         ledger.done(alert.key, f"not delivered: {'; '.join(refused)}", state=EXPIRED)
         return
     ledger.done(alert.key, f"delivered to {', '.join(delivered)}", state=DELIVERED)
-    outcome.alerts.append(f"{alert.key} -> {', '.join(delivered)}")
+    outcome.alerts.append(f"{alert.key} -> {', '.join(sent_to)}")
 
 
 def _send(
@@ -817,21 +964,17 @@ def _send(
     claim: Claim,
     at: datetime,
 ) -> str:
-    """Deliver to one place; what it is called in the ledger and the output. A spike
-    posted in Slack is kept with its figure, to be corrected if a sync moves it."""
+    """Deliver to one place; what it is called in the ledger and the output.
+
+    In Slack, a follow-up replies in the thread of its incident's first post there
+    ("working again" shown to the channel too), and every post is recorded the
+    moment Slack answers (``posted_messages``): where it is, for the follow-ups and
+    for a later attempt to find it without reading the channel; a spike's with its
+    figure, to be corrected if a sync moves it."""
     from bot.alerts import alert_json
     from bot.posts import record_posts, spike_headline
 
-    team_id = workspace.slack_team_id
-    where = None
-    if place.kind == "channel":
-        sent = _post_once(delivery, team_id, place.target, alert, claim)
-        if not sent.now:
-            return f"{place.name} (by an earlier attempt)"
-        where = sent.where
-    elif place.kind == "dm":
-        where = delivery.dm(team_id, place.target, alert)
-    elif place.kind == "email":
+    if place.kind == "email":
         from bot.mail import MailFailed, send_alert
 
         try:
@@ -840,26 +983,68 @@ def _send(
             if error.for_good:
                 raise Refused(error.reason) from None
             raise
-    elif not place.target:  # sealed with a key this process lacks (see _route)
-        raise WebhookFailed(
-            "not sent by this process: its URL is sealed with a key it lacks, so a process "
-            "that has the key sends it"
-        )
-    else:
+        return place.name
+    if place.kind == "webhook":
+        if not place.target:  # sealed with a key this process lacks (see _route)
+            raise WebhookFailed(
+                "not sent by this process: its URL is sealed with a key it lacks, so a "
+                "process that has the key sends it"
+            )
         delivery.webhook(place.target, alert_json(alert))
-    headline = spike_headline(alert)
-    if where is not None and headline is not None:
-        shown = Decimal(alert.facts["cost_usd"])
-        record_posts(runtime, workspace.id, [(claim.key, "alert", where, headline, shown)], at)
-    return place.name
+        return place.name
+    if not place.posts_in_slack:
+        raise ValueError(f"no way to send an alert to a {place.kind}")
+    parent = _first_post(runtime, alert, place) if alert.follow_up else None
+    sent = _post_once(
+        delivery,
+        workspace.slack_team_id,
+        parent.channel if parent else place.target,  # a DM's thread is in the DM's own id
+        alert,
+        claim,
+        recorded=_recorded(runtime, claim.key) if claim.retry else None,
+        thread=parent.ts if parent else None,
+        broadcast=alert.broadcast,
+    )
+    if sent.where is not None:
+        headline = spike_headline(alert)
+        shown = Decimal(alert.facts["cost_usd"]) if headline is not None else None
+        where = replace(sent.where, thread=parent.ts if parent else None)
+        record_posts(
+            runtime,
+            workspace.id,
+            [(claim.key, "alert", where, headline, shown)],
+            at,
+            incident=alert.incident,
+        )
+    return place.name if sent.now else f"{place.name} (by an earlier attempt)"
 
 
+def _first_post(runtime: Runtime, alert, place: Destination) -> Posted | None:
+    """Where the first post of ``alert``'s incident landed at ``place``, if it did."""
+    from storage.models import PostedMessage
+
+    with runtime.db.session() as session:
+        row = session.get(PostedMessage, f"{alert.incident}@{place.name}")
+    return Posted(row.channel_id, row.ts) if row is not None else None
+
+
+def _recorded(runtime: Runtime, key: str) -> Posted | None:
+    """Where an earlier attempt's post landed, if it was recorded when Slack answered."""
+    from storage.models import PostedMessage
+
+    with runtime.db.session() as session:
+        row = session.get(PostedMessage, key)
+    return Posted(row.channel_id, row.ts, row.thread_ts) if row is not None else None
+
+
+DIRECT_TOO = frozenset({"sync_failure", "still_failing", "recovered"})
+"""Alerts the person who connected the team also gets directly: theirs to fix."""
 FIGURE_ALERTS = frozenset({"budget", "forecast", "spike"})
 """Alerts that speak of spend: synced first when their figures are stale."""
 
 NO_ROUTE = (
     "no alert channel, no budget or digest channel, and nobody who connected a team "
-    "in Slack to tell: set one with `/xai-usage alerts #channel`"
+    "in Slack to tell (set one with `/xai-usage alerts #channel`)"
 )
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 
@@ -869,9 +1054,9 @@ def _route(runtime: Runtime, workspace: Workspace, alert) -> tuple[list[Destinat
 
     The channel: a budget's own, else the connection's alert route, else the
     workspace's, else the channel of the workspace's first budget or digest;
-    with none, a DM to whoever connected the team. Sync failures and recoveries
-    also DM that person; a route's webhook and email addresses get every alert of
-    its route (an address-only route leaves the channel as it would be without it).
+    with none, a DM to whoever connected the team. Sync failures, their reminders
+    and recoveries also DM that person; a route's webhook and email addresses get every
+    alert of its route (an address-only route leaves the channel as it would be without it).
     """
     from bot.mail import route_addresses
 
@@ -899,7 +1084,7 @@ def _route(runtime: Runtime, workspace: Workspace, alert) -> tuple[list[Destinat
             channel = first_setup_channel(session, workspace.id)
         person = connector(session, workspace.id, alert.connection_id)
     places = [Destination("channel", channel)] if channel else []
-    if person and (not channel or alert.kind in ("sync_failure", "recovered")):
+    if person and (not channel or alert.kind in DIRECT_TOO):
         places.append(Destination("dm", person))
     if webhook is not None:
         places.append(Destination("webhook", webhook))

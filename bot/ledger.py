@@ -338,8 +338,8 @@ def _done_mark(*, in_state: bool, relaxed: bool) -> Update:
     in force, and ``set_config(…, true)`` holds until the end of the transaction: this
     statement's own, in autocommit. Nothing outlives it on the connection."""
     values = {"done_at": bindparam("at"), "outcome": bindparam("said")}
-    if in_state:
-        values |= {"state": bindparam("new_state"), "payload": None}
+    if in_state:  # the payload stays: what an alert said (a spike's amount, its title)
+        values |= {"state": bindparam("new_state")}
     statement = update(Delivery).where(
         Delivery.key == bindparam("mark_key"), Delivery.claimed_by == bindparam("owner")
     )

@@ -182,10 +182,13 @@ def record_posts(
     workspace_id: int,
     posts: Iterable[tuple[str, str, Posted, dict[str, Any] | None, Decimal | None]],
     at: datetime,
+    *,
+    incident: str | None = None,
 ) -> None:
     """Keep where each message landed and what it headlined, in one statement: each is
-    (its ledger key, digest or alert, where, its headline figure, the amount shown). A
-    repeat of a key replaces it."""
+    (its ledger key, digest or alert, where, its headline figure, the amount shown);
+    ``incident``: the alert incident they belong to (``bot.alerts``), whose follow-ups
+    reply in the thread of its first post. A repeat of a key replaces it."""
     from storage.db import upsert
 
     rows = [
@@ -200,6 +203,8 @@ def record_posts(
             "shown_usd": shown,
             "corrections": 0,
             "final": headline is None,
+            "incident": incident,
+            "thread_ts": where.thread,
         }
         for key, kind, where, headline, shown in posts
     ]

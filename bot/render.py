@@ -124,7 +124,7 @@ def digest_text(digest: Digest) -> str:
 
 
 def alert_text(alert: Alert) -> str:
-    """An alert as the terminal shows it: its title, text and note, without buttons."""
+    """An alert as the terminal shows it: its title, fields, fix and note, without buttons."""
     return render("alert.txt.j2", alert=alert).rstrip("\n")
 
 

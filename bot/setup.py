@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from bot import formatting
@@ -29,6 +29,7 @@ from storage.db import Database
 from storage.models import (
     AlertEmail,
     AlertRoute,
+    AlertSilence,
     Budget,
     Connection,
     Delivery,
@@ -106,11 +107,21 @@ class Words:
         """A digest's or budget's number at the start of a `list` line."""
         return f"{ident:>3}"
 
+    def person(self, user_id: str) -> str:
+        """Someone named in a reply (who muted an alert): a mention in Slack."""
+        return f"@{user_id}" if user_id else "someone"
+
     def label(self, label: str) -> str:
         """A connection's label in a reply: as it is, in a terminal."""
         return label
 
+    def references(self, text: str) -> str:
+        """Text that names channels and people as Slack does (``<#C…>``, ``<@U…>``), as
+        this surface shows them: ``#C…`` and ``@U…`` in a terminal."""
+        return _REFERENCE.sub(lambda m: f"{m[1]}{m[2]}", text)
 
+
+_REFERENCE = re.compile(r"<([#@])([A-Z0-9]+)(?:\|[^>]*)?>")
 TERMINAL = Words()
 
 
@@ -227,6 +238,8 @@ class Setup:
                 return self.alerts_lines()
             if action == "remove":
                 return self.remove_route(command)
+            if action == "unmute":
+                return self._made(self.unmute(ident))
             route = self.route_alerts(command, here=here, announce=announce)
             return self._made(self.alerts_routed(route, command))
         if command.name == "digest":
@@ -653,17 +666,25 @@ class Setup:
         if not any(route.connection_key == 0 and route.channel_id for route in routes):
             lines.append(self.where_alerts_go())
         lines.append("Budgets set in a channel alert there (`budget list`).")
+        lines += self.silenced_lines()
         lines += self.undelivered_lines()
         return "\n".join(lines)
 
     def undelivered_lines(self, limit: int = 10, now: datetime | None = None) -> list[str]:
-        """Alerts still owed (with why), and those given up on in the week before ``now``."""
+        """Alerts still owed, and those given up on in the week before ``now``: each by
+        what it says (its title) and where it could not go and why, never its ledger key."""
         from bot.jobs import PENDING_FOR
 
         with self.db.session() as session:
             rows = list(
                 session.execute(
-                    select(Delivery.key, Delivery.state, Delivery.outcome, Delivery.done_at)
+                    select(
+                        Delivery.key,
+                        Delivery.state,
+                        Delivery.outcome,
+                        Delivery.done_at,
+                        Delivery.payload,
+                    )
                     .where(
                         Delivery.workspace_id == self.workspace_id,
                         Delivery.state.in_((PENDING, EXPIRED)),
@@ -672,11 +693,15 @@ class Setup:
                     .order_by(Delivery.first_claimed_at, Delivery.key)
                 )
             )
-        owed = [(key, why) for key, state, why, done in rows if state == PENDING and done is None]
         now = now or datetime.now(UTC)
+        owed = [
+            (_alert_words(payload), why)
+            for _, state, why, done, payload in rows
+            if state == PENDING and done is None
+        ]
         expired = [
-            key
-            for key, state, _, done in rows
+            _alert_words(payload)
+            for _, state, _, done, payload in rows
             if state == EXPIRED and done is not None and now - done <= PENDING_FOR
         ]
         lines = []
@@ -685,17 +710,100 @@ class Setup:
                 f"{len(owed)} alert{'s' if len(owed) != 1 else ''} not delivered yet, retried "
                 f"for {PENDING_FOR.days} days:"
             )
-            lines += [f"• {key}: {why}" for key, why in owed[:limit]]
+            lines += [
+                f"• {what}: {self.words.references(why or 'not delivered yet')}"
+                for what, why in owed[:limit]
+            ]
+            if len(owed) > limit:
+                lines.append(f"and {len(owed) - limit} more: {self.command('alerts list')}")
         if expired:
             lines.append(
                 f"{len(expired)} alert{'s' if len(expired) != 1 else ''} expired undelivered: "
-                + ", ".join(expired[:limit])
+                + "; ".join(expired[:limit])
+                + (f"; and {len(expired) - limit} more" if len(expired) > limit else "")
             )
         return lines
 
+    def silenced_lines(self, now: datetime | None = None) -> list[str]:
+        """Alert rules muted or snoozed now, each with who did it and how to undo it."""
+        now = now or datetime.now(UTC)
+        lines = []
+        for ident, what, until, snoozer, muter in self.silences(now):
+            undo = self.command(f"alerts unmute {ident}")
+            if muter is not None:
+                lines.append(
+                    f"{self.words.number(ident)} Muted: {what}, by {self.words.person(muter)}. "
+                    f"{undo} undoes it."
+                )
+            else:
+                lines.append(
+                    f"{self.words.number(ident)} Snoozed: {what}, by "
+                    f"{self.words.person(snoozer or '')} until {formatting.clock(until)}. "
+                    f"{undo} ends it now."
+                )
+        return lines
+
+    def silences(
+        self, now: datetime
+    ) -> list[tuple[int, str, datetime | None, str | None, str | None]]:
+        """(number, what, snoozed until, by whom, muted by) of each rule silenced now."""
+        from bot.alerts import rule_words
+
+        with self.db.session() as session:
+            rows = list(
+                session.execute(
+                    select(
+                        AlertSilence.id,
+                        AlertSilence.rule,
+                        AlertSilence.snoozed_until,
+                        AlertSilence.snoozed_by,
+                        AlertSilence.muted_by,
+                    )
+                    .where(
+                        AlertSilence.workspace_id == self.workspace_id,
+                        or_(AlertSilence.muted_by.is_not(None), AlertSilence.snoozed_until > now),
+                    )
+                    .order_by(AlertSilence.id)
+                )
+            )
+            return [
+                (
+                    ident,
+                    rule_words(session, self.workspace_id, rule, self.words.label)
+                    or "a rule no longer set up",
+                    until,
+                    snoozer,
+                    muter,
+                )
+                for ident, rule, until, snoozer, muter in rows
+            ]
+
+    def unmute(self, ident: str | None) -> str:
+        """``alerts unmute N``: the rule alerts again (a snooze ends too)."""
+        number = whole_number(ident or "")
+        with self.db.transaction() as session:
+            silence = session.get(AlertSilence, number) if number is not None else None
+            if silence is None or silence.workspace_id != self.workspace_id:
+                raise SetupError(
+                    f"No muted alerts numbered {ident or '(none)'}: "
+                    f"{self.command('alerts list')} numbers them."
+                )
+            from bot.alerts import rule_words
+
+            what = (
+                rule_words(session, self.workspace_id, silence.rule, self.words.label)
+                or "that rule"
+            )
+            session.delete(silence)
+        return f"Unmuted: {what} alert again."
+
     def alert_status(self, now: datetime | None = None) -> list[str]:
-        """For ``status``: where alerts go, and any not delivered."""
-        return [self.where_alerts_go(), *self.undelivered_lines(limit=5, now=now)]
+        """For ``status``: where alerts go, what is muted or snoozed, and any not delivered."""
+        return [
+            self.where_alerts_go(),
+            *self.silenced_lines(now),
+            *self.undelivered_lines(limit=5, now=now),
+        ]
 
     def _list(self, model: type) -> list:
         with self.db.session() as session:
@@ -843,3 +951,13 @@ def _quiet(sub: DigestSubscription) -> str:
 def _chart(sub: DigestSubscription) -> str:
     """A daily digest's opted-in chart, as the reply and the list echo it."""
     return ", with its chart" if sub.every == "day" and sub.chart else ""
+
+
+def _alert_words(payload: str | None) -> str:
+    """An alert kept in the ledger, by what it says: its title."""
+    import json
+
+    try:
+        return str(json.loads(payload or "")["title"])
+    except (ValueError, KeyError, TypeError):
+        return "an alert from before titles were kept"

@@ -659,6 +659,50 @@ class PostedMessage(Base):
     """When a run last compared its figure with the store (only a later sync can move it)."""
     final: Mapped[bool] = mapped_column(default=False)
     """Its figure can no longer change (every day settled): no more checks."""
+    incident: Mapped[str | None] = mapped_column(String(200), index=True)
+    """An alert's incident (``bot.alerts``): its follow-ups reply in the thread of the
+    incident's first post at the same place (the row whose ``thread_ts`` is empty)."""
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    """The ts of the message this one replied to, for a reply in a thread."""
+
+
+class AlertIncident(Base):
+    """An incident someone acknowledged (``bot.alerts``): who, and when.
+
+    Acknowledged, an incident sends no more reminders ("still failing"); its
+    other follow-ups ("working again", a spike that doubles) still come.
+    """
+
+    __tablename__ = "alert_incidents"
+
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    acked_by: Mapped[str] = mapped_column(String(32))
+    acked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertSilence(Base):
+    """An alert rule held back: snoozed until a time, or muted until an admin unmutes it.
+
+    A rule is what an alert is about (``bot.alerts.rule_of``): one budget, one
+    connection's spikes, one connection's sync failures. While it is silenced
+    nothing of it is posted (a situation still on when it ends is posted then),
+    except the "working again" that closes an incident already posted.
+    """
+
+    __tablename__ = "alert_silences"
+    __table_args__ = (UniqueConstraint("workspace_id", "rule"),)
+
+    id: Mapped[intpk]
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    rule: Mapped[str] = mapped_column(String(100))
+    snoozed_until: Mapped[optional_timestamp]
+    snoozed_by: Mapped[str | None] = mapped_column(String(32))
+    muted_by: Mapped[str | None] = mapped_column(String(32))
+    """Set while muted: only an admin mutes, and ``alerts unmute`` undoes it."""
+    muted_at: Mapped[optional_timestamp]
 
 
 class HomeViewer(Base):

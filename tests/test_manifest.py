@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from bot.slack.listeners.commands import SLASH_COMMAND
-from bot.slack.settings import SCOPES
+from bot.slack.settings import OPTIONAL_SCOPES, SCOPES
 
 MANIFEST = yaml.safe_load((Path(__file__).parents[1] / "app.yaml").read_text())
 
@@ -22,6 +22,14 @@ def test_the_slash_command_escapes_channels_and_has_a_usage_hint() -> None:
 
 def test_scopes_are_exactly_what_the_code_asks_for() -> None:
     assert MANIFEST["oauth_config"]["scopes"]["bot"] == list(SCOPES)
+    assert MANIFEST["oauth_config"]["scopes"]["bot_optional"] == list(OPTIONAL_SCOPES)
+
+
+def test_reading_channels_is_optional() -> None:
+    """The widest scopes are not required: a workspace may install without them."""
+    required = set(MANIFEST["oauth_config"]["scopes"]["bot"])
+    assert not required & {"channels:history", "groups:history", "channels:read"}
+    assert set(OPTIONAL_SCOPES) == {"channels:history", "groups:history"}
 
 
 def test_events_and_interactivity_match_the_listeners() -> None:

@@ -27,7 +27,7 @@ from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallati
 from bot.slack.listeners import register_listeners
 from bot.slack.replays import SeenRequests, replay_key
 from bot.slack.service import SlackService, log_failed_request
-from bot.slack.settings import SCOPES, SlackSettings
+from bot.slack.settings import OPTIONAL_SCOPES, SCOPES, SlackSettings
 from storage.repo import workspace_for_slack_team
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
                 oauth_settings=OAuthSettings(
                     client_id=settings.client_id,
                     client_secret=settings.client_secret,
-                    scopes=list(SCOPES),
+                    # Slack shows the optional ones as optional (bot_optional in app.yaml).
+                    scopes=[*SCOPES, *OPTIONAL_SCOPES],
                     installation_store=store,
                     state_store=DatabaseOAuthStateStore(runtime.db),
                     install_path=INSTALL_PATH,

@@ -9,12 +9,17 @@ client's retry handler; a channel Slack refuses becomes
 instead of retrying forever.
 
 Each scheduled message carries its ledger key as Slack message metadata.
-After a crash, the next attempt reads the channel's recent history for that
-key (``channels:history``/``groups:history``) instead of posting blind.
+A post is never sent again blind: the client does not retry a post whose
+answer was lost (``bot.slack.app.web_client``); that becomes
+:class:`~bot.jobs.AnswerLost`, and the job looks before posting again: at the
+ts recorded when Slack answered (``chat.getPermalink``, no scope needed), else
+in the channel's recent history for the key, only where the app was granted
+the optional ``channels:history``/``groups:history`` (``im:history`` for a DM).
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
@@ -26,10 +31,18 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.formatting import mrkdwn_keep_references
-from bot.jobs import CannotEdit, ChannelUnavailable, ChartFile, Message, Posted, WebhookFailed
+from bot.jobs import (
+    AnswerLost,
+    CannotEdit,
+    ChannelUnavailable,
+    ChartFile,
+    Message,
+    Posted,
+    WebhookFailed,
+)
 from bot.setup import CannotPost
 from bot.slack.client import web_client
-from bot.slack.settings import SlackSettings
+from bot.slack.settings import OPTIONAL_SCOPES, SlackSettings
 from bot.webhooks import AddressRefused, post_json
 
 log = logging.getLogger(__name__)
@@ -50,6 +63,13 @@ ALERT_HINTS = {
     "not_installed": " (the app is not installed in this workspace)",
 }
 """What to do about an alert a channel refused, kept with it while it is owed."""
+REFUSED_WORDS = {
+    "not_in_channel": "I'm not a member of it",
+    "channel_not_found": "Slack can't find it",
+    "is_archived": "it is archived",
+    "not_installed": "the app is not installed there",
+}
+"""Slack's refusal of a channel, as ``status`` and ``alerts list`` say it."""
 CANNOT_POST_FIXES = {
     "not_in_channel": "invite me first with `/invite @xai-usage`",
     "channel_not_found": "for a private channel, invite me first with `/invite @xai-usage`",
@@ -77,7 +97,11 @@ def _rendered(message: Message) -> dict:
 def unavailable(code: str, channel: str) -> ChannelUnavailable:
     """Slack's refusal as the jobs understand it: its code, and what to do."""
     return ChannelUnavailable(
-        code, channel, fix=PAUSE_FIXES.get(code, ""), hint=ALERT_HINTS.get(code, "")
+        code,
+        channel,
+        fix=PAUSE_FIXES.get(code, ""),
+        hint=ALERT_HINTS.get(code, ""),
+        words=REFUSED_WORDS.get(code, f"Slack refused it ({code})"),
     )
 
 
@@ -95,6 +119,17 @@ EVENT_TYPE = "xai_usage_delivery"
 HISTORY_PAGES = 5
 """How much history (pages of 200) an attempt reads looking for an earlier one's post."""
 CLOCK_SKEW = timedelta(minutes=5)
+HISTORY_SCOPES = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
+"""The scope that lets the bot read a conversation's history, by the first letter of its id."""
+OPTIONAL_HISTORY = frozenset(OPTIONAL_SCOPES)
+"""Granted or not by each workspace (``bot_optional`` in app.yaml)."""
+MISSING_HISTORY = (
+    ": add the optional channels:history and groups:history scopes to the app (app.yaml) "
+    "so a post whose answer was lost is looked for instead"
+)
+LOST = (ConnectionError, TimeoutError, http.client.HTTPException)
+"""What a request raises when it went and its answer did not come back (a connection
+refused or cut while sending is a ``URLError``: that post never went)."""
 
 
 def post_note(client: WebClient, channel: str, text: str) -> None:
@@ -136,6 +171,8 @@ class SlackDelivery:
         self._last_post: dict[str, float] = {}
         self._lock = threading.Lock()
         self._clients: dict[str, WebClient] = {}
+        self._scopes: dict[str, frozenset[str] | None] = {}
+        self._dms: dict[tuple[str | None, str], str] = {}
 
     def _client(self, team_id: str | None) -> WebClient:
         token = self.token_for(team_id)
@@ -168,9 +205,12 @@ class SlackDelivery:
         *,
         key: str | None = None,
         thread: str | None = None,
+        broadcast: bool = False,
     ) -> Posted | None:
         """Post ``message``: Block Kit as it is, or a digest, alert or note rendered for
-        Slack; in ``thread`` (a message's ts) when given. Says where it landed."""
+        Slack; in ``thread`` (a message's ts) when given, and shown in the channel too
+        with ``broadcast``. Says where it landed; :class:`AnswerLost` when the post went
+        and Slack's answer did not come back (the client does not send it again)."""
         message = _rendered(message)
         self._pace(channel)
         if key is not None:
@@ -180,6 +220,8 @@ class SlackDelivery:
             }
         if thread is not None:
             message = {**message, "thread_ts": thread}
+            if broadcast:
+                message["reply_broadcast"] = True
         try:
             answer = self._client(team_id).chat_postMessage(channel=channel, **message)
         except SlackApiError as error:
@@ -187,10 +229,12 @@ class SlackDelivery:
             if code in PAUSING_ERRORS:
                 raise unavailable(code, channel) from None
             raise
+        except LOST as error:
+            raise AnswerLost(f"no answer from Slack ({type(error).__name__})") from None
         finally:
             self._posted_at(channel)
         landed, ts = answer.get("channel"), answer.get("ts")
-        return Posted(landed, ts) if landed and ts else None
+        return Posted(landed, ts, thread) if landed and ts else None
 
     def update(self, team_id: str | None, posted: Posted, message: Message) -> None:
         """Show ``message`` in place of the one at ``posted`` (``chat.update``)."""
@@ -234,29 +278,54 @@ class SlackDelivery:
         finally:
             self._posted_at(channel)
 
-    def posted(self, team_id: str | None, channel: str, key: str, since: datetime) -> bool | None:
-        """Whether our message carrying ``key`` is in ``channel``, posted since ``since``.
+    def posted(
+        self,
+        team_id: str | None,
+        channel: str,
+        key: str,
+        since: datetime,
+        *,
+        thread: str | None = None,
+    ) -> Posted | bool | None:
+        """Where our message carrying ``key`` is in ``channel`` (in the thread of
+        ``thread``), posted since ``since``; False when it is not there.
 
-        None when Slack will not say (a scope removed from the app, history
-        too long to read): the caller then posts, and a warning says why.
+        None when Slack will not say: the app was not granted the conversation's
+        history scope (optional: then it is never asked), or the history is too long
+        to read. The caller then posts, and a warning says why.
         """
         client = self._client(team_id)
+        conversation = self._conversation(team_id, client, channel)
+        needed = HISTORY_SCOPES.get((conversation or "?")[0])
+        granted = self._granted(team_id, client)
+        if needed is None or (granted is not None and needed not in granted):
+            log.warning(
+                "cannot tell whether %s was posted in %s before (%s), posting it%s",
+                key,
+                channel,
+                f"the app has no {needed}" if needed else "no conversation",
+                MISSING_HISTORY if needed in OPTIONAL_HISTORY else "",
+            )
+            return None
         oldest = f"{(since - CLOCK_SKEW).timestamp():.6f}"
         cursor = None
         try:
             for _ in range(HISTORY_PAGES):
-                page = client.conversations_history(
-                    channel=channel,
+                read = client.conversations_replies if thread else client.conversations_history
+                page = read(
+                    channel=conversation,
                     oldest=oldest,
                     limit=200,
                     include_all_metadata=True,
                     cursor=cursor,
+                    **({"ts": thread} if thread else {}),
                 )
                 for message in page.get("messages") or ():
                     metadata = message.get("metadata") or {}
                     payload = metadata.get("event_payload") or {}
                     if metadata.get("event_type") == EVENT_TYPE and payload.get("key") == key:
-                        return True
+                        ts = message.get("ts")
+                        return Posted(conversation, ts, thread) if ts else True
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     return False
@@ -264,21 +333,65 @@ class SlackDelivery:
             code = error.response.get("error", "")
             if code in PAUSING_ERRORS:  # posting will say so, and pause what posts there
                 return False
-            hint = (
-                ": add the channels:history and groups:history scopes to the app (app.yaml)"
-                if code == "missing_scope"
-                else ""
-            )
             log.warning(
                 "cannot tell whether %s was posted in %s before (%s), posting it%s",
                 key,
                 channel,
                 code,
-                hint,
+                MISSING_HISTORY if code == "missing_scope" else "",
             )
+            return None
+        except LOST as error:
+            log.warning("cannot tell whether %s was posted in %s (%s)", key, channel, error)
             return None
         log.warning("more than %d messages in %s since %s", HISTORY_PAGES * 200, channel, since)
         return None
+
+    def exists(self, team_id: str | None, posted: Posted) -> bool | None:
+        """Whether the message at ``posted`` is still there (``chat.getPermalink``, which
+        needs no scope); None when Slack will not say."""
+        try:
+            self._client(team_id).chat_getPermalink(channel=posted.channel, message_ts=posted.ts)
+        except SlackApiError as error:
+            code = error.response.get("error", "")
+            if code in ("message_not_found", "channel_not_found"):
+                return False
+            log.info("cannot tell whether %s in %s is there (%s)", posted.ts, posted.channel, code)
+            return None
+        except LOST:
+            return None
+        return True
+
+    def _granted(self, team_id: str | None, client: WebClient) -> frozenset[str] | None:
+        """The scopes the workspace granted the app (Slack says them in ``x-oauth-scopes``
+        with every answer; asked once per token); None when Slack does not say."""
+        token = client.token or ""
+        if token not in self._scopes:
+            try:
+                headers = client.auth_test().headers
+            except (SlackApiError, *LOST):
+                return None
+            said = next((v for k, v in headers.items() if k.lower() == "x-oauth-scopes"), None)
+            if isinstance(said, list):
+                said = ",".join(said)
+            self._scopes[token] = (
+                frozenset(s.strip() for s in said.split(",") if s.strip()) if said else None
+            )
+        return self._scopes[token]
+
+    def _conversation(self, team_id: str | None, client: WebClient, channel: str) -> str | None:
+        """The conversation's id: a channel's own, or the app's DM with a user (opened with
+        ``im:write``, once); None when Slack will not open it."""
+        if not channel.startswith(("U", "W")):
+            return channel
+        known = self._dms.get((team_id, channel))
+        if known is None:
+            try:
+                known = client.conversations_open(users=channel)["channel"]["id"]
+            except (SlackApiError, KeyError, TypeError, *LOST):
+                return None
+            self._dms[(team_id, channel)] = known
+        return known
 
     def announce(self, team_id: str | None, channel: str, text: str) -> None:
         """:func:`post_note` with this workspace's token."""

@@ -120,6 +120,7 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         digests=[(s, formatting.mrkdwn_keep_references(s.text)) for s in dashboard.digests],
         budgets=[(b, formatting.mrkdwn_keep_references(b.text)) for b in dashboard.budgets],
         alerts=formatting.mrkdwn_keep_references(dashboard.alerts),
+        silenced=[(m, formatting.mrkdwn_keep_references(m.text)) for m in dashboard.silenced],
         last_month_name=formatting.month_label(dashboard.last_month.start),
         week_span=formatting.day_span(dashboard.week.period_start, dashboard.week.period_end),
     )

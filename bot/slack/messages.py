@@ -25,13 +25,30 @@ SECTION_LIMIT = 3000  # Slack's section text
 BUTTON_TEXT_LIMIT = 75  # a button's label
 BUTTON_VALUE_LIMIT = 2000
 
+FIELD_LIMIT = 2000  # a section field's text
+MAX_FIELDS = 10  # a section's fields
+
 EMOJI = {
     "budget": ":moneybag:",
     "forecast": ":crystal_ball:",
     "spike": ":chart_with_upwards_trend:",
     "sync_failure": ":rotating_light:",
+    "still_failing": ":hourglass:",
     "recovered": ":white_check_mark:",
 }
+SNOOZES = (("1 day", "1d"), ("1 week", "7d"))
+"""The Snooze menu: what it shows, and what its value says (with the incident after)."""
+MUTED_WHAT = {
+    "budget": "this budget",
+    "forecast": "this budget",
+    "spike": "this connection's spend spikes",
+    "sync_failure": "this connection's sync failures",
+    "still_failing": "this connection's sync failures",
+}
+ALERT_ACTIONS = "xa:"
+"""The action ids of Acknowledge, Snooze and Mute (``bot.slack.listeners.alert_actions``)."""
+STATE_BLOCK = "xa:state"
+"""The context blocks that say who acknowledged, snoozed or muted an alert (one each)."""
 
 
 @singledispatch
@@ -49,19 +66,70 @@ def digest_message(digest: Digest) -> dict[str, Any]:
 
 @slack_message.register
 def alert_message(alert: Alert) -> dict[str, Any]:
-    """A header, the text with its fix, its actions as buttons, and how often it repeats."""
+    """A header, the alert's fields, its fix in one line, its commands as buttons with
+    Acknowledge, Snooze and Mute beside them, and how often it repeats.
+
+    An alert kept from before it had fields shows its text instead."""
     emoji = EMOJI.get(alert.kind, ":bell:")
     # What a notification shows: the title, unless the text already says it.
     fallback = alert.text if alert.title in alert.text else f"{alert.title}: {alert.text}"
+    incident = alert.incident if alert.can_silence else None
     return render_json(
         "slack/alert.json.j2",
         fallback=clip(mrkdwn(fallback), SECTION_LIMIT),
         header=clip(mrkdwn(f"{emoji} {alert.title}"), HEADER_LIMIT),
         body=clip(mrkdwn(alert.text), SECTION_LIMIT),
+        fields=[
+            clip(f"*{mrkdwn(f.label)}*\n{mrkdwn(f.value)}", FIELD_LIMIT)
+            for f in alert.fields[:MAX_FIELDS]
+        ],
+        fix=clip(mrkdwn(alert.fix), SECTION_LIMIT) if alert.fix else "",
         note=alert.note,
         buttons=buttons(alert.actions),
+        incident=incident,
+        snoozes=[(label, f"{value} {incident}") for label, value in SNOOZES],
+        mute_words=(
+            f"No more alerts about {MUTED_WHAT.get(alert.kind, 'this')} until an admin unmutes "
+            "them (from /xai-usage alerts list, or the Home tab). Only admins can mute."
+        ),
         alert=alert,
     )
+
+
+def with_state(
+    message: dict[str, Any], line: str, what: str, *, drop: frozenset[str] = frozenset()
+) -> dict:
+    """A posted alert (``text`` and ``blocks``, as a click's payload carries it) saying
+    ``line``: who acknowledged, snoozed or muted it (``what``), and what that does, in
+    place of what it said of that before (an acknowledgement stays beside a snooze),
+    without the controls in ``drop`` (action ids)."""
+    block_id = f"{STATE_BLOCK}:{what}"
+    blocks = []
+    for block in message.get("blocks") or ():
+        if block.get("block_id") == block_id:
+            continue
+        if block.get("type") == "actions" and drop:
+            elements = [e for e in block.get("elements") or () if e.get("action_id") not in drop]
+            if not elements:
+                continue
+            block = {**block, "elements": elements}
+        blocks.append(block)
+    state = {
+        "type": "context",
+        "block_id": block_id,
+        "elements": [{"type": "mrkdwn", "text": clip(line, SECTION_LIMIT)}],
+    }
+    # After the buttons and the states said before: the story reads top to bottom.
+    last = max(
+        (
+            i
+            for i, b in enumerate(blocks)
+            if b.get("type") == "actions" or str(b.get("block_id", "")).startswith(STATE_BLOCK)
+        ),
+        default=len(blocks) - 1,
+    )
+    blocks.insert(last + 1, state)
+    return {"text": message.get("text") or "", "blocks": blocks}
 
 
 @slack_message.register

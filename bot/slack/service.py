@@ -397,6 +397,25 @@ def verified_team(context: Any) -> str:
     return team
 
 
+def click_invocation(body: dict, context: Any, *, in_place: bool = False) -> Invocation:
+    """Who clicked, where: ``block_actions`` carries the user, channel, a trigger for
+    a modal, and a response URL for the message clicked; the team is the one the
+    gatekeeper verified (every team field of the request names it)."""
+    team = body.get("team") or {}
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    return Invocation(
+        team_id=verified_team(context),
+        user_id=body["user"]["id"],
+        team_name=team.get("domain", ""),
+        channel_id=channel,
+        trigger_id=body.get("trigger_id"),
+        response_url=body.get("response_url"),
+        in_place=in_place,
+    )
+
+
 def metadata_of(view: dict) -> dict[str, str]:
     try:
         metadata = json.loads(view.get("private_metadata") or "{}")

@@ -14,20 +14,20 @@ from bot.numbers import decimal_number, whole_number
 
 DEFAULT_API_URL = "https://slack.com/api/"
 # What the bot needs and no more: the slash command, replies and DMs;
-# users:read to tell admins from members and guests (and their time zone);
-# channels:history and groups:history so that, after a crash, a scheduled
-# message is looked for in the channel it went to before it is posted again
-# (only in channels the bot was invited to, only for its own messages).
+# users:read to tell admins from members and guests (and their time zone).
 SCOPES = (
     "commands",
     "chat:write",
     "users:read",
-    "channels:history",
-    "groups:history",
     "files:write",  # charts and exports (files.getUploadURLExternal, completeUploadExternal)
     "im:write",  # conversations.open: a private chart or export goes to the asker's DM
     "im:history",  # message.im: a direct message to the app is a command
 )
+# Optional: each workspace grants them or not at install. Only for a scheduled post
+# whose answer Slack lost (or whose process died before the answer): the bot then
+# looks for its own post in the channel (only channels it was invited to) instead of
+# posting it again. A post whose answer came is found by its ts, without them.
+OPTIONAL_SCOPES = ("channels:history", "groups:history")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,12 @@ class SlackWords(Words):
     def number(self, ident: int) -> str:
         return f"*{ident}*"
 
+    def person(self, user_id: str) -> str:
+        return f"<@{user_id}>" if user_id else "someone"
+
+    def references(self, text: str) -> str:
+        return text  # Slack shows <#C…> and <@U…> as links
+
     def label(self, label: str) -> str:
         """Shown as typed: its markup and ``<@U…>`` inert in the reply (bot.formatting)."""
         return inert(label)

@@ -564,8 +564,10 @@ def test_a_failing_connection_alerts_once_per_incident(db) -> None:
     assert alert.key == f"syncfail:{prod}:2026-11-20T06:00:03+00:00"
     assert alert.kind == "sync_failure" and alert.connection_id == prod
     assert "“Production — xAI”" in alert.title
-    assert "xAI refused the management key (invalid_key)" in alert.text
-    assert 'give it a new key with `/xai-usage update-key "Production — xAI"`' in alert.text
+    assert "xAI refused the management key." in alert.text
+    assert "(invalid_key)" not in alert.text  # the code is for machines: facts["reason"]
+    assert alert.facts["reason"] == "invalid_key"
+    assert 'Give it a new key with `/xai-usage update-key "Production — xAI"`' in alert.text
     assert "/xai-usage connect" not in alert.text  # a second connection would count twice
     assert alert.facts["error_since"] == T1.isoformat()
 
@@ -637,6 +639,7 @@ def every_kind(db) -> list[Alert]:
 def test_every_kind_of_alert_renders_a_slack_message_with_its_emoji(db) -> None:
     alerts = every_kind(db)
     assert {a.kind for a in alerts} == {"budget", "forecast", "spike", "sync_failure", "recovered"}
+    alerts.append(alert_from_json(json.dumps({**alert_json(alerts[-1]), "kind": "still_failing"})))
     headers = set()
     for alert in alerts:
         message = alert_message(alert)
@@ -644,9 +647,9 @@ def test_every_kind_of_alert_renders_a_slack_message_with_its_emoji(db) -> None:
         assert header["type"] == "header"
         assert alert.title in header["text"]["text"]
         # Shown as written: escaped, its markup kept from pairing by zero-width spaces.
-        assert section["text"]["text"] == mrkdwn(alert.text)
-        escaped = alert.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        assert section["text"]["text"].replace("\u200b", "") == escaped
+        assert [f["text"] for f in section["fields"]] == [
+            f"*{mrkdwn(f.label)}*\n{mrkdwn(f.value)}" for f in alert.fields
+        ]
         assert message["text"].startswith(alert.title)  # the notification's fallback
         headers.add(header["text"]["text"].split()[0])
     assert len(headers) == len(alerts)  # an emoji per kind
@@ -684,7 +687,11 @@ def test_alert_json_is_the_webhook_body(db) -> None:
             "title": alert.title,
             "text": alert.text,
             "facts": alert.facts,
+            "fields": [{"label": f.label, "value": f.value} for f in alert.fields],
+            "fix": alert.fix,
+            "incident": alert.incident,
             "actions": [{"label": a.label, "command": a.command} for a in alert.actions],
+            **({"covers": list(alert.covers)} if alert.covers else {}),
         }
         amounts = [v for k, v in body["facts"].items() if k.endswith("_usd")]
         assert all(Decimal(v) >= 0 and "E" not in v for v in amounts if v)  # no 1E+3
@@ -718,7 +725,8 @@ def test_slack_shows_an_alerts_actions_as_buttons_carrying_their_commands(db) ->
     message = alert_message(failure)
 
     [actions] = [block for block in message["blocks"] if block["type"] == "actions"]
-    assert [(b["action_id"], b["value"], b["text"]["text"]) for b in actions["elements"]] == [
+    commands = [e for e in actions["elements"] if e["action_id"].startswith("xu:")]
+    assert [(b["action_id"], b["value"], b["text"]["text"]) for b in commands] == [
         ("xu:update-key", 'update-key "Production — xAI"', "Update key"),
         ("xu:sync-now", 'sync --connection "Production — xAI"', "Sync now"),
     ]
@@ -742,7 +750,7 @@ def test_a_command_too_long_for_a_button_is_left_out_not_cut() -> None:
         actions=(Action("Update key", "update-key " + "x" * 2000), Action("Sync now", "sync")),
     )
     [actions] = [b for b in alert_message(alert)["blocks"] if b["type"] == "actions"]
-    assert [b["value"] for b in actions["elements"]] == ["sync"]
+    assert [b["value"] for b in actions["elements"] if b["action_id"].startswith("xu:")] == ["sync"]
 
 
 def test_the_webhook_has_the_actions_as_data_and_the_terminal_leaves_them_out(db) -> None:
@@ -757,7 +765,8 @@ def test_the_webhook_has_the_actions_as_data_and_the_terminal_leaves_them_out(db
     ]
     assert alert_from_json(json.dumps(body)) == failure  # owed alerts keep their actions
     assert text.splitlines()[0] == "“Production — xAI” stopped syncing"
-    assert failure.text in text and "I'll say when it works again." in text
+    assert failure.fix in text and "“working again” once it is fixed." in text
+    assert all(f"{f.value}" in text for f in failure.fields)
     assert "Sync now" not in text and "xu:" not in text and "mrkdwn" not in text
 
 
@@ -795,3 +804,126 @@ def test_the_month_ends_no_lower_than_it_has_already_spent(db) -> None:
     # $90 + $10 x 22 days = $310 at the week's pace; $2,090 is already spent
     assert forecast.facts["forecast_usd"] == "2090.00"
     assert "about $2,090.00 in December 2026" in forecast.text
+
+
+# Alerts people can act on: a short title, fields, the fix in one line
+
+
+def revoked_message() -> str:
+    """What the xAI plugin stores for a revoked key: its advice, then xAI's own words."""
+    from providers.types import Reason
+    from providers.xai.provider import _refusal
+
+    said = " (xAI said: injected fault)"
+    return _refusal(Reason.INVALID_KEY, "team-1", said, guessed=True).message
+
+
+def test_a_sync_failure_reads_as_fields_with_the_providers_words_quoted_once(db) -> None:
+    store = Store(db)
+    prod = store.connection()
+    message = revoked_message()
+    assert len(message) > 400  # the paragraph people used to get, with our fix after it
+    store.set(
+        prod, status="error", status_reason="invalid_key", status_message=message, error_since=T1
+    )
+    (alert,) = store.failures()
+
+    assert alert.title == "“Production — xAI” stopped syncing"
+    fields = {f.label: f.value for f in alert.fields}
+    assert fields["Connection"] == "“Production — xAI”"
+    assert fields["Failing since"] == "20 Nov 06:00 UTC"
+    assert fields["What happened"] == (
+        "xAI rejected the management key: it was revoked or deleted, or it is not a key xAI knows."
+    )
+    assert fields["xAI said"] == "“injected fault”"
+    assert alert.fix.count("\n") == 0 and alert.fix.startswith("Give it a new key with")
+    shown = [alert.title, *(f"{f.label} {f.value}" for f in alert.fields), alert.fix]
+    assert sum(line.count("injected fault") for line in shown) == 1  # quoted once
+    assert not any("invalid_key" in line for line in shown)
+    assert len(" ".join(shown)) < 500
+    # The webhook and a notification's text say it once too, without the code.
+    assert alert.text.count("injected fault") == 1 and "(invalid_key)" not in alert.text
+    assert alert.facts["message"] == message  # the whole message stays, for machines
+
+
+def test_every_surface_gets_the_same_fields(db) -> None:
+    for alert in every_kind(db):
+        assert alert.fields, alert.kind
+        body = alert_json(alert)
+        assert body["fields"] == [{"label": f.label, "value": f.value} for f in alert.fields]
+        assert body["fix"] == alert.fix and body["incident"] == alert.incident
+        terminal = alert_text(alert)
+        message = alert_message(alert)
+        [section] = [b for b in message["blocks"] if b["type"] == "section" and "fields" in b]
+        slack_fields = [f["text"].replace("\u200b", "") for f in section["fields"]]
+        for f, shown in zip(alert.fields, slack_fields, strict=True):
+            assert f.value in terminal and f.label in terminal
+            assert shown == f"*{f.label}*\n{f.value}".replace("&", "&amp;")
+
+
+def test_a_budget_threshold_and_its_forecast_due_in_one_run_are_one_post(db) -> None:
+    from bot.alerts import one_post_per_budget
+
+    store = Store(db)
+    prod = store.connection()
+    budget = store.budget(400, thresholds="50,80,100")
+    store.daily(prod, date(2026, 10, 20), date(2026, 11, 20), 90)  # over budget, heading far over
+    alerts = store.budgets(date(2026, 11, 20))
+    assert [a.kind for a in alerts] == ["budget", "forecast"]  # two situations, two keys...
+
+    (post,) = one_post_per_budget(alerts)  # ...one post
+
+    assert post.key == f"budget:{budget}:2026-11:100"
+    assert post.covers == (f"budget:{budget}:2026-11:forecast",)
+    fields = {f.label: f.value for f in post.fields}
+    assert fields["Month-end forecast"].startswith("$2,700.00, $2,300.00 over")
+    assert "That is $2,300.00 over the budget." in post.text
+    assert post.facts["forecast_over_budget"] == "true"
+    assert alert_from_json(json.dumps(alert_json(post))).covers == post.covers  # kept if owed
+    # A forecast alone (its threshold went out on an earlier run) is its own post.
+    (forecast,) = one_post_per_budget([alerts[1]])
+    assert forecast.kind == "forecast" and forecast.covers == ()
+
+
+def test_incidents_follow_ups_and_rules_are_named_by_the_key() -> None:
+    from bot.alerts import incident_of, rule_of
+
+    since = "2026-11-20T06:00:03+00:00"
+    assert incident_of(f"syncfail:3:{since}") == f"syncfail:3:{since}"
+    assert incident_of(f"stillfailing:3:{since}:2") == f"syncfail:3:{since}"
+    assert incident_of(f"recovered:3:{since}") == f"syncfail:3:{since}"
+    assert incident_of("spike:3:2026-11-20:r1") == "spike:3:2026-11-20:r1"
+    assert incident_of("spike:3:2026-11-20:r2") == "spike:3:2026-11-20:r1"
+    assert incident_of("budget:7:2026-11:80") == "budget:7:2026-11:80"
+    assert [rule_of(k) for k in (f"recovered:3:{since}", "spike:3:2026-11-20:r2")] == [
+        "syncfail:3",
+        "spike:3",
+    ]
+    assert rule_of("budget:7:2026-11:forecast") == "budget:7"
+    assert rule_of("digest:7:2026-11-20") is None and rule_of("spike:x:1:r1") is None
+    assert rule_of("spike:١:2026-11-20:r1") is None  # ASCII digits only
+
+
+def test_a_failure_that_goes_on_is_recalled_once_a_day_after_its_first_post(db) -> None:
+    from bot.alerts import reminder_alerts
+
+    store = Store(db)
+    prod = store.connection()
+    store.set(prod, status="error", status_reason="invalid_key", error_since=T1)
+    incident = f"syncfail:{prod}:{T1.isoformat()}"
+    posted = {incident: T1 + timedelta(minutes=1)}
+
+    def reminders(at: datetime, acked=()) -> list[str]:
+        with db.session() as session:
+            return keys(reminder_alerts(session, store.workspace_id, at, posted, acked))
+
+    assert reminders(T1 + timedelta(hours=23)) == []  # not a day yet
+    assert reminders(T1 + timedelta(days=1, minutes=1)) == [
+        f"stillfailing:{prod}:{T1.isoformat()}:1"
+    ]
+    assert reminders(T1 + timedelta(days=3, hours=5)) == [f"stillfailing:{prod}:{T1.isoformat()}:3"]
+    assert reminders(T1 + timedelta(days=3), acked=[incident]) == []  # acknowledged: quiet
+    with db.session() as session:  # never posted (nowhere to go yet): nothing to recall
+        assert reminder_alerts(session, store.workspace_id, T2, {}) == []
+    store.set(prod, status="ok", error_since=None)
+    assert reminders(T1 + timedelta(days=3)) == []  # fixed

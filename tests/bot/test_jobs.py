@@ -163,19 +163,25 @@ def test_a_revoked_key_alerts_once_and_recovers_once(world: World) -> None:
     world.xai.revoke_key(DEMO_KEY)
     world.jobs(at("2026-10-21T06:01:00"))  # the daily sync fails: the connection needs a person
     world.jobs(at("2026-10-21T06:02:00"))
-    world.jobs(at("2026-10-22T06:01:00"))  # another day: still one alert
+    world.jobs(at("2026-10-22T06:01:00"))  # another day: still one alert, and a reminder
     failures = [p for p in world.posts("CALERTS") if "Production — xAI" in text_of(p)]
-    assert len(failures) == 1
-    assert "/xai-usage update-key" in text_of(failures[0])  # says how to fix it
-    assert len(world.posts(ADMIN)) == 1  # and the person who connected it heard directly
+    first, reminder = failures
+    assert "thread_ts" not in first and reminder["thread_ts"] == first_ts(world, "CALERTS")
+    assert "/xai-usage update-key" in text_of(first)  # says how to fix it
+    assert "still not syncing" in text_of(reminder)
+    # and the person who connected it heard directly, reminded in the DM's thread
+    assert ["thread_ts" in p for p in world.posts(ADMIN)] == [False, True]
     world.xai.add_key(DEMO_KEY, DEMO_TEAM_ID)  # a new key
     out = io.StringIO()
     world.clock.now = at("2026-10-22T10:00:00")
     main(["sync"], environ=world.env, console=Console(out=out, err=out))  # a forced sync succeeds
     world.jobs(at("2026-10-22T10:01:00"))
     world.jobs(at("2026-10-22T10:02:00"))
-    recovered = [p for p in world.posts("CALERTS") if "working again" in text_of(p).lower()]
+    recovered = [p for p in world.posts("CALERTS") if "is working again" in text_of(p)]
     assert len(recovered) == 1, out.getvalue()
+    # in the failure's thread, and shown in the channel too
+    assert recovered[0]["thread_ts"] == first_ts(world, "CALERTS")
+    assert recovered[0]["reply_broadcast"] in (True, "true", "1")
 
 
 def test_a_channel_the_bot_left_pauses_the_digest_and_tells_its_creator(world: World) -> None:
@@ -311,7 +317,7 @@ def test_without_the_history_scopes_a_killed_process_costs_one_repeat_not_a_loss
     world.jobs(at("2026-10-21T09:12:00"))
     assert len(world.posts("CCOSTS")) == 2  # at least once: never lost
     logged = capfd.readouterr().err  # the CLI's log goes to stderr
-    assert "add the channels:history and groups:history scopes" in logged
+    assert "add the optional channels:history and groups:history scopes" in logged
     assert BOT_TOKEN not in logged
     world.jobs(at("2026-10-21T09:30:00"))
     assert len(world.posts("CCOSTS")) == 2  # and done after that
@@ -402,6 +408,11 @@ def test_a_webhook_set_in_a_terminal_is_sealed_and_never_echoed(world: World) ->
 # -- every alert arrives, or someone is told why not
 
 
+def first_ts(world: World, channel: str) -> str:
+    """The ts of the first message Slack took in ``channel``."""
+    return world.slack.history(channel)[0]["ts"]
+
+
 def alert_posts(world: World, channel: str, words: str) -> list[dict]:
     """Messages Slack took in ``channel`` (refused posts are not there)."""
     return [m for m in world.slack.history(channel) if words in text_of(m)]
@@ -418,7 +429,7 @@ def test_an_alert_with_nowhere_to_go_is_kept_until_a_route_is_set(world: World) 
     out = world.jobs(at("2026-10-13T12:00:00"))  # Monday 12 October spiked
     assert world.code == 1, out
     assert "alerts pending, kept for the next run: 1" in out
-    assert "spike:" in out and "no route" in out and "/xai-usage alerts #channel" in out
+    assert "spike:" in out and "nowhere to send it" in out and "/xai-usage alerts #channel" in out
     assert "alerts delivered" not in out
     assert world.slack.calls_to("chat.postMessage") == []
     # Days later the spike is no longer among the days checked; it is still owed.
@@ -427,7 +438,9 @@ def test_an_alert_with_nowhere_to_go_is_kept_until_a_route_is_set(world: World) 
     code, status = run_cli(world, "status")
     assert code == 0
     assert "Alerts have nowhere to go yet" in status, status
-    assert "1 alert not delivered yet, retried for 7 days:" in status and "no route" in status
+    assert "1 alert not delivered yet, retried for 7 days:" in status, status
+    assert "• Spend spike: “Production — xAI” on Mon 12 Oct 2026: nowhere to send it" in status
+    assert not re.search(r"spike:\d", status)  # no internal keys
     with world.runtime().db.transaction() as session:
         session.add(
             AlertRoute(workspace_id=world.workspace_id, connection_key=0, channel_id="CALERTS")
@@ -451,13 +464,14 @@ def test_an_alert_undelivered_for_seven_days_is_recorded_as_expired(world: World
     assert "alerts expired, never delivered: 1" in out and "not delivered in 7 days" in out
     with world.runtime().db.session() as session:
         row = session.scalar(select(Delivery).where(Delivery.key.like("spike:%")))
-    assert (row.state, row.payload) == ("expired", None) and row.done_at is not None
+    assert row.state == "expired" and row.done_at is not None
     out = world.jobs(at("2026-10-20T12:01:00"))  # said once
     assert "expired" not in out and world.code == 0
     from bot.setup import Setup
 
     setup = Setup(world.runtime().db, world.workspace_id, "")  # what status shows
-    assert "1 alert expired undelivered: spike:" in setup.alert_status(at("2026-10-21T12:00:00"))[1]
+    said = setup.alert_status(at("2026-10-21T12:00:00"))[1]
+    assert said == "1 alert expired undelivered: Spend spike: “Production — xAI” on Mon 12 Oct 2026"
     assert len(setup.alert_status(at("2026-10-28T12:00:00"))) == 1  # said for a week, then not
 
 
@@ -478,8 +492,13 @@ def test_each_place_is_tried_on_its_own_and_a_refusing_channel_gets_it_later(
     # The channel refused; the DM and the webhook went out all the same.
     assert len(world.posts(ADMIN)) == 1 and len(webhook.received) == 1
     assert "alerts pending, kept for the next run: 1" in out
-    assert "#CGONE: not_in_channel" in out and "/invite @xai-usage" in out
-    assert "delivered to @UADMIN, webhook" in out and webhook.url not in out
+    assert "#CGONE: I'm not a member of it (invite me with `/invite @xai-usage`)" in out
+    assert "delivered to @UADMIN (direct message), the webhook" in out
+    assert webhook.url not in out
+    code, listed = run_cli(world, "alerts", "list")  # where and why, in words: no keys
+    assert code == 0, listed
+    assert "• “Production — xAI” stopped syncing: #CGONE: I'm not a member of it" in listed
+    assert not re.search(r"syncfail:\d", listed) and "@UADMIN (direct message)" in listed
     with runtime.db.session() as session:
         row = session.scalar(
             select(Delivery).where(Delivery.key.like("syncfail:%@%"), Delivery.key.like("%CGONE"))

@@ -329,7 +329,7 @@ def test_the_server_down_keeps_the_alert_pending_until_a_later_run(world: World,
 
     assert world.code == 1, out
     assert "email 1: the mail server 127.0.0.1" in out and "did not answer" in out
-    assert "delivered to #CALERTS, @UADMIN" in out
+    assert "(delivered to #CALERTS, @UADMIN (direct message))" in out
     _, status = run_cli(world, "status")
     assert "1 alert not delivered yet" in status and "email 1: the mail server" in status
 

@@ -663,9 +663,11 @@ class SlackStandIn(StandIn):
         "chat.postMessage",
         "chat.postEphemeral",
         "chat.update",
+        "chat.getPermalink",
         "conversations.info",
         "conversations.join",
         "conversations.history",
+        "conversations.replies",
         "oauth.v2.access",
         "apps.connections.open",
         "apps.uninstall",
@@ -701,6 +703,8 @@ class SlackStandIn(StandIn):
         self._channels: dict[str, _Channel] = {}
         self._tokens: dict[str, _Token] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        self._lost: dict[str, int] = {}
+        """Calls whose answers are lost, per method (:meth:`lose_answers`)."""
         self._oauth: _OAuthApp | None = None
         self._views: dict[str, str] = {}
         """View id to its current hash, for ``hash_conflict``."""
@@ -790,6 +794,14 @@ class SlackStandIn(StandIn):
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         """The next ``times`` calls to ``method`` answer ``{"ok": false, "error": error}``."""
         self._add_fault(method, _Fault(error, None, times))
+
+    def lose_answers(self, method: str, *, times: int = 1) -> None:
+        """The next ``times`` calls to ``method`` are done (a post is kept) and then the
+        connection is dropped before the answer: the caller cannot tell it landed."""
+        if method not in self.METHODS or times < 1:
+            raise ValueError(f"cannot lose {times} answers of {method!r}")
+        with self._lock:
+            self._lost[method] = self._lost.get(method, 0) + times
 
     def after(self, method: str, callback: Callable[[Call], None] | None) -> None:
         """Call ``callback`` once Slack has done a ``method`` call, before it answers.
@@ -959,11 +971,14 @@ class SlackStandIn(StandIn):
         call = Call(method, params, token, at)
         with self._lock:
             self.calls.append(call)
-            self._outcomes.append(answer.outcome)
+            lost = self._lost.get(method, 0) > 0
+            if lost:
+                self._lost[method] -= 1
+            self._outcomes.append(f"{answer.outcome}, answer lost" if lost else answer.outcome)
             after = self._after.get(method)
         if after is not None:
             after(call)
-        return answer
+        return None if lost else answer
 
     def _dispatch(
         self,
@@ -1114,6 +1129,8 @@ class SlackStandIn(StandIn):
             message["blocks"] = params["blocks"]
         if params.get("thread_ts"):
             message["thread_ts"] = str(params["thread_ts"])
+            if _truthy(params.get("reply_broadcast")):
+                message["reply_broadcast"] = True
         metadata = params.get("metadata")
         if isinstance(metadata, dict):
             if not isinstance(metadata.get("event_type"), str) or not isinstance(
@@ -1150,6 +1167,24 @@ class SlackStandIn(StandIn):
                     message["edited"] = {"user": auth.bot_user_id, "ts": self._next_ts()}
         return {"channel": channel, "ts": ts, "text": text, "message": {"text": text}}
 
+    def _chat_getPermalink(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
+        """A permalink for a message it holds (any token may ask: no scope needed)."""
+        ref, ts = str(params.get("channel") or ""), str(params.get("message_ts") or "")
+        channel_id = ref if ref.startswith("D") else getattr(self._channel(ref), "id", ref)
+        with self._lock:
+            message = next((m for m in self._history.get(channel_id, ()) if m["ts"] == ts), None)
+        if message is None:
+            raise _SlackError("message_not_found")
+        link = f"https://acme.slack.com/archives/{channel_id}/p{ts.replace('.', '')}"
+        if message.get("thread_ts"):
+            link += f"?thread_ts={message['thread_ts']}&cid={channel_id}"
+        return {"channel": channel_id, "permalink": link}
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """Someone deleted a message: it is gone from the channel."""
+        with self._lock:
+            self._history[channel] = [m for m in self._history.get(channel, ()) if m["ts"] != ts]
+
     def _conversations_info(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
         channel = self._channel(params.get("channel"))
         if channel is None:
@@ -1162,24 +1197,49 @@ class SlackStandIn(StandIn):
     def _conversations_history(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
         """Newest first, after ``oldest``, in pages of ``limit`` with a cursor;
         metadata only with ``include_all_metadata``."""
-        channel = self._channel(params.get("channel"))
-        if channel is None:
-            needed = "im:history"
-        else:
-            needed = "groups:history" if channel.id.startswith("G") else "channels:history"
-        if needed not in auth.scope.split(","):
-            raise _SlackError("missing_scope")
+        channel_id = self._readable(params.get("channel"), auth)
+        with self._lock:  # a thread's replies are not in it, unless also sent to the channel
+            messages = [
+                m
+                for m in reversed(self._history.get(channel_id, ()))
+                if "thread_ts" not in m or m.get("reply_broadcast")
+            ]
+        return self._page(messages, params)
+
+    def _conversations_replies(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
+        """A thread: its parent then its replies, oldest first, with the same scopes and
+        paging as conversations.history."""
+        channel_id = self._readable(params.get("channel"), auth)
+        ts = str(params.get("ts") or "")
+        with self._lock:
+            history = self._history.get(channel_id, ())
+            if not any(m["ts"] == ts for m in history):
+                raise _SlackError("thread_not_found")
+            messages = [m for m in history if m["ts"] == ts or m.get("thread_ts") == ts]
+        return self._page(messages, params)
+
+    def _readable(self, ref: Any, auth: _Token) -> str:
+        """A conversation whose history the caller may read: its id, or Slack's refusal."""
+        ref = str(ref or "")
+        if ref.startswith("D"):
+            if "im:history" not in auth.scope.split(","):
+                raise _SlackError("missing_scope")
+            return ref
+        channel = self._channel(ref)
         if channel is None:
             raise _SlackError("channel_not_found")
+        needed = "groups:history" if channel.id.startswith("G") else "channels:history"
+        if needed not in auth.scope.split(","):
+            raise _SlackError("missing_scope")
         if not channel.is_member:
             raise _SlackError("not_in_channel")
+        return channel.id
+
+    def _page(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         oldest = float(params.get("oldest") or 0)
         limit = max(1, min(int(params.get("limit") or 100), 999))
         start = int(params.get("cursor") or 0)
-        with self._lock:
-            messages = [
-                m for m in reversed(self._history.get(channel.id, ())) if float(m["ts"]) > oldest
-            ]
+        messages = [m for m in messages if float(m["ts"]) > oldest]
         page = messages[start : start + limit]
         if not _truthy(params.get("include_all_metadata")):
             page = [{k: v for k, v in m.items() if k != "metadata"} for m in page]

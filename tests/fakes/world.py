@@ -48,10 +48,12 @@ class World:
         return out.getvalue()
 
     def posts(self, channel: str) -> list[dict]:
+        """What was posted in ``channel`` (a user's id: their DM with the app, threads too)."""
+        dm = "D" + channel[1:] if channel.startswith("U") else None
         return [
             c.params
             for c in self.slack.calls_to("chat.postMessage")
-            if c.params.get("channel") == channel
+            if c.params.get("channel") in (channel, dm)
         ]
 
 

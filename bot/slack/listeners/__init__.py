@@ -2,11 +2,12 @@
 
 from slack_bolt import App
 
-from bot.slack.listeners import actions, commands, events, views
+from bot.slack.listeners import actions, alert_actions, commands, events, views
 
 
 def register_listeners(app: App) -> None:
     commands.register(app)
     views.register(app)
     actions.register(app)
+    alert_actions.register(app)
     events.register(app)

@@ -18,10 +18,9 @@ from bot.slack import blocks
 from bot.slack.dispatch import SLASH_COMMAND, run_command
 from bot.slack.service import (
     STORE_UNAVAILABLE,
-    Invocation,
     SlackService,
+    click_invocation,
     store_unavailable,
-    verified_team,
 )
 
 CLICK = re.compile(r"^xu:")
@@ -44,7 +43,7 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
     action_id = action.get("action_id", "")
     # Without a response URL (a button on the App Home tab) there is no message to replace.
     in_place = action_id.startswith(IN_PLACE) and bool(body.get("response_url"))
-    invocation = _invocation(body, context, in_place=in_place)
+    invocation = click_invocation(body, context, in_place=in_place)
     respond = service.responder(client, invocation)
 
     def answer(**message: object) -> str:
@@ -86,31 +85,12 @@ def _shared(text: str) -> str:
     return text
 
 
-def _invocation(body: dict, context: BoltContext, *, in_place: bool = False) -> Invocation:
-    """Who clicked, where: ``block_actions`` carries the user, channel, a trigger for
-    a modal, and a response URL for the message clicked; the team is the one the
-    gatekeeper verified (every team field of the request names it)."""
-    team = body.get("team") or {}
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id"
-    )
-    return Invocation(
-        team_id=verified_team(context),
-        user_id=body["user"]["id"],
-        team_name=team.get("domain", ""),
-        channel_id=channel,
-        trigger_id=body.get("trigger_id"),
-        response_url=body.get("response_url"),
-        in_place=in_place,
-    )
-
-
 def disconnect_confirmed(
     ack: Ack, body: dict, respond: Respond, client: WebClient, context: BoltContext
 ) -> None:
     ack()
     service: SlackService = context["xai_usage"]
-    invocation = _invocation(body, context)
+    invocation = click_invocation(body, context)
     if refusal := service.refusal(client, invocation, admin=True, what="disconnect"):
         respond(**blocks.notice(refusal), replace_original=False)
         return

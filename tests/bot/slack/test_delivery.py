@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.jobs import ChannelUnavailable
+from bot.jobs import ChannelUnavailable, Posted
 from bot.slack.delivery import SlackDelivery
 from bot.slack.settings import SlackSettings
 from tests.fakes.slack_api import SlackStandIn
@@ -97,7 +97,8 @@ def test_a_keyed_post_is_found_in_its_channel_and_nowhere_else(slack) -> None:
         "event_type": "xai_usage_delivery",
         "event_payload": {"key": "digest:1:2026-11-23"},
     }
-    assert sender.posted("T1", "CA", "digest:1:2026-11-23", SINCE) is True
+    # found where it is, so a follow-up can reply in its thread
+    assert sender.posted("T1", "CA", "digest:1:2026-11-23", SINCE) == Posted("CA", posted["ts"])
     assert sender.posted("T1", "CA", "digest:2:2026-11-23", SINCE) is False  # another key
     assert sender.posted("T1", "CB", "digest:1:2026-11-23", SINCE) is False  # another channel
     # posted before the work began: an older message is not this attempt's
@@ -107,10 +108,10 @@ def test_a_keyed_post_is_found_in_its_channel_and_nowhere_else(slack) -> None:
 
 def test_the_search_pages_through_a_busy_channel(slack) -> None:
     sender = delivery(slack)
-    sender.post("T1", "CA", MESSAGE, key="alert:budget:1")
+    first = sender.post("T1", "CA", MESSAGE, key="alert:budget:1")
     for _ in range(450):  # then a busy morning: the post is on the third page
         sender.post("T1", "CA", MESSAGE)
-    assert sender.posted("T1", "CA", "alert:budget:1", SINCE) is True
+    assert sender.posted("T1", "CA", "alert:budget:1", SINCE) == first
     pages = slack.calls_to("conversations.history")
     assert len(pages) == 3 and all(p.params["limit"] in ("200", 200) for p in pages)
 
@@ -127,6 +128,8 @@ def test_without_the_history_scopes_it_cannot_tell_and_says_how_to_fix_it(slack,
         assert sender.posted("T1", "CA", "digest:1:2026-11-23", SINCE) is None
     assert "channels:history and groups:history" in caplog.text
     assert narrow not in caplog.text
+    # The scopes are optional: a workspace that did not grant them is never asked for history.
+    assert slack.calls_to("conversations.history") == []
 
 
 def test_a_webhook_that_refuses_or_fails_raises_without_naming_its_url(slack) -> None:
@@ -152,3 +155,32 @@ def test_a_webhook_that_refuses_or_fails_raises_without_naming_its_url(slack) ->
         assert "did not answer" in str(silent.value)
     for caught in (refused, failed, silent):
         assert "secret-77" not in str(caught.value) + caught.value.reason
+
+
+# -- a lost answer: a post is never sent again blind, anything else is
+
+
+def test_a_post_whose_answer_was_lost_is_not_sent_again_by_the_client(slack) -> None:
+    from bot.jobs import AnswerLost
+
+    slack.lose_answers("chat.postMessage")
+    with pytest.raises(AnswerLost):
+        delivery(slack).post("T1", "CA", MESSAGE, key="digest:1:2026-11-23")
+    assert len(slack.calls_to("chat.postMessage")) == 1  # Slack kept it; nothing resent it
+    assert len(slack.history("CA")) == 1
+
+
+def test_a_lost_answer_to_anything_but_a_post_is_asked_again(slack) -> None:
+    sender = delivery(slack)
+    posted = sender.post("T1", "CA", MESSAGE)
+    slack.lose_answers("chat.getPermalink")  # a question: asking twice changes nothing
+    assert sender.exists("T1", posted) is True
+    assert len(slack.calls_to("chat.getPermalink")) == 2
+
+
+def test_a_recorded_post_is_confirmed_without_any_scope(slack) -> None:
+    sender = delivery(slack)
+    posted = sender.post("T1", "CA", MESSAGE)
+    assert sender.exists("T1", posted) is True
+    slack.delete_message("CA", posted.ts)
+    assert sender.exists("T1", posted) is False
