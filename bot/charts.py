@@ -32,6 +32,7 @@ TOP_SERIES = 5
 """Series drawn by name; the rest are summed into "other"."""
 RANKED_BARS = 10
 OTHER = "other"
+SPLIT_WORDS = {"model": "model", "key": "API key", "connection": "connection"}
 
 # Tableau's 10 colours: distinct for colour-blind readers, dark enough on white.
 PALETTE = (
@@ -82,6 +83,12 @@ class ChartData:
     """Buckets with no fetched day: drawn as gaps."""
     end: date | None = None
     """The period's last day: a last week or month that is cut short draws narrower."""
+    split: str = "model"
+    """What the series are: ``model``, ``key`` or ``connection`` (a trend: ``total``)."""
+
+    @property
+    def split_words(self) -> str:
+        return SPLIT_WORDS.get(self.split, self.split)
 
 
 def unfetched_days(report: Report) -> frozenset[date]:
@@ -119,7 +126,7 @@ def chart_data(
     split = by if by in ("model", "key", "connection") else "model"
     when = formatting.day_span(period.start, period.end) if period.name == "range" else period.title
     title = f"{when} · {figures.figure_words(report.total)}"
-    what = {"model": "model", "key": "API key", "connection": "connection"}[split]
+    what = SPLIT_WORDS[split]
     filters = f" · models matching “{report.model_pattern}”" if report.model_pattern else ""
     if period.days == 1 and by in ("model", "key", "connection"):
         rows = [r for r in report.rows if r.cost_usd]
@@ -138,6 +145,7 @@ def chart_data(
             tuple(series),
             report.total_usd,
             gaps,
+            split=split,
         )
     bucket = by if by in ("week", "month") else "day"
     starts = _buckets(period.start, period.end, bucket)
@@ -175,6 +183,7 @@ def chart_data(
         report.total_usd,
         gaps,
         period.end,
+        split,
     )
 
 

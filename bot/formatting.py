@@ -212,6 +212,20 @@ def clip(text: str, limit: int) -> str:
     return cut + "…"
 
 
+def clip_middle(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut in the middle: ``Production…Test key``.
+
+    Names that share a beginning ("Production — xAI: Prod key", "Production — xAI:
+    Test key") differ at the end, so both ends stay; a little more of the start, which
+    says what it is."""
+    if len(text) <= limit:
+        return text
+    if limit < 3:
+        return text[:limit]
+    tail = (limit - 1) // 2
+    return text[: limit - 1 - tail] + "…" + text[len(text) - tail :]
+
+
 def zero_backfill_hint(total: Decimal, days: int) -> str:
     """After a backfill that found nothing: the likeliest cause, and what to check."""
     if total != 0:
