@@ -302,9 +302,19 @@ def insights_message(insights: Insights) -> dict[str, Any]:
 
 
 def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:
+    """Each connection's health and figures: a table of them at the top (its code block in
+    ``text`` the fallback), then what each needs, one section per connection."""
+    shown = rows[:MAX_STATUS_ROWS]
+    fallback = status_fallback(rows)
+    table = None
+    if shown:
+        summary = status_table(rows, shown)
+        table = native.table_block(summary)
+        fallback = native.with_fallback(fallback, native.code_section_text(summary))
     return render_json(
         "slack/status.json.j2",
-        rows=rows[:MAX_STATUS_ROWS],
+        table=table,
+        rows=shown,
         # Labels as shown (inert); commands to copy keep them as typed.
         shown={
             label: formatting.inert(label)
@@ -316,7 +326,39 @@ def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dic
         controls=status_controls(rows),
         hidden=max(0, len(rows) - MAX_STATUS_ROWS),
         icons=STATUS_ICONS,
-        fallback=status_fallback(rows),
+        fallback=fallback,
+    )
+
+
+def status_table(rows: Sequence[StatusRow], shown: Sequence[StatusRow]) -> native.Table:
+    """``status`` at a glance: each connection's state, month to date and forecast, and
+    the workspace's (the same figures as the sections below; ``*``: fetched days only)."""
+
+    def amount(figure: figures.Figure) -> str:
+        return formatting.money(figure.value) + figure.mark if figure.known else "not fetched"
+
+    def forecast(f: figures.Forecast | None) -> str:
+        return "" if f is None else formatting.money(f.total) + ("" if f.complete else "*")
+
+    body = tuple(
+        (row.label, row.status, amount(row.month_to_date), forecast(row.forecast)) for row in shown
+    )
+    first = rows[0]
+    total = None
+    if first.workspace_month_to_date is not None:
+        scope = "All connections" if len(rows) > 1 else "The workspace"
+        total = (
+            scope,
+            "",
+            amount(first.workspace_month_to_date),
+            forecast(first.workspace_forecast),
+        )
+    return native.Table(
+        header=("Connection", "Status", "Month to date", "Forecast"),
+        rows=body,
+        align=("left", "left", "right", "right"),
+        total=total,
+        narrow=(0, 1, 2),
     )
 
 

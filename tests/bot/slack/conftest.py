@@ -127,7 +127,7 @@ def table_cells(block: dict) -> list[list[str]]:
             for part in element.get("elements", [])
         )
 
-    return [[words(cell) for cell in row] for row in block.get("rows", [])]
+    return [[words(cell).strip() for cell in row] for row in block.get("rows", [])]
 
 
 def native_table(message: dict) -> list[list[str]] | None:

@@ -129,3 +129,21 @@ def test_xais_own_words_in_a_form_are_escaped():
         text = json.dumps(view)
         assert "<!channel>" not in text and "<!here>" not in text
         assert "team &lt;!channel&gt; &amp; key &gt; 1" in text
+
+
+def test_status_opens_with_a_table_of_its_connections_and_the_workspace(connected: SlackApp):
+    _, url_id = connected.command("status")
+    reply = connected.reply(url_id)
+    rows = native_table(reply)
+    assert rows[0] == ["Connection", "Status", "Month to date", "Forecast"]
+    [(label, state, month, forecast)] = rows[1:-1]
+    assert (label, state) == ("Production — xAI", "ok")
+    assert month.startswith("$") and forecast.startswith("$")
+    assert rows[-1] == ["The workspace", "", month, forecast]  # one connection: the same
+    text = text_of(reply)
+    assert "month to date (" in text and month.rstrip("*") in text  # as the section says it
+    lines = fallback_table(reply)
+    assert max(len(line) for line in lines) <= 40 and lines[0].split()[:2] == [
+        "Connection",
+        "Status",
+    ]
