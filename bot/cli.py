@@ -775,7 +775,7 @@ def _slack_delivery(runtime: Runtime):
         return None
     from bot.slack.app import token_resolver
     from bot.slack.delivery import SlackDelivery
-    from bot.slack.refusals import NativeRefusals
+    from bot.slack.refusals import refusals_for
     from bot.slack.settings import SlackSettings
 
     settings = SlackSettings.from_env(environ, delivering_only=True)
@@ -783,7 +783,7 @@ def _slack_delivery(runtime: Runtime):
         settings,
         token_resolver(runtime, settings),
         allow_private_webhooks=runtime.settings.webhooks_allow_private,
-        refusals=NativeRefusals(runtime.db),
+        refusals=refusals_for(runtime.db),
     )
 
 

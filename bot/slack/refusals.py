@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 
 TRY_AGAIN_AFTER = timedelta(days=7)
 """How long a refused block stays refused in a workspace before it is tried again."""
+READ_AGAIN_AFTER = 60.0
+"""Seconds one process reuses what it read of a workspace's refusals: another process's
+refusal reaches it within a minute (meanwhile a refused block is retried once more)."""
 MESSAGE, HOME = "message", "home"
 """The surfaces remembered apart: a workspace may take a chart in a message and not in
 its Home tab."""
@@ -91,33 +97,63 @@ def calling(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-class NativeRefusals:
-    """Which native blocks each workspace's Slack refused, per surface, in the store."""
+class _Reads:
+    """What one process read of a store's refusals, with when to read it again."""
 
-    def __init__(self, db: Database, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
+        self.lock = threading.Lock()
+
+
+class NativeRefusals:
+    """Which native blocks each workspace's Slack refused, per surface, in the store.
+
+    What was read is kept for :data:`READ_AGAIN_AFTER`, so a run posting a thousand
+    digests reads it once per workspace; what this process learns counts at once."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime] | None = None,
+        reads: _Reads | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock or (lambda: datetime.now(UTC))
+        reads = reads or _Reads()
+        self._read, self._lock = reads.found, reads.lock
 
     def refused(self, team_id: str | None, surface: str) -> frozenset[str]:
         """The block types refused in ``team_id``'s Slack on ``surface`` lately."""
         if not team_id:
             return frozenset()
+        with self._lock:
+            read = self._read.get((team_id, surface))
+        if read is not None and time.monotonic() < read[0]:
+            return read[1]
         since = self.clock() - TRY_AGAIN_AFTER
         with self.db.session() as session:
-            found = session.scalars(
-                select(NativeRefusal.block_type)
-                .join(Workspace, Workspace.id == NativeRefusal.workspace_id)
-                .where(
-                    Workspace.slack_team_id == team_id,
-                    NativeRefusal.surface == surface,
-                    NativeRefusal.refused_at >= since,
+            found = frozenset(
+                session.scalars(
+                    select(NativeRefusal.block_type)
+                    .join(Workspace, Workspace.id == NativeRefusal.workspace_id)
+                    .where(
+                        Workspace.slack_team_id == team_id,
+                        NativeRefusal.surface == surface,
+                        NativeRefusal.refused_at >= since,
+                    )
                 )
             )
-            return frozenset(found)
+        with self._lock:
+            self._read[(team_id, surface)] = (time.monotonic() + READ_AGAIN_AFTER, found)
+        return found
 
     def remember(self, team_id: str | None, surface: str, kinds: frozenset[str], why: str) -> None:
         if not team_id or not kinds:
             return
+        with self._lock:
+            read = self._read.get((team_id, surface))
+            if read is not None:
+                self._read[(team_id, surface)] = (read[0], read[1] | kinds)
         now = self.clock()
         with self.db.transaction() as session:
             workspace_id = session.scalar(
@@ -140,6 +176,20 @@ class NativeRefusals:
                         set_={"refused_at": now, "error": why[:200]},
                     )
                 )
+
+
+_READS: weakref.WeakKeyDictionary[Database, _Reads] = weakref.WeakKeyDictionary()
+"""Per store, and gone with it: nothing here keeps a closed store (or its pool) alive."""
+_READS_LOCK = threading.Lock()
+
+
+def refusals_for(db: Database) -> NativeRefusals:
+    """The refusals of a store, read once a minute however many senders ask."""
+    with _READS_LOCK:
+        reads = _READS.get(db)
+        if reads is None:
+            reads = _READS[db] = _Reads()
+    return NativeRefusals(db, reads=reads)
 
 
 def send(

@@ -41,7 +41,7 @@ from bot.scheduler import start_scheduler
 from bot.slack.app import build_app, token_resolver
 from bot.slack.delivery import SlackDelivery
 from bot.slack.inbound import Malformed, parse_body, shape_problem, signature_valid
-from bot.slack.refusals import NativeRefusals
+from bot.slack.refusals import refusals_for
 from bot.slack.settings import HttpLimits, SlackSettings
 from storage.db import missing_keys_warning
 
@@ -360,7 +360,7 @@ def serve(
             settings,
             tokens,
             allow_private_webhooks=runtime.settings.webhooks_allow_private,
-            refusals=NativeRefusals(runtime.db),
+            refusals=refusals_for(runtime.db),
         ),
         after_tick=service.check_homes,
     )

@@ -32,7 +32,7 @@ from bot.reports import Report, StatusRow, build_report, resolve_period, status_
 from bot.runtime import REDACTOR, Runtime
 from bot.setup import Setup
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
-from bot.slack.refusals import NativeRefusals, Refused, calling, response_refusal
+from bot.slack.refusals import Refused, calling, refusals_for, response_refusal
 from bot.slack.refusals import send as send_natively
 from bot.slack.settings import SlackSettings
 from bot.slack.setup_words import SLACK
@@ -239,7 +239,7 @@ class SlackService:
         Returns how it went: ``response_url`` or ``dm``.
         """
         url = invocation.response_url
-        refusals = NativeRefusals(self.runtime.db)
+        refusals = refusals_for(self.runtime.db)
         team = invocation.team_id
 
         def by_response_url(shown: dict) -> None:

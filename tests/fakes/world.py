@@ -48,11 +48,25 @@ class World:
         return out.getvalue()
 
     def posts(self, channel: str) -> list[dict]:
+        """Digests, alerts and notes posted in ``channel`` (a digest's chart aside)."""
         return [
             c.params
             for c in self.slack.calls_to("chat.postMessage")
-            if c.params.get("channel") == channel
+            if c.params.get("channel") == channel and not _chart(c.params)
         ]
+
+    def charts(self, channel: str) -> list[dict]:
+        """The native charts posted in ``channel``, each after its digest."""
+        return [
+            c.params
+            for c in self.slack.calls_to("chat.postMessage")
+            if c.params.get("channel") == channel and _chart(c.params)
+        ]
+
+
+def _chart(params: dict) -> bool:
+    blocks = params.get("blocks") or []
+    return bool(blocks) and blocks[0].get("type") == "data_visualization"
 
 
 def route_alerts(w: World, channel: str) -> None:

@@ -18,7 +18,15 @@ from bot.config import Settings
 from bot.runtime import Runtime
 from bot.slack.delivery import SlackDelivery
 from bot.slack.native import degrade
-from bot.slack.refusals import HOME, MESSAGE, TRY_AGAIN_AFTER, NativeRefusals, Refused, send
+from bot.slack.refusals import (
+    HOME,
+    MESSAGE,
+    TRY_AGAIN_AFTER,
+    NativeRefusals,
+    Refused,
+    refusals_for,
+    send,
+)
 from bot.slack.settings import SlackSettings
 from storage.models import NativeRefusal
 from storage.repo import workspace_for_slack_team
@@ -55,7 +63,30 @@ def test_a_refusal_is_remembered_per_workspace_and_surface_and_tried_again_later
     with db.session() as session:
         assert len(session.scalars(select(NativeRefusal)).all()) == 2
     clock.now += TRY_AGAIN_AFTER + timedelta(minutes=1)  # Slack may have turned it on since
-    assert refusals.refused("T0001", MESSAGE) == set()
+    assert NativeRefusals(db, clock=clock).refused("T0001", MESSAGE) == set()
+
+
+def test_what_a_process_read_is_kept_a_minute_and_what_it_learns_counts_at_once(db):
+    from sqlalchemy import event
+
+    with db.transaction() as session:
+        workspace_for_slack_team(session, "T0001")
+    refusals = refusals_for(db)
+    reads: list[str] = []
+
+    def counted(conn, cursor, sql, *args) -> None:
+        if "FROM native_refusals" in sql:
+            reads.append(sql)
+
+    event.listen(db.engine, "before_cursor_execute", counted)
+    try:
+        assert refusals.refused("T0001", MESSAGE) == set()
+        refusals_for(db).remember("T0001", MESSAGE, frozenset({"table"}), "invalid_blocks")
+        for _ in range(100):  # a run of a hundred digests
+            assert refusals_for(db).refused("T0001", MESSAGE) == {"table"}
+    finally:
+        event.remove(db.engine, "before_cursor_execute", counted)
+    assert len(reads) == 1
 
 
 def test_a_refused_native_block_is_sent_once_more_without_it_and_remembered(db, clock):
