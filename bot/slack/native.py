@@ -262,12 +262,21 @@ def chart_title(data: ChartData) -> str:
 
 
 def chart_note(data: ChartData) -> str | None:
-    """What the native chart leaves out: the buckets nobody fetched."""
-    if not data.gaps:
-        return None
-    days = sorted(data.gaps)
-    span = formatting.day_span(days[0], days[-1])
-    return f":grey_question: Not fetched, so not drawn (never $0.00): {span}."
+    """What the native chart leaves out: the buckets nobody fetched, and the oldest months
+    of a range longer than Slack's points."""
+    said = []
+    if data.gaps:
+        days = sorted(data.gaps)
+        span = formatting.day_span(days[0], days[-1])
+        said.append(f"Not fetched, so not drawn (never $0.00): {span}.")
+    if data.kind != "ranked" and data.split != "key":
+        fitted = _fit_buckets(data)
+        if fitted.buckets[0] > data.buckets[0]:
+            said.append(
+                f"The chart shows the newest {len(fitted.buckets)} months; the table has "
+                "them all."
+            )
+    return ":grey_question: " + " ".join(said) if said else None
 
 
 def _points(values: Sequence[Decimal | None]) -> list[float]:
