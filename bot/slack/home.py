@@ -12,10 +12,13 @@ A tab left open follows the store: after a sync or a setup change,
 :class:`LiveHome` re-publishes it for whoever opened it in the last half
 hour (the newest 50 per workspace), coalescing a burst into one round.
 
-The 30-day trend is a sparkline and a weekly table, not the chart PNG: a
-Home view shows an image only by URL or as a ``slack_file`` the viewer can
-already open, so a chart would have to be shared into each viewer's DM on
-every rebuild; the DM stays for charts people ask for (``--chart``).
+The 30-day trend is a sparkline and a weekly table, and a line of its weeks
+drawn by Slack (a ``data_visualization`` block) where the workspace's Home tab
+takes one: a tab that refuses it is published again without it, once, and
+the workspace is remembered (bot.slack.refusals). Not the chart PNG: a Home
+view shows an image only by URL or as a ``slack_file`` the viewer can
+already open. The weekly table stays a code block: a Home tab takes no
+``table`` block (bot.slack.limits).
 """
 
 from __future__ import annotations
@@ -40,12 +43,15 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import figures, formatting
+from bot.charts import ChartData, Series
 from bot.digests import prepaid_words
 from bot.figures import PACE
 from bot.home import Dashboard, build_dashboard, fingerprint
 from bot.render import insights_section, render_json
+from bot.slack import native
 from bot.slack.access import Person, refusal_to_administer, refusal_to_use
 from bot.slack.blocks import STATUS_ICONS
+from bot.slack.refusals import publish_home, refusals_for
 from bot.slack.service import (
     STORE_UNAVAILABLE,
     Invocation,
@@ -82,6 +88,7 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
     return render_json(
         "slack/home.json.j2",
         d=dashboard,
+        trend_chart=native.chart_block(trend_chart(dashboard), block_id="xu-chart-home"),
         admin=admin,
         insights=insights_section(dashboard.insights),
         forecast=forecast,
@@ -114,6 +121,26 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         alerts=formatting.mrkdwn_keep_references(dashboard.alerts),
         last_month_name=formatting.month_label(dashboard.last_month.start),
         week_span=formatting.day_span(dashboard.week.period_start, dashboard.week.period_end),
+    )
+
+
+def trend_chart(dashboard: Dashboard) -> ChartData:
+    """The trend as a line of its Monday–Sunday weeks (the weeks table's figures): Slack
+    plots 20 points at most, so 30 days go by week; a week nobody fetched is left out."""
+    firsts = tuple(max(figure.start, dashboard.trend[0][0]) for _, figure in dashboard.weeks)
+    values = tuple(figure.amount for _, figure in dashboard.weeks)
+    span = formatting.day_span(dashboard.trend[0][0], dashboard.trend[-1][0])
+    return ChartData(
+        title=f"Spend by week, {span}",
+        subtitle="UTC days",
+        kind="line",
+        bucket="week",
+        buckets=firsts,
+        series=(Series("Spend", values),),
+        total_usd=Decimal(0),
+        gaps=frozenset(first for first, value in zip(firsts, values, strict=True) if value is None),
+        end=dashboard.trend[-1][0],
+        split="total",
     )
 
 
@@ -173,7 +200,9 @@ def publish(service: SlackService, client: WebClient, invocation: Invocation) ->
             return None
         view = notice_view(f":warning: {STORE_UNAVAILABLE}")
     try:
-        client.views_publish(user_id=invocation.user_id, view=view)
+        view = publish_home(
+            client, invocation.team_id, invocation.user_id, view, refusals_for(service.runtime.db)
+        )
     except SlackApiError as error:
         log.warning("views.publish refused the Home tab: %s", error.response.get("error"))
         return None
@@ -515,7 +544,7 @@ class LiveHome:
                     log.info("Home tab not re-published for %s: could not look them up", user)
                     continue
                 view = view_for(self.service, invocation, person, dashboard)
-                client.views_publish(user_id=user, view=view)
+                publish_home(client, team_id, user, view, refusals_for(self.service.runtime.db))
             except SlackApiError as error:
                 code = str(error.response.get("error") or "unknown_error")
                 if code not in ROUND_ENDERS:  # this person's (gone, say): forgotten till they open

@@ -273,8 +273,7 @@ def chart_note(data: ChartData) -> str | None:
         fitted = _fit_buckets(data)
         if fitted.buckets[0] > data.buckets[0]:
             said.append(
-                f"The chart shows the newest {len(fitted.buckets)} months; the table has "
-                "them all."
+                f"The chart shows the newest {len(fitted.buckets)} months; the table has them all."
             )
     return ":grey_question: " + " ".join(said) if said else None
 

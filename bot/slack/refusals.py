@@ -231,3 +231,18 @@ def send(
     if refusals is not None:
         refusals.remember(team_id, surface, culprits, why)
     return fallback
+
+
+def publish_home(
+    client: Any, team_id: str | None, user_id: str, view: dict[str, Any], refusals: NativeRefusals
+) -> dict[str, Any]:
+    """``views.publish`` of a Home tab: a native block this workspace's Home tab refuses is
+    left out, as :func:`send` leaves it out of a message. The view published."""
+    publish = calling(client.views_publish)
+    return send(
+        view,
+        lambda shown: publish(user_id=user_id, view=shown),
+        refusals=refusals,
+        team_id=team_id,
+        surface=HOME,
+    )
