@@ -226,6 +226,32 @@ def clip_middle(text: str, limit: int) -> str:
     return text[: limit - 1 - tail] + "…" + text[len(text) - tail :]
 
 
+def clip_apart(texts: Sequence[str], limit: int) -> list[str]:
+    """Each text cut in the middle to ``limit`` (:func:`clip_middle`); where two cuts would
+    read alike ("grok-4-fas…reasoning" for both "grok-4-fast-reasoning" and
+    "grok-4-fast-non-reasoning"), those are cut elsewhere, so each keeps what tells it
+    apart ("grok-4…ast-reasoning", "grok-4…non-reasoning")."""
+    out = [clip_middle(text, limit) for text in texts]
+    groups: dict[str, list[int]] = {}
+    for n, cut in enumerate(out):
+        groups.setdefault(cut, []).append(n)
+    for members in groups.values():
+        long = [n for n in members if len(texts[n]) > limit]
+        if len(members) < 2 or not long or limit < 3:
+            continue
+        default = (limit - 1) // 2
+        for tail in sorted(range(1, limit - 1), key=lambda t: (abs(t - default), -t)):
+            cuts = [
+                texts[n][: limit - 1 - tail] + "…" + texts[n][-tail:] if n in long else texts[n]
+                for n in members
+            ]
+            if len(set(cuts)) == len(cuts) and not set(cuts) & (set(out) - {out[members[0]]}):
+                for n, cut in zip(members, cuts, strict=True):
+                    out[n] = cut
+                break
+    return out
+
+
 def zero_backfill_hint(total: Decimal, days: int) -> str:
     """After a backfill that found nothing: the likeliest cause, and what to check."""
     if total != 0:

@@ -137,16 +137,20 @@ def code_table(table: Table, width: int = PHONE_WIDTH) -> str:
             break
         keep.pop()
 
-    def line(row: tuple[str, ...]) -> str:
+    # The first column's labels are cut as a set, so two alike stay apart.
+    firsts = formatting.clip_apart([row[keep[0]] for row in rows], widths[0])
+
+    def line(row: tuple[str, ...], first: str) -> str:
         cells = []
         for c, w in zip(keep, widths, strict=True):
-            text = formatting.clip_middle(row[c], w)
+            text = first if c == keep[0] else formatting.clip_middle(row[c], w)
             cells.append(text.rjust(w) if table.align[c] == "right" else text.ljust(w))
         return "  ".join(cells).rstrip()
 
-    lines = [line(table.header), *(line(row) for row in table.rows)]
+    lines = [line(row, first) for row, first in zip(rows, firsts, strict=True)]
     if table.total:
-        lines += ["─" * min(width, sum(widths) + 2 * (len(keep) - 1)), line(table.total)]
+        rule = "─" * min(width, sum(widths) + 2 * (len(keep) - 1))
+        lines.insert(len(lines) - 1, rule)
     return "\n".join(lines)
 
 
@@ -401,11 +405,13 @@ def _bucket_label(data: ChartData, start: date) -> str:
 
 
 def _labels(texts: Sequence[str]) -> list[str]:
-    """Labels within Slack's characters, cut in the middle, and told apart if cutting
-    made two alike (a number at the end)."""
+    """Labels within Slack's characters, cut in the middle where they differ
+    (:func:`bot.formatting.clip_apart`), a number at the end of any still alike."""
     out: list[str] = []
-    for text in texts:
-        label = formatting.clip_middle(text, limits.CHART_LABEL_CHARS) or "–"
+    for text, cut in zip(
+        texts, formatting.clip_apart(texts, limits.CHART_LABEL_CHARS), strict=True
+    ):
+        label = cut or "–"
         n = 2
         while label in out:
             suffix = f" {n}"

@@ -169,3 +169,13 @@ def test_a_ranked_day_and_a_trend_and_what_a_refusal_leaves():
     assert fallen["blocks"] == [
         {"type": "section", "text": {"type": "mrkdwn", "text": "```code```\nnote"}}
     ]
+
+
+def test_series_whose_names_differ_in_the_middle_are_told_apart():
+    names = ["grok-4-fast-reasoning", "grok-4-fast-non-reasoning"]
+    block = chart_block(
+        stacked(days(date(2026, 10, 19), 7), [Series(n, (D(1),) * 7) for n in names])
+    )
+    shown = [s["name"] for s in block["chart"]["series"]]
+    assert len(set(shown)) == 2 and not any(name[-1].isdigit() for name in shown)
+    assert shown[1].endswith("n-reasoning") and checked(block) == []
