@@ -246,3 +246,13 @@ def publish_home(
         team_id=team_id,
         surface=HOME,
     )
+
+
+def post_message(
+    client: Any, team_id: str | None, refusals: NativeRefusals, **message: Any
+) -> dict[str, Any]:
+    """``chat.postMessage`` with what :func:`send` leaves out; the message posted."""
+    post = calling(client.chat_postMessage)
+    fields = {k: v for k, v in message.items() if k in ("text", "blocks", "attachments")}
+    where = {k: v for k, v in message.items() if k not in fields}
+    return send(fields, lambda shown: post(**where, **shown), refusals=refusals, team_id=team_id)

@@ -205,3 +205,15 @@ def test_a_workspace_that_takes_tables_keeps_them(connected: SlackApp):
     assert [r.refused for r in connected.slack.responses] == [None]
     with connected.runtime.db.session() as session:
         assert session.scalars(select(NativeRefusal)).all() == []
+
+
+def test_a_report_asked_by_direct_message_falls_back_in_the_dm_too(connected: SlackApp):
+    from tests.bot.slack.test_home import dm
+
+    connected.slack.refuse_blocks("table", team_id=TEAM)
+    dm(connected, "month --by model")
+    connected.slack.wait_for(lambda: len(connected.slack.calls_to("chat.postMessage")) >= 2)
+    posts = connected.slack.outcomes("chat.postMessage")
+    assert [o for _, o in posts] == ["invalid_blocks", "ok"]
+    taken = posts[1][0].params
+    assert native_table(taken) is None and "Total" in text_of(taken)
