@@ -213,10 +213,10 @@ def clip(text: str, limit: int) -> str:
 
 
 def clip_middle(text: str, limit: int) -> str:
-    """At most ``limit`` characters, cut in the middle: ``Production…Test key``.
+    """At most ``limit`` characters, cut in the middle: ``Production… Test key``.
 
-    Names that share a beginning ("Production — xAI: Prod key", "Production — xAI:
-    Test key") differ at the end, so both ends stay; a little more of the start, which
+    Names that share a beginning ("Production team: Prod key", "Production team: Test
+    key") differ at the end, so both ends stay; a little more of the start, which
     says what it is."""
     if len(text) <= limit:
         return text
@@ -228,9 +228,9 @@ def clip_middle(text: str, limit: int) -> str:
 
 def clip_apart(texts: Sequence[str], limit: int) -> list[str]:
     """Each text cut in the middle to ``limit`` (:func:`clip_middle`); where two cuts would
-    read alike ("grok-4-fas…reasoning" for both "grok-4-fast-reasoning" and
-    "grok-4-fast-non-reasoning"), those are cut elsewhere, so each keeps what tells it
-    apart ("grok-4…ast-reasoning", "grok-4…non-reasoning")."""
+    read alike ("model-4-f…reasoning" for both "model-4-fast-reasoning" and
+    "model-4-fast-non-reasoning"), those are cut elsewhere, so each keeps what tells it
+    apart ("model-4-…t-reasoning", "model-4-…n-reasoning")."""
     out = [clip_middle(text, limit) for text in texts]
     groups: dict[str, list[int]] = {}
     for n, cut in enumerate(out):
