@@ -155,8 +155,12 @@ def code_table(table: Table, width: int = PHONE_WIDTH) -> str:
 
 
 def code_section_text(table: Table, note: str = "") -> str:
-    """The fallback section's mrkdwn: the code block (escaped), then ``note`` if any."""
-    text = "```" + formatting.mrkdwn(code_table(table)) + "```"
+    """The fallback section's mrkdwn: the code block, then ``note`` if any. Its words are
+    escaped, and a backtick in a name kept from pairing (or from closing the block) by a
+    zero-width space on each side: invisible, so the columns still line up."""
+    code = formatting.mrkdwn(code_table(table))
+    zwsp = formatting.ZERO_WIDTH_SPACE
+    text = "```" + code.replace("`", f"{zwsp}`{zwsp}") + "```"
     return text + (f"\n{note}" if note else "")
 
 
