@@ -126,10 +126,15 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
 
 def trend_chart(dashboard: Dashboard) -> ChartData:
     """The trend as a line of its Monday–Sunday weeks (the weeks table's figures): Slack
-    plots 20 points at most, so 30 days go by week; a week nobody fetched is left out."""
-    firsts = tuple(max(figure.start, dashboard.trend[0][0]) for _, figure in dashboard.weeks)
-    values = tuple(figure.amount for _, figure in dashboard.weeks)
-    span = formatting.day_span(dashboard.trend[0][0], dashboard.trend[-1][0])
+    plots 20 points at most, so 30 days go by week. The first week, cut short by the
+    30 days, is left out (a line would read its few days as a drop); this week, so far,
+    is kept and labelled "(part)"; a week nobody fetched is left out."""
+    weeks = list(dashboard.weeks)
+    if len(weeks) > 1 and weeks[0][1].start != figures.monday_of(weeks[0][1].start):
+        weeks = weeks[1:]
+    firsts = tuple(figure.start for _, figure in weeks)
+    values = tuple(figure.amount for _, figure in weeks)
+    span = formatting.day_span(firsts[0], dashboard.trend[-1][0])
     return ChartData(
         title=f"Spend by week, {span}",
         subtitle="UTC days",
