@@ -277,7 +277,7 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
     """The PDF's pages as matplotlib figures (a test or a person can also save them as PNG)."""
     from matplotlib.figure import Figure
 
-    from bot.charts import MUTED_COLOUR, TEXT_COLOUR, draw
+    from bot.charts import MUTED_COLOUR, TEXT_COLOUR, draw, text
 
     report = export.report
     pages = []
@@ -328,11 +328,11 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
             line, why = reconciliation_words(r)
             lines.append((formatting.clip(f"{label}: {line}", 120), 8, "normal", TEXT_COLOUR))
             if why:
-                text = formatting.clip(f"Could be: {'; '.join(why)}", 120)
-                lines.append((text, 8, "normal", MUTED_COLOUR))
+                could = formatting.clip(f"Could be: {'; '.join(why)}", 120)
+                lines.append((could, 8, "normal", MUTED_COLOUR))
     y = 0.95
-    for text, size, weight, colour in lines:
-        page.text(0.08, y, text, fontsize=size, fontweight=weight, color=colour)
+    for words, size, weight, colour in lines:
+        text(page, 0.08, y, words, fontsize=size, fontweight=weight, color=colour)
         y -= 0.022 if size < 10 else 0.03 if size < 14 else 0.04
     # The chart sits below the last line, as tall as what is left above the notes allows.
     top = min(0.66, y - 0.04)
@@ -341,7 +341,7 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
     for caveat in report.caveats:  # what the providers' figures leave out, in their words
         notes += textwrap.wrap(f"Note: {caveat}", PDF_NOTE_WIDTH, subsequent_indent="  ")
     for i, note in enumerate(notes[:8]):
-        page.text(0.08, 0.28 - 0.02 * i, note, fontsize=8, color=MUTED_COLOUR)
+        text(page, 0.08, 0.28 - 0.02 * i, note, fontsize=8, color=MUTED_COLOUR)
     pages.append(page)
 
     page = Figure(figsize=(8.27, 11.69), facecolor="white")
@@ -353,29 +353,35 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
     ):
         if table is None:
             continue
-        page.text(0.08, y, title, fontsize=13, fontweight="bold", color=TEXT_COLOUR)
+        text(page, 0.08, y, title, fontsize=13, fontweight="bold", color=TEXT_COLOUR)
         y -= 0.028
         cells = table.table()
         rows = list(table.rows)
         for cell in cells[:TABLE_ROWS]:
-            page.text(0.1, y, formatting.fit(cell.label, 52), fontsize=9.5, color=TEXT_COLOUR)
-            page.text(0.78, y, cell.cost, fontsize=9.5, ha="right")
-            page.text(0.9, y, cell.share_text, fontsize=9.5, ha="right")
+            text(page, 0.1, y, formatting.fit(cell.label, 52), fontsize=9.5, color=TEXT_COLOUR)
+            text(page, 0.78, y, cell.cost, fontsize=9.5, ha="right")
+            text(page, 0.9, y, cell.share_text, fontsize=9.5, ha="right")
             y -= 0.02
         if len(cells) > TABLE_ROWS:
             rest = cells[TABLE_ROWS:]
             cents = sum((c.cents for c in rest if c.cents is not None), Decimal(0))
             share = sum((c.share for c in rest if c.share is not None), Decimal(0))
-            page.text(0.1, y, f"{len(rest)} more", fontsize=9.5, color=MUTED_COLOUR)
-            page.text(0.78, y, formatting.money(cents), fontsize=9.5, ha="right")
-            page.text(0.9, y, figures.share_words(share), fontsize=9.5, ha="right")
+            text(page, 0.1, y, f"{len(rest)} more", fontsize=9.5, color=MUTED_COLOUR)
+            text(page, 0.78, y, formatting.money(cents), fontsize=9.5, ha="right")
+            text(page, 0.9, y, figures.share_words(share), fontsize=9.5, ha="right")
             y -= 0.02
         if not rows:
-            page.text(0.1, y, "No spend in this period.", fontsize=9.5, color=MUTED_COLOUR)
+            text(page, 0.1, y, "No spend in this period.", fontsize=9.5, color=MUTED_COLOUR)
             y -= 0.02
-        page.text(0.1, y, "Total", fontsize=9.5, fontweight="bold")
-        page.text(
-            0.78, y, figures.figure_words(table.total), fontsize=9.5, ha="right", weight="bold"
+        text(page, 0.1, y, "Total", fontsize=9.5, fontweight="bold")
+        text(
+            page,
+            0.78,
+            y,
+            figures.figure_words(table.total),
+            fontsize=9.5,
+            ha="right",
+            weight="bold",
         )
         y -= 0.045
     pages.append(page)

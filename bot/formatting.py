@@ -212,6 +212,46 @@ def clip(text: str, limit: int) -> str:
     return cut + "…"
 
 
+def clip_middle(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut in the middle: ``Production… Test key``.
+
+    Names that share a beginning ("Production team: Prod key", "Production team: Test
+    key") differ at the end, so both ends stay; a little more of the start, which
+    says what it is."""
+    if len(text) <= limit:
+        return text
+    if limit < 3:
+        return text[:limit]
+    tail = (limit - 1) // 2
+    return text[: limit - 1 - tail] + "…" + text[len(text) - tail :]
+
+
+def clip_apart(texts: Sequence[str], limit: int) -> list[str]:
+    """Each text cut in the middle to ``limit`` (:func:`clip_middle`); where two cuts would
+    read alike ("model-4-f…reasoning" for both "model-4-fast-reasoning" and
+    "model-4-fast-non-reasoning"), those are cut elsewhere, so each keeps what tells it
+    apart ("model-4-…t-reasoning", "model-4-…n-reasoning")."""
+    out = [clip_middle(text, limit) for text in texts]
+    groups: dict[str, list[int]] = {}
+    for n, cut in enumerate(out):
+        groups.setdefault(cut, []).append(n)
+    for members in groups.values():
+        long = [n for n in members if len(texts[n]) > limit]
+        if len(members) < 2 or not long or limit < 3:
+            continue
+        default = (limit - 1) // 2
+        for tail in sorted(range(1, limit - 1), key=lambda t: (abs(t - default), -t)):
+            cuts = [
+                texts[n][: limit - 1 - tail] + "…" + texts[n][-tail:] if n in long else texts[n]
+                for n in members
+            ]
+            if len(set(cuts)) == len(cuts) and not set(cuts) & (set(out) - {out[members[0]]}):
+                for n, cut in zip(members, cuts, strict=True):
+                    out[n] = cut
+                break
+    return out
+
+
 def zero_backfill_hint(total: Decimal, days: int, hint: str = "") -> str:
     """After a backfill that found nothing: the likeliest cause, and what to check
     (``hint``: the provider's own words, ``providers.types.no_spend_hint``)."""

@@ -95,14 +95,30 @@ class DigestPaused:
     fix: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class ChartFile:
-    """A digest's chart, drawn: PNG bytes and how to name and describe them."""
+    """A digest's chart: what it shows (``bot.charts.ChartData``, which an outbox may show
+    natively) and how to name and describe it; drawn as a PNG only when asked (``data``)."""
 
-    data: bytes = field(repr=False)
+    chart: Any = field(repr=False)
     filename: str
     title: str
     alt: str
+    _png: bytes | Exception | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> bytes:
+        """The chart drawn as PNG bytes: drawn once, and failing once, per scope."""
+        if self._png is None:
+            from bot.charts import render_chart
+
+            try:
+                self._png = render_chart(self.chart, "png")
+            except Exception as error:
+                self._png = error
+        if isinstance(self._png, Exception):
+            raise self._png
+        return self._png
 
 
 class WebhookFailed(Exception):
@@ -529,7 +545,7 @@ class DigestCharts:
         return found
 
     def _draw(self, workspace_id: int, connection_id: int | None, digest) -> ChartFile:
-        from bot.charts import chart_data, render_chart
+        from bot.charts import chart_data
         from bot.reports import Period, build_report
 
         period = Period("digest", digest.period_start, digest.period_end, digest.title)
@@ -540,7 +556,7 @@ class DigestCharts:
             )
             data = chart_data(session, workspace_id, report, connection_id=connection_id)
         return ChartFile(
-            data=render_chart(data, "png"),
+            chart=data,
             filename=f"xai-usage-{period.start}-to-{period.end}-by-model.png",
             title=data.title,
             alt=f"{data.title}. {data.subtitle}.",

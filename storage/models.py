@@ -748,6 +748,23 @@ class HomeRound(Base):
     lease_until: Mapped[optional_timestamp]
 
 
+class NativeRefusal(Base):
+    """A native Slack block (``table``, ``data_visualization``) a workspace's Slack refused
+    on a surface (``message``, ``home``): later posts there send the fallback straight
+    away, in every process (bot/slack/refusals.py), until it is tried again."""
+
+    __tablename__ = "native_refusals"
+
+    workspace_id: Mapped[int] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    surface: Mapped[str] = mapped_column(String(16), primary_key=True)
+    block_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    refused_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    error: Mapped[str] = mapped_column(String(200))
+    """What Slack answered, with the first of its messages."""
+
+
 @dataclass(frozen=True)
 class Sealed:
     """A column holding a sealed secret: key checks and rotation cover them all."""

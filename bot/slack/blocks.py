@@ -8,6 +8,8 @@ more" instead of breaking the message.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,17 +17,16 @@ from bot import figures, formatting
 from bot.grammar import COMMANDS, Command, words
 from bot.insights import Insights
 from bot.render import GROUP_TITLES, insight_label, render_json
-from bot.reports import Report, StatusRow
+from bot.reports import Cells, Report, StatusRow
+from bot.slack import native
 from bot.sync import SyncResult
 from storage.models import ConnectionStatus
 
-MAX_TABLE_ROWS = 32  # a whole month of days (31) before "and N more"; 40 a line is ~1,300
-PHONE_WIDTH = 40
-"""A table line at most: a phone shows about 40 monospace characters without wrapping."""
-SHARE_WIDTH = 6
+MAX_TABLE_ROWS = 32
+"""The fallback code block's rows: a whole month of days (31) before the folded line; at 40
+columns a line, about 1,300 characters (a section takes 3,000)."""
 MAX_STATUS_ROWS = 40
 FALLBACK_LABELS = 5
-LABEL_WIDTH = 26
 STATUS_ICONS = {
     "ok": ":white_check_mark:",
     "pending": ":hourglass:",
@@ -114,20 +115,21 @@ def status_controls(rows: Sequence[StatusRow]) -> list[dict[str, Any]]:
 
 
 def report_message(
-    report: Report, command: Command | None = None, *, shared_by: str | None = None
+    report: Report,
+    command: Command | None = None,
+    *,
+    shared_by: str | None = None,
+    chart: dict[str, Any] | None = None,
+    chart_note: str | None = None,
 ) -> dict[str, Any]:
     """``command`` (the words that asked) adds the controls; ``shared_by`` (a user id)
-    says who posted it in the channel, where a copy carries no controls."""
+    says who posted it in the channel, where a copy carries no controls; ``chart`` (a
+    ``data_visualization`` block, bot.slack.native) is shown under the table, with
+    ``chart_note`` (what it leaves out) under it.
+
+    The table is Slack's ``table`` block; its phone-wide code block, the fallback, rides
+    in the message's ``text`` (bot.slack.native.degrade swaps it in where refused)."""
     cells = report.table()
-    shown = cells[:MAX_TABLE_ROWS]
-    rest = cells[MAX_TABLE_ROWS:]
-    if rest:  # keep the last line for "and N more"
-        shown, rest = shown[:-1], cells[MAX_TABLE_ROWS - 1 :]
-    hidden_total = sum((c.cents for c in rest if c.cents is not None), Decimal(0))
-    hidden_share = sum((c.share for c in rest if c.share is not None), Decimal(0))
-    costs = [c.cost for c in cells]
-    costs.append(formatting.money(hidden_total))
-    cost_width = max(len(c) for c in costs)
     subtitle = [f"by {GROUP_TITLES[report.group_by]}"]
     if report.model_pattern:
         subtitle.append(f"models matching “{formatting.mrkdwn_inert(report.model_pattern)}”")
@@ -136,34 +138,147 @@ def report_message(
     subtitle.append(f"as of {formatting.clock(report.as_of)}")
     top = ", ".join(f"{formatting.mrkdwn_inert(c.label)} {c.cost}" for c in cells[:3])
     header = f"{report.period.title}: {figures.figure_words(report.total)}"
+    headline = f"{header}" + (f" ({top})" if top else "")
     controls = (
         report_controls(report, command)
         if command is not None and not shared_by and not report.empty
         else None
     )
+    table = native_note = None
+    if cells and report.total.known:
+        filters = (
+            {"connection": command.get("connection"), "model": command.get("model")}
+            if command is not None
+            else {"model": report.model_pattern}
+        )
+        wide = report_table(report, cells, native.TABLE_ROWS_INSIDE, filters)
+        narrow = report_table(report, cells, MAX_TABLE_ROWS, filters)
+        table = native.table_block(wide.table)
+        native_note = wide.note
+        headline = native.with_fallback(
+            headline, native.code_section_text(narrow.table, narrow.note)
+        )
     return render_json(
         "slack/report.json.j2",
         report=report,
         controls=controls,
         shared_by=shared_by,
-        rows=shown,
-        hidden=len(rest),
-        hidden_total=formatting.money(hidden_total),
-        hidden_share=figures.share_words(hidden_share),
+        has_rows=bool(cells),
+        table=table,
+        table_note=native_note,
+        chart=chart,
+        chart_note=chart_note if chart else None,
         settling=figures.settle_words(report.total.coverage),
         header=formatting.fit(header, 150).rstrip(),
         subtitle="  ·  ".join(subtitle),
-        fallback=f"{header}" + (f" ({top})" if top else ""),
+        fallback=headline,
         problems=[formatting.mrkdwn(p) for p in report.problems[:5]],
         coverage_notes=report.coverage_notes[:3],
         caveats=report.caveats[:3],
-        label_width=min(
-            LABEL_WIDTH,
-            PHONE_WIDTH - 2 - cost_width - 2 - SHARE_WIDTH,
-            max([len(c.label) for c in shown] + [12]),
-        ),
-        cost_width=cost_width,
     )
+
+
+@dataclass(frozen=True)
+class ShownTable:
+    """A report's table cut to some rows, and how to see those it leaves out."""
+
+    table: native.Table
+    note: str  # mrkdwn; "" when every row is shown
+
+
+TIME_GROUPS = {"day": "day", "week": "week", "month": "month"}
+
+
+def report_table(
+    report: Report, cells: Sequence[Cells], rows: int, filters: dict[str, Any] | None = None
+) -> ShownTable:
+    """``cells`` in at most ``rows`` lines: a table by day, week or month keeps the newest
+    and folds the oldest into one line before them; any other keeps the largest and folds
+    the rest after them. The folded line's cost and share are its cells' sums (they add
+    up, so the column still adds up to the total)."""
+    unit = TIME_GROUPS.get(report.group_by)
+    shown, hidden = list(cells), []
+    if len(cells) > rows:
+        keep = rows - 1
+        if unit:
+            shown, hidden = list(cells[-keep:]), list(cells[:-keep])
+        else:
+            shown, hidden = list(cells[:keep]), list(cells[keep:])
+
+    def line(c: Cells) -> tuple[str, str, str]:  # a label as typed: Slack shows cells literally
+        return (c.label, c.cost, c.share_text)
+
+    body = [line(c) for c in shown]
+    note = ""
+    if hidden:
+        cost = formatting.money(sum((c.cents for c in hidden if c.cents is not None), Decimal(0)))
+        share = figures.share_words(
+            sum((c.share for c in hidden if c.share is not None), Decimal(0))
+        )
+        plural = "" if len(hidden) == 1 else "s"
+        if unit:
+            body.insert(0, (f"{len(hidden)} earlier {unit}{plural}", cost, share))
+            note = _earlier_note(report, shown[0], len(hidden), unit, len(shown), filters or {})
+        else:
+            body.append((f"and {len(hidden)} more", cost, share))
+            note = _more_note(report, len(cells), filters or {})
+    shares = [c.share for c in cells if c.share is not None]
+    total = (
+        "Total",
+        formatting.money(report.total.value) + report.total.mark,
+        figures.share_words(sum(shares, Decimal(0))) if shares else "",
+    )
+    title = GROUP_TITLES[report.group_by]
+    return ShownTable(
+        native.Table(
+            header=(title[:1].upper() + title[1:], "Cost", "Share"),
+            rows=tuple(body),
+            align=("left", "right", "right"),
+            total=total,
+        ),
+        note,
+    )
+
+
+def _earlier_note(
+    report: Report, first: Cells, hidden: int, unit: str, shown: int, filters: dict[str, Any]
+) -> str:
+    """How to see the oldest rows a table by day, week or month left out (mrkdwn)."""
+    last_hidden = _row_start(report, first) - timedelta(days=1)
+    command = words(
+        "range",
+        report.period.start.isoformat(),
+        last_hidden.isoformat(),
+        by=report.group_by,
+        **filters,
+    )
+    return (
+        f"The newest {shown} {unit}s are shown; `/xai-usage {formatting.mrkdwn(command)}` "
+        f"shows the {hidden} before them "
+        f"({formatting.day_span(report.period.start, last_hidden)})."
+    )
+
+
+def _more_note(report: Report, rows: int, filters: dict[str, Any]) -> str:
+    """How to see every row of a table that folded its smallest (mrkdwn)."""
+    period = report.period
+    when = (
+        (period.start.isoformat(), period.end.isoformat())
+        if period.name == "range"
+        else (period.name,)
+    )
+    command = words("export", *when, by=report.group_by, **filters)
+    return f"All {rows} rows: `/xai-usage {formatting.mrkdwn(command)}` (a CSV file)."
+
+
+def _row_start(report: Report, cells: Cells) -> date:
+    """The first day of a day, week or month row, within the period."""
+    key = cells.row.key
+    if report.group_by == "month":
+        first = date.fromisoformat(f"{key}-01")
+    else:
+        first = date.fromisoformat(key)
+    return max(first, report.period.start)
 
 
 MAX_INSIGHT_NOTES = 5
@@ -187,9 +302,19 @@ def insights_message(insights: Insights) -> dict[str, Any]:
 
 
 def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:
+    """Each connection's health and figures: a table of them at the top (its code block in
+    ``text`` the fallback), then what each needs, one section per connection."""
+    shown = rows[:MAX_STATUS_ROWS]
+    fallback = status_fallback(rows)
+    table = None
+    if shown:
+        summary = status_table(rows, shown)
+        table = native.table_block(summary)
+        fallback = native.with_fallback(fallback, native.code_section_text(summary))
     return render_json(
         "slack/status.json.j2",
-        rows=rows[:MAX_STATUS_ROWS],
+        table=table,
+        rows=shown,
         # Labels as shown (inert); commands to copy keep them as typed.
         shown={
             label: formatting.inert(label)
@@ -201,7 +326,39 @@ def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dic
         controls=status_controls(rows),
         hidden=max(0, len(rows) - MAX_STATUS_ROWS),
         icons=STATUS_ICONS,
-        fallback=status_fallback(rows),
+        fallback=fallback,
+    )
+
+
+def status_table(rows: Sequence[StatusRow], shown: Sequence[StatusRow]) -> native.Table:
+    """``status`` at a glance: each connection's state, month to date and forecast, and
+    the workspace's (the same figures as the sections below; ``*``: fetched days only)."""
+
+    def amount(figure: figures.Figure) -> str:
+        return formatting.money(figure.value) + figure.mark if figure.known else "not fetched"
+
+    def forecast(f: figures.Forecast | None) -> str:
+        return "" if f is None else formatting.money(f.total) + ("" if f.complete else "*")
+
+    body = tuple(
+        (row.label, row.status, amount(row.month_to_date), forecast(row.forecast)) for row in shown
+    )
+    first = rows[0]
+    total = None
+    if first.workspace_month_to_date is not None:
+        scope = "All connections" if len(rows) > 1 else "The workspace"
+        total = (
+            scope,
+            "",
+            amount(first.workspace_month_to_date),
+            forecast(first.workspace_forecast),
+        )
+    return native.Table(
+        header=("Connection", "Status", "Month to date", "Forecast"),
+        rows=body,
+        align=("left", "left", "right", "right"),
+        total=total,
+        narrow=(0, 1, 2),
     )
 
 

@@ -25,12 +25,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.formatting import mrkdwn_keep_references
+from bot.formatting import mrkdwn, mrkdwn_keep_references
 from bot.jobs import (
     AnswerLost,
     CannotEdit,
@@ -42,6 +43,8 @@ from bot.jobs import (
 )
 from bot.setup import CannotPost
 from bot.slack.client import web_client
+from bot.slack.refusals import MESSAGE, NativeRefusals, Refused, calling, refusals_for
+from bot.slack.refusals import send as send_natively
 from bot.slack.settings import OPTIONAL_SCOPES, SlackSettings
 from bot.webhooks import AddressRefused, post_json
 
@@ -153,6 +156,7 @@ class SlackDelivery:
             settings,
             token_for,
             allow_private_webhooks=runtime.settings.webhooks_allow_private,
+            refusals=refusals_for(runtime.db),
         )
 
     def __init__(
@@ -162,8 +166,12 @@ class SlackDelivery:
         pause: Callable[[float], None] = time.sleep,
         *,
         allow_private_webhooks: bool = False,
+        refusals: NativeRefusals | None = None,
     ) -> None:
         self.settings = settings
+        self.refusals = refusals
+        """Where each workspace's Slack refused a native block (tables, charts): shared
+        with every process through the store; None tries them every time."""
         self.allow_private_webhooks = allow_private_webhooks
         """The operator's XAI_USAGE_WEBHOOKS_ALLOW_PRIVATE (bot.webhooks)."""
         self.token_for = token_for
@@ -223,7 +231,8 @@ class SlackDelivery:
             if broadcast:
                 message["reply_broadcast"] = True
         try:
-            answer = self._client(team_id).chat_postMessage(channel=channel, **message)
+            client = self._client(team_id)
+            answer = self._natively(team_id, client.chat_postMessage, message, channel=channel)
         except SlackApiError as error:
             code = error.response.get("error", "")
             if code in PAUSING_ERRORS:
@@ -241,7 +250,10 @@ class SlackDelivery:
         message = _rendered(message)
         self._pace(posted.channel)
         try:
-            self._client(team_id).chat_update(channel=posted.channel, ts=posted.ts, **message)
+            client = self._client(team_id)
+            self._natively(
+                team_id, client.chat_update, message, channel=posted.channel, ts=posted.ts
+            )
         except SlackApiError as error:
             code = error.response.get("error", "")
             if code in CANNOT_EDIT:
@@ -252,12 +264,30 @@ class SlackDelivery:
         finally:
             self._posted_at(posted.channel)
 
+    def _natively(self, team_id: str | None, method: Callable[..., Any], message: dict, **where):
+        """``method`` (``chat.postMessage``, ``chat.update``) with ``message``; a native block
+        this workspace's Slack refuses goes as its fallback (bot.slack.refusals). Slack's
+        answer."""
+        answers: list[Any] = []
+        call = calling(method)
+        send_natively(
+            message,
+            lambda shown: answers.append(call(**where, **shown)),
+            refusals=self.refusals,
+            team_id=team_id,
+        )
+        return answers[-1]
+
     def reply(self, team_id: str | None, posted: Posted, message: Message) -> Posted | None:
         """Post ``message`` in the thread of the one at ``posted``."""
         return self.post(team_id, posted.channel, message, thread=posted.ts)
 
     def upload(self, team_id: str | None, channel: str, chart: ChartFile) -> None:
-        """Share a digest's chart in its channel, as ``--chart`` does (``files_upload_v2``)."""
+        """Show a digest's chart in its channel: a native chart in a message of its own
+        where the workspace's Slack takes one, else the picture (``files_upload_v2``), as
+        ``--chart`` does."""
+        if self._native_chart(team_id, channel, chart):
+            return
         from bot.slack.files import upload_file
 
         self._pace(channel)
@@ -277,6 +307,40 @@ class SlackDelivery:
             raise
         finally:
             self._posted_at(channel)
+
+    def _native_chart(self, team_id: str | None, channel: str, chart: ChartFile) -> bool:
+        """``chart`` as a ``data_visualization`` block; False when there is none to show or
+        this workspace's Slack refuses it (now, remembered, or before)."""
+        from bot.slack.native import CHART, chart_block, chart_note
+
+        block = chart_block(chart.chart) if chart.chart is not None else None
+        if block is None:
+            return False
+        if self.refusals and CHART in self.refusals.refused(team_id, MESSAGE):
+            return False
+        blocks = [block]
+        if note := chart_note(chart.chart):
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        self._pace(channel)
+        try:
+            calling(self._client(team_id).chat_postMessage)(
+                channel=channel, text=mrkdwn(chart.alt), blocks=blocks
+            )
+        except Refused as refused:
+            log.info(
+                "Slack refused a chart in %s (%s): posting the picture", team_id, refused.words()
+            )
+            if self.refusals is not None:
+                self.refusals.remember(team_id, MESSAGE, frozenset({CHART}), refused.words())
+            return False
+        except SlackApiError as error:
+            code = error.response.get("error", "")
+            if code in PAUSING_ERRORS:
+                raise unavailable(code, channel) from None
+            raise
+        finally:
+            self._posted_at(channel)
+        return True
 
     def posted(
         self,

@@ -106,16 +106,22 @@ def report(
 ) -> None:
     result = answers.report(service, invocation, command)
     shared = bool(command.get("share"))
+    if command.get("chart"):  # the chart (Slack's, or a picture) is made in the background
+        service.background.submit(
+            files.answer_with_chart,
+            service,
+            client,
+            invocation,
+            command,
+            result,
+            respond,
+            _placement(invocation, shared),
+        )
+        return
     message = blocks.report_message(
         result, command, shared_by=invocation.user_id if shared else None
     )
-    if command.get("chart"):
-        message = files.with_note(message, files.where_it_goes(shared, "chart"))
     respond(**message, **_placement(invocation, shared))
-    if command.get("chart"):  # drawn off Bolt's listener threads, after the table is out
-        service.background.submit(
-            files.send_chart, service, client, invocation, command, result, respond
-        )
 
 
 def _placement(invocation: Invocation, shared: bool = False) -> dict[str, object]:

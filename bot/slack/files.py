@@ -1,4 +1,8 @@
-"""Charts and exports in Slack: drawn after the ack, sent with Slack's current upload API.
+"""Charts and exports in Slack: drawn after the ack, natively or sent as files.
+
+A ``--chart`` is drawn by Slack itself where the workspace takes the
+``data_visualization`` block (bot.slack.native); elsewhere, and for exports,
+a file goes with Slack's current upload API.
 
 ``files_upload_v2`` asks ``files.getUploadURLExternal`` for an upload URL,
 posts the bytes there and shares the file with
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -23,6 +28,9 @@ from bot.reports import Report
 from bot.slack import blocks
 from bot.slack.service import Invocation, SlackService
 from storage.repo import NotFound, find_connection
+
+if TYPE_CHECKING:
+    from bot.charts import ChartData
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +105,50 @@ def refusal(error: SlackApiError) -> str:
     return _REFUSALS.get(code, f"Slack refused the file ({code or 'no reason given'}).")
 
 
+def answer_with_chart(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    command: Command,
+    report: Report,
+    respond: Callable[..., object],
+    placement: dict[str, object],
+) -> str | None:
+    """``--chart``: the report with its chart drawn by Slack (a ``data_visualization``
+    block under the table), from the same data the picture is drawn from. Where this
+    workspace's Slack refuses the block (known, or now), the picture is sent instead,
+    as before: to the asker's DM, or the channel with ``--share``. The picture's file
+    id, or None when Slack drew the chart."""
+    from bot.charts import chart_data
+    from bot.slack.native import CHART, chart_block, chart_note
+    from bot.slack.refusals import MESSAGE, refusals_for
+
+    shared = bool(command.get("share"))
+    refusals = refusals_for(service.runtime.db)
+    workspace_id = service.workspace_id(invocation)
+    with service.runtime.db.session() as session:
+        label = command.get("connection")
+        connection_id = find_connection(session, workspace_id, label).id if label else None
+        data = chart_data(session, workspace_id, report, connection_id=connection_id)
+    refused_before = CHART in refusals.refused(invocation.team_id, MESSAGE)
+    block = None if refused_before else chart_block(data)
+    message = blocks.report_message(
+        report,
+        command,
+        shared_by=invocation.user_id if shared else None,
+        chart=block,
+        chart_note=chart_note(data),
+    )
+    if block is None:  # the picture, as before
+        message = with_note(message, where_it_goes(shared, "chart"))
+    respond(**message, **placement)
+    if block is not None:
+        if CHART not in refusals.refused(invocation.team_id, MESSAGE):
+            return None  # Slack drew it
+        respond(**blocks.notice(where_it_goes(shared, "chart")), **placement)  # refused now
+    return send_chart(service, client, invocation, command, report, respond, data)
+
+
 def send_chart(
     service: SlackService,
     client: WebClient,
@@ -104,15 +156,18 @@ def send_chart(
     command: Command,
     report: Report,
     respond: Callable[..., object],
+    data: ChartData | None = None,
 ) -> str | None:
-    """Draw ``report`` as ``--by`` says and send it; a failure is one line in the reply."""
+    """Draw ``report`` as ``--by`` says and send the picture; a failure is one line in
+    the reply."""
     from bot.charts import chart_data, render_chart
 
-    workspace_id = service.workspace_id(invocation)
-    with service.runtime.db.session() as session:
-        label = command.get("connection")
-        connection_id = find_connection(session, workspace_id, label).id if label else None
-        data = chart_data(session, workspace_id, report, connection_id=connection_id)
+    if data is None:
+        workspace_id = service.workspace_id(invocation)
+        with service.runtime.db.session() as session:
+            label = command.get("connection")
+            connection_id = find_connection(session, workspace_id, label).id if label else None
+            data = chart_data(session, workspace_id, report, connection_id=connection_id)
     png = render_chart(data, "png")
     name = f"xai-usage-{report.period.start}-to-{report.period.end}-by-{report.group_by}.png"
     try:

@@ -17,10 +17,13 @@ share them and each round is published once, by one process. Slack's rate
 limits hold Home's tabs only: a 429 is waited out by a timer, never by a
 thread that a sync, an export or a chart needs.
 
-The 30-day trend is a sparkline and a weekly table, not the chart PNG: a
-Home view shows an image only by URL or as a ``slack_file`` the viewer can
-already open, so a chart would have to be shared into each viewer's DM on
-every rebuild; the DM stays for charts people ask for (``--chart``).
+The 30-day trend is a sparkline and a weekly table, and a line of its weeks
+drawn by Slack (a ``data_visualization`` block) where the workspace's Home tab
+takes one: a tab that refuses it is published again without it, once, and
+the workspace is remembered (bot.slack.refusals). Not the chart PNG: a Home
+view shows an image only by URL or as a ``slack_file`` the viewer can
+already open. The weekly table stays a code block: a Home tab takes no
+``table`` block (bot.slack.limits).
 """
 
 from __future__ import annotations
@@ -45,13 +48,16 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from sqlalchemy import delete, func, select, update
 
 from bot import figures, formatting
+from bot.charts import ChartData, Series
 from bot.digests import prepaid_words
 from bot.figures import PACE
 from bot.home import Dashboard, build_dashboard, fingerprint
 from bot.ledger import process_name
 from bot.render import insights_section, render_json
+from bot.slack import native
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
 from bot.slack.blocks import STATUS_ICONS
+from bot.slack.refusals import publish_home, refusals_for
 from bot.slack.service import (
     STORE_UNAVAILABLE,
     Invocation,
@@ -90,6 +96,7 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
     return render_json(
         "slack/home.json.j2",
         d=dashboard,
+        trend_chart=native.chart_block(trend_chart(dashboard), block_id="xu-chart-home"),
         admin=admin,
         insights=insights_section(dashboard.insights),
         forecast=forecast,
@@ -123,6 +130,31 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         silenced=[(m, formatting.mrkdwn_keep_references(m.text)) for m in dashboard.silenced],
         last_month_name=formatting.month_label(dashboard.last_month.start),
         week_span=formatting.day_span(dashboard.week.period_start, dashboard.week.period_end),
+    )
+
+
+def trend_chart(dashboard: Dashboard) -> ChartData:
+    """The trend as a line of its Monday–Sunday weeks (the weeks table's figures): Slack
+    plots 20 points at most, so 30 days go by week. The first week, cut short by the
+    30 days, is left out (a line would read its few days as a drop); this week, so far,
+    is kept and labelled "(part)"; a week nobody fetched is left out."""
+    weeks = list(dashboard.weeks)
+    if len(weeks) > 1 and weeks[0][1].start != figures.monday_of(weeks[0][1].start):
+        weeks = weeks[1:]
+    firsts = tuple(figure.start for _, figure in weeks)
+    values = tuple(figure.amount for _, figure in weeks)
+    span = formatting.day_span(firsts[0], dashboard.trend[-1][0])
+    return ChartData(
+        title=f"Spend by week, {span}",
+        subtitle="UTC days",
+        kind="line",
+        bucket="week",
+        buckets=firsts,
+        series=(Series("Spend", values),),
+        total_usd=Decimal(0),
+        gaps=frozenset(first for first, value in zip(firsts, values, strict=True) if value is None),
+        end=dashboard.trend[-1][0],
+        split="total",
     )
 
 
@@ -191,8 +223,9 @@ def publish(
             log.debug("the Home tab's traceback", exc_info=error)
             return None
         view = notice_view(f":warning: {STORE_UNAVAILABLE}")
-    client.views_publish(user_id=invocation.user_id, view=view)
-    return view
+    return publish_home(
+        client, invocation.team_id, invocation.user_id, view, refusals_for(service.runtime.db)
+    )
 
 
 def _unfetched_note(trend: tuple[tuple[date, Decimal | None], ...]) -> str:

@@ -14,11 +14,13 @@ from functools import singledispatch
 from typing import Any
 
 from bot.alerts import Action, Alert
-from bot.digests import Digest, digest_view
-from bot.formatting import clip, mrkdwn
+from bot.digests import Digest, DigestLine, digest_view
+from bot.formatting import clip, money, mrkdwn
 from bot.jobs import DigestPaused
 from bot.render import insights_section, render_json
+from bot.slack import native
 from bot.slack.blocks import notice
+from bot.slack.native import Table
 
 HEADER_LIMIT = 150  # Slack's header block
 SECTION_LIMIT = 3000  # Slack's section text
@@ -59,9 +61,31 @@ def slack_message(item: object) -> dict[str, Any]:
 
 @slack_message.register
 def digest_message(digest: Digest) -> dict[str, Any]:
-    """Block Kit for ``chat.postMessage``: ``{"text": fallback, "blocks": [...]}``."""
+    """Block Kit for ``chat.postMessage``: ``{"text": fallback, "blocks": [...]}``; its
+    table a native one, the code block in ``text`` its fallback (bot.slack.native)."""
     insights = insights_section(digest.insights) if digest.insights else ""
-    return render_json("slack/digest.json.j2", **digest_view(digest), insights=insights)
+    view = digest_view(digest)
+    text = mrkdwn(view["fallback"])
+    table = None
+    if digest.top:
+        shown = digest_table(digest, view["lines"], view["other"])
+        table = native.table_block(shown)
+        text = native.with_fallback(text, native.code_section_text(shown))
+    return render_json("slack/digest.json.j2", **view, insights=insights, table=table, text=text)
+
+
+def digest_table(digest: Digest, lines: list[DigestLine], other: DigestLine | None) -> Table:
+    """A digest's lines (bot.digests.digest_view: they add up to its total) as a table."""
+    rows = [(line.model, line.cost, line.share, line.spark) for line in lines]
+    if other is not None:
+        rows.append((other.model, other.cost, other.share, ""))
+    trend = "Weeks" if digest.every == "month" else "7 days"
+    return Table(
+        header=("Model", "Cost", "%", trend),
+        rows=tuple(rows),
+        align=("left", "right", "right", "left"),
+        total=("Total", money(digest.total.value) + digest.total.mark, "", ""),
+    )
 
 
 @slack_message.register

@@ -32,6 +32,8 @@ from bot.home import DashboardCache
 from bot.runtime import Runtime
 from bot.setup import Setup
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
+from bot.slack.refusals import Refused, calling, refusals_for, response_refusal
+from bot.slack.refusals import send as send_natively
 from bot.slack.settings import SlackSettings
 from bot.slack.setup_words import SLACK
 from bot.sync import SyncResult
@@ -103,9 +105,24 @@ class ResponseUrls:
             entry[1] += 1
             return True
 
+    def can_take(self, url: str | None) -> bool:
+        """Whether :meth:`take` would count one more use now (without counting it)."""
+        if not url:
+            return False
+        now = self.clock()
+        with self._lock:
+            entry = self._seen.get(url, [now, 0])
+            return entry[1] < RESPONSE_URL_USES and now - entry[0] <= (
+                RESPONSE_URL_SECONDS - RESPONSE_URL_MARGIN
+            )
+
     def uses(self, url: str) -> int:
         with self._lock:
             return int(self._seen.get(url, [0, 0])[1])
+
+
+class _NotSent(Exception):
+    """A response URL did not take a reply (used up, expired, or Slack said no)."""
 
 
 STORE_UNAVAILABLE = (
@@ -201,23 +218,40 @@ class SlackService:
     def reply(
         self, client: WebClient, invocation: Invocation, message: dict, **options: object
     ) -> str:
-        """Through the command's response URL while Slack accepts it, else by DM.
+        """Through the command's response URL while Slack accepts it, else by DM; a native
+        block this workspace's Slack refuses is left out (bot.slack.refusals).
 
         Returns how it went: ``response_url`` or ``dm``.
         """
         url = invocation.response_url
-        if self.response_urls.take(url):
+        refusals = refusals_for(self.runtime.db)
+        team = invocation.team_id
+
+        def by_response_url(shown: dict) -> None:
+            if not self.response_urls.take(url):
+                raise _NotSent("used up")
+            sent = WebhookClient(url).send(**shown, **options)
+            if sent.status_code != 200:
+                raise response_refusal(sent.status_code, sent.body) or _NotSent(sent.status_code)
+
+        if self.response_urls.can_take(url):
             try:
-                sent = WebhookClient(url).send(**message, **options)
-                if sent.status_code == 200:
-                    return "response_url"
-                log.info("a response URL refused a reply (%s); sending it by DM", sent.status_code)
+                send_natively(message, by_response_url, refusals=refusals, team_id=team)
+                return "response_url"
+            except (_NotSent, Refused) as error:
+                log.info("a response URL refused a reply (%s); sending it by DM", error)
             except OSError as error:
                 log.info("a response URL failed (%s); sending it by DM", type(error).__name__)
         if options.get("delete_original") or options.get("replace_original"):
             return "dropped"  # an edit of the original message has no DM equivalent
+        post = calling(client.chat_postMessage)
         try:
-            client.chat_postMessage(channel=invocation.user_id, **message)
+            send_natively(
+                message,
+                lambda shown: post(channel=invocation.user_id, **shown),
+                refusals=refusals,
+                team_id=team,
+            )
         except SlackApiError as error:
             log.warning("could not DM %s: %s", invocation.user_id, error.response.get("error"))
             return "failed"

@@ -63,6 +63,9 @@ def world(tmp_path, db, store_key, monkeypatch):
         w.workspace_id = workspace_id
         runtime.close()
         yield w
+        # Every message and view `jobs run` sent stayed within Slack's Block Kit limits,
+        # tables and charts included (a refusal asked of the stand-in is not a violation).
+        assert slack.violations == []
 
 
 @pytest.fixture

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -170,8 +172,16 @@ def words(data: ChartData) -> list[str]:
     return [t.get_text() for t in draw(data).texts]
 
 
-def test_a_chart_reads_dollars_up_and_whole_days_along() -> None:
-    """The axis text: dollar amounts up the side, days (never hours) along the bottom."""
+def along(data: ChartData) -> list[str]:
+    """The labels along the bottom (the x ticks, hung below the plot), left to right."""
+    figure = draw(data)
+    ticks = [t for t in figure.texts if t.get_va() == "top" and t.get_ha() == "center"]
+    return [t.get_text() for t in sorted(ticks, key=lambda t: t.get_position()[0])]
+
+
+def test_a_chart_reads_dollars_up_and_days_along_as_days() -> None:
+    """The axis text: dollar amounts up the side, days along the bottom read as days
+    ("30 Nov", "1 Dec"; not "Nov, 30, Dec, 01"), never hours."""
     two = ChartData(
         "Mon 30 Nov–Tue 1 Dec 2026 · $3.50", "Cost per day by model, UTC days", "stacked",
         "day", (date(2026, 11, 30), date(2026, 12, 1)),
@@ -180,7 +190,7 @@ def test_a_chart_reads_dollars_up_and_whole_days_along() -> None:
     text = words(two)
     assert text[:2] == [two.title, two.subtitle] and "grok-4" in text
     assert {"$0.00", "$1.00", "$2.00"} <= set(text)
-    assert "30" in text and "Dec" in text
+    assert along(two) == ["30 Nov", "1 Dec"]
     assert not [t for t in text if ":" in t]  # a two-day chart once labelled 06:00, 12:00…
     days = tuple(date(2026, 9, 4) + timedelta(d) for d in range(90))
     ninety = ChartData(
@@ -188,7 +198,76 @@ def test_a_chart_reads_dollars_up_and_whole_days_along() -> None:
         (Series("grok-4", (Decimal(120),) * 90),), Decimal(10800),
     )  # fmt: skip
     text = words(ninety)
-    assert {"Oct", "Nov", "Dec", "$0", "$100"} <= set(text) and "$100.00" not in text
+    assert {"$0", "$100"} <= set(text) and "$100.00" not in text
+    ticks = along(ninety)
+    assert 4 <= len(ticks) <= 8 and ticks[-1] == "2 Dec"  # the newest day is named
+    assert all(re.fullmatch(r"\d{1,2} [A-Z][a-z]{2}", t) for t in ticks), ticks
+    new_year = tuple(date(2026, 12, 20) + timedelta(d) for d in range(20))
+    ticks = along(
+        ChartData("x", "y", "stacked", "day", new_year, (Series("a", (Decimal(1),) * 20),), 0)
+    )
+    assert any(t.endswith(" 2027") for t in ticks), ticks  # the year, where it turns
+
+
+def test_weekly_charts_tick_weeks_and_monthly_ones_months() -> None:
+    mondays = tuple(date(2026, 11, 2) + timedelta(weeks=n) for n in range(5))
+    weeks = ChartData(
+        "5 weeks", "Cost per week", "stacked", "week", mondays,
+        (Series("grok-4", (Decimal(7),) * 5),), Decimal(35), end=date(2026, 12, 6),
+    )  # fmt: skip
+    assert along(weeks) == ["2–8 Nov", "9–15 Nov", "16–22 Nov", "23–29 Nov", "30 Nov–6 Dec"]
+    months = ChartData(
+        "3 months", "Cost per month", "stacked", "month",
+        (date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1)),
+        (Series("grok-4", (Decimal(7),) * 3),), Decimal(21), end=date(2027, 1, 31),
+    )  # fmt: skip
+    assert along(months) == ["Nov 2026", "Dec 2026", "Jan 2027"]
+
+
+def test_todays_bar_is_marked_as_so_far_and_said_so_in_the_key() -> None:
+    days = (date(2026, 11, 30), date(2026, 12, 1))
+    data = ChartData(
+        "Last 2 days", "Cost per day", "stacked", "day", days,
+        (Series("grok-4", (Decimal(5), Decimal(2))),), Decimal(7), end=days[-1],
+        partial=days[-1],
+    )  # fmt: skip
+    figure = draw(data)
+    assert "today so far (partial)" in [t.get_text() for t in figure.texts]
+    [veil] = [a for a in figure.artists if type(a).__name__ == "Rectangle"]
+    assert veil.get_facecolor()[:3] == (1.0, 1.0, 1.0) and 0 < veil.get_alpha() < 1
+    from matplotlib.dates import date2num
+
+    assert veil.get_x() > date2num(days[0]) + 0.5  # over today's bar, not yesterday's
+    assert veil.get_height() == 2
+    assert "today so far (partial)" not in words(replace(data, partial=None))
+    today = ChartData(
+        "Today", "Cost by model", "ranked", "day", days[-1:],
+        (Series("grok-4", (Decimal(2),)),), Decimal(2), partial=days[-1],
+    )  # fmt: skip
+    assert any("so far" in t for t in words(today))
+
+
+def test_one_sans_serif_font_and_names_with_dollars_read_as_written() -> None:
+    data = ChartData(
+        "Today · $3.50", "Cost by API key", "ranked", "day", (date(2026, 12, 1),),
+        (Series("$prod$ key", (Decimal("3"),)), Series("grok $1 $2", (Decimal("0.5"),))),
+        Decimal("3.5"),
+    )  # fmt: skip
+    for chart in (data, replace(data, kind="stacked", subtitle="Cost per day")):
+        figure = draw(chart)
+        assert {tuple(t.get_fontfamily()) for t in figure.texts} == {("sans-serif",)}
+        assert not [t for t in figure.texts if t.get_parse_math()]  # "$…$" is never maths
+    assert "$prod$ key" in words(data) and "$3.00" in words(data)
+
+
+def test_an_svg_chart_has_real_text() -> None:
+    svg = render_chart(
+        ChartData("Today · $3.50", "Cost by model", "ranked", "day", (date(2026, 12, 1),),
+                  (Series("grok-4", (Decimal("3.5"),)),), Decimal("3.5")),
+        "svg",
+    ).decode()  # fmt: skip
+    assert "<text" in svg and "Today · $3.50" in svg and "grok-4" in svg
+    assert "sans-serif" in svg and "serif;" not in svg.replace("sans-serif", "")
 
 
 def test_ranked_bars_name_each_series_and_its_amount() -> None:

@@ -44,6 +44,7 @@ from storage.models import (
     Workspace,
 )
 from storage.repo import rebuild_totals
+from tests.bot.slack.conftest import fallback_table, native_table
 from tests.fakes.connections import add_connection, spend
 from tests.fakes.providers import built_in
 from tests.fakes.slack_api import SlackStandIn
@@ -454,10 +455,13 @@ def test_the_slack_message_shows_every_figure(db, store) -> None:
         "(+33.8%)" in text
     )
     assert "Month-end forecast for March 2026, at the pace of the last 7 days: $480.43" in text
-    table = next(b["text"]["text"] for b in message["blocks"] if "```" in b["text"].get("text", ""))
-    assert "grok-4" in table and " 67%" in table and "▃▃▃▃▃▃█" in table
-    assert table.index("grok-imagine") < table.index("other")
-    assert "$1.50" in table.split("other")[1]
+    rows = native_table(message)
+    assert rows[0] == ["Model", "Cost", "%", "7 days"]
+    assert ["grok-4", "$40.00", "67%", "▃▃▃▃▃▃█"] in rows
+    labels = [row[0] for row in rows]
+    assert labels.index("grok-imagine") < labels.index("other") < labels.index("Total")
+    assert rows[labels.index("other")][1] == "$1.50"
+    assert rows[-1][:2] == ["Total", "$59.50"]  # the lines add up to it
     assert ":new: New: grok-code-fast-1" in text
     assert "53% of the $500.00 budget" in text
     assert "Prepaid credit left: $200.00 “Production”, $50.00 “Research”" in text
@@ -559,19 +563,20 @@ def test_an_empty_workspace_gets_a_helpful_message(db) -> None:
 
 
 def table_lines(message: dict) -> list[str]:
-    table = next(b["text"]["text"] for b in message["blocks"] if "```" in b["text"].get("text", ""))
-    return table.strip("`").splitlines()
+    return fallback_table(message)
 
 
 def test_tables_fit_a_phone_40_characters_wide_without_wrapping(db, crowded) -> None:
     with db.session() as session:
         d = build_digest(session, crowded, "day", SENT)
     lines = table_lines(digest_message(d))
-    assert len(lines) == 7  # the heading, five models, other
+    assert len(lines) == 9  # the heading, five models, other, a rule, the total
     assert max(len(line) for line in lines) <= 40
-    assert all(line.endswith(("7 DAYS", "%")) or line[-1] in formatting.SPARKS for line in lines)
-    assert lines[1].startswith("grok-model-00…")  # the name gives way, not the figures
+    rows = [line for line in lines[1:-2]]
+    assert all(line.endswith("%") or line[-1] in formatting.SPARKS for line in rows)
+    assert "…" in lines[1]  # the name gives way (cut in the middle), not the figures
     assert "$100.00" in lines[1] and "  3%" in lines[1]
+    assert lines[-1].startswith("Total")
 
 
 def test_a_monthly_digest_shows_the_months_trend_and_says_which_way_it_runs(db, store) -> None:
@@ -584,7 +589,8 @@ def test_a_monthly_digest_shows_the_months_trend_and_says_which_way_it_runs(db, 
     )
     text = all_text(digest_message(d))
     assert "last 7 days" not in text.lower()
-    assert "WEEKS" in text and f"(1 Mar → 31 Mar): {d.month_trend}" in text
+    assert native_table(digest_message(d))[0][-1] == "Weeks"
+    assert f"(1 Mar → 31 Mar): {d.month_trend}" in text
     assert "Trends run oldest → newest, over the weeks of 1 Mar–31 Mar 2026." in text
     daily = all_text(digest_message(digest_of(db, store)))
     assert "Trends run oldest → newest, over the days of 14 Mar–20 Mar 2026." in daily

@@ -19,6 +19,7 @@ from bot.exports import (
     export_json,
     export_pdf,
     pdf_facts,
+    pdf_pages,
 )
 from bot.reports import Period, build_report
 from providers.xai.sandbox import DEMO_TEAM_ID, MODELS
@@ -126,6 +127,10 @@ def test_the_pdf_has_real_text_with_the_period_the_total_and_the_tables(
     for heading in ("By model", "By API key", "By connection"):
         assert heading in text
     assert "grok-4-0709" in text and "Production — xAI" in text
+    # One sans-serif font, and a line with two amounts ("$1 … $2") is words, not maths.
+    for page in pdf_pages(export, facts, chart):
+        assert {tuple(t.get_fontfamily()) for t in page.texts} == {("sans-serif",)}
+        assert not [t.get_text() for t in page.texts if t.get_parse_math()]
 
 
 # -- the terminal --------------------------------------------------------------------

@@ -48,3 +48,16 @@ def test_report_titles_have_no_leading_zeros() -> None:
 
     week = resolve_period(Command("week", ()), date(2026, 12, 1))
     assert week.title == "Last 7 days, 25 Nov–1 Dec 2026"
+
+
+def test_names_cut_in_the_middle_stay_apart():
+    from bot.formatting import clip_apart, clip_middle
+
+    assert clip_middle("Production — xAI: Test key", 20) == "Production… Test key"
+    assert clip_middle("short", 20) == "short"
+    models = ["grok-4-fast-reasoning", "grok-4-fast-non-reasoning", "grok-4-0709"]
+    cut = clip_apart(models, 20)
+    assert len(set(cut)) == 3 and all(len(c) <= 20 for c in cut) and cut[2] == "grok-4-0709"
+    assert cut[0].endswith("t-reasoning") and cut[1].endswith("n-reasoning")
+    twins = clip_apart(["same name, long enough"] * 2, 10)
+    assert twins[0] == twins[1] and len(twins[0]) == 10  # alike as written: nothing to keep

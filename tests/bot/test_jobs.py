@@ -647,11 +647,9 @@ def draws(monkeypatch) -> list[str]:
     return drawn
 
 
-def test_weekly_digests_bring_their_chart_drawn_once_per_scope_and_period(
+def test_weekly_digests_bring_their_chart_natively_once_per_scope_and_period(
     world: World, draws: list[str]
 ) -> None:
-    from bot.charts import PIXELS, png_size
-
     for channel in ("CTEAM", "CFIN", "COPS"):
         world.slack.add_channel(channel, channel.lower())
     with world.runtime().db.session() as session:
@@ -665,19 +663,46 @@ def test_weekly_digests_bring_their_chart_drawn_once_per_scope_and_period(
     out = world.jobs(at("2026-10-26T09:00:30"))  # a Monday
 
     assert world.code == 0, out
-    # The week for the workspace, the week for Production alone, and the day.
-    assert len(draws) == 3, draws
-    shown = sorted((f.shared_in, f.title) for f in world.slack.files.values() if f.title)
-    assert [where for where, _ in shown] == [["CCOSTS"], ["CFIN"], ["COPS"], ["CTEAM"]]
-    week = "Weekly xAI spend · 19 Oct–25 Oct 2026 · $"
-    assert [title.startswith(week) for _, title in shown] == [True, True, False, True]
-    assert all(png_size(f.data) == PIXELS for f in world.slack.files.values())
-    # Every digest's text went out before any chart was drawn and uploaded.
+    assert "digest charts shown" in out
     posts = world.slack.calls_to("chat.postMessage")
-    uploads = world.slack.calls_to("files.getUploadURLExternal")
-    assert len(posts) == 5 and max(p.at for p in posts) < min(u.at for u in uploads)
+    charts = [p for p in posts if "data_visualization" in str(p.params.get("blocks"))]
+    digests = [p for p in posts if p not in charts]
+    assert len(digests) == 5 and max(p.at for p in digests) < min(c.at for c in charts)
+    shown = sorted((c.params["channel"], c.params["blocks"][0]["title"]) for c in charts)
+    assert [where for where, _ in shown] == ["CCOSTS", "CFIN", "COPS", "CTEAM"]
+    weekly = [title for where, title in shown if where != "COPS"]
+    assert all(title.startswith("19 Oct–25 Oct 2026 · $") for title in weekly), weekly
+    assert all(len(title) <= 50 for _, title in shown)
+    bars = charts[0].params["blocks"][0]["chart"]
+    assert bars["type"] == "bar" and len(bars["axis_config"]["categories"]) == 7
+    assert draws == [] and world.slack.files == {}  # no picture drawn where Slack draws it
     world.jobs(at("2026-10-26T10:00:00"))  # a later run: nothing again, charts included
-    assert len(draws) == 3 and len(world.slack.calls_to("files.getUploadURLExternal")) == 4
+    assert len(world.slack.calls_to("chat.postMessage")) == len(posts)
+
+
+def test_where_slack_refuses_charts_the_picture_is_drawn_once_per_scope(
+    world: World, draws: list[str]
+) -> None:
+    from bot.charts import PIXELS, png_size
+
+    world.slack.refuse_blocks("data_visualization")
+    for channel in ("CTEAM", "CFIN"):
+        world.slack.add_channel(channel, channel.lower())
+    with world.runtime().db.session() as session:
+        production = session.scalar(select(Connection.id))
+    subscribe(world, at_time="09:00", tz="UTC", every="week")
+    subscribe(world, "CTEAM", at_time="09:00", tz="UTC", every="week")  # the same scope
+    subscribe(world, "CFIN", at_time="09:00", tz="UTC", every="week", connection_id=production)
+
+    out = world.jobs(at("2026-10-26T09:00:30"))
+
+    assert world.code == 0, out
+    outcomes = [o for _, o in world.slack.outcomes("chat.postMessage")]
+    assert outcomes == ["ok"] * 3 + ["invalid_blocks"]  # one chart refused, then remembered
+    assert len(draws) == 2, draws  # the workspace's week and Production's
+    shown = sorted((f.shared_in, f.title) for f in world.slack.files.values() if f.title)
+    assert [where for where, _ in shown] == [["CCOSTS"], ["CFIN"], ["CTEAM"]]
+    assert all(png_size(f.data) == PIXELS for f in world.slack.files.values())
 
 
 def test_a_chart_that_fails_to_draw_never_loses_its_digest(world: World, monkeypatch) -> None:
@@ -690,6 +715,7 @@ def test_a_chart_that_fails_to_draw_never_loses_its_digest(world: World, monkeyp
         raise RuntimeError("no fonts")
 
     monkeypatch.setattr(bot.charts, "render_chart", broken)
+    world.slack.refuse_blocks("data_visualization")  # so the picture is needed
     world.slack.add_channel("CTEAM", "team")
     subscribe(world, at_time="09:00", tz="UTC", every="week")
     subscribe(world, "CTEAM", at_time="09:00", tz="UTC", every="week")
@@ -702,6 +728,43 @@ def test_a_chart_that_fails_to_draw_never_loses_its_digest(world: World, monkeyp
     assert "chart not shown (RuntimeError)" in out
     assert len(attempts) == 1  # failed once for the scope, not once per digest
     assert world.slack.files == {}
+
+
+def test_a_workspace_that_refused_native_blocks_is_known_to_every_later_process(
+    world: World,
+) -> None:
+    """``jobs run`` in one process meets the refusals; the next, in another, goes
+    straight to the code block and the picture."""
+    world.slack.refuse_blocks("table")
+    world.slack.refuse_blocks("data_visualization")
+    subscribe(world, at_time="09:00", tz="UTC", every="week")
+
+    def run(when: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "jobs", "run", "--at", when],
+            env=world.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (done.stdout, done.stderr)
+
+    world.clock.now = at("2026-10-26T09:00:30")
+    run("2026-10-26T09:00:30")  # Monday: the week of 19–25 October
+    first = world.slack.outcomes("chat.postMessage")
+    # The digest: refused with its table, taken without; its chart: refused, then a picture.
+    assert [o for _, o in first] == ["invalid_blocks", "ok", "invalid_blocks"]
+    assert "table" not in str(first[1][0].params["blocks"])
+    assert "```" in str(first[1][0].params["blocks"])  # the code block took its place
+    assert len(world.slack.files) == 1
+
+    world.clock.now = at("2026-11-02T09:00:30")
+    run("2026-11-02T09:00:30")  # a week on, another process
+    later = world.slack.outcomes("chat.postMessage")[len(first) :]
+    assert [o for _, o in later] == ["ok"]  # straight to the fallback: nothing refused
+    assert "```" in str(later[0][0].params["blocks"]) and "table" not in str(later[0][0].params)
+    assert len(world.slack.files) == 2  # and straight to the picture
 
 
 # -- what a batch of digests costs

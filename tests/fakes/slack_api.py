@@ -24,6 +24,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -71,10 +72,14 @@ MESSAGE_BLOCK_TYPES = frozenset(
         "rich_text",
         "section",
         "table",
+        "data_visualization",
         "video",
     }
 )
-VIEW_BLOCK_TYPES = MESSAGE_BLOCK_TYPES - {"file", "table"}
+VIEW_BLOCK_TYPES = MESSAGE_BLOCK_TYPES - {"file", "table", "data_visualization"}
+HOME_BLOCK_TYPES = VIEW_BLOCK_TYPES | {"data_visualization"}
+"""A Home tab takes a chart here: the readable part of Slack's chart page names no
+surfaces, so the app tries one there and falls back when refused (``refuse_blocks``)."""
 MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
 MAX_MESSAGE_TEXT = 40_000
@@ -97,6 +102,23 @@ MAX_OPTION_TEXT = 75
 MAX_OPTION_VALUE = 150
 MAX_OPTIONS = {"checkboxes": 10, "radio_buttons": 10, "overflow": 5}
 MAX_SELECT_OPTIONS = 100
+# The table block (docs.slack.dev/reference/block-kit/blocks/table-block).
+MAX_TABLE_ROWS = 100  # "Maximum 100 rows"
+MAX_TABLE_CELLS = 20  # "Each row object is an array with a max of 20 table cells"
+MAX_COLUMN_SETTINGS = 20  # "Maximum 20 items"
+TABLE_ALIGNS = frozenset({"left", "center", "right"})  # "Can be left, center, or right"
+TABLE_CELL_TYPES = frozenset({"raw_text", "rich_text"})  # "raw_text or rich_text"
+MAX_TABLES = 1  # not on the page: one table a message, as other Slack clients found
+MAX_TABLE_CELL_TEXT = 2000  # not on the page; only warned about
+# The data visualization block (docs.slack.dev/reference/block-kit/blocks/data-visualization-block).
+MAX_CHART_TITLE = 50  # "Maximum 50 characters"
+CHART_TYPES = frozenset({"pie", "bar", "area", "line"})
+MAX_SEGMENTS = 6  # pie: "Min 1, max 6"
+MAX_SERIES = 6  # bar, area, line: "Min 1, max 6"
+MAX_POINTS = 20  # per series, one per category (as slack-go and slack-messaging validate it)
+MAX_CHART_LABEL = 20  # segment labels, series names, categories (likewise)
+MAX_AXIS_TITLE = 50  # x_label, y_label (likewise)
+MAX_CHARTS = 2  # not documented: a third chart in a message is refused (vercel/chat #696)
 MAX_VIEW_JSON = 250_000
 """Bytes of a view's JSON that ``views.publish`` takes (Slack: "up to 250kb")."""
 SECRET_BLOCK_ID_MARKERS = ("key", "secret")
@@ -121,6 +143,8 @@ class Response:
     url_id: str
     payload: dict[str, Any]
     at: float
+    refused: str | None = None
+    """What Slack answered when it refused the payload (``invalid_blocks``); None: taken."""
 
 
 @dataclass(frozen=True)
@@ -334,6 +358,14 @@ class _BlockKit:
                     path = f"attachments[{i}].blocks"
                     inner = self.block_list(path, attachment["blocks"], MAX_MESSAGE_BLOCKS)
                     self.blocks(path, inner, MESSAGE_BLOCK_TYPES)
+        kinds = [b.get("type") for b in blocks if isinstance(b, Mapping)]
+        if kinds.count("table") > MAX_TABLES:
+            self.reject(
+                "blocks", f"{kinds.count('table')} tables in one message (limit {MAX_TABLES})"
+            )
+        if kinds.count("data_visualization") > MAX_CHARTS:
+            charts = kinds.count("data_visualization")
+            self.reject("blocks", f"{charts} charts in one message (limit {MAX_CHARTS})")
         text = payload.get("text")
         if blocks and not (isinstance(text, str) and text.strip()):
             self.warn(
@@ -378,7 +410,13 @@ class _BlockKit:
         )
         self.limit("view.callback_id", "callback_id", view.get("callback_id"), MAX_ID)
         self.limit("view.external_id", "external_id", view.get("external_id"), MAX_ID)
-        self.blocks("view.blocks", blocks, VIEW_BLOCK_TYPES)
+        allowed = HOME_BLOCK_TYPES if kind == "home" else VIEW_BLOCK_TYPES
+        self.blocks("view.blocks", blocks, allowed)
+        charts = sum(
+            1 for b in blocks if isinstance(b, Mapping) and b.get("type") == "data_visualization"
+        )
+        if charts > MAX_CHARTS:
+            self.reject("view.blocks", f"{charts} charts in one view (limit {MAX_CHARTS})")
         self.secrets_not_echoed(blocks)
 
     def secrets_not_echoed(self, blocks: list[Any]) -> None:
@@ -510,6 +548,165 @@ class _BlockKit:
     def _markdown(self, path: str, block: Mapping[str, Any]) -> None:
         self.limit(f"{path}.text", "markdown text", block.get("text"), MAX_MARKDOWN_TEXT)
 
+    def only_keys(self, path: str, block: Mapping[str, Any], keys: set[str]) -> None:
+        for key in sorted(set(block) - keys):
+            self.reject(f"{path}.{key}", f"unknown field {key!r}")
+
+    def _table(self, path: str, block: Mapping[str, Any]) -> None:
+        self.only_keys(path, block, {"type", "block_id", "rows", "column_settings"})
+        rows = block.get("rows")
+        if not isinstance(rows, list) or not rows:
+            self.reject(f"{path}.rows", "a table needs rows")
+            return
+        self.limit(f"{path}.rows", "rows", rows, MAX_TABLE_ROWS)
+        widths = set()
+        for r, row in enumerate(rows):
+            here = f"{path}.rows[{r}]"
+            if not isinstance(row, list) or not row:
+                self.reject(here, "a row must be a non-empty array of cells")
+                continue
+            widths.add(len(row))
+            self.limit(here, "cells", row, MAX_TABLE_CELLS)
+            for c, cell in enumerate(row):
+                self.cell(f"{here}[{c}]", cell)
+        if len(widths) > 1:
+            self.warn(f"{path}.rows", f"rows of different lengths {sorted(widths)}")
+        settings = block.get("column_settings")
+        if settings is None:
+            return
+        if not isinstance(settings, list):
+            self.reject(f"{path}.column_settings", "column_settings must be an array")
+            return
+        self.limit(f"{path}.column_settings", "column_settings", settings, MAX_COLUMN_SETTINGS)
+        for c, setting in enumerate(settings):
+            here = f"{path}.column_settings[{c}]"
+            if setting is None:
+                continue
+            if not isinstance(setting, Mapping):
+                self.reject(here, "a column setting must be an object")
+                continue
+            self.only_keys(here, setting, {"align", "is_wrapped"})
+            if "align" in setting and setting["align"] not in TABLE_ALIGNS:
+                self.reject(
+                    f"{here}.align",
+                    f"align {setting['align']!r} is not one of {sorted(TABLE_ALIGNS)}",
+                )
+            if "is_wrapped" in setting and not isinstance(setting["is_wrapped"], bool):
+                self.reject(f"{here}.is_wrapped", "is_wrapped must be a boolean")
+
+    def cell(self, path: str, cell: Any) -> None:
+        if not isinstance(cell, Mapping) or cell.get("type") not in TABLE_CELL_TYPES:
+            self.reject(path, f"a table cell is one of {sorted(TABLE_CELL_TYPES)}")
+            return
+        if cell["type"] == "raw_text":
+            self.only_keys(path, cell, {"type", "text"})
+            text = cell.get("text")
+            if not isinstance(text, str) or not text:
+                self.reject(f"{path}.text", "a raw_text cell needs text")
+            elif len(text) > MAX_TABLE_CELL_TEXT:
+                self.warn(f"{path}.text", f"a cell of {len(text)} characters")
+            return
+        elements = cell.get("elements")
+        if not isinstance(elements, list) or not elements:
+            self.reject(f"{path}.elements", "a rich_text cell needs elements")
+            return
+        for e, element in enumerate(elements):
+            inner = element.get("elements") if isinstance(element, Mapping) else None
+            if not isinstance(inner, list) or not all(
+                isinstance(i, Mapping) and isinstance(i.get("type"), str) for i in inner
+            ):
+                self.reject(f"{path}.elements[{e}]", "a rich text element needs typed elements")
+
+    def _data_visualization(self, path: str, block: Mapping[str, Any]) -> None:
+        self.only_keys(path, block, {"type", "block_id", "title", "chart"})
+        title = block.get("title")
+        if not isinstance(title, str) or not title:
+            self.reject(f"{path}.title", "a chart needs a title")
+        else:
+            self.limit(f"{path}.title", "title", title, MAX_CHART_TITLE)
+        chart = block.get("chart")
+        if not isinstance(chart, Mapping) or chart.get("type") not in CHART_TYPES:
+            self.reject(f"{path}.chart", f"chart.type is one of {sorted(CHART_TYPES)}")
+            return
+        if chart["type"] == "pie":
+            self.only_keys(f"{path}.chart", chart, {"type", "segments"})
+            segments = chart.get("segments")
+            if not isinstance(segments, list) or not segments:
+                self.reject(f"{path}.chart.segments", "a pie needs segments")
+                return
+            self.limit(f"{path}.chart.segments", "segments", segments, MAX_SEGMENTS)
+            for n, segment in enumerate(segments):
+                here = f"{path}.chart.segments[{n}]"
+                if not isinstance(segment, Mapping):
+                    self.reject(here, "a segment must be an object")
+                    continue
+                self.only_keys(here, segment, {"label", "value"})
+                self.chart_label(f"{here}.label", segment.get("label"))
+                value = segment.get("value")
+                if not _number(value) or value <= 0:
+                    self.reject(
+                        f"{here}.value", f"a segment's value must be above 0, not {value!r}"
+                    )
+            return
+        self.only_keys(f"{path}.chart", chart, {"type", "series", "axis_config"})
+        axis = chart.get("axis_config")
+        if not isinstance(axis, Mapping):
+            self.reject(f"{path}.chart.axis_config", f"a {chart['type']} chart needs axis_config")
+            return
+        self.only_keys(f"{path}.chart.axis_config", axis, {"categories", "x_label", "y_label"})
+        categories = axis.get("categories")
+        if not isinstance(categories, list) or not categories:
+            self.reject(f"{path}.chart.axis_config.categories", "a chart needs categories")
+            return
+        self.limit(f"{path}.chart.axis_config.categories", "categories", categories, MAX_POINTS)
+        for n, category in enumerate(categories):
+            self.chart_label(f"{path}.chart.axis_config.categories[{n}]", category)
+        if len(set(map(str, categories))) != len(categories):
+            self.reject(f"{path}.chart.axis_config.categories", "categories repeat")
+        for name in ("x_label", "y_label"):
+            if name in axis:
+                if not isinstance(axis[name], str):
+                    self.reject(f"{path}.chart.axis_config.{name}", f"{name} must be a string")
+                else:
+                    self.limit(f"{path}.chart.axis_config.{name}", name, axis[name], MAX_AXIS_TITLE)
+        series = chart.get("series")
+        if not isinstance(series, list) or not series:
+            self.reject(f"{path}.chart.series", "a chart needs series")
+            return
+        self.limit(f"{path}.chart.series", "series", series, MAX_SERIES)
+        names = []
+        for n, one in enumerate(series):
+            here = f"{path}.chart.series[{n}]"
+            if not isinstance(one, Mapping):
+                self.reject(here, "a series must be an object")
+                continue
+            self.only_keys(here, one, {"name", "data"})
+            self.chart_label(f"{here}.name", one.get("name"))
+            names.append(one.get("name"))
+            data = one.get("data")
+            if not isinstance(data, list) or not data:
+                self.reject(f"{here}.data", "a series needs data points")
+                continue
+            self.limit(f"{here}.data", "data points", data, MAX_POINTS)
+            labels = [p.get("label") if isinstance(p, Mapping) else None for p in data]
+            if sorted(map(str, labels)) != sorted(map(str, categories)):
+                self.reject(f"{here}.data", "a series needs exactly one point per category")
+            for p, point in enumerate(data):
+                value = point.get("value") if isinstance(point, Mapping) else None
+                if not _number(value):
+                    self.reject(
+                        f"{here}.data[{p}].value",
+                        f"a point's value must be a number, not {value!r}",
+                    )
+        if len(set(map(str, names))) != len(names):
+            self.reject(f"{path}.chart.series", "series names repeat")
+
+    def chart_label(self, path: str, label: Any) -> None:
+        if not isinstance(label, str) or not label:
+            self.reject(path, "a chart label must be a non-empty string")
+        else:
+            self.limit(path, "label", label, MAX_CHART_LABEL)
+
     def element(self, path: str, element: Any) -> None:
         if not isinstance(element, Mapping):
             self.reject(path, "an element must be an object")
@@ -638,6 +835,11 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     return (client_id, client_secret) if sep else None
 
 
+def _number(value: Any) -> bool:
+    """A JSON number Slack can plot: finite, and not a boolean."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "true")
 
@@ -705,6 +907,10 @@ class SlackStandIn(StandIn):
         self._faults: dict[str, list[_Fault]] = {}
         self._lost: dict[str, int] = {}
         """Calls whose answers are lost, per method (:meth:`lose_answers`)."""
+        self._refused_blocks: set[tuple[str, str | None, str | None]] = set()
+        """(block type, team id, token) refused; None matches any team or token."""
+        self._response_teams: dict[str, str] = {}
+        """The team each response URL was issued for."""
         self._oauth: _OAuthApp | None = None
         self._views: dict[str, str] = {}
         """View id to its current hash, for ``hash_conflict``."""
@@ -803,6 +1009,25 @@ class SlackStandIn(StandIn):
         with self._lock:
             self._lost[method] = self._lost.get(method, 0) + times
 
+    def refuse_blocks(
+        self, block_type: str, *, team_id: str | None = None, token: str | None = None
+    ) -> None:
+        """From now on, refuse every message or view holding a ``block_type`` block, as a
+        workspace whose Slack does not take it would: ``invalid_blocks`` (a view:
+        ``invalid_arguments``) naming the block. Only in ``team_id``'s workspace or for
+        ``token`` when given. Not a violation: the app is expected to fall back."""
+        with self._lock:
+            self._refused_blocks.add((block_type, team_id, token))
+
+    def outcomes(self, method: str) -> list[tuple[Call, str]]:
+        """Each call to ``method`` with what it was answered (``ok`` or Slack's error)."""
+        with self._lock:
+            return [
+                (c, o)
+                for c, o in zip(self.calls, self._outcomes, strict=True)
+                if c.method == method
+            ]
+
     def after(self, method: str, callback: Callable[[Call], None] | None) -> None:
         """Call ``callback`` once Slack has done a ``method`` call, before it answers.
 
@@ -873,11 +1098,13 @@ class SlackStandIn(StandIn):
 
     # response URLs
 
-    def response_url(self) -> str:
-        """A fresh response URL, as Slack puts in a slash command or interaction."""
+    def response_url(self, team_id: str | None = None) -> str:
+        """A fresh response URL, as Slack puts in a slash command or interaction (for
+        ``team_id``'s workspace, the stand-in's own by default)."""
         url_id = f"R{next(self._ids):06d}"
         with self._lock:
             self._response_issued[url_id] = time.monotonic()
+            self._response_teams[url_id] = team_id or self.team_id
         return f"{self.url}/response/{url_id}"
 
     def age_response_urls(self, seconds: float) -> None:
@@ -1043,15 +1270,45 @@ class SlackStandIn(StandIn):
                 refused[0].error or check.error, messages=[p.pointer() for p in refused]
             )
 
-    def _check_message(self, where: str, params: Mapping[str, Any]) -> None:
+    def _check_message(
+        self, where: str, params: Mapping[str, Any], team_id: str | None, token: str | None
+    ) -> None:
         check = _BlockKit("invalid_blocks")
         check.message(params)
         self._violations(where, check)
+        self._refuse("invalid_blocks", "blocks", params.get("blocks"), team_id, token)
 
-    def _check_view(self, where: str, view: Any, kinds: tuple[str, ...]) -> None:
+    def _check_view(
+        self, where: str, view: Any, kinds: tuple[str, ...], auth: _Token | None = None
+    ) -> None:
         check = _BlockKit("invalid_arguments")
         check.view(view, kinds)
         self._violations(where, check)
+        blocks = view.get("blocks") if isinstance(view, Mapping) else None
+        team, token = (auth.team_id, auth.token) if auth else (None, None)
+        self._refuse("invalid_arguments", "view/blocks", blocks, team, token)
+
+    def _refuse(
+        self, error: str, where: str, blocks: Any, team_id: str | None, token: str | None
+    ) -> None:
+        """Slack's answer where this workspace's Slack does not take a block type."""
+        with self._lock:
+            refused = set(self._refused_blocks)
+        if not refused or not isinstance(blocks, list):
+            return
+        pointers = [
+            f"[ERROR] unsupported block type {block.get('type')!r} [json-pointer:/{where}/{n}]"
+            for n, block in enumerate(blocks)
+            if isinstance(block, Mapping)
+            and any(
+                kind == block.get("type")
+                and team in (None, team_id)
+                and (allowed is None or allowed == token)
+                for kind, team, allowed in refused
+            )
+        ]
+        if pointers:
+            raise _SlackError(error, messages=pointers)
 
     def _check_view_size(self, where: str, view: Any) -> None:
         check = _BlockKit("invalid_arguments")
@@ -1117,7 +1374,7 @@ class SlackStandIn(StandIn):
         channel = self._postable_channel(params.get("channel"))
         if not any(params.get(name) for name in ("text", "blocks", "attachments")):
             raise _SlackError("no_text")
-        self._check_message("chat.postMessage", params)
+        self._check_message("chat.postMessage", params, auth.team_id, auth.token)
         ts = self._next_ts()
         message = {
             "type": "message",
@@ -1149,7 +1406,7 @@ class SlackStandIn(StandIn):
             raise _SlackError("user_not_in_channel")
         if not any(params.get(name) for name in ("text", "blocks", "attachments")):
             raise _SlackError("no_text")
-        self._check_message("chat.postEphemeral", params)
+        self._check_message("chat.postEphemeral", params, auth.team_id, auth.token)
         return {"message_ts": self._next_ts()}
 
     def _chat_update(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
@@ -1157,7 +1414,7 @@ class SlackStandIn(StandIn):
         ts = params.get("ts")
         if not ts:
             raise _SlackError("message_not_found")
-        self._check_message("chat.update", params)
+        self._check_message("chat.update", params, auth.team_id, auth.token)
         text = params.get("text", "")
         with self._lock:  # a message it was sent is changed in place; a made-up ts is taken
             for message in self._history.get(channel, ()):
@@ -1269,7 +1526,7 @@ class SlackStandIn(StandIn):
     def _open_view(self, method: str, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
         if not params.get("trigger_id") or not params.get("view"):
             raise _SlackError("invalid_arguments")
-        self._check_view(method, params["view"], ("modal",))
+        self._check_view(method, params["view"], ("modal",), auth)
         return {"view": self._stored_view(params["view"], auth, None)}
 
     def _views_update(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
@@ -1280,14 +1537,14 @@ class SlackStandIn(StandIn):
             current = self._views.get(str(view_id))
         if params.get("hash") and current is not None and params["hash"] != current:
             raise _SlackError("hash_conflict")
-        self._check_view("views.update", params["view"], ("modal", "home"))
+        self._check_view("views.update", params["view"], ("modal", "home"), auth)
         return {"view": self._stored_view(params["view"], auth, str(view_id))}
 
     def _views_publish(self, params: dict[str, Any], auth: _Token) -> dict[str, Any]:
         if not params.get("user_id") or not params.get("view"):
             raise _SlackError("invalid_arguments")
         self._check_view_size("views.publish", params["view"])
-        self._check_view("views.publish", params["view"], ("home",))
+        self._check_view("views.publish", params["view"], ("home",), auth)
         return {"view": self._stored_view(params["view"], auth, None)}
 
     def _stored_view(
@@ -1466,9 +1723,9 @@ class SlackStandIn(StandIn):
         with self._lock:
             if url_id in self._response_broken:
                 return _Answer(404, {"ok": False, "error": "expired_url"})
-            self.responses.append(Response(url_id, payload, at))
             uses = self._response_uses[url_id] = self._response_uses.get(url_id, 0) + 1
             issued = self._response_issued.get(url_id, at)
+            team = self._response_teams.get(url_id, self.team_id)
         try:
             if at - issued > _RESPONSE_URL_LIFETIME:
                 with self._lock:
@@ -1484,11 +1741,15 @@ class SlackStandIn(StandIn):
                     )
                 raise _SlackError("used_url", status=404)
             if not _truthy(payload.get("delete_original")):
-                self._check_message(where, payload)
+                self._check_message(where, payload, team, None)
         except _SlackError as exc:
+            with self._lock:
+                self.responses.append(Response(url_id, payload, at, refused=exc.error))
             answer = exc.answer()
             answer.status = exc.status if exc.status != 200 else 400
             return answer
+        with self._lock:
+            self.responses.append(Response(url_id, payload, at))
         return _Answer(200, {"ok": True})
 
 

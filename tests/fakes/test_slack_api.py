@@ -585,3 +585,149 @@ def test_one_connection_carries_many_requests(slack):
     finally:
         connection.close()
     assert len(slack.calls_to("auth.test")) == 3
+
+
+# --- native tables and charts --------------------------------------------------------
+
+
+def cell(text: str) -> dict[str, Any]:
+    return {"type": "raw_text", "text": text}
+
+
+def table(rows: int = 3, cells: int = 2, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "table",
+        "rows": [[cell(f"r{r}c{c}") for c in range(cells)] for r in range(rows)],
+        **extra,
+    }
+
+
+def bars(
+    categories: int = 3, series: int = 1, data: list | None = None, **chart: Any
+) -> dict[str, Any]:
+    labels = [f"d{n}" for n in range(categories)]
+    return {
+        "type": "data_visualization",
+        "title": "Cost per day",
+        "chart": {
+            "type": "bar",
+            "series": data
+            or [
+                {"name": f"s{s}", "data": [{"label": x, "value": 1.5} for x in labels]}
+                for s in range(series)
+            ],
+            "axis_config": {"categories": labels, "x_label": "UTC day", "y_label": "USD"},
+            **chart,
+        },
+    }
+
+
+def pie(*values: float, label: str = "grok-4") -> dict[str, Any]:
+    return {
+        "type": "data_visualization",
+        "title": "Share by key",
+        "chart": {
+            "type": "pie",
+            "segments": [{"label": f"{label} {n}", "value": v} for n, v in enumerate(values)],
+        },
+    }
+
+
+def test_tables_and_charts_within_the_limits_are_posted(slack, client):
+    blocks = [
+        table(rows=100, cells=20, column_settings=[{"align": "right", "is_wrapped": True}] * 20),
+        bars(categories=20, series=6),
+        pie(1, 2, 3, 4, 5, 6),
+    ]
+    assert client.chat_postMessage(channel="C0GENERAL", text="t", blocks=blocks)["ok"]
+    assert slack.violations == []
+
+
+@pytest.mark.parametrize(
+    ("blocks", "violation"),
+    [
+        ([table(rows=101)], "blocks[0].rows: rows has 101 items (limit 100)"),
+        ([table(cells=21)], "blocks[0].rows[0]: cells has 21 items (limit 20)"),
+        ([table(), table()], "2 tables in one message (limit 1)"),
+        ([table(column_settings=[{"align": "middle"}])], "align 'middle' is not one of"),
+        ([table(column_settings=[{"align": "left"}] * 21)], "column_settings has 21 items"),
+        ([{"type": "table", "rows": [[{"type": "raw_text", "text": ""}]]}], "needs text"),
+        ([{"type": "table", "rows": [[{"type": "mrkdwn", "text": "*x*"}]]}], "a table cell is"),
+        ([table(caption="x")], "unknown field 'caption'"),
+        ([{**bars(), "title": "t" * 51}], "title has 51 characters (limit 50)"),
+        ([bars(categories=21)], "categories has 21 items (limit 20)"),
+        ([bars(series=7)], "series has 7 items (limit 6)"),
+        ([pie(*[1.0] * 7)], "segments has 7 items (limit 6)"),
+        ([pie(1.0, 0)], "a segment's value must be above 0"),
+        ([pie(1.0, label="x" * 19)], "label has 21 characters (limit 20)"),
+        ([bars(), bars(), bars()], "3 charts in one message (limit 2)"),
+        (
+            [bars(axis_config={"categories": ["a", "a"]})],
+            "categories repeat",
+        ),
+        (
+            [bars(data=[{"name": "s", "data": [{"label": "d0", "value": 1}]}])],
+            "exactly one point per category",
+        ),
+        (
+            [
+                bars(
+                    data=[
+                        {"name": "s", "data": [{"label": f"d{n}", "value": "1"} for n in range(3)]}
+                    ]
+                )
+            ],
+            "a point's value must be a number",
+        ),
+        ([bars(type="donut")], "chart.type is one of"),
+    ],
+)
+def test_tables_and_charts_breaking_the_documented_limits_are_refused(
+    slack, client, blocks, violation
+):
+    assert error_of(client.chat_postMessage, channel="C0GENERAL", text="t", blocks=blocks) == (
+        "invalid_blocks"
+    )
+    assert any(violation in listed for listed in slack.violations), slack.violations
+
+
+def test_a_table_is_refused_in_a_home_tab_and_a_chart_is_tried_there(slack, client):
+    home = {"type": "home", "blocks": [section("Spend"), bars()]}
+    assert client.views_publish(user_id="U0ADA", view=home)["ok"]
+    assert slack.violations == []
+    home = {"type": "home", "blocks": [table()]}
+    assert error_of(client.views_publish, user_id="U0ADA", view=home) == "invalid_arguments"
+    assert "unknown block type 'table'" in slack.violations[0]
+
+
+def test_a_workspace_can_be_made_to_refuse_a_block_without_blame(slack, client):
+    other = WebClient(token="xoxb-beta-1", base_url=slack.api_url)
+    slack.add_token("xoxb-beta-1", team_id="T0002")
+    slack.refuse_blocks("table", team_id="T0001")
+    slack.refuse_blocks("data_visualization", token="xoxb-beta-1")
+    message = {"channel": "C0GENERAL", "text": "t", "blocks": [section("Spend"), table()]}
+
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(**message)
+    assert refused.value.response["error"] == "invalid_blocks"
+    said = refused.value.response["response_metadata"]["messages"]
+    assert said == ["[ERROR] unsupported block type 'table' [json-pointer:/blocks/1]"]
+    assert other.chat_postMessage(**message)["ok"]  # another workspace takes tables
+    assert client.chat_postMessage(channel="C0GENERAL", text="t", blocks=[bars()])["ok"]
+    assert error_of(other.chat_postMessage, channel="C0GENERAL", text="t", blocks=[bars()]) == (
+        "invalid_blocks"
+    )
+    home = {"type": "home", "blocks": [bars()]}
+    assert error_of(other.views_publish, user_id="U0ADA", view=home) == "invalid_arguments"
+    assert [o for _, o in slack.outcomes("chat.postMessage")] == [
+        "invalid_blocks", "ok", "ok", "invalid_blocks"
+    ]  # fmt: skip
+    url = slack.response_url("T0001")
+    answer = WebhookClient(url).send(text="t", blocks=[table()])
+    assert answer.status_code == 400 and json.loads(answer.body)["error"] == "invalid_blocks"
+    assert (
+        WebhookClient(slack.response_url("T0002")).send(text="t", blocks=[table()]).status_code
+        == 200
+    )
+    assert [r.refused for r in slack.responses] == ["invalid_blocks", None]
+    assert slack.violations == []  # refusing is Slack's choice here, not the app's mistake

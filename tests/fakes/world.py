@@ -48,13 +48,27 @@ class World:
         return out.getvalue()
 
     def posts(self, channel: str) -> list[dict]:
-        """What was posted in ``channel`` (a user's id: their DM with the app, threads too)."""
+        """What was posted in ``channel`` (a user's id: their DM with the app, threads too),
+        a digest's chart aside (:meth:`charts`)."""
         dm = "D" + channel[1:] if channel.startswith("U") else None
         return [
             c.params
             for c in self.slack.calls_to("chat.postMessage")
-            if c.params.get("channel") in (channel, dm)
+            if c.params.get("channel") in (channel, dm) and not _chart(c.params)
         ]
+
+    def charts(self, channel: str) -> list[dict]:
+        """The native charts posted in ``channel``, each after its digest."""
+        return [
+            c.params
+            for c in self.slack.calls_to("chat.postMessage")
+            if c.params.get("channel") == channel and _chart(c.params)
+        ]
+
+
+def _chart(params: dict) -> bool:
+    blocks = params.get("blocks") or []
+    return bool(blocks) and blocks[0].get("type") == "data_visualization"
 
 
 def route_alerts(w: World, channel: str) -> None:

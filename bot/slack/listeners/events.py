@@ -18,6 +18,7 @@ from slack_sdk import WebClient
 from bot.grammar import tokenize
 from bot.slack import blocks, home
 from bot.slack.dispatch import SLASH_COMMAND, run_command
+from bot.slack.refusals import post_message, refusals_for
 from bot.slack.service import Invocation, SlackService, verified_team
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def message(
         """Into the DM: ephemeral, in-channel and replacing mean nothing between two."""
         for option in ("response_type", "replace_original", "delete_original"):
             message.pop(option, None)
-        client.chat_postMessage(channel=channel, **message)
+        refusals = refusals_for(service.runtime.db)  # a table or chart refused: its fallback
+        post_message(client, invocation.team_id, refusals, channel=channel, **message)
 
     text = _without_slash(event.get("text") or "")
     words = [word.lower() for word in tokenize(text)]

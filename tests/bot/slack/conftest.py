@@ -72,7 +72,7 @@ class SlackApp:
 
     def command(self, text: str, user: str = ADMIN, team: str = TEAM) -> tuple[httpx.Response, str]:
         """Run /xai-usage; returns the HTTP answer and the response URL's id."""
-        response_url = self.slack.response_url()
+        response_url = self.slack.response_url(team)
         body = urlencode(
             {
                 "command": "/xai-usage",
@@ -91,7 +91,8 @@ class SlackApp:
         return self.post(body), response_url.rsplit("/", 1)[-1]
 
     def replies(self, url_id: str) -> list[dict]:
-        return [r.payload for r in self.slack.responses if r.url_id == url_id]
+        """What a response URL took (a payload Slack refused is not a reply)."""
+        return [r.payload for r in self.slack.responses if r.url_id == url_id and not r.refused]
 
     def reply(self, url_id: str, count: int = 1, timeout: float = 10) -> dict:
         """The ``count``-th reply sent to a response URL (waits for it)."""
@@ -116,12 +117,50 @@ class SlackApp:
         return self.post(body, {**sign(body), "Content-Type": "application/json"})
 
 
+def table_cells(block: dict) -> list[list[str]]:
+    """A ``table`` block's rows as the words in its cells."""
+
+    def words(cell: dict) -> str:
+        if cell.get("type") == "raw_text":
+            return cell["text"]
+        return "".join(
+            part.get("text", "")
+            for element in cell.get("elements", [])
+            for part in element.get("elements", [])
+        )
+
+    return [[words(cell).strip() for cell in row] for row in block.get("rows", [])]
+
+
+def native_table(message: dict) -> list[list[str]] | None:
+    """The cells of a message's ``table`` block; None when it has none."""
+    found = [b for b in message.get("blocks", []) if b.get("type") == "table"]
+    return table_cells(found[0]) if found else None
+
+
+def fallback_table(message: dict) -> list[str]:
+    """The lines of the code block a message falls back to where its table is refused
+    (bot.slack.native.degrade), as a person reads them."""
+    from bot.slack.native import degrade
+
+    fallen = degrade(message, {"table"})
+    section = next(
+        b["text"]["text"] for b in fallen["blocks"] if "```" in b.get("text", {}).get("text", "")
+    )
+    code = section[section.index("```") + 3 : section.rindex("```")]
+    return code.replace("\u200b", "").splitlines()
+
+
 def text_of(message: dict, *, as_sent: bool = False) -> str:
-    """Everything a person reads in a message: fallback and every block's text (without
-    the zero-width spaces that keep a label's * _ ~ from turning into markup, unless
-    ``as_sent``)."""
+    """Everything a person reads in a message: fallback and every block's text, a table's
+    cells and a chart's title (without the zero-width spaces that keep a label's * _ ~
+    from turning into markup, unless ``as_sent``)."""
     parts = [message.get("text", "")]
     for block in message.get("blocks", []):
+        if block.get("type") == "table":
+            parts += ["  ".join(row) for row in table_cells(block)]
+        if block.get("type") == "data_visualization":
+            parts.append(block.get("title", ""))
         for item in [block.get("text"), *block.get("elements", []), *block.get("fields", [])]:
             if isinstance(item, dict) and isinstance(item.get("text"), str):
                 parts.append(item["text"])

@@ -29,11 +29,12 @@ REFERENCE = re.compile(r"<[@#][A-Z0-9]+(?:\|[^<>&]*)?>")
 
 
 def _strings(value) -> list[str]:
-    """Every string in a posted payload (text, blocks, however nested) that Slack shows.
+    """Every string in a posted payload (text, blocks, however nested) that Slack parses.
 
     A button's ``value`` is the command it runs (a button is a command), handed
     back on a click and never displayed or parsed as markup: it keeps a label
-    exactly as typed, so it is not read here.
+    exactly as typed, so it is not read here. Nor is a table's ``raw_text`` cell:
+    Slack shows it literally (no references, no entities), so a label in it is as typed.
     """
     if isinstance(value, str):
         try:
@@ -41,6 +42,8 @@ def _strings(value) -> list[str]:
         except ValueError:
             return [value]
     if isinstance(value, dict):
+        if value.get("type") == "raw_text":
+            return []
         return [s for k, v in value.items() if k != "value" for s in _strings(v)]
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]

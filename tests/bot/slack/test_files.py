@@ -32,14 +32,41 @@ def week_total(slack: SlackApp) -> Decimal:
         return build_report(session, workspace_id, period, "model").total_usd
 
 
-def test_a_private_chart_goes_to_the_askers_dm_and_never_to_the_channel(
-    connected: SlackApp,
-) -> None:
+def test_a_chart_is_drawn_by_slack_in_the_private_reply(connected: SlackApp) -> None:
     _, url_id = connected.command("week --by model --chart", user=MEMBER)
     reply = connected.reply(url_id)
     assert reply["response_type"] == "ephemeral"
-    assert "grok-4-0709" in text_of(reply)  # the table stays, for screen readers
-    assert "direct messages" in text_of(reply)
+    assert "grok-4-0709" in text_of(reply)  # the table stays above it
+    [block] = [b for b in reply["blocks"] if b["type"] == "data_visualization"]
+    chart = block["chart"]
+    assert chart["type"] == "bar" and len(chart["axis_config"]["categories"]) == 7
+    assert 1 <= len(chart["series"]) <= 6 and "grok-4-0709" in [s["name"] for s in chart["series"]]
+    # The picture's data: every model's cost each day, adding up to the week's total.
+    drawn = sum(Decimal(str(p["value"])) for s in chart["series"] for p in s["data"])
+    assert abs(drawn - week_total(connected)) <= Decimal("0.01") * 7 * len(chart["series"])
+    assert "$" in block["title"] and len(block["title"]) <= 50
+    assert connected.slack.files == {}  # no picture, no DM
+    assert connected.slack.calls_to("conversations.open") == []
+    assert "direct messages" not in text_of(reply)
+
+
+def test_a_chart_by_key_is_a_pie_of_the_shares(connected: SlackApp) -> None:
+    _, url_id = connected.command("week --by key --chart")
+    [block] = [b for b in connected.reply(url_id)["blocks"] if b["type"] == "data_visualization"]
+    segments = block["chart"]["segments"]
+    assert block["chart"]["type"] == "pie" and 1 <= len(segments) <= 6
+    assert all(s["value"] > 0 and len(s["label"]) <= 20 for s in segments)
+
+
+def test_where_slack_refuses_charts_the_picture_goes_to_the_askers_dm(
+    connected: SlackApp,
+) -> None:
+    connected.slack.refuse_blocks("data_visualization", team_id=TEAM)
+    _, url_id = connected.command("week --by model --chart", user=MEMBER)
+    reply = connected.reply(url_id)  # refused with its chart, taken without it
+    assert not [b for b in reply["blocks"] if b["type"] == "data_visualization"]
+    assert "grok-4-0709" in text_of(reply)
+    assert "direct messages" in text_of(connected.reply(url_id, count=2))
     [chart] = shared_files(connected)
     assert chart.shared_in == [DM_OF_MEMBER]
     assert "CCOSTS" not in chart.shared_in
@@ -48,9 +75,19 @@ def test_a_private_chart_goes_to_the_askers_dm_and_never_to_the_channel(
     assert connected.slack.calls_to("chat.postMessage") == []  # nothing said in the channel
     [opened] = connected.slack.calls_to("conversations.open")
     assert opened.params["users"] == MEMBER
+    # Known now: the next one goes straight to the picture, saying so in the reply.
+    _, url_id = connected.command("week --by day --chart", user=MEMBER)
+    assert "direct messages" in text_of(connected.reply(url_id))
+    assert [r.refused for r in connected.slack.responses if r.url_id == url_id] == [None]
+    shared_files(connected, count=2)
 
 
 def test_a_shared_chart_is_posted_in_the_channel(connected: SlackApp) -> None:
+    _, url_id = connected.command("week --by day --chart --share", user=MEMBER)
+    reply = connected.reply(url_id)
+    assert reply["response_type"] == "in_channel"
+    assert [b for b in reply["blocks"] if b["type"] == "data_visualization"]
+    connected.slack.refuse_blocks("data_visualization", team_id=TEAM)
     _, url_id = connected.command("week --by day --chart --share", user=MEMBER)
     assert connected.reply(url_id)["response_type"] == "in_channel"
     [chart] = shared_files(connected)
@@ -59,9 +96,10 @@ def test_a_shared_chart_is_posted_in_the_channel(connected: SlackApp) -> None:
 
 
 def test_a_refused_upload_says_how_to_fix_it(connected: SlackApp) -> None:
+    connected.slack.refuse_blocks("data_visualization", team_id=TEAM)
     connected.slack.fail("files.completeUploadExternal", "not_in_channel")
     _, url_id = connected.command("week --chart --share")
-    assert "invite me" in text_of(connected.reply(url_id, count=2))
+    assert "invite me" in text_of(connected.reply(url_id, count=3))
     connected.slack.fail("files.getUploadURLExternal", "missing_scope")
     _, url_id = connected.command("week --chart")
     assert "files:write" in text_of(connected.reply(url_id, count=2))

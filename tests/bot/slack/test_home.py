@@ -601,3 +601,39 @@ def test_a_database_outage_shows_on_the_tab_it_opens(connected: SlackApp, keyrin
     connected.runtime.__dict__["db"] = Database("postgresql://nobody@127.0.0.1:1/none", keyring)
     connected.service._workspaces.clear()  # nothing answered from memory
     assert STORE_UNAVAILABLE in words(open_home(connected))
+
+
+def test_the_trend_is_also_a_line_of_its_weeks_drawn_by_slack(connected: SlackApp):
+    view = open_home(connected)
+    [chart] = [b for b in view["blocks"] if b["type"] == "data_visualization"]
+    line = chart["chart"]
+    assert line["type"] == "line" and chart["title"].startswith("Spend by week, ")
+    weeks = line["axis_config"]["categories"]
+    assert 4 <= len(weeks) <= 5 and all(len(w) <= 20 for w in weeks)
+    assert "(part)" not in weeks[0] and "–" in weeks[0]  # the cut first week is left out
+    # The points are the weeks table's figures, in order.
+    table = next(b["text"]["text"] for b in view["blocks"] if "```" in str(b.get("text")))
+    amounts = [
+        Decimal(line.split("$")[-1].rstrip("*").split(" ")[0].replace(",", ""))
+        for line in table.split("```")[1].splitlines()
+        if "$" in line
+    ]
+    points = [Decimal(str(p["value"])) for p in line["series"][0]["data"]]
+    assert [round(a, 2) for a in amounts][-len(points) :] == points
+
+
+def test_a_home_tab_refusing_charts_is_published_without_one_once_and_then_straight(
+    connected: SlackApp,
+):
+    connected.slack.refuse_blocks("data_visualization", team_id=TEAM)
+    open_home(connected)
+    connected.slack.wait_for(lambda: len(connected.slack.calls_to("views.publish")) == 2)
+    view = connected.slack.calls_to("views.publish")[-1].params["view"]
+    outcomes = [o for _, o in connected.slack.outcomes("views.publish")]
+    assert outcomes == ["invalid_arguments", "ok"]  # once more, without the chart
+    assert not [b for b in view["blocks"] if b["type"] == "data_visualization"]
+    assert "Last 30 days" in words(view)  # the sparkline and the weeks stay
+    open_home(connected, user=MEMBER)
+    outcomes = [o for _, o in connected.slack.outcomes("views.publish")]
+    assert outcomes[:3] == ["invalid_arguments", "ok", "ok"]  # known: straight without it
+    assert "invalid_arguments" not in outcomes[1:]

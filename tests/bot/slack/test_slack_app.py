@@ -26,6 +26,8 @@ from tests.bot.slack.conftest import (
     TEAM,
     VISITOR,
     SlackApp,
+    fallback_table,
+    native_table,
     sign,
     text_of,
 )
@@ -65,10 +67,10 @@ def test_days_before_the_backfill_say_not_fetched_in_slack(connected: SlackApp) 
     _, url_id = connected.command(f"range {start} {today.isoformat()} --by day")
     reply = connected.reply(url_id)
     text = text_of(reply)
-    table = next(
-        b["text"]["text"] for b in reply["blocks"] if "```" in b.get("text", {}).get("text", "")
-    )
-    assert table.count("not fetched") == 2 and "$0.00" not in table
+    costs = [row[1] for row in native_table(reply)]
+    assert costs.count("not fetched") == 2 and "$0.00" not in costs
+    fallback = "\n".join(fallback_table(reply))
+    assert fallback.count("not fetched") == 2 and "$0.00" not in fallback
     assert "(fetched days only, provisional)" in reply["blocks"][0]["text"]["text"]
     assert '`/xai-usage sync --connection "Production — xAI" --days 32`' in text
     _, url_id = connected.command("range 2025-01-01 2025-01-31")
@@ -76,10 +78,13 @@ def test_days_before_the_backfill_say_not_fetched_in_slack(connected: SlackApp) 
     assert "Nothing was fetched for this period" in text and "No spend" not in text
 
 
-def test_a_long_list_is_cut_with_and_n_more(connected: SlackApp) -> None:
+def test_a_long_list_is_cut_to_its_newest_rows_and_says_how_to_see_the_rest(
+    connected: SlackApp,
+) -> None:
     _, url_id = connected.command("range 2026-01-01 2026-12-31 --by day")
     reply = connected.reply(url_id)
-    assert "and " in text_of(reply) and " more" in text_of(reply)
+    assert native_table(reply)[1][0].endswith(" earlier days")
+    assert "`/xai-usage range 2026-01-01 " in text_of(reply)
     assert len(reply["blocks"]) <= 50
 
 
