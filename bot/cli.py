@@ -33,8 +33,16 @@ from bot.grammar import (
     field_options,
     parse,
     tokenize,
+    unknown_command,
 )
-from bot.reports import Report, build_report, closed_month, resolve_period, status_rows
+from bot.reports import (
+    Report,
+    build_report,
+    closed_month,
+    nothing_connected,
+    resolve_period,
+    status_rows,
+)
 from bot.runtime import REDACTOR, Runtime, configure_logging
 from storage.reader import (
     ConnectionRef,
@@ -201,6 +209,9 @@ def report(command: Command, runtime: Runtime, console: Console) -> int:
                 drawn = chart_data(
                     session, workspace_id, result, connection_id=connection and connection.id
                 )
+    if chart and result.empty:  # an empty picture would say $0.00
+        console.note(f"xai-usage: {nothing_connected('xai-usage')} Nothing was drawn.")
+        return EXIT_FAILED
     if chart:
         _write_output(command.get("output"), render_chart(drawn, fmt), console)
         return 0
@@ -925,7 +936,12 @@ def help_(command: Command, runtime: Runtime, console: Console) -> int:
         extra = ["", "Fields, by provider (`--provider NAME`):", *_field_lines(runtime.providers)]
     console.print(
         render.render(
-            "help.txt.j2", commands=COMMANDS, topic=topic, surface="cli", extra=extra
+            "help.txt.j2",
+            commands=COMMANDS,
+            topic=topic,
+            surface="cli",
+            extra=extra,
+            unknown=unknown_command(topic or "", "cli"),
         ).rstrip("\n")
     )
     return 0

@@ -25,7 +25,7 @@ from bot import figures, formatting, profiles
 from bot.costs import cost_query
 from bot.csvfile import csv_text
 from bot.figures import Forecast
-from bot.reports import Report, build_report
+from bot.reports import Report, build_report, nothing_connected
 from storage.models import ApiKeyName, Connection
 from storage.reader import SessionReader
 
@@ -231,6 +231,8 @@ def pdf_facts(
     today = now.astimezone(UTC).date()
     forecast = budget = credit = None
     month = ""
+    if report.empty:  # nothing to forecast, no table to fill: the page says how to connect
+        return PdfFacts(workspace=workspace, generated_at=now)
     if report.period.end >= today.replace(day=1) and not report.model_pattern:
         scope = connection.id if connection else None
         digest = build_digest(session, workspace_id, "day", today, connection_id=scope, now=now)
@@ -282,6 +284,12 @@ def pdf_pages(export: Export, facts: PdfFacts, chart) -> list:
     report = export.report
     pages = []
     page = Figure(figsize=(8.27, 11.69), facecolor="white")
+    if report.empty:  # one page: what to do first, never a $0.00
+        page.text(0.08, 0.95, f"{report.scope_name} spend · {facts.workspace}", fontsize=18)
+        page.text(0.08, 0.91, f"{report.period.title} ({_span(report)}, UTC days)", fontsize=13)
+        for i, line in enumerate(textwrap.wrap(nothing_connected("xai-usage"), PDF_NOTE_WIDTH)):
+            page.text(0.08, 0.86 - 0.02 * i, line, fontsize=9, color=TEXT_COLOUR)
+        return [page]
     lines = [
         (f"{report.scope_name} spend · {facts.workspace}", 18, "bold", TEXT_COLOUR),
         (f"{report.period.title} ({_span(report)}, UTC days)", 13, "normal", TEXT_COLOUR),
@@ -419,6 +427,8 @@ class ExportFile:
     filename: str
     title: str
     total_usd: Decimal
+    empty: bool = False
+    """Nothing is connected: Slack says how to connect rather than send a file of nothing."""
 
 
 def export_file(
@@ -461,4 +471,6 @@ def export_file(
     else:
         data = export_csv(detail).encode()
     name = f"xai-usage-{period.start.isoformat()}-to-{period.end.isoformat()}.{fmt}"
-    return ExportFile(data, name, f"{report.scope_name} spend, {period.title}", report.total_usd)
+    return ExportFile(
+        data, name, f"{report.scope_name} spend, {period.title}", report.total_usd, report.empty
+    )

@@ -213,17 +213,26 @@ def clip(text: str, limit: int) -> str:
 
 
 def clip_middle(text: str, limit: int) -> str:
-    """At most ``limit`` characters, cut in the middle: ``Production… Test key``.
+    """At most ``limit`` characters, cut in the middle: ``grok-4-f…reasoning``.
 
-    Names that share a beginning ("Production team: Prod key", "Production team: Test
-    key") differ at the end, so both ends stay; a little more of the start, which
-    says what it is."""
+    Names that share a beginning differ at the end, so both ends stay; a little more of
+    the start, which says what it is. A name qualified in parentheses ("Test key
+    (Production — xAI Europe)") keeps its own words and cuts its qualifier's middle
+    instead ("Test key (Produ…urope)"), when that leaves a few of its characters."""
     if len(text) <= limit:
         return text
     if limit < 3:
         return text[:limit]
+    head, paren, inner = text[:-1].partition(" (")
+    if paren and text.endswith(")") and limit - len(head) - 3 >= QUALIFIER_KEPT:
+        return f"{head} ({clip_middle(inner, limit - len(head) - 3)})"
     tail = (limit - 1) // 2
     return text[: limit - 1 - tail] + "…" + text[len(text) - tail :]
+
+
+QUALIFIER_KEPT = 5
+"""The fewest characters of a parenthesised qualifier worth keeping (``Pr…pe``): fewer,
+and the whole name is cut in the middle instead."""
 
 
 def clip_apart(texts: Sequence[str], limit: int) -> list[str]:

@@ -37,6 +37,8 @@ back it keeps costs) is checked where the provider is known."""
 FIELD_OPTIONS = frozenset({"connect"})
 """Commands whose other ``--name VALUE`` options are the provider's declared non-secret
 credential fields (``--team-id``), checked against the provider by the handler."""
+MAX_PAGE = 100_000
+"""``--page`` at most: far past any list's end, which is said as such."""
 GROUPINGS = ("model", "day", "week", "month", "connection", "key")
 FORMATS = ("table", "json", "csv", "png", "svg", "pdf")
 OPENS_A_FORM = ("range", "alerts")
@@ -138,6 +140,13 @@ OPTIONS = {
         Option(
             "quiet-change", "...or changed by more than this percentage", "PCT", integer=(1, 1000)
         ),
+        Option(
+            "page",
+            "which page of a long list (Slack shows 20 digests, budgets or alert routes "
+            "a page, 40 connections)",
+            "N",
+            integer=(1, MAX_PAGE),
+        ),
     )
 }
 
@@ -184,7 +193,7 @@ def _option_on(name: str, surface: str, command: str = "") -> bool:
         if command == "export" and name == "format":
             return True  # csv, json or pdf: which file to send
         return name not in ("format", "workspace", "yes", "output")
-    return name not in ("share", "chart")
+    return name not in ("share", "chart", "page")  # a terminal lists everything at once
 
 
 _CLI = frozenset({"cli"})
@@ -215,13 +224,16 @@ COMMANDS = {
             admin=True,
         ),
         CommandSpec(
-            "connections", "list connections with their status", (), ("format", "workspace")
+            "connections",
+            "list connections with their status",
+            (),
+            ("format", "workspace", "page"),
         ),
         CommandSpec(
             "status",
             "every connection: status, last sync, month to date",
             (),
-            ("format", "workspace"),
+            ("format", "workspace", "page"),
         ),
         CommandSpec(
             "disconnect",
@@ -271,7 +283,17 @@ COMMANDS = {
             "digest",
             "channel digests: `digest add [#channel]`, `digest list`, `digest remove ID`",
             ("ACTION", "[#CHANNEL|ID]"),
-            ("at", "tz", "every", "connection", "quiet-min", "quiet-change", "chart", "workspace"),
+            (
+                "at",
+                "tz",
+                "every",
+                "connection",
+                "quiet-min",
+                "quiet-change",
+                "chart",
+                "workspace",
+                "page",
+            ),
             admin=True,
             actions=("add", "list", "remove"),
         ),
@@ -279,7 +301,7 @@ COMMANDS = {
             "budget",
             "monthly budgets: `budget set AMOUNT`, `budget list`, `budget remove ID`",
             ("ACTION", "[AMOUNT|ID]"),
-            ("connection", "channel", "thresholds", "workspace"),
+            ("connection", "channel", "thresholds", "workspace", "page"),
             admin=True,
             actions=("set", "list", "remove"),
         ),
@@ -289,7 +311,7 @@ COMMANDS = {
             "[--email ADDRESS]`, `alerts --email ADDRESS`, `alerts list`, "
             "`alerts remove [--connection L] [--webhook | --email [ADDRESS]]`, `alerts unmute ID`",
             ("#CHANNEL|list|remove|unmute", "[ID]"),
-            ("connection", "webhook", "email", "workspace"),
+            ("connection", "webhook", "email", "workspace", "page"),
             admin=True,
         ),
         CommandSpec(
@@ -448,6 +470,13 @@ def _did_you_mean(word: str, candidates: list[str] | tuple[str, ...], prefix: st
     return f" Did you mean `{prefix}{guess}`?" if guess else ""
 
 
+def unknown_command(word: str, surface: str) -> str:
+    """A word that names no command on ``surface``, said so with the nearest there is:
+    ``“stauts” is not a command. Did you mean `status`?`` (typed, or asked `help` about)."""
+    available = [n for n, spec in COMMANDS.items() if surface in spec.surfaces]
+    return f"“{word}” is not a command.{_did_you_mean(word.lower(), available)}"
+
+
 def parse(words: list[str], *, surface: str = "cli") -> Command:
     if not words:
         return Command("help")
@@ -458,10 +487,10 @@ def parse(words: list[str], *, surface: str = "cli") -> Command:
         return Command("help")
     available = [n for n, spec in COMMANDS.items() if surface in spec.surfaces]
     if name not in available:
-        hint = _did_you_mean(name, available)
+        nearest = _closest(name, available)
         raise UsageError(
-            f"Unknown command “{words[0]}”.{hint} Type `help` for the list.",
-            COMMANDS[_closest(name, available)].usage(surface) if hint else "",
+            f"{unknown_command(words[0], surface)} Type `help` for the list.",
+            COMMANDS[nearest].usage(surface) if nearest else "",
         )
     spec = COMMANDS[name]
     usage = spec.usage(surface)

@@ -24,6 +24,7 @@ from bot.digests import Digest, build_digest
 from bot.figures import Figure, weeks_of
 from bot.insights import Insights, build_insights
 from bot.reports import StatusRow, status_book, status_rows
+from bot.setup import Listing, alerts_go
 from providers.types import Provider
 from storage.models import AlertRoute, AlertSilence, Budget, Connection, DigestSubscription
 from storage.reader import SessionReader
@@ -45,12 +46,12 @@ class Step:
 
 
 @dataclass(frozen=True)
-class SetUp:
-    """A digest or a budget as listed on Home, with the command that removes it."""
+class Silenced:
+    """An alert rule muted or snoozed, as Home lists it, with the command that unmutes it."""
 
     ident: int
     text: str
-    remove: str  # ``digest remove 3``
+    unmute: str  # ``alerts unmute 3``
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,16 @@ class Dashboard:
     """The weekly digest as it would be sent today: top models, budget, credit, limit."""
     insights: Insights
     """Top movers, idle keys, where the money goes: the same as `insights`."""
-    digests: tuple[SetUp, ...]
-    budgets: tuple[SetUp, ...]
-    more_digests: int
-    more_budgets: int
+    digests: Listing | None
+    """The first digests, as `digest list` words them, each with what Remove stops."""
+    budgets: Listing | None
     alerts: str  # where alerts go, as one sentence
     checklist: tuple[Step, ...]
     scope_name: str = profiles.SEVERAL
     """The one provider's display name, or "AI" for several: the tab's title says whose."""
     caveats: tuple[str, ...] = ()
     """What the providers in scope say their figures leave out."""
-    silenced: tuple[SetUp, ...] = ()
+    silenced: tuple[Silenced, ...] = ()
     """Alert rules muted or snoozed, each with the command that unmutes it."""
 
     @property
@@ -125,23 +125,14 @@ def build_dashboard(
     last_month_end = today.replace(day=1) - timedelta(days=1)
     first_trend = today - timedelta(days=TREND_DAYS - 1)
     week = build_digest(session, workspace_id, "week", today, providers=providers, now=now)
-    digests, budgets, alerts, silenced = (), (), "", ()
-    more_digests = more_budgets = 0
+    digests = budgets = None
+    alerts, silenced = "", ()
     if setup is not None:
-        subscriptions, all_budgets = setup.digests(), setup.budgets()
-        digests = tuple(
-            SetUp(s.id, setup.digest_lines([s]), f"digest remove {s.id}")
-            for s in subscriptions[:MAX_LISTED]
-        )
-        budgets = tuple(
-            SetUp(b.id, setup.budget_lines([b]), f"budget remove {b.id}")
-            for b in all_budgets[:MAX_LISTED]
-        )
-        more_digests = max(0, len(subscriptions) - MAX_LISTED)
-        more_budgets = max(0, len(all_budgets) - MAX_LISTED)
+        digests = setup.listing("digest", size=MAX_LISTED)
+        budgets = setup.listing("budget", size=MAX_LISTED)
         alerts = setup.where_alerts_go()
         silenced = tuple(
-            SetUp(ident, line, f"alerts unmute {ident}")
+            Silenced(ident, line, f"alerts unmute {ident}")
             for (ident, *_), line in zip(
                 setup.silences(now), setup.silenced_lines(now), strict=True
             )
@@ -160,8 +151,6 @@ def build_dashboard(
         insights=build_insights(session, workspace_id, today, providers=providers),
         digests=digests,
         budgets=budgets,
-        more_digests=more_digests,
-        more_budgets=more_budgets,
         alerts=alerts,
         checklist=checklist(session, workspace_id),
         scope_name=words.scope_name,
@@ -171,7 +160,9 @@ def build_dashboard(
 
 
 def checklist(session: Session, workspace_id: int) -> tuple[Step, ...]:
-    """Connect an account, choose where alerts go, add a digest: each ticked from the store."""
+    """Connect an account, choose where alerts go, add a digest: each ticked from the store.
+
+    The next step to take (the first not done) is the tab's one primary action."""
 
     def exists(model) -> bool:
         return bool(
@@ -180,7 +171,13 @@ def checklist(session: Session, workspace_id: int) -> tuple[Step, ...]:
 
     return (
         Step("Connect a provider's account", exists(Connection), "connect", "Connect"),
-        Step("Choose where alerts go", exists(AlertRoute), "alerts", "Alert channel"),
+        # Ticked as "Alerts go to …" words it: a route, or a first budget's or digest's channel.
+        Step(
+            "Choose where alerts go",
+            alerts_go(session, workspace_id).chosen,
+            "alerts",
+            "Alert channel",
+        ),
         Step("Add a digest", exists(DigestSubscription), "digest add", "Add a digest"),
     )
 

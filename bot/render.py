@@ -20,7 +20,7 @@ import templates
 from bot import figures, formatting
 from bot.csvfile import csv_text
 from bot.grammar import quoted
-from bot.reports import Report, ReportRow
+from bot.reports import Report, ReportRow, nothing_connected
 
 if TYPE_CHECKING:
     from bot.alerts import Alert
@@ -111,6 +111,7 @@ def report_table(report: Report) -> str:
         total=total,
         settling=figures.settle_words(report.total.coverage),
         group_title=GROUP_TITLES[report.group_by],
+        nothing_connected=nothing_connected("xai-usage"),
         label_width=max([len(c.label) for c in cells] + [len(report.group_by) + 4, 12]),
         cost_width=max([len(c.cost) for c in cells] + [8]),
     )

@@ -54,6 +54,18 @@ if TYPE_CHECKING:  # SQLAlchemy is imported only by what runs in a session (issu
     from storage.models import Connection
 
 NO_KEY = "(no key breakdown)"
+
+
+def nothing_connected(prefix: str, *, in_slack: bool = False) -> str:
+    """What a report, chart or export says with no connection at all: not "$0.00", but the
+    first thing to do. ``prefix`` is how the surface spells a command (``xai-usage``)."""
+    who = "A workspace admin connects" if in_slack else "Connect"
+    return (
+        "Nothing is connected yet, so there are no costs to show. "
+        f"{who} a provider's account with `{prefix} connect`; reports fill in from its backfill."
+    )
+
+
 EARLIEST_DAY = date(2023, 1, 1)
 """The earliest day a report covers: no provider keeps costs that old (they keep months)."""
 
@@ -485,8 +497,8 @@ def _key_rows(reader: Reader, workspace_id, period, filters, *, several: bool) -
     rows = []
     for (cid, key_id), cost in raw:
         label = names.get((cid, key_id), key_id) if key_id else NO_KEY
-        if several:
-            label = f"{labels.get(cid, cid)}: {label}"
+        if several:  # the key's own name first: a table cut to a phone's width keeps it
+            label = f"{label} ({labels.get(cid, cid)})"
         rows.append((key_id or "", label, cost))
     return rows
 

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import formatting
@@ -34,6 +35,7 @@ from storage.models import (
     Connection,
     Delivery,
     DigestSubscription,
+    digest_schedule_key,
     new_uid,
     utcnow,
 )
@@ -85,6 +87,8 @@ class Words:
     command_prefix: str = "xai-usage"
     done_mark: str = ""  # before a confirmation
     paused_mark: str = ""  # before a paused digest in `digest list`
+    list_page: int = 0
+    """Items a `list` shows at a time (``--page N`` for the others); 0 shows them all."""
 
     def channel(self, channel_id: str, name: str = "") -> str:
         return f"{channel_id} (#{name})" if name else channel_id
@@ -125,6 +129,95 @@ _REFERENCE = re.compile(r"<([#@])([A-Z0-9]+)(?:\|[^>]*)?>")
 TERMINAL = Words()
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A digest or budget as a list shows it, with the command that removes it."""
+
+    ident: int
+    text: str
+    """Its line without its number: ``<#C1>  every day at 09:00 (UTC), all connections``."""
+    remove: str  # ``digest remove 3``
+    removes: str
+    """What it is, for Remove's confirmation: ``<#C1>, every day at 09:00 (UTC), all
+    connections``; :data:`STOPS` says what removing it stops."""
+
+    @property
+    def kind(self) -> str:
+        return self.remove.split(" ", 1)[0]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of the digests or budgets (``name``): its items and where the rest are."""
+
+    name: str  # ``digest`` or ``budget``
+    items: tuple[Listed, ...]
+    total: int
+    page: int = 1
+    size: int = 0  # items a page; 0: all on one
+
+    @property
+    def more(self) -> int:
+        """Items after this page."""
+        return max(0, self.total - self.page * self.size) if self.size else 0
+
+    @property
+    def next_page(self) -> str:
+        return _page_words(f"{self.name} list", self.page + 1)
+
+    @property
+    def previous_page(self) -> str | None:
+        return _page_words(f"{self.name} list", self.page - 1) if self.page > 1 else None
+
+
+STOPS = {"digest": "It won't be posted again", "budget": "It won't alert again"}
+"""What removing a digest or a budget stops, said in its confirmation and its reply."""
+
+
+def _page_words(command: str, page: int) -> str:
+    """``digest list --page 2``; the first page is the command alone."""
+    return command if page <= 1 else f"{command} --page {page}"
+
+
+@dataclass(frozen=True)
+class AlertsGo:
+    """Where an alert of a connection (or the workspace) goes now, the first that applies:
+    its alert route's channel, the channel of the workspace's first budget or digest, or
+    whoever connected it by DM (None for each that does not apply)."""
+
+    route: str | None
+    first: str | None
+    person: str | None
+    emails: int = 0
+    """Addresses they are emailed to as well (or only)."""
+
+    @property
+    def chosen(self) -> bool:
+        """Someone chose where they go: a route's channel or addresses, or a first budget's
+        or digest's channel."""
+        return bool(self.route or self.first or self.emails)
+
+
+def alerts_go(session: Session, workspace_id: int, connection_id: int | None = None) -> AlertsGo:
+    """Where alerts go, the one reading of it: what `alerts list` and `status` say, and
+    whether the Home tab's checklist ticks "Choose where alerts go"."""
+    from bot.jobs import alert_route, connector, first_setup_channel
+
+    route = alert_route(session, workspace_id, connection_id, for_channel=True)
+    mailing = alert_route(session, workspace_id, connection_id)
+    emails = (
+        session.scalar(select(func.count()).where(AlertEmail.route_id == mailing.id))
+        if mailing is not None
+        else 0
+    )
+    return AlertsGo(
+        route=route.channel_id if route is not None else None,
+        first=first_setup_channel(session, workspace_id),
+        person=connector(session, workspace_id, connection_id),
+        emails=emails or 0,
+    )
+
+
 def parse_channel(word: str | None, here: str | None, words: Words) -> tuple[str, str]:
     """(id, name) of ``<#C123|costs>`` (Slack escapes channels), a bare id
     (the terminal), or, with no word, the channel the command came from."""
@@ -146,6 +239,8 @@ _USD = re.compile(r"\$?([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(\.[0-9]{1,2})?", re.ASC
 
 def parse_usd(text: str) -> Decimal:
     """Dollars and cents as typed: 500, $1,250.50. Never NaN, infinity or 1e400."""
+    if not text.strip():
+        raise SetupError("Enter an amount, e.g. 500.")
     match = _USD.fullmatch(text.strip())
     amount = Decimal(match.group(1).replace(",", "") + (match.group(2) or "")) if match else None
     if amount is None or not 0 < amount <= MAX_USD:
@@ -174,7 +269,10 @@ def check_zone(tz: str) -> str:
 
 
 def parse_thresholds(raw: str) -> str:
-    typed = [whole_number(t.strip()) for t in raw.split(",") if t.strip()]
+    """``50,80,100``, or as replies and the form's label write them: ``50%, 80%, 100%``."""
+    typed = [
+        whole_number(t.strip().removesuffix("%").rstrip()) for t in raw.split(",") if t.strip()
+    ]
     thresholds = sorted({t for t in typed if t is not None})
     if not typed or None in typed or not all(1 <= t <= 1000 for t in thresholds):
         raise SetupError(f"--thresholds takes percentages like 50,80,100; got “{raw}”.")
@@ -233,33 +331,40 @@ class Setup:
         """
         action = command.args[0] if command.args else ""
         ident = command.args[1] if len(command.args) > 1 else None
+        page = command.get("page", 1)
         if command.name == "alerts":
             if action == "list":
-                return self.alerts_lines()
+                return self.alerts_lines(page)
             if action == "remove":
                 return self.remove_route(command)
             if action == "unmute":
                 return self._made(self.unmute(ident))
             route = self.route_alerts(command, here=here, announce=announce)
             return self._made(self.alerts_routed(route, command))
+        if action == "list":
+            if ident is not None:
+                raise SetupError(self._no_number_for_list(command.name, ident))
+            return self.listing_text(self.listing(command.name, page))
         if command.name == "digest":
             if action == "add":
                 digest = self.add_digest(
                     command, here=here, default_tz=default_tz, announce=announce
                 )
                 return self._made(self.digest_added(digest))
-            if action == "list":
-                return self.digest_lines(self.digests())
-            self.remove(DigestSubscription, ident)
-            return "Removed: that digest won't be posted again."
+            return self._made(f"Removed {self.remove(DigestSubscription, ident)}.")
         if action == "set":
             return self._made(
                 self.budget_set(*self.replace_budget(command, here=here, announce=announce))
             )
-        if action == "list":
-            return self.budget_lines(self.budgets())
-        self.remove(Budget, ident)
-        return "Removed: that budget won't alert again."
+        return self._made(f"Removed {self.remove(Budget, ident)}.")
+
+    def _no_number_for_list(self, name: str, ident: str) -> str:
+        if self.words.list_page:
+            return (
+                f"`{name} list` turns its pages with --page: "
+                f"{self.command(f'{name} list --page {ident}')}."
+            )
+        return f"`{name} list` takes no number: it lists every {name}."
 
     def add_digest(
         self,
@@ -287,15 +392,38 @@ class Setup:
             chart=bool(command.get("chart")),
             created_by=self.actor,
         )
+        subscription.schedule_key = _schedule_key(subscription)
+        self._refuse_repeat(subscription.schedule_key)  # before its note: nothing is posted
         self.prove_channel(
             channel_id,
             f":calendar: {self.words.actor(self.actor)} set up a spend digest here, "
             f"{WHEN[every]} at {subscription.at_time} ({subscription.tz}).",
             announce,
         )
-        with self.db.transaction() as session:
-            session.add(subscription)
+        try:
+            with self.db.transaction() as session:
+                session.add(subscription)
+        except IntegrityError:  # the same digest, added meanwhile (another admin, a replica)
+            self._refuse_repeat(subscription.schedule_key)
+            raise
         return subscription
+
+    def _refuse_repeat(self, schedule_key: str) -> None:
+        """SetupError naming the digest that already posts what this one would post."""
+        with self.db.session() as session:
+            same = session.scalar(
+                select(DigestSubscription).where(
+                    DigestSubscription.workspace_id == self.workspace_id,
+                    DigestSubscription.schedule_key == schedule_key,
+                )
+            )
+        if same is not None:
+            raise SetupError(
+                f"Digest {same.id} already posts in {self._schedule(same)}: nothing was added. "
+                f"{self.command('digest list')} lists the digests; "
+                f"{self.command(f'digest remove {same.id}')} stops that one.",
+                field="channel",
+            )
 
     def digests(self) -> list[DigestSubscription]:
         return self._list(DigestSubscription)
@@ -389,16 +517,35 @@ class Setup:
     def budgets(self) -> list[Budget]:
         return self._list(Budget)
 
-    def remove(self, model: type, ident: str | None) -> None:
+    def remove(self, model: type, ident: str | None) -> str:
+        """Delete a digest or budget of this workspace by its number; what it was, in words
+        (``digest 3: <#C1>, every day at 09:00 (UTC), all connections. It won't be posted
+        again``). A number that is not here (removed already, by a second click) says so."""
+        what = "digest" if model is DigestSubscription else "budget"
         number = whole_number(ident or "")
         if number is None:
-            raise SetupError("Give the number shown by `list`, e.g. `remove 3`.")
-        with self.db.transaction() as session:
-            gone = session.execute(
-                delete(model).where(model.id == number, model.workspace_id == self.workspace_id)
+            raise SetupError(
+                f"Give the number {self.command(f'{what} list')} shows, "
+                f"e.g. {self.command(f'{what} remove 3')}."
             )
-        if gone.rowcount == 0:
-            raise SetupError(f"There is no number {ident} here: see `list`.")
+        mine = (model.id == number) & (model.workspace_id == self.workspace_id)
+        with self.db.session() as session:
+            row = session.scalar(select(model).where(mine))
+        removed = self._removes(row) if row is not None else None
+        with self.db.transaction() as session:
+            gone = session.execute(delete(model).where(mine))
+        if removed is None or gone.rowcount == 0:  # the second of two clicks, at once or not
+            raise SetupError(
+                f"{what.capitalize()} {number} is gone already (or never was): "
+                f"{self.command(f'{what} list')} lists the {what}s there are."
+            )
+        return f"{what} {number}: {removed}. {STOPS[what]}"
+
+    def _removes(self, item: DigestSubscription | Budget) -> str:
+        """What a digest or budget is, as Remove's confirmation and reply name it."""
+        if isinstance(item, DigestSubscription):
+            return self._schedule(item)
+        return self._budget_words(item)
 
     def route_alerts(
         self, command: Command, *, here: str | None = None, announce: Announce | None = None
@@ -577,28 +724,22 @@ class Setup:
 
     def where_alerts_go(self, connection_id: int | None = None) -> str:
         """Where an alert of a connection (or the workspace) goes now, as one sentence."""
-        from bot.jobs import alert_route, connector, first_setup_channel
-
         with self.db.session() as session:
-            route = alert_route(session, self.workspace_id, connection_id, for_channel=True)
-            mailing = alert_route(session, self.workspace_id, connection_id)
-            emails = len(self._addresses(session, mailing))
-            first = first_setup_channel(session, self.workspace_id)
-            person = connector(session, self.workspace_id, connection_id)
+            going = alerts_go(session, self.workspace_id, connection_id)
         change = f"{self.command('alerts #channel')} changes it."
-        also = f" and by email to {_count(emails, 'address')}" if emails else ""
-        if route is not None and route.channel_id:
-            return f"Alerts go to {self.channel(route.channel_id)}{also}. {change}"
-        if first:
+        also = f" and by email to {_count(going.emails, 'address')}" if going.emails else ""
+        if going.route:
+            return f"Alerts go to {self.channel(going.route)}{also}. {change}"
+        if going.first:
             return (
-                f"Alerts go to {self.channel(first)}, where the first budget or digest was "
+                f"Alerts go to {self.channel(going.first)}, where the first budget or digest was "
                 f"set{also}. {change}"
             )
-        if person:
-            return f"Alerts go by direct message to <@{person}>{also}. {change}"
-        if emails:
+        if going.person:
+            return f"Alerts go by direct message to <@{going.person}>{also}. {change}"
+        if going.emails:
             return (
-                f"Alerts go by email to {_count(emails, 'address')} only, to no channel: "
+                f"Alerts go by email to {_count(going.emails, 'address')} only, to no channel: "
                 f"{self.command('alerts #channel')} adds one."
             )
         return f"Alerts have nowhere to go yet and wait (7 days at most): {change}"
@@ -636,8 +777,9 @@ class Setup:
                 )
         return lines
 
-    def alerts_lines(self) -> str:
-        """``alerts list``: every route, where the rest go, and alerts still owed."""
+    def alerts_lines(self, page: int = 1) -> str:
+        """``alerts list``: every route (a page of them in Slack), where the rest go, and
+        alerts still owed."""
         with self.db.session() as session:
             routes = list(
                 session.scalars(
@@ -654,8 +796,12 @@ class Setup:
                     )
                 )
             }
-            lines = []
-            for route in routes:
+        lines = []
+        size = self.words.list_page
+        shown = self._page("alerts", routes, page, size, "alert routes")
+        more = max(0, len(routes) - page * size) if size else 0
+        with self.db.session() as session:
+            for route in shown:
                 who = (
                     self._named(labels.get(route.connection_id, "?"))
                     if route.connection_key
@@ -663,6 +809,8 @@ class Setup:
                 )
                 lines.append(f"{who}: {self._places(session, route, numbered=True)}")
                 lines += self._refusals(session, route)
+        if more:
+            lines.append(f"and {more} more: {self.command(_page_words('alerts list', page + 1))}")
         if not any(route.connection_key == 0 and route.channel_id for route in routes):
             lines.append(self.where_alerts_go())
         lines.append("Budgets set in a channel alert there (`budget list`).")
@@ -832,10 +980,18 @@ class Setup:
 
         covers = covers_words(sub.every, sub.tz, (sub.created_at or utcnow()).date())
         return (
-            f"Digest {sub.id}: {self.channel(sub.channel_id, sub.channel_name or '')}, "
-            f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}), {self._scope(sub.connection_id)}"
-            f"{_quiet(sub)}{_chart(sub)}; {covers}. "
+            f"Digest {sub.id}: {self._schedule(sub)}; {covers}. "
             f"{self.command(f'digest remove {sub.id}')} stops it."
+        )
+
+    def _schedule(self, sub: DigestSubscription, scope: str | None = None) -> str:
+        """Where, when and what a digest posts, every setting echoed:
+        ``<#C1>, every day at 09:00 (UTC), all connections, with its chart``
+        (``scope``: its connection's words, when the caller has them already)."""
+        return (
+            f"{self.channel(sub.channel_id, sub.channel_name or '')}, "
+            f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}), "
+            f"{scope or self._scope(sub.connection_id)}{_quiet(sub)}{_chart(sub)}"
         )
 
     def _scope(self, connection_id: int | None) -> str:
@@ -847,20 +1003,80 @@ class Setup:
         return self._named(label)
 
     def digest_lines(self, subscriptions: Sequence[DigestSubscription]) -> str:
+        """These digests as `digest list` writes them, each with its number."""
         if not subscriptions:
-            return f"No digests yet: {self.command('digest add #channel')} sets one up."
-        lines = []
-        for sub in subscriptions[:40]:
+            return EMPTY["digest"](self)
+        items = self._digest_items(subscriptions, self.digests())
+        return "\n".join(f"{self.words.number(i.ident)}  {i.text}" for i in items)
+
+    def _digest_items(
+        self, shown: Sequence[DigestSubscription], every: Sequence[DigestSubscription]
+    ) -> list[Listed]:
+        """``shown`` as list items; ``every`` digest of the workspace tells repeats apart."""
+        firsts = _first_of_each_schedule(every)
+        items = []
+        for sub in shown:
             paused = ""
             if sub.paused_reason:
                 paused = f"  {self.words.paused_mark}paused: {sub.paused_reason}"
-            lines.append(
-                f"{self.words.number(sub.id)}  "
-                f"{self.channel(sub.channel_id, sub.channel_name or '')}  "
-                f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}), {self._scope(sub.connection_id)}"
-                f"{_quiet(sub)}{_chart(sub)}{paused}"
+            first = firsts.get(_schedule_key(sub), sub.id)
+            repeat = (
+                f"  (repeats digest {first}: "
+                f"{self.command(f'digest remove {sub.id}')} stops the repeat)"
+                if first != sub.id
+                else ""
             )
+            scope = self._scope(sub.connection_id)
+            text = (
+                f"{self.channel(sub.channel_id, sub.channel_name or '')}  "
+                f"{WHEN[sub.every]} at {sub.at_time} ({sub.tz}), {scope}"
+                f"{_quiet(sub)}{_chart(sub)}{paused}{repeat}"
+            )
+            removes = self._schedule(sub, scope)
+            items.append(Listed(sub.id, text, f"digest remove {sub.id}", removes))
+        return items
+
+    def listing(self, name: str, page: int = 1, size: int | None = None) -> Listing:
+        """One page of the digests or budgets (``name``), ``size`` (else the surface's
+        page) at a time: what `list` and the Home tab show, each with what Remove stops."""
+        everything = self.digests() if name == "digest" else self.budgets()
+        size = self.words.list_page if size is None else size
+        shown = self._page(name, everything, page, size, f"{name}s")
+        if name == "digest":
+            items = self._digest_items(shown, everything)
+        else:
+            items = []
+            for b in shown:
+                words = self._budget_words(b)
+                items.append(Listed(b.id, words, f"budget remove {b.id}", words))
+        return Listing(name, tuple(items), len(everything), page, size)
+
+    def listing_text(self, listing: Listing) -> str:
+        """A page of a list as lines, with where the rest is (the terminal's, and Slack's
+        where blocks are not used)."""
+        if not listing.total:
+            return EMPTY[listing.name](self)
+        lines = [f"{self.words.number(i.ident)}  {i.text}" for i in listing.items]
+        if listing.more:
+            lines.append(self.more_words(listing))
         return "\n".join(lines)
+
+    def more_words(self, listing: Listing) -> str:
+        """``and 25 more: `/xai-usage digest list --page 2```."""
+        return f"and {listing.more} more: {self.command(listing.next_page)}"
+
+    def _page(self, name: str, rows: Sequence, page: int, size: int, what: str) -> Sequence:
+        """Page ``page`` of ``rows``, ``size`` a page (0: all), for ``name list``; a page
+        past the end says which is the last (``what``: the rows, as in "45 digests")."""
+        if not size:
+            return rows
+        pages = max(1, -(-len(rows) // size))
+        if page > pages:
+            raise SetupError(
+                f"There are {len(rows)} {what}, {size} a page: "
+                f"{self.command(_page_words(f'{name} list', pages))} is the last."
+            )
+        return rows[(page - 1) * size : page * size]
 
     def budget_set(self, budget: Budget, replaced: Budget | None = None) -> str:
         if budget.channel_id:
@@ -883,14 +1099,17 @@ class Setup:
         )
 
     def budget_lines(self, budgets: Sequence[Budget]) -> str:
+        """These budgets as `budget list` writes them, each with its number."""
         if not budgets:
-            return f"No budgets yet: {self.command('budget set 500')} sets one."
-        return "\n".join(
-            f"{self.words.number(b.id)}  {self._scope(b.connection_id)}: "
-            f"{formatting.money(b.amount_usd)} a month, "
+            return EMPTY["budget"](self)
+        return "\n".join(f"{self.words.number(b.id)}  {self._budget_words(b)}" for b in budgets)
+
+    def _budget_words(self, b: Budget) -> str:
+        """``all connections, $500.00 a month, alerts at 50%, 80%, 100% in <#C1>``."""
+        return (
+            f"{self._scope(b.connection_id)}, {formatting.money(b.amount_usd)} a month, "
             f"alerts at {_percents(b.thresholds)}"
             + (f" in {self.channel(b.channel_id)}" if b.channel_id else "")
-            for b in budgets[:40]
         )
 
     def alerts_routed(self, route: AlertRoute, command: Command) -> str:
@@ -931,6 +1150,35 @@ def _and(addresses: list, *, numbered: bool = False) -> str:
 
 def _count(n: int, thing: str) -> str:
     return f"{n} {thing}{'es' if n != 1 and thing.endswith('s') else 's' if n != 1 else ''}"
+
+
+EMPTY: dict[str, Callable[[Setup], str]] = {
+    "digest": lambda s: f"No digests yet: {s.command('digest add #channel')} sets one up.",
+    "budget": lambda s: f"No budgets yet: {s.command('budget set 500')} sets one.",
+}
+"""What an empty list says: how to make the first."""
+
+
+def _schedule_key(sub: DigestSubscription) -> str:
+    return digest_schedule_key(
+        sub.channel_id,
+        sub.at_time,
+        sub.tz,
+        sub.every,
+        sub.connection_id,
+        sub.quiet_min_usd,
+        sub.quiet_change_pct,
+        sub.chart,
+    )
+
+
+def _first_of_each_schedule(subscriptions: Sequence[DigestSubscription]) -> dict[str, int]:
+    """The first digest of each schedule: a later one with the same (saved before repeats
+    were refused) posts the same thing again."""
+    firsts: dict[str, int] = {}
+    for sub in sorted(subscriptions, key=lambda s: s.id):
+        firsts.setdefault(_schedule_key(sub), sub.id)
+    return firsts
 
 
 def _percents(thresholds: str) -> str:

@@ -510,6 +510,9 @@ class DigestSubscription(Base):
     """A channel that gets a daily, weekly or monthly spend digest."""
 
     __tablename__ = "digest_subscriptions"
+    __table_args__ = (
+        Index("uq_digest_subscriptions_schedule", "workspace_id", "schedule_key", unique=True),
+    )
 
     id: Mapped[intpk]
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -530,6 +533,42 @@ class DigestSubscription(Base):
     paused_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[timestamp]
+    schedule_key: Mapped[str | None] = mapped_column(String(400))
+    """Everything that decides what it posts, where and when (:func:`digest_schedule_key`):
+    a second digest that would post the same thing is refused. NULL only for a repeat
+    saved before that rule (migration 0055), which keeps posting until removed."""
+
+
+def digest_schedule_key(
+    channel_id: str,
+    at_time: str,
+    tz: str,
+    every: str,
+    connection_id: int | None,
+    quiet_min_usd: Decimal | None,
+    quiet_change_pct: int | None,
+    chart: bool,
+) -> str:
+    """What makes two digests the same one: channel, time, zone, frequency, scope and
+    options. A weekly or monthly digest always has its chart, so ``chart`` counts only for
+    a daily one; an amount counts to the nano-dollar, however it was typed."""
+    quiet_min = (
+        "-"
+        if quiet_min_usd is None
+        else str(int(Decimal(quiet_min_usd).quantize(NANO, rounding=ROUND_HALF_EVEN) / NANO))
+    )
+    return "|".join(
+        (
+            channel_id,
+            at_time,
+            tz,
+            every,
+            "all" if connection_id is None else str(connection_id),
+            quiet_min,
+            "-" if quiet_change_pct is None else str(quiet_change_pct),
+            "chart" if chart and every == "day" else "",
+        )
+    )
 
 
 class Budget(Base):

@@ -17,12 +17,13 @@ from slack_bolt.error import BoltError
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from bot.config import ConfigError
 from bot.runtime import REDACTOR, Runtime
 from bot.slack import blocks
 from bot.slack.client import web_client
-from bot.slack.home import LiveHome
+from bot.slack.home import LiveHome, notice_view
 from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallationStore
 from bot.slack.listeners import register_listeners
 from bot.slack.replays import SeenRequests, replay_key
@@ -118,6 +119,10 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
                     status=200,
                     body={"response_type": "ephemeral", **blocks.notice(ANOTHER_WORKSPACE)},
                 )
+            if body.get("type") == "view_submission":  # the ack's body replaces the form
+                view = blocks.message_view("xai-usage", ANOTHER_WORKSPACE)
+                return BoltResponse(status=200, body={"response_action": "update", "view": view})
+            service.after_ack(tell_another_workspace, app.client, body)
             return BoltResponse(status=200, body="")
 
     seen = SeenRequests(runtime.db)
@@ -143,6 +148,37 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
 
     register_listeners(app)
     return app, service
+
+
+def tell_another_workspace(client: WebClient, body: dict) -> None:
+    """The polite refusal, after the ack, wherever Slack gives a way to say it: a click's
+    response URL, a person's direct message to the app, their Home tab. With an org-wide
+    install the bot token reaches them; with another installation Slack refuses it, and
+    that is a line in the log. Bots, edits and other events are left unanswered."""
+    notice = blocks.notice(ANOTHER_WORKSPACE)
+    event = body.get("event") or {}
+    try:
+        if body.get("type") == "block_actions" and body.get("response_url"):
+            WebhookClient(body["response_url"]).send(
+                response_type="ephemeral", replace_original=False, **notice
+            )
+        elif (
+            event.get("type") == "message"
+            and event.get("channel_type") == "im"
+            and event.get("user")
+            and event.get("channel")
+            and not (event.get("subtype") or event.get("bot_id"))
+        ):
+            client.chat_postMessage(channel=event["channel"], **notice)
+        elif (
+            event.get("type") == "app_home_opened"
+            and event.get("tab") == "home"
+            and event.get("user")
+        ):
+            client.views_publish(user_id=event["user"], view=notice_view(ANOTHER_WORKSPACE))
+    except (SlackApiError, OSError) as error:
+        reason = error.response.get("error") if isinstance(error, SlackApiError) else error
+        log.info("could not tell another workspace's member why not (%s)", reason)
 
 
 def bot_team(client: WebClient) -> str:

@@ -8,16 +8,17 @@ more" instead of breaking the message.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from bot import figures, formatting
-from bot.grammar import COMMANDS, Command, words
+from bot.grammar import COMMANDS, Command, unknown_command, words
 from bot.insights import Insights
 from bot.render import GROUP_TITLES, insight_label, render_json
-from bot.reports import Cells, Report, StatusRow
+from bot.reports import Cells, Report, StatusRow, nothing_connected
+from bot.setup import STOPS, Listed, Listing
 from bot.slack import native
 from bot.sync import SyncResult
 from storage.models import ConnectionStatus
@@ -51,11 +52,14 @@ PERIODS = (
 GROUPINGS = (("model", "Model"), ("day", "Day"), ("key", "API key"), ("connection", "Connection"))
 
 
-def report_controls(report: Report, command: Command) -> dict[str, list[dict[str, Any]]]:
+def report_controls(
+    report: Report, command: Command, *, in_dm: bool = False
+) -> dict[str, list[dict[str, Any]]]:
     """The report's buttons, each carrying a command (see :func:`bot.grammar.words`).
 
     Period and grouping clicks keep the filters and update the message in place
-    (``xu:view:``); ``range`` keeps its dates when the grouping changes.
+    (``xu:view:``); ``range`` keeps its dates when the grouping changes. In the app's
+    DM (``in_dm``) there is no channel to share to.
     """
     filters = {"connection": command.get("connection"), "model": command.get("model")}
     by = report.group_by
@@ -84,8 +88,9 @@ def report_controls(report: Report, command: Command) -> dict[str, list[dict[str
     tools = [
         _button("xu:chart", "Chart", same(chart=True)),
         _button("xu:export", "Export CSV", export),
-        _button("xu:share:report", "Share to channel", same(share=True)),
     ]
+    if not in_dm:
+        tools.append(_button("xu:share:report", "Share to channel", same(share=True)))
     return {
         "view": [c for c in view if len(c.get("value", "")) <= MAX_BUTTON_VALUE],
         "tools": [c for c in tools if len(c["value"]) <= MAX_BUTTON_VALUE],
@@ -114,6 +119,59 @@ def status_controls(rows: Sequence[StatusRow]) -> list[dict[str, Any]]:
     ]
 
 
+CONFIRM_TEXT = 300
+"""Characters of a confirmation dialog's text, Slack's limit."""
+LIST_TITLES = {"digest": "Digests", "budget": "Budgets"}
+
+
+def remove_control(item: Listed, action_id: str) -> dict[str, Any]:
+    """A Remove button that asks first (Slack's confirmation dialog), naming what it
+    removes and what that stops; the click runs ``digest remove 3`` as typed."""
+    stops = STOPS[item.kind]
+    text = f"{item.removes}: {stops[:1].lower()}{stops[1:]}."
+    return {
+        "action_id": action_id,
+        "text": "Remove",
+        "value": item.remove,
+        "confirm": {
+            "title": f"Remove {item.kind} {item.ident}?",
+            "text": formatting.clip(formatting.mrkdwn_keep_references(text), CONFIRM_TEXT),
+        },
+    }
+
+
+def setup_list_message(listing: Listing, more: str, empty: str) -> dict[str, Any]:
+    """A page of ``digest list`` or ``budget list``: each item with its Remove button, how
+    many more there are and the command that shows them, and buttons to turn the page
+    (in place). ``more`` and ``empty`` are the Setup's words for the rest and for none."""
+    title = LIST_TITLES[listing.name]
+    pages = -(-listing.total // listing.size) if listing.size else 1
+    where = f"page {listing.page} of {pages}, {listing.total} in all" if pages > 1 else ""
+    heading = f"*{title}*" + (f" ({where})" if where else "")
+    turn = []
+    if listing.previous_page is not None:
+        turn.append(_button("xu:view:page-previous", "Previous page", listing.previous_page))
+    if listing.more:
+        turn.append(_button("xu:view:page-next", "Next page", listing.next_page))
+    return render_json(
+        "slack/setup_list.json.j2",
+        items=[
+            (
+                replace(
+                    item, text=formatting.mrkdwn_keep_references(f"*{item.ident}*  {item.text}")
+                ),
+                remove_control(item, f"xu:remove:{n}"),
+            )
+            for n, item in enumerate(listing.items)
+        ],
+        heading=heading,
+        more=formatting.mrkdwn_keep_references(more),
+        empty=formatting.mrkdwn_keep_references(empty),
+        pages=turn,
+        fallback=f"{title}" + (f" ({where})" if where else "") if listing.total else empty,
+    )
+
+
 def report_message(
     report: Report,
     command: Command | None = None,
@@ -121,11 +179,13 @@ def report_message(
     shared_by: str | None = None,
     chart: dict[str, Any] | None = None,
     chart_note: str | None = None,
+    in_dm: bool = False,
 ) -> dict[str, Any]:
     """``command`` (the words that asked) adds the controls; ``shared_by`` (a user id)
     says who posted it in the channel, where a copy carries no controls; ``chart`` (a
     ``data_visualization`` block, bot.slack.native) is shown under the table, with
-    ``chart_note`` (what it leaves out) under it.
+    ``chart_note`` (what it leaves out) under it; ``in_dm``: asked in the app's DM, where
+    there is no channel to share it to.
 
     The table is Slack's ``table`` block; its phone-wide code block, the fallback, rides
     in the message's ``text`` (bot.slack.native.degrade swaps it in where refused)."""
@@ -138,9 +198,11 @@ def report_message(
     subtitle.append(f"as of {formatting.clock(report.as_of)}")
     top = ", ".join(f"{formatting.mrkdwn_inert(c.label)} {c.cost}" for c in cells[:3])
     header = f"{report.period.title}: {figures.figure_words(report.total)}"
+    if report.empty:  # no figure, count or as-of: how to connect instead
+        header, subtitle, top = f"{report.period.title}: nothing connected yet", [], ""
     headline = f"{header}" + (f" ({top})" if top else "")
     controls = (
-        report_controls(report, command)
+        report_controls(report, command, in_dm=in_dm)
         if command is not None and not shared_by and not report.empty
         else None
     )
@@ -171,6 +233,7 @@ def report_message(
         settling=figures.settle_words(report.total.coverage),
         header=formatting.fit(header, 150).rstrip(),
         subtitle="  ·  ".join(subtitle),
+        nothing_connected=nothing_connected("/xai-usage", in_slack=True),
         fallback=headline,
         problems=[formatting.mrkdwn(p) for p in report.problems[:5]],
         coverage_notes=report.coverage_notes[:3],
@@ -301,10 +364,26 @@ def insights_message(insights: Insights) -> dict[str, Any]:
     )
 
 
-def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dict[str, Any]:
-    """Each connection's health and figures: a table of them at the top (its code block in
-    ``text`` the fallback), then what each needs, one section per connection."""
-    shown = rows[:MAX_STATUS_ROWS]
+def status_message(
+    rows: Sequence[StatusRow], alerts: Sequence[str] = (), *, page: int = 1
+) -> dict[str, Any]:
+    """``status``: a page of :data:`MAX_STATUS_ROWS` connections, a table of them at the
+    top (its code block in ``text`` the fallback), then what each needs, one section per
+    connection; how many more there are and the command (and button) that shows the next
+    page."""
+    pages = max(1, -(-len(rows) // MAX_STATUS_ROWS))
+    if page > pages:
+        return notice(
+            f"There are {len(rows)} connections, {MAX_STATUS_ROWS} a page: "
+            f"`/xai-usage {_status_page(pages)}` is the last."
+        )
+    shown = rows[(page - 1) * MAX_STATUS_ROWS : page * MAX_STATUS_ROWS]
+    hidden = max(0, len(rows) - page * MAX_STATUS_ROWS)
+    turn = []
+    if page > 1:
+        turn.append(_button("xu:view:page-previous", "Previous page", _status_page(page - 1)))
+    if hidden:
+        turn.append(_button("xu:view:page-next", "Next page", _status_page(page + 1)))
     fallback = status_fallback(rows)
     table = None
     if shown:
@@ -318,13 +397,14 @@ def status_message(rows: Sequence[StatusRow], alerts: Sequence[str] = ()) -> dic
         # Labels as shown (inert); commands to copy keep them as typed.
         shown={
             label: formatting.inert(label)
-            for row in rows[:MAX_STATUS_ROWS]
+            for row in shown
             for label in (row.label, row.duplicate_of)
             if label
         },
         alerts=[formatting.mrkdwn_keep_references(line) for line in alerts],
-        controls=status_controls(rows),
-        hidden=max(0, len(rows) - MAX_STATUS_ROWS),
+        controls=[*status_controls(shown), *turn],
+        hidden=hidden,
+        next_page=_status_page(page + 1),
         icons=STATUS_ICONS,
         fallback=fallback,
     )
@@ -362,6 +442,10 @@ def status_table(rows: Sequence[StatusRow], shown: Sequence[StatusRow]) -> nativ
     )
 
 
+def _status_page(page: int) -> str:
+    return "status" if page <= 1 else f"status --page {page}"
+
+
 def status_fallback(rows: Sequence[StatusRow]) -> str:
     """A notification-sized summary: counts by status and the first few labels, escaped.
 
@@ -395,9 +479,24 @@ def words_notice(text: str, usage: str = "", *, references: bool = True) -> dict
     return notice(shown, formatting.mrkdwn(usage))
 
 
-def help_message(topic: str | None = None) -> dict[str, Any]:
-    commands = {name: spec for name, spec in COMMANDS.items() if "slack" in spec.surfaces}
-    return render_json("slack/help.json.j2", commands=commands, topic=commands.get(topic or ""))
+def help_message(
+    topic: str | None = None, *, admin: bool = True, refusal: str | None = None
+) -> dict[str, Any]:
+    """``help`` for one person: the commands they may run (the admins' for admins), one
+    command's usage, or that a word is no command and the nearest there is. ``refusal``
+    (a guest's, a visitor's) is all there is to say to someone who may run none."""
+    if refusal:
+        return notice(refusal)
+    offered = {name: spec for name, spec in COMMANDS.items() if "slack" in spec.surfaces}
+    spec = offered.get(topic or "")
+    return render_json(
+        "slack/help.json.j2",
+        commands={name: s for name, s in offered.items() if admin or not s.admin},
+        topic=spec,
+        unknown=unknown_command(topic, "slack") if topic and spec is None else "",
+        admins_only=spec is not None and spec.admin and not admin,
+        admin=admin,
+    )
 
 
 def confirm_disconnect(label: str, uid: str) -> dict[str, Any]:
@@ -422,7 +521,8 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
         else:
             lines.append(f":x: *{label}*: {formatting.mrkdwn(r.message or r.reason or '')}")
     if len(lines) > 30:
-        lines = [*lines[:29], f"and {len(lines) - 29} more"]
+        rest = f"and {len(lines) - 29} more: `/xai-usage status` shows each connection's last sync."
+        lines = [*lines[:29], rest]
     return "\n".join(lines) or (
         "Nothing is connected yet, so there is nothing to sync: a workspace admin can run "
         "`/xai-usage connect` first."

@@ -31,7 +31,7 @@ import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.formatting import mrkdwn, mrkdwn_keep_references
+from bot.formatting import mrkdwn_keep_references
 from bot.jobs import (
     AnswerLost,
     CannotEdit,
@@ -311,21 +311,16 @@ class SlackDelivery:
     def _native_chart(self, team_id: str | None, channel: str, chart: ChartFile) -> bool:
         """``chart`` as a ``data_visualization`` block; False when there is none to show or
         this workspace's Slack refuses it (now, remembered, or before)."""
-        from bot.slack.native import CHART, chart_block, chart_note
+        from bot.slack.native import CHART, chart_message
 
-        block = chart_block(chart.chart) if chart.chart is not None else None
-        if block is None:
+        message = chart_message(chart.chart) if chart.chart is not None else None
+        if message is None:
             return False
         if self.refusals and CHART in self.refusals.refused(team_id, MESSAGE):
             return False
-        blocks = [block]
-        if note := chart_note(chart.chart):
-            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
         self._pace(channel)
         try:
-            calling(self._client(team_id).chat_postMessage)(
-                channel=channel, text=mrkdwn(chart.alt), blocks=blocks
-            )
+            calling(self._client(team_id).chat_postMessage)(channel=channel, **message)
         except Refused as refused:
             log.info(
                 "Slack refused a chart in %s (%s): posting the picture", team_id, refused.words()

@@ -21,6 +21,7 @@ from bot import formatting
 from bot.grammar import COMMANDS, REPORTS, Command, Handlers, UsageError, parse, tokenize
 from bot.setup import SetupError
 from bot.slack import answers, blocks, connecting, files, forms
+from bot.slack.access import refusal_to_administer, refusal_to_use
 from bot.slack.delivery import post_note
 from bot.slack.service import (
     STORE_UNAVAILABLE,
@@ -105,8 +106,9 @@ def report(
     client: WebClient,
 ) -> None:
     result = answers.report(service, invocation, command)
-    shared = bool(command.get("share"))
-    if command.get("chart"):  # the chart (Slack's, or a picture) is made in the background
+    in_dm = service.in_own_dm(client, invocation)  # private already, and no channel to share to
+    shared = bool(command.get("share")) and not in_dm
+    if command.get("chart") and not result.empty:  # made in the background: Slack's, or a picture
         service.background.submit(
             files.answer_with_chart,
             service,
@@ -116,10 +118,11 @@ def report(
             result,
             respond,
             _placement(invocation, shared),
+            in_dm=in_dm,
         )
         return
     message = blocks.report_message(
-        result, command, shared_by=invocation.user_id if shared else None
+        result, command, shared_by=invocation.user_id if shared else None, in_dm=in_dm
     )
     respond(**message, **_placement(invocation, shared))
 
@@ -220,7 +223,8 @@ def status(
 ) -> None:
     alerts = [*service.key_warnings(), *setup_for(service, invocation).alert_status()]
     rows = answers.status(service, invocation)
-    respond(**blocks.status_message(rows, alerts), **_placement(invocation))
+    message = blocks.status_message(rows, alerts, page=command.get("page", 1))
+    respond(**message, **_placement(invocation))
 
 
 @handles("sync")
@@ -266,7 +270,17 @@ def help_(
     respond: Respond,
     client: WebClient,
 ) -> None:
-    respond(**blocks.help_message(command.args[0].lower() if command.args else None))
+    """What this person may run: a guest or visitor is told why nothing, a member sees no
+    admin commands."""
+    person = service.person(client, invocation)
+    admins = service.settings.admins
+    respond(
+        **blocks.help_message(
+            command.args[0].lower() if command.args else None,
+            admin=refusal_to_administer(person, invocation.team_id, admins) is None,
+            refusal=refusal_to_use(person, invocation.team_id),
+        )
+    )
 
 
 @handles("digest", "budget", "alerts")
@@ -282,6 +296,9 @@ def setup(
     if forms.wants_form(command):
         _open_form(service, client, invocation, command, respond)
         return
+    if command.name in ("digest", "budget") and command.args == ("list",):
+        respond(**_listing(service, invocation, command), **_placement(invocation))
+        return
 
     def zone() -> str:
         person = service.person(client, invocation)
@@ -295,6 +312,17 @@ def setup(
         announce=partial(post_note, client),
     )
     respond(**blocks.words_notice(reply))
+
+
+def _listing(service: SlackService, invocation: Invocation, command: Command) -> dict:
+    """A page of ``digest list`` or ``budget list``, each item with its Remove button."""
+    setup = setup_for(service, invocation)
+    listing = setup.listing(command.name, command.get("page", 1))
+    return blocks.setup_list_message(
+        listing,
+        more=setup.more_words(listing) if listing.more else "",
+        empty=setup.listing_text(listing) if not listing.total else "",
+    )
 
 
 def _open_form(

@@ -24,7 +24,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.grammar import Command, UsageError
-from bot.reports import Report
+from bot.reports import Report, nothing_connected
 from bot.slack import blocks
 from bot.slack.service import Invocation, SlackService
 from storage.repo import NotFound, find_connection
@@ -43,12 +43,13 @@ _REFUSALS = {
 }
 
 
-def where_it_goes(share: bool, what: str) -> str:
-    return (
-        f"The {what} is posted in this channel."
-        if share
-        else f"The {what} is on its way to your direct messages with me (only you can see it)."
-    )
+def where_it_goes(share: bool, what: str, *, here: bool = False) -> str:
+    """Where a chart or file goes, said where it was asked: ``here`` is the app's DM."""
+    if share:
+        return f"The {what} is posted in this channel."
+    if here:
+        return f"The {what} follows here."
+    return f"The {what} is on its way to your direct messages with me (only you can see it)."
 
 
 def with_note(message: dict, note: str) -> dict:
@@ -113,63 +114,71 @@ def answer_with_chart(
     report: Report,
     respond: Callable[..., object],
     placement: dict[str, object],
+    *,
+    in_dm: bool = False,
 ) -> str | None:
     """``--chart``: the report with its chart drawn by Slack (a ``data_visualization``
-    block under the table), from the same data the picture is drawn from. Where this
-    workspace's Slack refuses the block (known, or now), the picture is sent instead,
-    as before: to the asker's DM, or the channel with ``--share``. The picture's file
-    id, or None when Slack drew the chart."""
+    block under the table), from the same data the picture is drawn from; a Chart click
+    (the report on screen already) answers with the chart alone. Where this workspace's
+    Slack refuses the block (known, or now), the picture is sent instead: to the asker's
+    DM, or the channel with ``--share``, and the answer says where. ``in_dm``: asked in
+    the app's own DM, where it follows. The picture's file id, or None when Slack drew
+    the chart."""
     from bot.charts import chart_data
-    from bot.slack.native import CHART, chart_block, chart_note
+    from bot.slack.native import CHART, chart_block, chart_message, chart_note
     from bot.slack.refusals import MESSAGE, refusals_for
 
-    shared = bool(command.get("share"))
+    shared = bool(command.get("share")) and not in_dm
     refusals = refusals_for(service.runtime.db)
     workspace_id = service.workspace_id(invocation)
     with service.runtime.db.session() as session:
         label = command.get("connection")
         connection_id = find_connection(session, workspace_id, label).id if label else None
         data = chart_data(session, workspace_id, report, connection_id=connection_id)
-    refused_before = CHART in refusals.refused(invocation.team_id, MESSAGE)
-    block = None if refused_before else chart_block(data)
-    message = blocks.report_message(
-        report,
-        command,
-        shared_by=invocation.user_id if shared else None,
-        chart=block,
-        chart_note=chart_note(data),
-    )
-    if block is None:  # the picture, as before
-        message = with_note(message, where_it_goes(shared, "chart"))
+    where = where_it_goes(shared, "chart", here=in_dm)
+    drawn = CHART not in refusals.refused(invocation.team_id, MESSAGE)
+    if invocation.only_chart:  # the report is on screen already: the chart alone
+        alone = chart_message(data) if drawn else None
+        drawn = alone is not None
+        message = alone or blocks.notice(where)
+    else:
+        block = chart_block(data) if drawn else None
+        drawn = block is not None
+        message = blocks.report_message(
+            report,
+            command,
+            shared_by=invocation.user_id if shared else None,
+            chart=block,
+            chart_note=chart_note(data),
+            in_dm=in_dm,
+        )
+        if not drawn:  # the picture, as before
+            message = with_note(message, where)
     respond(**message, **placement)
-    if block is not None:
+    if drawn:
         if CHART not in refusals.refused(invocation.team_id, MESSAGE):
             return None  # Slack drew it
-        respond(**blocks.notice(where_it_goes(shared, "chart")), **placement)  # refused now
-    return send_chart(service, client, invocation, command, report, respond, data)
+        respond(**blocks.notice(where), **placement)  # refused now
+    return send_chart(client, invocation, command, report, respond, data, here=in_dm)
 
 
 def send_chart(
-    service: SlackService,
     client: WebClient,
     invocation: Invocation,
     command: Command,
     report: Report,
     respond: Callable[..., object],
-    data: ChartData | None = None,
+    data: ChartData,
+    *,
+    here: bool = False,
 ) -> str | None:
-    """Draw ``report`` as ``--by`` says and send the picture; a failure is one line in
-    the reply."""
-    from bot.charts import chart_data, render_chart
+    """Send ``data`` (the chart of ``report``) as a picture; a failure is one line in the
+    reply."""
+    from bot.charts import render_chart
 
-    if data is None:
-        workspace_id = service.workspace_id(invocation)
-        with service.runtime.db.session() as session:
-            label = command.get("connection")
-            connection_id = find_connection(session, workspace_id, label).id if label else None
-            data = chart_data(session, workspace_id, report, connection_id=connection_id)
     png = render_chart(data, "png")
     name = f"xai-usage-{report.period.start}-to-{report.period.end}-by-{report.group_by}.png"
+    share = bool(command.get("share")) and not here
     try:
         return send_file(
             client,
@@ -177,8 +186,8 @@ def send_chart(
             png,
             filename=name,
             title=data.title,
-            share=bool(command.get("share")),
-            comment=None if command.get("share") else f"Your chart: {data.title}",
+            share=share,
+            comment=None if share else f"Your chart: {data.title}",
             alt=f"{data.title}. {data.subtitle}.",
         )
     except SlackApiError as error:
@@ -208,7 +217,11 @@ def send_export(
     except NotFound as error:
         respond(**blocks.notice(str(error)))
         return None
-    share = bool(command.get("share"))
+    if made.empty:  # a file of nothing: say what to do first instead
+        respond(**blocks.notice(nothing_connected("/xai-usage", in_slack=True)))
+        return None
+    here = service.in_own_dm(client, invocation)  # the app's DM: the file comes right here
+    share = bool(command.get("share")) and not here
     try:
         file_id = send_file(
             client,
@@ -222,7 +235,9 @@ def send_export(
     except SlackApiError as error:
         respond(**blocks.notice(refusal(error)))
         return None
-    where = "posted in this channel" if share else "in your direct messages with me"
+    where = (
+        "posted in this channel" if share else "here" if here else "in your direct messages with me"
+    )
     respond(
         **blocks.notice(f"{made.title} ({made.filename}): {where}."),
         response_type="in_channel" if share else "ephemeral",

@@ -74,6 +74,14 @@ FIELD_CHECKS: dict[str, Callable[[str], object]] = {
 }
 """Each field through the parser the typed command uses for it, so an error
 lands on that field before the command runs."""
+FIELD_ASKS = {
+    "at": "Pick a time, e.g. 09:00.",
+    "quiet_change": "Enter a whole percentage from 1 to 1000, e.g. 20.",
+    "thresholds": "Enter whole percentages from 1 to 1000, separated by commas, e.g. 50, 80, 100.",
+    "webhook": "Enter an http(s) URL, e.g. https://hooks.example.com/xai.",
+}
+"""What to enter, for the fields whose typed error names the command's --option: a form
+shows fields, not flags. The rule stays the parser's; only its words are the form's."""
 FIELDS: dict[str, dict[str, str | None]] = {
     "digest": {
         "channel": None,
@@ -276,9 +284,9 @@ def setup_command(
             if field in FIELD_CHECKS:
                 FIELD_CHECKS[field](values.get(field, ""))
         except UsageError as error:
-            errors[field] = error.message
-        except SetupError as error:  # in the typed command's words: one rule, one message
-            errors[field] = str(error)
+            errors[field] = FIELD_ASKS.get(field, error.message)
+        except SetupError as error:
+            errors[field] = FIELD_ASKS.get(field, str(error))
     if errors:
         return None, errors
     return parse([*head, *(word for _, word in words)], surface="slack"), {}

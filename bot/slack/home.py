@@ -54,9 +54,10 @@ from bot.figures import PACE
 from bot.home import Dashboard, build_dashboard, fingerprint
 from bot.ledger import process_name
 from bot.render import insights_section, render_json
+from bot.setup import Listing
 from bot.slack import native
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
-from bot.slack.blocks import STATUS_ICONS
+from bot.slack.blocks import LIST_TITLES, MAX_STATUS_ROWS, STATUS_ICONS, remove_control
 from bot.slack.refusals import publish_home, refusals_for
 from bot.slack.service import (
     STORE_UNAVAILABLE,
@@ -65,11 +66,19 @@ from bot.slack.service import (
     setup_for,
     store_unavailable,
 )
+from bot.slack.setup_words import SLACK
 from storage.db import upsert
 from storage.models import HomeRound, HomeViewer
 
 log = logging.getLogger(__name__)
 
+MANAGE = (
+    ("Connect an account", "xu:connect", "connect"),
+    ("Add a digest", "xu:digest-add", "digest add"),
+    ("Set a budget", "xu:budget-set", "budget set"),
+    ("Alert channel", "xu:alerts", "alerts"),
+)
+"""The admins' Manage row: each button runs the command it names."""
 MAX_CONNECTIONS = 30
 """Connections listed one by one; with the rest of the tab this stays under Slack's 100 blocks."""
 
@@ -93,11 +102,19 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         for row in dashboard.connections[:MAX_CONNECTIONS]
     ]
     rows = [row for row, _ in shown]
+    steps = [step for step in dashboard.checklist if not step.done]
     return render_json(
         "slack/home.json.j2",
         d=dashboard,
         trend_chart=native.chart_block(trend_chart(dashboard), block_id="xu-chart-home"),
         admin=admin,
+        next_step=steps[0].command if steps else None,
+        # What the checklist offers is not offered twice: the Manage row has the rest.
+        manage=[
+            {"action_id": action_id, "text": text, "value": command}
+            for text, action_id, command in MANAGE
+            if command not in {step.command for step in steps}
+        ],
         insights=insights_section(dashboard.insights),
         forecast=forecast,
         budget=budget,
@@ -119,13 +136,13 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
         unfetched_note=_unfetched_note(dashboard.trend),
         rows=rows,
         hidden=len(dashboard.connections) - len(rows),
+        status_page=MAX_STATUS_ROWS,
         icons=STATUS_ICONS,
         labels={row.label: command_label(typed) for row, typed in shown},
         reconciled_rows=[
             replace(r, label=formatting.inert(r.label)) for r in dashboard.reconciled[:5]
         ],
-        digests=[(s, formatting.mrkdwn_keep_references(s.text)) for s in dashboard.digests],
-        budgets=[(b, formatting.mrkdwn_keep_references(b.text)) for b in dashboard.budgets],
+        lists=[_listed(listing) for listing in (dashboard.digests, dashboard.budgets) if listing],
         alerts=formatting.mrkdwn_keep_references(dashboard.alerts),
         silenced=[(m, formatting.mrkdwn_keep_references(m.text)) for m in dashboard.silenced],
         last_month_name=formatting.month_label(dashboard.last_month.start),
@@ -156,6 +173,28 @@ def trend_chart(dashboard: Dashboard) -> ChartData:
         end=dashboard.trend[-1][0],
         split="total",
     )
+
+
+def _listed(listing: Listing) -> dict[str, Any]:
+    """The first digests or budgets, each with its Remove button (which asks first), and
+    how many more `list` shows."""
+    more = (
+        f"and {listing.more} more: `/xai-usage {listing.name} list` lists them all, "
+        f"{SLACK.list_page} a page."
+        if listing.more
+        else ""
+    )
+    return {
+        "title": LIST_TITLES[listing.name],
+        "items": [
+            (
+                formatting.mrkdwn_keep_references(f"*{item.ident}*  {item.text}"),
+                remove_control(item, f"xu:{listing.name}-remove-{item.ident}"),
+            )
+            for item in listing.items
+        ],
+        "more": more,
+    }
 
 
 def notice_view(text: str) -> dict[str, Any]:

@@ -286,6 +286,25 @@ def chart_note(data: ChartData) -> str | None:
     return ":grey_question: " + " ".join(said) if said else None
 
 
+def chart_message(data: ChartData) -> dict[str, Any] | None:
+    """A message of the chart alone (a digest's chart, a Chart click beside its report):
+    the block and its note, the picture's alt text for notifications; None when nothing
+    can be drawn."""
+    block = chart_block(data)
+    if block is None:
+        return None
+    blocks = [block]
+    if note := chart_note(data):
+        blocks.append(
+            {
+                "type": "context",
+                "block_id": CHART_NOTE_ID,
+                "elements": [{"type": "mrkdwn", "text": note}],
+            }
+        )
+    return {"text": formatting.mrkdwn(f"{data.title}. {data.subtitle}."), "blocks": blocks}
+
+
 def _points(values: Sequence[Decimal | None]) -> list[float]:
     return [round(float(v or 0), 2) for v in values]
 

@@ -148,6 +148,8 @@ class Invocation:
     response_url: str | None = None
     in_place: bool = False
     """A click asked for its message to be replaced by the answer (``xu:view:`` buttons)."""
+    only_chart: bool = False
+    """A report's Chart button: the report is on screen already, so only its chart is sent."""
 
 
 class SlackService:
@@ -317,6 +319,12 @@ class SlackService:
         with self._dm_lock:
             self._dms[user_id] = channel
         return channel
+
+    def in_own_dm(self, client: WebClient, invocation: Invocation) -> bool:
+        """Whether the request came from the app's own DM with the asker: an answer there
+        is already private, and there is no channel to share it to."""
+        channel = invocation.channel_id or ""
+        return channel.startswith("D") and self.own_dm(client, invocation.user_id) == channel
 
     def person(self, client: WebClient, invocation: Invocation) -> Person | None:
         return look_up(client, invocation.user_id)

@@ -19,6 +19,7 @@ class SlackWords(Words):
     command_prefix: str = "/xai-usage"
     done_mark: str = ":white_check_mark: "
     paused_mark: str = ":pause_button: "
+    list_page: int = 20  # a section and its Remove button each: within a message's 50 blocks
 
     def channel(self, channel_id: str, name: str = "") -> str:
         return f"<#{channel_id}>"

@@ -32,7 +32,7 @@ from bot.charts import (
 )
 from bot.grammar import Command
 from bot.reports import Period, build_report
-from tests.fakes.connections import connect_demo
+from tests.fakes.connections import add_connection, connect_demo
 
 ROOT = Path(__file__).parents[2]
 
@@ -298,6 +298,13 @@ def test_the_cli_draws_a_report_into_a_file(db, engine, workspace_id, cli, tmp_p
     assert target.stat().st_mode & 0o777 == 0o600  # cost data: readable only by its owner
 
 
+def something_connected(db, workspace_id: int) -> None:
+    """A connection sealed with this store's key: with none, a chart says how to connect."""
+    with db.transaction() as session:
+        connection = add_connection(session, workspace_id, "Production")
+        connection.credentials_key_id = db.keyring.primary_key_id
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -309,6 +316,7 @@ def test_the_cli_draws_a_report_into_a_file(db, engine, workspace_id, cli, tmp_p
 def test_a_chart_without_a_usable_file_is_one_clear_line(
     db, workspace_id, cli, tmp_path, args, says
 ) -> None:
+    something_connected(db, workspace_id)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     code, _, err = cli(*args)
     assert code == 1 and says in err and "Traceback" not in err
@@ -316,6 +324,7 @@ def test_a_chart_without_a_usable_file_is_one_clear_line(
 
 
 def test_a_failed_write_leaves_nothing_half_written(db, workspace_id, cli, tmp_path):
+    something_connected(db, workspace_id)
     target = tmp_path / "out" / "chart.png"
     target.mkdir(parents=True)  # a folder where the file should go: the final rename fails
     (target / "keep.txt").write_text("mine")

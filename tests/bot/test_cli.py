@@ -146,6 +146,12 @@ def test_help_lists_every_command(cli_env) -> None:
     assert "Usage: xai-usage range FROM TO" in xai_usage(cli_env, "help", "range").stdout
 
 
+def test_help_about_an_unknown_command_suggests_the_nearest(cli_env) -> None:
+    done = xai_usage(cli_env, "help", "stauts")
+    assert "“stauts” is not a command. Did you mean `status`?" in done.stdout
+    assert "  status" in done.stdout  # the list follows
+
+
 def test_the_management_key_is_nowhere_after_connect_and_sync(cli_env, db_url, tmp_path) -> None:
     """Database file, logs at DEBUG and every output: no trace of the key."""
     outputs = [
@@ -687,3 +693,29 @@ def test_a_reader_that_stops_early_gets_no_traceback(cli_env) -> None:
     reader.stdout.close()
     assert reader.wait(timeout=60) == 0
     assert b"Traceback" not in reader.stderr.read()
+
+
+@pytest.mark.parametrize("words", [("month",), ("today", "--by", "day"), ("week", "--by", "key")])
+def test_with_nothing_connected_a_report_says_how_to_connect(cli_env, words) -> None:
+    done = xai_usage(cli_env, *words)
+    assert done.returncode == 0
+    assert "`xai-usage connect`" in done.stdout
+    for noise in ("$0.00", "0 connections", "as of never", "Today is partial"):
+        assert noise not in done.stdout, noise
+
+
+def test_with_nothing_connected_there_is_nothing_to_draw_or_to_put_in_a_pdf(
+    cli_env, tmp_path
+) -> None:
+    chart = tmp_path / "month.png"
+    done = xai_usage(cli_env, "month", "--format", "png", "-o", str(chart))
+    assert done.returncode == 1 and not chart.exists()
+    assert "Nothing is connected yet" in done.stderr and "xai-usage connect" in done.stderr
+    pdf = tmp_path / "month.pdf"
+    assert xai_usage(cli_env, "export", "month", "--format", "pdf", "-o", str(pdf)).returncode == 0
+    from tests.bot.test_exports import pdf_text
+
+    text = pdf_text(pdf.read_bytes())
+    assert "Nothing is connected yet" in text and "connect" in text
+    for noise in ("$0.00", "as of never", "not fetched"):
+        assert noise not in text, noise

@@ -33,6 +33,7 @@ from bot.digests import (
 )
 from bot.figures import Comparison, Gap
 from bot.insights import build_insights
+from bot.render import digest_text
 from bot.slack.messages import digest_message
 from storage.models import (
     BillingState,
@@ -557,6 +558,11 @@ def test_an_empty_workspace_gets_a_helpful_message(db) -> None:
     message = digest_message(d)
     assert message["text"] == "Daily AI spend · Fri 20 Mar 2026: no provider is connected yet."
     assert "`/xai-usage connect`" in all_text(message)
+    in_a_terminal = digest_text(d)
+    assert "`xai-usage connect`" in in_a_terminal
+    for shown in (all_text(message), in_a_terminal):  # no figure where nothing is known
+        for noise in ("$0.00", "as of never", "not fetched"):
+            assert noise not in shown, noise
 
 
 # -- reading on a phone

@@ -55,6 +55,10 @@ def test_names_cut_in_the_middle_stay_apart():
 
     assert clip_middle("Production — xAI: Test key", 20) == "Production… Test key"
     assert clip_middle("short", 20) == "short"
+    # A key's own name stays whole; its connection, in parentheses, is cut instead...
+    assert clip_middle("Test key (Production — xAI Europe)", 22) == "Test key (Produ…urope)"
+    # ...unless too little of it would be left: then the whole is cut in the middle.
+    assert clip_middle("A very long key name (Production)", 22) == "A very long…roduction)"
     models = ["grok-4-fast-reasoning", "grok-4-fast-non-reasoning", "grok-4-0709"]
     cut = clip_apart(models, 20)
     assert len(set(cut)) == 3 and all(len(c) <= 20 for c in cut) and cut[2] == "grok-4-0709"

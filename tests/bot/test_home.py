@@ -81,10 +81,10 @@ def test_admin_lists_come_from_the_setup_with_remove_commands(db) -> None:
     setup = Setup(db, workspace_id, "UADMIN", SLACK)
     with db.session() as session:
         dashboard = build_dashboard(session, workspace_id, NOW, providers=built_in(), setup=setup)
-    [budget] = dashboard.budgets
+    [budget] = dashboard.budgets.items
     assert budget.remove == f"budget remove {budget.ident}"
-    assert "$250.00 a month" in budget.text
-    assert dashboard.digests == ()
+    assert "$250.00 a month" in budget.text and budget.removes == budget.text
+    assert dashboard.digests.items == () and dashboard.digests.more == 0
 
 
 def test_a_label_in_a_button_reads_back_as_one_argument() -> None:

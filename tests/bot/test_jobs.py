@@ -373,7 +373,7 @@ def test_budgets_and_alert_routes_from_a_terminal_reach_slack(world: World) -> N
     )
     code, out = run_cli(world, "alerts", "CALERTS", "--connection", "production — xai")
     assert code == 0 and out.strip() == "Alerts for “production — xai” now go to CALERTS."
-    assert run_cli(world, "budget", "list")[1].split()[:4] == ["1", "all", "connections:", "$50.00"]
+    assert run_cli(world, "budget", "list")[1].split()[:4] == ["1", "all", "connections,", "$50.00"]
     world.jobs(at("2026-10-21T06:01:00"))  # the month so far is well over $25
     budget_alerts = [p for p in world.posts("CALERTS") if "50%" in text_of(p)]
     assert len(budget_alerts) == 1

@@ -89,7 +89,7 @@ def test_digest_remove_with_an_arabic_indic_one_removes_nothing(cli, workspace_i
         )
     code, _, err = cli("digest", "remove", "١")
     assert code == 1
-    assert "Give the number shown by `list`" in err
+    assert "Give the number `xai-usage digest list` shows" in err
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(DigestSubscription)) == 1
 
@@ -101,5 +101,5 @@ def test_budget_remove_with_a_superscript_is_one_line_not_a_traceback(
         session.add(Budget(workspace_id=workspace_id, amount_usd=500, thresholds="50,80,100"))
     code, _, err = cli("budget", "remove", "²")
     assert code == 1
-    assert "Give the number shown by `list`" in err
+    assert "Give the number `xai-usage budget list` shows" in err
     assert "Traceback" not in err

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.grammar import Command, UsageError
+from bot.render import report_table
 from bot.reports import Period, build_report, resolve_period
-from storage.models import Connection, DailyCost, FetchedSpan, Workspace
+from storage.models import ApiKeyName, Connection, DailyCost, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
 from tests.fakes.connections import add_connection
 
@@ -196,3 +197,34 @@ def test_filtered_or_not_a_report_sums_the_same_and_covers_the_same(
     assert report.as_of == datetime(2026, 11, 19, 23, 59, 59, tzinfo=UTC)
     if group_by == "connection":
         assert [row.label for row in report.rows] == ["Research"]
+
+
+def test_an_api_key_is_named_first_and_its_connection_after_it(db, store) -> None:
+    """With several connections, a key row says which connection it belongs to after the
+    key's own name: cut to a table's width, what tells two keys apart is what is kept."""
+    workspace_id, research_id = store
+    with db.transaction() as session:
+        for key_id, name in (("k-prod", "Production key"), ("k-test", "Test key")):
+            session.add(ApiKeyName(connection_id=research_id, api_key_id=key_id, name=name))
+            session.add(
+                DailyCost(
+                    connection_id=research_id,
+                    workspace_id=workspace_id,
+                    day=date(2026, 11, 20),
+                    model="grok-4",
+                    api_key_id=key_id,
+                    cost=Decimal("2.50"),
+                )
+            )
+        session.flush()
+        rebuild_totals(session, workspace_id)
+    with db.session() as session:
+        report = build_report(
+            session, workspace_id, resolve_period(Command("month"), NOW.date()), "key", now=NOW
+        )
+    assert {row.label for row in report.rows} == {
+        "Production key (Research)",
+        "Test key (Research)",
+    }
+    table = report_table(report)
+    assert "  Production key (Research)  " in table and "  Test key (Research)  " in table

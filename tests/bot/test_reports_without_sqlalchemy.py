@@ -182,7 +182,7 @@ def test_the_empty_workspace_and_the_other_workspace_read_the_same(store, key, b
         session.add(Workspace(name="local"))
     fast, normal, quick = both_ways("today")
     assert fast == normal and quick
-    assert "No connections yet" in fast[1]
+    assert "Nothing is connected yet" in fast[1]
     seed(store)
     sealed_with(store, key)
     for args in (

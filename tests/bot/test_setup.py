@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
@@ -131,7 +132,7 @@ def test_each_surface_names_channels_and_commands_its_own_way(db) -> None:
     )
     budget = terminal.set_budget(parse(["budget", "set", "500", "--thresholds", "80,50"]))
     assert terminal.budget_lines([budget]) == (
-        f"{budget.id:>3}  all connections: $500.00 a month, alerts at 50%, 80%"
+        f"{budget.id:>3}  all connections, $500.00 a month, alerts at 50%, 80%"
     )
     assert slack.budget_lines([]) == "No budgets yet: `/xai-usage budget set 500` sets one."
 
@@ -141,7 +142,7 @@ def test_removing_needs_a_number_of_this_workspace(db) -> None:
     budget = mine.set_budget(parse(["budget", "set", "10"]))
     with pytest.raises(SetupError, match="Give the number"):
         mine.remove(Budget, "first")
-    with pytest.raises(SetupError, match=f"no number {budget.id} here"):
+    with pytest.raises(SetupError, match=f"Budget {budget.id} is gone already"):
         theirs.remove(Budget, str(budget.id))  # another workspace's budget stays
     mine.remove(Budget, str(budget.id))
     assert mine.budgets() == []
@@ -161,3 +162,64 @@ def test_a_daily_digest_can_ask_for_its_chart(db) -> None:
     assert "every day at 09:00 (UTC), all connections, with its chart;" in setup.digest_added(sub)
     assert "with its chart" not in setup.digest_added(weekly)
     assert setup.digest_lines(setup.digests()).splitlines()[0].endswith("with its chart")
+
+
+def _add(setup: Setup, *words: str, notes: list | None = None):
+    command = parse(["digest", "add", "C0123ABCD", "--tz", "UTC", *words])
+    announce = (lambda *note: notes.append(note)) if notes is not None else (lambda *n: None)
+    return setup.add_digest(command, here=None, default_tz=lambda: "UTC", announce=announce)
+
+
+def test_a_second_identical_digest_is_refused_naming_the_first(db) -> None:
+    """Two identical 09:00 digests were both accepted and both posted, every day."""
+    setup = _setup(db, "cli")
+    first = _add(setup, "--at", "09:00", "--quiet-min", "25")
+    notes: list = []
+    with pytest.raises(SetupError) as refused:
+        _add(setup, "--at", "9:00", "--quiet-min", "25.00", notes=notes)  # the same, typed apart
+    assert str(refused.value).startswith(
+        f"Digest {first.id} already posts in C0123ABCD, every day at 09:00 (UTC), all "
+        "connections, posted only when spend over $25.00: nothing was added."
+    )
+    assert f"`xai-usage digest remove {first.id}`" in str(refused.value)
+    assert refused.value.field == "channel"
+    assert notes == []  # refused before its note was posted
+    assert [s.id for s in setup.digests()] == [first.id]
+    # Any setting that differs makes another digest.
+    for words in (("--at", "10:00"), ("--every", "week"), ("--chart",), ("--quiet-change", "5")):
+        _add(setup, *words)
+    assert len(setup.digests()) == 5
+    # A weekly digest always has its chart: --chart makes no other digest of it.
+    with pytest.raises(SetupError, match="already posts"):
+        _add(setup, "--every", "week", "--chart")
+
+
+def test_two_identical_digests_added_at_once_make_one(db) -> None:
+    """Both pass the check before either is saved (each waits for the other in its note):
+    the database keeps one, and the other is refused in the same words."""
+    setup = _setup(db, "cli")
+    both_posted = threading.Barrier(2, timeout=10)
+    outcomes: list[object] = []
+
+    def add() -> None:
+        command = parse(["digest", "add", "C0123ABCD", "--tz", "UTC"])
+        try:
+            outcomes.append(
+                setup.add_digest(
+                    command,
+                    here=None,
+                    default_tz=lambda: "UTC",
+                    announce=lambda *note: both_posted.wait(),
+                )
+            )
+        except SetupError as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=add) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    [kept] = setup.digests()
+    [refused] = [o for o in outcomes if isinstance(o, SetupError)]
+    assert str(refused).startswith(f"Digest {kept.id} already posts in C0123ABCD")

@@ -99,6 +99,9 @@ MAX_BUTTON_VALUE = 2000
 MAX_URL = 3000
 MAX_PLACEHOLDER = 150
 MAX_OPTION_TEXT = 75
+MAX_CONFIRM_TITLE = 100
+MAX_CONFIRM_TEXT = 300
+MAX_CONFIRM_BUTTON = 30
 MAX_OPTION_VALUE = 150
 MAX_OPTIONS = {"checkboxes": 10, "radio_buttons": 10, "overflow": 5}
 MAX_SELECT_OPTIONS = 100
@@ -724,6 +727,8 @@ class _BlockKit:
             )
             self.limit(f"{path}.value", "button value", element.get("value"), MAX_BUTTON_VALUE)
             self.limit(f"{path}.url", "button url", element.get("url"), MAX_URL)
+        if element.get("confirm") is not None:
+            self.confirm(f"{path}.confirm", element["confirm"])
         self.text(
             f"{path}.placeholder",
             "placeholder",
@@ -752,6 +757,35 @@ class _BlockKit:
                         f"{path}.option_groups[{j}].options", "options", inner, MAX_SELECT_OPTIONS
                     )
                     self.options(f"{path}.option_groups[{j}].options", inner)
+
+    def confirm(self, path: str, dialog: Any) -> None:
+        """A confirmation dialog on an element (docs.slack.dev/reference/block-kit/
+        composition-objects/confirmation-dialog-object): every part required but the style."""
+        if not isinstance(dialog, Mapping):
+            self.reject(path, "a confirm must be an object")
+            return
+        self.text(
+            f"{path}.title",
+            "confirm title",
+            dialog.get("title"),
+            MAX_CONFIRM_TITLE,
+            plain=True,
+            required=True,
+        )
+        self.text(
+            f"{path}.text", "confirm text", dialog.get("text"), MAX_CONFIRM_TEXT, required=True
+        )
+        for part in ("confirm", "deny"):
+            self.text(
+                f"{path}.{part}",
+                f"confirm {part}",
+                dialog.get(part),
+                MAX_CONFIRM_BUTTON,
+                plain=True,
+                required=True,
+            )
+        if dialog.get("style") not in (None, "primary", "danger"):
+            self.reject(f"{path}.style", f"confirm style {dialog.get('style')!r} is not one")
 
     def initial_values(self, path: str, element: Mapping[str, Any]) -> None:
         """What Slack refuses in a form's starting values: an ``initial_option`` that is

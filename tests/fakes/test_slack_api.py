@@ -243,6 +243,36 @@ def test_duplicate_action_ids_in_one_block_are_refused(slack, client):
     assert "action_id 'refresh' is used twice" in slack.violations[0]
 
 
+def test_a_confirmation_dialog_beyond_its_limits_is_refused(slack, client):
+    def remove(confirm: dict) -> list[dict]:
+        button = {
+            "type": "button",
+            "action_id": "remove",
+            "text": {"type": "plain_text", "text": "Remove"},
+            "confirm": confirm,
+        }
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}, "accessory": button}]
+
+    fine = {
+        "title": {"type": "plain_text", "text": "Remove digest 3?"},
+        "text": {"type": "mrkdwn", "text": "<#C1>, every day: it won't be posted again."},
+        "confirm": {"type": "plain_text", "text": "Remove"},
+        "deny": {"type": "plain_text", "text": "Keep it"},
+        "style": "danger",
+    }
+    assert client.chat_postMessage(channel="C0GENERAL", text="t", blocks=remove(fine))["ok"]
+    long_text = {**fine, "text": {"type": "mrkdwn", "text": "x" * 301}}
+    assert error_of(
+        client.chat_postMessage, channel="C0GENERAL", text="t", blocks=remove(long_text)
+    )
+    no_deny = {k: v for k, v in fine.items() if k != "deny"}
+    assert error_of(client.chat_postMessage, channel="C0GENERAL", text="t", blocks=remove(no_deny))
+    assert [v.split(": ", 2)[1] for v in slack.violations] == [
+        "blocks[0].accessory.confirm.text",
+        "blocks[0].accessory.confirm.deny",
+    ]
+
+
 def test_form_encoded_blocks_are_decoded_and_checked(slack, client):
     blocks = [section("Spend by model")]
     client.api_call(

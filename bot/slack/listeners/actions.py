@@ -7,6 +7,7 @@ confirmation is the one button with its own listener.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from logging import Logger
 
 from slack_bolt import Ack, App, BoltContext, Respond
@@ -28,6 +29,8 @@ IN_PLACE = "xu:view:"
 """Answers replace the clicked message: a period or grouping of the same report."""
 TO_CHANNEL = "xu:share:"
 """Answers are posted in the channel, saying who shared them."""
+CHART = "xu:chart"
+"""A report's Chart button: the chart alone follows, not the report again."""
 
 
 def register(app: App) -> None:
@@ -43,7 +46,9 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
     action_id = action.get("action_id", "")
     # Without a response URL (a button on the App Home tab) there is no message to replace.
     in_place = action_id.startswith(IN_PLACE) and bool(body.get("response_url"))
-    invocation = click_invocation(body, context, in_place=in_place)
+    invocation = replace(
+        click_invocation(body, context, in_place=in_place), only_chart=action_id == CHART
+    )
     respond = service.responder(client, invocation)
 
     def answer(**message: object) -> str:

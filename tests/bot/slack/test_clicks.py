@@ -28,9 +28,11 @@ def click(
     user: str = ADMIN,
     select: bool = False,
     home: bool = False,
+    channel: str = "CCOSTS",
 ) -> str:
-    """Click a control of a private message in #costs (or on the App Home tab, which
-    has neither channel nor response URL); returns the click's response URL id."""
+    """Click a control of a private message in #costs, or in ``channel`` (the app's DM),
+    or on the App Home tab, which has neither channel nor response URL; returns the
+    click's response URL id."""
     response_url = app.slack.response_url()
     action: dict = {"action_id": action_id, "block_id": "b", "action_ts": f"{time.time():.6f}"}
     if select:
@@ -42,8 +44,8 @@ def click(
         "team": {"id": TEAM, "domain": "acme"},
         "user": {"id": user, "team_id": TEAM},
         "api_app_id": "A0001",
-        "channel": {"id": "CCOSTS", "name": "costs"},
-        "container": {"type": "message", "channel_id": "CCOSTS", "is_ephemeral": True},
+        "channel": {"id": channel, "name": "costs" if channel == "CCOSTS" else "directmessage"},
+        "container": {"type": "message", "channel_id": channel, "is_ephemeral": True},
         "response_url": response_url,
         "trigger_id": f"trig.{time.monotonic_ns()}",
         "actions": [action],
@@ -204,7 +206,7 @@ def test_a_click_on_connect_opens_the_form(slack_app: SlackApp) -> None:
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        ("tdoay --by model", "out of date: Unknown command “tdoay”. Did you mean `today`?"),
+        ("tdoay --by model", "out of date: “tdoay” is not a command. Did you mean `today`?"),
         ("week --by team", "That button is out of date: --by must be one of"),
         (None, "That button no longer does anything"),
         ('week --connection "Staging"', LABEL),  # a connection since removed: the real ones

@@ -11,6 +11,7 @@ from bot.figures import Figure, coverage_of
 from bot.grammar import parse, tokenize, words
 from bot.reports import Period, Report, ReportRow, StatusRow
 from bot.slack import blocks
+from bot.sync import SyncResult
 from tests.fakes.slack_api import _BlockKit
 
 DAY = date(2026, 11, 20)
@@ -88,6 +89,14 @@ def test_no_controls_without_a_connection_or_on_a_shared_copy() -> None:
     assert actions(blocks.report_message(report())) == {}  # a digest's copy, say
 
 
+def test_a_sync_of_many_connections_says_where_the_rest_are() -> None:
+    """The reply to `sync` lists 29 connections, then "and N more": `status` shows them."""
+    results = [SyncResult(n, f"Team {n}", DAY, DAY, True, 1, Decimal(1)) for n in range(40)]
+    lines = blocks.sync_lines(results).splitlines()
+    assert len(lines) == 30
+    assert lines[-1] == "and 11 more: `/xai-usage status` shows each connection's last sync."
+
+
 def test_status_offers_a_few_new_keys_and_stays_within_50_blocks() -> None:
     rows = [
         StatusRow(
@@ -107,7 +116,12 @@ def test_status_offers_a_few_new_keys_and_stays_within_50_blocks() -> None:
     ]
     message = blocks.status_message(rows)
     found = actions(message)
-    assert list(found) == ["xu:sync", *(f"xu:update-key:{n}" for n in range(5))]
+    assert list(found) == [
+        "xu:sync",
+        *(f"xu:update-key:{n}" for n in range(5)),
+        "xu:view:page-next",  # the 20 connections after the first 40
+    ]
+    assert found["xu:view:page-next"]["value"] == "status --page 2"
     assert parse(tokenize(found["xu:update-key:3"]["value"]), surface="slack").args == (
         rows[3].label,
     )

@@ -141,3 +141,104 @@ def test_chart_is_for_slack_and_output_for_the_terminal() -> None:
         except UsageError:
             continue
         raise AssertionError(f"{words} should be refused on {surface}")
+
+
+# -- Chart adds the chart; a DM is its own place -----------------------------------
+
+
+def test_chart_clicked_adds_the_chart_and_not_the_report_again(connected: SlackApp) -> None:
+    """The Chart button re-posted the whole report as a second message before the chart:
+    the report is on screen already, so the click answers with the chart alone."""
+    from tests.bot.slack.test_clicks import click, controls
+
+    _, url_id = connected.command("week --by model", user=MEMBER)
+    chart = controls(connected.reply(url_id))["xu:chart"]
+    clicked = click(connected, "xu:chart", chart["value"], MEMBER)
+    reply = connected.reply(clicked)
+    assert reply["replace_original"] is False
+    assert reply["blocks"][0]["type"] == "data_visualization"  # Slack draws it
+    assert not [b for b in reply["blocks"] if b["type"] == "table"]  # no table again
+    assert "```" not in text_of(reply)
+    assert controls(reply) == {}  # no second set of buttons either
+    connected.service.background.shutdown(wait=True)  # the chart's work is done...
+    assert len(connected.replies(clicked)) == 1  # ...and nothing else was said
+    assert connected.slack.files == {}
+
+
+def test_chart_clicked_where_slack_refuses_charts_is_a_line_and_the_picture(
+    connected: SlackApp,
+) -> None:
+    from tests.bot.slack.test_clicks import click, controls
+
+    connected.slack.refuse_blocks("data_visualization", team_id=TEAM)
+    _, url_id = connected.command("week --by model --chart", user=MEMBER)  # learns it
+    connected.reply(url_id)
+    shared_files(connected)
+    chart = controls(connected.reply(url_id))["xu:chart"]
+    clicked = click(connected, "xu:chart", chart["value"], MEMBER)
+    reply = connected.reply(clicked)
+    assert "```" not in text_of(reply) and "grok-4-0709" not in text_of(reply)  # no table
+    assert controls(reply) == {}
+    assert "on its way to your direct messages" in text_of(reply)
+    pictures = shared_files(connected, 2)
+    assert [p.shared_in for p in pictures] == [[DM_OF_MEMBER], [DM_OF_MEMBER]]
+    connected.service.background.shutdown(wait=True)
+    assert len(connected.replies(clicked)) == 1
+
+
+def dm_posts(app: SlackApp, user: str) -> list[dict]:
+    channel = "D" + user[1:]
+    return [
+        c.params for c in app.slack.calls_to("chat.postMessage") if c.params["channel"] == channel
+    ]
+
+
+def test_in_the_apps_dm_a_chart_is_said_to_follow_here_and_nothing_is_shared(
+    connected: SlackApp,
+) -> None:
+    """Inside the DM, "on its way to your direct messages" pointed at itself, and "Share to
+    channel" posted "Shared by …" into a conversation of two."""
+    from tests.bot.slack.test_clicks import controls
+    from tests.bot.slack.test_home import dm
+
+    dm(connected, "week --by model --chart", user=MEMBER)
+    connected.slack.wait_for(lambda: dm_posts(connected, MEMBER), timeout=10)
+    [report] = dm_posts(connected, MEMBER)
+    assert [b for b in report["blocks"] if b["type"] == "data_visualization"]
+    assert "direct messages" not in text_of(report)
+    assert "xu:share:report" not in controls(report)  # no channel to share it to
+    assert connected.slack.files == {}
+
+    connected.slack.refuse_blocks("data_visualization", team_id=TEAM)  # the picture, then
+    dm(connected, "month --by model --chart", user=MEMBER)
+    [drawn] = shared_files(connected)  # the picture comes last
+    assert drawn.shared_in == [DM_OF_MEMBER]
+    said = " ".join(text_of(p) for p in dm_posts(connected, MEMBER)[1:])
+    assert "direct messages" not in said and "follows here" in said
+
+    posted = len(dm_posts(connected, MEMBER))
+    dm(connected, "week --by model --share", user=MEMBER)
+    connected.slack.wait_for(lambda: len(dm_posts(connected, MEMBER)) == posted + 1, timeout=10)
+    assert "Shared by" not in text_of(dm_posts(connected, MEMBER)[-1])
+
+    dm(connected, "export week", user=MEMBER)
+    connected.slack.wait_for(lambda: len(dm_posts(connected, MEMBER)) == posted + 2, timeout=10)
+    said = text_of(dm_posts(connected, MEMBER)[-1])
+    assert "direct messages" not in said and "here" in said
+
+
+def test_a_chart_clicked_in_the_apps_dm_follows_there(connected: SlackApp) -> None:
+    from tests.bot.slack.test_clicks import click
+
+    connected.service.own_dm(connected.bolt.client, MEMBER)  # as the DM's first message does
+    clicked = click(connected, "xu:chart", "week --by model --chart", MEMBER, channel=DM_OF_MEMBER)
+    reply = connected.reply(clicked)
+    assert [b for b in reply["blocks"] if b["type"] == "data_visualization"]
+    assert "direct messages" not in text_of(reply)
+
+    connected.slack.refuse_blocks("data_visualization", team_id=TEAM)  # the picture, then
+    clicked = click(connected, "xu:chart", "week --by model --chart", MEMBER, channel=DM_OF_MEMBER)
+    [drawn] = shared_files(connected)
+    assert drawn.shared_in == [DM_OF_MEMBER]
+    said = " ".join(text_of(r) for r in connected.replies(clicked))
+    assert "direct messages" not in said and "follows here" in said

@@ -9,6 +9,7 @@ field.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, timedelta
 from decimal import Decimal
 from logging import getLogger
@@ -158,6 +159,9 @@ def test_a_digest_form_saves_exactly_what_the_typed_command_saves(connected: Sla
         '--connection "Production — xAI" --quiet-min 25 --quiet-change 20'
     )
     typed_reply = text_of(connected.reply(url_id))
+    [typed] = digests(connected)
+    _, removed = connected.command("digest remove 1")  # else the form's would be a repeat
+    connected.reply(removed)
     view, url_id = open_form(connected, "digest add")
     response = submit(
         connected,
@@ -171,12 +175,15 @@ def test_a_digest_form_saves_exactly_what_the_typed_command_saves(connected: Sla
         quiet_change="20",
     )
     assert response.status_code == 200 and response.text == ""  # the form closes
-    typed, formed = digests(connected)
+    [formed] = digests(connected)
     assert typed == formed
     assert formed[:4] == ("CWEEK", "08:30", "Europe/Paris", "week")
     assert formed[5:] == (Decimal(25), 20, ADMIN)
     confirmed = text_of(connected.reply(url_id))  # to the command that opened the form
-    assert confirmed == typed_reply.replace("Digest 1", "Digest 2").replace("remove 1", "remove 2")
+    [number] = set(re.findall(r"Digest (\d+):", confirmed))  # SQLite may reuse the removed id
+    assert confirmed == typed_reply.replace("Digest 1", f"Digest {number}").replace(
+        "remove 1", f"remove {number}"
+    )
     notes = connected.slack.history("CWEEK")
     assert len(notes) == 2 and notes[0]["text"] == notes[1]["text"]  # the same note first
 
@@ -296,7 +303,7 @@ def test_bare_alerts_opens_a_form_and_its_webhook_is_checked_and_sealed(connecte
     assert initial(inputs(view)["channel"]) == "CCOSTS"
     assert "webhook" in inputs(view) and initial(inputs(view)["webhook"]) is None
     errors = errors_of(submit(connected, view, channel="CALERTS", webhook="ftp://example.com/x"))
-    assert errors == {"webhook": "--webhook takes an http(s) URL."}
+    assert errors == {"webhook": "Enter an http(s) URL, e.g. https://hooks.example.com/xai."}
     assert connected.slack.history("CALERTS") == []  # refused before any note
     url = "https://hooks.example.com/services/T000/B000/secretpart"
     assert submit(connected, view, channel="CALERTS", webhook=url).text == ""
@@ -470,3 +477,59 @@ def test_a_database_outage_during_a_submission_is_told_on_the_form(connected: Sl
     connected.service._workspaces.clear()  # nothing answered from memory
     assert errors_of(submit(connected, view)) == {"channel": STORE_UNAVAILABLE}
     assert connected.replies(url_id) == []
+
+
+def test_a_form_for_a_digest_that_already_posts_there_is_refused_naming_it(
+    connected: SlackApp,
+):
+    _, url_id = connected.command("digest add --at 09:00 --tz UTC")
+    connected.reply(url_id)
+    view, url_id = open_form(connected, "digest add")
+    errors = errors_of(submit(connected, view, tz="UTC"))
+    assert list(errors) == ["channel"]
+    assert errors["channel"].startswith(  # under the channel picked
+        "Digest 1 already posts in that channel, every day at 09:00 (UTC)"
+    )
+    assert len(digests(connected)) == 1 and connected.replies(url_id) == []
+
+
+def test_form_errors_are_in_the_forms_words_not_the_commands(connected: SlackApp):
+    """A form has fields, not flags: its errors never name an --option, and an empty field
+    says what to enter rather than quoting nothing back (“” is not an amount)."""
+    digest, _ = open_form(connected, "digest add")
+    budget, _ = open_form(connected, "budget set")
+    alerts, _ = open_form(connected, "alerts")
+    said = {}
+    for view, field, value in (
+        (digest, "quiet_change", "0"),
+        (digest, "quiet_change", "2.5"),
+        (digest, "at", "25:00"),
+        (digest, "quiet_min", "lots"),
+        (budget, "thresholds", "x"),
+        (budget, "thresholds", "50%, 80%, 2000%"),
+        (budget, "amount", "   "),
+        (alerts, "webhook", "hooks.example.com/xai"),
+    ):
+        changes = {field: value, "amount": "500"} if view is budget else {field: value}
+        if field == "amount":
+            changes["amount"] = value
+        errors = errors_of(submit(connected, view, **changes))
+        assert list(errors) == [field], (field, value, errors)
+        said[field, value] = errors[field]
+    for (field, value), error in said.items():
+        assert "--" not in error and "“”" not in error, (field, value, error)
+    assert said["quiet_change", "0"] == "Enter a whole percentage from 1 to 1000, e.g. 20."
+    assert said["amount", "   "] == "Enter an amount, e.g. 500."
+    assert "50, 80, 100" in said["thresholds", "x"]
+
+
+def test_thresholds_written_as_the_field_label_says_are_taken(connected: SlackApp):
+    """The field's label says “%” and the replies echo “50%, 80%, 100%”: written back
+    that way, in the form or typed, they are the same thresholds."""
+    view, url_id = open_form(connected, "budget set")
+    assert submit(connected, view, amount="500", thresholds="50%, 80%, 100%").text == ""
+    assert "alerts at 50%, 80%, 100%" in text_of(connected.reply(url_id))
+    _, url_id = connected.command('budget set 500 --thresholds "75%, 100 %"')
+    assert "alerts at 75%, 100%" in text_of(connected.reply(url_id))
+    with connected.runtime.db.session() as session:
+        assert session.scalar(select(Budget.thresholds)) == "75,100"

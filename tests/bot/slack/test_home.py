@@ -96,10 +96,9 @@ def test_admins_see_the_dashboard_and_buttons_that_are_commands(connected: Slack
     assert "xAI spending limit" in seen and "invoice so far" in seen  # reconciliation
     assert "Production — xAI" in seen and "Last successful sync" in seen
     commands = buttons(view)
-    assert commands["xu:connect"] == "connect"
-    assert commands["xu:digest-add"] == "digest add"
-    assert commands["xu:budget-set"] == "budget set"
-    assert commands["xu:alerts"] == "alerts"
+    # Each once: from the checklist while it is a step to take, else from the Manage row.
+    for command in ("connect", "digest add", "budget set", "alerts"):
+        assert list(commands.values()).count(command) == 1, command
     assert 'update-key "Production — xAI"' in commands.values()
     for value in commands.values():
         parse(tokenize(value), surface="slack")  # the grammar reads it as the typed command
@@ -194,7 +193,7 @@ def test_fifty_connections_and_many_digests_fit_slacks_limits(connected: SlackAp
     view = open_home(connected)
     assert len(view["blocks"]) <= 100
     seen = words(view)
-    assert "and 21 more: `/xai-usage status`" in seen
+    assert "and 21 more: `/xai-usage status` lists every connection, 40 a page." in seen
     assert "and 5 more: `/xai-usage digest list`" in seen
     assert "and 5 more: `/xai-usage budget list`" in seen
     assert "digest remove 1" in buttons(view).values()
@@ -282,11 +281,12 @@ def test_each_home_button_clicked_opens_its_form(connected: SlackApp) -> None:
     from tests.bot.slack.test_clicks import click
 
     commands = buttons(open_home(connected))
+    clicks = {command: action_id for action_id, command in commands.items()}
     expected = {
-        "xu:connect": "connect",
-        "xu:digest-add": "digest",
-        "xu:budget-set": "budget",
-        "xu:alerts": "alerts",
+        clicks["connect"]: "connect",
+        clicks["digest add"]: "digest",
+        clicks["budget set"]: "budget",
+        clicks["alerts"]: "alerts",
         "xu:update-key-1": "update_key",
     }
     for action_id, form in expected.items():
@@ -637,3 +637,37 @@ def test_a_home_tab_refusing_charts_is_published_without_one_once_and_then_strai
     outcomes = [o for _, o in connected.slack.outcomes("views.publish")]
     assert outcomes[:3] == ["invalid_arguments", "ok", "ok"]  # known: straight without it
     assert "invalid_arguments" not in outcomes[1:]
+
+
+def all_buttons(view: dict) -> list[dict]:
+    return [
+        item
+        for block in view["blocks"]
+        for item in [block.get("accessory"), *block.get("elements", [])]
+        if isinstance(item, dict) and item.get("type") == "button"
+    ]
+
+
+def test_an_empty_home_offers_each_step_once_and_one_primary_action(slack_app: SlackApp) -> None:
+    """Connect appeared twice (the checklist's and the Manage row's) and all three steps
+    were primary: one thing is asked first."""
+    view = open_home(slack_app)
+    offered = [b["value"] for b in all_buttons(view)]
+    assert len(offered) == len(set(offered)), offered
+    assert [b["value"] for b in all_buttons(view) if b.get("style") == "primary"] == ["connect"]
+    assert "budget set" in offered  # what the checklist does not ask is still at hand
+    assert "$" not in words(view)  # no figure before anything is connected
+
+
+def test_a_first_budgets_channel_ticks_where_alerts_go_as_the_tab_says(connected: SlackApp):
+    """The checklist kept "Choose where alerts go" open while the tab said "Alerts go to
+    <#CCOSTS>": a budget's or digest's channel is where alerts go until a route says
+    otherwise, and the tick and the sentence come from one place."""
+    _, url = connected.command("budget set 500")  # typed in #costs: it alerts there
+    connected.reply(url)
+    seen = words(open_home(connected))
+    assert "Alerts go to <#CCOSTS>, where the first budget or digest was set." in seen
+    assert ":white_check_mark: ~Choose where alerts go~" in seen
+    # A primary button is for the next step only, not for one done.
+    view = open_home(connected)
+    assert [b["value"] for b in all_buttons(view) if b.get("style") == "primary"] == ["digest add"]

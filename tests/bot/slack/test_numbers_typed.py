@@ -13,7 +13,7 @@ def test_digest_times_and_thresholds_typed_in_other_digits_are_refused(connected
         ("digest add --at ²:00", "--at takes a time like 09:00"),
         ("digest add --at ١٠:٠٠", "--at takes a time like 09:00"),
         ("budget set 500 --thresholds ٥٠,١٠٠", "--thresholds takes percentages"),
-        ("budget remove ١", "Give the number shown by `list`"),
+        ("budget remove ١", "Give the number `/xai-usage budget list` shows"),
     ):
         _, url_id = connected.command(words)
         assert expected in text_of(connected.reply(url_id)), words

@@ -55,7 +55,7 @@ def test_bad_digest_input_says_what_to_type(connected: SlackApp):
         ("digest add --tz Mars/Olympus", "Europe/London"),
         ("digest add #costs", "autocomplete"),
         ("digest ad", "Did you mean `digest add`?"),
-        ("digest remove 99", "no number 99"),
+        ("digest remove 99", "Digest 99 is gone already (or never was)"),
     ):
         _, url_id = connected.command(words)
         assert expected in text_of(connected.reply(url_id)), words
@@ -189,7 +189,7 @@ def test_budget_set_again_for_the_same_scope_replaces_it(connected: SlackApp):
     ]
     _, url_id = connected.command("budget list")
     listed = text_of(connected.reply(url_id))
-    assert "all connections: $800.00" in listed and "“Production — xAI”: $50.00" in listed
+    assert "all connections, $800.00" in listed and "“Production — xAI”, $50.00" in listed
 
 
 def test_digest_add_and_list_echo_every_setting(connected: SlackApp):
@@ -206,3 +206,17 @@ def test_digest_add_and_list_echo_every_setting(connected: SlackApp):
     assert "“Production — xAI”, posted only when spend over $25.00" in text_of(
         connected.reply(url_id)
     )
+
+
+def test_a_second_identical_digest_is_refused_naming_the_first(connected: SlackApp):
+    _, url_id = connected.command("digest add --at 09:00 --tz Europe/London")
+    assert "Digest 1:" in text_of(connected.reply(url_id))
+    _, url_id = connected.command("digest add <#CCOSTS|costs> --every day --tz Europe/London")
+    refused = text_of(connected.reply(url_id))
+    assert refused.startswith(
+        "Digest 1 already posts in <#CCOSTS>, every day at 09:00 (Europe/London), all "
+        "connections: nothing was added."
+    )
+    with connected.runtime.db.session() as session:
+        assert len(list(session.scalars(select(DigestSubscription)))) == 1
+    assert len(connected.slack.history("CCOSTS")) == 1  # one note: the first digest's

@@ -7,16 +7,18 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from bot.slack import answers
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
-from storage.models import Connection, DailyCost, SyncRun, Workspace
+from storage.models import ApiKeyName, Connection, DailyCost, FetchedSpan, SyncRun, Workspace
+from storage.repo import rebuild_totals, workspace_for_slack_team
 from tests.bot.slack.conftest import (
     ADMIN,
     BOT_USER,
@@ -31,6 +33,7 @@ from tests.bot.slack.conftest import (
     sign,
     text_of,
 )
+from tests.fakes.connections import add_connection
 
 
 def test_the_ack_comes_at_once_and_the_report_follows(connected: SlackApp) -> None:
@@ -88,6 +91,62 @@ def test_a_long_list_is_cut_to_its_newest_rows_and_says_how_to_see_the_rest(
     assert len(reply["blocks"]) <= 50
 
 
+def key_table(app: SlackApp, words: str) -> list[str]:
+    """The lines of a report's table as the Slack reply shows them (its code block)."""
+    _, url_id = app.command(words)
+    text = text_of(app.reply(url_id))
+    return text.split("```")[1].splitlines()
+
+
+def test_keys_of_several_connections_are_told_apart_by_their_own_names(
+    connected: SlackApp,
+) -> None:
+    """Keys used to be labelled "Connection: key" and cut to the table's width, so every
+    key of a long-labelled connection read "Production — xAI Europ…": the key's own name
+    comes first now, its connection after it."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    with connected.runtime.db.transaction() as session:
+        workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
+        europe = add_connection(
+            session, workspace_id, "Production — xAI Europe", last_success_at=datetime.now(UTC)
+        )
+        for key_id, name, usd in (("k1", "Production key", "40"), ("k2", "Test key", "3")):
+            session.add(ApiKeyName(connection_id=europe.id, api_key_id=key_id, name=name))
+            session.add(
+                DailyCost(
+                    connection_id=europe.id,
+                    workspace_id=workspace_id,
+                    day=yesterday,
+                    model="grok-4",
+                    api_key_id=key_id,
+                    cost=Decimal(usd),
+                )
+            )
+        session.add(
+            FetchedSpan(
+                connection_id=europe.id,
+                workspace_id=workspace_id,
+                first_day=yesterday,
+                last_day=yesterday,
+            )
+        )
+        session.flush()
+        rebuild_totals(session, workspace_id)
+    _, url_id = connected.command("week --by key")
+    reply = connected.reply(url_id)
+    [table] = [b for b in reply["blocks"] if b["type"] == "table"]
+    shown = [row[0]["text"] for row in table["rows"][1:-1]]  # the header and total aside
+    fallback = [  # the code block, cut to a phone's width
+        line.rsplit("$", 1)[0].split("  ")[0]
+        for line in text_of(reply).split("```")[1].splitlines()
+        if "%" in line and not line.startswith("Total")
+    ]
+    for labels, after in ((shown, " ("), (fallback, "")):  # the fallback cuts in the middle
+        assert len(set(labels)) == len(labels) == 4, labels
+        for name in ("production", "staging", "Production key", "Test key"):
+            assert any(label.startswith(f"{name}{after}") for label in labels), (name, labels)
+
+
 def test_today_refreshes_data_older_than_15_minutes(connected: SlackApp) -> None:
     with connected.runtime.db.transaction() as session:
         connection = session.scalar(select(Connection))
@@ -116,6 +175,37 @@ def test_help_lists_the_commands(slack_app: SlackApp) -> None:
     for command in ("today", "month", "connect", "disconnect", "sync", "status"):
         assert f"`{command}`" in text
     assert "rotate-key" not in text  # terminal-only commands are not offered in Slack
+
+
+ADMIN_COMMANDS = ("connect", "disconnect", "update-key", "digest", "budget", "alerts")
+
+
+def test_help_shows_each_person_what_they_may_run(slack_app: SlackApp) -> None:
+    """Guests saw every admin command in `help`, members too: each sees what they may run."""
+    _, url_id = slack_app.command("help", user=ADMIN)
+    admin = text_of(slack_app.reply(url_id))
+    assert all(f"`{name}`" in admin for name in ADMIN_COMMANDS)
+    _, url_id = slack_app.command("help", user=MEMBER)
+    member = text_of(slack_app.reply(url_id))
+    assert "`month`" in member and "`status`" in member
+    assert not any(f"`{name}`" in member for name in ADMIN_COMMANDS)
+    assert "Workspace admins also" in member  # who to ask for the rest
+    _, url_id = slack_app.command("help", user=GUEST)
+    guest = text_of(slack_app.reply(url_id))
+    assert "guests can't see this workspace's costs" in guest
+    assert "`month`" not in guest and not any(f"`{n}`" in guest for n in ADMIN_COMMANDS)
+    _, url_id = slack_app.command("help connect", user=MEMBER)
+    assert "Only workspace admins" in text_of(slack_app.reply(url_id))
+
+
+def test_help_about_an_unknown_command_says_so_and_suggests_the_nearest(
+    slack_app: SlackApp,
+) -> None:
+    _, url_id = slack_app.command("help foo", user=MEMBER)
+    text = text_of(slack_app.reply(url_id))
+    assert "“foo” is not a command" in text and "`month`" in text  # and the list follows
+    _, url_id = slack_app.command("help stauts", user=MEMBER)
+    assert "“stauts” is not a command. Did you mean `status`?" in text_of(slack_app.reply(url_id))
 
 
 def test_status_shows_every_connection_with_a_masked_key(connected: SlackApp) -> None:
@@ -177,6 +267,78 @@ def test_queries_are_scoped_to_the_workspace(connected: SlackApp) -> None:
     answer, url_id = connected.command("month", user="UOTHER", team=other)
     assert "set up for another Slack workspace" in text_of(answer.json())
     assert "Production" not in answer.text and connected.replies(url_id) == []
+
+
+OTHER_TEAM, OTHER_ADMIN = "T0002", "UOTHER"
+
+
+def from_another_workspace(app: SlackApp, kind: str) -> httpx.Response:
+    """A request from an admin of another workspace where this app is also installed."""
+    other = {"team": {"id": OTHER_TEAM, "domain": "other"}, "api_app_id": "A0001"}
+    other["user"] = {"id": OTHER_ADMIN, "team_id": OTHER_TEAM}
+    if kind == "click":
+        return app.interact(
+            {
+                **other,
+                "type": "block_actions",
+                "channel": {"id": "COTHER"},
+                "response_url": app.slack.response_url(),
+                "trigger_id": "trig.other",
+                "actions": [{"action_id": "xu:view:by-day", "value": "month --by day"}],
+            }
+        )
+    if kind == "form":
+        view = {"id": "VOTHER", "team_id": OTHER_TEAM, "callback_id": "digest_form"}
+        view |= {"type": "modal", "state": {"values": {}}, "private_metadata": "{}"}
+        return app.interact({**other, "type": "view_submission", "view": view})
+    event = {"type": "app_home_opened", "user": OTHER_ADMIN, "tab": "home"}
+    if kind == "dm":
+        event = {"type": "message", "channel_type": "im", "channel": "DOTHER", "text": "month"}
+        event |= {"user": OTHER_ADMIN, "ts": "1.000001"}
+    return app.event(event, team=OTHER_TEAM)
+
+
+def test_an_admin_of_another_workspace_is_refused_politely_wherever_they_ask(
+    connected: SlackApp,
+) -> None:
+    """The same app installed in another workspace (or an org-wide install) reaches this
+    one's server: a slash command got the polite refusal, a click, a DM or the Home tab
+    got nothing at all. Each is told, where Slack lets it be said, and nothing is done."""
+    connected.slack.add_user(OTHER_ADMIN, team_id=OTHER_TEAM, is_admin=True)
+    said = "this xai-usage is set up for another Slack workspace"
+
+    response = from_another_workspace(connected, "click")
+    assert response.status_code == 200
+    [reply] = [r.payload for r in wait_for_responses(connected, 1)]
+    assert said in text_of(reply) and reply["response_type"] == "ephemeral"
+
+    answer = from_another_workspace(connected, "form").json()
+    assert answer["response_action"] == "update" and said in json.dumps(answer["view"])
+
+    assert from_another_workspace(connected, "dm").status_code == 200
+    connected.slack.wait_for(lambda: connected.slack.calls_to("chat.postMessage"))
+    [dm] = connected.slack.calls_to("chat.postMessage")
+    assert dm.params["channel"] == "DOTHER" and said in dm.params["text"]
+    for unanswered in ({"bot_id": "B0THER"}, {"subtype": "message_changed"}):  # no loops
+        event = {"type": "message", "channel_type": "im", "channel": "DOTHER", "text": "x"}
+        event |= {"user": OTHER_ADMIN, "ts": f"{time.time():.6f}", **unanswered}
+        assert connected.event(event, team=OTHER_TEAM).status_code == 200
+
+    assert from_another_workspace(connected, "home").status_code == 200
+    connected.slack.wait_for(lambda: connected.slack.calls_to("views.publish"))
+    [home] = connected.slack.calls_to("views.publish")
+    assert home.params["user_id"] == OTHER_ADMIN and said in json.dumps(home.params["view"])
+
+    connected.service.commands.shutdown(wait=True)  # whatever was queued has run
+    assert len(connected.slack.calls_to("chat.postMessage")) == 1
+    everything = json.dumps([c.params for c in connected.slack.calls]) + json.dumps(reply)
+    assert "Production" not in everything and "$" not in everything  # nothing of this one's
+    assert connected.slack.calls_to("views.open") == []
+
+
+def wait_for_responses(app: SlackApp, count: int):
+    app.slack.wait_for(lambda: len(app.slack.responses) >= count)
+    return list(app.slack.responses)
 
 
 # -- the connect modal ----------------------------------------------------------
@@ -612,3 +774,32 @@ def test_a_response_url_is_used_five_times_then_dms_take_over(connected: SlackAp
         f"step {n}" for n in range(1, 6)
     ]
     assert dms(connected)[-2:] == ["step 6", "step 7"]
+
+
+# -- nothing connected yet ---------------------------------------------------------
+
+NOTHING_YET_NOISE = ("$0.00", "0 connections", "as of never", "not fetched", "Today is partial")
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        "month",
+        "today --by day",
+        "week --by key",
+        "range 2026-11-01 2026-11-30 --by day",
+        "month --chart",
+        "export month",
+        "export week --format pdf",
+    ],
+)
+def test_with_nothing_connected_an_answer_says_how_to_connect(slack_app: SlackApp, words) -> None:
+    """Reports used to answer "$0.00 … 0 connections · as of never": the first thing to do
+    is to connect an account, and that is what they say, with no figure and no file."""
+    _, url_id = slack_app.command(words, user=MEMBER)
+    text = text_of(slack_app.reply(url_id))
+    assert "Nothing is connected yet" in text and "`/xai-usage connect`" in text
+    for noise in NOTHING_YET_NOISE:
+        assert noise not in text, (words, noise)
+    time.sleep(0.3)  # a chart or file would be on its way by now
+    assert slack_app.slack.calls_to("files.getUploadURLExternal") == []
