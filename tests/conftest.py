@@ -1,6 +1,11 @@
 """Shared fixtures: a real SQLite file and a real PostgreSQL, the xAI stand-in.
 
-Every test that takes ``db`` runs twice, once per backend. PostgreSQL gets a
+Every test that takes ``db`` runs twice, once per backend, except tests of what a
+Slack surface says (modules marked ``one_store``): those read the same figures
+through the same queries, so they run on SQLite alone and keep the suite under
+three minutes on two cores; a test in them that two processes or replicas share a
+store through is marked ``every_store`` and runs on both, and
+``XAI_USAGE_TEST_EVERY_STORE=1`` runs every test on both. PostgreSQL gets a
 fresh database for the session (dropped at the end), emptied between
 tests. SQLite is migrated once per session and each test gets a copy of that
 file: Alembic takes a quarter of a second per run, times hundreds of tests.
@@ -64,6 +69,24 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+EVERY_STORE = os.environ.get("XAI_USAGE_TEST_EVERY_STORE") == "1"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A ``one_store`` test runs on SQLite only (see the module's docstring)."""
+    if (
+        "db_url" in metafunc.fixturenames
+        and not EVERY_STORE
+        and metafunc.definition.get_closest_marker("one_store")
+        and not metafunc.definition.get_closest_marker("every_store")
+    ):
+        # As a mark, which pytest applies in place of the fixture's own two params.
+        metafunc.definition.add_marker(
+            pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+        )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

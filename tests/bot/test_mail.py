@@ -21,6 +21,8 @@ from tests.bot.test_jobs import alert_posts, connected_from_a_terminal, run_cli
 from tests.fakes.smtp import CertificateAuthority, SmtpStandIn
 from tests.fakes.world import World, at
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 SENDER = "xai-usage <alerts@example.com>"
 ANA = "Ana López <ana@example.com>"
 FAILING = at("2026-10-21T06:01:00")  # the daily sync finds the key revoked: a sync failure

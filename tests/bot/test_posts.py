@@ -138,6 +138,7 @@ def test_a_digest_that_cannot_sync_first_posts_anyway_and_says_why(world: World)
 
 def test_a_sync_that_takes_too_long_does_not_hold_the_digest(world: World) -> None:
     world.env["XAI_USAGE_FRESH_BUDGET"] = "1"
+    world.env["XAI_USAGE_DAILY_SYNC_AT"] = "12:00"  # not due: it would wait on the hang too
     subscribe(world, at_time="09:00", tz="UTC", every="day")
     world.xai.add_fault("usage", kind="hang", times=0)
     world.jobs(at("2026-10-24T09:00:30"))

@@ -35,6 +35,8 @@ from tests.bot.slack.conftest import (
 from tests.bot.slack.test_home import buttons, open_home
 from tests.fakes.world import World, at, route_alerts
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 
 @pytest.fixture
 def app(world: World):

@@ -14,6 +14,8 @@ from tests.bot.slack.conftest import SlackApp, text_of
 from tests.bot.slack.test_forms import errors_of, inputs, open_form, submit
 from tests.fakes.smtp import CertificateAuthority, SmtpStandIn
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 
 @pytest.fixture
 def mail(tmp_path):

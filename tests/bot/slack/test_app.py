@@ -23,6 +23,8 @@ from storage.models import Connection, DigestSubscription, Workspace
 from tests.bot.slack.conftest import ADMIN, BOT_TOKEN, TEAM, SlackApp, text_of
 from tests.fakes.connections import connect_demo
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 OUTSIDER, OTHER_TEAM = "UOUTSIDER", "T9999"
 
 

@@ -7,8 +7,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from bot.slack.native import degrade
 from tests.bot.slack.conftest import SlackApp, fallback_table, native_table, text_of
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 
 def money(text: str) -> Decimal:

@@ -8,11 +8,14 @@ and the slash command go through one check (``Setup.prove_channel``), the one
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from storage.models import Budget
 from tests.bot.slack.conftest import SlackApp, text_of
 from tests.bot.slack.test_forms import errors_of, open_form, submit
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 
 def budgets(app: SlackApp) -> int:

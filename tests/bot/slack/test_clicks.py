@@ -18,6 +18,8 @@ from storage.models import Connection
 from tests.bot.slack.conftest import ADMIN, MEMBER, TEAM, SlackApp, text_of
 from tests.bot.slack.test_files import DM_OF_MEMBER, shared_files
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 LABEL = "Production — xAI"
 
 

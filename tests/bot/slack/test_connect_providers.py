@@ -33,6 +33,8 @@ from tests.bot.slack.test_home import open_home, words
 from tests.bot.slack.test_slack_app import submit
 from tests.fakes.connections import connect_demo
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 SECOND_OPENAI_KEY = "sk-admin-second0openai0organization0keyfeed"
 KEYS = {"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY}
 # The stand-ins serve as of this moment, so what they served and what they say they

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.models import Connection
 from tests.bot.slack.conftest import SlackApp, text_of
 from tests.bot.slack.test_slack_app import open_modal, submit
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 
 def test_the_form_caps_the_label_at_80_characters(slack_app: SlackApp) -> None:

@@ -12,6 +12,7 @@ import json
 import re
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import update
 
 from bot.jobs import run_due
@@ -21,6 +22,8 @@ from storage.models import Connection, DailyCost, ModelSeen, WorkspaceDailyTotal
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import BOT_TOKEN, TEAM, SlackApp, text_of
 from tests.fakes.connections import connect_demo
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 LABEL = "R&D <!channel> *x*"
 MODEL = "grok<&>x"

@@ -8,11 +8,15 @@ import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from bot.charts import PIXELS, png_size
 from bot.grammar import UsageError, parse
 from bot.reports import Period, build_report
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import ADMIN, MEMBER, TEAM, SlackApp, text_of
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 DM_OF_MEMBER = "D" + MEMBER[1:]
 

@@ -25,6 +25,8 @@ from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import ADMIN, MEMBER, TEAM, SlackApp, text_of
 from tests.fakes.connections import add_connection
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 SELECTED = {
     "conversations_select": "selected_conversation",
     "timepicker": "selected_time",

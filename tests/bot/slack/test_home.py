@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from bot.grammar import parse, tokenize
 from bot.home import DashboardCache
 from bot.scheduler import tick
@@ -30,6 +32,8 @@ from tests.bot.slack.conftest import (
     SlackApp,
 )
 from tests.fakes.connections import add_connection, connect_demo
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 
 def open_home(app: SlackApp, user: str = ADMIN) -> dict:
@@ -558,6 +562,7 @@ def test_a_burst_of_opens_looks_the_person_up_once(connected: SlackApp) -> None:
     assert len(connected.slack.calls_to("users.info")) == 1
 
 
+@pytest.mark.every_store
 def test_two_replicas_share_their_viewers_and_each_round_publishes_once(
     connected: SlackApp,
 ) -> None:

@@ -25,6 +25,8 @@ from tests.bot.slack.conftest import ADMIN, BOT_TOKEN, TEAM, SlackApp, sign, tex
 from tests.bot.slack.test_slack_app import open_modal
 from tests.fakes.slack_api import DEFAULT_BOT_SCOPES
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 OTHER = "T9999"
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bot.insights import build_insights
 from bot.render import insights_section
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import MEMBER, TEAM, SlackApp, text_of
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 
 def test_insights_answer_privately_with_each_insight_and_its_source(connected: SlackApp) -> None:

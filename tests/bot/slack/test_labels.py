@@ -24,6 +24,8 @@ from tests.bot.slack.test_escaping import _strings
 from tests.bot.slack.test_home import open_home
 from tests.fakes.connections import connect_demo
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 LABEL = "<@UMEMBER> *bold* _it_ ~gone~ `code`"
 MARKUP = re.compile(r"\*bold\*|_it_|~gone~|`code`")
 ZWSP = "\u200b"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+import pytest
+
 from bot.grammar import parse, tokenize
 from storage.models import AlertRoute, Budget, DigestSubscription
 from storage.repo import workspace_for_slack_team
@@ -19,6 +21,8 @@ from tests.bot.slack.conftest import ADMIN, TEAM, SlackApp, text_of
 from tests.bot.slack.test_clicks import click
 from tests.bot.slack.test_home import buttons, open_home, posts_to
 from tests.fakes.connections import add_connection
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 
 def workspace(app: SlackApp) -> int:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from storage.models import Budget, DigestSubscription
 from tests.bot.slack.conftest import SlackApp, text_of
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 
 def test_digest_times_and_thresholds_typed_in_other_digits_are_refused(connected: SlackApp):

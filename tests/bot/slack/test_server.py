@@ -253,7 +253,11 @@ def signed(body: bytes, content_type: str, secret: str = SIGNING_SECRET) -> dict
 
 
 def problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+    """Warnings and worse, but waitress's own "Task queue depth is 1": a loaded machine
+    can start a thread late for any request, malformed or not (and it is throttled)."""
+    return [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "waitress.queue"
+    ]
 
 
 @sqlite_only

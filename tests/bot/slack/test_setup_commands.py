@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select, update
 
 from storage.models import AlertRoute, Budget, Connection, DigestSubscription
 from tests.bot.slack.conftest import MEMBER, SlackApp, text_of
+
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
 
 def test_digest_add_defaults_to_here_at_nine_in_the_askers_time_zone(connected: SlackApp):

@@ -35,6 +35,8 @@ from tests.bot.slack.conftest import (
 )
 from tests.fakes.connections import add_connection
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 
 def test_the_ack_comes_at_once_and_the_report_follows(connected: SlackApp) -> None:
     started = time.perf_counter()

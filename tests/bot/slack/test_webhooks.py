@@ -27,6 +27,8 @@ from tests.bot.slack.conftest import BOT_TOKEN, SlackApp, text_of
 from tests.bot.slack.test_forms import errors_of, open_form, submit
 from tests.fakes.webhook import webhook_server
 
+pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
+
 PRIVATE_URLS = (
     "http://169.254.169.254/latest/meta-data/iam/",
     "http://127.0.0.1:5432/",
