@@ -1283,6 +1283,29 @@ def _invoice_lines(
     settle_hours: float = 0.0,
 ) -> list[dict[str, Any]]:
     """One line per model and kind of usage, as xAI itemises a bill."""
+    if days and now >= _settled_at(days[-1], settle_hours):
+        # Settled days no longer move with ``now``: a closed month's lines, asked for by
+        # every sync of every test, are worked out once.
+        settled = _settled_lines(team_id, tuple(days), anchor or now.date(), settle_hours)
+        return [dict(line) for line in settled]
+    return _lines_as_of(team_id, days, now, anchor, settle_hours)
+
+
+@functools.lru_cache(maxsize=256)
+def _settled_lines(
+    team_id: str, days: tuple[date, ...], anchor: date, settle_hours: float
+) -> tuple[dict[str, Any], ...]:
+    after = _settled_at(days[-1], settle_hours)
+    return tuple(_lines_as_of(team_id, list(days), after, anchor, settle_hours))
+
+
+def _lines_as_of(
+    team_id: str,
+    days: list[date],
+    now: datetime,
+    anchor: date | None,
+    settle_hours: float,
+) -> list[dict[str, Any]]:
     lines = []
     for label in MODELS:
         daily = [_day_cost(team_id, label, day, now, anchor, settle_hours) for day in days]
