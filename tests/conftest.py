@@ -84,9 +84,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         and not metafunc.definition.get_closest_marker("every_store")
     ):
         # As a mark, which pytest applies in place of the fixture's own two params.
-        metafunc.definition.add_marker(
-            pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-        )
+        metafunc.definition.add_marker(pytest.mark.parametrize("db_url", ["sqlite"], indirect=True))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -253,7 +253,20 @@ def slack_app(slack_env, db, store_key):
 @pytest.fixture
 def connected(slack_app: SlackApp) -> SlackApp:
     """A workspace with the demo xAI team connected (through the engine, 30 days)."""
-    with slack_app.runtime.db.transaction() as session:
+    return with_demo_team(slack_app)
+
+
+@pytest.fixture
+def connected_settling(slack_env, db, store_key) -> Iterator[SlackApp]:
+    """As ``connected``, with days that settle 24 hours after they end: yesterday is
+    provisional whatever the time of day the test runs (with xAI's 12 hours, only
+    until noon UTC)."""
+    with serving(slack_env, store_key, XAI_USAGE_SETTLE_HOURS="24") as app:
+        yield with_demo_team(app)
+
+
+def with_demo_team(app: SlackApp) -> SlackApp:
+    with app.runtime.db.transaction() as session:
         workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
-    connect_demo(slack_app.runtime.engine, workspace_id, 30, label="Production — xAI")
-    return slack_app
+    connect_demo(app.runtime.engine, workspace_id, 30, label="Production — xAI")
+    return app

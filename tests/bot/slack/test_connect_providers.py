@@ -310,12 +310,13 @@ def test_a_mixed_workspace_gets_one_digest_one_budget_alert_and_one_home_tab(
             )
         )
     app.slack.add_channel("CALERTS", "alerts")
+    now = datetime.now(UTC)
     with app.runtime.db.transaction() as session:
         session.add(
-            DigestSubscription(  # set up days ago: today's is due
-                workspace_id=workspace_id,
+            DigestSubscription(  # set up days ago, due at the top of this hour: today's is due
+                workspace_id=workspace_id,  # (one due at 00:00 is too late to post after noon)
                 channel_id="CCOSTS",
-                at_time="00:00",
+                at_time=f"{now:%H}:00",
                 created_by=ADMIN,
                 created_at=datetime.now(UTC) - timedelta(days=2),
             )
@@ -340,7 +341,6 @@ def test_a_mixed_workspace_gets_one_digest_one_budget_alert_and_one_home_tab(
         "XAI_USAGE_NO_PLUGINS": "0",
         "XAI_USAGE_ENCRYPTION_KEY": app.runtime.settings.environ["XAI_USAGE_ENCRYPTION_KEY"],
     }
-    now = datetime.now(UTC)
     main(["jobs", "run", "--at", now.isoformat()], environ=env, console=Console(out, out))
 
     (digest,) = [

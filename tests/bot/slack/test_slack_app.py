@@ -56,7 +56,8 @@ def test_share_posts_in_the_channel(connected: SlackApp) -> None:
     assert connected.reply(url_id)["response_type"] == "in_channel"
 
 
-def test_report_totals_match_the_store(connected: SlackApp) -> None:
+def test_report_totals_match_the_store(connected_settling: SlackApp) -> None:
+    connected = connected_settling
     _, url_id = connected.command("range 2000-01-01 2100-01-01 --by connection")
     header = connected.reply(url_id)["blocks"][0]["text"]["text"]
     with connected.runtime.db.session() as session:
@@ -66,7 +67,8 @@ def test_report_totals_match_the_store(connected: SlackApp) -> None:
     assert header.endswith(f"${total.quantize(Decimal('0.01')):,} (fetched days only, provisional)")
 
 
-def test_days_before_the_backfill_say_not_fetched_in_slack(connected: SlackApp) -> None:
+def test_days_before_the_backfill_say_not_fetched_in_slack(connected_settling: SlackApp) -> None:
+    connected = connected_settling
     today = connected.runtime.clock().date()
     start = (today - timedelta(days=31)).isoformat()  # two days before the 30-day backfill
     _, url_id = connected.command(f"range {start} {today.isoformat()} --by day")
