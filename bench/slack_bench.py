@@ -339,7 +339,8 @@ class BackgroundSync:
         if self._reader is not None:
             self._reader.join()
         if self._process.returncode != 0:
-            self.errors.append(err[-2000:])
+            said = err.strip()[-2000:] or "(nothing on stderr)"
+            self.errors.append(f"exit status {self._process.returncode}: {said}")
 
     def describe(self) -> str:
         if not self.durations:
