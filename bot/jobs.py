@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from bot.ledger import DELIVERED, EXPIRED, MAX_ATTEMPTS, Claim, Ledger
 from bot.runtime import REDACTOR, Runtime
+from bot.webhooks import WebhookFailed
 from storage.crypto import DecryptionError
 
 if TYPE_CHECKING:
@@ -121,14 +122,6 @@ class ChartFile:
         return self._png
 
 
-class WebhookFailed(Exception):
-    """The alert webhook did not take the alert; ``reason`` never holds the URL."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = f"webhook {reason}"
-
-
 class Refused(Exception):
     """The place will never take this alert (a mail server's 5xx): recorded as refused
     there and not tried again; the other places still get it. ``reason`` says why."""
@@ -213,6 +206,9 @@ class Outbox(Protocol):
     """Where messages go: Slack in production. Raises :class:`ChannelUnavailable`
     for a place that will not take posts."""
 
+    slack: bool
+    """Whether it posts in Slack; without, alerts go to webhooks and email only."""
+
     def post(
         self,
         team_id: str | None,
@@ -256,6 +252,25 @@ class Outbox(Protocol):
 
     def upload(self, team_id: str | None, channel: str, chart: ChartFile) -> None:
         """Show ``chart`` in ``channel``, after the digest it belongs to."""
+
+
+class WithoutSlack:
+    """The outbox of a process with no Slack configured (a terminal-only install): an
+    alert's webhook and email addresses are all it reaches (email goes out from
+    :func:`_send` itself); nothing is posted."""
+
+    slack = False
+
+    def __init__(self, allow_private_webhooks: bool) -> None:
+        self.allow_private_webhooks = allow_private_webhooks
+
+    def webhook(self, url: str, body: dict) -> None:
+        from bot import webhooks
+
+        webhooks.deliver(url, body, allow_private=self.allow_private_webhooks)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"{name}: no Slack is configured to post with")
 
 
 @dataclass
@@ -332,17 +347,22 @@ def run_due(
     ledger = Ledger(runtime.db, clock=lambda: at)
     _daily_sync(runtime, at, daily_sync_at, outcome)
     if delivery is None:
-        outcome.skipped.append("digests and alerts: no Slack configured to deliver them")
-        return outcome
-    from bot.posts import correct_posts
+        outcome.skipped.append(
+            "digests: no Slack configured to post them (alerts go to their routes' "
+            "webhooks and email addresses only)"
+        )
+        delivery = WithoutSlack(runtime.settings.webhooks_allow_private)
+    else:
+        from bot.posts import correct_posts
 
-    correct_posts(runtime, ledger, at, delivery, outcome)
+        correct_posts(runtime, ledger, at, delivery, outcome)
     with runtime.db.session() as session:
         workspaces = list(session.scalars(select(Workspace)))
     charts = DigestCharts(runtime, at)
     owed: list[_ChartOwed] = []
     for workspace in workspaces:
-        owed += _digests(runtime, ledger, workspace, at, delivery, outcome)
+        if delivery.slack:
+            owed += _digests(runtime, ledger, workspace, at, delivery, outcome)
         _alerts(runtime, ledger, workspace, at, delivery, outcome)
     # Last, once every digest's text and every alert is out: the charts.
     for item in owed:
@@ -909,6 +929,9 @@ def _deliver_alert(
     from bot.alerts import alert_json
 
     places, why_none = _route(runtime, workspace, alert)
+    if not delivery.slack:
+        places = [place for place in places if not place.posts_in_slack]
+        why_none = NO_ROUTE_WITHOUT_SLACK
     payload = json.dumps(alert_json(alert))
     ledger.keep(alert.key, payload)  # what it said: spike repeats and corrections read it
     if not places:
@@ -1061,6 +1084,10 @@ FIGURE_ALERTS = frozenset({"budget", "forecast", "spike"})
 NO_ROUTE = (
     "no alert channel, no budget or digest channel, and nobody who connected a team "
     "in Slack to tell (set one with `/xai-usage alerts #channel`)"
+)
+NO_ROUTE_WITHOUT_SLACK = (
+    "no Slack is configured, and its route has no webhook or email address (add one "
+    "with `xai-usage alerts --email ADDRESS`)"
 )
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 

@@ -18,7 +18,10 @@ code, which would turn them into a port scanner's report.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +29,20 @@ import httpcore
 import httpx
 
 from bot.config import WEBHOOKS_ALLOW_PRIVATE as ALLOW_PRIVATE
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS, RETRY_DELAY = 3, 0.5
+"""An alert webhook is tried three times, 0.5 s then 1 s apart."""
+
+
+class WebhookFailed(Exception):
+    """The alert webhook did not take the alert; ``reason`` never holds the URL."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = f"webhook {reason}"
+
 
 TIMEOUT_SECONDS = 5.0
 
@@ -132,3 +149,33 @@ def post_json(url: str, body: dict, *, allow_private: bool) -> int:
     _host_and_port(url)  # a URL without a host is refused before anything is sent
     with httpx.Client(transport=_PublicOnlyTransport(), trust_env=False) as http:
         return http.post(url, json=body, timeout=TIMEOUT_SECONDS).status_code
+
+
+def deliver(
+    url: str,
+    body: dict,
+    *,
+    allow_private: bool,
+    pause: Callable[[float], None] = time.sleep,
+) -> None:
+    """POST an alert; :class:`WebhookFailed` when it is not taken. Neither the URL nor
+    what the receiver answered (its status) is in it: only the log has the status."""
+    answer, told = "did not answer", "did not answer"
+    for attempt in range(ATTEMPTS):
+        try:
+            status = post_json(url, body, allow_private=allow_private)
+        except AddressRefused as error:
+            log.warning("the alert webhook was not sent: %s", error)
+            raise WebhookFailed(f"not sent: {error}") from None
+        except (httpx.TransportError, OSError) as error:
+            answer = told = f"did not answer ({type(error).__name__})"
+        else:
+            if status < 300:
+                return
+            answer, told = f"answered HTTP {status}", "did not take the alert"
+            if status < 500:  # refused: asking again will not help now
+                break
+        if attempt + 1 < ATTEMPTS:  # no wait after the last
+            pause(RETRY_DELAY * 2**attempt)
+    log.warning("the alert webhook %s", answer)
+    raise WebhookFailed(told)

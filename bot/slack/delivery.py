@@ -27,10 +27,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot import webhooks
 from bot.formatting import mrkdwn_keep_references
 from bot.jobs import (
     AnswerLost,
@@ -39,14 +39,12 @@ from bot.jobs import (
     ChartFile,
     Message,
     Posted,
-    WebhookFailed,
 )
 from bot.setup import CannotPost
 from bot.slack.client import web_client
 from bot.slack.refusals import MESSAGE, NativeRefusals, Refused, calling, refusals_for
 from bot.slack.refusals import send as send_natively
 from bot.slack.settings import OPTIONAL_SCOPES, SlackSettings
-from bot.webhooks import AddressRefused, post_json
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +113,6 @@ def cannot_post(code: str) -> CannotPost:
 
 PER_CHANNEL_INTERVAL = 1.0
 """Seconds between two posts to one channel: Slack's one message a second per channel."""
-WEBHOOK_ATTEMPTS, WEBHOOK_RETRY_DELAY = 3, 0.5
-"""An alert webhook is tried three times, 0.5 s then 1 s apart."""
 EVENT_TYPE = "xai_usage_delivery"
 """The metadata event type our scheduled messages carry, with ``{"key": ledger key}``."""
 HISTORY_PAGES = 5
@@ -146,6 +142,8 @@ def post_note(client: WebClient, channel: str, text: str) -> None:
 
 
 class SlackDelivery:
+    slack = True
+
     @classmethod
     def of(
         cls, runtime, settings: SlackSettings, token_for: Callable[[str | None], str | None]
@@ -464,24 +462,4 @@ class SlackDelivery:
         return self.post(team_id, user_id, message)  # a user id as channel opens the app's DM
 
     def webhook(self, url: str, body: dict) -> None:
-        """POST the alert; :class:`WebhookFailed` when it is not taken. Neither the URL
-        nor what the receiver answered (its status) is in it: only the log has the status."""
-        answer, told = "did not answer", "did not answer"
-        for attempt in range(WEBHOOK_ATTEMPTS):
-            try:
-                status = post_json(url, body, allow_private=self.allow_private_webhooks)
-            except AddressRefused as error:
-                log.warning("the alert webhook was not sent: %s", error)
-                raise WebhookFailed(f"not sent: {error}") from None
-            except (httpx.TransportError, OSError) as error:
-                answer = told = f"did not answer ({type(error).__name__})"
-            else:
-                if status < 300:
-                    return
-                answer, told = f"answered HTTP {status}", "did not take the alert"
-                if status < 500:  # refused: asking again will not help now
-                    break
-            if attempt + 1 < WEBHOOK_ATTEMPTS:  # no wait after the last
-                self.pause(WEBHOOK_RETRY_DELAY * 2**attempt)
-        log.warning("the alert webhook %s", answer)
-        raise WebhookFailed(told)
+        webhooks.deliver(url, body, allow_private=self.allow_private_webhooks, pause=self.pause)

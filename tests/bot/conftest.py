@@ -20,11 +20,12 @@ from tests.fakes.world import ADMIN, ANCHOR, World, at
 @pytest.fixture
 def world(tmp_path, db, store_key, monkeypatch):
     import bot.slack.delivery
+    import bot.webhooks
 
     # Pacing and webhook retries keep their logic, at a fiftieth of the real waits: they are
     # timed for real in tests/bot/slack/test_delivery.py, and here they were a quarter of the time.
     monkeypatch.setattr(bot.slack.delivery, "PER_CHANNEL_INTERVAL", 0.02)
-    monkeypatch.setattr(bot.slack.delivery, "WEBHOOK_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(bot.webhooks, "RETRY_DELAY", 0.01)
     clock = FixedClock(at("2026-10-20T07:00:00"))
     with Sandbox(clock=clock, anchor=ANCHOR) as xai, SlackStandIn(team_id=TEAM) as slack:
         slack.add_token(BOT_TOKEN)

@@ -358,6 +358,34 @@ def test_who_gets_an_alert_with_only_an_address_and_nobody_in_slack(world: World
     assert world.slack.calls_to("chat.postMessage") == []
 
 
+def test_without_slack_configured_alerts_still_go_by_email(world: World, servers) -> None:
+    """A terminal-only install (no SLACK_BOT_TOKEN): the address is the route, and the
+    run says the digests wait for Slack."""
+    connected_from_a_terminal(world)
+    server = servers("plain")
+    use(world, server)
+    code, out = run_cli(world, "alerts", "--email", "ops@example.com")
+    assert code == 0, out
+    del world.env["SLACK_BOT_TOKEN"]
+    out = world.jobs(at("2026-10-13T12:00:00"))  # Monday 12 October spiked
+    assert world.code == 0 and "-> email 1" in out, out
+    assert "digests: no Slack configured to post them" in out
+    [spike] = [r for r in server.received if "spike" in r.message["Subject"].lower()]
+    assert "12 Oct" in spike.part("plain")
+    world.jobs(at("2026-10-13T13:00:00"))
+    assert len([r for r in server.received if "spike" in r.message["Subject"].lower()]) == 1
+    assert world.slack.calls_to("chat.postMessage") == []
+
+
+def test_without_slack_or_an_address_an_alert_waits_saying_what_to_add(world: World) -> None:
+    connected_from_a_terminal(world)
+    del world.env["SLACK_BOT_TOKEN"]
+    out = world.jobs(at("2026-10-13T12:00:00"))
+    assert world.code == 1, out
+    assert "no Slack is configured" in out
+    assert "add one with `xai-usage alerts --email ADDRESS`" in out
+
+
 def test_rotating_the_key_reseals_the_addresses_and_mail_still_goes(world: World, servers) -> None:
     import base64
     import os
