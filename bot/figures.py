@@ -428,13 +428,13 @@ def settle_words(coverage: Coverage) -> str | None:
     if not days:
         return None
     which = day_label(days[0]) if len(days) == 1 else day_span(days[0], days[-1])
-    verb = "is" if len(days) == 1 else "are"
+    verb, them = ("is", "it") if len(days) == 1 else ("are", "them")
     settles = coverage.settles_at
     if settles is not None and settles > coverage.now:
         when = f"until {clock(settles)}"
     else:
         when = "until the next sync reads its final figure"
-    return f"{which} {verb} {PROVISIONAL}: the provider may still add to it {when}."
+    return f"{which} {verb} {PROVISIONAL}: the provider may still add to {them} {when}."
 
 
 def as_of_words(as_of: datetime | None) -> str:

@@ -742,7 +742,11 @@ class Setup:
                 f"Alerts go by email to {_count(going.emails, 'address')} only, to no channel: "
                 f"{self.command('alerts #channel')} adds one."
             )
-        return f"Alerts have nowhere to go yet and wait (7 days at most): {change}"
+        return (
+            "Alerts have nowhere to go yet and wait (7 days at most): "
+            f"{self.command('alerts #channel')} or {self.command('alerts --email ADDRESS')} "
+            "gives them a place."
+        )
 
     def _places(self, session: Session, route: AlertRoute, *, numbered: bool = False) -> str:
         """A route's places in words: ``CALERTS and the webhook and by email to ana@…``."""

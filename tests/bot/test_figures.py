@@ -153,6 +153,11 @@ def test_a_figure_says_fetched_days_only_provisional_or_not_fetched() -> None:
     assert settle_words(provisional.coverage) == (
         "Sun 6 Dec 2026 is provisional: the provider may still add to it until 7 Dec 12:00 UTC."
     )
+    two_days = {1: {date(2026, 12, d): datetime(2026, 12, 7, 12, tzinfo=UTC) for d in (5, 6)}}
+    assert settle_words(figure({1: "5"}, {1: [DEC]}, provisional=two_days).coverage) == (
+        "5 Dec–6 Dec 2026 are provisional: the provider may still add to them until 7 Dec "
+        "12:00 UTC."
+    )
     nothing = figure({1: "0"}, {1: []})
     assert figure_words(nothing) == "not fetched" and nothing.as_json()["usd"] is None
     assert figure({}, {}).amount is None  # no connection: nothing fetched, not $0.00
