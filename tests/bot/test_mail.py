@@ -355,6 +355,10 @@ def test_who_gets_an_alert_with_only_an_address_and_nobody_in_slack(world: World
     assert world.code == 0 and "-> email 1" in out, out
     [spike] = [r for r in server.received if "spike" in r.message["Subject"].lower()]
     assert "12 Oct" in spike.part("plain")
+    # The fix names the command, so the list of what to do does not repeat it.
+    command = "/xai-usage range 2026-10-12 2026-10-12 --by model --connection"
+    assert spike.part("plain").count(command) == 1 and "What to do" not in spike.part("plain")
+    assert spike.part("html").count(command) == 1, spike.part("html")
     assert world.slack.calls_to("chat.postMessage") == []
 
 
