@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import resource
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -55,6 +56,8 @@ from storage.db import missing_keys_warning
 log = logging.getLogger(__name__)
 
 THREADS = 16
+ACK_SWITCH_INTERVAL = 0.001
+"""Seconds a thread holds the GIL before one that waits for it takes it (serve)."""
 MAX_BODY_BYTES = 1024 * 1024
 """Slack's largest payloads (a view submission) are tens of kilobytes."""
 MAX_HEADER_BYTES = 64 * 1024
@@ -362,6 +365,10 @@ def serve(
 ) -> None:
     """The Slack app; with ``scheduler``, the scheduled work too (else `xai-usage worker`
     does it, in another process: :func:`work`)."""
+    # An ack is short and waits on the GIL at each of its few steps (read, verify,
+    # dispatch, write) while answers are worked out on other threads: a thread that
+    # wants the GIL gets it after at most this long (Python's default is 5 ms).
+    sys.setswitchinterval(ACK_SWITCH_INTERVAL)
     app, service = build_app(runtime, settings)
     assert service.tokens is not None
     running = (
