@@ -64,7 +64,9 @@ def test_connect_reads_the_key_from_stdin_and_never_prints_it(cli_env) -> None:
     assert "Connected “Production — xAI” (xai-…beef)" in done.stdout
     assert "Backfilled “Production — xAI”: 7 days" in done.stdout
     assert "Alerts have nowhere to go yet" in done.stdout  # and what to do about it
-    assert "`xai-usage alerts C0123ABCD` changes it." in done.stdout
+    assert (
+        "`xai-usage alerts C0123ABCD` or `xai-usage alerts --email ADDRESS` gives them a place."
+    ) in done.stdout
     assert DEMO_KEY not in done.stdout + done.stderr
 
 
