@@ -170,6 +170,14 @@ def impatient(providers) -> None:
     providers.get("xai").retry = RetryPolicy(**IMPATIENT)
 
 
+def patient(providers) -> None:
+    """Back to the fixture's retries once xAI answers again: half a second is too short
+    for a cold, loaded machine's first request (a failure that says nothing)."""
+    from providers.http import RetryPolicy
+
+    providers.get("xai").retry = RetryPolicy(**FAST_RETRIES)
+
+
 @pytest.fixture
 def providers(sandbox):
     from providers.http import RetryPolicy

@@ -13,7 +13,7 @@ from bot.sync import ConnectError, SyncEngine, day_windows
 from providers.xai.provider import model_id
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID, MODELS
 from storage.models import BillingState, Connection, DailyCost, ModelSeen, SyncRun
-from tests.conftest import impatient
+from tests.conftest import impatient, patient
 
 DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
 
@@ -133,6 +133,7 @@ def test_a_failed_sync_keeps_the_last_good_data_and_commits_nothing_partial(
         runs = list(session.scalars(select(SyncRun.outcome).order_by(SyncRun.id)))
     assert connection.status == "failing" and runs == ["ok", "error"]
     sandbox.clear_faults()
+    patient(providers)
     assert asyncio.run(engine.sync_all(workspace_id))[0].ok
 
 

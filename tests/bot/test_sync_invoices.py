@@ -18,7 +18,7 @@ from bot.sync import INVOICE_MONTHS, INVOICE_RECHECK, SyncEngine
 from providers.types import BillSource, InvoiceStatus
 from providers.xai.sandbox import DEMO_KEY, DEMO_TEAM_ID
 from storage.models import BillingState, Invoice
-from tests.conftest import impatient
+from tests.conftest import impatient, patient
 
 DEMO = {"team_id": DEMO_TEAM_ID, "management_key": DEMO_KEY}
 SEPTEMBER, OCTOBER = date(2026, 9, 1), date(2026, 10, 1)  # the clock is at 22 Nov 2026
@@ -143,6 +143,7 @@ def test_past_invoices_that_fail_never_fail_the_sync_and_keep_what_was_stored(
     clock.now += INVOICE_RECHECK
     sync(engine, workspace_id)  # the costs still sync
     sandbox.clear_faults()
+    patient(providers)
     sandbox.add_fault("invoices", status=200, times=0)  # an answer that is no invoice list
     sync(engine, workspace_id)
     after = stored_invoices(engine)[OCTOBER]
