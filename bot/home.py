@@ -26,7 +26,14 @@ from bot.insights import Insights, build_insights
 from bot.reports import StatusRow, status_book, status_rows
 from bot.setup import Listing, alerts_go
 from providers.types import Provider
-from storage.models import AlertRoute, AlertSilence, Budget, Connection, DigestSubscription
+from storage.models import (
+    AlertEmail,
+    AlertRoute,
+    AlertSilence,
+    Budget,
+    Connection,
+    DigestSubscription,
+)
 from storage.reader import SessionReader
 
 TREND_DAYS = 30
@@ -194,6 +201,15 @@ def fingerprint(session: Session, workspace_id: int) -> tuple:
     def of(*columns, model):
         return select(*columns).where(model.workspace_id == workspace_id).scalar_subquery()
 
+    def of_emails(column):
+        """Addresses belong to a route, not to the workspace: read through their routes."""
+        return (
+            select(column)
+            .join(AlertRoute, AlertRoute.id == AlertEmail.route_id)
+            .where(AlertRoute.workspace_id == workspace_id)
+            .scalar_subquery()
+        )
+
     return tuple(
         session.execute(
             select(
@@ -216,6 +232,8 @@ def fingerprint(session: Session, workspace_id: int) -> tuple:
                 of(func.max(AlertSilence.snoozed_until), model=AlertSilence),
                 of(func.min(AlertRoute.channel_id), model=AlertRoute),
                 of(func.max(AlertRoute.channel_id), model=AlertRoute),
+                of_emails(func.count(AlertEmail.id)),
+                of_emails(func.max(AlertEmail.id)),
             )
         ).one()
     )

@@ -15,7 +15,7 @@ from bot.setup import Setup
 from bot.slack.home import command_label, home_view
 from bot.slack.setup_words import SLACK
 from bot.sync import record_fetched
-from storage.models import Budget, Connection, FetchedSpan, Workspace
+from storage.models import AlertEmail, AlertRoute, Budget, Connection, FetchedSpan, Workspace
 from storage.repo import rebuild_totals
 from tests.fakes.connections import add_connection, spend
 from tests.fakes.providers import built_in
@@ -100,6 +100,15 @@ def test_the_fingerprint_changes_with_the_setup(db) -> None:
         before = fingerprint(session, workspace_id)
     with db.transaction() as session:
         session.add(Budget(workspace_id=workspace_id, amount_usd=D(1)))
+    with db.session() as session:
+        assert fingerprint(session, workspace_id) != before
+        before = fingerprint(session, workspace_id)
+    with db.transaction() as session:  # an address on a route: the tab says "by email to 1"
+        route = AlertRoute(workspace_id=workspace_id, connection_key=0)
+        session.add(route)
+        session.flush()
+        before = fingerprint(session, workspace_id)
+        session.add(AlertEmail(route_id=route.id, address_sealed="x", address_key_id="k"))
     with db.session() as session:
         assert fingerprint(session, workspace_id) != before
 
