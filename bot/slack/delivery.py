@@ -23,7 +23,8 @@ import http.client
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -197,6 +198,22 @@ class SlackDelivery:
         if wait > 0:
             self.pause(wait)
 
+    @contextmanager
+    def _sending(self, channel: str) -> Iterator[None]:
+        """One call that posts in ``channel``: paced before, its time noted after, and a
+        refusal that pauses what posts there (not in it, archived, gone) raised as
+        :class:`ChannelUnavailable`."""
+        self._pace(channel)
+        try:
+            yield
+        except SlackApiError as error:
+            code = error.response.get("error", "")
+            if code in PAUSING_ERRORS:
+                raise unavailable(code, channel) from None
+            raise
+        finally:
+            self._posted_at(channel)
+
     def _posted_at(self, channel: str) -> None:
         # The interval counts from when Slack had the post (its answer), not from when
         # it was sent: a slow first request must not squeeze the next one closer.
@@ -218,7 +235,6 @@ class SlackDelivery:
         with ``broadcast``. Says where it landed; :class:`AnswerLost` when the post went
         and Slack's answer did not come back (the client does not send it again)."""
         message = _rendered(message)
-        self._pace(channel)
         if key is not None:
             message = {
                 **message,
@@ -228,39 +244,29 @@ class SlackDelivery:
             message = {**message, "thread_ts": thread}
             if broadcast:
                 message["reply_broadcast"] = True
-        try:
-            client = self._client(team_id)
-            answer = self._natively(team_id, client.chat_postMessage, message, channel=channel)
-        except SlackApiError as error:
-            code = error.response.get("error", "")
-            if code in PAUSING_ERRORS:
-                raise unavailable(code, channel) from None
-            raise
-        except LOST as error:
-            raise AnswerLost(f"no answer from Slack ({type(error).__name__})") from None
-        finally:
-            self._posted_at(channel)
+        with self._sending(channel):
+            try:
+                client = self._client(team_id)
+                answer = self._natively(team_id, client.chat_postMessage, message, channel=channel)
+            except LOST as error:
+                raise AnswerLost(f"no answer from Slack ({type(error).__name__})") from None
         landed, ts = answer.get("channel"), answer.get("ts")
         return Posted(landed, ts, thread) if landed and ts else None
 
     def update(self, team_id: str | None, posted: Posted, message: Message) -> None:
         """Show ``message`` in place of the one at ``posted`` (``chat.update``)."""
         message = _rendered(message)
-        self._pace(posted.channel)
-        try:
-            client = self._client(team_id)
-            self._natively(
-                team_id, client.chat_update, message, channel=posted.channel, ts=posted.ts
-            )
-        except SlackApiError as error:
-            code = error.response.get("error", "")
-            if code in CANNOT_EDIT:
-                raise CannotEdit(code) from None
-            if code in PAUSING_ERRORS:
-                raise unavailable(code, posted.channel) from None
-            raise
-        finally:
-            self._posted_at(posted.channel)
+        with self._sending(posted.channel):
+            try:
+                client = self._client(team_id)
+                self._natively(
+                    team_id, client.chat_update, message, channel=posted.channel, ts=posted.ts
+                )
+            except SlackApiError as error:
+                code = error.response.get("error", "")
+                if code in CANNOT_EDIT:
+                    raise CannotEdit(code) from None
+                raise
 
     def _natively(self, team_id: str | None, method: Callable[..., Any], message: dict, **where):
         """``method`` (``chat.postMessage``, ``chat.update``) with ``message``; a native block
@@ -288,8 +294,7 @@ class SlackDelivery:
             return
         from bot.slack.files import upload_file
 
-        self._pace(channel)
-        try:
+        with self._sending(channel):
             upload_file(
                 self._client(team_id),
                 channel,
@@ -298,13 +303,6 @@ class SlackDelivery:
                 title=chart.title,
                 alt=chart.alt,
             )
-        except SlackApiError as error:
-            code = error.response.get("error", "")
-            if code in PAUSING_ERRORS:
-                raise unavailable(code, channel) from None
-            raise
-        finally:
-            self._posted_at(channel)
 
     def _native_chart(self, team_id: str | None, channel: str, chart: ChartFile) -> bool:
         """``chart`` as a ``data_visualization`` block; False when there is none to show or
@@ -316,23 +314,18 @@ class SlackDelivery:
             return False
         if self.refusals and CHART in self.refusals.refused(team_id, MESSAGE):
             return False
-        self._pace(channel)
-        try:
-            calling(self._client(team_id).chat_postMessage)(channel=channel, **message)
-        except Refused as refused:
-            log.info(
-                "Slack refused a chart in %s (%s): posting the picture", team_id, refused.words()
-            )
-            if self.refusals is not None:
-                self.refusals.remember(team_id, MESSAGE, frozenset({CHART}), refused.words())
-            return False
-        except SlackApiError as error:
-            code = error.response.get("error", "")
-            if code in PAUSING_ERRORS:
-                raise unavailable(code, channel) from None
-            raise
-        finally:
-            self._posted_at(channel)
+        with self._sending(channel):
+            try:
+                calling(self._client(team_id).chat_postMessage)(channel=channel, **message)
+            except Refused as refused:
+                log.info(
+                    "Slack refused a chart in %s (%s): posting the picture",
+                    team_id,
+                    refused.words(),
+                )
+                if self.refusals is not None:
+                    self.refusals.remember(team_id, MESSAGE, frozenset({CHART}), refused.words())
+                return False
         return True
 
     def posted(
