@@ -755,8 +755,9 @@ def serve(command: Command, runtime: Runtime, console: Console) -> int:
     settings = SlackSettings.from_env(
         environ, force_http=command.get("http", False), port=command.get("port")
     )
+    log_level = environ.get("XAI_USAGE_LOG_LEVEL") or "INFO"
     if not environ.get("XAI_USAGE_LOG_LEVEL"):
-        configure_logging("INFO")
+        configure_logging(log_level)
     runtime.db.check_keys()  # opening migrates; both before any request is accepted
     scheduler = not command.get("no-scheduler", False)
     serve_slack(
@@ -768,6 +769,8 @@ def serve(command: Command, runtime: Runtime, console: Console) -> int:
             + ("." if scheduler else "; the scheduled work is left to `xai-usage worker`.")
         ),
         scheduler=scheduler,
+        answer_processes=runtime.settings.answer_processes,
+        log_level=log_level,
     )
     return 0
 

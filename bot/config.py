@@ -70,6 +70,8 @@ class Settings:
     """A digest or alert syncs its scope first when its data is older than this."""
     fresh_budget_seconds: int = 60
     """How long that sync may take before the message goes out as it stands."""
+    answer_processes: int = 1
+    """Processes `serve` works commands' answers out in (bot.slack.answering); 0: its own."""
     webhooks_allow_private: bool = False
     """Alert webhooks may be on loopback or a private network (WEBHOOKS_ALLOW_PRIVATE);
     off, they must be on the public internet."""
@@ -93,6 +95,7 @@ class Settings:
                 if environ.get("XAI_USAGE_SETTLE_HOURS")
                 else None
             ),
+            answer_processes=_int(environ, "XAI_USAGE_ANSWER_PROCESSES", 1, 0, 16),
             webhooks_allow_private=_flag(environ, WEBHOOKS_ALLOW_PRIVATE),
             environ=environ,
         )

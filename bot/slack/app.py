@@ -43,14 +43,7 @@ REDIRECT_PATH = "/slack/oauth_redirect"
 
 
 def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackService]:
-    for secret in (
-        settings.bot_token,
-        settings.signing_secret,
-        settings.app_token,
-        settings.client_secret,
-    ):
-        if secret:
-            REDACTOR.add(secret)
+    redact_secrets(settings)
     common = dict(
         # Named, Bolt skips inspect.stack() to find a name: 50 ms of every start.
         name="xai-usage",
@@ -97,9 +90,7 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
             f"Could not reach Slack at {settings.api_url} ({reason}). Check the network, "
             "or SLACK_API_URL if you set it."
         ) from None
-    service = SlackService(runtime, settings, forget, home_team=home_team)
-    service.tokens = token_resolver(runtime, settings, home_team=home_team)
-    service.live_home = LiveHome(service, service.tokens)
+    service = answering_service(runtime, settings, home_team=home_team, forget=forget)
 
     if home_team is not None:
 
@@ -150,6 +141,35 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
 
     register_listeners(app)
     return app, service
+
+
+def redact_secrets(settings: SlackSettings) -> None:
+    """Slack's secrets never reach a log line, whatever logs them."""
+    for secret in (
+        settings.bot_token,
+        settings.signing_secret,
+        settings.app_token,
+        settings.client_secret,
+    ):
+        if secret:
+            REDACTOR.add(secret)
+
+
+def answering_service(
+    runtime: Runtime,
+    settings: SlackSettings,
+    *,
+    home_team: str | None = None,
+    forget: Callable[[str], None] | None = None,
+) -> SlackService:
+    """The service that answers requests, with its tokens and its watch on open Home
+    tabs: in the serving process (:func:`build_app`) and in each answer process
+    (bot.slack.answering)."""
+    redact_secrets(settings)
+    service = SlackService(runtime, settings, forget, home_team=home_team)
+    service.tokens = token_resolver(runtime, settings, home_team=home_team)
+    service.live_home = LiveHome(service, service.tokens)
+    return service
 
 
 def tell_another_workspace(client: WebClient, body: dict) -> None:

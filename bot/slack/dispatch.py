@@ -37,6 +37,36 @@ from storage.repo import NotFound
 SLASH_COMMAND = "/xai-usage"
 
 
+def answer_later(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    text: str,
+    respond: Respond | Callable[..., str],
+    logger: Logger,
+    *,
+    click: bool = False,
+) -> None:
+    """After the ack: the command's answer, worked out in an answer process when serve
+    runs them (bot.slack.answering), else on this process's command pool."""
+    answerers = service.answerers
+    if answerers is not None and answerers.submit(client, invocation, text, click=click):
+        return
+    if click:
+        respond = answered_as_new_message(respond)
+    service.after_ack(run_command, service, client, invocation, text, respond, logger)
+
+
+def answered_as_new_message(respond: Respond | Callable[..., str]) -> Callable[..., str]:
+    """A click's ``respond``: its answer is a new message unless it says otherwise."""
+
+    def answer(**message: object) -> str:
+        message.setdefault("replace_original", False)
+        return respond(**message)
+
+    return answer
+
+
 def run_command(
     service: SlackService,
     client: WebClient,

@@ -45,11 +45,10 @@ from waitress.server import TcpWSGIServer
 from bot.numbers import whole_number
 from bot.runtime import Runtime
 from bot.scheduler import start_scheduler, work_until_stopped
-from bot.slack.app import build_app, token_resolver
+from bot.slack.answering import AnswerProcesses
+from bot.slack.app import answering_service, build_app
 from bot.slack.delivery import SlackDelivery
-from bot.slack.home import LiveHome
 from bot.slack.inbound import Malformed, parse_body, shape_problem, signature_valid
-from bot.slack.service import SlackService
 from bot.slack.settings import HttpLimits, SlackSettings
 from storage.db import missing_keys_warning
 
@@ -362,15 +361,21 @@ def serve(
     host: str = "0.0.0.0",
     ready: Callable[[str], None] | None = None,
     scheduler: bool = True,
+    answer_processes: int = 0,
+    log_level: str = "INFO",
 ) -> None:
     """The Slack app; with ``scheduler``, the scheduled work too (else `xai-usage worker`
-    does it, in another process: :func:`work`)."""
+    does it, in another process: :func:`work`). With ``answer_processes``, commands'
+    answers are worked out in processes of their own (bot.slack.answering), and this
+    one only acknowledges."""
     # An ack is short and waits on the GIL at each of its few steps (read, verify,
     # dispatch, write) while answers are worked out on other threads: a thread that
     # wants the GIL gets it after at most this long (Python's default is 5 ms).
     sys.setswitchinterval(ACK_SWITCH_INTERVAL)
     app, service = build_app(runtime, settings)
     assert service.tokens is not None
+    if answer_processes:
+        service.answerers = AnswerProcesses(service, answer_processes, log_level=log_level)
     running = (
         start_scheduler(
             runtime,
@@ -399,6 +404,8 @@ def serve(
     finally:
         if running is not None:
             running.shutdown(wait=False)
+        if service.answerers is not None:
+            service.answerers.close()
         if service.live_home is not None:
             service.live_home.close()
 
@@ -416,9 +423,9 @@ def work(
     store); without it, the daily sync alone."""
     delivery, after, live = None, None, None
     if settings is not None:
-        service = SlackService(runtime, settings)
-        service.tokens = token_resolver(runtime, settings)
-        live = service.live_home = LiveHome(service, service.tokens)
+        service = answering_service(runtime, settings)
+        assert service.tokens is not None
+        live = service.live_home
         delivery, after = SlackDelivery.of(runtime, settings, service.tokens), service.check_homes
     try:
         work_until_stopped(runtime, delivery, after, ready=ready, stop=stop)

@@ -42,6 +42,7 @@ from storage.models import Connection, Workspace
 from storage.repo import find_connection, workspace_for_slack_team
 
 if TYPE_CHECKING:
+    from bot.slack.answering import AnswerProcesses
     from bot.slack.home import LiveHome
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,9 @@ class SlackService:
         """Open Home tabs, re-published when their dashboard changes (set by build_app)."""
         self.tokens: Callable[[str | None], str | None] | None = None
         """A bot token for a team when no request brings one (set by build_app)."""
+        self.answerers: AnswerProcesses | None = None
+        """Processes that work commands' answers out, when serve runs them
+        (bot.slack.answering); else this process does."""
 
     def after_ack(self, work: Callable[..., object], *args: object) -> None:
         """Run ``work(*args)`` on the command pool; a failure is one log line, as Bolt's are."""

@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from bot.formatting import mrkdwn_inert
 from bot.grammar import COMMANDS, UsageError, parse, tokenize
 from bot.slack import blocks
-from bot.slack.dispatch import SLASH_COMMAND, run_command
+from bot.slack.dispatch import SLASH_COMMAND, answer_later, answered_as_new_message
 from bot.slack.service import (
     STORE_UNAVAILABLE,
     SlackService,
@@ -50,18 +50,13 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
         click_invocation(body, context, in_place=in_place), only_chart=action_id == CHART
     )
     respond = service.responder(client, invocation)
-
-    def answer(**message: object) -> str:
-        message.setdefault("replace_original", False)  # a new message unless said otherwise
-        return respond(**message)
-
     text = clicked_words(action)
     if (stale := stale_click(text)) is not None:
-        answer(**blocks.words_notice(stale, references=False))
+        answered_as_new_message(respond)(**blocks.words_notice(stale, references=False))
         return
     if action_id.startswith(TO_CHANNEL):
         text = _shared(text)
-    service.after_ack(run_command, service, client, invocation, text, answer, logger)
+    answer_later(service, client, invocation, text, respond, logger, click=True)
 
 
 def clicked_words(action: dict) -> str:

@@ -7,7 +7,7 @@ from logging import Logger
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.slack.dispatch import SLASH_COMMAND, run_command
+from bot.slack.dispatch import SLASH_COMMAND, answer_later
 from bot.slack.service import Invocation, SlackService, verified_team
 
 
@@ -31,6 +31,4 @@ def xai_usage(
     # Every reply counts against the response URL's 5 uses in 30 minutes; past
     # them (a long backfill, a sync), replies come by DM instead.
     respond = service.responder(client, invocation)
-    service.after_ack(
-        run_command, service, client, invocation, body.get("text", ""), respond, logger
-    )
+    answer_later(service, client, invocation, body.get("text", ""), respond, logger)

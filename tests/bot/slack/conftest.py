@@ -27,6 +27,7 @@ from slack_bolt import App
 
 from bot.config import Settings
 from bot.runtime import Runtime
+from bot.slack.answering import AnswerProcesses
 from bot.slack.app import build_app
 from bot.slack.server import http_server, stop_waitress, wsgi_app
 from bot.slack.service import SlackService
@@ -221,6 +222,8 @@ def served_app(env: dict[str, str], stand_in: SlackStandIn, xai: Sandbox) -> Ite
     runtime = Runtime(Settings.from_env(env))
     settings = SlackSettings.from_env(env, force_http=True, port=0)
     app, service = build_app(runtime, settings)
+    if env.get("XAI_USAGE_ANSWER_PROCESSES"):  # as `serve` runs them; else answers in-process
+        service.answerers = AnswerProcesses(service, runtime.settings.answer_processes)
     server = http_server(
         wsgi_app(app, runtime, SIGNING_SECRET),
         settings.limits,
@@ -236,6 +239,8 @@ def served_app(env: dict[str, str], stand_in: SlackStandIn, xai: Sandbox) -> Ite
     try:
         yield harness
     finally:
+        if service.answerers is not None:
+            service.answerers.close()
         service.live_home.close()  # no re-publish outlives the test
         stop_waitress(server)
         thread.join(timeout=5)
