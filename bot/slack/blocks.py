@@ -529,6 +529,7 @@ def sync_lines(results: Sequence[SyncResult]) -> str:
     )
 
 
-def form_button(command: str) -> dict[str, Any]:
-    """A command that opens a form, asked where Slack cannot open one (a DM): a button that can."""
-    return render_json("slack/form_button.json.j2", command=command[:2000])
+def form_button(command: str, *, late: bool = False) -> dict[str, Any]:
+    """A command that opens a form, asked where Slack cannot open one (a DM), or answered
+    after Slack's 3 seconds to open it (``late``): a button that can."""
+    return render_json("slack/form_button.json.j2", command=command[:2000], late=late)

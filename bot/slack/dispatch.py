@@ -16,6 +16,7 @@ from logging import Logger
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot import formatting
 from bot.grammar import COMMANDS, REPORTS, Command, Handlers, UsageError, parse, tokenize
@@ -35,6 +36,8 @@ from providers.manager import UnknownProvider
 from storage.repo import NotFound
 
 SLASH_COMMAND = "/xai-usage"
+TRIGGER_EXPIRED = frozenset({"expired_trigger_id", "trigger_expired"})
+"""Slack's words for a form opened after the 3 seconds its trigger lasts."""
 
 
 def answer_later(
@@ -103,6 +106,10 @@ def run_command(
         respond(**blocks.words_notice(str(error)))
     except ConnectError as error:
         respond(**blocks.words_notice(connecting.error_text(error)))
+    except SlackApiError as error:
+        if error.response.get("error") not in TRIGGER_EXPIRED:
+            raise
+        respond(**blocks.form_button(text.strip(), late=True))
     except Exception as error:
         if not store_unavailable(error):
             raise  # a bug: Bolt's error handler logs it

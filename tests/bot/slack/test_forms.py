@@ -535,3 +535,34 @@ def test_thresholds_written_as_the_field_label_says_are_taken(connected: SlackAp
     assert "alerts at 75%, 100%" in text_of(connected.reply(url_id))
     with connected.runtime.db.session() as session:
         assert session.scalar(select(Budget.thresholds)) == "75,100"
+
+
+@pytest.mark.parametrize("words", ["connect", "digest add", "budget set", "range"])
+def test_a_form_slack_no_longer_lets_open_comes_as_a_button_that_opens_it(
+    connected: SlackApp, words: str
+):
+    """Slack lets a command's trigger open a form for 3 s. An answer that got to it later
+    (a busy server) is told so, with a button whose click brings a fresh trigger."""
+    connected.slack.fail("views.open", "expired_trigger_id")
+    _, url_id = connected.command(words)
+    late = connected.reply(url_id)
+    assert "opens a form" in text_of(late) and "3 seconds" in text_of(late)
+    assert late["response_type"] == "ephemeral"
+    button = next(b["accessory"] for b in late["blocks"] if b.get("accessory"))
+    assert (button["text"]["text"], button["value"]) == ("Open the form", words)
+    opened = len(connected.slack.calls_to("views.open"))
+    connected.interact(
+        {
+            "type": "block_actions",
+            "team": {"id": TEAM, "domain": "acme"},
+            "user": {"id": ADMIN, "team_id": TEAM},
+            "api_app_id": "A0001",
+            "channel": {"id": "CCOSTS", "name": "costs"},
+            "container": {"type": "message", "channel_id": "CCOSTS", "is_ephemeral": True},
+            "response_url": connected.slack.response_url(),
+            "trigger_id": "trig.fresh",
+            "actions": [{**button, "block_id": "b", "action_ts": "1.2"}],
+        }
+    )
+    connected.slack.wait_for(lambda: len(connected.slack.calls_to("views.open")) > opened)
+    assert connected.slack.outcomes("views.open")[-1][1] == "ok"
