@@ -78,6 +78,9 @@ class _Answerer:
         theirs.close()  # the child holds its end: when it dies, ours reads EOF
         self.pipe = ours
         self.lock = threading.Lock()
+        self.sending = threading.Lock()
+        """One message at a time on the pipe; apart from ``lock``, which the reader
+        needs while a send may wait for the process to read."""
         self.taken: dict[int, tuple[Job, WebClient]] = {}
         self.ready = False
         self.dead = False
@@ -87,12 +90,14 @@ class _Answerer:
             if self.dead:
                 return False
             self.taken[job.id] = (job, client)
-            try:
+        try:
+            with self.sending:
                 self.pipe.send(job)
-            except (OSError, ValueError):  # died a moment ago: its reader will say so
-                del self.taken[job.id]
-                return False
-            return True
+        except (OSError, ValueError):  # died a moment ago: its reader will say so
+            with self.lock:
+                self.taken.pop(job.id, None)
+            return False
+        return True
 
     def orphans(self) -> list[tuple[Job, WebClient]]:
         """It died: what it had taken and not finished (from now on it takes nothing)."""
@@ -123,6 +128,7 @@ class AnswerProcesses:
         self.failed_starts = 0
         self.given_up = False
         self.answerers: list[_Answerer] = []
+        self.wanted = count
         for _ in range(count):
             self._start()
 
@@ -141,13 +147,25 @@ class AnswerProcesses:
                 return True
         return False
 
+    def health(self) -> dict[str, Any]:
+        """For /healthz: how many answer processes run of how many asked for."""
+        with self.lock:
+            running = sum(1 for a in self.answerers if a.ready and not a.dead)
+        health: dict[str, Any] = {"running": running, "wanted": self.wanted}
+        if self.given_up:
+            health["warning"] = (
+                "answer processes failed to start three times running: commands are "
+                "answered in the serving process (see its log)"
+            )
+        return health
+
     def close(self, wait: float = STOP_WAIT) -> None:
         """Stop taking commands; let each process finish what it holds (up to ``wait``)."""
         with self.lock:
             self.closing = True
             answerers = list(self.answerers)
         for answerer in answerers:
-            with answerer.lock, contextlib.suppress(OSError, ValueError):
+            with answerer.sending, contextlib.suppress(OSError, ValueError):
                 answerer.pipe.send(None)
         for answerer in answerers:
             answerer.process.join(wait)

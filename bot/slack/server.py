@@ -66,7 +66,12 @@ SPARE_FILES = 64
 
 
 def wsgi_app(
-    app: App, runtime: Runtime, signing_secret: str, *, clock: Callable[[], float] = time.time
+    app: App,
+    runtime: Runtime,
+    signing_secret: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    answerers: AnswerProcesses | None = None,
 ) -> Callable[..., Iterable[bytes]]:
     """/healthz, then Bolt; a POST reaches Bolt only signed and well formed.
 
@@ -85,6 +90,8 @@ def wsgi_app(
                 # Still serving (a balancer must not pull every replica): said, not failed.
                 health["keys_missing"] = missing
                 health["warning"] = missing_keys_warning(missing)
+            if answerers is not None:  # answered all the same when they are gone: said
+                health["answer_processes"] = answerers.health()
             body = json.dumps(health).encode()
             return _answer(start_response, "200 OK" if healthy else "503 Service Unavailable", body)
         if environ.get("REQUEST_METHOD") == "POST":
@@ -393,7 +400,7 @@ def serve(
             handler.start()
         else:
             server = http_server(
-                wsgi_app(app, runtime, settings.signing_secret or ""),
+                wsgi_app(app, runtime, settings.signing_secret or "", answerers=service.answerers),
                 settings.limits,
                 host=host,
                 port=settings.port,

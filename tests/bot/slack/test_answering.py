@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.bot.slack.conftest import ADMIN, SlackApp, serving, text_of, with_demo_team
@@ -105,6 +107,7 @@ def test_answer_processes_that_cannot_start_leave_the_answers_to_the_serving_pro
         while not answerers.given_up and time.monotonic() < deadline:
             time.sleep(0.05)
     assert answerers.given_up and answerers.answerers == []
+    assert answerers.health()["running"] == 0 and "serving process" in answerers.health()["warning"]
     gave_up = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(gave_up) == 1 and "answered in the serving process" in gave_up[0].getMessage()
     assert answerers.failed_starts == STARTS_BEFORE_GIVING_UP
@@ -124,7 +127,7 @@ def test_serve_takes_its_answer_process_with_it(tmp_path: Path) -> None:
         env = test_serve.env.__wrapped__(tmp_path, stand_in)
         process = test_serve.start(env, "--http", "--port", "0")
         try:
-            test_serve.wait_for_line(process, r"serving Slack \(http://")
+            line = test_serve.wait_for_line(process, r"serving Slack \(http://")
             children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
             deadline = time.monotonic() + 20
             answerer = None
@@ -135,6 +138,14 @@ def test_serve_takes_its_answer_process_with_it(tmp_path: Path) -> None:
                         answerer = int(pid)
                 time.sleep(0.05)
             assert answerer is not None, "serve started no answer process"
+            url = re.search(r"(http://[\d.]+:\d+)", line).group(1)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                health = httpx.get(f"{url}/healthz", timeout=5).json()["answer_processes"]
+                if health["running"]:
+                    break
+                time.sleep(0.05)
+            assert health == {"running": 1, "wanted": 1}
             process.kill()
             process.wait(5)
             deadline = time.monotonic() + 15
