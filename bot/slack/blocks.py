@@ -140,11 +140,14 @@ def remove_control(item: Listed, action_id: str) -> dict[str, Any]:
     }
 
 
-def setup_list_message(listing: Listing, more: str, empty: str) -> dict[str, Any]:
+def setup_list_message(listing: Listing, more: str, empty: str, said: str = "") -> dict[str, Any]:
     """A page of ``digest list`` or ``budget list``: each item with its Remove button, how
     many more there are and the command that shows them, and buttons to turn the page
-    (in place). ``more`` and ``empty`` are the Setup's words for the rest and for none."""
+    (in place). ``more`` and ``empty`` are the Setup's words for the rest and for none;
+    ``said``, what a Remove clicked on the page did (the page is then shown again, in
+    place, without what it removed)."""
     title = LIST_TITLES[listing.name]
+    said = formatting.mrkdwn_keep_references(said)
     pages = -(-listing.total // listing.size) if listing.size else 1
     where = f"page {listing.page} of {pages}, {listing.total} in all" if pages > 1 else ""
     heading = f"*{title}*" + (f" ({where})" if where else "")
@@ -160,16 +163,32 @@ def setup_list_message(listing: Listing, more: str, empty: str) -> dict[str, Any
                 replace(
                     item, text=formatting.mrkdwn_keep_references(f"*{item.ident}*  {item.text}")
                 ),
-                remove_control(item, f"xu:remove:{n}"),
+                remove_control(
+                    replace(item, remove=_on_page(item.remove, listing.page)),
+                    f"xu:view:remove:{n}",  # in place: the page again, without it
+                ),
             )
             for n, item in enumerate(listing.items)
         ],
+        said=said,
         heading=heading,
         more=formatting.mrkdwn_keep_references(more),
         empty=formatting.mrkdwn_keep_references(empty),
         pages=turn,
-        fallback=f"{title}" + (f" ({where})" if where else "") if listing.total else empty,
+        fallback=" ".join(
+            part
+            for part in (
+                said,
+                f"{title}" + (f" ({where})" if where else "") if listing.total else empty,
+            )
+            if part
+        ),
     )
+
+
+def _on_page(command: str, page: int) -> str:
+    """A list's Remove carries the page it is on, to show that page again after."""
+    return command if page == 1 else f"{command} --page {page}"
 
 
 def report_message(

@@ -348,17 +348,34 @@ def setup(
         default_tz=zone,
         announce=partial(post_note, client),
     )
+    if (
+        invocation.in_place
+        and command.name in ("digest", "budget")
+        and command.args[:1] == ("remove",)
+    ):  # Remove clicked on a list: the same page again, saying what it removed
+        respond(**_listing(service, invocation, command, said=reply), **_placement(invocation))
+        return
     respond(**blocks.words_notice(reply))
 
 
-def _listing(service: SlackService, invocation: Invocation, command: Command) -> dict:
-    """A page of ``digest list`` or ``budget list``, each item with its Remove button."""
+def _listing(
+    service: SlackService, invocation: Invocation, command: Command, said: str = ""
+) -> dict:
+    """A page of ``digest list`` or ``budget list``, each item with its Remove button;
+    after a Remove (``said``), the page before when that one emptied the last page."""
     setup = setup_for(service, invocation)
-    listing = setup.listing(command.name, command.get("page", 1))
+    page = command.get("page", 1)
+    try:
+        listing = setup.listing(command.name, page)
+    except SetupError:
+        if not said or page == 1:
+            raise
+        listing = setup.listing(command.name, page - 1)
     return blocks.setup_list_message(
         listing,
         more=setup.more_words(listing) if listing.more else "",
         empty=setup.listing_text(listing) if not listing.total else "",
+        said=said,
     )
 
 

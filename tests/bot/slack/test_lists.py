@@ -49,7 +49,7 @@ def add_digests(app: SlackApp, count: int) -> None:
 def listed(message: dict) -> list[str]:
     """The numbers of the items a list message shows, in order."""
     return [
-        b["accessory"]["value"].rsplit(" ", 1)[1]
+        b["accessory"]["value"].split(" ")[2]
         for b in message["blocks"]
         if b.get("accessory", {}).get("value", "").split(" ")[1:2] == ["remove"]
     ]
@@ -160,9 +160,42 @@ def remove_button(message: dict, number: str) -> dict:
     [button] = [
         b["accessory"]
         for b in message["blocks"]
-        if b.get("accessory", {}).get("value", "").endswith(f"remove {number}")
+        if f"remove {number}" in b.get("accessory", {}).get("value", "")
+        and b["accessory"]["value"].split(" ")[2] == number
     ]
     return button
+
+
+def test_remove_on_a_list_page_updates_that_page_in_place(connected: SlackApp):
+    add_digests(connected, 41)  # 20 a page: three pages, the last with one digest
+    _, url_id = connected.command("digest list --page 2")
+    page = connected.reply(url_id)
+    assert listed(page) == [str(n) for n in range(21, 41)]
+    button = remove_button(page, "23")
+    updated = connected.reply(click(connected, button["action_id"], button["value"]))
+    assert updated["replace_original"] is True  # the page itself, not a new message
+    assert text_of(updated).startswith(":white_check_mark: Removed digest 23: <#CCOSTS>")
+    assert listed(updated) == [str(n) for n in range(21, 42) if n != 23]
+    assert "page 2 of 2, 40 in all" in text_of(updated)
+
+    _, url_id = connected.command("digest list --page 2")
+    last = connected.reply(url_id)
+    for number in ("21", "22"):  # the page's last digests: the page before it is shown
+        button = remove_button(last, number)
+        last = connected.reply(click(connected, button["action_id"], button["value"]))
+    assert listed(last)[-1] == "41" and "page 2 of 2, 38 in all" in text_of(last)
+    for number in listed(last):
+        button = remove_button(last, number)
+        last = connected.reply(click(connected, button["action_id"], button["value"]))
+    assert listed(last) == [str(n) for n in range(1, 21)] and "page" not in text_of(last)
+    assert text_of(last).startswith(":white_check_mark: Removed digest 41")
+
+    _, url_id = connected.command("digest list")
+    first = connected.reply(url_id)
+    for number in listed(first):
+        button = remove_button(first, number)
+        first = connected.reply(click(connected, button["action_id"], button["value"]))
+    assert listed(first) == [] and "No digests" in text_of(first)
 
 
 def test_remove_asks_first_says_what_it_removed_and_then_that_it_is_gone(connected: SlackApp):
