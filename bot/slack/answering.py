@@ -57,13 +57,14 @@ INTERRUPTED = (
 
 @dataclass(frozen=True)
 class Job:
-    """A command to answer: who asked where, the words, and whether a click sent them
-    (a click's answer is a new message unless it says otherwise)."""
+    """Words to answer: who asked where, the words, and how they were asked (typed as a
+    command, clicked, or sent by DM: bot.slack.dispatch.replier), which is how the answer
+    goes back."""
 
     id: int
     invocation: Invocation
     text: str
-    click: bool
+    how: str
 
 
 # -- the serving process's side ---------------------------------------------------
@@ -132,16 +133,14 @@ class AnswerProcesses:
         for _ in range(count):
             self._start()
 
-    def submit(
-        self, client: WebClient, invocation: Invocation, text: str, *, click: bool = False
-    ) -> bool:
+    def submit(self, client: WebClient, invocation: Invocation, text: str, *, how: str) -> bool:
         """Hand a command to the least busy answer process. False when none can take it:
         the caller answers it in this process."""
         with self.lock:
             alive = [a for a in self.answerers if not a.dead]
         if not alive:
             return False
-        job = Job(next(self.ids), invocation, text, click)
+        job = Job(next(self.ids), invocation, text, how)
         for answerer in sorted(alive, key=lambda a: len(a.taken)):
             if answerer.take(job, client):
                 return True
@@ -263,7 +262,7 @@ def answer_forever(
     serving process is gone (end of file); finish what was taken; then end."""
     from bot.slack.app import answering_service
     from bot.slack.client import web_client
-    from bot.slack.dispatch import answered_as_new_message, run_command
+    from bot.slack.dispatch import replier, run_command
 
     configure_logging(log_level)
     runtime = Runtime(settings)
@@ -287,9 +286,7 @@ def answer_forever(
     def answer(job: Job) -> None:
         try:
             client = client_for(job.invocation.team_id)
-            respond = service.responder(client, job.invocation)
-            if job.click:
-                respond = answered_as_new_message(respond)
+            respond = replier(service, client, job.invocation, job.how)
             run_command(service, client, job.invocation, job.text, respond, log)
         except Exception as error:
             log_failed_request(error)

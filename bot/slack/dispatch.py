@@ -24,6 +24,7 @@ from bot.setup import SetupError
 from bot.slack import answers, blocks, connecting, files, forms
 from bot.slack.access import refusal_to_administer, refusal_to_use
 from bot.slack.delivery import post_note
+from bot.slack.refusals import post_message, refusals_for
 from bot.slack.service import (
     STORE_UNAVAILABLE,
     Invocation,
@@ -36,6 +37,8 @@ from providers.manager import UnknownProvider
 from storage.repo import NotFound
 
 SLASH_COMMAND = "/xai-usage"
+TYPED, CLICKED, IN_DM = "typed", "clicked", "dm"
+"""How words were asked, so their answer goes back the same way (:func:`replier`)."""
 TRIGGER_EXPIRED = frozenset({"expired_trigger_id", "trigger_expired"})
 """Slack's words for a form opened after the 3 seconds its trigger lasts."""
 
@@ -45,29 +48,56 @@ def answer_later(
     client: WebClient,
     invocation: Invocation,
     text: str,
-    respond: Respond | Callable[..., str],
     logger: Logger,
     *,
-    click: bool = False,
+    how: str = TYPED,
 ) -> None:
-    """After the ack: the command's answer, worked out in an answer process when serve
-    runs them (bot.slack.answering), else on this process's command pool."""
+    """After the ack: the words' answer, worked out in an answer process when serve runs
+    them (bot.slack.answering), else on this process's command pool; sent ``how`` it was
+    asked (:func:`replier`)."""
     answerers = service.answerers
-    if answerers is not None and answerers.submit(client, invocation, text, click=click):
+    if answerers is not None and answerers.submit(client, invocation, text, how=how):
         return
-    if click:
-        respond = answered_as_new_message(respond)
+    respond = replier(service, client, invocation, how)
     service.after_ack(run_command, service, client, invocation, text, respond, logger)
 
 
-def answered_as_new_message(respond: Respond | Callable[..., str]) -> Callable[..., str]:
+def replier(
+    service: SlackService, client: WebClient, invocation: Invocation, how: str
+) -> Callable[..., object]:
+    """How an answer is sent: words ``TYPED`` as a command, through its response URL while
+    Slack takes them (then by DM); ``CLICKED``, the same way, as a new message unless it
+    says otherwise; typed ``IN_DM``, into the app's DM they were typed in."""
+    if how == IN_DM:
+        return answered_in_dm(service, client, invocation)
+    respond = service.responder(client, invocation)
+    return answered_as_new_message(respond) if how == CLICKED else respond
+
+
+def answered_as_new_message(respond: Callable[..., object]) -> Callable[..., object]:
     """A click's ``respond``: its answer is a new message unless it says otherwise."""
 
-    def answer(**message: object) -> str:
+    def answer(**message: object) -> object:
         message.setdefault("replace_original", False)
         return respond(**message)
 
     return answer
+
+
+def answered_in_dm(
+    service: SlackService, client: WebClient, invocation: Invocation
+) -> Callable[..., None]:
+    """A direct message's ``respond``: into that DM (``invocation.channel_id``), where
+    ephemeral, in-channel and replacing mean nothing between two; a native block this
+    workspace's Slack refuses gives way to its fallback."""
+
+    def respond(**message: object) -> None:
+        for option in ("response_type", "replace_original", "delete_original"):
+            message.pop(option, None)
+        refusals = refusals_for(service.runtime.db)
+        post_message(client, invocation.team_id, refusals, channel=invocation.channel_id, **message)
+
+    return respond
 
 
 def run_command(

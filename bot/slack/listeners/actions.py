@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from bot.formatting import mrkdwn_inert
 from bot.grammar import COMMANDS, UsageError, parse, tokenize
 from bot.slack import blocks
-from bot.slack.dispatch import SLASH_COMMAND, answer_later, answered_as_new_message
+from bot.slack.dispatch import CLICKED, SLASH_COMMAND, answer_later, replier
 from bot.slack.service import (
     STORE_UNAVAILABLE,
     SlackService,
@@ -49,14 +49,15 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
     invocation = replace(
         click_invocation(body, context, in_place=in_place), only_chart=action_id == CHART
     )
-    respond = service.responder(client, invocation)
     text = clicked_words(action)
     if (stale := stale_click(text)) is not None:
-        answered_as_new_message(respond)(**blocks.words_notice(stale, references=False))
+        replier(service, client, invocation, CLICKED)(
+            **blocks.words_notice(stale, references=False)
+        )
         return
     if action_id.startswith(TO_CHANNEL):
         text = _shared(text)
-    answer_later(service, client, invocation, text, respond, logger, click=True)
+    answer_later(service, client, invocation, text, logger, how=CLICKED)
 
 
 def clicked_words(action: dict) -> str:

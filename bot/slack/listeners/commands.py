@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from logging import Logger
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.slack.dispatch import SLASH_COMMAND, answer_later
@@ -16,7 +16,7 @@ def register(app: App) -> None:
 
 
 def xai_usage(
-    ack: Ack, body: dict, respond: Respond, client: WebClient, context: BoltContext, logger: Logger
+    ack: Ack, body: dict, client: WebClient, context: BoltContext, logger: Logger
 ) -> None:
     ack()
     service: SlackService = context["xai_usage"]
@@ -30,5 +30,4 @@ def xai_usage(
     )
     # Every reply counts against the response URL's 5 uses in 30 minutes; past
     # them (a long backfill, a sync), replies come by DM instead.
-    respond = service.responder(client, invocation)
-    answer_later(service, client, invocation, body.get("text", ""), respond, logger)
+    answer_later(service, client, invocation, body.get("text", ""), logger)

@@ -17,8 +17,7 @@ from slack_sdk import WebClient
 
 from bot.grammar import tokenize
 from bot.slack import blocks, home
-from bot.slack.dispatch import SLASH_COMMAND, run_command
-from bot.slack.refusals import post_message, refusals_for
+from bot.slack.dispatch import IN_DM, SLASH_COMMAND, answer_later, replier
 from bot.slack.service import Invocation, SlackService, verified_team
 
 log = logging.getLogger(__name__)
@@ -86,23 +85,17 @@ def message(
         channel_id=channel,
     )
 
-    def respond(**message: object) -> None:
-        """Into the DM: ephemeral, in-channel and replacing mean nothing between two."""
-        for option in ("response_type", "replace_original", "delete_original"):
-            message.pop(option, None)
-        refusals = refusals_for(service.runtime.db)  # a table or chart refused: its fallback
-        post_message(client, invocation.team_id, refusals, channel=channel, **message)
-
     text = _without_slash(event.get("text") or "")
     words = [word.lower() for word in tokenize(text)]
     if words and (words[0] in ALWAYS_A_FORM or tuple(words) in BARE_FORMS):
+        respond = replier(service, client, invocation, IN_DM)
         admin = words[0] != "range"
         if refusal := service.refusal(client, invocation, admin=admin, what=" ".join(words[:2])):
             respond(**blocks.notice(refusal))
         else:
             respond(**blocks.form_button(text))
         return
-    run_command(service, client, invocation, text, respond, logger)
+    answer_later(service, client, invocation, text, logger, how=IN_DM)
 
 
 def _without_slash(text: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.bot.slack.conftest import ADMIN, SlackApp, serving, text_of, with_demo_team
 from tests.bot.slack.test_clicks import click
+from tests.bot.slack.test_home import dm, posts_to
 
 pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
@@ -59,6 +60,10 @@ def test_commands_and_clicks_are_answered_in_the_answer_process(
     shared = app.reply(click(app, "xu:share:month", "month --by model"), timeout=20)
     assert shared["response_type"] == "in_channel" and shared["replace_original"] is False
     assert f"Shared by <@{ADMIN}>" in text_of(shared)
+
+    dm(app, "month --by model")
+    app.slack.wait_for(lambda: posts_to(app, "DADMIN"), timeout=20)
+    assert "Total" in text_of(posts_to(app, "DADMIN")[-1])  # typed in the DM, answered there
 
     assert here == []  # not one answer was worked out in the serving process
     assert os.getpid() != pid and answer_process(app) == pid
