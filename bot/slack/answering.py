@@ -59,7 +59,7 @@ INTERRUPTED = (
 class Job:
     """Words to answer: who asked where, the words, and how they were asked (typed as a
     command, clicked, or sent by DM: bot.slack.dispatch.replier), which is how the answer
-    goes back."""
+    goes back; or a Home tab opened, whose dashboard is built and published."""
 
     id: int
     invocation: Invocation
@@ -237,6 +237,14 @@ class AnswerProcesses:
 
 
 def tell_interrupted(service: SlackService, client: WebClient, job: Job) -> None:
+    """An answer lost with its process: its person is told to ask again; a Home tab is
+    published from here instead (sending a tab twice shows it once)."""
+    from bot.slack import home
+    from bot.slack.dispatch import HOME_OPENED
+
+    if job.how == HOME_OPENED:
+        home.opened(service, client, job.invocation)
+        return
     words = job.text.strip().split()
     command = "/xai-usage " + (words[0] if words else "help")
     service.reply(
@@ -260,9 +268,10 @@ def answer_forever(
 ) -> None:
     """An answer process: take jobs from the pipe until told to stop (``None``) or the
     serving process is gone (end of file); finish what was taken; then end."""
+    from bot.slack import home
     from bot.slack.app import answering_service
     from bot.slack.client import web_client
-    from bot.slack.dispatch import replier, run_command
+    from bot.slack.dispatch import HOME_OPENED, replier, run_command
 
     configure_logging(log_level)
     runtime = Runtime(settings)
@@ -286,8 +295,11 @@ def answer_forever(
     def answer(job: Job) -> None:
         try:
             client = client_for(job.invocation.team_id)
-            respond = replier(service, client, job.invocation, job.how)
-            run_command(service, client, job.invocation, job.text, respond, log)
+            if job.how == HOME_OPENED:
+                home.opened(service, client, job.invocation)  # on Home's own pool, here
+            else:
+                respond = replier(service, client, job.invocation, job.how)
+                run_command(service, client, job.invocation, job.text, respond, log)
         except Exception as error:
             log_failed_request(error)
         finally:

@@ -39,6 +39,8 @@ from storage.repo import NotFound
 SLASH_COMMAND = "/xai-usage"
 TYPED, CLICKED, IN_DM = "typed", "clicked", "dm"
 """How words were asked, so their answer goes back the same way (:func:`replier`)."""
+HOME_OPENED = "home"
+"""No words: the App Home tab was opened, and its dashboard is the answer."""
 TRIGGER_EXPIRED = frozenset({"expired_trigger_id", "trigger_expired"})
 """Slack's words for a form opened after the 3 seconds its trigger lasts."""
 

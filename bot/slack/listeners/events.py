@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 
 from bot.grammar import tokenize
 from bot.slack import blocks, home
-from bot.slack.dispatch import IN_DM, SLASH_COMMAND, answer_later, replier
+from bot.slack.dispatch import HOME_OPENED, IN_DM, SLASH_COMMAND, answer_later, replier
 from bot.slack.service import Invocation, SlackService, verified_team
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,9 @@ def app_home_opened(event: dict, body: dict, client: WebClient, context: BoltCon
         return
     service: SlackService = context["xai_usage"]
     invocation = Invocation(team_id=verified_team(context), user_id=event["user"])
-    home.opened(service, client, invocation)  # queued on Home's own pool
+    answerers = service.answerers  # the dashboard is built where answers are worked out
+    if answerers is None or not answerers.submit(client, invocation, "", how=HOME_OPENED):
+        home.opened(service, client, invocation)  # queued on Home's own pool
 
 
 def message(

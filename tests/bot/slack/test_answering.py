@@ -15,7 +15,7 @@ import pytest
 
 from tests.bot.slack.conftest import ADMIN, SlackApp, serving, text_of, with_demo_team
 from tests.bot.slack.test_clicks import click
-from tests.bot.slack.test_home import dm, posts_to
+from tests.bot.slack.test_home import dm, open_home, posts_to, words
 
 pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
 
@@ -64,6 +64,11 @@ def test_commands_and_clicks_are_answered_in_the_answer_process(
     dm(app, "month --by model")
     app.slack.wait_for(lambda: posts_to(app, "DADMIN"), timeout=20)
     assert "Total" in text_of(posts_to(app, "DADMIN")[-1])  # typed in the DM, answered there
+
+    opened: list[tuple] = []
+    monkeypatch.setattr("bot.slack.home.opened", lambda *how: opened.append(how))
+    view = open_home(app)
+    assert "Month to date" in words(view) and opened == []  # built by the answer process
 
     assert here == []  # not one answer was worked out in the serving process
     assert os.getpid() != pid and answer_process(app) == pid
