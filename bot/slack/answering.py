@@ -293,17 +293,20 @@ def answer_forever(
             return clients[token]
 
     def answer(job: Job) -> None:
+        later = False
         try:
             client = client_for(job.invocation.team_id)
-            if job.how == HOME_OPENED:
-                home.opened(service, client, job.invocation)  # on Home's own pool, here
+            if job.how == HOME_OPENED:  # on Home's own pool: finished once the tab is sent
+                home.opened(service, client, job.invocation, lambda: tell(job.id))
+                later = True
             else:
                 respond = replier(service, client, job.invocation, job.how)
                 run_command(service, client, job.invocation, job.text, respond, log)
         except Exception as error:
             log_failed_request(error)
         finally:
-            tell(job.id)
+            if not later:
+                tell(job.id)
 
     answers = ThreadPoolExecutor(
         max_workers=COMMAND_WORKERS, thread_name_prefix="xai-usage-command"

@@ -36,7 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -319,10 +319,18 @@ TOKEN_GONE = frozenset(
 """Refusals after which the team's viewers are forgotten: their next open brings a token."""
 
 
-def opened(service: SlackService, client: WebClient, invocation: Invocation) -> None:
-    """``app_home_opened``: the opener's tab is queued for publishing; returns at once."""
+def opened(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    finished: Callable[[], None] | None = None,
+) -> None:
+    """``app_home_opened``: the opener's tab is queued for publishing; returns at once.
+    ``finished`` is called once it is sent, or given up on."""
     if service.live_home is not None:
-        service.live_home.opened(client, invocation)
+        service.live_home.opened(client, invocation, finished)
+    elif finished is not None:
+        finished()
 
 
 @dataclass
@@ -336,6 +344,8 @@ class _Publish:
     opening: bool = False
     """Someone opening the tab now: sent before re-publishes of tabs already open."""
     attempts: int = 0
+    finished: list[Callable[[], None]] = field(default_factory=list)
+    """Called once this tab (or a newer one that took its place) is sent or given up on."""
 
 
 class HomePublisher:
@@ -379,6 +389,7 @@ class HomePublisher:
             queue[tab.user_id] = tab  # a tab already waiting keeps its place
             if older is not None:
                 tab.opening = tab.opening or older.opening
+                tab.finished = [*older.finished, *tab.finished]
             elif tab.opening:
                 queue.move_to_end(tab.user_id, last=False)
             self._wake()
@@ -452,15 +463,21 @@ class HomePublisher:
         finally:
             with self._cond:
                 self._sending.discard(tab.team_id)
+                finished, tab.finished = tab.finished, []
                 if retry_in is not None:
                     until = self.clock() + retry_in
                     self._paused[tab.team_id] = max(self._paused.get(tab.team_id, 0.0), until)
                     tab.attempts += 1
                     queue = self._waiting.setdefault(tab.team_id, OrderedDict())
-                    if tab.user_id not in queue:  # else a newer tab took its place
+                    if tab.user_id not in queue:
                         queue[tab.user_id] = tab
                         queue.move_to_end(tab.user_id, last=False)  # it was first in line
+                    # else a newer tab took its place: it is sent for both
+                    queue[tab.user_id].finished[:0] = finished
+                    finished = []
                 self._wake()
+            for call in finished:
+                call()
 
     def _refused(self, tab: _Publish, error: SlackApiError) -> float | None:
         """What a refusal means: seconds to wait before trying again, or None (dropped)."""
@@ -548,9 +565,15 @@ class LiveHome:
 
     # -- what the Slack side calls --------------------------------------------------
 
-    def opened(self, client: WebClient, invocation: Invocation) -> None:
+    def opened(
+        self,
+        client: WebClient,
+        invocation: Invocation,
+        finished: Callable[[], None] | None = None,
+    ) -> None:
         """Someone opened the tab: they are kept as a viewer, and their tab is published
-        (ahead of re-publishes; a burst of their opens publishes once)."""
+        (ahead of re-publishes; a burst of their opens publishes once); then
+        ``finished`` is called."""
         sender = self._client(client.token, client.base_url)
 
         def send() -> None:
@@ -561,7 +584,15 @@ class LiveHome:
                     raise
             publish(self.service, sender, invocation, lambda: self._person(sender, invocation))
 
-        self.publisher.submit(_Publish(invocation.team_id, invocation.user_id, send, opening=True))
+        self.publisher.submit(
+            _Publish(
+                invocation.team_id,
+                invocation.user_id,
+                send,
+                opening=True,
+                finished=[finished] if finished is not None else [],
+            )
+        )
 
     def changed(self, team_id: str, *, force: bool = False) -> None:
         """The team's dashboard may have changed: a round soon, if anyone is looking.

@@ -168,3 +168,20 @@ def test_serve_takes_its_answer_process_with_it(tmp_path: Path) -> None:
             assert gone or Path(f"/proc/{answerer}/stat").read_text().split()[2] == "Z"
         finally:
             process.kill()
+
+
+def test_a_home_tab_lost_with_its_answer_process_is_published_by_serve(
+    answered_apart: SlackApp,
+) -> None:
+    app = answered_apart
+    first = answer_process(app)
+
+    def kill_once(call: object) -> None:
+        app.slack.after("users.info", None)
+        os.kill(first, signal.SIGKILL)
+
+    app.slack.after("users.info", kill_once)
+    view = open_home(app)  # the tab the person opened is there all the same
+    assert "Month to date" in words(view)
+    assert posts_to(app, "UADMIN") == [] and posts_to(app, "DADMIN") == []  # no "ask again"
+    assert answer_process(app) != first
