@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 STARTS_BEFORE_GIVING_UP = 3
 """An answer process that dies before it is ready this many times running is not
 started again: the serving process answers from then on."""
+NICENESS = 5
+"""How much an answer process gives way (``nice``) to the serving process: an ack is
+waited on by a person and Slack's 3 seconds, an answer is seconds of work either way,
+so when the two want the same core, the ack goes first."""
 STOP_WAIT = 10.0
 """Seconds an answer process has to finish the answers it holds when serve stops."""
 INTERRUPTED = (
@@ -274,6 +279,8 @@ def answer_forever(
     from bot.slack.dispatch import HOME_OPENED, replier, run_command
 
     configure_logging(log_level)
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no nice() here
+        os.nice(NICENESS)
     runtime = Runtime(settings)
     service = answering_service(runtime, slack_settings, home_team=home_team)
     clients: dict[str | None, WebClient] = {}

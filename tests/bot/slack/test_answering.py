@@ -130,6 +130,7 @@ def test_answer_processes_that_cannot_start_leave_the_answers_to_the_serving_pro
 def test_serve_takes_its_answer_process_with_it(tmp_path: Path) -> None:
     """`serve` killed outright (SIGKILL, no clean-up): its answer process sees the pipe
     close and ends, so no process is left behind to answer for nobody."""
+    from bot.slack.answering import NICENESS
     from tests.bot.slack import test_serve
 
     with test_serve.SlackStandIn(team_id=test_serve.TEAM) as stand_in:
@@ -156,6 +157,9 @@ def test_serve_takes_its_answer_process_with_it(tmp_path: Path) -> None:
                     break
                 time.sleep(0.05)
             assert health == {"running": 1, "wanted": 1}
+            stat = Path(f"/proc/{answerer}/stat").read_text().rsplit(")", 1)[1].split()
+            serving = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            assert int(stat[16]) == int(serving[16]) + NICENESS  # field 19: it gives way
             process.kill()
             process.wait(5)
             deadline = time.monotonic() + 15
