@@ -126,7 +126,7 @@ def answer_with_chart(
     the chart."""
     from bot.charts import chart_data
     from bot.slack.native import CHART, chart_block, chart_message, chart_note
-    from bot.slack.refusals import MESSAGE, refusals_for
+    from bot.slack.refusals import MESSAGE, NothingLeft, refusals_for
 
     shared = bool(command.get("share")) and not in_dm
     refusals = refusals_for(service.runtime.db)
@@ -139,21 +139,26 @@ def answer_with_chart(
     drawn = CHART not in refusals.refused(invocation.team_id, MESSAGE)
     if invocation.only_chart:  # the report is on screen already: the chart alone
         alone = chart_message(data) if drawn else None
-        drawn = alone is not None
-        message = alone or blocks.notice(where)
-    else:
-        block = chart_block(data) if drawn else None
-        drawn = block is not None
-        message = blocks.report_message(
-            report,
-            command,
-            shared_by=invocation.user_id if shared else None,
-            chart=block,
-            chart_note=chart_note(data),
-            in_dm=in_dm,
-        )
-        if not drawn:  # the picture, as before
-            message = with_note(message, where)
+        if alone is not None:
+            try:
+                respond(**alone, **placement)
+                return None  # Slack drew it
+            except NothingLeft:  # refused now, and a bare title says nothing
+                pass
+        respond(**blocks.notice(where), **placement)
+        return send_chart(client, invocation, command, report, respond, data, here=in_dm)
+    block = chart_block(data) if drawn else None
+    drawn = block is not None
+    message = blocks.report_message(
+        report,
+        command,
+        shared_by=invocation.user_id if shared else None,
+        chart=block,
+        chart_note=chart_note(data),
+        in_dm=in_dm,
+    )
+    if not drawn:  # the picture, as before
+        message = with_note(message, where)
     respond(**message, **placement)
     if drawn:
         if CHART not in refusals.refused(invocation.team_id, MESSAGE):

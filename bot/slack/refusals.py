@@ -59,6 +59,12 @@ class Refused(Exception):
         return (f"{self.code}: {self.said[0]}" if self.said else self.code)[:200]
 
 
+class NothingLeft(Refused):
+    """Refused for a native block that was all the message had: without it there is
+    nothing to send (a chart alone). The refusal is remembered; what to send instead is
+    the caller's to say."""
+
+
 def refusal_of(error: SlackApiError) -> Refused | None:
     """A Web API error as a block refusal, or None when it is something else."""
     answer = error.response.data if error.response is not None else {}
@@ -202,7 +208,8 @@ def send(
 ) -> dict[str, Any]:
     """Send ``message`` (or a view) with ``attempt``, which raises :class:`Refused` when
     Slack refuses it: without the blocks this workspace refused before; if Slack refuses
-    a native block now, once more without it, remembered. Returns what was sent."""
+    a native block now, once more without it, remembered (:class:`NothingLeft` when
+    nothing would be left). Returns what was sent."""
     known = refusals.refused(team_id, surface) if refusals and natives_in(message) else ()
     message = degrade(message, known)
     try:
@@ -214,7 +221,12 @@ def send(
             raise refusal.error or refusal from None
         culprits = pointed_at(message, refusal.said) or natives
         why = refusal.words()
+        nothing_left = NothingLeft(refusal.code, refusal.said, refusal.error)
     fallback = degrade(message, culprits)
+    if message.get("blocks") and not fallback.get("blocks"):
+        if refusals is not None:
+            refusals.remember(team_id, surface, culprits, why)
+        raise nothing_left
     try:
         attempt(fallback)
     except Refused as again:  # not (only) the native block's doing: Slack's error stands

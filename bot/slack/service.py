@@ -32,7 +32,7 @@ from bot.home import DashboardCache
 from bot.runtime import Runtime
 from bot.setup import Setup
 from bot.slack.access import Person, look_up, refusal_to_administer, refusal_to_use
-from bot.slack.refusals import Refused, calling, refusals_for, response_refusal
+from bot.slack.refusals import NothingLeft, Refused, calling, refusals_for, response_refusal
 from bot.slack.refusals import send as send_natively
 from bot.slack.settings import SlackSettings
 from bot.slack.setup_words import SLACK
@@ -244,6 +244,8 @@ class SlackService:
             try:
                 send_natively(message, by_response_url, refusals=refusals, team_id=team)
                 return "response_url"
+            except NothingLeft:
+                raise  # no DM would take it either: the caller sends something else
             except (_NotSent, Refused) as error:
                 log.info("a response URL refused a reply (%s); sending it by DM", error)
             except OSError as error:

@@ -190,6 +190,26 @@ def test_chart_clicked_where_slack_refuses_charts_is_a_line_and_the_picture(
     assert len(connected.replies(clicked)) == 1
 
 
+def test_chart_clicked_first_where_slack_refuses_charts_is_one_line_and_the_picture(
+    connected: SlackApp,
+) -> None:
+    """Slack's refusal not known yet: the chart alone is refused, and without its chart
+    it would be a title with nothing under it. It is not sent: the line saying where the
+    picture goes is, and the picture."""
+    from tests.bot.slack.test_clicks import click, controls
+
+    connected.slack.refuse_blocks("data_visualization", team_id=TEAM)
+    _, url_id = connected.command("week --by model", user=MEMBER)  # no chart: nothing learnt
+    chart = controls(connected.reply(url_id))["xu:chart"]
+    clicked = click(connected, "xu:chart", chart["value"], MEMBER)
+    reply = connected.reply(clicked)
+    assert "on its way to your direct messages" in text_of(reply)
+    [picture] = shared_files(connected)
+    assert picture.shared_in == [DM_OF_MEMBER]
+    connected.service.background.shutdown(wait=True)
+    assert len(connected.replies(clicked)) == 1  # that line alone: no bare title before it
+
+
 def dm_posts(app: SlackApp, user: str) -> list[dict]:
     channel = "D" + user[1:]
     return [
