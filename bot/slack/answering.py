@@ -99,10 +99,11 @@ class _Answerer:
         try:
             with self.sending:
                 self.pipe.send(job)
-        except (OSError, ValueError):  # died a moment ago: its reader will say so
+        except (OSError, ValueError):  # died a moment ago
             with self.lock:
-                self.taken.pop(job.id, None)
-            return False
+                # Still ours: answered elsewhere. Else its reader took it with the rest,
+                # and its person is told to ask again: answering it too would say both.
+                return self.taken.pop(job.id, None) is None
         return True
 
     def orphans(self) -> list[tuple[Job, WebClient]]:
