@@ -23,6 +23,7 @@ from storage.db import Database
 from storage.models import AlertRoute, Budget, DigestSubscription
 from storage.repo import workspace_for_slack_team
 from tests.bot.slack.conftest import ADMIN, MEMBER, TEAM, SlackApp, text_of
+from tests.bot.slack.test_clicks import click
 from tests.fakes.connections import add_connection
 
 pytestmark = pytest.mark.one_store  # what a surface says: SQLite (tests/conftest.py)
@@ -551,18 +552,6 @@ def test_a_form_slack_no_longer_lets_open_comes_as_a_button_that_opens_it(
     button = next(b["accessory"] for b in late["blocks"] if b.get("accessory"))
     assert (button["text"]["text"], button["value"]) == ("Open the form", words)
     opened = len(connected.slack.calls_to("views.open"))
-    connected.interact(
-        {
-            "type": "block_actions",
-            "team": {"id": TEAM, "domain": "acme"},
-            "user": {"id": ADMIN, "team_id": TEAM},
-            "api_app_id": "A0001",
-            "channel": {"id": "CCOSTS", "name": "costs"},
-            "container": {"type": "message", "channel_id": "CCOSTS", "is_ephemeral": True},
-            "response_url": connected.slack.response_url(),
-            "trigger_id": "trig.fresh",
-            "actions": [{**button, "block_id": "b", "action_ts": "1.2"}],
-        }
-    )
+    click(connected, button["action_id"], button["value"])  # a fresh trigger
     connected.slack.wait_for(lambda: len(connected.slack.calls_to("views.open")) > opened)
     assert connected.slack.outcomes("views.open")[-1][1] == "ok"
