@@ -233,11 +233,15 @@ class AnswerProcesses:
                 code,
             )
             return
+        unfinished = (
+            f"with {len(orphans)} answer(s) unfinished, whose people are told to ask again"
+            if orphans
+            else "between answers"
+        )
         log.warning(
-            "an answer process stopped (exit code %s) with %d answer(s) unfinished; "
-            "their people are told, and another process takes its place",
+            "an answer process stopped (exit code %s) %s; another takes its place",
             code,
-            len(orphans),
+            unfinished,
         )
         self._start()
 
