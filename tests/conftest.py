@@ -26,10 +26,11 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 
 from storage.crypto import Keyring
 from storage.db import Database
@@ -85,6 +86,45 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     ):
         # As a mark, which pytest applies in place of the fixture's own two params.
         metafunc.definition.add_marker(pytest.mark.parametrize("db_url", ["sqlite"], indirect=True))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_sql_shared_between_engines() -> Iterator[None]:
+    """Each statement compiled once per test process, not once per engine.
+
+    SQLAlchemy keeps the SQL it compiled per engine, keyed by the engine's
+    dialect. A test opens the store many times over, as separate processes
+    would (the ``db`` fixture, every CLI command and ``jobs run`` run in
+    process, every runtime built), so the same statements were compiled again
+    for every engine: two fifths of the CPU of tests/bot/test_jobs.py. Here
+    every engine :func:`storage.db.make_engine` builds takes, once one of its
+    kind (backend, read-only or not) has connected and so knows its server,
+    that engine's dialect and compiled statements. What runs against the
+    store, and how, is unchanged.
+    """
+    import storage.db
+
+    build = storage.db.make_engine
+    connected: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
+
+    def make_engine(url: str, *, read_only: bool = False) -> Engine:
+        engine = build(url, read_only=read_only)
+        kind = (engine.dialect.name, engine.dialect.driver, read_only)
+        if kind in connected:
+            engine.dialect, engine._compiled_cache = connected[kind]
+            engine.pool._dialect = engine.dialect
+        else:
+            # Listeners run in order: SQLAlchemy's own, which sets the dialect up
+            # from the server, comes first.
+            def known(*_: object) -> None:
+                connected.setdefault(kind, (engine.dialect, engine._compiled_cache))
+
+            event.listen(engine.pool, "connect", known, once=True)
+        return engine
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(storage.db, "make_engine", make_engine)
+        yield
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
