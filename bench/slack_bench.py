@@ -12,8 +12,12 @@ out, every part in a process of its own, as on a server:
 * the xAI stand-in (:mod:`bench.sandbox_process`, 100 ms per request) with 200
   management keys;
 * the Slack stand-in (:mod:`tests.fakes.slack_api`) in this process, for
-  ``auth.test``, ``users.info``, ``views.open`` and the response URLs, and the
-  client that sends the commands;
+  ``auth.test``, ``users.info``, ``views.open`` and the response URLs, checking
+  every reply and view against Block Kit's limits;
+* the sender that signs the commands, sends them and times them, in a process of
+  its own (:mod:`bench.slack_sender`): sharing this one, its clock counted the
+  stand-in's checking of our replies as our app's acks (and never the minimal
+  app's, which sends none);
 * a store (a temporary SQLite file, then PostgreSQL if reachable) with one
   workspace for the stand-in's team (``workspace_for_slack_team``), 200
   connections written straight into it, sealed as ``connect`` seals them
@@ -82,10 +86,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import urlencode
 
-import httpx
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
 from bench.sandbox_process import PROJECT_ROOT, SandboxProcess
@@ -206,48 +207,16 @@ Pass = dict[str, Series]
 
 
 class Client:
-    """Sends signed slash commands to one app, one at a time, and times them."""
+    """Times signed slash commands to one app, one at a time, from a sender process of
+    its own (:mod:`bench.slack_sender`): this process runs the Slack stand-in, whose
+    checking of our replies must not be on the clock."""
 
     def __init__(self, url: str, slack: SlackStandIn) -> None:
-        self.url = f"{url}/slack/events"
+        self.url = url
         self.slack = slack
-        self.http = httpx.Client(timeout=30)
-        self.signer = SignatureVerifier(SIGNING_SECRET)
 
     def close(self) -> None:
-        self.http.close()
-
-    def command(self, text: str, series: Series) -> None:
-        response_url = self.slack.response_url()
-        trigger_id = f"bench.{time.monotonic_ns()}"
-        body = urlencode(
-            {
-                "command": "/xai-usage",
-                "text": text,
-                "team_id": SLACK_TEAM,
-                "team_domain": SLACK_DOMAIN,
-                "user_id": ADMIN,
-                "user_name": "ada",
-                "channel_id": CHANNEL,
-                "channel_name": "costs",
-                "response_url": response_url,
-                "trigger_id": trigger_id,
-                "api_app_id": "A0BENCH",
-            }
-        )
-        timestamp = str(int(time.time()))
-        headers = {
-            "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": self.signer.generate_signature(timestamp=timestamp, body=body),
-            "Content-Type": "application/x-www-form-urlencoded",
-        }
-        series.sent_at.append(time.monotonic())
-        began = time.perf_counter()
-        response = self.http.post(self.url, content=body, headers=headers)
-        series.timings.append(time.perf_counter() - began)
-        series.statuses.append(response.status_code)
-        series.url_ids.append(response_url.rsplit("/", 1)[-1])
-        series.trigger_ids.append(trigger_id)
+        pass
 
     def run_pass(
         self,
@@ -255,16 +224,7 @@ class Client:
         budget: float = SERIES_BUDGET,
         commands: Iterable[SlashCommand] = COMMANDS,
     ) -> Pass:
-        measured: Pass = {}
-        for command in commands:
-            series = measured[command.name] = Series()
-            deadline = time.perf_counter() + budget
-            while (
-                len(series.timings) < requests
-                and time.perf_counter() < deadline
-                and series.non_200 < MAX_FAILED
-            ):
-                self.command(command.text, series)
+        [measured] = _send(self.slack, [self.url], list(commands), requests, budget)
         return measured
 
 
@@ -273,20 +233,55 @@ def run_paired(
 ) -> tuple[Pass, Pass]:
     """Each command to our app and to the minimal app in turn, one request each at a time:
     both are timed under the same load, moment by moment."""
-    mine: Pass = {}
-    theirs: Pass = {}
-    for command in commands:
-        series = mine[command.name] = Series()
-        yardstick = theirs[command.name] = Series()
-        deadline = time.perf_counter() + 2 * SERIES_BUDGET
-        while (
-            len(series.timings) < requests
-            and time.perf_counter() < deadline
-            and series.non_200 < MAX_FAILED
-        ):
-            minimal.command(command.text, yardstick)
-            ours.command(command.text, series)
+    theirs, mine = _send(
+        ours.slack, [minimal.url, ours.url], list(commands), requests, 2 * SERIES_BUDGET
+    )
     return mine, theirs
+
+
+def _send(
+    slack: SlackStandIn,
+    urls: list[str],
+    commands: list[SlashCommand],
+    requests: int,
+    budget: float,
+) -> list[Pass]:
+    """Run :mod:`bench.slack_sender` once: each command ``requests`` times to each of
+    ``urls`` in turn; a pass per app."""
+    needed = requests * len(commands) * len(urls)
+    job = {
+        "urls": urls,
+        "commands": [[c.name, c.text] for c in commands],
+        "requests": requests,
+        "budget": budget,
+        "max_failed": MAX_FAILED,
+        "response_urls": [slack.response_url() for _ in range(needed)],
+        "signing_secret": SIGNING_SECRET,
+        "fields": {
+            "command": "/xai-usage",
+            "team_id": SLACK_TEAM,
+            "team_domain": SLACK_DOMAIN,
+            "user_id": ADMIN,
+            "user_name": "ada",
+            "channel_id": CHANNEL,
+            "channel_name": "costs",
+            "api_app_id": "A0BENCH",
+        },
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.slack_sender"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the bench's sender failed: {done.stderr[-2000:]}")
+    return [
+        {name: Series(**series) for name, series in measured.items()}
+        for measured in json.loads(done.stdout)["series"]
+    ]
 
 
 class BackgroundSync:

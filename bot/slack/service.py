@@ -194,8 +194,10 @@ class SlackService:
         """Processes that work commands' answers out, when serve runs them
         (bot.slack.answering); else this process does."""
 
-    def after_ack(self, work: Callable[..., object], *args: object) -> None:
-        """Run ``work(*args)`` on the command pool; a failure is one log line, as Bolt's are."""
+    def after_ack(self, work: Callable[..., object], *args: object, long: bool = False) -> None:
+        """Run ``work(*args)`` after the ack, off the request (Bolt sends a request's ack
+        when its listener returns): on the command pool, or with ``long`` (a backfill, a
+        sync) on the background pool. A failure is one log line, as Bolt's are."""
 
         def logged() -> None:
             try:
@@ -203,7 +205,7 @@ class SlackService:
             except Exception as error:
                 log_failed_request(error)
 
-        self.commands.submit(logged)
+        (self.background if long else self.commands).submit(logged)
 
     def home_changed(self, team_id: str, *, force: bool = False) -> None:
         """Tell the open Home tabs of ``team_id`` that their dashboard may have changed.

@@ -19,6 +19,7 @@ from bot.slack import blocks
 from bot.slack.dispatch import CLICKED, SLASH_COMMAND, answer_later, replier
 from bot.slack.service import (
     STORE_UNAVAILABLE,
+    Invocation,
     SlackService,
     click_invocation,
     store_unavailable,
@@ -51,9 +52,8 @@ def clicked(ack: Ack, body: dict, client: WebClient, context: BoltContext, logge
     )
     text = clicked_words(action)
     if (stale := stale_click(text)) is not None:
-        replier(service, client, invocation, CLICKED)(
-            **blocks.words_notice(stale, references=False)
-        )
+        notice = blocks.words_notice(stale, references=False)
+        service.after_ack(lambda: replier(service, client, invocation, CLICKED)(**notice))
         return
     if action_id.startswith(TO_CHANNEL):
         text = _shared(text)
@@ -92,6 +92,12 @@ def disconnect_confirmed(
     ack()
     service: SlackService = context["xai_usage"]
     invocation = click_invocation(body, context)
+    service.after_ack(_disconnect, service, client, invocation, body, respond)
+
+
+def _disconnect(
+    service: SlackService, client: WebClient, invocation: Invocation, body: dict, respond: Respond
+) -> None:
     if refusal := service.refusal(client, invocation, admin=True, what="disconnect"):
         respond(**blocks.notice(refusal), replace_original=False)
         return
@@ -110,6 +116,7 @@ def disconnect_confirmed(
     respond(**blocks.notice(text), replace_original=True)
 
 
-def disconnect_cancelled(ack: Ack, respond: Respond) -> None:
+def disconnect_cancelled(ack: Ack, respond: Respond, context: BoltContext) -> None:
     ack()
-    respond(**blocks.notice("Kept it: nothing was deleted."), replace_original=True)
+    kept = blocks.notice("Kept it: nothing was deleted.")
+    context["xai_usage"].after_ack(lambda: respond(**kept, replace_original=True))

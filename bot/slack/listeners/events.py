@@ -36,12 +36,15 @@ def register(app: App) -> None:
 
 
 def app_uninstalled(body: dict, context: BoltContext) -> None:
-    context["xai_usage"].forget_workspace(verified_team(context), body.get("enterprise_id"))
+    service: SlackService = context["xai_usage"]
+    service.after_ack(service.forget_workspace, verified_team(context), body.get("enterprise_id"))
 
 
 def tokens_revoked(body: dict, context: BoltContext) -> None:
     if body.get("event", {}).get("tokens", {}).get("bot"):
-        context["xai_usage"].forget_workspace(verified_team(context), body.get("enterprise_id"))
+        service: SlackService = context["xai_usage"]
+        team, enterprise = verified_team(context), body.get("enterprise_id")
+        service.after_ack(service.forget_workspace, team, enterprise)
 
 
 def app_home_opened(event: dict, body: dict, client: WebClient, context: BoltContext) -> None:
@@ -71,6 +74,13 @@ def message(
     if not event.get("user") or not event.get("channel"):
         return
     service: SlackService = context["xai_usage"]
+    service.after_ack(_direct_message, service, client, event, verified_team(context), logger)
+
+
+def _direct_message(
+    service: SlackService, client: WebClient, event: dict, team_id: str, logger: Logger
+) -> None:
+    """After the event's ack: where the DM is (Slack may be asked), then its answer."""
     own = service.own_dm(client, event["user"])
     # Unknown (no im:write): a DM id is answered by user id, which Slack posts to their DM.
     channel = own or (event["user"] if event["channel"].startswith("D") else None)
@@ -81,11 +91,7 @@ def message(
             event["channel"],
         )
         return
-    invocation = Invocation(
-        team_id=verified_team(context),
-        user_id=event["user"],
-        channel_id=channel,
-    )
+    invocation = Invocation(team_id=team_id, user_id=event["user"], channel_id=channel)
 
     text = _without_slash(event.get("text") or "")
     words = [word.lower() for word in tokenize(text)]

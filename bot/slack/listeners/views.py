@@ -25,7 +25,7 @@ from bot.grammar import UsageError
 from bot.setup import SetupError
 from bot.slack import blocks, connecting, forms
 from bot.slack.delivery import post_note
-from bot.slack.dispatch import run_command
+from bot.slack.dispatch import answer_later
 from bot.slack.service import (
     STORE_UNAVAILABLE,
     Invocation,
@@ -37,6 +37,7 @@ from bot.slack.service import (
 )
 from bot.sync import ConnectError
 from providers.types import CheckResult, no_spend_hint
+from storage.models import Connection
 from storage.repo import NotFound
 
 
@@ -62,6 +63,10 @@ def provider_chosen(ack: Ack, body: dict, client: WebClient, context: BoltContex
     that provider's fields (what was typed in the label and days is kept by Slack)."""
     ack()
     service: SlackService = context["xai_usage"]
+    service.after_ack(_rebuild_connect_form, service, client, body)
+
+
+def _rebuild_connect_form(service: SlackService, client: WebClient, body: dict) -> None:
     view = body.get("view") or {}
     action = (body.get("actions") or [{}])[0]
     chosen = (action.get("selected_option") or {}).get("value")
@@ -123,10 +128,15 @@ def connect_submitted(
                 "is done.",
             ),
         )
-        _slow_check(service, client, body["view"]["id"], invocation, request, metadata)
+        view_id = body["view"]["id"]
+        service.after_ack(
+            _slow_check, service, client, view_id, invocation, request, metadata, long=True
+        )
         return
     ack()  # closes the modal; the backfill runs after the ack
-    _connect_and_backfill(service, client, invocation, request, metadata, check)
+    service.after_ack(
+        _connect_and_backfill, service, client, invocation, request, metadata, check, long=True
+    )
 
 
 def _slow_check(
@@ -266,6 +276,28 @@ def update_key_submitted(
                 "is done.",
             ),
         )
+        check = None
+    else:
+        ack()  # closes the modal; the sync runs after the ack
+    service.after_ack(
+        _update_key, service, client, invocation, body, connection, secrets, check, long=True
+    )
+
+
+def _update_key(
+    service: SlackService,
+    client: WebClient,
+    invocation: Invocation,
+    body: dict,
+    connection: Connection,
+    secrets: dict[str, str],
+    check: CheckResult | None,
+) -> None:
+    """After the form's ack: the key's test finished if it was still running
+    (``check`` None), then the key saved and a sync; the asker told how it went."""
+    metadata = metadata_of(body["view"])
+    name = connecting.display_name(service, connection.provider)
+    if check is None:
         try:
             check = connecting.check_update(service, connection, secrets, budget=None)
         except ConnectError as error:
@@ -283,8 +315,6 @@ def update_key_submitted(
             view_id=body["view"]["id"],
             view=blocks.message_view(f"New {name} key", "Key accepted. Syncing now…"),
         )
-    else:
-        ack()  # closes the modal; the sync runs after the ack
     tell = _teller(service, client, invocation, metadata)
     try:
         updated = connecting.update_key(service, invocation, connection, secrets, check)
@@ -361,8 +391,11 @@ def setup_form_submitted(
         ack(response_action="errors", errors={first: STORE_UNAVAILABLE})
         return
     ack()
-    service.reply(
-        client, _asker(invocation, metadata), blocks.words_notice(reply), response_type="ephemeral"
+    service.after_ack(
+        partial(service.reply, response_type="ephemeral"),
+        client,
+        _asker(invocation, metadata),
+        blocks.words_notice(reply),
     )
 
 
@@ -381,6 +414,4 @@ def range_form_submitted(
         ack(response_action="errors", errors=errors)
         return
     ack()
-    asker = _asker(invocation, metadata)
-    respond = service.responder(client, asker)
-    run_command(service, client, asker, shlex.join(words), respond, logger)
+    answer_later(service, client, _asker(invocation, metadata), shlex.join(words), logger)

@@ -241,7 +241,12 @@ def served_app(env: dict[str, str], stand_in: SlackStandIn, xai: Sandbox) -> Ite
     finally:
         if service.answerers is not None:
             service.answerers.close()
-        service.live_home.close()  # no re-publish outlives the test
+        # No publish outlives the test: one still in flight would log, in the next test,
+        # that Slack (this test's stand-in, stopped by then) is unreachable.
+        deadline = time.monotonic() + 5
+        while not service.live_home.publisher.idle() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        service.live_home.close()
         stop_waitress(server)
         thread.join(timeout=5)
         assert not thread.is_alive()
