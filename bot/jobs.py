@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 
 CATCH_UP = timedelta(hours=12)
 """A digest missed (the bot was down) is still sent this long after its time."""
+RECORD_POSTS_EVERY = 20
+RECORD_POSTS_WITHIN = 2.0
+"""A run's digest posts are recorded (bot.posts) every this many, or this many seconds,
+whichever comes first: a process killed mid-run loses the correction of at most that
+many posts, and a run of a few digests records them in one transaction."""
 EARLIEST_RUN = datetime(2023, 1, 1, tzinfo=UTC)
 """``jobs run --at`` replays from here (xAI's API) up to a day ahead of now."""
 LATEST_AHEAD = timedelta(days=1)
@@ -655,6 +660,7 @@ def _digests(
     ]
     owed: list[_ChartOwed] = []
     posts: list = []
+    record_by = monotonic() + RECORD_POSTS_WITHIN
     with ledger.batch():  # each outcome recorded as it comes, over one connection
         for (claim, sub), digest in zip(mine, digests, strict=True):
             key = claim.key
@@ -683,6 +689,11 @@ def _digests(
             if sent.where is not None and not digest.empty:
                 headline = digest_headline(digest, requests_by_key[key])
                 posts.append((key, "digest", sent.where, headline, digest.total.amount))
+                if len(posts) >= RECORD_POSTS_EVERY or monotonic() >= record_by:
+                    # As the run goes, not only at its end: a process killed in a long
+                    # run leaves the posts it recorded correctable (bot.posts).
+                    record_posts(runtime, workspace.id, posts, at)
+                    posts, record_by = [], monotonic() + RECORD_POSTS_WITHIN
             if wants_chart(sub) and not digest.empty:
                 owed.append(
                     _ChartOwed(

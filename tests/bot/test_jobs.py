@@ -292,6 +292,34 @@ def test_a_digest_slack_took_from_a_killed_process_is_not_posted_again(world: Wo
     assert len(world.slack.calls_to("conversations.history")) == 1
 
 
+def test_the_posts_of_a_run_that_dies_midway_are_recorded_for_their_corrections(
+    world: World, monkeypatch
+) -> None:
+    """A run records its digests' posts (where they are, what they said) as it goes, so
+    the posts made before a process dies can still be corrected (bot.posts)."""
+    import bot.jobs
+    from storage.models import PostedMessage
+
+    for n in range(3):  # each in its own channel: no pacing to wait out
+        world.slack.add_channel(f"CRUN{n}", f"run{n}")
+        subscribe(world, f"CRUN{n}", at_time="09:00", tz="UTC", every="day")
+    monkeypatch.setattr(bot.jobs, "RECORD_POSTS_EVERY", 1)
+    post_once, posted = bot.jobs._post_once, []
+
+    def dies_before_the_third(*args, **kwargs):
+        if len(posted) == 2:
+            raise KeyboardInterrupt  # the process stops here, as a kill would stop it
+        posted.append(args[2])
+        return post_once(*args, **kwargs)
+
+    monkeypatch.setattr(bot.jobs, "_post_once", dies_before_the_third)
+    world.jobs(at("2026-10-21T09:00:30"))
+    assert world.code != 0  # stopped before its end
+    with world.runtime().db.session() as session:
+        recorded = {row.channel_id for row in session.query(PostedMessage)}
+    assert recorded == set(posted) and len(recorded) == 2
+
+
 def test_a_revoked_key_alert_from_a_killed_process_reaches_the_channel_once(
     world: World,
 ) -> None:
