@@ -281,7 +281,7 @@ def answer_forever(
     from bot.slack import home
     from bot.slack.app import answering_service
     from bot.slack.client import web_client
-    from bot.slack.dispatch import HOME_OPENED, replier, run_command
+    from bot.slack.dispatch import HOME_OPENED, opens_a_form, replier, run_command
 
     configure_logging(log_level)
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no nice() here
@@ -323,6 +323,8 @@ def answer_forever(
     answers = ThreadPoolExecutor(
         max_workers=COMMAND_WORKERS, thread_name_prefix="xai-usage-command"
     )
+    # A form must open within the 3 seconds Slack gives its trigger: not behind answers.
+    forms = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-usage-form")
     tell("ready")
     try:
         while True:
@@ -332,10 +334,12 @@ def answer_forever(
                 break
             if job is None:
                 break
-            answers.submit(answer, job)
+            form = job.how != HOME_OPENED and job.invocation.trigger_id and opens_a_form(job.text)
+            (forms if form else answers).submit(answer, job)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: serve stops us
         pass
     finally:
+        forms.shutdown(wait=True)
         answers.shutdown(wait=True)
         service.background.shutdown(wait=True)
         if service.live_home is not None:

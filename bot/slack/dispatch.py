@@ -64,6 +64,16 @@ def answer_later(
     service.after_ack(run_command, service, client, invocation, text, respond, logger)
 
 
+def opens_a_form(text: str) -> bool:
+    """Whether these words answer with a form: Slack lets them open it for 3 seconds
+    (bot.slack.answering sends them ahead of other answers)."""
+    try:
+        command = parse(tokenize(text), surface="slack")
+    except UsageError:
+        return False
+    return command.name in ("connect", "update-key") or forms.wants_form(command)
+
+
 def replier(
     service: SlackService, client: WebClient, invocation: Invocation, how: str
 ) -> Callable[..., object]:

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -196,3 +197,34 @@ def test_a_home_tab_lost_with_its_answer_process_is_published_by_serve(
     assert "Month to date" in words(view)
     assert posts_to(app, "UADMIN") == [] and posts_to(app, "DADMIN") == []  # no "ask again"
     assert answer_process(app) != first
+
+
+def test_a_form_is_opened_ahead_of_the_answers_queued_before_it(
+    answered_apart: SlackApp,
+) -> None:
+    """Slack lets a command open its form for 3 seconds: one typed while the answer
+    process is busy opens its form at once, not after the answers queued before it."""
+    app = answered_apart
+    answer_process(app)
+    held = threading.Event()
+    stuck: list[object] = []
+
+    def slow_for_the_first_four(call: object) -> None:
+        if len(stuck) < 4:
+            stuck.append(call)
+            held.wait(10)  # Slack slow to say who is asking: every answer thread waits
+
+    app.slack.after("users.info", slow_for_the_first_four)
+    try:
+        for _ in range(5):  # four answer threads taken, one more answer queued
+            app.command("digest list")
+        app.slack.wait_for(lambda: len(stuck) == 4, timeout=20)
+        opened = len(app.slack.calls_to("views.open"))
+        began = time.monotonic()
+        app.command("connect")
+        app.slack.wait_for(lambda: len(app.slack.calls_to("views.open")) > opened, timeout=3)
+        assert time.monotonic() - began < 3  # within the trigger's life, answers still queued
+        assert app.slack.outcomes("views.open")[-1][1] == "ok"
+    finally:
+        held.set()
+        app.slack.after("users.info", None)
