@@ -171,13 +171,14 @@ class SlackService:
         self._workspaces: dict[str, int] = {}
         self._dms: dict[str, str] = {}  # user id: the app's DM channel with them
         self._dm_lock = threading.Lock()
-        # Long work (syncs, backfills) runs here, not on Bolt's listener threads,
+        # Long work (syncs, backfills) runs here, not on the request's thread,
         # and a workspace syncs once at a time: a second `sync` joins the first.
         self.background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xai-usage-work")
-        # A command's answer is worked out here, not on the Bolt listener thread that acked
-        # it: Bolt acks only once a listener thread starts, so answers that took those
-        # threads (a `status` of 200 connections under a sync, one after another) kept the
-        # next requests' acks waiting.
+        # What follows an ack is done here, not on the request's thread: Bolt sends the
+        # ack when the listener returns (bot.slack.app), and answers that held those
+        # threads (a `status` of 200 connections under a sync, one after another) kept
+        # the next requests' acks waiting. With answer processes (bot.slack.answering),
+        # commands' answers are worked out there instead.
         self.commands = ThreadPoolExecutor(
             max_workers=COMMAND_WORKERS, thread_name_prefix="xai-usage-command"
         )

@@ -1,10 +1,12 @@
 """Events: uninstalling forgets the workspace; opening Home shows the dashboard;
 a direct message is a command, answered in that conversation.
 
-Bolt acks every event before its listener runs; the Home tab is then built
-and published on the Home tab's own pool, so Bolt's listener threads stay
-free and nothing else waits on Slack's answer to it, and its opener is
-remembered so that a later change re-publishes it (bot.slack.home).
+Bolt acks an event when its listener returns (bot.slack.app), so each listener
+only hands its work on: forgetting a workspace and answering a DM run after the
+ack; the Home tab is built and published on the Home tab's own pool (in the
+answer process when serve runs one), so nothing waits on Slack's answer to it,
+and its opener is remembered so that a later change re-publishes it
+(bot.slack.home).
 """
 
 from __future__ import annotations
