@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App, BoltContext, BoltResponse
 from slack_bolt.error import BoltError
@@ -51,9 +50,9 @@ def build_app(runtime: Runtime, settings: SlackSettings) -> tuple[App, SlackServ
         # checks, acks and hands its work on (answer processes, service.after_ack):
         # Bolt's other way runs the listener on a thread and polls for its ack every
         # 10 ms, which was most of every ack's time (./run bench slack: p50 12 -> 2 ms).
+        # (Bolt's own pool for listeners is then unused: each runs on its request's
+        # thread, one of waitress's, or one of Socket Mode's.)
         process_before_response=True,
-        # Bolt's default pool of 5 lets five slow listeners block every other ack.
-        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="listener"),
         request_verification_enabled=settings.mode == "http",
         signing_secret=settings.signing_secret or "",
         logger=logging.getLogger("slack_bolt.xai_usage"),
