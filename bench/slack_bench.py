@@ -215,9 +215,6 @@ class Client:
         self.url = url
         self.slack = slack
 
-    def close(self) -> None:
-        pass
-
     def run_pass(
         self,
         requests: int,
@@ -515,27 +512,22 @@ def _one_backend(
     try:
         workspace_id = _seed(runtime.db)
         with our_app(env) as ours, the_minimal_app(env) as minimal:
-            ours_client, minimal_client = Client(ours, slack), Client(minimal, slack)
-            try:
-                table.note(
-                    f"{backend}: store and apps ready in {time.perf_counter() - began:.1f} s; "
-                    "idle pass, then our app and the minimal app in turn under the background "
-                    "sync"
-                )
-                _measure(
-                    table,
-                    score,
-                    backend,
-                    env,
-                    runtime,
-                    workspace_id,
-                    slack,
-                    ours_client,
-                    minimal_client,
-                )
-            finally:
-                ours_client.close()
-                minimal_client.close()
+            table.note(
+                f"{backend}: store and apps ready in {time.perf_counter() - began:.1f} s; "
+                "idle pass, then our app and the minimal app in turn under the background "
+                "sync"
+            )
+            _measure(
+                table,
+                score,
+                backend,
+                env,
+                runtime,
+                workspace_id,
+                slack,
+                Client(ours, slack),
+                Client(minimal, slack),
+            )
     finally:
         runtime.close()
 

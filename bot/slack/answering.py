@@ -43,6 +43,9 @@ from bot.slack.service import COMMAND_WORKERS, Invocation, SlackService, log_fai
 from bot.slack.settings import SlackSettings
 
 log = logging.getLogger(__name__)
+SPAWN = multiprocessing.get_context("spawn")
+"""A fresh interpreter for each answer process: the serving process has threads, which
+a fork would copy mid-step."""
 
 STARTS_BEFORE_GIVING_UP = 3
 """An answer process that dies before it is ready this many times running is not
@@ -79,7 +82,7 @@ class _Answerer:
     """One answer process, the pipe to it, and the jobs it has taken and not finished."""
 
     def __init__(self, start: Callable[[Connection], multiprocessing.process.BaseProcess]):
-        ours, theirs = multiprocessing.get_context("spawn").Pipe()
+        ours, theirs = SPAWN.Pipe()
         self.process = start(theirs)
         theirs.close()  # the child holds its end: when it dies, ours reads EOF
         self.pipe = ours
@@ -159,8 +162,8 @@ class AnswerProcesses:
         health: dict[str, Any] = {"running": running, "wanted": self.wanted}
         if self.given_up:
             health["warning"] = (
-                "answer processes failed to start three times running: commands are "
-                "answered in the serving process (see its log)"
+                f"answer processes failed to start {STARTS_BEFORE_GIVING_UP} times running: "
+                "commands are answered in the serving process (see its log)"
             )
         return health
 
@@ -184,7 +187,7 @@ class AnswerProcesses:
         runtime = service.runtime
 
         def spawn(pipe: Connection) -> multiprocessing.process.BaseProcess:
-            process = multiprocessing.get_context("spawn").Process(
+            process = SPAWN.Process(
                 target=self.target,
                 args=(pipe, runtime.settings, service.settings, service.home_team, self.log_level),
                 name="xai-usage-answers",
