@@ -169,6 +169,12 @@ def test_a_workspace_refusing_tables_gets_its_report_once_and_then_straight(conn
     assert "Total" in table and "grok" in table  # the figures, as a code block
     assert text_of(reply).count("Total") == 2  # the text carries the same fallback
 
+    # The refusal is stored once its fallback has gone, a moment after the reply lands.
+    def stored() -> bool:
+        with connected.runtime.db.session() as session:
+            return session.scalars(select(NativeRefusal)).first() is not None
+
+    connected.slack.wait_for(stored)
     _, url_id = connected.command("week --by day")
     connected.reply(url_id)
     posts = [r for r in connected.slack.responses if r.url_id == url_id]
