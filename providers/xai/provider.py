@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -503,11 +504,16 @@ def _sum_series(
     response: httpx.Response, start: date, end: date, base_url: str
 ) -> list[tuple[tuple[date, str, str], tuple[Decimal, str]]]:
     """Series grouped by (description, second field) summed per (day, model, raw second
-    value), with the second value's readable label; sorted, zero days and strays dropped."""
+    value), with the second value's readable label; sorted, zero days and strays dropped.
+
+    Every data point of every answer passes here (tens of thousands a daily sync), so
+    each point's day is read once per distinct timestamp, and a value that is already a
+    finite Decimal (as the JSON gives it) is taken as it is."""
     payload = _json_object(response, base_url)
     if payload.get("limitReached"):
         raise ResultTruncated()
     totals: dict[tuple[date, str, str], tuple[Decimal, str]] = {}
+    days: dict[str, date] = {}
     for series in _list(payload.get("timeSeries")):
         group = [str(value) for value in _list(series.get("group"))]
         labels = [str(value) for value in _list(series.get("groupLabels"))]
@@ -516,16 +522,31 @@ def _sum_series(
         second = _at(group, 1)
         second_label = _at(labels, 1) or second
         for point in _list(series.get("dataPoints")):
-            cost = _usd(_at(_list(point.get("values")), 0), base_url)
-            day = _utc_day(point.get("timestamp"), base_url)
+            values = point.get("values")
+            value = values[0] if type(values) is list and values else ""
+            finite = type(value) is Decimal and value.is_finite()
+            cost = value if finite else _usd(value, base_url)
+            stamp = point.get("timestamp")
+            day = days.get(stamp) if type(stamp) is str else None
+            if day is None:
+                day = _utc_day(stamp, base_url)
+                if type(stamp) is str:
+                    days[stamp] = day
             if not cost or not start <= day < end:
                 continue
             slot = (day, model, second)
-            total, label = totals.get(slot, (Decimal(0), second_label))
-            totals[slot] = (total + cost, label)
+            found = totals.get(slot)
+            if found is None:
+                totals[slot] = (_ZERO + cost, second_label)
+            else:
+                totals[slot] = (found[0] + cost, found[1])
     return sorted(totals.items())
 
 
+_ZERO = Decimal(0)
+
+
+@lru_cache(maxsize=4096)
 def model_id(label: str) -> str:
     """The model id in a usage label: ``Chat grok-4-0709`` -> ``grok-4-0709``.
 
