@@ -478,15 +478,15 @@ where Python's default is 700."""
 
 
 class _FewerCollections:
-    """While syncs run, the cyclic collector leaves alone what existed before (frozen:
-    modules, the store's metadata, the connections loaded) and looks at young objects
-    less often.
+    """While syncs run, the cyclic collector looks at young objects less often.
 
     A sync makes hundreds of containers a request (JSON answers, rows, httpx's
-    responses, tasks), and with Python's defaults each of its dozens of collections
-    walked every object of the process: about a tenth of a daily sync's CPU, two
-    thirds of which this saves. Process-wide, so the first sync in sets it and the last
-    one out puts it back."""
+    responses, tasks), and with Python's defaults it set off dozens of collections of
+    the older generations, each walking every object of the process: about a tenth of
+    a daily sync's CPU, most of which this saves. (Freezing what existed before saved
+    little more, and kept garbage from before the sync, database connections
+    included, until the next full collection.) Process-wide, so the first sync in sets
+    it and the last one out puts it back."""
 
     _lock = threading.Lock()
     _running = 0
@@ -498,7 +498,6 @@ class _FewerCollections:
             cls._running += 1
             if cls._running == 1:
                 cls._before = young, *older = gc.get_threshold()
-                gc.freeze()
                 gc.set_threshold(max(young, YOUNG_OBJECTS), *older)
 
     def __exit__(self, *exc: object) -> None:
@@ -507,7 +506,6 @@ class _FewerCollections:
             cls._running -= 1
             if cls._running == 0:
                 gc.set_threshold(*cls._before)
-                gc.unfreeze()
 
 
 @cache

@@ -588,3 +588,32 @@ def test_a_day_that_grows_after_it_ends_is_stored_as_served_then_as_settled(
     clock.now = sandbox.settled_at(yesterday)
     asyncio.run(engine.sync_all(workspace_id))
     assert day_total() == final
+
+
+def test_young_objects_are_collected_less_often_while_syncs_run_and_as_before_after(
+    engine, sandbox, workspace_id, monkeypatch
+):
+    import gc
+
+    import bot.sync
+
+    connect(engine, workspace_id, days=5)
+    before = gc.get_threshold()
+    fewer = (max(before[0], bot.sync.YOUNG_OBJECTS), *before[1:])
+    seen: list[tuple[int, int, int]] = []
+    replace_costs = bot.sync._replace_costs
+
+    def watching(session, synced, *args):
+        seen.append(gc.get_threshold())  # on the writer, while the sync runs
+        return replace_costs(session, synced, *args)
+
+    monkeypatch.setattr(bot.sync, "_replace_costs", watching)
+    asyncio.run(engine.sync_all(workspace_id, days=2))
+    assert seen == [fewer] and gc.get_threshold() == before
+
+    # Syncs overlapping in one process: the first to end leaves it to the last.
+    with bot.sync._FewerCollections():
+        with bot.sync._FewerCollections():
+            assert gc.get_threshold() == fewer
+        assert gc.get_threshold() == fewer
+    assert gc.get_threshold() == before
