@@ -483,10 +483,10 @@ class _FewerCollections:
     A sync makes hundreds of containers a request (JSON answers, rows, httpx's
     responses, tasks), and with Python's defaults it set off dozens of collections of
     the older generations, each walking every object of the process: about a tenth of
-    a daily sync's CPU, most of which this saves. (Freezing what existed before saved
-    little more, and kept garbage from before the sync, database connections
-    included, until the next full collection.) Process-wide, so the first sync in sets
-    it and the last one out puts it back."""
+    a daily sync's CPU (0.35 s of a 500-connection sync here), a third of which this
+    saves. (Freezing what existed before saved little more, and kept garbage from
+    before the sync, database connections included, until the next full collection.)
+    Process-wide, so the first sync in sets it and the last one out puts it back."""
 
     _lock = threading.Lock()
     _running = 0
@@ -1692,7 +1692,7 @@ def _insert_rows(
     Each value is converted by its column's type exactly as SQLAlchemy converts it
     (nano-dollars, SQLite's text dates), but without SQLAlchemy's work per row, which
     was most of the writer's time: tens of thousands of rows a daily sync. Rows
-    ``as_stored`` were converted already (:func:`_stored_form`).
+    ``as_stored`` were converted already (as :func:`_replace_window` does).
     """
     if not rows:
         return
