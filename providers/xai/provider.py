@@ -507,8 +507,7 @@ def _sum_series(
     value), with the second value's readable label; sorted, zero days and strays dropped.
 
     Every data point of every answer passes here (tens of thousands a daily sync), so
-    each point's day is read once per distinct timestamp, and a value that is already a
-    finite Decimal (as the JSON gives it) is taken as it is."""
+    each point's day is read once per distinct timestamp."""
     payload = _json_object(response, base_url)
     if payload.get("limitReached"):
         raise ResultTruncated()
@@ -524,8 +523,7 @@ def _sum_series(
         for point in _list(series.get("dataPoints")):
             values = point.get("values")
             value = values[0] if type(values) is list and values else ""
-            finite = type(value) is Decimal and value.is_finite()
-            cost = value if finite else _usd(value, base_url)
+            cost = _usd(value, base_url)
             stamp = point.get("timestamp")
             day = days.get(stamp) if type(stamp) is str else None
             if day is None:
@@ -824,6 +822,8 @@ def _at(items: Sequence[Any], index: int) -> Any:
 
 def _usd(value: Any, base_url: str) -> Decimal:
     """A usage value in dollars; missing means zero."""
+    if type(value) is Decimal and value.is_finite():  # as the JSON gives it, most often
+        return value
     if value in (None, ""):
         return Decimal(0)
     try:
