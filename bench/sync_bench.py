@@ -44,7 +44,10 @@ parses their JSON (no store, no rows).
    stand-in actually served (its own request log). The count is printed too:
    four per connection (one usage window, two billing GETs and the split by
    unit type) is the minimum, so a sync that sends more than it needs shows
-   there. Target: within 1.3x of the floor.
+   there. Target: within 1.3x of the floor. At c=64 it runs three times,
+   each between two runs of the lean client, and the median run is set
+   against both targets: this machine's speed moves by up to a fifth from one
+   run to the next, the lean client's too.
 
 3. **Daily sync of 5,000 connections**, the same way at c=64, on both stores;
    and on PostgreSQL the same 5,000 in a store of their own, synced by three
@@ -112,6 +115,10 @@ BACKFILL_DAYS = 90
 BACKFILL_RUNS = 3
 BACKFILL_ROUND_TRIPS = 3  # validation, the check query, then costs, billing and the rest at once
 CONCURRENCIES = (32, 64)
+DAILY_RUNS = 3
+"""Runs of the 500-connection sync at c=64, each between two of the lean client's: this
+machine's speed changes from one to the next by as much as a fifth, the lean client's
+as well, so the median is what is set against the targets."""
 TARGET = 1.5
 DAILY_TARGET = 1.3
 CPU_TARGET = 1.5
@@ -305,16 +312,21 @@ class Lean:
             raise RuntimeError(f"the lean client got {answered} of {len(self.requests)} answers")
         return measured, answered, cpu
 
-    def per_request(self) -> float:
-        _, answered, cpu = self.run()
-        return cpu.engine / answered
+    def per_request(self) -> tuple[float, float]:
+        """CPU seconds per request, and wall time over the floor, of one run."""
+        measured, answered, cpu = self.run()
+        return cpu.engine / answered, measured / (math.ceil(answered / LEAN_CONCURRENCY) * LATENCY)
 
     def beside(self, measure: Callable[[], T]) -> tuple[T, float, str]:
-        """``measure()``'s result, the lean client's CPU per request around it, and a note."""
-        before = self.per_request()
+        """``measure()``'s result, the lean client's CPU per request around it, and a note
+        with the lean client's own figures then (the machine's speed at the time)."""
+        before, wall_before = self.per_request()
         result = measure()
-        after = self.per_request()
-        note = f"lean client beside it: {ms(before)} before, {ms(after)} after a request"
+        after, wall_after = self.per_request()
+        note = (
+            f"lean client beside it: {ms(before)} before, {ms(after)} after a request; "
+            f"{ratio(wall_before)} and {ratio(wall_after)} of its floor"
+        )
         return result, (before + after) / 2, note
 
 
@@ -509,37 +521,61 @@ def _daily(
                 timed = asyncio.run(_timed(engine.sync_all(workspace_id, trigger="daily")))
             return cpu, timed, sandbox.requests_since(before)
 
-        if concurrency == LEAN_CONCURRENCY:
-            (cpu, (measured, results), served), yardstick, beside = lean.beside(sync)
-        else:
-            (cpu, (measured, results), served), yardstick, beside = sync(), 0.0, ""
-        rows = _check_daily(score, backend, db, workspace_id, numbers, results, served)
-        floor = math.ceil(len(served) / concurrency) * LATENCY
+        runs = DAILY_RUNS if concurrency == LEAN_CONCURRENCY and teams == TEAMS else 1
+        measurements = []  # (wall / floor, CPU per request, its lean yardstick, the row)
+        for _ in range(runs):
+            if concurrency == LEAN_CONCURRENCY:
+                (cpu, (measured, results), served), yardstick, beside = lean.beside(sync)
+            else:
+                (cpu, (measured, results), served), yardstick, beside = sync(), 0.0, ""
+            rows = _check_daily(score, backend, db, workspace_id, numbers, results, served)
+            floor = math.ceil(len(served) / concurrency) * LATENCY
+            per_request = cpu.engine / max(1, len(served))
+            measurements.append(
+                (measured / floor, per_request, yardstick, (served, measured, floor, rows, cpu))
+            )
+            if beside:
+                table.note(f"{backend}: {beside}")
+        if runs > 1:
+            table.note(
+                f"{backend}: {runs} runs of {teams:,} at c={concurrency}, each between two of "
+                "the lean client's; the row is the median run by wall time, /lean the median "
+                "ratio: "
+                + "; ".join(
+                    f"{ratio(wall)} of the floor, {ratio(cpu_ / lean_)} of the lean CPU"
+                    for wall, cpu_, lean_, _ in measurements
+                )
+            )
+        wall, per_request, yardstick, (served, measured, floor, rows, cpu) = sorted(
+            measurements, key=lambda m: m[0]
+        )[len(measurements) // 2]
+        to_lean = (
+            statistics.median(cpu_ / lean_ for _, cpu_, lean_, _ in measurements)
+            if yardstick
+            else 0.0
+        )
         engine_cpu, stand_in_cpu = cpu.cells()
-        per_request = cpu.engine / max(1, len(served))
         what = f"{backend} daily sync of {teams:,} at c={concurrency}"
         table.row(
             backend,
-            f"daily {teams:,} conns, c={concurrency}",
+            f"daily {teams:,} conns, c={concurrency}" + (f", median of {runs}" if runs > 1 else ""),
             count(len(served)),
             secs(measured),
             secs(floor),
-            ratio(measured / floor),
+            ratio(wall),
             score.target(f"{what} within {DAILY_TARGET}x", measured <= DAILY_TARGET * floor),
             count(rows),
             engine_cpu,
             ms(per_request),
-            ratio(per_request / yardstick) if yardstick else "",
+            ratio(to_lean) if yardstick else "",
             stand_in_cpu,
             score.target(
                 f"{what}: CPU per request within {CPU_TARGET}x of the lean client's",
-                per_request <= CPU_TARGET * yardstick,
+                to_lean <= CPU_TARGET,
             )
             if yardstick
             else "",
         )
-        if beside:
-            table.note(f"{backend}: {beside}")
     table.note(
         f"{backend}: daily requests of {teams:,} by endpoint (last run): "
         + ", ".join(f"{name} {n:,}" for name, n in sorted(by_endpoint(served).items()))
