@@ -47,6 +47,7 @@ from storage.models import (
     Delivery,
     DigestSubscription,
     Workspace,
+    repeated_digests,
 )
 
 log = logging.getLogger(__name__)
@@ -620,14 +621,14 @@ def _digests(
     with runtime.db.session() as session:
         subscriptions = list(
             session.scalars(
-                select(DigestSubscription).where(
-                    DigestSubscription.workspace_id == workspace.id,
-                    DigestSubscription.paused_reason.is_(None),
-                )
+                select(DigestSubscription).where(DigestSubscription.workspace_id == workspace.id)
             )
         )
+    repeats = repeated_digests(subscriptions)  # `digest list` names them, not posted
     due = {}
     for sub in subscriptions:
+        if sub.paused_reason is not None or sub.id in repeats:
+            continue
         occurrence = latest_occurrence(sub.every, sub.at_time, sub.tz, at)
         if sub.created_at <= occurrence <= at and at - occurrence <= CATCH_UP:
             due[f"digest:{sub.id}:{occurrence.date().isoformat()}"] = (sub, occurrence)

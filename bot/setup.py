@@ -35,8 +35,9 @@ from storage.models import (
     Connection,
     Delivery,
     DigestSubscription,
-    digest_schedule_key,
     new_uid,
+    repeated_digests,
+    schedule_of,
     utcnow,
 )
 from storage.repo import find_connection
@@ -392,7 +393,7 @@ class Setup:
             chart=bool(command.get("chart")),
             created_by=self.actor,
         )
-        subscription.schedule_key = _schedule_key(subscription)
+        subscription.schedule_key = schedule_of(subscription)
         self._refuse_repeat(subscription.schedule_key)  # before its note: nothing is posted
         self.prove_channel(
             channel_id,
@@ -1017,17 +1018,16 @@ class Setup:
         self, shown: Sequence[DigestSubscription], every: Sequence[DigestSubscription]
     ) -> list[Listed]:
         """``shown`` as list items; ``every`` digest of the workspace tells repeats apart."""
-        firsts = _first_of_each_schedule(every)
+        repeats = repeated_digests(every)
         items = []
         for sub in shown:
             paused = ""
             if sub.paused_reason:
                 paused = f"  {self.words.paused_mark}paused: {sub.paused_reason}"
-            first = firsts.get(_schedule_key(sub), sub.id)
             repeat = (
-                f"  (repeats digest {first}: "
-                f"{self.command(f'digest remove {sub.id}')} stops the repeat)"
-                if first != sub.id
+                f"  (repeats digest {repeats[sub.id]}, not posted: "
+                f"{self.command(f'digest remove {sub.id}')} removes it)"
+                if sub.id in repeats
                 else ""
             )
             scope = self._scope(sub.connection_id)
@@ -1161,28 +1161,6 @@ EMPTY: dict[str, Callable[[Setup], str]] = {
     "budget": lambda s: f"No budgets yet: {s.command('budget set 500')} sets one.",
 }
 """What an empty list says: how to make the first."""
-
-
-def _schedule_key(sub: DigestSubscription) -> str:
-    return digest_schedule_key(
-        sub.channel_id,
-        sub.at_time,
-        sub.tz,
-        sub.every,
-        sub.connection_id,
-        sub.quiet_min_usd,
-        sub.quiet_change_pct,
-        sub.chart,
-    )
-
-
-def _first_of_each_schedule(subscriptions: Sequence[DigestSubscription]) -> dict[str, int]:
-    """The first digest of each schedule: a later one with the same (saved before repeats
-    were refused) posts the same thing again."""
-    firsts: dict[str, int] = {}
-    for sub in sorted(subscriptions, key=lambda s: s.id):
-        firsts.setdefault(_schedule_key(sub), sub.id)
-    return firsts
 
 
 def _percents(thresholds: str) -> str:

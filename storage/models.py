@@ -9,7 +9,7 @@ row's ``uid`` and the field, so a ciphertext copied to another row fails.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -569,6 +569,33 @@ def digest_schedule_key(
             "chart" if chart and every == "day" else "",
         )
     )
+
+
+def schedule_of(sub: DigestSubscription) -> str:
+    """A saved digest's :func:`digest_schedule_key`."""
+    return digest_schedule_key(
+        sub.channel_id,
+        sub.at_time,
+        sub.tz,
+        sub.every,
+        sub.connection_id,
+        sub.quiet_min_usd,
+        sub.quiet_change_pct,
+        sub.chart,
+    )
+
+
+def repeated_digests(subscriptions: Iterable[DigestSubscription]) -> dict[int, int]:
+    """Of a workspace's digests, each repeat's id and the digest it repeats: the first
+    saved of each schedule is the one posted, a later one with the same schedule (kept
+    from before repeats were refused, migration 0063) is not."""
+    firsts: dict[str, int] = {}
+    repeats = {}
+    for sub in sorted(subscriptions, key=lambda s: s.id):
+        first = firsts.setdefault(schedule_of(sub), sub.id)
+        if first != sub.id:
+            repeats[sub.id] = first
+    return repeats
 
 
 class Budget(Base):

@@ -210,9 +210,10 @@ def test_a_channel_the_bot_left_pauses_the_digest_and_tells_its_creator(world: W
 def test_processes_started_together_deliver_each_digest_once(world: World) -> None:
     if "postgresql" not in world.env["DATABASE_URL"]:
         pytest.skip("several processes share one database in production only on PostgreSQL")
-    for n in range(3):
-        subscribe(world, at_time="09:00", tz="UTC", every="day")
-        del n
+    channels = ("CCOSTS", "CTEAM1", "CTEAM2")
+    for channel in channels:
+        world.slack.add_channel(channel, channel.lower())
+        subscribe(world, channel, at_time="09:00", tz="UTC", every="day")
     when = at("2026-10-21T09:00:30").isoformat()
     world.clock.now = at("2026-10-21T09:00:30")
     processes = [
@@ -228,7 +229,8 @@ def test_processes_started_together_deliver_each_digest_once(world: World) -> No
     ]
     outputs = [p.communicate(timeout=120) for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
-    assert len(world.posts("CCOSTS")) == 3  # three digests, four processes, no repeats
+    posted = [len(world.posts(channel)) for channel in channels]
+    assert posted == [1, 1, 1]  # three digests, four processes, no repeats
     syncs = sum("daily sync: 1 connection" in out for out, _ in outputs)
     assert syncs == 1
 
@@ -237,7 +239,8 @@ def test_work_a_dead_process_claimed_is_done_by_the_next_run_once(world: World) 
     from bot.ledger import Ledger
 
     first = subscribe(world, at_time="09:00", tz="UTC", every="day")
-    second = subscribe(world, at_time="09:00", tz="UTC", every="day")
+    world.slack.add_channel("CTEAM", "team")
+    second = subscribe(world, "CTEAM", at_time="09:00", tz="UTC", every="day")
     when = at("2026-10-21T09:00:30")
     runtime = world.runtime()
     # A process claimed both digests, posted the first, and died before the second.
@@ -246,10 +249,11 @@ def test_work_a_dead_process_claimed_is_done_by_the_next_run_once(world: World) 
     assert set(dead.claim_many(keys, lease=timedelta(minutes=10))) == set(keys)
     dead.done(keys[0])
     world.jobs(at("2026-10-21T09:05:00"))  # its lease still holds: nobody steps in
-    assert world.posts("CCOSTS") == []
+    assert world.posts("CTEAM") == []
     world.jobs(at("2026-10-21T09:11:00"))  # the lease ran out: the next run finishes the work
     world.jobs(at("2026-10-21T09:12:00"))
-    assert len(world.posts("CCOSTS")) == 1  # the second digest, once; the first is not repeated
+    assert len(world.posts("CTEAM")) == 1  # the second digest, once
+    assert world.posts("CCOSTS") == []  # the first is not repeated
 
 
 def _killed_after_slack_took_the_post(world: World, when: datetime) -> None:
@@ -382,6 +386,29 @@ def test_a_digest_set_up_in_a_terminal_is_announced_then_delivered(world: World)
     assert digest["text"].startswith("Daily xAI spend · Tue 20 Oct 2026: $")
     code, out = run_cli(world, "digest", "list")
     assert (code, out.split()[:3]) == (0, ["1", "CCOSTS", "every"])
+
+
+def test_a_repeat_saved_before_repeats_were_refused_is_not_posted_again(world: World) -> None:
+    """A store from before migration 0063 may hold two digests that post the same thing
+    at the same time: the channel gets it once, and `digest list` says which is the
+    repeat, that it is not posted, and how to remove it."""
+    first = subscribe(world, at_time="09:00", tz="UTC", every="day")
+    repeat = subscribe(world, at_time="09:00", tz="UTC", every="day")
+    later = subscribe(world, at_time="10:00", tz="UTC", every="day")
+    world.jobs(at("2026-10-21T10:00:30"))
+    posted = [text_of(p) for p in world.posts("CCOSTS")]
+    assert len(posted) == 2, posted  # 09:00 once, and 10:00
+    assert all(text.startswith("Daily xAI spend · Tue 20 Oct 2026: $") for text in posted)
+    world.jobs(at("2026-10-21T10:05:00"))
+    assert len(world.posts("CCOSTS")) == 2
+    code, out = run_cli(world, "digest", "list")
+    lines = {int(w[0]): line for line in out.splitlines() if (w := line.split()) and w[0].isdigit()}
+    assert code == 0 and set(lines) == {first, repeat, later}, out
+    assert (
+        f"(repeats digest {first}, not posted: `xai-usage digest remove {repeat}` removes it)"
+        in lines[repeat]
+    )
+    assert "repeats" not in lines[first] + lines[later]
 
 
 def test_a_terminal_digest_where_the_bot_cannot_post_is_not_saved(world: World) -> None:

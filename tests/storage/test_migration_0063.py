@@ -41,13 +41,16 @@ def test_repeats_already_saved_are_kept_and_the_first_one_is_keyed(db: Database)
         )
     assert keys == {
         first: "C0COSTS|09:00|UTC|day|all|25000000000|-|",
-        repeat: None,  # still posted, and named in `digest list` as a repeat
+        repeat: None,  # not posted, and named in `digest list` as a repeat
         other: "C0COSTS|10:00|UTC|day|all|-|-|",
     }
     listed = Setup(db, workspace_id, "terminal:ops", TERMINAL).digest_lines(
         Setup(db, workspace_id, "terminal:ops", TERMINAL).digests()
     )
-    assert f"repeats digest {first}: `xai-usage digest remove {repeat}` stops the repeat" in listed
+    assert (
+        f"repeats digest {first}, not posted: `xai-usage digest remove {repeat}` removes it"
+        in listed
+    )
     with pytest.raises(IntegrityError), db.transaction() as session:
         session.add(
             DigestSubscription(
