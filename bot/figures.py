@@ -57,7 +57,7 @@ from __future__ import annotations
 import calendar
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -346,6 +346,10 @@ class Figure:
     parts: Mapping[int, Decimal] = field(default_factory=dict, compare=False)
     """The amount by connection (fetched days only): what like-for-like comparisons read."""
     source: Source = Source.USAGE
+    shown: Decimal | None = field(default=None, compare=False)
+    """The cents it is written with as one of the parts listed beside their total
+    (:meth:`Book.parts`), so the parts add up to the total as written; None: its own
+    amount, rounded."""
 
     @property
     def start(self) -> date:
@@ -382,6 +386,11 @@ class Figure:
         return self.coverage.running
 
     @property
+    def money_text(self) -> str:
+        """The amount as written: ``$1.01``."""
+        return money(self.value if self.shown is None else self.shown)
+
+    @property
     def mark(self) -> str:
         """The coverage mark a table cell carries: ``*`` for fetched days only."""
         return "" if self.complete or not self.known else "*"
@@ -407,7 +416,7 @@ def figure_words(figure: Figure, *, money_text: str | None = None) -> str:
     ``money_text`` replaces the amount as written (a table's rounded cell)."""
     if not figure.known:
         return NOT_FETCHED
-    words = money_text if money_text is not None else money(figure.value)
+    words = money_text if money_text is not None else figure.money_text
     marks = []
     if not figure.complete:
         marks.append(FETCHED_ONLY)
@@ -775,6 +784,17 @@ class Book:
     def month_to_date(self, through: date | None = None, scope: Scope = None) -> Figure:
         """Month to date through ``through`` (default today: today so far included)."""
         return self.figure(*month_to_date_span(through or self.today), scope)
+
+    def parts(self, start: date, end: date) -> dict[int, Figure]:
+        """Each connection's figure for ``start``..``end``, as a list of them beside the
+        workspace's writes it: in cents that add up to the workspace's figure as written
+        (:func:`cents_that_add_up`, as every table's rows do), its own marks kept."""
+        each = {c: self.figure(start, end, c) for c in self.scope_ids(None)}
+        known = [c for c, f in each.items() if f.known]
+        cents = cents_that_add_up([each[c].value for c in known])
+        for c, shown in zip(known, cents, strict=True):
+            each[c] = replace(each[c], shown=shown)
+        return each
 
     def daily(
         self, start: date, end: date, scope: Scope = None

@@ -875,6 +875,7 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
     reconciled = _reconcile(session, workspace_id, today)
     workspace_forecast = book.forecast()
     workspace_month = book.month_to_date()
+    month_by_connection = book.parts(workspace_month.start, workspace_month.end)
     return [
         StatusRow(
             label=c.label,
@@ -885,7 +886,7 @@ def status_rows(session: Session, workspace_id: int, now: datetime) -> list[Stat
             reason=c.status_reason,
             message=c.status_message,
             last_success_at=c.last_success_at,
-            month_to_date=book.month_to_date(scope=c.id),
+            month_to_date=month_by_connection[c.id],
             duplicate_of=None
             if c.account_key or not c.account_ref
             else owners.get((c.provider, account_key(c.account_ref))),

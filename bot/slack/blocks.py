@@ -434,7 +434,7 @@ def status_table(rows: Sequence[StatusRow], shown: Sequence[StatusRow]) -> nativ
     the workspace's (the same figures as the sections below; ``*``: fetched days only)."""
 
     def amount(figure: figures.Figure) -> str:
-        return formatting.money(figure.value) + figure.mark if figure.known else "not fetched"
+        return figure.money_text + figure.mark if figure.known else "not fetched"
 
     def forecast(f: figures.Forecast | None) -> str:
         return "" if f is None else formatting.money(f.total) + ("" if f.complete else "*")

@@ -148,3 +148,69 @@ def test_the_month_to_date_reads_the_same_on_every_surface(slack_app: SlackApp, 
     exported = json.loads(terminal(app, "export", "month", "--workspace", TEAM, "--format", "json"))
     assert exported["total_usd"] == decimal_text(month.value)
     assert exported["provisional_days"] == [d.isoformat() for d in month.coverage.provisional_days]
+
+
+def test_each_connection_reads_the_same_cents_on_every_list_and_they_add_up(
+    slack_app: SlackApp,
+) -> None:
+    """Three connections spent $1.004 each this month: $3.01 together. Rounded on its own
+    each reads $1.00, and three of them miss the total by a cent; every list of
+    connections beside their total (the report by connection, ``status``, its Slack
+    reply and table, the Home tab) shows the same cents, and they add up to it."""
+    from bot.sync import record_fetched
+    from storage.repo import rebuild_totals
+    from tests.bot.slack.conftest import native_table
+    from tests.fakes.connections import add_sealed_connection, spend
+
+    app = slack_app
+    now = datetime.now(UTC)
+    first = now.date().replace(day=1)
+    labels = ("Alpha", "Beta", "Gamma")
+    with app.runtime.db.transaction() as session:
+        workspace_id = workspace_for_slack_team(session, TEAM, "acme").id
+        for n, label in enumerate(labels):
+            c = add_sealed_connection(
+                session,
+                app.runtime.db.keyring,
+                workspace_id,
+                {"team_id": f"00000000-0000-4000-8000-00000000000{n}", "management_key": "k"},
+                label=label,
+                secret_mask="xai-…beef",
+                backfill_days=90,
+                key_breakdown=False,
+                now=now,
+            )
+            session.flush()
+            spend(session, c, first, "grok-4", "1.004")
+            record_fetched(session, c.id, workspace_id, first, now.date())
+        session.flush()
+        rebuild_totals(session, workspace_id)
+    cents = {"Alpha": "$1.01", "Beta": "$1.00", "Gamma": "$1.00"}  # the largest remainder
+    # A tie: each lost 0.4 of a cent, so the first in the list takes the missing cent.
+
+    table = terminal(app, "month", "--by", "connection", "--workspace", TEAM)
+    assert "Total $3.01" in table
+    for label, shown in cents.items():
+        assert any(line.split()[:2] == [label, shown] for line in table.splitlines()), table
+    status = terminal(app, "status", "--workspace", TEAM)
+    for label, shown in cents.items():
+        section = status.split(f"{label}  ·")[1].splitlines()[1]  # its status line
+        assert f") {shown}  ·" in section, section
+    assert "All connections: month to date (" in status and ") $3.01, as of" in status
+
+    _, url_id = app.command("status")
+    reply = app.reply(url_id)
+    rows = native_table(reply)
+    assert rows is not None
+    shown_rows = {r[0]: r[2] for r in rows[1:] if r[0] in labels}
+    assert shown_rows == cents
+    assert [r[2] for r in rows if r[0] == "All connections"] == ["$3.01"]
+    for label, shown in cents.items():
+        assert f"*{label}*" in text_of(reply) and f") {shown}" in text_of(reply)
+
+    app.event({"type": "app_home_opened", "user": ADMIN, "tab": "home"})
+    app.slack.wait_for(lambda: app.slack.calls_to("views.publish"))
+    home = text_of(app.slack.calls_to("views.publish")[-1].params["view"])
+    for label, shown in cents.items():
+        section = home.split(f"*{label}*")[1].split("*")[0]
+        assert f"month to date {shown}" in section, section
