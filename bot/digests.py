@@ -645,15 +645,11 @@ class DigestLine:
     spark: str
 
 
-def digest_view(digest: Digest) -> dict[str, Any]:
-    """What every surface's template shows, worded once: the headline and its marks, the
-    comparisons, month to date, the forecast, the table (rows that add up to the total),
-    budget and billing lines, what is still settling and when the figures were read; lists
-    already cut to fit a chat message (:data:`MAX_NEW_MODELS`). ``digest.txt.j2`` and
-    ``slack/digest.json.j2`` render it."""
-    total = digest.total
+def digest_lines(digest: Digest) -> tuple[list[DigestLine], DigestLine | None]:
+    """The top models, and the rest as "other" (None when nothing), as every surface lists
+    them: cents that add up to the total, whole percents that add up to 100."""
     amounts = [line.cost_usd for line in digest.top] + [digest.other_usd]
-    cents = figures.cents_that_add_up(amounts, total.value)
+    cents = figures.cents_that_add_up(amounts, digest.total.value)
     shares = figures.shares_that_add_up(amounts, unit=Decimal(1))
     lines = [
         DigestLine(
@@ -669,6 +665,17 @@ def digest_view(digest: Digest) -> dict[str, Any]:
             figures.share_words(shares[-1], digest.other_usd),
             "",
         )
+    return lines, other
+
+
+def digest_view(digest: Digest) -> dict[str, Any]:
+    """What every surface's template shows, worded once: the headline and its marks, the
+    comparisons, month to date, the forecast, the table (rows that add up to the total),
+    budget and billing lines, what is still settling and when the figures were read; lists
+    already cut to fit a chat message (:data:`MAX_NEW_MODELS`). ``digest.txt.j2`` and
+    ``slack/digest.json.j2`` render it."""
+    total = digest.total
+    lines, other = digest_lines(digest)
     cost_width = max([len(line.cost) for line in lines] + [len(other.cost) if other else 0, 1])
     new_models = list(digest.new_models[:MAX_NEW_MODELS])
     if len(digest.new_models) > MAX_NEW_MODELS:

@@ -32,25 +32,6 @@ def cost_cell(value: Decimal | None, complete: bool = True) -> str:
     return money(value) + ("" if complete else "*")
 
 
-def share(part: Decimal, total: Decimal) -> str:
-    if total == 0:
-        return "–"
-    pct = part / total * 100
-    if 0 < pct < Decimal("0.1"):
-        return "<0.1%"
-    return f"{pct.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
-
-
-def share_narrow(part: Decimal, total: Decimal) -> str:
-    """A share in at most 4 characters for phone-wide tables: ``67%``, ``<1%``."""
-    if total == 0:
-        return "–"
-    pct = part / total * 100
-    if 0 < pct < Decimal("0.5"):
-        return "<1%"
-    return f"{pct.to_integral_value(ROUND_HALF_UP)}%"
-
-
 def delta(now: Decimal, before: Decimal) -> str:
     """``+12.5%`` / ``-3.0%``; ``new`` when there was nothing before."""
     if before == 0:

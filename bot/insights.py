@@ -27,6 +27,7 @@ from typing import NamedTuple
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from bot.figures import cents_that_add_up, share_words, shares_that_add_up
 from bot.formatting import clock, day_span
 from providers.types import (
     KIND_LABELS,
@@ -136,6 +137,14 @@ class Kind:
     share: Decimal
     units: int | None = None
     """Units billed this cycle (tokens, images), from the invoice, where known."""
+    cents: Decimal = Decimal(0)
+    """Its cost as written, and its share as written (percent, to 0.1): every kind's add
+    up to the total as written and to 100.0% (bot.figures)."""
+    percent: Decimal | None = None
+
+    @property
+    def share_text(self) -> str:
+        return share_words(self.percent, self.cost_usd)
 
 
 @dataclass(frozen=True)
@@ -632,6 +641,13 @@ def _kind_rows(
         ),
         key=lambda k: (-k.cost_usd, k.label),
     )
+    amounts = [k.cost_usd for k in rows]
+    rows = [
+        replace(k, cents=cents, percent=percent)
+        for k, cents, percent in zip(
+            rows, cents_that_add_up(amounts, total), shares_that_add_up(amounts), strict=True
+        )
+    ]
     return Kinds(period, tuple(rows), total, source, units_source)
 
 

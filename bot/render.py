@@ -51,8 +51,6 @@ def environment() -> jinja2.Environment:
     env.globals["pace"] = figures.PACE  # how the month-end forecast is made, in its words
     env.filters.update(
         money=formatting.money,
-        share=formatting.share,
-        share_narrow=formatting.share_narrow,
         delta=formatting.delta,
         sparkline=formatting.sparkline,
         clock=formatting.clock,

@@ -49,7 +49,7 @@ from sqlalchemy import delete, func, select, update
 
 from bot import figures, formatting
 from bot.charts import ChartData, Series
-from bot.digests import prepaid_words
+from bot.digests import digest_lines, prepaid_words
 from bot.figures import PACE
 from bot.home import Dashboard, build_dashboard, fingerprint
 from bot.ledger import process_name
@@ -103,6 +103,7 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
     ]
     rows = [row for row, _ in shown]
     steps = [step for step in dashboard.checklist if not step.done]
+    top_lines, other_line = digest_lines(dashboard.week)
     return render_json(
         "slack/home.json.j2",
         d=dashboard,
@@ -127,6 +128,8 @@ def home_view(dashboard: Dashboard, *, admin: bool) -> dict[str, Any]:
             formatting.delta(forecast.total, budget) if forecast and budget else None
         ),
         week_total=figures.figure_words(dashboard.week.total),
+        top_lines=top_lines,
+        other_line=other_line,
         prepaid=prepaid_words(dashboard.week.prepaid),
         week_vs=dashboard.week.previous,
         pace=PACE,

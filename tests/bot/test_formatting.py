@@ -31,10 +31,7 @@ def test_a_backfill_of_nothing_hints_at_another_account_in_the_providers_words()
     assert formatting.zero_backfill_hint(Decimal("0.01"), 90) == ""
 
 
-def test_narrow_shares_and_connection_counts() -> None:
-    assert formatting.share_narrow(Decimal("40"), Decimal("59.5")) == "67%"
-    assert formatting.share_narrow(Decimal("0.1"), Decimal("100")) == "<1%"
-    assert formatting.share_narrow(Decimal(1), Decimal(0)) == "–"
+def test_connection_counts() -> None:
     assert [formatting.connections_count(n) for n in (1, 2, 3)] == [
         "1 connection",
         "Both connections",

@@ -139,3 +139,28 @@ def test_days_nobody_fetched_are_gaps_in_the_trend_not_zeros(db) -> None:
     assert "2 Nov–8 Nov             $70.00 (fetched days only)" in text
     spark = formatting.sparkline([cost for _, cost in dashboard.trend])
     assert spark[8:13] == "     " and " " not in spark[:8] + spark[13:]  # from 24 Oct
+
+
+def test_the_top_models_add_up_to_the_week_they_head(db) -> None:
+    """Three models spent $1.004 each in the week: $3.01. Each rounded on its own reads
+    $1.00 and the list misses its heading by a cent; the Home tab shows the weekly
+    digest's own lines, which add up (bot.digests.digest_view)."""
+    with db.transaction() as session:
+        workspace = Workspace(name="acme")
+        session.add(workspace)
+        session.flush()
+        production = add_connection(session, workspace.id, "Production")
+        for model in ("grok-a", "grok-b", "grok-c"):
+            spend(session, production, date(2026, 11, 10), model, "1.004")  # week of 9 Nov
+        record_fetched(session, production.id, workspace.id, date(2026, 10, 1), NOW.date())
+        session.flush()
+        rebuild_totals(session, workspace.id)
+        workspace_id = workspace.id
+    with db.session() as session:
+        dashboard = build_dashboard(session, workspace_id, NOW, providers=built_in())
+    text = str(home_view(dashboard, admin=False))
+    section = text.split("*Top models, ")[1].split('"')[0]
+    assert ":* $3.01" in section, section
+    shown = [line.split("` ")[1].split(" (")[0] for line in section.split("\\n") if "`" in line]
+    assert shown == ["$1.01", "$1.00", "$1.00"], section
+    assert section.count("(33%)") == 2 and section.count("(34%)") == 1, section

@@ -219,6 +219,34 @@ def test_where_the_money_goes_and_the_cheaper_model_from_unit_types(db, workspac
     assert f"list prices as of {price_table().as_of:%a} " in text
 
 
+def test_where_the_money_goes_adds_up_to_its_total_on_every_surface(db, workspace_id):
+    """Three kinds of $1.004 each: $3.01 in all. Rounded on their own they read $1.00 and
+    33.3% three times, missing the total by a cent and 100% by a tenth; the list, in the
+    terminal and in Slack's section, reads cents and shares that add up."""
+    from bot.render import insights_section
+
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod")
+        fetched(session, c, day(20))
+        fetched(session, c, day(10), table=UnitCostSpan)
+        unit_cost(session, c, 2, "grok-4-0709", "Prompt text tokens", "1.004")
+        unit_cost(session, c, 2, "grok-4-0709", "Completion tokens", "1.004")
+        unit_cost(session, c, 2, "grok-4-0709", "Reasoning tokens", "1.004")
+    found = insights(db, workspace_id)
+    assert found.kinds.total_usd == D("3.012")
+    text = insights_text(found)
+    lines = [line.strip() for line in text.splitlines() if " tokens: $" in line]
+    assert [line.split(": ")[1] for line in lines] == [
+        "$1.01 (33.4%)",
+        "$1.00 (33.3%)",
+        "$1.00 (33.3%)",
+    ], text
+    assert "Where the money goes" in text and ": $3.01" in text.split("Where the money goes")[1]
+    section = insights_section(found)
+    shares = section.split("Where the money goes")[1].splitlines()[0]
+    assert shares.count("33.3%") == 2 and shares.count("33.4%") == 1, shares
+
+
 def test_a_kind_without_a_price_means_no_hint(db, workspace_id):
     with db.transaction() as session:
         c = add_connection(session, workspace_id, "Prod")
