@@ -720,10 +720,10 @@ class PostedMessage(Base):
     """What its headline figure is (scope and days) and the amount shown, as JSON."""
     shown_usd: Mapped[optional_money]
     """The headline amount the message shows now (after any correction)."""
-    corrections: Mapped[int] = mapped_column(Integer, default=0)
+    corrections: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     checked_at: Mapped[optional_timestamp]
     """When a run last compared its figure with the store (only a later sync can move it)."""
-    final: Mapped[bool] = mapped_column(default=False)
+    final: Mapped[bool] = mapped_column(default=False, server_default=false())
     """Its figure can no longer change (every day settled): no more checks."""
     incident: Mapped[str | None] = mapped_column(String(200), index=True)
     """An alert's incident (``bot.alerts``): its follow-ups reply in the thread of the

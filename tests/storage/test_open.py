@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,134 @@ def test_a_store_from_a_newer_version_is_one_line_not_an_alembic_traceback(
     message = str(raised.value)
     assert "revision 9999" in message and "Upgrade xai-usage" in message
     assert "DATABASE_URL" in message and "\n" not in message
+
+
+def _schema(engine) -> dict[str, object]:
+    """What a schema is made of, as the database describes it: each table's columns (name,
+    type, null, default), keys, foreign keys, indexes, unique and check constraints, each by
+    name; and on SQLite each index's own SQL (reflection skips expression indexes)."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    tables = {}
+    for table in inspector.get_table_names():
+        tables[table] = {
+            "columns": sorted(
+                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                for c in inspector.get_columns(table)
+            ),
+            "primary key": inspector.get_pk_constraint(table),
+            "foreign keys": sorted(
+                repr(sorted(fk.items())) for fk in inspector.get_foreign_keys(table)
+            ),
+            "indexes": sorted(repr(sorted(i.items())) for i in inspector.get_indexes(table)),
+            "unique": sorted(
+                repr(sorted(u.items())) for u in inspector.get_unique_constraints(table)
+            ),
+            "checks": sorted(
+                repr(sorted(c.items())) for c in inspector.get_check_constraints(table)
+            ),
+        }
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            tables["sqlite indexes"] = sorted(
+                (name, " ".join(sql.split()))
+                for name, sql in connection.execute(
+                    text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql NOTNULL")
+                )
+            )
+    return tables
+
+
+@pytest.fixture
+def two_new_stores(db_url, tmp_path) -> Iterator[tuple[str, str]]:
+    """Two URLs of new, empty stores on the backend under test."""
+    if db_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'made.db'}", f"sqlite:///{tmp_path / 'replayed.db'}"
+        return
+    from sqlalchemy import create_engine
+
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    names = [f"xai_usage_new_{n}_{tmp_path.name[-12:].lower()}" for n in ("made", "replayed")]
+    names = ["".join(ch if ch.isalnum() else "_" for ch in name) for name in names]
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield f"{base}/{names[0]}", f"{base}/{names[1]}"
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# SQLite cannot reflect the installer index (it is on expressions), so autogenerate skips
+# it there with a warning; _schema compares it by its SQL instead.
+@pytest.mark.filterwarnings("ignore:.*expression-based index")
+def test_a_new_store_is_made_at_the_head_as_the_migrations_would_make_it(
+    two_new_stores: tuple[str, str], keyring: Keyring
+) -> None:
+    """A new store gets the models' schema in one step, stamped at the head; it is the very
+    schema replaying every migration makes (Alembic finds nothing between that and the
+    models either), so later migrations apply to it alike."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.db import alembic_config
+    from storage.models import Base
+
+    made_url, replayed_url = two_new_stores
+    made, replayed = Database(made_url, keyring), Database(replayed_url, keyring)
+    try:
+        made.migrate()
+        assert made.schema_version() == schema_head()
+        command.upgrade(alembic_config(replayed.engine), "head")
+        assert replayed.schema_version() == schema_head()
+        assert _schema(made.engine) == _schema(replayed.engine)
+        with replayed.engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        # A later migration applies to a made store as to a replayed one.
+        for store in (made, replayed):
+            command.downgrade(alembic_config(store.engine), "0060")
+        assert _schema(made.engine) == _schema(replayed.engine)
+    finally:
+        made.dispose()
+        replayed.dispose()
+
+
+def test_two_processes_making_one_new_store_make_it_once(
+    two_new_stores: tuple[str, str], keyring: Keyring
+) -> None:
+    url, _ = two_new_stores
+    probe = (
+        "import sys\n"
+        "from storage.crypto import Keyring\n"
+        "from storage.db import open_store\n"
+        "db = open_store(sys.argv[1], Keyring([bytes(32)]))\n"
+        "print(db.schema_version())\n"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", probe, url],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    assert [out.strip() for out, _ in outputs] == [schema_head()] * 3
+    store = Database(url, keyring)
+    try:
+        with store.engine.connect() as connection:
+            versions = connection.scalars(text("SELECT version_num FROM alembic_version")).all()
+        assert versions == [schema_head()]
+    finally:
+        store.dispose()

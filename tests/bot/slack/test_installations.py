@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from slack_sdk.oauth.installation_store import Bot, Installation
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
@@ -20,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.slack.installations import DatabaseOAuthStateStore, EncryptedInstallationStore
 from storage.crypto import DecryptionError
 from storage.db import Database
-from storage.models import Base, SlackInstallation, SlackOAuthState
+from storage.models import SlackInstallation, SlackOAuthState
 
 CLIENT_ID = "1111111111.2222222222"
 BOT_TOKEN = "xoxb-111-222-abcdefghij"
@@ -457,22 +455,3 @@ def test_of_concurrent_consumes_of_one_state_only_one_wins(
         results = all_at_once(8, lambda _n, state=state: states.consume(state))
 
         assert sorted(results, key=repr) == [False] * 7 + [True]
-
-
-# Schema
-
-
-# SQLite cannot reflect the installer index (it is on expressions), so
-# autogenerate skips it there with a warning; it is checked by name instead.
-@pytest.mark.filterwarnings("ignore:.*expression-based index")
-def test_the_migrations_build_exactly_the_models_schema(db: Database) -> None:
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-        if db.backend == "sqlite":
-            sql = conn.scalar(
-                text("SELECT sql FROM sqlite_master WHERE name = :name"),
-                {"name": "uq_slack_installations_installer"},
-            )
-            assert "UNIQUE" in sql and "coalesce(enterprise_id, '')" in sql
-
-    assert diff == []
