@@ -219,19 +219,30 @@ def test_where_the_money_goes_and_the_cheaper_model_from_unit_types(db, workspac
     assert f"list prices as of {price_table().as_of:%a} " in text
 
 
+def with_unit_costs(db, workspace_id, *rows: tuple[int, str, str, str]) -> None:
+    """A connection "Prod" with 20 days fetched, 10 of them by unit type, and these costs
+    by unit type: (days ago, model, unit type, dollars)."""
+    with db.transaction() as session:
+        c = add_connection(session, workspace_id, "Prod")
+        fetched(session, c, day(20))
+        fetched(session, c, day(10), table=UnitCostSpan)
+        for ago, model, unit_type, usd in rows:
+            unit_cost(session, c, ago, model, unit_type, usd)
+
+
 def test_where_the_money_goes_adds_up_to_its_total_on_every_surface(db, workspace_id):
     """Three kinds of $1.004 each: $3.01 in all. Rounded on their own they read $1.00 and
     33.3% three times, missing the total by a cent and 100% by a tenth; the list, in the
     terminal and in Slack's section, reads cents and shares that add up."""
     from bot.render import insights_section
 
-    with db.transaction() as session:
-        c = add_connection(session, workspace_id, "Prod")
-        fetched(session, c, day(20))
-        fetched(session, c, day(10), table=UnitCostSpan)
-        unit_cost(session, c, 2, "grok-4-0709", "Prompt text tokens", "1.004")
-        unit_cost(session, c, 2, "grok-4-0709", "Completion tokens", "1.004")
-        unit_cost(session, c, 2, "grok-4-0709", "Reasoning tokens", "1.004")
+    with_unit_costs(
+        db,
+        workspace_id,
+        (2, "grok-4-0709", "Prompt text tokens", "1.004"),
+        (2, "grok-4-0709", "Completion tokens", "1.004"),
+        (2, "grok-4-0709", "Reasoning tokens", "1.004"),
+    )
     found = insights(db, workspace_id)
     assert found.kinds.total_usd == D("3.012")
     text = insights_text(found)
@@ -248,12 +259,12 @@ def test_where_the_money_goes_adds_up_to_its_total_on_every_surface(db, workspac
 
 
 def test_a_kind_without_a_price_means_no_hint(db, workspace_id):
-    with db.transaction() as session:
-        c = add_connection(session, workspace_id, "Prod")
-        fetched(session, c, day(20))
-        fetched(session, c, day(10), table=UnitCostSpan)
-        unit_cost(session, c, 2, "grok-4-0709", "Prompt text tokens", "30")
-        unit_cost(session, c, 2, "grok-4-0709", "Live search sources", "5")
+    with_unit_costs(
+        db,
+        workspace_id,
+        (2, "grok-4-0709", "Prompt text tokens", "30"),
+        (2, "grok-4-0709", "Live search sources", "5"),
+    )
     found = insights(db, workspace_id)
     assert [(k.kind, k.cost_usd) for k in found.kinds.rows] == [("input", D(30)), ("search", D(5))]
     assert found.hints == ()  # the search part has no grok-4-fast price: the mix is unknown

@@ -34,6 +34,7 @@ from storage.models import (
     new_uid,
 )
 from tests.bot.slack.conftest import BOT_TOKEN, text_of
+from tests.fakes.processes import run_together
 from tests.fakes.world import ADMIN, World, at, route_alerts, subscribe
 
 ROOT = Path(__file__).parents[2]
@@ -216,22 +217,11 @@ def test_processes_started_together_deliver_each_digest_once(world: World) -> No
         subscribe(world, channel, at_time="09:00", tz="UTC", every="day")
     when = at("2026-10-21T09:00:30").isoformat()
     world.clock.now = at("2026-10-21T09:00:30")
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "jobs", "run", "--at", when],
-            env=world.env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    outputs = [p.communicate(timeout=120) for p in processes]
-    assert all(p.returncode == 0 for p in processes), outputs
+    outputs = run_together(["-m", "bot.cli", "jobs", "run", "--at", when], 4, env=world.env)
+    assert all(code == 0 for code, _, _ in outputs), outputs
     posted = [len(world.posts(channel)) for channel in channels]
     assert posted == [1, 1, 1]  # three digests, four processes, no repeats
-    syncs = sum("daily sync: 1 connection" in out for out, _ in outputs)
+    syncs = sum("daily sync: 1 connection" in out for _, out, _ in outputs)
     assert syncs == 1
 
 

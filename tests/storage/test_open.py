@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from storage.crypto import Keyring
 from storage.db import Database, StoreError, open_store, schema_head
+from tests.fakes.processes import run_together
 
 ROOT = Path(__file__).parents[2]
 
@@ -225,19 +226,9 @@ def test_two_processes_making_one_new_store_make_it_once(
         "db = open_store(sys.argv[1], Keyring([bytes(32)]))\n"
         "print(db.schema_version())\n"
     )
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", probe, url],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    outputs = [p.communicate(timeout=60) for p in processes]
-    assert [p.returncode for p in processes] == [0, 0, 0], outputs
-    assert [out.strip() for out, _ in outputs] == [schema_head()] * 3
+    outputs = run_together(["-c", probe, url], 3)
+    assert [code for code, _, _ in outputs] == [0, 0, 0], outputs
+    assert [out.strip() for _, out, _ in outputs] == [schema_head()] * 3
     store = Database(url, keyring)
     try:
         with store.engine.connect() as connection:
