@@ -5,8 +5,9 @@ Grouped by description, a cost result carries a ``token_type``
 ``cache_creation.ephemeral_5m_input_tokens``...) or, for what is not tokens, a
 ``cost_type`` (``web_search``, ``code_execution``). They are matched exactly:
 cache writes are billed at their own prices (1.25x or 2x input), so they stay
-their own kinds rather than be priced as input; nothing is guessed, nothing
-dropped.
+their own kinds rather than be priced as input, named as people read them
+("5-minute cache write tokens"); a type not known here is kept as it came.
+Nothing is guessed, nothing dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ _KINDS = {
     "cache_read_input_tokens": UsageKind.CACHED_INPUT,
     "output_tokens": UsageKind.OUTPUT,
     "web_search": UsageKind.SEARCH,
+    # Kinds of their own, without a list price here (prices.toml): named for people.
+    "cache_creation.ephemeral_5m_input_tokens": "5-minute cache write tokens",
+    "cache_creation.ephemeral_1h_input_tokens": "1-hour cache write tokens",
+    "code_execution": "code execution",
 }
 
 

@@ -20,6 +20,7 @@ _KINDS = {
     "input": UsageKind.INPUT,
     "cached input": UsageKind.CACHED_INPUT,
     "output": UsageKind.OUTPUT,
+    "web search tool calls": UsageKind.SEARCH,
 }
 
 

@@ -227,8 +227,8 @@ def test_unit_costs_are_each_models_token_types(provider, stand_in) -> None:
         UsageKind.CACHED_INPUT,
         UsageKind.OUTPUT,
         UsageKind.SEARCH,
-        "cache_creation.ephemeral_5m_input_tokens",  # its own price: not input
-        "code_execution",
+        "5-minute cache write tokens",  # its own price: not input
+        "code execution",
     }
 
 

@@ -63,13 +63,14 @@ def test_a_cheaper_sibling_is_cheaper_at_every_kind(providers, provider) -> None
         ("openai", "output", UsageKind.OUTPUT),
         ("openai", "input (batch)", "input (batch)"),
         ("openai", "Image models", "Image models"),
+        ("openai", "web search tool calls", UsageKind.SEARCH),
         ("anthropic", "uncached_input_tokens", UsageKind.INPUT),
         ("anthropic", "cache_read_input_tokens", UsageKind.CACHED_INPUT),
         ("anthropic", "output_tokens", UsageKind.OUTPUT),
         ("anthropic", "web_search", UsageKind.SEARCH),
-        ("anthropic", "cache_creation.ephemeral_1h_input_tokens",
-         "cache_creation.ephemeral_1h_input_tokens"),
-        ("anthropic", "code_execution", "code_execution"),
+        ("anthropic", "cache_creation.ephemeral_1h_input_tokens", "1-hour cache write tokens"),
+        ("anthropic", "code_execution", "code execution"),
+        ("anthropic", "a_type_to_come", "a_type_to_come"),
     ],
 )  # fmt: skip
 def test_unit_types_are_read_as_the_hosts_kinds_or_kept(providers, provider, unit_type, kind):

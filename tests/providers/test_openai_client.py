@@ -309,8 +309,8 @@ def test_unit_costs_are_the_line_items_kinds(provider, stand_in) -> None:
         UsageKind.INPUT,
         UsageKind.CACHED_INPUT,
         UsageKind.OUTPUT,
+        UsageKind.SEARCH,  # web search tool calls
         "Image models",  # none of the host's kinds: kept in OpenAI's words
-        "web search tool calls",
     }
 
 
