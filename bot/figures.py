@@ -269,20 +269,21 @@ def coverage_of(
     end: date,
     now: datetime,
     connections: Mapping[int, str],
-    spans: Mapping[int, Sequence[tuple[date, date]]],
+    spans: Mapping[int, Sequence[tuple[date, date]]] | None,
     provisional: Mapping[int, Mapping[date, datetime]] | None = None,
 ) -> Coverage:
     """The coverage of ``start``..``end`` from each connection's fetched spans.
 
     ``spans`` are each connection's fetched (first, last) days, in any order
-    and overlapping; ``provisional`` each connection's days fetched before
-    they settled, with when each settles. Today itself is "so far", never
-    counted as provisional.
+    and overlapping, or None when every connection is known to have fetched
+    every day (no gaps, nothing to read per connection); ``provisional`` each
+    connection's days fetched before they settled, with when each settles.
+    Today itself is "so far", never counted as provisional.
     """
     today = now.astimezone(UTC).date()
     gaps: list[Gap] = []
     firsts: dict[int, date] = {}
-    for cid, label in connections.items():
+    for cid, label in connections.items() if spans is not None else ():
         merged = merge_spans(spans.get(cid, ()))
         if merged:
             firsts[cid] = merged[0][0]
