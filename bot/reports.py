@@ -601,13 +601,13 @@ def read_coverage(
     if included and covered == len(included):
         coverage = coverage_of(period.start, period.end, now, included, None, settling)
         return replace(coverage, data_from=day_of(data_from))
-    spans: dict[int, list[tuple[date, date]]] = {cid: [] for cid in ids}
+    fetched: dict[int, list[tuple[date, date]]] = {cid: [] for cid in ids}
     for cid, first, last in reader.rows(
         f"SELECT connection_id, first_day, last_day FROM fetched_spans WHERE {scope}", **params
     ):
-        if cid in spans:
-            spans[cid].append((day_of(first), day_of(last)))
-    return coverage_of(period.start, period.end, now, included, spans, settling)
+        if cid in fetched:
+            fetched[cid].append((day_of(first), day_of(last)))
+    return coverage_of(period.start, period.end, now, included, fetched, settling)
 
 
 def coverage_notes(
