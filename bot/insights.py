@@ -135,12 +135,12 @@ class Kind:
     label: str
     cost_usd: Decimal
     share: Decimal
-    units: int | None = None
-    """Units billed this cycle (tokens, images), from the invoice, where known."""
-    cents: Decimal = Decimal(0)
+    cents: Decimal
     """Its cost as written, and its share as written (percent, to 0.1): every kind's add
     up to the total as written and to 100.0% (bot.figures)."""
-    percent: Decimal | None = None
+    percent: Decimal | None
+    units: int | None = None
+    """Units billed this cycle (tokens, images), from the invoice, where known."""
 
     @property
     def share_text(self) -> str:
@@ -633,22 +633,18 @@ def _kind_rows(
     total = sum(totals.values(), Decimal(0))
     if not total:
         return None
-    rows = sorted(
-        (
-            Kind(key.kind, key.label, cost, cost / total, units_by_kind.get(key))
-            for key, cost in totals.items()
-            if cost
-        ),
-        key=lambda k: (-k.cost_usd, k.label),
+    spent = sorted(
+        ((key, cost) for key, cost in totals.items() if cost),
+        key=lambda item: (-item[1], item[0].label),
     )
-    amounts = [k.cost_usd for k in rows]
-    rows = [
-        replace(k, cents=cents, percent=percent)
-        for k, cents, percent in zip(
-            rows, cents_that_add_up(amounts, total), shares_that_add_up(amounts), strict=True
+    amounts = [cost for _, cost in spent]
+    rows = tuple(
+        Kind(key.kind, key.label, cost, cost / total, cents, percent, units_by_kind.get(key))
+        for (key, cost), cents, percent in zip(
+            spent, cents_that_add_up(amounts, total), shares_that_add_up(amounts), strict=True
         )
-    ]
-    return Kinds(period, tuple(rows), total, source, units_source)
+    )
+    return Kinds(period, rows, total, source, units_source)
 
 
 @dataclass(frozen=True)

@@ -310,8 +310,11 @@ class _Scope:
         return tuple(self.connections.values())
 
 
-def _scope_of(reader: Reader, row: Sequence, scope: str, scope_id: int) -> _Scope:
-    """The connections a report covers, from their one row (see _coverage_sql)."""
+def _scope_of(
+    reader: Reader, row: Sequence, scope: str, scope_id: int, *, spans: tuple | None = None
+) -> _Scope:
+    """The connections a report covers, from their one row (see _coverage_sql); ``spans``,
+    the period's span count where the same statement brought it."""
     count, pairs, as_of, failing_count, failing = row[:5]
     failing = tuple(tuple(f.split(_PAIR, 1)) for f in failing.split(_ITEM)) if failing else ()
     items = pairs.count(_ITEM) + 1 if pairs else 0
@@ -327,7 +330,7 @@ def _scope_of(reader: Reader, row: Sequence, scope: str, scope_id: int) -> _Scop
     else:  # "id␞label␟id␞label…", read in one split: a thousand connections, 0.25 ms
         flat = pairs.replace(_ITEM, _PAIR).split(_PAIR) if pairs else []
         connections = dict(zip(map(int, flat[0::2]), flat[1::2], strict=True))
-    return _Scope(connections, moment(as_of), failing)
+    return _Scope(connections, moment(as_of), failing, spans)
 
 
 @functools.cache
@@ -380,8 +383,8 @@ def _scope_and_costs(
         costs = [
             (cost_values(row[7:-1], group), usd(row[-1])) for row in rows if row[-1] is not None
         ]
-        scope = _scope_of(reader, rows[0], "workspace", workspace_id)
-        return replace(scope, spans=tuple(rows[0][5:7])), costs
+        scope = _scope_of(reader, rows[0], "workspace", workspace_id, spans=tuple(rows[0][5:7]))
+        return scope, costs
     scope, scope_id = (
         ("workspace", workspace_id) if connection is None else ("connection", connection.id)
     )
