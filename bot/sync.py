@@ -49,6 +49,7 @@ from bot.ledger import process_name
 from bot.numbers import whole_number
 from bot.profiles import Profile
 from bot.profiles import record as record_profiles
+from bot.transport import LeanTransport, proxy_configured
 from providers.manager import ProviderRegistry
 from providers.types import (
     BillingSnapshot,
@@ -526,28 +527,51 @@ class HttpPool(httpx.AsyncClient):
     a shard never holds more requests than connections, so its queue stays empty
     and its scans cover :attr:`SHARD_SIZE` connections at most. Requests are read
     whole before their slot is given back (nothing here streams).
+
+    Each shard is a :class:`~bot.transport.LeanTransport`, or, where the environment
+    names a proxy, an httpx client that honours it. A request that asks for an auth
+    flow or for redirects to be followed goes through this client's own.
     """
 
     SHARD_SIZE = 4
 
-    def __init__(self, concurrency: int) -> None:
-        super().__init__(verify=_tls_context())
+    def __init__(self, concurrency: int, *, verify: ssl.SSLContext | None = None) -> None:
+        context = verify or _tls_context()
+        super().__init__(verify=context)
         self._gate = asyncio.Semaphore(concurrency)
         size = self.SHARD_SIZE
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        self._shards = [
-            httpx.AsyncClient(
-                limits=limits, timeout=httpx.Timeout(20.0, pool=None), verify=_tls_context()
-            )
-            for _ in range(max(1, math.ceil(concurrency / size)))
-        ]
+        shards = max(1, math.ceil(concurrency / size))
+        if proxy_configured():
+            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+            self._shards: list[httpx.AsyncClient | LeanTransport] = [
+                httpx.AsyncClient(limits=limits, verify=context) for _ in range(shards)
+            ]
+        else:
+            self._shards = [LeanTransport(context, size) for _ in range(shards)]
         self._free = [shard for shard in reversed(self._shards) for _ in range(size)]
 
-    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        plain = auth in (httpx.USE_CLIENT_DEFAULT, None) and follow_redirects in (
+            httpx.USE_CLIENT_DEFAULT,
+            False,
+        )
         async with self._gate:
+            if stream or not plain:
+                return await super().send(
+                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
+                )
             shard = self._free.pop()
             try:
-                return await shard.send(request, **kwargs)
+                if isinstance(shard, LeanTransport):
+                    return await shard.handle_async_request(request)
+                return await shard.send(request)
             finally:
                 self._free.append(shard)
 
