@@ -576,8 +576,17 @@ class HttpPool(httpx.AsyncClient):
                 self._free.append(shard)
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(shard.aclose() for shard in self._shards))
+        await self._close_shards()
         await super().aclose()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        # httpx's own __aexit__ closes only its transport, never calling aclose: the
+        # shards' connections would stay open until collected.
+        await self._close_shards()
+        await super().__aexit__(*exc)
+
+    async def _close_shards(self) -> None:
+        await asyncio.gather(*(shard.aclose() for shard in self._shards))
 
 
 class SyncEngine:

@@ -35,6 +35,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.peers: set[int] = set()  # client ports seen: one per connection
         self.paths: list[str] = []
+        self.ended = 0  # connections the client closed
         self.lock = threading.Lock()
 
     @property
@@ -48,6 +49,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+    def finish(self) -> None:
+        super().finish()
+        with self.server.lock:
+            self.server.ended += 1
 
     def _answer(self, body: bytes, *, headers: dict[str, str] | None = None) -> None:
         self.send_response(200)
@@ -134,6 +140,23 @@ def test_requests_share_few_connections_and_come_back_whole(
     assert all(a.status_code == 200 and a.request.url.host == "127.0.0.1" for a in answers)
     # 80 requests, at most 8 at once: the connections were kept alive and reused.
     assert 1 <= len(server.peers) <= 8
+
+
+def test_leaving_the_pool_closes_its_connections(server: _Server, monkeypatch) -> None:
+    _no_proxy(monkeypatch)
+
+    async def go() -> None:
+        async with HttpPool(8) as http:
+            await asyncio.gather(*(http.get(f"{server.url}/n/{n}") for n in range(16)))
+            assert server.ended == 0  # kept alive while the pool is open
+        # The pool is still referenced and the loop still runs: only closing them ends them.
+        deadline = time.monotonic() + 5
+        while server.ended < len(server.peers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert server.ended == len(server.peers) > 0
+        assert http.is_closed
+
+    _run(go())
 
 
 def test_a_compressed_answer_is_read_as_json(server: _Server, monkeypatch) -> None:
