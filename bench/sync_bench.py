@@ -18,7 +18,10 @@ parses their JSON (no store, no rows).
    are the yardstick. The machine's load changes by the minute (other work on it
    included), so it runs right before and right after each measurement at c=64,
    and that row is set against the mean of the two. Target: the engine's CPU per
-   request at c=64 within 1.5x of it.
+   request at c=64 within 1.5x of it. Once, the same requests also go over the
+   engine's own ``HttpPool`` (its transport, :mod:`bot.transport`), still storing
+   nothing: what the engine's HTTP costs beside httpx's, and how near the floor
+   any client gets while the stand-in shares this machine's two cores.
 
 1. **Backfill of one connection**: ``SyncEngine.connect`` for 90 days, timed
    from the call to its return. It validates the key (GET), runs a one-day
@@ -92,7 +95,7 @@ from sqlalchemy import func, insert, select
 from bench.sandbox_process import PROJECT_ROOT, SandboxProcess, by_endpoint
 from bench.stores import STORES, Unavailable
 from bench.table import Column, Scoreboard, Table, count, ms, ratio, secs
-from bot.sync import SyncEngine, invoice_months_due
+from bot.sync import HttpPool, SyncEngine, invoice_months_due
 from providers.manager import ProviderRegistry
 from providers.xai.provider import XaiProvider, model_id
 from providers.xai.sandbox import MODELS, Sandbox
@@ -269,6 +272,19 @@ def _usage_body(start: date, end: date, second: str) -> dict:
     }
 
 
+async def _send_pooled(requests: list[tuple[str, str, dict, dict | None]]) -> int:
+    """As :func:`_send_lean`, over the engine's own :class:`HttpPool` (its transport)."""
+    async with HttpPool(LEAN_CONCURRENCY) as http:
+
+        async def one(method: str, url: str, headers: dict, body: dict | None) -> int:
+            response = await http.request(method, url, headers=headers, json=body)
+            json.loads(response.content)
+            return response.status_code
+
+        statuses = await asyncio.gather(*(one(*r) for r in requests))
+    return sum(1 for status in statuses if status == 200)
+
+
 async def _send_lean(requests: list[tuple[str, str, dict, dict | None]]) -> int:
     """Send them all, ``LEAN_CONCURRENCY`` at a time, and parse each answer; how many
     answered 200."""
@@ -350,10 +366,29 @@ def _lean(table: Table, sandbox: SandboxProcess) -> Lean:
         cpu.cells()[1],
         "",
     )
+    with _CpuMeter(sandbox) as pooled_cpu:
+        pooled, answered = asyncio.run(_timed(_send_pooled(lean.requests)))
+    table.row(
+        "-",
+        f"lean, engine's pool, c={LEAN_CONCURRENCY}",
+        count(answered),
+        secs(pooled),
+        secs(floor),
+        ratio(pooled / floor),
+        "",
+        "",
+        pooled_cpu.cells()[0],
+        ms(pooled_cpu.engine / answered),
+        ratio(pooled_cpu.engine / cpu.engine),
+        pooled_cpu.cells()[1],
+        "",
+    )
     table.note(
         f"lean client: the daily requests of {TEAMS} teams over {LEAN_CLIENTS} httpx clients "
         f"of {LEAN_CONCURRENCY // LEAN_CLIENTS} connections, only parsing the JSON; run again "
-        "right before and after each c=64 measurement, whose /lean is against their mean"
+        "right before and after each c=64 measurement, whose /lean is against their mean; "
+        "\"lean, engine's pool\" sends them over the engine's HttpPool instead (bot.transport: "
+        "httpcore on asyncio streams), no store either, /lean against the run above it"
     )
     if measured > DAILY_TARGET * floor:
         table.note(
