@@ -1555,24 +1555,18 @@ _SYNCED = (
 def _replace_costs(session: Session, synced: list[_Attempt], now: datetime) -> None:
     """Make each window's rows what was fetched, and move the workspace rollup by the
     difference."""
-    totals: dict[tuple[int, date, str], Decimal] = defaultdict(Decimal)
     workspaces = {a.cid: a.workspace_id for a in synced}
-    old = _replace_window(
+    moved = _replace_window(
         session,
         DailyCost.__table__,
         "api_key_id",
         [(a.cid, a.workspace_id, a.start, a.end) for a in synced],
         [(a.cid, r.day, r.model, r.api_key_id, r.cost_usd) for a in synced for r in a.fetched.rows],
     )
-    before: dict[tuple[int, date, str], int] = defaultdict(int)
-    for (connection_id, day, model, _), nano in old.items():
-        before[(workspaces[connection_id], day, model)] += nano
-    for slot, nano in before.items():
-        totals[slot] -= usd(nano)
-    for a in synced:
-        for row in a.fetched.rows:
-            totals[(a.workspace_id, row.day, row.model)] += row.cost_usd
-    adjust_totals(session, totals)
+    totals: dict[tuple[int, date, str], int] = defaultdict(int)
+    for (connection_id, day, model), nano in moved.items():
+        totals[(workspaces[connection_id], day, model)] += nano
+    adjust_totals(session, {slot: usd(nano) for slot, nano in totals.items() if nano})
     _note_models_and_keys(session, synced, now)
 
 
@@ -1807,10 +1801,10 @@ def _replace_window(
     kind: str,
     windows: list[tuple[int, int, date, date]],
     rows: list[tuple[int, date, str, str, Decimal]],
-) -> dict[tuple[int, date, str, str], int]:
+) -> dict[tuple[int, date, str], int]:
     """Make the rows of each ``(connection, workspace, first, last)`` window exactly
-    ``rows`` (connection, day, model, ``kind``, cost); what was there before, in
-    nano-dollars.
+    ``rows`` (connection, day, model, ``kind``, cost); how much each (connection, day,
+    model) moved, in nano-dollars, as stored: the rollup's difference, exactly.
 
     A daily sync fetches again days it already has (they settle for hours), and most
     of their figures have not moved: reading the windows once and writing only the
@@ -1872,21 +1866,25 @@ def _replace_window(
             [dict(zip(_AT_KEY, k, strict=True)) for k in stale],
         )
     fresh = set(stale)
+    written = [(key, cost) for key, cost in new.items() if key in fresh or key not in old]
     _insert_rows(
         session,
         table,
         ("connection_id", "workspace_id", "day", "model", kind, "cost"),
         [
             (cid, workspace[cid], day, model, second, cost)
-            for (cid, day, model, second), cost in new.items()
-            if (cid, day, model, second) in fresh or (cid, day, model, second) not in old
+            for (cid, day, model, second), cost in written
         ],
         as_stored=True,
     )
-    as_date = {day: _as_date(day) for day in {day for _, day, _, _ in old}}
-    return {
-        (cid, as_date[day], model, second): cost for (cid, day, model, second), cost in old.items()
-    }
+    # Only the rows replaced, gone or new move a total: the rest are as they were.
+    moved: dict[tuple[int, Any, str], int] = defaultdict(int)
+    for cid, day, model, second in stale:
+        moved[(cid, day, model)] -= old[(cid, day, model, second)]
+    for (cid, day, model, _), cost in written:
+        moved[(cid, day, model)] += cost
+    as_date = {day: _as_date(day) for _, day, _ in moved}
+    return {(cid, as_date[day], model): nano for (cid, day, model), nano in moved.items()}
 
 
 def _same(value: Any) -> Any:
