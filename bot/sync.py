@@ -30,7 +30,10 @@ from typing import Any, TypeVar
 import certifi
 import httpx
 from sqlalchemy import (
+    ARRAY,
+    Integer,
     Table,
+    any_,
     bindparam,
     case,
     delete,
@@ -1451,10 +1454,12 @@ class SyncEngine:
         for attempt in attempts:
             if attempt.fetched is None:
                 _record_failure(session, attempt, now)
-        if synced:
+        for by_key in sorted({a.fetched.by_key for a in synced}):
             session.execute(
-                _SYNCED,
-                [{"cid": a.cid, "now": now, "by_key": a.fetched.by_key} for a in synced],
+                _SYNCED.where(
+                    _CONNECTIONS.id.in_([a.cid for a in synced if a.fetched.by_key == by_key])
+                ),
+                {"now": now, "by_key": by_key},
             )
         _insert_rows(
             session,
@@ -1536,20 +1541,17 @@ _SYNC_RUN_COLUMNS = (
     "worker",
 )
 _CONNECTIONS = Connection.__table__.c
-_SYNCED = (
-    update(Connection.__table__)
-    .where(_CONNECTIONS.id == bindparam("cid"))
-    .values(
-        status=ConnectionStatus.OK,
-        status_reason=None,
-        status_message=None,
-        last_attempt_at=bindparam("now"),
-        last_success_at=bindparam("now"),
-        key_breakdown=bindparam("by_key"),
-        error_since=None,
-    )
+_SYNCED = update(Connection.__table__).values(
+    status=ConnectionStatus.OK,
+    status_reason=None,
+    status_message=None,
+    last_attempt_at=bindparam("now"),
+    last_success_at=bindparam("now"),
+    key_breakdown=bindparam("by_key"),
+    error_since=None,
 )
-"""A good sync's mark on its connection, one parameter set a connection."""
+"""A good sync's mark on its connections (those it is given ``where``): one statement
+for all whose key breakdown is alike."""
 
 
 def _replace_costs(session: Session, synced: list[_Attempt], now: datetime) -> None:
@@ -1852,8 +1854,13 @@ def _replace_window(
     stale = [k for k, cost in old.items() if new.get(k) != cost]
     if has_id:
         gone = [ids[k] for k in stale]
-        for start in range(0, len(gone), 10_000):  # under SQLite's limit on parameters
-            session.execute(delete(table).where(c.id.in_(gone[start : start + 10_000])))
+        if dialect.name == "postgresql" and gone:  # one array, not a parameter an id
+            session.execute(
+                delete(table).where(c.id == any_(bindparam("gone", gone, type_=ARRAY(Integer))))
+            )
+        elif gone:
+            for start in range(0, len(gone), 10_000):  # under SQLite's limit on parameters
+                session.execute(delete(table).where(c.id.in_(gone[start : start + 10_000])))
     elif stale:
         raw_day = type_coerce(bindparam("at_day"), raw)
         session.execute(
@@ -2017,21 +2024,23 @@ def record_provisional_many(
 ) -> None:
     """Mark the days of each (connection, first, last, fetched at) fetched before they
     settled (``settle``, by provider); clear the window's other marks. Two statements
-    for the whole batch.
+    for the whole batch (one more for each other window, where they differ).
 
     In the transaction that stored those days' costs: a day is final exactly
     when the costs stored for it were read after its settle time.
     """
     if not windows:
         return
-    session.execute(
-        delete(ProvisionalDay.__table__).where(
-            ProvisionalDay.__table__.c.connection_id == bindparam("cid"),
-            ProvisionalDay.__table__.c.day >= bindparam("first"),
-            ProvisionalDay.__table__.c.day <= bindparam("last"),
-        ),
-        [{"cid": c.id, "first": first, "last": last} for c, first, last, _ in windows],
-    )
+    table = ProvisionalDay.__table__
+    alike: dict[tuple[date, date], list[int]] = defaultdict(list)  # a daily sync's: one
+    for connection, first, last, _ in windows:
+        alike[(first, last)].append(connection.id)
+    for (first, last), ids in sorted(alike.items()):
+        session.execute(
+            delete(table).where(
+                table.c.connection_id.in_(sorted(ids)), table.c.day >= first, table.c.day <= last
+            )
+        )
     marks = []
     for connection, first, last, fetched_at in windows:
         day = last
@@ -2039,18 +2048,14 @@ def record_provisional_many(
             settles_at = day_end(day) + settle[connection.provider]
             if settles_at <= fetched_at:
                 break  # this day and every one before it were read after they settled
-            marks.append(
-                {
-                    "connection_id": connection.id,
-                    "workspace_id": connection.workspace_id,
-                    "day": day,
-                    "fetched_at": fetched_at,
-                    "settles_at": settles_at,
-                }
-            )
+            marks.append((connection.id, connection.workspace_id, day, fetched_at, settles_at))
             day -= timedelta(days=1)
-    if marks:
-        session.execute(insert(ProvisionalDay.__table__), marks)
+    _insert_rows(
+        session,
+        table,
+        ("connection_id", "workspace_id", "day", "fetched_at", "settles_at"),
+        marks,
+    )
 
 
 def adjust_totals(session: Session, changes: Mapping[tuple[int, date, str], Decimal]) -> None:
