@@ -161,11 +161,21 @@ _UNIT_MIX: dict[str, tuple[tuple[str, Decimal], ...]] = {
 
 def _unit_share(label: str, total: Decimal, unit_type: str) -> Decimal:
     """The part of a model's day that is ``unit_type``; the parts add up to ``total``."""
+    return _unit_parts(label, total).get(unit_type, _NOTHING)
+
+
+@functools.lru_cache(maxsize=65536)
+def _unit_parts(label: str, total: Decimal) -> dict[str, Decimal]:
+    """A model's day split by unit type, worked out once for each figure (every invoice
+    preview asks again for each day of the month so far, and each unit type)."""
     mix = _UNIT_MIX.get(label, ())
     parts = {kind: (total * share).quantize(_Q8) for kind, share in mix[1:]}
     if mix:
         parts[mix[0][0]] = total - sum(parts.values(), Decimal(0))
-    return parts.get(unit_type, Decimal(0))
+    return parts
+
+
+_NOTHING = Decimal(0)
 
 
 _GRPC_CODES = {
@@ -315,8 +325,21 @@ def _decimal_text(value: Decimal) -> str:
     return format(quantized.normalize(), "f")
 
 
+_json_string = json.encoder.encode_basestring_ascii
+"""A string as ``json.dumps`` writes it, without its call's overhead."""
+
+
 def _dumps(value: Any) -> str:
     """A tiny JSON writer: the standard one can only write a Decimal through float."""
+    kind = type(value)  # the shapes every answer is made of first, without isinstance
+    if kind is str:
+        return _json_string(value)
+    if kind is dict:
+        return (
+            "{" + ",".join([_json_string(str(k)) + ":" + _dumps(v) for k, v in value.items()]) + "}"
+        )
+    if kind is list:
+        return "[" + ",".join([_dumps(v) for v in value]) + "]"
     if isinstance(value, Decimal):
         return _decimal_text(value)
     if isinstance(value, bool) or value is None:
