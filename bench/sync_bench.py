@@ -47,10 +47,10 @@ parses their JSON (no store, no rows).
    stand-in actually served (its own request log). The count is printed too:
    four per connection (one usage window, two billing GETs and the split by
    unit type) is the minimum, so a sync that sends more than it needs shows
-   there. Target: within 1.3x of the floor. At c=64 it runs three times,
+   there. Target: within 1.3x of the floor. At c=64 it runs five times,
    each between two runs of the lean client, and the median run is set
-   against both targets: this machine's speed moves by up to a fifth from one
-   run to the next, the lean client's too.
+   against both targets: this machine's speed moves from one run to the next,
+   the lean client's too (from 1.22x to 1.76x of the floor within one minute).
 
 3. **Daily sync of 5,000 connections**, the same way at c=64, on both stores;
    and on PostgreSQL the same 5,000 in a store of their own, synced by three
@@ -118,10 +118,11 @@ BACKFILL_DAYS = 90
 BACKFILL_RUNS = 3
 BACKFILL_ROUND_TRIPS = 3  # validation, the check query, then costs, billing and the rest at once
 CONCURRENCIES = (32, 64)
-DAILY_RUNS = 3
+DAILY_RUNS = 5
 """Runs of the 500-connection sync at c=64, each between two of the lean client's: this
-machine's speed changes from one to the next by as much as a fifth, the lean client's
-as well, so the median is what is set against the targets."""
+machine's speed changes from one to the next, the lean client's as well (its own wall
+time from 1.22x to 1.76x of the floor within a minute, seen here), so the median is
+what is set against the targets: a slow half-minute moves two of five, not the row."""
 TARGET = 1.5
 DAILY_TARGET = 1.3
 CPU_TARGET = 1.5
