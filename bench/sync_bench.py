@@ -348,42 +348,14 @@ class Lean:
 
 
 def _lean(table: Table, sandbox: SandboxProcess) -> Lean:
-    """The lean client, and a row for it on its own (its figures against the floor)."""
+    """The lean client, with rows for it and for its requests over the engine's pool."""
     lean = Lean(sandbox)
     measured, answered, cpu = lean.run()
     floor = math.ceil(answered / LEAN_CONCURRENCY) * LATENCY
-    table.row(
-        "-",
-        f"lean client, c={LEAN_CONCURRENCY}",
-        count(answered),
-        secs(measured),
-        secs(floor),
-        ratio(measured / floor),
-        "",
-        "",
-        cpu.cells()[0],
-        ms(cpu.engine / answered),
-        "1.00x",
-        cpu.cells()[1],
-        "",
-    )
+    _lean_row(table, "lean client", measured, floor, answered, cpu, cpu)
     with _CpuMeter(sandbox) as pooled_cpu:
         pooled, answered = asyncio.run(_timed(_send_pooled(lean.requests)))
-    table.row(
-        "-",
-        f"lean, engine's pool, c={LEAN_CONCURRENCY}",
-        count(answered),
-        secs(pooled),
-        secs(floor),
-        ratio(pooled / floor),
-        "",
-        "",
-        pooled_cpu.cells()[0],
-        ms(pooled_cpu.engine / answered),
-        ratio(pooled_cpu.engine / cpu.engine),
-        pooled_cpu.cells()[1],
-        "",
-    )
+    _lean_row(table, "lean, engine's pool", pooled, floor, answered, pooled_cpu, cpu)
     table.note(
         f"lean client: the daily requests of {TEAMS} teams over {LEAN_CLIENTS} httpx clients "
         f"of {LEAN_CONCURRENCY // LEAN_CLIENTS} connections, only parsing the JSON; run again "
@@ -399,6 +371,32 @@ def _lean(table: Table, sandbox: SandboxProcess) -> Lean:
             "the machine than about the engine"
         )
     return lean
+
+
+def _lean_row(
+    table: Table,
+    name: str,
+    measured: float,
+    floor: float,
+    answered: int,
+    cpu: _CpuMeter,
+    yardstick: _CpuMeter,
+) -> None:
+    table.row(
+        "-",
+        f"{name}, c={LEAN_CONCURRENCY}",
+        count(answered),
+        secs(measured),
+        secs(floor),
+        ratio(measured / floor),
+        "",
+        "",
+        cpu.cells()[0],
+        ms(cpu.engine / answered),
+        ratio(cpu.engine / yardstick.engine),
+        cpu.cells()[1],
+        "",
+    )
 
 
 def _new_workspace(db: Database, name: str) -> int:

@@ -606,14 +606,11 @@ class Webhook:
 
 @pytest.fixture
 def webhook():
-    import threading
+    from tests.fakes.servers import serving
 
     hook = Webhook()
-    thread = threading.Thread(target=hook.server.serve_forever, daemon=True)
-    thread.start()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
+    with serving(hook.server):
+        yield hook
 
 
 def test_a_budget_set_in_a_channel_brings_its_alerts_and_the_spikes_there(world: World) -> None:

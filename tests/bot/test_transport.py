@@ -8,7 +8,6 @@ and closed connections, compressed answers, proxies, and httpx's exceptions.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
 import socket
@@ -25,6 +24,7 @@ import pytest
 from bot.sync import HttpPool
 from bot.transport import LeanTransport
 from providers.http import RETRYABLE_ERRORS
+from tests.fakes.servers import serving
 from tests.fakes.smtp import CertificateAuthority
 
 
@@ -94,20 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-@contextlib.contextmanager
-def _serving(server: _Server) -> Iterator[_Server]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def server() -> Iterator[_Server]:
-    with _serving(_Server()) as running:
+    with serving(_Server()) as running:
         yield running
 
 
@@ -234,7 +223,7 @@ def test_tls_is_verified_against_the_context_given(tmp_path: Path, monkeypatch) 
         async with HttpPool(1, verify=verify) as http:
             return await http.get(f"{url}/secure", timeout=5)
 
-    with _serving(server):
+    with serving(server):
         assert _run(get(trusting)).json() == {"path": "/secure"}
         # The pool's own context (public authorities) does not know this test's CA.
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.fakes.servers import serving
 
 
 @contextlib.contextmanager
@@ -21,11 +22,5 @@ def webhook_server(answer: Callable[[str, bytes], int]) -> Iterator[ThreadingHTT
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Hook)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
