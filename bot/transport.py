@@ -45,7 +45,8 @@ _HTTPX_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
     httpcore.NetworkError: httpx.NetworkError,
     httpcore.ProtocolError: httpx.ProtocolError,
 }
-"""httpcore's exceptions as httpx raises them (the most specific class first)."""
+"""httpcore's exceptions as httpx raises them, looked up along an error's classes
+(:func:`_as_httpx`), so the most specific one found wins."""
 
 _log = logging.getLogger("httpx")
 """Each request logged as httpx's client logs it, where an operator already looks
